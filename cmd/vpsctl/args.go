@@ -1,0 +1,101 @@
+package main
+
+import (
+	"strings"
+
+	"github.com/urfave/cli/v2"
+)
+
+// reorderArgs lets flags follow positional arguments (`vpsctl create 101 --template busybox`),
+// which Go's flag package, and so urfave/cli v2, does not allow: it stops at the first
+// positional. The result is global flags, command path, the command's flags, "--", then the
+// positionals. For commands that run a command (exec, run), everything after the VPS reference
+// belongs to that command and is left alone.
+func reorderArgs(app *cli.App, args []string) []string {
+	if len(args) < 2 {
+		return args
+	}
+	out := []string{args[0]}
+	i := 1
+	// Global flags.
+	for i < len(args) && strings.HasPrefix(args[i], "-") && args[i] != "--" {
+		out = append(out, args[i])
+		if !strings.Contains(args[i], "=") && takesValue(app.Flags, args[i]) && i+1 < len(args) {
+			out = append(out, args[i+1])
+			i++
+		}
+		i++
+	}
+	if i >= len(args) {
+		return out
+	}
+	cmd := findCommand(app.Commands, args[i])
+	if cmd == nil {
+		return append(out, args[i:]...)
+	}
+	out = append(out, args[i])
+	i++
+	for len(cmd.Subcommands) > 0 && i < len(args) {
+		sub := findCommand(cmd.Subcommands, args[i])
+		if sub == nil {
+			break
+		}
+		cmd = sub
+		out = append(out, args[i])
+		i++
+	}
+	if cmd.SkipFlagParsing {
+		return append(out, args[i:]...)
+	}
+	cmdArgs := runsCommand[cmd.Name]
+	var flags, pos []string
+	for ; i < len(args); i++ {
+		a := args[i]
+		if a == "--" {
+			pos = append(pos, args[i+1:]...)
+			break
+		}
+		if cmdArgs && len(pos) >= 1 {
+			pos = append(pos, args[i:]...)
+			break
+		}
+		if strings.HasPrefix(a, "-") && len(a) > 1 {
+			flags = append(flags, a)
+			if !strings.Contains(a, "=") && takesValue(cmd.Flags, a) && i+1 < len(args) {
+				flags = append(flags, args[i+1])
+				i++
+			}
+			continue
+		}
+		pos = append(pos, a)
+	}
+	out = append(out, flags...)
+	out = append(out, "--")
+	return append(out, pos...)
+}
+
+// runsCommand names the commands whose arguments after the VPS are a command line.
+var runsCommand = map[string]bool{"exec": true, "run": true}
+
+func findCommand(cmds []*cli.Command, name string) *cli.Command {
+	for _, c := range cmds {
+		if c.HasName(name) {
+			return c
+		}
+	}
+	return nil
+}
+
+// takesValue reports whether flag arg ("-x", "--name") is defined and not boolean.
+func takesValue(flags []cli.Flag, arg string) bool {
+	name := strings.TrimLeft(arg, "-")
+	for _, f := range flags {
+		for _, n := range f.Names() {
+			if n == name {
+				_, isBool := f.(*cli.BoolFlag)
+				return !isBool
+			}
+		}
+	}
+	return false
+}

@@ -1,0 +1,205 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/urfave/cli/v2"
+	"github.com/vpsctl/vpsctl/container"
+	"github.com/vpsctl/vpsctl/runtime"
+	"github.com/vpsctl/vpsctl/uid"
+)
+
+func toID(id uint32) container.ID { return container.ID(id) }
+
+// limitFlags are shared by create and set.
+func limitFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: "memory", Usage: "memory limit `SIZE` (K/M/G/T suffix, or unlimited)"},
+		&cli.StringFlag{Name: "swap", Usage: "swap allowed in addition to memory, `SIZE`"},
+		&cli.StringFlag{Name: "cpus", Usage: "number of CPUs' worth of time `N`"},
+		&cli.StringFlag{Name: "cpulimit", Usage: "CPU limit in `PCT` of one CPU (100 = one full CPU, 0 = none)"},
+		&cli.StringFlag{Name: "cpuunits", Usage: "relative CPU weight `N`, 8..500000 (default 1000)"},
+		&cli.StringFlag{Name: "numproc", Usage: "maximum number of processes and threads `N` (or unlimited)"},
+		&cli.StringFlag{Name: "iolimit", Usage: "disk bandwidth limit per direction, `SIZE` per second"},
+		&cli.StringFlag{Name: "ioweight", Usage: "relative disk weight `N`, 10..1000"},
+	}
+}
+
+func limitsFrom(c *cli.Context) runtime.Limits {
+	get := func(n string) *string {
+		if !c.IsSet(n) {
+			return nil
+		}
+		v := c.String(n)
+		return &v
+	}
+	return runtime.Limits{Memory: get("memory"), Swap: get("swap"), CPUs: get("cpus"), CPULimit: get("cpulimit"),
+		CPUUnits: get("cpuunits"), NumProc: get("numproc"), IOLimit: get("iolimit"), IOWeight: get("ioweight")}
+}
+
+// netFlags are shared by create and set.
+func netFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringSliceFlag{Name: "ipadd", Usage: "add a routed address `ADDR[/PREFIX]` (repeatable, IPv4 or IPv6)"},
+		&cli.StringSliceFlag{Name: "netif-add", Usage: "add a veth interface `NAME[,mac=MAC,host-ifname=H,bridge=BR,ip=ADDR/PREFIX,gw=GW]`"},
+		&cli.StringSliceFlag{Name: "nameserver", Usage: "DNS server `ADDR`, or inherit (repeatable)"},
+		&cli.StringSliceFlag{Name: "searchdomain", Usage: "DNS search `DOMAIN` (repeatable)"},
+	}
+}
+
+func netFrom(c *cli.Context) runtime.NetOptions {
+	o := runtime.NetOptions{IPAdd: c.StringSlice("ipadd"), NetIfAdd: c.StringSlice("netif-add")}
+	if c.IsSet("nameserver") {
+		o.Nameservers = c.StringSlice("nameserver")
+	}
+	if c.IsSet("searchdomain") {
+		o.SearchDomains = c.StringSlice("searchdomain")
+	}
+	if c.Command.Name == "set" {
+		o.IPDel, o.NetIfDel = c.StringSlice("ipdel"), c.StringSlice("netif-del")
+	}
+	return o
+}
+
+func createCommand() *cli.Command {
+	flags := []cli.Flag{
+		&cli.StringFlag{Name: "template", Aliases: []string{"ostemplate"}, Usage: "template `NAME` (required; see vpsctl template list)"},
+		&cli.StringFlag{Name: "name", Usage: "unique alias `NAME` usable instead of the ID"},
+		&cli.StringFlag{Name: "hostname", Usage: "host name (default: the name, or vpsID)"},
+		&cli.StringFlag{Name: "domainname", Usage: "NIS domain name"},
+		&cli.StringFlag{Name: "namespaces", Usage: "namespace subset, e.g. uts,ipc,pid,mnt (default: all of " + strings.Join(runtime.AllNamespaces, ",") + ")"},
+		&cli.Uint64Flag{Name: "idmap-size", Usage: "width `N` of the VPS's host UID/GID range (default 65536)"},
+	}
+	flags = append(flags, limitFlags()...)
+	flags = append(flags, netFlags()...)
+	return &cli.Command{
+		Name: "create", Usage: "create a VPS from a template (does not start it)", ArgsUsage: "ID --template NAME",
+		Description: "Records the VPS's config and prepares its private area (copy-on-write over the template).\n\nEXAMPLE:\n   vpsctl create 101 --template busybox --hostname alpha --name web --memory 256M --ipadd 198.18.0.101",
+		Flags:       flags,
+		Action: func(c *cli.Context) error {
+			if c.NArg() != 1 {
+				return usageError("create: usage: vpsctl create ID --template NAME [options]")
+			}
+			id, err := container.ParseID(c.Args().First())
+			if err != nil {
+				return err
+			}
+			if c.String("template") == "" {
+				return usageError("create: --template is required (see vpsctl template list)")
+			}
+			var ns []string
+			if c.IsSet("namespaces") {
+				ns = []string{c.String("namespaces")}
+			}
+			size := c.Uint64("idmap-size")
+			if size > 1<<32-2 || c.IsSet("idmap-size") && size == 0 {
+				return fmt.Errorf("--idmap-size %d: want 1..4294967294: %w", size, runtime.ErrBadValue)
+			}
+			rt, err := openRuntime(c)
+			if err != nil {
+				return err
+			}
+			err = rt.Create(runtime.CreateOptions{ID: id, Name: c.String("name"), Template: c.String("template"),
+				Hostname: c.String("hostname"), Domainname: c.String("domainname"), Namespaces: ns,
+				IDMapSize: uint32(size), Pool: uid.DefaultPool, Limits: limitsFrom(c), Net: netFrom(c)})
+			if err != nil {
+				return err
+			}
+			fmt.Printf("VPS %d created\n", id)
+			return nil
+		},
+	}
+}
+
+func setCommand() *cli.Command {
+	flags := []cli.Flag{
+		&cli.StringFlag{Name: "name", Usage: "new unique alias"},
+		&cli.StringFlag{Name: "hostname", Usage: "host name (live, and saved with /etc/hostname)"},
+		&cli.StringFlag{Name: "domainname", Usage: "NIS domain name"},
+		&cli.StringSliceFlag{Name: "ipdel", Usage: "remove address `ADDR`, or all"},
+		&cli.StringSliceFlag{Name: "netif-del", Usage: "remove interface `NAME`"},
+		&cli.StringSliceFlag{Name: "capability", Usage: "`NAME:on|off` (repeatable; applies at next start)"},
+		&cli.BoolFlag{Name: "save", Usage: "on a running VPS, also save limits and addresses to its config"},
+	}
+	flags = append(flags, limitFlags()...)
+	flags = append(flags, netFlags()...)
+	return &cli.Command{
+		Name: "set", Usage: "change a VPS's settings", ArgsUsage: "ID|NAME [options]",
+		Description: `On a running VPS, limits and addresses apply live and are saved only with --save;
+on a stopped VPS they are saved. Host and domain names apply live and are always saved.
+
+EXAMPLES:
+   vpsctl set 101 --hostname beta
+   vpsctl set 101 --numproc 100 --memory 512M --save
+   vpsctl set 101 --ipadd 198.18.0.111 --ipdel 198.18.0.101`,
+		Flags: flags,
+		Action: func(c *cli.Context) error {
+			if c.NArg() != 1 {
+				return usageError("set: usage: vpsctl set ID|NAME [options]")
+			}
+			str := func(n string) *string {
+				if !c.IsSet(n) {
+					return nil
+				}
+				v := c.String(n)
+				return &v
+			}
+			return withVPS(c, func(rt *runtime.Runtime, id uint32) error {
+				err := rt.Set(toID(id), runtime.SetOptions{Name: str("name"), Hostname: str("hostname"), Domainname: str("domainname"),
+					Limits: limitsFrom(c), Net: netFrom(c), Capabilities: c.StringSlice("capability"), Save: c.Bool("save")})
+				if err != nil {
+					return err
+				}
+				fmt.Printf("VPS %d settings changed\n", id)
+				return nil
+			})
+		},
+	}
+}
+
+func listCommand() *cli.Command {
+	return &cli.Command{
+		Name: "list", Aliases: []string{"ls"}, Usage: "list VPSs (running ones unless -a)",
+		Flags: []cli.Flag{
+			&cli.BoolFlag{Name: "all", Aliases: []string{"a"}, Usage: "include stopped VPSs"},
+			formatFlag(),
+		},
+		Action: func(c *cli.Context) error {
+			asJSON, err := checkFormat(c)
+			if err != nil {
+				return err
+			}
+			rt, err := openRuntime(c)
+			if err != nil {
+				return err
+			}
+			ss, err := rt.List(c.Bool("all"))
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				return printJSON(os.Stdout, ss)
+			}
+			w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(w, "ID\tNAME\tSTATE\tHOSTNAME\tTEMPLATE\tIP")
+			for _, s := range ss {
+				state := s.State
+				if s.Suspended {
+					state += ",suspended"
+				}
+				fmt.Fprintf(w, "%d\t%s\t%s\t%s\t%s\t%s\n", s.ID, dash(s.Name), state, s.Hostname, s.Template, dash(strings.Join(s.IPs, " ")))
+			}
+			return w.Flush()
+		},
+	}
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}

@@ -1,0 +1,90 @@
+package main
+
+import (
+	"errors"
+
+	"github.com/vpsctl/vpsctl/cgroup"
+	"github.com/vpsctl/vpsctl/container"
+	"github.com/vpsctl/vpsctl/network"
+	"github.com/vpsctl/vpsctl/runtime"
+	"github.com/vpsctl/vpsctl/store"
+	"github.com/vpsctl/vpsctl/template"
+	"github.com/vpsctl/vpsctl/uid"
+	"github.com/vpsctl/vpsctl/uts"
+)
+
+// Exit codes, vzctl-compatible where vzctl had one. This table is the only place errors become
+// exit codes; it is printed by `vpsctl --help` and in README.md.
+const (
+	exitOK          = 0
+	exitSystem      = 3  // unexpected system error
+	exitLocked      = 9  // locked by another vpsctl
+	exitUsage       = 20 // bad command or usage
+	exitBadValue    = 21 // bad ID, name or value
+	exitNotRunning  = 31 // VPS is not running
+	exitRunning     = 32 // VPS is running (or must be stopped)
+	exitNotExist    = 43 // VPS does not exist
+	exitExist       = 44 // VPS ID or name already exists
+	exitBadIP       = 71 // malformed IP address or interface
+	exitIPInUse     = 78 // IP address in use
+	exitNoTemplate  = 91 // template not found
+	exitTemplateUse = 92 // template in use, or already exists
+	exitPoolFull    = 93 // UID pool exhausted
+)
+
+var exitTable = []struct {
+	code int
+	errs []error
+}{
+	{exitLocked, []error{store.ErrLocked}},
+	{exitUsage, []error{runtime.ErrUsage}},
+	{exitBadValue, []error{container.ErrBadID, container.ErrBadName, runtime.ErrBadValue, cgroup.ErrBadValue,
+		uts.ErrBadName, template.ErrBadName, uid.ErrBadRange, store.ErrBadConfig}},
+	{exitNotRunning, []error{runtime.ErrNotRunning, runtime.ErrSuspended}},
+	{exitRunning, []error{runtime.ErrRunning}},
+	{exitNotExist, []error{store.ErrNotExist}},
+	{exitExist, []error{store.ErrExist, store.ErrNameExist}},
+	{exitBadIP, []error{network.ErrBadIP, network.ErrBadNetIf}},
+	{exitIPInUse, []error{network.ErrIPInUse}},
+	{exitNoTemplate, []error{store.ErrNoTemplate}},
+	{exitTemplateUse, []error{runtime.ErrTemplateUse, template.ErrExist}},
+	{exitPoolFull, []error{uid.ErrPoolFull}},
+}
+
+// exitCode maps an error to vpsctl's exit code.
+func exitCode(err error) int {
+	if err == nil {
+		return exitOK
+	}
+	var ce *runtime.CommandError
+	if errors.As(err, &ce) {
+		return ce.Status
+	}
+	for _, row := range exitTable {
+		for _, e := range row.errs {
+			if errors.Is(err, e) {
+				return row.code
+			}
+		}
+	}
+	return exitSystem
+}
+
+const exitHelp = `EXIT CODES (vzctl-compatible where vzctl had one):
+   0   success
+   3   unexpected system error
+   9   locked by another vpsctl (the message names the holder)
+   20  bad command or usage
+   21  bad ID, name or value (hostname, size, limit, namespace set, ...)
+   31  VPS is not running (or is suspended)
+   32  VPS is running, or running where it must be stopped
+   43  VPS does not exist
+   44  VPS ID or name already exists
+   71  malformed IP address or network interface
+   78  IP address in use
+   91  template not found
+   92  template in use, or already exists
+   93  UID pool exhausted
+   exec/enter return the command's own exit status once it has started
+   (126: not executable, 127: not found, 128+N: killed by signal N).
+`

@@ -1,0 +1,379 @@
+// Command vpsctl manages numbered virtual private servers on Linux namespaces and cgroups, the
+// way OpenVZ's vzctl did. It is a thin layer over package runtime: it parses, validates, prints,
+// and maps errors to exit codes (exitcodes.go); it holds no logic of its own.
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"text/tabwriter"
+	"time"
+
+	"github.com/urfave/cli/v2"
+	"github.com/vpsctl/vpsctl/container"
+	_ "github.com/vpsctl/vpsctl/nsenter" // the C constructor that joins VPSs (exec, enter)
+	"github.com/vpsctl/vpsctl/runtime"
+	"github.com/vpsctl/vpsctl/store"
+	"github.com/vpsctl/vpsctl/template"
+)
+
+func main() {
+	// Hidden modes (monitor, init child) run before the CLI parses anything.
+	if runtime.IsChild() {
+		runtime.ChildMain()
+	}
+	app := newApp()
+	err := app.Run(reorderArgs(app, os.Args))
+	if err != nil {
+		var ex cli.ExitCoder
+		if errors.As(err, &ex) {
+			if msg := err.Error(); msg != "" {
+				fmt.Fprintln(os.Stderr, "vpsctl: "+msg)
+			}
+			os.Exit(ex.ExitCode())
+		}
+		fmt.Fprintln(os.Stderr, "vpsctl: "+err.Error())
+		os.Exit(exitCode(err))
+	}
+}
+
+// usageError is a bad command line (exit 20).
+func usageError(format string, a ...any) error {
+	return cli.Exit(fmt.Sprintf(format, a...), exitUsage)
+}
+
+func openRuntime(c *cli.Context) (*runtime.Runtime, error) {
+	return runtime.Open(c.String("root"))
+}
+
+// withVPS runs f with the runtime and the VPS named by the first argument.
+func withVPS(c *cli.Context, f func(rt *runtime.Runtime, id uint32) error) error {
+	if c.NArg() < 1 {
+		return usageError("%s: missing VPS ID or name", c.Command.Name)
+	}
+	rt, err := openRuntime(c)
+	if err != nil {
+		return err
+	}
+	id, err := rt.Resolve(c.Args().First())
+	if err != nil {
+		return err
+	}
+	return f(rt, uint32(id))
+}
+
+func formatFlag() cli.Flag {
+	return &cli.StringFlag{Name: "format", Value: "table", Usage: "output format: table or json"}
+}
+
+func checkFormat(c *cli.Context) (bool, error) {
+	switch c.String("format") {
+	case "table", "":
+		return false, nil
+	case "json":
+		return true, nil
+	}
+	return false, usageError("--format %q: want table or json", c.String("format"))
+}
+
+func printJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+func newApp() *cli.App {
+	return &cli.App{
+		Name:  "vpsctl",
+		Usage: "numbered virtual private servers on Linux namespaces and cgroups (OpenVZ's vzctl, reborn)",
+		Description: `A VPS is a whole Linux system: its own init as PID 1, hostname, users mapped to a
+private range of host UIDs, process table, network addresses, resource limits and
+cgroup. It keeps running after vpsctl exits and reboots when its init asks.
+
+EXAMPLES:
+   vpsctl template build busybox
+   vpsctl create 101 --template busybox --hostname alpha --name web
+   vpsctl start 101
+   vpsctl exec web -- ps
+   vpsctl enter 101
+   vpsctl status 101
+   vpsctl list -a --format json
+   vpsctl stop 101 && vpsctl destroy 101
+
+` + exitHelp,
+		HideHelpCommand: true,
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "root", EnvVars: []string{"VPSCTL_ROOT"}, Value: store.DefaultRoot, Usage: "state root `DIR`"},
+		},
+		ExitErrHandler: func(*cli.Context, error) {}, // main prints and exits, with our codes
+		OnUsageError: func(c *cli.Context, err error, _ bool) error {
+			return cli.Exit(err.Error(), exitUsage)
+		},
+		CommandNotFound: func(c *cli.Context, name string) {
+			fmt.Fprintf(os.Stderr, "vpsctl: unknown command %q (see vpsctl --help)\n", name)
+			os.Exit(exitUsage)
+		},
+		Commands: commands(),
+	}
+}
+
+func commands() []*cli.Command {
+	cmds := []*cli.Command{
+		templateCommand(),
+		createCommand(),
+		{
+			Name: "start", Usage: "boot a VPS", ArgsUsage: "ID|NAME",
+			Description: "Boots the VPS's own init in new namespaces. The VPS keeps running after vpsctl exits.\n\nEXAMPLE:\n   vpsctl start 101",
+			Action: func(c *cli.Context) error {
+				return withVPS(c, func(rt *runtime.Runtime, id uint32) error {
+					pid, err := rt.Start(toID(id))
+					if err != nil {
+						return err
+					}
+					fmt.Printf("VPS %d started (init PID %d)\n", id, pid)
+					return nil
+				})
+			},
+		},
+		{
+			Name: "stop", Usage: "power a VPS off", ArgsUsage: "ID|NAME",
+			Description: "Asks the guest's init to power off, then after --timeout kills every process of the VPS.\n\nEXAMPLE:\n   vpsctl stop 101 --timeout 10",
+			Flags: []cli.Flag{
+				&cli.DurationFlag{Name: "timeout", Value: 60 * time.Second, Usage: "grace period before killing"},
+				&cli.BoolFlag{Name: "kill", Usage: "kill at once, no grace period"},
+			},
+			Action: func(c *cli.Context) error {
+				return withVPS(c, func(rt *runtime.Runtime, id uint32) error {
+					if err := rt.Stop(toID(id), runtime.StopOptions{Timeout: c.Duration("timeout"), Kill: c.Bool("kill")}); err != nil {
+						return err
+					}
+					fmt.Printf("VPS %d stopped\n", id)
+					return nil
+				})
+			},
+		},
+		{
+			Name: "restart", Usage: "stop and start a VPS", ArgsUsage: "ID|NAME",
+			Flags: []cli.Flag{&cli.DurationFlag{Name: "timeout", Value: 60 * time.Second, Usage: "grace period before killing"}},
+			Action: func(c *cli.Context) error {
+				return withVPS(c, func(rt *runtime.Runtime, id uint32) error {
+					if err := rt.Stop(toID(id), runtime.StopOptions{Timeout: c.Duration("timeout")}); err != nil && !errors.Is(err, runtime.ErrNotRunning) {
+						return err
+					}
+					pid, err := rt.Start(toID(id))
+					if err != nil {
+						return err
+					}
+					fmt.Printf("VPS %d restarted (init PID %d)\n", id, pid)
+					return nil
+				})
+			},
+		},
+		{
+			Name: "exec", Usage: "run a command inside a VPS", ArgsUsage: "ID|NAME -- COMMAND [ARG...]",
+			Description: "Runs COMMAND as the VPS's root in all its namespaces and its cgroup, and exits with COMMAND's status.\n\nEXAMPLES:\n   vpsctl exec 101 -- ps\n   vpsctl exec web -- sh -c 'exit 7'; echo $?   # 7",
+			Flags: []cli.Flag{
+				&cli.BoolFlag{Name: "tty", Aliases: []string{"t"}, Usage: "allocate a pty inside the VPS"},
+				&cli.StringSliceFlag{Name: "env", Aliases: []string{"e"}, Usage: "set `VAR=value` (repeatable)"},
+				&cli.StringFlag{Name: "workdir", Aliases: []string{"w"}, Value: "/", Usage: "working directory inside the VPS"},
+			},
+			Action: func(c *cli.Context) error {
+				if c.NArg() < 2 {
+					return usageError("exec: usage: vpsctl exec ID -- COMMAND [ARG...]")
+				}
+				return withVPS(c, func(rt *runtime.Runtime, id uint32) error {
+					code, err := rt.Exec(toID(id), runtime.ExecOptions{Args: c.Args().Slice()[1:], TTY: c.Bool("tty"),
+						Env: c.StringSlice("env"), Dir: c.String("workdir"), Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr})
+					if err != nil {
+						return err
+					}
+					return cli.Exit("", code)
+				})
+			},
+		},
+		{
+			Name: "enter", Usage: "open an interactive login shell inside a VPS", ArgsUsage: "ID|NAME",
+			Description: "Opens root's login shell on a new pty of the VPS (works under tmux and screen). Leave with exit.\n\nEXAMPLE:\n   vpsctl enter 101",
+			Action: func(c *cli.Context) error {
+				return withVPS(c, func(rt *runtime.Runtime, id uint32) error {
+					code, err := rt.Enter(toID(id), os.Stdin, os.Stdout, os.Stderr)
+					if err != nil {
+						return err
+					}
+					return cli.Exit("", code)
+				})
+			},
+		},
+		{
+			Name: "status", Usage: "one line for scripts: VPS ID exist running|stopped, or deleted", ArgsUsage: "ID|NAME",
+			Flags: []cli.Flag{formatFlag()},
+			Action: func(c *cli.Context) error {
+				asJSON, err := checkFormat(c)
+				if err != nil {
+					return err
+				}
+				if c.NArg() < 1 {
+					return usageError("status: missing VPS ID or name")
+				}
+				rt, err := openRuntime(c)
+				if err != nil {
+					return err
+				}
+				// A numeric ID that does not exist is "deleted", not an error: scripts poll it.
+				ref := c.Args().First()
+				var id container.ID
+				if container.LooksNumeric(ref) {
+					id, err = container.ParseID(ref)
+				} else {
+					id, err = rt.Resolve(ref)
+				}
+				if err != nil {
+					return err
+				}
+				s, err := rt.Status(id)
+				if err != nil {
+					return err
+				}
+				if asJSON {
+					return printJSON(os.Stdout, s)
+				}
+				fmt.Println(s.Line())
+				return nil
+			},
+		},
+		listCommand(),
+		{
+			Name: "destroy", Aliases: []string{"delete"}, Usage: "remove a VPS and its private files", ArgsUsage: "ID|NAME",
+			Description: "Removes the VPS's private area, config and state; the ID becomes free. Refused while running unless --force.\n\nEXAMPLE:\n   vpsctl destroy 101",
+			Flags:       []cli.Flag{&cli.BoolFlag{Name: "force", Aliases: []string{"f"}, Usage: "stop the VPS first if it runs"}},
+			Action: func(c *cli.Context) error {
+				return withVPS(c, func(rt *runtime.Runtime, id uint32) error {
+					if err := rt.Destroy(toID(id), c.Bool("force")); err != nil {
+						return err
+					}
+					fmt.Printf("VPS %d destroyed\n", id)
+					return nil
+				})
+			},
+		},
+		setCommand(),
+	}
+	return append(cmds, extraCommands()...)
+}
+
+// extraCommands are registered by the other files of this package (identity, cgroups, ...).
+var extraCommandList []func() *cli.Command
+
+func extraCommands() []*cli.Command {
+	var out []*cli.Command
+	for _, f := range extraCommandList {
+		out = append(out, f())
+	}
+	return out
+}
+
+func templateCommand() *cli.Command {
+	return &cli.Command{
+		Name: "template", Usage: "manage OS templates",
+		Subcommands: []*cli.Command{
+			{
+				Name: "build", Usage: "build a template", ArgsUsage: "busybox [NAME]",
+				Description: "busybox: a template from the host's static busybox (package busybox-static), with busybox init.\n\nEXAMPLE:\n   vpsctl template build busybox",
+				Flags: []cli.Flag{
+					&cli.StringFlag{Name: "busybox", Value: template.DefaultBusybox, Usage: "static busybox binary to use"},
+					&cli.BoolFlag{Name: "force", Usage: "rebuild an existing template"},
+				},
+				Action: func(c *cli.Context) error {
+					if c.NArg() < 1 {
+						return usageError("template build: which template? (busybox)")
+					}
+					kind := c.Args().First()
+					name := kind
+					if c.NArg() > 1 {
+						name = c.Args().Get(1)
+					}
+					rt, err := openRuntime(c)
+					if err != nil {
+						return err
+					}
+					switch kind {
+					case "busybox":
+						if err := template.BuildBusybox(rt.St, name, c.String("busybox"), c.Bool("force"), os.Stdout); err != nil {
+							return err
+						}
+					default:
+						return usageError("template build: unknown kind %q (want busybox)", kind)
+					}
+					fmt.Printf("template %q ready\n", name)
+					return nil
+				},
+			},
+			{
+				Name: "import", Usage: "import a root filesystem (directory, .tar, .tar.gz, .tar.xz)", ArgsUsage: "NAME PATH",
+				Action: func(c *cli.Context) error {
+					if c.NArg() != 2 {
+						return usageError("template import: usage: vpsctl template import NAME PATH")
+					}
+					rt, err := openRuntime(c)
+					if err != nil {
+						return err
+					}
+					if err := template.Import(rt.St, c.Args().Get(0), c.Args().Get(1), os.Stdout); err != nil {
+						return err
+					}
+					fmt.Printf("template %q ready\n", c.Args().Get(0))
+					return nil
+				},
+			},
+			{
+				Name: "list", Usage: "list templates", Flags: []cli.Flag{formatFlag()},
+				Action: func(c *cli.Context) error {
+					asJSON, err := checkFormat(c)
+					if err != nil {
+						return err
+					}
+					rt, err := openRuntime(c)
+					if err != nil {
+						return err
+					}
+					ts, err := template.List(rt.St)
+					if err != nil {
+						return err
+					}
+					if asJSON {
+						if ts == nil {
+							ts = []template.Info{}
+						}
+						return printJSON(os.Stdout, ts)
+					}
+					w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+					fmt.Fprintln(w, "NAME\tSOURCE")
+					for _, t := range ts {
+						fmt.Fprintf(w, "%s\t%s\n", t.Name, t.Source)
+					}
+					return w.Flush()
+				},
+			},
+			{
+				Name: "remove", Aliases: []string{"rm"}, Usage: "remove a template no VPS uses", ArgsUsage: "NAME",
+				Action: func(c *cli.Context) error {
+					if c.NArg() != 1 {
+						return usageError("template remove: usage: vpsctl template remove NAME")
+					}
+					rt, err := openRuntime(c)
+					if err != nil {
+						return err
+					}
+					if err := rt.RemoveTemplate(c.Args().First()); err != nil {
+						return err
+					}
+					fmt.Printf("template %q removed\n", c.Args().First())
+					return nil
+				},
+			},
+		},
+	}
+}

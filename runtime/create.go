@@ -1,0 +1,207 @@
+package runtime
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"github.com/vpsctl/vpsctl/container"
+	"github.com/vpsctl/vpsctl/store"
+	"github.com/vpsctl/vpsctl/template"
+	"github.com/vpsctl/vpsctl/uid"
+	"github.com/vpsctl/vpsctl/uts"
+	"golang.org/x/sys/unix"
+)
+
+// AllNamespaces is the default namespace set, in canonical order.
+var AllNamespaces = []string{"uts", "ipc", "pid", "mnt", "net", "user", "cgroup"}
+
+var nsFlag = map[string]int{
+	"uts": unix.CLONE_NEWUTS, "ipc": unix.CLONE_NEWIPC, "pid": unix.CLONE_NEWPID, "mnt": unix.CLONE_NEWNS,
+	"net": unix.CLONE_NEWNET, "user": unix.CLONE_NEWUSER, "cgroup": unix.CLONE_NEWCGROUP,
+}
+
+// ParseNamespaces validates a namespace subset (Eric Biederman's "subsets of virtualization" from
+// the seed thread). pid and mnt are required: a VPS always has its own init as PID 1 and its own
+// root. The result is in canonical order.
+func ParseNamespaces(list []string) ([]string, error) {
+	if len(list) == 0 {
+		return slices.Clone(AllNamespaces), nil
+	}
+	seen := map[string]bool{}
+	for _, n := range list {
+		for _, p := range strings.Split(n, ",") {
+			p = strings.TrimSpace(p)
+			if _, ok := nsFlag[p]; !ok {
+				return nil, fmt.Errorf("--namespaces: unknown namespace %q (want some of %s): %w", p, strings.Join(AllNamespaces, ","), ErrBadValue)
+			}
+			seen[p] = true
+		}
+	}
+	if !seen["pid"] || !seen["mnt"] {
+		return nil, fmt.Errorf("--namespaces: pid and mnt are required (a VPS has its own init and root): %w", ErrBadValue)
+	}
+	var out []string
+	for _, n := range AllNamespaces {
+		if seen[n] {
+			out = append(out, n)
+		}
+	}
+	return out, nil
+}
+
+func cloneFlags(ns []string) int {
+	f := 0
+	for _, n := range ns {
+		f |= nsFlag[n]
+	}
+	return f
+}
+
+// DefaultIDMapSize is the width of a VPS's host ID range: the 16-bit ID space of a classic system.
+const DefaultIDMapSize = 65536
+
+// CreateOptions are the settings of a new VPS.
+type CreateOptions struct {
+	ID         container.ID
+	Name       string
+	Template   string
+	Hostname   string
+	Domainname string
+	Namespaces []string
+	IDMapSize  uint32
+	Pool       uid.Pool
+	Limits     Limits
+	Net        NetOptions
+}
+
+// Create records a new VPS's config and prepares its private area. It does not start it.
+// Either the VPS exists completely afterwards or nothing at all was changed.
+func (r *Runtime) Create(o CreateOptions) error {
+	if o.ID == container.HostID {
+		return fmt.Errorf("%w: 0 is the host", container.ErrBadID)
+	}
+	c := &store.Config{ID: uint32(o.ID), Name: o.Name, Template: o.Template, Hostname: o.Hostname, Domainname: o.Domainname}
+	if o.Name != "" {
+		if err := container.ValidateName(o.Name); err != nil {
+			return err
+		}
+	}
+	if c.Hostname == "" {
+		c.Hostname = fmt.Sprintf("vps%d", o.ID)
+		if o.Name != "" {
+			c.Hostname = o.Name
+		}
+	}
+	if err := uts.ValidateHostname(c.Hostname); err != nil {
+		return err
+	}
+	if err := uts.ValidateDomainname(c.Domainname); err != nil {
+		return err
+	}
+	ns, err := ParseNamespaces(o.Namespaces)
+	if err != nil {
+		return err
+	}
+	c.Namespaces = ns
+	if err := o.Limits.apply(c); err != nil {
+		return err
+	}
+	if err := o.Net.validate(c); err != nil {
+		return err
+	}
+	if err := template.ValidateName(o.Template); err != nil {
+		return err
+	}
+	if _, err := template.Rootfs(r.St, o.Template); err != nil {
+		return err
+	}
+	size := o.IDMapSize
+	if size == 0 {
+		size = DefaultIDMapSize
+	}
+	if !slices.Contains(ns, "user") && o.IDMapSize != 0 {
+		return fmt.Errorf("--idmap-size needs a user namespace: %w", ErrBadValue)
+	}
+	pool := o.Pool
+	if pool.Size == 0 {
+		pool = uid.DefaultPool
+	}
+
+	// The global lock makes the ID, the name, the UID range and the addresses one atomic claim.
+	gl, err := r.St.LockGlobal(fmt.Sprintf("create %d", o.ID))
+	if err != nil {
+		return err
+	}
+	defer gl.Unlock()
+	if r.St.Exists(uint32(o.ID)) {
+		return fmt.Errorf("VPS %d: %w", o.ID, store.ErrExist)
+	}
+	others, err := r.St.Configs()
+	if err != nil {
+		return err
+	}
+	if err := r.checkAddrsFree(c, others); err != nil {
+		return err
+	}
+	var rootUID uid.HostID
+	if slices.Contains(ns, "user") {
+		var used []uid.Range
+		for _, oc := range others {
+			if rg, err := uid.ParseRange(oc.IDMap); err == nil {
+				used = append(used, rg)
+			}
+		}
+		rg, err := uid.Allocate(pool, used, size)
+		if err != nil {
+			return err
+		}
+		c.IDMap = rg.String()
+		rootUID = rg.Host
+	}
+
+	stage, err := r.St.StageDir("create")
+	if err != nil {
+		return err
+	}
+	committed := false
+	defer func() {
+		if !committed {
+			os.RemoveAll(stage)
+		}
+	}()
+	if err := os.WriteFile(filepath.Join(stage, "vps.conf"), c.Format(), 0o600); err != nil {
+		return err
+	}
+	// The private area is the overlay's upper layer: its root directory is the VPS's "/", so it
+	// belongs to the VPS's root user.
+	priv := filepath.Join(stage, "private")
+	if err := os.Mkdir(priv, 0o755); err != nil {
+		return err
+	}
+	if err := os.Chown(priv, int(rootUID), int(rootUID)); err != nil {
+		return err
+	}
+	for _, d := range []string{"work", "root", "lower"} {
+		if err := os.Mkdir(filepath.Join(stage, d), 0o700); err != nil {
+			return err
+		}
+	}
+	if o.Name != "" {
+		if err := r.St.ClaimName(o.Name, uint32(o.ID)); err != nil {
+			return err
+		}
+	}
+	if err := r.St.Commit(stage, uint32(o.ID)); err != nil {
+		r.St.ReleaseName(o.Name, uint32(o.ID))
+		if errors.Is(err, store.ErrExist) {
+			return err
+		}
+		return err
+	}
+	committed = true
+	return nil
+}

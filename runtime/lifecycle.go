@@ -1,0 +1,235 @@
+package runtime
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/vpsctl/vpsctl/cgroup"
+	"github.com/vpsctl/vpsctl/container"
+	"github.com/vpsctl/vpsctl/store"
+	"github.com/vpsctl/vpsctl/template"
+	"golang.org/x/sys/unix"
+)
+
+// StartTimeout bounds how long start waits for the monitor to report the VPS's init running.
+var StartTimeout = 60 * time.Second
+
+// Start boots VPS id: it spawns the VPS's monitor, which builds the VPS and stays with it after
+// vpsctl exits. It returns the host PID of the VPS's init. A failed start leaves the VPS stopped
+// with nothing mounted and no cgroups.
+func (r *Runtime) Start(id container.ID) (int, error) {
+	lk, err := r.St.LockVPS(uint32(id), "start")
+	if err != nil {
+		return 0, err
+	}
+	defer lk.Unlock()
+	c, err := r.St.LoadConfig(uint32(id))
+	if err != nil {
+		return 0, err
+	}
+	s, err := r.Status(id)
+	if err != nil {
+		return 0, err
+	}
+	if s.State == "running" {
+		return 0, fmt.Errorf("VPS %d: %w", id, ErrRunning)
+	}
+	r.repair(id)
+	if _, err := resources(c); err != nil {
+		return 0, err
+	}
+	if _, err := template.Rootfs(r.St, c.Template); err != nil {
+		return 0, err
+	}
+	return r.spawnMonitor(id)
+}
+
+func (r *Runtime) spawnMonitor(id container.ID) (int, error) {
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		return 0, err
+	}
+	defer pr.Close()
+	logf, err := os.OpenFile(r.St.Path(uint32(id), "monitor.log"), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+	if err != nil {
+		pw.Close()
+		return 0, err
+	}
+	defer logf.Close()
+	cmd := exec.Command("/proc/self/exe", strconv.FormatUint(uint64(id), 10))
+	cmd.Args[0] = "vpsctl-monitor"
+	cmd.Env = []string{modeEnv + "=monitor", "VPSCTL_ROOT=" + r.St.Root}
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.ExtraFiles = []*os.File{pw}
+	// setsid: the monitor outlives this command and its terminal. CLONE_NEWNS: the VPS's mounts
+	// are made in the monitor's own mount namespace and never appear in the host's.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Cloneflags: unix.CLONE_NEWNS}
+	if err := cmd.Start(); err != nil {
+		pw.Close()
+		return 0, fmt.Errorf("spawn monitor: %w", err)
+	}
+	pw.Close()
+	type result struct {
+		b   []byte
+		err error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		b, err := io.ReadAll(pr)
+		ch <- result{b, err}
+	}()
+	var res result
+	select {
+	case res = <-ch:
+	case <-time.After(StartTimeout):
+		cmd.Process.Signal(syscall.SIGTERM)
+		return 0, fmt.Errorf("VPS %d: start timed out after %v (see %s)", id, StartTimeout, r.St.Path(uint32(id), "monitor.log"))
+	}
+	var msg readyMsg
+	if len(res.b) == 0 || json.Unmarshal(res.b, &msg) != nil {
+		cmd.Wait()
+		return 0, fmt.Errorf("VPS %d: monitor died during start (see %s)", id, r.St.Path(uint32(id), "monitor.log"))
+	}
+	if msg.Error != "" {
+		cmd.Wait() // the monitor has cleaned up and exits
+		if s, ok := startSentinels[msg.Kind]; ok {
+			return 0, fmt.Errorf("VPS %d: %s: %w", id, msg.Error, s)
+		}
+		return 0, fmt.Errorf("VPS %d: %s", id, msg.Error)
+	}
+	cmd.Process.Release()
+	return msg.InitPID, nil
+}
+
+// StopOptions tune Stop.
+type StopOptions struct {
+	Timeout time.Duration // grace period for the guest's own poweroff
+	Kill    bool          // skip the grace period
+}
+
+// Stop powers VPS id off: its init is asked to power off; after the timeout (or at once with
+// Kill) every process in its cgroup is killed. Afterwards no process, mount or cgroup of it is
+// left.
+func (r *Runtime) Stop(id container.ID, o StopOptions) error {
+	lk, err := r.St.LockVPS(uint32(id), "stop")
+	if err != nil {
+		return err
+	}
+	defer lk.Unlock()
+	return r.stopLocked(id, o)
+}
+
+func (r *Runtime) stopLocked(id container.ID, o StopOptions) error {
+	s, err := r.running(id, true)
+	if err != nil {
+		return err
+	}
+	stopF := r.St.Path(uint32(id), stopFile)
+	if err := store.WriteFileAtomic(stopF, []byte("vpsctl stop\n"), 0o600); err != nil {
+		return err
+	}
+	defer os.Remove(stopF)
+	cg, err := cgroup.New(cgroupPath(uint32(id)))
+	if err != nil {
+		return err
+	}
+	if s.Suspended {
+		cg.Thaw()
+	}
+	initfd, err := unix.PidfdOpen(s.InitPID, 0)
+	if err == nil {
+		defer unix.Close(initfd)
+	}
+	var monfd int = -1
+	if s.MonitorPID > 0 {
+		if fd, err := unix.PidfdOpen(s.MonitorPID, 0); err == nil {
+			monfd = fd
+			defer unix.Close(fd)
+		}
+	}
+	exited := initfd < 0
+	if !o.Kill && !exited {
+		unix.PidfdSendSignal(initfd, poweroffSignal(s.InitPID), nil, 0)
+		exited = waitPidfd(initfd, int(o.Timeout/time.Millisecond))
+	}
+	if !exited {
+		if err := cg.Kill(10 * time.Second); err != nil {
+			return fmt.Errorf("VPS %d: kill: %w", id, err)
+		}
+	}
+	// The monitor removes the cgroup and network after init; wait for it, bounded.
+	if monfd >= 0 && !waitPidfd(monfd, 15000) {
+		return fmt.Errorf("VPS %d: monitor (PID %d) did not finish cleaning up", id, s.MonitorPID)
+	}
+	r.repair(id)
+	return nil
+}
+
+// Destroy removes VPS id: its private area, config and state. A running VPS is refused
+// (ErrRunning) unless force, which stops it first.
+func (r *Runtime) Destroy(id container.ID, force bool) error {
+	lk, err := r.St.LockVPS(uint32(id), "destroy")
+	if err != nil {
+		return err
+	}
+	defer lk.Unlock()
+	s, err := r.Status(id)
+	if err != nil {
+		return err
+	}
+	switch s.State {
+	case "deleted":
+		return fmt.Errorf("VPS %d: %w", id, store.ErrNotExist)
+	case "running":
+		if !force {
+			return fmt.Errorf("VPS %d: %w (stop it first, or --force)", id, ErrRunning)
+		}
+		if err := r.stopLocked(id, StopOptions{Kill: true}); err != nil && !errors.Is(err, ErrNotRunning) {
+			return err
+		}
+	}
+	r.repair(id)
+	gl, err := r.St.LockGlobal(fmt.Sprintf("destroy %d", id))
+	if err != nil {
+		return err
+	}
+	defer gl.Unlock()
+	if err := r.St.Remove(uint32(id)); err != nil {
+		return err
+	}
+	r.St.ReleaseName(s.Name, uint32(id))
+	return nil
+}
+
+// RemoveTemplate deletes a template no VPS uses.
+func (r *Runtime) RemoveTemplate(name string) error {
+	gl, err := r.St.LockGlobal("template remove " + name)
+	if err != nil {
+		return err
+	}
+	defer gl.Unlock()
+	if _, err := template.Rootfs(r.St, name); err != nil {
+		return err
+	}
+	cs, err := r.St.Configs()
+	if err != nil {
+		return err
+	}
+	var users []uint32
+	for _, c := range cs {
+		if c.Template == name {
+			users = append(users, c.ID)
+		}
+	}
+	if len(users) > 0 {
+		return fmt.Errorf("template %q: %w by VPS %v", name, ErrTemplateUse, users)
+	}
+	return template.Remove(r.St, name)
+}

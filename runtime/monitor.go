@@ -1,0 +1,490 @@
+package runtime
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"os"
+	"os/exec"
+	"os/signal"
+	"slices"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/vpsctl/vpsctl/cgroup"
+	"github.com/vpsctl/vpsctl/network"
+	"github.com/vpsctl/vpsctl/store"
+	"github.com/vpsctl/vpsctl/template"
+	"github.com/vpsctl/vpsctl/uid"
+	"github.com/vpsctl/vpsctl/uts"
+	"golang.org/x/sys/unix"
+)
+
+// IsChild reports whether this process is one of vpsctl's hidden modes (monitor or init child).
+// main calls it first and runs ChildMain instead of the CLI.
+func IsChild() bool { return os.Getenv(modeEnv) != "" }
+
+// ChildMain runs the hidden mode and never returns.
+func ChildMain() {
+	mode := os.Getenv(modeEnv)
+	os.Unsetenv(modeEnv)
+	switch mode {
+	case "monitor":
+		os.Exit(monitorMain())
+	case "init":
+		initMain()
+	}
+	fmt.Fprintf(os.Stderr, "vpsctl: unknown internal mode %q\n", mode)
+	os.Exit(3)
+}
+
+// cgroupPath is the group of VPS id, below vpsctl's parent group. Inside a VPS (with its own
+// cgroup namespace) the same path lands below the VPS's own group: nested VPSs nest.
+func cgroupPath(id uint32) string { return "vpsctl/" + strconv.FormatUint(uint64(id), 10) }
+
+// stopFile marks a stop in progress: when init exits while it exists, the monitor does not
+// boot again even if the guest asked for a reboot.
+const stopFile = "stop-requested"
+
+type monitor struct {
+	st    *store.Store
+	id    uint32
+	ready *os.File
+	run   store.RunState
+}
+
+func monitorMain() int {
+	if len(os.Args) < 2 {
+		return 3
+	}
+	id, err := strconv.ParseUint(os.Args[1], 10, 32)
+	if err != nil {
+		return 3
+	}
+	log.SetFlags(log.LstdFlags | log.Lmicroseconds)
+	log.SetPrefix(fmt.Sprintf("monitor %d: ", id))
+	st, err := store.Open(os.Getenv("VPSCTL_ROOT"))
+	if err != nil {
+		log.Print(err)
+		return 3
+	}
+	m := &monitor{st: st, id: uint32(id), ready: os.NewFile(3, "ready")}
+	return m.main()
+}
+
+func (m *monitor) report(msg readyMsg) {
+	if m.ready == nil {
+		return
+	}
+	b, _ := json.Marshal(msg)
+	m.ready.Write(b)
+	m.ready.Close()
+	m.ready = nil
+}
+
+func (m *monitor) main() int {
+	// We were cloned into a mount namespace of our own: keep our mounts (the VPS's rootfs) from
+	// propagating to the host, so a killed monitor can never leak a mount there.
+	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
+		m.report(readyMsg{Error: "monitor: make mounts private: " + err.Error()})
+		return 3
+	}
+	signal.Ignore(syscall.SIGHUP, syscall.SIGINT, syscall.SIGPIPE)
+	term := make(chan os.Signal, 1)
+	signal.Notify(term, syscall.SIGTERM)
+
+	m.run = store.RunState{MonitorPID: os.Getpid(), MonitorStart: procStart(os.Getpid()), Phase: "starting", Started: time.Now()}
+	for boot := 1; ; boot++ {
+		c, err := m.st.LoadConfig(m.id)
+		if err != nil {
+			m.fail(err)
+			return 1
+		}
+		b, err := m.boot(c)
+		if err != nil {
+			log.Printf("boot %d failed: %v", boot, err)
+			m.fail(err)
+			m.st.ClearRun(m.id)
+			return 1
+		}
+		m.run.InitPID, m.run.InitStart, m.run.Boots, m.run.Phase = b.init.Process.Pid, procStart(b.init.Process.Pid), boot, "running"
+		if err := m.st.SaveRun(m.id, &m.run); err != nil {
+			log.Printf("save run state: %v", err)
+		}
+		m.report(readyMsg{InitPID: b.init.Process.Pid})
+		log.Printf("boot %d: init is host PID %d", boot, b.init.Process.Pid)
+
+		st := b.wait(term, func() { m.requestStop(b) })
+		reboot := st.Signaled() && st.Signal() == syscall.SIGHUP && !m.stopRequested()
+		log.Printf("init exited (%v); reboot=%v", describeWait(st), reboot)
+		m.run.Phase = "stopping"
+		if reboot {
+			m.run.Phase = "rebooting"
+		}
+		m.st.SaveRun(m.id, &m.run)
+		b.teardown()
+		if !reboot {
+			break
+		}
+	}
+	m.st.ClearRun(m.id)
+	os.Remove(m.st.Path(m.id, stopFile))
+	return 0
+}
+
+func (m *monitor) fail(err error) {
+	m.report(readyMsg{Kind: sentinelName(err), Error: err.Error()})
+}
+
+func (m *monitor) stopRequested() bool {
+	_, err := os.Stat(m.st.Path(m.id, stopFile))
+	return err == nil
+}
+
+// requestStop is SIGTERM to the monitor: the same as `vpsctl stop` without the wait.
+func (m *monitor) requestStop(b *bootState) {
+	store.WriteFileAtomic(m.st.Path(m.id, stopFile), []byte("monitor SIGTERM\n"), 0o600)
+	b.init.Process.Signal(poweroffSignal(b.init.Process.Pid))
+}
+
+func describeWait(st syscall.WaitStatus) string {
+	if st.Signaled() {
+		return "killed by " + st.Signal().String()
+	}
+	return "exit status " + strconv.Itoa(st.ExitStatus())
+}
+
+// bootState is one boot of the VPS: what the monitor made for it and must remove after it.
+type bootState struct {
+	m       *monitor
+	cfg     *store.Config
+	init    *exec.Cmd
+	cg      cgroup.Manager
+	net     network.Config
+	console *os.File
+	logDone chan struct{}
+	undo    undo
+}
+
+// boot starts one boot of the VPS. On error everything made so far is removed again.
+func (m *monitor) boot(c *store.Config) (*bootState, error) {
+	b := &bootState{m: m, cfg: c}
+	for _, d := range []string{"lower", "root"} {
+		if err := os.MkdirAll(m.st.Path(m.id, d), 0o700); err != nil {
+			return nil, err
+		}
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			b.teardown()
+		}
+	}()
+	res, err := resources(c)
+	if err != nil {
+		return nil, err
+	}
+	if b.net, err = netConfig(c); err != nil {
+		return nil, err
+	}
+	tpl, err := template.Rootfs(m.st, c.Template)
+	if err != nil {
+		return nil, err
+	}
+	var idmap uid.Range
+	userns := slices.Contains(c.Namespaces, "user")
+	if userns {
+		if idmap, err = uid.ParseRange(c.IDMap); err != nil {
+			return nil, fmt.Errorf("config IDMAP: %w", err)
+		}
+	}
+
+	if b.cg, err = cgroup.New(cgroupPath(m.id)); err != nil {
+		return nil, err
+	}
+	if err := b.cg.Create(); err != nil {
+		return nil, fmt.Errorf("cgroup: %w", err)
+	}
+	b.undo.add(func() {
+		b.cg.Kill(5 * time.Second)
+		if err := b.cg.Destroy(5 * time.Second); err != nil {
+			log.Printf("cgroup: %v", err)
+		}
+	})
+	if err := b.cg.Set(res); err != nil {
+		return nil, fmt.Errorf("cgroup limits: %w", err)
+	}
+
+	// The console: a pty whose slave is the init's stdio and /dev/console; we log its output.
+	master, slave, err := openPty()
+	if err != nil {
+		return nil, fmt.Errorf("console pty: %w", err)
+	}
+	ptn, err := unix.IoctlGetInt(int(master.Fd()), unix.TIOCGPTN)
+	if err != nil {
+		master.Close()
+		slave.Close()
+		return nil, fmt.Errorf("console pty: %w", os.NewSyscallError("TIOCGPTN", err))
+	}
+	consolePath := "/dev/pts/" + strconv.Itoa(ptn)
+	defer slave.Close()
+	b.console = master
+	b.undo.add(func() { master.Close() })
+	if userns {
+		// The VPS's root must own its console; host root is unmapped (nobody) inside.
+		if err := slave.Chown(int(idmap.Host), int(idmap.Host)+5); err != nil {
+			return nil, fmt.Errorf("console pty: %w", err)
+		}
+	}
+	b.logDone = make(chan struct{})
+	go copyConsole(master, m.st.Path(m.id, "console.log"), b.logDone)
+
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, os.NewSyscallError("socketpair", err)
+	}
+	sock := os.NewFile(uintptr(fds[0]), "init-sock")
+	childSock := os.NewFile(uintptr(fds[1]), "init-sock-child")
+	defer sock.Close()
+
+	cmd := exec.Command("/proc/self/exe", strconv.FormatUint(uint64(m.id), 10))
+	cmd.Args[0] = "vpsctl-init"
+	cmd.Env = []string{modeEnv + "=init"}
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = slave, slave, slave
+	cmd.ExtraFiles = []*os.File{childSock}
+	attr := &syscall.SysProcAttr{
+		// The cgroup namespace is unshared by the child once it is in its group (v1 can only
+		// move it there after clone).
+		Cloneflags: uintptr(cloneFlags(c.Namespaces) &^ unix.CLONE_NEWCGROUP),
+		// A session of its own and no controlling terminal, like a booting kernel's init: the
+		// console getty makes /dev/console its controlling terminal.
+		Setsid: true,
+	}
+	if userns {
+		attr.UidMappings = []syscall.SysProcIDMap{{ContainerID: 0, HostID: int(idmap.Host), Size: int(idmap.Size)}}
+		attr.GidMappings = attr.UidMappings
+		attr.GidMappingsEnableSetgroups = true
+		// After clone the child still has host root's IDs, which the VPS's map does not cover
+		// (it would run as nobody, without capabilities): become the VPS's root.
+		attr.Credential = &syscall.Credential{Uid: 0, Gid: 0}
+	}
+	if fd, err := b.cg.CgroupFD(); err == nil {
+		// cgroup v2: clone3(CLONE_INTO_CGROUP) puts the child in its group atomically.
+		attr.UseCgroupFD, attr.CgroupFD = true, fd
+		defer unix.Close(fd)
+	}
+	cmd.SysProcAttr = attr
+	// The child inherits this working directory, translated into its new mount namespace: it
+	// is where the child attaches the VPS's root (see setupInit).
+	if err := os.Chdir(m.st.Path(m.id, "root")); err != nil {
+		childSock.Close()
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		childSock.Close()
+		return nil, fmt.Errorf("clone init: %w", err)
+	}
+	childSock.Close()
+	b.init = cmd
+	b.undo.add(func() {
+		if b.init.ProcessState == nil {
+			b.init.Process.Kill()
+			b.init.Wait()
+		}
+	})
+	pid := cmd.Process.Pid
+	if !attr.UseCgroupFD {
+		if err := b.cg.Apply(pid); err != nil {
+			return nil, fmt.Errorf("cgroup: %w", err)
+		}
+	}
+
+	rootFd, err := m.prepareRootfs(c, tpl, pid, userns)
+	if err != nil {
+		return nil, err
+	}
+	defer unix.Close(rootFd)
+
+	if slices.Contains(c.Namespaces, "net") {
+		warnings, err := network.Setup(m.id, pid, b.net)
+		if err != nil {
+			return nil, fmt.Errorf("network: %w", err)
+		}
+		b.undo.add(func() {
+			if err := network.Teardown(m.id, b.net); err != nil {
+				log.Printf("network teardown: %v", err)
+			}
+		})
+		for _, w := range warnings {
+			log.Printf("network: %s", w)
+		}
+	}
+
+	msg := initMsg{ID: m.id, Hostname: c.Hostname, Domainname: c.Domainname, Namespaces: c.Namespaces,
+		Console: consolePath, CapDrop: capDrop(c), Init: []string{"/sbin/init"},
+		Env: []string{"container=vpsctl", "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+			"HOME=/root", "TERM=linux"}}
+	data, _ := json.Marshal(msg)
+	if err := unix.Sendmsg(fds[0], data, unix.UnixRights(rootFd), nil, 0); err != nil {
+		return nil, fmt.Errorf("send init config: %w", os.NewSyscallError("sendmsg", err))
+	}
+	// The child's end closes on exec: EOF means the VPS's init runs; a message is a failure.
+	buf := make([]byte, 4096)
+	n, err := sock.Read(buf)
+	if err != nil && err != io.EOF {
+		return nil, fmt.Errorf("init child: %w", err)
+	}
+	if n > 0 {
+		var ce childError
+		if json.Unmarshal(buf[:n], &ce) == nil {
+			return nil, fmt.Errorf("start: %s", ce.Msg)
+		}
+		return nil, fmt.Errorf("start: init child: %q", buf[:n])
+	}
+	ok = true
+	return b, nil
+}
+
+// prepareRootfs mounts the VPS's root (the template, idmapped to the VPS's range, under an
+// overlay whose upper layer is the private area) in the monitor's mount namespace, and returns
+// a detached clone of it for the init child to attach in its own namespace.
+func (m *monitor) prepareRootfs(c *store.Config, tpl string, pid int, userns bool) (int, error) {
+	lower, root := m.st.Path(m.id, "lower"), m.st.Path(m.id, "root")
+	tfd, err := unix.OpenTree(unix.AT_FDCWD, tpl, unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC|unix.AT_RECURSIVE)
+	if err != nil {
+		return -1, fmt.Errorf("template %s: %w", tpl, os.NewSyscallError("open_tree", err))
+	}
+	defer unix.Close(tfd)
+	attr := &unix.MountAttr{Attr_set: unix.MOUNT_ATTR_RDONLY}
+	if userns {
+		// An idmapped mount shows the template's host-root-owned files as owned by the VPS's
+		// root, with no copy and no chown: create stays O(1) and templates stay shared.
+		nsf, err := os.Open(fmt.Sprintf("/proc/%d/ns/user", pid))
+		if err != nil {
+			return -1, err
+		}
+		defer nsf.Close()
+		attr.Attr_set |= unix.MOUNT_ATTR_IDMAP
+		attr.Userns_fd = uint64(nsf.Fd())
+	}
+	if err := unix.MountSetattr(tfd, "", unix.AT_EMPTY_PATH|unix.AT_RECURSIVE, attr); err != nil {
+		return -1, fmt.Errorf("idmap template: %w", os.NewSyscallError("mount_setattr", err))
+	}
+	if err := unix.MoveMount(tfd, "", unix.AT_FDCWD, lower, unix.MOVE_MOUNT_F_EMPTY_PATH); err != nil {
+		return -1, fmt.Errorf("attach template: %w", os.NewSyscallError("move_mount", err))
+	}
+	defer unix.Unmount(lower, unix.MNT_DETACH)
+	opts := fmt.Sprintf("lowerdir=%s,upperdir=%s,workdir=%s", lower, m.st.Path(m.id, "private"), m.st.Path(m.id, "work"))
+	if err := unix.Mount("overlay", root, "overlay", 0, opts); err != nil {
+		return -1, fmt.Errorf("overlay %s: %w", root, &os.PathError{Op: "mount", Path: root, Err: err})
+	}
+	defer unix.Unmount(root, unix.MNT_DETACH)
+	// Files the host writes for the VPS, through its root and safely (no tenant symlink is
+	// followed out of it, nothing is truncated in place).
+	if err := uts.WriteEtcHostname(root, c.Hostname); err != nil {
+		log.Printf("write /etc/hostname: %v", err)
+	}
+	if len(c.Nameservers) > 0 || len(c.SearchDomains) > 0 {
+		if err := network.WriteResolvConf(root, c.Nameservers, c.SearchDomains); err != nil {
+			log.Printf("write /etc/resolv.conf: %v", err)
+		}
+	}
+	rfd, err := unix.OpenTree(unix.AT_FDCWD, root, unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC|unix.AT_RECURSIVE)
+	if err != nil {
+		return -1, fmt.Errorf("clone rootfs mount: %w", os.NewSyscallError("open_tree", err))
+	}
+	return rfd, nil
+}
+
+// wait waits for init to exit, turning SIGTERM to the monitor into a stop request.
+func (b *bootState) wait(term <-chan os.Signal, onTerm func()) syscall.WaitStatus {
+	done := make(chan struct{})
+	go func() {
+		b.init.Wait()
+		close(done)
+	}()
+	for {
+		select {
+		case <-done:
+			st, _ := b.init.ProcessState.Sys().(syscall.WaitStatus)
+			return st
+		case <-term:
+			onTerm()
+		}
+	}
+}
+
+// teardown removes what this boot made. The VPS's mounts went with its mount namespace.
+func (b *bootState) teardown() {
+	b.undo.run()
+	if b.logDone != nil {
+		select {
+		case <-b.logDone:
+		case <-time.After(2 * time.Second):
+		}
+	}
+}
+
+// openPty opens a new pty pair on the host's devpts.
+func openPty() (master, slave *os.File, err error) {
+	mfd, err := unix.Open("/dev/ptmx", unix.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, nil, &os.PathError{Op: "open", Path: "/dev/ptmx", Err: err}
+	}
+	if err := unix.IoctlSetPointerInt(mfd, unix.TIOCSPTLCK, 0); err != nil {
+		unix.Close(mfd)
+		return nil, nil, os.NewSyscallError("TIOCSPTLCK", err)
+	}
+	sfd, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(mfd), unix.TIOCGPTPEER, unix.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC)
+	if errno != 0 {
+		unix.Close(mfd)
+		return nil, nil, os.NewSyscallError("TIOCGPTPEER", errno)
+	}
+	return os.NewFile(uintptr(mfd), "console-master"), os.NewFile(sfd, "console-slave"), nil
+}
+
+// maxConsoleLog bounds console.log: a chatty guest must not fill the host's disk.
+const maxConsoleLog = 4 << 20
+
+// copyConsole appends everything the VPS writes to its console to path until the pty closes.
+func copyConsole(master *os.File, path string, done chan<- struct{}) {
+	defer close(done)
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+	if err != nil {
+		log.Printf("console log: %v", err)
+		io.Copy(io.Discard, master)
+		return
+	}
+	defer f.Close()
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := master.Read(buf)
+		if n > 0 {
+			if fi, e := f.Stat(); e == nil && fi.Size()+int64(n) > maxConsoleLog {
+				f.Truncate(0)
+			}
+			f.Write(buf[:n])
+		}
+		if err != nil {
+			return // EIO once the last slave holder is gone
+		}
+	}
+}
+
+// sentinelName names the sentinel err wraps, for the CLI to re-wrap (readyMsg.Kind).
+func sentinelName(err error) string {
+	for name, s := range startSentinels {
+		if errors.Is(err, s) {
+			return name
+		}
+	}
+	return ""
+}
+
+var startSentinels = map[string]error{
+	"ip_in_use": network.ErrIPInUse, "bad_ip": network.ErrBadIP, "bad_value": ErrBadValue,
+	"cgroup_bad_value": cgroup.ErrBadValue, "no_template": store.ErrNoTemplate, "not_exist": store.ErrNotExist,
+}

@@ -1,0 +1,144 @@
+package runtime
+
+import (
+	"fmt"
+	"net/netip"
+	"slices"
+
+	"github.com/vpsctl/vpsctl/network"
+	"github.com/vpsctl/vpsctl/store"
+)
+
+// NetOptions are network settings as given on the command line.
+type NetOptions struct {
+	IPAdd         []string
+	IPDel         []string // addresses, or "all"
+	NetIfAdd      []string
+	NetIfDel      []string
+	Nameservers   []string // replaces the list when non-nil
+	SearchDomains []string
+}
+
+// Empty reports whether no network setting is given.
+func (o NetOptions) Empty() bool {
+	return len(o.IPAdd) == 0 && len(o.IPDel) == 0 && len(o.NetIfAdd) == 0 && len(o.NetIfDel) == 0 &&
+		o.Nameservers == nil && o.SearchDomains == nil
+}
+
+// validate applies the options to c after checking every value (malformed: network.ErrBadIP).
+func (o NetOptions) validate(c *store.Config) error {
+	next := slices.Clone(c.IPs)
+	for _, d := range o.IPDel {
+		if d == "all" {
+			next = nil
+			continue
+		}
+		p, err := network.ParseIP(d)
+		if err != nil {
+			return err
+		}
+		next = slices.DeleteFunc(next, func(s string) bool {
+			q, err := network.ParseIP(s)
+			return err == nil && q.Addr() == p.Addr()
+		})
+	}
+	for _, a := range o.IPAdd {
+		p, err := network.ParseIP(a)
+		if err != nil {
+			return err
+		}
+		dup := slices.ContainsFunc(next, func(s string) bool {
+			q, err := network.ParseIP(s)
+			return err == nil && q.Addr() == p.Addr()
+		})
+		if !dup {
+			next = append(next, p.String())
+		}
+	}
+	ifs := slices.Clone(c.NetIfs)
+	for _, d := range o.NetIfDel {
+		n := len(ifs)
+		ifs = slices.DeleteFunc(ifs, func(s string) bool {
+			ni, err := network.ParseNetIf(s)
+			return err == nil && ni.Name == d
+		})
+		if len(ifs) == n {
+			return fmt.Errorf("--netif-del %q: no such interface: %w", d, network.ErrBadNetIf)
+		}
+	}
+	for _, a := range o.NetIfAdd {
+		ni, err := network.ParseNetIf(a)
+		if err != nil {
+			return err
+		}
+		for _, s := range ifs {
+			if old, err := network.ParseNetIf(s); err == nil && old.Name == ni.Name {
+				return fmt.Errorf("--netif-add %q: interface already configured: %w", ni.Name, network.ErrBadNetIf)
+			}
+		}
+		ifs = append(ifs, ni.String())
+	}
+	for _, ns := range o.Nameservers {
+		if ns == "inherit" {
+			continue
+		}
+		if _, err := netip.ParseAddr(ns); err != nil {
+			return fmt.Errorf("--nameserver %q: %w", ns, network.ErrBadIP)
+		}
+	}
+	c.IPs, c.NetIfs = next, ifs
+	if o.Nameservers != nil {
+		c.Nameservers = o.Nameservers
+	}
+	if o.SearchDomains != nil {
+		c.SearchDomains = o.SearchDomains
+	}
+	return nil
+}
+
+// netConfig builds the network package's view of c.
+func netConfig(c *store.Config) (network.Config, error) {
+	var nc network.Config
+	for _, s := range c.IPs {
+		p, err := network.ParseIP(s)
+		if err != nil {
+			return nc, err
+		}
+		nc.IPs = append(nc.IPs, p)
+	}
+	for _, s := range c.NetIfs {
+		ni, err := network.ParseNetIf(s)
+		if err != nil {
+			return nc, err
+		}
+		nc.NetIfs = append(nc.NetIfs, ni)
+	}
+	return nc, nil
+}
+
+// checkAddrsFree refuses addresses of c held by another VPS or by the host (network.ErrIPInUse).
+// The caller holds the global lock.
+func (r *Runtime) checkAddrsFree(c *store.Config, others []*store.Config) error {
+	for _, s := range c.IPs {
+		p, err := network.ParseIP(s)
+		if err != nil {
+			return err
+		}
+		for _, oc := range others {
+			if oc.ID == c.ID {
+				continue
+			}
+			for _, os := range oc.IPs {
+				if q, err := network.ParseIP(os); err == nil && q.Addr() == p.Addr() {
+					return fmt.Errorf("%s: held by VPS %d: %w", p.Addr(), oc.ID, network.ErrIPInUse)
+				}
+			}
+		}
+		if used, err := network.HostAddrInUse(p.Addr()); err != nil {
+			return err
+		} else if used {
+			return fmt.Errorf("%s: held by the host: %w", p.Addr(), network.ErrIPInUse)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,80 @@
+// Package runtime is vpsctl's lifecycle: create, start, exec, enter, set, stop, destroy, status.
+// It is the only package that knows the order of the steps; the leaf packages (store, template,
+// cgroup, network, uid, pidns, uts, container) each do one thing.
+//
+// Processes (see protocol.go for the wire formats):
+//
+//	vpsctl start ──spawn──> monitor (one per running VPS, own mount namespace, setsid)
+//	                          ├─ cgroup, rootfs (idmapped template + overlay), console pty, network
+//	                          └─ clone ──> init child (new namespaces) ── pivot_root ── exec /sbin/init
+//	                        monitor waits for init: SIGHUP death = in-VPS reboot (boot again),
+//	                        anything else = halt (clean up, exit)
+//
+// Invariants: a VPS is running iff its init process (PID and start time recorded in run.json)
+// is alive. Host-side objects of a VPS (cgroups, veths, routes) are removed by the monitor when
+// the init dies, or, if the monitor itself was killed, by the next command that takes the VPS's
+// lock. Mounts of a VPS live only in the monitor's and the VPS's own mount namespaces, so they
+// vanish with them and never leak into the host's. The private area is removed only by Destroy.
+package runtime
+
+import (
+	"errors"
+	"fmt"
+	"os"
+
+	"github.com/vpsctl/vpsctl/container"
+	"github.com/vpsctl/vpsctl/store"
+)
+
+// Sentinels callers branch on (cmd/vpsctl maps them, and the leaf packages' ones, to exit codes).
+var (
+	ErrRunning     = errors.New("VPS is running")
+	ErrNotRunning  = errors.New("VPS is not running")
+	ErrBadValue    = errors.New("bad value")
+	ErrUsage       = errors.New("bad usage")
+	ErrTemplateUse = errors.New("template in use")
+	ErrSuspended   = errors.New("VPS is suspended")
+)
+
+// Runtime operates on one state root.
+type Runtime struct {
+	St *store.Store
+}
+
+// Open opens the state root (see store.Open) and sweeps leftovers of killed commands.
+func Open(root string) (*Runtime, error) {
+	if root == "" {
+		root = os.Getenv("VPSCTL_ROOT")
+	}
+	st, err := store.Open(root)
+	if err != nil {
+		return nil, err
+	}
+	st.Sweep()
+	return &Runtime{St: st}, nil
+}
+
+// Resolve turns an ID or a name into an existing VPS's ID.
+func (r *Runtime) Resolve(ref string) (container.ID, error) {
+	if container.LooksNumeric(ref) {
+		id, err := container.ParseID(ref)
+		if err != nil {
+			return 0, err
+		}
+		if !r.St.Exists(uint32(id)) {
+			return 0, fmt.Errorf("VPS %d: %w", id, store.ErrNotExist)
+		}
+		return id, nil
+	}
+	if ref == "" || ref[0] == '-' {
+		return 0, fmt.Errorf("%w %q", container.ErrBadID, ref)
+	}
+	if err := container.ValidateName(ref); err != nil {
+		return 0, err
+	}
+	id, err := r.St.LookupName(ref)
+	if err != nil {
+		return 0, err
+	}
+	return container.ID(id), nil
+}

@@ -1,0 +1,203 @@
+package runtime
+
+import (
+	"fmt"
+	"net/netip"
+	"slices"
+
+	"github.com/vpsctl/vpsctl/cgroup"
+	"github.com/vpsctl/vpsctl/container"
+	"github.com/vpsctl/vpsctl/network"
+	"github.com/vpsctl/vpsctl/store"
+	"github.com/vpsctl/vpsctl/uts"
+)
+
+// SetOptions change a VPS's settings. On a running VPS, limits and addresses apply live and are
+// saved only with Save (vzctl's rule); the hostname is always saved. On a stopped VPS
+// everything is saved.
+type SetOptions struct {
+	Name         *string
+	Hostname     *string
+	Domainname   *string
+	Limits       Limits
+	Net          NetOptions
+	Capabilities []string
+	Save         bool
+}
+
+// Set applies o to VPS id. Every value is validated before anything changes.
+func (r *Runtime) Set(id container.ID, o SetOptions) error {
+	lk, err := r.St.LockVPS(uint32(id), "set")
+	if err != nil {
+		return err
+	}
+	defer lk.Unlock()
+	s, err := r.Status(id)
+	if err != nil {
+		return err
+	}
+	if s.State == "deleted" {
+		return fmt.Errorf("VPS %d: %w", id, store.ErrNotExist)
+	}
+	old := s.cfg
+	next := *old
+	if o.Name != nil && *o.Name != "" {
+		if err := container.ValidateName(*o.Name); err != nil {
+			return err
+		}
+		next.Name = *o.Name
+	}
+	if o.Hostname != nil {
+		if err := uts.ValidateHostname(*o.Hostname); err != nil {
+			return err
+		}
+		next.Hostname = *o.Hostname
+	}
+	if o.Domainname != nil {
+		if err := uts.ValidateDomainname(*o.Domainname); err != nil {
+			return err
+		}
+		next.Domainname = *o.Domainname
+	}
+	if err := o.Limits.apply(&next); err != nil {
+		return err
+	}
+	if err := o.Net.validate(&next); err != nil {
+		return err
+	}
+	for _, c := range o.Capabilities {
+		cp, _, err := ParseCapability(c)
+		if err != nil {
+			return err
+		}
+		next.Capabilities = slices.DeleteFunc(next.Capabilities, func(x string) bool {
+			y, _, err := ParseCapability(x)
+			return err == nil && y == cp
+		})
+		next.Capabilities = append(next.Capabilities, c)
+	}
+	running := s.State == "running"
+	if running && s.Suspended && (!o.Limits.Empty() || !o.Net.Empty() || o.Hostname != nil || o.Domainname != nil) {
+		return fmt.Errorf("VPS %d: %w (resume it first)", id, ErrSuspended)
+	}
+	gl, err := r.St.LockGlobal(fmt.Sprintf("set %d", id))
+	if err != nil {
+		return err
+	}
+	defer gl.Unlock()
+	if len(o.Net.IPAdd) > 0 {
+		others, err := r.St.Configs()
+		if err != nil {
+			return err
+		}
+		if err := r.checkAddrsFree(&next, others); err != nil {
+			return err
+		}
+	}
+	if next.Name != old.Name {
+		if err := r.St.ClaimName(next.Name, next.ID); err != nil {
+			return err
+		}
+	}
+
+	if running {
+		if err := r.applyLive(s, old, &next, o); err != nil {
+			return err
+		}
+	}
+	// What is saved: everything when stopped; with --save or for identity (name, hostname)
+	// when running.
+	save := next
+	if running && !o.Save {
+		save = *old
+		save.Name, save.Hostname, save.Domainname = next.Name, next.Hostname, next.Domainname
+		save.Capabilities = next.Capabilities
+	}
+	if err := r.St.SaveConfig(&save); err != nil {
+		return err
+	}
+	if next.Name != old.Name {
+		r.St.ReleaseName(old.Name, old.ID)
+	}
+	return nil
+}
+
+func (r *Runtime) applyLive(s *Status, old, next *store.Config, o SetOptions) error {
+	if o.Hostname != nil || o.Domainname != nil {
+		if slices.Contains(next.Namespaces, "uts") {
+			err := container.RunIn(s.InitPID, container.NSUTS, func() error {
+				return uts.Apply(next.Hostname, next.Domainname)
+			})
+			if err != nil {
+				return fmt.Errorf("set hostname: %w", err)
+			}
+		}
+		if err := uts.WriteEtcHostname(fmt.Sprintf("/proc/%d/root", s.InitPID), next.Hostname); err != nil {
+			return fmt.Errorf("write /etc/hostname: %w", err)
+		}
+	}
+	if !o.Limits.Empty() {
+		res, err := resources(next)
+		if err != nil {
+			return err
+		}
+		cg, err := cgroup.New(cgroupPath(next.ID))
+		if err != nil {
+			return err
+		}
+		if err := cg.Set(res); err != nil {
+			return fmt.Errorf("apply limits: %w", err)
+		}
+	}
+	if !o.Net.Empty() && slices.Contains(next.Namespaces, "net") {
+		oldNC, err := netConfig(old)
+		if err != nil {
+			return err
+		}
+		newNC, err := netConfig(next)
+		if err != nil {
+			return err
+		}
+		var add, del []netip.Prefix
+		for _, p := range newNC.IPs {
+			if !slices.ContainsFunc(oldNC.IPs, func(q netip.Prefix) bool { return q.Addr() == p.Addr() }) {
+				add = append(add, p)
+			}
+		}
+		for _, p := range oldNC.IPs {
+			if !slices.ContainsFunc(newNC.IPs, func(q netip.Prefix) bool { return q.Addr() == p.Addr() }) {
+				del = append(del, p)
+			}
+		}
+		if len(del) > 0 {
+			if err := network.DelIPs(next.ID, s.InitPID, del); err != nil {
+				return err
+			}
+		}
+		if len(add) > 0 {
+			if err := network.AddIPs(next.ID, s.InitPID, add); err != nil {
+				return err
+			}
+		}
+		for _, n := range o.Net.NetIfDel {
+			if err := network.DelNetIf(next.ID, s.InitPID, n); err != nil {
+				return err
+			}
+		}
+		for _, a := range o.Net.NetIfAdd {
+			ni, err := network.ParseNetIf(a)
+			if err != nil {
+				return err
+			}
+			if err := network.AddNetIf(next.ID, s.InitPID, ni); err != nil {
+				return err
+			}
+		}
+		if o.Net.Nameservers != nil || o.Net.SearchDomains != nil {
+			if err := network.WriteResolvConf(fmt.Sprintf("/proc/%d/root", s.InitPID), next.Nameservers, next.SearchDomains); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}

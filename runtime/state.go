@@ -1,0 +1,167 @@
+package runtime
+
+import (
+	"errors"
+	"fmt"
+	"log"
+	"os"
+	"slices"
+	"time"
+
+	"github.com/vpsctl/vpsctl/cgroup"
+	"github.com/vpsctl/vpsctl/container"
+	"github.com/vpsctl/vpsctl/network"
+	"github.com/vpsctl/vpsctl/store"
+)
+
+// Status is what `vpsctl status` and `vpsctl list` report about a VPS.
+type Status struct {
+	ID         uint32             `json:"id"`
+	Name       string             `json:"name"`
+	State      string             `json:"state"` // "running", "stopped" or "deleted"
+	Suspended  bool               `json:"suspended"`
+	Hostname   string             `json:"hostname"`
+	Domainname string             `json:"domainname,omitempty"`
+	Template   string             `json:"template"`
+	InitPID    int                `json:"init_pid"`
+	MonitorPID int                `json:"monitor_pid,omitempty"`
+	Boots      int                `json:"boots,omitempty"`
+	Namespaces []string           `json:"namespaces,omitempty"`
+	IDMap      string             `json:"idmap,omitempty"`
+	IPs        []string           `json:"ips"`
+	NetIfs     []string           `json:"netifs"`
+	Links      []network.LinkInfo `json:"links,omitempty"`
+
+	cfg *store.Config
+	run *store.RunState
+}
+
+// Line is the one-line form for scripts: "VPS 101 exist running [suspended]", "VPS 101 exist
+// stopped", "VPS 101 deleted".
+func (s *Status) Line() string {
+	if s.State == "deleted" {
+		return fmt.Sprintf("VPS %d deleted", s.ID)
+	}
+	l := fmt.Sprintf("VPS %d exist %s", s.ID, s.State)
+	if s.Suspended {
+		l += " suspended"
+	}
+	return l
+}
+
+// Status reports VPS id's state; a VPS that does not exist is "deleted" (not an error).
+func (r *Runtime) Status(id container.ID) (*Status, error) {
+	c, err := r.St.LoadConfig(uint32(id))
+	if errors.Is(err, store.ErrNotExist) {
+		return &Status{ID: uint32(id), State: "deleted", IPs: []string{}, NetIfs: []string{}}, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	s := &Status{ID: c.ID, Name: c.Name, State: "stopped", Hostname: c.Hostname, Domainname: c.Domainname,
+		Template: c.Template, Namespaces: c.Namespaces, IDMap: c.IDMap, IPs: nonNil(c.IPs), NetIfs: nonNil(c.NetIfs), cfg: c}
+	if run, err := r.St.LoadRun(c.ID); err == nil {
+		s.run = run
+		if alive(run.InitPID, run.InitStart) {
+			s.State, s.InitPID, s.Boots = "running", run.InitPID, run.Boots
+			if alive(run.MonitorPID, run.MonitorStart) {
+				s.MonitorPID = run.MonitorPID
+			}
+			if cg, err := cgroup.New(cgroupPath(c.ID)); err == nil {
+				s.Suspended, _ = cg.Frozen()
+			}
+		}
+	}
+	return s, nil
+}
+
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}
+
+// running returns the status of VPS id and fails unless it is running (and not suspended,
+// unless allowSuspended).
+func (r *Runtime) running(id container.ID, allowSuspended bool) (*Status, error) {
+	s, err := r.Status(id)
+	if err != nil {
+		return nil, err
+	}
+	if s.State == "deleted" {
+		return nil, fmt.Errorf("VPS %d: %w", id, store.ErrNotExist)
+	}
+	if s.State != "running" {
+		return nil, fmt.Errorf("VPS %d: %w", id, ErrNotRunning)
+	}
+	if s.Suspended && !allowSuspended {
+		return nil, fmt.Errorf("VPS %d: %w (resume it first)", id, ErrSuspended)
+	}
+	return s, nil
+}
+
+// List returns the status of every VPS (all, or only running ones).
+func (r *Runtime) List(all bool) ([]*Status, error) {
+	ids, err := r.St.IDs()
+	if err != nil {
+		return nil, err
+	}
+	out := make([]*Status, 0, len(ids))
+	for _, id := range ids {
+		s, err := r.Status(container.ID(id))
+		if err != nil || s.State == "deleted" {
+			continue
+		}
+		if all || s.State == "running" {
+			out = append(out, s)
+		}
+	}
+	return out, nil
+}
+
+// repair removes the host-side leftovers of a VPS whose init and monitor are both gone (the
+// monitor was killed, or the host rebooted). The caller holds the VPS's lock.
+func (r *Runtime) repair(id container.ID) {
+	run, err := r.St.LoadRun(uint32(id))
+	if err != nil {
+		if !errors.Is(err, os.ErrNotExist) {
+			r.St.ClearRun(uint32(id))
+		}
+		r.cleanHost(id)
+		return
+	}
+	if alive(run.InitPID, run.InitStart) {
+		return
+	}
+	if alive(run.MonitorPID, run.MonitorStart) {
+		// The monitor is cleaning up after init; give it a moment.
+		deadline := time.Now().Add(10 * time.Second)
+		for alive(run.MonitorPID, run.MonitorStart) && time.Now().Before(deadline) {
+			time.Sleep(20 * time.Millisecond)
+		}
+		if !alive(run.MonitorPID, run.MonitorStart) {
+			if _, err := r.St.LoadRun(uint32(id)); errors.Is(err, os.ErrNotExist) {
+				return
+			}
+		}
+	}
+	r.cleanHost(id)
+	r.St.ClearRun(uint32(id))
+}
+
+// cleanHost removes a stopped VPS's cgroups and host network objects, if any are left.
+func (r *Runtime) cleanHost(id container.ID) {
+	if cg, err := cgroup.New(cgroupPath(uint32(id))); err == nil && cg.Exists() {
+		cg.Kill(5 * time.Second)
+		if err := cg.Destroy(5 * time.Second); err != nil {
+			log.Printf("VPS %d: cgroup: %v", id, err)
+		}
+	}
+	if c, err := r.St.LoadConfig(uint32(id)); err == nil && slices.Contains(c.Namespaces, "net") {
+		if nc, err := netConfig(c); err == nil {
+			network.Teardown(uint32(id), nc)
+		}
+	}
+	os.Remove(r.St.Path(uint32(id), stopFile))
+}

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# vpsctl's main job on the embedded default, on a fresh machine, as root: install what is
+# missing (busybox-static), build vpsctl, build the busybox template, then create, start, exec
+# into, stop and destroy a VPS, printing each step.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+[ "$(id -u)" = 0 ] || { echo "demo: run as root" >&2; exit 1; }
+
+step() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
+
+if ! { [ -x /bin/busybox ] && ! ldd /bin/busybox >/dev/null 2>&1; }; then
+  step "installing busybox-static"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq busybox-static
+fi
+
+OUT=${VPSCTL_DEMO_DIR:-/tmp/vpsctl-demo}
+mkdir -p "$OUT"
+step "building vpsctl -> $OUT/vpsctl"
+go build -o "$OUT/vpsctl" ./cmd/vpsctl
+export VPSCTL_ROOT=$OUT/state
+V="$OUT/vpsctl"
+ID=${VPSCTL_DEMO_ID:-101}
+# A previous, interrupted demo may have left its VPS: start from scratch.
+"$V" destroy --force "$ID" >/dev/null 2>&1 || true
+
+run() { printf '$ %s\n' "$*"; "$@"; }
+step "template";  run "$V" template build busybox --force
+step "create";    run "$V" create "$ID" --template busybox --hostname demo --name demo
+step "start";     run "$V" start "$ID"
+step "status";    run "$V" status "$ID"
+step "exec";      run "$V" exec demo -- hostname
+                  run "$V" exec "$ID" -- ps
+                  run "$V" exec "$ID" -- id
+step "list";      run "$V" list
+step "stop";      run "$V" stop "$ID" --timeout 20s
+step "destroy";   run "$V" destroy "$ID"
+                  run "$V" status "$ID"
+step "done: no mounts left: $(grep -c "$VPSCTL_ROOT" /proc/self/mountinfo || true)"

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# The whole test suite, as root, on a fresh machine: installs what the tests need, checks
+# formatting and vet, runs unit tests, fuzz seeds and the root integration tests (real VPSs).
+#   scripts/test.sh            everything
+#   scripts/test.sh -short     skip the slow suites
+set -euo pipefail
+cd "$(dirname "$0")/.."
+[ "$(id -u)" = 0 ] || { echo "test: run as root (the integration tests create real namespaces and cgroups)" >&2; exit 1; }
+
+need=()
+{ [ -x /bin/busybox ] && ! ldd /bin/busybox >/dev/null 2>&1; } || need+=(busybox-static)
+command -v ip >/dev/null || need+=(iproute2)
+command -v flock >/dev/null || need+=(util-linux)
+command -v gcc >/dev/null || need+=(gcc)
+if [ ${#need[@]} -gt 0 ]; then
+  echo "== installing: ${need[*]}"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}"
+fi
+export PATH=$PATH:/usr/local/go/bin
+
+echo "== gofmt"
+bad=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))
+[ -z "$bad" ] || { echo "gofmt needed: $bad"; exit 1; }
+echo "== go vet"
+go vet ./...
+echo "== go test (unit, fuzz seeds, integration)"
+# -p 1: integration packages share the host's cgroup and network tables.
+go test -p 1 -count=1 -timeout 40m "$@" ./...

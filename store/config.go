@@ -1,0 +1,211 @@
+package store
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+)
+
+// ErrBadConfig reports a config file that cannot be parsed.
+var ErrBadConfig = errors.New("bad config")
+
+// Config is a VPS's persistent configuration, kept in vps.conf in vzctl's KEY="value" style so
+// that an administrator can read and diff it. Unknown keys are kept (Extra) and written back,
+// so a newer vpsctl's settings survive an older one's rewrite.
+type Config struct {
+	ID         uint32
+	Name       string
+	Hostname   string
+	Domainname string
+	Template   string
+	Namespaces []string // subset of uts,ipc,pid,mnt,net,user,cgroup
+	IDMap      string   // "HOST:SIZE" host ID range of the user namespace; "" without one
+
+	Memory   string // sizes as given by the user ("64M", "unlimited"); "" = not set
+	Swap     string
+	CPUs     string
+	CPULimit string
+	CPUUnits string
+	NumProc  string
+	IOLimit  string
+	IOWeight string
+
+	IPs           []string
+	NetIfs        []string
+	Nameservers   []string
+	SearchDomains []string
+	Capabilities  []string // NAME:on|off overrides of the default bounding set
+	Devices       []string // extra device rules
+
+	Extra map[string]string
+}
+
+type field struct {
+	key  string
+	str  func(c *Config) *string
+	list func(c *Config) *[]string
+}
+
+// fields lists the known keys in the order they are written.
+var fields = []field{
+	{key: "NAME", str: func(c *Config) *string { return &c.Name }},
+	{key: "HOSTNAME", str: func(c *Config) *string { return &c.Hostname }},
+	{key: "DOMAINNAME", str: func(c *Config) *string { return &c.Domainname }},
+	{key: "TEMPLATE", str: func(c *Config) *string { return &c.Template }},
+	{key: "NAMESPACES", list: func(c *Config) *[]string { return &c.Namespaces }},
+	{key: "IDMAP", str: func(c *Config) *string { return &c.IDMap }},
+	{key: "MEMORY", str: func(c *Config) *string { return &c.Memory }},
+	{key: "SWAP", str: func(c *Config) *string { return &c.Swap }},
+	{key: "CPUS", str: func(c *Config) *string { return &c.CPUs }},
+	{key: "CPULIMIT", str: func(c *Config) *string { return &c.CPULimit }},
+	{key: "CPUUNITS", str: func(c *Config) *string { return &c.CPUUnits }},
+	{key: "NUMPROC", str: func(c *Config) *string { return &c.NumProc }},
+	{key: "IOLIMIT", str: func(c *Config) *string { return &c.IOLimit }},
+	{key: "IOWEIGHT", str: func(c *Config) *string { return &c.IOWeight }},
+	{key: "IP_ADDRESS", list: func(c *Config) *[]string { return &c.IPs }},
+	{key: "NETIF", list: func(c *Config) *[]string { return &c.NetIfs }},
+	{key: "NAMESERVER", list: func(c *Config) *[]string { return &c.Nameservers }},
+	{key: "SEARCHDOMAIN", list: func(c *Config) *[]string { return &c.SearchDomains }},
+	{key: "CAPABILITY", list: func(c *Config) *[]string { return &c.Capabilities }},
+	{key: "DEVICES", list: func(c *Config) *[]string { return &c.Devices }},
+}
+
+// Format renders c as the text of vps.conf. Values are quoted; '"' and '\' are escaped.
+func (c *Config) Format() []byte {
+	var b strings.Builder
+	fmt.Fprintf(&b, "# vpsctl configuration of VPS %d (edit with 'vpsctl set')\n", c.ID)
+	fmt.Fprintf(&b, "ID=%s\n", quote(fmt.Sprint(c.ID)))
+	for _, f := range fields {
+		var v string
+		if f.str != nil {
+			v = *f.str(c)
+		} else {
+			v = strings.Join(*f.list(c), " ")
+		}
+		if v == "" {
+			continue
+		}
+		fmt.Fprintf(&b, "%s=%s\n", f.key, quote(v))
+	}
+	keys := make([]string, 0, len(c.Extra))
+	for k := range c.Extra {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		fmt.Fprintf(&b, "%s=%s\n", k, quote(c.Extra[k]))
+	}
+	return []byte(b.String())
+}
+
+func quote(s string) string {
+	r := strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\n", `\n`)
+	return `"` + r.Replace(s) + `"`
+}
+
+// ParseConfig parses vps.conf text. Blank lines and '#' comments are skipped; every other line
+// must be KEY="value" (or KEY=value without spaces). It is the inverse of Format.
+func ParseConfig(text []byte) (*Config, error) {
+	c := &Config{}
+	byKey := make(map[string]field, len(fields))
+	for _, f := range fields {
+		byKey[f.key] = f
+	}
+	sc := bufio.NewScanner(strings.NewReader(string(text)))
+	sc.Buffer(make([]byte, 0, 64*1024), 1024*1024)
+	n := 0
+	for sc.Scan() {
+		n++
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || line[0] == '#' {
+			continue
+		}
+		k, raw, ok := strings.Cut(line, "=")
+		if !ok || !validKey(k) {
+			return nil, fmt.Errorf("%w: line %d: want KEY=\"value\"", ErrBadConfig, n)
+		}
+		v, err := unquote(raw)
+		if err != nil {
+			return nil, fmt.Errorf("%w: line %d: %v", ErrBadConfig, n, err)
+		}
+		if k == "ID" {
+			var id uint32
+			if _, err := fmt.Sscanf(v, "%d", &id); err != nil || fmt.Sprint(id) != v || id == 0 {
+				return nil, fmt.Errorf("%w: line %d: bad ID %q", ErrBadConfig, n, v)
+			}
+			c.ID = id
+			continue
+		}
+		f, known := byKey[k]
+		switch {
+		case !known:
+			if c.Extra == nil {
+				c.Extra = map[string]string{}
+			}
+			c.Extra[k] = v
+		case f.str != nil:
+			*f.str(c) = v
+		default:
+			*f.list(c) = strings.Fields(v)
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrBadConfig, err)
+	}
+	if c.ID == 0 {
+		return nil, fmt.Errorf("%w: no ID", ErrBadConfig)
+	}
+	return c, nil
+}
+
+func validKey(k string) bool {
+	if k == "" {
+		return false
+	}
+	for i := 0; i < len(k); i++ {
+		ch := k[i]
+		if !(ch >= 'A' && ch <= 'Z' || ch == '_' || i > 0 && ch >= '0' && ch <= '9') {
+			return false
+		}
+	}
+	return true
+}
+
+func unquote(s string) (string, error) {
+	if !strings.HasPrefix(s, `"`) {
+		if strings.ContainsAny(s, "\" \t\\") {
+			return "", errors.New("unquoted value with spaces, quotes or backslashes")
+		}
+		return s, nil
+	}
+	if len(s) < 2 || !strings.HasSuffix(s, `"`) {
+		return "", errors.New("unterminated quote")
+	}
+	var b strings.Builder
+	body := s[1 : len(s)-1]
+	for i := 0; i < len(body); i++ {
+		ch := body[i]
+		switch ch {
+		case '"':
+			return "", errors.New("unescaped quote inside value")
+		case '\\':
+			i++
+			if i >= len(body) {
+				return "", errors.New("dangling backslash")
+			}
+			switch body[i] {
+			case '\\', '"':
+				b.WriteByte(body[i])
+			case 'n':
+				b.WriteByte('\n')
+			default:
+				return "", fmt.Errorf("unknown escape \\%c", body[i])
+			}
+		default:
+			b.WriteByte(ch)
+		}
+	}
+	return b.String(), nil
+}

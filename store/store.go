@@ -1,0 +1,312 @@
+// Package store keeps vpsctl's persistent state under one state root (default /var/lib/vpsctl):
+//
+//	templates/NAME/rootfs          a template's root filesystem (owned by host root)
+//	vps/ID/vps.conf                a VPS's configuration (human-readable, see Config)
+//	vps/ID/run.json                runtime state, written only by the VPS's monitor
+//	vps/ID/private/                the VPS's own files (overlay upper layer); removed only by destroy
+//	vps/ID/work/, vps/ID/root/     overlay work dir and mount point
+//	vps/ID/console.log             the VPS's console output
+//	names/NAME -> ID               the unique-name index (symlinks: creation is atomic)
+//	locks/ID.lock, locks/.global   flock(2) locks
+//	tmp/                           staging for creates and destroys in progress
+//
+// Invariants: every file is replaced atomically (write to a temp file, fsync, rename), so a
+// reader sees the old or the new content, never a torn one. A VPS directory appears under vps/
+// only complete (it is built in tmp/ and renamed in), and destroy's first step is renaming it
+// out of vps/, so a crash at any instant leaves a VPS fully there or fully gone; leftovers in
+// tmp/ belong to dead processes and are removed by Sweep.
+package store
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Sentinels for conditions callers branch on.
+var (
+	ErrNotExist   = errors.New("VPS does not exist")
+	ErrExist      = errors.New("VPS already exists")
+	ErrNameExist  = errors.New("name already in use")
+	ErrLocked     = errors.New("locked by another vpsctl")
+	ErrNoTemplate = errors.New("template not found")
+)
+
+// DefaultRoot is the state root used when neither --root nor VPSCTL_ROOT is given.
+const DefaultRoot = "/var/lib/vpsctl"
+
+// Store is a state root.
+type Store struct {
+	Root string
+}
+
+// Open returns the store at root, creating its directories if needed.
+func Open(root string) (*Store, error) {
+	if root == "" {
+		root = DefaultRoot
+	}
+	abs, err := filepath.Abs(root)
+	if err != nil {
+		return nil, err
+	}
+	for _, d := range []string{"", "templates", "vps", "names", "locks", "tmp"} {
+		if err := os.MkdirAll(filepath.Join(abs, d), 0o700); err != nil {
+			return nil, fmt.Errorf("state root: %w", err)
+		}
+	}
+	// The root holds tenants' private areas: only host root may traverse it, so a tenant's
+	// setuid binary or device node is unreachable to other host users.
+	_ = os.Chmod(abs, 0o700)
+	return &Store{Root: abs}, nil
+}
+
+// VPSDir returns the directory of VPS id.
+func (s *Store) VPSDir(id uint32) string {
+	return filepath.Join(s.Root, "vps", strconv.FormatUint(uint64(id), 10))
+}
+
+// Path returns a path inside VPS id's directory.
+func (s *Store) Path(id uint32, name string) string { return filepath.Join(s.VPSDir(id), name) }
+
+// TemplateDir returns the directory of template name.
+func (s *Store) TemplateDir(name string) string { return filepath.Join(s.Root, "templates", name) }
+
+// WriteFileAtomic replaces path with data: temp file in the same directory, fsync, rename.
+func WriteFileAtomic(path string, data []byte, perm os.FileMode) error {
+	dir := filepath.Dir(path)
+	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
+	if err != nil {
+		return err
+	}
+	tmp := f.Name()
+	_, werr := f.Write(data)
+	if werr == nil {
+		werr = f.Chmod(perm)
+	}
+	if werr == nil {
+		werr = f.Sync()
+	}
+	if cerr := f.Close(); werr == nil {
+		werr = cerr
+	}
+	if werr == nil {
+		werr = os.Rename(tmp, path)
+	}
+	if werr != nil {
+		os.Remove(tmp)
+		return werr
+	}
+	return nil
+}
+
+// Exists reports whether VPS id exists.
+func (s *Store) Exists(id uint32) bool {
+	_, err := os.Stat(s.Path(id, "vps.conf"))
+	return err == nil
+}
+
+// LoadConfig reads VPS id's configuration.
+func (s *Store) LoadConfig(id uint32) (*Config, error) {
+	b, err := os.ReadFile(s.Path(id, "vps.conf"))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("VPS %d: %w", id, ErrNotExist)
+	}
+	if err != nil {
+		return nil, err
+	}
+	c, err := ParseConfig(b)
+	if err != nil {
+		return nil, fmt.Errorf("VPS %d: %w", id, err)
+	}
+	if c.ID != id {
+		return nil, fmt.Errorf("VPS %d: %w: config says ID %d", id, ErrBadConfig, c.ID)
+	}
+	return c, nil
+}
+
+// SaveConfig atomically replaces the configuration of an existing VPS.
+func (s *Store) SaveConfig(c *Config) error {
+	if !s.Exists(c.ID) {
+		return fmt.Errorf("VPS %d: %w", c.ID, ErrNotExist)
+	}
+	return WriteFileAtomic(s.Path(c.ID, "vps.conf"), c.Format(), 0o600)
+}
+
+// IDs returns the IDs of all existing VPSs, sorted.
+func (s *Store) IDs() ([]uint32, error) {
+	ents, err := os.ReadDir(filepath.Join(s.Root, "vps"))
+	if err != nil {
+		return nil, err
+	}
+	var ids []uint32
+	for _, e := range ents {
+		n, err := strconv.ParseUint(e.Name(), 10, 32)
+		if err != nil || n == 0 || strconv.FormatUint(n, 10) != e.Name() {
+			continue
+		}
+		ids = append(ids, uint32(n))
+	}
+	sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
+	return ids, nil
+}
+
+// Configs loads every VPS's configuration (unreadable ones are skipped).
+func (s *Store) Configs() ([]*Config, error) {
+	ids, err := s.IDs()
+	if err != nil {
+		return nil, err
+	}
+	out := make([]*Config, 0, len(ids))
+	for _, id := range ids {
+		if c, err := s.LoadConfig(id); err == nil {
+			out = append(out, c)
+		}
+	}
+	return out, nil
+}
+
+// LookupName returns the ID that name refers to.
+func (s *Store) LookupName(name string) (uint32, error) {
+	t, err := os.Readlink(filepath.Join(s.Root, "names", name))
+	if err != nil {
+		return 0, fmt.Errorf("VPS %q: %w", name, ErrNotExist)
+	}
+	n, err := strconv.ParseUint(t, 10, 32)
+	if err != nil || !s.Exists(uint32(n)) {
+		// A dangling entry is the leftover of a crashed create or destroy.
+		return 0, fmt.Errorf("VPS %q: %w", name, ErrNotExist)
+	}
+	return uint32(n), nil
+}
+
+// ClaimName points name at id. It fails with ErrNameExist if another existing VPS holds it;
+// an entry left dangling by a crash is taken over. Caller holds the global lock.
+func (s *Store) ClaimName(name string, id uint32) error {
+	p := filepath.Join(s.Root, "names", name)
+	target := strconv.FormatUint(uint64(id), 10)
+	if err := os.Symlink(target, p); err == nil {
+		return nil
+	} else if !errors.Is(err, os.ErrExist) {
+		return err
+	}
+	if cur, err := os.Readlink(p); err == nil && cur == target {
+		return nil
+	}
+	if _, err := s.LookupName(name); err == nil {
+		return fmt.Errorf("name %q: %w", name, ErrNameExist)
+	}
+	os.Remove(p)
+	return os.Symlink(target, p)
+}
+
+// ReleaseName removes name if it points at id.
+func (s *Store) ReleaseName(name string, id uint32) {
+	if name == "" {
+		return
+	}
+	p := filepath.Join(s.Root, "names", name)
+	if t, err := os.Readlink(p); err == nil && t == strconv.FormatUint(uint64(id), 10) {
+		os.Remove(p)
+	}
+}
+
+// StageDir makes a fresh staging directory in tmp/ whose name records the creating process, so
+// Sweep can tell abandoned ones from ones still being built.
+func (s *Store) StageDir(kind string) (string, error) {
+	return os.MkdirTemp(filepath.Join(s.Root, "tmp"), fmt.Sprintf("%s-%d-", kind, os.Getpid()))
+}
+
+// Commit renames a staged VPS directory into place; ErrExist if the ID is taken.
+func (s *Store) Commit(stage string, id uint32) error {
+	err := unix.Renameat2(unix.AT_FDCWD, stage, unix.AT_FDCWD, s.VPSDir(id), unix.RENAME_NOREPLACE)
+	if errors.Is(err, unix.EEXIST) {
+		return fmt.Errorf("VPS %d: %w", id, ErrExist)
+	}
+	if err != nil {
+		return &os.LinkError{Op: "rename", Old: stage, New: s.VPSDir(id), Err: err}
+	}
+	return nil
+}
+
+// Remove commits the destruction of VPS id by renaming its directory out of vps/, then deletes
+// it. After the rename the VPS no longer exists for any command, whatever happens next.
+func (s *Store) Remove(id uint32) error {
+	stage, err := s.StageDir("destroy")
+	if err != nil {
+		return err
+	}
+	if err := os.Rename(s.VPSDir(id), filepath.Join(stage, "vps")); err != nil {
+		os.Remove(stage)
+		if errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("VPS %d: %w", id, ErrNotExist)
+		}
+		return err
+	}
+	return os.RemoveAll(stage)
+}
+
+// Sweep removes staging directories of processes that no longer run (a create or destroy
+// killed half-way). Name entries left dangling by such a crash are taken over by ClaimName.
+func (s *Store) Sweep() {
+	ents, _ := os.ReadDir(filepath.Join(s.Root, "tmp"))
+	for _, e := range ents {
+		parts := strings.SplitN(e.Name(), "-", 3)
+		if len(parts) != 3 {
+			continue
+		}
+		pid, err := strconv.Atoi(parts[1])
+		if err != nil || pid <= 0 {
+			continue
+		}
+		if unix.Kill(pid, 0) == nil && pid != os.Getpid() {
+			continue // its creator is alive
+		}
+		os.RemoveAll(filepath.Join(s.Root, "tmp", e.Name()))
+	}
+}
+
+// RunState is the runtime state of a running VPS, written by its monitor.
+type RunState struct {
+	MonitorPID   int       `json:"monitor_pid"`
+	MonitorStart uint64    `json:"monitor_start"` // start time in clock ticks (/proc/PID/stat field 22): guards against PID reuse
+	InitPID      int       `json:"init_pid"`
+	InitStart    uint64    `json:"init_start"`
+	Started      time.Time `json:"started"`
+	Boots        int       `json:"boots"`
+	Phase        string    `json:"phase"` // "starting", "running", "rebooting", "stopping"
+}
+
+// LoadRun reads VPS id's runtime state; os.ErrNotExist if it has none.
+func (s *Store) LoadRun(id uint32) (*RunState, error) {
+	b, err := os.ReadFile(s.Path(id, "run.json"))
+	if err != nil {
+		return nil, err
+	}
+	var r RunState
+	if err := json.Unmarshal(b, &r); err != nil {
+		return nil, fmt.Errorf("VPS %d run state: %w", id, err)
+	}
+	return &r, nil
+}
+
+// SaveRun atomically writes VPS id's runtime state.
+func (s *Store) SaveRun(id uint32, r *RunState) error {
+	b, err := json.Marshal(r)
+	if err != nil {
+		return err
+	}
+	return WriteFileAtomic(s.Path(id, "run.json"), b, 0o600)
+}
+
+// ClearRun removes VPS id's runtime state.
+func (s *Store) ClearRun(id uint32) {
+	os.Remove(s.Path(id, "run.json"))
+}

@@ -1,0 +1,165 @@
+// Package template manages OS templates: root filesystems that VPSs are created from.
+//
+// A template lives in STATE/templates/NAME/rootfs, owned by host root, and is never written to
+// after it is built: VPSs share it read-only as the lower layer of an overlay, with their own
+// changes in their private area (so create is O(1) and page cache is shared). Templates are
+// built or imported in the state root's tmp/ and renamed into place, so a template either exists
+// whole or not at all.
+package template
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/vpsctl/vpsctl/store"
+)
+
+// Sentinels.
+var (
+	ErrBadName = errors.New("bad template name")
+	ErrExist   = errors.New("template already exists")
+	ErrSource  = errors.New("bad template source")
+)
+
+// ValidateName checks a template name: 1..64 of [a-z0-9._-], starting with a letter or digit.
+func ValidateName(s string) error {
+	if s == "" || len(s) > 64 || s[0] == '.' || s[0] == '-' {
+		return fmt.Errorf("%w %q", ErrBadName, s)
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {
+			return fmt.Errorf("%w %q: character %q not allowed", ErrBadName, s, c)
+		}
+	}
+	return nil
+}
+
+// Rootfs returns the root filesystem directory of template name.
+func Rootfs(st *store.Store, name string) (string, error) {
+	if err := ValidateName(name); err != nil {
+		return "", err
+	}
+	p := filepath.Join(st.TemplateDir(name), "rootfs")
+	if fi, err := os.Stat(p); err != nil || !fi.IsDir() {
+		return "", fmt.Errorf("template %q: %w", name, store.ErrNoTemplate)
+	}
+	return p, nil
+}
+
+// Info describes a template.
+type Info struct {
+	Name   string `json:"name"`
+	Rootfs string `json:"rootfs"`
+	Source string `json:"source"`
+}
+
+// List returns all templates, sorted by name.
+func List(st *store.Store) ([]Info, error) {
+	ents, err := os.ReadDir(filepath.Join(st.Root, "templates"))
+	if err != nil {
+		return nil, err
+	}
+	var out []Info
+	for _, e := range ents {
+		if ValidateName(e.Name()) != nil {
+			continue
+		}
+		rf, err := Rootfs(st, e.Name())
+		if err != nil {
+			continue
+		}
+		src, _ := os.ReadFile(filepath.Join(st.TemplateDir(e.Name()), "source"))
+		out = append(out, Info{Name: e.Name(), Rootfs: rf, Source: strings.TrimSpace(string(src))})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out, nil
+}
+
+// Remove deletes template name. The caller has checked that no VPS uses it.
+func Remove(st *store.Store, name string) error {
+	if _, err := Rootfs(st, name); err != nil {
+		return err
+	}
+	stage, err := st.StageDir("tpl-rm")
+	if err != nil {
+		return err
+	}
+	if err := os.Rename(st.TemplateDir(name), filepath.Join(stage, "t")); err != nil {
+		os.Remove(stage)
+		return err
+	}
+	return os.RemoveAll(stage)
+}
+
+// build runs fill on a fresh staging rootfs and moves the result into place as template name.
+// replace allows overwriting an existing template (a rebuild).
+func build(st *store.Store, name, source string, replace bool, fill func(rootfs string) error) error {
+	if err := ValidateName(name); err != nil {
+		return err
+	}
+	if !replace {
+		if _, err := Rootfs(st, name); err == nil {
+			return fmt.Errorf("template %q: %w", name, ErrExist)
+		}
+	}
+	stage, err := st.StageDir("tpl")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(stage)
+	rootfs := filepath.Join(stage, "t", "rootfs")
+	if err := os.MkdirAll(rootfs, 0o755); err != nil {
+		return err
+	}
+	if err := fill(rootfs); err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(stage, "t", "source"), []byte(source+"\n"), 0o644); err != nil {
+		return err
+	}
+	dst := st.TemplateDir(name)
+	if replace {
+		old := filepath.Join(stage, "old")
+		if err := os.Rename(dst, old); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+	}
+	return os.Rename(filepath.Join(stage, "t"), dst)
+}
+
+// Import makes template name from src: a directory holding a root filesystem (e.g. a
+// debootstrap tree), or a .tar, .tar.gz or .tar.xz of one. Ownership, modes, links and device
+// nodes are preserved (cp -a / tar --numeric-owner).
+func Import(st *store.Store, name, src string, progress io.Writer) error {
+	fi, err := os.Stat(src)
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrSource, err)
+	}
+	return build(st, name, "import "+src, false, func(rootfs string) error {
+		var cmd *exec.Cmd
+		if fi.IsDir() {
+			if _, err := os.Stat(filepath.Join(src, "bin")); err != nil {
+				if _, err2 := os.Stat(filepath.Join(src, "usr")); err2 != nil {
+					return fmt.Errorf("%w: %s has neither bin/ nor usr/: not a root filesystem", ErrSource, src)
+				}
+			}
+			fmt.Fprintf(progress, "copying %s\n", src)
+			cmd = exec.Command("cp", "-a", "--reflink=auto", src+"/.", rootfs+"/")
+		} else {
+			fmt.Fprintf(progress, "unpacking %s\n", src)
+			cmd = exec.Command("tar", "--numeric-owner", "-xpf", src, "-C", rootfs)
+		}
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("%w: %s: %v: %s", ErrSource, src, err, strings.TrimSpace(string(out)))
+		}
+		return nil
+	})
+}

@@ -1,0 +1,206 @@
+// Package tests holds vpsctl's root-only integration tests: they build the vpsctl binary, create
+// real VPSs (real namespaces, cgroups, mounts, veths) in a private state root, and check after
+// every test that nothing was left behind on the host.
+package tests
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/vpsctl/vpsctl/internal/testutil"
+)
+
+var (
+	bin     string // the vpsctl binary under test
+	root    string // the state root of this test run
+	workDir string
+)
+
+func TestMain(m *testing.M) {
+	if os.Geteuid() != 0 {
+		if os.Getenv("CI") == "true" {
+			fmt.Fprintln(os.Stderr, "tests: integration tests need root (CI=true: failing, not skipping)")
+			os.Exit(1)
+		}
+		fmt.Fprintln(os.Stderr, "tests: skipping integration tests: not root")
+		os.Exit(0)
+	}
+	var err error
+	workDir, err = os.MkdirTemp("", "vpsctl-it-")
+	if err != nil {
+		panic(err)
+	}
+	bin = filepath.Join(workDir, "vpsctl")
+	out, err := exec.Command("go", "build", "-o", bin, "../cmd/vpsctl").CombinedOutput()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "build vpsctl: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	root = filepath.Join(workDir, "state")
+	if out, err := exec.Command(bin, "--root", root, "template", "build", "busybox").CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "template build: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	// Last resort: never leave VPSs of this run behind, even after a failed test.
+	ids, _ := os.ReadDir(filepath.Join(root, "vps"))
+	for _, e := range ids {
+		exec.Command(bin, "--root", root, "destroy", "--force", e.Name()).Run()
+	}
+	os.RemoveAll(workDir)
+	os.Exit(code)
+}
+
+// result is one vpsctl invocation.
+type result struct {
+	out, err string
+	code     int
+}
+
+// vpsctl runs the binary with this run's state root, bounded by a timeout.
+func vpsctl(t testing.TB, args ...string) result {
+	t.Helper()
+	return vpsctlEnv(t, nil, args...)
+}
+
+func vpsctlEnv(t testing.TB, env []string, args ...string) result {
+	t.Helper()
+	cmd := exec.Command(bin, append([]string{"--root", root}, args...)...)
+	cmd.Env = append(os.Environ(), env...)
+	var o, e bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &o, &e
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("vpsctl %v: %v", args, err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case <-done:
+	case <-time.After(120 * time.Second):
+		cmd.Process.Kill()
+		<-done
+		t.Fatalf("vpsctl %v: timed out", args)
+	}
+	return result{out: o.String(), err: e.String(), code: cmd.ProcessState.ExitCode()}
+}
+
+// must runs vpsctl and fails the test unless it exits 0.
+func must(t testing.TB, args ...string) string {
+	t.Helper()
+	r := vpsctl(t, args...)
+	if r.code != 0 {
+		t.Fatalf("vpsctl %s: exit %d\nstdout: %s\nstderr: %s", strings.Join(args, " "), r.code, r.out, r.err)
+	}
+	return r.out
+}
+
+// expectCode runs vpsctl and checks its exit code and that stderr names the problem.
+func expectCode(t testing.TB, code int, args ...string) result {
+	t.Helper()
+	r := vpsctl(t, args...)
+	if r.code != code {
+		t.Fatalf("vpsctl %s: exit %d, want %d\nstdout: %s\nstderr: %s", strings.Join(args, " "), r.code, code, r.out, r.err)
+	}
+	if code != 0 && code < 100 && strings.TrimSpace(r.err) == "" {
+		t.Fatalf("vpsctl %s: exit %d with no error message", strings.Join(args, " "), code)
+	}
+	return r
+}
+
+// hostState is what a test must leave as it found it.
+type hostState struct {
+	mounts   int
+	cgroups  []string
+	links    []string
+	monitors []int
+}
+
+func snapshot(t testing.TB) hostState {
+	t.Helper()
+	var s hostState
+	mi, _ := os.ReadFile("/proc/self/mountinfo")
+	s.mounts = strings.Count(string(mi), root)
+	dirs, _ := filepath.Glob("/sys/fs/cgroup/*/vpsctl/*")
+	dirs2, _ := filepath.Glob("/sys/fs/cgroup/vpsctl/*")
+	for _, d := range append(dirs, dirs2...) {
+		if fi, err := os.Stat(d); err == nil && fi.IsDir() {
+			s.cgroups = append(s.cgroups, d)
+		}
+	}
+	sort.Strings(s.cgroups)
+	out, _ := exec.Command("ip", "-o", "link", "show").Output()
+	for _, l := range strings.Split(string(out), "\n") {
+		f := strings.Fields(l)
+		if len(f) > 1 {
+			s.links = append(s.links, strings.TrimSuffix(strings.SplitN(f[1], "@", 2)[0], ":"))
+		}
+	}
+	sort.Strings(s.links)
+	s.monitors = ourMonitors()
+	return s
+}
+
+// ourMonitors lists monitor processes of this run's state root.
+func ourMonitors() []int {
+	var pids []int
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		cl, _ := os.ReadFile("/proc/" + e.Name() + "/cmdline")
+		if !bytes.HasPrefix(cl, []byte("vpsctl-monitor")) {
+			continue
+		}
+		env, _ := os.ReadFile("/proc/" + e.Name() + "/environ")
+		if bytes.Contains(env, []byte("VPSCTL_ROOT="+root+"\x00")) {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
+
+// checkClean registers a cleanup that destroys the given VPSs and then fails the test if
+// mounts, cgroups, links or monitor processes differ from before.
+func checkClean(t *testing.T, ids ...string) {
+	t.Helper()
+	testutil.RequireRoot(t)
+	before := snapshot(t)
+	t.Cleanup(func() {
+		for _, id := range ids {
+			vpsctl(t, "destroy", "--force", id)
+		}
+		var after hostState
+		// The monitor finishes its cleanup asynchronously after an in-VPS poweroff; allow it
+		// a bounded moment.
+		for i := 0; i < 100; i++ {
+			after = snapshot(t)
+			if fmt.Sprint(after) == fmt.Sprint(before) {
+				return
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		t.Errorf("host not left as found:\nbefore: %+v\nafter:  %+v", before, after)
+	})
+}
+
+// waitFor polls cond every 50ms until it holds or the timeout passes.
+func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", timeout, what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
