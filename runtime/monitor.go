@@ -377,8 +377,12 @@ func (m *monitor) prepareRootfs(c *store.Config, tpl string, pid int, userns boo
 		return -1, fmt.Errorf("attach template: %w", os.NewSyscallError("move_mount", err))
 	}
 	defer unix.Unmount(lower, unix.MNT_DETACH)
-	opts := fmt.Sprintf("lowerdir=%s,upperdir=%s,workdir=%s", lower, m.st.Path(m.id, "private"), m.st.Path(m.id, "work"))
-	if err := unix.Mount("overlay", root, "overlay", 0, opts); err != nil {
+	// Relative layer paths (from the VPS's directory): overlayfs shows them in the VPS's own
+	// mountinfo, which must not reveal the host's directory layout.
+	if err := os.Chdir(m.st.VPSDir(m.id)); err != nil {
+		return -1, err
+	}
+	if err := unix.Mount("overlay", root, "overlay", 0, "lowerdir=lower,upperdir=private,workdir=work"); err != nil {
 		return -1, fmt.Errorf("overlay %s: %w", root, &os.PathError{Op: "mount", Path: root, Err: err})
 	}
 	defer unix.Unmount(root, unix.MNT_DETACH)

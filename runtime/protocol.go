@@ -30,9 +30,9 @@ type initMsg struct {
 	Hostname   string   `json:"hostname"`
 	Domainname string   `json:"domainname"`
 	Namespaces []string `json:"namespaces"`
-	Console    string   `json:"console"`   // host path of the console pty slave (/dev/pts/N)
-	CapDrop    []int    `json:"cap_drop"`  // capabilities to drop from the bounding set
-	Init       []string `json:"init"`      // argv of the VPS's init
+	Console    string   `json:"console"`  // host path of the console pty slave (/dev/pts/N)
+	CapDrop    []int    `json:"cap_drop"` // capabilities to drop from the bounding set
+	Init       []string `json:"init"`     // argv of the VPS's init
 	Env        []string `json:"env"`
 }
 
