@@ -1,0 +1,225 @@
+package cgroup
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"os"
+	"path"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Errors callers branch on; they are always wrapped with context.
+var (
+	// ErrNotSupported: the host's cgroup setup lacks what was asked for
+	// (a controller that is not mounted, a v2-only feature on v1).
+	ErrNotSupported = errors.New("not supported by this cgroup setup")
+	// ErrBadValue: a value or path was refused before reaching the kernel.
+	ErrBadValue = errors.New("bad value")
+	// ErrTimeout: a bounded wait ran out.
+	ErrTimeout = errors.New("timed out")
+	// ErrNoGroup: /proc/PID/cgroup has no line for the hierarchy asked about.
+	ErrNoGroup = errors.New("no cgroup for this hierarchy")
+)
+
+// Unlimited is the Barrier/Limit of a [Counter] with no limit.
+const Unlimited uint64 = math.MaxUint64
+
+// Resources are limits; a nil field means "leave unchanged" and -1 means
+// unlimited where it applies. Each Set computes the CPU quota from the
+// fields it is given, so callers pass CPUs and CPULimitPct together.
+type Resources struct {
+	// MemoryBytes: v1 memory.limit_in_bytes, v2 memory.max.
+	MemoryBytes *int64
+	// SwapBytes is swap allowed in addition to memory: v1
+	// memory.memsw.limit_in_bytes = memory+swap, v2 memory.swap.max.
+	// Skipped quietly when the kernel does not account swap. When only
+	// MemoryBytes is given on v1, the swap allowance already set is kept.
+	SwapBytes *int64
+	// CPUs caps the group at N CPUs' worth of time (vzctl --cpus): a CFS
+	// quota of N periods. 0 = unlimited.
+	CPUs *int
+	// CPULimitPct: 100 = one full CPU (vzctl --cpulimit). 0 = unlimited.
+	// With CPUs also set, the smaller quota wins.
+	CPULimitPct *int
+	// CPUUnits is vzctl's relative CPU weight, 8..500000, default 1000:
+	// v1 cpu.shares = units*1024/1000 (2..262144), so 1000 is the kernel's
+	// default 1024; v2 cpu.weight = units/10 (1..10000), so 1000 is the
+	// default 100 and the ratio between VPSs is kept from 10 to 100000 units.
+	CPUUnits *int
+	// NumProc: pids.max (tasks, threads included, as OpenVZ's numproc).
+	NumProc *int64
+	// IOWeight 10..1000, written as is to every weight file the hierarchy
+	// has (v1 blkio.weight, blkio.bfq.weight; v2 io.weight, io.bfq.weight),
+	// whose ranges all contain it; absent files are skipped.
+	IOWeight *int
+	// IOLimitBps caps reads and, separately, writes in bytes/s on every
+	// whole disk (/sys/block/*): v1 blkio.throttle.{read,write}_bps_device,
+	// v2 io.max rbps/wbps. 0 = unlimited.
+	IOLimitBps *int64
+	// Devices, when non-nil, is the complete allowlist: v1 devices.deny "a"
+	// then devices.allow per rule; v2 a BPF_CGROUP_DEVICE program.
+	Devices []DeviceRule
+}
+
+// DeviceRule allows access to a device node class.
+type DeviceRule struct {
+	Type         rune   // 'c', 'b', or 'a' (all devices: only as "a *:* rwm")
+	Major, Minor int64  // -1 = any
+	Access       string // non-empty subset of "rwm"
+}
+
+// String formats r as the kernel's devices.list does: "c 1:3 rwm".
+func (r DeviceRule) String() string {
+	num := func(n int64) string {
+		if n < 0 {
+			return "*"
+		}
+		return fmt.Sprint(n)
+	}
+	return fmt.Sprintf("%c %s:%s %s", r.Type, num(r.Major), num(r.Minor), r.Access)
+}
+
+// Counter is one row of an OpenVZ-style beancounter table.
+// Barrier and Limit are [Unlimited] when there is none.
+type Counter struct {
+	Resource                               string
+	Held, MaxHeld, Barrier, Limit, Failcnt uint64
+}
+
+// Stats is a snapshot of a group's usage. Counters holds, in this order:
+//
+//   - numproc: tasks (pids.current), peak (pids.peak, else held), pids.max,
+//     failcnt = forks refused (pids.events "max").
+//   - physpages: memory in 4 KiB pages, peak, limit, failcnt = charges
+//     refused at the limit (v2 memory.events "max"; "oom" is not added, as
+//     every OOM in the group follows such a refusal. v1 memory.failcnt +
+//     memory.memsw.failcnt: the kernel charges memory+swap first, so a
+//     group without swap allowance that runs out of RAM counts in memsw).
+//   - swappages: swap in 4 KiB pages, peak (v2 memory.swap.peak, else held),
+//     limit, failcnt (v1 memory.memsw.failcnt, v2 memory.swap.events "max").
+//   - cpu: held = CPU time used in ns (maxheld the same), barrier = limit =
+//     the CFS quota as percent of one CPU, failcnt = periods throttled
+//     (cpu.stat nr_throttled).
+//
+// Values the hierarchy does not account are 0 (limits: Unlimited).
+type Stats struct {
+	CPUUsageNs                             uint64
+	MemoryBytes, MemoryMaxBytes, SwapBytes uint64
+	Procs                                  uint64 // processes (tgids), subgroups included
+	Counters                               []Counter
+}
+
+// Manager controls one group: in every v1 hierarchy, or in the v2 tree.
+type Manager interface {
+	// Create makes the group and its missing parents; idempotent. v2 enables
+	// memory, pids, cpu, io and cpuset (those available) in every ancestor's
+	// cgroup.subtree_control; v1 cpuset copies cpus/mems from the parent,
+	// because an empty cpuset group refuses processes.
+	Create() error
+	// Apply moves process pid (all its threads) into the group.
+	Apply(pid int) error
+	// Set applies the non-nil limits of r. Values the kernel rejects come
+	// back wrapped with the file name.
+	Set(r *Resources) error
+	Stats() (*Stats, error)
+	// Freeze stops every process and waits until the kernel reports the
+	// group frozen; on timeout it thaws again and returns ErrTimeout.
+	Freeze(timeout time.Duration) error
+	Thaw() error
+	Frozen() (bool, error)
+	// Kill SIGKILLs every process in the group and its subgroups, including
+	// ones forked meanwhile, then waits until the group is empty.
+	Kill(timeout time.Duration) error
+	// Pids lists every process (tgid) in the group and its subgroups.
+	Pids() ([]int, error)
+	// Populated reports whether any process is in the group or below.
+	// A group that does not exist is not populated.
+	Populated() (bool, error)
+	WaitEmpty(timeout time.Duration) error
+	// Destroy removes the group and its subgroups, deepest first, retrying
+	// while the kernel says EBUSY until timeout; missing groups are fine.
+	Destroy(timeout time.Duration) error
+	// Exists reports whether any directory of the group exists.
+	Exists() bool
+	// CgroupFD opens the group directory for SysProcAttr.CgroupFD
+	// (clone3 CLONE_INTO_CGROUP); the caller closes it. v1: -1, ErrNotSupported.
+	CgroupFD() (int, error)
+	// Paths maps controller names ("name=systemd" for named v1
+	// hierarchies, "" on v2) to the group's absolute directories.
+	Paths() map[string]string
+	// Path is the relative group path given to New.
+	Path() string
+}
+
+// cgroupRoot is where the host mounts its cgroup filesystems.
+const cgroupRoot = "/sys/fs/cgroup"
+
+// unified reports whether the host runs cgroup v2 only. A tmpfs at
+// /sys/fs/cgroup holds v1 mounts (legacy or hybrid); hybrid counts as v1
+// because its controllers live in the v1 hierarchies.
+var unified = sync.OnceValues(func() (bool, error) {
+	var st unix.Statfs_t
+	if err := ignoringEINTR(func() error { return unix.Statfs(cgroupRoot, &st) }); err != nil {
+		return false, &os.PathError{Op: "statfs", Path: cgroupRoot, Err: err}
+	}
+	switch st.Type {
+	case unix.CGROUP2_SUPER_MAGIC:
+		return true, nil
+	case unix.TMPFS_MAGIC:
+		return false, nil
+	}
+	return false, fmt.Errorf("%s: filesystem type %#x is neither cgroup2 nor tmpfs: %w", cgroupRoot, st.Type, ErrNotSupported)
+})
+
+// New returns the Manager for group rel (relative to the hierarchy roots,
+// e.g. "vpsctl/101") on this host. It does not create anything.
+func New(rel string) (Manager, error) {
+	if err := checkRel(rel); err != nil {
+		return nil, err
+	}
+	v2, err := unified()
+	if err != nil {
+		return nil, err
+	}
+	if v2 {
+		return newFS2(cgroupRoot, rel), nil
+	}
+	return newFS1(rel)
+}
+
+// NewV2At returns the v2 Manager for rel in the cgroup2 tree mounted at
+// mountpoint (the hybrid host's /sys/fs/cgroup/unified, or a directory
+// standing in for one in tests).
+func NewV2At(mountpoint, rel string) (Manager, error) {
+	if err := checkRel(rel); err != nil {
+		return nil, err
+	}
+	if !path.IsAbs(mountpoint) {
+		return nil, fmt.Errorf("cgroup2 mountpoint %q is not absolute: %w", mountpoint, ErrBadValue)
+	}
+	return newFS2(path.Clean(mountpoint), rel), nil
+}
+
+// checkRel accepts only clean, relative, non-root paths, so that joining rel
+// to a hierarchy root can never leave it.
+func checkRel(rel string) error {
+	if rel == "" || rel == "." || path.IsAbs(rel) || path.Clean(rel) != rel || rel == ".." || strings.HasPrefix(rel, "../") {
+		return fmt.Errorf("cgroup path %q: must be clean, relative and below the root: %w", rel, ErrBadValue)
+	}
+	return nil
+}
+
+// IsDescendant reports whether group child is parent or lies below it
+// (the seed's container_is_descendant, which is true for the group itself).
+// It compares whole path components: "vpsctl/10" is not an ancestor of
+// "vpsctl/101". "" and "/" are the root, the ancestor of every group.
+func IsDescendant(parent, child string) bool {
+	p := path.Clean("/" + parent)
+	c := path.Clean("/" + child)
+	return p == "/" || c == p || strings.HasPrefix(c, p+"/")
+}

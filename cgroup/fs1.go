@@ -1,0 +1,489 @@
+package cgroup
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/moby/sys/mountinfo"
+)
+
+// fs1 is a group in every mounted cgroup v1 hierarchy.
+type fs1 struct {
+	rel   string
+	hiers []hierarchy
+	disks func() ([]string, error) // whole disks for blkio throttling; tests replace it
+}
+
+// hierarchy is one mounted v1 hierarchy and the controllers bound to it
+// ("name=systemd" for a named hierarchy without controllers).
+type hierarchy struct {
+	mount string
+	ctrls []string
+}
+
+// v1Controllers are the controllers Linux knows; other mount options
+// (rw, noprefix, release_agent=...) are not controllers.
+var v1Controllers = []string{"blkio", "cpu", "cpuacct", "cpuset", "devices", "freezer", "hugetlb",
+	"memory", "misc", "net_cls", "net_prio", "perf_event", "pids", "rdma"}
+
+// v1Hierarchies lists the mounted v1 hierarchies once per process: mounts
+// of a hierarchy's root only (a bind mount of a subdirectory would put rel
+// elsewhere), one mount per hierarchy.
+var v1Hierarchies = sync.OnceValues(func() ([]hierarchy, error) {
+	mounts, err := mountinfo.GetMounts(mountinfo.FSTypeFilter("cgroup"))
+	if err != nil {
+		return nil, err
+	}
+	var hs []hierarchy
+	seen := map[string]bool{}
+	for _, mi := range mounts {
+		var ctrls []string
+		for o := range strings.SplitSeq(mi.VFSOptions, ",") {
+			if slices.Contains(v1Controllers, o) || strings.HasPrefix(o, "name=") {
+				ctrls = append(ctrls, o)
+			}
+		}
+		key := strings.Join(ctrls, ",")
+		if len(ctrls) == 0 || mi.Root != "/" || seen[key] {
+			continue
+		}
+		seen[key] = true
+		hs = append(hs, hierarchy{mount: mi.Mountpoint, ctrls: ctrls})
+	}
+	slices.SortFunc(hs, func(a, b hierarchy) int { return strings.Compare(a.mount, b.mount) })
+	return hs, nil
+})
+
+func newFS1(rel string) (*fs1, error) {
+	hs, err := v1Hierarchies()
+	if err != nil {
+		return nil, err
+	}
+	if len(hs) == 0 {
+		return nil, fmt.Errorf("no cgroup v1 hierarchy mounted: %w", ErrNotSupported)
+	}
+	return &fs1{rel: rel, hiers: hs, disks: wholeDisks}, nil
+}
+
+// dir returns the group's directory in the hierarchy holding ctrl.
+func (m *fs1) dir(ctrl string) (string, error) {
+	for _, h := range m.hiers {
+		if slices.Contains(h.ctrls, ctrl) {
+			return filepath.Join(h.mount, m.rel), nil
+		}
+	}
+	return "", fmt.Errorf("cgroup v1 %s controller is not mounted: %w", ctrl, ErrNotSupported)
+}
+
+func (m *fs1) Path() string { return m.rel }
+
+func (m *fs1) Paths() map[string]string {
+	p := map[string]string{}
+	for _, h := range m.hiers {
+		for _, c := range h.ctrls {
+			p[c] = filepath.Join(h.mount, m.rel)
+		}
+	}
+	return p
+}
+
+func (m *fs1) Exists() bool {
+	for _, h := range m.hiers {
+		if _, err := os.Stat(filepath.Join(h.mount, m.rel)); err == nil {
+			return true
+		}
+	}
+	return false
+}
+
+func (m *fs1) CgroupFD() (int, error) {
+	return -1, fmt.Errorf("cgroup fd (CLONE_INTO_CGROUP) needs cgroup v2: %w", ErrNotSupported)
+}
+
+func (m *fs1) Create() error {
+	for _, h := range m.hiers {
+		cpuset := slices.Contains(h.ctrls, "cpuset")
+		dir := h.mount
+		for part := range strings.SplitSeq(m.rel, "/") {
+			parent := dir
+			dir = filepath.Join(dir, part)
+			if err := mkdir(dir); err != nil {
+				return err
+			}
+			if cpuset {
+				if err := copyCpuset(parent, dir); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// copyCpuset gives a new cpuset group its parent's CPUs and memory nodes:
+// v1 creates it with both empty, and an empty cpuset refuses tasks (ENOSPC).
+func copyCpuset(parent, dir string) error {
+	for _, f := range []string{"cpuset.cpus", "cpuset.mems"} {
+		cur, err := readFile(dir, f)
+		if err != nil || cur != "" {
+			return err
+		}
+		v, err := readFile(parent, f)
+		if err != nil {
+			return err
+		}
+		if err := writeFile(dir, f, v); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (m *fs1) Apply(pid int) error {
+	for _, h := range m.hiers {
+		if err := applyPid(filepath.Join(h.mount, m.rel), pid); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (m *fs1) Set(r *Resources) error {
+	if err := validate(r); err != nil {
+		return err
+	}
+	for _, set := range []func(*Resources) error{m.setMemory, m.setCPU, m.setPids, m.setBlkio, m.setDevices} {
+		if err := set(r); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// v1Limit reads a v1 byte limit as int64, -1 for unlimited: v1 reports "no
+// limit" as the largest page-aligned value (9223372036854771712 on 4K pages).
+func v1Limit(dir, name string) (int64, error) {
+	v, err := readUint(dir, name)
+	if err != nil || v >= 1<<62 {
+		return -1, err
+	}
+	return int64(v), nil
+}
+
+func (m *fs1) setMemory(r *Resources) error {
+	if r.MemoryBytes == nil && r.SwapBytes == nil {
+		return nil
+	}
+	dir, err := m.dir("memory")
+	if err != nil {
+		return err
+	}
+	const memFile, swFile = "memory.limit_in_bytes", "memory.memsw.limit_in_bytes"
+	if !exists(dir, swFile) {
+		// No swap accounting (swapaccount=0): memory only, swap skipped.
+		if r.MemoryBytes == nil {
+			return nil
+		}
+		return writeFile(dir, memFile, strconv.FormatInt(*r.MemoryBytes, 10))
+	}
+	curMem, err := v1Limit(dir, memFile)
+	if err != nil {
+		return err
+	}
+	curSw, err := v1Limit(dir, swFile)
+	if err != nil {
+		return err
+	}
+	mem := curMem
+	if r.MemoryBytes != nil {
+		mem = *r.MemoryBytes
+	}
+	// Swap in addition to memory: the given allowance, else the current one.
+	swap := int64(-1)
+	switch {
+	case r.SwapBytes != nil:
+		swap = *r.SwapBytes
+	case curSw >= 0 && curMem >= 0:
+		swap = curSw - curMem
+	}
+	sw := int64(-1)
+	if mem >= 0 && swap >= 0 {
+		if mem > 1<<62-swap {
+			return fmt.Errorf("memory %d + swap %d: %w", mem, swap, ErrBadValue)
+		}
+		sw = mem + swap
+	}
+	// The kernel keeps limit <= memsw.limit after every write (EINVAL
+	// otherwise), so memsw grows first and shrinks last.
+	order := [][2]string{{memFile, strconv.FormatInt(mem, 10)}, {swFile, strconv.FormatInt(sw, 10)}}
+	if sw < 0 && curSw >= 0 || sw >= 0 && curSw >= 0 && sw > curSw {
+		order[0], order[1] = order[1], order[0]
+	}
+	for _, w := range order {
+		if err := writeFile(dir, w[0], w[1]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (m *fs1) setCPU(r *Resources) error {
+	_, hasQuota := cfsQuota(r, 100000)
+	if r.CPUUnits == nil && !hasQuota {
+		return nil
+	}
+	dir, err := m.dir("cpu")
+	if err != nil {
+		return err
+	}
+	if r.CPUUnits != nil {
+		if err := writeFile(dir, "cpu.shares", strconv.FormatUint(cpuShares(*r.CPUUnits), 10)); err != nil {
+			return err
+		}
+	}
+	if !hasQuota {
+		return nil
+	}
+	period, err := readUint(dir, "cpu.cfs_period_us")
+	if err != nil {
+		return err
+	}
+	quota, _ := cfsQuota(r, int64(period))
+	return writeFile(dir, "cpu.cfs_quota_us", strconv.FormatInt(quota, 10))
+}
+
+func (m *fs1) setPids(r *Resources) error {
+	if r.NumProc == nil {
+		return nil
+	}
+	dir, err := m.dir("pids")
+	if err != nil {
+		return err
+	}
+	return writeFile(dir, "pids.max", orUnlimited(r.NumProc, "max"))
+}
+
+func (m *fs1) setBlkio(r *Resources) error {
+	if r.IOWeight == nil && r.IOLimitBps == nil {
+		return nil
+	}
+	dir, err := m.dir("blkio")
+	if err != nil {
+		return err
+	}
+	if r.IOWeight != nil {
+		// blkio.weight belonged to CFQ (gone since 5.0); BFQ has its own.
+		for _, f := range []string{"blkio.weight", "blkio.bfq.weight"} {
+			if err := writeIfExists(dir, f, strconv.Itoa(*r.IOWeight)); err != nil {
+				return err
+			}
+		}
+	}
+	if r.IOLimitBps == nil {
+		return nil
+	}
+	disks, err := m.disks()
+	if err != nil {
+		return err
+	}
+	for _, f := range []string{"blkio.throttle.read_bps_device", "blkio.throttle.write_bps_device"} {
+		// A rate of 0 removes the device's rule: unlimited.
+		err := writeDevices(dir, f, disks, func(dev string) string { return fmt.Sprintf("%s %d", dev, *r.IOLimitBps) })
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (m *fs1) setDevices(r *Resources) error {
+	if r.Devices == nil {
+		return nil
+	}
+	dir, err := m.dir("devices")
+	if err != nil {
+		return err
+	}
+	// Deny everything, then allow the list: the result is exactly the list.
+	if err := writeFile(dir, "devices.deny", "a"); err != nil {
+		return err
+	}
+	for _, d := range r.Devices {
+		if err := writeFile(dir, "devices.allow", d.String()); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (m *fs1) Stats() (*Stats, error) {
+	var errs []error
+	// dir is "" for an unmounted controller: nothing accounted, no limit.
+	dir := func(ctrl string) string { d, _ := m.dir(ctrl); return d }
+	get := func(d, name string) uint64 {
+		if d == "" {
+			return 0
+		}
+		v, err := optional(readUint(d, name))
+		errs = append(errs, err)
+		return v
+	}
+	limit := func(d, name string) uint64 {
+		if d == "" {
+			return Unlimited
+		}
+		v, err := optional(v1Limit(d, name))
+		errs = append(errs, err)
+		if v < 0 {
+			return Unlimited
+		}
+		return uint64(v)
+	}
+	keyed := func(d, name string) map[string]uint64 {
+		if d == "" {
+			return nil
+		}
+		v, err := optional(readKeyed(d, name))
+		errs = append(errs, err)
+		return v
+	}
+	var st Stats
+	st.CPUUsageNs = get(dir("cpuacct"), "cpuacct.usage")
+
+	mem := dir("memory")
+	st.MemoryBytes = get(mem, "memory.usage_in_bytes")
+	st.MemoryMaxBytes = get(mem, "memory.max_usage_in_bytes")
+	memsw := get(mem, "memory.memsw.usage_in_bytes")
+	st.SwapBytes = memsw - min(memsw, st.MemoryBytes)
+	ml, swl := limit(mem, "memory.limit_in_bytes"), Unlimited
+	if l := limit(mem, "memory.memsw.limit_in_bytes"); l != Unlimited && ml != Unlimited {
+		swl = l - min(l, ml)
+	}
+
+	pids := dir("pids")
+	tasks := get(pids, "pids.current")
+	peak := tasks
+	if exists(pids, "pids.peak") {
+		peak = get(pids, "pids.peak")
+	}
+	pl := limit(pids, "pids.max")
+
+	cq := Unlimited
+	cpu := dir("cpu")
+	if cpu != "" {
+		s, err := optional(readFile(cpu, "cpu.cfs_quota_us"))
+		quota, perr := strconv.ParseInt(s, 10, 64)
+		if err == nil && perr == nil {
+			cq = quotaPct(quota, int64(get(cpu, "cpu.cfs_period_us")))
+		}
+		errs = append(errs, err)
+	}
+	// Each failed charge counts once, in memsw's failcnt if memory+swap was
+	// full (the kernel tries memsw first), else in memory's: with no swap
+	// allowance a group out of RAM shows up in memsw only. (Linux 6.18
+	// leaves memsw's failcnt at 0, so such hits are not counted there.)
+	memFail, swFail := get(mem, "memory.failcnt"), get(mem, "memory.memsw.failcnt")
+	ps, err := m.Pids()
+	errs = append(errs, err)
+	st.Procs = uint64(len(ps))
+
+	st.Counters = []Counter{
+		{"numproc", tasks, peak, pl, pl, keyed(pids, "pids.events")["max"]},
+		{"physpages", pages(st.MemoryBytes), pages(st.MemoryMaxBytes), pages(ml), pages(ml), memFail + swFail},
+		{"swappages", pages(st.SwapBytes), pages(st.SwapBytes), pages(swl), pages(swl), swFail},
+		{"cpu", st.CPUUsageNs, st.CPUUsageNs, cq, cq, keyed(cpu, "cpu.stat")["nr_throttled"]},
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return &st, nil
+}
+
+func (m *fs1) Freeze(timeout time.Duration) error {
+	dir, err := m.dir("freezer")
+	if err != nil {
+		return err
+	}
+	err = poll(timeout, func() (bool, error) {
+		// Writing FROZEN again makes the kernel retry tasks it could not
+		// freeze yet (the state stays FREEZING until all are frozen).
+		if err := writeFile(dir, "freezer.state", "FROZEN"); err != nil {
+			return false, err
+		}
+		s, err := readFile(dir, "freezer.state")
+		return s == "FROZEN", err
+	})
+	if err != nil {
+		_ = m.Thaw() // never leave a half-frozen group behind a failed Freeze
+		return fmt.Errorf("freeze %s: %w", dir, err)
+	}
+	return nil
+}
+
+func (m *fs1) Thaw() error {
+	dir, err := m.dir("freezer")
+	if err != nil {
+		return err
+	}
+	return writeFile(dir, "freezer.state", "THAWED")
+}
+
+func (m *fs1) Frozen() (bool, error) {
+	dir, err := m.dir("freezer")
+	if err != nil {
+		return false, err
+	}
+	s, err := readFile(dir, "freezer.state")
+	return s == "FROZEN", err
+}
+
+func (m *fs1) Kill(timeout time.Duration) error {
+	member := memberFunc(m.rel, func(l ProcCgroupLine) bool { return l.ID != 0 })
+	return freezeKill(m, member, timeout)
+}
+
+// Pids is the union over all hierarchies: a process moved in some of them
+// only (by hand, or by a crash during Apply) is still the VPS's.
+func (m *fs1) Pids() ([]int, error) {
+	set := map[int]struct{}{}
+	for _, h := range m.hiers {
+		if err := treePids(filepath.Join(h.mount, m.rel), set); err != nil {
+			return nil, err
+		}
+	}
+	return sortedKeys(set), nil
+}
+
+func (m *fs1) Populated() (bool, error) {
+	p, err := m.Pids()
+	return len(p) > 0, err
+}
+
+// WaitEmpty polls: v1 reports emptiness only through the release agent,
+// which this package never uses (CVE-2022-0492).
+func (m *fs1) WaitEmpty(timeout time.Duration) error {
+	err := poll(timeout, func() (bool, error) {
+		p, err := m.Populated()
+		return !p, err
+	})
+	if err != nil {
+		return fmt.Errorf("wait for %s to empty: %w", m.rel, err)
+	}
+	return nil
+}
+
+func (m *fs1) Destroy(timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	var errs []error
+	for _, h := range m.hiers {
+		errs = append(errs, removeTree(filepath.Join(h.mount, m.rel), time.Until(deadline)))
+	}
+	return errors.Join(errs...)
+}

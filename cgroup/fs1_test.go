@@ -1,0 +1,387 @@
+package cgroup
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+func TestNewRefusesBadPaths(t *testing.T) {
+	for _, rel := range []string{"", "/abs", "../up", "a/../../b"} {
+		if _, err := New(rel); !errors.Is(err, ErrBadValue) {
+			t.Errorf("New(%q): %v, want ErrBadValue", rel, err)
+		}
+		if _, err := NewV2At("/sys/fs/cgroup", rel); !errors.Is(err, ErrBadValue) {
+			t.Errorf("NewV2At(%q): %v, want ErrBadValue", rel, err)
+		}
+	}
+}
+
+func TestFS1Lifecycle(t *testing.T) {
+	m := newGroup(t, "g1", New)
+	m1 := asFS1(t, m)
+	rel := testParent + "/g1"
+	if m.Path() != rel || !m.Exists() {
+		t.Fatalf("Path %q, Exists %v", m.Path(), m.Exists())
+	}
+	paths := m.Paths()
+	for _, c := range []string{"cpu", "cpuacct", "cpuset", "memory", "devices", "freezer", "blkio", "pids", "name=systemd"} {
+		if _, err := m1.dir(c); err != nil {
+			continue // not mounted on this host
+		}
+		if fi, err := os.Stat(paths[c]); err != nil || !fi.IsDir() || !strings.HasSuffix(paths[c], "/"+rel) {
+			t.Errorf("Paths()[%q] = %q: %v", c, paths[c], err)
+		}
+	}
+	if err := m.Create(); err != nil {
+		t.Fatalf("second Create: %v", err)
+	}
+	if dir, err := m1.dir("cpuset"); err == nil {
+		if read(t, dir, "cpuset.cpus") == "" || read(t, dir, "cpuset.mems") == "" {
+			t.Fatal("cpuset.cpus/mems left empty: the group would refuse tasks")
+		}
+	}
+	if _, err := m.CgroupFD(); !errors.Is(err, ErrNotSupported) {
+		t.Errorf("CgroupFD on v1: %v, want ErrNotSupported", err)
+	}
+	for dir := range uniqueDirs(paths) {
+		if s, _ := readFile(dir, "notify_on_release"); s == "1" {
+			t.Errorf("%s/notify_on_release is 1", dir)
+		}
+	}
+
+	if p, err := m.Populated(); err != nil || p {
+		t.Fatalf("empty group: Populated %v, %v", p, err)
+	}
+	cmd := start(t, m, "exec sleep 30")
+	pid := cmd.Process.Pid
+	if g, err := ProcGroup(pid); err != nil || g != rel {
+		t.Errorf("ProcGroup(%d) = %q, %v; want %q", pid, g, err, rel)
+	}
+	for c, dir := range paths {
+		if !slices.Contains(strings.Fields(read(t, dir, "cgroup.procs")), fmt.Sprint(pid)) {
+			t.Errorf("%s: pid %d not in %s/cgroup.procs", c, pid, dir)
+		}
+	}
+	if pids, err := m.Pids(); err != nil || !slices.Equal(pids, []int{pid}) {
+		t.Errorf("Pids = %v, %v; want [%d]", pids, err, pid)
+	}
+	if p, err := m.Populated(); err != nil || !p {
+		t.Errorf("Populated = %v, %v", p, err)
+	}
+
+	if err := m.Freeze(5 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if f, err := m.Frozen(); err != nil || !f {
+		t.Errorf("Frozen = %v, %v after Freeze", f, err)
+	}
+	if w := wchan(pid); !strings.Contains(w, "refrigerator") && !strings.Contains(w, "freez") {
+		t.Errorf("frozen task sleeps in %q, want the freezer", w)
+	}
+	if err := m.Thaw(); err != nil {
+		t.Fatal(err)
+	}
+	if f, err := m.Frozen(); err != nil || f {
+		t.Errorf("Frozen = %v, %v after Thaw", f, err)
+	}
+	waitFor(t, 5*time.Second, "thawed task leaves the freezer", func() bool { return !strings.Contains(wchan(pid), "refrigerator") })
+
+	if err := m.WaitEmpty(50 * time.Millisecond); !errors.Is(err, ErrTimeout) {
+		t.Errorf("WaitEmpty with a live task: %v, want ErrTimeout", err)
+	}
+	if err := m.Destroy(100 * time.Millisecond); !errors.Is(err, ErrTimeout) {
+		t.Errorf("Destroy of a busy group: %v, want ErrTimeout", err)
+	}
+	if err := m.Kill(5 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if err := waitExit(t, cmd, 5*time.Second); !killedBy(err, syscall.SIGKILL) {
+		t.Errorf("sleep exited with %v, want SIGKILL", err)
+	}
+	if err := m.Destroy(5 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if m.Exists() {
+		t.Error("Exists after Destroy")
+	}
+	if err := m.Destroy(time.Second); err != nil {
+		t.Errorf("Destroy is not idempotent: %v", err)
+	}
+}
+
+func uniqueDirs(m map[string]string) map[string]bool {
+	out := map[string]bool{}
+	for _, v := range m {
+		out[v] = true
+	}
+	return out
+}
+
+func TestFS1SetReadBack(t *testing.T) {
+	m := newGroup(t, "set", New)
+	m1 := asFS1(t, m)
+	// The throttle files list every whole disk.
+	disks, err := wholeDisks()
+	if err != nil || len(disks) == 0 {
+		t.Fatalf("wholeDisks = %v, %v", disks, err)
+	}
+	var throttled []string
+	for _, d := range disks {
+		throttled = append(throttled, d+" 1048576")
+	}
+	slices.Sort(throttled)
+	r := &Resources{
+		MemoryBytes: ptr[int64](64 << 20), SwapBytes: ptr[int64](32 << 20),
+		CPUs: ptr(1), CPULimitPct: ptr(50), CPUUnits: ptr(500),
+		NumProc: ptr[int64](100), IOWeight: ptr(300), IOLimitBps: ptr[int64](1 << 20),
+		Devices: []DeviceRule{{'c', 1, 3, "rwm"}, {'c', 5, -1, "rw"}},
+	}
+	if err := m.Set(r); err != nil {
+		t.Fatal(err)
+	}
+	dir := func(c string) string { d, _ := m1.dir(c); return d }
+	want := []struct{ ctrl, file, val string }{
+		{"memory", "memory.limit_in_bytes", fmt.Sprint(64 << 20)},
+		{"cpu", "cpu.cfs_quota_us", "50000"},
+		{"cpu", "cpu.shares", "512"},
+		{"pids", "pids.max", "100"},
+		{"devices", "devices.list", "c 1:3 rwm\nc 5:* rw"},
+	}
+	if _, err := os.Stat(filepath.Join(dir("memory"), "memory.memsw.limit_in_bytes")); err == nil {
+		want = append(want, struct{ ctrl, file, val string }{"memory", "memory.memsw.limit_in_bytes", fmt.Sprint(96 << 20)})
+	}
+	if _, err := os.Stat(filepath.Join(dir("blkio"), "blkio.bfq.weight")); err == nil {
+		want = append(want, struct{ ctrl, file, val string }{"blkio", "blkio.bfq.weight", "300"})
+	}
+	check := func() {
+		t.Helper()
+		for _, w := range want {
+			if got := read(t, dir(w.ctrl), w.file); got != w.val {
+				t.Errorf("%s = %q, want %q", w.file, got, w.val)
+			}
+		}
+	}
+	check()
+	for _, f := range []string{"blkio.throttle.read_bps_device", "blkio.throttle.write_bps_device"} {
+		got := strings.Split(read(t, dir("blkio"), f), "\n")
+		if slices.Sort(got); !slices.Equal(got, throttled) {
+			t.Errorf("%s = %q, want %q", f, got, throttled)
+		}
+	}
+
+	// Memory alone keeps the swap allowance, growing (memsw first) and
+	// shrinking (limit first).
+	for _, mb := range []int64{128, 16} {
+		if err := m.Set(&Resources{MemoryBytes: ptr(mb << 20)}); err != nil {
+			t.Fatal(err)
+		}
+		want = append(want[:0], struct{ ctrl, file, val string }{"memory", "memory.limit_in_bytes", fmt.Sprint(mb << 20)})
+		if _, err := os.Stat(filepath.Join(dir("memory"), "memory.memsw.limit_in_bytes")); err == nil {
+			want = append(want, struct{ ctrl, file, val string }{"memory", "memory.memsw.limit_in_bytes", fmt.Sprint((mb + 32) << 20)})
+		}
+		check()
+	}
+	// Unlimited everything.
+	err = m.Set(&Resources{MemoryBytes: ptr[int64](-1), SwapBytes: ptr[int64](-1), CPUs: ptr(0), CPULimitPct: ptr(0),
+		NumProc: ptr[int64](-1), IOLimitBps: ptr[int64](0), Devices: []DeviceRule{{'a', -1, -1, "rwm"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v, err := v1Limit(dir("memory"), "memory.limit_in_bytes"); err != nil || v != -1 {
+		t.Errorf("memory limit %d, %v; want unlimited", v, err)
+	}
+	want = []struct{ ctrl, file, val string }{
+		{"cpu", "cpu.cfs_quota_us", "-1"},
+		{"pids", "pids.max", "max"},
+		{"blkio", "blkio.throttle.read_bps_device", ""},
+		{"devices", "devices.list", "a *:* rwm"},
+	}
+	check()
+
+	// Values the kernel refuses come back naming the file: pids.max stops
+	// at PID_MAX_LIMIT.
+	err = m.Set(&Resources{NumProc: ptr[int64](1 << 40)})
+	if !errors.Is(err, unix.EINVAL) || !strings.Contains(err.Error(), "pids.max") {
+		t.Errorf("pids.max 2^40: %v, want EINVAL naming pids.max", err)
+	}
+	if err := m.Set(&Resources{CPUUnits: ptr(1)}); !errors.Is(err, ErrBadValue) {
+		t.Errorf("cpuunits 1: %v, want ErrBadValue", err)
+	}
+}
+
+func TestFS1Devices(t *testing.T) {
+	m := newGroup(t, "dev", New)
+	asFS1(t, m)
+	if err := m.Set(&Resources{Devices: deviceRules}); err != nil {
+		t.Fatal(err)
+	}
+	if err := waitExit(t, start(t, m, deviceScript), 10*time.Second); err != nil {
+		t.Fatalf("device allowlist not enforced as expected: %v", err)
+	}
+}
+
+func TestFS1Stats(t *testing.T) {
+	m := newGroup(t, "stats", New)
+	asFS1(t, m)
+	if err := m.Set(&Resources{NumProc: ptr[int64](50), MemoryBytes: ptr[int64](256 << 20)}); err != nil {
+		t.Fatal(err)
+	}
+	// Burn some CPU, then hold ~8 MiB in tail's buffer (no newline in /dev/zero).
+	start(t, m, "dd if=/dev/zero of=/dev/null bs=64k count=2000 2>/dev/null; head -c 8M /dev/zero | tail | sleep 30")
+	var st *Stats
+	waitFor(t, 10*time.Second, "tail holds 8 MiB", func() bool {
+		var err error
+		st, err = m.Stats()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st.MemoryBytes >= 8<<20 && st.Procs >= 3 // sh, tail, sleep (head may be gone)
+	})
+	if st.CPUUsageNs == 0 || st.MemoryMaxBytes < st.MemoryBytes {
+		t.Errorf("stats %+v", st)
+	}
+	names := []string{}
+	for _, c := range st.Counters {
+		names = append(names, c.Resource)
+	}
+	if !slices.Equal(names, []string{"numproc", "physpages", "swappages", "cpu"}) {
+		t.Fatalf("counters %v", names)
+	}
+	np, pp, cpu := st.Counters[0], st.Counters[1], st.Counters[3]
+	if np.Held < 3 || np.MaxHeld < np.Held || np.Limit != 50 || np.Barrier != 50 || np.Failcnt != 0 {
+		t.Errorf("numproc %+v", np)
+	}
+	if pp.Held < 2048 || pp.Limit != 65536 || pp.MaxHeld < pp.Held {
+		t.Errorf("physpages %+v", pp)
+	}
+	if cpu.Held != st.CPUUsageNs || cpu.Limit != Unlimited {
+		t.Errorf("cpu %+v", cpu)
+	}
+}
+
+func TestFS1KillDoubleFork(t *testing.T) {
+	m := newGroup(t, "kill", New)
+	asFS1(t, m)
+	// Orphans left by exited subshells (reparented away from the test),
+	// and a loop that keeps forking while Kill runs.
+	cmd := start(t, m, "sh -c 'sleep 60 & sleep 60 &'; (sh -c 'sleep 60 &' &); "+
+		"sh -c 'while :; do sleep 60 & sleep 0.01; done' & sleep 60")
+	waitFor(t, 10*time.Second, "orphans running", func() bool { p, _ := m.Pids(); return len(p) >= 6 })
+	pids, _ := m.Pids()
+	if err := m.Kill(10 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if p, err := m.Populated(); err != nil || p {
+		t.Fatalf("after Kill: Populated %v, %v", p, err)
+	}
+	for _, pid := range pids {
+		if alive(pid) {
+			t.Errorf("pid %d survived Kill", pid)
+		}
+	}
+	_ = waitExit(t, cmd, 5*time.Second)
+	if f, err := m.Frozen(); err != nil || f {
+		t.Errorf("group left frozen after Kill: %v, %v", f, err)
+	}
+}
+
+func TestFS1ForkBomb(t *testing.T) {
+	m := newGroup(t, "bomb", New)
+	m1 := asFS1(t, m)
+	const limit = 20
+	if err := m.Set(&Resources{NumProc: ptr[int64](limit)}); err != nil {
+		t.Fatal(err)
+	}
+	start(t, m, "b() { b & b & wait; }; b 2>/dev/null")
+	pdir, _ := m1.dir("pids")
+	waitFor(t, 20*time.Second, "pids.events max > 0", func() bool {
+		ev, err := readKeyed(pdir, "pids.events")
+		return err == nil && ev["max"] > 0
+	})
+	st, err := m.Stats()
+	if err != nil {
+		t.Fatal(err)
+	}
+	np := st.Counters[0]
+	if np.Failcnt == 0 || np.Held > limit || np.MaxHeld > limit || st.Procs > limit {
+		t.Errorf("bomb not contained: numproc %+v, procs %d", np, st.Procs)
+	}
+	// The host can still fork.
+	if out, err := exec.Command("/bin/true").CombinedOutput(); err != nil {
+		t.Fatalf("host fork: %v %s", err, out)
+	}
+	if err := m.Kill(10 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestFS1MemoryLimit(t *testing.T) {
+	m := newGroup(t, "mem", New)
+	m1 := asFS1(t, m)
+	// Swap is left unlimited: memory+swap is charged first, and this kernel
+	// keeps no failcnt for it, so a memsw limit would hide the hits.
+	if err := m.Set(&Resources{MemoryBytes: ptr[int64](32 << 20), SwapBytes: ptr[int64](-1)}); err != nil {
+		t.Fatal(err)
+	}
+	// tail keeps the whole newline-free input: 100 MiB against a 32 MiB
+	// limit. Without swap it is OOM-killed (137); with swap it may finish.
+	cmd := start(t, m, "head -c 100M /dev/zero | tail >/dev/null; exit $?")
+	err := waitExit(t, cmd, 60*time.Second)
+	var ee *exec.ExitError
+	if err != nil && (!errors.As(err, &ee) || ee.ExitCode() != 128+int(syscall.SIGKILL)) {
+		t.Errorf("tail under a 32M limit: %v, want success or OOM kill (exit 137)", err)
+	}
+	st, err := m.Stats()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pp := st.Counters[1]; pp.Failcnt == 0 || pp.MaxHeld > 8192 || pp.Limit != 8192 {
+		t.Errorf("physpages %+v: want failcnt > 0, peak and limit 32M", pp)
+	}
+	mdir, _ := m1.dir("memory")
+	if n, _ := readUint(mdir, "memory.failcnt"); n == 0 {
+		t.Error("memory.failcnt is 0")
+	}
+}
+
+func TestFS1Nested(t *testing.T) {
+	m := newGroup(t, "outer", New)
+	asFS1(t, m)
+	inner, err := New(m.Path() + "/inner/deep")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := inner.Create(); err != nil {
+		t.Fatal(err)
+	}
+	cmd := start(t, inner, "exec sleep 30")
+	if !IsDescendant(m.Path(), inner.Path()) || IsDescendant(inner.Path(), m.Path()) {
+		t.Error("IsDescendant disagrees with the layout")
+	}
+	if g, _ := ProcGroup(cmd.Process.Pid); !IsDescendant(m.Path(), g) {
+		t.Errorf("process in %q, not below %q", g, m.Path())
+	}
+	if pids, err := m.Pids(); err != nil || !slices.Contains(pids, cmd.Process.Pid) {
+		t.Errorf("outer Pids %v, %v: want the inner process", pids, err)
+	}
+	if err := m.Kill(5 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	_ = waitExit(t, cmd, 5*time.Second)
+	if err := m.Destroy(5 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if inner.Exists() || m.Exists() {
+		t.Error("Destroy left subgroups")
+	}
+}

@@ -1,0 +1,315 @@
+package cgroup
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// ignoringEINTR retries fn while a signal interrupts it.
+func ignoringEINTR(fn func() error) error {
+	for {
+		if err := fn(); err != unix.EINTR {
+			return err
+		}
+	}
+}
+
+// readFile returns the content of dir/name without the trailing newline.
+func readFile(dir, name string) (string, error) {
+	b, err := os.ReadFile(filepath.Join(dir, name))
+	return strings.TrimRight(string(b), "\n"), err
+}
+
+// writeFile writes value to dir/name in one write(2): cgroup files parse
+// one write as one command, and a rejected value fails that write.
+func writeFile(dir, name, value string) error {
+	f, err := os.OpenFile(filepath.Join(dir, name), os.O_WRONLY|os.O_TRUNC|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write([]byte(value))
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("value %q: %w", value, err) // err is a *PathError naming the file
+	}
+	return nil
+}
+
+// writeIfExists is writeFile, skipping files the kernel does not provide
+// (a missing controller feature, swap accounting turned off).
+func writeIfExists(dir, name, value string) error {
+	if err := writeFile(dir, name, value); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	return nil
+}
+
+// exists reports whether the group at dir ("" = not mounted) has file name.
+func exists(dir, name string) bool {
+	if dir == "" {
+		return false
+	}
+	_, err := os.Stat(filepath.Join(dir, name))
+	return err == nil
+}
+
+func readUint(dir, name string) (uint64, error) {
+	s, err := readFile(dir, name)
+	if err != nil {
+		return 0, err
+	}
+	n, err := parseValue(s)
+	if err != nil {
+		return 0, fmt.Errorf("%s: %w", filepath.Join(dir, name), err)
+	}
+	return n, nil
+}
+
+func readKeyed(dir, name string) (map[string]uint64, error) {
+	s, err := readFile(dir, name)
+	if err != nil {
+		return nil, err
+	}
+	m, err := parseKeyed(s)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", filepath.Join(dir, name), err)
+	}
+	return m, nil
+}
+
+// optional turns "file does not exist" into the zero value: Stats reports
+// 0 for what a hierarchy does not account.
+func optional[T any](v T, err error) (T, error) {
+	if errors.Is(err, fs.ErrNotExist) {
+		var zero T
+		return zero, nil
+	}
+	return v, err
+}
+
+func mkdir(dir string) error {
+	if err := os.Mkdir(dir, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
+		return err
+	}
+	return nil
+}
+
+// poll calls done until it reports true, fails, or timeout passes. The
+// interval grows from 1ms to 20ms: short waits end quickly, long ones stay cheap.
+func poll(timeout time.Duration, done func() (bool, error)) error {
+	deadline := time.Now().Add(timeout)
+	interval := time.Millisecond
+	for {
+		ok, err := done()
+		if err != nil || ok {
+			return err
+		}
+		left := time.Until(deadline)
+		if left <= 0 {
+			return ErrTimeout
+		}
+		time.Sleep(min(interval, left))
+		interval = min(2*interval, 20*time.Millisecond)
+	}
+}
+
+// subtree lists dir and every directory below it, each parent before its
+// children. A missing dir yields nothing: groups may vanish while we walk.
+func subtree(dir string) ([]string, error) {
+	ents, err := os.ReadDir(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	out := []string{dir}
+	for _, e := range ents {
+		if !e.IsDir() {
+			continue
+		}
+		sub, err := subtree(filepath.Join(dir, e.Name()))
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, sub...)
+	}
+	return out, nil
+}
+
+// treePids returns the processes in cgroup.procs of dir and its subgroups.
+func treePids(dir string, into map[int]struct{}) error {
+	dirs, err := subtree(dir)
+	if err != nil {
+		return err
+	}
+	for _, d := range dirs {
+		s, err := readFile(d, "cgroup.procs")
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		for f := range strings.FieldsSeq(s) {
+			pid, err := strconv.Atoi(f)
+			if err != nil {
+				return fmt.Errorf("%s/cgroup.procs: pid %q: %w", d, f, ErrBadValue)
+			}
+			into[pid] = struct{}{}
+		}
+	}
+	return nil
+}
+
+func sortedKeys(m map[int]struct{}) []int {
+	out := make([]int, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// removeTree removes dir and its subgroups, children before parents. While
+// the kernel says EBUSY (a task still exiting, a subgroup made meanwhile)
+// it walks the tree again, until timeout. cgroupfs directories hold only
+// kernel files, so rmdir(2) suffices.
+func removeTree(dir string, timeout time.Duration) error {
+	var busy string
+	err := poll(timeout, func() (bool, error) {
+		dirs, err := subtree(dir)
+		if err != nil {
+			return false, err
+		}
+		for _, d := range slices.Backward(dirs) {
+			switch err := ignoringEINTR(func() error { return unix.Rmdir(d) }); err {
+			case nil, unix.ENOENT:
+			case unix.EBUSY:
+				busy = d
+				return false, nil
+			default:
+				return false, &os.PathError{Op: "rmdir", Path: d, Err: err}
+			}
+		}
+		return true, nil
+	})
+	if errors.Is(err, ErrTimeout) {
+		return fmt.Errorf("remove %s: %w (%w)", dir, err, &os.PathError{Op: "rmdir", Path: busy, Err: unix.EBUSY})
+	}
+	return err
+}
+
+// killMember SIGKILLs pid if it still belongs to the group. The pidfd is
+// opened first and membership checked after, so a PID that was recycled
+// between listing and signalling is never hit: either /proc shows the new
+// process (not a member, skipped) or the pidfd's process is gone (ESRCH).
+func killMember(pid int, member func(pid int) bool) error {
+	var fd int
+	err := ignoringEINTR(func() (err error) { fd, err = unix.PidfdOpen(pid, 0); return err })
+	if err == unix.ESRCH {
+		return nil
+	}
+	if err != nil {
+		return os.NewSyscallError("pidfd_open", err)
+	}
+	defer unix.Close(fd)
+	if !member(pid) {
+		return nil
+	}
+	err = ignoringEINTR(func() error { return unix.PidfdSendSignal(fd, unix.SIGKILL, nil, 0) })
+	if err != nil && err != unix.ESRCH {
+		return os.NewSyscallError("pidfd_send_signal", err)
+	}
+	return nil
+}
+
+// memberFunc reports whether a process is in group rel or below, judged by
+// the lines of /proc/PID/cgroup that match.
+func memberFunc(rel string, match func(ProcCgroupLine) bool) func(int) bool {
+	return func(pid int) bool {
+		lines, err := readProcCgroup(pid)
+		if err != nil {
+			return false // gone, or unreadable: never signal what we cannot place
+		}
+		for _, l := range lines {
+			if match(l) && IsDescendant(rel, l.Path) {
+				return true
+			}
+		}
+		return false
+	}
+}
+
+// freezeKill kills a group through the freezer, for hierarchies without
+// cgroup.kill: a frozen group cannot fork, so the PIDs listed are all there
+// is and none of them can exit and be recycled before the signal. Freezing
+// is best effort (the pidfd check keeps killing safe without it), and the
+// round repeats until the group is empty.
+func freezeKill(m Manager, member func(int) bool, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		_ = m.Freeze(min(time.Until(deadline), 2*time.Second))
+		pids, err := m.Pids()
+		for _, pid := range pids {
+			if err == nil {
+				err = killMember(pid, member)
+			}
+		}
+		// Thaw even after an error: the SIGKILLs are delivered on thaw.
+		if terr := m.Thaw(); err == nil && !errors.Is(terr, ErrNotSupported) {
+			err = terr
+		}
+		if err != nil {
+			return err
+		}
+		err = m.WaitEmpty(min(time.Until(deadline), 200*time.Millisecond))
+		if !errors.Is(err, ErrTimeout) || time.Now().After(deadline) {
+			return err
+		}
+	}
+}
+
+// wholeDisks returns "MAJ:MIN" of every whole disk: /sys/block lists disks,
+// never partitions.
+func wholeDisks() ([]string, error) {
+	ents, err := os.ReadDir("/sys/block")
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, e := range ents {
+		dev, err := readFile(filepath.Join("/sys/block", e.Name()), "dev")
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, dev)
+	}
+	return out, nil
+}
+
+// writeDevices writes one rule per disk to dir/name (the kernel parses one
+// rule per write), skipping disks the kernel refuses with ENODEV (gone
+// since listing, or without a request queue to throttle).
+func writeDevices(dir, name string, disks []string, rule func(dev string) string) error {
+	for _, d := range disks {
+		if err := writeFile(dir, name, rule(d)); err != nil && !errors.Is(err, unix.ENODEV) {
+			return err
+		}
+	}
+	return nil
+}
