@@ -156,8 +156,8 @@ func treePids(dir string, into map[int]struct{}) error {
 	}
 	for _, d := range dirs {
 		s, err := readFile(d, "cgroup.procs")
-		if errors.Is(err, fs.ErrNotExist) {
-			continue
+		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, unix.ENODEV) {
+			continue // removed meanwhile (ENODEV: rmdir'd while we read it)
 		}
 		if err != nil {
 			return err
