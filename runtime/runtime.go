@@ -28,12 +28,13 @@ import (
 
 // Sentinels callers branch on (cmd/vpsctl maps them, and the leaf packages' ones, to exit codes).
 var (
-	ErrRunning     = errors.New("VPS is running")
-	ErrNotRunning  = errors.New("VPS is not running")
-	ErrBadValue    = errors.New("bad value")
-	ErrUsage       = errors.New("bad usage")
-	ErrTemplateUse = errors.New("template in use")
-	ErrSuspended   = errors.New("VPS is suspended")
+	ErrRunning      = errors.New("VPS is running")
+	ErrNotRunning   = errors.New("VPS is not running")
+	ErrBadValue     = errors.New("bad value")
+	ErrUsage        = errors.New("bad usage")
+	ErrTemplateUse  = errors.New("template in use")
+	ErrSuspended    = errors.New("VPS is suspended")
+	ErrNotSuspended = errors.New("VPS is not suspended")
 )
 
 // Runtime operates on one state root.

@@ -141,6 +141,30 @@ func (r *Runtime) applyLive(s *Status, old, next *store.Config, o SetOptions) er
 		if err != nil {
 			return err
 		}
+		// Only what this command changes: a running VPS may carry live, unsaved limits from an
+		// earlier set, which must stay. CPUs and CPU limit make one quota, so they go together.
+		l := o.Limits
+		if l.Memory == nil {
+			res.MemoryBytes = nil
+		}
+		if l.Swap == nil {
+			res.SwapBytes = nil
+		}
+		if l.CPUs == nil && l.CPULimit == nil {
+			res.CPUs, res.CPULimitPct = nil, nil
+		}
+		if l.CPUUnits == nil {
+			res.CPUUnits = nil
+		}
+		if l.NumProc == nil {
+			res.NumProc = nil
+		}
+		if l.IOLimit == nil {
+			res.IOLimitBps = nil
+		}
+		if l.IOWeight == nil {
+			res.IOWeight = nil
+		}
 		cg, err := cgroup.New(cgroupPath(next.ID))
 		if err != nil {
 			return err

@@ -48,3 +48,13 @@ func FuzzParseConfig(f *testing.F) {
 		}
 	})
 }
+
+func TestParseLockHolder(t *testing.T) {
+	text := "1: POSIX  ADVISORY  WRITE 99 00:1f:5 0 EOF\n2: FLOCK  ADVISORY  WRITE 4242 00:1f:123456 0 EOF\n3: FLOCK  ADVISORY  WRITE 7 00:1f:9 0 EOF\n"
+	if got := parseLockHolder(text, 123456); got != 4242 {
+		t.Fatalf("got %d", got)
+	}
+	if got := parseLockHolder(text, 5); got != 0 {
+		t.Fatalf("POSIX lock taken for flock: %d", got)
+	}
+}

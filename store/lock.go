@@ -50,11 +50,12 @@ func lockFile(path, what, subject string) (*Lock, error) {
 		}
 		if time.Now().After(deadline) {
 			holder, _ := os.ReadFile(path)
-			f.Close()
 			h := strings.TrimSpace(string(holder))
 			if h == "" {
-				h = "unknown holder"
+				// Not a vpsctl (or one between lock and note): the kernel knows the holder.
+				h = lockHolder(f)
 			}
+			f.Close()
 			return nil, fmt.Errorf("%s: %w (%s)", subject, ErrLocked, h)
 		}
 		time.Sleep(20 * time.Millisecond)
@@ -73,4 +74,42 @@ func (l *Lock) Unlock() {
 	l.f.Truncate(0)
 	l.f.Close()
 	l.f = nil
+}
+
+// lockHolder names the process holding a flock on f, from /proc/locks.
+func lockHolder(f *os.File) string {
+	var st unix.Stat_t
+	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
+		return "unknown holder"
+	}
+	locks, err := os.ReadFile("/proc/locks")
+	if err != nil {
+		return "unknown holder"
+	}
+	if pid := parseLockHolder(string(locks), st.Ino); pid > 0 {
+		comm, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
+		return fmt.Sprintf("pid %d: %s", pid, strings.TrimSpace(string(comm)))
+	}
+	return "unknown holder"
+}
+
+// parseLockHolder finds the PID of the FLOCK holder of inode ino in /proc/locks text
+// ("1: FLOCK  ADVISORY  WRITE 4242 00:1f:123456 0 EOF").
+func parseLockHolder(text string, ino uint64) int {
+	for _, line := range strings.Split(text, "\n") {
+		f := strings.Fields(line)
+		if len(f) < 6 || f[1] != "FLOCK" || strings.HasPrefix(f[1], "->") {
+			continue
+		}
+		dev := strings.Split(f[5], ":")
+		if len(dev) != 3 {
+			continue
+		}
+		if n, err := strconv.ParseUint(dev[2], 10, 64); err == nil && n == ino {
+			if pid, err := strconv.Atoi(f[4]); err == nil {
+				return pid
+			}
+		}
+	}
+	return 0
 }

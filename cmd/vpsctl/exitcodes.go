@@ -39,8 +39,8 @@ var exitTable = []struct {
 	{exitLocked, []error{store.ErrLocked}},
 	{exitUsage, []error{runtime.ErrUsage}},
 	{exitBadValue, []error{container.ErrBadID, container.ErrBadName, runtime.ErrBadValue, cgroup.ErrBadValue,
-		uts.ErrBadName, template.ErrBadName, uid.ErrBadRange, store.ErrBadConfig}},
-	{exitNotRunning, []error{runtime.ErrNotRunning, runtime.ErrSuspended}},
+		uts.ErrBadName, template.ErrBadName, template.ErrSource, uid.ErrBadRange, store.ErrBadConfig}},
+	{exitNotRunning, []error{runtime.ErrNotRunning, runtime.ErrSuspended, runtime.ErrNotSuspended}},
 	{exitRunning, []error{runtime.ErrRunning}},
 	{exitNotExist, []error{store.ErrNotExist}},
 	{exitExist, []error{store.ErrExist, store.ErrNameExist}},
@@ -75,8 +75,8 @@ const exitHelp = `EXIT CODES (vzctl-compatible where vzctl had one):
    3   unexpected system error
    9   locked by another vpsctl (the message names the holder)
    20  bad command or usage
-   21  bad ID, name or value (hostname, size, limit, namespace set, ...)
-   31  VPS is not running (or is suspended)
+   21  bad ID, name or value (hostname, size, limit, namespace set, template source, ...)
+   31  VPS is not running (or is suspended; or resume of a VPS not suspended)
    32  VPS is running, or running where it must be stopped
    43  VPS does not exist
    44  VPS ID or name already exists

@@ -19,7 +19,7 @@ func uidCommand() *cli.Command {
 	return &cli.Command{
 		Name: "uid", Usage: "show a VPS's UID table (VPS uid, host uid, user, processes)", ArgsUsage: "ID|NAME",
 		Description: "Each VPS has its own host ID range for its user namespace: uid 0 of VPS 101 and\nuid 0 of VPS 102 are different, unprivileged host users.\n\nEXAMPLES:\n   vpsctl uid 101\n   vpsctl uid 101 --groups --format json",
-		Flags: []cli.Flag{formatFlag(), &cli.BoolFlag{Name: "groups", Aliases: []string{"g"}, Usage: "the GID table instead"}},
+		Flags:       []cli.Flag{formatFlag(), &cli.BoolFlag{Name: "groups", Aliases: []string{"g"}, Usage: "the GID table instead"}},
 		Action: func(c *cli.Context) error {
 			asJSON, err := checkFormat(c)
 			if err != nil {
@@ -57,7 +57,7 @@ func psCommand() *cli.Command {
 	return &cli.Command{
 		Name: "ps", Usage: "list a VPS's processes with host and VPS PIDs (all VPSs without ID)", ArgsUsage: "[ID|NAME]",
 		Description: "Without an ID: the spectator view, every process of every running VPS with its VPS ID.\nRead-only: vpsctl offers no way to signal from it.\n\nEXAMPLES:\n   vpsctl ps 101\n   vpsctl ps --format json",
-		Flags: []cli.Flag{formatFlag()},
+		Flags:       []cli.Flag{formatFlag()},
 		Action: func(c *cli.Context) error {
 			asJSON, err := checkFormat(c)
 			if err != nil {
@@ -120,7 +120,7 @@ func pidCommand() *cli.Command {
 	return &cli.Command{
 		Name: "pid", Usage: "which VPS owns a host PID, and its PID inside (vzpid)", ArgsUsage: "HOSTPID...",
 		Description: "owning: the VPS whose cgroup the process is in (0 = host); effective: the VPS whose\nnamespaces it executes in. They differ for e.g. `nsenter -t INIT -n -u CMD` from the host.\n\nEXAMPLE:\n   vpsctl pid 4242 --format json",
-		Flags: []cli.Flag{formatFlag()},
+		Flags:       []cli.Flag{formatFlag()},
 		Action: func(c *cli.Context) error {
 			asJSON, err := checkFormat(c)
 			if err != nil {

@@ -86,7 +86,7 @@ func printJSON(w io.Writer, v any) error {
 }
 
 func newApp() *cli.App {
-	return &cli.App{
+	app := &cli.App{
 		Name:  "vpsctl",
 		Usage: "numbered virtual private servers on Linux namespaces and cgroups (OpenVZ's vzctl, reborn)",
 		Description: `A VPS is a whole Linux system: its own init as PID 1, hostname, users mapped to a
@@ -117,6 +117,19 @@ EXAMPLES:
 			os.Exit(exitUsage)
 		},
 		Commands: commands(),
+	}
+	setUsageErrors(app.Commands)
+	return app
+}
+
+// setUsageErrors makes a bad flag of any command exit 20 (urfave/cli only applies the App's
+// OnUsageError to the App's own flags).
+func setUsageErrors(cmds []*cli.Command) {
+	for _, c := range cmds {
+		c.OnUsageError = func(_ *cli.Context, err error, _ bool) error {
+			return cli.Exit(err.Error(), exitUsage)
+		}
+		setUsageErrors(c.Subcommands)
 	}
 }
 

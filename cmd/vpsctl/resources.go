@@ -1,0 +1,86 @@
+package main
+
+import (
+	"fmt"
+	"math"
+	"os"
+	"strconv"
+	"text/tabwriter"
+
+	"github.com/urfave/cli/v2"
+	"github.com/vpsctl/vpsctl/runtime"
+)
+
+func init() {
+	extraCommandList = append(extraCommandList, statsCommand, suspendCommand, resumeCommand)
+}
+
+func counterValue(v uint64) string {
+	if v == math.MaxUint64 {
+		return "unlimited"
+	}
+	return strconv.FormatUint(v, 10)
+}
+
+func statsCommand() *cli.Command {
+	return &cli.Command{
+		Name: "stats", Usage: "resource usage and beancounters of a running VPS", ArgsUsage: "ID|NAME",
+		Description: "Beancounters as OpenVZ's /proc/user_beancounters: resource held maxheld barrier limit failcnt.\nnumproc: processes and threads; physpages, swappages: 4 KiB pages; cpu: held in ns, limit in % of one CPU,\nfailcnt = periods throttled. failcnt counts refusals (forks refused, memory limit hits).\n\nEXAMPLE:\n   vpsctl stats 101 --format json",
+		Flags:       []cli.Flag{formatFlag()},
+		Action: func(c *cli.Context) error {
+			asJSON, err := checkFormat(c)
+			if err != nil {
+				return err
+			}
+			return withVPS(c, func(rt *runtime.Runtime, id uint32) error {
+				st, err := rt.Stats(toID(id))
+				if err != nil {
+					return err
+				}
+				if asJSON {
+					return printJSON(os.Stdout, st)
+				}
+				fmt.Printf("VPS %d: cpu %.3fs, memory %d KiB (max %d KiB), swap %d KiB, %d processes\n", id,
+					float64(st.CPUUsageNs)/1e9, st.MemoryBytes>>10, st.MemoryMax>>10, st.SwapBytes>>10, st.Processes)
+				w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', tabwriter.AlignRight)
+				fmt.Fprintln(w, "resource\theld\tmaxheld\tbarrier\tlimit\tfailcnt\t")
+				for _, name := range st.Order {
+					b := st.Beancounters[name]
+					fmt.Fprintf(w, "%s\t%d\t%d\t%s\t%s\t%d\t\n", name, b.Held, b.MaxHeld, counterValue(b.Barrier), counterValue(b.Limit), b.Failcnt)
+				}
+				return w.Flush()
+			})
+		},
+	}
+}
+
+func suspendCommand() *cli.Command {
+	return &cli.Command{
+		Name: "suspend", Usage: "freeze every process of a VPS", ArgsUsage: "ID|NAME",
+		Description: "Freezes the VPS's cgroup and waits until every process is frozen. status then says\n\"VPS ID exist running suspended\". vpsctl resume thaws it.\n\nEXAMPLE:\n   vpsctl suspend 101 && vpsctl resume 101",
+		Action: func(c *cli.Context) error {
+			return withVPS(c, func(rt *runtime.Runtime, id uint32) error {
+				if err := rt.Suspend(toID(id)); err != nil {
+					return err
+				}
+				fmt.Printf("VPS %d suspended\n", id)
+				return nil
+			})
+		},
+	}
+}
+
+func resumeCommand() *cli.Command {
+	return &cli.Command{
+		Name: "resume", Usage: "thaw a suspended VPS", ArgsUsage: "ID|NAME",
+		Action: func(c *cli.Context) error {
+			return withVPS(c, func(rt *runtime.Runtime, id uint32) error {
+				if err := rt.Resume(toID(id)); err != nil {
+					return err
+				}
+				fmt.Printf("VPS %d resumed\n", id)
+				return nil
+			})
+		},
+	}
+}

@@ -1,0 +1,102 @@
+package runtime
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/vpsctl/vpsctl/cgroup"
+	"github.com/vpsctl/vpsctl/container"
+)
+
+// Beancounter is one row of `vpsctl stats`, like a line of OpenVZ's /proc/user_beancounters.
+type Beancounter struct {
+	Resource string `json:"-"`
+	Held     uint64 `json:"held"`
+	MaxHeld  uint64 `json:"maxheld"`
+	Barrier  uint64 `json:"barrier"`
+	Limit    uint64 `json:"limit"`
+	Failcnt  uint64 `json:"failcnt"`
+}
+
+// Stats is a VPS's resource usage.
+type Stats struct {
+	ID           uint32                 `json:"id"`
+	CPUUsageNs   uint64                 `json:"cpu_usage_ns"`
+	MemoryBytes  uint64                 `json:"memory_bytes"`
+	MemoryMax    uint64                 `json:"memory_max_bytes"`
+	SwapBytes    uint64                 `json:"swap_bytes"`
+	Processes    uint64                 `json:"processes"`
+	Beancounters map[string]Beancounter `json:"beancounters"`
+	Order        []string               `json:"-"`
+}
+
+// Stats reads VPS id's usage and limits from its cgroup.
+func (r *Runtime) Stats(id container.ID) (*Stats, error) {
+	s, err := r.running(id, true)
+	if err != nil {
+		return nil, err
+	}
+	cg, err := cgroup.New(cgroupPath(s.ID))
+	if err != nil {
+		return nil, err
+	}
+	cs, err := cg.Stats()
+	if err != nil {
+		return nil, err
+	}
+	out := &Stats{ID: s.ID, CPUUsageNs: cs.CPUUsageNs, MemoryBytes: cs.MemoryBytes, MemoryMax: cs.MemoryMaxBytes,
+		SwapBytes: cs.SwapBytes, Processes: cs.Procs, Beancounters: map[string]Beancounter{}}
+	for _, c := range cs.Counters {
+		out.Beancounters[c.Resource] = Beancounter{Resource: c.Resource, Held: c.Held, MaxHeld: c.MaxHeld, Barrier: c.Barrier, Limit: c.Limit, Failcnt: c.Failcnt}
+		out.Order = append(out.Order, c.Resource)
+	}
+	return out, nil
+}
+
+// FreezeTimeout bounds how long suspend waits for every process to freeze.
+var FreezeTimeout = 10 * time.Second
+
+// Suspend freezes every process of VPS id (cgroup freezer), waiting until they are frozen.
+func (r *Runtime) Suspend(id container.ID) error {
+	lk, err := r.St.LockVPS(uint32(id), "suspend")
+	if err != nil {
+		return err
+	}
+	defer lk.Unlock()
+	s, err := r.running(id, true)
+	if err != nil {
+		return err
+	}
+	if s.Suspended {
+		return fmt.Errorf("VPS %d: %w", id, ErrSuspended)
+	}
+	cg, err := cgroup.New(cgroupPath(s.ID))
+	if err != nil {
+		return err
+	}
+	if err := cg.Freeze(FreezeTimeout); err != nil {
+		return fmt.Errorf("VPS %d: freeze: %w", id, err)
+	}
+	return nil
+}
+
+// Resume thaws a suspended VPS.
+func (r *Runtime) Resume(id container.ID) error {
+	lk, err := r.St.LockVPS(uint32(id), "resume")
+	if err != nil {
+		return err
+	}
+	defer lk.Unlock()
+	s, err := r.running(id, true)
+	if err != nil {
+		return err
+	}
+	if !s.Suspended {
+		return fmt.Errorf("VPS %d: %w: not suspended", id, ErrNotSuspended)
+	}
+	cg, err := cgroup.New(cgroupPath(s.ID))
+	if err != nil {
+		return err
+	}
+	return cg.Thaw()
+}
