@@ -76,6 +76,8 @@ type CreateOptions struct {
 	Pool       uid.Pool
 	Limits     Limits
 	Net        NetOptions
+	Devices    []string // extra device rules (see ParseDevice)
+	Caps       []string // NAME:on|off bounding-set changes
 }
 
 // Create records a new VPS's config and prepares its private area. It does not start it.
@@ -107,6 +109,13 @@ func (r *Runtime) Create(o CreateOptions) error {
 		return err
 	}
 	c.Namespaces = ns
+	c.Devices = o.Devices
+	for _, cp := range o.Caps {
+		if _, _, err := ParseCapability(cp); err != nil {
+			return err
+		}
+	}
+	c.Capabilities = o.Caps
 	if err := o.Limits.apply(c); err != nil {
 		return err
 	}

@@ -110,5 +110,8 @@ func resources(c *store.Config) (*cgroup.Resources, error) {
 			return nil, err
 		}
 	}
+	if r.Devices, err = deviceRules(c.Devices); err != nil {
+		return nil, err
+	}
 	return &r, nil
 }

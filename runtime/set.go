@@ -22,6 +22,7 @@ type SetOptions struct {
 	Limits       Limits
 	Net          NetOptions
 	Capabilities []string
+	Devices      []string // extra device rules, replacing the saved ones (applies at next start)
 	Save         bool
 }
 
@@ -58,6 +59,9 @@ func (r *Runtime) Set(id container.ID, o SetOptions) error {
 			return err
 		}
 		next.Domainname = *o.Domainname
+	}
+	if o.Devices != nil {
+		next.Devices = o.Devices
 	}
 	if err := o.Limits.apply(&next); err != nil {
 		return err
@@ -111,7 +115,7 @@ func (r *Runtime) Set(id container.ID, o SetOptions) error {
 	if running && !o.Save {
 		save = *old
 		save.Name, save.Hostname, save.Domainname = next.Name, next.Hostname, next.Domainname
-		save.Capabilities = next.Capabilities
+		save.Capabilities, save.Devices = next.Capabilities, next.Devices
 	}
 	if err := r.St.SaveConfig(&save); err != nil {
 		return err
@@ -165,6 +169,7 @@ func (r *Runtime) applyLive(s *Status, old, next *store.Config, o SetOptions) er
 		if l.IOWeight == nil {
 			res.IOWeight = nil
 		}
+		res.Devices = nil // the allowlist changes at the next start
 		cg, err := cgroup.New(cgroupPath(next.ID))
 		if err != nil {
 			return err

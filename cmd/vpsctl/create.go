@@ -72,6 +72,8 @@ func createCommand() *cli.Command {
 		&cli.StringFlag{Name: "domainname", Usage: "NIS domain name"},
 		&cli.StringFlag{Name: "namespaces", Usage: "namespace subset, e.g. uts,ipc,pid,mnt (default: all of " + strings.Join(runtime.AllNamespaces, ",") + ")"},
 		&cli.Uint64Flag{Name: "idmap-size", Usage: "width `N` of the VPS's host UID/GID range (default 65536)"},
+		&cli.StringSliceFlag{Name: "devices", Usage: "allow device `c|b:MAJOR:MINOR:rwm` in addition to the defaults (repeatable)"},
+		&cli.StringSliceFlag{Name: "capability", Usage: "`NAME:on|off` change to the default bounding set (repeatable)"},
 	}
 	flags = append(flags, limitFlags()...)
 	flags = append(flags, netFlags()...)
@@ -104,7 +106,8 @@ func createCommand() *cli.Command {
 			}
 			err = rt.Create(runtime.CreateOptions{ID: id, Name: c.String("name"), Template: c.String("template"),
 				Hostname: c.String("hostname"), Domainname: c.String("domainname"), Namespaces: ns,
-				IDMapSize: uint32(size), Pool: uid.DefaultPool, Limits: limitsFrom(c), Net: netFrom(c)})
+				IDMapSize: uint32(size), Pool: uid.DefaultPool, Limits: limitsFrom(c), Net: netFrom(c),
+				Devices: c.StringSlice("devices"), Caps: c.StringSlice("capability")})
 			if err != nil {
 				return err
 			}
@@ -122,6 +125,7 @@ func setCommand() *cli.Command {
 		&cli.StringSliceFlag{Name: "ipdel", Usage: "remove address `ADDR`, or all"},
 		&cli.StringSliceFlag{Name: "netif-del", Usage: "remove interface `NAME`"},
 		&cli.StringSliceFlag{Name: "capability", Usage: "`NAME:on|off` (repeatable; applies at next start)"},
+		&cli.StringSliceFlag{Name: "devices", Usage: "extra device rules `c|b:MAJOR:MINOR:rwm`, replacing the saved ones (next start)"},
 		&cli.BoolFlag{Name: "save", Usage: "on a running VPS, also save limits and addresses to its config"},
 	}
 	flags = append(flags, limitFlags()...)
@@ -149,7 +153,7 @@ EXAMPLES:
 			}
 			return withVPS(c, func(rt *runtime.Runtime, id uint32) error {
 				err := rt.Set(toID(id), runtime.SetOptions{Name: str("name"), Hostname: str("hostname"), Domainname: str("domainname"),
-					Limits: limitsFrom(c), Net: netFrom(c), Capabilities: c.StringSlice("capability"), Save: c.Bool("save")})
+					Limits: limitsFrom(c), Net: netFrom(c), Capabilities: c.StringSlice("capability"), Save: c.Bool("save"), Devices: devicesFrom(c)})
 				if err != nil {
 					return err
 				}
@@ -202,4 +206,11 @@ func dash(s string) string {
 		return "-"
 	}
 	return s
+}
+
+func devicesFrom(c *cli.Context) []string {
+	if !c.IsSet("devices") {
+		return nil
+	}
+	return c.StringSlice("devices")
 }
