@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/vpsctl/vpsctl/container"
+	"github.com/vpsctl/vpsctl/internal/fault"
 	"github.com/vpsctl/vpsctl/store"
 	"github.com/vpsctl/vpsctl/template"
 	"github.com/vpsctl/vpsctl/uid"
@@ -199,11 +200,13 @@ func (r *Runtime) Create(o CreateOptions) error {
 			return err
 		}
 	}
+	fault.Point("create-staged")
 	if o.Name != "" {
 		if err := r.St.ClaimName(o.Name, uint32(o.ID)); err != nil {
 			return err
 		}
 	}
+	fault.Point("create-named")
 	if err := r.St.Commit(stage, uint32(o.ID)); err != nil {
 		r.St.ReleaseName(o.Name, uint32(o.ID))
 		if errors.Is(err, store.ErrExist) {
@@ -212,5 +215,6 @@ func (r *Runtime) Create(o CreateOptions) error {
 		return err
 	}
 	committed = true
+	fault.Point("create-committed")
 	return nil
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/vpsctl/vpsctl/cgroup"
 	"github.com/vpsctl/vpsctl/container"
+	"github.com/vpsctl/vpsctl/internal/fault"
 	"github.com/vpsctl/vpsctl/store"
 	"github.com/vpsctl/vpsctl/template"
 	"golang.org/x/sys/unix"
@@ -66,6 +67,9 @@ func (r *Runtime) spawnMonitor(id container.ID) (int, error) {
 	cmd := exec.Command("/proc/self/exe", strconv.FormatUint(uint64(id), 10))
 	cmd.Args[0] = "vpsctl-monitor"
 	cmd.Env = []string{modeEnv + "=monitor", "VPSCTL_ROOT=" + r.St.Root}
+	if f := os.Getenv(fault.Env); f != "" {
+		cmd.Env = append(cmd.Env, fault.Env+"="+f)
+	}
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.ExtraFiles = []*os.File{pw}
 	// setsid: the monitor outlives this command and its terminal. CLONE_NEWNS: the VPS's mounts
@@ -76,6 +80,7 @@ func (r *Runtime) spawnMonitor(id container.ID) (int, error) {
 		return 0, fmt.Errorf("spawn monitor: %w", err)
 	}
 	pw.Close()
+	fault.Point("start-spawned")
 	type result struct {
 		b   []byte
 		err error
@@ -132,10 +137,11 @@ func (r *Runtime) stopLocked(id container.ID, o StopOptions) error {
 		return err
 	}
 	stopF := r.St.Path(uint32(id), stopFile)
-	if err := store.WriteFileAtomic(stopF, []byte("vpsctl stop\n"), 0o600); err != nil {
+	if err := store.WriteFileAtomic(stopF, []byte(strconv.Itoa(os.Getpid())+"\n"), 0o600); err != nil {
 		return err
 	}
 	defer os.Remove(stopF)
+	fault.Point("stop-requested")
 	cg, err := cgroup.New(cgroupPath(uint32(id)))
 	if err != nil {
 		return err
@@ -157,12 +163,14 @@ func (r *Runtime) stopLocked(id container.ID, o StopOptions) error {
 	exited := initfd < 0
 	if !o.Kill && !exited {
 		unix.PidfdSendSignal(initfd, poweroffSignal(s.InitPID), nil, 0)
+		fault.Point("stop-signalled")
 		exited = waitPidfd(initfd, int(o.Timeout/time.Millisecond))
 	}
 	if !exited {
 		if err := cg.Kill(10 * time.Second); err != nil {
 			return fmt.Errorf("VPS %d: kill: %w", id, err)
 		}
+		fault.Point("stop-killed")
 	}
 	// The monitor removes the cgroup and network after init; wait for it, bounded.
 	if monfd >= 0 && !waitPidfd(monfd, 15000) {
@@ -196,6 +204,7 @@ func (r *Runtime) Destroy(id container.ID, force bool) error {
 		}
 	}
 	r.repair(id)
+	fault.Point("destroy-stopped")
 	gl, err := r.St.LockGlobal(fmt.Sprintf("destroy %d", id))
 	if err != nil {
 		return err

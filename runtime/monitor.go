@@ -11,10 +11,12 @@ import (
 	"os/signal"
 	"slices"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
 	"github.com/vpsctl/vpsctl/cgroup"
+	"github.com/vpsctl/vpsctl/internal/fault"
 	"github.com/vpsctl/vpsctl/network"
 	"github.com/vpsctl/vpsctl/store"
 	"github.com/vpsctl/vpsctl/template"
@@ -115,6 +117,7 @@ func (m *monitor) main() int {
 			log.Printf("save run state: %v", err)
 		}
 		m.report(readyMsg{InitPID: b.init.Process.Pid})
+		fault.Point("monitor-running")
 		log.Printf("boot %d: init is host PID %d", boot, b.init.Process.Pid)
 
 		st := b.wait(term, func() { m.requestStop(b) })
@@ -139,14 +142,25 @@ func (m *monitor) fail(err error) {
 	m.report(readyMsg{Kind: sentinelName(err), Error: err.Error()})
 }
 
+// stopRequested reports a stop in progress: the stop file names the process that asked (a
+// `vpsctl stop`, or this monitor on SIGTERM). A file whose writer died is stale (that stop was
+// killed half-way) and must not turn a later in-VPS reboot into a halt.
 func (m *monitor) stopRequested() bool {
-	_, err := os.Stat(m.st.Path(m.id, stopFile))
-	return err == nil
+	b, err := os.ReadFile(m.st.Path(m.id, stopFile))
+	if err != nil {
+		return false
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err == nil && (pid == os.Getpid() || unix.Kill(pid, 0) == nil) {
+		return true
+	}
+	os.Remove(m.st.Path(m.id, stopFile))
+	return false
 }
 
 // requestStop is SIGTERM to the monitor: the same as `vpsctl stop` without the wait.
 func (m *monitor) requestStop(b *bootState) {
-	store.WriteFileAtomic(m.st.Path(m.id, stopFile), []byte("monitor SIGTERM\n"), 0o600)
+	store.WriteFileAtomic(m.st.Path(m.id, stopFile), []byte(strconv.Itoa(os.Getpid())+"\n"), 0o600)
 	b.init.Process.Signal(poweroffSignal(b.init.Process.Pid))
 }
 
@@ -217,6 +231,7 @@ func (m *monitor) boot(c *store.Config) (*bootState, error) {
 	if err := b.cg.Set(res); err != nil {
 		return nil, fmt.Errorf("cgroup limits: %w", err)
 	}
+	fault.Point("monitor-cgroup")
 
 	// The console: a pty whose slave is the init's stdio and /dev/console; we log its output.
 	master, slave, err := openPty()
@@ -296,6 +311,7 @@ func (m *monitor) boot(c *store.Config) (*bootState, error) {
 		}
 	})
 	pid := cmd.Process.Pid
+	fault.Point("monitor-cloned")
 	if !attr.UseCgroupFD {
 		if err := b.cg.Apply(pid); err != nil {
 			return nil, fmt.Errorf("cgroup: %w", err)
@@ -307,6 +323,7 @@ func (m *monitor) boot(c *store.Config) (*bootState, error) {
 		return nil, err
 	}
 	defer unix.Close(rootFd)
+	fault.Point("monitor-rootfs")
 
 	if slices.Contains(c.Namespaces, "net") {
 		warnings, err := network.Setup(m.id, pid, b.net)
@@ -323,6 +340,7 @@ func (m *monitor) boot(c *store.Config) (*bootState, error) {
 		}
 	}
 
+	fault.Point("monitor-network")
 	msg := initMsg{ID: m.id, Hostname: c.Hostname, Domainname: c.Domainname, Namespaces: c.Namespaces,
 		Console: consolePath, CapDrop: capDrop(c), Init: []string{"/sbin/init"},
 		Env: []string{"container=vpsctl", "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",

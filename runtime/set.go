@@ -7,6 +7,7 @@ import (
 
 	"github.com/vpsctl/vpsctl/cgroup"
 	"github.com/vpsctl/vpsctl/container"
+	"github.com/vpsctl/vpsctl/internal/fault"
 	"github.com/vpsctl/vpsctl/network"
 	"github.com/vpsctl/vpsctl/store"
 	"github.com/vpsctl/vpsctl/uts"
@@ -109,6 +110,7 @@ func (r *Runtime) Set(id container.ID, o SetOptions) error {
 			return err
 		}
 	}
+	fault.Point("set-applied")
 	// What is saved: everything when stopped; with --save or for identity (name, hostname)
 	// when running.
 	save := next
@@ -120,6 +122,7 @@ func (r *Runtime) Set(id container.ID, o SetOptions) error {
 	if err := r.St.SaveConfig(&save); err != nil {
 		return err
 	}
+	fault.Point("set-saved")
 	if next.Name != old.Name {
 		r.St.ReleaseName(old.Name, old.ID)
 	}

@@ -28,6 +28,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/vpsctl/vpsctl/internal/fault"
 	"golang.org/x/sys/unix"
 )
 
@@ -180,8 +181,12 @@ func (s *Store) LookupName(name string) (uint32, error) {
 		return 0, fmt.Errorf("VPS %q: %w", name, ErrNotExist)
 	}
 	n, err := strconv.ParseUint(t, 10, 32)
-	if err != nil || !s.Exists(uint32(n)) {
-		// A dangling entry is the leftover of a crashed create or destroy.
+	if err != nil {
+		return 0, fmt.Errorf("VPS %q: %w", name, ErrNotExist)
+	}
+	// An entry is valid only if the VPS's config agrees: a crash between the steps of a
+	// create, rename or destroy can leave an entry dangling or stale.
+	if c, err := s.LoadConfig(uint32(n)); err != nil || c.Name != name {
 		return 0, fmt.Errorf("VPS %q: %w", name, ErrNotExist)
 	}
 	return uint32(n), nil
@@ -250,6 +255,7 @@ func (s *Store) Remove(id uint32) error {
 		}
 		return err
 	}
+	fault.Point("destroy-renamed")
 	return os.RemoveAll(stage)
 }
 

@@ -1,0 +1,112 @@
+package tests
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/vpsctl/vpsctl/internal/fault"
+)
+
+// TestCrashConsistency kills vpsctl (or the monitor) with SIGKILL at every fault point and
+// checks that the next commands find the VPS fully there or fully gone, that the private area
+// survives unless destroy committed, and that nothing leaks on the host.
+func TestCrashConsistency(t *testing.T) {
+	const id = "161"
+	type step struct {
+		setup func(t *testing.T) // brings the VPS to the state the command starts from
+		args  []string
+	}
+	created := func(t *testing.T) {
+		must(t, "create", id, "--template", "busybox", "--name", "crash")
+	}
+	running := func(t *testing.T) {
+		created(t)
+		must(t, "start", id)
+	}
+	var cases = map[string]step{}
+	for _, p := range fault.Points {
+		switch {
+		case strings.HasPrefix(p, "create-"):
+			cases[p] = step{func(*testing.T) {}, []string{"create", id, "--template", "busybox", "--name", "crash"}}
+		case strings.HasPrefix(p, "start-"), strings.HasPrefix(p, "monitor-"):
+			cases[p] = step{created, []string{"start", id}}
+		case p == "stop-killed":
+			cases[p] = step{running, []string{"stop", id, "--kill"}}
+		case strings.HasPrefix(p, "stop-"):
+			cases[p] = step{running, []string{"stop", id, "--timeout", "5s"}}
+		case strings.HasPrefix(p, "set-"):
+			cases[p] = step{running, []string{"set", id, "--hostname", "after", "--name", "crash2", "--numproc", "77"}}
+		case strings.HasPrefix(p, "destroy-"):
+			cases[p] = step{running, []string{"destroy", "--force", id}}
+		default:
+			t.Fatalf("fault point %q has no test case", p)
+		}
+	}
+	for _, p := range fault.Points {
+		c := cases[p]
+		t.Run(p, func(t *testing.T) {
+			checkClean(t, id)
+			c.setup(t)
+			marker := filepath.Join(root, "vps", id, "private", "marker")
+			hadVPS := false
+			if _, err := os.Stat(filepath.Join(root, "vps", id)); err == nil {
+				hadVPS = true
+				if err := os.WriteFile(marker, []byte("customer data"), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			r := vpsctlEnv(t, []string{fault.Env + "=" + p}, c.args...)
+			if r.code == 0 && !strings.HasPrefix(p, "monitor-") {
+				t.Fatalf("vpsctl %v did not crash at %s: %+v", c.args, p, r)
+			}
+			// The next commands must work on whatever is there.
+			s := status(t, id)
+			switch s.State {
+			case "deleted":
+				if hadVPS && !strings.HasPrefix(p, "destroy-") {
+					t.Fatalf("VPS lost after a crash at %s", p)
+				}
+				if _, err := os.Stat(filepath.Join(root, "vps", id)); !os.IsNotExist(err) {
+					t.Fatalf("deleted but its directory remains: %v", err)
+				}
+				must(t, "create", id, "--template", "busybox", "--name", "crash")
+				must(t, "start", id)
+			case "running":
+				if got := strings.TrimSpace(must(t, "exec", id, "--", "echo", "ok")); got != "ok" {
+					t.Fatalf("exec after crash: %q", got)
+				}
+				if p == "stop-requested" {
+					// A stop killed half-way must not turn the guest's next reboot into a halt.
+					old := s.InitPID
+					vpsctl(t, "exec", id, "--", "reboot")
+					waitFor(t, 20*time.Second, "a reboot", func() bool {
+						n := status(t, id)
+						return n.State == "running" && n.InitPID != old
+					})
+				}
+			case "stopped":
+				must(t, "start", id)
+			}
+			if hadVPS && status(t, id).State != "deleted" && !strings.HasPrefix(p, "destroy-") {
+				if b, err := os.ReadFile(marker); err != nil || string(b) != "customer data" {
+					t.Fatalf("private area damaged after a crash at %s: %v", p, err)
+				}
+			}
+			// Names stay consistent: the name resolves to this VPS or to nothing.
+			for _, n := range []string{"crash", "crash2"} {
+				r := vpsctl(t, "status", n)
+				if r.code == 0 && !strings.Contains(r.out, "VPS "+id+" ") {
+					t.Fatalf("name %s resolves elsewhere: %s", n, r.out)
+				}
+			}
+			must(t, "stop", "--kill", id)
+			must(t, "destroy", id)
+			if entries, _ := os.ReadDir(filepath.Join(root, "tmp")); len(entries) != 0 {
+				t.Fatalf("tmp/ not swept: %v", entries)
+			}
+		})
+	}
+}
