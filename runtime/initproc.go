@@ -113,7 +113,7 @@ func setupInit(m *initMsg, rootFd int) error {
 		return at("chdir root", err)
 	}
 	unix.Close(rootFd)
-	if err := mountSpecial(has("net"), m.Console); err != nil {
+	if err := mountSpecial(has("net"), has("cgroup"), m.Console); err != nil {
 		return err
 	}
 	// pivot_root(".", ".") stacks the old root on top of the new one; unmounting it leaves the
@@ -164,7 +164,7 @@ var readonlyPaths = []string{"proc/sys", "proc/sysrq-trigger", "proc/irq", "proc
 
 // mountSpecial builds the VPS's /proc, /sys, /dev and /run below the current directory (the new
 // root). console is the host path of the pty slave the monitor made (also our stdio).
-func mountSpecial(ownNet bool, console string) error {
+func mountSpecial(ownNet, ownCgroup bool, console string) error {
 	mk := func(src, dst, fstype string, flags uintptr, data string) error {
 		if err := os.MkdirAll(dst, 0o755); err != nil {
 			return at("mkdir "+dst, err)
@@ -189,6 +189,11 @@ func mountSpecial(ownNet bool, console string) error {
 		}
 		if err := unix.Mount("", "sys", "", unix.MS_BIND|unix.MS_REMOUNT|unix.MS_RDONLY|msNoSuidDevExec, ""); err != nil {
 			return at("remount /sys read-only", err)
+		}
+	}
+	if ownCgroup {
+		if err := mountGuestCgroups(); err != nil {
+			return err
 		}
 	}
 	if err := mk("tmpfs", "dev", "tmpfs", unix.MS_NOSUID|unix.MS_NOEXEC, "mode=755,size=64k"); err != nil {

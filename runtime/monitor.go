@@ -201,13 +201,6 @@ func (m *monitor) boot(c *store.Config) (*bootState, error) {
 	if err != nil {
 		return nil, err
 	}
-	if b.net, err = netConfig(c); err != nil {
-		return nil, err
-	}
-	tpl, err := template.Rootfs(m.st, c.Template)
-	if err != nil {
-		return nil, err
-	}
 	var idmap uid.Range
 	userns := slices.Contains(c.Namespaces, "user")
 	if userns {
@@ -215,7 +208,13 @@ func (m *monitor) boot(c *store.Config) (*bootState, error) {
 			return nil, fmt.Errorf("config IDMAP: %w", err)
 		}
 	}
-
+	if b.net, err = netConfig(c); err != nil {
+		return nil, err
+	}
+	tpl, err := template.Rootfs(m.st, c.Template)
+	if err != nil {
+		return nil, err
+	}
 	if b.cg, err = cgroup.New(cgroupPath(m.id)); err != nil {
 		return nil, err
 	}
@@ -230,6 +229,11 @@ func (m *monitor) boot(c *store.Config) (*bootState, error) {
 	})
 	if err := b.cg.Set(res); err != nil {
 		return nil, fmt.Errorf("cgroup limits: %w", err)
+	}
+	if userns {
+		if err := delegate(b.cg, idmap); err != nil {
+			return nil, fmt.Errorf("cgroup delegation: %w", err)
+		}
 	}
 	fault.Point("monitor-cgroup")
 
@@ -441,13 +445,15 @@ func (b *bootState) wait(term <-chan os.Signal, onTerm func()) syscall.WaitStatu
 
 // teardown removes what this boot made. The VPS's mounts went with its mount namespace.
 func (b *bootState) teardown() {
-	b.undo.run()
-	if b.logDone != nil {
+	// Drain the console first: its last lines (often why init died) are still in the pty.
+	// The read ends with EIO once no VPS process holds the console any more.
+	if b.logDone != nil && b.init != nil && b.init.ProcessState != nil {
 		select {
 		case <-b.logDone:
 		case <-time.After(2 * time.Second):
 		}
 	}
+	b.undo.run()
 }
 
 // openPty opens a new pty pair on the host's devpts.

@@ -119,26 +119,39 @@ func netConfig(c *store.Config) (network.Config, error) {
 // checkAddrsFree refuses addresses of c held by another VPS or by the host (network.ErrIPInUse).
 // The caller holds the global lock.
 func (r *Runtime) checkAddrsFree(c *store.Config, others []*store.Config) error {
-	for _, s := range c.IPs {
-		p, err := network.ParseIP(s)
-		if err != nil {
-			return err
-		}
+	for _, a := range configAddrs(c) {
 		for _, oc := range others {
 			if oc.ID == c.ID {
 				continue
 			}
-			for _, os := range oc.IPs {
-				if q, err := network.ParseIP(os); err == nil && q.Addr() == p.Addr() {
-					return fmt.Errorf("%s: held by VPS %d: %w", p.Addr(), oc.ID, network.ErrIPInUse)
-				}
+			if slices.Contains(configAddrs(oc), a) {
+				return fmt.Errorf("%s: held by VPS %d: %w", a, oc.ID, network.ErrIPInUse)
 			}
 		}
-		if used, err := network.HostAddrInUse(p.Addr()); err != nil {
+		if used, err := network.HostAddrInUse(a); err != nil {
 			return err
 		} else if used {
-			return fmt.Errorf("%s: held by the host: %w", p.Addr(), network.ErrIPInUse)
+			return fmt.Errorf("%s: held by the host: %w", a, network.ErrIPInUse)
 		}
 	}
 	return nil
+}
+
+// configAddrs lists every address a VPS's config gives it: routed ones and the static addresses
+// of its bridged interfaces.
+func configAddrs(c *store.Config) []netip.Addr {
+	var out []netip.Addr
+	for _, s := range c.IPs {
+		if p, err := network.ParseIP(s); err == nil {
+			out = append(out, p.Addr())
+		}
+	}
+	for _, s := range c.NetIfs {
+		if ni, err := network.ParseNetIf(s); err == nil {
+			for _, p := range ni.Addrs {
+				out = append(out, p.Addr())
+			}
+		}
+	}
+	return out
 }

@@ -90,7 +90,7 @@ func (r *Runtime) Set(id container.ID, o SetOptions) error {
 		return err
 	}
 	defer gl.Unlock()
-	if len(o.Net.IPAdd) > 0 {
+	if len(o.Net.IPAdd) > 0 || len(o.Net.NetIfAdd) > 0 {
 		others, err := r.St.Configs()
 		if err != nil {
 			return err
@@ -182,22 +182,34 @@ func (r *Runtime) applyLive(s *Status, old, next *store.Config, o SetOptions) er
 		}
 	}
 	if !o.Net.Empty() && slices.Contains(next.Namespaces, "net") {
-		oldNC, err := netConfig(old)
+		// The live addresses are the base, not the saved ones: earlier unsaved changes count.
+		live, err := liveIPs(s.InitPID)
 		if err != nil {
 			return err
 		}
-		newNC, err := netConfig(next)
-		if err != nil {
-			return err
+		want := slices.Clone(live)
+		for _, d := range o.Net.IPDel {
+			if d == "all" {
+				want = nil
+				continue
+			}
+			if p, err := network.ParseIP(d); err == nil {
+				want = slices.DeleteFunc(want, func(q netip.Prefix) bool { return q.Addr() == p.Addr() })
+			}
+		}
+		for _, a := range o.Net.IPAdd {
+			if p, err := network.ParseIP(a); err == nil && !slices.ContainsFunc(want, func(q netip.Prefix) bool { return q.Addr() == p.Addr() }) {
+				want = append(want, p)
+			}
 		}
 		var add, del []netip.Prefix
-		for _, p := range newNC.IPs {
-			if !slices.ContainsFunc(oldNC.IPs, func(q netip.Prefix) bool { return q.Addr() == p.Addr() }) {
+		for _, p := range want {
+			if !slices.ContainsFunc(live, func(q netip.Prefix) bool { return q.Addr() == p.Addr() }) {
 				add = append(add, p)
 			}
 		}
-		for _, p := range oldNC.IPs {
-			if !slices.ContainsFunc(newNC.IPs, func(q netip.Prefix) bool { return q.Addr() == p.Addr() }) {
+		for _, p := range live {
+			if !slices.ContainsFunc(want, func(q netip.Prefix) bool { return q.Addr() == p.Addr() }) {
 				del = append(del, p)
 			}
 		}
@@ -232,4 +244,24 @@ func (r *Runtime) applyLive(s *Status, old, next *store.Config, o SetOptions) er
 		}
 	}
 	return nil
+}
+
+// liveIPs returns the routed addresses a running VPS holds now (on its venet0).
+func liveIPs(initPID int) ([]netip.Prefix, error) {
+	links, err := network.Links(initPID)
+	if err != nil {
+		return nil, err
+	}
+	var out []netip.Prefix
+	for _, l := range links {
+		if l.Name != "venet0" {
+			continue
+		}
+		for _, a := range l.Addrs {
+			if p, err := netip.ParsePrefix(a); err == nil {
+				out = append(out, p)
+			}
+		}
+	}
+	return out, nil
 }

@@ -105,6 +105,8 @@ EXAMPLES:
 
 ` + exitHelp,
 		HideHelpCommand: true,
+		// --netif-add takes "eth0,bridge=br0,...": commas are not list separators.
+		DisableSliceFlagSeparator: true,
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "root", EnvVars: []string{"VPSCTL_ROOT"}, Value: store.DefaultRoot, Usage: "state root `DIR`"},
 		},
