@@ -295,9 +295,12 @@ func templateCommand() *cli.Command {
 		Name: "template", Usage: "manage OS templates",
 		Subcommands: []*cli.Command{
 			{
-				Name: "build", Usage: "build a template", ArgsUsage: "busybox [NAME]",
-				Description: "busybox: a template from the host's static busybox (package busybox-static), with busybox init.\n\nEXAMPLE:\n   vpsctl template build busybox",
+				Name: "build", Usage: "build a template", ArgsUsage: "busybox|debian-12 [NAME]",
+				Description: "busybox: from the host's static busybox (package busybox-static), with busybox init.\ndebian-12: Debian bookworm with debootstrap (installed if missing), systemd or sysvinit,\nopenssh-server, iproute2; each VPS makes its own SSH host keys at first boot. The sysvinit\nvariant is named debian-12-sysvinit unless NAME is given.\n\nEXAMPLES:\n   vpsctl template build busybox\n   vpsctl template build debian-12\n   vpsctl template build debian-12 --variant sysvinit --include vim,curl",
 				Flags: []cli.Flag{
+					&cli.StringFlag{Name: "variant", Value: "systemd", Usage: "debian: systemd or sysvinit"},
+					&cli.StringSliceFlag{Name: "include", Usage: "debian: extra packages (comma-separated or repeated)"},
+					&cli.StringFlag{Name: "mirror", Usage: "debian: mirror URL (default: the host's apt mirror)"},
 					&cli.StringFlag{Name: "busybox", Value: template.DefaultBusybox, Usage: "static busybox binary to use"},
 					&cli.BoolFlag{Name: "force", Usage: "rebuild an existing template"},
 				},
@@ -314,13 +317,21 @@ func templateCommand() *cli.Command {
 					if err != nil {
 						return err
 					}
-					switch kind {
-					case "busybox":
+					switch {
+					case kind == "busybox":
 						if err := template.BuildBusybox(rt.St, name, c.String("busybox"), c.Bool("force"), os.Stdout); err != nil {
 							return err
 						}
+					case kind == "debian-12" || kind == "debian":
+						if c.NArg() == 1 && c.String("variant") == "sysvinit" {
+							name = kind + "-sysvinit"
+						}
+						o := template.DebianOptions{Variant: c.String("variant"), Include: c.StringSlice("include"), Mirror: c.String("mirror"), Replace: c.Bool("force")}
+						if err := template.BuildDebian(rt.St, name, o, os.Stdout); err != nil {
+							return err
+						}
 					default:
-						return usageError("template build: unknown kind %q (want busybox)", kind)
+						return usageError("template build: unknown kind %q (want busybox or debian-12)", kind)
 					}
 					fmt.Printf("template %q ready\n", name)
 					return nil
