@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	goruntime "runtime"
 	"slices"
+	"strings"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -146,7 +147,17 @@ func setupInit(m *initMsg, rootFd int) error {
 	// No host fd other than the console may reach the VPS (CVE-2024-21626); our socket is
 	// close-on-exec, so a failed exec can still be reported.
 	unix.CloseRange(3, ^uint(0), unix.CLOSE_RANGE_CLOEXEC)
-	err := unix.Exec(m.Init[0], m.Init, m.Env)
+	path := m.Init[0]
+	if !strings.Contains(path, "/") {
+		// A one-shot command named without a path: look it up in the VPS's PATH.
+		for _, d := range []string{"/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"} {
+			if unix.Access(d+"/"+path, unix.X_OK) == nil {
+				path = d + "/" + path
+				break
+			}
+		}
+	}
+	err := unix.Exec(path, m.Init, m.Env)
 	return at("exec "+m.Init[0], err)
 }
 

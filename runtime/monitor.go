@@ -52,10 +52,12 @@ func cgroupPath(id uint32) string { return "vpsctl/" + strconv.FormatUint(uint64
 const stopFile = "stop-requested"
 
 type monitor struct {
-	st    *store.Store
-	id    uint32
-	ready *os.File
-	run   store.RunState
+	st      *store.Store
+	id      uint32
+	ready   *os.File
+	run     store.RunState
+	console *consoleHub
+	oneshot []string // argv of a one-shot command run as the VPS's PID 1 (see RunOnce)
 }
 
 func monitorMain() int {
@@ -74,6 +76,10 @@ func monitorMain() int {
 		return 3
 	}
 	m := &monitor{st: st, id: uint32(id), ready: os.NewFile(3, "ready")}
+	if len(os.Args) > 3 && os.Args[2] == "--" {
+		m.oneshot = os.Args[3:]
+		return m.runOnce()
+	}
 	return m.main()
 }
 
@@ -98,6 +104,11 @@ func (m *monitor) main() int {
 	term := make(chan os.Signal, 1)
 	signal.Notify(term, syscall.SIGTERM)
 
+	m.console = newConsoleHub()
+	if err := m.console.listen(m.st.Path(m.id, "console.sock")); err != nil {
+		log.Printf("console socket: %v (vpsctl console will not work)", err)
+	}
+	defer m.console.close()
 	m.run = store.RunState{MonitorPID: os.Getpid(), MonitorStart: procStart(os.Getpid()), Phase: "starting", Started: time.Now()}
 	for boot := 1; ; boot++ {
 		c, err := m.st.LoadConfig(m.id)
@@ -136,6 +147,36 @@ func (m *monitor) main() int {
 	m.st.ClearRun(m.id)
 	os.Remove(m.st.Path(m.id, stopFile))
 	return 0
+}
+
+// runOnce boots the VPS once with the one-shot command as its PID 1, its stdio being ours (the
+// caller's), and returns the command's status. No network, no console, no run state: the
+// caller holds the VPS's lock throughout.
+func (m *monitor) runOnce() int {
+	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
+		m.report(readyMsg{Error: "monitor: make mounts private: " + err.Error()})
+		return 3
+	}
+	signal.Ignore(syscall.SIGHUP, syscall.SIGPIPE)
+	c, err := m.st.LoadConfig(m.id)
+	if err != nil {
+		m.fail(err)
+		return 3
+	}
+	b, err := m.boot(c)
+	if err != nil {
+		m.fail(err)
+		return 3
+	}
+	m.report(readyMsg{InitPID: b.init.Process.Pid})
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	st := b.wait(sigs, func() { b.init.Process.Signal(syscall.SIGKILL) })
+	b.teardown()
+	if st.Signaled() {
+		return 128 + int(st.Signal())
+	}
+	return st.ExitStatus()
 }
 
 func (m *monitor) fail(err error) {
@@ -238,6 +279,10 @@ func (m *monitor) boot(c *store.Config) (*bootState, error) {
 	fault.Point("monitor-cgroup")
 
 	// The console: a pty whose slave is the init's stdio and /dev/console; we log its output.
+	// A one-shot command uses our stdio instead and has /dev/null as its console.
+	if m.oneshot != nil {
+		return m.bootRest(c, b, res, tpl, idmap, userns, "/dev/null", os.Stdin, os.Stdout, os.Stderr, &ok)
+	}
 	master, slave, err := openPty()
 	if err != nil {
 		return nil, fmt.Errorf("console pty: %w", err)
@@ -259,7 +304,15 @@ func (m *monitor) boot(c *store.Config) (*bootState, error) {
 		}
 	}
 	b.logDone = make(chan struct{})
-	go copyConsole(master, m.st.Path(m.id, "console.log"), b.logDone)
+	go m.console.serve(master, m.st.Path(m.id, "console.log"), b.logDone)
+	return m.bootRest(c, b, res, tpl, idmap, userns, consolePath, slave, slave, slave, &ok)
+}
+
+// bootRest is the part of boot after the console: clone the init child, its rootfs and
+// network, and hand over.
+func (m *monitor) bootRest(c *store.Config, b *bootState, res *cgroup.Resources, tpl string, idmap uid.Range, userns bool,
+	consolePath string, stdin, stdout, stderr *os.File, ok *bool) (*bootState, error) {
+	var err error
 
 	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
@@ -272,7 +325,7 @@ func (m *monitor) boot(c *store.Config) (*bootState, error) {
 	cmd := exec.Command("/proc/self/exe", strconv.FormatUint(uint64(m.id), 10))
 	cmd.Args[0] = "vpsctl-init"
 	cmd.Env = []string{modeEnv + "=init"}
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = slave, slave, slave
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = stdin, stdout, stderr
 	cmd.ExtraFiles = []*os.File{childSock}
 	attr := &syscall.SysProcAttr{
 		// The cgroup namespace is unshared by the child once it is in its group (v1 can only
@@ -329,7 +382,7 @@ func (m *monitor) boot(c *store.Config) (*bootState, error) {
 	defer unix.Close(rootFd)
 	fault.Point("monitor-rootfs")
 
-	if slices.Contains(c.Namespaces, "net") {
+	if slices.Contains(c.Namespaces, "net") && m.oneshot == nil {
 		warnings, err := network.Setup(m.id, pid, b.net)
 		if err != nil {
 			return nil, fmt.Errorf("network: %w", err)
@@ -346,7 +399,7 @@ func (m *monitor) boot(c *store.Config) (*bootState, error) {
 
 	fault.Point("monitor-network")
 	msg := initMsg{ID: m.id, Hostname: c.Hostname, Domainname: c.Domainname, Namespaces: c.Namespaces,
-		Console: consolePath, CapDrop: capDrop(c), Init: []string{"/sbin/init"},
+		Console: consolePath, CapDrop: capDrop(c), Init: initArgv(m.oneshot),
 		Env: []string{"container=vpsctl", "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
 			"HOME=/root", "TERM=linux"}}
 	data, _ := json.Marshal(msg)
@@ -366,7 +419,7 @@ func (m *monitor) boot(c *store.Config) (*bootState, error) {
 		}
 		return nil, fmt.Errorf("start: init child: %q", buf[:n])
 	}
-	ok = true
+	*ok = true
 	return b, nil
 }
 
@@ -474,34 +527,6 @@ func openPty() (master, slave *os.File, err error) {
 	return os.NewFile(uintptr(mfd), "console-master"), os.NewFile(sfd, "console-slave"), nil
 }
 
-// maxConsoleLog bounds console.log: a chatty guest must not fill the host's disk.
-const maxConsoleLog = 4 << 20
-
-// copyConsole appends everything the VPS writes to its console to path until the pty closes.
-func copyConsole(master *os.File, path string, done chan<- struct{}) {
-	defer close(done)
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
-	if err != nil {
-		log.Printf("console log: %v", err)
-		io.Copy(io.Discard, master)
-		return
-	}
-	defer f.Close()
-	buf := make([]byte, 32<<10)
-	for {
-		n, err := master.Read(buf)
-		if n > 0 {
-			if fi, e := f.Stat(); e == nil && fi.Size()+int64(n) > maxConsoleLog {
-				f.Truncate(0)
-			}
-			f.Write(buf[:n])
-		}
-		if err != nil {
-			return // EIO once the last slave holder is gone
-		}
-	}
-}
-
 // sentinelName names the sentinel err wraps, for the CLI to re-wrap (readyMsg.Kind).
 func sentinelName(err error) string {
 	for name, s := range startSentinels {
@@ -515,4 +540,11 @@ func sentinelName(err error) string {
 var startSentinels = map[string]error{
 	"ip_in_use": network.ErrIPInUse, "bad_ip": network.ErrBadIP, "bad_value": ErrBadValue,
 	"cgroup_bad_value": cgroup.ErrBadValue, "no_template": store.ErrNoTemplate, "not_exist": store.ErrNotExist,
+}
+
+func initArgv(oneshot []string) []string {
+	if oneshot != nil {
+		return oneshot
+	}
+	return []string{"/sbin/init"}
 }

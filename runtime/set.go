@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+	"strings"
 
 	"github.com/vpsctl/vpsctl/cgroup"
 	"github.com/vpsctl/vpsctl/container"
@@ -24,6 +25,7 @@ type SetOptions struct {
 	Net          NetOptions
 	Capabilities []string
 	Devices      []string // extra device rules, replacing the saved ones (applies at next start)
+	UserPasswd   []string // USER:PASSWORD, set inside the VPS (never saved)
 	Save         bool
 }
 
@@ -82,6 +84,14 @@ func (r *Runtime) Set(id container.ID, o SetOptions) error {
 		next.Capabilities = append(next.Capabilities, c)
 	}
 	running := s.State == "running"
+	var users [][2]string
+	for _, up := range o.UserPasswd {
+		u, p, ok := strings.Cut(up, ":")
+		if !ok || u == "" || strings.ContainsAny(u, ":\n\x00/ ") || strings.ContainsAny(p, "\n\x00") {
+			return fmt.Errorf("--userpasswd: want USER:PASSWORD: %w", ErrBadValue)
+		}
+		users = append(users, [2]string{u, p})
+	}
 	if running && s.Suspended && (!o.Limits.Empty() || !o.Net.Empty() || o.Hostname != nil || o.Domainname != nil) {
 		return fmt.Errorf("VPS %d: %w (resume it first)", id, ErrSuspended)
 	}
@@ -123,6 +133,11 @@ func (r *Runtime) Set(id container.ID, o SetOptions) error {
 		return err
 	}
 	fault.Point("set-saved")
+	for _, up := range users {
+		if err := r.setUserPassword(s, up[0], up[1]); err != nil {
+			return err
+		}
+	}
 	if next.Name != old.Name {
 		r.St.ReleaseName(old.Name, old.ID)
 	}

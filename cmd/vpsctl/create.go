@@ -127,6 +127,7 @@ func setCommand() *cli.Command {
 		&cli.StringSliceFlag{Name: "capability", Usage: "`NAME:on|off` (repeatable; applies at next start)"},
 		&cli.StringSliceFlag{Name: "devices", Usage: "extra device rules `c|b:MAJOR:MINOR:rwm`, replacing the saved ones (next start)"},
 		&cli.BoolFlag{Name: "save", Usage: "on a running VPS, also save limits and addresses to its config"},
+		&cli.StringSliceFlag{Name: "userpasswd", Usage: "set `USER:PASSWORD` inside the VPS, creating the user if missing (never saved or logged)"},
 	}
 	flags = append(flags, limitFlags()...)
 	flags = append(flags, netFlags()...)
@@ -153,7 +154,8 @@ EXAMPLES:
 			}
 			return withVPS(c, func(rt *runtime.Runtime, id uint32) error {
 				err := rt.Set(toID(id), runtime.SetOptions{Name: str("name"), Hostname: str("hostname"), Domainname: str("domainname"),
-					Limits: limitsFrom(c), Net: netFrom(c), Capabilities: c.StringSlice("capability"), Save: c.Bool("save"), Devices: devicesFrom(c)})
+					Limits: limitsFrom(c), Net: netFrom(c), Capabilities: c.StringSlice("capability"), Save: c.Bool("save"), Devices: devicesFrom(c),
+					UserPasswd: c.StringSlice("userpasswd")})
 				if err != nil {
 					return err
 				}

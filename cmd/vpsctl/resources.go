@@ -84,3 +84,19 @@ func resumeCommand() *cli.Command {
 		},
 	}
 }
+
+func init() {
+	extraCommandList = append(extraCommandList, consoleCommand)
+}
+
+func consoleCommand() *cli.Command {
+	return &cli.Command{
+		Name: "console", Usage: "attach to a VPS's console (detach with Ctrl-])", ArgsUsage: "ID|NAME",
+		Description: "Shows the VPS's console (boot messages, its getty) and sends your keystrokes to it.\nDetach with Ctrl-] ; the VPS keeps running. Everything the console prints is also in\nSTATE/vps/ID/console.log.\n\nEXAMPLE:\n   vpsctl console 101",
+		Action: func(c *cli.Context) error {
+			return withVPS(c, func(rt *runtime.Runtime, id uint32) error {
+				return rt.Console(toID(id), os.Stdin, os.Stdout)
+			})
+		},
+	}
+}

@@ -1,0 +1,201 @@
+package runtime
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/vpsctl/vpsctl/container"
+	"golang.org/x/term"
+)
+
+// maxConsoleLog bounds console.log: a chatty guest must not fill the host's disk.
+const maxConsoleLog = 4 << 20
+
+// consoleHub is the monitor's side of a VPS's console: it reads the console pty, appends
+// everything to console.log and copies it to every attached `vpsctl console`, and feeds their
+// keystrokes to the pty. It lives as long as the monitor; each boot brings a new pty.
+type consoleHub struct {
+	mu      sync.Mutex
+	clients map[net.Conn]bool
+	master  *os.File // the current boot's pty master; nil between boots
+	ln      net.Listener
+}
+
+func newConsoleHub() *consoleHub { return &consoleHub{clients: map[net.Conn]bool{}} }
+
+// listen opens the console socket (mode 0600: only host root may attach).
+func (h *consoleHub) listen(path string) error {
+	os.Remove(path)
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		return err
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		ln.Close()
+		return err
+	}
+	h.ln = ln
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			h.mu.Lock()
+			h.clients[c] = true
+			h.mu.Unlock()
+			go h.input(c)
+		}
+	}()
+	return nil
+}
+
+// input copies a client's keystrokes to the current pty.
+func (h *consoleHub) input(c net.Conn) {
+	buf := make([]byte, 1024)
+	for {
+		n, err := c.Read(buf)
+		if n > 0 {
+			h.mu.Lock()
+			m := h.master
+			h.mu.Unlock()
+			if m != nil {
+				m.Write(buf[:n])
+			}
+		}
+		if err != nil {
+			h.mu.Lock()
+			delete(h.clients, c)
+			h.mu.Unlock()
+			c.Close()
+			return
+		}
+	}
+}
+
+// serve pumps one boot's console until the pty closes (EIO once no VPS process holds it).
+func (h *consoleHub) serve(master *os.File, logPath string, done chan<- struct{}) {
+	defer close(done)
+	h.mu.Lock()
+	h.master = master
+	h.mu.Unlock()
+	defer func() {
+		h.mu.Lock()
+		h.master = nil
+		h.mu.Unlock()
+	}()
+	f, err := os.OpenFile(logPath, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+	if err != nil {
+		log.Printf("console log: %v", err)
+		f = nil
+	} else {
+		defer f.Close()
+	}
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := master.Read(buf)
+		if n > 0 {
+			if f != nil {
+				if fi, e := f.Stat(); e == nil && fi.Size()+int64(n) > maxConsoleLog {
+					f.Truncate(0)
+				}
+				f.Write(buf[:n])
+			}
+			h.mu.Lock()
+			for c := range h.clients {
+				// A client that cannot keep up is dropped rather than stalling the VPS.
+				c.SetWriteDeadline(time.Now().Add(time.Second))
+				if _, err := c.Write(buf[:n]); err != nil {
+					c.Close()
+					delete(h.clients, c)
+				}
+			}
+			h.mu.Unlock()
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+func (h *consoleHub) close() {
+	if h.ln != nil {
+		h.ln.Close()
+	}
+	h.mu.Lock()
+	for c := range h.clients {
+		c.Close()
+	}
+	h.mu.Unlock()
+}
+
+// ConsoleEscape is the byte that detaches `vpsctl console`: Ctrl-] (as in telnet).
+const ConsoleEscape = 0x1d
+
+// Console attaches the terminal to VPS id's console (its getty or boot messages) until the user
+// types Ctrl-] or the VPS stops.
+func (r *Runtime) Console(id container.ID, in *os.File, out io.Writer) error {
+	if _, err := r.running(id, true); err != nil {
+		return err
+	}
+	c, err := net.Dial("unix", r.St.Path(uint32(id), "console.sock"))
+	if err != nil {
+		return fmt.Errorf("VPS %d: console: %w", id, err)
+	}
+	defer c.Close()
+	if term.IsTerminal(int(in.Fd())) {
+		st, err := term.MakeRaw(int(in.Fd()))
+		if err == nil {
+			defer term.Restore(int(in.Fd()), st)
+		}
+	}
+	fmt.Fprintf(out, "Connected to the console of VPS %d. Detach with Ctrl-] (press Enter for a login prompt).\r\n", id)
+	done := make(chan error, 2)
+	go func() {
+		_, err := io.Copy(out, c)
+		done <- err
+	}()
+	go func() {
+		buf := make([]byte, 256)
+		for {
+			n, err := in.Read(buf)
+			for i := 0; i < n; i++ {
+				if buf[i] == ConsoleEscape {
+					c.Write(buf[:i])
+					done <- errDetached
+					return
+				}
+			}
+			if n > 0 {
+				if _, werr := c.Write(buf[:n]); werr != nil {
+					done <- werr
+					return
+				}
+			}
+			if err != nil {
+				done <- nil // end of input: stay attached until the console closes
+				return
+			}
+		}
+	}()
+	err = <-done
+	if errors.Is(err, errDetached) {
+		fmt.Fprintf(out, "\r\nDetached from VPS %d.\r\n", id)
+		return nil
+	}
+	if err == nil {
+		// stdin ended: keep showing output until the VPS's console closes.
+		if e := <-done; e != nil && !errors.Is(e, errDetached) {
+			return nil
+		}
+	}
+	return nil
+}
+
+var errDetached = errors.New("detached")

@@ -1,0 +1,157 @@
+package runtime
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"github.com/vpsctl/vpsctl/container"
+	"github.com/vpsctl/vpsctl/uid"
+	"golang.org/x/sys/unix"
+)
+
+// RunOnce boots stopped VPS id once with argv as its PID 1 (instead of its init), connected to
+// the given stdio, and returns argv's exit status (128+N if killed by signal N). The VPS is
+// locked throughout and stopped again afterwards, with nothing left behind. It serves
+// maintenance of stopped VPSs (set --userpasswd) and `vpsctl run`.
+func (r *Runtime) RunOnce(id container.ID, argv []string, stdin, stdout, stderr *os.File) (int, error) {
+	lk, err := r.St.LockVPS(uint32(id), "run "+strings.Join(argv, " "))
+	if err != nil {
+		return 0, err
+	}
+	defer lk.Unlock()
+	return r.runOnceLocked(id, argv, stdin, stdout, stderr)
+}
+
+func (r *Runtime) runOnceLocked(id container.ID, argv []string, stdin, stdout, stderr *os.File) (int, error) {
+	s, err := r.Status(id)
+	if err != nil {
+		return 0, err
+	}
+	if s.State == "running" {
+		return 0, fmt.Errorf("VPS %d: %w", id, ErrRunning)
+	}
+	r.repair(id)
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		return 0, err
+	}
+	defer pr.Close()
+	cmd := exec.Command("/proc/self/exe", append([]string{strconv.FormatUint(uint64(id), 10), "--"}, argv...)...)
+	cmd.Args[0] = "vpsctl-monitor"
+	cmd.Env = []string{modeEnv + "=monitor", "VPSCTL_ROOT=" + r.St.Root}
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = stdin, stdout, stderr
+	cmd.ExtraFiles = []*os.File{pw}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: unix.CLONE_NEWNS, Pdeathsig: syscall.SIGTERM}
+	if err := cmd.Start(); err != nil {
+		pw.Close()
+		return 0, err
+	}
+	pw.Close()
+	b, _ := io.ReadAll(pr)
+	var msg readyMsg
+	json.Unmarshal(b, &msg)
+	err = cmd.Wait()
+	if msg.Error != "" {
+		if s, ok := startSentinels[msg.Kind]; ok {
+			return 0, fmt.Errorf("VPS %d: %s: %w", id, msg.Error, s)
+		}
+		return 0, fmt.Errorf("VPS %d: %s", id, msg.Error)
+	}
+	if cmd.ProcessState == nil {
+		return 0, err
+	}
+	return cmd.ProcessState.ExitCode(), nil
+}
+
+// userpasswdScript sets a password read from stdin ("user:password"), creating the user if
+// missing (useradd where there is one, else by hand, as on busybox), with chpasswd or, where it
+// is missing, busybox's mkpasswd. The password travels on stdin
+// only: never in argv (visible in ps) nor in any file or log of vpsctl's.
+const userpasswdScript = `u="$1"
+IFS= read -r line; p="${line#*:}"
+if ! id "$u" >/dev/null 2>&1; then
+  if command -v useradd >/dev/null 2>&1; then useradd -m -s /bin/sh "$u" || exit 1
+  else
+    n=1000; while grep -q "^[^:]*:[^:]*:$n:" /etc/passwd; do n=$((n+1)); done
+    echo "$u:x:$n:$n::/home/$u:/bin/sh" >> /etc/passwd
+    echo "$u:x:$n:" >> /etc/group
+    echo "$u:!:19000:0:99999:7:::" >> /etc/shadow
+    mkdir -p "/home/$u" && chown "$n:$n" "/home/$u"
+  fi
+fi
+if command -v chpasswd >/dev/null 2>&1; then printf '%s:%s\n' "$u" "$p" | chpasswd; exit; fi
+h=$(printf '%s\n' "$p" | mkpasswd -m sha512) || exit 1
+awk -F: -v OFS=: -v u="$u" -v h="$h" '$1==u{$2=h}1' /etc/shadow > /etc/shadow.vpsctl &&
+  cat /etc/shadow.vpsctl > /etc/shadow && rm -f /etc/shadow.vpsctl`
+
+// setUserPassword sets user's password inside the VPS (running: joined like exec; stopped: a
+// one-shot boot), creating the user if missing, like vzctl --userpasswd. The caller holds the
+// VPS's lock.
+func (r *Runtime) setUserPassword(s *Status, user, password string) error {
+	id := container.ID(s.ID)
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		return err
+	}
+	defer pr.Close()
+	go func() {
+		pw.Write([]byte(user + ":" + password + "\n"))
+		pw.Close()
+	}()
+	argv := []string{"/bin/sh", "-c", userpasswdScript, "vpsctl-userpasswd", user}
+	var code int
+	if s.State == "running" {
+		code, err = r.Exec(id, ExecOptions{Args: argv, Stdin: pr, Stdout: os.Stderr, Stderr: os.Stderr})
+	} else {
+		code, err = r.runOnceLocked(id, argv, pr, os.Stderr, os.Stderr)
+	}
+	if err != nil {
+		return err
+	}
+	if code != 0 {
+		return fmt.Errorf("VPS %d: setting the password of %q failed (exit %d)", id, user, code)
+	}
+	return nil
+}
+
+// RunOptions describe `vpsctl run`.
+type RunOptions struct {
+	ID       container.ID // 0: the first free ID from 1000000000
+	Template string
+	Hostname string
+	Remove   bool
+	Args     []string
+	Pool     uid.Pool
+	Stdin    *os.File
+	Stdout   *os.File
+	Stderr   *os.File
+}
+
+// Run creates a VPS, runs Args as its PID 1 and returns their status; with Remove the VPS is
+// destroyed afterwards, whatever the outcome.
+func (r *Runtime) Run(o RunOptions) (int, error) {
+	id := o.ID
+	if id == 0 {
+		// Transient VPSs take IDs far from hand-picked ones; create's lock makes a race lose
+		// with ErrExist, so a few attempts suffice.
+		for cand := container.ID(1000000000 + os.Getpid()%1000000); ; cand++ {
+			if !r.St.Exists(uint32(cand)) {
+				id = cand
+				break
+			}
+		}
+	}
+	if err := r.Create(CreateOptions{ID: id, Template: o.Template, Hostname: o.Hostname, Pool: o.Pool}); err != nil {
+		return 0, err
+	}
+	if o.Remove {
+		defer r.Destroy(id, true)
+	}
+	return r.RunOnce(id, o.Args, o.Stdin, o.Stdout, o.Stderr)
+}
