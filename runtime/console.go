@@ -80,7 +80,9 @@ func (h *consoleHub) input(c net.Conn) {
 }
 
 // serve pumps one boot's console until the pty closes (EIO once no VPS process holds it).
-func (h *consoleHub) serve(master *os.File, logPath string, done chan<- struct{}) {
+// A read error while the VPS runs is not the end: systemd hangs up the console (vhangup) when it
+// takes it over, and the master reads EIO until the next open of the slave.
+func (h *consoleHub) serve(master *os.File, logPath string, done chan<- struct{}, stop <-chan struct{}) {
 	defer close(done)
 	h.mu.Lock()
 	h.master = master
@@ -119,7 +121,11 @@ func (h *consoleHub) serve(master *os.File, logPath string, done chan<- struct{}
 			h.mu.Unlock()
 		}
 		if err != nil {
-			return
+			select {
+			case <-stop:
+				return
+			case <-time.After(50 * time.Millisecond):
+			}
 		}
 	}
 }

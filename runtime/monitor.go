@@ -221,6 +221,7 @@ type bootState struct {
 	net     network.Config
 	console *os.File
 	logDone chan struct{}
+	logStop chan struct{}
 	undo    undo
 }
 
@@ -304,7 +305,8 @@ func (m *monitor) boot(c *store.Config) (*bootState, error) {
 		}
 	}
 	b.logDone = make(chan struct{})
-	go m.console.serve(master, m.st.Path(m.id, "console.log"), b.logDone)
+	b.logStop = make(chan struct{})
+	go m.console.serve(master, m.st.Path(m.id, "console.log"), b.logDone, b.logStop)
 	return m.bootRest(c, b, res, tpl, idmap, userns, consolePath, slave, slave, slave, &ok)
 }
 
@@ -501,6 +503,7 @@ func (b *bootState) teardown() {
 	// Drain the console first: its last lines (often why init died) are still in the pty.
 	// The read ends with EIO once no VPS process holds the console any more.
 	if b.logDone != nil && b.init != nil && b.init.ProcessState != nil {
+		close(b.logStop)
 		select {
 		case <-b.logDone:
 		case <-time.After(2 * time.Second):

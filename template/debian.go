@@ -185,12 +185,18 @@ co:2345:respawn:/sbin/getty --noclear 38400 console
 		if err := write("etc/inittab", inittab, 0o644); err != nil {
 			return err
 		}
-		keygen := "#!/bin/sh\n### BEGIN INIT INFO\n# Provides: vpsctl-ssh-keygen\n# Required-Start:\n# Required-Stop:\n# X-Start-Before: ssh\n# Default-Start: 2 3 4 5\n# Default-Stop:\n# Short-Description: this VPS's own SSH host keys\n### END INIT INFO\n[ \"$1\" = start ] && ssh-keygen -A\nexit 0\n"
-		if err := write("etc/init.d/vpsctl-ssh-keygen", keygen, 0o755); err != nil {
+		// Debian's /etc/init.d/ssh sources /etc/default/ssh before starting sshd: make the
+		// VPS's own host keys there, on its first boot.
+		f, err := os.OpenFile(filepath.Join(r, "etc/default/ssh"), os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+		if err != nil {
 			return err
 		}
-		for _, l := range []string{"rc2.d", "rc3.d", "rc4.d", "rc5.d"} {
-			os.Symlink("../init.d/vpsctl-ssh-keygen", filepath.Join(r, "etc", l, "S01vpsctl-ssh-keygen"))
+		_, err = f.WriteString("\n# vpsctl: this VPS's own SSH host keys, made at first boot\n[ -e /etc/ssh/ssh_host_ed25519_key ] || ssh-keygen -A >/dev/null 2>&1\n")
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return err
 		}
 	}
 	return nil
