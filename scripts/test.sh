@@ -12,6 +12,9 @@ need=()
 command -v ip >/dev/null || need+=(iproute2)
 command -v flock >/dev/null || need+=(util-linux)
 command -v gcc >/dev/null || need+=(gcc)
+command -v debootstrap >/dev/null || need+=(debootstrap)
+command -v sshpass >/dev/null || need+=(sshpass)
+command -v ssh >/dev/null || need+=(openssh-client)
 if [ ${#need[@]} -gt 0 ]; then
   echo "== installing: ${need[*]}"
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}"
