@@ -203,3 +203,16 @@ func asFS1(t *testing.T, m Manager) *fs1 {
 	}
 	return m1
 }
+
+// procState is the one-letter state of pid from /proc/PID/stat.
+func procState(pid int) string {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return ""
+	}
+	i := strings.LastIndexByte(string(b), ')')
+	if i < 0 || i+2 >= len(b) {
+		return ""
+	}
+	return string(b[i+2])
+}

@@ -58,6 +58,10 @@ func Open(root string) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
+	// tmp/ is made last: if it exists, so does the rest (one stat on the common path).
+	if _, err := os.Stat(filepath.Join(abs, "tmp")); err == nil {
+		return &Store{Root: abs}, nil
+	}
 	for _, d := range []string{"", "templates", "vps", "names", "locks", "tmp"} {
 		if err := os.MkdirAll(filepath.Join(abs, d), 0o700); err != nil {
 			return nil, fmt.Errorf("state root: %w", err)
@@ -256,7 +260,7 @@ func (s *Store) Remove(id uint32) error {
 		return err
 	}
 	fault.Point("destroy-renamed")
-	return os.RemoveAll(stage)
+	return RemoveAll(stage)
 }
 
 // Sweep removes staging directories of processes that no longer run (a create or destroy
@@ -275,7 +279,7 @@ func (s *Store) Sweep() {
 		if unix.Kill(pid, 0) == nil && pid != os.Getpid() {
 			continue // its creator is alive
 		}
-		os.RemoveAll(filepath.Join(s.Root, "tmp", e.Name()))
+		RemoveAll(filepath.Join(s.Root, "tmp", e.Name()))
 	}
 }
 
@@ -315,4 +319,24 @@ func (s *Store) SaveRun(id uint32, r *RunState) error {
 // ClearRun removes VPS id's runtime state.
 func (s *Store) ClearRun(id uint32) {
 	os.Remove(s.Path(id, "run.json"))
+}
+
+// RemoveAll removes dir like os.RemoveAll, after unmounting anything mounted below it (deepest
+// first): a killed build or boot can leave a mount there, and deleting through it would
+// reach into whatever is mounted.
+func RemoveAll(dir string) error {
+	if mi, err := os.ReadFile("/proc/self/mountinfo"); err == nil {
+		var below []string
+		for _, l := range strings.Split(string(mi), "\n") {
+			f := strings.Fields(l)
+			if len(f) > 4 && strings.HasPrefix(f[4], dir+"/") {
+				below = append(below, f[4])
+			}
+		}
+		sort.Slice(below, func(i, j int) bool { return len(below[i]) > len(below[j]) })
+		for _, m := range below {
+			unix.Unmount(m, unix.MNT_DETACH)
+		}
+	}
+	return os.RemoveAll(dir)
 }

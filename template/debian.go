@@ -65,7 +65,10 @@ func BuildDebian(st *store.Store, name string, o DebianOptions, progress io.Writ
 	src := fmt.Sprintf("debootstrap %s %s %s (%s)", o.Suite, o.Variant, o.Mirror, strings.Join(pkgs, ","))
 	return build(st, name, src, o.Replace, func(rootfs string) error {
 		fmt.Fprintf(progress, "debootstrap %s (%s) from %s: this takes a minute or two\n", o.Suite, o.Variant, o.Mirror)
-		cmd := exec.Command("debootstrap", "--variant=minbase", "--include="+strings.Join(pkgs, ","), o.Suite, rootfs, o.Mirror)
+		// In a private mount namespace: the /proc and /sys debootstrap mounts in the target
+		// vanish with it, even if it is killed half-way.
+		cmd := exec.Command("unshare", "--mount", "--propagation", "private",
+			"debootstrap", "--variant=minbase", "--include="+strings.Join(pkgs, ","), o.Suite, rootfs, o.Mirror)
 		cmd.Env = append(os.Environ(), "DEBIAN_FRONTEND=noninteractive")
 		if err := runProgress(cmd, progress); err != nil {
 			return fmt.Errorf("%w: debootstrap: %v", ErrSource, err)
@@ -208,26 +211,39 @@ func hostMirror() string {
 	files, _ := filepath.Glob("/etc/apt/sources.list.d/*")
 	files = append([]string{"/etc/apt/sources.list"}, files...)
 	for _, f := range files {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			continue
-		}
-		for _, l := range strings.Split(string(b), "\n") {
-			fs := strings.Fields(l)
-			for i, w := range fs {
-				if (w == "URIs:" && i+1 < len(fs)) || (w == "deb" && i+1 < len(fs)) {
-					u := fs[i+1]
-					if strings.HasPrefix(u, "[") && i+2 < len(fs) {
-						u = fs[i+2]
-					}
-					if strings.HasPrefix(u, "http") && strings.HasSuffix(strings.TrimSuffix(u, "/"), "/debian") {
-						return u
-					}
-				}
+		if b, err := os.ReadFile(f); err == nil {
+			if u := mirrorIn(string(b)); u != "" {
+				return u
 			}
 		}
 	}
 	return "http://deb.debian.org/debian"
+}
+
+// mirrorIn finds a Debian archive URL (ending in /debian) in apt sources text, one-line
+// ("deb [opts] URL suite ...") or deb822 ("URIs: URL") style.
+func mirrorIn(text string) string {
+	for _, l := range strings.Split(text, "\n") {
+		if strings.HasPrefix(strings.TrimSpace(l), "#") {
+			continue
+		}
+		fs := strings.Fields(l)
+		for i, w := range fs {
+			if (w != "URIs:" && w != "deb") || i+1 >= len(fs) {
+				continue
+			}
+			for _, u := range fs[i+1:] {
+				if strings.HasPrefix(u, "[") || strings.HasSuffix(u, "]") && !strings.HasPrefix(u, "http") {
+					continue
+				}
+				if strings.HasPrefix(u, "http") && strings.HasSuffix(strings.TrimSuffix(u, "/"), "/debian") {
+					return u
+				}
+				break
+			}
+		}
+	}
+	return ""
 }
 
 func lastLines(s string, n int) string {

@@ -95,7 +95,7 @@ func Remove(st *store.Store, name string) error {
 		os.Remove(stage)
 		return err
 	}
-	return os.RemoveAll(stage)
+	return store.RemoveAll(stage)
 }
 
 // build runs fill on a fresh staging rootfs and moves the result into place as template name.
@@ -113,7 +113,7 @@ func build(st *store.Store, name, source string, replace bool, fill func(rootfs 
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(stage)
+	defer store.RemoveAll(stage)
 	rootfs := filepath.Join(stage, "t", "rootfs")
 	if err := os.MkdirAll(rootfs, 0o755); err != nil {
 		return err

@@ -46,7 +46,7 @@ func TestDebianGuests(t *testing.T) {
 		t.Run(tc.variant, func(t *testing.T) {
 			checkClean(t, tc.id)
 			if r := vpsctl(t, "template", "list"); !strings.Contains(r.out, tc.tpl+" ") {
-				build := vpsctl(t, "template", "build", "debian-12", "--variant", tc.variant)
+				build := vpsctlTimeout(t, 15*time.Minute, nil, "template", "build", "debian-12", "--variant", tc.variant)
 				if build.code != 0 {
 					t.Fatalf("template build: %s\n%s", build.out, build.err)
 				}

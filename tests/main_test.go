@@ -73,6 +73,12 @@ func vpsctl(t testing.TB, args ...string) result {
 
 func vpsctlEnv(t testing.TB, env []string, args ...string) result {
 	t.Helper()
+	return vpsctlTimeout(t, 120*time.Second, env, args...)
+}
+
+// vpsctlTimeout is vpsctlEnv with its own bound (template builds take minutes).
+func vpsctlTimeout(t testing.TB, timeout time.Duration, env []string, args ...string) result {
+	t.Helper()
 	cmd := exec.Command(bin, append([]string{"--root", root}, args...)...)
 	cmd.Env = append(os.Environ(), env...)
 	var o, e bytes.Buffer
@@ -84,7 +90,7 @@ func vpsctlEnv(t testing.TB, env []string, args ...string) result {
 	go func() { done <- cmd.Wait() }()
 	select {
 	case <-done:
-	case <-time.After(120 * time.Second):
+	case <-time.After(timeout):
 		cmd.Process.Kill()
 		<-done
 		t.Fatalf("vpsctl %v: timed out", args)

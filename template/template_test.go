@@ -1,0 +1,39 @@
+package template
+
+import (
+	"errors"
+	"testing"
+)
+
+func TestValidateName(t *testing.T) {
+	for _, s := range []string{"busybox", "debian-12", "a.b_c", "X1"} {
+		if err := ValidateName(s); err != nil {
+			t.Errorf("ValidateName(%q) = %v", s, err)
+		}
+	}
+	for _, s := range []string{"", ".x", "-x", "a/b", "..", "a b", string(make([]byte, 65))} {
+		if err := ValidateName(s); !errors.Is(err, ErrBadName) {
+			t.Errorf("ValidateName(%q) = %v, want ErrBadName", s, err)
+		}
+	}
+}
+
+func TestMirrorIn(t *testing.T) {
+	cases := map[string]string{
+		"Types: deb\nURIs: http://deb.debian.org/debian\nSuites: bookworm\n":           "http://deb.debian.org/debian",
+		"deb [arch=amd64 signed-by=/k.gpg] http://mirror.example/debian bookworm main": "http://mirror.example/debian",
+		"deb http://security.debian.org/debian-security bookworm-security main":        "",
+		"# deb http://old.example/debian bookworm main\n":                              "",
+	}
+	for in, want := range cases {
+		if got := mirrorIn(in); got != want {
+			t.Errorf("mirrorIn(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func FuzzMirrorIn(f *testing.F) {
+	f.Add("deb http://x/debian bookworm main")
+	f.Add("URIs: https://y/debian/")
+	f.Fuzz(func(t *testing.T, s string) { mirrorIn(s) })
+}
