@@ -28,6 +28,9 @@ type hierarchy struct {
 	ctrls []string
 }
 
+// unifiedName is the key of a hybrid host's cgroup2 tree in Paths.
+const unifiedName = "unified"
+
 // v1Controllers are the controllers Linux knows; other mount options
 // (rw, noprefix, release_agent=...) are not controllers.
 var v1Controllers = []string{"blkio", "cpu", "cpuacct", "cpuset", "devices", "freezer", "hugetlb",
@@ -56,6 +59,19 @@ var v1Hierarchies = sync.OnceValues(func() ([]hierarchy, error) {
 		}
 		seen[key] = true
 		hs = append(hs, hierarchy{mount: mi.Mountpoint, ctrls: ctrls})
+	}
+	// A hybrid host also mounts a cgroup2 tree (usually /sys/fs/cgroup/unified, no controllers).
+	// The group gets a directory there too: otherwise its processes sit at that tree's root,
+	// and a VPS's cgroup namespace would show it the host's whole cgroup2 tree.
+	v2, err := mountinfo.GetMounts(mountinfo.FSTypeFilter("cgroup2"))
+	if err != nil {
+		return nil, err
+	}
+	for _, mi := range v2 {
+		if mi.Root == "/" && !seen[unifiedName] {
+			seen[unifiedName] = true
+			hs = append(hs, hierarchy{mount: mi.Mountpoint, ctrls: []string{unifiedName}})
+		}
 	}
 	slices.SortFunc(hs, func(a, b hierarchy) int { return strings.Compare(a.mount, b.mount) })
 	return hs, nil

@@ -182,9 +182,12 @@ __attribute__((constructor)) static void vpsctl_nsenter(void)
 	if (pid == 0) {
 		sigprocmask(SIG_SETMASK, &old, NULL);
 		prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+		// A session of its own, always: without a pty the command's stdio may be the
+		// administrator's terminal, and a command sharing that terminal's session could push
+		// keystrokes into the administrator's shell with TIOCSTI.
+		if (setsid() < 0)
+			fail(ST_PTY);
 		if (tty) {
-			if (setsid() < 0)
-				fail(ST_PTY);
 			// The pty comes from the VPS's own devpts, so the shell sees /dev/pts/N.
 			int m = open("/dev/ptmx", O_RDWR | O_NOCTTY | O_CLOEXEC);
 			if (m < 0)

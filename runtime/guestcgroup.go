@@ -68,12 +68,9 @@ func mountGuestCgroups() error {
 			}
 			hs = append(hs, hier{pf[4], "cgroup", strings.Join(keep, ",")})
 		case "cgroup2":
-			// On a hybrid host vpsctl's groups live in the v1 hierarchies only: the VPS is at
-			// the root of the unified tree, which it must not see as its own. Its init then
-			// runs in legacy (v1) mode.
-			if pf[4] == "/sys/fs/cgroup" {
-				hs = append(hs, hier{pf[4], "cgroup2", ""})
-			}
+			// On a hybrid host the VPS has its own group in the unified tree too (see the
+			// cgroup package), which its cgroup namespace makes its root there.
+			hs = append(hs, hier{pf[4], "cgroup2", ""})
 		}
 	}
 	if len(hs) == 0 {
