@@ -112,10 +112,7 @@ func TestDumpErrorQuotesLog(t *testing.T) {
 // gone, restores it and checks it counts on from where it stopped.
 func TestDumpRestore(t *testing.T) {
 	requireCRIU(t)
-	busybox := "/bin/busybox"
-	if out, err := exec.Command("ldd", busybox).CombinedOutput(); err == nil || !strings.Contains(string(out), "not a dynamic") {
-		t.Skipf("needs a static %s (apt-get install busybox-static)", busybox)
-	}
+	busybox := requireStaticBusybox(t)
 	mountsBefore := mountsUnder(t, os.TempDir())
 
 	tmp := t.TempDir()
@@ -124,7 +121,7 @@ func TestDumpRestore(t *testing.T) {
 	makeRootfs(t, root, busybox)
 	counter := filepath.Join(root, "tmp", "x")
 
-	launcher, launcherExited, initPid := startContainer(t, root)
+	launcher, launcherExited, initPid := startContainer(t, root, false)
 	waitFor(t, 10*time.Second, "container counting", func() bool { return readCounter(counter) >= 3 })
 	nsBefore, _ := os.Readlink(fmt.Sprintf("/proc/%d/ns/pid", initPid))
 
@@ -161,6 +158,11 @@ func TestDumpRestore(t *testing.T) {
 
 	// It counts on from where it was, never from 1.
 	last := dumped
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("restored tree: %s\nrestore.log tail:\n%s", describeTree(pid), logTail(filepath.Join(images, RestoreLog), 15))
+		}
+	})
 	waitFor(t, 10*time.Second, "restored container counting on", func() bool {
 		n := readCounter(counter)
 		if n > 0 && n < dumped {
@@ -193,6 +195,44 @@ func TestDumpRestore(t *testing.T) {
 	}
 }
 
+// TestRestorePdeathSig checks that a tree whose init had a parent-death
+// signal is reported as ErrPdeathSig instead of as a restored VPS.
+func TestRestorePdeathSig(t *testing.T) {
+	requireCRIU(t)
+	busybox := requireStaticBusybox(t)
+	tmp := t.TempDir()
+	root, images := filepath.Join(tmp, "root"), filepath.Join(tmp, "img")
+	makeRootfs(t, root, busybox)
+	_, exited, initPid := startContainer(t, root, true)
+	waitFor(t, 10*time.Second, "container counting", func() bool { return readCounter(filepath.Join(root, "tmp", "x")) >= 1 })
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if err := Dump(ctx, DumpOptions{Pid: initPid, Root: root, ImagesDir: images}); err != nil {
+		t.Fatalf("Dump: %v", err)
+	}
+	select {
+	case <-exited:
+	case <-time.After(10 * time.Second):
+		t.Fatal("launcher still running 10s after the dump")
+	}
+	pid, err := Restore(ctx, RestoreOptions{Root: root, ImagesDir: images})
+	if pid > 0 {
+		t.Cleanup(func() { killAndReap(t, pid) })
+	}
+	if !errors.Is(err, ErrPdeathSig) {
+		t.Fatalf("Restore of an init with a parent-death signal: pid %d, %v; want ErrPdeathSig", pid, err)
+	}
+}
+
+func requireStaticBusybox(t *testing.T) string {
+	t.Helper()
+	const busybox = "/bin/busybox"
+	if out, err := exec.Command("ldd", busybox).CombinedOutput(); err == nil || !strings.Contains(string(out), "not a dynamic") {
+		t.Skipf("needs a static %s (apt-get install busybox-static)", busybox)
+	}
+	return busybox
+}
+
 // makeRootfs builds a minimal busybox root: applets as symlinks, and empty
 // mount points.
 func makeRootfs(t *testing.T, root, busybox string) {
@@ -221,7 +261,10 @@ func makeRootfs(t *testing.T, root, busybox string) {
 // needs (and runc does): the init is its own session leader, and it holds no
 // fd from the host — stdio is reopened on the container's own /dev/null and
 // no fd above 2 is inherited.
-func startContainer(t *testing.T, root string) (launcher *exec.Cmd, exited <-chan struct{}, initPid int) {
+//
+// killChild adds unshare's --kill-child, which gives the init a parent-death
+// signal (PR_SET_PDEATHSIG): a real launcher's habit that breaks restore.
+func startContainer(t *testing.T, root string, killChild bool) (launcher *exec.Cmd, exited <-chan struct{}, initPid int) {
 	t.Helper()
 	const loop = `i=0; while :; do i=$((i+1)); echo $i > /tmp/x; sleep 0.1; done`
 	inner := `umount -l /.old && exec </dev/null >/dev/null 2>&1 && exec setsid /bin/sh -c '` + loop + `'`
@@ -235,10 +278,12 @@ cd "$R"
 pivot_root . .old
 exec /bin/busybox sh -c "$2"`
 	markAllCloexec(t)
-	// --kill-child: the container init dies with its launcher, and the
-	// launcher (Pdeathsig) with this test, so nothing outlives a failure.
-	cmd := exec.Command("unshare", "--fork", "--kill-child", "--pid", "--mount", "--uts", "--ipc",
-		"--propagation", "private", "/bin/sh", "-c", script, "launcher", root, inner)
+	// Without --kill-child, the cleanup below kills the init by PID.
+	args := []string{"--fork", "--pid", "--mount", "--uts", "--ipc", "--propagation", "private"}
+	if killChild {
+		args = append(args, "--kill-child")
+	}
+	cmd := exec.Command("unshare", append(args, "/bin/sh", "-c", script, "launcher", root, inner)...)
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
@@ -248,7 +293,10 @@ exec /bin/busybox sh -c "$2"`
 	done := make(chan struct{})
 	go func() { _ = cmd.Wait(); close(done) }()
 	t.Cleanup(func() {
-		_ = cmd.Process.Kill() // --kill-child takes the container down with it
+		if initPid > 0 {
+			_ = unix.Kill(initPid, unix.SIGKILL) // no-op once dumped (the PID is gone)
+		}
+		_ = cmd.Process.Kill()
 		select {
 		case <-done:
 		case <-time.After(10 * time.Second):
@@ -376,4 +424,32 @@ func mustReadlink(t *testing.T, p string) string {
 		t.Fatal(err)
 	}
 	return s
+}
+
+// describeTree is a failure diagnostic: state, wchan and children of pid,
+// recursively.
+func describeTree(pid int) string {
+	var b strings.Builder
+	var walk func(pid, depth int)
+	walk = func(pid, depth int) {
+		status, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+		state := ""
+		for _, l := range strings.Split(string(status), "\n") {
+			if strings.HasPrefix(l, "State:") {
+				state = strings.TrimSpace(l[6:])
+			}
+		}
+		wchan, _ := os.ReadFile(fmt.Sprintf("/proc/%d/wchan", pid))
+		cmd, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+		fmt.Fprintf(&b, "\n%s%d [%s] wchan=%s %s", strings.Repeat("  ", depth), pid, state, wchan,
+			strings.ReplaceAll(string(cmd), "\x00", " "))
+		kids, _ := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", pid, pid))
+		for _, k := range strings.Fields(string(kids)) {
+			if n, err := strconv.Atoi(k); err == nil && depth < 5 {
+				walk(n, depth+1)
+			}
+		}
+	}
+	walk(pid, 0)
+	return b.String()
 }

@@ -31,6 +31,12 @@
 //     so a failed checkpoint can be diagnosed after the fact.
 //   - criu runs with exactly fds 0-2 plus the descriptors named in
 //     [RestoreOptions.InheritFds]; nothing else leaks into a restored VPS.
+//   - A restore is never reported as successful when its root task was
+//     killed at birth: CRIU re-arms a dumped PR_SET_PDEATHSIG, which fires as
+//     soon as criu (the restored root's parent) exits ([ErrPdeathSig]).
+//   - Unless [RestoreOptions.Detached], the caller becomes a child subreaper
+//     so that the restored root ends up as its child, as a booted init is
+//     the monitor's.
 //   - Every run is bounded by the caller's context; [Preflight] by
 //     [PreflightTimeout] as well.
 package criu

@@ -25,9 +25,21 @@ const (
 	DefaultPidFile = "restore.pid"
 )
 
-// ErrCRIU wraps every failure of a criu run (non-zero exit, killed, timed
-// out); the message carries the tail of criu's log.
-var ErrCRIU = errors.New("criu failed")
+var (
+	// ErrCRIU wraps every failure of a criu run (non-zero exit, killed,
+	// timed out); the message carries the tail of criu's log.
+	ErrCRIU = errors.New("criu failed")
+	// ErrPdeathSig: the restored root task had PR_SET_PDEATHSIG set when it
+	// was dumped. CRIU restores it, and with --restore-detached the root's
+	// parent is criu itself, which exits right after the restore: the
+	// kernel then sends the signal and the restored VPS dies at once.
+	// Launch VPS inits without a parent-death signal if they are to be
+	// checkpointed (only `criu swrk` with restore-sibling avoids this).
+	ErrPdeathSig = errors.New("restored root task had a parent-death signal and was killed when criu exited")
+)
+
+// pdeathWarning is what criu logs in that case (cr-restore.c).
+const pdeathWarning = "Root task has pdeath_sig configured"
 
 // logTailLines is how much of criu's log an error quotes.
 const logTailLines = 12
@@ -125,7 +137,7 @@ type RestoreOptions struct {
 }
 
 // Restore restores the tree in o.ImagesDir and returns the host PID of its
-// root task:
+// root task (also, with ErrPdeathSig, the PID of the killed root to reap):
 //
 //	criu restore --root ROOT --images-dir DIR --log-file restore.log -v4 --restore-detached --pidfile F ...
 //
@@ -184,6 +196,10 @@ func Restore(ctx context.Context, o RestoreOptions) (pid int, err error) {
 	pid, err = strconv.Atoi(strings.TrimSpace(string(b)))
 	if err != nil || pid <= 0 {
 		return 0, fmt.Errorf("criu restore: pid file %s holds %q: %w", pidFile, b, ErrCRIU)
+	}
+	if log, _ := os.ReadFile(filepath.Join(o.ImagesDir, RestoreLog)); bytes.Contains(log, []byte(pdeathWarning)) {
+		// The PID is returned so that a (subreaper) caller can reap it.
+		return pid, fmt.Errorf("criu restore from %s: root task %d: %w", o.ImagesDir, pid, ErrPdeathSig)
 	}
 	return pid, nil
 }

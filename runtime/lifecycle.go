@@ -43,6 +43,8 @@ func (r *Runtime) Start(id container.ID) (int, error) {
 		return 0, fmt.Errorf("VPS %d: %w", id, ErrRunning)
 	}
 	r.repair(id)
+	// A plain start boots afresh: a checkpoint left by suspend --to-disk is no longer resumed.
+	os.Remove(r.St.Path(uint32(id), suspendedFile))
 	if _, err := resources(c); err != nil {
 		return 0, err
 	}
@@ -52,7 +54,9 @@ func (r *Runtime) Start(id container.ID) (int, error) {
 	return r.spawnMonitor(id)
 }
 
-func (r *Runtime) spawnMonitor(id container.ID) (int, error) {
+// spawnMonitor starts VPS id's monitor (extra args select a mode, e.g. --restore DIR) and waits
+// for its report.
+func (r *Runtime) spawnMonitor(id container.ID, extra ...string) (int, error) {
 	pr, pw, err := os.Pipe()
 	if err != nil {
 		return 0, err
@@ -64,7 +68,7 @@ func (r *Runtime) spawnMonitor(id container.ID) (int, error) {
 		return 0, err
 	}
 	defer logf.Close()
-	cmd := exec.Command("/proc/self/exe", strconv.FormatUint(uint64(id), 10))
+	cmd := exec.Command("/proc/self/exe", append([]string{strconv.FormatUint(uint64(id), 10)}, extra...)...)
 	cmd.Args[0] = "vpsctl-monitor"
 	cmd.Env = []string{modeEnv + "=monitor", "VPSCTL_ROOT=" + r.St.Root}
 	if f := os.Getenv(fault.Env); f != "" {

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/vpsctl/vpsctl/cgroup"
+	"github.com/vpsctl/vpsctl/criu"
 	"github.com/vpsctl/vpsctl/internal/fault"
 	"github.com/vpsctl/vpsctl/network"
 	"github.com/vpsctl/vpsctl/store"
@@ -38,6 +39,10 @@ func ChildMain() {
 		os.Exit(monitorMain())
 	case "init":
 		initMain()
+	case "criu-action":
+		os.Exit(criuActionMain())
+	case "hold":
+		os.Exit(holdMain())
 	}
 	fmt.Fprintf(os.Stderr, "vpsctl: unknown internal mode %q\n", mode)
 	os.Exit(3)
@@ -58,6 +63,8 @@ type monitor struct {
 	run     store.RunState
 	console *consoleHub
 	oneshot []string // argv of a one-shot command run as the VPS's PID 1 (see RunOnce)
+	// restoreDir: the first boot restores the VPS from this checkpoint (see restoreBoot).
+	restoreDir string
 }
 
 func monitorMain() int {
@@ -79,6 +86,9 @@ func monitorMain() int {
 	if len(os.Args) > 3 && os.Args[2] == "--" {
 		m.oneshot = os.Args[3:]
 		return m.runOnce()
+	}
+	if len(os.Args) == 4 && os.Args[2] == "--restore" {
+		m.restoreDir = os.Args[3]
 	}
 	return m.main()
 }
@@ -116,20 +126,25 @@ func (m *monitor) main() int {
 			m.fail(err)
 			return 1
 		}
-		b, err := m.boot(c)
+		var b *bootState
+		if boot == 1 && m.restoreDir != "" {
+			b, err = m.restoreBoot(c, m.restoreDir)
+		} else {
+			b, err = m.boot(c)
+		}
 		if err != nil {
 			log.Printf("boot %d failed: %v", boot, err)
 			m.fail(err)
 			m.st.ClearRun(m.id)
 			return 1
 		}
-		m.run.InitPID, m.run.InitStart, m.run.Boots, m.run.Phase = b.init.Process.Pid, procStart(b.init.Process.Pid), boot, "running"
+		m.run.InitPID, m.run.InitStart, m.run.Boots, m.run.Phase = b.pid, procStart(b.pid), boot, "running"
 		if err := m.st.SaveRun(m.id, &m.run); err != nil {
 			log.Printf("save run state: %v", err)
 		}
-		m.report(readyMsg{InitPID: b.init.Process.Pid})
+		m.report(readyMsg{InitPID: b.pid})
 		fault.Point("monitor-running")
-		log.Printf("boot %d: init is host PID %d", boot, b.init.Process.Pid)
+		log.Printf("boot %d: init is host PID %d", boot, b.pid)
 
 		st := b.wait(term, func() { m.requestStop(b) })
 		reboot := st.Signaled() && st.Signal() == syscall.SIGHUP && !m.stopRequested()
@@ -168,10 +183,10 @@ func (m *monitor) runOnce() int {
 		m.fail(err)
 		return 3
 	}
-	m.report(readyMsg{InitPID: b.init.Process.Pid})
+	m.report(readyMsg{InitPID: b.pid})
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
-	st := b.wait(sigs, func() { b.init.Process.Signal(syscall.SIGKILL) })
+	st := b.wait(sigs, func() { unix.Kill(b.pid, unix.SIGKILL) })
 	b.teardown()
 	if st.Signaled() {
 		return 128 + int(st.Signal())
@@ -202,7 +217,7 @@ func (m *monitor) stopRequested() bool {
 // requestStop is SIGTERM to the monitor: the same as `vpsctl stop` without the wait.
 func (m *monitor) requestStop(b *bootState) {
 	store.WriteFileAtomic(m.st.Path(m.id, stopFile), []byte(strconv.Itoa(os.Getpid())+"\n"), 0o600)
-	b.init.Process.Signal(poweroffSignal(b.init.Process.Pid))
+	unix.Kill(b.pid, poweroffSignal(b.pid))
 }
 
 func describeWait(st syscall.WaitStatus) string {
@@ -216,7 +231,9 @@ func describeWait(st syscall.WaitStatus) string {
 type bootState struct {
 	m       *monitor
 	cfg     *store.Config
-	init    *exec.Cmd
+	pid     int                // host PID of the VPS's init
+	exited  chan struct{}      // closed when init has been reaped
+	status  syscall.WaitStatus // its wait status, valid once exited is closed
 	cg      cgroup.Manager
 	net     network.Config
 	console *os.File
@@ -362,12 +379,10 @@ func (m *monitor) bootRest(c *store.Config, b *bootState, res *cgroup.Resources,
 		return nil, fmt.Errorf("clone init: %w", err)
 	}
 	childSock.Close()
-	b.init = cmd
-	b.undo.add(func() {
-		if b.init.ProcessState == nil {
-			b.init.Process.Kill()
-			b.init.Wait()
-		}
+	b.setInit(cmd.Process.Pid, func() syscall.WaitStatus {
+		cmd.Wait()
+		st, _ := cmd.ProcessState.Sys().(syscall.WaitStatus)
+		return st
 	})
 	pid := cmd.Process.Pid
 	fault.Point("monitor-cloned")
@@ -425,14 +440,29 @@ func (m *monitor) bootRest(c *store.Config, b *bootState, res *cgroup.Resources,
 	return b, nil
 }
 
-// prepareRootfs mounts the VPS's root (the template, idmapped to the VPS's range, under an
-// overlay whose upper layer is the private area) in the monitor's mount namespace, and returns
-// a detached clone of it for the init child to attach in its own namespace.
+// prepareRootfs mounts the VPS's root (see mountRootfs) and returns a detached clone of it for
+// the init child to attach in its own mount namespace; the monitor's own mounts go again.
 func (m *monitor) prepareRootfs(c *store.Config, tpl string, pid int, userns bool) (int, error) {
+	unmount, err := m.mountRootfs(c, tpl, pid, userns)
+	if err != nil {
+		return -1, err
+	}
+	defer unmount()
+	rfd, err := unix.OpenTree(unix.AT_FDCWD, m.st.Path(m.id, "root"), unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC|unix.AT_RECURSIVE)
+	if err != nil {
+		return -1, fmt.Errorf("clone rootfs mount: %w", os.NewSyscallError("open_tree", err))
+	}
+	return rfd, nil
+}
+
+// mountRootfs mounts the VPS's root at STATE/vps/ID/root in the monitor's mount namespace: the
+// template, idmapped to the VPS's range through the user namespace of process pid, under an
+// overlay whose upper layer is the private area. unmount removes it again.
+func (m *monitor) mountRootfs(c *store.Config, tpl string, pid int, userns bool) (unmount func(), err error) {
 	lower, root := m.st.Path(m.id, "lower"), m.st.Path(m.id, "root")
 	tfd, err := unix.OpenTree(unix.AT_FDCWD, tpl, unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC|unix.AT_RECURSIVE)
 	if err != nil {
-		return -1, fmt.Errorf("template %s: %w", tpl, os.NewSyscallError("open_tree", err))
+		return nil, fmt.Errorf("template %s: %w", tpl, os.NewSyscallError("open_tree", err))
 	}
 	defer unix.Close(tfd)
 	attr := &unix.MountAttr{Attr_set: unix.MOUNT_ATTR_RDONLY}
@@ -441,28 +471,32 @@ func (m *monitor) prepareRootfs(c *store.Config, tpl string, pid int, userns boo
 		// root, with no copy and no chown: create stays O(1) and templates stay shared.
 		nsf, err := os.Open(fmt.Sprintf("/proc/%d/ns/user", pid))
 		if err != nil {
-			return -1, err
+			return nil, err
 		}
 		defer nsf.Close()
 		attr.Attr_set |= unix.MOUNT_ATTR_IDMAP
 		attr.Userns_fd = uint64(nsf.Fd())
 	}
 	if err := unix.MountSetattr(tfd, "", unix.AT_EMPTY_PATH|unix.AT_RECURSIVE, attr); err != nil {
-		return -1, fmt.Errorf("idmap template: %w", os.NewSyscallError("mount_setattr", err))
+		return nil, fmt.Errorf("idmap template: %w", os.NewSyscallError("mount_setattr", err))
 	}
 	if err := unix.MoveMount(tfd, "", unix.AT_FDCWD, lower, unix.MOVE_MOUNT_F_EMPTY_PATH); err != nil {
-		return -1, fmt.Errorf("attach template: %w", os.NewSyscallError("move_mount", err))
+		return nil, fmt.Errorf("attach template: %w", os.NewSyscallError("move_mount", err))
 	}
-	defer unix.Unmount(lower, unix.MNT_DETACH)
 	// Relative layer paths (from the VPS's directory): overlayfs shows them in the VPS's own
 	// mountinfo, which must not reveal the host's directory layout.
 	if err := os.Chdir(m.st.VPSDir(m.id)); err != nil {
-		return -1, err
+		unix.Unmount(lower, unix.MNT_DETACH)
+		return nil, err
 	}
 	if err := unix.Mount("overlay", root, "overlay", 0, "lowerdir=lower,upperdir=private,workdir=work"); err != nil {
-		return -1, fmt.Errorf("overlay %s: %w", root, &os.PathError{Op: "mount", Path: root, Err: err})
+		unix.Unmount(lower, unix.MNT_DETACH)
+		return nil, fmt.Errorf("overlay %s: %w", root, &os.PathError{Op: "mount", Path: root, Err: err})
 	}
-	defer unix.Unmount(root, unix.MNT_DETACH)
+	unmount = func() {
+		unix.Unmount(root, unix.MNT_DETACH)
+		unix.Unmount(lower, unix.MNT_DETACH)
+	}
 	// Files the host writes for the VPS, through its root and safely (no tenant symlink is
 	// followed out of it, nothing is truncated in place).
 	if err := uts.WriteEtcHostname(root, c.Hostname); err != nil {
@@ -473,25 +507,15 @@ func (m *monitor) prepareRootfs(c *store.Config, tpl string, pid int, userns boo
 			log.Printf("write /etc/resolv.conf: %v", err)
 		}
 	}
-	rfd, err := unix.OpenTree(unix.AT_FDCWD, root, unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC|unix.AT_RECURSIVE)
-	if err != nil {
-		return -1, fmt.Errorf("clone rootfs mount: %w", os.NewSyscallError("open_tree", err))
-	}
-	return rfd, nil
+	return unmount, nil
 }
 
 // wait waits for init to exit, turning SIGTERM to the monitor into a stop request.
 func (b *bootState) wait(term <-chan os.Signal, onTerm func()) syscall.WaitStatus {
-	done := make(chan struct{})
-	go func() {
-		b.init.Wait()
-		close(done)
-	}()
 	for {
 		select {
-		case <-done:
-			st, _ := b.init.ProcessState.Sys().(syscall.WaitStatus)
-			return st
+		case <-b.exited:
+			return b.status
 		case <-term:
 			onTerm()
 		}
@@ -502,7 +526,7 @@ func (b *bootState) wait(term <-chan os.Signal, onTerm func()) syscall.WaitStatu
 func (b *bootState) teardown() {
 	// Drain the console first: its last lines (often why init died) are still in the pty.
 	// The read ends with EIO once no VPS process holds the console any more.
-	if b.logDone != nil && b.init != nil && b.init.ProcessState != nil {
+	if b.logDone != nil && b.hasExited() {
 		close(b.logStop)
 		select {
 		case <-b.logDone:
@@ -543,6 +567,7 @@ func sentinelName(err error) string {
 var startSentinels = map[string]error{
 	"ip_in_use": network.ErrIPInUse, "bad_ip": network.ErrBadIP, "bad_value": ErrBadValue,
 	"cgroup_bad_value": cgroup.ErrBadValue, "no_template": store.ErrNoTemplate, "not_exist": store.ErrNotExist,
+	"criu": criu.ErrCRIU, "no_checkpoint": ErrNoCheckpoint,
 }
 
 func initArgv(oneshot []string) []string {
@@ -550,4 +575,43 @@ func initArgv(oneshot []string) []string {
 		return oneshot
 	}
 	return []string{"/sbin/init"}
+}
+
+// setInit records the VPS's init and starts reaping it with wait; if the boot fails, the undo
+// kills it and waits.
+func (b *bootState) setInit(pid int, wait func() syscall.WaitStatus) {
+	b.pid, b.exited = pid, make(chan struct{})
+	go func() {
+		b.status = wait()
+		close(b.exited)
+	}()
+	b.undo.add(func() {
+		if !b.hasExited() {
+			unix.Kill(pid, unix.SIGKILL)
+			<-b.exited
+		}
+	})
+}
+
+func (b *bootState) hasExited() bool {
+	if b.exited == nil {
+		return false
+	}
+	select {
+	case <-b.exited:
+		return true
+	default:
+		return false
+	}
+}
+
+// wait4 reaps pid, a child of ours (directly, or adopted as its subreaper).
+func wait4(pid int) syscall.WaitStatus {
+	var ws unix.WaitStatus
+	for {
+		_, err := unix.Wait4(pid, &ws, 0, nil)
+		if err != unix.EINTR {
+			return syscall.WaitStatus(ws)
+		}
+	}
 }

@@ -2,10 +2,13 @@ package runtime
 
 import (
 	"fmt"
+	"io"
+	"os"
 	"time"
 
 	"github.com/vpsctl/vpsctl/cgroup"
 	"github.com/vpsctl/vpsctl/container"
+	"github.com/vpsctl/vpsctl/store"
 )
 
 // Beancounter is one row of `vpsctl stats`, like a line of OpenVZ's /proc/user_beancounters.
@@ -80,8 +83,29 @@ func (r *Runtime) Suspend(id container.ID) error {
 	return nil
 }
 
-// Resume thaws a suspended VPS.
+// suspendedFile marks a VPS suspended to disk: resume restores its checkpoint.
+const suspendedFile = "suspended-to-disk"
+
+// SuspendToDisk checkpoints VPS id and stops it (vzctl chkpnt); Resume restores it.
+func (r *Runtime) SuspendToDisk(id container.ID, progress io.Writer) error {
+	if _, err := r.Checkpoint(id, "", false, progress); err != nil {
+		return err
+	}
+	return store.WriteFileAtomic(r.St.Path(uint32(id), suspendedFile), []byte(r.DefaultCheckpointDir(id)+"\n"), 0o600)
+}
+
+// Resume thaws a suspended VPS, or restores one suspended to disk.
 func (r *Runtime) Resume(id container.ID) error {
+	if _, err := os.Stat(r.St.Path(uint32(id), suspendedFile)); err == nil {
+		if s, err := r.Status(id); err == nil && s.State == "stopped" {
+			if _, err := r.Restore(id, ""); err != nil {
+				return err
+			}
+			os.Remove(r.St.Path(uint32(id), suspendedFile))
+			return nil
+		}
+		os.Remove(r.St.Path(uint32(id), suspendedFile))
+	}
 	lk, err := r.St.LockVPS(uint32(id), "resume")
 	if err != nil {
 		return err

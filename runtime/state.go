@@ -60,6 +60,9 @@ func (r *Runtime) Status(id container.ID) (*Status, error) {
 	}
 	s := &Status{ID: c.ID, Name: c.Name, State: "stopped", Hostname: c.Hostname, Domainname: c.Domainname,
 		Template: c.Template, Namespaces: c.Namespaces, IDMap: c.IDMap, IPs: nonNil(c.IPs), NetIfs: nonNil(c.NetIfs), cfg: c}
+	if _, err := os.Stat(r.St.Path(c.ID, suspendedFile)); err == nil {
+		s.Suspended = true // on disk; "running" below clears nothing: a running VPS is not on disk
+	}
 	if run, err := r.St.LoadRun(c.ID); err == nil {
 		s.run = run
 		if alive(run.InitPID, run.InitStart) {

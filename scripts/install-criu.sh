@@ -118,6 +118,9 @@ cleanup() {
 }
 trap cleanup EXIT
 mkdir -p "$W/etc/preferences.d" "$W/lists/partial" "$W/cache/archives/partial" "$W/src"
+# apt downloads as the unprivileged _apt user where it exists: let it write its partial dirs.
+chmod 0755 "$W"
+if id _apt >/dev/null 2>&1; then chown _apt "$W/lists/partial" "$W/cache/archives/partial" "$W/src"; fi
 echo "deb-src [signed-by=$KEYRING] $MIRROR trixie main" >"$W/etc/sources.list"
 APT_PRIV=(-o "Dir::Etc::sourcelist=$W/etc/sources.list" -o "Dir::Etc::sourceparts=-"
   -o "Dir::Etc::preferencesparts=$W/etc/preferences.d" -o "Dir::State::Lists=$W/lists"

@@ -21,6 +21,9 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 export PATH=$PATH:/usr/local/go/bin
 
+echo "== CRIU >= 4.1 (for the checkpoint tests)"
+bash scripts/install-criu.sh
+
 echo "== gofmt"
 bad=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))
 [ -z "$bad" ] || { echo "gofmt needed: $bad"; exit 1; }

@@ -5,6 +5,7 @@ import (
 
 	"github.com/vpsctl/vpsctl/cgroup"
 	"github.com/vpsctl/vpsctl/container"
+	"github.com/vpsctl/vpsctl/criu"
 	"github.com/vpsctl/vpsctl/network"
 	"github.com/vpsctl/vpsctl/runtime"
 	"github.com/vpsctl/vpsctl/store"
@@ -30,6 +31,7 @@ const (
 	exitNoTemplate  = 91 // template not found
 	exitTemplateUse = 92 // template in use, or already exists
 	exitPoolFull    = 93 // UID pool exhausted
+	exitCheckpoint  = 94 // checkpoint/restore failed in CRIU, or no usable CRIU
 )
 
 var exitTable = []struct {
@@ -43,6 +45,7 @@ var exitTable = []struct {
 	{exitNotRunning, []error{runtime.ErrNotRunning, runtime.ErrSuspended, runtime.ErrNotSuspended}},
 	{exitRunning, []error{runtime.ErrRunning}},
 	{exitNotExist, []error{store.ErrNotExist}},
+	{exitCheckpoint, []error{criu.ErrCRIU, criu.ErrNotFound, criu.ErrTooOld}},
 	{exitExist, []error{store.ErrExist, store.ErrNameExist}},
 	{exitBadIP, []error{network.ErrBadIP, network.ErrBadNetIf}},
 	{exitIPInUse, []error{network.ErrIPInUse}},
@@ -85,6 +88,7 @@ const exitHelp = `EXIT CODES (vzctl-compatible where vzctl had one):
    91  template not found
    92  template in use, or already exists
    93  UID pool exhausted
+   94  checkpoint or restore failed in CRIU, or no usable CRIU (see the log next to the images)
    exec/enter return the command's own exit status once it has started
    (126: not executable, 127: not found, 128+N: killed by signal N).
 `

@@ -56,10 +56,18 @@ func statsCommand() *cli.Command {
 
 func suspendCommand() *cli.Command {
 	return &cli.Command{
-		Name: "suspend", Usage: "freeze every process of a VPS", ArgsUsage: "ID|NAME",
-		Description: "Freezes the VPS's cgroup and waits until every process is frozen. status then says\n\"VPS ID exist running suspended\". vpsctl resume thaws it.\n\nEXAMPLE:\n   vpsctl suspend 101 && vpsctl resume 101",
+		Name: "suspend", Usage: "freeze every process of a VPS (or, --to-disk, checkpoint and stop it)", ArgsUsage: "ID|NAME",
+		Description: "Freezes the VPS's cgroup and waits until every process is frozen. status then says\n\"VPS ID exist running suspended\". vpsctl resume thaws it.\n--to-disk: checkpoint the VPS with CRIU and stop it (vzctl chkpnt); vpsctl resume restores it.\n\nEXAMPLES:\n   vpsctl suspend 101 && vpsctl resume 101\n   vpsctl suspend --to-disk 101 && vpsctl resume 101",
+		Flags:       []cli.Flag{&cli.BoolFlag{Name: "to-disk", Usage: "checkpoint to disk and stop (resume restores)"}},
 		Action: func(c *cli.Context) error {
 			return withVPS(c, func(rt *runtime.Runtime, id uint32) error {
+				if c.Bool("to-disk") {
+					if err := rt.SuspendToDisk(toID(id), os.Stdout); err != nil {
+						return err
+					}
+					fmt.Printf("VPS %d suspended to disk\n", id)
+					return nil
+				}
 				if err := rt.Suspend(toID(id)); err != nil {
 					return err
 				}

@@ -1,0 +1,107 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/urfave/cli/v2"
+	"github.com/vpsctl/vpsctl/runtime"
+)
+
+func init() {
+	extraCommandList = append(extraCommandList, checkpointCommand, restoreCommand)
+}
+
+func checkpointCommand() *cli.Command {
+	return &cli.Command{
+		Name: "checkpoint", Aliases: []string{"chkpnt"}, Usage: "dump a running VPS to disk with CRIU (and stop it)", ArgsUsage: "ID|NAME",
+		Description: `Dumps every process of the VPS, its namespaces, cgroup limits and console into DIR
+(default STATE/vps/ID/checkpoint), then stops it unless --leave-running. Addresses and
+routes come back from the VPS's config on restore. --check reports, without dumping, the
+CRIU version found and everything that would block or degrade a dump of this VPS.
+CRIU >= 4.1 is needed: scripts/install-criu.sh installs it.
+
+EXAMPLES:
+   vpsctl checkpoint --check 101
+   vpsctl checkpoint 101 && vpsctl restore 101
+   vpsctl checkpoint --leave-running --dir /backup/101 101`,
+		Flags: []cli.Flag{
+			&cli.BoolFlag{Name: "check", Usage: "pre-flight only: report blockers, dump nothing"},
+			&cli.StringFlag{Name: "dir", Usage: "image directory"},
+			&cli.BoolFlag{Name: "leave-running", Usage: "keep the VPS running after the dump"},
+			formatFlag(),
+		},
+		Action: func(c *cli.Context) error {
+			asJSON, err := checkFormat(c)
+			if err != nil {
+				return err
+			}
+			return withVPS(c, func(rt *runtime.Runtime, id uint32) error {
+				if c.Bool("check") {
+					rep, err := rt.CheckpointCheck(toID(id))
+					if err != nil {
+						return err
+					}
+					if asJSON {
+						return printJSON(os.Stdout, rep)
+					}
+					printCheck(rep)
+					if len(rep.Blockers) > 0 {
+						return cli.Exit("", exitSystem)
+					}
+					return nil
+				}
+				progress := os.Stdout
+				if asJSON {
+					progress = os.Stderr
+				}
+				res, err := rt.Checkpoint(toID(id), c.String("dir"), c.Bool("leave-running"), progress)
+				if err != nil {
+					return err
+				}
+				if asJSON {
+					return printJSON(os.Stdout, res)
+				}
+				state := "stopped"
+				if res.LeftRunning {
+					state = "still running"
+				}
+				fmt.Printf("VPS %d checkpointed to %s (%s)\n", id, res.Dir, state)
+				return nil
+			})
+		},
+	}
+}
+
+func printCheck(r *runtime.CheckpointReport) {
+	fmt.Printf("criu: %s (version %s)\n", dash(r.CRIU), dash(r.Version))
+	fmt.Printf("hardware breakpoints: %v%s\n", r.BreakpointsWork, map[bool]string{false: " (vpsctl works around it: CRIU_FAULT=130)", true: ""}[r.BreakpointsWork])
+	fmt.Printf("soft-dirty tracking (pre-copy migration): %v\n", r.SoftDirty)
+	if len(r.Blockers) == 0 {
+		fmt.Println("blockers: none")
+	} else {
+		fmt.Println("blockers:\n  - " + strings.Join(r.Blockers, "\n  - "))
+	}
+	for _, n := range r.Notes {
+		fmt.Println("note: " + n)
+	}
+}
+
+func restoreCommand() *cli.Command {
+	return &cli.Command{
+		Name: "restore", Usage: "bring a checkpointed VPS back", ArgsUsage: "ID|NAME",
+		Description: "Restores the VPS from DIR (default STATE/vps/ID/checkpoint): same ID, VPS PIDs, hostname,\nUID map, limits and addresses. The VPS must exist and be stopped.\n\nEXAMPLE:\n   vpsctl restore 101 --dir /backup/101",
+		Flags:       []cli.Flag{&cli.StringFlag{Name: "dir", Usage: "image directory"}},
+		Action: func(c *cli.Context) error {
+			return withVPS(c, func(rt *runtime.Runtime, id uint32) error {
+				pid, err := rt.Restore(toID(id), c.String("dir"))
+				if err != nil {
+					return err
+				}
+				fmt.Printf("VPS %d restored (init PID %d)\n", id, pid)
+				return nil
+			})
+		},
+	}
+}

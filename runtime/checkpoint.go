@@ -1,0 +1,480 @@
+package runtime
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/vpsctl/vpsctl/cgroup"
+	"github.com/vpsctl/vpsctl/container"
+	"github.com/vpsctl/vpsctl/criu"
+	"github.com/vpsctl/vpsctl/network"
+	"github.com/vpsctl/vpsctl/store"
+	"github.com/vpsctl/vpsctl/template"
+	"github.com/vpsctl/vpsctl/uid"
+	"golang.org/x/sys/unix"
+)
+
+// Checkpoints (CRIU). What a dump holds and how a restore rebuilds the rest:
+//
+//   - every process, their namespaces (user, pid, mnt, uts, ipc, cgroup), the cgroup groups and
+//     limits (--manage-cgroups), the mount tree over the VPS's root;
+//   - not the network namespace's devices (--empty-ns net): the host end of a veth cannot be
+//     created from inside the VPS's user namespace, so on restore vpsctl's own network setup
+//     runs as criu's "setup-namespaces" action, from the VPS's config, while the tasks are
+//     still frozen;
+//   - the console is external: the host pty behind /dev/console is replaced by a new one.
+//
+// The restored init becomes the monitor's child (the monitor is a child subreaper), so in-VPS
+// reboot and poweroff behave as after a normal start.
+
+// ErrNoCheckpoint reports a missing or unusable image directory.
+var ErrNoCheckpoint = fmt.Errorf("no usable checkpoint: %w", ErrBadValue)
+
+// checkpointMeta is written next to the images.
+type checkpointMeta struct {
+	ID        uint32    `json:"id"`
+	Time      time.Time `json:"time"`
+	TTY       string    `json:"tty"` // the console's --external key at dump time
+	Hostname  string    `json:"hostname"`
+	IDMap     string    `json:"idmap"`
+	Bytes     int64     `json:"bytes"`
+	Seconds   float64   `json:"seconds"`
+	Running   bool      `json:"left_running"`
+	CRIU      string    `json:"criu"`
+	InitVPSID int       `json:"init_vps_pid"`
+}
+
+// CheckpointResult reports a dump.
+type CheckpointResult struct {
+	ID          uint32  `json:"id"`
+	Dir         string  `json:"dir"`
+	Bytes       int64   `json:"bytes"`
+	Seconds     float64 `json:"seconds"`
+	LeftRunning bool    `json:"left_running"`
+}
+
+// DefaultCheckpointDir is where a VPS's checkpoint goes unless --dir says otherwise.
+func (r *Runtime) DefaultCheckpointDir(id container.ID) string {
+	return r.St.Path(uint32(id), "checkpoint")
+}
+
+// Checkpoint dumps running VPS id with CRIU into dir (default: inside its state) and, unless
+// leaveRunning, stops it. A failed dump leaves the VPS running and any earlier image untouched.
+func (r *Runtime) Checkpoint(id container.ID, dir string, leaveRunning bool, progress io.Writer) (*CheckpointResult, error) {
+	lk, err := r.St.LockVPS(uint32(id), "checkpoint")
+	if err != nil {
+		return nil, err
+	}
+	defer lk.Unlock()
+	s, err := r.running(id, true)
+	if err != nil {
+		return nil, err
+	}
+	path, v, err := criu.Find()
+	if err != nil {
+		return nil, fmt.Errorf("checkpoint: %w (run scripts/install-criu.sh)", err)
+	}
+	if dir == "" {
+		dir = r.DefaultCheckpointDir(id)
+	}
+	if dir, err = filepath.Abs(dir); err != nil {
+		return nil, err
+	}
+	if s.Suspended {
+		cg, err := cgroup.New(cgroupPath(s.ID))
+		if err == nil {
+			cg.Thaw() // criu freezes the tree itself
+		}
+	}
+	var st unix.Stat_t
+	if err := unix.Stat(fmt.Sprintf("/proc/%d/fd/0", s.InitPID), &st); err != nil {
+		return nil, fmt.Errorf("checkpoint: console of init: %w", err)
+	}
+	ttyKey := fmt.Sprintf("tty[%x:%x]", st.Rdev, st.Dev)
+	stage := dir + ".new-" + strconv.Itoa(os.Getpid())
+	os.RemoveAll(stage)
+	if err := os.MkdirAll(filepath.Dir(dir), 0o700); err != nil {
+		return nil, err
+	}
+	if !leaveRunning {
+		// The monitor sees init die: this tells it to clean up instead of rebooting.
+		store.WriteFileAtomic(r.St.Path(s.ID, stopFile), []byte(strconv.Itoa(os.Getpid())+"\n"), 0o600)
+		defer os.Remove(r.St.Path(s.ID, stopFile))
+	}
+	fmt.Fprintf(progress, "checkpointing VPS %d (criu %s at %s) to %s\n", id, v, path, dir)
+	t0 := time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	err = criu.Dump(ctx, criu.DumpOptions{Pid: s.InitPID, Root: r.St.Path(s.ID, "root"), ImagesDir: stage,
+		LeaveRunning: leaveRunning, ManageCgroups: true,
+		External:    []string{ttyKey, "mnt[/dev/console]:console", "mnt[]"},
+		NetworkLock: "nftables", ExtraArgs: []string{"--empty-ns", "net"}})
+	if err != nil {
+		os.RemoveAll(stage)
+		return nil, fmt.Errorf("VPS %d: checkpoint: %w", id, err)
+	}
+	res := &CheckpointResult{ID: s.ID, Dir: dir, Bytes: dirSize(stage), Seconds: time.Since(t0).Seconds(), LeftRunning: leaveRunning}
+	meta := checkpointMeta{ID: s.ID, Time: time.Now().UTC(), TTY: ttyKey, Hostname: s.Hostname, IDMap: s.IDMap,
+		Bytes: res.Bytes, Seconds: res.Seconds, Running: leaveRunning, CRIU: v.String(), InitVPSID: 1}
+	b, _ := json.MarshalIndent(meta, "", "  ")
+	if err := os.WriteFile(filepath.Join(stage, "vpsctl-checkpoint.json"), b, 0o600); err != nil {
+		return nil, err
+	}
+	if cfg, err := os.ReadFile(r.St.Path(s.ID, "vps.conf")); err == nil {
+		os.WriteFile(filepath.Join(stage, "vps.conf"), cfg, 0o600)
+	}
+	// Replace an earlier image only now that the new one is complete.
+	old := dir + ".old-" + strconv.Itoa(os.Getpid())
+	if err := os.Rename(dir, old); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, err
+	}
+	if err := os.Rename(stage, dir); err != nil {
+		return nil, err
+	}
+	os.RemoveAll(old)
+	fmt.Fprintf(progress, "wrote %.1f MiB in %.2f s\n", float64(res.Bytes)/(1<<20), res.Seconds)
+	if !leaveRunning {
+		if s.MonitorPID > 0 {
+			if fd, err := unix.PidfdOpen(s.MonitorPID, 0); err == nil {
+				waitPidfd(fd, 15000)
+				unix.Close(fd)
+			}
+		}
+		r.repair(id)
+	}
+	return res, nil
+}
+
+func dirSize(dir string) int64 {
+	var n int64
+	filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
+		if err == nil && d.Type().IsRegular() {
+			if fi, err := d.Info(); err == nil {
+				n += fi.Size()
+			}
+		}
+		return nil
+	})
+	return n
+}
+
+func readCheckpointMeta(dir string) (*checkpointMeta, error) {
+	if _, err := os.Stat(filepath.Join(dir, "inventory.img")); err != nil {
+		return nil, fmt.Errorf("%s: no CRIU image (inventory.img): %w", dir, ErrNoCheckpoint)
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "vpsctl-checkpoint.json"))
+	if err != nil {
+		return nil, fmt.Errorf("%s: not a vpsctl checkpoint: %w", dir, ErrNoCheckpoint)
+	}
+	var m checkpointMeta
+	if err := json.Unmarshal(b, &m); err != nil || m.TTY == "" {
+		return nil, fmt.Errorf("%s: corrupt vpsctl-checkpoint.json: %w", dir, ErrNoCheckpoint)
+	}
+	return &m, nil
+}
+
+// Restore brings VPS id back from a checkpoint: same ID, VPS PIDs, hostname, UID map, limits
+// and addresses; host PIDs differ. The VPS must exist (with its private area) and be stopped.
+// A failed restore leaves it stopped, with nothing left behind.
+func (r *Runtime) Restore(id container.ID, dir string) (int, error) {
+	lk, err := r.St.LockVPS(uint32(id), "restore")
+	if err != nil {
+		return 0, err
+	}
+	defer lk.Unlock()
+	s, err := r.Status(id)
+	if err != nil {
+		return 0, err
+	}
+	switch s.State {
+	case "deleted":
+		return 0, fmt.Errorf("VPS %d: %w", id, store.ErrNotExist)
+	case "running":
+		return 0, fmt.Errorf("VPS %d: %w", id, ErrRunning)
+	}
+	if dir == "" {
+		dir = r.DefaultCheckpointDir(id)
+	}
+	if dir, err = filepath.Abs(dir); err != nil {
+		return 0, err
+	}
+	meta, err := readCheckpointMeta(dir)
+	if err != nil {
+		return 0, err
+	}
+	if meta.IDMap != s.IDMap {
+		return 0, fmt.Errorf("VPS %d: checkpoint was taken with UID map %q, the VPS has %q: %w", id, meta.IDMap, s.IDMap, ErrNoCheckpoint)
+	}
+	if _, _, err := criu.Find(); err != nil {
+		return 0, fmt.Errorf("restore: %w (run scripts/install-criu.sh)", err)
+	}
+	r.repair(id)
+	return r.spawnMonitor(id, "--restore", dir)
+}
+
+// CheckpointReport is the pre-flight of `vpsctl checkpoint --check`.
+type CheckpointReport struct {
+	ID              uint32   `json:"id"`
+	CRIU            string   `json:"criu"`
+	Version         string   `json:"version"`
+	TooOld          bool     `json:"too_old"`
+	BreakpointsWork bool     `json:"breakpoints_work"`
+	FaultWorkaround bool     `json:"fault_workaround"`
+	SoftDirty       bool     `json:"soft_dirty"`
+	Blockers        []string `json:"blockers"`
+	Notes           []string `json:"notes"`
+}
+
+// CheckpointCheck reports, before trying, what would block a dump of VPS id.
+func (r *Runtime) CheckpointCheck(id container.ID) (*CheckpointReport, error) {
+	s, err := r.Status(id)
+	if err != nil {
+		return nil, err
+	}
+	if s.State == "deleted" {
+		return nil, fmt.Errorf("VPS %d: %w", id, store.ErrNotExist)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	chk, _ := criu.Preflight(ctx)
+	rep := &CheckpointReport{ID: s.ID, Blockers: []string{}, Notes: []string{}}
+	if chk != nil {
+		rep.CRIU, rep.Version, rep.TooOld = chk.CRIU, chk.Version.String(), chk.TooOld
+		rep.BreakpointsWork, rep.FaultWorkaround, rep.SoftDirty = chk.BreakpointsWork, chk.NeedsFaultWorkaround, chk.SoftDirty
+		rep.Blockers = append(rep.Blockers, chk.Problems...)
+		rep.Notes = append(rep.Notes, chk.Notes...)
+	}
+	if rep.CRIU == "" {
+		rep.Blockers = append(rep.Blockers, "no criu found (run scripts/install-criu.sh, or set VPSCTL_CRIU)")
+	}
+	if !rep.BreakpointsWork {
+		rep.Notes = append(rep.Notes, "hardware breakpoints do not fire here: vpsctl runs criu with CRIU_FAULT=130 (no-breakpoint mode), otherwise it would hang")
+	}
+	if !rep.SoftDirty {
+		rep.Notes = append(rep.Notes, "no soft-dirty page tracking: no pre-copy (live) migration; checkpoint, copy, restore works")
+	}
+	if s.State != "running" {
+		rep.Blockers = append(rep.Blockers, "VPS is not running")
+		return rep, nil
+	}
+	rep.Blockers = append(rep.Blockers, externalResources(s)...)
+	for _, n := range s.NetIfs {
+		if ni, err := network.ParseNetIf(n); err == nil && ni.Bridge != "" {
+			rep.Notes = append(rep.Notes, fmt.Sprintf("interface %s is re-created on restore (bridge %s must exist then)", ni.Name, ni.Bridge))
+		}
+	}
+	rep.Notes = append(rep.Notes, "network addresses are re-created from the config on restore; open TCP connections are not kept")
+	return rep, nil
+}
+
+// externalResources lists what a dump of the running VPS could not carry: mounts of host
+// devices or host directories beyond vpsctl's own, open devices outside the allowlist,
+// sockets of families criu does not dump.
+func externalResources(s *Status) []string {
+	var out []string
+	mi, err := os.ReadFile(fmt.Sprintf("/proc/%d/mountinfo", s.InitPID))
+	if err == nil {
+		for _, l := range strings.Split(string(mi), "\n") {
+			f := strings.Fields(l)
+			if len(f) < 10 {
+				continue
+			}
+			fstype, src, mp := f[len(f)-3], f[len(f)-2], f[4]
+			switch fstype {
+			case "ext4", "xfs", "btrfs", "nfs", "nfs4", "fuse", "vfat":
+				out = append(out, fmt.Sprintf("host filesystem mounted at %s (%s %s): bind mounts of the host are not dumped", mp, fstype, src))
+			}
+		}
+	}
+	return out
+}
+
+// restoreBoot is the monitor's first boot of a restore: criu re-creates the VPS from dir.
+func (m *monitor) restoreBoot(c *store.Config, dir string) (*bootState, error) {
+	b := &bootState{m: m, cfg: c}
+	ok := false
+	defer func() {
+		if !ok {
+			b.teardown()
+		}
+	}()
+	meta, err := readCheckpointMeta(dir)
+	if err != nil {
+		return nil, err
+	}
+	var idmap uid.Range
+	userns := slices.Contains(c.Namespaces, "user")
+	if userns {
+		if idmap, err = uid.ParseRange(c.IDMap); err != nil {
+			return nil, err
+		}
+	}
+	if b.net, err = netConfig(c); err != nil {
+		return nil, err
+	}
+	tpl, err := template.Rootfs(m.st, c.Template)
+	if err != nil {
+		return nil, err
+	}
+	if b.cg, err = cgroup.New(cgroupPath(m.id)); err != nil {
+		return nil, err
+	}
+	b.undo.add(func() {
+		b.cg.Kill(5 * time.Second)
+		b.cg.Destroy(5 * time.Second)
+	})
+	for _, d := range []string{"lower", "root"} {
+		if err := os.MkdirAll(m.st.Path(m.id, d), 0o700); err != nil {
+			return nil, err
+		}
+	}
+	// A user namespace with the VPS's ID map, only to idmap the template: the VPS's own one is
+	// re-created by criu later.
+	holder := exec.Command("/proc/self/exe")
+	holder.Args[0] = "vpsctl-userns"
+	holder.Env = []string{modeEnv + "=hold"}
+	hin, err := holder.StdinPipe()
+	if err != nil {
+		return nil, err
+	}
+	attr := &syscall.SysProcAttr{Cloneflags: unix.CLONE_NEWUSER}
+	if userns {
+		attr.UidMappings = []syscall.SysProcIDMap{{ContainerID: 0, HostID: int(idmap.Host), Size: int(idmap.Size)}}
+		attr.GidMappings = attr.UidMappings
+	}
+	holder.SysProcAttr = attr
+	if err := holder.Start(); err != nil {
+		return nil, fmt.Errorf("restore: user namespace holder: %w", err)
+	}
+	unmount, err := m.mountRootfs(c, tpl, holder.Process.Pid, userns)
+	hin.Close()
+	holder.Wait()
+	if err != nil {
+		return nil, err
+	}
+	defer unmount()
+
+	master, slave, err := openPty()
+	if err != nil {
+		return nil, fmt.Errorf("console pty: %w", err)
+	}
+	defer slave.Close()
+	ptn, err := unix.IoctlGetInt(int(master.Fd()), unix.TIOCGPTN)
+	if err != nil {
+		master.Close()
+		return nil, err
+	}
+	b.console = master
+	b.undo.add(func() { master.Close() })
+	if userns {
+		if err := slave.Chown(int(idmap.Host), int(idmap.Host)+5); err != nil {
+			return nil, err
+		}
+	}
+	b.logDone, b.logStop = make(chan struct{}), make(chan struct{})
+	go m.console.serve(master, m.st.Path(m.id, "console.log"), b.logDone, b.logStop)
+
+	// Restored tasks read some images themselves, after taking the VPS's credentials: the
+	// images must be the VPS root's (the directory's parents stay closed to it).
+	if userns {
+		filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+			if err == nil && d.Type()&fs.ModeSymlink == 0 {
+				os.Chown(p, int(idmap.Host), int(idmap.Host))
+				if d.IsDir() {
+					os.Chmod(p, 0o755)
+				} else {
+					os.Chmod(p, 0o644)
+				}
+			}
+			return nil
+		})
+	}
+	// criu runs vpsctl itself as its action script: at "setup-namespaces" it builds the VPS's
+	// network in the restored (still frozen) network namespace.
+	self, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	os.Setenv(modeEnv, "criu-action")
+	os.Setenv("VPSCTL_ROOT", m.st.Root)
+	os.Setenv("_VPSCTL_ID", strconv.FormatUint(uint64(m.id), 10))
+	defer os.Unsetenv(modeEnv)
+	b.undo.add(func() {
+		if err := network.Teardown(m.id, b.net); err != nil {
+			log.Printf("network teardown: %v", err)
+		}
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	pid, err := criu.Restore(ctx, criu.RestoreOptions{Root: m.st.Path(m.id, "root"), ImagesDir: dir, ManageCgroups: true,
+		InheritFds: map[string]*os.File{meta.TTY: slave},
+		ExtraArgs:  []string{"--external", "mnt[console]:/dev/pts/" + strconv.Itoa(ptn), "--empty-ns", "net", "--ext-mount-map", "auto", "--action-script", self}})
+	if pid > 0 {
+		b.setInit(pid, func() syscall.WaitStatus { return wait4(pid) })
+	}
+	if err != nil {
+		return nil, fmt.Errorf("restore: %w", err)
+	}
+	if userns {
+		if err := delegate(b.cg, idmap); err != nil {
+			log.Printf("cgroup delegation after restore: %v", err)
+		}
+	}
+	ok = true
+	return b, nil
+}
+
+// criuActionMain is criu's action script during a restore (see restoreBoot).
+func criuActionMain() int {
+	if os.Getenv("CRTOOLS_SCRIPT_ACTION") != "setup-namespaces" {
+		return 0
+	}
+	id, err1 := strconv.ParseUint(os.Getenv("_VPSCTL_ID"), 10, 32)
+	pid, err2 := strconv.Atoi(os.Getenv("CRTOOLS_INIT_PID"))
+	if err1 != nil || err2 != nil {
+		fmt.Fprintln(os.Stderr, "vpsctl criu action: missing _VPSCTL_ID or CRTOOLS_INIT_PID")
+		return 1
+	}
+	st, err := store.Open(os.Getenv("VPSCTL_ROOT"))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "vpsctl criu action:", err)
+		return 1
+	}
+	c, err := st.LoadConfig(uint32(id))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "vpsctl criu action:", err)
+		return 1
+	}
+	if !slices.Contains(c.Namespaces, "net") {
+		return 0
+	}
+	nc, err := netConfig(c)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "vpsctl criu action:", err)
+		return 1
+	}
+	if _, err := network.Setup(uint32(id), pid, nc); err != nil {
+		fmt.Fprintln(os.Stderr, "vpsctl criu action: network:", err)
+		return 1
+	}
+	return 0
+}
+
+// holdMain keeps a user namespace alive until its stdin closes.
+func holdMain() int {
+	io.Copy(io.Discard, os.Stdin)
+	return 0
+}
