@@ -22,8 +22,6 @@ import (
 	"github.com/vpsctl/vpsctl/criu"
 	"github.com/vpsctl/vpsctl/network"
 	"github.com/vpsctl/vpsctl/store"
-	"github.com/vpsctl/vpsctl/template"
-	"github.com/vpsctl/vpsctl/uid"
 	"golang.org/x/sys/unix"
 )
 
@@ -304,43 +302,20 @@ func externalResources(s *Status) []string {
 
 // restoreBoot is the monitor's first boot of a restore: criu re-creates the VPS from dir.
 func (m *monitor) restoreBoot(c *store.Config, dir string) (*bootState, error) {
-	b := &bootState{m: m, cfg: c}
+	meta, err := readCheckpointMeta(dir)
+	if err != nil {
+		return nil, err
+	}
+	b, idmap, userns, tpl, err := m.prepare(c)
+	if err != nil {
+		return nil, err
+	}
 	ok := false
 	defer func() {
 		if !ok {
 			b.teardown()
 		}
 	}()
-	meta, err := readCheckpointMeta(dir)
-	if err != nil {
-		return nil, err
-	}
-	var idmap uid.Range
-	userns := slices.Contains(c.Namespaces, "user")
-	if userns {
-		if idmap, err = uid.ParseRange(c.IDMap); err != nil {
-			return nil, err
-		}
-	}
-	if b.net, err = netConfig(c); err != nil {
-		return nil, err
-	}
-	tpl, err := template.Rootfs(m.st, c.Template)
-	if err != nil {
-		return nil, err
-	}
-	if b.cg, err = cgroup.New(cgroupPath(m.id)); err != nil {
-		return nil, err
-	}
-	b.undo.add(func() {
-		b.cg.Kill(5 * time.Second)
-		b.cg.Destroy(5 * time.Second)
-	})
-	for _, d := range []string{"lower", "root"} {
-		if err := os.MkdirAll(m.st.Path(m.id, d), 0o700); err != nil {
-			return nil, err
-		}
-	}
 	// A user namespace with the VPS's ID map, only to idmap the template: the VPS's own one is
 	// re-created by criu later.
 	holder := exec.Command("/proc/self/exe")
@@ -367,25 +342,11 @@ func (m *monitor) restoreBoot(c *store.Config, dir string) (*bootState, error) {
 	}
 	defer unmount()
 
-	master, slave, err := openPty()
+	slave, consolePath, err := m.newConsole(b, idmap, userns)
 	if err != nil {
-		return nil, fmt.Errorf("console pty: %w", err)
-	}
-	defer slave.Close()
-	ptn, err := unix.IoctlGetInt(int(master.Fd()), unix.TIOCGPTN)
-	if err != nil {
-		master.Close()
 		return nil, err
 	}
-	b.console = master
-	b.undo.add(func() { master.Close() })
-	if userns {
-		if err := slave.Chown(int(idmap.Host), int(idmap.Host)+5); err != nil {
-			return nil, err
-		}
-	}
-	b.logDone, b.logStop = make(chan struct{}), make(chan struct{})
-	go m.console.serve(master, m.st.Path(m.id, "console.log"), b.logDone, b.logStop)
+	defer slave.Close()
 
 	// Restored tasks read some images themselves, after taking the VPS's credentials: the
 	// images must be the VPS root's (the directory's parents stay closed to it).
@@ -421,7 +382,7 @@ func (m *monitor) restoreBoot(c *store.Config, dir string) (*bootState, error) {
 	defer cancel()
 	pid, err := criu.Restore(ctx, criu.RestoreOptions{Root: m.st.Path(m.id, "root"), ImagesDir: dir, ManageCgroups: true,
 		InheritFds: map[string]*os.File{meta.TTY: slave},
-		ExtraArgs:  []string{"--external", "mnt[console]:/dev/pts/" + strconv.Itoa(ptn), "--empty-ns", "net", "--ext-mount-map", "auto", "--action-script", self}})
+		ExtraArgs:  []string{"--external", "mnt[console]:" + consolePath, "--empty-ns", "net", "--ext-mount-map", "auto", "--action-script", self}})
 	if pid > 0 {
 		b.setInit(pid, func() syscall.WaitStatus { return wait4(pid) })
 	}

@@ -244,11 +244,13 @@ type bootState struct {
 
 // boot starts one boot of the VPS. On error everything made so far is removed again.
 func (m *monitor) boot(c *store.Config) (*bootState, error) {
-	b := &bootState{m: m, cfg: c}
-	for _, d := range []string{"lower", "root"} {
-		if err := os.MkdirAll(m.st.Path(m.id, d), 0o700); err != nil {
-			return nil, err
-		}
+	res, err := resources(c)
+	if err != nil {
+		return nil, err
+	}
+	b, idmap, userns, tpl, err := m.prepare(c)
+	if err != nil {
+		return nil, err
 	}
 	ok := false
 	defer func() {
@@ -256,36 +258,9 @@ func (m *monitor) boot(c *store.Config) (*bootState, error) {
 			b.teardown()
 		}
 	}()
-	res, err := resources(c)
-	if err != nil {
-		return nil, err
-	}
-	var idmap uid.Range
-	userns := slices.Contains(c.Namespaces, "user")
-	if userns {
-		if idmap, err = uid.ParseRange(c.IDMap); err != nil {
-			return nil, fmt.Errorf("config IDMAP: %w", err)
-		}
-	}
-	if b.net, err = netConfig(c); err != nil {
-		return nil, err
-	}
-	tpl, err := template.Rootfs(m.st, c.Template)
-	if err != nil {
-		return nil, err
-	}
-	if b.cg, err = cgroup.New(cgroupPath(m.id)); err != nil {
-		return nil, err
-	}
 	if err := b.cg.Create(); err != nil {
 		return nil, fmt.Errorf("cgroup: %w", err)
 	}
-	b.undo.add(func() {
-		b.cg.Kill(5 * time.Second)
-		if err := b.cg.Destroy(5 * time.Second); err != nil {
-			log.Printf("cgroup: %v", err)
-		}
-	})
 	if err := b.cg.Set(res); err != nil {
 		return nil, fmt.Errorf("cgroup limits: %w", err)
 	}
@@ -301,29 +276,11 @@ func (m *monitor) boot(c *store.Config) (*bootState, error) {
 	if m.oneshot != nil {
 		return m.bootRest(c, b, res, tpl, idmap, userns, "/dev/null", os.Stdin, os.Stdout, os.Stderr, &ok)
 	}
-	master, slave, err := openPty()
+	slave, consolePath, err := m.newConsole(b, idmap, userns)
 	if err != nil {
-		return nil, fmt.Errorf("console pty: %w", err)
+		return nil, err
 	}
-	ptn, err := unix.IoctlGetInt(int(master.Fd()), unix.TIOCGPTN)
-	if err != nil {
-		master.Close()
-		slave.Close()
-		return nil, fmt.Errorf("console pty: %w", os.NewSyscallError("TIOCGPTN", err))
-	}
-	consolePath := "/dev/pts/" + strconv.Itoa(ptn)
 	defer slave.Close()
-	b.console = master
-	b.undo.add(func() { master.Close() })
-	if userns {
-		// The VPS's root must own its console; host root is unmapped (nobody) inside.
-		if err := slave.Chown(int(idmap.Host), int(idmap.Host)+5); err != nil {
-			return nil, fmt.Errorf("console pty: %w", err)
-		}
-	}
-	b.logDone = make(chan struct{})
-	b.logStop = make(chan struct{})
-	go m.console.serve(master, m.st.Path(m.id, "console.log"), b.logDone, b.logStop)
 	return m.bootRest(c, b, res, tpl, idmap, userns, consolePath, slave, slave, slave, &ok)
 }
 
@@ -614,4 +571,62 @@ func wait4(pid int) syscall.WaitStatus {
 			return syscall.WaitStatus(ws)
 		}
 	}
+}
+
+// prepare is what every boot (and a restore) starts with: the VPS's directories, its UID range,
+// network config, template and cgroup manager. The returned bootState destroys the cgroup on
+// teardown.
+func (m *monitor) prepare(c *store.Config) (b *bootState, idmap uid.Range, userns bool, tpl string, err error) {
+	b = &bootState{m: m, cfg: c}
+	for _, d := range []string{"lower", "root"} {
+		if err = os.MkdirAll(m.st.Path(m.id, d), 0o700); err != nil {
+			return nil, idmap, false, "", err
+		}
+	}
+	if userns = slices.Contains(c.Namespaces, "user"); userns {
+		if idmap, err = uid.ParseRange(c.IDMap); err != nil {
+			return nil, idmap, false, "", fmt.Errorf("config IDMAP: %w", err)
+		}
+	}
+	if b.net, err = netConfig(c); err != nil {
+		return nil, idmap, false, "", err
+	}
+	if tpl, err = template.Rootfs(m.st, c.Template); err != nil {
+		return nil, idmap, false, "", err
+	}
+	if b.cg, err = cgroup.New(cgroupPath(m.id)); err != nil {
+		return nil, idmap, false, "", err
+	}
+	b.undo.add(func() {
+		b.cg.Kill(5 * time.Second)
+		if err := b.cg.Destroy(5 * time.Second); err != nil {
+			log.Printf("cgroup: %v", err)
+		}
+	})
+	return b, idmap, userns, tpl, nil
+}
+
+// newConsole makes this boot's console: a host pty whose slave (returned, for the init's stdio
+// and /dev/console) belongs to the VPS's root, and whose output the console hub logs and
+// serves.
+func (m *monitor) newConsole(b *bootState, idmap uid.Range, userns bool) (*os.File, string, error) {
+	master, slave, err := openPty()
+	if err != nil {
+		return nil, "", fmt.Errorf("console pty: %w", err)
+	}
+	ptn, err := unix.IoctlGetInt(int(master.Fd()), unix.TIOCGPTN)
+	if err == nil && userns {
+		// The VPS's root must own its console; host root is unmapped (nobody) inside.
+		err = slave.Chown(int(idmap.Host), int(idmap.Host)+5)
+	}
+	if err != nil {
+		master.Close()
+		slave.Close()
+		return nil, "", fmt.Errorf("console pty: %w", err)
+	}
+	b.console = master
+	b.undo.add(func() { master.Close() })
+	b.logDone, b.logStop = make(chan struct{}), make(chan struct{})
+	go m.console.serve(master, m.st.Path(m.id, "console.log"), b.logDone, b.logStop)
+	return slave, "/dev/pts/" + strconv.Itoa(ptn), nil
 }
