@@ -70,7 +70,7 @@ func (r *Runtime) spawnMonitor(id container.ID, extra ...string) (int, error) {
 	defer logf.Close()
 	cmd := exec.Command("/proc/self/exe", append([]string{strconv.FormatUint(uint64(id), 10)}, extra...)...)
 	cmd.Args[0] = "vpsctl-monitor"
-	cmd.Env = []string{modeEnv + "=monitor", "VPSCTL_ROOT=" + r.St.Root}
+	cmd.Env = []string{modeEnv + "=monitor", "VPSCTL_ROOT=" + r.St.Root, "GOMAXPROCS=1", "GOGC=25"}
 	if f := os.Getenv(fault.Env); f != "" {
 		cmd.Env = append(cmd.Env, fault.Env+"="+f)
 	}
