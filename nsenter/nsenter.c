@@ -103,11 +103,18 @@ static int send_fd(int fd)
 	return sendmsg(sock, &mh, MSG_NOSIGNAL) == 1 ? 0 : -1;
 }
 
-__attribute__((constructor)) static void vpsctl_nsenter(void)
+void vpsctl_fastexec(int argc, char **argv);
+
+// glibc passes constructors the program's argc, argv and environment.
+__attribute__((constructor)) static void vpsctl_nsenter(int argc, char **argv, char **envp)
 {
+	(void)envp;
 	const char *s = getenv("_VPSCTL_NSENTER");
-	if (!s)
+	if (!s) {
+		if (!getenv("_VPSCTL_MODE") && !getenv("VPSCTL_NO_FASTPATH"))
+			vpsctl_fastexec(argc, argv); // returns unless it ran the whole exec
 		return;
+	}
 	sock = atoi(s);
 	prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
 

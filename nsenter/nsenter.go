@@ -28,6 +28,8 @@
 package nsenter
 
 // #cgo CFLAGS: -Wall -O2
+// #include <stdint.h>
+// uint64_t vpsctl_fast_capdrop(void);
 import "C"
 
 import (
@@ -266,3 +268,7 @@ func boolStr(b bool) string {
 	}
 	return "0"
 }
+
+// FastCapDrop is the bounding-set mask the C fast path of `vpsctl exec` drops (fastexec.c); it
+// must equal the runtime's default (a test compares them).
+func FastCapDrop() uint64 { return uint64(C.vpsctl_fast_capdrop()) }

@@ -172,6 +172,13 @@ func TestExecCommandErrors(t *testing.T) {
 	if r := vpsctl(t, "exec", "104", "--", "sh", "-c", "kill -9 $$"); r.code != 137 {
 		t.Fatalf("killed command: exit %d, want 137", r.code)
 	}
+	// The C fast path (plain exec) and the Go path (VPSCTL_NO_FASTPATH) join the same way.
+	probe := []string{"exec", "104", "--", "sh", "-c", "cat /proc/self/uid_map /proc/self/cgroup; grep CapBnd /proc/self/status; hostname; env | sort; ls /proc/self/fd | wc -l"}
+	fast := must(t, probe...)
+	slow := vpsctlEnv(t, []string{"VPSCTL_NO_FASTPATH=1"}, probe...)
+	if slow.code != 0 || fast != slow.out {
+		t.Fatalf("fast and Go exec paths differ:\nfast: %s\nGo:   %s (%s)", fast, slow.out, slow.err)
+	}
 	// stdin passes through
 	r2 := vpsctl(t, "exec", "104", "--", "cat")
 	if r2.code != 0 {
