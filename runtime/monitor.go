@@ -229,8 +229,6 @@ func describeWait(st syscall.WaitStatus) string {
 
 // bootState is one boot of the VPS: what the monitor made for it and must remove after it.
 type bootState struct {
-	m       *monitor
-	cfg     *store.Config
 	pid     int                // host PID of the VPS's init
 	exited  chan struct{}      // closed when init has been reaped
 	status  syscall.WaitStatus // its wait status, valid once exited is closed
@@ -577,7 +575,7 @@ func wait4(pid int) syscall.WaitStatus {
 // network config, template and cgroup manager. The returned bootState destroys the cgroup on
 // teardown.
 func (m *monitor) prepare(c *store.Config) (b *bootState, idmap uid.Range, userns bool, tpl string, err error) {
-	b = &bootState{m: m, cfg: c}
+	b = &bootState{}
 	for _, d := range []string{"lower", "root"} {
 		if err = os.MkdirAll(m.st.Path(m.id, d), 0o700); err != nil {
 			return nil, idmap, false, "", err
