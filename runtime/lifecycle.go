@@ -136,11 +136,26 @@ func (r *Runtime) Stop(id container.ID, o StopOptions) error {
 }
 
 func (r *Runtime) stopLocked(id container.ID, o StopOptions) error {
+	stopF := r.St.Path(uint32(id), stopFile)
+	if s, err := r.Status(id); err == nil && s.State == "running" && s.InitPID == 0 && s.MonitorPID > 0 {
+		// Rebooting: ask the monitor not to boot again, and wait for it to finish.
+		if err := store.WriteFileAtomic(stopF, []byte(strconv.Itoa(os.Getpid())+"\n"), 0o600); err != nil {
+			return err
+		}
+		defer os.Remove(stopF)
+		if fd, err := unix.PidfdOpen(s.MonitorPID, 0); err == nil {
+			waitPidfd(fd, 15000)
+			unix.Close(fd)
+		}
+		if s2, err := r.Status(id); err == nil && s2.State != "running" {
+			r.repair(id)
+			return nil
+		}
+	}
 	s, err := r.running(id, true)
 	if err != nil {
 		return err
 	}
-	stopF := r.St.Path(uint32(id), stopFile)
 	if err := store.WriteFileAtomic(stopF, []byte(strconv.Itoa(os.Getpid())+"\n"), 0o600); err != nil {
 		return err
 	}

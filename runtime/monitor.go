@@ -155,7 +155,7 @@ func (m *monitor) main() int {
 		}
 		m.st.SaveRun(m.id, &m.run)
 		b.teardown()
-		if !reboot {
+		if !reboot || m.stopRequested() {
 			break
 		}
 	}

@@ -73,6 +73,10 @@ func (r *Runtime) Status(id container.ID) (*Status, error) {
 			if cg, err := cgroup.New(cgroupPath(c.ID)); err == nil {
 				s.Suspended, _ = cg.Frozen()
 			}
+		} else if run.Phase == "rebooting" && alive(run.MonitorPID, run.MonitorStart) {
+			// Between the old init's death and the new one's birth: the VPS exists and is
+			// running, as vzctl says of a rebooting container; it has no init to join yet.
+			s.State, s.MonitorPID, s.Boots = "running", run.MonitorPID, run.Boots
 		}
 	}
 	return s, nil
@@ -95,7 +99,7 @@ func (r *Runtime) running(id container.ID, allowSuspended bool) (*Status, error)
 	if s.State == "deleted" {
 		return nil, fmt.Errorf("VPS %d: %w", id, store.ErrNotExist)
 	}
-	if s.State != "running" {
+	if s.State != "running" || s.InitPID == 0 {
 		return nil, fmt.Errorf("VPS %d: %w", id, ErrNotRunning)
 	}
 	if s.Suspended && !allowSuspended {
