@@ -82,6 +82,8 @@ func monitorMain() int {
 		log.Print(err)
 		return 3
 	}
+	// The ready pipe was inherited without close-on-exec; no VPS process may inherit it.
+	unix.CloseOnExec(3)
 	m := &monitor{st: st, id: uint32(id), ready: os.NewFile(3, "ready")}
 	if len(os.Args) > 3 && os.Args[2] == "--" {
 		m.oneshot = os.Args[3:]

@@ -159,13 +159,19 @@ func (r *Runtime) repair(id container.ID) {
 
 // cleanHost removes a stopped VPS's cgroups and host network objects, if any are left.
 func (r *Runtime) cleanHost(id container.ID) {
+	// The group is made first and removed last by a boot: if it is gone and no run state is
+	// left, the previous boot cleaned up after itself and there is nothing to look for (the
+	// network teardown's netlink scans are the costly part of a start's or stop's repair).
+	_, runErr := r.St.LoadRun(uint32(id))
+	leftovers := runErr == nil
 	if cg, err := cgroup.New(cgroupPath(uint32(id))); err == nil && cg.Exists() {
+		leftovers = true
 		cg.Kill(5 * time.Second)
 		if err := cg.Destroy(5 * time.Second); err != nil {
 			log.Printf("VPS %d: cgroup: %v", id, err)
 		}
 	}
-	if c, err := r.St.LoadConfig(uint32(id)); err == nil && slices.Contains(c.Namespaces, "net") {
+	if c, err := r.St.LoadConfig(uint32(id)); leftovers && err == nil && slices.Contains(c.Namespaces, "net") {
 		if nc, err := netConfig(c); err == nil {
 			network.Teardown(uint32(id), nc)
 		}
