@@ -53,6 +53,17 @@ func TestConsole(t *testing.T) {
 		t.Fatal("detaching stopped the VPS")
 	}
 	expectCode(t, 43, "console", "109")
+
+	// exec -t and enter get a pty of the VPS's own devpts.
+	if got := strings.TrimSpace(must(t, "exec", "-t", id, "--", "tty")); !strings.HasPrefix(got, "/dev/pts/") {
+		t.Fatalf("exec -t: tty = %q", got)
+	}
+	enter := exec.Command(bin, "--root", root, "enter", id)
+	enter.Stdin = strings.NewReader("hostname; exit 3\n")
+	eout, _ := enter.CombinedOutput()
+	if !strings.Contains(string(eout), "consoled") || enter.ProcessState.ExitCode() != 3 {
+		t.Fatalf("enter: exit %d, output %q", enter.ProcessState.ExitCode(), eout)
+	}
 	must(t, "stop", "--kill", id)
 	expectCode(t, 31, "console", id)
 }
