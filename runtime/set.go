@@ -84,6 +84,9 @@ func (r *Runtime) Set(id container.ID, o SetOptions) error {
 		next.Capabilities = append(next.Capabilities, c)
 	}
 	running := s.State == "running"
+	if running && s.InitPID == 0 {
+		return fmt.Errorf("VPS %d: rebooting, try again in a moment: %w", id, ErrNotRunning)
+	}
 	var users [][2]string
 	for _, up := range o.UserPasswd {
 		u, p, ok := strings.Cut(up, ":")

@@ -86,7 +86,7 @@ func TestCheckpointRestore(t *testing.T) {
 	vpsctl(t, "exec", id, "--", "reboot")
 	waitFor(t, 20*time.Second, "the restored VPS to reboot", func() bool {
 		s := status(t, id)
-		return s.State == "running" && s.InitPID != old
+		return s.State == "running" && s.InitPID != old && s.InitPID > 0
 	})
 	// suspend --to-disk / resume
 	must(t, "suspend", "--to-disk", id)

@@ -84,7 +84,7 @@ func TestCrashConsistency(t *testing.T) {
 					vpsctl(t, "exec", id, "--", "reboot")
 					waitFor(t, 20*time.Second, "a reboot", func() bool {
 						n := status(t, id)
-						return n.State == "running" && n.InitPID != old
+						return n.State == "running" && n.InitPID != old && n.InitPID > 0
 					})
 				}
 			case "stopped":

@@ -79,7 +79,7 @@ func TestDebianGuests(t *testing.T) {
 			vpsctl(t, "exec", tc.id, "--", "reboot")
 			waitFor(t, 60*time.Second, "a fresh boot", func() bool {
 				s := status(t, tc.id)
-				return s.State == "running" && s.InitPID != old
+				return s.State == "running" && s.InitPID != old && s.InitPID > 0
 			})
 			tc.ready(t, tc.id)
 			vpsctl(t, "exec", tc.id, "--", "poweroff")
