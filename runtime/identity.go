@@ -110,7 +110,7 @@ func openInRoot(dir, rel string) (*os.File, error) {
 
 // ProcInfo is one process as `vpsctl ps` shows it.
 type ProcInfo struct {
-	VPS       uint32 `json:"vps"`
+	VPS       uint32 `json:"vps,omitempty"` // set in the spectator view only
 	HostPID   int    `json:"host_pid"`
 	VPSPID    int    `json:"vps_pid"`
 	VPSUID    int64  `json:"vps_uid"` // -1: not mapped into the VPS
@@ -150,13 +150,16 @@ func (r *Runtime) PS(id container.ID) ([]ProcInfo, error) {
 			continue // it stopped meanwhile
 		}
 		for _, p := range ps {
-			pi := ProcInfo{VPS: s.ID, HostPID: int(p.Host), VPSPID: int(p.VPS), HostUID: p.Status.Uid[0],
+			pi := ProcInfo{HostPID: int(p.Host), VPSPID: int(p.VPS), HostUID: p.Status.Uid[0],
 				VPSUID: -1, Effective: s.ID, Command: p.Cmdline}
 			if g, ok := rg.ToGuest(uid.HostID(p.Status.Uid[0])); ok {
 				pi.VPSUID = int64(g)
 			}
 			if pi.Command == "" {
 				pi.Command = "[" + p.Status.Name + "]"
+			}
+			if id == container.HostID {
+				pi.VPS = s.ID
 			}
 			if o, err := container.Owning(int(p.Host)); err == nil {
 				pi.Owning = uint32(o)

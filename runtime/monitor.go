@@ -236,7 +236,6 @@ type bootState struct {
 	status  syscall.WaitStatus // its wait status, valid once exited is closed
 	cg      cgroup.Manager
 	net     network.Config
-	console *os.File
 	logDone chan struct{}
 	logStop chan struct{}
 	undo    undo
@@ -624,7 +623,6 @@ func (m *monitor) newConsole(b *bootState, idmap uid.Range, userns bool) (*os.Fi
 		slave.Close()
 		return nil, "", fmt.Errorf("console pty: %w", err)
 	}
-	b.console = master
 	b.undo.add(func() { master.Close() })
 	b.logDone, b.logStop = make(chan struct{}), make(chan struct{})
 	go m.console.serve(master, m.st.Path(m.id, "console.log"), b.logDone, b.logStop)

@@ -16,21 +16,20 @@ import (
 
 // Status is what `vpsctl status` and `vpsctl list` report about a VPS.
 type Status struct {
-	ID         uint32             `json:"id"`
-	Name       string             `json:"name"`
-	State      string             `json:"state"` // "running", "stopped" or "deleted"
-	Suspended  bool               `json:"suspended"`
-	Hostname   string             `json:"hostname"`
-	Domainname string             `json:"domainname,omitempty"`
-	Template   string             `json:"template"`
-	InitPID    int                `json:"init_pid"`
-	MonitorPID int                `json:"monitor_pid,omitempty"`
-	Boots      int                `json:"boots,omitempty"`
-	Namespaces []string           `json:"namespaces,omitempty"`
-	IDMap      string             `json:"idmap,omitempty"`
-	IPs        []string           `json:"ips"`
-	NetIfs     []string           `json:"netifs"`
-	Links      []network.LinkInfo `json:"links,omitempty"`
+	ID         uint32   `json:"id"`
+	Name       string   `json:"name"`
+	State      string   `json:"state"` // "running", "stopped" or "deleted"
+	Suspended  bool     `json:"suspended"`
+	Hostname   string   `json:"hostname"`
+	Domainname string   `json:"domainname,omitempty"`
+	Template   string   `json:"template"`
+	InitPID    int      `json:"init_pid"`
+	MonitorPID int      `json:"monitor_pid,omitempty"`
+	Boots      int      `json:"boots,omitempty"`
+	Namespaces []string `json:"namespaces,omitempty"`
+	IDMap      string   `json:"idmap,omitempty"`
+	IPs        []string `json:"ips"`
+	NetIfs     []string `json:"netifs"`
 
 	cfg *store.Config
 	run *store.RunState

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"os"
 	"strings"
-	"text/tabwriter"
 
 	"github.com/urfave/cli/v2"
 	"github.com/vpsctl/vpsctl/container"
@@ -189,7 +188,7 @@ func listCommand() *cli.Command {
 			if asJSON {
 				return printJSON(os.Stdout, ss)
 			}
-			w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+			w := newTable()
 			fmt.Fprintln(w, "ID\tNAME\tSTATE\tHOSTNAME\tTEMPLATE\tIP")
 			for _, s := range ss {
 				state := s.State

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"os"
 	"strconv"
-	"text/tabwriter"
 
 	"github.com/urfave/cli/v2"
 	"github.com/vpsctl/vpsctl/container"
@@ -38,7 +37,7 @@ func uidCommand() *cli.Command {
 				} else {
 					fmt.Printf("# VPS %d: host IDs %s (host:size)\n", id, t.Range)
 				}
-				w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+				w := newTable()
 				kind := "UID"
 				if t.Groups {
 					kind = "GID"
@@ -78,25 +77,9 @@ func psCommand() *cli.Command {
 				return err
 			}
 			if asJSON {
-				if id != container.HostID {
-					type one struct {
-						HostPID   int    `json:"host_pid"`
-						VPSPID    int    `json:"vps_pid"`
-						VPSUID    int64  `json:"vps_uid"`
-						HostUID   uint32 `json:"host_uid"`
-						Owning    uint32 `json:"owning"`
-						Effective uint32 `json:"effective"`
-						Command   string `json:"command"`
-					}
-					out := make([]one, len(ps))
-					for i, p := range ps {
-						out[i] = one{p.HostPID, p.VPSPID, p.VPSUID, p.HostUID, p.Owning, p.Effective, p.Command}
-					}
-					return printJSON(os.Stdout, out)
-				}
 				return printJSON(os.Stdout, ps)
 			}
-			w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+			w := newTable()
 			if id == container.HostID {
 				fmt.Fprint(w, "VPS\t")
 			}
@@ -148,7 +131,7 @@ func pidCommand() *cli.Command {
 			if asJSON {
 				return printJSON(os.Stdout, infos)
 			}
-			w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+			w := newTable()
 			fmt.Fprintln(w, "HOST_PID\tOWNING\tEFFECTIVE\tVPS_PID\tCOMMAND")
 			for _, p := range infos {
 				fmt.Fprintf(w, "%d\t%d\t%d\t%d\t%s\n", p.HostPID, p.Owning, p.Effective, p.VPSPID, p.Command)

@@ -79,6 +79,9 @@ func checkFormat(c *cli.Context) (bool, error) {
 	return false, usageError("--format %q: want table or json", c.String("format"))
 }
 
+// newTable is the writer of every table vpsctl prints: columns aligned with two spaces.
+func newTable() *tabwriter.Writer { return tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0) }
+
 func printJSON(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
@@ -375,7 +378,7 @@ func templateCommand() *cli.Command {
 						}
 						return printJSON(os.Stdout, ts)
 					}
-					w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+					w := newTable()
 					fmt.Fprintln(w, "NAME\tSOURCE")
 					for _, t := range ts {
 						fmt.Fprintf(w, "%s\t%s\n", t.Name, t.Source)
