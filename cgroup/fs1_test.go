@@ -87,7 +87,14 @@ func TestFS1Lifecycle(t *testing.T) {
 	}
 	// Since Linux 6.1 a task frozen while asleep keeps its wchan (it is only moved to
 	// TASK_FROZEN, which /proc reports as D); a running one parks in the freezer.
-	if w, st := wchan(pid), procState(pid); !strings.Contains(w, "refrigerator") && !strings.Contains(w, "freez") && st != "D" {
+	// A task that was running when the freeze began may still be on its way in: look,
+	// bounded, until it is parked.
+	var w, st string
+	parked := func() bool {
+		w, st = wchan(pid), procState(pid)
+		return strings.Contains(w, "refrigerator") || strings.Contains(w, "freez") || st == "D"
+	}
+	if poll(2*time.Second, func() (bool, error) { return parked(), nil }) != nil {
 		t.Errorf("frozen task sleeps in %q in state %q, want the freezer or D", w, st)
 	}
 	if err := m.Thaw(); err != nil {

@@ -84,8 +84,12 @@ func TestFS2Lifecycle(t *testing.T) {
 		t.Errorf("Frozen = %v, %v after Freeze", f, err)
 	}
 	for _, p := range []int{pid, cmd2.Process.Pid} {
-		// v2 parks frozen tasks in do_freezer_trap, inlined in get_signal.
-		if w := wchan(p); !strings.Contains(w, "freez") && w != "get_signal" {
+		// v2 parks frozen tasks in do_freezer_trap, inlined in get_signal. cgroup.events
+		// says frozen as soon as a task has counted itself in, a moment before it goes to
+		// sleep (its wchan reads "0" while it is still on a CPU), so look until it is parked.
+		var w string
+		parked := func() bool { w = wchan(p); return strings.Contains(w, "freez") || w == "get_signal" }
+		if poll(2*time.Second, func() (bool, error) { return parked(), nil }) != nil {
 			t.Errorf("frozen task %d sleeps in %q, want the freezer", p, w)
 		}
 	}
