@@ -31,14 +31,19 @@
 // neighbour entry for fe80::1. The VPS answers ARP and NDP for its own
 // addresses as any host does.
 //
-// Host to VPS and VPS to host traffic needs no forwarding. VPS to VPS, VPS to
-// the world, and LAN to VPS traffic does: this package never changes
-// net.ipv4.ip_forward or net.ipv6.conf.all.forwarding, it reports them as
-// warnings (Setup, Warnings, ForwardingEnabled). Per-interface forwarding on
-// the host ends (net.ipv4.conf.vps<ID>.forwarding, and
-// net.ipv6.conf.vps<ID>.force_forwarding on Linux 6.17 and later) works as
-// well. Turning on net.ipv6.conf.all.forwarding makes the kernel ignore router
-// advertisements: an uplink configured by SLAAC then needs accept_ra=2.
+// Host to VPS and VPS to host traffic needs no forwarding. VPS to VPS traffic
+// does, and for IPv4 the kernel decides it by the interface a packet arrives
+// on: the routed host ends get net.ipv4.conf.vps<ID>.forwarding=1, so VPSs
+// reach each other over IPv4 with the host-wide switch off (rp_filter=1 on
+// the same ends keeps them from forging sources). IPv6 has no rp_filter, so
+// IPv6 forwarding stays the administrator's decision (host-wide, or
+// net.ipv6.conf.vps<ID>.force_forwarding on Linux 6.17 and later). VPS to the
+// world and LAN to VPS traffic comes back in through the uplink and needs the
+// host-wide switches: this package never changes net.ipv4.ip_forward or
+// net.ipv6.conf.all.forwarding, it reports them as warnings (Setup, Warnings,
+// ForwardingEnabled). Turning on net.ipv6.conf.all.forwarding makes the kernel
+// ignore router advertisements: an uplink configured by SLAAC then needs
+// accept_ra=2.
 //
 // Proxy ARP/NDP entries go on a host interface only for VPS addresses inside
 // a subnet directly configured on that interface (as vzctl did, so that the
@@ -57,9 +62,9 @@
 //   - Host sysctls change only for links this package created and only before
 //     they come up: accept_ra=0 and accept_redirects=0 on every host end (a
 //     tenant must not steer the host's routing with router advertisements or
-//     redirects), rp_filter=1 on the routed host end, so the kernel drops
-//     packets from a VPS whose source is not one of its routed IPv4 addresses,
-//     as venet did. The kernel has no such filter for IPv6: IPv6 source
+//     redirects), rp_filter=1 and forwarding=1 on the routed host end, so the
+//     kernel forwards what a VPS sends to other VPSs but drops packets whose
+//     source is not one of its routed IPv4 addresses, as venet did. The kernel has no such filter for IPv6: IPv6 source
 //     spoofing by a routed VPS needs a netfilter rule (fib saddr . iif).
 //   - Work inside a VPS goes through netlink handles bound to its namespace
 //     (netlink.NewHandleAt), created on a thread that never returns to the

@@ -99,14 +99,21 @@ func Warnings(id uint32, cfg Config) []string {
 	has4 := slices.ContainsFunc(cfg.IPs, func(p netip.Prefix) bool { return p.Addr().Is4() })
 	has6 := slices.ContainsFunc(cfg.IPs, func(p netip.Prefix) bool { return p.Addr().Is6() })
 	v4, v6 := ForwardingEnabled()
+	own4, own6 := vpsForwarding(id)
+	reach := func(own bool) string {
+		if own {
+			return "this host and other VPSs"
+		}
+		return "only this host"
+	}
 	if has4 && !v4 {
-		w = append(w, fmt.Sprintf("net.ipv4.ip_forward is off: VPS %d reaches only this host over IPv4, "+
-			"not other VPSs or networks; enable it with: sysctl -w net.ipv4.ip_forward=1", id))
+		w = append(w, fmt.Sprintf("net.ipv4.ip_forward is off: VPS %d reaches %s over IPv4, "+
+			"not other networks; enable it with: sysctl -w net.ipv4.ip_forward=1", id, reach(own4)))
 	}
 	if has6 && !v6 {
-		w = append(w, fmt.Sprintf("net.ipv6.conf.all.forwarding is off: VPS %d reaches only this host over IPv6, "+
-			"not other VPSs or networks; enable it with: sysctl -w net.ipv6.conf.all.forwarding=1 "+
-			"(an uplink configured by router advertisements then needs accept_ra=2)", id))
+		w = append(w, fmt.Sprintf("net.ipv6.conf.all.forwarding is off: VPS %d reaches %s over IPv6, "+
+			"not other networks; enable it with: sysctl -w net.ipv6.conf.all.forwarding=1 "+
+			"(an uplink configured by router advertisements then needs accept_ra=2)", id, reach(own6)))
 	}
 	if !has6 {
 		return w
@@ -533,11 +540,19 @@ func newVeth(v *vpsNetns, id uint32, hostName, inside string, insideMAC net.Hard
 // before it comes up. A tenant must not configure the host: no router
 // advertisements (with forwarding off the host would take a default route
 // from the VPS) and no redirects. On the routed end, rp_filter=1 drops
-// packets whose IPv4 source is not routed to this VPS, as venet did.
+// packets whose IPv4 source is not routed to this VPS, as venet did, and
+// IPv4 forwarding is on for packets that arrive from the VPS: the kernel
+// decides it by the input interface (IN_DEV_FORWARD in ip_route_input_slow),
+// so VPS to VPS traffic works without net.ipv4.ip_forward, which replies from
+// other networks still need (see Warnings). IPv6 has force_forwarding (Linux
+// 6.17) but no rp_filter: forwarding a routed VPS's IPv6 packets would let it
+// send other VPSs packets with forged sources, so that stays the host-wide
+// switch's decision.
 func configureHostEnd(name string, routed bool) error {
 	set := [][2]string{{"net/ipv4/conf/" + name + "/accept_redirects", "0"}}
 	if routed {
-		set = append(set, [2]string{"net/ipv4/conf/" + name + "/rp_filter", "1"})
+		set = append(set, [2]string{"net/ipv4/conf/" + name + "/rp_filter", "1"},
+			[2]string{"net/ipv4/conf/" + name + "/forwarding", "1"})
 	}
 	set = append(set,
 		[2]string{"net/ipv6/conf/" + name + "/accept_ra", "0"},
@@ -551,6 +566,17 @@ func configureHostEnd(name string, routed bool) error {
 		}
 	}
 	return nil
+}
+
+// vpsForwarding reports whether the routed host end of VPS id forwards what
+// the VPS sends, for IPv4 and IPv6 (force_forwarding, which an administrator
+// may set; this package does not).
+func vpsForwarding(id uint32) (v4, v6 bool) {
+	s, err := hostSysctl("net/ipv4/conf/" + HostIfName(id) + "/forwarding")
+	v4 = err == nil && s == "1"
+	s, err = hostSysctl("net/ipv6/conf/" + HostIfName(id) + "/force_forwarding")
+	v6 = err == nil && s == "1"
+	return v4, v6
 }
 
 // ensureVenet returns VPS id's routed pair, creating and configuring it if

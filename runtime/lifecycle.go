@@ -114,6 +114,7 @@ func (r *Runtime) spawnMonitor(id container.ID, extra ...string) (int, error) {
 		return 0, fmt.Errorf("VPS %d: %s", id, msg.Error)
 	}
 	cmd.Process.Release()
+	r.warn(uint32(id), msg.Warnings)
 	return msg.InitPID, nil
 }
 

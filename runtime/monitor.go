@@ -144,7 +144,7 @@ func (m *monitor) main() int {
 		if err := m.st.SaveRun(m.id, &m.run); err != nil {
 			log.Printf("save run state: %v", err)
 		}
-		m.report(readyMsg{InitPID: b.pid})
+		m.report(readyMsg{InitPID: b.pid, Warnings: b.warnings})
 		fault.Point("monitor-running")
 		log.Printf("boot %d: init is host PID %d", boot, b.pid)
 
@@ -239,6 +239,8 @@ type bootState struct {
 	logDone chan struct{}
 	logStop chan struct{}
 	undo    undo
+	// warnings for the CLI that started this boot (readyMsg.Warnings)
+	warnings []string
 }
 
 // boot starts one boot of the VPS. On error everything made so far is removed again.
@@ -368,6 +370,7 @@ func (m *monitor) bootRest(c *store.Config, b *bootState, res *cgroup.Resources,
 		for _, w := range warnings {
 			log.Printf("network: %s", w)
 		}
+		b.warnings = warnings
 	}
 
 	fault.Point("monitor-network")

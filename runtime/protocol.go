@@ -48,4 +48,6 @@ type readyMsg struct {
 	InitPID int    `json:"init_pid,omitempty"`
 	Kind    string `json:"kind,omitempty"` // sentinel name for errors callers branch on
 	Error   string `json:"error,omitempty"`
+	// Warnings: host settings that keep the VPS from working fully (e.g. forwarding off).
+	Warnings []string `json:"warnings,omitempty"`
 }

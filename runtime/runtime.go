@@ -20,6 +20,7 @@ package runtime
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 
 	"github.com/vpsctl/vpsctl/container"
@@ -40,6 +41,18 @@ var (
 // Runtime operates on one state root.
 type Runtime struct {
 	St *store.Store
+	// Warn receives warnings about host settings that keep a VPS from working fully (one
+	// line each); nil discards them. They are also in the VPS's monitor.log.
+	Warn io.Writer
+}
+
+func (r *Runtime) warn(id uint32, msgs []string) {
+	if r.Warn == nil {
+		return
+	}
+	for _, m := range msgs {
+		fmt.Fprintf(r.Warn, "vpsctl: warning: VPS %d: %s\n", id, m)
+	}
 }
 
 // Open opens the state root (see store.Open) and sweeps leftovers of killed commands.

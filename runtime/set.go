@@ -240,6 +240,9 @@ func (r *Runtime) applyLive(s *Status, old, next *store.Config, o SetOptions) er
 			if err := network.AddIPs(next.ID, s.InitPID, add); err != nil {
 				return err
 			}
+			if nc, err := netConfig(next); err == nil {
+				r.warn(next.ID, network.Warnings(next.ID, nc))
+			}
 		}
 		for _, n := range o.Net.NetIfDel {
 			if err := network.DelNetIf(next.ID, s.InitPID, n); err != nil {

@@ -10,6 +10,7 @@ cd "$(dirname "$0")/.."
 need=()
 { [ -x /bin/busybox ] && ! ldd /bin/busybox >/dev/null 2>&1; } || need+=(busybox-static)
 command -v ip >/dev/null || need+=(iproute2)
+command -v ping >/dev/null || need+=(iputils-ping)   # the issues' acceptance commands ping VPSs from the host
 command -v flock >/dev/null || need+=(util-linux)
 command -v gcc >/dev/null || need+=(gcc)
 command -v debootstrap >/dev/null || need+=(debootstrap)

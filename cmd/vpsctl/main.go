@@ -46,7 +46,12 @@ func usageError(format string, a ...any) error {
 }
 
 func openRuntime(c *cli.Context) (*runtime.Runtime, error) {
-	return runtime.Open(c.String("root"))
+	rt, err := runtime.Open(c.String("root"))
+	if err != nil {
+		return nil, err
+	}
+	rt.Warn = os.Stderr
+	return rt, nil
 }
 
 // withVPS runs f with the runtime and the VPS named by the first argument.
