@@ -186,41 +186,64 @@ func readCheckpointMeta(dir string) (*checkpointMeta, error) {
 
 // Restore brings VPS id back from a checkpoint: same ID, VPS PIDs, hostname, UID map, limits
 // and addresses; host PIDs differ. The VPS must exist (with its private area) and be stopped.
-// A failed restore leaves it stopped, with nothing left behind.
-func (r *Runtime) Restore(id container.ID, dir string) (int, error) {
+// A failed restore leaves it stopped, with nothing left behind. Progress lines go to progress
+// (nil: none).
+func (r *Runtime) Restore(id container.ID, dir string, progress io.Writer) (*RestoreResult, error) {
 	lk, err := r.St.LockVPS(uint32(id), "restore")
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
 	defer lk.Unlock()
 	s, err := r.Status(id)
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
 	switch s.State {
 	case "deleted":
-		return 0, fmt.Errorf("VPS %d: %w", id, store.ErrNotExist)
+		return nil, fmt.Errorf("VPS %d: %w", id, store.ErrNotExist)
 	case "running":
-		return 0, fmt.Errorf("VPS %d: %w", id, ErrRunning)
+		return nil, fmt.Errorf("VPS %d: %w", id, ErrRunning)
 	}
 	if dir == "" {
 		dir = r.DefaultCheckpointDir(id)
 	}
 	if dir, err = filepath.Abs(dir); err != nil {
-		return 0, err
+		return nil, err
 	}
 	meta, err := readCheckpointMeta(dir)
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
 	if meta.IDMap != s.IDMap {
-		return 0, fmt.Errorf("VPS %d: checkpoint was taken with UID map %q, the VPS has %q: %w", id, meta.IDMap, s.IDMap, ErrNoCheckpoint)
+		return nil, fmt.Errorf("VPS %d: checkpoint was taken with UID map %q, the VPS has %q: %w", id, meta.IDMap, s.IDMap, ErrNoCheckpoint)
 	}
 	if _, _, err := criu.Find(); err != nil {
-		return 0, fmt.Errorf("restore: %w (run scripts/install-criu.sh)", err)
+		return nil, fmt.Errorf("restore: %w (run scripts/install-criu.sh)", err)
 	}
 	r.repair(id)
-	return r.spawnMonitor(id, "--restore", dir)
+	if progress == nil {
+		progress = io.Discard
+	}
+	res := &RestoreResult{ID: uint32(id), Dir: dir, Bytes: dirSize(dir)}
+	fmt.Fprintf(progress, "restoring VPS %d from %s (%.1f MiB, taken %s)\n", id, dir, float64(res.Bytes)/(1<<20),
+		meta.Time.Format(time.RFC3339))
+	t0 := time.Now()
+	pid, err := r.spawnMonitor(id, "--restore", dir)
+	if err != nil {
+		return nil, err
+	}
+	res.InitPID, res.Seconds = pid, time.Since(t0).Seconds()
+	fmt.Fprintf(progress, "read %.1f MiB in %.2f s\n", float64(res.Bytes)/(1<<20), res.Seconds)
+	return res, nil
+}
+
+// RestoreResult is what a restore did (`vpsctl restore --format json`).
+type RestoreResult struct {
+	ID      uint32  `json:"id"`
+	Dir     string  `json:"dir"`
+	InitPID int     `json:"init_pid"` // host PID of the restored init
+	Bytes   int64   `json:"bytes"`    // size of the image directory
+	Seconds float64 `json:"seconds"`
 }
 
 // CheckpointReport is the pre-flight of `vpsctl checkpoint --check`.

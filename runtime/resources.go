@@ -98,7 +98,7 @@ func (r *Runtime) SuspendToDisk(id container.ID, progress io.Writer) error {
 func (r *Runtime) Resume(id container.ID) error {
 	if _, err := os.Stat(r.St.Path(uint32(id), suspendedFile)); err == nil {
 		if s, err := r.Status(id); err == nil && s.State == "stopped" {
-			if _, err := r.Restore(id, ""); err != nil {
+			if _, err := r.Restore(id, "", nil); err != nil {
 				return err
 			}
 			os.Remove(r.St.Path(uint32(id), suspendedFile))

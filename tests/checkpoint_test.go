@@ -1,6 +1,7 @@
 package tests
 
 import (
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -9,12 +10,17 @@ import (
 	"time"
 )
 
+// readCount reads the counter the test's loop keeps in /count (replaced by rename, so never
+// seen half-written).
 func readCount(t *testing.T, id string) int {
 	t.Helper()
-	out := strings.TrimSpace(must(t, "exec", id, "--", "cat", "/count"))
-	n, err := strconv.Atoi(out)
+	r := vpsctl(t, "exec", id, "--", "cat", "/count")
+	if r.code != 0 {
+		return -1 // the loop has not written it yet
+	}
+	n, err := strconv.Atoi(strings.TrimSpace(r.out))
 	if err != nil {
-		t.Fatalf("count %q: %v", out, err)
+		t.Fatalf("count %q: %v", r.out, err)
 	}
 	return n
 }
@@ -27,7 +33,7 @@ func TestCheckpointRestore(t *testing.T) {
 	checkClean(t, id)
 	must(t, "create", id, "--template", "busybox", "--hostname", "ck", "--ipadd", "198.18.0.191", "--memory", "128M")
 	must(t, "start", id)
-	must(t, "exec", id, "--", "sh", "-c", "i=0; while :; do i=$((i+1)); echo $i > /count; sleep 0.1; done >/dev/null 2>&1 &")
+	must(t, "exec", id, "--", "sh", "-c", "i=0; while :; do i=$((i+1)); echo $i > /count.new; mv /count.new /count; sleep 0.1; done >/dev/null 2>&1 &")
 
 	chk := must(t, "checkpoint", "--check", id)
 	if !strings.Contains(chk, "blockers: none") || !strings.Contains(chk, "4.") {
@@ -81,8 +87,20 @@ func TestCheckpointRestore(t *testing.T) {
 	if s := status(t, id); s.State != "stopped" {
 		t.Fatal("a failed restore changed the state")
 	}
-	must(t, "restore", id, "--dir", dir)
+	var res struct {
+		ID      uint32  `json:"id"`
+		Dir     string  `json:"dir"`
+		InitPID int     `json:"init_pid"`
+		Bytes   int64   `json:"bytes"`
+		Seconds float64 `json:"seconds"`
+	}
+	if err := json.Unmarshal([]byte(must(t, "restore", id, "--dir", dir, "--format", "json")), &res); err != nil {
+		t.Fatalf("restore --format json: %v", err)
+	}
 	old := status(t, id).InitPID
+	if res.Dir != dir || res.InitPID != old || res.Bytes <= 0 || res.Seconds <= 0 {
+		t.Errorf("restore --format json = %+v; want dir %s, init PID %d, a size and a time", res, dir, old)
+	}
 	vpsctl(t, "exec", id, "--", "reboot")
 	waitFor(t, 20*time.Second, "the restored VPS to reboot", func() bool {
 		s := status(t, id)

@@ -91,15 +91,26 @@ func printCheck(r *runtime.CheckpointReport) {
 func restoreCommand() *cli.Command {
 	return &cli.Command{
 		Name: "restore", Usage: "bring a checkpointed VPS back", ArgsUsage: "ID|NAME",
-		Description: "Restores the VPS from DIR (default STATE/vps/ID/checkpoint): same ID, VPS PIDs, hostname,\nUID map, limits and addresses. The VPS must exist and be stopped.\n\nEXAMPLE:\n   vpsctl restore 101 --dir /backup/101",
-		Flags:       []cli.Flag{&cli.StringFlag{Name: "dir", Usage: "image directory"}},
+		Description: "Restores the VPS from DIR (default STATE/vps/ID/checkpoint): same ID, VPS PIDs, hostname,\nUID map, limits and addresses. The VPS must exist and be stopped.\n\nEXAMPLES:\n   vpsctl restore 101\n   vpsctl restore 101 --dir /backup/101 --format json",
+		Flags:       []cli.Flag{&cli.StringFlag{Name: "dir", Usage: "image directory"}, formatFlag()},
 		Action: func(c *cli.Context) error {
+			asJSON, err := checkFormat(c)
+			if err != nil {
+				return err
+			}
 			return withVPS(c, func(rt *runtime.Runtime, id uint32) error {
-				pid, err := rt.Restore(toID(id), c.String("dir"))
+				progress := os.Stdout
+				if asJSON {
+					progress = os.Stderr
+				}
+				res, err := rt.Restore(toID(id), c.String("dir"), progress)
 				if err != nil {
 					return err
 				}
-				fmt.Printf("VPS %d restored (init PID %d)\n", id, pid)
+				if asJSON {
+					return printJSON(os.Stdout, res)
+				}
+				fmt.Printf("VPS %d restored (init PID %d)\n", id, res.InitPID)
 				return nil
 			})
 		},
