@@ -104,11 +104,15 @@ static int send_fd(int fd)
 }
 
 void vpsctl_fastexec(int argc, char **argv);
+void vpsctl_init_child(const char *sockfd) __attribute__((noreturn));
 
 // glibc passes constructors the program's argc, argv and environment.
 __attribute__((constructor)) static void vpsctl_nsenter(int argc, char **argv, char **envp)
 {
 	(void)envp;
+	const char *ic = getenv("_VPSCTL_INIT");
+	if (ic)
+		vpsctl_init_child(ic); // the VPS's init child (initchild.c): never returns
 	const char *s = getenv("_VPSCTL_NSENTER");
 	if (!s) {
 		if (!getenv("_VPSCTL_MODE") && !getenv("VPSCTL_NO_FASTPATH"))

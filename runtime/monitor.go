@@ -37,8 +37,6 @@ func ChildMain() {
 	switch mode {
 	case "monitor":
 		os.Exit(monitorMain())
-	case "init":
-		initMain()
 	case "criu-action":
 		os.Exit(criuActionMain())
 	case "hold":
@@ -301,7 +299,7 @@ func (m *monitor) bootRest(c *store.Config, b *bootState, res *cgroup.Resources,
 
 	cmd := exec.Command("/proc/self/exe", strconv.FormatUint(uint64(m.id), 10))
 	cmd.Args[0] = "vpsctl-init"
-	cmd.Env = []string{modeEnv + "=init"}
+	cmd.Env = []string{initEnv + "=3"}
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = stdin, stdout, stderr
 	cmd.ExtraFiles = []*os.File{childSock}
 	attr := &syscall.SysProcAttr{
@@ -374,24 +372,22 @@ func (m *monitor) bootRest(c *store.Config, b *bootState, res *cgroup.Resources,
 	}
 
 	fault.Point("monitor-network")
-	msg := initMsg{ID: m.id, Hostname: c.Hostname, Domainname: c.Domainname, Namespaces: c.Namespaces,
-		Console: consolePath, CapDrop: capDrop(c), Init: initArgv(m.oneshot),
+	msg := initMsg{NSFlags: cloneFlags(c.Namespaces), Hostname: c.Hostname, Domainname: c.Domainname,
+		Console: consolePath, CapDrop: capMask(c), Init: initArgv(m.oneshot),
 		Env: []string{"container=vpsctl", "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
 			"HOME=/root", "TERM=linux"}}
-	data, _ := json.Marshal(msg)
-	if err := unix.Sendmsg(fds[0], data, unix.UnixRights(rootFd), nil, 0); err != nil {
+	if err := unix.Sendmsg(fds[0], msg.encode(), unix.UnixRights(rootFd), nil, 0); err != nil {
 		return nil, fmt.Errorf("send init config: %w", os.NewSyscallError("sendmsg", err))
 	}
 	// The child's end closes on exec: EOF means the VPS's init runs; a message is a failure.
-	buf := make([]byte, 4096)
+	buf := make([]byte, 2*initErrorSize)
 	n, err := sock.Read(buf)
 	if err != nil && err != io.EOF {
 		return nil, fmt.Errorf("init child: %w", err)
 	}
 	if n > 0 {
-		var ce childError
-		if json.Unmarshal(buf[:n], &ce) == nil {
-			return nil, fmt.Errorf("start: %s", ce.Msg)
+		if ie, ok := parseInitError(buf[:n]); ok {
+			return nil, fmt.Errorf("start: %w", ie)
 		}
 		return nil, fmt.Errorf("start: init child: %q", buf[:n])
 	}

@@ -1,9 +1,18 @@
 package runtime
 
-// The parent/child protocols of a start. Two hidden modes of the vpsctl binary, chosen by the
-// _VPSCTL_MODE environment variable in main before the CLI parses anything (see IsChild):
+import (
+	"encoding/binary"
+	"strconv"
+	"strings"
+	"syscall"
+)
+
+// The parent/child protocols of a start. Two hidden modes of the vpsctl binary: the monitor,
+// chosen by the _VPSCTL_MODE environment variable in main before the CLI parses anything (see
+// IsChild), and the init child, which is C code run before the Go runtime starts (a constructor
+// in package nsenter, chosen by _VPSCTL_INIT), so that a boot starts no second Go runtime:
 //
-//	vpsctl start (CLI)                monitor (_VPSCTL_MODE=monitor)       init child (_VPSCTL_MODE=init)
+//	vpsctl start (CLI)                monitor (_VPSCTL_MODE=monitor)       init child (_VPSCTL_INIT=3)
 //	spawn: setsid, CLONE_NEWNS,
 //	fd 3 = write end of "ready" pipe
 //	                                  cgroup, console pty
@@ -16,7 +25,7 @@ package runtime
 //	                                  initMsg + rootfs fd (SCM_RIGHTS) ──>  unshare cgroup ns, mount the root,
 //	                                                                       /proc /sys /dev /run, pivot_root,
 //	                                                                       hostname, capabilities, exec init
-//	                                  <── childError (only on failure); EOF when exec succeeds
+//	                                  <── initError (only on failure); EOF when exec succeeds
 //	<── readyMsg (JSON) ──────────────  init PID or the error
 //	exits; the monitor stays and waits for init
 //
@@ -24,24 +33,63 @@ package runtime
 
 const modeEnv = "_VPSCTL_MODE"
 
-// initMsg is what the init child needs to build the VPS around itself.
+// initEnv names the init child's socket fd; the C constructor acts on it (see initchild.c).
+const initEnv = "_VPSCTL_INIT"
+
+// initMsg is what the init child (nsenter/initchild.c) needs to build the VPS around itself. It
+// crosses as NUL-terminated "key=value" strings ending with an empty one (see encode).
 type initMsg struct {
-	ID         uint32   `json:"id"`
-	Hostname   string   `json:"hostname"`
-	Domainname string   `json:"domainname"`
-	Namespaces []string `json:"namespaces"`
-	Console    string   `json:"console"`  // host path of the console pty slave (/dev/pts/N)
-	CapDrop    []int    `json:"cap_drop"` // capabilities to drop from the bounding set
-	Init       []string `json:"init"`     // argv of the VPS's init
-	Env        []string `json:"env"`
+	NSFlags    int // CLONE_NEW* flags of the VPS's namespaces
+	Hostname   string
+	Domainname string
+	Console    string   // host path of the console pty slave (/dev/pts/N)
+	CapDrop    uint64   // capabilities to drop from the bounding set
+	Init       []string // argv of the VPS's init
+	Env        []string
 }
 
-// childError is a failure of the init child before it could exec the VPS's init.
-type childError struct {
-	Stage string `json:"stage"`
-	Errno int    `json:"errno"`
-	Msg   string `json:"msg"`
+func (m *initMsg) encode() []byte {
+	var b []byte
+	kv := func(k, v string) { b = append(append(append(append(b, k...), '='), v...), 0) }
+	kv("ns", strconv.Itoa(m.NSFlags))
+	kv("hostname", m.Hostname)
+	kv("domainname", m.Domainname)
+	kv("console", m.Console)
+	kv("capdrop", strconv.FormatUint(m.CapDrop, 16))
+	for _, a := range m.Init {
+		kv("arg", a)
+	}
+	for _, e := range m.Env {
+		kv("env", e)
+	}
+	return append(b, 0)
 }
+
+// initError is a failure of the init child before it could exec the VPS's init: struct
+// init_error of initchild.c, an errno and the step that failed.
+type initError struct {
+	Errno syscall.Errno
+	Stage string
+}
+
+const initErrorSize = 256
+
+func parseInitError(b []byte) (*initError, bool) {
+	if len(b) != initErrorSize {
+		return nil, false
+	}
+	stage, _, _ := strings.Cut(string(b[4:]), "\x00")
+	return &initError{Errno: syscall.Errno(binary.NativeEndian.Uint32(b)), Stage: stage}, true
+}
+
+func (e *initError) Error() string {
+	if e.Errno == 0 {
+		return e.Stage
+	}
+	return e.Stage + ": " + e.Errno.Error()
+}
+
+func (e *initError) Unwrap() error { return e.Errno }
 
 // readyMsg is the monitor's answer to the CLI that spawned it.
 type readyMsg struct {

@@ -1,0 +1,442 @@
+// The VPS's init child: the process the monitor clones into the VPS's new namespaces. It builds
+// the VPS's root around itself and execs the VPS's init, all before the Go runtime would start
+// (a constructor), so a boot pays for no second Go runtime.
+//
+// It acts when _VPSCTL_INIT names its socket fd (a SOCK_SEQPACKET end from the monitor). The
+// protocol is drawn in runtime/protocol.go:
+//
+//   monitor -> child: one message, NUL-terminated "key=value" strings ending with an empty one,
+//                     and the detached mount of the VPS's root as SCM_RIGHTS
+//   child -> monitor: struct init_error, only on failure; EOF (the socket is close-on-exec)
+//                     once the VPS's init runs
+//
+// Keys: ns (CLONE_NEW* flags of the VPS), hostname, domainname, console (host path of the console
+// pty slave, also our stdio), capdrop (hex mask of capabilities to drop from the bounding set),
+// arg (repeated: the init's argv), env (repeated: its environment).
+//
+// The child runs as root of the VPS's user namespace (the monitor wrote its ID maps), as PID 1 of
+// its PID namespace, in the VPS's group (the monitor put it there).
+#define _GNU_SOURCE
+#include <errno.h>
+#include <stdarg.h>
+#include <fcntl.h>
+#include <sched.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/types.h>
+#include <unistd.h>
+
+#ifndef MOVE_MOUNT_F_EMPTY_PATH
+#define MOVE_MOUNT_F_EMPTY_PATH 0x00000004
+#endif
+#ifndef MOVE_MOUNT_T_EMPTY_PATH
+#define MOVE_MOUNT_T_EMPTY_PATH 0x00000040
+#endif
+#ifndef CLOSE_RANGE_CLOEXEC
+#define CLOSE_RANGE_CLOEXEC (1U << 2)
+#endif
+
+// init_error crosses to the monitor on failure: the errno and the step (for the message only;
+// nothing matches on it). Keep in step with runtime/protocol.go (initError).
+struct init_error {
+	int32_t err;
+	char stage[252];
+};
+
+static int isock = -1;
+
+static void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+
+static void die(const char *fmt, ...)
+{
+	struct init_error e;
+	memset(&e, 0, sizeof(e));
+	e.err = errno;
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(e.stage, sizeof(e.stage), fmt, ap);
+	va_end(ap);
+	ssize_t r;
+	do {
+		r = send(isock, &e, sizeof(e), MSG_NOSIGNAL);
+	} while (r < 0 && errno == EINTR);
+	_exit(1);
+}
+
+#define NOSUIDDEVEXEC (MS_NOSUID | MS_NODEV | MS_NOEXEC)
+
+// mkdir_p creates dir and its parents (relative to the current directory), like os.MkdirAll.
+static int mkdir_p(const char *dir, mode_t mode)
+{
+	char p[4096];
+	size_t n = strlen(dir);
+	if (n == 0 || n >= sizeof(p))
+		return errno = EINVAL, -1;
+	memcpy(p, dir, n + 1);
+	for (char *s = p + 1; *s; s++) {
+		if (*s != '/')
+			continue;
+		*s = 0;
+		if (mkdir(p, mode) < 0 && errno != EEXIST)
+			return -1;
+		*s = '/';
+	}
+	if (mkdir(p, mode) < 0 && errno != EEXIST)
+		return -1;
+	struct stat st;
+	if (stat(p, &st) < 0)
+		return -1;
+	if (!S_ISDIR(st.st_mode))
+		return errno = ENOTDIR, -1;
+	return 0;
+}
+
+static void mk(const char *src, const char *dst, const char *fstype, unsigned long flags, const char *data)
+{
+	if (mkdir_p(dst, 0755) < 0)
+		die("mkdir /%s", dst);
+	if (mount(src, dst, fstype, flags, data) < 0)
+		die("mount %s on /%s", fstype, dst);
+}
+
+// bind_file bind-mounts the file src onto dst, creating dst.
+static void bind_file(const char *src, const char *dst)
+{
+	int fd = open(dst, O_CREAT | O_WRONLY | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (fd < 0)
+		die("create /%s", dst);
+	close(fd);
+	if (mount(src, dst, NULL, MS_BIND, NULL) < 0)
+		die("bind %s on /%s", src, dst);
+}
+
+// read_all reads a whole (proc) file into a malloc'd, NUL-terminated buffer.
+static char *read_all(const char *path)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return NULL;
+	size_t cap = 1 << 16, n = 0;
+	char *b = malloc(cap);
+	for (;;) {
+		if (!b)
+			break;
+		if (n + 1 >= cap) {
+			char *nb = realloc(b, cap *= 2);
+			if (!nb) {
+				free(b);
+				b = NULL;
+				break;
+			}
+			b = nb;
+		}
+		ssize_t r = read(fd, b + n, cap - n - 1);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			break;
+		n += r;
+	}
+	close(fd);
+	if (b)
+		b[n] = 0;
+	return b;
+}
+
+struct hier {
+	char dir[256];   // mount point on the host, e.g. /sys/fs/cgroup/cpu,cpuacct
+	char fstype[16]; // cgroup or cgroup2
+	char opts[256];  // superblock options minus rw/ro (the controllers, name=...)
+};
+
+// guest_cgroups gives the VPS a cgroup view it can manage (an init such as systemd does): the
+// host's hierarchies mounted again inside the VPS's cgroup namespace, so that their root is the
+// VPS's own group. Runs below the new root (the current directory).
+static void guest_cgroups(void)
+{
+	char *mi = read_all("/proc/self/mountinfo");
+	if (!mi)
+		die("read /proc/self/mountinfo");
+	static struct hier hs[64];
+	int nh = 0;
+	for (char *l = mi, *next; l && *l && nh < 64; l = next) {
+		next = strchr(l, '\n');
+		if (next)
+			*next++ = 0;
+		// "ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTS ... - FSTYPE SOURCE SUPEROPTS"
+		char *sep = strstr(l, " - ");
+		if (!sep)
+			continue;
+		*sep = 0;
+		char *f[5] = { 0 }, *save = NULL, *t = strtok_r(l, " ", &save);
+		for (int i = 0; t && i < 5; i++, t = strtok_r(NULL, " ", &save))
+			f[i] = t;
+		if (!f[4] || strncmp(f[4], "/sys/fs/cgroup", 14))
+			continue;
+		char *fstype = strtok_r(sep + 3, " ", &save);
+		char *source = fstype ? strtok_r(NULL, " ", &save) : NULL;
+		char *super = source ? strtok_r(NULL, " ", &save) : NULL;
+		if (!super)
+			continue;
+		struct hier *h = &hs[nh];
+		if (!strcmp(fstype, "cgroup")) {
+			h->opts[0] = 0;
+			char *s2 = NULL;
+			for (char *o = strtok_r(super, ",", &s2); o; o = strtok_r(NULL, ",", &s2)) {
+				if (!strcmp(o, "rw") || !strcmp(o, "ro"))
+					continue;
+				if (h->opts[0])
+					strncat(h->opts, ",", sizeof(h->opts) - strlen(h->opts) - 1);
+				strncat(h->opts, o, sizeof(h->opts) - strlen(h->opts) - 1);
+			}
+		} else if (!strcmp(fstype, "cgroup2")) {
+			// On a hybrid host the VPS has its own group in the unified tree too (see the
+			// cgroup package), which its cgroup namespace makes its root there.
+			h->opts[0] = 0;
+		} else {
+			continue;
+		}
+		snprintf(h->dir, sizeof(h->dir), "%s", f[4]);
+		snprintf(h->fstype, sizeof(h->fstype), "%s", fstype);
+		nh++;
+	}
+	free(mi);
+	if (nh == 0)
+		return;
+	if (nh == 1 && !strcmp(hs[0].fstype, "cgroup2") && !strcmp(hs[0].dir, "/sys/fs/cgroup")) {
+		// Pure v2: one tree.
+		if (mount("cgroup", "sys/fs/cgroup", "cgroup2", NOSUIDDEVEXEC, NULL) < 0)
+			die("mount cgroup2 on /sys/fs/cgroup");
+		return;
+	}
+	if (mount("tmpfs", "sys/fs/cgroup", "tmpfs", NOSUIDDEVEXEC, "mode=755,size=64k") < 0)
+		die("mount /sys/fs/cgroup");
+	for (int i = 0; i < nh; i++) {
+		const char *rel = hs[i].dir + 1;
+		if (mkdir_p(rel, 0755) < 0)
+			die("mkdir /%s", rel);
+		if (mount("cgroup", rel, hs[i].fstype, NOSUIDDEVEXEC, hs[i].opts[0] ? hs[i].opts : NULL) < 0)
+			die("mount %s (%s) on /%s", hs[i].fstype, hs[i].opts, rel);
+		// Co-mounted controllers (cpu,cpuacct) are reachable by either name, as on the host.
+		const char *base = strrchr(rel, '/') + 1;
+		if (!strcmp(hs[i].fstype, "cgroup") && strchr(base, ',')) {
+			char names[256], link[512];
+			snprintf(names, sizeof(names), "%s", base);
+			char *s2 = NULL;
+			for (char *c = strtok_r(names, ",", &s2); c; c = strtok_r(NULL, ",", &s2)) {
+				snprintf(link, sizeof(link), "sys/fs/cgroup/%s", c);
+				(void)symlink(base, link);
+			}
+		}
+	}
+}
+
+// Masked paths hide host information from the VPS (bound to /dev/null, or an empty read-only
+// tmpfs for directories): kernel memory, the host's keys, timers and scheduler state. Keep in
+// step with runtime/initproc.go (maskedPaths), which the documentation and tests read.
+static const char *masked[] = { "proc/kcore", "proc/keys", "proc/timer_list", "proc/sched_debug",
+	"proc/latency_stats", "proc/acpi", "proc/scsi", "sys/firmware", "sys/kernel/security", NULL };
+// Read-only paths stay visible but cannot be written (host-wide kernel knobs).
+static const char *readonly[] = { "proc/sys", "proc/sysrq-trigger", "proc/irq", "proc/bus", "proc/fs", NULL };
+
+// special builds the VPS's /proc, /sys, /dev and /run below the current directory (the new
+// root). console is the host path of the pty slave the monitor made (also our stdio).
+static void special(int own_net, int own_cgroup, const char *console)
+{
+	mk("proc", "proc", "proc", NOSUIDDEVEXEC, NULL);
+	if (own_net) {
+		mk("sysfs", "sys", "sysfs", NOSUIDDEVEXEC | MS_RDONLY, NULL);
+	} else {
+		// sysfs can only be mounted by the owner of the network namespace; without one of its
+		// own the VPS gets a read-only view of the host's.
+		mk("/sys", "sys", NULL, MS_BIND | MS_REC, NULL);
+		if (mount(NULL, "sys", NULL, MS_BIND | MS_REMOUNT | MS_RDONLY | NOSUIDDEVEXEC, NULL) < 0)
+			die("remount /sys read-only");
+	}
+	if (own_cgroup)
+		guest_cgroups();
+	mk("tmpfs", "dev", "tmpfs", MS_NOSUID | MS_NOEXEC, "mode=755,size=64k");
+	static const char *devs[] = { "null", "zero", "full", "random", "urandom", "tty", NULL };
+	char src[64], dst[64];
+	for (int i = 0; devs[i]; i++) {
+		snprintf(src, sizeof(src), "/dev/%s", devs[i]);
+		snprintf(dst, sizeof(dst), "dev/%s", devs[i]);
+		bind_file(src, dst);
+	}
+	// By path, not through /proc/self/fd: that would name the monitor's mount of the host's
+	// devpts, which is not in our mount namespace (EINVAL).
+	bind_file(console, "dev/console");
+	mk("devpts", "dev/pts", "devpts", MS_NOSUID | MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620,gid=5");
+	mk("shm", "dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777,size=65536k");
+	static const char *links[][2] = { { "ptmx", "pts/ptmx" }, { "fd", "/proc/self/fd" },
+		{ "stdin", "/proc/self/fd/0" }, { "stdout", "/proc/self/fd/1" }, { "stderr", "/proc/self/fd/2" } };
+	for (size_t i = 0; i < sizeof(links) / sizeof(links[0]); i++) {
+		snprintf(dst, sizeof(dst), "dev/%s", links[i][0]);
+		if (symlink(links[i][1], dst) < 0)
+			die("symlink /%s", dst);
+	}
+	mk("tmpfs", "run", "tmpfs", MS_NOSUID | MS_NODEV, "mode=755,size=20%");
+	if (mkdir("run/lock", 01777) < 0 && errno != EEXIST)
+		die("mkdir /run/lock");
+	chmod("run/lock", 01777);
+	struct stat st;
+	if (lstat("tmp", &st) < 0) {
+		if (mkdir("tmp", 01777) < 0)
+			die("mkdir /tmp");
+		chmod("tmp", 01777);
+	} else if (!S_ISDIR(st.st_mode)) {
+		errno = ENOTDIR;
+		die("/tmp");
+	}
+	for (int i = 0; masked[i]; i++) {
+		if (lstat(masked[i], &st) < 0)
+			continue;
+		int r = S_ISDIR(st.st_mode) ? mount("tmpfs", masked[i], "tmpfs", MS_RDONLY | NOSUIDDEVEXEC, "size=0")
+					    : mount("/dev/null", masked[i], NULL, MS_BIND, NULL);
+		if (r < 0)
+			die("mask /%s", masked[i]);
+	}
+	for (int i = 0; readonly[i]; i++) {
+		if (lstat(readonly[i], &st) < 0)
+			continue;
+		if (mount(readonly[i], readonly[i], NULL, MS_BIND | MS_REC, NULL) < 0)
+			die("bind /%s", readonly[i]);
+		if (mount(NULL, readonly[i], NULL, MS_BIND | MS_REMOUNT | MS_RDONLY | NOSUIDDEVEXEC, NULL) < 0)
+			die("read-only /%s", readonly[i]);
+	}
+}
+
+// recv_config reads the one config message and the rootfs fd.
+static size_t recv_config(char *buf, size_t n, int *rootfd)
+{
+	union {
+		struct cmsghdr h;
+		char b[CMSG_SPACE(sizeof(int))];
+	} u;
+	struct iovec iov = { buf, n - 1 };
+	struct msghdr mh = { 0 };
+	mh.msg_iov = &iov;
+	mh.msg_iovlen = 1;
+	mh.msg_control = u.b;
+	mh.msg_controllen = sizeof(u.b);
+	ssize_t r;
+	do {
+		r = recvmsg(isock, &mh, MSG_CMSG_CLOEXEC);
+	} while (r < 0 && errno == EINTR);
+	if (r < 0)
+		die("receive config");
+	if (r == 0) {
+		errno = EPIPE;
+		die("receive config: monitor went away");
+	}
+	buf[r] = 0;
+	*rootfd = -1;
+	for (struct cmsghdr *cm = CMSG_FIRSTHDR(&mh); cm; cm = CMSG_NXTHDR(&mh, cm))
+		if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS)
+			memcpy(rootfd, CMSG_DATA(cm), sizeof(int));
+	if (*rootfd < 0) {
+		errno = EBADF;
+		die("receive config: no rootfs mount fd");
+	}
+	return (size_t)r;
+}
+
+#define MAXARGS 1024
+static char cfgbuf[1 << 16];
+static char *iargv[MAXARGS + 1], *ienvp[MAXARGS + 1];
+
+void vpsctl_init_child(const char *sockfd) __attribute__((noreturn));
+
+void vpsctl_init_child(const char *sockfd)
+{
+	isock = atoi(sockfd);
+	int rootfd;
+	size_t n = recv_config(cfgbuf, sizeof(cfgbuf), &rootfd);
+	int ns = 0, na = 0, ne = 0;
+	uint64_t capdrop = 0;
+	const char *hostname = "", *domainname = "", *console = "/dev/null";
+	for (char *p = cfgbuf; p < cfgbuf + n && *p; p += strlen(p) + 1) {
+		if (!strncmp(p, "ns=", 3))
+			ns = atoi(p + 3);
+		else if (!strncmp(p, "hostname=", 9))
+			hostname = p + 9;
+		else if (!strncmp(p, "domainname=", 11))
+			domainname = p + 11;
+		else if (!strncmp(p, "console=", 8))
+			console = p + 8;
+		else if (!strncmp(p, "capdrop=", 8))
+			capdrop = strtoull(p + 8, NULL, 16);
+		else if (!strncmp(p, "arg=", 4) && na < MAXARGS)
+			iargv[na++] = p + 4;
+		else if (!strncmp(p, "env=", 4) && ne < MAXARGS)
+			ienvp[ne++] = p + 4;
+	}
+	iargv[na] = NULL;
+	ienvp[ne] = NULL;
+	if (na == 0) {
+		errno = EINVAL;
+		die("exec init: no init");
+	}
+	if (ns & CLONE_NEWCGROUP) {
+		// Now that the monitor has put us in the VPS's group, that group becomes the root of
+		// the VPS's cgroup view (the seed's container_clone: a VPS sees only its own subtree).
+		if (unshare(CLONE_NEWCGROUP) < 0)
+			die("unshare cgroup namespace");
+	}
+	// Nothing we mount may propagate back to the monitor's (or the host's) namespace.
+	if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
+		die("make mounts private");
+	// Our working directory is the VPS's mount point, inherited from the monitor and translated
+	// into our mount namespace by clone. We attach the root there by fd, with no path lookup:
+	// as the VPS's root we may not traverse the host's state directory.
+	if (syscall(SYS_move_mount, rootfd, "", AT_FDCWD, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH) < 0)
+		die("attach root filesystem: move_mount");
+	if (fchdir(rootfd) < 0)
+		die("chdir root");
+	close(rootfd);
+	special(ns & CLONE_NEWNET, ns & CLONE_NEWCGROUP, console);
+	// pivot_root(".", ".") stacks the old root on top of the new one; unmounting it leaves the
+	// VPS with no path back to the host's tree (unlike chroot).
+	if (syscall(SYS_pivot_root, ".", ".") < 0)
+		die("pivot_root");
+	if (umount2(".", MNT_DETACH) < 0)
+		die("detach old root");
+	if (chdir("/") < 0)
+		die("chdir /");
+	if (ns & CLONE_NEWUTS) {
+		if (sethostname(hostname, strlen(hostname)) < 0)
+			die("sethostname");
+		if (setdomainname(domainname, strlen(domainname)) < 0)
+			die("setdomainname");
+	}
+	for (int c = 0; c < 64; c++)
+		if (((capdrop >> c) & 1) && prctl(PR_CAPBSET_DROP, c, 0, 0, 0) < 0 && errno != EINVAL)
+			die("drop capabilities");
+	// No host fd other than the console may reach the VPS (CVE-2024-21626); our socket is
+	// close-on-exec, so a failed exec can still be reported.
+	if (syscall(SYS_close_range, 3, ~0U, CLOSE_RANGE_CLOEXEC) < 0)
+		for (int fd = 3; fd < 1024; fd++)
+			fcntl(fd, F_SETFD, FD_CLOEXEC);
+	const char *path = iargv[0];
+	char found[4096];
+	if (!strchr(path, '/')) {
+		// A one-shot command named without a path: look it up in the VPS's PATH.
+		static const char *dirs[] = { "/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin", NULL };
+		for (int i = 0; dirs[i]; i++) {
+			snprintf(found, sizeof(found), "%s/%s", dirs[i], path);
+			if (access(found, X_OK) == 0) {
+				path = found;
+				break;
+			}
+		}
+	}
+	execve(path, iargv, ienvp);
+	die("exec %s", iargv[0]);
+}
