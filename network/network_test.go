@@ -474,12 +474,13 @@ func TestVPSToVPS(t *testing.T) {
 		}
 		t.Cleanup(func() { Teardown(s.id, s.cfg) })
 	}
-	if v4, _ := ForwardingEnabled(); !v4 {
-		if err := ping(t, vpsA.Pid, cfgB.IPs[0].Addr()); err == nil {
-			t.Error("VPS to VPS works without forwarding")
+	// IPv4: the routed host ends forward what their VPS sends (net.ipv4.ip_forward stays as it
+	// is; writing it would reset every interface's forwarding).
+	for _, id := range []uint32{idA, idB} {
+		if v4, _ := vpsForwarding(id); !v4 {
+			t.Errorf("net.ipv4.conf.%s.forwarding is off", HostIfName(id))
 		}
 	}
-	setSysctl(t, "net/ipv4/ip_forward", "1")
 	if err := ping(t, vpsA.Pid, cfgB.IPs[0].Addr()); err != nil {
 		t.Errorf("VPS A to B over IPv4: %v", err)
 	}
@@ -493,6 +494,12 @@ func TestVPSToVPS(t *testing.T) {
 	if _, err := hostSysctl(fwd); err != nil {
 		t.Logf("no per-interface IPv6 forwarding in this kernel (%v): IPv6 VPS to VPS not tested", err)
 	} else {
+		if _, v6 := ForwardingEnabled(); !v6 {
+			// No rp_filter for IPv6: its forwarding stays the administrator's switch.
+			if err := ping(t, vpsA.Pid, cfgB.IPs[1].Addr()); err == nil {
+				t.Error("VPS to VPS over IPv6 works with forwarding off")
+			}
+		}
 		setSysctl(t, fwd, "1")
 		setSysctl(t, "net/ipv6/conf/"+HostIfName(idB)+"/force_forwarding", "1")
 		if err := ping(t, vpsA.Pid, cfgB.IPs[1].Addr()); err != nil {

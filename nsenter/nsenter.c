@@ -105,6 +105,7 @@ static int send_fd(int fd)
 
 void vpsctl_fastexec(int argc, char **argv);
 void vpsctl_init_child(const char *sockfd) __attribute__((noreturn));
+void vpsctl_reaper(int argc, char **argv, const char *spec) __attribute__((noreturn));
 
 // glibc passes constructors the program's argc, argv and environment.
 __attribute__((constructor)) static void vpsctl_nsenter(int argc, char **argv, char **envp)
@@ -113,6 +114,9 @@ __attribute__((constructor)) static void vpsctl_nsenter(int argc, char **argv, c
 	const char *ic = getenv("_VPSCTL_INIT");
 	if (ic)
 		vpsctl_init_child(ic); // the VPS's init child (initchild.c): never returns
+	const char *rp = getenv("_VPSCTL_REAPER");
+	if (rp)
+		vpsctl_reaper(argc, argv, rp); // a running VPS's monitor (reaper.c): never returns
 	const char *s = getenv("_VPSCTL_NSENTER");
 	if (!s) {
 		if (!getenv("_VPSCTL_MODE") && !getenv("VPSCTL_NO_FASTPATH"))

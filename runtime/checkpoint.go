@@ -407,7 +407,7 @@ func (m *monitor) restoreBoot(c *store.Config, dir string) (*bootState, error) {
 		InheritFds: map[string]*os.File{meta.TTY: slave},
 		ExtraArgs:  []string{"--external", "mnt[console]:" + consolePath, "--empty-ns", "net", "--ext-mount-map", "auto", "--action-script", self}})
 	if pid > 0 {
-		b.setInit(pid, func() syscall.WaitStatus { return wait4(pid) })
+		b.setInit(pid)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("restore: %w", err)

@@ -14,17 +14,22 @@ import (
 	"golang.org/x/term"
 )
 
-// maxConsoleLog bounds console.log: a chatty guest must not fill the host's disk.
+// maxConsoleLog bounds console.log: a chatty guest must not fill the host's disk. Keep in step
+// with nsenter/reaper.c (MAX_CONSOLE_LOG), which pumps the console of a running VPS.
 const maxConsoleLog = 4 << 20
 
-// consoleHub is the monitor's side of a VPS's console: it reads the console pty, appends
-// everything to console.log and copies it to every attached `vpsctl console`, and feeds their
-// keystrokes to the pty. It lives as long as the monitor; each boot brings a new pty.
+// consoleHub is the Go monitor's side of a VPS's console: it holds the console socket and the
+// attached `vpsctl console` clients (which it hands to the C reaper and takes back, see
+// reaper.go), and, in a monitor that stays in Go, reads the console pty, appends everything to
+// console.log, copies it to every client and feeds their keystrokes to the pty. Each boot
+// brings a new pty.
 type consoleHub struct {
 	mu      sync.Mutex
 	clients map[net.Conn]bool
 	master  *os.File // the current boot's pty master; nil between boots
 	ln      net.Listener
+	// accepting is closed when the accept loop of ln has ended
+	accepting chan struct{}
 }
 
 func newConsoleHub() *consoleHub { return &consoleHub{clients: map[net.Conn]bool{}} }
@@ -40,8 +45,16 @@ func (h *consoleHub) listen(path string) error {
 		ln.Close()
 		return err
 	}
+	h.serveListener(ln)
+	return nil
+}
+
+// serveListener accepts `vpsctl console` connections on ln.
+func (h *consoleHub) serveListener(ln net.Listener) {
 	h.ln = ln
+	h.accepting = make(chan struct{})
 	go func() {
+		defer close(h.accepting)
 		for {
 			c, err := ln.Accept()
 			if err != nil {
@@ -53,7 +66,6 @@ func (h *consoleHub) listen(path string) error {
 			go h.input(c)
 		}
 	}()
-	return nil
 }
 
 // input copies a client's keystrokes to the current pty.

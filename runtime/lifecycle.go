@@ -71,8 +71,10 @@ func (r *Runtime) spawnMonitor(id container.ID, extra ...string) (int, error) {
 	cmd := exec.Command("/proc/self/exe", append([]string{strconv.FormatUint(uint64(id), 10)}, extra...)...)
 	cmd.Args[0] = "vpsctl-monitor"
 	cmd.Env = []string{modeEnv + "=monitor", "VPSCTL_ROOT=" + r.St.Root, "GOMAXPROCS=1", "GOGC=25"}
-	if f := os.Getenv(fault.Env); f != "" {
-		cmd.Env = append(cmd.Env, fault.Env+"="+f)
+	for _, k := range []string{fault.Env, "VPSCTL_NO_REAPER"} {
+		if v := os.Getenv(k); v != "" {
+			cmd.Env = append(cmd.Env, k+"="+v)
+		}
 	}
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.ExtraFiles = []*os.File{pw}

@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -80,6 +81,11 @@ func monitorMain() int {
 		log.Print(err)
 		return 3
 	}
+	if len(os.Args) == 5 && os.Args[2] == "--after" {
+		// Back from the C reaper: init has exited (see reaper.go).
+		m := &monitor{st: st, id: uint32(id)}
+		return m.after(os.Args[3], os.Args[4])
+	}
 	// The ready pipe was inherited without close-on-exec; no VPS process may inherit it.
 	unix.CloseOnExec(3)
 	m := &monitor{st: st, id: uint32(id), ready: os.NewFile(3, "ready")}
@@ -110,17 +116,22 @@ func (m *monitor) main() int {
 		m.report(readyMsg{Error: "monitor: make mounts private: " + err.Error()})
 		return 3
 	}
-	signal.Ignore(syscall.SIGHUP, syscall.SIGINT, syscall.SIGPIPE)
-	term := make(chan os.Signal, 1)
-	signal.Notify(term, syscall.SIGTERM)
-
 	m.console = newConsoleHub()
 	if err := m.console.listen(m.st.Path(m.id, "console.sock")); err != nil {
 		log.Printf("console socket: %v (vpsctl console will not work)", err)
 	}
-	defer m.console.close()
 	m.run = store.RunState{MonitorPID: os.Getpid(), MonitorStart: procStart(os.Getpid()), Phase: "starting", Started: time.Now()}
-	for boot := 1; ; boot++ {
+	return m.loop(1)
+}
+
+// loop boots the VPS (boot number boot onwards) until it halts. Between boots the monitor is
+// the C reaper (see reaper.go); the loop goes on in Go only if that could not start.
+func (m *monitor) loop(boot int) int {
+	signal.Ignore(syscall.SIGHUP, syscall.SIGINT, syscall.SIGPIPE)
+	term := make(chan os.Signal, 1)
+	signal.Notify(term, syscall.SIGTERM)
+	defer m.console.close()
+	for ; ; boot++ {
 		c, err := m.st.LoadConfig(m.id)
 		if err != nil {
 			m.fail(err)
@@ -146,22 +157,39 @@ func (m *monitor) main() int {
 		fault.Point("monitor-running")
 		log.Printf("boot %d: init is host PID %d", boot, b.pid)
 
-		st := b.wait(term, func() { m.requestStop(b) })
-		reboot := st.Signaled() && st.Signal() == syscall.SIGHUP && !m.stopRequested()
-		log.Printf("init exited (%v); reboot=%v", describeWait(st), reboot)
-		m.run.Phase = "stopping"
-		if reboot {
-			m.run.Phase = "rebooting"
+		select {
+		case <-term:
+			m.requestStop(b) // a SIGTERM during the boot
+		default:
 		}
-		m.st.SaveRun(m.id, &m.run)
-		b.teardown()
-		if !reboot || m.stopRequested() {
+		if err := m.becomeReaper(b); err != nil {
+			log.Printf("%v: waiting in Go", err)
+		}
+		if b.pumpConsole != nil {
+			b.pumpConsole()
+		}
+		st := b.wait(term, func() { m.requestStop(b) })
+		if !m.ended(st, b.teardown) {
 			break
 		}
 	}
 	m.st.ClearRun(m.id)
 	os.Remove(m.st.Path(m.id, stopFile))
 	return 0
+}
+
+// ended handles the exit of a boot's init: it tears the boot down and reports whether the VPS
+// boots again (an in-VPS reboot, with no stop requested).
+func (m *monitor) ended(st syscall.WaitStatus, teardown func()) (reboot bool) {
+	reboot = st.Signaled() && st.Signal() == syscall.SIGHUP && !m.stopRequested()
+	log.Printf("init exited (%v); reboot=%v", describeWait(st), reboot)
+	m.run.Phase = "stopping"
+	if reboot {
+		m.run.Phase = "rebooting"
+	}
+	m.st.SaveRun(m.id, &m.run)
+	teardown()
+	return reboot && !m.stopRequested()
 }
 
 // runOnce boots the VPS once with the one-shot command as its PID 1, its stdio being ours (the
@@ -230,8 +258,9 @@ func describeWait(st syscall.WaitStatus) string {
 // bootState is one boot of the VPS: what the monitor made for it and must remove after it.
 type bootState struct {
 	pid     int                // host PID of the VPS's init
-	exited  chan struct{}      // closed when init has been reaped
-	status  syscall.WaitStatus // its wait status, valid once exited is closed
+	exited  chan struct{}      // closed when init has exited (not yet reaped: see reap)
+	status  syscall.WaitStatus // its wait status, valid once reaped
+	reaped  sync.Once
 	cg      cgroup.Manager
 	net     network.Config
 	logDone chan struct{}
@@ -239,6 +268,9 @@ type bootState struct {
 	undo    undo
 	// warnings for the CLI that started this boot (readyMsg.Warnings)
 	warnings []string
+	master   *os.File // the console pty's master (nil for a one-shot boot)
+	// pumpConsole starts copying the console to console.log and `vpsctl console` clients in Go
+	pumpConsole func()
 }
 
 // boot starts one boot of the VPS. On error everything made so far is removed again.
@@ -335,11 +367,7 @@ func (m *monitor) bootRest(c *store.Config, b *bootState, res *cgroup.Resources,
 		return nil, fmt.Errorf("clone init: %w", err)
 	}
 	childSock.Close()
-	b.setInit(cmd.Process.Pid, func() syscall.WaitStatus {
-		cmd.Wait()
-		st, _ := cmd.ProcessState.Sys().(syscall.WaitStatus)
-		return st
-	})
+	b.setInit(cmd.Process.Pid)
 	pid := cmd.Process.Pid
 	fault.Point("monitor-cloned")
 	if !attr.UseCgroupFD {
@@ -470,7 +498,7 @@ func (b *bootState) wait(term <-chan os.Signal, onTerm func()) syscall.WaitStatu
 	for {
 		select {
 		case <-b.exited:
-			return b.status
+			return b.reap()
 		case <-term:
 			onTerm()
 		}
@@ -532,12 +560,17 @@ func initArgv(oneshot []string) []string {
 	return []string{"/sbin/init"}
 }
 
-// setInit records the VPS's init and starts reaping it with wait; if the boot fails, the undo
-// kills it and waits.
-func (b *bootState) setInit(pid int, wait func() syscall.WaitStatus) {
+// setInit records the VPS's init (a child of ours) and starts watching for its exit; if the
+// boot fails, the undo kills it and reaps it.
+func (b *bootState) setInit(pid int) {
 	b.pid, b.exited = pid, make(chan struct{})
 	go func() {
-		b.status = wait()
+		// Only watch (WNOWAIT): the zombie is reaped by reap, on the goroutine that wants the
+		// status, never behind the back of becomeReaper, after whose exec the C reaper must
+		// still find it.
+		var info unix.Siginfo
+		for unix.Waitid(unix.P_PID, pid, &info, unix.WEXITED|unix.WNOWAIT, nil) == unix.EINTR {
+		}
 		close(b.exited)
 	}()
 	b.undo.add(func() {
@@ -545,7 +578,14 @@ func (b *bootState) setInit(pid int, wait func() syscall.WaitStatus) {
 			unix.Kill(pid, unix.SIGKILL)
 			<-b.exited
 		}
+		b.reap()
 	})
+}
+
+// reap collects the exited init's wait status (once).
+func (b *bootState) reap() syscall.WaitStatus {
+	b.reaped.Do(func() { b.status = wait4(b.pid) })
+	return b.status
 }
 
 func (b *bootState) hasExited() bool {
@@ -622,8 +662,14 @@ func (m *monitor) newConsole(b *bootState, idmap uid.Range, userns bool) (*os.Fi
 		slave.Close()
 		return nil, "", fmt.Errorf("console pty: %w", err)
 	}
+	b.master = master
 	b.undo.add(func() { master.Close() })
-	b.logDone, b.logStop = make(chan struct{}), make(chan struct{})
-	go m.console.serve(master, m.st.Path(m.id, "console.log"), b.logDone, b.logStop)
+	// The console is pumped by the C reaper once the boot is done (see loop); only a monitor
+	// that stays in Go pumps it itself (pumpConsole). Until then the guest's output waits in
+	// the pty: nothing read here can be lost in the exec to the reaper.
+	b.pumpConsole = func() {
+		b.logDone, b.logStop = make(chan struct{}), make(chan struct{})
+		go m.console.serve(master, m.st.Path(m.id, "console.log"), b.logDone, b.logStop)
+	}
 	return slave, "/dev/pts/" + strconv.Itoa(ptn), nil
 }

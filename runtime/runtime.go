@@ -6,8 +6,9 @@
 //
 //	vpsctl start ──spawn──> monitor (one per running VPS, own mount namespace, setsid)
 //	                          ├─ cgroup, rootfs (idmapped template + overlay), console pty, network
-//	                          └─ clone ──> init child (new namespaces) ── pivot_root ── exec /sbin/init
-//	                        monitor waits for init: SIGHUP death = in-VPS reboot (boot again),
+//	                          └─ clone ──> init child (C, new namespaces) ── pivot_root ── exec /sbin/init
+//	                        monitor execs into the C reaper (reaper.go), which waits for init:
+//	                        SIGHUP death = in-VPS reboot (back to Go: clean up, boot again),
 //	                        anything else = halt (clean up, exit)
 //
 // Invariants: a VPS is running iff its init process (PID and start time recorded in run.json)

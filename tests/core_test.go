@@ -1,10 +1,16 @@
 package tests
 
 import (
+	"bytes"
 	"encoding/json"
+	"fmt"
+	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -16,6 +22,9 @@ type statusJSON struct {
 	Hostname string `json:"hostname"`
 	InitPID  int    `json:"init_pid"`
 	Template string `json:"template"`
+	// MonitorPID and Boots: the host PID of the VPS's monitor, and its boot count.
+	MonitorPID int `json:"monitor_pid"`
+	Boots      int `json:"boots"`
 }
 
 func status(t testing.TB, id string) statusJSON {
@@ -185,4 +194,89 @@ func TestExecCommandErrors(t *testing.T) {
 		t.Fatalf("cat: %+v", r2)
 	}
 	must(t, "stop", "--kill", "104")
+}
+
+// threads returns the number of threads of process pid (0 if it is gone).
+func threads(pid int) int {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "Threads:"); ok {
+			n, _ := strconv.Atoi(strings.TrimSpace(v))
+			return n
+		}
+	}
+	return 0
+}
+
+// TestMonitorRests checks the monitor's resting state: while the VPS runs, its monitor is the
+// single-threaded C reaper (no Go runtime); it hands an attached console over to the Go
+// monitor and back across an in-VPS reboot, and SIGTERM to it stops the VPS cleanly.
+func TestMonitorRests(t *testing.T) {
+	const id = "112"
+	checkClean(t, id)
+	must(t, "create", id, "--template", "busybox", "--hostname", "resting")
+	must(t, "start", id)
+	mon := status(t, id).MonitorPID
+	waitFor(t, 5*time.Second, "the monitor to become the C reaper", func() bool { return threads(mon) == 1 })
+
+	c, err := net.Dial("unix", filepath.Join(root, "vps", id, "console.sock"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	var mu sync.Mutex
+	var seen bytes.Buffer
+	go func() {
+		buf := make([]byte, 4096)
+		for {
+			n, err := c.Read(buf)
+			mu.Lock()
+			seen.Write(buf[:n])
+			mu.Unlock()
+			if err != nil {
+				return
+			}
+		}
+	}()
+	old := status(t, id).InitPID
+	vpsctl(t, "exec", id, "--", "reboot")
+	waitFor(t, 20*time.Second, "a fresh boot", func() bool {
+		s := status(t, id)
+		return s.State == "running" && s.InitPID != old && s.InitPID > 0
+	})
+	if s := status(t, id); s.MonitorPID != mon || s.Boots != 2 {
+		t.Fatalf("after the reboot: monitor %d boots %d, want monitor %d, boot 2", s.MonitorPID, s.Boots, mon)
+	}
+	waitFor(t, 5*time.Second, "the monitor to rest in C again", func() bool { return threads(mon) == 1 })
+	// The console connection made before the reboot shows the second boot's messages.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		mu.Lock()
+		got := seen.String()
+		mu.Unlock()
+		if strings.Count(got, "busybox VPS resting booted") > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			log, _ := os.ReadFile(filepath.Join(root, "vps", id, "console.log"))
+			mlog, _ := os.ReadFile(filepath.Join(root, "vps", id, "monitor.log"))
+			t.Fatalf("the console client did not see the second boot:\n%q\nconsole.log:\n%s\nmonitor.log:\n%s", got, log, mlog)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if _, err := c.Write([]byte("\r")); err != nil {
+		t.Fatalf("console connection lost across the reboot: %v", err)
+	}
+
+	if err := syscall.Kill(mon, syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 20*time.Second, "SIGTERM to the monitor to stop the VPS", func() bool { return status(t, id).State == "stopped" })
+	waitFor(t, 10*time.Second, "the monitor to exit", func() bool { return threads(mon) == 0 })
+	if _, err := os.Stat(filepath.Join(root, "vps", id, "run.json")); !os.IsNotExist(err) {
+		t.Fatalf("run.json left after the monitor's own stop: %v", err)
+	}
 }

@@ -1,0 +1,324 @@
+// The monitor's resting state: while a VPS runs, its monitor is this C loop, not a Go program.
+// The Go monitor boots the VPS, then execve()s the same binary with _VPSCTL_REAPER set; the
+// process keeps its PID and its children (the VPS's init), and this code runs before any Go
+// runtime starts, so a running VPS costs the host a few hundred KiB here instead of a Go
+// runtime's megabytes.
+//
+// The loop:
+//   - reaps children; the VPS's init's exit ends it (any other child is reaped and forgotten);
+//   - serves the console: the pty master's output goes to console.log (bounded, as the Go side
+//     does) and to every `vpsctl console` attached to console.sock; their keystrokes go to
+//     the pty;
+//   - SIGTERM is a stop request: it writes the stop file naming itself and sends the init its
+//     poweroff signal.
+// When init has exited and its console is drained:
+//   - if a `vpsctl stop` (alive, not us) asked for it, that command cleans up: exit at once;
+//   - otherwise execve() the Go monitor again with the wait status ("--after"), handing over
+//     the console socket and its clients: it tears the boot down and boots again on a reboot.
+//
+// _VPSCTL_REAPER="pid=N sig=S master=FD log=FD listen=FD clients=FD,FD,..."; argv[1] is the
+// VPS ID; VPSCTL_ROOT names the state root. Keep in step with runtime/reaper.go.
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/time.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#ifndef CLOSE_RANGE_CLOEXEC
+#define CLOSE_RANGE_CLOEXEC (1U << 2)
+#endif
+
+#define MAXCLIENTS 32
+// Keep in step with runtime/console.go (maxConsoleLog).
+#define MAX_CONSOLE_LOG (4 << 20)
+
+static int master = -1, logfd = -1, listenfd = -1;
+static int clients[MAXCLIENTS], nclients;
+static char cbuf[32 << 10];
+
+static void logmsg(const char *id, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+// logmsg writes a line to monitor.log (our stderr) in the Go monitor's format.
+static void logmsg(const char *id, const char *fmt, ...)
+{
+	char line[512], ts[64];
+	struct timeval tv;
+	gettimeofday(&tv, NULL);
+	struct tm tm;
+	localtime_r(&tv.tv_sec, &tm);
+	strftime(ts, sizeof(ts), "%Y/%m/%d %H:%M:%S", &tm);
+	va_list ap;
+	va_start(ap, fmt);
+	int n = snprintf(line, sizeof(line), "monitor %s: %s.%06ld ", id, ts, (long)tv.tv_usec);
+	if (n > 0 && n < (int)sizeof(line))
+		n += vsnprintf(line + n, sizeof(line) - n, fmt, ap);
+	va_end(ap);
+	if (n >= (int)sizeof(line) - 1)
+		n = sizeof(line) - 2;
+	line[n++] = '\n';
+	(void)!write(2, line, n);
+}
+
+static void drop_client(int i)
+{
+	close(clients[i]);
+	clients[i] = clients[--nclients];
+}
+
+// console_out copies what the VPS wrote on its console to the log and the attached clients.
+static void console_out(const char *b, size_t n)
+{
+	if (logfd >= 0) {
+		struct stat st;
+		if (fstat(logfd, &st) == 0 && st.st_size + (off_t)n > MAX_CONSOLE_LOG)
+			(void)!ftruncate(logfd, 0); // a chatty guest must not fill the host's disk
+		(void)!write(logfd, b, n);
+	}
+	for (int i = 0; i < nclients;) {
+		// A client that cannot keep up (SO_SNDTIMEO) is dropped rather than stalling the VPS.
+		if (send(clients[i], b, n, MSG_NOSIGNAL) != (ssize_t)n)
+			drop_client(i);
+		else
+			i++;
+	}
+}
+
+static void add_client(void)
+{
+	int c = accept4(listenfd, NULL, NULL, SOCK_CLOEXEC);
+	if (c < 0)
+		return;
+	if (nclients == MAXCLIENTS) {
+		close(c);
+		return;
+	}
+	struct timeval tmo = { 1, 0 };
+	setsockopt(c, SOL_SOCKET, SO_SNDTIMEO, &tmo, sizeof(tmo));
+	clients[nclients++] = c;
+}
+
+static int stop_file_pid(const char *path)
+{
+	char b[32];
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	ssize_t r = read(fd, b, sizeof(b) - 1);
+	close(fd);
+	if (r <= 0)
+		return 0;
+	b[r] = 0;
+	return atoi(b);
+}
+
+// request_stop is SIGTERM: the same as `vpsctl stop` without the wait.
+static void request_stop(const char *stopf, int initpid, int sig)
+{
+	char tmp[4200], b[32];
+	snprintf(tmp, sizeof(tmp), "%s.tmp-%d", stopf, getpid());
+	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd >= 0) {
+		int n = snprintf(b, sizeof(b), "%d\n", getpid());
+		int ok = write(fd, b, n) == n && fsync(fd) == 0;
+		close(fd);
+		if (!ok || rename(tmp, stopf) < 0)
+			unlink(tmp);
+	}
+	kill(initpid, sig);
+}
+
+static long long now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1000LL + ts.tv_nsec / 1000000;
+}
+
+static void describe(int st, char *out, size_t n)
+{
+	if (WIFSIGNALED(st))
+		snprintf(out, n, "killed by %s", strsignal(WTERMSIG(st)));
+	else
+		snprintf(out, n, "exit status %d", WEXITSTATUS(st));
+}
+
+void vpsctl_reaper(int argc, char **argv, const char *spec) __attribute__((noreturn));
+
+void vpsctl_reaper(int argc, char **argv, const char *spec)
+{
+	const char *id = argc > 1 ? argv[1] : "?";
+	int initpid = -1, sig = SIGTERM;
+	char clist[512] = "";
+	sscanf(spec, "pid=%d sig=%d master=%d log=%d listen=%d clients=%511s", &initpid, &sig, &master, &logfd, &listenfd, clist);
+	for (char *s = NULL, *t = strtok_r(clist, ",", &s); t && nclients < MAXCLIENTS; t = strtok_r(NULL, ",", &s))
+		if (atoi(t) > 2)
+			clients[nclients++] = atoi(t);
+	const char *root = getenv("VPSCTL_ROOT");
+	char stopf[4096];
+	snprintf(stopf, sizeof(stopf), "%s/vps/%s/stop-requested", root && *root ? root : "/var/lib/vpsctl", id);
+	if (initpid <= 0) {
+		logmsg(id, "reaper: no init PID in %s", spec);
+		_exit(3);
+	}
+	// The re-exec of the Go monitor inherits only what it is handed explicitly (see below).
+	if (syscall(SYS_close_range, 3, ~0U, CLOSE_RANGE_CLOEXEC) < 0)
+		for (int fd = 3; fd < 1024; fd++)
+			fcntl(fd, F_SETFD, FD_CLOEXEC);
+	signal(SIGHUP, SIG_IGN);
+	signal(SIGINT, SIG_IGN);
+	signal(SIGPIPE, SIG_IGN);
+	sigset_t set;
+	sigemptyset(&set);
+	sigaddset(&set, SIGCHLD);
+	sigaddset(&set, SIGTERM);
+	sigprocmask(SIG_BLOCK, &set, NULL);
+	int sfd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
+	if (sfd < 0) {
+		logmsg(id, "reaper: signalfd: %s", strerror(errno));
+		_exit(3);
+	}
+	if (master >= 0)
+		fcntl(master, F_SETFL, fcntl(master, F_GETFL) | O_NONBLOCK);
+
+	int status = 0, exited = 0;
+	long long hung = 0; // when the pty master last read EIO (a console without openers)
+	long long drain_until = 0;
+	// The init may have exited before SIGCHLD was blocked (during the exec that brought us
+	// here): the signal is then lost, so look once before waiting for it.
+	int st0;
+	pid_t w0;
+	while ((w0 = waitpid(-1, &st0, WNOHANG)) > 0) {
+		if (w0 == initpid) {
+			exited = 1;
+			status = st0;
+			drain_until = now_ms() + 2000;
+		}
+	}
+	for (;;) {
+		struct pollfd p[3 + MAXCLIENTS];
+		int np = 0, mi = -1, li = -1;
+		p[np++] = (struct pollfd){ sfd, POLLIN, 0 };
+		// After EIO (systemd hangs the console up, vhangup, until the next open of the
+		// slave) the master reports POLLHUP at once: look again every 50 ms, not in a spin.
+		if (master >= 0 && (!hung || now_ms() - hung >= 50)) {
+			mi = np;
+			p[np++] = (struct pollfd){ master, POLLIN, 0 };
+		}
+		if (listenfd >= 0 && !exited) {
+			li = np;
+			p[np++] = (struct pollfd){ listenfd, POLLIN, 0 };
+		}
+		int ci = np;
+		for (int i = 0; i < nclients; i++)
+			p[np++] = (struct pollfd){ clients[i], POLLIN, 0 };
+		int timeout = -1;
+		if (hung)
+			timeout = 50;
+		if (exited) {
+			long long left = drain_until - now_ms();
+			if (left <= 0 || master < 0)
+				break;
+			timeout = left < 100 ? (int)left : 100;
+		}
+		int r = poll(p, np, timeout);
+		if (r < 0 && errno != EINTR) {
+			logmsg(id, "reaper: poll: %s", strerror(errno));
+			break;
+		}
+		if (r <= 0) {
+			if (exited && hung)
+				break; // drained: nobody holds the console any more
+			continue;
+		}
+		if (p[0].revents & POLLIN) {
+			struct signalfd_siginfo si;
+			while (read(sfd, &si, sizeof(si)) == sizeof(si)) {
+				if (si.ssi_signo == SIGTERM && !exited)
+					request_stop(stopf, initpid, sig);
+			}
+			int st;
+			pid_t w;
+			while ((w = waitpid(-1, &st, WNOHANG)) > 0) {
+				if (w == initpid && !exited) {
+					exited = 1;
+					status = st;
+					drain_until = now_ms() + 2000;
+				}
+			}
+		}
+		if (mi >= 0 && p[mi].revents) {
+			ssize_t n = read(master, cbuf, sizeof(cbuf));
+			if (n > 0) {
+				hung = 0;
+				console_out(cbuf, n);
+			} else if (n < 0 && errno == EAGAIN) {
+				hung = 0;
+			} else {
+				hung = now_ms();
+				if (exited)
+					break; // the console's last lines are out
+			}
+		}
+		if (li >= 0 && (p[li].revents & POLLIN))
+			add_client();
+		// Clients: keystrokes to the pty; a closed connection is dropped.
+		for (int i = nclients - 1; i >= 0; i--) {
+			if (ci + i >= np || !p[ci + i].revents)
+				continue;
+			ssize_t n = read(clients[i], cbuf, 1024);
+			if (n > 0) {
+				if (master >= 0)
+					(void)!write(master, cbuf, n);
+			} else if (n == 0 || (errno != EAGAIN && errno != EINTR)) {
+				drop_client(i);
+			}
+		}
+	}
+	if (!exited) {
+		// poll failed: we cannot watch the VPS any more. The next vpsctl command repairs.
+		_exit(3);
+	}
+	char how[64];
+	describe(status, how, sizeof(how));
+	int stopper = stop_file_pid(stopf);
+	if (stopper > 0 && stopper != getpid() && kill(stopper, 0) == 0) {
+		// `vpsctl stop` is waiting for us and cleans up itself (one Go runtime fewer).
+		logmsg(id, "init exited (%s); stopped by vpsctl stop (PID %d)", how, stopper);
+		_exit(0);
+	}
+	logmsg(id, "init exited (%s)", how);
+	if (master >= 0)
+		close(master);
+	// Back to the Go monitor for the teardown (and the next boot after a reboot); the console
+	// socket and its clients go with it.
+	char st[32], fds[600];
+	snprintf(st, sizeof(st), "%d", status);
+	int n = snprintf(fds, sizeof(fds), "%d", listenfd);
+	if (listenfd >= 0)
+		fcntl(listenfd, F_SETFD, 0);
+	for (int i = 0; i < nclients && n < (int)sizeof(fds) - 12; i++) {
+		fcntl(clients[i], F_SETFD, 0);
+		n += snprintf(fds + n, sizeof(fds) - n, ",%d", clients[i]);
+	}
+	char *args[] = { "vpsctl-monitor", (char *)id, "--after", st, fds, NULL };
+	unsetenv("_VPSCTL_REAPER");
+	setenv("_VPSCTL_MODE", "monitor", 1);
+	sigprocmask(SIG_UNBLOCK, &set, NULL);
+	execv("/proc/self/exe", args);
+	logmsg(id, "reaper: exec the monitor: %s (the next vpsctl command cleans up)", strerror(errno));
+	_exit(3);
+}

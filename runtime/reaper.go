@@ -1,0 +1,204 @@
+package runtime
+
+import (
+	"errors"
+	"fmt"
+	"log"
+	"net"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/vpsctl/vpsctl/cgroup"
+	"github.com/vpsctl/vpsctl/network"
+	"golang.org/x/sys/unix"
+)
+
+// Between boots a monitor is not a Go program. Once the VPS's init runs, the Go monitor
+// execve()s its own binary into the C reaper (nsenter/reaper.c): same PID, same children, no Go
+// runtime, a few hundred KiB instead of a Go runtime's megabytes per running VPS. The reaper
+// waits for the init, serves the console and turns SIGTERM into a stop request. When the init
+// exits it either exits at once (a `vpsctl stop` is waiting and cleans up itself) or execs the
+// Go monitor again with "--after STATUS FDS", which tears the boot down (after) and, on an
+// in-VPS reboot, boots again and goes back to the reaper.
+//
+//	Go monitor: boot ──execve──▶ C reaper: wait, console ──execve──▶ Go monitor: teardown, reboot?
+//	(same process throughout; the console socket and its clients are handed over as fds)
+
+const reaperEnv = "_VPSCTL_REAPER"
+
+// becomeReaper replaces this process with the C reaper for boot b. It returns only if it could
+// not (then the caller waits in Go, as before the reaper existed).
+func (m *monitor) becomeReaper(b *bootState) error {
+	if b.master == nil || os.Getenv("VPSCTL_NO_REAPER") != "" {
+		return errors.New("no reaper for this boot")
+	}
+	keep := func(f *os.File) (int, error) {
+		fd := int(f.Fd())
+		_, err := unix.FcntlInt(uintptr(fd), unix.F_SETFD, 0)
+		return fd, err
+	}
+	master, err := keep(b.master)
+	if err != nil {
+		return fmt.Errorf("reaper: console: %w", err)
+	}
+	logf, err := os.OpenFile(m.st.Path(m.id, "console.log"), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+	if err != nil {
+		return fmt.Errorf("reaper: console log: %w", err)
+	}
+	logfd, err := keep(logf)
+	if err != nil {
+		return fmt.Errorf("reaper: console log: %w", err)
+	}
+	listen, clients, err := m.console.files()
+	if err != nil {
+		return fmt.Errorf("reaper: console socket: %w", err)
+	}
+	defer func() {
+		// Only reached if the exec failed: the Go monitor serves the console again.
+		if listen != nil {
+			if err := m.console.adoptListener(listen); err != nil {
+				log.Printf("console socket: %v", err)
+			}
+		}
+		for _, c := range clients {
+			c.Close()
+		}
+	}()
+	lfd := -1
+	if listen != nil {
+		if lfd, err = keep(listen); err != nil {
+			return fmt.Errorf("reaper: console socket: %w", err)
+		}
+	}
+	cl := []string{}
+	for _, c := range clients {
+		fd, err := keep(c)
+		if err != nil {
+			return fmt.Errorf("reaper: console client: %w", err)
+		}
+		cl = append(cl, strconv.Itoa(fd))
+	}
+	if len(cl) == 0 {
+		cl = append(cl, "-")
+	}
+	spec := fmt.Sprintf("pid=%d sig=%d master=%d log=%d listen=%d clients=%s", b.pid, int(poweroffSignal(b.pid)),
+		master, logfd, lfd, strings.Join(cl, ","))
+	env := append(slices.DeleteFunc(os.Environ(), func(e string) bool { return strings.HasPrefix(e, reaperEnv+"=") }),
+		reaperEnv+"="+spec)
+	argv := []string{"vpsctl-monitor", strconv.FormatUint(uint64(m.id), 10)}
+	err = syscall.Exec("/proc/self/exe", argv, env)
+	return fmt.Errorf("reaper: exec: %w", err)
+}
+
+// after continues a monitor that the C reaper handed back: the init exited with wait status st
+// (a decimal int); fds are the console socket's and its clients' descriptors, comma-separated.
+func (m *monitor) after(st, fds string) int {
+	ws, err := strconv.Atoi(st)
+	if err != nil {
+		log.Printf("reaper handed back a bad status %q", st)
+		ws = 0
+	}
+	m.console = newConsoleHub()
+	for i, f := range strings.Split(fds, ",") {
+		fd, err := strconv.Atoi(f)
+		if err != nil || fd < 3 {
+			continue
+		}
+		unix.CloseOnExec(fd)
+		file := os.NewFile(uintptr(fd), "console")
+		if i == 0 {
+			if err := m.console.adoptListener(file); err != nil {
+				log.Printf("console socket: %v (vpsctl console will not work)", err)
+			}
+		} else {
+			m.console.adoptClient(file)
+		}
+	}
+	if run, err := m.st.LoadRun(m.id); err == nil {
+		m.run = *run
+	} else {
+		m.run.MonitorPID, m.run.MonitorStart = os.Getpid(), procStart(os.Getpid())
+	}
+	if !m.ended(syscall.WaitStatus(ws), m.cleanup) {
+		m.console.close()
+		m.st.ClearRun(m.id)
+		os.Remove(m.st.Path(m.id, stopFile))
+		return 0
+	}
+	return m.loop(m.run.Boots + 1)
+}
+
+// cleanup removes what a boot made on the host, for a boot the reaper watched: its cgroups and
+// its network. Its mounts went with its mount namespace, its console pty with the reaper.
+func (m *monitor) cleanup() {
+	if cg, err := cgroup.New(cgroupPath(m.id)); err == nil {
+		cg.Kill(5 * time.Second)
+		if err := cg.Destroy(5 * time.Second); err != nil {
+			log.Printf("cgroup: %v", err)
+		}
+	}
+	c, err := m.st.LoadConfig(m.id)
+	if err != nil || !slices.Contains(c.Namespaces, "net") {
+		return
+	}
+	if nc, err := netConfig(c); err == nil {
+		if err := network.Teardown(m.id, nc); err != nil {
+			log.Printf("network teardown: %v", err)
+		}
+	}
+}
+
+// files returns the console socket and its clients as files (duplicates) for the reaper. It
+// stops accepting first: a connection accepted here after the hand-over would be closed by the
+// exec; one still in the socket's backlog is the reaper's to accept.
+func (h *consoleHub) files() (listen *os.File, clients []*os.File, err error) {
+	if ul, ok := h.ln.(*net.UnixListener); ok {
+		if listen, err = ul.File(); err != nil {
+			return nil, nil, err
+		}
+		ul.SetUnlinkOnClose(false) // the socket lives on in the duplicate
+		ul.Close()
+		<-h.accepting
+		h.ln = nil
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for c := range h.clients {
+		if uc, ok := c.(*net.UnixConn); ok {
+			f, err := uc.File()
+			if err != nil {
+				continue
+			}
+			clients = append(clients, f)
+		}
+	}
+	return listen, clients, nil
+}
+
+// adoptListener serves the console socket inherited from the reaper.
+func (h *consoleHub) adoptListener(f *os.File) error {
+	ln, err := net.FileListener(f)
+	f.Close()
+	if err != nil {
+		return err
+	}
+	h.serveListener(ln)
+	return nil
+}
+
+// adoptClient takes over a `vpsctl console` connection inherited from the reaper.
+func (h *consoleHub) adoptClient(f *os.File) {
+	c, err := net.FileConn(f)
+	f.Close()
+	if err != nil {
+		return
+	}
+	h.mu.Lock()
+	h.clients[c] = true
+	h.mu.Unlock()
+	go h.input(c)
+}
