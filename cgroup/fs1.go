@@ -503,3 +503,40 @@ func (m *fs1) Destroy(timeout time.Duration) error {
 	}
 	return errors.Join(errs...)
 }
+
+// Prewarm readies the kernel for a task migration this process is about to make on a
+// cgroup v1 host (a new VPS's first process into its groups; v2 needs none, children are
+// cloned straight into their group). The first write to a cgroup.procs after a quiet spell
+// waits for an RCU grace period (cgroup_threadgroup_rwsem, a percpu rwsem, switches its
+// readers to the slow path first), several milliseconds on an idle host; later writes
+// within about a grace period do not. Prewarm makes that first write now, in the
+// background: this process moves itself into the group it is already in (a no-op), so the
+// grace period runs while the caller does other work. It never fails and never blocks; the
+// channel it returns is closed when the write is done (tests wait for it, callers need not).
+//
+// The write holds cgroup_mutex while it waits, so call it once the groups the caller needs are
+// made, not before.
+func Prewarm() <-chan struct{} {
+	done := make(chan struct{})
+	if v2, err := unified(); err != nil || v2 {
+		close(done)
+		return done
+	}
+	go func() {
+		defer close(done)
+		hs, err := v1Hierarchies()
+		if err != nil || len(hs) == 0 || len(hs[0].ctrls) == 0 || hs[0].ctrls[0] == unifiedName {
+			return
+		}
+		lines, err := readProcCgroup(os.Getpid())
+		if err != nil {
+			return
+		}
+		g, err := groupIn(lines, hs[0].ctrls[0])
+		if err != nil {
+			return
+		}
+		applyPid(filepath.Join(hs[0].mount, g), os.Getpid())
+	}()
+	return done
+}

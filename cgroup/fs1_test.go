@@ -1,6 +1,8 @@
 package cgroup
 
 import (
+	"github.com/vpsctl/vpsctl/internal/testutil"
+
 	"errors"
 	"fmt"
 	"os"
@@ -392,5 +394,23 @@ func TestFS1Nested(t *testing.T) {
 	}
 	if inner.Exists() || m.Exists() {
 		t.Error("Destroy left subgroups")
+	}
+}
+
+// TestPrewarm: the warm-up move leaves the process where it was, in every hierarchy.
+func TestPrewarm(t *testing.T) {
+	testutil.RequireRoot(t)
+	before, err := os.ReadFile("/proc/self/cgroup")
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-Prewarm():
+	case <-time.After(10 * time.Second):
+		t.Fatal("Prewarm did not finish")
+	}
+	after, _ := os.ReadFile("/proc/self/cgroup")
+	if string(before) != string(after) {
+		t.Fatalf("Prewarm moved the process:\nbefore %s\nafter  %s", before, after)
 	}
 }

@@ -81,6 +81,9 @@ func WriteResolvConf(rootfs string, nameservers []string, search []string) error
 	if err != nil {
 		return err
 	}
+	if old != nil && bytes.Equal(old, content) {
+		return nil // as it should be (every boot writes it: most change nothing)
+	}
 	return replaceAt(etc, "resolv.conf", content, path)
 }
 
@@ -174,10 +177,8 @@ func replaceAt(dir int, name string, content []byte, path string) (err error) {
 	if err := unix.Fchmod(fd, 0o644); err != nil {
 		return &os.PathError{Op: "fchmod", Path: path, Err: err}
 	}
+	// Not fsynced: the VPS's config is the record, and every boot writes the file from it.
 	if _, err := f.Write(content); err != nil {
-		return err
-	}
-	if err := f.Sync(); err != nil {
 		return err
 	}
 	if err := ignoringEINTR(func() error { return unix.Renameat(dir, tmp, dir, name) }); err != nil {

@@ -170,8 +170,11 @@ void vpsctl_reaper(int argc, char **argv, const char *spec)
 	const char *root = getenv("VPSCTL_ROOT");
 	char stopf[4096];
 	snprintf(stopf, sizeof(stopf), "%s/vps/%s/stop-requested", root && *root ? root : "/var/lib/vpsctl", id);
-	if (initpid <= 0) {
-		logmsg(id, "reaper: no init PID in %s", spec);
+	// The init must be our own child, not yet reaped: only then can its PID not have been
+	// reused, and only then may we signal it (SIGTERM below) and wait for it.
+	siginfo_t si0;
+	if (initpid <= 0 || waitid(P_PID, initpid, &si0, WEXITED | WNOHANG | WNOWAIT) < 0) {
+		logmsg(id, "reaper: init %d is not a child of ours (%s)", initpid, strerror(errno));
 		_exit(3);
 	}
 	// The re-exec of the Go monitor inherits only what it is handed explicitly (see below).
@@ -196,7 +199,7 @@ void vpsctl_reaper(int argc, char **argv, const char *spec)
 
 	int status = 0, exited = 0;
 	long long hung = 0; // when the pty master last read EIO (a console without openers)
-	long long drain_until = 0;
+	int backoff = 50;   // ms to wait before looking at a hung-up master again
 	// The init may have exited before SIGCHLD was blocked (during the exec that brought us
 	// here): the signal is then lost, so look once before waiting for it.
 	int st0;
@@ -205,72 +208,60 @@ void vpsctl_reaper(int argc, char **argv, const char *spec)
 		if (w0 == initpid) {
 			exited = 1;
 			status = st0;
-			drain_until = now_ms() + 2000;
 		}
 	}
-	for (;;) {
+	while (!exited) {
 		struct pollfd p[3 + MAXCLIENTS];
 		int np = 0, mi = -1, li = -1;
 		p[np++] = (struct pollfd){ sfd, POLLIN, 0 };
 		// After EIO (systemd hangs the console up, vhangup, until the next open of the
-		// slave) the master reports POLLHUP at once: look again every 50 ms, not in a spin.
-		if (master >= 0 && (!hung || now_ms() - hung >= 50)) {
+		// slave) the master reports POLLHUP at once: look again after a while (50 ms, backing
+		// off to a second while nobody opens the console), not in a spin.
+		if (master >= 0 && (!hung || now_ms() - hung >= backoff)) {
 			mi = np;
 			p[np++] = (struct pollfd){ master, POLLIN, 0 };
 		}
-		if (listenfd >= 0 && !exited) {
+		if (listenfd >= 0) {
 			li = np;
 			p[np++] = (struct pollfd){ listenfd, POLLIN, 0 };
 		}
 		int ci = np;
 		for (int i = 0; i < nclients; i++)
 			p[np++] = (struct pollfd){ clients[i], POLLIN, 0 };
-		int timeout = -1;
-		if (hung)
-			timeout = 50;
-		if (exited) {
-			long long left = drain_until - now_ms();
-			if (left <= 0 || master < 0)
-				break;
-			timeout = left < 100 ? (int)left : 100;
-		}
-		int r = poll(p, np, timeout);
+		int r = poll(p, np, hung ? backoff : -1);
 		if (r < 0 && errno != EINTR) {
+			// We cannot watch the VPS any more. The next vpsctl command repairs.
 			logmsg(id, "reaper: poll: %s", strerror(errno));
-			break;
+			_exit(3);
 		}
-		if (r <= 0) {
-			if (exited && hung)
-				break; // drained: nobody holds the console any more
+		if (r <= 0)
 			continue;
-		}
 		if (p[0].revents & POLLIN) {
 			struct signalfd_siginfo si;
 			while (read(sfd, &si, sizeof(si)) == sizeof(si)) {
-				if (si.ssi_signo == SIGTERM && !exited)
+				if (si.ssi_signo == SIGTERM)
 					request_stop(stopf, initpid, sig);
 			}
 			int st;
 			pid_t w;
 			while ((w = waitpid(-1, &st, WNOHANG)) > 0) {
-				if (w == initpid && !exited) {
+				if (w == initpid) {
 					exited = 1;
 					status = st;
-					drain_until = now_ms() + 2000;
 				}
 			}
 		}
 		if (mi >= 0 && p[mi].revents) {
 			ssize_t n = read(master, cbuf, sizeof(cbuf));
-			if (n > 0) {
+			if (n > 0 || (n < 0 && errno == EAGAIN)) {
 				hung = 0;
-				console_out(cbuf, n);
-			} else if (n < 0 && errno == EAGAIN) {
-				hung = 0;
+				backoff = 50;
+				if (n > 0)
+					console_out(cbuf, n);
 			} else {
+				if (hung && backoff < 1000)
+					backoff *= 2;
 				hung = now_ms();
-				if (exited)
-					break; // the console's last lines are out
 			}
 		}
 		if (li >= 0 && (p[li].revents & POLLIN))
@@ -288,9 +279,21 @@ void vpsctl_reaper(int argc, char **argv, const char *spec)
 			}
 		}
 	}
-	if (!exited) {
-		// poll failed: we cannot watch the VPS any more. The next vpsctl command repairs.
-		_exit(3);
+	// The console's last lines (often why init died) are still in the pty: read them until EIO,
+	// which comes once no VPS process holds the console (they all died with their init), and
+	// wait for more (bounded) only while one still does.
+	for (long long until = now_ms() + 2000; master >= 0 && now_ms() < until;) {
+		ssize_t n = read(master, cbuf, sizeof(cbuf));
+		if (n > 0) {
+			console_out(cbuf, n);
+			continue;
+		}
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n == 0 || errno != EAGAIN)
+			break;
+		struct pollfd pm = { master, POLLIN, 0 };
+		poll(&pm, 1, 100);
 	}
 	char how[64];
 	describe(status, how, sizeof(how));

@@ -42,7 +42,9 @@ func (r *Runtime) Start(id container.ID) (int, error) {
 	if s.State == "running" {
 		return 0, fmt.Errorf("VPS %d: %w", id, ErrRunning)
 	}
+	fault.Mark("start-checked")
 	r.repair(id)
+	fault.Mark("start-repaired")
 	// A plain start boots afresh: a checkpoint left by suspend --to-disk is no longer resumed.
 	os.Remove(r.St.Path(uint32(id), suspendedFile))
 	if _, err := resources(c); err != nil {
@@ -71,7 +73,7 @@ func (r *Runtime) spawnMonitor(id container.ID, extra ...string) (int, error) {
 	cmd := exec.Command("/proc/self/exe", append([]string{strconv.FormatUint(uint64(id), 10)}, extra...)...)
 	cmd.Args[0] = "vpsctl-monitor"
 	cmd.Env = []string{modeEnv + "=monitor", "VPSCTL_ROOT=" + r.St.Root, "GOMAXPROCS=1", "GOGC=25"}
-	for _, k := range []string{fault.Env, "VPSCTL_NO_REAPER"} {
+	for _, k := range []string{fault.Env, fault.TraceEnv, "VPSCTL_NO_REAPER"} {
 		if v := os.Getenv(k); v != "" {
 			cmd.Env = append(cmd.Env, k+"="+v)
 		}
@@ -198,7 +200,9 @@ func (r *Runtime) stopLocked(id container.ID, o StopOptions) error {
 	if monfd >= 0 && !waitPidfd(monfd, 15000) {
 		return fmt.Errorf("VPS %d: monitor (PID %d) did not finish cleaning up", id, s.MonitorPID)
 	}
+	fault.Mark("stop-monitor-gone")
 	r.repair(id)
+	fault.Mark("stop-repaired")
 	return nil
 }
 
@@ -227,6 +231,7 @@ func (r *Runtime) Destroy(id container.ID, force bool) error {
 	}
 	r.repair(id)
 	fault.Point("destroy-stopped")
+	defer fault.Mark("destroy-done")
 	gl, err := r.St.LockGlobal(fmt.Sprintf("destroy %d", id))
 	if err != nil {
 		return err

@@ -67,6 +67,7 @@ type monitor struct {
 }
 
 func monitorMain() int {
+	fault.Mark("monitor-main")
 	if len(os.Args) < 2 {
 		return 3
 	}
@@ -215,7 +216,9 @@ func (m *monitor) runOnce() int {
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
 	st := b.wait(sigs, func() { unix.Kill(b.pid, unix.SIGKILL) })
+	fault.Mark("monitor-init-exited")
 	b.teardown()
+	fault.Mark("monitor-torn-down")
 	if st.Signaled() {
 		return 128 + int(st.Signal())
 	}
@@ -300,6 +303,10 @@ func (m *monitor) boot(c *store.Config) (*bootState, error) {
 			return nil, fmt.Errorf("cgroup delegation: %w", err)
 		}
 	}
+	// The move of the init into these groups (bootRest) waits for a grace period on v1: start
+	// it now (the groups exist: it holds cgroup_mutex while it waits, so not before), during
+	// the console and the clone.
+	cgroup.Prewarm()
 	fault.Point("monitor-cgroup")
 
 	// The console: a pty whose slave is the init's stdio and /dev/console; we log its output.
@@ -370,11 +377,21 @@ func (m *monitor) bootRest(c *store.Config, b *bootState, res *cgroup.Resources,
 	b.setInit(cmd.Process.Pid)
 	pid := cmd.Process.Pid
 	fault.Point("monitor-cloned")
-	if !attr.UseCgroupFD {
-		if err := b.cg.Apply(pid); err != nil {
-			return nil, fmt.Errorf("cgroup: %w", err)
-		}
+	// cgroup v1 (no CLONE_INTO_CGROUP): move the child into its groups. The first move waits
+	// for an RCU grace period in the kernel (cgroup_threadgroup_rwsem, several ms on an idle
+	// host), so it runs while the root file system and the network are made; the child waits
+	// on its socket and must be in its groups before it gets its config (it unshares its
+	// cgroup namespace first thing).
+	applied := make(chan error, 1)
+	if attr.UseCgroupFD {
+		applied <- nil
+	} else {
+		go func() { applied <- b.cg.Apply(pid) }()
 	}
+	// On an early return the move is waited for: the undo kills the child and removes the
+	// groups, which must not race with it.
+	waitApplied := sync.OnceValue(func() error { return <-applied })
+	defer waitApplied()
 
 	rootFd, err := m.prepareRootfs(c, tpl, pid, userns)
 	if err != nil {
@@ -399,6 +416,9 @@ func (m *monitor) bootRest(c *store.Config, b *bootState, res *cgroup.Resources,
 		b.warnings = warnings
 	}
 
+	if err := waitApplied(); err != nil {
+		return nil, fmt.Errorf("cgroup: %w", err)
+	}
 	fault.Point("monitor-network")
 	msg := initMsg{NSFlags: cloneFlags(c.Namespaces), Hostname: c.Hostname, Domainname: c.Domainname,
 		Console: consolePath, CapDrop: capMask(c), Init: initArgv(m.oneshot),

@@ -11,6 +11,7 @@ import (
 	"syscall"
 
 	"github.com/vpsctl/vpsctl/container"
+	"github.com/vpsctl/vpsctl/internal/fault"
 	"github.com/vpsctl/vpsctl/uid"
 	"golang.org/x/sys/unix"
 )
@@ -45,6 +46,11 @@ func (r *Runtime) runOnceLocked(id container.ID, argv []string, stdin, stdout, s
 	cmd := exec.Command("/proc/self/exe", append([]string{strconv.FormatUint(uint64(id), 10), "--"}, argv...)...)
 	cmd.Args[0] = "vpsctl-monitor"
 	cmd.Env = []string{modeEnv + "=monitor", "VPSCTL_ROOT=" + r.St.Root}
+	for _, k := range []string{fault.Env, fault.TraceEnv} {
+		if v := os.Getenv(k); v != "" {
+			cmd.Env = append(cmd.Env, k+"="+v)
+		}
+	}
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = stdin, stdout, stderr
 	cmd.ExtraFiles = []*os.File{pw}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: unix.CLONE_NEWNS, Pdeathsig: syscall.SIGTERM}
@@ -53,10 +59,12 @@ func (r *Runtime) runOnceLocked(id container.ID, argv []string, stdin, stdout, s
 		return 0, err
 	}
 	pw.Close()
+	fault.Mark("run-spawned")
 	b, _ := io.ReadAll(pr)
 	var msg readyMsg
 	json.Unmarshal(b, &msg)
 	err = cmd.Wait()
+	fault.Mark("run-monitor-exited")
 	if msg.Error != "" {
 		if s, ok := startSentinels[msg.Kind]; ok {
 			return 0, fmt.Errorf("VPS %d: %s: %w", id, msg.Error, s)

@@ -19,8 +19,10 @@ import (
 // them and can never leave rootfs. The name "hostname" is never opened for writing: a symlink
 // there (say to /etc/passwd) would be followed by open(2), and O_TRUNC on a path the tenant
 // controls is how CVE-2024-45310 let a container truncate host files. Instead the content goes
-// to a new file created with O_EXCL in the same directory, which is fsynced and renamed over
-// "hostname"; rename(2) replaces a symlink instead of following it.
+// to a new file created with O_EXCL in the same directory, which is renamed over "hostname";
+// rename(2) replaces a symlink instead of following it. A regular file that already holds
+// the name is left alone (every boot writes it: most boots change nothing). Nothing is
+// fsynced: the VPS's config is the record, and every boot writes the file from it again.
 //
 // The new file keeps the owner and permission bits of the regular file it replaces; when there
 // is none, it gets the owner of the etc directory (the VPS's root, whatever host ID that maps
@@ -36,8 +38,7 @@ func WriteEtcHostname(rootfs string, hostname string) error {
 	defer unix.Close(root)
 
 	etcPath := filepath.Join(rootfs, "etc")
-	// Not O_PATH: the directory is fsynced after the rename. Opening a directory O_RDONLY has
-	// no side effects, and O_DIRECTORY refuses FIFOs and devices a tenant could plant there.
+	// O_DIRECTORY refuses FIFOs and devices a tenant could plant there.
 	etc, err := openat2Retry(root, "etc", &unix.OpenHow{
 		Flags:   unix.O_RDONLY | unix.O_DIRECTORY | unix.O_CLOEXEC,
 		Resolve: unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_MAGICLINKS,
@@ -47,6 +48,9 @@ func WriteEtcHostname(rootfs string, hostname string) error {
 	}
 	defer unix.Close(etc)
 
+	if current(etc, hostname+"\n") {
+		return nil
+	}
 	uid, gid, mode, err := targetOwner(etc)
 	if err != nil {
 		return &os.PathError{Op: "stat", Path: etcPath, Err: err}
@@ -76,9 +80,6 @@ func WriteEtcHostname(rootfs string, hostname string) error {
 	if err := retry(func() error { return unix.Fchmod(fd, mode) }); err != nil {
 		return &os.PathError{Op: "fchmod", Path: tmpPath, Err: err}
 	}
-	if err := retry(func() error { return unix.Fsync(fd) }); err != nil {
-		return &os.PathError{Op: "fsync", Path: tmpPath, Err: err}
-	}
 	err = unix.Close(fd)
 	fd = -1
 	if err != nil {
@@ -88,10 +89,28 @@ func WriteEtcHostname(rootfs string, hostname string) error {
 		return &os.PathError{Op: "rename", Path: filepath.Join(etcPath, "hostname"), Err: err}
 	}
 	ok = true
-	if err := retry(func() error { return unix.Fsync(etc) }); err != nil {
-		return &os.PathError{Op: "fsync", Path: etcPath, Err: err}
-	}
 	return nil
+}
+
+// current reports whether etc/hostname is a regular file holding exactly want. It is opened
+// with O_NOFOLLOW|O_NONBLOCK and checked with fstat before reading: a symlink, FIFO or device a
+// tenant planted there is never followed, waited on or read.
+func current(etc int, want string) bool {
+	fd, err := openat2Retry(etc, "hostname", &unix.OpenHow{
+		Flags:   unix.O_RDONLY | unix.O_NOFOLLOW | unix.O_NONBLOCK | unix.O_NOCTTY | unix.O_CLOEXEC,
+		Resolve: unix.RESOLVE_BENEATH | unix.RESOLVE_NO_SYMLINKS,
+	})
+	if err != nil {
+		return false
+	}
+	defer unix.Close(fd)
+	var st unix.Stat_t
+	if retry(func() error { return unix.Fstat(fd, &st) }) != nil || st.Mode&unix.S_IFMT != unix.S_IFREG || st.Size != int64(len(want)) {
+		return false
+	}
+	b := make([]byte, len(want)+1)
+	n, err := unix.Read(fd, b)
+	return err == nil && string(b[:n]) == want
 }
 
 // targetOwner returns the owner and mode the new etc/hostname gets: those of the current

@@ -266,3 +266,49 @@ func TestWriteEtcHostnameOddTargets(t *testing.T) {
 		}
 	})
 }
+
+// TestWriteEtcHostnameUnchanged: a file that already holds the name is left as it is (no new
+// inode, no copy-up into a VPS's private area at every boot); any other content, or a symlink
+// to a file holding the name, is replaced.
+func TestWriteEtcHostnameUnchanged(t *testing.T) {
+	root := newRoot(t)
+	p := filepath.Join(root, "etc", "hostname")
+	ino := func() uint64 {
+		var st unix.Stat_t
+		if err := unix.Lstat(p, &st); err != nil {
+			t.Fatal(err)
+		}
+		return st.Ino
+	}
+	if err := WriteEtcHostname(root, "web1"); err != nil {
+		t.Fatal(err)
+	}
+	first := ino()
+	if err := WriteEtcHostname(root, "web1"); err != nil {
+		t.Fatal(err)
+	}
+	if ino() != first {
+		t.Error("the same name was written again")
+	}
+	if err := WriteEtcHostname(root, "web2"); err != nil {
+		t.Fatal(err)
+	}
+	if ino() == first {
+		t.Error("a new name did not replace the file")
+	}
+	checkHostname(t, p, "web2")
+	// A symlink to a file that happens to hold the name is still replaced, not trusted.
+	other := filepath.Join(root, "other")
+	if err := os.WriteFile(other, []byte("web3\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	os.Remove(p)
+	if err := os.Symlink("/other", p); err != nil {
+		t.Fatal(err)
+	}
+	if err := WriteEtcHostname(root, "web3"); err != nil {
+		t.Fatal(err)
+	}
+	checkHostname(t, p, "web3")
+	noTempLeft(t, filepath.Join(root, "etc"))
+}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 	"github.com/vpsctl/vpsctl/container"
+	"github.com/vpsctl/vpsctl/internal/fault"
 	_ "github.com/vpsctl/vpsctl/nsenter" // the C constructor that joins VPSs (exec, enter)
 	"github.com/vpsctl/vpsctl/runtime"
 	"github.com/vpsctl/vpsctl/store"
@@ -21,6 +22,8 @@ import (
 )
 
 func main() {
+	fault.Mark("cli-main")
+	defer fault.Mark("cli-done") // on the paths that return; os.Exit ones are errors
 	// Hidden modes (monitor, init child) run before the CLI parses anything.
 	if runtime.IsChild() {
 		runtime.ChildMain()

@@ -4,20 +4,40 @@
 // itself with SIGKILL there, exactly as an operator's kill -9 or a power loss of the process
 // would. The tests run every point and check that the next command finishes or undoes the work.
 // Without VPSCTL_FAULT a point costs one string comparison.
+//
+// The points, and a few trace-only marks (Mark), are also where time is measured: with
+// VPSCTL_TRACE=1 every point or mark reached is printed to standard error as
+// "vpsctl trace: PID NAME UNIX-MICROSECONDS", comparable across vpsctl's processes (the
+// breakdown in docs/BENCHMARKS.md comes from it). A monitor's standard error is its monitor.log.
 package fault
 
 import (
+	"fmt"
 	"os"
 	"syscall"
+	"time"
 )
 
 // Env is the variable naming the point to crash at.
 const Env = "VPSCTL_FAULT"
 
+// TraceEnv is the variable that turns tracing on.
+const TraceEnv = "VPSCTL_TRACE"
+
 var point = os.Getenv(Env)
 
-// Point crashes the process if name is the configured fault point.
+var tracing = os.Getenv(TraceEnv) != ""
+
+// Mark records name in the trace, if tracing.
+func Mark(name string) {
+	if tracing {
+		fmt.Fprintf(os.Stderr, "vpsctl trace: %d %s %d\n", os.Getpid(), name, time.Now().UnixMicro())
+	}
+}
+
+// Point crashes the process if name is the configured fault point (and traces it).
 func Point(name string) {
+	Mark(name)
 	if point != "" && point == name {
 		syscall.Kill(os.Getpid(), syscall.SIGKILL)
 		select {} // SIGKILL is not deliverable late, but never run past the point
