@@ -161,6 +161,8 @@ void vpsctl_reaper(int argc, char **argv, const char *spec) __attribute__((noret
 void vpsctl_reaper(int argc, char **argv, const char *spec)
 {
 	const char *id = argc > 1 ? argv[1] : "?";
+	// exec of /proc/self/exe named us "exe": ps and top show what we are.
+	prctl(PR_SET_NAME, "vpsctl-monitor", 0, 0, 0);
 	int initpid = -1, sig = SIGTERM;
 	char clist[512] = "";
 	sscanf(spec, "pid=%d sig=%d master=%d log=%d listen=%d clients=%511s", &initpid, &sig, &master, &logfd, &listenfd, clist);

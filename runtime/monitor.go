@@ -68,6 +68,9 @@ type monitor struct {
 
 func monitorMain() int {
 	fault.Mark("monitor-main")
+	// exec of /proc/self/exe named the process "exe": ps and top show what it is (comm of the
+	// thread-group leader, which /proc/self/comm names).
+	os.WriteFile("/proc/self/comm", []byte("vpsctl-monitor"), 0)
 	if len(os.Args) < 2 {
 		return 3
 	}
