@@ -29,7 +29,7 @@ echo "before: $before"
 t0=$SECONDS
 for ((i = 1; i <= N; i++)); do
   "$V" create 998 --template busybox --ipadd 198.18.0.98 >/dev/null
-  "$V" start 998 >/dev/null
+  "$V" start 998 >/dev/null 2>"$W/start.err" || { cat "$W/start.err" >&2; exit 1; }   # (host-setting warnings are expected)
   [ "$("$V" exec 998 -- hostname)" = vps998 ] || { echo "cycle $i: exec failed" >&2; exit 1; }
   "$V" stop --kill 998 >/dev/null
   "$V" destroy 998 >/dev/null

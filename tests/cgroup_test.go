@@ -66,6 +66,18 @@ func TestCgroupLimits(t *testing.T) {
 		must(t, "exec", "121", "--", "true")
 		vpsctl(t, "exec", "121", "--", "killall", "sleep")
 		waitFor(t, 10*time.Second, "the sleepers to end", func() bool { return stats(t, "121").Beancounters["numproc"].Held < 10 })
+		// vzlist-style columns show the same counters.
+		out := must(t, "list", "-o", "id,numproc.l,numproc.f,physpages.l")
+		var row []string
+		for _, l := range strings.Split(out, "\n") {
+			if f := strings.Fields(l); len(f) == 4 && f[0] == "121" {
+				row = f
+			}
+		}
+		if row == nil || row[1] != "40" || row[2] == "0" || row[3] != strconv.Itoa(64<<20/4096) {
+			t.Errorf("list -o id,numproc.l,numproc.f,physpages.l:\n%s", out)
+		}
+		expectCode(t, 20, "list", "-o", "id,nosuchfield")
 	})
 
 	t.Run("memory hog is killed inside the VPS", func(t *testing.T) {

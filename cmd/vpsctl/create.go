@@ -168,8 +168,18 @@ EXAMPLES:
 func listCommand() *cli.Command {
 	return &cli.Command{
 		Name: "list", Aliases: []string{"ls"}, Usage: "list VPSs (running ones unless -a)",
+		Description: `Columns id, name, state, hostname, template and addresses, or those -o names (vzlist -o):
+` + strings.Join(runtime.ListFieldNames(), ",") + `
+A beancounter's name is its held value; .m maxheld, .b barrier, .l limit, .f failcnt.
+Beancounters of a stopped VPS are "-" (null in JSON).
+
+EXAMPLES:
+   vpsctl list -a
+   vpsctl list -o id,hostname,numproc,numproc.l,numproc.f,physpages
+   vpsctl list -a --format json`,
 		Flags: []cli.Flag{
 			&cli.BoolFlag{Name: "all", Aliases: []string{"a"}, Usage: "include stopped VPSs"},
+			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "comma-separated fields to show (see above)"},
 			formatFlag(),
 		},
 		Action: func(c *cli.Context) error {
@@ -180,6 +190,17 @@ func listCommand() *cli.Command {
 			rt, err := openRuntime(c)
 			if err != nil {
 				return err
+			}
+			if c.IsSet("output") {
+				fields, err := runtime.ParseListFields(c.String("output"))
+				if err != nil {
+					return err
+				}
+				rows, err := rt.ListFields(c.Bool("all"), fields)
+				if err != nil {
+					return err
+				}
+				return printFields(rows, fields, asJSON)
 			}
 			ss, err := rt.List(c.Bool("all"))
 			if err != nil {
@@ -200,6 +221,32 @@ func listCommand() *cli.Command {
 			return w.Flush()
 		},
 	}
+}
+
+// printFields prints `list -o` rows: a table with the fields as headers, or JSON objects keyed
+// by field.
+func printFields(rows []runtime.ListRow, fields []string, asJSON bool) error {
+	if asJSON {
+		out := make([]map[string]any, 0, len(rows))
+		for _, r := range rows {
+			m := map[string]any{}
+			for i, f := range r.Fields {
+				m[f] = r.Values[i]
+			}
+			out = append(out, m)
+		}
+		return printJSON(os.Stdout, out)
+	}
+	w := newTable()
+	fmt.Fprintln(w, strings.ToUpper(strings.Join(fields, "\t")))
+	for _, r := range rows {
+		vals := make([]string, len(r.Values))
+		for i, v := range r.Values {
+			vals[i] = runtime.FormatListValue(v)
+		}
+		fmt.Fprintln(w, strings.Join(vals, "\t"))
+	}
+	return w.Flush()
 }
 
 func dash(s string) string {
