@@ -348,9 +348,10 @@ func TestFS1MemoryLimit(t *testing.T) {
 	// limit. Without swap it is OOM-killed (137); with swap it may finish.
 	cmd := start(t, m, "head -c 100M /dev/zero | tail >/dev/null; exit $?")
 	err := waitExit(t, cmd, 60*time.Second)
+	// The OOM killer picks tail (the shell exits 137) or, now and then, the shell itself.
 	var ee *exec.ExitError
-	if err != nil && (!errors.As(err, &ee) || ee.ExitCode() != 128+int(syscall.SIGKILL)) {
-		t.Errorf("tail under a 32M limit: %v, want success or OOM kill (exit 137)", err)
+	if err != nil && !killedBy(err, syscall.SIGKILL) && (!errors.As(err, &ee) || ee.ExitCode() != 128+int(syscall.SIGKILL)) {
+		t.Errorf("tail under a 32M limit: %v, want success or an OOM kill", err)
 	}
 	st, err := m.Stats()
 	if err != nil {

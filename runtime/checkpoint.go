@@ -228,7 +228,7 @@ func (r *Runtime) Restore(id container.ID, dir string, progress io.Writer) (*Res
 	fmt.Fprintf(progress, "restoring VPS %d from %s (%.1f MiB, taken %s)\n", id, dir, float64(res.Bytes)/(1<<20),
 		meta.Time.Format(time.RFC3339))
 	t0 := time.Now()
-	pid, err := r.spawnMonitor(id, "--restore", dir)
+	pid, err := r.spawnMonitor(id, lk, "--restore", dir)
 	if err != nil {
 		return nil, err
 	}

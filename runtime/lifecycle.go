@@ -53,12 +53,14 @@ func (r *Runtime) Start(id container.ID) (int, error) {
 	if _, err := template.Rootfs(r.St, c.Template); err != nil {
 		return 0, err
 	}
-	return r.spawnMonitor(id)
+	return r.spawnMonitor(id, lk)
 }
 
 // spawnMonitor starts VPS id's monitor (extra args select a mode, e.g. --restore DIR) and waits
-// for its report.
-func (r *Runtime) spawnMonitor(id container.ID, extra ...string) (int, error) {
+// for its report. The monitor inherits the VPS's lock (lk, held by the caller) and keeps it
+// until its first boot is done: if this command dies meanwhile, no other one can start the VPS
+// a second time under the booting monitor.
+func (r *Runtime) spawnMonitor(id container.ID, lk *store.Lock, extra ...string) (int, error) {
 	pr, pw, err := os.Pipe()
 	if err != nil {
 		return 0, err
@@ -79,7 +81,7 @@ func (r *Runtime) spawnMonitor(id container.ID, extra ...string) (int, error) {
 		}
 	}
 	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.ExtraFiles = []*os.File{pw}
+	cmd.ExtraFiles = []*os.File{pw, lk.File()} // fd 3: the ready pipe, fd 4: the lock
 	// setsid: the monitor outlives this command and its terminal. CLONE_NEWNS: the VPS's mounts
 	// are made in the monitor's own mount namespace and never appear in the host's.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Cloneflags: unix.CLONE_NEWNS}

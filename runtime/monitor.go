@@ -64,6 +64,8 @@ type monitor struct {
 	oneshot []string // argv of a one-shot command run as the VPS's PID 1 (see RunOnce)
 	// restoreDir: the first boot restores the VPS from this checkpoint (see restoreBoot).
 	restoreDir string
+	// lock is the VPS's lock, inherited from `vpsctl start`, held until the first boot is done
+	lock *os.File
 }
 
 func monitorMain() int {
@@ -90,9 +92,14 @@ func monitorMain() int {
 		m := &monitor{st: st, id: uint32(id)}
 		return m.after(os.Args[3], os.Args[4])
 	}
-	// The ready pipe was inherited without close-on-exec; no VPS process may inherit it.
+	// The ready pipe and the VPS's lock were inherited without close-on-exec; no VPS process
+	// may inherit them.
 	unix.CloseOnExec(3)
 	m := &monitor{st: st, id: uint32(id), ready: os.NewFile(3, "ready")}
+	if len(os.Args) == 2 || (len(os.Args) == 4 && os.Args[2] == "--restore") {
+		unix.CloseOnExec(4)
+		m.lock = os.NewFile(4, "lock")
+	}
 	if len(os.Args) > 3 && os.Args[2] == "--" {
 		m.oneshot = os.Args[3:]
 		return m.runOnce()
@@ -104,6 +111,11 @@ func monitorMain() int {
 }
 
 func (m *monitor) report(msg readyMsg) {
+	if m.lock != nil {
+		// Before the report: the command that spawned us may go on at once.
+		m.lock.Close()
+		m.lock = nil
+	}
 	if m.ready == nil {
 		return
 	}

@@ -67,6 +67,10 @@ func lockFile(path, what, subject string) (*Lock, error) {
 }
 
 // Unlock releases the lock. Safe on nil.
+// File is the locked file: a child process that inherits it holds the lock too, until it
+// closes it, even if this process dies first (flock(2) locks belong to the open file).
+func (l *Lock) File() *os.File { return l.f }
+
 func (l *Lock) Unlock() {
 	if l == nil || l.f == nil {
 		return
