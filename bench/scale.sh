@@ -36,8 +36,9 @@ for ns in user net pid mnt ipc uts cgroup; do
   [ "$(sysctl -n user.max_${ns}_namespaces)" -ge "$N" ] || { echo "user.max_${ns}_namespaces < $N" >&2; exit 1; }
 done
 
-"$V" template list | grep -q '^bench ' || "$V" template build busybox bench >/dev/null
-if ! "$V" template list | grep -q '^debian-12 '; then
+"$V" template list > "$W/templates"   # (not piped into grep -q: pipefail would see SIGPIPE)
+grep -q '^bench ' "$W/templates" || "$V" template build busybox bench >/dev/null
+if ! grep -q '^debian-12 ' "$W/templates"; then
   echo "# building the debian-12 template (debootstrap, about a minute)"
   "$V" template build debian-12 >/dev/null
 fi
