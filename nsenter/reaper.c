@@ -141,6 +141,19 @@ static void request_stop(const char *stopf, int initpid, int sig)
 	kill(initpid, sig);
 }
 
+// reap collects every exited child; the init's exit sets *exited and its wait status.
+static void reap(int initpid, int *exited, int *status)
+{
+	int st;
+	pid_t w;
+	while ((w = waitpid(-1, &st, WNOHANG)) > 0) {
+		if (w == initpid) {
+			*exited = 1;
+			*status = st;
+		}
+	}
+}
+
 static long long now_ms(void)
 {
 	struct timespec ts;
@@ -204,14 +217,7 @@ void vpsctl_reaper(int argc, char **argv, const char *spec)
 	int backoff = 50;   // ms to wait before looking at a hung-up master again
 	// The init may have exited before SIGCHLD was blocked (during the exec that brought us
 	// here): the signal is then lost, so look once before waiting for it.
-	int st0;
-	pid_t w0;
-	while ((w0 = waitpid(-1, &st0, WNOHANG)) > 0) {
-		if (w0 == initpid) {
-			exited = 1;
-			status = st0;
-		}
-	}
+	reap(initpid, &exited, &status);
 	while (!exited) {
 		struct pollfd p[3 + MAXCLIENTS];
 		int np = 0, mi = -1, li = -1;
@@ -244,14 +250,7 @@ void vpsctl_reaper(int argc, char **argv, const char *spec)
 				if (si.ssi_signo == SIGTERM)
 					request_stop(stopf, initpid, sig);
 			}
-			int st;
-			pid_t w;
-			while ((w = waitpid(-1, &st, WNOHANG)) > 0) {
-				if (w == initpid) {
-					exited = 1;
-					status = st;
-				}
-			}
+			reap(initpid, &exited, &status);
 		}
 		if (mi >= 0 && p[mi].revents) {
 			ssize_t n = read(master, cbuf, sizeof(cbuf));

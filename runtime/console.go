@@ -60,12 +60,18 @@ func (h *consoleHub) serveListener(ln net.Listener) {
 			if err != nil {
 				return
 			}
-			h.mu.Lock()
-			h.clients[c] = true
-			h.mu.Unlock()
-			go h.input(c)
+			h.addClient(c)
 		}
 	}()
+}
+
+// addClient attaches a `vpsctl console` connection: it gets the console's output, and its
+// keystrokes go to the pty.
+func (h *consoleHub) addClient(c net.Conn) {
+	h.mu.Lock()
+	h.clients[c] = true
+	h.mu.Unlock()
+	go h.input(c)
 }
 
 // input copies a client's keystrokes to the current pty.

@@ -194,11 +194,7 @@ func (h *consoleHub) adoptListener(f *os.File) error {
 func (h *consoleHub) adoptClient(f *os.File) {
 	c, err := net.FileConn(f)
 	f.Close()
-	if err != nil {
-		return
+	if err == nil {
+		h.addClient(c)
 	}
-	h.mu.Lock()
-	h.clients[c] = true
-	h.mu.Unlock()
-	go h.input(c)
 }
