@@ -239,8 +239,9 @@ static void guest_cgroups(void)
 }
 
 // Masked paths hide host information from the VPS (bound to /dev/null, or an empty read-only
-// tmpfs for directories): kernel memory, the host's keys, timers and scheduler state. Keep in
-// step with runtime/initproc.go (maskedPaths), which the documentation and tests read.
+// tmpfs for directories): kernel memory, the host's keys, timers and scheduler state. Listed in
+// docs/SECURITY.md; the escape battery (tests/escape_test.go) reads /proc/kcore and
+// /proc/keys through them from inside a VPS.
 static const char *masked[] = { "proc/kcore", "proc/keys", "proc/timer_list", "proc/sched_debug",
 	"proc/latency_stats", "proc/acpi", "proc/scsi", "sys/firmware", "sys/kernel/security", NULL };
 // Read-only paths stay visible but cannot be written (host-wide kernel knobs).

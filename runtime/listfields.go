@@ -3,11 +3,7 @@ package runtime
 import (
 	"fmt"
 	"slices"
-	"strconv"
 	"strings"
-
-	"github.com/vpsctl/vpsctl/cgroup"
-	"github.com/vpsctl/vpsctl/container"
 )
 
 // `vpsctl list -o FIELD,...` (vzlist -o): a column per field, from the VPS's status or, for a
@@ -57,11 +53,9 @@ func needsStats(fields []string) bool {
 }
 
 // ListRow is one VPS's values for the fields asked, in their order; a value is a string, an
-// int64, a uint64, or nil where it does not apply (a stopped VPS has no beancounters).
-type ListRow struct {
-	Fields []string
-	Values []any
-}
+// int64, a uint64 (cgroup.Unlimited for no limit), or nil where it does not apply (a stopped
+// VPS has no beancounters).
+type ListRow []any
 
 // ListFields is List with the -o fields of each VPS.
 func (r *Runtime) ListFields(all bool, fields []string) ([]ListRow, error) {
@@ -74,11 +68,11 @@ func (r *Runtime) ListFields(all bool, fields []string) ([]ListRow, error) {
 		s := ss[i]
 		var st *Stats
 		if needsStats(fields) && s.State == "running" {
-			st, _ = r.statsOf(s) // a VPS that stops meanwhile has none
+			st, _ = statsFor(s) // a VPS that stops meanwhile has none
 		}
-		row := ListRow{Fields: fields}
+		row := make(ListRow, 0, len(fields))
 		for _, f := range fields {
-			row.Values = append(row.Values, fieldValue(s, st, f))
+			row = append(row, fieldValue(s, st, f))
 		}
 		rows = append(rows, row)
 	}
@@ -140,34 +134,4 @@ func fieldValue(s *Status, st *Stats, f string) any {
 		return bc.Failcnt
 	}
 	return bc.Held
-}
-
-// FormatListValue renders a ListRow value for a table: "-" for none, "unlimited" for no limit.
-func FormatListValue(v any) string {
-	switch x := v.(type) {
-	case nil:
-		return "-"
-	case string:
-		return dashIfEmpty(x)
-	case int64:
-		return strconv.FormatInt(x, 10)
-	case uint64:
-		if x == cgroup.Unlimited {
-			return "unlimited"
-		}
-		return strconv.FormatUint(x, 10)
-	}
-	return fmt.Sprint(v)
-}
-
-func dashIfEmpty(s string) string {
-	if s == "" {
-		return "-"
-	}
-	return s
-}
-
-// statsOf is Stats for a status already read (no second lookup).
-func (r *Runtime) statsOf(s *Status) (*Stats, error) {
-	return r.Stats(container.ID(s.ID))
 }

@@ -39,6 +39,11 @@ func (r *Runtime) Stats(id container.ID) (*Stats, error) {
 	if err != nil {
 		return nil, err
 	}
+	return statsFor(s)
+}
+
+// statsFor reads the usage of the running VPS whose status is s.
+func statsFor(s *Status) (*Stats, error) {
 	cg, err := cgroup.New(cgroupPath(s.ID))
 	if err != nil {
 		return nil, err

@@ -399,6 +399,10 @@ func TestFailedStartLeavesNothing(t *testing.T) {
 			t.Fatalf("start %d of a VPS without /sbin/init succeeded: %s", attempt, r.out)
 		}
 		checkErrLine(t, []string{"start", "170"}, r, "init")
+		// The init child's failure crosses as a step and an errno (initchild.c, init_error).
+		if !strings.Contains(r.err, "start: exec /sbin/init: no such file or directory") {
+			t.Errorf("start %d: error %q does not name the failed step and its errno", attempt, r.err)
+		}
 		if attempt == 1 {
 			first = r
 		} else if r.code != first.code || r.err != first.err {

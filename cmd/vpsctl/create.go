@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/urfave/cli/v2"
+	"github.com/vpsctl/vpsctl/cgroup"
 	"github.com/vpsctl/vpsctl/container"
 	"github.com/vpsctl/vpsctl/runtime"
 	"github.com/vpsctl/vpsctl/uid"
@@ -230,8 +231,8 @@ func printFields(rows []runtime.ListRow, fields []string, asJSON bool) error {
 		out := make([]map[string]any, 0, len(rows))
 		for _, r := range rows {
 			m := map[string]any{}
-			for i, f := range r.Fields {
-				m[f] = r.Values[i]
+			for i, f := range fields {
+				m[f] = r[i]
 			}
 			out = append(out, m)
 		}
@@ -240,13 +241,28 @@ func printFields(rows []runtime.ListRow, fields []string, asJSON bool) error {
 	w := newTable()
 	fmt.Fprintln(w, strings.ToUpper(strings.Join(fields, "\t")))
 	for _, r := range rows {
-		vals := make([]string, len(r.Values))
-		for i, v := range r.Values {
-			vals[i] = runtime.FormatListValue(v)
+		vals := make([]string, len(r))
+		for i, v := range r {
+			vals[i] = listValue(v)
 		}
 		fmt.Fprintln(w, strings.Join(vals, "\t"))
 	}
 	return w.Flush()
+}
+
+// listValue renders a `list -o` value for the table: "-" for none, "unlimited" for no limit.
+func listValue(v any) string {
+	switch x := v.(type) {
+	case nil:
+		return "-"
+	case string:
+		return dash(x)
+	case uint64:
+		if x == cgroup.Unlimited {
+			return "unlimited"
+		}
+	}
+	return fmt.Sprint(v)
 }
 
 func dash(s string) string {

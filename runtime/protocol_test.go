@@ -1,0 +1,42 @@
+package runtime
+
+import (
+	"encoding/binary"
+	"errors"
+	"strings"
+	"syscall"
+	"testing"
+)
+
+// TestInitMsgEncode: the init child's config is NUL-terminated key=value strings ending with an
+// empty one, repeated keys in order (what initchild.c's parser walks).
+func TestInitMsgEncode(t *testing.T) {
+	m := initMsg{NSFlags: 0x7e020000, Hostname: "web1", Domainname: "", Console: "/dev/pts/3", CapDrop: 0x1f,
+		Init: []string{"/sbin/init", "-s"}, Env: []string{"container=vpsctl", "TERM=linux"}}
+	got := string(m.encode())
+	want := strings.Join([]string{"ns=2114060288", "hostname=web1", "domainname=", "console=/dev/pts/3", "capdrop=1f",
+		"arg=/sbin/init", "arg=-s", "env=container=vpsctl", "env=TERM=linux"}, "\x00") + "\x00\x00"
+	if got != want {
+		t.Fatalf("encode = %q\nwant     %q", got, want)
+	}
+}
+
+// TestParseInitError: struct init_error is an int32 errno and a NUL-padded step; anything of
+// another size is not one.
+func TestParseInitError(t *testing.T) {
+	b := make([]byte, initErrorSize)
+	binary.NativeEndian.PutUint32(b, uint32(syscall.ENOENT))
+	copy(b[4:], "exec /sbin/init")
+	e, ok := parseInitError(b)
+	if !ok || e.Stage != "exec /sbin/init" || !errors.Is(e, syscall.ENOENT) {
+		t.Fatalf("parseInitError = %+v, %v", e, ok)
+	}
+	if e.Error() != "exec /sbin/init: no such file or directory" {
+		t.Errorf("Error() = %q", e.Error())
+	}
+	for _, n := range []int{0, 4, initErrorSize - 1, initErrorSize + 1} {
+		if _, ok := parseInitError(make([]byte, n)); ok {
+			t.Errorf("a %d-byte message parsed as an init error", n)
+		}
+	}
+}
