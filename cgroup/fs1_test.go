@@ -324,9 +324,16 @@ func TestFS1ForkBomb(t *testing.T) {
 		t.Fatal(err)
 	}
 	np := st.Counters[0]
-	if np.Failcnt == 0 || np.Held > limit || np.MaxHeld > limit || st.Procs > limit {
+	if np.Failcnt == 0 || np.Held > limit || np.MaxHeld > limit {
 		t.Errorf("bomb not contained: numproc %+v, procs %d", np, st.Procs)
 	}
+	// The process count is a union over every hierarchy's cgroup.procs, which can list a
+	// task that is exiting (a shell whose fork failed) a moment after the pids controller
+	// released it: it must come back within the limit, bounded.
+	waitFor(t, 5*time.Second, "procs within the limit", func() bool {
+		st, err := m.Stats()
+		return err == nil && st.Procs <= limit
+	})
 	// The host can still fork.
 	if out, err := exec.Command("/bin/true").CombinedOutput(); err != nil {
 		t.Fatalf("host fork: %v %s", err, out)

@@ -259,6 +259,12 @@ func memberFunc(rel string, match func(ProcCgroupLine) bool) func(int) bool {
 // round repeats until the group is empty.
 func freezeKill(m Manager, member func(int) bool, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
+	// An empty group is the common case (a stop that already killed the VPS's PID namespace,
+	// or a repair): freezing and thawing it would cost two state changes for nothing. A task
+	// joining right after this read joins on its own behalf (exec), not the VPS's.
+	if pids, err := m.Pids(); err == nil && len(pids) == 0 {
+		return nil
+	}
 	for {
 		_ = m.Freeze(min(time.Until(deadline), 2*time.Second))
 		pids, err := m.Pids()

@@ -106,6 +106,7 @@ static int send_fd(int fd)
 void vpsctl_fastexec(int argc, char **argv);
 void vpsctl_init_child(const char *sockfd) __attribute__((noreturn));
 void vpsctl_reaper(int argc, char **argv, const char *spec) __attribute__((noreturn));
+void vpsctl_rmtree(const char *path) __attribute__((noreturn));
 
 // glibc passes constructors the program's argc, argv and environment.
 __attribute__((constructor)) static void vpsctl_nsenter(int argc, char **argv, char **envp)
@@ -117,6 +118,9 @@ __attribute__((constructor)) static void vpsctl_nsenter(int argc, char **argv, c
 	const char *rp = getenv("_VPSCTL_REAPER");
 	if (rp)
 		vpsctl_reaper(argc, argv, rp); // a running VPS's monitor (reaper.c): never returns
+	const char *rm = getenv("_VPSCTL_RMTREE");
+	if (rm)
+		vpsctl_rmtree(rm); // a destroyed VPS's files (rmtree.c): never returns
 	const char *s = getenv("_VPSCTL_NSENTER");
 	if (!s) {
 		if (!getenv("_VPSCTL_MODE") && !getenv("VPSCTL_NO_FASTPATH"))

@@ -272,3 +272,18 @@ func boolStr(b bool) string {
 // FastCapDrop is the bounding-set mask the C fast path of `vpsctl exec` drops (fastexec.c); it
 // must equal the runtime's default (a test compares them).
 func FastCapDrop() uint64 { return uint64(C.vpsctl_fast_capdrop()) }
+
+// RemoveTree deletes dir, a destroyed VPS's directory renamed into the state root's tmp/, in a
+// background process (rmtree.c: no Go runtime, lowest CPU and I/O priority, its own session)
+// and returns once that process runs. The caller has unmounted everything below dir. The
+// process is reaped by a goroutine, or by the host's init once the caller has exited.
+func RemoveTree(dir string) error {
+	cmd := exec.Command("/proc/self/exe")
+	cmd.Args[0] = "vpsctl-reclaim"
+	cmd.Env = []string{"_VPSCTL_RMTREE=" + dir}
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	go cmd.Wait()
+	return nil
+}

@@ -109,7 +109,7 @@ func (r *Runtime) Checkpoint(id container.ID, dir string, leaveRunning bool, pro
 	}
 	if !leaveRunning {
 		// The monitor sees init die: this tells it to clean up instead of rebooting.
-		store.WriteFileAtomic(r.St.Path(s.ID, stopFile), []byte(strconv.Itoa(os.Getpid())+"\n"), 0o600)
+		store.WriteFileVolatile(r.St.Path(s.ID, stopFile), []byte(strconv.Itoa(os.Getpid())+"\n"), 0o600)
 		defer os.Remove(r.St.Path(s.ID, stopFile))
 	}
 	fmt.Fprintf(progress, "checkpointing VPS %d (criu %s at %s) to %s\n", id, v, path, dir)

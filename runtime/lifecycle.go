@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"slices"
 	"strconv"
 	"syscall"
 	"time"
@@ -146,7 +147,7 @@ func (r *Runtime) stopLocked(id container.ID, o StopOptions) error {
 	stopF := r.St.Path(uint32(id), stopFile)
 	if s, err := r.Status(id); err == nil && s.State == "running" && s.InitPID == 0 && s.MonitorPID > 0 {
 		// Rebooting: ask the monitor not to boot again, and wait for it to finish.
-		if err := store.WriteFileAtomic(stopF, []byte(strconv.Itoa(os.Getpid())+"\n"), 0o600); err != nil {
+		if err := store.WriteFileVolatile(stopF, []byte(strconv.Itoa(os.Getpid())+"\n"), 0o600); err != nil {
 			return err
 		}
 		defer os.Remove(stopF)
@@ -163,7 +164,7 @@ func (r *Runtime) stopLocked(id container.ID, o StopOptions) error {
 	if err != nil {
 		return err
 	}
-	if err := store.WriteFileAtomic(stopF, []byte(strconv.Itoa(os.Getpid())+"\n"), 0o600); err != nil {
+	if err := store.WriteFileVolatile(stopF, []byte(strconv.Itoa(os.Getpid())+"\n"), 0o600); err != nil {
 		return err
 	}
 	defer os.Remove(stopF)
@@ -192,7 +193,16 @@ func (r *Runtime) stopLocked(id container.ID, o StopOptions) error {
 		fault.Point("stop-signalled")
 		exited = waitPidfd(initfd, int(o.Timeout/time.Millisecond))
 	}
+	if !exited && initfd >= 0 && slices.Contains(s.Namespaces, "pid") {
+		// SIGKILL to the init of a PID namespace kills every process in it, and its pidfd
+		// turns readable only once they are all gone (zap_pid_ns_processes): no freeze is
+		// needed, and no race with a guest that forks while being killed.
+		unix.PidfdSendSignal(initfd, unix.SIGKILL, nil, 0)
+		exited = waitPidfd(initfd, 5000)
+		fault.Point("stop-killed")
+	}
 	if !exited {
+		// No PID namespace of its own, or the init would not die: kill the whole group.
 		if err := cg.Kill(10 * time.Second); err != nil {
 			return fmt.Errorf("VPS %d: kill: %w", id, err)
 		}

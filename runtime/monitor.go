@@ -262,7 +262,7 @@ func (m *monitor) stopRequested() bool {
 
 // requestStop is SIGTERM to the monitor: the same as `vpsctl stop` without the wait.
 func (m *monitor) requestStop(b *bootState) {
-	store.WriteFileAtomic(m.st.Path(m.id, stopFile), []byte(strconv.Itoa(os.Getpid())+"\n"), 0o600)
+	store.WriteFileVolatile(m.st.Path(m.id, stopFile), []byte(strconv.Itoa(os.Getpid())+"\n"), 0o600)
 	unix.Kill(b.pid, poweroffSignal(b.pid))
 }
 

@@ -25,6 +25,7 @@ import (
 	"os"
 
 	"github.com/vpsctl/vpsctl/container"
+	"github.com/vpsctl/vpsctl/nsenter"
 	"github.com/vpsctl/vpsctl/store"
 )
 
@@ -66,6 +67,9 @@ func Open(root string) (*Runtime, error) {
 		return nil, err
 	}
 	st.Sweep()
+	if os.Getenv("VPSCTL_SYNC_DESTROY") == "" {
+		st.Reclaim = nsenter.RemoveTree
+	}
 	return &Runtime{St: st}, nil
 }
 

@@ -47,6 +47,10 @@ const DefaultRoot = "/var/lib/vpsctl"
 // Store is a state root.
 type Store struct {
 	Root string
+	// Reclaim, if set, deletes the directory of a destroyed VPS (already renamed into tmp/)
+	// in the background and returns once that has started; when it fails, Remove deletes the
+	// directory itself. A reclaim that dies half-way leaves a directory Sweep removes.
+	Reclaim func(dir string) error
 }
 
 // Open returns the store at root, creating its directories if needed.
@@ -86,6 +90,17 @@ func (s *Store) TemplateDir(name string) string { return filepath.Join(s.Root, "
 
 // WriteFileAtomic replaces path with data: temp file in the same directory, fsync, rename.
 func WriteFileAtomic(path string, data []byte, perm os.FileMode) error {
+	return writeFile(path, data, perm, true)
+}
+
+// WriteFileVolatile replaces path atomically, like WriteFileAtomic, but without the fsync: for
+// files that only mean something while the host is up (a stop request), where a crash may lose
+// the file but must never leave half of it. The fsync is most of such a write's cost.
+func WriteFileVolatile(path string, data []byte, perm os.FileMode) error {
+	return writeFile(path, data, perm, false)
+}
+
+func writeFile(path string, data []byte, perm os.FileMode, durable bool) error {
 	dir := filepath.Dir(path)
 	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
 	if err != nil {
@@ -96,7 +111,7 @@ func WriteFileAtomic(path string, data []byte, perm os.FileMode) error {
 	if werr == nil {
 		werr = f.Chmod(perm)
 	}
-	if werr == nil {
+	if werr == nil && durable {
 		werr = f.Sync()
 	}
 	if cerr := f.Close(); werr == nil {
@@ -260,6 +275,12 @@ func (s *Store) Remove(id uint32) error {
 		return err
 	}
 	fault.Point("destroy-renamed")
+	if s.Reclaim != nil {
+		UnmountBelow(stage)
+		if s.Reclaim(stage) == nil {
+			return nil
+		}
+	}
 	return RemoveAll(stage)
 }
 
@@ -325,6 +346,12 @@ func (s *Store) ClearRun(id uint32) {
 // first): a killed build or boot can leave a mount there, and deleting through it would
 // reach into whatever is mounted.
 func RemoveAll(dir string) error {
+	UnmountBelow(dir)
+	return os.RemoveAll(dir)
+}
+
+// UnmountBelow detaches every mount below dir, deepest first.
+func UnmountBelow(dir string) {
 	if mi, err := os.ReadFile("/proc/self/mountinfo"); err == nil {
 		var below []string
 		for _, l := range strings.Split(string(mi), "\n") {
@@ -338,5 +365,4 @@ func RemoveAll(dir string) error {
 			unix.Unmount(m, unix.MNT_DETACH)
 		}
 	}
-	return os.RemoveAll(dir)
 }

@@ -3,9 +3,12 @@ package tests
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -278,5 +281,61 @@ func TestMonitorRests(t *testing.T) {
 	waitFor(t, 10*time.Second, "the monitor to exit", func() bool { return threads(mon) == 0 })
 	if _, err := os.Stat(filepath.Join(root, "vps", id, "run.json")); !os.IsNotExist(err) {
 		t.Fatalf("run.json left after the monitor's own stop: %v", err)
+	}
+}
+
+// TestDestroyReclaims: destroy commits by a rename and returns; a background process deletes
+// the files. The VPS is gone at once for every command, its files soon after; the remover
+// refuses any directory that is not a destroy's staging directory; one killed half-way leaves
+// a directory the next command sweeps; VPSCTL_SYNC_DESTROY=1 deletes before returning.
+func TestDestroyReclaims(t *testing.T) {
+	const id = "113"
+	checkClean(t, id)
+	must(t, "create", id, "--template", "busybox")
+	must(t, "start", id)
+	must(t, "exec", id, "--", "/bin/sh", "-c", "mkdir -p /data && for i in 1 2 3 4 5 6 7 8; do echo $i > /data/f$i; done")
+	must(t, "destroy", "--force", id)
+	if s := status(t, id); s.State != "deleted" {
+		t.Fatalf("state after destroy = %q, want deleted", s.State)
+	}
+	if _, err := os.Stat(filepath.Join(root, "vps", id)); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("vps/%s after destroy: %v", id, err)
+	}
+	waitTmpEmpty(t, 10*time.Second)
+
+	// Synchronous on request.
+	must(t, "create", id, "--template", "busybox")
+	if r := vpsctlEnv(t, []string{"VPSCTL_SYNC_DESTROY=1"}, "destroy", id); r.code != 0 {
+		t.Fatalf("destroy: %d %s", r.code, r.err)
+	}
+	if ents, _ := os.ReadDir(filepath.Join(root, "tmp")); len(ents) != 0 {
+		t.Fatalf("VPSCTL_SYNC_DESTROY=1: tmp/ not empty at return: %v", ents)
+	}
+
+	// The remover deletes nothing but a destroy's staging directory.
+	keep := t.TempDir()
+	if err := os.WriteFile(filepath.Join(keep, "precious"), []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin)
+	cmd.Env = []string{"_VPSCTL_RMTREE=" + keep}
+	err := cmd.Run()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 2 {
+		t.Fatalf("remover on %s: %v, want exit 2", keep, err)
+	}
+	if _, err := os.Stat(filepath.Join(keep, "precious")); err != nil {
+		t.Fatalf("remover touched a directory outside tmp/: %v", err)
+	}
+
+	// A remover killed half-way: its directory names a dead process; any command sweeps it.
+	dead := filepath.Join(root, "tmp", "destroy-999999999-1", "vps", "private")
+	if err := os.MkdirAll(dead, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(dead, "f"), []byte("x"), 0o600)
+	must(t, "list")
+	if ents, _ := os.ReadDir(filepath.Join(root, "tmp")); len(ents) != 0 {
+		t.Fatalf("abandoned reclaim not swept: %v", ents)
 	}
 }

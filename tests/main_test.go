@@ -214,3 +214,21 @@ func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool)
 func execCmd(name string, args ...string) ([]byte, error) {
 	return exec.Command(name, args...).CombinedOutput()
 }
+
+// waitTmpEmpty waits, bounded, for the state root's tmp/ to empty: destroy reclaims a VPS's
+// files in a background process after it returns.
+func waitTmpEmpty(t testing.TB, timeout time.Duration) {
+	t.Helper()
+	var ents []os.DirEntry
+	deadline := time.Now().Add(timeout)
+	for {
+		ents, _ = os.ReadDir(filepath.Join(root, "tmp"))
+		if len(ents) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("tmp/ not emptied within %v: %v", timeout, ents)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
