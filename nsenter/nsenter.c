@@ -107,6 +107,7 @@ void vpsctl_fastexec(int argc, char **argv);
 void vpsctl_init_child(const char *sockfd) __attribute__((noreturn));
 void vpsctl_reaper(int argc, char **argv, const char *spec) __attribute__((noreturn));
 void vpsctl_rmtree(const char *path) __attribute__((noreturn));
+void vpsctl_start_fork(int argc, char **argv);
 
 // glibc passes constructors the program's argc, argv and environment.
 __attribute__((constructor)) static void vpsctl_nsenter(int argc, char **argv, char **envp)
@@ -125,6 +126,8 @@ __attribute__((constructor)) static void vpsctl_nsenter(int argc, char **argv, c
 	if (!s) {
 		if (!getenv("_VPSCTL_MODE") && !getenv("VPSCTL_NO_FASTPATH"))
 			vpsctl_fastexec(argc, argv); // returns unless it ran the whole exec
+		if (!getenv("_VPSCTL_MODE"))
+			vpsctl_start_fork(argc, argv); // `vpsctl start`: see startfork.c
 		return;
 	}
 	sock = atoi(s);

@@ -30,6 +30,7 @@ package nsenter
 // #cgo CFLAGS: -Wall -O2
 // #include <stdint.h>
 // uint64_t vpsctl_fast_capdrop(void);
+// extern int vpsctl_start_fd;
 import "C"
 
 import (
@@ -287,3 +288,8 @@ func RemoveTree(dir string) error {
 	go cmd.Wait()
 	return nil
 }
+
+// StartFD is the pipe to the parent that `vpsctl start` forked before the Go runtime started
+// (startfork.c), or -1: this process is then that start's child and may carry on as the VPS's
+// monitor once it has written its exit code there.
+func StartFD() int { return int(C.vpsctl_start_fd) }

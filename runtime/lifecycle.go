@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log"
 	"os"
 	"os/exec"
 	"slices"
@@ -15,6 +16,7 @@ import (
 	"github.com/vpsctl/vpsctl/cgroup"
 	"github.com/vpsctl/vpsctl/container"
 	"github.com/vpsctl/vpsctl/internal/fault"
+	"github.com/vpsctl/vpsctl/nsenter"
 	"github.com/vpsctl/vpsctl/store"
 	"github.com/vpsctl/vpsctl/template"
 	"golang.org/x/sys/unix"
@@ -54,7 +56,94 @@ func (r *Runtime) Start(id container.ID) (int, error) {
 	if _, err := template.Rootfs(r.St, c.Template); err != nil {
 		return 0, err
 	}
+	if fd := nsenter.StartFD(); fd >= 0 && pendingMonitor == nil {
+		return r.startHere(id, fd)
+	}
 	return r.spawnMonitor(id, lk)
+}
+
+// monitorEnv is the whole environment of a monitor process: its mode, the state root, a small
+// Go runtime, and the test and trace switches that were set.
+func monitorEnv(root string) []string {
+	env := []string{modeEnv + "=monitor", "VPSCTL_ROOT=" + root, "GOMAXPROCS=1", "GOGC=25"}
+	for _, k := range []string{fault.Env, fault.TraceEnv, "VPSCTL_NO_REAPER"} {
+		if v := os.Getenv(k); v != "" {
+			env = append(env, k+"="+v)
+		}
+	}
+	return env
+}
+
+// pendingMonitor is set once this process has booted a VPS itself (startHere): what is left
+// for BecomeMonitor to do.
+var pendingMonitor func(code int)
+
+// startHere boots VPS id in this process, the child that `vpsctl start` forked before its Go
+// runtime started (nsenter/startfork.c: a session and a mount namespace of its own), and
+// returns once the VPS's init runs, with the command's usual result. The monitor's loop runs
+// meanwhile in a goroutine; it waits at its first report until BecomeMonitor has let the
+// parent go (fd is the pipe to it) and moved this process's stdio to the monitor's log. The
+// caller holds the VPS's lock throughout the boot, and a crash of this process is a crash of
+// the monitor: the next command repairs whatever it left.
+func (r *Runtime) startHere(id container.ID, fd int) (int, error) {
+	logf, err := os.OpenFile(r.St.Path(uint32(id), "monitor.log"), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+	if err != nil {
+		return 0, err
+	}
+	// The monitor's log lines go to its log, as in a spawned monitor; so do the rest of this
+	// command's (there are none on success).
+	log.SetOutput(logf)
+	log.SetFlags(log.LstdFlags | log.Lmicroseconds)
+	log.SetPrefix(fmt.Sprintf("monitor %d: ", id))
+	got := make(chan readyMsg, 1)
+	proceed := make(chan struct{})
+	m := &monitor{st: r.St, id: uint32(id), env: monitorEnv(r.St.Root), reportFn: func(msg readyMsg) {
+		got <- msg
+		<-proceed
+	}}
+	done := make(chan int, 1)
+	go func() { done <- m.main() }()
+	fault.Point("start-spawned")
+	msg := <-got
+	if msg.Error != "" {
+		close(proceed) // the monitor tidies up after its failed boot and returns
+		select {
+		case <-done:
+		case <-time.After(StartTimeout):
+		}
+		log.SetOutput(os.Stderr)
+		logf.Close()
+		if s, ok := startSentinels[msg.Kind]; ok {
+			return 0, fmt.Errorf("VPS %d: %s: %w", id, msg.Error, s)
+		}
+		return 0, fmt.Errorf("VPS %d: %s", id, msg.Error)
+	}
+	pendingMonitor = func(code int) {
+		os.WriteFile("/proc/self/comm", []byte("vpsctl-monitor"), 0)
+		// Nothing of the caller's may stay open here: its terminal or pipe would not see EOF
+		// while the VPS runs.
+		if null, err := os.Open(os.DevNull); err == nil {
+			unix.Dup2(int(null.Fd()), 0)
+			null.Close()
+		}
+		unix.Dup2(int(logf.Fd()), 1)
+		unix.Dup2(int(logf.Fd()), 2)
+		unix.Write(fd, []byte{byte(code)})
+		unix.Close(fd)
+		close(proceed)
+		os.Exit(<-done)
+	}
+	r.warn(uint32(id), msg.Warnings)
+	return msg.InitPID, nil
+}
+
+// BecomeMonitor ends the command: if it booted a VPS in this process (startHere), the process
+// lets the command's caller go with exit code code and stays as that VPS's monitor until the
+// VPS halts (it then exits, never returning). Otherwise it returns at once.
+func BecomeMonitor(code int) {
+	if pendingMonitor != nil {
+		pendingMonitor(code)
+	}
 }
 
 // spawnMonitor starts VPS id's monitor (extra args select a mode, e.g. --restore DIR) and waits
@@ -75,12 +164,7 @@ func (r *Runtime) spawnMonitor(id container.ID, lk *store.Lock, extra ...string)
 	defer logf.Close()
 	cmd := exec.Command("/proc/self/exe", append([]string{strconv.FormatUint(uint64(id), 10)}, extra...)...)
 	cmd.Args[0] = "vpsctl-monitor"
-	cmd.Env = []string{modeEnv + "=monitor", "VPSCTL_ROOT=" + r.St.Root, "GOMAXPROCS=1", "GOGC=25"}
-	for _, k := range []string{fault.Env, fault.TraceEnv, "VPSCTL_NO_REAPER"} {
-		if v := os.Getenv(k); v != "" {
-			cmd.Env = append(cmd.Env, k+"="+v)
-		}
-	}
+	cmd.Env = monitorEnv(r.St.Root)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.ExtraFiles = []*os.File{pw, lk.File()} // fd 3: the ready pipe, fd 4: the lock
 	// setsid: the monitor outlives this command and its terminal. CLONE_NEWNS: the VPS's mounts

@@ -66,6 +66,14 @@ type monitor struct {
 	restoreDir string
 	// lock is the VPS's lock, inherited from `vpsctl start`, held until the first boot is done
 	lock *os.File
+	// stdio of a one-shot command (nil: the monitor's own).
+	stdio []*os.File
+	// reportFn, if set, receives the boot report instead of the ready pipe (a monitor running
+	// inside the command that asked for the boot, see runHere).
+	reportFn func(readyMsg)
+	// env is the environment the monitor passes on when it execs into the C reaper (nil: its
+	// own, which a spawned monitor was given by monitorEnv).
+	env []string
 }
 
 func monitorMain() int {
@@ -115,6 +123,11 @@ func (m *monitor) report(msg readyMsg) {
 		// Before the report: the command that spawned us may go on at once.
 		m.lock.Close()
 		m.lock = nil
+	}
+	if m.reportFn != nil {
+		m.reportFn(msg)
+		m.reportFn = nil
+		return
 	}
 	if m.ready == nil {
 		return
@@ -327,7 +340,11 @@ func (m *monitor) boot(c *store.Config) (*bootState, error) {
 	// The console: a pty whose slave is the init's stdio and /dev/console; we log its output.
 	// A one-shot command uses our stdio instead and has /dev/null as its console.
 	if m.oneshot != nil {
-		return m.bootRest(c, b, res, tpl, idmap, userns, "/dev/null", os.Stdin, os.Stdout, os.Stderr, &ok)
+		stdio := m.stdio
+		if len(stdio) != 3 {
+			stdio = []*os.File{os.Stdin, os.Stdout, os.Stderr}
+		}
+		return m.bootRest(c, b, res, tpl, idmap, userns, "/dev/null", stdio[0], stdio[1], stdio[2], &ok)
 	}
 	slave, consolePath, err := m.newConsole(b, idmap, userns)
 	if err != nil {

@@ -87,7 +87,11 @@ func (m *monitor) becomeReaper(b *bootState) error {
 	}
 	spec := fmt.Sprintf("pid=%d sig=%d master=%d log=%d listen=%d clients=%s", b.pid, int(poweroffSignal(b.pid)),
 		master, logfd, lfd, strings.Join(cl, ","))
-	env := append(slices.DeleteFunc(os.Environ(), func(e string) bool { return strings.HasPrefix(e, reaperEnv+"=") }),
+	env := m.env
+	if env == nil {
+		env = os.Environ()
+	}
+	env = append(slices.DeleteFunc(slices.Clone(env), func(e string) bool { return strings.HasPrefix(e, reaperEnv+"=") }),
 		reaperEnv+"="+spec)
 	argv := []string{"vpsctl-monitor", strconv.FormatUint(uint64(m.id), 10)}
 	err = syscall.Exec("/proc/self/exe", argv, env)

@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	goruntime "runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -38,6 +39,9 @@ func (r *Runtime) runOnceLocked(id container.ID, argv []string, stdin, stdout, s
 		return 0, fmt.Errorf("VPS %d: %w", id, ErrRunning)
 	}
 	r.repair(id)
+	if os.Getenv("VPSCTL_NO_INPROCESS") == "" {
+		return r.runHere(id, argv, stdin, stdout, stderr)
+	}
 	pr, pw, err := os.Pipe()
 	if err != nil {
 		return 0, err
@@ -75,6 +79,41 @@ func (r *Runtime) runOnceLocked(id container.ID, argv []string, stdin, stdout, s
 		return 0, err
 	}
 	return cmd.ProcessState.ExitCode(), nil
+}
+
+// runHere is the one-shot boot of runOnceLocked done by this process instead of a spawned
+// monitor (whose Go runtime start is most of a short `vpsctl run`): the command waits for the
+// VPS anyway. The boot runs on an OS thread of its own that unshares its file-system context
+// and mount namespace first, so the VPS's mounts are made where the host never sees them, and
+// that is never reused (the goroutine ends locked, and Go then ends the thread). Every mount,
+// chdir and the clone of the init happen on that thread; the rest of the command is untouched.
+func (r *Runtime) runHere(id container.ID, argv []string, stdin, stdout, stderr *os.File) (int, error) {
+	type result struct {
+		code int
+		msg  readyMsg
+	}
+	done := make(chan result, 1)
+	go func() {
+		goruntime.LockOSThread()
+		var res result
+		defer func() { done <- res }()
+		if err := unix.Unshare(unix.CLONE_FS | unix.CLONE_NEWNS); err != nil {
+			res.msg = readyMsg{Error: "run: own mount namespace: " + os.NewSyscallError("unshare", err).Error()}
+			return
+		}
+		m := &monitor{st: r.St, id: uint32(id), oneshot: argv, stdio: []*os.File{stdin, stdout, stderr},
+			reportFn: func(msg readyMsg) { res.msg = msg }}
+		res.code = m.runOnce()
+	}()
+	res := <-done
+	fault.Mark("run-monitor-exited")
+	if res.msg.Error != "" {
+		if s, ok := startSentinels[res.msg.Kind]; ok {
+			return 0, fmt.Errorf("VPS %d: %s: %w", id, res.msg.Error, s)
+		}
+		return 0, fmt.Errorf("VPS %d: %s", id, res.msg.Error)
+	}
+	return res.code, nil
 }
 
 // userpasswdScript sets a password read from stdin ("user:password"), creating the user if

@@ -16,6 +16,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/vpsctl/vpsctl/internal/fault"
 )
 
 type statusJSON struct {
@@ -338,4 +340,130 @@ func TestDestroyReclaims(t *testing.T) {
 	if ents, _ := os.ReadDir(filepath.Join(root, "tmp")); len(ents) != 0 {
 		t.Fatalf("abandoned reclaim not swept: %v", ents)
 	}
+}
+
+// vpsDirs lists the state root's VPS directories.
+func vpsDirs(t testing.TB) []string {
+	t.Helper()
+	ents, _ := os.ReadDir(filepath.Join(root, "vps"))
+	var ids []string
+	for _, e := range ents {
+		ids = append(ids, e.Name())
+	}
+	return ids
+}
+
+// TestRun: `vpsctl run` boots a fresh VPS with the command as its PID 1 on the caller's stdio
+// and exits with its status; --rm leaves nothing behind, on success and on every failure.
+func TestRun(t *testing.T) {
+	checkClean(t, "190")
+	before := fmt.Sprint(vpsDirs(t))
+
+	cmd := exec.Command(bin, "--root", root, "run", "--rm", "--template", "busybox", "--hostname", "h1", "--",
+		"/bin/sh", "-c", `hostname; echo pid=$$; cat; id -u; exit 7`)
+	cmd.Stdin = strings.NewReader("from-stdin\n")
+	out, err := cmd.Output()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 7 {
+		t.Fatalf("run: %v (want exit 7); out %q", err, out)
+	}
+	if want := "h1\npid=1\nfrom-stdin\n0\n"; string(out) != want {
+		t.Fatalf("run output %q, want %q", out, want)
+	}
+	if after := fmt.Sprint(vpsDirs(t)); after != before {
+		t.Fatalf("run --rm left a VPS: %s -> %s", before, after)
+	}
+	// Not on the host: the VPS's mounts were made in a mount namespace of the boot's own.
+	if mi, _ := os.ReadFile("/proc/self/mountinfo"); strings.Contains(string(mi), filepath.Join(root, "vps")) {
+		t.Fatalf("a VPS mount in the host's mount table:\n%s", mi)
+	}
+
+	// Failures: nothing is created (bad template) or all is removed (command not found).
+	if r := vpsctl(t, "run", "--rm", "--template", "no-such-template", "--", "/bin/true"); r.code != 91 {
+		t.Fatalf("run with a missing template: code %d (%s), want 91", r.code, r.err)
+	}
+	r := vpsctl(t, "run", "--rm", "--template", "busybox", "--", "/no/such/command")
+	if r.code == 0 || !strings.Contains(r.err, "/no/such/command") {
+		t.Fatalf("run of a missing command: code %d, stderr %q", r.code, r.err)
+	}
+	if after := fmt.Sprint(vpsDirs(t)); after != before {
+		t.Fatalf("failed runs left a VPS: %s -> %s", before, after)
+	}
+
+	// Without --rm the VPS stays, stopped, with what the command wrote.
+	if r := vpsctl(t, "run", "190", "--template", "busybox", "--", "/bin/sh", "-c", "echo kept > /root/f"); r.code != 0 {
+		t.Fatalf("run 190: %d %s", r.code, r.err)
+	}
+	if s := status(t, "190"); s.State != "stopped" {
+		t.Fatalf("after run without --rm: state %q, want stopped", s.State)
+	}
+	if b, err := os.ReadFile(filepath.Join(root, "vps", "190", "private", "root", "f")); err != nil || string(b) != "kept\n" {
+		t.Fatalf("file written by the run: %q %v", b, err)
+	}
+	if r := vpsctl(t, "run", "190", "--template", "busybox", "--", "/bin/true"); r.code != 44 {
+		t.Fatalf("run on an existing ID: code %d, want 44", r.code)
+	}
+	must(t, "destroy", "190")
+
+	// SIGINT to vpsctl ends the command and, with --rm, removes the VPS.
+	cmd = exec.Command(bin, "--root", root, "run", "--rm", "--template", "busybox", "--", "/bin/sleep", "60")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "the run's VPS to exist", func() bool { return len(vpsDirs(t)) > len(strings.Fields(strings.Trim(before, "[]"))) })
+	time.Sleep(200 * time.Millisecond)
+	cmd.Process.Signal(syscall.SIGINT)
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		if !errors.As(err, &ee) || ee.ExitCode() != 128+int(syscall.SIGKILL) {
+			t.Fatalf("run after SIGINT: %v, want exit %d", err, 128+int(syscall.SIGKILL))
+		}
+	case <-time.After(20 * time.Second):
+		cmd.Process.Kill()
+		t.Fatal("run did not end after SIGINT")
+	}
+	if after := fmt.Sprint(vpsDirs(t)); after != before {
+		t.Fatalf("interrupted run --rm left a VPS: %s -> %s", before, after)
+	}
+	waitTmpEmpty(t, 10*time.Second)
+}
+
+// TestStartPaths: by default `vpsctl start` forks before its Go runtime starts and the child,
+// which boots the VPS, stays as its monitor; VPSCTL_NO_INPROCESS=1 spawns a monitor instead.
+// Either way the command returns once the VPS runs, with nothing of the caller's held open
+// (its output pipe reaches EOF), and the monitor is in a session of its own. A start that dies
+// mid-boot is reported by the command's exit status.
+func TestStartPaths(t *testing.T) {
+	const id = "114"
+	checkClean(t, id)
+	must(t, "create", id, "--template", "busybox")
+	for _, env := range [][]string{nil, {"VPSCTL_NO_INPROCESS=1"}} {
+		r := vpsctlTimeout(t, 30*time.Second, env, "start", id)
+		if r.code != 0 || !strings.HasPrefix(r.out, "VPS "+id+" started (init PID ") {
+			t.Fatalf("%v start: %+v", env, r)
+		}
+		s := status(t, id)
+		if s.State != "running" || s.MonitorPID <= 0 {
+			t.Fatalf("%v: status after start: %+v", env, s)
+		}
+		stat, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", s.MonitorPID))
+		f := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+2:]))
+		if len(f) < 4 || f[3] != strconv.Itoa(s.MonitorPID) {
+			t.Fatalf("%v: monitor %d is not a session leader: %s", env, s.MonitorPID, stat)
+		}
+		if out := must(t, "exec", id, "--", "hostname"); strings.TrimSpace(out) != "vps"+id {
+			t.Fatalf("%v: hostname %q", env, out)
+		}
+		must(t, "stop", "--kill", id)
+	}
+	// A boot killed half-way: the command fails with the dead process's signal (the forked
+	// start) and the next start repairs and boots.
+	r := vpsctlEnv(t, []string{fault.Env + "=monitor-rootfs"}, "start", id)
+	if r.code != -1 { // ProcessState.ExitCode: -1 when ended by a signal
+		t.Fatalf("start killed at monitor-rootfs: code %d, want death by the signal (%s)", r.code, r.err)
+	}
+	must(t, "start", id)
+	must(t, "stop", "--kill", id)
 }

@@ -4,6 +4,7 @@ import (
 	"strings"
 
 	"github.com/urfave/cli/v2"
+	"github.com/vpsctl/vpsctl/container"
 )
 
 // reorderArgs lets flags follow positional arguments (`vpsctl create 101 --template busybox`),
@@ -55,7 +56,9 @@ func reorderArgs(app *cli.App, args []string) []string {
 			pos = append(pos, args[i+1:]...)
 			break
 		}
-		if cmdArgs && len(pos) >= 1 {
+		// run's VPS ID is optional, so its command line starts after the first positional
+		// that is not an ID: `run 190 --template T -- CMD` keeps --template a flag.
+		if cmdArgs && len(pos) >= 1 && !(cmd.Name == "run" && len(pos) == 1 && container.LooksNumeric(pos[0])) {
 			pos = append(pos, args[i:]...)
 			break
 		}

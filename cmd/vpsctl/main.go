@@ -30,6 +30,10 @@ func main() {
 	}
 	app := newApp()
 	err := app.Run(reorderArgs(app, os.Args))
+	if err == nil {
+		// A start that booted its VPS in this process stays as its monitor from here on.
+		runtime.BecomeMonitor(0)
+	}
 	if err != nil {
 		var ex cli.ExitCoder
 		if errors.As(err, &ex) {
