@@ -328,13 +328,15 @@ func (s *Store) LoadRun(id uint32) (*RunState, error) {
 	return &r, nil
 }
 
-// SaveRun atomically writes VPS id's runtime state.
+// SaveRun atomically writes VPS id's runtime state. It is not fsynced: it describes processes,
+// which a host crash ends anyway, and every reader checks them (PID and start time) before it
+// believes the file; a file a crash left empty reads as stale state and is cleared.
 func (s *Store) SaveRun(id uint32, r *RunState) error {
 	b, err := json.Marshal(r)
 	if err != nil {
 		return err
 	}
-	return WriteFileAtomic(s.Path(id, "run.json"), b, 0o600)
+	return WriteFileVolatile(s.Path(id, "run.json"), b, 0o600)
 }
 
 // ClearRun removes VPS id's runtime state.
