@@ -113,10 +113,7 @@ func (r *Runtime) startHere(id container.ID, fd int) (int, error) {
 		}
 		log.SetOutput(os.Stderr)
 		logf.Close()
-		if s, ok := startSentinels[msg.Kind]; ok {
-			return 0, fmt.Errorf("VPS %d: %s: %w", id, msg.Error, s)
-		}
-		return 0, fmt.Errorf("VPS %d: %s", id, msg.Error)
+		return 0, msg.failure(uint32(id))
 	}
 	pendingMonitor = func(code int) {
 		os.WriteFile("/proc/self/comm", []byte("vpsctl-monitor"), 0)
@@ -199,10 +196,7 @@ func (r *Runtime) spawnMonitor(id container.ID, lk *store.Lock, extra ...string)
 	}
 	if msg.Error != "" {
 		cmd.Wait() // the monitor has cleaned up and exits
-		if s, ok := startSentinels[msg.Kind]; ok {
-			return 0, fmt.Errorf("VPS %d: %s: %w", id, msg.Error, s)
-		}
-		return 0, fmt.Errorf("VPS %d: %s", id, msg.Error)
+		return 0, msg.failure(uint32(id))
 	}
 	cmd.Process.Release()
 	r.warn(uint32(id), msg.Warnings)

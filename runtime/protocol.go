@@ -2,6 +2,7 @@ package runtime
 
 import (
 	"encoding/binary"
+	"fmt"
 	"strconv"
 	"strings"
 	"syscall"
@@ -98,4 +99,16 @@ type readyMsg struct {
 	Error   string `json:"error,omitempty"`
 	// Warnings: host settings that keep the VPS from working fully (e.g. forwarding off).
 	Warnings []string `json:"warnings,omitempty"`
+}
+
+// failure is the report's error for VPS id (nil if the boot succeeded), wrapping the sentinel
+// it names so that callers and exit codes can branch on it.
+func (m readyMsg) failure(id uint32) error {
+	if m.Error == "" {
+		return nil
+	}
+	if s, ok := startSentinels[m.Kind]; ok {
+		return fmt.Errorf("VPS %d: %s: %w", id, m.Error, s)
+	}
+	return fmt.Errorf("VPS %d: %s", id, m.Error)
 }

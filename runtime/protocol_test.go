@@ -6,6 +6,8 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/vpsctl/vpsctl/network"
 )
 
 // TestInitMsgEncode: the init child's config is NUL-terminated key=value strings ending with an
@@ -38,5 +40,21 @@ func TestParseInitError(t *testing.T) {
 		if _, ok := parseInitError(make([]byte, n)); ok {
 			t.Errorf("a %d-byte message parsed as an init error", n)
 		}
+	}
+}
+
+// TestReadyMsgFailure: a monitor's report turns into the error the command returns, with the
+// sentinel it names (exit codes branch on it) and none when the boot succeeded.
+func TestReadyMsgFailure(t *testing.T) {
+	if err := (readyMsg{InitPID: 7}).failure(101); err != nil {
+		t.Fatalf("success reported as %v", err)
+	}
+	err := readyMsg{Kind: "ip_in_use", Error: "198.18.0.5 is in use"}.failure(101)
+	if !errors.Is(err, network.ErrIPInUse) || err.Error() != "VPS 101: 198.18.0.5 is in use: "+network.ErrIPInUse.Error() {
+		t.Fatalf("ip_in_use report: %v", err)
+	}
+	err = readyMsg{Kind: "no_such_kind", Error: "clone init: EPERM"}.failure(101)
+	if err == nil || err.Error() != "VPS 101: clone init: EPERM" {
+		t.Fatalf("unknown kind: %v", err)
 	}
 }

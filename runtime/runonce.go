@@ -70,10 +70,7 @@ func (r *Runtime) runOnceLocked(id container.ID, argv []string, stdin, stdout, s
 	err = cmd.Wait()
 	fault.Mark("run-monitor-exited")
 	if msg.Error != "" {
-		if s, ok := startSentinels[msg.Kind]; ok {
-			return 0, fmt.Errorf("VPS %d: %s: %w", id, msg.Error, s)
-		}
-		return 0, fmt.Errorf("VPS %d: %s", id, msg.Error)
+		return 0, msg.failure(uint32(id))
 	}
 	if cmd.ProcessState == nil {
 		return 0, err
@@ -108,10 +105,7 @@ func (r *Runtime) runHere(id container.ID, argv []string, stdin, stdout, stderr 
 	res := <-done
 	fault.Mark("run-monitor-exited")
 	if res.msg.Error != "" {
-		if s, ok := startSentinels[res.msg.Kind]; ok {
-			return 0, fmt.Errorf("VPS %d: %s: %w", id, res.msg.Error, s)
-		}
-		return 0, fmt.Errorf("VPS %d: %s", id, res.msg.Error)
+		return 0, res.msg.failure(uint32(id))
 	}
 	return res.code, nil
 }
