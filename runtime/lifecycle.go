@@ -104,7 +104,14 @@ func (r *Runtime) startHere(id container.ID, fd int) (int, error) {
 	done := make(chan int, 1)
 	go func() { done <- m.main() }()
 	fault.Point("start-spawned")
-	msg := <-got
+	var msg readyMsg
+	select {
+	case msg = <-got:
+	case <-time.After(StartTimeout):
+		// As with a spawned monitor: give up. This process exits with the error, which ends
+		// the boot; the next command repairs what it made.
+		return 0, fmt.Errorf("VPS %d: start timed out after %v (see %s)", id, StartTimeout, r.St.Path(uint32(id), "monitor.log"))
+	}
 	if msg.Error != "" {
 		close(proceed) // the monitor tidies up after its failed boot and returns
 		select {
