@@ -1,10 +1,10 @@
 package store
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
 	"sort"
+	"strconv"
 	"strings"
 )
 
@@ -109,16 +109,15 @@ func quote(s string) string {
 // must be KEY="value" (or KEY=value without spaces). It is the inverse of Format.
 func ParseConfig(text []byte) (*Config, error) {
 	c := &Config{}
-	byKey := make(map[string]field, len(fields))
-	for _, f := range fields {
-		byKey[f.key] = f
-	}
-	sc := bufio.NewScanner(strings.NewReader(string(text)))
-	sc.Buffer(make([]byte, 0, 64*1024), 1024*1024)
+	// Line by line over one string: create parses every VPS's config, so this stays free of
+	// per-call buffers and maps (it was a 64 KiB scanner buffer and a key map per config).
+	rest := string(text)
 	n := 0
-	for sc.Scan() {
+	for rest != "" {
+		var line string
+		line, rest, _ = strings.Cut(rest, "\n")
 		n++
-		line := strings.TrimSpace(sc.Text())
+		line = strings.TrimSpace(line)
 		if line == "" || line[0] == '#' {
 			continue
 		}
@@ -131,14 +130,14 @@ func ParseConfig(text []byte) (*Config, error) {
 			return nil, fmt.Errorf("%w: line %d: %v", ErrBadConfig, n, err)
 		}
 		if k == "ID" {
-			var id uint32
-			if _, err := fmt.Sscanf(v, "%d", &id); err != nil || fmt.Sprint(id) != v || id == 0 {
+			id, err := strconv.ParseUint(v, 10, 32)
+			if err != nil || strconv.FormatUint(id, 10) != v || id == 0 {
 				return nil, fmt.Errorf("%w: line %d: bad ID %q", ErrBadConfig, n, v)
 			}
-			c.ID = id
+			c.ID = uint32(id)
 			continue
 		}
-		f, known := byKey[k]
+		f, known := fieldByKey[k]
 		switch {
 		case !known:
 			if c.Extra == nil {
@@ -151,14 +150,20 @@ func ParseConfig(text []byte) (*Config, error) {
 			*f.list(c) = strings.Fields(v)
 		}
 	}
-	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrBadConfig, err)
-	}
 	if c.ID == 0 {
 		return nil, fmt.Errorf("%w: no ID", ErrBadConfig)
 	}
 	return c, nil
 }
+
+// fieldByKey indexes fields by their config key.
+var fieldByKey = func() map[string]field {
+	m := make(map[string]field, len(fields))
+	for _, f := range fields {
+		m[f.key] = f
+	}
+	return m
+}()
 
 func validKey(k string) bool {
 	if k == "" {

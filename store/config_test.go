@@ -3,6 +3,7 @@ package store
 import (
 	"bytes"
 	"errors"
+	"os"
 	"reflect"
 	"testing"
 )
@@ -56,5 +57,47 @@ func TestParseLockHolder(t *testing.T) {
 	}
 	if got := parseLockHolder(text, 5); got != 0 {
 		t.Fatalf("POSIX lock taken for flock: %d", got)
+	}
+}
+
+// benchConfig is a config as create writes it.
+var benchConfig = (&Config{ID: 101, Name: "web", Hostname: "alpha", Template: "busybox",
+	Namespaces: []string{"uts", "ipc", "pid", "mnt", "net", "user", "cgroup"}, IDMap: "1000000:65536",
+	Memory: "64M", IPs: []string{"198.18.0.1", "fd42:1::1"}}).Format()
+
+// BenchmarkParseConfig: create parses every VPS's config to allocate UIDs and addresses, so
+// at 1000 VPSs this is most of a create.
+func BenchmarkParseConfig(b *testing.B) {
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := ParseConfig(benchConfig); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkConfigs1000: reading 1000 VPSs' configs from a state root (what create does under
+// the global lock).
+func BenchmarkConfigs1000(b *testing.B) {
+	s, err := Open(b.TempDir())
+	if err != nil {
+		b.Fatal(err)
+	}
+	for i := uint32(1); i <= 1000; i++ {
+		if err := os.MkdirAll(s.VPSDir(i), 0o700); err != nil {
+			b.Fatal(err)
+		}
+		c, _ := ParseConfig(benchConfig)
+		c.ID = i
+		if err := os.WriteFile(s.Path(i, "vps.conf"), c.Format(), 0o600); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		cs, err := s.Configs()
+		if err != nil || len(cs) != 1000 {
+			b.Fatal(len(cs), err)
+		}
 	}
 }
