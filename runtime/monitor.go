@@ -302,6 +302,8 @@ type bootState struct {
 	master   *os.File // the console pty's master (nil for a one-shot boot)
 	// pumpConsole starts copying the console to console.log and `vpsctl console` clients in Go
 	pumpConsole func()
+	// groups waits until the boot's cgroups are made, limited and delegated (see boot).
+	groups func() error
 }
 
 // boot starts one boot of the VPS. On error everything made so far is removed again.
@@ -320,22 +322,45 @@ func (m *monitor) boot(c *store.Config) (*bootState, error) {
 			b.teardown()
 		}
 	}()
-	if err := b.cg.Create(); err != nil {
-		return nil, fmt.Errorf("cgroup: %w", err)
-	}
-	if err := b.cg.Set(res); err != nil {
-		return nil, fmt.Errorf("cgroup limits: %w", err)
-	}
-	if userns {
-		if err := delegate(b.cg, idmap); err != nil {
-			return nil, fmt.Errorf("cgroup delegation: %w", err)
+	makeGroups := func() error {
+		if err := b.cg.Create(); err != nil {
+			return fmt.Errorf("cgroup: %w", err)
 		}
+		if err := b.cg.Set(res); err != nil {
+			return fmt.Errorf("cgroup limits: %w", err)
+		}
+		if userns {
+			if err := delegate(b.cg, idmap); err != nil {
+				return fmt.Errorf("cgroup delegation: %w", err)
+			}
+		}
+		// The move of the init into these groups (bootRest) waits for a grace period on v1:
+		// start it now (the groups exist: it holds cgroup_mutex while it waits, so not
+		// before), during the rest of the boot.
+		cgroup.Prewarm()
+		fault.Point("monitor-cgroup")
+		return nil
 	}
-	// The move of the init into these groups (bootRest) waits for a grace period on v1: start
-	// it now (the groups exist: it holds cgroup_mutex while it waits, so not before), during
-	// the console and the clone.
-	cgroup.Prewarm()
-	fault.Point("monitor-cgroup")
+	fd, err := b.cg.CgroupFD()
+	if err == nil {
+		unix.Close(fd)
+	}
+	if errors.Is(err, cgroup.ErrNotSupported) {
+		// cgroup v1 moves the init into its groups after the clone anyway, so the groups (ten
+		// hierarchies: about a millisecond) are made while the console is made and the init
+		// child is cloned; the move waits for them (bootRest). Any undo waits for them first
+		// (added after the group's removal, so it runs before it).
+		made := make(chan error, 1)
+		go func() { made <- makeGroups() }()
+		b.groups = sync.OnceValue(func() error { return <-made })
+		b.undo.add(func() { b.groups() })
+	} else {
+		// cgroup v2 clones the init straight into its group, which must exist by then.
+		if err := makeGroups(); err != nil {
+			return nil, err
+		}
+		b.groups = func() error { return nil }
+	}
 
 	// The console: a pty whose slave is the init's stdio and /dev/console; we log its output.
 	// A one-shot command uses our stdio instead and has /dev/null as its console.
@@ -418,7 +443,17 @@ func (m *monitor) bootRest(c *store.Config, b *bootState, res *cgroup.Resources,
 	if attr.UseCgroupFD {
 		applied <- nil
 	} else {
-		go func() { applied <- b.cg.Apply(pid) }()
+		go func() {
+			if err := b.groups(); err != nil {
+				applied <- err
+				return
+			}
+			if err := b.cg.Apply(pid); err != nil {
+				applied <- fmt.Errorf("cgroup: %w", err)
+				return
+			}
+			applied <- nil
+		}()
 	}
 	// On an early return the move is waited for: the undo kills the child and removes the
 	// groups, which must not race with it.
@@ -449,7 +484,7 @@ func (m *monitor) bootRest(c *store.Config, b *bootState, res *cgroup.Resources,
 	}
 
 	if err := waitApplied(); err != nil {
-		return nil, fmt.Errorf("cgroup: %w", err)
+		return nil, err
 	}
 	fault.Point("monitor-network")
 	msg := initMsg{NSFlags: cloneFlags(c.Namespaces), Hostname: c.Hostname, Domainname: c.Domainname,

@@ -485,3 +485,37 @@ func TestCreateFailureLeavesNoTrace(t *testing.T) {
 	must(t, "destroy", "181")
 	must(t, "destroy", "180")
 }
+
+// TestStartCgroupRefusal: limits the kernel (or the cgroup package) refuses at boot, after the
+// init child was cloned (cgroup v1 makes the groups meanwhile): the start fails with the bad
+// value's exit code and leaves no cgroup, process or mount; with the config fixed it boots.
+func TestStartCgroupRefusal(t *testing.T) {
+	const id = "115"
+	checkClean(t, id)
+	must(t, "create", id, "--template", "busybox")
+	conf := filepath.Join(root, "vps", id, "vps.conf")
+	orig, err := os.ReadFile(conf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Each fits an int64, their sum (memory+swap) does not.
+	bad := append(append([]byte{}, orig...), "MEMORY=\"5000000T\"\nSWAP=\"5000000T\"\n"...)
+	if err := os.WriteFile(conf, bad, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r := vpsctl(t, "start", id)
+	if r.code != 21 || !strings.Contains(r.err, "cgroup limits") {
+		t.Fatalf("start with refused limits: code %d, stderr %q; want 21 naming the cgroup limits", r.code, r.err)
+	}
+	if dirs, _ := filepath.Glob("/sys/fs/cgroup/*/vpsctl/" + id); len(dirs) > 0 {
+		t.Fatalf("cgroups left after the failed start: %v", dirs)
+	}
+	if s := status(t, id); s.State != "stopped" {
+		t.Fatalf("state after the failed start: %q", s.State)
+	}
+	if err := os.WriteFile(conf, orig, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	must(t, "start", id)
+	must(t, "stop", "--kill", id)
+}
