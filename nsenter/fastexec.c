@@ -26,6 +26,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "exitas.h"
+
 #ifndef CLOSE_RANGE_CLOEXEC
 #define CLOSE_RANGE_CLOEXEC (1U << 2)
 #endif
@@ -252,11 +254,5 @@ void vpsctl_fastexec(int argc, char **argv)
 	for (size_t k = 0; k < sizeof(fwd) / sizeof(fwd[0]); k++)
 		sigaction(fwd[k], &sa, NULL);
 	sigprocmask(SIG_SETMASK, &old, NULL);
-	int ws;
-	while (waitpid(pid, &ws, 0) < 0)
-		if (errno != EINTR)
-			_exit(3);
-	if (WIFEXITED(ws))
-		_exit(WEXITSTATUS(ws));
-	_exit(128 + WTERMSIG(ws));
+	vpsctl_exit_as(pid, 3, 0);
 }

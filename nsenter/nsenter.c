@@ -31,6 +31,8 @@
 #include <termios.h>
 #include <unistd.h>
 
+#include "exitas.h"
+
 #ifndef TIOCGPTPEER
 #define TIOCGPTPEER _IO('T', 0x41)
 #endif
@@ -260,20 +262,26 @@ __attribute__((constructor)) static void vpsctl_nsenter(int argc, char **argv, c
 	send_msg(MSG_STARTED, 0, 0, pid);
 	close(sock);
 
+	vpsctl_exit_as(pid, 255, 1);
+}
+
+void vpsctl_exit_as(pid_t child, int fail, int reraise)
+{
 	int st;
-	while (waitpid(pid, &st, 0) < 0) {
+	while (waitpid(child, &st, 0) < 0)
 		if (errno != EINTR)
-			_exit(255);
-	}
+			_exit(fail);
 	if (WIFEXITED(st))
 		_exit(WEXITSTATUS(st));
 	int sig = WTERMSIG(st);
-	signal(sig, SIG_DFL);
-	sigset_t one;
-	sigemptyset(&one);
-	sigaddset(&one, sig);
-	sigprocmask(SIG_UNBLOCK, &one, NULL);
-	prctl(PR_SET_DUMPABLE, 0, 0, 0, 0); // no core file of the joiner
-	kill(getpid(), sig);
+	if (reraise) {
+		signal(sig, SIG_DFL);
+		sigset_t one;
+		sigemptyset(&one);
+		sigaddset(&one, sig);
+		sigprocmask(SIG_UNBLOCK, &one, NULL);
+		prctl(PR_SET_DUMPABLE, 0, 0, 0, 0); // no core file of ours
+		kill(getpid(), sig);
+	}
 	_exit(128 + sig);
 }

@@ -9,6 +9,12 @@
 //
 // Any binary that wants to use Start must import this package (it carries the constructor).
 //
+// The same constructor is where vpsctl's other pre-Go-runtime processes begin, each chosen by
+// an environment variable or the command line and never returning to Go: the VPS's init child
+// (initchild.c), a running VPS's monitor resting as the reaper (reaper.c), destroy's background
+// remover (rmtree.c, RemoveTree), the plain `vpsctl exec` (fastexec.c) and the fork of
+// `vpsctl start` (startfork.c, StartFD).
+//
 // Protocol (one SOCK_SEQPACKET socketpair, the child's end passed as an inherited fd named by
 // the _VPSCTL_NSENTER environment variable):
 //

@@ -19,13 +19,12 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <sched.h>
-#include <signal.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mount.h>
-#include <sys/wait.h>
 #include <unistd.h>
+
+#include "exitas.h"
 
 int vpsctl_start_fd = -1;
 
@@ -76,13 +75,5 @@ void vpsctl_start_fork(int argc, char **argv)
 	while (n < 0 && errno == EINTR);
 	if (n == 1)
 		_exit(code);
-	int st;
-	while (waitpid(child, &st, 0) < 0)
-		if (errno != EINTR)
-			_exit(3);
-	if (WIFEXITED(st))
-		_exit(WEXITSTATUS(st));
-	signal(WTERMSIG(st), SIG_DFL);
-	kill(getpid(), WTERMSIG(st));
-	_exit(128 + WTERMSIG(st));
+	vpsctl_exit_as(child, 3, 1);
 }

@@ -91,13 +91,14 @@ func (r *Runtime) startHere(id container.ID, fd int) (int, error) {
 		return 0, err
 	}
 	// The monitor's log lines go to its log, as in a spawned monitor; so do the rest of this
-	// command's (there are none on success).
+	// command's (there are none on success). A failed boot gives the command its log back.
+	prevOut, prevFlags, prevPrefix := log.Writer(), log.Flags(), log.Prefix()
 	log.SetOutput(logf)
 	log.SetFlags(log.LstdFlags | log.Lmicroseconds)
 	log.SetPrefix(fmt.Sprintf("monitor %d: ", id))
 	got := make(chan readyMsg, 1)
 	proceed := make(chan struct{})
-	m := &monitor{st: r.St, id: uint32(id), env: monitorEnv(r.St.Root), reportFn: func(msg readyMsg) {
+	m := &monitor{st: r.St, id: uint32(id), reportFn: func(msg readyMsg) {
 		got <- msg
 		<-proceed
 	}}
@@ -118,7 +119,9 @@ func (r *Runtime) startHere(id container.ID, fd int) (int, error) {
 		case <-done:
 		case <-time.After(StartTimeout):
 		}
-		log.SetOutput(os.Stderr)
+		log.SetOutput(prevOut)
+		log.SetFlags(prevFlags)
+		log.SetPrefix(prevPrefix)
 		logf.Close()
 		return 0, msg.failure(uint32(id))
 	}

@@ -71,9 +71,6 @@ type monitor struct {
 	// reportFn, if set, receives the boot report instead of the ready pipe (a monitor running
 	// inside the command that asked for the boot, see runHere).
 	reportFn func(readyMsg)
-	// env is the environment the monitor passes on when it execs into the C reaper (nil: its
-	// own, which a spawned monitor was given by monitorEnv).
-	env []string
 }
 
 func monitorMain() int {

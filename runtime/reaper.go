@@ -87,12 +87,9 @@ func (m *monitor) becomeReaper(b *bootState) error {
 	}
 	spec := fmt.Sprintf("pid=%d sig=%d master=%d log=%d listen=%d clients=%s", b.pid, int(poweroffSignal(b.pid)),
 		master, logfd, lfd, strings.Join(cl, ","))
-	env := m.env
-	if env == nil {
-		env = os.Environ()
-	}
-	env = append(slices.DeleteFunc(slices.Clone(env), func(e string) bool { return strings.HasPrefix(e, reaperEnv+"=") }),
-		reaperEnv+"="+spec)
+	// The same environment whoever started this monitor (a spawn, or a start that forked):
+	// the reaper passes it on when it execs the Go monitor again.
+	env := append(monitorEnv(m.st.Root), reaperEnv+"="+spec)
 	argv := []string{"vpsctl-monitor", strconv.FormatUint(uint64(m.id), 10)}
 	err = syscall.Exec("/proc/self/exe", argv, env)
 	return fmt.Errorf("reaper: exec: %w", err)

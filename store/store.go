@@ -275,13 +275,11 @@ func (s *Store) Remove(id uint32) error {
 		return err
 	}
 	fault.Point("destroy-renamed")
-	if s.Reclaim != nil {
-		UnmountBelow(stage)
-		if s.Reclaim(stage) == nil {
-			return nil
-		}
+	UnmountBelow(stage)
+	if s.Reclaim != nil && s.Reclaim(stage) == nil {
+		return nil
 	}
-	return RemoveAll(stage)
+	return os.RemoveAll(stage)
 }
 
 // Sweep removes staging directories of processes that no longer run (a create or destroy

@@ -357,7 +357,8 @@ func vpsDirs(t testing.TB) []string {
 // and exits with its status; --rm leaves nothing behind, on success and on every failure.
 func TestRun(t *testing.T) {
 	checkClean(t, "190")
-	before := fmt.Sprint(vpsDirs(t))
+	beforeDirs := vpsDirs(t)
+	before := fmt.Sprint(beforeDirs)
 
 	cmd := exec.Command(bin, "--root", root, "run", "--rm", "--template", "busybox", "--hostname", "h1", "--",
 		"/bin/sh", "-c", `hostname; echo pid=$$; cat; id -u; exit 7`)
@@ -410,7 +411,7 @@ func TestRun(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "the run's VPS to exist", func() bool { return len(vpsDirs(t)) > len(strings.Fields(strings.Trim(before, "[]"))) })
+	waitFor(t, 10*time.Second, "the run's VPS to exist", func() bool { return len(vpsDirs(t)) > len(beforeDirs) })
 	time.Sleep(200 * time.Millisecond)
 	cmd.Process.Signal(syscall.SIGINT)
 	done := make(chan error, 1)

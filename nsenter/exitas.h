@@ -1,0 +1,12 @@
+// Shared by the C parts of package nsenter (each is a constructor-time program of its own).
+#ifndef VPSCTL_EXITAS_H
+#define VPSCTL_EXITAS_H
+#include <sys/types.h>
+
+// vpsctl_exit_as waits for child (retrying on EINTR; exit code fail if waiting fails) and
+// ends this process the way the child ended: its exit code, or, killed by a signal, 128+N
+// with reraise == 0 (what a shell reports: `vpsctl exec` promises exactly that) or death by
+// the same signal with reraise != 0 (no core file of ours).
+void vpsctl_exit_as(pid_t child, int fail, int reraise) __attribute__((noreturn));
+
+#endif

@@ -1,0 +1,78 @@
+package store
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestWriteFileVolatile: the file is replaced whole, with its mode, and no temporary file is
+// left; a write into a missing directory fails and creates nothing.
+func TestWriteFileVolatile(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "stop-requested")
+	for _, data := range []string{"123\n", "4\n"} {
+		if err := WriteFileVolatile(p, []byte(data), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if b, err := os.ReadFile(p); err != nil || string(b) != data {
+			t.Fatalf("read back %q, %v; want %q", b, err, data)
+		}
+	}
+	if fi, err := os.Stat(p); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("mode: %v %v", fi, err)
+	}
+	if ents, _ := os.ReadDir(dir); len(ents) != 1 {
+		t.Fatalf("left beside the file: %v", ents)
+	}
+	if err := WriteFileVolatile(filepath.Join(dir, "missing", "f"), []byte("x"), 0o600); err == nil {
+		t.Fatal("write into a missing directory succeeded")
+	}
+}
+
+// TestRemoveReclaim: Remove hands the renamed-away directory (in tmp/, a destroy's staging
+// name) to Reclaim; when Reclaim fails, Remove deletes it itself. Either way the VPS is gone.
+func TestRemoveReclaim(t *testing.T) {
+	s, err := Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	mk := func(id uint32) {
+		if err := os.MkdirAll(filepath.Join(s.VPSDir(id), "private", "etc"), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(s.Path(id, "vps.conf"), []byte("ID=\"1\"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var handed string
+	s.Reclaim = func(dir string) error { handed = dir; return nil }
+	mk(1)
+	if err := s.Remove(1); err != nil {
+		t.Fatal(err)
+	}
+	if s.Exists(1) {
+		t.Fatal("VPS 1 exists after Remove")
+	}
+	if !strings.HasPrefix(handed, filepath.Join(s.Root, "tmp", "destroy-")) {
+		t.Fatalf("Reclaim got %q, want a destroy staging directory in tmp/", handed)
+	}
+	if _, err := os.Stat(filepath.Join(handed, "vps", "vps.conf")); err != nil {
+		t.Fatalf("the directory handed over lacks the VPS's files: %v", err)
+	}
+	os.RemoveAll(handed)
+
+	s.Reclaim = func(string) error { return errors.New("cannot start the remover") }
+	mk(2)
+	if err := s.Remove(2); err != nil {
+		t.Fatal(err)
+	}
+	if ents, _ := os.ReadDir(filepath.Join(s.Root, "tmp")); len(ents) != 0 {
+		t.Fatalf("failed reclaim: tmp/ not emptied by Remove: %v", ents)
+	}
+	if err := s.Remove(2); !errors.Is(err, ErrNotExist) {
+		t.Fatalf("Remove of a removed VPS: %v, want ErrNotExist", err)
+	}
+}
