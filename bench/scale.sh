@@ -26,7 +26,7 @@ cleanup() {
   [ -n "${SCALE_DIR:-}" ] || rm -rf "$W"
 }
 trap cleanup EXIT
-go build -tags urfave_cli_no_docs -o "$V" ./cmd/vpsctl
+bash scripts/build.sh "$V"
 
 # Host limits a run of N VPSs needs (each running VPS: a monitor, an init and a getty, one pty).
 need_pids=$((N * 4 + 2000))

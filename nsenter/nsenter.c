@@ -111,10 +111,34 @@ void vpsctl_reaper(int argc, char **argv, const char *spec) __attribute__((noret
 void vpsctl_rmtree(const char *path) __attribute__((noreturn));
 void vpsctl_start_fork(int argc, char **argv);
 
-// glibc passes constructors the program's argc, argv and environment.
+#ifndef __GLIBC__
+extern char **environ;
+
+// process_args finds argc and argv without libc's help. glibc passes them to constructors;
+// musl calls constructors with no arguments. At this point environ still points where the
+// kernel put the environment: on the initial stack, right after argv's NULL, which follows
+// argc and argv (the System V ABI's process start). Walking back from there, the first word
+// that equals the number of pointers passed over is argc: a pointer never is that small.
+static int process_args(char ***argv)
+{
+	char **p = environ - 1; // argv[argc], the NULL
+	long n = 0;
+	while (n < (1 << 20) && (long)p[-1] != n) {
+		p--;
+		n++;
+	}
+	*argv = p;
+	return (int)n;
+}
+#endif
+
+// glibc passes constructors the program's argc, argv and environment (see process_args).
 __attribute__((constructor)) static void vpsctl_nsenter(int argc, char **argv, char **envp)
 {
 	(void)envp;
+#ifndef __GLIBC__
+	argc = process_args(&argv);
+#endif
 	const char *ic = getenv("_VPSCTL_INIT");
 	if (ic)
 		vpsctl_init_child(ic); // the VPS's init child (initchild.c): never returns

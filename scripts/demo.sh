@@ -1,22 +1,25 @@
 #!/usr/bin/env bash
 # vpsctl's main job on the embedded default, on a fresh machine, as root: install what is
-# missing (busybox-static), build vpsctl, build the busybox template, then create, start, exec
-# into, stop and destroy a VPS, printing each step.
+# missing (busybox-static, musl-tools), build vpsctl, build the busybox template, then create,
+# start, exec into, stop and destroy a VPS, printing each step.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ "$(id -u)" = 0 ] || { echo "demo: run as root" >&2; exit 1; }
 
 step() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
 
-if ! { [ -x /bin/busybox ] && ! ldd /bin/busybox >/dev/null 2>&1; }; then
-  step "installing busybox-static"
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq busybox-static
+need=()
+{ [ -x /bin/busybox ] && ! ldd /bin/busybox >/dev/null 2>&1; } || need+=(busybox-static)
+command -v musl-gcc >/dev/null || need+=(musl-tools)   # scripts/build.sh builds vpsctl static with musl
+if [ ${#need[@]} -gt 0 ]; then
+  step "installing ${need[*]}"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}"
 fi
 
 OUT=${VPSCTL_DEMO_DIR:-/tmp/vpsctl-demo}
 mkdir -p "$OUT"
 step "building vpsctl -> $OUT/vpsctl"
-go build -o "$OUT/vpsctl" ./cmd/vpsctl
+bash scripts/build.sh "$OUT/vpsctl"
 export VPSCTL_ROOT=$OUT/state
 V="$OUT/vpsctl"
 ID=${VPSCTL_DEMO_ID:-101}

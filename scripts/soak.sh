@@ -9,7 +9,7 @@ N=${1:-1000}
 [ "$(id -u)" = 0 ] || { echo "soak: run as root" >&2; exit 1; }
 W=$(mktemp -d /tmp/vpsctl-soak.XXXXXX)
 export VPSCTL_ROOT=$W/state
-go build -o "$W/vpsctl" ./cmd/vpsctl
+bash scripts/build.sh "$W/vpsctl"
 V="$W/vpsctl"
 trap '"$V" destroy -f 998 >/dev/null 2>&1 || true; rm -rf "$W"' EXIT
 "$V" template build busybox >/dev/null

@@ -13,6 +13,7 @@ command -v ip >/dev/null || need+=(iproute2)
 command -v ping >/dev/null || need+=(iputils-ping)   # the issues' acceptance commands ping VPSs from the host
 command -v flock >/dev/null || need+=(util-linux)
 command -v gcc >/dev/null || need+=(gcc)
+command -v musl-gcc >/dev/null || need+=(musl-tools)   # scripts/build.sh: vpsctl is built static with musl
 command -v debootstrap >/dev/null || need+=(debootstrap)
 command -v sshpass >/dev/null || need+=(sshpass)
 command -v ssh >/dev/null || need+=(openssh-client)
@@ -33,3 +34,7 @@ go vet ./...
 echo "== go test (unit, fuzz seeds, integration)"
 # -p 1: integration packages share the host's cgroup and network tables.
 go test -p 1 -count=1 -timeout 40m "$@" ./...
+echo "== the glibc build: the lifecycle, exec, start and run paths again"
+# The suite above ran the musl build (scripts/build.sh's default); the C constructor finds its
+# arguments differently under glibc, so the paths that depend on them run once more with it.
+VPSCTL_LIBC=glibc go test -p 1 -count=1 -timeout 10m -run 'TestCoreLifecycle|TestExecCommandErrors|TestRun|TestStartPaths|TestMonitorRests' "$@" ./tests

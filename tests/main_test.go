@@ -39,7 +39,7 @@ func TestMain(m *testing.M) {
 		panic(err)
 	}
 	bin = filepath.Join(workDir, "vpsctl")
-	out, err := exec.Command("go", "build", "-o", bin, "../cmd/vpsctl").CombinedOutput()
+	out, err := exec.Command("bash", "../scripts/build.sh", bin).CombinedOutput() // VPSCTL_LIBC picks the C library
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "build vpsctl: %v\n%s", err, out)
 		os.Exit(1)
