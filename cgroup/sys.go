@@ -187,6 +187,11 @@ func sortedKeys(m map[int]struct{}) []int {
 // it walks the tree again, until timeout. cgroupfs directories hold only
 // kernel files, so rmdir(2) suffices.
 func removeTree(dir string, timeout time.Duration) error {
+	// The common case, a group with no subgroups and no tasks, is one rmdir: no walk.
+	switch err := ignoringEINTR(func() error { return unix.Rmdir(dir) }); err {
+	case nil, unix.ENOENT:
+		return nil
+	}
 	var busy string
 	err := poll(timeout, func() (bool, error) {
 		dirs, err := subtree(dir)

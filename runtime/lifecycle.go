@@ -276,6 +276,13 @@ func (r *Runtime) stopLocked(id container.ID, o StopOptions) error {
 		}
 	}
 	exited := initfd < 0
+	held := -1
+	if !exited && slices.Contains(s.Namespaces, "mnt") {
+		// As a `run` does (bootState.setInit): with the VPS's mount namespace held, the init's
+		// death does not wait for its mounts to be torn down; they are, below, while the
+		// cgroups are removed.
+		held = holdMountNS(initfd, s.InitPID)
+	}
 	if !o.Kill && !exited {
 		unix.PidfdSendSignal(initfd, poweroffSignal(s.InitPID), nil, 0)
 		fault.Point("stop-signalled")
@@ -301,7 +308,9 @@ func (r *Runtime) stopLocked(id container.ID, o StopOptions) error {
 		return fmt.Errorf("VPS %d: monitor (PID %d) did not finish cleaning up", id, s.MonitorPID)
 	}
 	fault.Mark("stop-monitor-gone")
+	released := releaseMountNS(held)
 	r.repair(id)
+	<-released
 	fault.Mark("stop-repaired")
 	return nil
 }

@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -301,6 +302,8 @@ type bootState struct {
 	pumpConsole func()
 	// groups waits until the boot's cgroups are made, limited and delegated (see boot).
 	groups func() error
+	// mntns holds the VPS's mount namespace (-1: none held): see setInit and releaseNS.
+	mntns atomic.Int32
 }
 
 // boot starts one boot of the VPS. On error everything made so far is removed again.
@@ -589,8 +592,21 @@ func (b *bootState) wait(term <-chan os.Signal, onTerm func()) syscall.WaitStatu
 	}
 }
 
-// teardown removes what this boot made. The VPS's mounts went with its mount namespace.
+// releaseNS lets go of the VPS's mount namespace, if this boot still holds it. The close of
+// the last reference unmounts everything in it, in the closing thread.
+func (b *bootState) releaseNS() {
+	if fd := b.mntns.Swap(-1); fd >= 0 {
+		unix.Close(int(fd))
+	}
+}
+
+// teardown removes what this boot made. The VPS's mounts go with its mount namespace, which
+// is released (and so unmounted) on another thread while the rest is undone.
 func (b *bootState) teardown() {
+	if b.hasExited() {
+		released := releaseMountNS(int(b.mntns.Swap(-1)))
+		defer func() { <-released }()
+	}
 	// Drain the console first: its last lines (often why init died) are still in the pty.
 	// The read ends with EIO once no VPS process holds the console any more.
 	if b.logDone != nil && b.hasExited() {
@@ -648,6 +664,15 @@ func initArgv(oneshot []string) []string {
 // boot fails, the undo kills it and reaps it.
 func (b *bootState) setInit(pid int) {
 	b.pid, b.exited = pid, make(chan struct{})
+	// Hold the VPS's mount namespace (the clone made it; the init is still blocked in its
+	// set-up here, so the PID is its own). When the init exits, the kernel then does not tear
+	// its ~45 mounts down inside the init's exit, which the end of a stop or a `run` waits for
+	// (~1 ms here); teardown lets go of it while it does its other work (releaseMountNS).
+	b.mntns.Store(-1)
+	if fd, err := unix.Open("/proc/"+strconv.Itoa(pid)+"/ns/mnt", unix.O_RDONLY|unix.O_CLOEXEC, 0); err == nil {
+		b.mntns.Store(int32(fd))
+	}
+	b.undo.add(b.releaseNS) // after the kill and reap below: undo runs last-added first
 	go func() {
 		// Only watch (WNOWAIT): the zombie is reaped by reap, on the goroutine that wants the
 		// status, never behind the back of becomeReaper, after whose exec the C reaper must

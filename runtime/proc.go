@@ -71,3 +71,33 @@ func waitPidfd(pidfd int, timeoutMs int) bool {
 		return err == nil && n > 0
 	}
 }
+
+// holdMountNS opens the mount namespace of the process pidfd refers to (PID pid), or returns
+// -1. The /proc path is checked against the pidfd afterwards: if the process was still alive
+// then, the PID was still its own when the namespace was opened.
+func holdMountNS(pidfd, pid int) int {
+	fd, err := unix.Open("/proc/"+strconv.Itoa(pid)+"/ns/mnt", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return -1
+	}
+	if unix.PidfdSendSignal(pidfd, 0, nil, 0) != nil {
+		unix.Close(fd)
+		return -1
+	}
+	return fd
+}
+
+// releaseMountNS closes fd (if >= 0) on a thread of its own: the close of a namespace's last
+// reference unmounts everything in it. The channel is closed when that is done.
+func releaseMountNS(fd int) <-chan struct{} {
+	done := make(chan struct{})
+	if fd < 0 {
+		close(done)
+		return done
+	}
+	go func() {
+		unix.Close(fd)
+		close(done)
+	}()
+	return done
+}
