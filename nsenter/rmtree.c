@@ -5,9 +5,11 @@
 // (the process only unlinks), at low CPU and I/O priority, in a session of its own.
 //
 // It never crosses into another filesystem (FTW_MOUNT: the caller unmounted everything below
-// the directory, and this is the second guard) and never follows a symlink (FTW_PHYS). If it
-// is killed, the directory's name still records a dead process and the next vpsctl command's
-// sweep removes it.
+// the directory, and this is the second guard) and never follows a symlink (FTW_PHYS). It
+// inherits, as fd 3, the directory's flock from the destroy that started it and keeps it until
+// it exits: the directory's name records that destroy's process, which is soon gone, and the
+// sweep every command runs leaves a locked directory alone. If the remover is killed, the lock
+// goes with it and the next command's sweep removes what is left.
 #define _GNU_SOURCE
 #include <ftw.h>
 #include <stdio.h>

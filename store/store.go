@@ -49,8 +49,10 @@ type Store struct {
 	Root string
 	// Reclaim, if set, deletes the directory of a destroyed VPS (already renamed into tmp/)
 	// in the background and returns once that has started; when it fails, Remove deletes the
-	// directory itself. A reclaim that dies half-way leaves a directory Sweep removes.
-	Reclaim func(dir string) error
+	// directory itself. lock is the directory, open and flock(LOCK_EX)ed: the process doing
+	// the deleting must hold it (inherit it) until it is done, for Sweep leaves a locked
+	// directory alone. A reclaim that dies half-way leaves an unlocked one Sweep removes.
+	Reclaim func(dir string, lock *os.File) error
 }
 
 // Open returns the store at root, creating its directories if needed.
@@ -276,10 +278,40 @@ func (s *Store) Remove(id uint32) error {
 	}
 	fault.Point("destroy-renamed")
 	UnmountBelow(stage)
-	if s.Reclaim != nil && s.Reclaim(stage) == nil {
-		return nil
+	// Whoever deletes the directory holds its lock: the destroy stage is named after this
+	// process, which may exit long before the deleting is done, and a sweep must not take
+	// the deleting over meanwhile (it would double the work, in some command's own time).
+	lock, err := lockDir(stage, false)
+	if err == nil {
+		defer lock.Close()
+		if s.Reclaim != nil && s.Reclaim(stage, lock) == nil {
+			return nil
+		}
 	}
 	return os.RemoveAll(stage)
+}
+
+// lockDir opens dir and flock()s it exclusively; nonblocking: EWOULDBLOCK if held.
+func lockDir(dir string, nonblocking bool) (*os.File, error) {
+	f, err := os.OpenFile(dir, os.O_RDONLY|unix.O_DIRECTORY, 0)
+	if err != nil {
+		return nil, err
+	}
+	how := unix.LOCK_EX
+	if nonblocking {
+		how |= unix.LOCK_NB
+	}
+	for {
+		err = unix.Flock(int(f.Fd()), how)
+		if err != unix.EINTR {
+			break
+		}
+	}
+	if err != nil {
+		f.Close()
+		return nil, &os.PathError{Op: "flock", Path: dir, Err: err}
+	}
+	return f, nil
 }
 
 // Sweep removes staging directories of processes that no longer run (a create or destroy
@@ -298,7 +330,13 @@ func (s *Store) Sweep() {
 		if unix.Kill(pid, 0) == nil && pid != os.Getpid() {
 			continue // its creator is alive
 		}
-		RemoveAll(filepath.Join(s.Root, "tmp", e.Name()))
+		dir := filepath.Join(s.Root, "tmp", e.Name())
+		lock, err := lockDir(dir, true)
+		if err != nil {
+			continue // a background remover holds it (or it is gone)
+		}
+		RemoveAll(dir)
+		lock.Close()
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -48,7 +49,15 @@ func TestRemoveReclaim(t *testing.T) {
 		}
 	}
 	var handed string
-	s.Reclaim = func(dir string) error { handed = dir; return nil }
+	s.Reclaim = func(dir string, lock *os.File) error {
+		handed = dir
+		// The lock handed over is held: a sweep (another command's) leaves the directory be.
+		if f, err := lockDir(dir, true); err == nil {
+			f.Close()
+			t.Error("Reclaim was handed a directory that is not locked")
+		}
+		return nil
+	}
 	mk(1)
 	if err := s.Remove(1); err != nil {
 		t.Fatal(err)
@@ -64,7 +73,7 @@ func TestRemoveReclaim(t *testing.T) {
 	}
 	os.RemoveAll(handed)
 
-	s.Reclaim = func(string) error { return errors.New("cannot start the remover") }
+	s.Reclaim = func(string, *os.File) error { return errors.New("cannot start the remover") }
 	mk(2)
 	if err := s.Remove(2); err != nil {
 		t.Fatal(err)
@@ -74,5 +83,37 @@ func TestRemoveReclaim(t *testing.T) {
 	}
 	if err := s.Remove(2); !errors.Is(err, ErrNotExist) {
 		t.Fatalf("Remove of a removed VPS: %v, want ErrNotExist", err)
+	}
+}
+
+// TestSweepLocked: a staging directory of a dead process is removed by Sweep, unless someone
+// holds its lock (a background remover still deleting it); once the lock is gone, it is.
+func TestSweepLocked(t *testing.T) {
+	s, err := Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A PID that is not running: a child of ours, reaped.
+	p, err := os.StartProcess("/bin/true", []string{"true"}, &os.ProcAttr{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Wait()
+	dir := filepath.Join(s.Root, "tmp", "destroy-"+strconv.Itoa(p.Pid)+"-x")
+	if err := os.MkdirAll(filepath.Join(dir, "vps", "private"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	lock, err := lockDir(dir, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Sweep()
+	if _, err := os.Stat(filepath.Join(dir, "vps", "private")); err != nil {
+		t.Fatalf("Sweep removed a locked directory: %v", err)
+	}
+	lock.Close()
+	s.Sweep()
+	if _, err := os.Stat(dir); !os.IsNotExist(err) {
+		t.Fatalf("Sweep left an unlocked directory of a dead process: %v", err)
 	}
 }
