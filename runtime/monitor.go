@@ -300,8 +300,10 @@ type bootState struct {
 	master   *os.File // the console pty's master (nil for a one-shot boot)
 	// pumpConsole starts copying the console to console.log and `vpsctl console` clients in Go
 	pumpConsole func()
-	// groups waits until the boot's cgroups are made, limited and delegated (see boot).
-	groups func() error
+	// groups waits until the boot's cgroups are made, limited and delegated (see boot);
+	// startGroups starts making them, if groups has not already.
+	groups      func() error
+	startGroups func()
 	// mntns holds the VPS's mount namespace (-1: none held): see setInit and releaseNS.
 	mntns atomic.Int32
 }
@@ -347,12 +349,14 @@ func (m *monitor) boot(c *store.Config) (*bootState, error) {
 	}
 	if errors.Is(err, cgroup.ErrNotSupported) {
 		// cgroup v1 moves the init into its groups after the clone anyway, so the groups (ten
-		// hierarchies: about a millisecond) are made while the console is made and the init
-		// child is cloned; the move waits for them (bootRest). Any undo waits for them first
-		// (added after the group's removal, so it runs before it).
+		// hierarchies: about a millisecond) are made once the init child is cloned (bootRest
+		// calls startGroups), while the root file system and the network are made; the move
+		// waits for them. Not during the clone: on two CPUs the clone's child, the clone and
+		// the groups' work then compete, and the clone takes three times as long. Any undo
+		// waits for them first (added after the group's removal, so it runs before it).
 		made := make(chan error, 1)
-		go func() { made <- makeGroups() }()
-		b.groups = sync.OnceValue(func() error { return <-made })
+		b.startGroups = sync.OnceFunc(func() { go func() { made <- makeGroups() }() })
+		b.groups = sync.OnceValue(func() error { b.startGroups(); return <-made })
 		b.undo.add(func() { b.groups() })
 	} else {
 		// cgroup v2 clones the init straight into its group, which must exist by then.
@@ -360,6 +364,7 @@ func (m *monitor) boot(c *store.Config) (*bootState, error) {
 			return nil, err
 		}
 		b.groups = func() error { return nil }
+		b.startGroups = func() {}
 	}
 
 	// The console: a pty whose slave is the init's stdio and /dev/console; we log its output.
@@ -432,6 +437,7 @@ func (m *monitor) bootRest(c *store.Config, b *bootState, res *cgroup.Resources,
 	}
 	childSock.Close()
 	b.setInit(cmd.Process.Pid)
+	b.startGroups()
 	pid := cmd.Process.Pid
 	fault.Point("monitor-cloned")
 	// cgroup v1 (no CLONE_INTO_CGROUP): move the child into its groups. The first move waits
