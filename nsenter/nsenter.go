@@ -284,13 +284,14 @@ func FastCapDrop() uint64 { return uint64(C.vpsctl_fast_capdrop()) }
 // background process (rmtree.c: no Go runtime, lowest CPU and I/O priority, its own session)
 // and returns once that process runs. The caller has unmounted everything below dir. lock (the
 // caller's flock on dir, see store.Store.Reclaim) is inherited, so the lock is held until the
-// process is done. The process is reaped by a goroutine, or by the host's init once the
-// caller has exited.
-func RemoveTree(dir string, lock *os.File) error {
+// process is done. hold (fds 4 and up) it closes before it deletes anything. The process is
+// reaped by a goroutine, or by the host's init once the caller has exited.
+func RemoveTree(dir string, lock *os.File, hold []*os.File) error {
 	cmd := exec.Command("/proc/self/exe")
 	cmd.Args[0] = "vpsctl-reclaim"
 	cmd.Env = []string{"_VPSCTL_RMTREE=" + dir}
-	cmd.ExtraFiles = []*os.File{lock} // fd 3: never closed by the remover, released at its exit
+	// fd 3: never closed by the remover, released at its exit.
+	cmd.ExtraFiles = append([]*os.File{lock}, hold...)
 	if err := cmd.Start(); err != nil {
 		return err
 	}

@@ -346,7 +346,9 @@ func (r *Runtime) Destroy(id container.ID, force bool) error {
 		return err
 	}
 	defer gl.Unlock()
-	if err := r.St.Remove(uint32(id)); err != nil {
+	held := r.held[id]
+	delete(r.held, id)
+	if err := r.St.Remove(uint32(id), held...); err != nil {
 		return err
 	}
 	r.St.ReleaseName(s.Name, uint32(id))

@@ -72,6 +72,13 @@ type monitor struct {
 	// reportFn, if set, receives the boot report instead of the ready pipe (a monitor running
 	// inside the command that asked for the boot, see runHere).
 	reportFn func(readyMsg)
+	// keepNS, if set, is given the VPS's mount namespace after its init exited, instead of
+	// teardown releasing it: a VPS about to be destroyed leaves its unmounting to the remover.
+	keepNS func(*os.File)
+	// volatile: the VPS is destroyed after this boot (run --rm), so its overlay is mounted
+	// "volatile": nothing syncs its upper layer, neither the guest's fsync() nor the overlay's
+	// last unmount, which otherwise syncs the whole file system the private area is on.
+	volatile bool
 }
 
 func monitorMain() int {
@@ -304,8 +311,10 @@ type bootState struct {
 	// startGroups starts making them, if groups has not already.
 	groups      func() error
 	startGroups func()
-	// mntns holds the VPS's mount namespace (-1: none held): see setInit and releaseNS.
-	mntns atomic.Int32
+	// mntns holds the VPS's mount namespace (-1: none held): see setInit and releaseNS;
+	// keepNS is the monitor's (see there).
+	mntns  atomic.Int32
+	keepNS func(*os.File)
 }
 
 // boot starts one boot of the VPS. On error everything made so far is removed again.
@@ -565,7 +574,15 @@ func (m *monitor) mountRootfs(c *store.Config, tpl string, pid int, userns bool)
 		unix.Unmount(lower, unix.MNT_DETACH)
 		return nil, err
 	}
-	if err := unix.Mount("overlay", root, "overlay", 0, "lowerdir=lower,upperdir=private,workdir=work"); err != nil {
+	opts := "lowerdir=lower,upperdir=private,workdir=work"
+	err = unix.EINVAL
+	if m.volatile {
+		err = unix.Mount("overlay", root, "overlay", 0, opts+",volatile") // EINVAL before Linux 5.10
+	}
+	if err != nil {
+		err = unix.Mount("overlay", root, "overlay", 0, opts)
+	}
+	if err != nil {
 		unix.Unmount(lower, unix.MNT_DETACH)
 		return nil, fmt.Errorf("overlay %s: %w", root, &os.PathError{Op: "mount", Path: root, Err: err})
 	}
@@ -610,8 +627,13 @@ func (b *bootState) releaseNS() {
 // is released (and so unmounted) on another thread while the rest is undone.
 func (b *bootState) teardown() {
 	if b.hasExited() {
-		released := releaseMountNS(int(b.mntns.Swap(-1)))
-		defer func() { <-released }()
+		fd := int(b.mntns.Swap(-1))
+		if b.keepNS != nil && fd >= 0 {
+			b.keepNS(os.NewFile(uintptr(fd), "vps-mntns"))
+		} else {
+			released := releaseMountNS(fd)
+			defer func() { <-released }()
+		}
 	}
 	// Drain the console first: its last lines (often why init died) are still in the pty.
 	// The read ends with EIO once no VPS process holds the console any more.
@@ -730,7 +752,7 @@ func wait4(pid int) syscall.WaitStatus {
 // network config, template and cgroup manager. The returned bootState destroys the cgroup on
 // teardown.
 func (m *monitor) prepare(c *store.Config) (b *bootState, idmap uid.Range, userns bool, tpl string, err error) {
-	b = &bootState{}
+	b = &bootState{keepNS: m.keepNS}
 	for _, d := range []string{"lower", "root"} {
 		if err = os.MkdirAll(m.st.Path(m.id, d), 0o700); err != nil {
 			return nil, idmap, false, "", err
@@ -751,12 +773,22 @@ func (m *monitor) prepare(c *store.Config) (b *bootState, idmap uid.Range, usern
 		return nil, idmap, false, "", err
 	}
 	b.undo.add(func() {
-		b.cg.Kill(5 * time.Second)
-		if err := b.cg.Destroy(5 * time.Second); err != nil {
+		if err := removeGroups(b.cg); err != nil {
 			log.Printf("cgroup: %v", err)
 		}
 	})
 	return b, idmap, userns, tpl, nil
+}
+
+// removeGroups removes a VPS's groups, killing what is left in them. Removing succeeds only
+// where no task is left (rmdir refuses a populated group), so empty groups, the usual case at a
+// teardown, need no listing and no kill first.
+func removeGroups(cg cgroup.Manager) error {
+	if cg.Destroy(0) == nil {
+		return nil
+	}
+	cg.Kill(5 * time.Second)
+	return cg.Destroy(5 * time.Second)
 }
 
 // newConsole makes this boot's console: a host pty whose slave (returned, for the init's stdio

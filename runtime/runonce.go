@@ -27,10 +27,13 @@ func (r *Runtime) RunOnce(id container.ID, argv []string, stdin, stdout, stderr 
 		return 0, err
 	}
 	defer lk.Unlock()
-	return r.runOnceLocked(id, argv, stdin, stdout, stderr)
+	return r.runOnceLocked(id, argv, stdin, stdout, stderr, false)
 }
 
-func (r *Runtime) runOnceLocked(id container.ID, argv []string, stdin, stdout, stderr *os.File) (int, error) {
+// runOnceLocked is RunOnce with the VPS's lock held. destroy: the VPS is destroyed next, by
+// this process (run --rm): its mount namespace is kept for Destroy to hand to the background
+// remover, which then does the unmounting too (see Runtime.held).
+func (r *Runtime) runOnceLocked(id container.ID, argv []string, stdin, stdout, stderr *os.File, destroy bool) (int, error) {
 	s, err := r.Status(id)
 	if err != nil {
 		return 0, err
@@ -40,7 +43,7 @@ func (r *Runtime) runOnceLocked(id container.ID, argv []string, stdin, stdout, s
 	}
 	r.repair(id)
 	if os.Getenv("VPSCTL_NO_INPROCESS") == "" {
-		return r.runHere(id, argv, stdin, stdout, stderr)
+		return r.runHere(id, argv, stdin, stdout, stderr, destroy)
 	}
 	pr, pw, err := os.Pipe()
 	if err != nil {
@@ -84,7 +87,7 @@ func (r *Runtime) runOnceLocked(id container.ID, argv []string, stdin, stdout, s
 // and mount namespace first, so the VPS's mounts are made where the host never sees them, and
 // that is never reused (the goroutine ends locked, and Go then ends the thread). Every mount,
 // chdir and the clone of the init happen on that thread; the rest of the command is untouched.
-func (r *Runtime) runHere(id container.ID, argv []string, stdin, stdout, stderr *os.File) (int, error) {
+func (r *Runtime) runHere(id container.ID, argv []string, stdin, stdout, stderr *os.File, destroy bool) (int, error) {
 	type result struct {
 		code int
 		msg  readyMsg
@@ -100,6 +103,10 @@ func (r *Runtime) runHere(id container.ID, argv []string, stdin, stdout, stderr 
 		}
 		m := &monitor{st: r.St, id: uint32(id), oneshot: argv, stdio: []*os.File{stdin, stdout, stderr},
 			reportFn: func(msg readyMsg) { res.msg = msg }}
+		if destroy {
+			m.keepNS = func(f *os.File) { r.hold(id, f) }
+			m.volatile = true
+		}
 		res.code = m.runOnce()
 	}()
 	res := <-done
@@ -150,7 +157,7 @@ func (r *Runtime) setUserPassword(s *Status, user, password string) error {
 	if s.State == "running" {
 		code, err = r.Exec(id, ExecOptions{Args: argv, Stdin: pr, Stdout: os.Stderr, Stderr: os.Stderr})
 	} else {
-		code, err = r.runOnceLocked(id, argv, pr, os.Stderr, os.Stderr)
+		code, err = r.runOnceLocked(id, argv, pr, os.Stderr, os.Stderr, false)
 	}
 	if err != nil {
 		return err
@@ -194,5 +201,10 @@ func (r *Runtime) Run(o RunOptions) (int, error) {
 	if o.Remove {
 		defer r.Destroy(id, true)
 	}
-	return r.RunOnce(id, o.Args, o.Stdin, o.Stdout, o.Stderr)
+	lk, err := r.St.LockVPS(uint32(id), "run "+strings.Join(o.Args, " "))
+	if err != nil {
+		return 0, err
+	}
+	defer lk.Unlock()
+	return r.runOnceLocked(id, o.Args, o.Stdin, o.Stdout, o.Stderr, o.Remove)
 }

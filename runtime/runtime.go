@@ -46,6 +46,18 @@ type Runtime struct {
 	// Warn receives warnings about host settings that keep a VPS from working fully (one
 	// line each); nil discards them. They are also in the VPS's monitor.log.
 	Warn io.Writer
+	// held are the mount namespaces of VPSs this process ran and is about to destroy (run
+	// --rm): Destroy hands them to the background remover, which closes them (unmounting the
+	// VPS's ~45 mounts and its overlay, whose last unmount syncs the upper file system) before
+	// it deletes the files, so that the command does not wait for either.
+	held map[container.ID][]*os.File
+}
+
+func (r *Runtime) hold(id container.ID, f *os.File) {
+	if r.held == nil {
+		r.held = map[container.ID][]*os.File{}
+	}
+	r.held[id] = append(r.held[id], f)
 }
 
 func (r *Runtime) warn(id uint32, msgs []string) {

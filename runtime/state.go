@@ -165,13 +165,8 @@ func (r *Runtime) cleanHost(id container.ID) {
 	leftovers := runErr == nil
 	if cg, err := cgroup.New(cgroupPath(uint32(id))); err == nil && cg.Exists() {
 		leftovers = true
-		// Removing succeeds only where no task is left (rmdir refuses a populated group), so
-		// an empty group, the usual case after a stop, needs no listing and no kill first.
-		if cg.Destroy(0) != nil {
-			cg.Kill(5 * time.Second)
-			if err := cg.Destroy(5 * time.Second); err != nil {
-				log.Printf("VPS %d: cgroup: %v", id, err)
-			}
+		if err := removeGroups(cg); err != nil {
+			log.Printf("VPS %d: cgroup: %v", id, err)
 		}
 	}
 	if c, err := r.St.LoadConfig(uint32(id)); leftovers && err == nil && slices.Contains(c.Namespaces, "net") {

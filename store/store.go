@@ -52,7 +52,8 @@ type Store struct {
 	// directory itself. lock is the directory, open and flock(LOCK_EX)ed: the process doing
 	// the deleting must hold it (inherit it) until it is done, for Sweep leaves a locked
 	// directory alone. A reclaim that dies half-way leaves an unlocked one Sweep removes.
-	Reclaim func(dir string, lock *os.File) error
+	// hold are open files the deleting process closes first (see Remove).
+	Reclaim func(dir string, lock *os.File, hold []*os.File) error
 }
 
 // Open returns the store at root, creating its directories if needed.
@@ -263,8 +264,16 @@ func (s *Store) Commit(stage string, id uint32) error {
 }
 
 // Remove commits the destruction of VPS id by renaming its directory out of vps/, then deletes
-// it. After the rename the VPS no longer exists for any command, whatever happens next.
-func (s *Store) Remove(id uint32) error {
+// it. After the rename the VPS no longer exists for any command, whatever happens next. hold
+// are files that keep something of the VPS alive (its mount namespace after a run --rm):
+// they are closed, this call or the background remover's, before the files go. Remove takes
+// them over either way.
+func (s *Store) Remove(id uint32, hold ...*os.File) error {
+	defer func() {
+		for _, f := range hold {
+			f.Close()
+		}
+	}()
 	stage, err := s.StageDir("destroy")
 	if err != nil {
 		return err
@@ -284,9 +293,12 @@ func (s *Store) Remove(id uint32) error {
 	lock, err := lockDir(stage, false)
 	if err == nil {
 		defer lock.Close()
-		if s.Reclaim != nil && s.Reclaim(stage, lock) == nil {
+		if s.Reclaim != nil && s.Reclaim(stage, lock, hold) == nil {
 			return nil
 		}
+	}
+	for _, f := range hold {
+		f.Close()
 	}
 	return os.RemoveAll(stage)
 }

@@ -379,6 +379,14 @@ func TestRun(t *testing.T) {
 		t.Fatalf("a VPS mount in the host's mount table:\n%s", mi)
 	}
 
+	// A VPS run with --rm is mounted volatile (no sync of its upper layer: its files are
+	// deleted next), one kept is not; the --rm one's mount namespace and files go with the
+	// background remover, which leaves nothing.
+	if out := strings.TrimSpace(must(t, "run", "--rm", "--template", "busybox", "--", "/bin/sh", "-c", "grep -c fsync=volatile /proc/mounts")); out != "1" {
+		t.Fatalf("run --rm: overlay mounted volatile %q times, want 1", out)
+	}
+	waitTmpEmpty(t, 10*time.Second)
+
 	// Failures: nothing is created (bad template) or all is removed (command not found).
 	if r := vpsctl(t, "run", "--rm", "--template", "no-such-template", "--", "/bin/true"); r.code != 91 {
 		t.Fatalf("run with a missing template: code %d (%s), want 91", r.code, r.err)
@@ -391,9 +399,10 @@ func TestRun(t *testing.T) {
 		t.Fatalf("failed runs left a VPS: %s -> %s", before, after)
 	}
 
-	// Without --rm the VPS stays, stopped, with what the command wrote.
-	if r := vpsctl(t, "run", "190", "--template", "busybox", "--", "/bin/sh", "-c", "echo kept > /root/f"); r.code != 0 {
-		t.Fatalf("run 190: %d %s", r.code, r.err)
+	// Without --rm the VPS stays, stopped, with what the command wrote (and durably: not
+	// volatile).
+	if r := vpsctl(t, "run", "190", "--template", "busybox", "--", "/bin/sh", "-c", "echo kept > /root/f; grep -c fsync=volatile /proc/mounts"); r.code != 1 || strings.TrimSpace(r.out) != "0" {
+		t.Fatalf("run 190: code %d (want 1: grep found no volatile mount), out %q, err %s", r.code, r.out, r.err)
 	}
 	if s := status(t, "190"); s.State != "stopped" {
 		t.Fatalf("after run without --rm: state %q, want stopped", s.State)
@@ -429,6 +438,32 @@ func TestRun(t *testing.T) {
 		t.Fatalf("interrupted run --rm left a VPS: %s -> %s", before, after)
 	}
 	waitTmpEmpty(t, 10*time.Second)
+}
+
+// TestKillAndStartAgain: stop --kill returns only once the VPS's mounts are gone. Its mount
+// namespace is held through the kill (so that the init's death does not wait for the
+// unmounting) and released by the stop itself, never handed on: were the old overlay still
+// alive, the start right after would mount the private area again under it, which the kernel
+// reports ("upperdir is in-use").
+func TestKillAndStartAgain(t *testing.T) {
+	checkClean(t, "191")
+	inUse := func() int {
+		out, _ := exec.Command("dmesg").Output()
+		return strings.Count(string(out), "is in-use as upperdir/workdir")
+	}
+	before := inUse()
+	must(t, "create", "191", "--template", "busybox")
+	defer vpsctl(t, "destroy", "--force", "191")
+	for i := 0; i < 5; i++ {
+		must(t, "start", "191")
+		must(t, "stop", "--kill", "191")
+	}
+	must(t, "start", "191")
+	must(t, "stop", "191")
+	if n := inUse() - before; n != 0 {
+		t.Fatalf("%d overlay in-use reports: a start mounted the private area while the stopped boot's overlay was still there", n)
+	}
+	must(t, "destroy", "191")
 }
 
 // TestStartPaths: by default `vpsctl start` forks before its Go runtime starts and the child,
