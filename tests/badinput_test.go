@@ -519,3 +519,25 @@ func TestStartCgroupRefusal(t *testing.T) {
 	must(t, "start", id)
 	must(t, "stop", "--kill", id)
 }
+
+// TestStartOutOfDescriptors: with no descriptor to spare, start's fork in the C constructor
+// cannot make its pipe and leaves the command to the Go runtime, which fails with one clear
+// line (exit 3, the system error) and changes nothing; with descriptors back, the VPS starts.
+func TestStartOutOfDescriptors(t *testing.T) {
+	checkClean(t, "192")
+	must(t, "create", "192", "--template", "busybox")
+	defer vpsctl(t, "destroy", "--force", "192")
+	cmd := exec.Command("sh", "-c", `ulimit -n 3 && exec "$0" --root "$1" start 192`, bin, root)
+	out, err := cmd.CombinedOutput()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 3 || !strings.Contains(string(out), "too many open files") ||
+		strings.Count(strings.TrimSpace(string(out)), "\n") != 0 {
+		t.Fatalf("start with 3 descriptors: %v, output %q; want exit 3 and one line naming the problem", err, out)
+	}
+	if s := status(t, "192"); s.State != "stopped" {
+		t.Fatalf("after the failed start: state %q, want stopped", s.State)
+	}
+	must(t, "start", "192")
+	must(t, "stop", "--kill", "192")
+	must(t, "destroy", "192")
+}
