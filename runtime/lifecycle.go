@@ -352,6 +352,7 @@ func (r *Runtime) Destroy(id container.ID, force bool) error {
 		return err
 	}
 	r.St.ReleaseName(s.Name, uint32(id))
+	lk.RemoveFile()
 	return nil
 }
 

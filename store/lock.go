@@ -15,16 +15,27 @@ import (
 // Lock is a held flock(2) lock. The kernel drops it when the holder dies, so a killed vpsctl
 // never leaves a VPS locked.
 type Lock struct {
-	f *os.File
+	f    *os.File
+	path string
 }
 
 // LockWait is how long a command waits for a lock another vpsctl holds before giving up.
 var LockWait = 3 * time.Second
 
 // LockVPS takes the lock that serializes commands on VPS id. what names the command, and is
-// shown to whoever waits in vain.
+// shown to whoever waits in vain. A VPS that does not exist (checked once the lock is held) is
+// ErrNotExist, and leaves no lock file behind.
 func (s *Store) LockVPS(id uint32, what string) (*Lock, error) {
-	return lockFile(filepath.Join(s.Root, "locks", strconv.FormatUint(uint64(id), 10)+".lock"), what, fmt.Sprintf("VPS %d", id))
+	lk, err := lockFile(filepath.Join(s.Root, "locks", strconv.FormatUint(uint64(id), 10)+".lock"), what, fmt.Sprintf("VPS %d", id))
+	if err != nil {
+		return nil, err
+	}
+	if !s.Exists(id) {
+		lk.RemoveFile()
+		lk.Unlock()
+		return nil, fmt.Errorf("VPS %d: %w", id, ErrNotExist)
+	}
+	return lk, nil
 }
 
 // LockGlobal takes the lock that serializes changes to shared state: ID and name allocation,
@@ -34,15 +45,36 @@ func (s *Store) LockGlobal(what string) (*Lock, error) {
 }
 
 func lockFile(path, what, subject string) (*Lock, error) {
+	deadline := time.Now().Add(LockWait)
+	for {
+		f, err := lockOpen(path, subject, deadline)
+		if err != nil {
+			return nil, err
+		}
+		// A destroy removes the VPS's lock file while it holds it (RemoveFile): whoever
+		// opened the file before and got the lock after holds a lock on a removed file, which
+		// no one else will ever look at. Such a lock is no lock: take it again, on the path.
+		var held, now unix.Stat_t
+		if unix.Fstat(int(f.Fd()), &held) == nil && unix.Stat(path, &now) == nil && held.Ino == now.Ino && held.Dev == now.Dev {
+			// Record the holder for the error message of whoever waits next.
+			f.Truncate(0)
+			f.WriteAt([]byte(fmt.Sprintf("pid %d: vpsctl %s\n", os.Getpid(), what)), 0)
+			return &Lock{f: f, path: path}, nil
+		}
+		f.Close()
+	}
+}
+
+// lockOpen opens path and flocks it, waiting until deadline.
+func lockOpen(path, subject string, deadline time.Time) (*os.File, error) {
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		return nil, err
 	}
-	deadline := time.Now().Add(LockWait)
 	for {
 		err = unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
 		if err == nil {
-			break
+			return f, nil
 		}
 		if !errors.Is(err, unix.EWOULDBLOCK) && !errors.Is(err, unix.EINTR) {
 			f.Close()
@@ -60,10 +92,16 @@ func lockFile(path, what, subject string) (*Lock, error) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	// Record the holder for the error message of whoever waits next.
-	f.Truncate(0)
-	f.WriteAt([]byte(fmt.Sprintf("pid %d: vpsctl %s\n", os.Getpid(), what)), 0)
-	return &Lock{f: f}, nil
+}
+
+// RemoveFile deletes the lock's file, still holding the lock: the last step of destroying a
+// VPS, whose lock file would otherwise stay behind for good (one per ID ever used, a million
+// after as many `run --rm`). Whoever waits on the old file finds it gone once it gets the lock,
+// and locks the path anew (lockFile).
+func (l *Lock) RemoveFile() {
+	if l != nil && l.f != nil && l.path != "" {
+		os.Remove(l.path)
+	}
 }
 
 // Unlock releases the lock. Safe on nil.

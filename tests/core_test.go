@@ -359,6 +359,11 @@ func TestRun(t *testing.T) {
 	checkClean(t, "190")
 	beforeDirs := vpsDirs(t)
 	before := fmt.Sprint(beforeDirs)
+	locks := func() int {
+		ents, _ := os.ReadDir(filepath.Join(root, "locks"))
+		return len(ents)
+	}
+	locksBefore := locks()
 
 	cmd := exec.Command(bin, "--root", root, "run", "--rm", "--template", "busybox", "--hostname", "h1", "--",
 		"/bin/sh", "-c", `hostname; echo pid=$$; cat; id -u; exit 7`)
@@ -397,6 +402,12 @@ func TestRun(t *testing.T) {
 	}
 	if after := fmt.Sprint(vpsDirs(t)); after != before {
 		t.Fatalf("failed runs left a VPS: %s -> %s", before, after)
+	}
+	// Nor a lock file: a destroy removes its VPS's, and no lock file is made for a VPS that
+	// does not exist.
+	expectCode(t, 43, "destroy", "654321")
+	if n := locks(); n != locksBefore {
+		t.Fatalf("lock files: %d before the runs, %d after", locksBefore, n)
 	}
 
 	// Without --rm the VPS stays, stopped, with what the command wrote (and durably: not
