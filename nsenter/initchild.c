@@ -12,7 +12,8 @@
 //
 // Keys: ns (CLONE_NEW* flags of the VPS), hostname, domainname, console (host path of the console
 // pty slave, also our stdio), capdrop (hex mask of capabilities to drop from the bounding set),
-// arg (repeated: the init's argv), env (repeated: its environment).
+// arg (repeated: the init's argv), env (repeated: its environment), trace (1: print trace marks
+// on stderr, as VPSCTL_TRACE makes vpsctl's Go code do).
 //
 // The child runs as root of the VPS's user namespace (the monitor wrote its ID maps), as PID 1 of
 // its PID namespace, in the VPS's group (the monitor put it there).
@@ -31,6 +32,7 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/types.h>
+#include <time.h>
 #include <unistd.h>
 
 #ifndef MOVE_MOUNT_F_EMPTY_PATH
@@ -51,6 +53,16 @@ struct init_error {
 };
 
 static int isock = -1;
+static int tracing; // the config's trace=1: marks on stderr, as internal/fault prints them
+
+static void mark(const char *name)
+{
+	if (!tracing)
+		return;
+	struct timespec t;
+	clock_gettime(CLOCK_REALTIME, &t);
+	dprintf(2, "vpsctl trace: %d %s %lld\n", getpid(), name, (long long)t.tv_sec * 1000000 + t.tv_nsec / 1000);
+}
 
 static void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
 
@@ -374,6 +386,8 @@ void vpsctl_init_child(const char *sockfd)
 			console = p + 8;
 		else if (!strncmp(p, "capdrop=", 8))
 			capdrop = strtoull(p + 8, NULL, 16);
+		else if (!strcmp(p, "trace=1"))
+			tracing = 1;
 		else if (!strncmp(p, "arg=", 4) && na < MAXARGS)
 			iargv[na++] = p + 4;
 		else if (!strncmp(p, "env=", 4) && ne < MAXARGS)
@@ -402,13 +416,16 @@ void vpsctl_init_child(const char *sockfd)
 	if (fchdir(rootfd) < 0)
 		die("chdir root");
 	close(rootfd);
+	mark("init-child-config");
 	special(ns & CLONE_NEWNET, ns & CLONE_NEWCGROUP, console);
+	mark("init-child-mounted");
 	// pivot_root(".", ".") stacks the old root on top of the new one; unmounting it leaves the
 	// VPS with no path back to the host's tree (unlike chroot).
 	if (syscall(SYS_pivot_root, ".", ".") < 0)
 		die("pivot_root");
 	if (umount2(".", MNT_DETACH) < 0)
 		die("detach old root");
+	mark("init-child-pivoted");
 	if (chdir("/") < 0)
 		die("chdir /");
 	if (ns & CLONE_NEWUTS) {
@@ -438,6 +455,7 @@ void vpsctl_init_child(const char *sockfd)
 			}
 		}
 	}
+	mark("init-child-exec");
 	execve(path, iargv, ienvp);
 	die("exec %s", iargv[0]);
 }

@@ -327,6 +327,7 @@ func (m *monitor) boot(c *store.Config) (*bootState, error) {
 	if err != nil {
 		return nil, err
 	}
+	fault.Mark("monitor-prepared")
 	ok := false
 	defer func() {
 		if !ok {
@@ -440,6 +441,7 @@ func (m *monitor) bootRest(c *store.Config, b *bootState, res *cgroup.Resources,
 		childSock.Close()
 		return nil, err
 	}
+	fault.Mark("monitor-clone")
 	if err := cmd.Start(); err != nil {
 		childSock.Close()
 		return nil, fmt.Errorf("clone init: %w", err)
@@ -503,7 +505,7 @@ func (m *monitor) bootRest(c *store.Config, b *bootState, res *cgroup.Resources,
 	}
 	fault.Point("monitor-network")
 	msg := initMsg{NSFlags: cloneFlags(c.Namespaces), Hostname: c.Hostname, Domainname: c.Domainname,
-		Console: consolePath, CapDrop: capMask(c), Init: initArgv(m.oneshot),
+		Console: consolePath, CapDrop: capMask(c), Init: initArgv(m.oneshot), Trace: fault.Tracing(),
 		Env: []string{"container=vpsctl", "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
 			"HOME=/root", "TERM=linux"}}
 	if err := unix.Sendmsg(fds[0], msg.encode(), unix.UnixRights(rootFd), nil, 0); err != nil {

@@ -47,6 +47,7 @@ type initMsg struct {
 	CapDrop    uint64   // capabilities to drop from the bounding set
 	Init       []string // argv of the VPS's init
 	Env        []string
+	Trace      bool // the init child prints trace marks (see internal/fault) to its stderr
 }
 
 func (m *initMsg) encode() []byte {
@@ -57,6 +58,9 @@ func (m *initMsg) encode() []byte {
 	kv("domainname", m.Domainname)
 	kv("console", m.Console)
 	kv("capdrop", strconv.FormatUint(m.CapDrop, 16))
+	if m.Trace {
+		kv("trace", "1")
+	}
 	for _, a := range m.Init {
 		kv("arg", a)
 	}

@@ -58,3 +58,15 @@ func TestReadyMsgFailure(t *testing.T) {
 		t.Fatalf("unknown kind: %v", err)
 	}
 }
+
+// TestInitMsgTrace: the init child is told to trace only when vpsctl traces.
+func TestInitMsgTrace(t *testing.T) {
+	m := initMsg{NSFlags: 1, Init: []string{"/sbin/init"}}
+	if strings.Contains(string(m.encode()), "trace=") {
+		t.Fatalf("untraced config has a trace key: %q", m.encode())
+	}
+	m.Trace = true
+	if !strings.Contains(string(m.encode()), "\x00trace=1\x00") {
+		t.Fatalf("traced config lacks trace=1: %q", m.encode())
+	}
+}

@@ -42,6 +42,7 @@ func (r *Runtime) runOnceLocked(id container.ID, argv []string, stdin, stdout, s
 		return 0, fmt.Errorf("VPS %d: %w", id, ErrRunning)
 	}
 	r.repair(id)
+	fault.Mark("run-checked")
 	if os.Getenv("VPSCTL_NO_INPROCESS") == "" {
 		return r.runHere(id, argv, stdin, stdout, stderr, destroy)
 	}

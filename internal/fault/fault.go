@@ -28,6 +28,10 @@ var point = os.Getenv(Env)
 
 var tracing = os.Getenv(TraceEnv) != ""
 
+// Tracing reports whether VPSCTL_TRACE is set (for C code run on this process's behalf, which
+// traces when told to: the init child).
+func Tracing() bool { return tracing }
+
 // Mark records name in the trace, if tracing.
 func Mark(name string) {
 	if tracing {
