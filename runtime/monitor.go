@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -421,6 +422,13 @@ func (m *monitor) bootRest(c *store.Config, b *bootState, res *cgroup.Resources,
 		// console getty makes /dev/console its controlling terminal.
 		Setsid: true,
 	}
+	if m.oneshot != nil && m.reportFn != nil {
+		// A `run` booting its VPS in its own process, on a thread that lives until the VPS is
+		// torn down (runHere): if the command is killed, so is the VPS's init, and with it
+		// every process of the VPS. (Never for a monitor: its exec into the reaper ends the
+		// cloning thread.)
+		attr.Pdeathsig = syscall.SIGKILL
+	}
 	if userns {
 		attr.UidMappings = []syscall.SysProcIDMap{{ContainerID: 0, HostID: int(idmap.Host), Size: int(idmap.Size)}}
 		attr.GidMappings = attr.UidMappings
@@ -577,6 +585,17 @@ func (m *monitor) mountRootfs(c *store.Config, tpl string, pid int, userns bool)
 		return nil, err
 	}
 	opts := "lowerdir=lower,upperdir=private,workdir=work"
+	if !m.volatile {
+		// A `run --rm` killed before its destroy leaves its VPS with the work directory's
+		// mark of a volatile mount, and overlayfs refuses every later mount while it is there
+		// (its upper layer may have lost writes in a host crash). That VPS was to be deleted;
+		// it boots with its files as the run left them.
+		mark := filepath.Join(m.st.Path(m.id, "work"), "work", "incompat", "volatile")
+		if _, err := os.Lstat(mark); err == nil {
+			log.Printf("private area was last mounted volatile (a run --rm that did not finish): booting it as it is")
+			os.RemoveAll(mark)
+		}
+	}
 	err = unix.EINVAL
 	if m.volatile {
 		err = unix.Mount("overlay", root, "overlay", 0, opts+",volatile") // EINVAL before Linux 5.10

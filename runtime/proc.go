@@ -42,11 +42,17 @@ func parseStatStart(b []byte) uint64 {
 }
 
 // alive reports whether the process recorded as (pid, start) still runs (zombies count as dead).
+// /proc/PID/stat shows the state of the thread-group leader only: a leader that is a zombie
+// while other threads of its process still run is a live process. That is also what a
+// multithreaded process looks like for an instant while a thread other than its leader execs
+// (the kernel kills the others, the leader included, then gives the exec'ing thread the
+// leader's PID): a Go monitor exec'ing into the C reaper must not look dead meanwhile.
 func alive(pid int, start uint64) bool {
 	if pid <= 0 || start == 0 {
 		return false
 	}
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	dir := "/proc/" + strconv.Itoa(pid)
+	b, err := os.ReadFile(dir + "/stat")
 	if err != nil {
 		return false
 	}
@@ -55,9 +61,24 @@ func alive(pid int, start uint64) bool {
 	}
 	i := bytes.LastIndexByte(b, ')')
 	if i+2 < len(b) && (b[i+2] == 'Z' || b[i+2] == 'X') {
-		return false
+		return threadsOf(dir) > 1
 	}
 	return true
+}
+
+// threadsOf is the Threads: count of /proc/PID/status (dir is /proc/PID), 0 if unknown.
+func threadsOf(dir string) int {
+	b, err := os.ReadFile(dir + "/status")
+	if err != nil {
+		return 0
+	}
+	_, rest, ok := bytes.Cut(b, []byte("\nThreads:"))
+	if !ok {
+		return 0
+	}
+	line, _, _ := bytes.Cut(rest, []byte("\n"))
+	n, _ := strconv.Atoi(string(bytes.TrimSpace(line)))
+	return n
 }
 
 // waitPidfd waits up to timeout for the process behind pidfd to exit.

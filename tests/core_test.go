@@ -225,7 +225,14 @@ func TestMonitorRests(t *testing.T) {
 	must(t, "create", id, "--template", "busybox", "--hostname", "resting")
 	must(t, "start", id)
 	mon := status(t, id).MonitorPID
-	waitFor(t, 5*time.Second, "the monitor to become the C reaper", func() bool { return threads(mon) == 1 })
+	for deadline := time.Now().Add(10 * time.Second); threads(mon) != 1; {
+		if time.Now().After(deadline) {
+			log, _ := os.ReadFile(filepath.Join(root, "vps", id, "monitor.log"))
+			comm, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", mon))
+			t.Fatalf("monitor %d (%s) still has %d threads after 10s, not the C reaper; monitor.log:\n%s", mon, strings.TrimSpace(string(comm)), threads(mon), log)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 
 	c, err := net.Dial("unix", filepath.Join(root, "vps", id, "console.sock"))
 	if err != nil {
@@ -359,9 +366,9 @@ func TestRun(t *testing.T) {
 	checkClean(t, "190")
 	beforeDirs := vpsDirs(t)
 	before := fmt.Sprint(beforeDirs)
-	locks := func() int {
-		ents, _ := os.ReadDir(filepath.Join(root, "locks"))
-		return len(ents)
+	locks := func() int { // VPSs' lock files (the state root's own, .global, stays)
+		m, _ := filepath.Glob(filepath.Join(root, "locks", "*.lock"))
+		return len(m)
 	}
 	locksBefore := locks()
 
@@ -513,4 +520,63 @@ func TestStartPaths(t *testing.T) {
 	}
 	must(t, "start", id)
 	must(t, "stop", "--kill", id)
+}
+
+// TestRunRmKilled: a `run ID --rm` killed before it could destroy its VPS leaves the VPS
+// stopped, its private area marked by the volatile overlay it ran on (which overlayfs would
+// refuse to mount again). The VPS still boots, and destroys cleanly.
+func TestRunRmKilled(t *testing.T) {
+	checkClean(t, "193")
+	cmd := exec.Command(bin, "--root", root, "run", "193", "--rm", "--template", "busybox", "--", "/bin/sleep", "60")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	mark := filepath.Join(root, "vps", "193", "work", "work", "incompat", "volatile")
+	waitFor(t, 10*time.Second, "the run's volatile overlay", func() bool { _, err := os.Stat(mark); return err == nil })
+	var pids []string
+	waitFor(t, 10*time.Second, "the run's sleep in the VPS's cgroup", func() bool {
+		pids = cgroupProcs(t, "193")
+		return len(pids) > 0
+	})
+	cmd.Process.Kill()
+	cmd.Wait()
+	// The killed run's VPS dies with it: its init had the run's death as its own.
+	waitFor(t, 10*time.Second, "the killed run's VPS to die", func() bool {
+		for _, p := range pids {
+			if _, err := os.Stat("/proc/" + p); err == nil {
+				return false
+			}
+		}
+		return true
+	})
+	if _, err := os.Stat(mark); err != nil {
+		t.Fatalf("the volatile mark is gone already (%v): this test no longer tests anything", err)
+	}
+	must(t, "start", "193")
+	if out := strings.TrimSpace(must(t, "exec", "193", "--", "sh", "-c", "grep -c fsync=volatile /proc/mounts || true")); out != "0" {
+		t.Fatalf("the VPS booted on a volatile overlay again: %q", out)
+	}
+	must(t, "stop", "--kill", "193")
+	must(t, "destroy", "193")
+}
+
+// cgroupProcs lists the processes in VPS id's group (its pids hierarchy on cgroup v1, its one
+// group on v2), including those of its subgroups.
+func cgroupProcs(t testing.TB, id string) []string {
+	t.Helper()
+	var out []string
+	for _, dir := range []string{"/sys/fs/cgroup/pids/vpsctl/" + id, "/sys/fs/cgroup/vpsctl/" + id} {
+		filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+			if err == nil && d.Name() == "cgroup.procs" {
+				if b, err := os.ReadFile(p); err == nil {
+					out = append(out, strings.Fields(string(b))...)
+				}
+			}
+			return nil
+		})
+		if len(out) > 0 {
+			break
+		}
+	}
+	return out
 }
