@@ -119,11 +119,17 @@ func (m *monitor) after(st, fds string) int {
 			m.console.adoptClient(file)
 		}
 	}
-	if run, err := m.st.LoadRun(m.id); err == nil {
-		m.run = *run
-	} else {
-		m.run.MonitorPID, m.run.MonitorStart = os.Getpid(), procStart(os.Getpid())
+	// The run state must still be this monitor's. If it is gone or names another monitor, a
+	// command took the VPS over after its init died (a stop that did not wait for us, a
+	// repair): the groups and the network may already be a new boot's, and are not ours to
+	// remove.
+	run, err := m.st.LoadRun(m.id)
+	if err != nil || run.MonitorPID != os.Getpid() || run.MonitorStart != procStart(os.Getpid()) {
+		log.Printf("init exited (status %d), but the VPS's run state is no longer this monitor's (%v): leaving the VPS as it is", ws, err)
+		m.console.close()
+		return 0
 	}
+	m.run = *run
 	if !m.ended(syscall.WaitStatus(ws), m.cleanup) {
 		m.console.close()
 		m.st.ClearRun(m.id)

@@ -580,3 +580,43 @@ func cgroupProcs(t testing.TB, id string) []string {
 	}
 	return out
 }
+
+// TestMonitorLeavesTakenOverVPS: a monitor whose VPS's init has died cleans up only if the
+// run state is still its own. Were it not (a command took the VPS over meanwhile, and may
+// have booted it again), removing "its" groups would kill the new boot. Here the run state is
+// made to name another monitor and the init is killed behind vpsctl's back: the monitor must
+// exit leaving the groups and the run state alone; the next command repairs.
+func TestMonitorLeavesTakenOverVPS(t *testing.T) {
+	const id = "194"
+	checkClean(t, id)
+	must(t, "create", id, "--template", "busybox")
+	defer vpsctl(t, "destroy", "--force", id)
+	must(t, "start", id)
+	s := status(t, id)
+	runFile := filepath.Join(root, "vps", id, "run.json")
+	b, err := os.ReadFile(runFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	foreign := strings.Replace(string(b), fmt.Sprintf(`"monitor_pid":%d`, s.MonitorPID), `"monitor_pid":1`, 1)
+	if foreign == string(b) {
+		t.Fatalf("run.json does not name monitor %d: %s", s.MonitorPID, b)
+	}
+	if err := os.WriteFile(runFile, []byte(foreign), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	syscall.Kill(s.InitPID, syscall.SIGKILL)
+	waitFor(t, 10*time.Second, "the monitor to exit", func() bool { return syscall.Kill(s.MonitorPID, 0) != nil })
+	if got, _ := os.ReadFile(runFile); string(got) != foreign {
+		t.Fatalf("the monitor rewrote or removed a run state that was not its own: %q", got)
+	}
+	if dirs, _ := filepath.Glob("/sys/fs/cgroup/*/vpsctl/" + id); len(dirs) == 0 {
+		if _, err := os.Stat("/sys/fs/cgroup/vpsctl/" + id); err != nil {
+			t.Fatal("the monitor removed the groups of a VPS whose run state was not its own")
+		}
+	}
+	// The next command repairs: the VPS is stopped, its groups gone, and it boots again.
+	must(t, "start", id)
+	must(t, "stop", "--kill", id)
+	must(t, "destroy", id)
+}
