@@ -48,8 +48,8 @@ type Runtime struct {
 	Warn io.Writer
 	// held are the mount namespaces of VPSs this process ran and is about to destroy (run
 	// --rm): Destroy hands them to the background remover, which closes them (unmounting the
-	// VPS's ~45 mounts and its overlay, whose last unmount syncs the upper file system) before
-	// it deletes the files, so that the command does not wait for either.
+	// VPS's ~45 mounts and its overlay) before it deletes the files, so that the command waits
+	// for neither.
 	held map[container.ID][]*os.File
 }
 
