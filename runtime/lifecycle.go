@@ -233,7 +233,8 @@ func (r *Runtime) Stop(id container.ID, o StopOptions) error {
 
 func (r *Runtime) stopLocked(id container.ID, o StopOptions) error {
 	stopF := r.St.Path(uint32(id), stopFile)
-	if s, err := r.Status(id); err == nil && s.State == "running" && s.InitPID == 0 && s.MonitorPID > 0 {
+	s, err := r.Status(id)
+	if err == nil && s.State == "running" && s.InitPID == 0 && s.MonitorPID > 0 {
 		// Rebooting: ask the monitor not to boot again, and wait for it to finish.
 		if err := store.WriteFileVolatile(stopF, []byte(strconv.Itoa(os.Getpid())+"\n"), 0o600); err != nil {
 			return err
@@ -243,13 +244,12 @@ func (r *Runtime) stopLocked(id container.ID, o StopOptions) error {
 			waitPidfd(fd, 15000)
 			unix.Close(fd)
 		}
-		if s2, err := r.Status(id); err == nil && s2.State != "running" {
+		if s, err = r.Status(id); err == nil && s.State != "running" {
 			r.repair(id)
 			return nil
 		}
 	}
-	s, err := r.running(id, true)
-	if err != nil {
+	if s, err = mustRun(id, s, err, true); err != nil {
 		return err
 	}
 	if err := store.WriteFileVolatile(stopF, []byte(strconv.Itoa(os.Getpid())+"\n"), 0o600); err != nil {

@@ -92,6 +92,11 @@ func nonNil(s []string) []string {
 // unless allowSuspended).
 func (r *Runtime) running(id container.ID, allowSuspended bool) (*Status, error) {
 	s, err := r.Status(id)
+	return mustRun(id, s, err, allowSuspended)
+}
+
+// mustRun is running's check of a status already read (s, err from Status).
+func mustRun(id container.ID, s *Status, err error, allowSuspended bool) (*Status, error) {
 	if err != nil {
 		return nil, err
 	}
