@@ -129,10 +129,10 @@ func loadDeviceFilter(insns []byte) (int, error) {
 	copy(attr.progName[:], "vpsctl_devices")
 	fd, err := bpf(unix.BPF_PROG_LOAD, unsafe.Pointer(&attr), unsafe.Sizeof(attr))
 	if err == unix.EACCES || err == unix.EINVAL {
-		// Again, with the verifier's account of why.
+		// Again, with the verifier's account of why (a load that works this time is kept).
 		log := make([]byte, 1<<16)
 		attr.logLevel, attr.logSize, attr.logBuf = 1, uint32(len(log)), uint64(uintptr(unsafe.Pointer(&log[0])))
-		if _, err2 := bpf(unix.BPF_PROG_LOAD, unsafe.Pointer(&attr), unsafe.Sizeof(attr)); err2 != nil {
+		if fd, err = bpf(unix.BPF_PROG_LOAD, unsafe.Pointer(&attr), unsafe.Sizeof(attr)); err != nil {
 			n := 0
 			for n < len(log) && log[n] != 0 {
 				n++

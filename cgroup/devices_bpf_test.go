@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
+	"os"
 	"testing"
 
 	"github.com/cilium/ebpf/asm"
@@ -70,4 +71,34 @@ func TestDeviceFilterEncoding(t *testing.T) {
 			t.Errorf("rules %v:\n got %x\nwant %x", rules, got, want.Bytes())
 		}
 	}
+}
+
+// TestLoadDeviceFilterRefused: a program the verifier refuses (here one that falls off its
+// end without an exit) is an error quoting the verifier's log, and leaves no program fd.
+func TestLoadDeviceFilterRefused(t *testing.T) {
+	if unix.Geteuid() != 0 {
+		t.Skip("bpf(2) needs root")
+	}
+	before := openFDs(t)
+	// mov32 r0, 1 — and no exit.
+	fd, err := loadDeviceFilter([]byte{opMov32K, r0, 0, 0, 1, 0, 0, 0})
+	if err == nil {
+		unix.Close(fd)
+		t.Fatal("the verifier accepted a program without an exit")
+	}
+	if !bytes.Contains([]byte(err.Error()), []byte("verifier")) {
+		t.Errorf("error %q does not quote the verifier", err)
+	}
+	if after := openFDs(t); after != before {
+		t.Errorf("open descriptors %d before, %d after a refused load", before, after)
+	}
+}
+
+func openFDs(t *testing.T) int {
+	t.Helper()
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(ents)
 }

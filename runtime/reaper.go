@@ -10,7 +10,6 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
-	"time"
 
 	"github.com/vpsctl/vpsctl/cgroup"
 	"github.com/vpsctl/vpsctl/network"
@@ -143,8 +142,7 @@ func (m *monitor) after(st, fds string) int {
 // its network. Its mounts went with its mount namespace, its console pty with the reaper.
 func (m *monitor) cleanup() {
 	if cg, err := cgroup.New(cgroupPath(m.id)); err == nil {
-		cg.Kill(5 * time.Second)
-		if err := cg.Destroy(5 * time.Second); err != nil {
+		if err := removeGroups(cg); err != nil {
 			log.Printf("cgroup: %v", err)
 		}
 	}
