@@ -280,18 +280,27 @@ func boolStr(b bool) string {
 // must equal the runtime's default (a test compares them).
 func FastCapDrop() uint64 { return uint64(C.vpsctl_fast_capdrop()) }
 
-// RemoveTree deletes dir, a destroyed VPS's directory renamed into the state root's tmp/, in a
-// background process (rmtree.c: no Go runtime, lowest CPU and I/O priority, its own session)
-// and returns once that process runs. The caller has unmounted everything below dir. lock (the
-// caller's flock on dir, see store.Store.Reclaim) is inherited, so the lock is held until the
-// process is done. hold (fds 4 and up) it closes before it deletes anything. The process is
-// reaped by a goroutine, or by the host's init once the caller has exited.
-func RemoveTree(dir string, lock *os.File, hold []*os.File) error {
+// RemoveTree carries out a store.ReclaimJob in a background process (rmtree.c: no Go
+// runtime, its own session, the files at the lowest CPU and I/O priority) and returns once that
+// process runs: the directory is a destroyed VPS's, renamed into the state root's tmp/, with
+// everything below it unmounted by the caller. The process inherits dirLock as fd 3 and
+// vpsLock (if not nil; its file is vpsLockPath) as fd 4, and so holds those locks until it has
+// done their parts: groups (cgroup directories) go first, then the lock file; the held files
+// (from fd 4 or 5 up) it closes before it deletes any file. It is reaped by a goroutine, or by
+// the host's init once the caller has exited.
+func RemoveTree(dir string, dirLock *os.File, groups []string, vpsLock *os.File, vpsLockPath string, hold []*os.File) error {
 	cmd := exec.Command("/proc/self/exe")
 	cmd.Args[0] = "vpsctl-reclaim"
 	cmd.Env = []string{"_VPSCTL_RMTREE=" + dir}
-	// fd 3: never closed by the remover, released at its exit.
-	cmd.ExtraFiles = append([]*os.File{lock}, hold...)
+	cmd.ExtraFiles = []*os.File{dirLock}
+	if vpsLock != nil {
+		cmd.Env = append(cmd.Env, "_VPSCTL_RMTREE_LOCK="+vpsLockPath)
+		cmd.ExtraFiles = append(cmd.ExtraFiles, vpsLock)
+	}
+	if len(groups) > 0 {
+		cmd.Env = append(cmd.Env, "_VPSCTL_RMTREE_GROUPS="+strings.Join(groups, "\n"))
+	}
+	cmd.ExtraFiles = append(cmd.ExtraFiles, hold...)
 	if err := cmd.Start(); err != nil {
 		return err
 	}

@@ -10,7 +10,16 @@
 // it exits: the directory's name records that destroy's process, which is soon gone, and the
 // sweep every command runs leaves a locked directory alone. If the remover is killed, the lock
 // goes with it and the next command's sweep removes what is left.
+//
+// After a `run --rm` it has more to do first (_VPSCTL_RMTREE_GROUPS, _VPSCTL_RMTREE_LOCK): the
+// VPS's cgroup directories, one per line, which it removes while it holds the VPS's lock (fd 4,
+// inherited too), and then that lock's file, as destroy does. The command returns as soon as its
+// VPS's init has exited; a command on a new VPS of the same ID waits on the lock until the groups
+// are gone. Every process of the VPS died with its PID namespace's init; a group still busy is
+// one an exiting `vpsctl exec` joiner is leaving, and is tried again (bounded). A group left
+// behind after all (the remover killed) is removed by the next start of that ID (repair).
 #define _GNU_SOURCE
+#include <errno.h>
 #include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,6 +27,7 @@
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 #define IOPRIO_CLASS_IDLE 3
@@ -35,19 +45,62 @@ static int rm_one(const char *path, const struct stat *st, int type, struct FTW 
 	return 0;
 }
 
+static int rmdir_one(const char *path, const struct stat *st, int type, struct FTW *ftw)
+{
+	(void)st;
+	(void)ftw;
+	if (type == FTW_DP)
+		rmdir(path);
+	return 0;
+}
+
+// remove_group removes a cgroup directory and its subgroups (a VPS may make its own), deepest
+// first: rmdir is all a cgroup file system allows, and it refuses a group with tasks.
+static void remove_group(const char *dir)
+{
+	// Only a vpsctl group below a cgroup mount: never anything else, whatever the environment.
+	if (dir[0] != '/' || !strstr(dir, "/vpsctl/") || strstr(dir, "/../"))
+		return;
+	struct timespec pause = { 0, 5 * 1000 * 1000 };
+	for (int try = 0; try < 400; try++) { // 2 s at most
+		if (rmdir(dir) == 0 || errno == ENOENT)
+			return;
+		nftw(dir, rmdir_one, 16, FTW_DEPTH | FTW_PHYS | FTW_MOUNT);
+		if (rmdir(dir) == 0 || errno == ENOENT)
+			return;
+		nanosleep(&pause, NULL);
+	}
+}
+
 void vpsctl_rmtree(const char *path) __attribute__((noreturn));
 void vpsctl_rmtree(const char *path)
 {
 	setsid();
 	prctl(PR_SET_NAME, "vpsctl-reclaim", 0, 0, 0);
-	setpriority(PRIO_PROCESS, 0, 19);
-	syscall(SYS_ioprio_set, IOPRIO_WHO_PROCESS, 0, IOPRIO_CLASS_IDLE << 13);
 	// Only absolute paths inside a tmp/ staging directory: a stray environment variable must
 	// not turn vpsctl into rm -rf.
 	if (path[0] != '/' || !strstr(path, "/tmp/destroy-"))
 		_exit(2);
-	// What the destroy handed over to close first (fds 4 and up: a VPS's mount namespace,
-	// whose last close unmounts its tree, overlay included) goes before its files.
-	syscall(SYS_close_range, 4U, ~0U, 0U);
+	// The groups and the lock first, at normal priority: a command may wait on that lock.
+	unsigned held = 4;
+	const char *groups = getenv("_VPSCTL_RMTREE_GROUPS");
+	const char *lock = getenv("_VPSCTL_RMTREE_LOCK");
+	if (groups) {
+		static char buf[1 << 16];
+		strncpy(buf, groups, sizeof(buf) - 1);
+		for (char *g = strtok(buf, "\n"); g; g = strtok(NULL, "\n"))
+			remove_group(g);
+	}
+	if (lock) {
+		if (lock[0] == '/' && strstr(lock, "/locks/"))
+			unlink(lock); // still holding it: whoever waits takes the path anew
+		close(4);
+		held = 5;
+	}
+	setpriority(PRIO_PROCESS, 0, 19);
+	syscall(SYS_ioprio_set, IOPRIO_WHO_PROCESS, 0, IOPRIO_CLASS_IDLE << 13);
+	// What the destroy handed over to close first (a VPS's mount namespace, whose last close
+	// unmounts its tree, overlay included) goes before its files.
+	syscall(SYS_close_range, held, ~0U, 0U);
 	_exit(nftw(path, rm_one, 32, FTW_DEPTH | FTW_PHYS | FTW_MOUNT) == 0 ? 0 : 1);
 }

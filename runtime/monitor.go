@@ -76,6 +76,9 @@ type monitor struct {
 	// keepNS, if set, is given the VPS's mount namespace after its init exited, instead of
 	// teardown releasing it: a VPS about to be destroyed leaves its unmounting to the remover.
 	keepNS func(*os.File)
+	// keepGroups, if set, is given the VPS's cgroups after its init exited, instead of
+	// teardown removing them: the remover of a VPS destroyed next removes them (run --rm).
+	keepGroups func(cgroup.Manager)
 	// volatile: the VPS is destroyed after this boot (run --rm), so its overlay is mounted
 	// "volatile": nothing syncs its upper layer, neither the guest's fsync() nor the overlay's
 	// last unmount, which otherwise syncs the whole file system the private area is on.
@@ -314,8 +317,9 @@ type bootState struct {
 	startGroups func()
 	// mntns holds the VPS's mount namespace (-1: none held): see setInit and releaseNS;
 	// keepNS is the monitor's (see there).
-	mntns  atomic.Int32
-	keepNS func(*os.File)
+	mntns      atomic.Int32
+	keepNS     func(*os.File)
+	keepGroups func(cgroup.Manager)
 }
 
 // boot starts one boot of the VPS. On error everything made so far is removed again.
@@ -773,7 +777,7 @@ func wait4(pid int) syscall.WaitStatus {
 // network config, template and cgroup manager. The returned bootState destroys the cgroup on
 // teardown.
 func (m *monitor) prepare(c *store.Config) (b *bootState, idmap uid.Range, userns bool, tpl string, err error) {
-	b = &bootState{keepNS: m.keepNS}
+	b = &bootState{keepNS: m.keepNS, keepGroups: m.keepGroups}
 	for _, d := range []string{"lower", "root"} {
 		if err = os.MkdirAll(m.st.Path(m.id, d), 0o700); err != nil {
 			return nil, idmap, false, "", err
@@ -794,6 +798,11 @@ func (m *monitor) prepare(c *store.Config) (b *bootState, idmap uid.Range, usern
 		return nil, idmap, false, "", err
 	}
 	b.undo.add(func() {
+		if b.keepGroups != nil && b.hasExited() {
+			// Every process of the VPS died with its init (the PID namespace's).
+			b.keepGroups(b.cg)
+			return
+		}
 		if err := removeGroups(b.cg); err != nil {
 			log.Printf("cgroup: %v", err)
 		}

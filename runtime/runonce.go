@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log"
 	"os"
 	"os/exec"
 	goruntime "runtime"
@@ -11,8 +12,10 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/vpsctl/vpsctl/cgroup"
 	"github.com/vpsctl/vpsctl/container"
 	"github.com/vpsctl/vpsctl/internal/fault"
+	"github.com/vpsctl/vpsctl/store"
 	"github.com/vpsctl/vpsctl/uid"
 	"golang.org/x/sys/unix"
 )
@@ -106,6 +109,9 @@ func (r *Runtime) runHere(id container.ID, argv []string, stdin, stdout, stderr 
 			reportFn: func(msg readyMsg) { res.msg = msg }}
 		if destroy {
 			m.keepNS = func(f *os.File) { r.hold(id, f) }
+			if r.St.Reclaim != nil {
+				m.keepGroups = func(cg cgroup.Manager) { r.holdGroups(id, cg) }
+			}
 			m.volatile = true
 		}
 		res.code = m.runOnce()
@@ -199,13 +205,58 @@ func (r *Runtime) Run(o RunOptions) (int, error) {
 	if err := r.Create(CreateOptions{ID: id, Template: o.Template, Hostname: o.Hostname, Pool: o.Pool}); err != nil {
 		return 0, err
 	}
-	if o.Remove {
-		defer r.Destroy(id, true)
-	}
 	lk, err := r.St.LockVPS(uint32(id), "run "+strings.Join(o.Args, " "))
 	if err != nil {
+		if o.Remove {
+			r.Destroy(id, true)
+		}
 		return 0, err
 	}
-	defer lk.Unlock()
-	return r.runOnceLocked(id, o.Args, o.Stdin, o.Stdout, o.Stderr, o.Remove)
+	code, err := r.runOnceLocked(id, o.Args, o.Stdin, o.Stdout, o.Stderr, o.Remove)
+	if o.Remove && err == nil && r.destroyRan(id, lk) {
+		return code, nil
+	}
+	lk.Unlock()
+	if o.Remove {
+		r.Destroy(id, true)
+	}
+	return code, err
+}
+
+// destroyRan destroys VPS id at the end of its run --rm, whose init has exited, with the lock lk
+// that the run held throughout: nothing of the VPS can run, so there is no status to read and
+// nothing to repair. Its groups and mount namespace were kept for the background remover,
+// which removes them and then its files, holding lk's lock until the groups are gone: the
+// command returns without waiting for any of it. false: not done (the boot kept nothing: the
+// caller destroys the VPS as usual).
+func (r *Runtime) destroyRan(id container.ID, lk *store.Lock) bool {
+	cg := r.heldGroups[id]
+	delete(r.heldGroups, id)
+	if cg == nil {
+		return false
+	}
+	defer fault.Mark("destroy-done")
+	gl, err := r.St.LockGlobal(fmt.Sprintf("destroy %d", id))
+	if err != nil {
+		removeGroups(cg)
+		return false
+	}
+	held := r.held[id]
+	delete(r.held, id)
+	var dirs []string
+	for _, d := range cg.Paths() {
+		dirs = append(dirs, d)
+	}
+	handed, err := r.St.RemoveJob(uint32(id), store.ReclaimJob{Hold: held, Groups: dirs, VPSLock: lk.File(), VPSLockPath: lk.Path()})
+	gl.Unlock()
+	if !handed {
+		if cerr := removeGroups(cg); cerr != nil {
+			log.Printf("VPS %d: cgroup: %v", id, cerr)
+		}
+		if err == nil {
+			lk.RemoveFile()
+		}
+	}
+	lk.Unlock()
+	return err == nil
 }

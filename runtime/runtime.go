@@ -24,6 +24,7 @@ import (
 	"io"
 	"os"
 
+	"github.com/vpsctl/vpsctl/cgroup"
 	"github.com/vpsctl/vpsctl/container"
 	"github.com/vpsctl/vpsctl/nsenter"
 	"github.com/vpsctl/vpsctl/store"
@@ -51,6 +52,15 @@ type Runtime struct {
 	// VPS's ~45 mounts and its overlay) before it deletes the files, so that the command waits
 	// for neither.
 	held map[container.ID][]*os.File
+	// heldGroups are the cgroups of those VPSs, left for the remover too (see destroyRan).
+	heldGroups map[container.ID]cgroup.Manager
+}
+
+func (r *Runtime) holdGroups(id container.ID, cg cgroup.Manager) {
+	if r.heldGroups == nil {
+		r.heldGroups = map[container.ID]cgroup.Manager{}
+	}
+	r.heldGroups[id] = cg
 }
 
 func (r *Runtime) hold(id container.ID, f *os.File) {
@@ -80,7 +90,9 @@ func Open(root string) (*Runtime, error) {
 	}
 	st.Sweep()
 	if os.Getenv("VPSCTL_SYNC_DESTROY") == "" {
-		st.Reclaim = nsenter.RemoveTree
+		st.Reclaim = func(j store.ReclaimJob) error {
+			return nsenter.RemoveTree(j.Dir, j.DirLock, j.Groups, j.VPSLock, j.VPSLockPath, j.Hold)
+		}
 	}
 	return &Runtime{St: st}, nil
 }

@@ -104,11 +104,15 @@ func (l *Lock) RemoveFile() {
 	}
 }
 
-// Unlock releases the lock. Safe on nil.
 // File is the locked file: a child process that inherits it holds the lock too, until it
 // closes it, even if this process dies first (flock(2) locks belong to the open file).
 func (l *Lock) File() *os.File { return l.f }
 
+// Path is the lock file's path.
+func (l *Lock) Path() string { return l.path }
+
+// Unlock releases the lock (its file, that is: a child that inherited it still holds it). Safe
+// on nil.
 func (l *Lock) Unlock() {
 	if l == nil || l.f == nil {
 		return

@@ -52,8 +52,25 @@ type Store struct {
 	// directory itself. lock is the directory, open and flock(LOCK_EX)ed: the process doing
 	// the deleting must hold it (inherit it) until it is done, for Sweep leaves a locked
 	// directory alone. A reclaim that dies half-way leaves an unlocked one Sweep removes.
-	// hold are open files the deleting process closes first (see Remove).
-	Reclaim func(dir string, lock *os.File, hold []*os.File) error
+	// The job's other parts are done first (see ReclaimJob).
+	Reclaim func(ReclaimJob) error
+}
+
+// ReclaimJob is what a background remover is handed: a destroyed VPS's directory and what must
+// go before its files.
+type ReclaimJob struct {
+	Dir     string   // the renamed-away directory, STATE/tmp/destroy-*
+	DirLock *os.File // Dir, open and flocked: held by the remover until it is done
+	// Hold are open files it closes before the files go (a VPS's mount namespace after a run
+	// --rm: the last close unmounts its tree).
+	Hold []*os.File
+	// Groups are cgroup directories of the VPS, removed (with any subgroups) first, while the
+	// remover holds VPSLock, the VPS's lock, inherited from the caller: no command on a new VPS
+	// of the same ID starts before they are gone. The remover then removes the lock file at
+	// VPSLockPath, as destroy does.
+	Groups      []string
+	VPSLock     *os.File
+	VPSLockPath string
 }
 
 // Open returns the store at root, creating its directories if needed.
@@ -269,6 +286,15 @@ func (s *Store) Commit(stage string, id uint32) error {
 // they are closed, this call or the background remover's, before the files go. Remove takes
 // them over either way.
 func (s *Store) Remove(id uint32, hold ...*os.File) error {
+	_, err := s.RemoveJob(id, ReclaimJob{Hold: hold})
+	return err
+}
+
+// RemoveJob is Remove with more for the background remover (job's Dir and DirLock are filled
+// in here). handed reports that a remover took the job over, its groups and lock file too;
+// otherwise the files are gone at return, and the groups and the lock file are the caller's.
+func (s *Store) RemoveJob(id uint32, job ReclaimJob) (handed bool, err error) {
+	hold := job.Hold
 	defer func() {
 		for _, f := range hold {
 			f.Close()
@@ -276,14 +302,14 @@ func (s *Store) Remove(id uint32, hold ...*os.File) error {
 	}()
 	stage, err := s.StageDir("destroy")
 	if err != nil {
-		return err
+		return false, err
 	}
 	if err := os.Rename(s.VPSDir(id), filepath.Join(stage, "vps")); err != nil {
 		os.Remove(stage)
 		if errors.Is(err, os.ErrNotExist) {
-			return fmt.Errorf("VPS %d: %w", id, ErrNotExist)
+			return false, fmt.Errorf("VPS %d: %w", id, ErrNotExist)
 		}
-		return err
+		return false, err
 	}
 	fault.Point("destroy-renamed")
 	UnmountBelow(stage)
@@ -293,14 +319,16 @@ func (s *Store) Remove(id uint32, hold ...*os.File) error {
 	lock, err := lockDir(stage, false)
 	if err == nil {
 		defer lock.Close()
-		if s.Reclaim != nil && s.Reclaim(stage, lock, hold) == nil {
-			return nil
+		job.Dir, job.DirLock = stage, lock
+		if s.Reclaim != nil && s.Reclaim(job) == nil {
+			return true, nil
 		}
 	}
 	for _, f := range hold {
 		f.Close()
 	}
-	return os.RemoveAll(stage)
+	hold = nil
+	return false, os.RemoveAll(stage)
 }
 
 // lockDir opens dir and flock()s it exclusively; nonblocking: EWOULDBLOCK if held.

@@ -49,7 +49,8 @@ func TestRemoveReclaim(t *testing.T) {
 		}
 	}
 	var handed string
-	s.Reclaim = func(dir string, lock *os.File, hold []*os.File) error {
+	s.Reclaim = func(job ReclaimJob) error {
+		dir := job.Dir
 		handed = dir
 		// The lock handed over is held: a sweep (another command's) leaves the directory be.
 		if f, err := lockDir(dir, true); err == nil {
@@ -73,7 +74,7 @@ func TestRemoveReclaim(t *testing.T) {
 	}
 	os.RemoveAll(handed)
 
-	s.Reclaim = func(string, *os.File, []*os.File) error { return errors.New("cannot start the remover") }
+	s.Reclaim = func(ReclaimJob) error { return errors.New("cannot start the remover") }
 	mk(2)
 	if err := s.Remove(2); err != nil {
 		t.Fatal(err)
