@@ -366,6 +366,15 @@ static char cfgbuf[1 << 16];
 static char *iargv[MAXARGS + 1], *ienvp[MAXARGS + 1];
 
 void vpsctl_init_child(const char *sockfd) __attribute__((noreturn));
+void vpsctl_init_child_fail(int sock, const char *what) __attribute__((noreturn));
+
+// vpsctl_init_child_fail reports a failure of the set-up before vpsctl_init_child (the
+// spawner's clone, spawner.c) the way the init child reports its own, with errno.
+void vpsctl_init_child_fail(int sock, const char *what)
+{
+	isock = sock;
+	die("%s", what);
+}
 
 void vpsctl_init_child(const char *sockfd)
 {

@@ -289,6 +289,10 @@ func FastCapDrop() uint64 { return uint64(C.vpsctl_fast_capdrop()) }
 // (from fd 4 or 5 up) it closes before it deletes any file. It is reaped by a goroutine, or by
 // the host's init once the caller has exited.
 func RemoveTree(dir string, dirLock *os.File, groups []string, vpsLock *os.File, vpsLockPath string, hold []*os.File) error {
+	// A `run` has a spawner (spawner.c) that can be this process, with no exec.
+	if reclaimBySpawner(dir, dirLock, groups, vpsLock, vpsLockPath, hold) == nil {
+		return nil
+	}
 	cmd := exec.Command("/proc/self/exe")
 	cmd.Args[0] = "vpsctl-reclaim"
 	cmd.Env = []string{"_VPSCTL_RMTREE=" + dir}

@@ -72,8 +72,24 @@ static void remove_group(const char *dir)
 	}
 }
 
+void vpsctl_rmtree_job(const char *path, char *groups, const char *lock, unsigned held) __attribute__((noreturn));
 void vpsctl_rmtree(const char *path) __attribute__((noreturn));
+
+// vpsctl_rmtree is the remover exec'd by Go (nsenter.RemoveTree), its job in the environment.
 void vpsctl_rmtree(const char *path)
+{
+	static char buf[1 << 16];
+	const char *groups = getenv("_VPSCTL_RMTREE_GROUPS");
+	const char *lock = getenv("_VPSCTL_RMTREE_LOCK");
+	if (groups)
+		strncpy(buf, groups, sizeof(buf) - 1);
+	vpsctl_rmtree_job(path, groups ? buf : NULL, lock, lock ? 5 : 4);
+}
+
+// vpsctl_rmtree_job removes path after groups (cgroup directories, one per line; NULL: none),
+// holding the VPS's lock (fd 4, lock its file; NULL: none) until they are gone, then closes the
+// held files (fds held and up). fd 3 is path's lock, kept until the end.
+void vpsctl_rmtree_job(const char *path, char *groups, const char *lock, unsigned held)
 {
 	setsid();
 	prctl(PR_SET_NAME, "vpsctl-reclaim", 0, 0, 0);
@@ -82,20 +98,13 @@ void vpsctl_rmtree(const char *path)
 	if (path[0] != '/' || !strstr(path, "/tmp/destroy-"))
 		_exit(2);
 	// The groups and the lock first, at normal priority: a command may wait on that lock.
-	unsigned held = 4;
-	const char *groups = getenv("_VPSCTL_RMTREE_GROUPS");
-	const char *lock = getenv("_VPSCTL_RMTREE_LOCK");
-	if (groups) {
-		static char buf[1 << 16];
-		strncpy(buf, groups, sizeof(buf) - 1);
-		for (char *g = strtok(buf, "\n"); g; g = strtok(NULL, "\n"))
+	if (groups)
+		for (char *g = strtok(groups, "\n"); g; g = strtok(NULL, "\n"))
 			remove_group(g);
-	}
 	if (lock) {
 		if (lock[0] == '/' && strstr(lock, "/locks/"))
 			unlink(lock); // still holding it: whoever waits takes the path anew
 		close(4);
-		held = 5;
 	}
 	setpriority(PRIO_PROCESS, 0, 19);
 	syscall(SYS_ioprio_set, IOPRIO_WHO_PROCESS, 0, IOPRIO_CLASS_IDLE << 13);

@@ -22,6 +22,7 @@ import (
 	"github.com/vpsctl/vpsctl/criu"
 	"github.com/vpsctl/vpsctl/internal/fault"
 	"github.com/vpsctl/vpsctl/network"
+	"github.com/vpsctl/vpsctl/nsenter"
 	"github.com/vpsctl/vpsctl/store"
 	"github.com/vpsctl/vpsctl/template"
 	"github.com/vpsctl/vpsctl/uid"
@@ -454,14 +455,13 @@ func (m *monitor) bootRest(c *store.Config, b *bootState, res *cgroup.Resources,
 		return nil, err
 	}
 	fault.Mark("monitor-clone")
-	if err := cmd.Start(); err != nil {
-		childSock.Close()
+	pid, err := m.cloneInit(cmd, childSock)
+	childSock.Close()
+	if err != nil {
 		return nil, fmt.Errorf("clone init: %w", err)
 	}
-	childSock.Close()
-	b.setInit(cmd.Process.Pid)
+	b.setInit(pid)
 	b.startGroups()
-	pid := cmd.Process.Pid
 	fault.Point("monitor-cloned")
 	// cgroup v1 (no CLONE_INTO_CGROUP): move the child into its groups. The first move waits
 	// for an RCU grace period in the kernel (cgroup_threadgroup_rwsem, several ms on an idle
@@ -537,6 +537,44 @@ func (m *monitor) bootRest(c *store.Config, b *bootState, res *cgroup.Resources,
 	}
 	*ok = true
 	return b, nil
+}
+
+// cloneInit clones the init child cmd describes, with the spawner (nsenter/spawner.c) if this
+// process has one, else as cmd, and returns its PID. A monitor's spawner has no more to do.
+func (m *monitor) cloneInit(cmd *exec.Cmd, sock *os.File) (int, error) {
+	defer func() {
+		if m.oneshot == nil {
+			nsenter.CloseSpawner()
+		}
+	}()
+	a := cmd.SysProcAttr
+	req := nsenter.CloneRequest{Flags: a.Cloneflags, Pdeathsig: a.Pdeathsig, CgroupFD: -1,
+		Stdin: cmd.Stdin.(*os.File), Stdout: cmd.Stdout.(*os.File), Stderr: cmd.Stderr.(*os.File), Sock: sock}
+	if len(a.UidMappings) == 1 {
+		req.MapHost, req.MapSize = uint32(a.UidMappings[0].HostID), uint32(a.UidMappings[0].Size)
+	}
+	if a.UseCgroupFD {
+		req.CgroupFD = a.CgroupFD
+	}
+	// The calling thread's mount namespace and working directory: a run's boot has them to
+	// itself (runHere).
+	ns, err := unix.Open("/proc/thread-self/ns/mnt", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err == nil {
+		defer unix.Close(ns)
+		var cwd int
+		if cwd, err = unix.Open(".", unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0); err == nil {
+			defer unix.Close(cwd)
+			req.MountNS, req.Cwd = ns, cwd
+			pid, err := nsenter.CloneInit(req)
+			if !errors.Is(err, nsenter.ErrNoSpawner) {
+				return pid, err
+			}
+		}
+	}
+	if err := cmd.Start(); err != nil {
+		return 0, err
+	}
+	return cmd.Process.Pid, nil
 }
 
 // prepareRootfs mounts the VPS's root (see mountRootfs) and returns a detached clone of it for

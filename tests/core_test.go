@@ -399,6 +399,22 @@ func TestRun(t *testing.T) {
 	}
 	waitTmpEmpty(t, 10*time.Second)
 
+	// The command returns once its VPS's init is gone; the remover then removes the VPS's
+	// groups, subgroups the VPS made itself included, before its files (waited for above).
+	groups := func() string {
+		g, _ := filepath.Glob("/sys/fs/cgroup/*/vpsctl/*/")
+		return fmt.Sprint(g)
+	}
+	groupsBefore := groups()
+	if out := must(t, "run", "--rm", "--template", "busybox", "--", "/bin/sh", "-c",
+		"mkdir /sys/fs/cgroup/pids/sub /sys/fs/cgroup/pids/sub/deeper && echo made"); strings.TrimSpace(out) != "made" {
+		t.Fatalf("run --rm: a subgroup of the VPS's own: %q", out)
+	}
+	waitTmpEmpty(t, 10*time.Second)
+	if after := groups(); after != groupsBefore {
+		t.Fatalf("run --rm left groups: %s -> %s", groupsBefore, after)
+	}
+
 	// Failures: nothing is created (bad template) or all is removed (command not found).
 	if r := vpsctl(t, "run", "--rm", "--template", "no-such-template", "--", "/bin/true"); r.code != 91 {
 		t.Fatalf("run with a missing template: code %d (%s), want 91", r.code, r.err)

@@ -1,0 +1,303 @@
+// vpsctl's spawner: a small process forked before the Go runtime starts, for the commands that
+// boot a VPS (`vpsctl start`'s forked child, `vpsctl run`), which it serves two ways:
+//
+//   - It clones the VPS's init child. Go cannot clone a child into a new user namespace with
+//     vfork (the child must wait for its ID maps), so it copies the whole Go process, and the
+//     child then execs vpsctl again to reach initchild.c: about a millisecond. Cloned from this
+//     process, which has almost no memory and is already the C code, the child runs initchild.c
+//     straight away. CLONE_PARENT makes it a child of the Go process, which waits for it, reaps
+//     it and is its parent for a parent-death signal, as if Go had cloned it.
+//   - It becomes the background remover of a `run --rm`'s VPS (rmtree.c), instead of a new
+//     process exec'd for it, so the command returns without waiting for an exec.
+//
+//   Go ──SOCK_SEQPACKET── spawner
+//       clone:   header, fds [mount ns, cwd, stdin, stdout, stderr, init socket, cgroup?]
+//                ◀── pid (or -errno)        spawner: setns(mount ns), clone3(CLONE_PARENT|ns),
+//                                           ID maps, go-ahead; the child: stdio, setsid,
+//                                           become the VPS's root, initchild.c
+//       reclaim: header, "dir\0lock\0group\0...", fds [dir lock, VPS lock?, held...]
+//                ◀── 0                      spawner: rmtree.c, then exits
+//
+// The spawner keeps nothing of the command's: its stdio is /dev/null, every other inherited fd
+// is closed, it is in a session of its own. It exits when the Go side closes its end (EOF):
+// after a reclaim, or when the command exits, or when a monitor closes it (CloseSpawner) once
+// its VPS's init is cloned. VPSCTL_NO_SPAWNER=1 turns it off: Go then clones and spawns as
+// before (tests run both ways).
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/types.h>
+#include <unistd.h>
+
+#ifndef CLONE_INTO_CGROUP
+#define CLONE_INTO_CGROUP 0x200000000ULL
+#endif
+
+// Keep in step with spawner.go.
+enum { OP_CLONE = 1, OP_RECLAIM = 2 };
+enum { MAXFDS = 64 };
+
+struct spawn_req {
+	int32_t op;
+	int32_t pdeathsig; // clone: signal the child gets when its parent thread dies (0: none)
+	uint64_t flags;    // clone: CLONE_NEW* flags
+	uint32_t map_host; // clone: the user namespace maps 0..map_size-1 to map_host.. (size 0: no maps)
+	uint32_t map_size;
+	int32_t cgroup;    // clone: the last fd is a cgroup2 directory to clone into
+	int32_t pad;
+};
+
+struct spawn_reply {
+	int32_t pid; // the child, if one was cloned (Go reaps it if err is set)
+	int32_t err; // errno
+};
+
+int vpsctl_spawner_fd = -1;
+int vpsctl_spawner_pid = -1;
+
+void vpsctl_init_child(const char *sockfd) __attribute__((noreturn));
+void vpsctl_init_child_fail(int sock, const char *what) __attribute__((noreturn));
+void vpsctl_rmtree_job(const char *path, char *groups, const char *lock, unsigned held) __attribute__((noreturn));
+
+static char payload[1 << 16];
+
+// recv_req reads one request and its fds; 0 at EOF.
+static ssize_t recv_req(int sock, struct spawn_req *req, int *fds, int *nfds)
+{
+	struct iovec iov[2] = { { req, sizeof(*req) }, { payload, sizeof(payload) - 1 } };
+	union {
+		struct cmsghdr h;
+		char b[CMSG_SPACE(MAXFDS * sizeof(int))];
+	} u;
+	struct msghdr mh = { 0 };
+	mh.msg_iov = iov;
+	mh.msg_iovlen = 2;
+	mh.msg_control = u.b;
+	mh.msg_controllen = sizeof(u.b);
+	ssize_t r;
+	do
+		r = recvmsg(sock, &mh, MSG_CMSG_CLOEXEC);
+	while (r < 0 && errno == EINTR);
+	*nfds = 0;
+	if (r <= 0)
+		return r;
+	for (struct cmsghdr *cm = CMSG_FIRSTHDR(&mh); cm; cm = CMSG_NXTHDR(&mh, cm))
+		if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS) {
+			int n = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+			memcpy(fds + *nfds, CMSG_DATA(cm), n * sizeof(int));
+			*nfds += n;
+		}
+	payload[r > (ssize_t)sizeof(*req) ? r - sizeof(*req) : 0] = 0;
+	return r;
+}
+
+static void reply(int sock, int pid, int err)
+{
+	struct spawn_reply rep = { pid, err };
+	ssize_t r;
+	do
+		r = send(sock, &rep, sizeof(rep), MSG_NOSIGNAL);
+	while (r < 0 && errno == EINTR);
+}
+
+static int write_file(const char *path, const char *s)
+{
+	int fd = open(path, O_WRONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	ssize_t n = write(fd, s, strlen(s));
+	int e = errno;
+	close(fd);
+	errno = e;
+	return n == (ssize_t)strlen(s) ? 0 : -1;
+}
+
+// place moves fds[0..n-1] to 0..n-1 (through fds above them all, so none is overwritten before
+// it moved) and closes every other fd from first on.
+static int place(int *fds, int n, unsigned first)
+{
+	int tmp[MAXFDS];
+	for (int i = 0; i < n; i++)
+		if ((tmp[i] = fcntl(fds[i], F_DUPFD_CLOEXEC, 100)) < 0)
+			return -1;
+	for (int i = 0; i < n; i++)
+		if (dup2(tmp[i], i) < 0) // dup2 clears close-on-exec on i
+			return -1;
+	return (int)syscall(SYS_close_range, first, ~0U, 0U);
+}
+
+// init_child is the cloned child: it waits for its ID maps, takes its stdio and socket, and
+// becomes initchild.c as the VPS's root, as Go's clone would have made it before the exec.
+static void init_child(int go, int *fds, const struct spawn_req *req) __attribute__((noreturn));
+static void init_child(int go, int *fds, const struct spawn_req *req)
+{
+	char c;
+	ssize_t r;
+	do
+		r = read(go, &c, 1);
+	while (r < 0 && errno == EINTR);
+	if (r != 1)
+		_exit(127); // the spawner failed to map us, and says so to Go
+	prctl(PR_SET_NAME, "vpsctl-init", 0, 0, 0);
+	int want[4] = { fds[2], fds[3], fds[4], fds[5] }; // stdin, stdout, stderr, init socket
+	if (place(want, 4, 4) < 0)
+		vpsctl_init_child_fail(fds[5], "spawner: place stdio");
+	if (setsid() < 0)
+		vpsctl_init_child_fail(3, "setsid");
+	if (req->map_size && (setgroups(0, NULL) < 0 || setresgid(0, 0, 0) < 0 || setresuid(0, 0, 0) < 0))
+		vpsctl_init_child_fail(3, "become the VPS's root");
+	// After the credential change, which clears it.
+	if (req->pdeathsig && prctl(PR_SET_PDEATHSIG, req->pdeathsig, 0, 0, 0) < 0)
+		vpsctl_init_child_fail(3, "parent death signal");
+	vpsctl_init_child("3");
+}
+
+// do_clone clones the init child as req says, into the mount namespace and working directory
+// it was handed (a boot's), and returns 0 or an errno; *pid is the child, if there is one (a
+// child that was not mapped is killed, and left for Go to reap).
+static int do_clone(int *fds, int nfds, const struct spawn_req *req, int selfns, int *pid)
+{
+	// fds: mount ns, cwd, stdin, stdout, stderr, init socket, [cgroup]
+	if (nfds != 6 + (req->cgroup ? 1 : 0))
+		return EINVAL;
+	if (setns(fds[0], CLONE_NEWNS) < 0)
+		return errno;
+	int e = 0, go[2] = { -1, -1 };
+	if (fchdir(fds[1]) < 0 || pipe2(go, O_CLOEXEC) < 0) {
+		e = errno;
+		goto back;
+	}
+	struct {
+		uint64_t flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size, tls, set_tid,
+			set_tid_size, cgroup;
+	} args = { 0 };
+	args.flags = req->flags | CLONE_PARENT;
+	if (req->cgroup) {
+		args.flags |= CLONE_INTO_CGROUP;
+		args.cgroup = (uint64_t)fds[6];
+	}
+	// exit_signal 0: with CLONE_PARENT the child signals our parent as we would (SIGCHLD).
+	int child = (int)syscall(SYS_clone3, &args, sizeof(args));
+	if (child == 0) {
+		close(go[1]);
+		init_child(go[0], fds, req);
+	}
+	if (child < 0) {
+		e = errno;
+		goto back;
+	}
+	*pid = child;
+	if (req->map_size) {
+		char path[64], map[64];
+		snprintf(map, sizeof(map), "0 %u %u\n", req->map_host, req->map_size);
+		snprintf(path, sizeof(path), "/proc/%d/gid_map", child);
+		if (write_file(path, map) < 0)
+			e = errno;
+		snprintf(path, sizeof(path), "/proc/%d/uid_map", child);
+		if (e == 0 && write_file(path, map) < 0)
+			e = errno;
+	}
+	if (e == 0 && write(go[1], "", 1) != 1)
+		e = errno;
+	if (e)
+		kill(child, SIGKILL);
+back:
+	if (go[0] >= 0)
+		close(go[0]);
+	if (go[1] >= 0)
+		close(go[1]);
+	setns(selfns, CLONE_NEWNS);
+	return e;
+}
+
+static void spawner_main(int sock) __attribute__((noreturn));
+static void spawner_main(int sock)
+{
+	prctl(PR_SET_NAME, "vpsctl-spawner", 0, 0, 0);
+	setsid();
+	int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+	if (null < 0 || dup2(null, 0) < 0 || dup2(null, 1) < 0 || dup2(null, 2) < 0 || dup2(sock, 3) < 0)
+		_exit(1);
+	sock = 3;
+	syscall(SYS_close_range, 4U, ~0U, 0U);
+	int selfns = open("/proc/self/ns/mnt", O_RDONLY | O_CLOEXEC);
+	for (;;) {
+		struct spawn_req req;
+		int fds[MAXFDS], nfds;
+		memset(&req, 0, sizeof(req));
+		ssize_t r = recv_req(sock, &req, fds, &nfds);
+		if (r <= 0)
+			_exit(0);
+		if (r < (ssize_t)sizeof(req)) {
+			reply(sock, 0, EPROTO);
+		} else if (req.op == OP_CLONE) {
+			int pid = 0, err = do_clone(fds, nfds, &req, selfns, &pid);
+			reply(sock, pid, err);
+		} else if (req.op == OP_RECLAIM && nfds >= 1) {
+			// payload: dir, VPS lock file ("" if none), groups (one per line), NUL-separated;
+			// fds: dir lock, VPS lock (if any), held files: placed from 3 on, in that order.
+			char *dir = payload, *lock = dir + strlen(dir) + 1;
+			char *groups = lock + strlen(lock) + 1;
+			int haslock = lock[0] != 0;
+			if (nfds + 3 > MAXFDS) {
+				reply(sock, 0, EINVAL);
+				continue;
+			}
+			int all[MAXFDS];
+			all[0] = 0, all[1] = 1, all[2] = 2;
+			memcpy(all + 3, fds, nfds * sizeof(int));
+			reply(sock, 0, 0);
+			if (place(all, nfds + 3, nfds + 3) < 0)
+				_exit(1);
+			vpsctl_rmtree_job(dir, groups, haslock ? lock : NULL, haslock ? 5 : 4);
+		} else {
+			reply(sock, 0, EINVAL);
+		}
+		for (int i = 0; i < nfds; i++)
+			close(fds[i]);
+	}
+}
+
+// is_run: argv is `vpsctl [global flags] run ...`. A guess that errs either way costs only a
+// spawner forked for nothing, or a boot without one.
+static int is_run(int argc, char **argv)
+{
+	int i = 1;
+	while (i < argc && argv[i][0] == '-')
+		i += (!strcmp(argv[i], "--root") || !strcmp(argv[i], "-root")) ? 2 : 1;
+	return i < argc && !strcmp(argv[i], "run");
+}
+
+// vpsctl_spawner_start forks the spawner for a command that boots a VPS (start's forked child,
+// boot says so; run); Go finds it through vpsctl_spawner_fd (-1: none).
+void vpsctl_spawner_start(int argc, char **argv, int boot)
+{
+	if ((!boot && !is_run(argc, argv)) || getenv("VPSCTL_NO_SPAWNER") || getenv("VPSCTL_NO_INPROCESS"))
+		return;
+	int sv[2];
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
+		return;
+	pid_t pid = fork();
+	if (pid < 0) {
+		close(sv[0]);
+		close(sv[1]);
+		return;
+	}
+	if (pid == 0) {
+		close(sv[0]);
+		spawner_main(sv[1]);
+	}
+	close(sv[1]);
+	vpsctl_spawner_fd = sv[0];
+	vpsctl_spawner_pid = pid;
+}

@@ -1,0 +1,168 @@
+package nsenter
+
+// extern int vpsctl_spawner_fd;
+// extern int vpsctl_spawner_pid;
+import "C"
+
+import (
+	"encoding/binary"
+	"errors"
+	"os"
+	"strings"
+	"sync"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// The spawner (spawner.c) is a process forked before the Go runtime started, for commands that
+// boot a VPS: it clones a VPS's init child with no copy of the Go process and no exec, and can
+// become a run's background remover. Either use is optional: without a spawner (VPSCTL_NO_SPAWNER,
+// a spawned monitor) the callers do the same in Go.
+
+// Keep in step with spawner.c.
+const (
+	opClone   = 1
+	opReclaim = 2
+	reqSize   = 32
+)
+
+var spawner struct {
+	sync.Mutex
+	fd, pid int
+	init    bool
+}
+
+func spawnerFD() int {
+	if !spawner.init {
+		spawner.fd, spawner.pid, spawner.init = int(C.vpsctl_spawner_fd), int(C.vpsctl_spawner_pid), true
+	}
+	return spawner.fd
+}
+
+// ErrNoSpawner: this process has no spawner (any more).
+var ErrNoSpawner = errors.New("no spawner")
+
+// CloneRequest is what CloneInit needs: the init child's clone flags (CLONE_NEW*), its user
+// namespace's map (0..MapSize-1 onto MapHost..; MapSize 0: none), its parent-death signal (0:
+// none), the mount namespace and working directory to clone it from (a boot's), its stdio,
+// the init socket it gets as fd 3 (initchild.c), and a cgroup2 directory to clone it into (-1:
+// none).
+type CloneRequest struct {
+	Flags                 uintptr
+	MapHost, MapSize      uint32
+	Pdeathsig             syscall.Signal
+	MountNS, Cwd          int
+	Stdin, Stdout, Stderr *os.File
+	Sock                  *os.File
+	CgroupFD              int
+}
+
+// CloneInit has the spawner clone a VPS's init child, which is this process's child (so it is
+// waited for and reaped here), running initchild.c, as the VPS's root. ErrNoSpawner: do it in Go.
+func CloneInit(r CloneRequest) (int, error) {
+	spawner.Lock()
+	defer spawner.Unlock()
+	fd := spawnerFD()
+	if fd < 0 {
+		return 0, ErrNoSpawner
+	}
+	req := make([]byte, reqSize)
+	binary.NativeEndian.PutUint32(req[0:], opClone)
+	binary.NativeEndian.PutUint32(req[4:], uint32(r.Pdeathsig))
+	binary.NativeEndian.PutUint64(req[8:], uint64(r.Flags))
+	binary.NativeEndian.PutUint32(req[16:], r.MapHost)
+	binary.NativeEndian.PutUint32(req[20:], r.MapSize)
+	fds := []int{r.MountNS, r.Cwd, int(r.Stdin.Fd()), int(r.Stdout.Fd()), int(r.Stderr.Fd()), int(r.Sock.Fd())}
+	if r.CgroupFD >= 0 {
+		binary.NativeEndian.PutUint32(req[24:], 1)
+		fds = append(fds, r.CgroupFD)
+	}
+	pid, err := call(fd, req, fds)
+	if err != nil && pid > 0 {
+		// Killed by the spawner after a failed map: ours to reap.
+		var ws unix.WaitStatus
+		for {
+			if _, e := unix.Wait4(pid, &ws, 0, nil); e != unix.EINTR {
+				break
+			}
+		}
+	}
+	if err != nil {
+		return 0, err
+	}
+	return pid, nil
+}
+
+// call sends one request and reads the reply: the pid it names and its error.
+func call(fd int, req []byte, fds []int) (int, error) {
+	if err := unix.Sendmsg(fd, req, unix.UnixRights(fds...), nil, 0); err != nil {
+		return 0, os.NewSyscallError("spawner: sendmsg", err)
+	}
+	rep := make([]byte, 8)
+	for {
+		n, err := unix.Read(fd, rep)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return 0, os.NewSyscallError("spawner: read", err)
+		}
+		if n != len(rep) {
+			return 0, errors.New("spawner: no reply")
+		}
+		break
+	}
+	pid := int(int32(binary.NativeEndian.Uint32(rep[0:])))
+	if e := syscall.Errno(binary.NativeEndian.Uint32(rep[4:])); e != 0 {
+		return pid, os.NewSyscallError("spawner", e)
+	}
+	return pid, nil
+}
+
+// CloseSpawner ends the spawner, if there is one, and reaps it: a monitor calls it once its
+// VPS's init is cloned (the spawner is its child, which would otherwise stay a zombie).
+func CloseSpawner() {
+	spawner.Lock()
+	defer spawner.Unlock()
+	if spawnerFD() < 0 {
+		return
+	}
+	unix.Close(spawner.fd)
+	spawner.fd = -1
+	var ws unix.WaitStatus
+	for {
+		if _, err := unix.Wait4(spawner.pid, &ws, 0, nil); err != unix.EINTR {
+			return
+		}
+	}
+}
+
+// reclaimBySpawner hands a RemoveTree job to the spawner, which becomes the remover (and is
+// then gone). ErrNoSpawner: start a remover.
+func reclaimBySpawner(dir string, dirLock *os.File, groups []string, vpsLock *os.File, vpsLockPath string, hold []*os.File) error {
+	spawner.Lock()
+	defer spawner.Unlock()
+	fd := spawnerFD()
+	if fd < 0 {
+		return ErrNoSpawner
+	}
+	req := make([]byte, reqSize, reqSize+len(dir)+len(vpsLockPath)+64*len(groups))
+	binary.NativeEndian.PutUint32(req[0:], opReclaim)
+	fds := []int{int(dirLock.Fd())}
+	lockPath := ""
+	if vpsLock != nil {
+		fds, lockPath = append(fds, int(vpsLock.Fd())), vpsLockPath
+	}
+	for _, f := range hold {
+		fds = append(fds, int(f.Fd()))
+	}
+	req = append(req, dir+"\x00"+lockPath+"\x00"+strings.Join(groups, "\n")+"\x00"...)
+	if _, err := call(fd, req, fds); err != nil {
+		return err
+	}
+	// It is the remover now, and closed its end: nothing more to ask of it.
+	unix.Close(fd)
+	spawner.fd = -1
+	return nil
+}
