@@ -285,10 +285,22 @@ func FastCapDrop() uint64 { return uint64(C.vpsctl_fast_capdrop()) }
 // process runs: the directory is a destroyed VPS's, renamed into the state root's tmp/, with
 // everything below it unmounted by the caller. The process inherits dirLock as fd 3 and
 // vpsLock (if not nil; its file is vpsLockPath) as fd 4, and so holds those locks until it has
-// done their parts: groups (cgroup directories) go first, then the lock file; the held files
-// (from fd 4 or 5 up) it closes before it deletes any file. It is reaped by a goroutine, or by
-// the host's init once the caller has exited.
+// done their parts: the held files (from fd 4 or 5 up) it closes first, then removes the groups
+// (cgroup directories), then the VPS's lock file, and then lets go of that lock before it
+// deletes any file. It is reaped by a goroutine, or by the host's init once the caller exited.
+//
+// After a stop, dir is "" and dirLock nil (there are no files to remove), and vpsLockPath "-"
+// (the lock file stays): the process then closes the held files, removes the groups and lets go
+// of the lock.
 func RemoveTree(dir string, dirLock *os.File, groups []string, vpsLock *os.File, vpsLockPath string, hold []*os.File) error {
+	if dirLock == nil {
+		null, err := os.Open(os.DevNull) // fd 3's place
+		if err != nil {
+			return err
+		}
+		defer null.Close()
+		dirLock = null
+	}
 	// A `run` has a spawner (spawner.c) that can be this process, with no exec.
 	if reclaimBySpawner(dir, dirLock, groups, vpsLock, vpsLockPath, hold) == nil {
 		return nil

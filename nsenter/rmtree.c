@@ -11,11 +11,12 @@
 // sweep every command runs leaves a locked directory alone. If the remover is killed, the lock
 // goes with it and the next command's sweep removes what is left.
 //
-// After a `run --rm` it has more to do first (_VPSCTL_RMTREE_GROUPS, _VPSCTL_RMTREE_LOCK): the
-// VPS's cgroup directories, one per line, which it removes while it holds the VPS's lock (fd 4,
-// inherited too), and then that lock's file, as destroy does. The command returns as soon as its
-// VPS's init has exited; a command on a new VPS of the same ID waits on the lock until the groups
-// are gone. Every process of the VPS died with its PID namespace's init; a group still busy is
+// After a `run --rm` or a `stop` it has more to do first (_VPSCTL_RMTREE_GROUPS,
+// _VPSCTL_RMTREE_LOCK): the VPS's mount namespace to close, its cgroup directories (one per line)
+// to remove, while it holds the VPS's lock (fd 4, inherited too), and then, for a VPS destroyed,
+// that lock's file, as destroy does. After a stop there is no directory to remove
+// (_VPSCTL_RMTREE empty). The command returns as soon as its VPS's processes are gone; a command
+// on the VPS (or a new VPS of the same ID) waits on the lock until the rest is. Every process of the VPS died with its PID namespace's init; a group still busy is
 // one an exiting `vpsctl exec` joiner is leaving, and is tried again (bounded). A group left
 // behind after all (the remover killed) is removed by the next start of that ID (repair).
 #define _GNU_SOURCE
@@ -86,18 +87,22 @@ void vpsctl_rmtree(const char *path)
 	vpsctl_rmtree_job(path, groups ? buf : NULL, lock, lock ? 5 : 4);
 }
 
-// vpsctl_rmtree_job removes path after groups (cgroup directories, one per line; NULL: none),
-// holding the VPS's lock (fd 4, lock its file; NULL: none) until they are gone, then closes the
-// held files (fds held and up). fd 3 is path's lock, kept until the end.
+// vpsctl_rmtree_job closes the held files (fds held and up: a VPS's mount namespace, whose last
+// close unmounts its tree, overlay included), removes groups (cgroup directories, one per line;
+// NULL: none), then lets go of the VPS's lock (fd 4; lock NULL: none; "-": keep its file, else
+// remove it first), and last removes path ("": none, after a stop) under its lock (fd 3).
 void vpsctl_rmtree_job(const char *path, char *groups, const char *lock, unsigned held)
 {
 	setsid();
 	prctl(PR_SET_NAME, "vpsctl-reclaim", 0, 0, 0);
 	// Only absolute paths inside a tmp/ staging directory: a stray environment variable must
 	// not turn vpsctl into rm -rf.
-	if (path[0] != '/' || !strstr(path, "/tmp/destroy-"))
+	if (path[0] && (path[0] != '/' || !strstr(path, "/tmp/destroy-")))
 		_exit(2);
-	// The groups and the lock first, at normal priority: a command may wait on that lock.
+	// All that a next boot of the VPS must find gone first, at normal priority, while the lock
+	// is held: a command may wait on it. A boot's overlay cannot be mounted again while the old
+	// one is still mounted in the old mount namespace.
+	syscall(SYS_close_range, held, ~0U, 0U);
 	if (groups)
 		for (char *g = strtok(groups, "\n"); g; g = strtok(NULL, "\n"))
 			remove_group(g);
@@ -106,10 +111,9 @@ void vpsctl_rmtree_job(const char *path, char *groups, const char *lock, unsigne
 			unlink(lock); // still holding it: whoever waits takes the path anew
 		close(4);
 	}
+	if (!path[0])
+		_exit(0);
 	setpriority(PRIO_PROCESS, 0, 19);
 	syscall(SYS_ioprio_set, IOPRIO_WHO_PROCESS, 0, IOPRIO_CLASS_IDLE << 13);
-	// What the destroy handed over to close first (a VPS's mount namespace, whose last close
-	// unmounts its tree, overlay included) goes before its files.
-	syscall(SYS_close_range, held, ~0U, 0U);
 	_exit(nftw(path, rm_one, 32, FTW_DEPTH | FTW_PHYS | FTW_MOUNT) == 0 ? 0 : 1);
 }

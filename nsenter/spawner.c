@@ -1,5 +1,6 @@
 // vpsctl's spawner: a small process forked before the Go runtime starts, for the commands that
-// boot a VPS (`vpsctl start`'s forked child, `vpsctl run`), which it serves two ways:
+// boot a VPS (`vpsctl start`'s forked child, `vpsctl run`) or end one (`stop`, `destroy`), which
+// it serves two ways:
 //
 //   - It clones the VPS's init child. Go cannot clone a child into a new user namespace with
 //     vfork (the child must wait for its ID maps), so it copies the whole Go process, and the
@@ -7,8 +8,9 @@
 //     process, which has almost no memory and is already the C code, the child runs initchild.c
 //     straight away. CLONE_PARENT makes it a child of the Go process, which waits for it, reaps
 //     it and is its parent for a parent-death signal, as if Go had cloned it.
-//   - It becomes the background remover of a `run --rm`'s VPS (rmtree.c), instead of a new
-//     process exec'd for it, so the command returns without waiting for an exec.
+//   - It becomes the background remover (rmtree.c) of a destroyed VPS's files, or of a stopped
+//     VPS's mounts and groups, instead of a new process exec'd for it, so the command returns
+//     without waiting for an exec.
 //
 //   Go ──SOCK_SEQPACKET── spawner
 //       clone:   header, fds [mount ns, cwd, stdin, stdout, stderr, init socket, cgroup?]
@@ -257,6 +259,12 @@ static void spawner_main(int sock)
 			all[0] = 0, all[1] = 1, all[2] = 2;
 			memcpy(all + 3, fds, nfds * sizeof(int));
 			reply(sock, 0, 0);
+			// Wait for Go to close its end, which it does after its copies of the held files:
+			// whoever closes a mount namespace last unmounts it (and an overlay's last unmount
+			// syncs its file system), which must be this process, not the command.
+			char c;
+			while (read(sock, &c, 1) < 0 && errno == EINTR)
+				;
 			if (place(all, nfds + 3, nfds + 3) < 0)
 				_exit(1);
 			vpsctl_rmtree_job(dir, groups, haslock ? lock : NULL, haslock ? 5 : 4);
@@ -268,21 +276,22 @@ static void spawner_main(int sock)
 	}
 }
 
-// is_run: argv is `vpsctl [global flags] run ...`. A guess that errs either way costs only a
-// spawner forked for nothing, or a boot without one.
-static int is_run(int argc, char **argv)
+// wants_spawner: argv is `vpsctl [global flags] run|stop|destroy ...`. A guess that errs either
+// way costs only a spawner forked for nothing, or a command that does without one.
+static int wants_spawner(int argc, char **argv)
 {
 	int i = 1;
 	while (i < argc && argv[i][0] == '-')
 		i += (!strcmp(argv[i], "--root") || !strcmp(argv[i], "-root")) ? 2 : 1;
-	return i < argc && !strcmp(argv[i], "run");
+	return i < argc && (!strcmp(argv[i], "run") || !strcmp(argv[i], "stop") || !strcmp(argv[i], "destroy"));
 }
 
 // vpsctl_spawner_start forks the spawner for a command that boots a VPS (start's forked child,
-// boot says so; run); Go finds it through vpsctl_spawner_fd (-1: none).
+// boot says so; run) or may hand work to a remover (run, stop, destroy); Go finds it through
+// vpsctl_spawner_fd (-1: none).
 void vpsctl_spawner_start(int argc, char **argv, int boot)
 {
-	if ((!boot && !is_run(argc, argv)) || getenv("VPSCTL_NO_SPAWNER") || getenv("VPSCTL_NO_INPROCESS"))
+	if ((!boot && !wants_spawner(argc, argv)) || getenv("VPSCTL_NO_SPAWNER") || getenv("VPSCTL_NO_INPROCESS"))
 		return;
 	int sv[2];
 	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)

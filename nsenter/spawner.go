@@ -161,7 +161,12 @@ func reclaimBySpawner(dir string, dirLock *os.File, groups []string, vpsLock *os
 	if _, err := call(fd, req, fds); err != nil {
 		return err
 	}
-	// It is the remover now, and closed its end: nothing more to ask of it.
+	// It is the remover now. It waits for this end's close, which tells it that this process
+	// has closed its copies of the held files (whoever closes a mount namespace last unmounts
+	// it, which must be the remover). The caller's Close of them again is harmless.
+	for _, f := range hold {
+		f.Close()
+	}
 	unix.Close(fd)
 	spawner.fd = -1
 	return nil

@@ -16,6 +16,7 @@ import (
 	"github.com/vpsctl/vpsctl/cgroup"
 	"github.com/vpsctl/vpsctl/container"
 	"github.com/vpsctl/vpsctl/internal/fault"
+	"github.com/vpsctl/vpsctl/network"
 	"github.com/vpsctl/vpsctl/nsenter"
 	"github.com/vpsctl/vpsctl/store"
 	"github.com/vpsctl/vpsctl/template"
@@ -228,10 +229,71 @@ func (r *Runtime) Stop(id container.ID, o StopOptions) error {
 		return err
 	}
 	defer lk.Unlock()
-	return r.stopLocked(id, o)
+	var left leftovers
+	if err := r.stopLocked(id, o, &left); err != nil {
+		return err
+	}
+	r.handOff(id, lk, left)
+	return nil
 }
 
-func (r *Runtime) stopLocked(id container.ID, o StopOptions) error {
+// leftovers are what a stop can leave to the background remover once every process of the VPS
+// is gone and its run state is cleared: its groups and its mount namespace (held, -1: none). A
+// remover killed half-way leaves groups the next start removes (repair) and a namespace that
+// died with it.
+type leftovers struct {
+	cg    cgroup.Manager
+	mntns int
+}
+
+func (l leftovers) groups() []string {
+	var dirs []string
+	if l.cg != nil {
+		for _, d := range l.cg.Paths() {
+			dirs = append(dirs, d)
+		}
+	}
+	return dirs
+}
+
+func (l leftovers) hold() []*os.File {
+	if l.mntns < 0 || l.cg == nil {
+		return nil
+	}
+	return []*os.File{os.NewFile(uintptr(l.mntns), "vps-mntns")}
+}
+
+// handOff has the background remover release a stopped VPS's mount namespace and remove its
+// groups, holding the VPS's lock lk until both are done (a next boot needs its overlay
+// unmounted), so that the stop returns without waiting for either; without a remover (or
+// VPSCTL_SYNC_DESTROY) that is done here.
+func (r *Runtime) handOff(id container.ID, lk *store.Lock, left leftovers) {
+	if left.cg == nil {
+		return
+	}
+	hold := left.hold()
+	err := errors.New("no background remover")
+	if r.St.Reclaim != nil {
+		err = r.St.Reclaim(store.ReclaimJob{Hold: hold, Groups: left.groups(), VPSLock: lk.File(), VPSLockPath: "-"})
+	}
+	// The remover has its own copy of the namespace; without one, this close unmounts it.
+	for _, f := range hold {
+		f.Close()
+	}
+	if err == nil {
+		return
+	}
+	if err := removeGroups(left.cg); err != nil {
+		log.Printf("VPS %d: cgroup: %v", id, err)
+	}
+}
+
+// stopLocked stops VPS id, whose lock the caller holds. left, if not nil, may be given the
+// VPS's groups and mount namespace instead of their removal (see leftovers); it is cleared first.
+func (r *Runtime) stopLocked(id container.ID, o StopOptions, left *leftovers) error {
+	if left != nil {
+		*left = leftovers{mntns: -1}
+	}
 	stopF := r.St.Path(uint32(id), stopFile)
 	s, err := r.Status(id)
 	if err == nil && s.State == "running" && s.InitPID == 0 && s.MonitorPID > 0 {
@@ -308,6 +370,19 @@ func (r *Runtime) stopLocked(id container.ID, o StopOptions) error {
 		return fmt.Errorf("VPS %d: monitor (PID %d) did not finish cleaning up", id, s.MonitorPID)
 	}
 	fault.Mark("stop-monitor-gone")
+	if left != nil && r.St.Reclaim != nil {
+		// Every process of the VPS is gone (its init and monitor have exited): what is left on
+		// the host but its groups and mounts goes now, then its run state, as repair would.
+		if c, err := r.St.LoadConfig(uint32(id)); err == nil && slices.Contains(c.Namespaces, "net") {
+			if nc, err := netConfig(c); err == nil {
+				network.Teardown(uint32(id), nc)
+			}
+		}
+		r.St.ClearRun(uint32(id))
+		left.cg, left.mntns = cg, held
+		fault.Mark("stop-repaired")
+		return nil
+	}
 	released := releaseMountNS(held)
 	r.repair(id)
 	<-released
@@ -327,6 +402,7 @@ func (r *Runtime) Destroy(id container.ID, force bool) error {
 	if err != nil {
 		return err
 	}
+	left := leftovers{mntns: -1}
 	switch s.State {
 	case "deleted":
 		return fmt.Errorf("VPS %d: %w", id, store.ErrNotExist)
@@ -334,25 +410,40 @@ func (r *Runtime) Destroy(id container.ID, force bool) error {
 		if !force {
 			return fmt.Errorf("VPS %d: %w (stop it first, or --force)", id, ErrRunning)
 		}
-		if err := r.stopLocked(id, StopOptions{Kill: true}); err != nil && !errors.Is(err, ErrNotRunning) {
+		if err := r.stopLocked(id, StopOptions{Kill: true}, &left); err != nil && !errors.Is(err, ErrNotRunning) {
 			return err
 		}
 	}
-	r.repair(id)
+	if left.cg == nil {
+		r.repair(id)
+	}
 	fault.Point("destroy-stopped")
 	defer fault.Mark("destroy-done")
 	gl, err := r.St.LockGlobal(fmt.Sprintf("destroy %d", id))
 	if err != nil {
+		r.handOff(id, lk, left)
 		return err
 	}
 	defer gl.Unlock()
-	held := r.held[id]
+	job := store.ReclaimJob{Hold: append(r.held[id], left.hold()...)}
 	delete(r.held, id)
-	if err := r.St.Remove(uint32(id), held...); err != nil {
+	if left.cg != nil {
+		// The stopped VPS's groups and mounts go with its files, in the background.
+		job.Groups, job.VPSLock, job.VPSLockPath = left.groups(), lk.File(), lk.Path()
+	}
+	handed, err := r.St.RemoveJob(uint32(id), job)
+	if !handed && left.cg != nil {
+		if err := removeGroups(left.cg); err != nil {
+			log.Printf("VPS %d: cgroup: %v", id, err)
+		}
+	}
+	if err != nil {
 		return err
 	}
 	r.St.ReleaseName(s.Name, uint32(id))
-	lk.RemoveFile()
+	if !handed || job.VPSLock == nil {
+		lk.RemoveFile()
+	}
 	return nil
 }
 

@@ -56,18 +56,18 @@ type Store struct {
 	Reclaim func(ReclaimJob) error
 }
 
-// ReclaimJob is what a background remover is handed: a destroyed VPS's directory and what must
-// go before its files.
+// ReclaimJob is what a background remover is handed: a destroyed VPS's directory, and what must
+// go before its files; or, after a stop, only the latter (Dir "", DirLock nil).
 type ReclaimJob struct {
 	Dir     string   // the renamed-away directory, STATE/tmp/destroy-*
 	DirLock *os.File // Dir, open and flocked: held by the remover until it is done
-	// Hold are open files it closes before the files go (a VPS's mount namespace after a run
-	// --rm: the last close unmounts its tree).
+	// Hold are open files it closes first (a VPS's mount namespace: the last close unmounts
+	// its tree).
 	Hold []*os.File
-	// Groups are cgroup directories of the VPS, removed (with any subgroups) first, while the
-	// remover holds VPSLock, the VPS's lock, inherited from the caller: no command on a new VPS
-	// of the same ID starts before they are gone. The remover then removes the lock file at
-	// VPSLockPath, as destroy does.
+	// Groups are cgroup directories of the VPS, removed (with any subgroups) next, while the
+	// remover holds VPSLock, the VPS's lock, inherited from the caller: no command on the VPS
+	// (or a new VPS of the same ID) starts before they and the mounts are gone. The remover
+	// then removes the lock file at VPSLockPath, as destroy does ("-": it stays, after a stop).
 	Groups      []string
 	VPSLock     *os.File
 	VPSLockPath string
