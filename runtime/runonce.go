@@ -37,14 +37,24 @@ func (r *Runtime) RunOnce(id container.ID, argv []string, stdin, stdout, stderr 
 // this process (run --rm): its mount namespace is kept for Destroy to hand to the background
 // remover, which then does the unmounting too (see Runtime.held).
 func (r *Runtime) runOnceLocked(id container.ID, argv []string, stdin, stdout, stderr *os.File, destroy bool) (int, error) {
-	s, err := r.Status(id)
-	if err != nil {
-		return 0, err
+	if destroy {
+		// A run --rm's own VPS, created by this command an instant ago: its status is known,
+		// unless another command started it before this one took its lock (then it has run
+		// state). What a killed earlier VPS of the same ID left on the host is still removed.
+		if _, err := r.St.LoadRun(uint32(id)); err == nil {
+			return 0, fmt.Errorf("VPS %d: %w", id, ErrRunning)
+		}
+		r.cleanHost(id)
+	} else {
+		s, err := r.Status(id)
+		if err != nil {
+			return 0, err
+		}
+		if s.State == "running" {
+			return 0, fmt.Errorf("VPS %d: %w", id, ErrRunning)
+		}
+		r.repair(id)
 	}
-	if s.State == "running" {
-		return 0, fmt.Errorf("VPS %d: %w", id, ErrRunning)
-	}
-	r.repair(id)
 	fault.Mark("run-checked")
 	if os.Getenv("VPSCTL_NO_INPROCESS") == "" {
 		return r.runHere(id, argv, stdin, stdout, stderr, destroy)
