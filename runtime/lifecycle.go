@@ -379,6 +379,9 @@ func (r *Runtime) stopLocked(id container.ID, o StopOptions, left *leftovers) er
 			}
 		}
 		r.St.ClearRun(uint32(id))
+		// Killed here, the stop leaves groups the next start removes (repair); the mount
+		// namespace dies with this process.
+		fault.Point("stop-cleared")
 		left.cg, left.mntns = cg, held
 		fault.Mark("stop-repaired")
 		return nil

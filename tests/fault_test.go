@@ -62,6 +62,12 @@ func TestCrashConsistency(t *testing.T) {
 			if r.code == 0 && !strings.HasPrefix(p, "monitor-") {
 				t.Fatalf("vpsctl %v did not crash at %s: %+v", c.args, p, r)
 			}
+			if p == "stop-signalled" {
+				// The stop died after it told the init to power off: the VPS is halting (its
+				// init kills every process, an exec's included) and must end up stopped, by
+				// its monitor, as after a poweroff from inside.
+				waitFor(t, 20*time.Second, "the signalled VPS to stop", func() bool { return status(t, id).State == "stopped" })
+			}
 			// The next commands must work on whatever is there.
 			s := status(t, id)
 			switch s.State {

@@ -52,7 +52,7 @@ func Point(name string) {
 var Points = []string{
 	"create-staged", "create-named", "create-committed",
 	"start-spawned", "monitor-cgroup", "monitor-cloned", "monitor-rootfs", "monitor-network", "monitor-running",
-	"stop-requested", "stop-signalled", "stop-killed",
+	"stop-requested", "stop-signalled", "stop-killed", "stop-cleared",
 	"set-applied", "set-saved",
 	"destroy-stopped", "destroy-renamed",
 }
