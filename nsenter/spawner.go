@@ -27,17 +27,28 @@ const (
 	reqSize   = 32
 )
 
-var spawner struct {
+// spawner is this process's (the constructor forked it before this package's variables were
+// initialised); fd -1: none, or no more.
+var spawner = struct {
 	sync.Mutex
 	fd, pid int
-	init    bool
+}{fd: int(C.vpsctl_spawner_fd), pid: int(C.vpsctl_spawner_pid)}
+
+// HaveSpawner reports whether this process has a spawner to ask (see CloneInit).
+func HaveSpawner() bool {
+	spawner.Lock()
+	defer spawner.Unlock()
+	return spawner.fd >= 0
 }
 
-func spawnerFD() int {
-	if !spawner.init {
-		spawner.fd, spawner.pid, spawner.init = int(C.vpsctl_spawner_fd), int(C.vpsctl_spawner_pid), true
+// reap waits for pid, a child of this process, to exit and collects it.
+func reap(pid int) {
+	var ws unix.WaitStatus
+	for {
+		if _, err := unix.Wait4(pid, &ws, 0, nil); err != unix.EINTR {
+			return
+		}
 	}
-	return spawner.fd
 }
 
 // ErrNoSpawner: this process has no spawner (any more).
@@ -63,7 +74,7 @@ type CloneRequest struct {
 func CloneInit(r CloneRequest) (int, error) {
 	spawner.Lock()
 	defer spawner.Unlock()
-	fd := spawnerFD()
+	fd := spawner.fd
 	if fd < 0 {
 		return 0, ErrNoSpawner
 	}
@@ -79,16 +90,10 @@ func CloneInit(r CloneRequest) (int, error) {
 		fds = append(fds, r.CgroupFD)
 	}
 	pid, err := call(fd, req, fds)
-	if err != nil && pid > 0 {
-		// Killed by the spawner after a failed map: ours to reap.
-		var ws unix.WaitStatus
-		for {
-			if _, e := unix.Wait4(pid, &ws, 0, nil); e != unix.EINTR {
-				break
-			}
-		}
-	}
 	if err != nil {
+		if pid > 0 {
+			reap(pid) // killed by the spawner after a failed map: ours to reap
+		}
 		return 0, err
 	}
 	return pid, nil
@@ -125,17 +130,12 @@ func call(fd int, req []byte, fds []int) (int, error) {
 func CloseSpawner() {
 	spawner.Lock()
 	defer spawner.Unlock()
-	if spawnerFD() < 0 {
+	if spawner.fd < 0 {
 		return
 	}
 	unix.Close(spawner.fd)
 	spawner.fd = -1
-	var ws unix.WaitStatus
-	for {
-		if _, err := unix.Wait4(spawner.pid, &ws, 0, nil); err != unix.EINTR {
-			return
-		}
-	}
+	reap(spawner.pid)
 }
 
 // reclaimBySpawner hands a RemoveTree job to the spawner, which becomes the remover (and is
@@ -143,7 +143,7 @@ func CloseSpawner() {
 func reclaimBySpawner(dir string, dirLock *os.File, groups []string, vpsLock *os.File, vpsLockPath string, hold []*os.File) error {
 	spawner.Lock()
 	defer spawner.Unlock()
-	fd := spawnerFD()
+	fd := spawner.fd
 	if fd < 0 {
 		return ErrNoSpawner
 	}

@@ -16,7 +16,6 @@ import (
 	"github.com/vpsctl/vpsctl/cgroup"
 	"github.com/vpsctl/vpsctl/container"
 	"github.com/vpsctl/vpsctl/internal/fault"
-	"github.com/vpsctl/vpsctl/network"
 	"github.com/vpsctl/vpsctl/nsenter"
 	"github.com/vpsctl/vpsctl/store"
 	"github.com/vpsctl/vpsctl/template"
@@ -257,7 +256,7 @@ func (l leftovers) groups() []string {
 }
 
 func (l leftovers) hold() []*os.File {
-	if l.mntns < 0 || l.cg == nil {
+	if l.mntns < 0 {
 		return nil
 	}
 	return []*os.File{os.NewFile(uintptr(l.mntns), "vps-mntns")}
@@ -268,23 +267,17 @@ func (l leftovers) hold() []*os.File {
 // unmounted), so that the stop returns without waiting for either; without a remover (or
 // VPSCTL_SYNC_DESTROY) that is done here.
 func (r *Runtime) handOff(id container.ID, lk *store.Lock, left leftovers) {
-	if left.cg == nil {
-		return
-	}
 	hold := left.hold()
-	err := errors.New("no background remover")
-	if r.St.Reclaim != nil {
-		err = r.St.Reclaim(store.ReclaimJob{Hold: hold, Groups: left.groups(), VPSLock: lk.File(), VPSLockPath: "-"})
-	}
+	handed := left.cg != nil && r.St.Reclaim != nil &&
+		r.St.Reclaim(store.ReclaimJob{Hold: hold, Groups: left.groups(), VPSLock: lk.File(), VPSLockPath: "-"}) == nil
 	// The remover has its own copy of the namespace; without one, this close unmounts it.
 	for _, f := range hold {
 		f.Close()
 	}
-	if err == nil {
-		return
-	}
-	if err := removeGroups(left.cg); err != nil {
-		log.Printf("VPS %d: cgroup: %v", id, err)
+	if !handed && left.cg != nil {
+		if err := removeGroups(left.cg); err != nil {
+			log.Printf("VPS %d: cgroup: %v", id, err)
+		}
 	}
 }
 
@@ -373,11 +366,7 @@ func (r *Runtime) stopLocked(id container.ID, o StopOptions, left *leftovers) er
 	if left != nil && r.St.Reclaim != nil {
 		// Every process of the VPS is gone (its init and monitor have exited): what is left on
 		// the host but its groups and mounts goes now, then its run state, as repair would.
-		if c, err := r.St.LoadConfig(uint32(id)); err == nil && slices.Contains(c.Namespaces, "net") {
-			if nc, err := netConfig(c); err == nil {
-				network.Teardown(uint32(id), nc)
-			}
-		}
+		r.teardownNet(id)
 		r.St.ClearRun(uint32(id))
 		// Killed here, the stop leaves groups the next start removes (repair); the mount
 		// namespace dies with this process.
@@ -405,7 +394,8 @@ func (r *Runtime) Destroy(id container.ID, force bool) error {
 	if err != nil {
 		return err
 	}
-	left := leftovers{mntns: -1}
+	// What a run --rm of this process left (see Runtime.held), or a stop below leaves.
+	left, _ := r.takeHeld(id)
 	switch s.State {
 	case "deleted":
 		return fmt.Errorf("VPS %d: %w", id, store.ErrNotExist)
@@ -421,6 +411,14 @@ func (r *Runtime) Destroy(id container.ID, force bool) error {
 		r.repair(id)
 	}
 	fault.Point("destroy-stopped")
+	return r.destroyLocked(id, lk, s.Name, left)
+}
+
+// destroyLocked removes stopped VPS id, named name, with its lock lk held: it commits by a
+// rename, and the files go to the background remover, and with them left (a stop's or run's
+// groups and mount namespace), which the remover removes first while it holds the VPS's lock,
+// and then the lock file. Without a remover all is done here.
+func (r *Runtime) destroyLocked(id container.ID, lk *store.Lock, name string, left leftovers) error {
 	defer fault.Mark("destroy-done")
 	gl, err := r.St.LockGlobal(fmt.Sprintf("destroy %d", id))
 	if err != nil {
@@ -428,10 +426,8 @@ func (r *Runtime) Destroy(id container.ID, force bool) error {
 		return err
 	}
 	defer gl.Unlock()
-	job := store.ReclaimJob{Hold: append(r.held[id], left.hold()...)}
-	delete(r.held, id)
+	job := store.ReclaimJob{Hold: left.hold()}
 	if left.cg != nil {
-		// The stopped VPS's groups and mounts go with its files, in the background.
 		job.Groups, job.VPSLock, job.VPSLockPath = left.groups(), lk.File(), lk.Path()
 	}
 	handed, err := r.St.RemoveJob(uint32(id), job)
@@ -443,7 +439,7 @@ func (r *Runtime) Destroy(id container.ID, force bool) error {
 	if err != nil {
 		return err
 	}
-	r.St.ReleaseName(s.Name, uint32(id))
+	r.St.ReleaseName(name, uint32(id))
 	if !handed || job.VPSLock == nil {
 		lk.RemoveFile()
 	}

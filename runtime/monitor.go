@@ -74,12 +74,10 @@ type monitor struct {
 	// reportFn, if set, receives the boot report instead of the ready pipe (a monitor running
 	// inside the command that asked for the boot, see runHere).
 	reportFn func(readyMsg)
-	// keepNS, if set, is given the VPS's mount namespace after its init exited, instead of
-	// teardown releasing it: a VPS about to be destroyed leaves its unmounting to the remover.
-	keepNS func(*os.File)
-	// keepGroups, if set, is given the VPS's cgroups after its init exited, instead of
-	// teardown removing them: the remover of a VPS destroyed next removes them (run --rm).
-	keepGroups func(cgroup.Manager)
+	// keep, if set, is given the VPS's groups and mount namespace once its init has exited,
+	// instead of teardown removing them: a VPS destroyed next (run --rm) leaves them to the
+	// remover of its files.
+	keep func(leftovers)
 	// volatile: the VPS is destroyed after this boot (run --rm), so its overlay is mounted
 	// "volatile": nothing syncs its upper layer, neither the guest's fsync() nor the overlay's
 	// last unmount, which otherwise syncs the whole file system the private area is on.
@@ -317,10 +315,10 @@ type bootState struct {
 	groups      func() error
 	startGroups func()
 	// mntns holds the VPS's mount namespace (-1: none held): see setInit and releaseNS;
-	// keepNS is the monitor's (see there).
-	mntns      atomic.Int32
-	keepNS     func(*os.File)
-	keepGroups func(cgroup.Manager)
+	// keep is the monitor's (see there), kept tells the undo that it took the groups.
+	mntns atomic.Int32
+	keep  func(leftovers)
+	kept  bool
 }
 
 // boot starts one boot of the VPS. On error everything made so far is removed again.
@@ -547,6 +545,9 @@ func (m *monitor) cloneInit(cmd *exec.Cmd, sock *os.File) (int, error) {
 			nsenter.CloseSpawner()
 		}
 	}()
+	if !nsenter.HaveSpawner() {
+		return startCmd(cmd)
+	}
 	a := cmd.SysProcAttr
 	req := nsenter.CloneRequest{Flags: a.Cloneflags, Pdeathsig: a.Pdeathsig, CgroupFD: -1,
 		Stdin: cmd.Stdin.(*os.File), Stdout: cmd.Stdout.(*os.File), Stderr: cmd.Stderr.(*os.File), Sock: sock}
@@ -559,18 +560,24 @@ func (m *monitor) cloneInit(cmd *exec.Cmd, sock *os.File) (int, error) {
 	// The calling thread's mount namespace and working directory: a run's boot has them to
 	// itself (runHere).
 	ns, err := unix.Open("/proc/thread-self/ns/mnt", unix.O_RDONLY|unix.O_CLOEXEC, 0)
-	if err == nil {
-		defer unix.Close(ns)
-		var cwd int
-		if cwd, err = unix.Open(".", unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0); err == nil {
-			defer unix.Close(cwd)
-			req.MountNS, req.Cwd = ns, cwd
-			pid, err := nsenter.CloneInit(req)
-			if !errors.Is(err, nsenter.ErrNoSpawner) {
-				return pid, err
-			}
-		}
+	if err != nil {
+		return 0, os.NewSyscallError("open own mount namespace", err)
 	}
+	defer unix.Close(ns)
+	cwd, err := unix.Open(".", unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return 0, os.NewSyscallError("open working directory", err)
+	}
+	defer unix.Close(cwd)
+	req.MountNS, req.Cwd = ns, cwd
+	pid, err := nsenter.CloneInit(req)
+	if errors.Is(err, nsenter.ErrNoSpawner) {
+		return startCmd(cmd)
+	}
+	return pid, err
+}
+
+func startCmd(cmd *exec.Cmd) (int, error) {
 	if err := cmd.Start(); err != nil {
 		return 0, err
 	}
@@ -691,8 +698,11 @@ func (b *bootState) releaseNS() {
 func (b *bootState) teardown() {
 	if b.hasExited() {
 		fd := int(b.mntns.Swap(-1))
-		if b.keepNS != nil && fd >= 0 {
-			b.keepNS(os.NewFile(uintptr(fd), "vps-mntns"))
+		if b.keep != nil {
+			// Every process of the VPS died with its init (the PID namespace's): its groups
+			// are empty, and its mounts are in no one's way.
+			b.keep(leftovers{cg: b.cg, mntns: fd})
+			b.kept = true
 		} else {
 			released := releaseMountNS(fd)
 			defer func() { <-released }()
@@ -815,7 +825,7 @@ func wait4(pid int) syscall.WaitStatus {
 // network config, template and cgroup manager. The returned bootState destroys the cgroup on
 // teardown.
 func (m *monitor) prepare(c *store.Config) (b *bootState, idmap uid.Range, userns bool, tpl string, err error) {
-	b = &bootState{keepNS: m.keepNS, keepGroups: m.keepGroups}
+	b = &bootState{keep: m.keep}
 	for _, d := range []string{"lower", "root"} {
 		if err = os.MkdirAll(m.st.Path(m.id, d), 0o700); err != nil {
 			return nil, idmap, false, "", err
@@ -836,9 +846,7 @@ func (m *monitor) prepare(c *store.Config) (b *bootState, idmap uid.Range, usern
 		return nil, idmap, false, "", err
 	}
 	b.undo.add(func() {
-		if b.keepGroups != nil && b.hasExited() {
-			// Every process of the VPS died with its init (the PID namespace's).
-			b.keepGroups(b.cg)
+		if b.kept {
 			return
 		}
 		if err := removeGroups(b.cg); err != nil {

@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"log"
 	"os"
 	"os/exec"
 	goruntime "runtime"
@@ -12,7 +11,6 @@ import (
 	"strings"
 	"syscall"
 
-	"github.com/vpsctl/vpsctl/cgroup"
 	"github.com/vpsctl/vpsctl/container"
 	"github.com/vpsctl/vpsctl/internal/fault"
 	"github.com/vpsctl/vpsctl/store"
@@ -118,10 +116,7 @@ func (r *Runtime) runHere(id container.ID, argv []string, stdin, stdout, stderr 
 		m := &monitor{st: r.St, id: uint32(id), oneshot: argv, stdio: []*os.File{stdin, stdout, stderr},
 			reportFn: func(msg readyMsg) { res.msg = msg }}
 		if destroy {
-			m.keepNS = func(f *os.File) { r.hold(id, f) }
-			if r.St.Reclaim != nil {
-				m.keepGroups = func(cg cgroup.Manager) { r.holdGroups(id, cg) }
-			}
+			m.keep = func(left leftovers) { r.hold(id, left) }
 			m.volatile = true
 		}
 		res.code = m.runOnce()
@@ -235,38 +230,14 @@ func (r *Runtime) Run(o RunOptions) (int, error) {
 
 // destroyRan destroys VPS id at the end of its run --rm, whose init has exited, with the lock lk
 // that the run held throughout: nothing of the VPS can run, so there is no status to read and
-// nothing to repair. Its groups and mount namespace were kept for the background remover,
-// which removes them and then its files, holding lk's lock until the groups are gone: the
-// command returns without waiting for any of it. false: not done (the boot kept nothing: the
-// caller destroys the VPS as usual).
+// nothing to repair, and what the boot kept (groups, mount namespace) goes to the remover with
+// the files. false: not done (the boot kept nothing: the caller destroys the VPS as usual).
 func (r *Runtime) destroyRan(id container.ID, lk *store.Lock) bool {
-	cg := r.heldGroups[id]
-	delete(r.heldGroups, id)
-	if cg == nil {
+	left, ok := r.takeHeld(id)
+	if !ok {
 		return false
 	}
-	defer fault.Mark("destroy-done")
-	gl, err := r.St.LockGlobal(fmt.Sprintf("destroy %d", id))
-	if err != nil {
-		removeGroups(cg)
-		return false
-	}
-	held := r.held[id]
-	delete(r.held, id)
-	var dirs []string
-	for _, d := range cg.Paths() {
-		dirs = append(dirs, d)
-	}
-	handed, err := r.St.RemoveJob(uint32(id), store.ReclaimJob{Hold: held, Groups: dirs, VPSLock: lk.File(), VPSLockPath: lk.Path()})
-	gl.Unlock()
-	if !handed {
-		if cerr := removeGroups(cg); cerr != nil {
-			log.Printf("VPS %d: cgroup: %v", id, cerr)
-		}
-		if err == nil {
-			lk.RemoveFile()
-		}
-	}
+	err := r.destroyLocked(id, lk, "", left)
 	lk.Unlock()
 	return err == nil
 }

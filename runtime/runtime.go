@@ -24,7 +24,6 @@ import (
 	"io"
 	"os"
 
-	"github.com/vpsctl/vpsctl/cgroup"
 	"github.com/vpsctl/vpsctl/container"
 	"github.com/vpsctl/vpsctl/nsenter"
 	"github.com/vpsctl/vpsctl/store"
@@ -47,27 +46,28 @@ type Runtime struct {
 	// Warn receives warnings about host settings that keep a VPS from working fully (one
 	// line each); nil discards them. They are also in the VPS's monitor.log.
 	Warn io.Writer
-	// held are the mount namespaces of VPSs this process ran and is about to destroy (run
-	// --rm): Destroy hands them to the background remover, which closes them (unmounting the
-	// VPS's ~45 mounts and its overlay) before it deletes the files, so that the command waits
-	// for neither.
-	held map[container.ID][]*os.File
-	// heldGroups are the cgroups of those VPSs, left for the remover too (see destroyRan).
-	heldGroups map[container.ID]cgroup.Manager
+	// held are what VPSs this process ran and is about to destroy (run --rm) left: their
+	// groups and mount namespaces, which the destroy hands to the background remover with the
+	// files (see leftovers), so that the command waits for neither the unmounting of the
+	// VPS's ~45 mounts and its overlay nor the groups' removal.
+	held map[container.ID]leftovers
 }
 
-func (r *Runtime) holdGroups(id container.ID, cg cgroup.Manager) {
-	if r.heldGroups == nil {
-		r.heldGroups = map[container.ID]cgroup.Manager{}
-	}
-	r.heldGroups[id] = cg
-}
-
-func (r *Runtime) hold(id container.ID, f *os.File) {
+func (r *Runtime) hold(id container.ID, left leftovers) {
 	if r.held == nil {
-		r.held = map[container.ID][]*os.File{}
+		r.held = map[container.ID]leftovers{}
 	}
-	r.held[id] = append(r.held[id], f)
+	r.held[id] = left
+}
+
+// takeHeld returns (and forgets) what hold kept of VPS id: no leftovers if nothing.
+func (r *Runtime) takeHeld(id container.ID) (leftovers, bool) {
+	left, ok := r.held[id]
+	delete(r.held, id)
+	if !ok {
+		left = leftovers{mntns: -1}
+	}
+	return left, ok
 }
 
 func (r *Runtime) warn(id uint32, msgs []string) {

@@ -167,17 +167,25 @@ func (r *Runtime) cleanHost(id container.ID) {
 	// left, the previous boot cleaned up after itself and there is nothing to look for (the
 	// network teardown's netlink scans are the costly part of a start's or stop's repair).
 	_, runErr := r.St.LoadRun(uint32(id))
-	leftovers := runErr == nil
+	dirty := runErr == nil
 	if cg, err := cgroup.New(cgroupPath(uint32(id))); err == nil && cg.Exists() {
-		leftovers = true
+		dirty = true
 		if err := removeGroups(cg); err != nil {
 			log.Printf("VPS %d: cgroup: %v", id, err)
 		}
 	}
-	if c, err := r.St.LoadConfig(uint32(id)); leftovers && err == nil && slices.Contains(c.Namespaces, "net") {
+	if dirty {
+		r.teardownNet(id)
+	}
+	os.Remove(r.St.Path(uint32(id), stopFile))
+}
+
+// teardownNet removes what a stopped VPS's network left on the host (its host interfaces and
+// proxy entries; the VPS's side died with its network namespace).
+func (r *Runtime) teardownNet(id container.ID) {
+	if c, err := r.St.LoadConfig(uint32(id)); err == nil && slices.Contains(c.Namespaces, "net") {
 		if nc, err := netConfig(c); err == nil {
 			network.Teardown(uint32(id), nc)
 		}
 	}
-	os.Remove(r.St.Path(uint32(id), stopFile))
 }

@@ -1,0 +1,276 @@
+package nsenter
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/vpsctl/vpsctl/internal/testutil"
+	"golang.org/x/sys/unix"
+)
+
+// The spawner exists only in a process its constructor forked one for: a copy of this test
+// binary started as `TEST run` (spawner.c, wants_spawner) runs the checks below and reports.
+const childEnv = "_NSENTER_TEST_SPAWNER"
+
+func TestMain(m *testing.M) {
+	switch os.Getenv(childEnv) {
+	case "clone":
+		os.Exit(report(spawnerClone()))
+	case "reclaim":
+		if !HaveSpawner() {
+			os.Exit(report(errors.New("a `run` has no spawner")))
+		}
+		os.Exit(report(reclaimCheck(os.Getenv("_NSENTER_TEST_DIR"))))
+	}
+	os.Exit(m.Run())
+}
+
+func report(err error) int {
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	return 0
+}
+
+func runChild(t *testing.T, mode string) {
+	t.Helper()
+	testutil.RequireRoot(t)
+	cmd := exec.Command(os.Args[0], "run")
+	cmd.Env = append(os.Environ(), childEnv+"="+mode, "_NSENTER_TEST_DIR="+t.TempDir())
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("%s: %v\n%s", mode, err, out)
+	}
+}
+
+// TestSpawnerClone: the spawner clones a child of this process into new namespaces, maps it,
+// hands it exactly its stdio and init socket and makes it the namespace's root, then runs
+// initchild.c; a refused clone or map is an error with no child left behind.
+func TestSpawnerClone(t *testing.T) { runChild(t, "clone") }
+
+// TestSpawnerReclaim: the spawner, become the remover, closes the held files, removes the
+// groups (subgroups included), the lock file and then the directory.
+func TestSpawnerReclaim(t *testing.T) { runChild(t, "reclaim") }
+
+// TestExecReclaim: the same job, done by an exec'd remover (this process has no spawner).
+func TestExecReclaim(t *testing.T) {
+	testutil.RequireRoot(t)
+	if HaveSpawner() {
+		t.Fatal("a test process has a spawner")
+	}
+	if err := reclaimCheck(t.TempDir()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// children lists this process's children.
+func children() []string {
+	var out []string
+	tasks, _ := os.ReadDir("/proc/self/task")
+	for _, task := range tasks {
+		b, _ := os.ReadFile("/proc/self/task/" + task.Name() + "/children")
+		out = append(out, strings.Fields(string(b))...)
+	}
+	return out
+}
+
+func spawnerClone() error {
+	if !HaveSpawner() {
+		return errors.New("a `run` has no spawner")
+	}
+	runtime.LockOSThread()
+	ns, err := unix.Open("/proc/thread-self/ns/mnt", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	cwd, err := unix.Open("/", unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	null, err := os.OpenFile(os.DevNull, os.O_RDWR, 0)
+	if err != nil {
+		return err
+	}
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	ours, theirs := os.NewFile(uintptr(fds[0]), "ours"), os.NewFile(uintptr(fds[1]), "theirs")
+	const host = 3000000000
+	req := CloneRequest{Flags: unix.CLONE_NEWUSER | unix.CLONE_NEWNS | unix.CLONE_NEWPID, MapHost: host, MapSize: 65536,
+		MountNS: ns, Cwd: cwd, Stdin: null, Stdout: null, Stderr: null, Sock: theirs, CgroupFD: -1}
+	before := fmt.Sprint(children()) // the spawner
+
+	bad := req
+	bad.MountNS = int(null.Fd()) // not a namespace: setns refuses, nothing is cloned
+	if _, err := CloneInit(bad); !errors.Is(err, unix.EINVAL) {
+		return fmt.Errorf("clone from a non-namespace: %v, want EINVAL", err)
+	}
+	bad = req
+	bad.MapHost = 1<<32 - 100 // past the end of the ID space: the kernel refuses the map
+	if _, err := CloneInit(bad); !errors.Is(err, unix.EINVAL) {
+		return fmt.Errorf("clone with a refused map: %v, want EINVAL", err)
+	}
+	if now := fmt.Sprint(children()); now != before {
+		return fmt.Errorf("children after refused clones: %s, before %s", now, before)
+	}
+
+	pid, err := CloneInit(req)
+	if err != nil {
+		return fmt.Errorf("clone: %w", err)
+	}
+	theirs.Close()
+	// It runs initchild.c, waiting for its config, as root of its user namespace (host ID
+	// `host`), PID 1 of its own PID namespace, with fds 0-3 only.
+	proc := "/proc/" + strconv.Itoa(pid)
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		st, _ := os.ReadFile(proc + "/status")
+		if strings.Contains(string(st), fmt.Sprintf("\nUid:\t%d\t%d\t%d\t%d\n", host, host, host, host)) {
+			if !strings.Contains(string(st), fmt.Sprintf("\nNSpid:\t%d\t1\n", pid)) {
+				return fmt.Errorf("the child is not PID 1 of a namespace of its own:\n%s", st)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("the child never became its namespace's root:\n%s", st)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if m, _ := os.ReadFile(proc + "/uid_map"); strings.Join(strings.Fields(string(m)), " ") != fmt.Sprintf("0 %d 65536", host) {
+		return fmt.Errorf("uid_map %q", m)
+	}
+	if ents, _ := os.ReadDir(proc + "/fd"); len(ents) != 4 {
+		var names []string
+		for _, e := range ents {
+			l, _ := os.Readlink(proc + "/fd/" + e.Name())
+			names = append(names, e.Name()+"="+l)
+		}
+		return fmt.Errorf("the child holds %v, want fds 0-3 only", names)
+	}
+	// Without its config it reports the failure on its socket and exits; it is our child
+	// (CLONE_PARENT), reaped here.
+	unix.Shutdown(int(ours.Fd()), unix.SHUT_WR)
+	buf := make([]byte, 256)
+	n, _ := ours.Read(buf)
+	if !strings.Contains(string(buf[:min(n, len(buf))]), "monitor went away") {
+		return fmt.Errorf("the child's report: %q, want initchild.c's 'monitor went away'", buf[:max(n, 0)])
+	}
+	var ws unix.WaitStatus
+	if got, err := unix.Wait4(pid, &ws, 0, nil); got != pid {
+		return fmt.Errorf("wait for the child %d: %v (not our child?)", pid, err)
+	}
+
+	CloseSpawner()
+	if HaveSpawner() || len(children()) != 0 {
+		return fmt.Errorf("after CloseSpawner: children %v", children())
+	}
+	if _, err := CloneInit(req); !errors.Is(err, ErrNoSpawner) {
+		return fmt.Errorf("clone without a spawner: %v, want ErrNoSpawner", err)
+	}
+	return nil
+}
+
+// reclaimCheck hands RemoveTree a destroyed VPS's directory, two groups, the VPS's lock and a
+// held file, and checks the documented order. The second group stays busy (a file in it,
+// which no rmdir removes, as tasks keep a cgroup busy), so the remover retries it for 2 s:
+// meanwhile the held file must be closed, the first group (with its subgroups) gone, and the
+// VPS's lock file and the directory (still locked) still there; after it gives up, the lock
+// file and then the directory go, and the busy group stays for the next start's repair.
+func reclaimCheck(root string) error {
+	stage := filepath.Join(root, "tmp", "destroy-1-x")
+	group := filepath.Join(root, "cgroup", "vpsctl", "7")
+	busy := filepath.Join(root, "cgroup2", "vpsctl", "7")
+	lockPath := filepath.Join(root, "locks", "7.lock")
+	for _, d := range []string{filepath.Join(stage, "vps", "private", "etc"), filepath.Join(group, "sub", "deeper"), busy, filepath.Dir(lockPath)} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return err
+		}
+	}
+	for _, f := range []string{filepath.Join(stage, "vps", "private", "etc", "f"), filepath.Join(busy, "task")} {
+		if err := os.WriteFile(f, []byte("x"), 0o600); err != nil {
+			return err
+		}
+	}
+	lock, err := os.OpenFile(lockPath, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return err
+	}
+	dirLock, err := os.Open(stage)
+	if err != nil {
+		return err
+	}
+	for _, f := range []*os.File{lock, dirLock} {
+		if err := unix.Flock(int(f.Fd()), unix.LOCK_EX); err != nil {
+			return err
+		}
+	}
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		return err
+	}
+	start := time.Now()
+	if err := RemoveTree(stage, dirLock, []string{group, busy}, lock, lockPath, []*os.File{pw}); err != nil {
+		return fmt.Errorf("RemoveTree: %w", err)
+	}
+	for _, f := range []*os.File{lock, dirLock, pw} {
+		f.Close()
+	}
+	exists := func(p string) bool { _, err := os.Stat(p); return err == nil }
+
+	// While the busy group is retried.
+	rfd := int(pr.Fd()) // once: Fd() puts the file back in blocking mode
+	unix.SetNonblock(rfd, true)
+	for {
+		if n, err := unix.Read(rfd, make([]byte, 1)); n == 0 && err == nil {
+			break // the held file is closed
+		}
+		if time.Since(start) > time.Second {
+			return errors.New("the held file is not closed a second after the hand-over")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	for exists(group) && time.Since(start) < time.Second {
+		time.Sleep(5 * time.Millisecond)
+	}
+	switch {
+	case exists(group):
+		return errors.New("the group (with subgroups) is not removed a second after the hand-over")
+	case time.Since(start) > 1500*time.Millisecond:
+		return fmt.Errorf("too slow to check the order (the busy group is retried for 2 s): %v", time.Since(start))
+	case !exists(lockPath):
+		return errors.New("the lock file went before the groups were done")
+	case !exists(stage):
+		return errors.New("the directory went before the groups were done")
+	}
+	if f, err := os.Open(stage); err == nil {
+		locked := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB) == unix.EWOULDBLOCK
+		f.Close()
+		if !locked {
+			return errors.New("the directory is not locked while the remover works")
+		}
+	}
+
+	// After it gave up on the busy group.
+	for exists(stage) {
+		if time.Since(start) > 10*time.Second {
+			return fmt.Errorf("%s not removed within 10s", stage)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if exists(lockPath) {
+		return errors.New("the directory went, the lock file did not")
+	}
+	if !exists(busy) {
+		return errors.New("the busy group was removed (rmdir of a non-empty directory?)")
+	}
+	return nil
+}
