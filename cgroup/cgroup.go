@@ -149,6 +149,10 @@ type Manager interface {
 	// CgroupFD opens the group directory for SysProcAttr.CgroupFD
 	// (clone3 CLONE_INTO_CGROUP); the caller closes it. v1: -1, ErrNotSupported.
 	CgroupFD() (int, error)
+	// Delegate hands the group to uid:gid (a VPS's root), as the kernel's cgroup delegation
+	// model has it: the directory (to make subgroups) and the files that move processes and,
+	// on v2, enable controllers below; the group's own limits stay host-owned.
+	Delegate(uid, gid int) error
 	// Paths maps controller names ("name=systemd" for named v1
 	// hierarchies, "" on v2) to the group's absolute directories.
 	Paths() map[string]string

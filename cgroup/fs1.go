@@ -3,6 +3,7 @@ package cgroup
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
@@ -126,18 +127,45 @@ func (m *fs1) CgroupFD() (int, error) {
 func (m *fs1) Create() error {
 	for _, h := range m.hiers {
 		cpuset := slices.Contains(h.ctrls, "cpuset")
-		dir := h.mount
-		for part := range strings.SplitSeq(m.rel, "/") {
-			parent := dir
-			dir = filepath.Join(dir, part)
-			if err := mkdir(dir); err != nil {
-				return err
-			}
-			if cpuset {
-				if err := copyCpuset(parent, dir); err != nil {
+		leaf := filepath.Join(h.mount, m.rel)
+		// The parents (vpsctl/) exist but for the first group: the leaf is tried first.
+		err := os.Mkdir(leaf, 0o755)
+		if errors.Is(err, fs.ErrNotExist) {
+			dir := h.mount
+			for part := range strings.SplitSeq(m.rel, "/") {
+				parent := dir
+				dir = filepath.Join(dir, part)
+				if err := mkdir(dir); err != nil {
 					return err
 				}
+				if cpuset {
+					if err := copyCpuset(parent, dir); err != nil {
+						return err
+					}
+				}
 			}
+			continue
+		}
+		if err != nil && !errors.Is(err, fs.ErrExist) {
+			return err
+		}
+		if cpuset {
+			if err := copyCpuset(filepath.Dir(leaf), leaf); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func (m *fs1) Delegate(uid, gid int) error {
+	for _, h := range m.hiers {
+		files := delegatedV1
+		if h.ctrls[0] == unifiedName {
+			files = delegatedV2
+		}
+		if err := delegate(filepath.Join(h.mount, m.rel), files, uid, gid); err != nil {
+			return err
 		}
 	}
 	return nil

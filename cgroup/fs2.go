@@ -35,6 +35,8 @@ func (m *fs2) Apply(pid int) error           { return applyPid(m.dir, pid) }
 func (m *fs2) Thaw() error                   { return writeFile(m.dir, "cgroup.freeze", "0") }
 func (m *fs2) Destroy(t time.Duration) error { return removeTree(m.dir, t) }
 
+func (m *fs2) Delegate(uid, gid int) error { return delegate(m.dir, delegatedV2, uid, gid) }
+
 func (m *fs2) Create() error {
 	dir := m.root
 	for part := range strings.SplitSeq(m.rel, "/") {

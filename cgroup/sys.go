@@ -98,6 +98,26 @@ func optional[T any](v T, err error) (T, error) {
 	return v, err
 }
 
+// Delegated files of a group, per kind of hierarchy (cgroup-v2.rst, "Delegation"; v1 has no
+// subtree_control or threads, v2 no tasks or clone_children).
+var (
+	delegatedV1 = []string{"cgroup.procs", "tasks", "cgroup.clone_children"}
+	delegatedV2 = []string{"cgroup.procs", "cgroup.subtree_control", "cgroup.threads"}
+)
+
+// delegate chowns dir and its files to uid:gid.
+func delegate(dir string, files []string, uid, gid int) error {
+	if err := os.Chown(dir, uid, gid); err != nil {
+		return err
+	}
+	for _, f := range files {
+		if err := os.Chown(filepath.Join(dir, f), uid, gid); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+	}
+	return nil
+}
+
 func mkdir(dir string) error {
 	if err := os.Mkdir(dir, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
 		return err

@@ -342,6 +342,7 @@ func (m *monitor) boot(c *store.Config) (*bootState, error) {
 		if err := b.cg.Create(); err != nil {
 			return fmt.Errorf("cgroup: %w", err)
 		}
+		fault.Mark("monitor-groups-made")
 		if err := b.cg.Set(res); err != nil {
 			return fmt.Errorf("cgroup limits: %w", err)
 		}
