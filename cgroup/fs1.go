@@ -41,13 +41,19 @@ var v1Controllers = []string{"blkio", "cpu", "cpuacct", "cpuset", "devices", "fr
 // of a hierarchy's root only (a bind mount of a subdirectory would put rel
 // elsewhere), one mount per hierarchy.
 var v1Hierarchies = sync.OnceValues(func() ([]hierarchy, error) {
-	mounts, err := mountinfo.GetMounts(mountinfo.FSTypeFilter("cgroup"))
+	// One read of the mount table for both kinds (it is long on a host with many VPSs' mounts).
+	mounts, err := mountinfo.GetMounts(func(mi *mountinfo.Info) (skip, stop bool) {
+		return mi.FSType != "cgroup" && mi.FSType != "cgroup2", false
+	})
 	if err != nil {
 		return nil, err
 	}
 	var hs []hierarchy
 	seen := map[string]bool{}
 	for _, mi := range mounts {
+		if mi.FSType != "cgroup" {
+			continue
+		}
 		var ctrls []string
 		for o := range strings.SplitSeq(mi.VFSOptions, ",") {
 			if slices.Contains(v1Controllers, o) || strings.HasPrefix(o, "name=") {
@@ -64,12 +70,8 @@ var v1Hierarchies = sync.OnceValues(func() ([]hierarchy, error) {
 	// A hybrid host also mounts a cgroup2 tree (usually /sys/fs/cgroup/unified, no controllers).
 	// The group gets a directory there too: otherwise its processes sit at that tree's root,
 	// and a VPS's cgroup namespace would show it the host's whole cgroup2 tree.
-	v2, err := mountinfo.GetMounts(mountinfo.FSTypeFilter("cgroup2"))
-	if err != nil {
-		return nil, err
-	}
-	for _, mi := range v2 {
-		if mi.Root == "/" && !seen[unifiedName] {
+	for _, mi := range mounts {
+		if mi.FSType == "cgroup2" && mi.Root == "/" && !seen[unifiedName] {
 			seen[unifiedName] = true
 			hs = append(hs, hierarchy{mount: mi.Mountpoint, ctrls: []string{unifiedName}})
 		}
