@@ -153,6 +153,10 @@ type Manager interface {
 	// model has it: the directory (to make subgroups) and the files that move processes and,
 	// on v2, enable controllers below; the group's own limits stay host-owned.
 	Delegate(uid, gid int) error
+	// Spares lists the directories where spare groups for groups beside this one may be made
+	// (plain mkdir, by the background remover once this group is gone): Create renames one into
+	// place instead of making a group. v1 only (cgroup2 cannot rename a group): nil on v2.
+	Spares() []string
 	// Paths maps controller names ("name=systemd" for named v1
 	// hierarchies, "" on v2) to the group's absolute directories.
 	Paths() map[string]string

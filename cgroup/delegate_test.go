@@ -1,10 +1,13 @@
 package cgroup
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
+	"time"
 )
 
 // TestDelegate: Delegate gives the group's directory and its delegated files to the VPS's root;
@@ -65,5 +68,86 @@ func TestDelegate(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestSpares: a v1 group's Spares are the slots beside it (none in a hybrid host's cgroup2
+// tree, which cannot rename); Create renames a spare into place, one slot after the other, and
+// makes a new group once none is left; a spare (an empty cpuset, as plain mkdir leaves it) is a
+// working group once taken.
+func TestSpares(t *testing.T) {
+	m := newGroup(t, "s1", New)
+	f1, ok := m.(*fs1)
+	if !ok {
+		t.Skip("cgroup v2 host: no spare groups (cgroup2 has no rename)")
+	}
+	slots := m.Spares()
+	want := 0
+	for _, h := range f1.hiers {
+		if h.ctrls[0] != unifiedName {
+			want += len(spareSlots)
+		}
+	}
+	if len(slots) != want || want == 0 {
+		t.Fatalf("Spares: %d slots %v, want %d", len(slots), slots, want)
+	}
+	parents := map[string]bool{}
+	for _, dir := range m.Paths() {
+		parents[filepath.Dir(dir)] = true
+	}
+	ino := map[string]uint64{}
+	for _, s := range slots {
+		if !parents[filepath.Dir(s)] || !strings.HasPrefix(filepath.Base(s), ".spare-") {
+			t.Fatalf("slot %s is not a spare beside the group", s)
+		}
+		if err := os.Mkdir(s, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		var st syscall.Stat_t
+		if err := syscall.Stat(s, &st); err != nil {
+			t.Fatal(err)
+		}
+		ino[s] = st.Ino
+	}
+	inoOf := func(p string) uint64 {
+		var st syscall.Stat_t
+		if err := syscall.Stat(p, &st); err != nil {
+			return 0
+		}
+		return st.Ino
+	}
+	for i, name := range []string{"s2", "s3", "s4"} {
+		g, err := New(testParent + "/" + name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := g.Create(); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		for c, dir := range g.Paths() {
+			slot := filepath.Join(filepath.Dir(dir), fmt.Sprintf(".spare-%d", i))
+			switch {
+			case c == unifiedName:
+				if _, err := os.Stat(slot); err == nil {
+					t.Errorf("a spare in the cgroup2 tree: %s", slot)
+				}
+			case i < len(spareSlots):
+				if inoOf(dir) != ino[slot] || inoOf(slot) != 0 {
+					t.Errorf("%s %s: not the spare %s renamed into place", name, c, slot)
+				}
+			default:
+				if inoOf(dir) == 0 {
+					t.Errorf("%s %s: not made", name, c)
+				}
+			}
+		}
+		if cpus := read(t, g.Paths()["cpuset"], "cpuset.cpus"); cpus == "" {
+			t.Errorf("%s: empty cpuset.cpus", name)
+		}
+		// A working group: a process moves in.
+		cmd := start(t, g, "exit 0")
+		if err := waitExit(t, cmd, 5*time.Second); err != nil {
+			t.Errorf("%s: a process in the group: %v", name, err)
+		}
 	}
 }

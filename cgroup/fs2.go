@@ -28,6 +28,9 @@ func newFS2(root, rel string) *fs2 {
 // are enabled.
 var fs2Controllers = []string{"cpuset", "cpu", "io", "memory", "pids"}
 
+// Spares: none; cgroup2 cannot rename a group (see spareSlots).
+func (m *fs2) Spares() []string { return nil }
+
 func (m *fs2) Path() string                  { return m.rel }
 func (m *fs2) Paths() map[string]string      { return map[string]string{"": m.dir} }
 func (m *fs2) Exists() bool                  { _, err := os.Stat(m.dir); return err == nil }

@@ -291,8 +291,9 @@ func FastCapDrop() uint64 { return uint64(C.vpsctl_fast_capdrop()) }
 //
 // After a stop, dir is "" and dirLock nil (there are no files to remove), and vpsLockPath "-"
 // (the lock file stays): the process then closes the held files, removes the groups and lets go
-// of the lock.
-func RemoveTree(dir string, dirLock *os.File, groups []string, vpsLock *os.File, vpsLockPath string, hold []*os.File) error {
+// of the lock. Either way it then makes the spare groups that do not exist (cgroup
+// directories: see cgroup.Manager.Spares) before it removes any file.
+func RemoveTree(dir string, dirLock *os.File, groups []string, vpsLock *os.File, vpsLockPath string, spares []string, hold []*os.File) error {
 	if dirLock == nil {
 		null, err := os.Open(os.DevNull) // fd 3's place
 		if err != nil {
@@ -302,7 +303,7 @@ func RemoveTree(dir string, dirLock *os.File, groups []string, vpsLock *os.File,
 		dirLock = null
 	}
 	// A `run` has a spawner (spawner.c) that can be this process, with no exec.
-	if reclaimBySpawner(dir, dirLock, groups, vpsLock, vpsLockPath, hold) == nil {
+	if reclaimBySpawner(dir, dirLock, groups, vpsLock, vpsLockPath, spares, hold) == nil {
 		return nil
 	}
 	cmd := exec.Command("/proc/self/exe")
@@ -315,6 +316,9 @@ func RemoveTree(dir string, dirLock *os.File, groups []string, vpsLock *os.File,
 	}
 	if len(groups) > 0 {
 		cmd.Env = append(cmd.Env, "_VPSCTL_RMTREE_GROUPS="+strings.Join(groups, "\n"))
+	}
+	if len(spares) > 0 {
+		cmd.Env = append(cmd.Env, "_VPSCTL_RMTREE_SPARES="+strings.Join(spares, "\n"))
 	}
 	cmd.ExtraFiles = append(cmd.ExtraFiles, hold...)
 	if err := cmd.Start(); err != nil {

@@ -18,7 +18,9 @@
 // (_VPSCTL_RMTREE empty). The command returns as soon as its VPS's processes are gone; a command
 // on the VPS (or a new VPS of the same ID) waits on the lock until the rest is. Every process of the VPS died with its PID namespace's init; a group still busy is
 // one an exiting `vpsctl exec` joiner is leaving, and is tried again (bounded). A group left
-// behind after all (the remover killed) is removed by the next start of that ID (repair).
+// behind after all (the remover killed) is removed by the next start of that ID (repair). Once
+// the lock is let go of, it makes the spare groups asked for (_VPSCTL_RMTREE_SPARES) that are
+// missing: empty v1 groups a next boot renames into place (docs/ARCHITECTURE.md, Cgroups).
 #define _GNU_SOURCE
 #include <errno.h>
 #include <ftw.h>
@@ -27,6 +29,7 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -73,25 +76,39 @@ static void remove_group(const char *dir)
 	}
 }
 
-void vpsctl_rmtree_job(const char *path, char *groups, const char *lock, unsigned held) __attribute__((noreturn));
+// make_spares makes spare groups (cgroup directories, one per line) where none is: empty groups
+// a next boot renames into place instead of making its own (cgroup/fs1.go, spareSlots).
+static void make_spares(char *spares)
+{
+	for (char *g = strtok(spares, "\n"); g; g = strtok(NULL, "\n"))
+		// Only a vpsctl spare below a cgroup mount, whatever the environment.
+		if (g[0] == '/' && strstr(g, "/vpsctl/.spare-") && !strstr(g, "/../"))
+			mkdir(g, 0755); // EEXIST: that slot is full
+}
+
+void vpsctl_rmtree_job(const char *path, char *groups, const char *lock, char *spares, unsigned held) __attribute__((noreturn));
 void vpsctl_rmtree(const char *path) __attribute__((noreturn));
 
 // vpsctl_rmtree is the remover exec'd by Go (nsenter.RemoveTree), its job in the environment.
 void vpsctl_rmtree(const char *path)
 {
-	static char buf[1 << 16];
+	static char buf[1 << 16], sbuf[1 << 16];
 	const char *groups = getenv("_VPSCTL_RMTREE_GROUPS");
 	const char *lock = getenv("_VPSCTL_RMTREE_LOCK");
+	const char *spares = getenv("_VPSCTL_RMTREE_SPARES");
 	if (groups)
 		strncpy(buf, groups, sizeof(buf) - 1);
-	vpsctl_rmtree_job(path, groups ? buf : NULL, lock, lock ? 5 : 4);
+	if (spares)
+		strncpy(sbuf, spares, sizeof(sbuf) - 1);
+	vpsctl_rmtree_job(path, groups ? buf : NULL, lock, spares ? sbuf : NULL, lock ? 5 : 4);
 }
 
 // vpsctl_rmtree_job closes the held files (fds held and up: a VPS's mount namespace, whose last
 // close unmounts its tree, overlay included), removes groups (cgroup directories, one per line;
 // NULL: none), then lets go of the VPS's lock (fd 4; lock NULL: none; "-": keep its file, else
-// remove it first), and last removes path ("": none, after a stop) under its lock (fd 3).
-void vpsctl_rmtree_job(const char *path, char *groups, const char *lock, unsigned held)
+// remove it first), makes the spare groups missing (NULL: none; after the lock, for nothing
+// waits on them), and last removes path ("": none, after a stop) under its lock (fd 3).
+void vpsctl_rmtree_job(const char *path, char *groups, const char *lock, char *spares, unsigned held)
 {
 	setsid();
 	prctl(PR_SET_NAME, "vpsctl-reclaim", 0, 0, 0);
@@ -111,6 +128,8 @@ void vpsctl_rmtree_job(const char *path, char *groups, const char *lock, unsigne
 			unlink(lock); // still holding it: whoever waits takes the path anew
 		close(4);
 	}
+	if (spares)
+		make_spares(spares);
 	if (!path[0])
 		_exit(0);
 	setpriority(PRIO_PROCESS, 0, 19);

@@ -69,7 +69,7 @@ int vpsctl_spawner_pid = -1;
 
 void vpsctl_init_child(const char *sockfd) __attribute__((noreturn));
 void vpsctl_init_child_fail(int sock, const char *what) __attribute__((noreturn));
-void vpsctl_rmtree_job(const char *path, char *groups, const char *lock, unsigned held) __attribute__((noreturn));
+void vpsctl_rmtree_job(const char *path, char *groups, const char *lock, char *spares, unsigned held) __attribute__((noreturn));
 
 static char payload[1 << 16];
 
@@ -101,6 +101,14 @@ static ssize_t recv_req(int sock, struct spawn_req *req, int *fds, int *nfds)
 		}
 	payload[r > (ssize_t)sizeof(*req) ? r - sizeof(*req) : 0] = 0;
 	return r;
+}
+
+// next_str returns the string after s in a payload of NUL-terminated strings ending at end
+// (which recv_req made a NUL): end itself, an empty string, when there is none.
+static char *next_str(char *s, char *end)
+{
+	char *n = s + strlen(s) + 1;
+	return n < end ? n : end;
 }
 
 static void reply(int sock, int pid, int err)
@@ -246,10 +254,12 @@ static void spawner_main(int sock)
 			int pid = 0, err = do_clone(fds, nfds, &req, selfns, &pid);
 			reply(sock, pid, err);
 		} else if (req.op == OP_RECLAIM && nfds >= 1) {
-			// payload: dir, VPS lock file ("" if none), groups (one per line), NUL-separated;
-			// fds: dir lock, VPS lock (if any), held files: placed from 3 on, in that order.
-			char *dir = payload, *lock = dir + strlen(dir) + 1;
-			char *groups = lock + strlen(lock) + 1;
+			// payload: dir, VPS lock file ("" if none), groups, spare groups (one per line),
+			// NUL-separated; fds: dir lock, VPS lock (if any), held files: placed from 3 on, in
+			// that order.
+			char *end = payload + (r - sizeof(req));
+			char *dir = payload, *lock = next_str(dir, end), *groups = next_str(lock, end);
+			char *spares = next_str(groups, end);
 			int haslock = lock[0] != 0;
 			if (nfds + 3 > MAXFDS) {
 				reply(sock, 0, EINVAL);
@@ -267,7 +277,7 @@ static void spawner_main(int sock)
 				;
 			if (place(all, nfds + 3, nfds + 3) < 0)
 				_exit(1);
-			vpsctl_rmtree_job(dir, groups, haslock ? lock : NULL, haslock ? 5 : 4);
+			vpsctl_rmtree_job(dir, groups, haslock ? lock : NULL, spares[0] ? spares : NULL, haslock ? 5 : 4);
 		} else {
 			reply(sock, 0, EINVAL);
 		}

@@ -140,14 +140,14 @@ func CloseSpawner() {
 
 // reclaimBySpawner hands a RemoveTree job to the spawner, which becomes the remover (and is
 // then gone). ErrNoSpawner: start a remover.
-func reclaimBySpawner(dir string, dirLock *os.File, groups []string, vpsLock *os.File, vpsLockPath string, hold []*os.File) error {
+func reclaimBySpawner(dir string, dirLock *os.File, groups []string, vpsLock *os.File, vpsLockPath string, spares []string, hold []*os.File) error {
 	spawner.Lock()
 	defer spawner.Unlock()
 	fd := spawner.fd
 	if fd < 0 {
 		return ErrNoSpawner
 	}
-	req := make([]byte, reqSize, reqSize+len(dir)+len(vpsLockPath)+64*len(groups))
+	req := make([]byte, reqSize, reqSize+len(dir)+len(vpsLockPath)+64*(len(groups)+len(spares)))
 	binary.NativeEndian.PutUint32(req[0:], opReclaim)
 	fds := []int{int(dirLock.Fd())}
 	lockPath := ""
@@ -157,7 +157,7 @@ func reclaimBySpawner(dir string, dirLock *os.File, groups []string, vpsLock *os
 	for _, f := range hold {
 		fds = append(fds, int(f.Fd()))
 	}
-	req = append(req, dir+"\x00"+lockPath+"\x00"+strings.Join(groups, "\n")+"\x00"...)
+	req = append(req, dir+"\x00"+lockPath+"\x00"+strings.Join(groups, "\n")+"\x00"+strings.Join(spares, "\n")+"\x00"...)
 	if _, err := call(fd, req, fds); err != nil {
 		return err
 	}

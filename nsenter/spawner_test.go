@@ -183,19 +183,24 @@ func spawnerClone() error {
 // held file, and checks the documented order. The second group stays busy (a file in it,
 // which no rmdir removes, as tasks keep a cgroup busy), so the remover retries it for 2 s:
 // meanwhile the held file must be closed, the first group (with its subgroups) gone, and the
-// VPS's lock file and the directory (still locked) still there; after it gives up, the lock
-// file and then the directory go, and the busy group stays for the next start's repair.
+// VPS's lock file and the directory (still locked) still there, and no spare group made yet;
+// after it gives up, the lock file goes, the missing spare groups are made (a full slot and a
+// path outside vpsctl/ left alone), then the directory goes, and the busy group stays for the
+// next start's repair.
 func reclaimCheck(root string) error {
 	stage := filepath.Join(root, "tmp", "destroy-1-x")
 	group := filepath.Join(root, "cgroup", "vpsctl", "7")
 	busy := filepath.Join(root, "cgroup2", "vpsctl", "7")
 	lockPath := filepath.Join(root, "locks", "7.lock")
-	for _, d := range []string{filepath.Join(stage, "vps", "private", "etc"), filepath.Join(group, "sub", "deeper"), busy, filepath.Dir(lockPath)} {
+	spare, full := filepath.Join(root, "cgroup", "vpsctl", ".spare-0"), filepath.Join(root, "cgroup", "vpsctl", ".spare-1")
+	stray := filepath.Join(root, "cgroup", "other", ".spare-0")
+	for _, d := range []string{filepath.Join(stage, "vps", "private", "etc"), filepath.Join(group, "sub", "deeper"), busy, filepath.Dir(lockPath),
+		full, filepath.Dir(stray)} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
 			return err
 		}
 	}
-	for _, f := range []string{filepath.Join(stage, "vps", "private", "etc", "f"), filepath.Join(busy, "task")} {
+	for _, f := range []string{filepath.Join(stage, "vps", "private", "etc", "f"), filepath.Join(busy, "task"), filepath.Join(full, "kept")} {
 		if err := os.WriteFile(f, []byte("x"), 0o600); err != nil {
 			return err
 		}
@@ -218,7 +223,7 @@ func reclaimCheck(root string) error {
 		return err
 	}
 	start := time.Now()
-	if err := RemoveTree(stage, dirLock, []string{group, busy}, lock, lockPath, []*os.File{pw}); err != nil {
+	if err := RemoveTree(stage, dirLock, []string{group, busy}, lock, lockPath, []string{spare, full, stray}, []*os.File{pw}); err != nil {
 		return fmt.Errorf("RemoveTree: %w", err)
 	}
 	for _, f := range []*os.File{lock, dirLock, pw} {
@@ -250,6 +255,8 @@ func reclaimCheck(root string) error {
 		return errors.New("the lock file went before the groups were done")
 	case !exists(stage):
 		return errors.New("the directory went before the groups were done")
+	case exists(spare):
+		return errors.New("a spare group was made before the VPS's lock was let go of")
 	}
 	if f, err := os.Open(stage); err == nil {
 		locked := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB) == unix.EWOULDBLOCK
@@ -268,6 +275,14 @@ func reclaimCheck(root string) error {
 	}
 	if exists(lockPath) {
 		return errors.New("the directory went, the lock file did not")
+	}
+	switch {
+	case !exists(spare):
+		return errors.New("the missing spare group was not made")
+	case !exists(filepath.Join(full, "kept")):
+		return errors.New("a spare slot already full was touched")
+	case exists(stray):
+		return errors.New("a spare outside vpsctl/ was made")
 	}
 	if !exists(busy) {
 		return errors.New("the busy group was removed (rmdir of a non-empty directory?)")

@@ -269,7 +269,8 @@ func (l leftovers) hold() []*os.File {
 func (r *Runtime) handOff(id container.ID, lk *store.Lock, left leftovers) {
 	hold := left.hold()
 	handed := left.cg != nil && r.St.Reclaim != nil &&
-		r.St.Reclaim(store.ReclaimJob{Hold: hold, Groups: left.groups(), VPSLock: lk.File(), VPSLockPath: "-"}) == nil
+		r.St.Reclaim(store.ReclaimJob{Hold: hold, Groups: left.groups(), VPSLock: lk.File(), VPSLockPath: "-",
+			Spares: left.cg.Spares()}) == nil
 	// The remover has its own copy of the namespace; without one, this close unmounts it.
 	for _, f := range hold {
 		f.Close()
@@ -428,7 +429,7 @@ func (r *Runtime) destroyLocked(id container.ID, lk *store.Lock, name string, le
 	defer gl.Unlock()
 	job := store.ReclaimJob{Hold: left.hold()}
 	if left.cg != nil {
-		job.Groups, job.VPSLock, job.VPSLockPath = left.groups(), lk.File(), lk.Path()
+		job.Groups, job.VPSLock, job.VPSLockPath, job.Spares = left.groups(), lk.File(), lk.Path(), left.cg.Spares()
 	}
 	handed, err := r.St.RemoveJob(uint32(id), job)
 	if !handed && left.cg != nil {

@@ -91,7 +91,7 @@ func Open(root string) (*Runtime, error) {
 	st.Sweep()
 	if os.Getenv("VPSCTL_SYNC_DESTROY") == "" {
 		st.Reclaim = func(j store.ReclaimJob) error {
-			return nsenter.RemoveTree(j.Dir, j.DirLock, j.Groups, j.VPSLock, j.VPSLockPath, j.Hold)
+			return nsenter.RemoveTree(j.Dir, j.DirLock, j.Groups, j.VPSLock, j.VPSLockPath, j.Spares, j.Hold)
 		}
 	}
 	return &Runtime{St: st}, nil

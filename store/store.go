@@ -71,6 +71,9 @@ type ReclaimJob struct {
 	Groups      []string
 	VPSLock     *os.File
 	VPSLockPath string
+	// Spares are cgroup directories made (where missing) once the lock is let go of: spare
+	// groups for the next boots (cgroup.Manager.Spares).
+	Spares []string
 }
 
 // Open returns the store at root, creating its directories if needed.

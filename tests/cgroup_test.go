@@ -143,3 +143,56 @@ func TestCgroupLimits(t *testing.T) {
 		})
 	})
 }
+
+// TestSpareGroups: after a VPS's groups are removed, the background remover leaves spare groups
+// beside them (cgroup v1: at most two per hierarchy, none in a hybrid host's cgroup2 tree),
+// empty; the next boot takes one (the same group, renamed) instead of making its own.
+func TestSpareGroups(t *testing.T) {
+	if _, err := os.Stat("/sys/fs/cgroup/cgroup.controllers"); err == nil {
+		t.Skip("cgroup v2 host: no spare groups (cgroup2 cannot rename a group)")
+	}
+	checkClean(t)
+	slot := func(i int) string { return "/sys/fs/cgroup/pids/vpsctl/.spare-" + strconv.Itoa(i) }
+	ino := func(p string) uint64 {
+		var st syscall.Stat_t
+		if syscall.Stat(p, &st) != nil {
+			return 0
+		}
+		return st.Ino
+	}
+	must(t, "run", "--rm", "--template", "busybox", "--", "/bin/true")
+	deadline := time.Now().Add(10 * time.Second)
+	for ino(slot(0)) == 0 || ino(slot(1)) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("no spare groups 10 s after a run")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	spares := map[string]bool{strconv.FormatUint(ino(slot(0)), 10): true, strconv.FormatUint(ino(slot(1)), 10): true}
+	out := strings.TrimSpace(must(t, "run", "--rm", "--template", "busybox", "--", "/bin/stat", "-c", "%i", "/sys/fs/cgroup/pids"))
+	if !spares[out] {
+		t.Fatalf("the VPS's pids group is inode %s, not one of the spares %v", out, spares)
+	}
+	waitTmpEmpty(t, 10*time.Second)
+
+	perHierarchy := map[string]int{}
+	all, _ := filepath.Glob("/sys/fs/cgroup/*/vpsctl/.spare-*")
+	for _, s := range all {
+		h := filepath.Base(filepath.Dir(filepath.Dir(s)))
+		perHierarchy[h]++
+		if procs, err := os.ReadFile(filepath.Join(s, "cgroup.procs")); err != nil || len(procs) != 0 {
+			t.Errorf("spare %s: processes %q (%v)", s, procs, err)
+		}
+		if sub, _ := filepath.Glob(filepath.Join(s, "*", "cgroup.procs")); len(sub) != 0 {
+			t.Errorf("spare %s has subgroups %v", s, sub)
+		}
+	}
+	for h, n := range perHierarchy {
+		if n > 2 || h == "unified" {
+			t.Errorf("%s: %d spare groups", h, n)
+		}
+	}
+	if perHierarchy["memory"] == 0 || perHierarchy["pids"] == 0 {
+		t.Errorf("spares per hierarchy: %v", perHierarchy)
+	}
+}
