@@ -124,7 +124,8 @@ type Manager interface {
 	// Apply moves process pid (all its threads) into the group.
 	Apply(pid int) error
 	// Set applies the non-nil limits of r. Values the kernel rejects come
-	// back wrapped with the file name.
+	// back wrapped with the file name. The first Set after Create made the
+	// group leaves out the values a new group has already (withoutDefaults).
 	Set(r *Resources) error
 	Stats() (*Stats, error)
 	// Freeze stops every process and waits until the kernel reports the

@@ -151,3 +151,75 @@ func TestSpares(t *testing.T) {
 		}
 	}
 }
+
+// TestWithoutDefaults: what a new group already has is dropped, anything else is kept.
+func TestWithoutDefaults(t *testing.T) {
+	def := &Resources{MemoryBytes: ptr(int64(-1)), CPUs: ptr(0), CPULimitPct: ptr(0), CPUUnits: ptr(1000),
+		NumProc: ptr(int64(-1)), IOLimitBps: ptr(int64(0)), Devices: []DeviceRule{{Type: 'c', Major: 1, Minor: 3, Access: "rwm"}}}
+	got := withoutDefaults(def)
+	if got.MemoryBytes != nil || got.SwapBytes != nil || got.CPUs != nil || got.CPULimitPct != nil || got.CPUUnits != nil ||
+		got.NumProc != nil || got.IOLimitBps != nil || len(got.Devices) != 1 {
+		t.Errorf("defaults kept: %+v", got)
+	}
+	if def.MemoryBytes == nil || def.CPUUnits == nil {
+		t.Error("the caller's Resources changed")
+	}
+	set := &Resources{MemoryBytes: ptr(int64(-1)), SwapBytes: ptr(int64(0)), CPUs: ptr(0), CPULimitPct: ptr(50),
+		CPUUnits: ptr(500), NumProc: ptr(int64(40)), IOLimitBps: ptr(int64(1 << 20)), IOWeight: ptr(100)}
+	got = withoutDefaults(set)
+	if got.MemoryBytes == nil || got.SwapBytes == nil || got.CPULimitPct == nil || got.CPUs == nil || got.CPUUnits == nil ||
+		got.NumProc == nil || got.IOLimitBps == nil || got.IOWeight == nil {
+		t.Errorf("a limit dropped: %+v", got)
+	}
+}
+
+// TestFreshSet: the first Set on the group Create just made writes only what differs from a new
+// group's values (a value changed behind its back stays); later Sets, and Sets on a group it did
+// not make, write every value.
+func TestFreshSet(t *testing.T) {
+	kinds := map[string]func(t *testing.T) Manager{
+		"v1": func(t *testing.T) Manager { return newGroup(t, "f1", New) },
+		"v2": func(t *testing.T) Manager { return newV2(t, "f2") },
+	}
+	for kind, mk := range kinds {
+		t.Run(kind, func(t *testing.T) {
+			m := mk(t)
+			dir := m.Paths()["pids"]
+			if kind == "v2" {
+				dir = m.Paths()[""]
+			}
+			if dir == "" {
+				t.Skip("no pids controller")
+			}
+			if err := os.WriteFile(filepath.Join(dir, "pids.max"), []byte("7"), 0o644); err != nil {
+				t.Skip("pids.max not writable here:", err)
+			}
+			def := &Resources{NumProc: ptr(int64(-1)), CPUUnits: ptr(1000)}
+			if err := m.Set(def); err != nil {
+				t.Fatal(err)
+			}
+			if got := read(t, dir, "pids.max"); got != "7" {
+				t.Errorf("fresh group: pids.max %s after a default Set, want 7 (not written)", got)
+			}
+			if err := m.Set(&Resources{NumProc: ptr(int64(9))}); err != nil {
+				t.Fatal(err)
+			}
+			if got := read(t, dir, "pids.max"); got != "9" {
+				t.Errorf("fresh group: pids.max %s, want 9", got)
+			}
+			again, err := New(m.Path())
+			if kind == "v2" {
+				again, err = NewV2At(v2Mount(t), m.Path())
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := again.Set(def); err != nil {
+				t.Fatal(err)
+			}
+			if got := read(t, dir, "pids.max"); got != "max" {
+				t.Errorf("existing group: pids.max %s after a default Set, want max", got)
+			}
+		})
+	}
+}

@@ -21,6 +21,7 @@ type fs1 struct {
 	rel   string
 	hiers []hierarchy
 	disks func() ([]string, error) // whole disks for blkio throttling; tests replace it
+	fresh bool                     // Create made every directory of the group: see withoutDefaults
 }
 
 // hierarchy is one mounted v1 hierarchy and the controllers bound to it
@@ -128,6 +129,7 @@ func (m *fs1) CgroupFD() (int, error) {
 }
 
 func (m *fs1) Create() error {
+	m.fresh = true
 	for _, h := range m.hiers {
 		cpuset := slices.Contains(h.ctrls, "cpuset")
 		leaf := filepath.Join(h.mount, m.rel)
@@ -142,8 +144,12 @@ func (m *fs1) Create() error {
 			for part := range strings.SplitSeq(m.rel, "/") {
 				parent := dir
 				dir = filepath.Join(dir, part)
-				if err := mkdir(dir); err != nil {
+				made, err := mkdirNew(dir)
+				if err != nil {
 					return err
+				}
+				if dir == leaf {
+					m.fresh = m.fresh && made
 				}
 				if cpuset {
 					if err := copyCpuset(parent, dir); err != nil {
@@ -156,6 +162,7 @@ func (m *fs1) Create() error {
 		if err != nil && !errors.Is(err, fs.ErrExist) {
 			return err
 		}
+		m.fresh = m.fresh && err == nil
 		if cpuset {
 			if err := copyCpuset(filepath.Dir(leaf), leaf); err != nil {
 				return err
@@ -248,6 +255,10 @@ func (m *fs1) Apply(pid int) error {
 func (m *fs1) Set(r *Resources) error {
 	if err := validate(r); err != nil {
 		return err
+	}
+	if m.fresh {
+		// Only the first Set: it may change what a new group has.
+		r, m.fresh = withoutDefaults(r), false
 	}
 	for _, set := range []func(*Resources) error{m.setMemory, m.setCPU, m.setPids, m.setBlkio, m.setDevices} {
 		if err := set(r); err != nil {

@@ -18,6 +18,7 @@ import (
 type fs2 struct {
 	root, rel, dir string
 	disks          func() ([]string, error) // whole disks for io.max; tests replace it
+	fresh          bool                     // Create made the group: see withoutDefaults
 }
 
 func newFS2(root, rel string) *fs2 {
@@ -49,9 +50,11 @@ func (m *fs2) Create() error {
 			return err
 		}
 		dir = filepath.Join(dir, part)
-		if err := mkdir(dir); err != nil {
+		made, err := mkdirNew(dir)
+		if err != nil {
 			return err
 		}
+		m.fresh = made
 	}
 	return nil
 }
@@ -89,6 +92,10 @@ func applyPid(dir string, pid int) error {
 func (m *fs2) Set(r *Resources) error {
 	if err := validate(r); err != nil {
 		return err
+	}
+	if m.fresh {
+		// Only the first Set: it may change what a new group has.
+		r, m.fresh = withoutDefaults(r), false
 	}
 	d := m.dir
 	if r.MemoryBytes != nil {

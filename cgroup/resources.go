@@ -60,6 +60,32 @@ func (r DeviceRule) validate() error {
 	return nil
 }
 
+// withoutDefaults returns a copy of r without the values every new group already has, v1 and
+// v2 alike: a Set right after Create made the group then writes only the limits that differ
+// (each write is a few syscalls on a boot's critical path; a VPS's defaults are all of these).
+// Unlimited memory with unlimited or unspecified swap, 1000 CPU units (v1 1024 shares, v2
+// weight 100), no CPU quota, unlimited numproc, no I/O limit. Devices are always written.
+func withoutDefaults(r *Resources) *Resources {
+	c := *r
+	unlimited := func(p *int64) bool { return p == nil || *p == -1 }
+	if c.MemoryBytes != nil && unlimited(c.MemoryBytes) && unlimited(c.SwapBytes) {
+		c.MemoryBytes, c.SwapBytes = nil, nil
+	}
+	if c.CPUUnits != nil && *c.CPUUnits == 1000 {
+		c.CPUUnits = nil
+	}
+	if q, set := cfsQuota(&c, 100000); set && q < 0 {
+		c.CPUs, c.CPULimitPct = nil, nil
+	}
+	if c.NumProc != nil && *c.NumProc == -1 {
+		c.NumProc = nil
+	}
+	if c.IOLimitBps != nil && *c.IOLimitBps == 0 {
+		c.IOLimitBps = nil
+	}
+	return &c
+}
+
 // cfsQuota returns the CFS quota in µs for the given period (-1 for none),
 // and whether r sets one at all. CPUs and CPULimitPct both cap the quota;
 // the smaller cap wins.

@@ -119,10 +119,17 @@ func delegate(dir string, files []string, uid, gid int) error {
 }
 
 func mkdir(dir string) error {
-	if err := os.Mkdir(dir, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
-		return err
+	_, err := mkdirNew(dir)
+	return err
+}
+
+// mkdirNew is mkdir that also reports whether it made dir (a fresh group, see withoutDefaults).
+func mkdirNew(dir string) (made bool, err error) {
+	err = os.Mkdir(dir, 0o755)
+	if err != nil && !errors.Is(err, fs.ErrExist) {
+		return false, err
 	}
-	return nil
+	return err == nil, nil
 }
 
 // poll calls done until it reports true, fails, or timeout passes. The
