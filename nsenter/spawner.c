@@ -7,17 +7,23 @@
 //     child then execs vpsctl again to reach initchild.c: about a millisecond. Cloned from this
 //     process, which has almost no memory and is already the C code, the child runs initchild.c
 //     straight away. CLONE_PARENT makes it a child of the Go process, which waits for it, reaps
-//     it and is its parent for a parent-death signal, as if Go had cloned it.
+//     it and is its parent for a parent-death signal, as if Go had cloned it. For a command
+//     that boots, it clones one in advance (preclone), while the command's Go runtime starts.
 //   - It becomes the background remover (rmtree.c) of a destroyed VPS's files, or of a stopped
 //     VPS's mounts and groups, instead of a new process exec'd for it, so the command returns
 //     without waiting for an exec.
 //
 //   Go ──SOCK_SEQPACKET── spawner
-//       clone:   header, fds [mount ns, cwd, stdin, stdout, stderr, init socket, cgroup?]
-//                ◀── pid (or -errno)        spawner: setns(mount ns), clone3(CLONE_PARENT|ns),
-//                                           ID maps, go-ahead; the child: stdio, setsid,
-//                                           become the VPS's root, initchild.c
-//       reclaim: header, "dir\0lock\0group\0...", fds [dir lock, VPS lock?, held...]
+//       clone:   header, "cwd path\0", fds [mount ns, cwd, stdin, stdout, stderr, init
+//                socket, cgroup?]
+//                ◀── pid (or -errno), discarded  spawner: the child cloned in advance if the
+//                                           flags are its own (ID maps, cgroup2 group, fds and
+//                                           path handed over), else setns(mount ns),
+//                                           clone3(CLONE_PARENT|ns), ID maps, go-ahead; the
+//                                           child: stdio, setsid, become the VPS's root,
+//                                           initchild.c. discarded: the child cloned in
+//                                           advance and killed (other flags), for Go to reap
+//       reclaim: header, "dir\0lock\0groups\0spares\0", fds [dir lock, VPS lock?, held...]
 //                ◀── 0                      spawner: rmtree.c, then exits
 //
 // The spawner keeps nothing of the command's: its stdio is /dev/null, every other inherited fd
@@ -60,9 +66,20 @@ struct spawn_req {
 };
 
 struct spawn_reply {
-	int32_t pid; // the child, if one was cloned (Go reaps it if err is set)
-	int32_t err; // errno
+	int32_t pid;       // the child, if one was cloned (Go reaps it if err is set)
+	int32_t err;       // errno
+	int32_t discarded; // a pre-cloned child not used (see preclone), for Go to reap; 0: none
+	int32_t pad;
 };
+
+// The pre-cloned init child (see preclone): its pid (-1: none) and the socket it waits on.
+static struct {
+	int pid, sock;
+} pre = { -1, -1 };
+
+// PRECLONE_FLAGS are a VPS's namespaces as vpsctl makes them by default (the cgroup namespace
+// is the child's own to unshare later): a boot asking for others gets a child cloned anew.
+#define PRECLONE_FLAGS (CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWUTS | CLONE_NEWIPC)
 
 int vpsctl_spawner_fd = -1;
 int vpsctl_spawner_pid = -1;
@@ -111,9 +128,9 @@ static char *next_str(char *s, char *end)
 	return n < end ? n : end;
 }
 
-static void reply(int sock, int pid, int err)
+static void reply(int sock, int pid, int err, int discarded)
 {
-	struct spawn_reply rep = { pid, err };
+	struct spawn_reply rep = { pid, err, discarded, 0 };
 	ssize_t r;
 	do
 		r = send(sock, &rep, sizeof(rep), MSG_NOSIGNAL);
@@ -146,8 +163,26 @@ static int place(int *fds, int n, unsigned first)
 	return (int)syscall(SYS_close_range, first, ~0U, 0U);
 }
 
-// init_child is the cloned child: it waits for its ID maps, takes its stdio and socket, and
-// becomes initchild.c as the VPS's root, as Go's clone would have made it before the exec.
+// become_init is the end of a cloned child's set-up, once it is mapped: it takes its stdio and
+// socket (want: stdin, stdout, stderr, init socket), and becomes initchild.c as the VPS's root,
+// as Go's clone would have made it before the exec.
+static void become_init(int *want, int mapped, int pdeathsig) __attribute__((noreturn));
+static void become_init(int *want, int mapped, int pdeathsig)
+{
+	prctl(PR_SET_NAME, "vpsctl-init", 0, 0, 0);
+	if (place(want, 4, 4) < 0)
+		vpsctl_init_child_fail(want[3], "spawner: place stdio");
+	if (setsid() < 0)
+		vpsctl_init_child_fail(3, "setsid");
+	if (mapped && (setgroups(0, NULL) < 0 || setresgid(0, 0, 0) < 0 || setresuid(0, 0, 0) < 0))
+		vpsctl_init_child_fail(3, "become the VPS's root");
+	// After the credential change, which clears it.
+	if (pdeathsig && prctl(PR_SET_PDEATHSIG, pdeathsig, 0, 0, 0) < 0)
+		vpsctl_init_child_fail(3, "parent death signal");
+	vpsctl_init_child("3");
+}
+
+// init_child is the child do_clone clones: it waits for its ID maps, then becomes the init.
 static void init_child(int go, int *fds, const struct spawn_req *req) __attribute__((noreturn));
 static void init_child(int go, int *fds, const struct spawn_req *req)
 {
@@ -158,18 +193,142 @@ static void init_child(int go, int *fds, const struct spawn_req *req)
 	while (r < 0 && errno == EINTR);
 	if (r != 1)
 		_exit(127); // the spawner failed to map us, and says so to Go
-	prctl(PR_SET_NAME, "vpsctl-init", 0, 0, 0);
 	int want[4] = { fds[2], fds[3], fds[4], fds[5] }; // stdin, stdout, stderr, init socket
-	if (place(want, 4, 4) < 0)
-		vpsctl_init_child_fail(fds[5], "spawner: place stdio");
-	if (setsid() < 0)
-		vpsctl_init_child_fail(3, "setsid");
-	if (req->map_size && (setgroups(0, NULL) < 0 || setresgid(0, 0, 0) < 0 || setresuid(0, 0, 0) < 0))
-		vpsctl_init_child_fail(3, "become the VPS's root");
-	// After the credential change, which clears it.
-	if (req->pdeathsig && prctl(PR_SET_PDEATHSIG, req->pdeathsig, 0, 0, 0) < 0)
-		vpsctl_init_child_fail(3, "parent death signal");
-	vpsctl_init_child("3");
+	become_init(want, req->map_size != 0, req->pdeathsig);
+}
+
+// The hand-over to a pre-cloned child (use_preclone): what init_child has from the request.
+struct preclone_msg {
+	int32_t pdeathsig;
+	int32_t mapped;
+	char cwd[4096]; // the boot's working directory (where the root is attached), by path
+};
+
+// preclone_child waits, with nothing of the spawner's but its hand-over socket (fd 3), until
+// the spawner has mapped it and sends it its stdio, socket and working directory; at EOF (not
+// used) it exits.
+static void preclone_child(int sock) __attribute__((noreturn));
+static void preclone_child(int sock)
+{
+	if (dup2(sock, 3) < 0)
+		_exit(1);
+	syscall(SYS_close_range, 4U, ~0U, 0U);
+	struct preclone_msg m;
+	int fds[MAXFDS], nfds = 0;
+	char cbuf[CMSG_SPACE(sizeof(int) * MAXFDS)];
+	struct iovec iov = { &m, sizeof(m) };
+	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf, .msg_controllen = sizeof(cbuf) };
+	ssize_t r;
+	do
+		r = recvmsg(3, &mh, MSG_CMSG_CLOEXEC);
+	while (r < 0 && errno == EINTR);
+	if (r != (ssize_t)sizeof(m))
+		_exit(0);
+	for (struct cmsghdr *cm = CMSG_FIRSTHDR(&mh); cm; cm = CMSG_NXTHDR(&mh, cm))
+		if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS) {
+			int n = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+			memcpy(fds + nfds, CMSG_DATA(cm), n * sizeof(int));
+			nfds += n;
+		}
+	if (nfds != 4)
+		_exit(1);
+	m.cwd[sizeof(m.cwd) - 1] = 0;
+	// Still host root's IDs (the credentials change in become_init), so the state directory
+	// (root's, 0700) is ours to walk: by path, into our own copy of the mount table.
+	if (chdir(m.cwd) < 0)
+		vpsctl_init_child_fail(fds[3], "spawner: working directory");
+	become_init(fds, m.mapped, m.pdeathsig);
+}
+
+// preclone clones a VPS's init child in advance, with PRECLONE_FLAGS, while the Go runtime of
+// the command starts: the namespaces (the network namespace is the slow one) are made by the
+// time the boot asks for its child, which then only needs its ID maps, its group and its fds
+// (use_preclone). Its mount namespace is a copy of the host's, not of the boot's: the boot
+// hands its root over as a detached mount, and the child makes its mounts private before
+// anything is mounted in it. It is our parent's child (CLONE_PARENT), as do_clone's are.
+static void preclone(void)
+{
+	int sv[2];
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
+		return;
+	struct {
+		uint64_t flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size, tls, set_tid,
+			set_tid_size, cgroup;
+	} args = { 0 };
+	args.flags = PRECLONE_FLAGS | CLONE_PARENT;
+	int child = (int)syscall(SYS_clone3, &args, sizeof(args));
+	if (child == 0) {
+		close(sv[0]);
+		preclone_child(sv[1]);
+	}
+	close(sv[1]);
+	if (child < 0) {
+		close(sv[0]);
+		return;
+	}
+	pre.pid = child, pre.sock = sv[0];
+}
+
+// discard_preclone lets the pre-cloned child go (it exits at EOF) and returns its pid, for Go to
+// reap (it is Go's child), or 0.
+static int discard_preclone(void)
+{
+	if (pre.pid < 0)
+		return 0;
+	int pid = pre.pid;
+	kill(pid, SIGKILL);
+	close(pre.sock);
+	pre.pid = pre.sock = -1;
+	return pid;
+}
+
+static int write_map(int pid, const char *file, const struct spawn_req *req)
+{
+	char path[64], map[64];
+	snprintf(map, sizeof(map), "0 %u %u\n", req->map_host, req->map_size);
+	snprintf(path, sizeof(path), "/proc/%d/%s", pid, file);
+	return write_file(path, map) < 0 ? errno : 0;
+}
+
+// use_preclone makes the pre-cloned child the boot's init child: maps it, puts it in the boot's
+// cgroup2 group if there is one (it has run nothing yet: as good as CLONE_INTO_CGROUP), and
+// hands it its fds and working directory. 0 or an errno, as do_clone.
+static int use_preclone(int *fds, int nfds, const struct spawn_req *req, const char *cwd, int *pid)
+{
+	if (nfds != 6 + (req->cgroup ? 1 : 0) || strlen(cwd) >= sizeof(((struct preclone_msg *)0)->cwd))
+		return EINVAL;
+	int child = pre.pid, sock = pre.sock, e = 0;
+	pre.pid = pre.sock = -1;
+	*pid = child;
+	if (req->map_size && ((e = write_map(child, "gid_map", req)) || (e = write_map(child, "uid_map", req))))
+		goto out;
+	if (req->cgroup) {
+		char s[16];
+		int fd = openat(fds[6], "cgroup.procs", O_WRONLY | O_CLOEXEC);
+		snprintf(s, sizeof(s), "%d", child);
+		if (fd < 0 || write(fd, s, strlen(s)) < 0)
+			e = errno;
+		if (fd >= 0)
+			close(fd);
+		if (e)
+			goto out;
+	}
+	struct preclone_msg m = { req->pdeathsig, req->map_size != 0, { 0 } };
+	snprintf(m.cwd, sizeof(m.cwd), "%s", cwd);
+	int give[4] = { fds[2], fds[3], fds[4], fds[5] };
+	char cbuf[CMSG_SPACE(sizeof(give))];
+	struct iovec iov = { &m, sizeof(m) };
+	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf, .msg_controllen = sizeof(cbuf) };
+	struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
+	cm->cmsg_level = SOL_SOCKET, cm->cmsg_type = SCM_RIGHTS, cm->cmsg_len = CMSG_LEN(sizeof(give));
+	memcpy(CMSG_DATA(cm), give, sizeof(give));
+	if (sendmsg(sock, &mh, MSG_NOSIGNAL) != (ssize_t)sizeof(m))
+		e = errno ? errno : EPROTO;
+out:
+	if (e)
+		kill(child, SIGKILL);
+	close(sock);
+	return e;
 }
 
 // do_clone clones the init child as req says, into the mount namespace and working directory
@@ -207,16 +366,8 @@ static int do_clone(int *fds, int nfds, const struct spawn_req *req, int selfns,
 		goto back;
 	}
 	*pid = child;
-	if (req->map_size) {
-		char path[64], map[64];
-		snprintf(map, sizeof(map), "0 %u %u\n", req->map_host, req->map_size);
-		snprintf(path, sizeof(path), "/proc/%d/gid_map", child);
-		if (write_file(path, map) < 0)
-			e = errno;
-		snprintf(path, sizeof(path), "/proc/%d/uid_map", child);
-		if (e == 0 && write_file(path, map) < 0)
-			e = errno;
-	}
+	if (req->map_size && (e = write_map(child, "gid_map", req)) == 0)
+		e = write_map(child, "uid_map", req);
 	if (e == 0 && write(go[1], "", 1) != 1)
 		e = errno;
 	if (e)
@@ -230,8 +381,8 @@ back:
 	return e;
 }
 
-static void spawner_main(int sock) __attribute__((noreturn));
-static void spawner_main(int sock)
+static void spawner_main(int sock, int boots) __attribute__((noreturn));
+static void spawner_main(int sock, int boots)
 {
 	prctl(PR_SET_NAME, "vpsctl-spawner", 0, 0, 0);
 	setsid();
@@ -240,19 +391,30 @@ static void spawner_main(int sock)
 		_exit(1);
 	sock = 3;
 	syscall(SYS_close_range, 4U, ~0U, 0U);
+	if (boots && !getenv("VPSCTL_NO_PRECLONE"))
+		preclone();
 	int selfns = open("/proc/self/ns/mnt", O_RDONLY | O_CLOEXEC);
 	for (;;) {
 		struct spawn_req req;
 		int fds[MAXFDS], nfds;
 		memset(&req, 0, sizeof(req));
 		ssize_t r = recv_req(sock, &req, fds, &nfds);
-		if (r <= 0)
+		if (r <= 0) {
+			discard_preclone(); // a zombie of our parent's, which is exiting
 			_exit(0);
+		}
 		if (r < (ssize_t)sizeof(req)) {
-			reply(sock, 0, EPROTO);
+			reply(sock, 0, EPROTO, 0);
 		} else if (req.op == OP_CLONE) {
-			int pid = 0, err = do_clone(fds, nfds, &req, selfns, &pid);
-			reply(sock, pid, err);
+			// payload: the boot's working directory, by path (for a pre-cloned child).
+			int pid = 0, err, discarded = 0;
+			if (pre.pid > 0 && req.flags == PRECLONE_FLAGS && payload[0] == '/') {
+				err = use_preclone(fds, nfds, &req, payload, &pid);
+			} else {
+				discarded = discard_preclone();
+				err = do_clone(fds, nfds, &req, selfns, &pid);
+			}
+			reply(sock, pid, err, discarded);
 		} else if (req.op == OP_RECLAIM && nfds >= 1) {
 			// payload: dir, VPS lock file ("" if none), groups, spare groups (one per line),
 			// NUL-separated; fds: dir lock, VPS lock (if any), held files: placed from 3 on, in
@@ -262,13 +424,13 @@ static void spawner_main(int sock)
 			char *spares = next_str(groups, end);
 			int haslock = lock[0] != 0;
 			if (nfds + 3 > MAXFDS) {
-				reply(sock, 0, EINVAL);
+				reply(sock, 0, EINVAL, 0);
 				continue;
 			}
 			int all[MAXFDS];
 			all[0] = 0, all[1] = 1, all[2] = 2;
 			memcpy(all + 3, fds, nfds * sizeof(int));
-			reply(sock, 0, 0);
+			reply(sock, 0, 0, 0);
 			// Wait for Go to close its end, which it does after its copies of the held files:
 			// whoever closes a mount namespace last unmounts it (and an overlay's last unmount
 			// syncs its file system), which must be this process, not the command.
@@ -279,21 +441,26 @@ static void spawner_main(int sock)
 				_exit(1);
 			vpsctl_rmtree_job(dir, groups, haslock ? lock : NULL, spares[0] ? spares : NULL, haslock ? 5 : 4);
 		} else {
-			reply(sock, 0, EINVAL);
+			reply(sock, 0, EINVAL, 0);
 		}
 		for (int i = 0; i < nfds; i++)
 			close(fds[i]);
 	}
 }
 
-// wants_spawner: argv is `vpsctl [global flags] run|stop|destroy ...`. A guess that errs either
-// way costs only a spawner forked for nothing, or a command that does without one.
+// wants_spawner: argv is `vpsctl [global flags] run|stop|destroy ...`: 2 for run (it boots a
+// VPS), 1 for the others (a remover), 0 for none. A guess that errs either way costs only a
+// spawner forked for nothing, or a command that does without one.
 static int wants_spawner(int argc, char **argv)
 {
 	int i = 1;
 	while (i < argc && argv[i][0] == '-')
 		i += (!strcmp(argv[i], "--root") || !strcmp(argv[i], "-root")) ? 2 : 1;
-	return i < argc && (!strcmp(argv[i], "run") || !strcmp(argv[i], "stop") || !strcmp(argv[i], "destroy"));
+	if (i >= argc)
+		return 0;
+	if (!strcmp(argv[i], "run"))
+		return 2;
+	return !strcmp(argv[i], "stop") || !strcmp(argv[i], "destroy");
 }
 
 // vpsctl_spawner_start forks the spawner for a command that boots a VPS (start's forked child,
@@ -301,7 +468,8 @@ static int wants_spawner(int argc, char **argv)
 // vpsctl_spawner_fd (-1: none).
 void vpsctl_spawner_start(int argc, char **argv, int boot)
 {
-	if ((!boot && !wants_spawner(argc, argv)) || getenv("VPSCTL_NO_SPAWNER") || getenv("VPSCTL_NO_INPROCESS"))
+	int want = boot ? 2 : wants_spawner(argc, argv);
+	if (!want || getenv("VPSCTL_NO_SPAWNER") || getenv("VPSCTL_NO_INPROCESS"))
 		return;
 	int sv[2];
 	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
@@ -314,7 +482,7 @@ void vpsctl_spawner_start(int argc, char **argv, int boot)
 	}
 	if (pid == 0) {
 		close(sv[0]);
-		spawner_main(sv[1]);
+		spawner_main(sv[1], want == 2);
 	}
 	close(sv[1]);
 	vpsctl_spawner_fd = sv[0];

@@ -8,6 +8,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -56,14 +57,16 @@ var ErrNoSpawner = errors.New("no spawner")
 
 // CloneRequest is what CloneInit needs: the init child's clone flags (CLONE_NEW*), its user
 // namespace's map (0..MapSize-1 onto MapHost..; MapSize 0: none), its parent-death signal (0:
-// none), the mount namespace and working directory to clone it from (a boot's), its stdio,
-// the init socket it gets as fd 3 (initchild.c), and a cgroup2 directory to clone it into (-1:
-// none).
+// none), the mount namespace and working directory to clone it from (a boot's; the directory
+// by path too, CwdPath, for a child the spawner cloned in advance, whose mount namespace is a
+// copy of the host's), its stdio, the init socket it gets as fd 3 (initchild.c), and a cgroup2
+// directory to clone it into (-1: none).
 type CloneRequest struct {
 	Flags                 uintptr
 	MapHost, MapSize      uint32
 	Pdeathsig             syscall.Signal
 	MountNS, Cwd          int
+	CwdPath               string
 	Stdin, Stdout, Stderr *os.File
 	Sock                  *os.File
 	CgroupFD              int
@@ -89,7 +92,13 @@ func CloneInit(r CloneRequest) (int, error) {
 		binary.NativeEndian.PutUint32(req[24:], 1)
 		fds = append(fds, r.CgroupFD)
 	}
-	pid, err := call(fd, req, fds)
+	if filepath.IsAbs(r.CwdPath) {
+		req = append(req, r.CwdPath+"\x00"...)
+	}
+	pid, discarded, err := call(fd, req, fds)
+	if discarded > 0 {
+		reap(discarded) // a child cloned in advance but not used (other flags): ours
+	}
 	if err != nil {
 		if pid > 0 {
 			reap(pid) // killed by the spawner after a failed map: ours to reap
@@ -99,30 +108,32 @@ func CloneInit(r CloneRequest) (int, error) {
 	return pid, nil
 }
 
-// call sends one request and reads the reply: the pid it names and its error.
-func call(fd int, req []byte, fds []int) (int, error) {
+// call sends one request and reads the reply: the pid it names, a discarded child cloned in
+// advance (0: none) and its error.
+func call(fd int, req []byte, fds []int) (pid, discarded int, err error) {
 	if err := unix.Sendmsg(fd, req, unix.UnixRights(fds...), nil, 0); err != nil {
-		return 0, os.NewSyscallError("spawner: sendmsg", err)
+		return 0, 0, os.NewSyscallError("spawner: sendmsg", err)
 	}
-	rep := make([]byte, 8)
+	rep := make([]byte, 16)
 	for {
 		n, err := unix.Read(fd, rep)
 		if err == unix.EINTR {
 			continue
 		}
 		if err != nil {
-			return 0, os.NewSyscallError("spawner: read", err)
+			return 0, 0, os.NewSyscallError("spawner: read", err)
 		}
 		if n != len(rep) {
-			return 0, errors.New("spawner: no reply")
+			return 0, 0, errors.New("spawner: no reply")
 		}
 		break
 	}
-	pid := int(int32(binary.NativeEndian.Uint32(rep[0:])))
+	pid = int(int32(binary.NativeEndian.Uint32(rep[0:])))
+	discarded = int(int32(binary.NativeEndian.Uint32(rep[8:])))
 	if e := syscall.Errno(binary.NativeEndian.Uint32(rep[4:])); e != 0 {
-		return pid, os.NewSyscallError("spawner", e)
+		return pid, discarded, os.NewSyscallError("spawner", e)
 	}
-	return pid, nil
+	return pid, discarded, nil
 }
 
 // CloseSpawner ends the spawner, if there is one, and reaps it: a monitor calls it once its
@@ -158,7 +169,7 @@ func reclaimBySpawner(dir string, dirLock *os.File, groups []string, vpsLock *os
 		fds = append(fds, int(f.Fd()))
 	}
 	req = append(req, dir+"\x00"+lockPath+"\x00"+strings.Join(groups, "\n")+"\x00"+strings.Join(spares, "\n")+"\x00"...)
-	if _, err := call(fd, req, fds); err != nil {
+	if _, _, err := call(fd, req, fds); err != nil {
 		return err
 	}
 	// It is the remover now. It waits for this end's close, which tells it that this process

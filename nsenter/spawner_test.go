@@ -22,8 +22,8 @@ const childEnv = "_NSENTER_TEST_SPAWNER"
 
 func TestMain(m *testing.M) {
 	switch os.Getenv(childEnv) {
-	case "clone":
-		os.Exit(report(spawnerClone()))
+	case "clone", "preclone", "preclone-badmap":
+		os.Exit(report(spawnerClone(os.Getenv(childEnv))))
 	case "reclaim":
 		if !HaveSpawner() {
 			os.Exit(report(errors.New("a `run` has no spawner")))
@@ -53,8 +53,17 @@ func runChild(t *testing.T, mode string) {
 
 // TestSpawnerClone: the spawner clones a child of this process into new namespaces, maps it,
 // hands it exactly its stdio and init socket and makes it the namespace's root, then runs
-// initchild.c; a refused clone or map is an error with no child left behind.
+// initchild.c; a refused clone or map is an error with no child left behind. The child it
+// cloned in advance (other namespaces were asked for) is discarded and reaped.
 func TestSpawnerClone(t *testing.T) { runChild(t, "clone") }
+
+// TestSpawnerPreclone: the child the spawner cloned in advance (in new namespaces, ours, not
+// mapped) becomes the init child when the boot asks for those namespaces, just as one cloned
+// on request; with a refused map it is killed and reaped.
+func TestSpawnerPreclone(t *testing.T) {
+	runChild(t, "preclone")
+	runChild(t, "preclone-badmap")
+}
 
 // TestSpawnerReclaim: the spawner, become the remover, closes the held files, removes the
 // groups (subgroups included), the lock file and then the directory.
@@ -82,7 +91,10 @@ func children() []string {
 	return out
 }
 
-func spawnerClone() error {
+// spawnerClone checks the spawner's clones: mode "clone" one cloned on request (other flags
+// than those of the child it cloned in advance, which it then discards), "preclone" that child,
+// "preclone-badmap" that child refused its map.
+func spawnerClone(mode string) error {
 	if !HaveSpawner() {
 		return errors.New("a `run` has no spawner")
 	}
@@ -106,30 +118,89 @@ func spawnerClone() error {
 	ours, theirs := os.NewFile(uintptr(fds[0]), "ours"), os.NewFile(uintptr(fds[1]), "theirs")
 	const host = 3000000000
 	req := CloneRequest{Flags: unix.CLONE_NEWUSER | unix.CLONE_NEWNS | unix.CLONE_NEWPID, MapHost: host, MapSize: 65536,
-		MountNS: ns, Cwd: cwd, Stdin: null, Stdout: null, Stderr: null, Sock: theirs, CgroupFD: -1}
-	before := fmt.Sprint(children()) // the spawner
+		MountNS: ns, Cwd: cwd, CwdPath: "/", Stdin: null, Stdout: null, Stderr: null, Sock: theirs, CgroupFD: -1}
+	spawnerOnly := fmt.Sprint([]string{strconv.Itoa(spawner.pid)})
+
+	// The child cloned in advance (while this process started): ours too, in namespaces of its
+	// own, not mapped yet.
+	pre := ""
+	for deadline := time.Now().Add(5 * time.Second); pre == "" && time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+		for _, c := range children() {
+			if c != strconv.Itoa(spawner.pid) {
+				pre = c
+			}
+		}
+	}
+	if len(children()) != 2 || pre == "" {
+		return fmt.Errorf("children %v: want the spawner %d and a child cloned in advance", children(), spawner.pid)
+	}
+	if m, err := os.ReadFile("/proc/" + pre + "/uid_map"); err != nil || len(m) != 0 {
+		return fmt.Errorf("the child cloned in advance has uid_map %q (%v), want none yet", m, err)
+	}
+	if a, _ := os.Readlink("/proc/" + pre + "/ns/net"); a == "" || a == must(os.Readlink("/proc/self/ns/net")) {
+		return fmt.Errorf("the child cloned in advance shares our network namespace (%s)", a)
+	}
+
+	switch mode {
+	case "preclone-badmap":
+		bad := req
+		bad.Flags = precloneFlags
+		bad.MapHost = 1<<32 - 100 // past the end of the ID space: the kernel refuses the map
+		if _, err := CloneInit(bad); !errors.Is(err, unix.EINVAL) {
+			return fmt.Errorf("the child cloned in advance with a refused map: %v, want EINVAL", err)
+		}
+		if now := fmt.Sprint(children()); now != spawnerOnly {
+			return fmt.Errorf("children after a refused map: %s, want the spawner only", now)
+		}
+		CloseSpawner()
+		return nil
+	case "preclone":
+		req.Flags = precloneFlags
+		pid, err := CloneInit(req)
+		if err != nil {
+			return fmt.Errorf("clone: %w", err)
+		}
+		if strconv.Itoa(pid) != pre {
+			return fmt.Errorf("the clone is %d, not the child cloned in advance %s", pid, pre)
+		}
+		theirs.Close()
+		return checkInitChild(pid, ours, host)
+	}
 
 	bad := req
 	bad.MountNS = int(null.Fd()) // not a namespace: setns refuses, nothing is cloned
 	if _, err := CloneInit(bad); !errors.Is(err, unix.EINVAL) {
 		return fmt.Errorf("clone from a non-namespace: %v, want EINVAL", err)
 	}
+	// Other flags than the child cloned in advance has: it is discarded (and reaped).
+	if now := fmt.Sprint(children()); now != spawnerOnly {
+		return fmt.Errorf("children after a refused clone: %s, want the spawner only", now)
+	}
 	bad = req
-	bad.MapHost = 1<<32 - 100 // past the end of the ID space: the kernel refuses the map
+	bad.MapHost = 1<<32 - 100
 	if _, err := CloneInit(bad); !errors.Is(err, unix.EINVAL) {
 		return fmt.Errorf("clone with a refused map: %v, want EINVAL", err)
 	}
-	if now := fmt.Sprint(children()); now != before {
-		return fmt.Errorf("children after refused clones: %s, before %s", now, before)
+	if now := fmt.Sprint(children()); now != spawnerOnly {
+		return fmt.Errorf("children after refused clones: %s, want the spawner only", now)
 	}
-
 	pid, err := CloneInit(req)
 	if err != nil {
 		return fmt.Errorf("clone: %w", err)
 	}
 	theirs.Close()
-	// It runs initchild.c, waiting for its config, as root of its user namespace (host ID
-	// `host`), PID 1 of its own PID namespace, with fds 0-3 only.
+	return checkInitChild(pid, ours, host)
+}
+
+// precloneFlags are spawner.c's PRECLONE_FLAGS.
+const precloneFlags = unix.CLONE_NEWUSER | unix.CLONE_NEWNS | unix.CLONE_NEWPID | unix.CLONE_NEWNET | unix.CLONE_NEWUTS | unix.CLONE_NEWIPC
+
+func must(s string, _ error) string { return s }
+
+// checkInitChild: the clone pid runs initchild.c, waiting for its config on ours, as root of its
+// user namespace (host ID host), PID 1 of its own PID namespace, with fds 0-3 only; it is our
+// child, and the spawner leaves when closed.
+func checkInitChild(pid int, ours *os.File, host int) error {
 	proc := "/proc/" + strconv.Itoa(pid)
 	deadline := time.Now().Add(5 * time.Second)
 	for {
@@ -173,7 +244,7 @@ func spawnerClone() error {
 	if HaveSpawner() || len(children()) != 0 {
 		return fmt.Errorf("after CloseSpawner: children %v", children())
 	}
-	if _, err := CloneInit(req); !errors.Is(err, ErrNoSpawner) {
+	if _, err := CloneInit(CloneRequest{}); !errors.Is(err, ErrNoSpawner) {
 		return fmt.Errorf("clone without a spawner: %v, want ErrNoSpawner", err)
 	}
 	return nil

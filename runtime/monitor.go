@@ -570,7 +570,7 @@ func (m *monitor) cloneInit(cmd *exec.Cmd, sock *os.File) (int, error) {
 		return 0, os.NewSyscallError("open working directory", err)
 	}
 	defer unix.Close(cwd)
-	req.MountNS, req.Cwd = ns, cwd
+	req.MountNS, req.Cwd, req.CwdPath = ns, cwd, m.st.Path(m.id, "root")
 	pid, err := nsenter.CloneInit(req)
 	if errors.Is(err, nsenter.ErrNoSpawner) {
 		return startCmd(cmd)

@@ -42,6 +42,8 @@ echo "== without the spawner: the lifecycle, start and run paths again"
 # Boots clone their init child with the spawner (nsenter/spawner.c) when they have one; a
 # spawned monitor has none, and VPSCTL_NO_SPAWNER turns it off: Go's clone, run once more.
 VPSCTL_NO_SPAWNER=1 go test -p 1 -count=1 -timeout 10m -run 'TestCoreLifecycle|TestRun|TestStartPaths|TestKillAndStartAgain' "$@" ./tests
+echo "== without the init child cloned in advance (VPSCTL_NO_PRECLONE=1): cloned on request"
+VPSCTL_NO_PRECLONE=1 go test -p 1 -count=1 -timeout 10m -run 'TestCoreLifecycle|TestRun|TestStartPaths' "$@" ./tests
 echo "== without a background remover: the lifecycle, run and kill-and-start paths again"
 # VPSCTL_SYNC_DESTROY=1: stop, run --rm and destroy tear down and delete before they return.
 VPSCTL_SYNC_DESTROY=1 go test -p 1 -count=1 -timeout 10m -run 'TestCoreLifecycle|TestRun|TestKillAndStartAgain' "$@" ./tests
