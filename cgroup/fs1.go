@@ -1,6 +1,7 @@
 package cgroup
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/moby/sys/mountinfo"
+	"github.com/vpsctl/vpsctl/internal/sysfile"
 	"golang.org/x/sys/unix"
 )
 
@@ -44,7 +46,11 @@ var v1Controllers = []string{"blkio", "cpu", "cpuacct", "cpuset", "devices", "fr
 // elsewhere), one mount per hierarchy.
 var v1Hierarchies = sync.OnceValues(func() ([]hierarchy, error) {
 	// One read of the mount table for both kinds (it is long on a host with many VPSs' mounts).
-	mounts, err := mountinfo.GetMounts(func(mi *mountinfo.Info) (skip, stop bool) {
+	b, err := sysfile.ReadFile("/proc/thread-self/mountinfo")
+	if err != nil {
+		return nil, err
+	}
+	mounts, err := mountinfo.GetMountsFromReader(bytes.NewReader(b), func(mi *mountinfo.Info) (skip, stop bool) {
 		return mi.FSType != "cgroup" && mi.FSType != "cgroup2", false
 	})
 	if err != nil {

@@ -3,11 +3,12 @@ package cgroup
 import (
 	"fmt"
 	"math"
-	"os"
 	"path"
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/vpsctl/vpsctl/internal/sysfile"
 )
 
 // ParseSize parses a size as vzctl writes it: decimal digits with an
@@ -111,7 +112,7 @@ func ProcGroup(pid int) (string, error) {
 }
 
 func readProcCgroup(pid int) ([]ProcCgroupLine, error) {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", pid))
+	data, err := sysfile.ReadFile(fmt.Sprintf("/proc/%d/cgroup", pid))
 	if err != nil {
 		return nil, err
 	}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+	"github.com/vpsctl/vpsctl/internal/sysfile"
 	"golang.org/x/sys/unix"
 )
 
@@ -144,21 +145,12 @@ var procSys = "/proc/sys"
 // setHostSysctl writes val to a sysctl of the host's network namespace (the
 // one this process runs in: /proc/sys/net shows the namespace of the reader).
 func setHostSysctl(key, val string) error {
-	path := procSys + "/" + key
-	f, err := os.OpenFile(path, os.O_WRONLY, 0)
-	if err != nil {
-		return err
-	}
-	_, err = f.WriteString(val)
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	return err
+	return sysfile.WriteFile(procSys+"/"+key, []byte(val), 0, 0)
 }
 
 // hostSysctl reads a sysctl of the host's network namespace.
 func hostSysctl(key string) (string, error) {
-	b, err := os.ReadFile(procSys + "/" + key)
+	b, err := sysfile.ReadFile(procSys + "/" + key)
 	return strings.TrimSpace(string(b)), err
 }
 

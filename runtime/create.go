@@ -10,6 +10,7 @@ import (
 
 	"github.com/vpsctl/vpsctl/container"
 	"github.com/vpsctl/vpsctl/internal/fault"
+	"github.com/vpsctl/vpsctl/internal/sysfile"
 	"github.com/vpsctl/vpsctl/store"
 	"github.com/vpsctl/vpsctl/template"
 	"github.com/vpsctl/vpsctl/uid"
@@ -183,7 +184,7 @@ func (r *Runtime) Create(o CreateOptions) error {
 			os.RemoveAll(stage)
 		}
 	}()
-	if err := os.WriteFile(filepath.Join(stage, "vps.conf"), c.Format(), 0o600); err != nil {
+	if err := sysfile.WriteFile(filepath.Join(stage, "vps.conf"), c.Format(), os.O_CREATE|os.O_TRUNC, 0o600); err != nil {
 		return err
 	}
 	// The private area is the overlay's upper layer: its root directory is the VPS's "/", so it

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/vpsctl/vpsctl/internal/sysfile"
 	"golang.org/x/sys/unix"
 )
 
@@ -67,7 +68,7 @@ func lockFile(path, what, subject string) (*Lock, error) {
 
 // lockOpen opens path and flocks it, waiting until deadline.
 func lockOpen(path, subject string, deadline time.Time) (*os.File, error) {
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	f, err := sysfile.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		return nil, err
 	}

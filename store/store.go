@@ -21,6 +21,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"sort"
@@ -29,6 +31,7 @@ import (
 	"time"
 
 	"github.com/vpsctl/vpsctl/internal/fault"
+	"github.com/vpsctl/vpsctl/internal/sysfile"
 	"golang.org/x/sys/unix"
 )
 
@@ -124,28 +127,53 @@ func WriteFileVolatile(path string, data []byte, perm os.FileMode) error {
 }
 
 func writeFile(path string, data []byte, perm os.FileMode, durable bool) error {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
+	// Plain system calls, not os.CreateTemp's os.File (see package sysfile): run state is
+	// written on every boot's critical path.
+	var fd int
+	var tmp string
+	var err error
+	for range 100 {
+		tmp = fmt.Sprintf("%s/.%s.tmp%d", filepath.Dir(path), filepath.Base(path), rand.Uint32())
+		if fd, err = sysfile.Open(tmp, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600); !errors.Is(err, fs.ErrExist) {
+			break
+		}
+	}
 	if err != nil {
 		return err
 	}
-	tmp := f.Name()
-	_, werr := f.Write(data)
+	werr := writeAll(fd, data)
 	if werr == nil {
-		werr = f.Chmod(perm)
+		werr = unix.Fchmod(fd, uint32(perm.Perm()))
 	}
 	if werr == nil && durable {
-		werr = f.Sync()
+		werr = unix.Fsync(fd)
 	}
-	if cerr := f.Close(); werr == nil {
+	if cerr := unix.Close(fd); werr == nil {
 		werr = cerr
 	}
-	if werr == nil {
+	if werr != nil {
+		werr = &os.PathError{Op: "write", Path: tmp, Err: werr}
+	} else {
 		werr = os.Rename(tmp, path)
 	}
 	if werr != nil {
 		os.Remove(tmp)
 		return werr
+	}
+	return nil
+}
+
+// writeAll writes data to fd, all of it.
+func writeAll(fd int, data []byte) error {
+	for len(data) > 0 {
+		n, err := unix.Write(fd, data)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		data = data[n:]
 	}
 	return nil
 }
@@ -158,7 +186,7 @@ func (s *Store) Exists(id uint32) bool {
 
 // LoadConfig reads VPS id's configuration.
 func (s *Store) LoadConfig(id uint32) (*Config, error) {
-	b, err := os.ReadFile(s.Path(id, "vps.conf"))
+	b, err := sysfile.ReadFile(s.Path(id, "vps.conf"))
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("VPS %d: %w", id, ErrNotExist)
 	}
@@ -396,7 +424,7 @@ type RunState struct {
 
 // LoadRun reads VPS id's runtime state; os.ErrNotExist if it has none.
 func (s *Store) LoadRun(id uint32) (*RunState, error) {
-	b, err := os.ReadFile(s.Path(id, "run.json"))
+	b, err := sysfile.ReadFile(s.Path(id, "run.json"))
 	if err != nil {
 		return nil, err
 	}
@@ -433,7 +461,7 @@ func RemoveAll(dir string) error {
 
 // UnmountBelow detaches every mount below dir, deepest first.
 func UnmountBelow(dir string) {
-	if mi, err := os.ReadFile("/proc/self/mountinfo"); err == nil {
+	if mi, err := sysfile.ReadFile("/proc/self/mountinfo"); err == nil {
 		var below []string
 		for _, l := range strings.Split(string(mi), "\n") {
 			f := strings.Fields(l)

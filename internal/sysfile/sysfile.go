@@ -1,0 +1,96 @@
+// Package sysfile reads and writes small files (kernfs, procfs, sysfs, vpsctl's state) with
+// plain system calls.
+//
+// An os.File is made for Go's netpoller: opening one sets the descriptor non-blocking, tries to
+// register it with epoll (which succeeds for the kernel's pollable pseudo-files, cgroup and
+// procfs ones among them), and puts it back; closing deregisters it. That is four or five more
+// system calls per file, and a boot touches some sixty files on its critical path. These
+// helpers do the open, the reads or the one write, and the close, nothing else.
+//
+// Invariants: descriptors are close-on-exec and never outlive the call (Open's excepted, which
+// hands one over); errors are *os.PathError, as os's, so errors.Is(err, fs.ErrNotExist) works.
+package sysfile
+
+import (
+	"io"
+	"os"
+
+	"golang.org/x/sys/unix"
+)
+
+// Open opens path with flags (O_CLOEXEC added), retrying on EINTR.
+func Open(path string, flags int, perm uint32) (int, error) {
+	for {
+		fd, err := unix.Open(path, flags|unix.O_CLOEXEC, perm)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return -1, &os.PathError{Op: "open", Path: path, Err: err}
+		}
+		return fd, nil
+	}
+}
+
+// OpenFile is Open returning an *os.File that is not registered with the netpoller (a
+// blocking descriptor, as os.NewFile leaves it): for files whose descriptor is passed on or
+// locked, not polled.
+func OpenFile(path string, flags int, perm uint32) (*os.File, error) {
+	fd, err := Open(path, flags, perm)
+	if err != nil {
+		return nil, err
+	}
+	return os.NewFile(uintptr(fd), path), nil
+}
+
+// ReadFile returns the whole content of path, as os.ReadFile.
+func ReadFile(path string) ([]byte, error) {
+	fd, err := Open(path, unix.O_RDONLY, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer unix.Close(fd)
+	b := make([]byte, 0, 512)
+	for {
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)]
+		}
+		n, err := unix.Read(fd, b[len(b):cap(b)])
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return nil, &os.PathError{Op: "read", Path: path, Err: err}
+		}
+		if n == 0 {
+			return b, nil
+		}
+		b = b[:len(b)+n]
+	}
+}
+
+// WriteFile opens path with flags (O_WRONLY added; O_CREAT and O_TRUNC are the caller's) and
+// writes data in one write(2): kernel files take one write as one command, and a value they
+// refuse fails that write.
+func WriteFile(path string, data []byte, flags int, perm uint32) error {
+	fd, err := Open(path, unix.O_WRONLY|flags, perm)
+	if err != nil {
+		return err
+	}
+	for {
+		n, err := unix.Write(fd, data)
+		if err == unix.EINTR {
+			continue
+		}
+		if err == nil && n != len(data) {
+			err = io.ErrShortWrite
+		}
+		if cerr := unix.Close(fd); err == nil && cerr != nil && cerr != unix.EINTR {
+			err = cerr
+		}
+		if err != nil {
+			return &os.PathError{Op: "write", Path: path, Err: err}
+		}
+		return nil
+	}
+}

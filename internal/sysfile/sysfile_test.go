@@ -1,0 +1,71 @@
+package sysfile
+
+import (
+	"bytes"
+	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+// TestReadWrite: a file larger than the first buffer is read whole; a write replaces with
+// O_TRUNC and creates with O_CREAT at the given mode (umask aside); missing files are
+// fs.ErrNotExist as *os.PathError naming them.
+func TestReadWrite(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "f")
+	big := bytes.Repeat([]byte("0123456789abcdef"), 1000)
+	if err := WriteFile(p, big, os.O_CREATE|os.O_TRUNC, 0o640); err != nil {
+		t.Fatal(err)
+	}
+	got, err := ReadFile(p)
+	if err != nil || !bytes.Equal(got, big) {
+		t.Fatalf("ReadFile: %d bytes, %v; want %d", len(got), err, len(big))
+	}
+	if err := WriteFile(p, []byte("x"), os.O_TRUNC, 0); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := ReadFile(p); string(got) != "x" {
+		t.Fatalf("after a truncating write: %q", got)
+	}
+	if fi, _ := os.Stat(p); fi.Mode().Perm()&^0o640 != 0 {
+		t.Fatalf("mode %v, want within 0640", fi.Mode())
+	}
+	var pe *os.PathError
+	missing := filepath.Join(dir, "missing")
+	if _, err := ReadFile(missing); !errors.Is(err, fs.ErrNotExist) || !errors.As(err, &pe) || pe.Path != missing {
+		t.Fatalf("ReadFile of a missing file: %v", err)
+	}
+	if err := WriteFile(missing, []byte("x"), 0, 0); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("WriteFile without O_CREAT of a missing file: %v", err)
+	}
+}
+
+// TestWriteRefused: a value the kernel refuses fails the write, as *os.PathError.
+func TestWriteRefused(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root (writes a sysctl)")
+	}
+	err := WriteFile("/proc/sys/kernel/pid_max", []byte("not a number"), 0, 0)
+	var pe *os.PathError
+	if !errors.Is(err, unix.EINVAL) || !errors.As(err, &pe) || pe.Op != "write" {
+		t.Fatalf("refused value: %v, want a write *PathError with EINVAL", err)
+	}
+}
+
+// TestOpenFile: the descriptor is close-on-exec and blocking (not the netpoller's).
+func TestOpenFile(t *testing.T) {
+	f, err := OpenFile(filepath.Join(t.TempDir(), "l"), os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	fl, _ := unix.FcntlInt(f.Fd(), unix.F_GETFD, 0)
+	st, _ := unix.FcntlInt(f.Fd(), unix.F_GETFL, 0)
+	if fl&unix.FD_CLOEXEC == 0 || st&unix.O_NONBLOCK != 0 {
+		t.Fatalf("fd flags %#x, status %#x: want close-on-exec, blocking", fl, st)
+	}
+}
