@@ -232,7 +232,8 @@ static void guest_cgroups(void)
 		die("mount /sys/fs/cgroup");
 	for (int i = 0; i < nh; i++) {
 		const char *rel = hs[i].dir + 1;
-		if (mkdir_p(rel, 0755) < 0)
+		// In the tmpfs just mounted: one mkdir, unless the mount point is nested deeper.
+		if (mkdir(rel, 0755) < 0 && mkdir_p(rel, 0755) < 0)
 			die("mkdir /%s", rel);
 		if (mount("cgroup", rel, hs[i].fstype, NOSUIDDEVEXEC, hs[i].opts[0] ? hs[i].opts : NULL) < 0)
 			die("mount %s (%s) on /%s", hs[i].fstype, hs[i].opts, rel);

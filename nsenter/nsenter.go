@@ -50,6 +50,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/vpsctl/vpsctl/internal/sysfile"
 	"golang.org/x/sys/unix"
 )
 
@@ -295,7 +296,7 @@ func FastCapDrop() uint64 { return uint64(C.vpsctl_fast_capdrop()) }
 // directories: see cgroup.Manager.Spares) before it removes any file.
 func RemoveTree(dir string, dirLock *os.File, groups []string, vpsLock *os.File, vpsLockPath string, spares []string, hold []*os.File) error {
 	if dirLock == nil {
-		null, err := os.Open(os.DevNull) // fd 3's place
+		null, err := sysfile.OpenFile(os.DevNull, os.O_RDONLY, 0) // fd 3's place
 		if err != nil {
 			return err
 		}

@@ -136,8 +136,9 @@ func call(fd int, req []byte, fds []int) (pid, discarded int, err error) {
 	return pid, discarded, nil
 }
 
-// CloseSpawner ends the spawner, if there is one, and reaps it: a monitor calls it once its
-// VPS's init is cloned (the spawner is its child, which would otherwise stay a zombie).
+// CloseSpawner ends the spawner, if there is one, and reaps it in the background: a monitor
+// calls it once its VPS's init is cloned (the spawner is its child, which would otherwise stay
+// a zombie).
 func CloseSpawner() {
 	spawner.Lock()
 	defer spawner.Unlock()
@@ -146,7 +147,9 @@ func CloseSpawner() {
 	}
 	unix.Close(spawner.fd)
 	spawner.fd = -1
-	reap(spawner.pid)
+	// It exits at once; nothing waits for its exit here (a monitor becomes the C reaper,
+	// which reaps any child of its, and a reap before the exec is just as good).
+	go reap(spawner.pid)
 }
 
 // reclaimBySpawner hands a RemoveTree job to the spawner, which becomes the remover (and is

@@ -241,6 +241,10 @@ func checkInitChild(pid int, ours *os.File, host int) error {
 	}
 
 	CloseSpawner()
+	// The spawner exits at EOF and is reaped in the background.
+	for deadline := time.Now().Add(5 * time.Second); len(children()) != 0 && time.Now().Before(deadline); {
+		time.Sleep(time.Millisecond)
+	}
 	if HaveSpawner() || len(children()) != 0 {
 		return fmt.Errorf("after CloseSpawner: children %v", children())
 	}

@@ -2,7 +2,6 @@ package runtime
 
 import (
 	"bytes"
-	"os"
 	"strconv"
 
 	"github.com/vpsctl/vpsctl/internal/sysfile"
@@ -53,7 +52,7 @@ func alive(pid int, start uint64) bool {
 		return false
 	}
 	dir := "/proc/" + strconv.Itoa(pid)
-	b, err := os.ReadFile(dir + "/stat")
+	b, err := sysfile.ReadFile(dir + "/stat")
 	if err != nil {
 		return false
 	}
@@ -69,7 +68,7 @@ func alive(pid int, start uint64) bool {
 
 // threadsOf is the Threads: count of /proc/PID/status (dir is /proc/PID), 0 if unknown.
 func threadsOf(dir string) int {
-	b, err := os.ReadFile(dir + "/status")
+	b, err := sysfile.ReadFile(dir + "/status")
 	if err != nil {
 		return 0
 	}
