@@ -26,6 +26,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <net/if.h>
+#include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
@@ -327,6 +329,23 @@ static void special(int own_net, int own_cgroup, const char *console)
 	}
 }
 
+// loopback_up brings up the loopback interface of the VPS's own network namespace, as a
+// booting kernel's init scripts would expect and a one-shot command may need; the monitor
+// configures the VPS's other interfaces, if it has any (network.Setup).
+static void loopback_up(void)
+{
+	int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	struct ifreq ifr;
+	memset(&ifr, 0, sizeof(ifr));
+	snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "lo");
+	if (s < 0 || ioctl(s, SIOCGIFFLAGS, &ifr) < 0)
+		die("loopback interface");
+	ifr.ifr_flags |= IFF_UP;
+	if (ioctl(s, SIOCSIFFLAGS, &ifr) < 0)
+		die("set loopback up");
+	close(s);
+}
+
 // recv_config reads the one config message and the rootfs fd.
 static size_t recv_config(char *buf, size_t n, int *rootfd)
 {
@@ -427,6 +446,8 @@ void vpsctl_init_child(const char *sockfd)
 		die("chdir root");
 	close(rootfd);
 	mark("init-child-config");
+	if (ns & CLONE_NEWNET)
+		loopback_up();
 	special(ns & CLONE_NEWNET, ns & CLONE_NEWCGROUP, console);
 	mark("init-child-mounted");
 	// pivot_root(".", ".") stacks the old root on top of the new one; unmounting it leaves the

@@ -52,6 +52,10 @@ func TestCoreLifecycle(t *testing.T) {
 	if got := strings.TrimSpace(must(t, "exec", "web", "--", "hostname")); got != "alpha" {
 		t.Fatalf("hostname inside = %q, want alpha", got)
 	}
+	// No addresses or interfaces configured: the init child brought the loopback up itself.
+	if got := strings.TrimSpace(must(t, "exec", "101", "--", "cat", "/sys/class/net/lo/flags")); got != "0x9" {
+		t.Fatalf("loopback flags %q, want 0x9 (up)", got)
+	}
 	host, _ := os.Hostname()
 	if host == "alpha" {
 		t.Fatal("host's hostname changed")
@@ -372,15 +376,16 @@ func TestRun(t *testing.T) {
 	}
 	locksBefore := locks()
 
+	// Its own network namespace, with only the loopback, up (flags IFF_UP|IFF_LOOPBACK).
 	cmd := exec.Command(bin, "--root", root, "run", "--rm", "--template", "busybox", "--hostname", "h1", "--",
-		"/bin/sh", "-c", `hostname; echo pid=$$; cat; id -u; exit 7`)
+		"/bin/sh", "-c", `hostname; echo pid=$$; cat; id -u; ls /sys/class/net; cat /sys/class/net/lo/flags; exit 7`)
 	cmd.Stdin = strings.NewReader("from-stdin\n")
 	out, err := cmd.Output()
 	var ee *exec.ExitError
 	if !errors.As(err, &ee) || ee.ExitCode() != 7 {
 		t.Fatalf("run: %v (want exit 7); out %q", err, out)
 	}
-	if want := "h1\npid=1\nfrom-stdin\n0\n"; string(out) != want {
+	if want := "h1\npid=1\nfrom-stdin\n0\nlo\n0x9\n"; string(out) != want {
 		t.Fatalf("run output %q, want %q", out, want)
 	}
 	if after := fmt.Sprint(vpsDirs(t)); after != before {
