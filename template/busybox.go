@@ -25,10 +25,14 @@ console::respawn:/sbin/getty -L 0 console vt100
 ::shutdown:/bin/sync
 ::restart:/sbin/init
 `,
+	// Shell builtins only: every command rcS runs is an exec of busybox, whose glibc start-up
+	// costs 0.5-1 ms of CPU here, while the host is still busy with the start (/var/run is
+	// in the template; the test is for templates built before it was).
 	"etc/init.d/rcS": `#!/bin/sh
 # Runs once at boot. vpsctl has mounted /proc, /sys, /dev and /run and set the hostname.
 [ -d /var/run ] || ln -s /run /var/run
-echo "busybox VPS $(hostname) booted"
+read -r h </proc/sys/kernel/hostname
+echo "busybox VPS $h booted"
 `,
 	"etc/passwd":      "root::0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n",
 	"etc/group":       "root:x:0:\ntty:x:5:\nnogroup:x:65534:\n",
@@ -62,6 +66,9 @@ func BuildBusybox(st *store.Store, name, busybox string, replace bool, progress 
 		}
 		os.Chmod(filepath.Join(rootfs, "tmp"), os.ModeSticky|0o777)
 		os.Chmod(filepath.Join(rootfs, "root"), 0o700)
+		if err := os.Symlink("../run", filepath.Join(rootfs, "var/run")); err != nil {
+			return err
+		}
 		if err := copyFile(busybox, filepath.Join(rootfs, "bin/busybox"), 0o755); err != nil {
 			return err
 		}
