@@ -134,6 +134,21 @@ static int process_args(char ***argv)
 }
 #endif
 
+// keep_thread_start_group: musl's allocator unmaps a group of small slots as soon as its last
+// slot is freed. Go's cgo runtime mallocs a three-word start record for every thread it makes
+// (x_cgo_thread_start), which the new thread frees at once: an mmap and a munmap per thread, and
+// the munmap of a multithreaded process is a TLB shootdown, an IPI to the other CPU, which
+// traps to the hypervisor here (about 20 per command). One record of that size that is never
+// freed keeps the group mapped. glibc's allocator keeps small chunks anyway.
+static void keep_thread_start_group(void)
+{
+#ifndef __GLIBC__
+	static void *kept;
+	if (!kept)
+		kept = malloc(3 * sizeof(void *));
+#endif
+}
+
 // glibc passes constructors the program's argc, argv and environment (see process_args).
 __attribute__((constructor)) static void vpsctl_nsenter(int argc, char **argv, char **envp)
 {
@@ -158,6 +173,7 @@ __attribute__((constructor)) static void vpsctl_nsenter(int argc, char **argv, c
 			vpsctl_start_fork(argc, argv); // `vpsctl start`: see startfork.c
 			vpsctl_spawner_start(argc, argv, vpsctl_start_fd >= 0); // see spawner.c
 		}
+		keep_thread_start_group();
 		return;
 	}
 	sock = atoi(s);
