@@ -155,13 +155,33 @@ func spawnerClone(mode string) error {
 		CloseSpawner()
 		return nil
 	case "preclone":
+		// Into a cgroup2 group (a hybrid host's unified tree, or a pure v2 host's), as a v2
+		// boot asks: the child, which has run nothing yet, is moved there.
 		req.Flags = precloneFlags
+		v2 := "/sys/fs/cgroup/unified"
+		if _, err := os.Stat(v2 + "/cgroup.procs"); err != nil {
+			v2 = "/sys/fs/cgroup"
+		}
+		group := fmt.Sprintf("vpsctl-test-preclone-%d", os.Getpid())
+		if err := os.Mkdir(filepath.Join(v2, group), 0o755); err != nil {
+			return err
+		}
+		defer os.Remove(filepath.Join(v2, group))
+		cg, err := unix.Open(filepath.Join(v2, group), unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return err
+		}
+		req.CgroupFD = cg
 		pid, err := CloneInit(req)
+		unix.Close(cg)
 		if err != nil {
 			return fmt.Errorf("clone: %w", err)
 		}
 		if strconv.Itoa(pid) != pre {
 			return fmt.Errorf("the clone is %d, not the child cloned in advance %s", pid, pre)
+		}
+		if b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", pid)); !strings.Contains(string(b), "0::/"+group+"\n") {
+			return fmt.Errorf("the child's cgroups:\n%s\nwant 0::/%s", b, group)
 		}
 		theirs.Close()
 		return checkInitChild(pid, ours, host)
