@@ -290,6 +290,37 @@ static int write_map(int pid, const char *file, const struct spawn_req *req)
 	return write_file(path, map) < 0 ? errno : 0;
 }
 
+#ifndef SYS_faccessat2
+#define SYS_faccessat2 439
+#endif
+
+// reachable_without_caps reports whether path can be walked into with this process's IDs but
+// without the capabilities that override file permissions: what the child cloned in advance has
+// (host root's IDs, no capability over the host's files), which enters the boot's directory by
+// path. A state root below a directory only another user can search fails this (the child would
+// be refused); the boot then gets a child cloned on request, which is handed the directory as
+// an fd. The kernel's own check, with CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH out of the
+// effective set for its duration.
+static int reachable_without_caps(const char *path)
+{
+	struct {
+		uint32_t version;
+		int pid;
+	} h = { 0x20080522 /* _LINUX_CAPABILITY_VERSION_3 */, 0 };
+	struct {
+		uint32_t effective, permitted, inheritable;
+	} saved[2], d[2];
+	if (syscall(SYS_capget, &h, saved) < 0)
+		return 0;
+	memcpy(d, saved, sizeof(d));
+	d[0].effective &= ~((1u << 1) | (1u << 2)); // CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH
+	if (syscall(SYS_capset, &h, d) < 0)
+		return 0;
+	int ok = syscall(SYS_faccessat2, AT_FDCWD, path, X_OK, AT_EACCESS) == 0;
+	syscall(SYS_capset, &h, saved);
+	return ok;
+}
+
 // use_preclone makes the pre-cloned child the boot's init child: maps it, puts it in the boot's
 // cgroup2 group if there is one (it has run nothing yet: as good as CLONE_INTO_CGROUP), and
 // hands it its fds and working directory. 0 or an errno, as do_clone.
@@ -408,7 +439,7 @@ static void spawner_main(int sock, int boots)
 		} else if (req.op == OP_CLONE) {
 			// payload: the boot's working directory, by path (for a pre-cloned child).
 			int pid = 0, err, discarded = 0;
-			if (pre.pid > 0 && req.flags == PRECLONE_FLAGS && payload[0] == '/') {
+			if (pre.pid > 0 && req.flags == PRECLONE_FLAGS && payload[0] == '/' && reachable_without_caps(payload)) {
 				err = use_preclone(fds, nfds, &req, payload, &pid);
 			} else {
 				discarded = discard_preclone();

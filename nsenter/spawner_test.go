@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -22,7 +23,7 @@ const childEnv = "_NSENTER_TEST_SPAWNER"
 
 func TestMain(m *testing.M) {
 	switch os.Getenv(childEnv) {
-	case "clone", "preclone", "preclone-badmap":
+	case "clone", "preclone", "preclone-badmap", "preclone-unreachable":
 		os.Exit(report(spawnerClone(os.Getenv(childEnv))))
 	case "reclaim":
 		if !HaveSpawner() {
@@ -59,10 +60,12 @@ func TestSpawnerClone(t *testing.T) { runChild(t, "clone") }
 
 // TestSpawnerPreclone: the child the spawner cloned in advance (in new namespaces, ours, not
 // mapped) becomes the init child when the boot asks for those namespaces, just as one cloned
-// on request; with a refused map it is killed and reaped.
+// on request, moved into the boot's cgroup2 group; with a refused map it is killed and reaped;
+// for a working directory it could not walk into, a child is cloned on request instead.
 func TestSpawnerPreclone(t *testing.T) {
 	runChild(t, "preclone")
 	runChild(t, "preclone-badmap")
+	runChild(t, "preclone-unreachable")
 }
 
 // TestSpawnerReclaim: the spawner, become the remover, closes the held files, removes the
@@ -154,6 +157,39 @@ func spawnerClone(mode string) error {
 		}
 		CloseSpawner()
 		return nil
+	case "preclone-unreachable":
+		// A working directory the child cloned in advance could not walk into (below a
+		// directory only another user may search): a child is cloned on request instead, and
+		// the one cloned in advance is discarded and reaped.
+		base := filepath.Join(os.Getenv("_NSENTER_TEST_DIR"), "alice")
+		dir := filepath.Join(base, "state", "root")
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return err
+		}
+		if err := os.Chown(base, 12345, 12345); err != nil {
+			return err
+		}
+		if err := os.Chmod(base, 0o700); err != nil {
+			return err
+		}
+		cwd2, err := unix.Open(dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return err
+		}
+		req.Flags, req.Cwd, req.CwdPath = precloneFlags, cwd2, dir
+		pid, err := CloneInit(req)
+		unix.Close(cwd2)
+		if err != nil {
+			return fmt.Errorf("clone: %w", err)
+		}
+		if strconv.Itoa(pid) == pre {
+			return fmt.Errorf("the child cloned in advance (%s) was used for a directory it cannot reach", pre)
+		}
+		if kids := children(); len(kids) != 2 || !slices.Contains(kids, strconv.Itoa(pid)) {
+			return fmt.Errorf("children %v: want the spawner and the new child %d (the other reaped)", kids, pid)
+		}
+		theirs.Close()
+		return checkInitChild(pid, ours, host)
 	case "preclone":
 		// Into a cgroup2 group (a hybrid host's unified tree, or a pure v2 host's), as a v2
 		// boot asks: the child, which has run nothing yet, is moved there.
