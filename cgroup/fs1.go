@@ -137,45 +137,55 @@ func (m *fs1) CgroupFD() (int, error) {
 func (m *fs1) Create() error {
 	m.fresh = true
 	for _, h := range m.hiers {
-		cpuset := slices.Contains(h.ctrls, "cpuset")
-		leaf := filepath.Join(h.mount, m.rel)
-		// The parents (vpsctl/) exist but for the first group: the leaf is tried first, a
-		// spare group renamed into place before a new one.
-		var err error
-		if !takeSpare(h, leaf) {
-			err = os.Mkdir(leaf, 0o755)
-		}
-		if errors.Is(err, fs.ErrNotExist) {
-			dir := h.mount
-			for part := range strings.SplitSeq(m.rel, "/") {
-				parent := dir
-				dir = filepath.Join(dir, part)
-				made, err := mkdirNew(dir)
-				if err != nil {
-					return err
-				}
-				if dir == leaf {
-					m.fresh = m.fresh && made
-				}
-				if cpuset {
-					if err := copyCpuset(parent, dir); err != nil {
-						return err
-					}
-				}
-			}
-			continue
-		}
-		if err != nil && !errors.Is(err, fs.ErrExist) {
+		made, err := makeGroupDir(h, filepath.Join(h.mount, m.rel), m.rel)
+		if err != nil {
 			return err
 		}
-		m.fresh = m.fresh && err == nil
+		m.fresh = m.fresh && made
+	}
+	return nil
+}
+
+// makeGroupDir makes the group's directory leaf in h and reports whether it is new: a spare
+// renamed into place, else a mkdir. A new cpuset group gets its parent's CPUs and memory nodes.
+func makeGroupDir(h hierarchy, leaf, rel string) (bool, error) {
+	made := takeSpare(h, leaf)
+	if !made {
+		var err error
+		made, err = mkdir(leaf)
+		if errors.Is(err, fs.ErrNotExist) {
+			return makeGroupPath(h, rel)
+		}
+		if err != nil {
+			return false, err
+		}
+	}
+	if slices.Contains(h.ctrls, "cpuset") {
+		if err := copyCpuset(filepath.Dir(leaf), leaf); err != nil {
+			return false, err
+		}
+	}
+	return made, nil
+}
+
+// makeGroupPath makes rel and its missing parents below h's mount (the parents, vpsctl/, exist
+// but for the first group) and reports whether the leaf is new.
+func makeGroupPath(h hierarchy, rel string) (made bool, err error) {
+	cpuset := slices.Contains(h.ctrls, "cpuset")
+	dir := h.mount
+	for part := range strings.SplitSeq(rel, "/") {
+		parent := dir
+		dir = filepath.Join(dir, part)
+		if made, err = mkdir(dir); err != nil {
+			return false, err
+		}
 		if cpuset {
-			if err := copyCpuset(filepath.Dir(leaf), leaf); err != nil {
-				return err
+			if err := copyCpuset(parent, dir); err != nil {
+				return false, err
 			}
 		}
 	}
-	return nil
+	return made, nil
 }
 
 // spareSlots name the spare groups beside a VPS's: empty groups made ahead of need by the

@@ -50,7 +50,7 @@ func (m *fs2) Create() error {
 			return err
 		}
 		dir = filepath.Join(dir, part)
-		made, err := mkdirNew(dir)
+		made, err := mkdir(dir)
 		if err != nil {
 			return err
 		}

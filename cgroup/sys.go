@@ -112,13 +112,9 @@ func delegate(dir string, files []string, uid, gid int) error {
 	return nil
 }
 
-func mkdir(dir string) error {
-	_, err := mkdirNew(dir)
-	return err
-}
-
-// mkdirNew is mkdir that also reports whether it made dir (a fresh group, see withoutDefaults).
-func mkdirNew(dir string) (made bool, err error) {
+// mkdir makes dir, unless it exists, and reports whether it made it (a fresh group, see
+// withoutDefaults).
+func mkdir(dir string) (made bool, err error) {
 	err = os.Mkdir(dir, 0o755)
 	if err != nil && !errors.Is(err, fs.ErrExist) {
 		return false, err

@@ -90,17 +90,16 @@ void vpsctl_rmtree_job(const char *path, char *groups, const char *lock, char *s
 
 static char payload[1 << 16];
 
-// recv_req reads one request and its fds; 0 at EOF.
-static ssize_t recv_req(int sock, struct spawn_req *req, int *fds, int *nfds)
+// recv_fds reads one message into iov and the fds it carries (at most MAXFDS); 0 at EOF.
+static ssize_t recv_fds(int sock, struct iovec *iov, int niov, int *fds, int *nfds)
 {
-	struct iovec iov[2] = { { req, sizeof(*req) }, { payload, sizeof(payload) - 1 } };
 	union {
 		struct cmsghdr h;
 		char b[CMSG_SPACE(MAXFDS * sizeof(int))];
 	} u;
 	struct msghdr mh = { 0 };
 	mh.msg_iov = iov;
-	mh.msg_iovlen = 2;
+	mh.msg_iovlen = niov;
 	mh.msg_control = u.b;
 	mh.msg_controllen = sizeof(u.b);
 	ssize_t r;
@@ -116,7 +115,16 @@ static ssize_t recv_req(int sock, struct spawn_req *req, int *fds, int *nfds)
 			memcpy(fds + *nfds, CMSG_DATA(cm), n * sizeof(int));
 			*nfds += n;
 		}
-	payload[r > (ssize_t)sizeof(*req) ? r - sizeof(*req) : 0] = 0;
+	return r;
+}
+
+// recv_req reads one request, its payload (NUL-terminated) and its fds; 0 at EOF.
+static ssize_t recv_req(int sock, struct spawn_req *req, int *fds, int *nfds)
+{
+	struct iovec iov[2] = { { req, sizeof(*req) }, { payload, sizeof(payload) - 1 } };
+	ssize_t r = recv_fds(sock, iov, 2, fds, nfds);
+	if (r > 0)
+		payload[r > (ssize_t)sizeof(*req) ? r - sizeof(*req) : 0] = 0;
 	return r;
 }
 
@@ -214,22 +222,10 @@ static void preclone_child(int sock)
 		_exit(1);
 	syscall(SYS_close_range, 4U, ~0U, 0U);
 	struct preclone_msg m;
-	int fds[MAXFDS], nfds = 0;
-	char cbuf[CMSG_SPACE(sizeof(int) * MAXFDS)];
+	int fds[MAXFDS], nfds;
 	struct iovec iov = { &m, sizeof(m) };
-	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf, .msg_controllen = sizeof(cbuf) };
-	ssize_t r;
-	do
-		r = recvmsg(3, &mh, MSG_CMSG_CLOEXEC);
-	while (r < 0 && errno == EINTR);
-	if (r != (ssize_t)sizeof(m))
-		_exit(0);
-	for (struct cmsghdr *cm = CMSG_FIRSTHDR(&mh); cm; cm = CMSG_NXTHDR(&mh, cm))
-		if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS) {
-			int n = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-			memcpy(fds + nfds, CMSG_DATA(cm), n * sizeof(int));
-			nfds += n;
-		}
+	if (recv_fds(3, &iov, 1, fds, &nfds) != (ssize_t)sizeof(m))
+		_exit(0); // not used (EOF)
 	if (nfds != 4)
 		_exit(1);
 	m.cwd[sizeof(m.cwd) - 1] = 0;

@@ -127,53 +127,37 @@ func WriteFileVolatile(path string, data []byte, perm os.FileMode) error {
 }
 
 func writeFile(path string, data []byte, perm os.FileMode, durable bool) error {
-	// Plain system calls, not os.CreateTemp's os.File (see package sysfile): run state is
-	// written on every boot's critical path.
-	var fd int
-	var tmp string
+	// os.CreateTemp's file would be offered to the netpoller first (see package sysfile): run
+	// state is written on every boot's critical path. The same exclusive create of a random
+	// name, as a plain blocking file.
+	var f *os.File
 	var err error
 	for range 100 {
-		tmp = fmt.Sprintf("%s/.%s.tmp%d", filepath.Dir(path), filepath.Base(path), rand.Uint32())
-		if fd, err = sysfile.Open(tmp, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600); !errors.Is(err, fs.ErrExist) {
+		name := fmt.Sprintf("%s/.%s.tmp%d", filepath.Dir(path), filepath.Base(path), rand.Uint32())
+		if f, err = sysfile.OpenFile(name, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600); !errors.Is(err, fs.ErrExist) {
 			break
 		}
 	}
 	if err != nil {
 		return err
 	}
-	werr := writeAll(fd, data)
+	tmp := f.Name()
+	_, werr := f.Write(data)
 	if werr == nil {
-		werr = unix.Fchmod(fd, uint32(perm.Perm()))
+		werr = f.Chmod(perm)
 	}
 	if werr == nil && durable {
-		werr = unix.Fsync(fd)
+		werr = f.Sync()
 	}
-	if cerr := unix.Close(fd); werr == nil {
+	if cerr := f.Close(); werr == nil {
 		werr = cerr
 	}
-	if werr != nil {
-		werr = &os.PathError{Op: "write", Path: tmp, Err: werr}
-	} else {
+	if werr == nil {
 		werr = os.Rename(tmp, path)
 	}
 	if werr != nil {
 		os.Remove(tmp)
 		return werr
-	}
-	return nil
-}
-
-// writeAll writes data to fd, all of it.
-func writeAll(fd int, data []byte) error {
-	for len(data) > 0 {
-		n, err := unix.Write(fd, data)
-		if err == unix.EINTR {
-			continue
-		}
-		if err != nil {
-			return err
-		}
-		data = data[n:]
 	}
 	return nil
 }
