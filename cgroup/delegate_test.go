@@ -10,16 +10,21 @@ import (
 	"time"
 )
 
+// bothKinds makes a test group named prefix+"1" through New (v1 on this kind of host) and one
+// named prefix+"2" in a cgroup2 tree.
+func bothKinds(prefix string) map[string]func(t *testing.T) Manager {
+	return map[string]func(t *testing.T) Manager{
+		"v1": func(t *testing.T) Manager { return newGroup(t, prefix+"1", New) },
+		"v2": func(t *testing.T) Manager { return newV2(t, prefix+"2") },
+	}
+}
+
 // TestDelegate: Delegate gives the group's directory and its delegated files to the VPS's root;
 // its limits stay host root's. A second group made under the same parent (the leaf made
 // first, with no walk over the parents) is a working one too: its cpuset is filled in.
 func TestDelegate(t *testing.T) {
 	const id = 3000000
-	kinds := map[string]func(t *testing.T) Manager{
-		"v1": func(t *testing.T) Manager { return newGroup(t, "d1", New) },
-		"v2": func(t *testing.T) Manager { return newV2(t, "d2") },
-	}
-	for kind, mk := range kinds {
+	for kind, mk := range bothKinds("d") {
 		t.Run(kind, func(t *testing.T) {
 			m := mk(t)
 			if err := m.Delegate(id, id); err != nil {
@@ -177,11 +182,7 @@ func TestWithoutDefaults(t *testing.T) {
 // group's values (a value changed behind its back stays); later Sets, and Sets on a group it did
 // not make, write every value.
 func TestFreshSet(t *testing.T) {
-	kinds := map[string]func(t *testing.T) Manager{
-		"v1": func(t *testing.T) Manager { return newGroup(t, "f1", New) },
-		"v2": func(t *testing.T) Manager { return newV2(t, "f2") },
-	}
-	for kind, mk := range kinds {
+	for kind, mk := range bothKinds("f") {
 		t.Run(kind, func(t *testing.T) {
 			m := mk(t)
 			dir := m.Paths()["pids"]
