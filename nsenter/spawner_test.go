@@ -317,7 +317,7 @@ func checkInitChild(pid int, ours *os.File, host int) error {
 // VPS's lock file and the directory (still locked) still there, and no spare group made yet;
 // after it gives up, the lock file goes, the missing spare groups are made (a full slot and a
 // path outside vpsctl/ left alone), then the directory goes, and the busy group stays for the
-// next start's repair.
+// next start's repair. A spare slot whose parent is missing is skipped.
 func reclaimCheck(root string) error {
 	stage := filepath.Join(root, "tmp", "destroy-1-x")
 	group := filepath.Join(root, "cgroup", "vpsctl", "7")
@@ -325,6 +325,9 @@ func reclaimCheck(root string) error {
 	lockPath := filepath.Join(root, "locks", "7.lock")
 	spare, full := filepath.Join(root, "cgroup", "vpsctl", ".spare-0"), filepath.Join(root, "cgroup", "vpsctl", ".spare-1")
 	stray := filepath.Join(root, "cgroup", "other", ".spare-0")
+	// A slot whose parent is gone (a hierarchy's vpsctl/ removed meanwhile): skipped, the rest
+	// of the job goes on.
+	orphan := filepath.Join(root, "cgroup3", "vpsctl", ".spare-0")
 	for _, d := range []string{filepath.Join(stage, "vps", "private", "etc"), filepath.Join(group, "sub", "deeper"), busy, filepath.Dir(lockPath),
 		full, filepath.Dir(stray)} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
@@ -354,7 +357,7 @@ func reclaimCheck(root string) error {
 		return err
 	}
 	start := time.Now()
-	if err := RemoveTree(stage, dirLock, []string{group, busy}, lock, lockPath, []string{spare, full, stray}, []*os.File{pw}); err != nil {
+	if err := RemoveTree(stage, dirLock, []string{group, busy}, lock, lockPath, []string{orphan, spare, full, stray}, []*os.File{pw}); err != nil {
 		return fmt.Errorf("RemoveTree: %w", err)
 	}
 	for _, f := range []*os.File{lock, dirLock, pw} {
@@ -414,6 +417,8 @@ func reclaimCheck(root string) error {
 		return errors.New("a spare slot already full was touched")
 	case exists(stray):
 		return errors.New("a spare outside vpsctl/ was made")
+	case exists(orphan):
+		return errors.New("a spare was made with its parents")
 	}
 	if !exists(busy) {
 		return errors.New("the busy group was removed (rmdir of a non-empty directory?)")
