@@ -10,6 +10,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/vpsctl/vpsctl/internal/timerslack"
 	"golang.org/x/sys/unix"
 )
 
@@ -60,11 +61,15 @@ func probeBreakpoints(ctx context.Context) (works bool, detail string) {
 }
 
 func breakpointTrial(ctx context.Context, truePath string) (bool, string) {
-	pid, err := syscall.ForkExec(truePath, []string{"true"}, &syscall.ProcAttr{
-		Env: []string{},
-		// Pdeathsig fires when this (locked) thread exits: the child never
-		// outlives the probe.
-		Sys: &syscall.SysProcAttr{Ptrace: true, Pdeathsig: syscall.SIGKILL},
+	var pid int
+	err := timerslack.WithHost(func() (err error) {
+		pid, err = syscall.ForkExec(truePath, []string{"true"}, &syscall.ProcAttr{
+			Env: []string{},
+			// Pdeathsig fires when this (locked) thread exits: the child never
+			// outlives the probe.
+			Sys: &syscall.SysProcAttr{Ptrace: true, Pdeathsig: syscall.SIGKILL},
+		})
+		return err
 	})
 	if err != nil {
 		return false, "probe not run: " + err.Error()

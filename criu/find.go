@@ -7,6 +7,8 @@ import (
 	"os"
 	"os/exec"
 	"time"
+
+	"github.com/vpsctl/vpsctl/internal/timerslack"
 )
 
 // DefaultPath is where scripts/install-criu.sh installs CRIU.
@@ -76,7 +78,7 @@ func Find() (path string, v Version, err error) {
 func binaryVersion(path string) (Version, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), versionTimeout)
 	defer cancel()
-	out, err := exec.CommandContext(ctx, path, "--version").Output()
+	out, err := timerslack.WithHostOutput(exec.CommandContext(ctx, path, "--version").Output)
 	if err != nil {
 		return Version{}, fmt.Errorf("%s --version: %w", path, err)
 	}

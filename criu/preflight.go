@@ -12,6 +12,7 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/vpsctl/vpsctl/internal/timerslack"
 	"golang.org/x/sys/unix"
 )
 
@@ -126,7 +127,7 @@ func runBounded(ctx context.Context, path string, env []string, args ...string) 
 	cmd := exec.CommandContext(ctx, path, args...)
 	cmd.Env = env
 	cmd.WaitDelay = time.Second
-	return cmd.CombinedOutput()
+	return timerslack.WithHostOutput(cmd.CombinedOutput)
 }
 
 // pagemapSoftDirty is bit 55 of a /proc/PID/pagemap entry

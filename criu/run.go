@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/vpsctl/vpsctl/internal/timerslack"
 	"golang.org/x/sys/unix"
 )
 
@@ -222,7 +223,7 @@ func run(ctx context.Context, args []string, dir, logName string, log io.Writer,
 	cmd.ExtraFiles = extra
 	cmd.WaitDelay = 5 * time.Second
 	start := time.Now()
-	err = cmd.Run()
+	err = timerslack.WithHost(cmd.Run)
 	if err == nil {
 		return nil
 	}

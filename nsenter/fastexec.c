@@ -27,6 +27,7 @@
 #include <unistd.h>
 
 #include "exitas.h"
+#include "slack.h"
 
 #ifndef CLOSE_RANGE_CLOEXEC
 #define CLOSE_RANGE_CLOEXEC (1U << 2)
@@ -239,6 +240,7 @@ void vpsctl_fastexec(int argc, char **argv)
 				fcntl(fd, F_SETFD, FD_CLOEXEC);
 		static char *env[] = { "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
 			"HOME=/root", "USER=root", "LOGNAME=root", "container=vpsctl", NULL };
+		vpsctl_guest_slack();
 		extern char **environ;
 		environ = env;
 		execvp(cmd[0], cmd);

@@ -37,6 +37,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "slack.h"
+
 #ifndef MOVE_MOUNT_F_EMPTY_PATH
 #define MOVE_MOUNT_F_EMPTY_PATH 0x00000004
 #endif
@@ -487,6 +489,7 @@ void vpsctl_init_child(const char *sockfd)
 		}
 	}
 	mark("init-child-exec");
+	vpsctl_guest_slack();
 	execve(path, iargv, ienvp);
 	die("exec %s", iargv[0]);
 }

@@ -32,6 +32,7 @@
 #include <unistd.h>
 
 #include "exitas.h"
+#include "slack.h"
 
 #ifndef TIOCGPTPEER
 #define TIOCGPTPEER _IO('T', 0x41)
@@ -149,6 +150,49 @@ static void keep_thread_start_group(void)
 #endif
 }
 
+// The slack a new thread's kernel default is; what a host process normally has.
+#define KERNEL_DEFAULT_SLACK_NS 50000UL
+
+// vpsctl_host_slack is the timer slack this vpsctl was started with (0: unknown), for the Go
+// side (internal/timerslack).
+unsigned long vpsctl_host_slack;
+
+// host_slack finds the slack vpsctl was started with: from the vpsctl that executed this one
+// (_VPSCTL_TIMERSLACK), else this thread's own, unless that is vpsctl's raised one (inherited
+// through an environment without the variable), which stands for the kernel's default.
+static unsigned long host_slack(void)
+{
+	const char *v = getenv("_VPSCTL_TIMERSLACK");
+	if (v && *v) {
+		char *end;
+		unsigned long ns = strtoul(v, &end, 10);
+		if (!*end && ns > 0)
+			return ns;
+	}
+	int cur = prctl(PR_GET_TIMERSLACK, 0, 0, 0, 0);
+	if (cur <= 0)
+		return 0;
+	return (unsigned long)cur == VPSCTL_RAISED_SLACK_NS ? KERNEL_DEFAULT_SLACK_NS : (unsigned long)cur;
+}
+
+void vpsctl_guest_slack(void)
+{
+	unsigned long ns = host_slack();
+	if (ns)
+		prctl(PR_SET_TIMERSLACK, ns, 0, 0, 0);
+}
+
+// raise_slack gives the main thread, and so every thread the Go runtime makes, vpsctl's raised
+// slack (internal/timerslack says why), after the forks above: the spawner and start's waiting
+// parent keep the host's. A host slack higher still is kept.
+static void raise_slack(void)
+{
+	vpsctl_host_slack = host_slack();
+	int cur = prctl(PR_GET_TIMERSLACK, 0, 0, 0, 0);
+	if (cur >= 0 && (unsigned long)cur < VPSCTL_RAISED_SLACK_NS)
+		prctl(PR_SET_TIMERSLACK, VPSCTL_RAISED_SLACK_NS, 0, 0, 0);
+}
+
 // glibc passes constructors the program's argc, argv and environment (see process_args).
 __attribute__((constructor)) static void vpsctl_nsenter(int argc, char **argv, char **envp)
 {
@@ -174,6 +218,7 @@ __attribute__((constructor)) static void vpsctl_nsenter(int argc, char **argv, c
 			vpsctl_spawner_start(argc, argv, vpsctl_start_fd >= 0); // see spawner.c
 		}
 		keep_thread_start_group();
+		raise_slack();
 		return;
 	}
 	sock = atoi(s);
@@ -290,6 +335,7 @@ __attribute__((constructor)) static void vpsctl_nsenter(int argc, char **argv, c
 			for (int fd = 3; fd < 1024; fd++)
 				fcntl(fd, F_SETFD, FD_CLOEXEC);
 		}
+		vpsctl_guest_slack(); // before environ is the command's
 		extern char **environ;
 		environ = envp_;
 		execvp(argv_[0], argv_);

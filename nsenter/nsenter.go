@@ -37,6 +37,7 @@ package nsenter
 // #include <stdint.h>
 // uint64_t vpsctl_fast_capdrop(void);
 // extern int vpsctl_start_fd;
+// extern unsigned long vpsctl_host_slack;
 import "C"
 
 import (
@@ -51,6 +52,7 @@ import (
 	"syscall"
 
 	"github.com/vpsctl/vpsctl/internal/sysfile"
+	"github.com/vpsctl/vpsctl/internal/timerslack"
 	"golang.org/x/sys/unix"
 )
 
@@ -96,6 +98,9 @@ func (e *Error) Error() string {
 }
 
 func (e *Error) Unwrap() error { return e.Errno }
+
+// The constructor raised this process's timer slack and found the one it was started with.
+func init() { timerslack.SetHost(uint64(C.vpsctl_host_slack)) }
 
 const (
 	msgStarted = 1
@@ -146,7 +151,7 @@ func Start(cfg Config) (*Process, error) {
 
 	cmd := exec.Command("/proc/self/exe")
 	cmd.Args = []string{"vpsctl-nsenter"}
-	cmd.Env = []string{"_VPSCTL_NSENTER=3"}
+	cmd.Env = append([]string{"_VPSCTL_NSENTER=3"}, timerslack.Env()...)
 	cmd.ExtraFiles = []*os.File{child, pf} // fd 3, fd 4
 	if cfg.TTY {
 		cmd.Stdin, cmd.Stdout, cmd.Stderr = nil, nil, os.Stderr

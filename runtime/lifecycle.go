@@ -16,6 +16,7 @@ import (
 	"github.com/vpsctl/vpsctl/cgroup"
 	"github.com/vpsctl/vpsctl/container"
 	"github.com/vpsctl/vpsctl/internal/fault"
+	"github.com/vpsctl/vpsctl/internal/timerslack"
 	"github.com/vpsctl/vpsctl/nsenter"
 	"github.com/vpsctl/vpsctl/store"
 	"github.com/vpsctl/vpsctl/template"
@@ -63,9 +64,9 @@ func (r *Runtime) Start(id container.ID) (int, error) {
 }
 
 // monitorEnv is the whole environment of a monitor process: its mode, the state root, a small
-// Go runtime, and the test and trace switches that were set.
+// Go runtime, the host's timer slack, and the test and trace switches that were set.
 func monitorEnv(root string) []string {
-	env := []string{modeEnv + "=monitor", "VPSCTL_ROOT=" + root, "GOMAXPROCS=1", "GOGC=25"}
+	env := append([]string{modeEnv + "=monitor", "VPSCTL_ROOT=" + root, "GOMAXPROCS=1", "GOGC=25"}, timerslack.Env()...)
 	for _, k := range []string{fault.Env, fault.TraceEnv, "VPSCTL_NO_REAPER"} {
 		if v := os.Getenv(k); v != "" {
 			env = append(env, k+"="+v)

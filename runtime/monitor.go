@@ -21,6 +21,7 @@ import (
 	"github.com/vpsctl/vpsctl/cgroup"
 	"github.com/vpsctl/vpsctl/criu"
 	"github.com/vpsctl/vpsctl/internal/fault"
+	"github.com/vpsctl/vpsctl/internal/timerslack"
 	"github.com/vpsctl/vpsctl/network"
 	"github.com/vpsctl/vpsctl/nsenter"
 	"github.com/vpsctl/vpsctl/store"
@@ -415,7 +416,7 @@ func (m *monitor) bootRest(c *store.Config, b *bootState, res *cgroup.Resources,
 
 	cmd := exec.Command("/proc/self/exe", strconv.FormatUint(uint64(m.id), 10))
 	cmd.Args[0] = "vpsctl-init"
-	cmd.Env = []string{initEnv + "=3"}
+	cmd.Env = append([]string{initEnv + "=3"}, timerslack.Env()...)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = stdin, stdout, stderr
 	cmd.ExtraFiles = []*os.File{childSock}
 	attr := &syscall.SysProcAttr{

@@ -13,6 +13,7 @@ import (
 
 	"github.com/vpsctl/vpsctl/container"
 	"github.com/vpsctl/vpsctl/internal/fault"
+	"github.com/vpsctl/vpsctl/internal/timerslack"
 	"github.com/vpsctl/vpsctl/store"
 	"github.com/vpsctl/vpsctl/uid"
 	"golang.org/x/sys/unix"
@@ -64,7 +65,7 @@ func (r *Runtime) runOnceLocked(id container.ID, argv []string, stdin, stdout, s
 	defer pr.Close()
 	cmd := exec.Command("/proc/self/exe", append([]string{strconv.FormatUint(uint64(id), 10), "--"}, argv...)...)
 	cmd.Args[0] = "vpsctl-monitor"
-	cmd.Env = []string{modeEnv + "=monitor", "VPSCTL_ROOT=" + r.St.Root}
+	cmd.Env = append([]string{modeEnv + "=monitor", "VPSCTL_ROOT=" + r.St.Root}, timerslack.Env()...)
 	for _, k := range []string{fault.Env, fault.TraceEnv} {
 		if v := os.Getenv(k); v != "" {
 			cmd.Env = append(cmd.Env, k+"="+v)

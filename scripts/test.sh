@@ -41,9 +41,9 @@ VPSCTL_LIBC=glibc go test -p 1 -count=1 -timeout 10m -run 'TestCoreLifecycle|Tes
 echo "== without the spawner: the lifecycle, start and run paths again"
 # Boots clone their init child with the spawner (nsenter/spawner.c) when they have one; a
 # spawned monitor has none, and VPSCTL_NO_SPAWNER turns it off: Go's clone, run once more.
-VPSCTL_NO_SPAWNER=1 go test -p 1 -count=1 -timeout 10m -run 'TestCoreLifecycle|TestRun|TestStartPaths|TestKillAndStartAgain' "$@" ./tests
+VPSCTL_NO_SPAWNER=1 go test -p 1 -count=1 -timeout 10m -run 'TestCoreLifecycle|TestRun|TestStartPaths|TestKillAndStartAgain|TestTimerSlack' "$@" ./tests
 echo "== without the init child cloned in advance (VPSCTL_NO_PRECLONE=1): cloned on request"
-VPSCTL_NO_PRECLONE=1 go test -p 1 -count=1 -timeout 10m -run 'TestCoreLifecycle|TestRun|TestStartPaths' "$@" ./tests
+VPSCTL_NO_PRECLONE=1 go test -p 1 -count=1 -timeout 10m -run 'TestCoreLifecycle|TestRun|TestStartPaths|TestTimerSlack' "$@" ./tests
 echo "== without a background remover: the lifecycle, run and kill-and-start paths again"
 # VPSCTL_SYNC_DESTROY=1: stop, run --rm and destroy tear down and delete before they return.
 VPSCTL_SYNC_DESTROY=1 go test -p 1 -count=1 -timeout 10m -run 'TestCoreLifecycle|TestRun|TestKillAndStartAgain' "$@" ./tests

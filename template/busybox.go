@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/vpsctl/vpsctl/internal/timerslack"
 	"github.com/vpsctl/vpsctl/store"
 )
 
@@ -72,7 +73,7 @@ func BuildBusybox(st *store.Store, name, busybox string, replace bool, progress 
 		if err := copyFile(busybox, filepath.Join(rootfs, "bin/busybox"), 0o755); err != nil {
 			return err
 		}
-		out, err := exec.Command(busybox, "--list-full").Output()
+		out, err := timerslack.WithHostOutput(exec.Command(busybox, "--list-full").Output)
 		if err != nil {
 			return fmt.Errorf("%w: %s --list-full: %v", ErrSource, busybox, err)
 		}

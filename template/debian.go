@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/vpsctl/vpsctl/internal/timerslack"
 	"github.com/vpsctl/vpsctl/store"
 )
 
@@ -58,7 +59,7 @@ func BuildDebian(st *store.Store, name string, o DebianOptions, progress io.Writ
 		fmt.Fprintln(progress, "installing debootstrap")
 		cmd := exec.Command("apt-get", "install", "-y", "-q", "debootstrap")
 		cmd.Env = append(os.Environ(), "DEBIAN_FRONTEND=noninteractive")
-		if out, err := cmd.CombinedOutput(); err != nil {
+		if out, err := timerslack.WithHostOutput(cmd.CombinedOutput); err != nil {
 			return fmt.Errorf("install debootstrap: %v: %s", err, lastLines(string(out), 3))
 		}
 	}
@@ -82,7 +83,7 @@ func BuildDebian(st *store.Store, name string, o DebianOptions, progress io.Writ
 func runProgress(cmd *exec.Cmd, progress io.Writer) error {
 	pr, pw := io.Pipe()
 	cmd.Stdout, cmd.Stderr = pw, pw
-	if err := cmd.Start(); err != nil {
+	if err := timerslack.WithHost(cmd.Start); err != nil {
 		return err
 	}
 	var tail []string

@@ -17,6 +17,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/vpsctl/vpsctl/internal/timerslack"
 	"github.com/vpsctl/vpsctl/store"
 )
 
@@ -156,7 +157,7 @@ func Import(st *store.Store, name, src string, progress io.Writer) error {
 			fmt.Fprintf(progress, "unpacking %s\n", src)
 			cmd = exec.Command("tar", "--numeric-owner", "-xpf", src, "-C", rootfs)
 		}
-		out, err := cmd.CombinedOutput()
+		out, err := timerslack.WithHostOutput(cmd.CombinedOutput)
 		if err != nil {
 			return fmt.Errorf("%w: %s: %v: %s", ErrSource, src, err, strings.TrimSpace(string(out)))
 		}
