@@ -9,4 +9,8 @@
 // the same signal with reraise != 0 (no core file of ours).
 void vpsctl_exit_as(pid_t child, int fail, int reraise) __attribute__((noreturn));
 
+// vpsctl_exit_as_code ends a forked command's waiting parent: with the exit code child writes
+// to fd, or, if it ends without writing, as child ended (vpsctl_exit_as, re-raising a signal).
+void vpsctl_exit_as_code(int fd, pid_t child) __attribute__((noreturn));
+
 #endif

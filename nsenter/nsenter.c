@@ -111,6 +111,7 @@ void vpsctl_init_child(const char *sockfd) __attribute__((noreturn));
 void vpsctl_reaper(int argc, char **argv, const char *spec) __attribute__((noreturn));
 void vpsctl_rmtree(const char *path) __attribute__((noreturn));
 void vpsctl_start_fork(int argc, char **argv);
+void vpsctl_exit_fork(int argc, char **argv);
 void vpsctl_spawner_start(int argc, char **argv, int boot);
 extern int vpsctl_start_fd;
 
@@ -215,6 +216,7 @@ __attribute__((constructor)) static void vpsctl_nsenter(int argc, char **argv, c
 			vpsctl_fastexec(argc, argv); // returns unless it ran the whole exec
 		if (!getenv("_VPSCTL_MODE")) {
 			vpsctl_start_fork(argc, argv); // `vpsctl start`: see startfork.c
+			vpsctl_exit_fork(argc, argv);  // short commands: see exitfork.c
 			vpsctl_spawner_start(argc, argv, vpsctl_start_fd >= 0); // see spawner.c
 		}
 		keep_thread_start_group();

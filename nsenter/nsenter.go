@@ -12,8 +12,9 @@
 // The same constructor is where vpsctl's other pre-Go-runtime processes begin, each chosen by
 // an environment variable or the command line and never returning to Go: the VPS's init child
 // (initchild.c), a running VPS's monitor resting as the reaper (reaper.c), destroy's background
-// remover (rmtree.c, RemoveTree), the plain `vpsctl exec` (fastexec.c) and the fork of
-// `vpsctl start` (startfork.c, StartFD).
+// remover (rmtree.c, RemoveTree), the plain `vpsctl exec` (fastexec.c), the fork of
+// `vpsctl start` (startfork.c, StartFD) and that of the short commands (exitfork.c,
+// ReleaseCaller).
 //
 // Protocol (one SOCK_SEQPACKET socketpair, the child's end passed as an inherited fd named by
 // the _VPSCTL_NSENTER environment variable):
@@ -37,6 +38,7 @@ package nsenter
 // #include <stdint.h>
 // uint64_t vpsctl_fast_capdrop(void);
 // extern int vpsctl_start_fd;
+// extern int vpsctl_exit_fd;
 // extern unsigned long vpsctl_host_slack;
 import "C"
 
@@ -338,3 +340,24 @@ func RemoveTree(dir string, dirLock *os.File, groups []string, vpsLock *os.File,
 // (startfork.c), or -1: this process is then that start's child and may carry on as the VPS's
 // monitor once it has written its exit code there.
 func StartFD() int { return int(C.vpsctl_start_fd) }
+
+// ReleaseCaller ends the command for its caller with exit code code, if the constructor forked
+// a parent that waits for it (exitfork.c): stdin, stdout and stderr are let go first (a caller
+// reading them sees their end now; nothing may be printed after this), then the code goes to
+// the parent, which exits with it. The rest of this process's exit happens off the caller's
+// clock. Without such a parent it does nothing.
+func ReleaseCaller(code int) {
+	fd := int(C.vpsctl_exit_fd)
+	if fd < 0 {
+		return
+	}
+	C.vpsctl_exit_fd = -1
+	if null, err := unix.Open("/dev/null", unix.O_RDWR|unix.O_CLOEXEC, 0); err == nil {
+		for std := 0; std <= 2; std++ {
+			unix.Dup2(null, std)
+		}
+		unix.Close(null)
+	}
+	unix.Write(fd, []byte{byte(code)})
+	unix.Close(fd)
+}

@@ -68,12 +68,5 @@ void vpsctl_start_fork(int argc, char **argv)
 		return;
 	}
 	close(p[1]);
-	unsigned char code;
-	ssize_t n;
-	do
-		n = read(p[0], &code, 1);
-	while (n < 0 && errno == EINTR);
-	if (n == 1)
-		_exit(code);
-	vpsctl_exit_as(child, 3, 1);
+	vpsctl_exit_as_code(p[0], child);
 }

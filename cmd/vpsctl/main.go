@@ -15,7 +15,7 @@ import (
 	"github.com/urfave/cli/v2"
 	"github.com/vpsctl/vpsctl/container"
 	"github.com/vpsctl/vpsctl/internal/fault"
-	_ "github.com/vpsctl/vpsctl/nsenter" // the C constructor that joins VPSs (exec, enter)
+	"github.com/vpsctl/vpsctl/nsenter" // also the C constructor that joins VPSs (exec, enter)
 	"github.com/vpsctl/vpsctl/runtime"
 	"github.com/vpsctl/vpsctl/store"
 	"github.com/vpsctl/vpsctl/template"
@@ -23,28 +23,35 @@ import (
 
 func main() {
 	fault.Mark("cli-main")
-	defer fault.Mark("cli-done") // on the paths that return; os.Exit ones are errors
 	// Hidden modes (monitor, init child) run before the CLI parses anything.
 	if runtime.IsChild() {
 		runtime.ChildMain()
 	}
+	code := runCLI()
+	fault.Mark("cli-done")
+	// The caller's wait ends here; this process's own exit goes on without it.
+	nsenter.ReleaseCaller(code)
+	os.Exit(code)
+}
+
+// runCLI runs the command line and returns the exit code, its error printed.
+func runCLI() int {
 	app := newApp()
 	err := app.Run(reorderArgs(app, os.Args))
 	if err == nil {
 		// A start that booted its VPS in this process stays as its monitor from here on.
 		runtime.BecomeMonitor(0)
+		return 0
 	}
-	if err != nil {
-		var ex cli.ExitCoder
-		if errors.As(err, &ex) {
-			if msg := err.Error(); msg != "" {
-				fmt.Fprintln(os.Stderr, "vpsctl: "+msg)
-			}
-			os.Exit(ex.ExitCode())
+	var ex cli.ExitCoder
+	if errors.As(err, &ex) {
+		if msg := err.Error(); msg != "" {
+			fmt.Fprintln(os.Stderr, "vpsctl: "+msg)
 		}
-		fmt.Fprintln(os.Stderr, "vpsctl: "+err.Error())
-		os.Exit(exitCode(err))
+		return ex.ExitCode()
 	}
+	fmt.Fprintln(os.Stderr, "vpsctl: "+err.Error())
+	return exitCode(err)
 }
 
 // usageError is a bad command line (exit 20).
