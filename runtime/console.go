@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/vpsctl/vpsctl/container"
+	"github.com/vpsctl/vpsctl/internal/sysfile"
 	"golang.org/x/term"
 )
 
@@ -110,7 +111,7 @@ func (h *consoleHub) serve(master *os.File, logPath string, done chan<- struct{}
 		h.master = nil
 		h.mu.Unlock()
 	}()
-	f, err := os.OpenFile(logPath, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+	f, err := sysfile.OpenFile(logPath, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
 	if err != nil {
 		log.Printf("console log: %v", err)
 		f = nil

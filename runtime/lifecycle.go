@@ -16,6 +16,7 @@ import (
 	"github.com/vpsctl/vpsctl/cgroup"
 	"github.com/vpsctl/vpsctl/container"
 	"github.com/vpsctl/vpsctl/internal/fault"
+	"github.com/vpsctl/vpsctl/internal/sysfile"
 	"github.com/vpsctl/vpsctl/internal/timerslack"
 	"github.com/vpsctl/vpsctl/nsenter"
 	"github.com/vpsctl/vpsctl/store"
@@ -87,7 +88,7 @@ var pendingMonitor func(code int)
 // caller holds the VPS's lock throughout the boot, and a crash of this process is a crash of
 // the monitor: the next command repairs whatever it left.
 func (r *Runtime) startHere(id container.ID, fd int) (int, error) {
-	logf, err := os.OpenFile(r.St.Path(uint32(id), "monitor.log"), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+	logf, err := sysfile.OpenFile(r.St.Path(uint32(id), "monitor.log"), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
 	if err != nil {
 		return 0, err
 	}
@@ -164,7 +165,7 @@ func (r *Runtime) spawnMonitor(id container.ID, lk *store.Lock, extra ...string)
 		return 0, err
 	}
 	defer pr.Close()
-	logf, err := os.OpenFile(r.St.Path(uint32(id), "monitor.log"), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+	logf, err := sysfile.OpenFile(r.St.Path(uint32(id), "monitor.log"), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
 	if err != nil {
 		pw.Close()
 		return 0, err
@@ -367,8 +368,13 @@ func (r *Runtime) stopLocked(id container.ID, o StopOptions, left *leftovers) er
 	fault.Mark("stop-monitor-gone")
 	if left != nil && r.St.Reclaim != nil {
 		// Every process of the VPS is gone (its init and monitor have exited): what is left on
-		// the host but its groups and mounts goes now, then its run state, as repair would.
-		r.teardownNet(id)
+		// the host but its groups and mounts goes now, then its run state, as repair would. A
+		// VPS with no addresses and no interfaces had no network set up (bootRest), and set
+		// takes them away live: nothing to look for, and the netlink scan would be the first
+		// pollable socket of this process, the netpoller's set-up with it.
+		if c, err := r.St.LoadConfig(uint32(id)); err != nil || len(c.IPs) > 0 || len(c.NetIfs) > 0 {
+			r.teardownNet(id)
+		}
 		r.St.ClearRun(uint32(id))
 		// Killed here, the stop leaves groups the next start removes (repair); the mount
 		// namespace dies with this process.

@@ -65,6 +65,9 @@ type monitor struct {
 	ready   *os.File
 	run     store.RunState
 	console *consoleHub
+	// consoleUp, if not nil, is closed once the console socket is listening (main makes it
+	// while the first boot runs; awaitConsole waits for it).
+	consoleUp chan struct{}
 	oneshot []string // argv of a one-shot command run as the VPS's PID 1 (see RunOnce)
 	// restoreDir: the first boot restores the VPS from this checkpoint (see restoreBoot).
 	restoreDir string
@@ -127,7 +130,16 @@ func monitorMain() int {
 	return m.main()
 }
 
+// awaitConsole waits until the console socket main makes is listening (or failed).
+func (m *monitor) awaitConsole() {
+	if m.consoleUp != nil {
+		<-m.consoleUp
+		m.consoleUp = nil
+	}
+}
+
 func (m *monitor) report(msg readyMsg) {
+	m.awaitConsole()
 	if m.lock != nil {
 		// Before the report: the command that spawned us may go on at once.
 		m.lock.Close()
@@ -155,9 +167,16 @@ func (m *monitor) main() int {
 		return 3
 	}
 	m.console = newConsoleHub()
-	if err := m.console.listen(m.st.Path(m.id, "console.sock")); err != nil {
-		log.Printf("console socket: %v (vpsctl console will not work)", err)
-	}
+	// The socket is made while the VPS boots (net.Listen's set-up was 0.1 ms of a start), and
+	// is there before the start is reported (report waits for it): `vpsctl start && vpsctl
+	// console` must find it.
+	m.consoleUp = make(chan struct{})
+	go func() {
+		defer close(m.consoleUp)
+		if err := m.console.listen(m.st.Path(m.id, "console.sock")); err != nil {
+			log.Printf("console socket: %v (vpsctl console will not work)", err)
+		}
+	}()
 	m.run = store.RunState{MonitorPID: os.Getpid(), MonitorStart: procStart(os.Getpid()), Phase: "starting", Started: time.Now()}
 	return m.loop(1)
 }
@@ -168,7 +187,10 @@ func (m *monitor) loop(boot int) int {
 	signal.Ignore(syscall.SIGHUP, syscall.SIGINT, syscall.SIGPIPE)
 	term := make(chan os.Signal, 1)
 	signal.Notify(term, syscall.SIGTERM)
-	defer m.console.close()
+	defer func() {
+		m.awaitConsole()
+		m.console.close()
+	}()
 	for ; ; boot++ {
 		c, err := m.st.LoadConfig(m.id)
 		if err != nil {

@@ -12,6 +12,7 @@ import (
 	"syscall"
 
 	"github.com/vpsctl/vpsctl/cgroup"
+	"github.com/vpsctl/vpsctl/internal/sysfile"
 	"github.com/vpsctl/vpsctl/network"
 	"golang.org/x/sys/unix"
 )
@@ -44,7 +45,7 @@ func (m *monitor) becomeReaper(b *bootState) error {
 	if err != nil {
 		return fmt.Errorf("reaper: console: %w", err)
 	}
-	logf, err := os.OpenFile(m.st.Path(m.id, "console.log"), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+	logf, err := sysfile.OpenFile(m.st.Path(m.id, "console.log"), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
 	if err != nil {
 		return fmt.Errorf("reaper: console log: %w", err)
 	}

@@ -348,7 +348,7 @@ func (s *Store) RemoveJob(id uint32, job ReclaimJob) (handed bool, err error) {
 
 // lockDir opens dir and flock()s it exclusively; nonblocking: EWOULDBLOCK if held.
 func lockDir(dir string, nonblocking bool) (*os.File, error) {
-	f, err := os.OpenFile(dir, os.O_RDONLY|unix.O_DIRECTORY, 0)
+	f, err := sysfile.OpenFile(dir, os.O_RDONLY|unix.O_DIRECTORY, 0)
 	if err != nil {
 		return nil, err
 	}

@@ -3,7 +3,9 @@ package tests
 import (
 	"bytes"
 	"io"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -16,6 +18,11 @@ func TestConsole(t *testing.T) {
 	checkClean(t, id)
 	must(t, "create", id, "--template", "busybox", "--hostname", "consoled")
 	must(t, "start", id)
+	// The monitor makes the socket while the VPS boots, and reports the start only once it
+	// listens: it is there the moment start returns.
+	if fi, err := os.Stat(filepath.Join(root, "vps", id, "console.sock")); err != nil || fi.Mode().Type() != os.ModeSocket || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("console socket right after start: %v %v", fi, err)
+	}
 	cmd := exec.Command(bin, "--root", root, "console", id)
 	in, err := cmd.StdinPipe()
 	if err != nil {
