@@ -10,6 +10,7 @@ import (
 	"syscall"
 
 	"github.com/moby/sys/capability"
+	"github.com/vpsctl/vpsctl/internal/sysfile"
 	"github.com/vpsctl/vpsctl/store"
 )
 
@@ -82,7 +83,7 @@ func capMask(c *store.Config) uint64 {
 // has its own. systemd: SIGRTMIN+4; busybox init: SIGUSR2; sysvinit and others: SIGPWR (with
 // Debian's inittab "powerfail" entry, which vpsctl's templates point at a shutdown).
 func poweroffSignal(pid int) syscall.Signal {
-	comm, _ := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/comm")
+	comm, _ := sysfile.ReadFile("/proc/" + strconv.Itoa(pid) + "/comm")
 	if strings.TrimSpace(string(comm)) == "systemd" {
 		return syscall.Signal(34 + 4) // glibc's SIGRTMIN is 34
 	}

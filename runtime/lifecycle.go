@@ -128,12 +128,12 @@ func (r *Runtime) startHere(id container.ID, fd int) (int, error) {
 		return 0, msg.failure(uint32(id))
 	}
 	pendingMonitor = func(code int) {
-		os.WriteFile("/proc/self/comm", []byte("vpsctl-monitor"), 0)
+		sysfile.WriteFile("/proc/self/comm", []byte("vpsctl-monitor"), os.O_WRONLY, 0)
 		// Nothing of the caller's may stay open here: its terminal or pipe would not see EOF
 		// while the VPS runs.
-		if null, err := os.Open(os.DevNull); err == nil {
-			unix.Dup2(int(null.Fd()), 0)
-			null.Close()
+		if null, err := sysfile.Open(os.DevNull, os.O_RDONLY, 0); err == nil {
+			unix.Dup2(null, 0)
+			unix.Close(null)
 		}
 		unix.Dup2(int(logf.Fd()), 1)
 		unix.Dup2(int(logf.Fd()), 2)

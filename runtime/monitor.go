@@ -21,6 +21,7 @@ import (
 	"github.com/vpsctl/vpsctl/cgroup"
 	"github.com/vpsctl/vpsctl/criu"
 	"github.com/vpsctl/vpsctl/internal/fault"
+	"github.com/vpsctl/vpsctl/internal/sysfile"
 	"github.com/vpsctl/vpsctl/internal/timerslack"
 	"github.com/vpsctl/vpsctl/network"
 	"github.com/vpsctl/vpsctl/nsenter"
@@ -68,7 +69,7 @@ type monitor struct {
 	// consoleUp, if not nil, is closed once the console socket is listening (main makes it
 	// while the first boot runs; awaitConsole waits for it).
 	consoleUp chan struct{}
-	oneshot []string // argv of a one-shot command run as the VPS's PID 1 (see RunOnce)
+	oneshot   []string // argv of a one-shot command run as the VPS's PID 1 (see RunOnce)
 	// restoreDir: the first boot restores the VPS from this checkpoint (see restoreBoot).
 	restoreDir string
 	// lock is the VPS's lock, inherited from `vpsctl start`, held until the first boot is done
@@ -92,7 +93,7 @@ func monitorMain() int {
 	fault.Mark("monitor-main")
 	// exec of /proc/self/exe named the process "exe": ps and top show what it is (comm of the
 	// thread-group leader, which /proc/self/comm names).
-	os.WriteFile("/proc/self/comm", []byte("vpsctl-monitor"), 0)
+	sysfile.WriteFile("/proc/self/comm", []byte("vpsctl-monitor"), os.O_WRONLY, 0)
 	if len(os.Args) < 2 {
 		return 3
 	}
@@ -292,7 +293,7 @@ func (m *monitor) fail(err error) {
 // `vpsctl stop`, or this monitor on SIGTERM). A file whose writer died is stale (that stop was
 // killed half-way) and must not turn a later in-VPS reboot into a halt.
 func (m *monitor) stopRequested() bool {
-	b, err := os.ReadFile(m.st.Path(m.id, stopFile))
+	b, err := sysfile.ReadFile(m.st.Path(m.id, stopFile))
 	if err != nil {
 		return false
 	}
@@ -639,13 +640,13 @@ func (m *monitor) mountRootfs(c *store.Config, tpl string, pid int, userns bool)
 	if userns {
 		// An idmapped mount shows the template's host-root-owned files as owned by the VPS's
 		// root, with no copy and no chown: create stays O(1) and templates stay shared.
-		nsf, err := os.Open(fmt.Sprintf("/proc/%d/ns/user", pid))
+		nsf, err := sysfile.Open(fmt.Sprintf("/proc/%d/ns/user", pid), os.O_RDONLY, 0)
 		if err != nil {
 			return nil, err
 		}
-		defer nsf.Close()
+		defer unix.Close(nsf)
 		attr.Attr_set |= unix.MOUNT_ATTR_IDMAP
-		attr.Userns_fd = uint64(nsf.Fd())
+		attr.Userns_fd = uint64(nsf)
 	}
 	if err := unix.MountSetattr(tfd, "", unix.AT_EMPTY_PATH|unix.AT_RECURSIVE, attr); err != nil {
 		return nil, fmt.Errorf("idmap template: %w", os.NewSyscallError("mount_setattr", err))
