@@ -32,6 +32,9 @@ func TestCachedFlagNames(t *testing.T) {
 			if !slices.Equal(f.Names(), want) {
 				t.Errorf("%s: cached names %v, want %v", path, f.Names(), want)
 			}
+			if a, b := f.Names(), f.Names(); len(a) == 0 || &a[0] != &b[0] {
+				t.Errorf("%s: flag %v works its names out at each call", path, a)
+			}
 			if _, ok := f.(cli.DocGenerationFlag); !ok {
 				t.Errorf("%s: flag %v lost its usage", path, f.Names())
 			}

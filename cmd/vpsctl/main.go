@@ -154,29 +154,40 @@ EXAMPLES:
 // call, and looks flags up by name by asking every flag of the command for its names; each
 // run asks for every flag whether it is set. A command with F flags so ran F² regular
 // expressions before its action: half of `vpsctl create`'s time in its own code (perf). The
-// string flags, most of them, answer from a list made once; what else the library asks of a
-// flag goes to the flag itself.
+// string flags, most of them, answer from a list made at their first Names() (the flags of
+// the commands not run are never asked); what else the library asks of a flag goes to the
+// flag itself. The CLI parses on one goroutine.
 type cachedString struct {
 	*cli.StringFlag
 	names []string
 }
 
-func (f *cachedString) Names() []string { return f.names }
+func (f *cachedString) Names() []string {
+	if f.names == nil {
+		f.names = f.StringFlag.Names()
+	}
+	return f.names
+}
 
 type cachedStringSlice struct {
 	*cli.StringSliceFlag
 	names []string
 }
 
-func (f *cachedStringSlice) Names() []string { return f.names }
+func (f *cachedStringSlice) Names() []string {
+	if f.names == nil {
+		f.names = f.StringSliceFlag.Names()
+	}
+	return f.names
+}
 
 func cacheFlagNames(flags []cli.Flag) []cli.Flag {
 	for i, f := range flags {
 		switch f := f.(type) {
 		case *cli.StringFlag:
-			flags[i] = &cachedString{f, f.Names()}
+			flags[i] = &cachedString{StringFlag: f}
 		case *cli.StringSliceFlag:
-			flags[i] = &cachedStringSlice{f, f.Names()}
+			flags[i] = &cachedStringSlice{StringSliceFlag: f}
 		}
 	}
 	return flags
