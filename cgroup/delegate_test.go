@@ -8,6 +8,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/vpsctl/vpsctl/internal/testutil"
 )
 
 // bothKinds makes a test group named prefix+"1" through New (v1 on this kind of host) and one
@@ -151,7 +153,7 @@ func TestSpares(t *testing.T) {
 		}
 		// A working group: a process moves in.
 		cmd := start(t, g, "exit 0")
-		if err := waitExit(t, cmd, 5*time.Second); err != nil {
+		if err := testutil.WaitCmd(t, cmd, 5*time.Second); err != nil {
 			t.Errorf("%s: a process in the group: %v", name, err)
 		}
 	}

@@ -116,7 +116,7 @@ func TestFS1Lifecycle(t *testing.T) {
 	if err := m.Kill(5 * time.Second); err != nil {
 		t.Fatal(err)
 	}
-	if err := waitExit(t, cmd, 5*time.Second); !killedBy(err, syscall.SIGKILL) {
+	if err := testutil.WaitCmd(t, cmd, 5*time.Second); !killedBy(err, syscall.SIGKILL) {
 		t.Errorf("sleep exited with %v, want SIGKILL", err)
 	}
 	if err := m.Destroy(5 * time.Second); err != nil {
@@ -236,7 +236,7 @@ func TestFS1Devices(t *testing.T) {
 	if err := m.Set(&Resources{Devices: deviceRules}); err != nil {
 		t.Fatal(err)
 	}
-	if err := waitExit(t, start(t, m, deviceScript), 10*time.Second); err != nil {
+	if err := testutil.WaitCmd(t, start(t, m, deviceScript), 10*time.Second); err != nil {
 		t.Fatalf("device allowlist not enforced as expected: %v", err)
 	}
 }
@@ -300,7 +300,7 @@ func TestFS1KillDoubleFork(t *testing.T) {
 			t.Errorf("pid %d survived Kill", pid)
 		}
 	}
-	_ = waitExit(t, cmd, 5*time.Second)
+	_ = testutil.WaitCmd(t, cmd, 5*time.Second)
 	if f, err := m.Frozen(); err != nil || f {
 		t.Errorf("group left frozen after Kill: %v, %v", f, err)
 	}
@@ -354,7 +354,7 @@ func TestFS1MemoryLimit(t *testing.T) {
 	// tail keeps the whole newline-free input: 100 MiB against a 32 MiB
 	// limit. Without swap it is OOM-killed (137); with swap it may finish.
 	cmd := start(t, m, "head -c 100M /dev/zero | tail >/dev/null; exit $?")
-	err := waitExit(t, cmd, 60*time.Second)
+	err := testutil.WaitCmd(t, cmd, 60*time.Second)
 	// The OOM killer picks tail (the shell exits 137) or, now and then, the shell itself.
 	var ee *exec.ExitError
 	if err != nil && !killedBy(err, syscall.SIGKILL) && (!errors.As(err, &ee) || ee.ExitCode() != 128+int(syscall.SIGKILL)) {
@@ -396,7 +396,7 @@ func TestFS1Nested(t *testing.T) {
 	if err := m.Kill(5 * time.Second); err != nil {
 		t.Fatal(err)
 	}
-	_ = waitExit(t, cmd, 5*time.Second)
+	_ = testutil.WaitCmd(t, cmd, 5*time.Second)
 	if err := m.Destroy(5 * time.Second); err != nil {
 		t.Fatal(err)
 	}

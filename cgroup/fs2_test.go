@@ -15,6 +15,7 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
+	"github.com/vpsctl/vpsctl/internal/testutil"
 )
 
 // newV2 returns a fs2 group below testParent in the real cgroup2 tree.
@@ -107,7 +108,7 @@ func TestFS2Lifecycle(t *testing.T) {
 	if err := m.Kill(5 * time.Second); err != nil {
 		t.Fatal(err)
 	}
-	if err := waitExit(t, cmd, 5*time.Second); !killedBy(err, syscall.SIGKILL) {
+	if err := testutil.WaitCmd(t, cmd, 5*time.Second); !killedBy(err, syscall.SIGKILL) {
 		t.Errorf("sleep exited with %v, want SIGKILL", err)
 	}
 	if err := m.Destroy(5 * time.Second); err != nil {
@@ -132,7 +133,7 @@ func TestFS2WaitEmptyInotify(t *testing.T) {
 		t.Error("WaitEmpty returned while populated")
 	}
 	t.Logf("emptied after %v", time.Since(t0))
-	_ = waitExit(t, cmd, 5*time.Second)
+	_ = testutil.WaitCmd(t, cmd, 5*time.Second)
 }
 
 func TestFS2KillDoubleFork(t *testing.T) {
@@ -152,7 +153,7 @@ func TestFS2KillDoubleFork(t *testing.T) {
 			t.Errorf("pid %d survived Kill", pid)
 		}
 	}
-	_ = waitExit(t, cmd, 5*time.Second)
+	_ = testutil.WaitCmd(t, cmd, 5*time.Second)
 }
 
 // TestFS2KillWithoutCgroupKill runs the freezer fallback used on kernels
@@ -172,7 +173,7 @@ func TestFS2FreezeKillFallback(t *testing.T) {
 	if p, err := m.Populated(); err != nil || p {
 		t.Fatalf("after freezeKill: Populated %v, %v", p, err)
 	}
-	if err := waitExit(t, cmd, 5*time.Second); !killedBy(err, syscall.SIGKILL) {
+	if err := testutil.WaitCmd(t, cmd, 5*time.Second); !killedBy(err, syscall.SIGKILL) {
 		t.Errorf("shell exited with %v, want SIGKILL", err)
 	}
 }
@@ -327,7 +328,7 @@ func TestFS2DevicesBPF(t *testing.T) {
 			t.Fatal(err)
 		}
 		cmd := start(t, m, deviceScript)
-		if err := waitExit(t, cmd, 10*time.Second); err != nil {
+		if err := testutil.WaitCmd(t, cmd, 10*time.Second); err != nil {
 			t.Fatalf("round %d: device filter not enforced as expected: %v", round, err)
 		}
 	}
@@ -338,7 +339,7 @@ func TestFS2DevicesBPF(t *testing.T) {
 	if err := m.Set(&Resources{Devices: []DeviceRule{{'a', -1, -1, "rwm"}}}); err != nil {
 		t.Fatal(err)
 	}
-	if err := waitExit(t, start(t, m, "head -c1 /dev/urandom >/dev/null"), 10*time.Second); err != nil {
+	if err := testutil.WaitCmd(t, start(t, m, "head -c1 /dev/urandom >/dev/null"), 10*time.Second); err != nil {
 		t.Fatalf("allow-all filter: %v", err)
 	}
 }

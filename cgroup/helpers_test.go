@@ -119,22 +119,6 @@ func start(t *testing.T, m Manager, script string) *exec.Cmd {
 	return cmd
 }
 
-// waitExit waits for cmd, bounded, and returns its error.
-func waitExit(t *testing.T, cmd *exec.Cmd, timeout time.Duration) error {
-	t.Helper()
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	select {
-	case err := <-done:
-		return err
-	case <-time.After(timeout):
-		_ = cmd.Process.Kill()
-		<-done
-		t.Fatalf("%v did not exit within %v", cmd.Args, timeout)
-		return nil
-	}
-}
-
 // waitFor polls cond, bounded, failing t with what when it never holds.
 func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()

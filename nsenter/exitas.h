@@ -9,6 +9,15 @@
 // the same signal with reraise != 0 (no core file of ours).
 void vpsctl_exit_as(pid_t child, int fail, int reraise) __attribute__((noreturn));
 
+// vpsctl_command_word returns argv's command (`vpsctl [--root DIR] [flags] COMMAND ...`), or
+// NULL: what the constructor's programs decide on before any parsing.
+const char *vpsctl_command_word(int argc, char **argv);
+
+// vpsctl_fork_waiter forks a command that its caller will wait for in the parent: -1 if it
+// could not (nothing changed); 0 in the child, *fd the pipe's write end for its exit code;
+// the child's PID in the parent, *fd the read end. Both ends are close-on-exec.
+pid_t vpsctl_fork_waiter(int *fd);
+
 // vpsctl_exit_as_code ends a forked command's waiting parent: with the exit code child writes
 // to fd, or, if it ends without writing, as child ended (vpsctl_exit_as, re-raising a signal).
 void vpsctl_exit_as_code(int fd, pid_t child) __attribute__((noreturn));

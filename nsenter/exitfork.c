@@ -30,16 +30,20 @@ int vpsctl_exit_fd = -1;
 
 static const char *early_commands[] = { "create", "set", "stop", "destroy", "run", "list", "status", NULL };
 
-// early_command: argv's command (after the global flags) is one of early_commands.
-static int early_command(int argc, char **argv)
+const char *vpsctl_command_word(int argc, char **argv)
 {
 	int i = 1;
 	while (i < argc && argv[i][0] == '-')
 		i += (!strcmp(argv[i], "--root") || !strcmp(argv[i], "-root")) ? 2 : 1;
-	if (i >= argc)
-		return 0;
-	for (int k = 0; early_commands[k]; k++)
-		if (!strcmp(argv[i], early_commands[k]))
+	return i < argc ? argv[i] : NULL;
+}
+
+// early_command: argv's command is one of early_commands.
+static int early_command(int argc, char **argv)
+{
+	const char *c = vpsctl_command_word(argc, argv);
+	for (int k = 0; c && early_commands[k]; k++)
+		if (!strcmp(c, early_commands[k]))
 			return 1;
 	return 0;
 }
@@ -50,6 +54,22 @@ static void forward_to_child(int sig)
 {
 	if (exit_child > 0)
 		kill(exit_child, sig);
+}
+
+pid_t vpsctl_fork_waiter(int *fd)
+{
+	int p[2];
+	if (pipe2(p, O_CLOEXEC) < 0)
+		return -1;
+	pid_t child = fork();
+	if (child < 0) {
+		close(p[0]);
+		close(p[1]);
+		return -1;
+	}
+	close(p[child == 0 ? 0 : 1]);
+	*fd = p[child == 0 ? 1 : 0];
+	return child;
 }
 
 void vpsctl_exit_as_code(int fd, pid_t child)
@@ -68,30 +88,23 @@ void vpsctl_exit_fork(int argc, char **argv)
 {
 	if (!early_command(argc, argv) || getenv("VPSCTL_NO_EARLY_EXIT"))
 		return;
-	int p[2];
-	if (pipe2(p, O_CLOEXEC) < 0)
-		return;
 	pid_t parent = getpid();
-	pid_t child = fork();
-	if (child < 0) {
-		close(p[0]);
-		close(p[1]);
+	int fd;
+	pid_t child = vpsctl_fork_waiter(&fd);
+	if (child < 0)
 		return;
-	}
 	if (child == 0) {
-		close(p[0]);
 		prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
 		if (getppid() != parent)
 			_exit(128 + SIGKILL); // the parent is gone already: as if it had taken us along
-		vpsctl_exit_fd = p[1];
+		vpsctl_exit_fd = fd;
 		return;
 	}
-	close(p[1]);
 	exit_child = child;
 	struct sigaction sa = { 0 };
 	sa.sa_handler = forward_to_child;
 	static const int fwd[] = { SIGINT, SIGTERM, SIGHUP, SIGQUIT };
 	for (size_t i = 0; i < sizeof(fwd) / sizeof(fwd[0]); i++)
 		sigaction(fwd[i], &sa, NULL);
-	vpsctl_exit_as_code(p[0], child);
+	vpsctl_exit_as_code(fd, child);
 }

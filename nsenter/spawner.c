@@ -47,6 +47,8 @@
 #include <sys/types.h>
 #include <unistd.h>
 
+#include "exitas.h"
+
 #ifndef CLONE_INTO_CGROUP
 #define CLONE_INTO_CGROUP 0x200000000ULL
 #endif
@@ -480,14 +482,12 @@ static void spawner_main(int sock, int boots)
 // spawner forked for nothing, or a command that does without one.
 static int wants_spawner(int argc, char **argv)
 {
-	int i = 1;
-	while (i < argc && argv[i][0] == '-')
-		i += (!strcmp(argv[i], "--root") || !strcmp(argv[i], "-root")) ? 2 : 1;
-	if (i >= argc)
+	const char *c = vpsctl_command_word(argc, argv);
+	if (!c)
 		return 0;
-	if (!strcmp(argv[i], "run"))
+	if (!strcmp(c, "run"))
 		return 2;
-	return !strcmp(argv[i], "stop") || !strcmp(argv[i], "destroy");
+	return !strcmp(c, "stop") || !strcmp(c, "destroy");
 }
 
 // vpsctl_spawner_start forks the spawner for a command that boots a VPS (start's forked child,

@@ -16,8 +16,6 @@
 // host). Only a plain `vpsctl [--root DIR] start ID` forks; anything else starts as usual, and
 // Go falls back to spawning the monitor whenever vpsctl_start_fd is -1.
 #define _GNU_SOURCE
-#include <errno.h>
-#include <fcntl.h>
 #include <sched.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,26 +45,19 @@ void vpsctl_start_fork(int argc, char **argv)
 {
 	if (!is_plain_start(argc, argv) || getenv("VPSCTL_NO_INPROCESS"))
 		return;
-	int p[2];
-	if (pipe2(p, O_CLOEXEC) < 0)
+	int fd;
+	pid_t child = vpsctl_fork_waiter(&fd);
+	if (child < 0)
 		return;
-	pid_t child = fork();
-	if (child < 0) {
-		close(p[0]);
-		close(p[1]);
-		return;
-	}
 	if (child == 0) {
-		close(p[0]);
 		setsid();
 		// A private mount namespace, or none at all: the Go side then spawns a monitor.
 		if (unshare(CLONE_NEWNS) == 0 && mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) == 0) {
-			vpsctl_start_fd = p[1];
+			vpsctl_start_fd = fd;
 			return;
 		}
-		close(p[1]);
+		close(fd);
 		return;
 	}
-	close(p[1]);
-	vpsctl_exit_as_code(p[0], child);
+	vpsctl_exit_as_code(fd, child);
 }

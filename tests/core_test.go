@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/vpsctl/vpsctl/internal/fault"
+	"github.com/vpsctl/vpsctl/internal/testutil"
 )
 
 type statusJSON struct {
@@ -465,16 +466,8 @@ func TestRun(t *testing.T) {
 	waitFor(t, 10*time.Second, "the run's VPS to exist", func() bool { return len(vpsDirs(t)) > len(beforeDirs) })
 	time.Sleep(200 * time.Millisecond)
 	cmd.Process.Signal(syscall.SIGINT)
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	select {
-	case err := <-done:
-		if !errors.As(err, &ee) || ee.ExitCode() != 128+int(syscall.SIGKILL) {
-			t.Fatalf("run after SIGINT: %v, want exit %d", err, 128+int(syscall.SIGKILL))
-		}
-	case <-time.After(20 * time.Second):
-		cmd.Process.Kill()
-		t.Fatal("run did not end after SIGINT")
+	if err := testutil.WaitCmd(t, cmd, 20*time.Second); !errors.As(err, &ee) || ee.ExitCode() != 128+int(syscall.SIGKILL) {
+		t.Fatalf("run after SIGINT: %v, want exit %d", err, 128+int(syscall.SIGKILL))
 	}
 	if after := fmt.Sprint(vpsDirs(t)); after != before {
 		t.Fatalf("interrupted run --rm left a VPS: %s -> %s", before, after)

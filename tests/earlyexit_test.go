@@ -10,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/vpsctl/vpsctl/internal/testutil"
 )
 
 // goChild finds the vpsctl process that the command with PID parent forked before its Go
@@ -77,23 +79,15 @@ func TestEarlyExit(t *testing.T) {
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
-		t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+		t.Cleanup(func() {
+			if cmd.ProcessState == nil {
+				cmd.Process.Kill()
+				cmd.Wait()
+			}
+		})
 		child := goChild(t, cmd.Process.Pid)
 		waitFor(t, 10*time.Second, "the run's VPS", func() bool { return len(vpsDirs(t)) > len(before) })
 		return cmd, child
-	}
-	wait := func(cmd *exec.Cmd) error {
-		t.Helper()
-		done := make(chan error, 1)
-		go func() { done <- cmd.Wait() }()
-		select {
-		case err := <-done:
-			return err
-		case <-time.After(20 * time.Second):
-			cmd.Process.Kill()
-			t.Fatal("the command did not end")
-			return nil
-		}
 	}
 
 	// SIGTERM to the process the caller knows reaches the run, which ends its VPS and removes it.
@@ -101,7 +95,7 @@ func TestEarlyExit(t *testing.T) {
 	time.Sleep(100 * time.Millisecond)
 	cmd.Process.Signal(syscall.SIGTERM)
 	var ee *exec.ExitError
-	if err := wait(cmd); !errors.As(err, &ee) || ee.ExitCode() != 128+int(syscall.SIGKILL) {
+	if err := testutil.WaitCmd(t, cmd, 20*time.Second); !errors.As(err, &ee) || ee.ExitCode() != 128+int(syscall.SIGKILL) {
 		t.Fatalf("run after SIGTERM to its parent: %v, want exit %d", err, 128+int(syscall.SIGKILL))
 	}
 	waitFor(t, 10*time.Second, "the run's child to end", gone(child))
@@ -112,7 +106,7 @@ func TestEarlyExit(t *testing.T) {
 	// SIGKILL to it: the child dies with it (and the VPS with the child), as one process did.
 	cmd, child = start()
 	cmd.Process.Kill()
-	wait(cmd)
+	testutil.WaitCmd(t, cmd, 20*time.Second)
 	waitFor(t, 10*time.Second, "the killed command's child to die with it", gone(child))
 	// The run never destroyed its VPS: it is left stopped, as a killed run leaves it.
 	for _, id := range vpsDirs(t) {
