@@ -14,6 +14,7 @@ import (
 	"github.com/vpsctl/vpsctl/cgroup"
 	"github.com/vpsctl/vpsctl/internal/sysfile"
 	"github.com/vpsctl/vpsctl/network"
+	"github.com/vpsctl/vpsctl/store"
 	"golang.org/x/sys/unix"
 )
 
@@ -119,13 +120,10 @@ func (m *monitor) after(st, fds string) int {
 			m.console.adoptClient(file)
 		}
 	}
-	// The run state must still be this monitor's. If it is gone or names another monitor, a
-	// command took the VPS over after its init died (a stop that did not wait for us, a
-	// repair): the groups and the network may already be a new boot's, and are not ours to
-	// remove.
-	run, err := m.st.LoadRun(m.id)
-	if err != nil || run.MonitorPID != os.Getpid() || run.MonitorStart != procStart(os.Getpid()) {
-		log.Printf("init exited (status %d), but the VPS's run state is no longer this monitor's (%v): leaving the VPS as it is", ws, err)
+	// The run state must still be this monitor's (ownRun).
+	run, err := m.ownRun()
+	if err != nil {
+		log.Printf("init exited (status %d), but %v: leaving the VPS as it is", ws, err)
 		m.console.close()
 		return 0
 	}
@@ -137,6 +135,21 @@ func (m *monitor) after(st, fds string) int {
 		return 0
 	}
 	return m.loop(m.run.Boots + 1)
+}
+
+// ownRun returns the VPS's run state if it is still this monitor's. If it is gone or names
+// another monitor, a command took the VPS over after its init died (a stop that did not wait
+// for us, a repair): the groups and the network may already be a new boot's, and are not ours
+// to remove.
+func (m *monitor) ownRun() (*store.RunState, error) {
+	run, err := m.st.LoadRun(m.id)
+	if err == nil && (run.MonitorPID != os.Getpid() || run.MonitorStart != procStart(os.Getpid())) {
+		err = fmt.Errorf("the run state names monitor %d", run.MonitorPID)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("the VPS's run state is no longer this monitor's: %w", err)
+	}
+	return run, nil
 }
 
 // cleanup removes what a boot made on the host, for a boot the reaper watched: its cgroups and
