@@ -47,5 +47,7 @@ VPSCTL_NO_PRECLONE=1 go test -p 1 -count=1 -timeout 10m -run 'TestCoreLifecycle|
 echo "== without a background remover: the lifecycle, run and kill-and-start paths again"
 # VPSCTL_SYNC_DESTROY=1: stop, run --rm and destroy tear down and delete before they return.
 VPSCTL_SYNC_DESTROY=1 go test -p 1 -count=1 -timeout 10m -run 'TestCoreLifecycle|TestRun|TestKillAndStartAgain' "$@" ./tests
+echo "== a monitor that waits in Go (VPSCTL_NO_REAPER=1), as when the C reaper cannot start"
+VPSCTL_NO_REAPER=1 go test -p 1 -count=1 -timeout 10m -run 'TestCoreLifecycle|TestMonitorLeavesTakenOverVPS|TestConsole' "$@" ./tests
 echo "== each command as one process (VPSCTL_NO_EARLY_EXIT=1): no parent waiting for a forked child"
 VPSCTL_NO_EARLY_EXIT=1 go test -p 1 -count=1 -timeout 10m -run 'TestCoreLifecycle|TestRun|TestBadInput|TestStartPaths' "$@" ./tests
