@@ -4,7 +4,7 @@
 #define VPSCTL_SLACK_H
 
 // Keep in step with internal/timerslack (Raised).
-#define VPSCTL_RAISED_SLACK_NS 500000UL
+#define VPSCTL_RAISED_SLACK_NS 200000UL
 
 // vpsctl_guest_slack gives the calling thread the slack vpsctl was started with: call it
 // before exec'ing a VPS's program.

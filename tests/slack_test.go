@@ -11,7 +11,7 @@ import (
 )
 
 // raisedSlack is the timer slack of vpsctl's own processes (internal/timerslack.Raised).
-const raisedSlack = 500000
+const raisedSlack = 200000
 
 // withSlack runs fn on a thread whose timer slack is ns, so that the vpsctl commands fn runs
 // (a child inherits its forking thread's slack) start as under a host process with that slack.

@@ -5,8 +5,11 @@
 // wake-ups is a timer reprogrammed and an interrupt taken; in a VM both trap to the hypervisor,
 // on the CPU that a boot's other processes (the spawner, the init child, the kernel's work for
 // them) would use. vpsctl's Go processes therefore run with a timer slack of Raised: the kernel
-// may defer a wake-up by that much to batch it with others, so sysmon wakes about every half
-// millisecond, and vpsctl's own waits (milliseconds to seconds) do not notice. The C constructor
+// may defer a wake-up by that much to batch it with others, so sysmon wakes about every 0.2 ms,
+// and vpsctl's own waits (milliseconds to seconds) do not notice. More slack would slow what
+// sysmon is for: it takes a P back from a thread blocked in a system call, which is how a
+// boot's goroutine for the cgroups gets to run beside the root file system's set-up (0.5 ms
+// was no better for W1 and 0.2-0.3 ms worse for W4). The C constructor
 // (package nsenter) raises it on the main thread before the Go runtime starts, so every thread
 // the runtime makes inherits it. Measured in docs/BENCHMARKS.md.
 //
@@ -25,7 +28,7 @@ import (
 )
 
 // Raised is the slack of vpsctl's Go threads, in nanoseconds. Keep in step with nsenter.c.
-const Raised = 500_000
+const Raised = 200_000
 
 // EnvName names the variable that hands the host's slack to a re-executed vpsctl.
 const EnvName = "_VPSCTL_TIMERSLACK"
