@@ -382,6 +382,10 @@ func (n NetIf) mac(id uint32) net.HardwareAddr {
 // Validate reports what makes c unusable: a bad address or interface, an
 // address listed twice (routed or bridged), or two interfaces with the same
 // name or host name.
+// Empty reports a VPS with no routed addresses and no interfaces: the boot sets nothing of its
+// network up on the host (its loopback is the init child's).
+func (c Config) Empty() bool { return len(c.IPs) == 0 && len(c.NetIfs) == 0 }
+
 func (c Config) Validate() error {
 	seen := map[netip.Addr]bool{}
 	for _, p := range c.IPs {

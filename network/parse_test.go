@@ -278,3 +278,16 @@ func TestProxyTargets(t *testing.T) {
 		}
 	}
 }
+
+// TestConfigEmpty: only a config with neither addresses nor interfaces has nothing on the host.
+func TestConfigEmpty(t *testing.T) {
+	if !(Config{}).Empty() {
+		t.Error("a config with nothing is not Empty")
+	}
+	if (Config{IPs: []netip.Prefix{netip.MustParsePrefix("198.18.0.5/32")}}).Empty() {
+		t.Error("a config with an address is Empty")
+	}
+	if (Config{NetIfs: []NetIf{{Name: "eth0"}}}).Empty() {
+		t.Error("a config with an interface is Empty")
+	}
+}

@@ -368,13 +368,8 @@ func (r *Runtime) stopLocked(id container.ID, o StopOptions, left *leftovers) er
 	fault.Mark("stop-monitor-gone")
 	if left != nil && r.St.Reclaim != nil {
 		// Every process of the VPS is gone (its init and monitor have exited): what is left on
-		// the host but its groups and mounts goes now, then its run state, as repair would. A
-		// VPS with no addresses and no interfaces had no network set up (bootRest), and set
-		// takes them away live: nothing to look for, and the netlink scan would be the first
-		// pollable socket of this process, the netpoller's set-up with it.
-		if c, err := r.St.LoadConfig(uint32(id)); err != nil || len(c.IPs) > 0 || len(c.NetIfs) > 0 {
-			r.teardownNet(id)
-		}
+		// the host but its groups and mounts goes now, then its run state, as repair would.
+		r.teardownNet(id, false)
 		r.St.ClearRun(uint32(id))
 		// Killed here, the stop leaves groups the next start removes (repair); the mount
 		// namespace dies with this process.

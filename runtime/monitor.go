@@ -554,7 +554,7 @@ func (m *monitor) bootRest(c *store.Config, b *bootState, res *cgroup.Resources,
 
 	// The init child brings the loopback up itself; the monitor has work here only for a VPS
 	// with addresses or interfaces (a boot saves the netlink round trips in its namespace).
-	if slices.Contains(c.Namespaces, "net") && m.oneshot == nil && (len(b.net.IPs) > 0 || len(b.net.NetIfs) > 0) {
+	if slices.Contains(c.Namespaces, "net") && m.oneshot == nil && !b.net.Empty() {
 		warnings, err := network.Setup(m.id, pid, b.net)
 		if err != nil {
 			return nil, fmt.Errorf("network: %w", err)

@@ -175,17 +175,23 @@ func (r *Runtime) cleanHost(id container.ID) {
 		}
 	}
 	if dirty {
-		r.teardownNet(id)
+		r.teardownNet(id, true)
 	}
 	os.Remove(r.St.Path(uint32(id), stopFile))
 }
 
 // teardownNet removes what a stopped VPS's network left on the host (its host interfaces and
-// proxy entries; the VPS's side died with its network namespace).
-func (r *Runtime) teardownNet(id container.ID) {
-	if c, err := r.St.LoadConfig(uint32(id)); err == nil && slices.Contains(c.Namespaces, "net") {
-		if nc, err := netConfig(c); err == nil {
-			network.Teardown(uint32(id), nc)
-		}
+// proxy entries; the VPS's side died with its network namespace). After a clean stop (scan
+// false) a VPS with no addresses and no interfaces is skipped: its boot set nothing up
+// (bootRest), and set takes them away live, so the netlink scan (and with it the netpoller's
+// set-up in this process) would find nothing. A repair scans anyway, for what a command killed
+// half-way left.
+func (r *Runtime) teardownNet(id container.ID, scan bool) {
+	c, err := r.St.LoadConfig(uint32(id))
+	if err != nil || !slices.Contains(c.Namespaces, "net") {
+		return
+	}
+	if nc, err := netConfig(c); err == nil && (scan || !nc.Empty()) {
+		network.Teardown(uint32(id), nc)
 	}
 }

@@ -159,26 +159,26 @@ EXAMPLES:
 // flag itself. The CLI parses on one goroutine.
 type cachedString struct {
 	*cli.StringFlag
-	names []string
+	names nameCache
 }
 
-func (f *cachedString) Names() []string {
-	if f.names == nil {
-		f.names = f.StringFlag.Names()
-	}
-	return f.names
-}
+func (f *cachedString) Names() []string { return f.names.get(f.StringFlag.Names) }
 
 type cachedStringSlice struct {
 	*cli.StringSliceFlag
-	names []string
+	names nameCache
 }
 
-func (f *cachedStringSlice) Names() []string {
-	if f.names == nil {
-		f.names = f.StringSliceFlag.Names()
+func (f *cachedStringSlice) Names() []string { return f.names.get(f.StringSliceFlag.Names) }
+
+// nameCache holds a flag's names once worked out.
+type nameCache []string
+
+func (c *nameCache) get(names func() []string) []string {
+	if *c == nil {
+		*c = names()
 	}
-	return f.names
+	return *c
 }
 
 func cacheFlagNames(flags []cli.Flag) []cli.Flag {
