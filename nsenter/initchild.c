@@ -13,7 +13,12 @@
 // Keys: ns (CLONE_NEW* flags of the VPS), hostname, domainname, console (host path of the console
 // pty slave, also our stdio), capdrop (hex mask of capabilities to drop from the bounding set),
 // arg (repeated: the init's argv), env (repeated: its environment), trace (1: print trace marks
-// on stderr, as VPSCTL_TRACE makes vpsctl's Go code do).
+// on stderr, as VPSCTL_TRACE makes vpsctl's Go code do), park (1: a spare VPS, runtime/spare.go).
+//
+// A spare's child (park=1) builds the root and pivots into it as any, then sends "P" and waits
+// for a second message: the claim's hostname, domainname, arg and env keys, with its stdin,
+// stdout and stderr as SCM_RIGHTS; then it goes on as any. At EOF instead (the spare was not
+// claimed) it exits.
 //
 // The child runs as root of the VPS's user namespace (the monitor wrote its ID maps), as PID 1 of
 // its PID namespace, in the VPS's group (the monitor put it there).
@@ -348,12 +353,12 @@ static void loopback_up(void)
 	close(s);
 }
 
-// recv_config reads the one config message and the rootfs fd.
-static size_t recv_config(char *buf, size_t n, int *rootfd)
+// recv_config reads one config message and the want fds it must carry into fds; 0 at EOF.
+static size_t recv_config(char *buf, size_t n, int *fds, int want)
 {
 	union {
 		struct cmsghdr h;
-		char b[CMSG_SPACE(sizeof(int))];
+		char b[CMSG_SPACE(4 * sizeof(int))];
 	} u;
 	struct iovec iov = { buf, n - 1 };
 	struct msghdr mh = { 0 };
@@ -367,25 +372,79 @@ static size_t recv_config(char *buf, size_t n, int *rootfd)
 	} while (r < 0 && errno == EINTR);
 	if (r < 0)
 		die("receive config");
-	if (r == 0) {
-		errno = EPIPE;
-		die("receive config: monitor went away");
-	}
+	if (r == 0)
+		return 0;
 	buf[r] = 0;
-	*rootfd = -1;
+	int got = 0;
 	for (struct cmsghdr *cm = CMSG_FIRSTHDR(&mh); cm; cm = CMSG_NXTHDR(&mh, cm))
-		if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS)
-			memcpy(rootfd, CMSG_DATA(cm), sizeof(int));
-	if (*rootfd < 0) {
+		if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS && got == 0) {
+			got = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+			if (got == want)
+				memcpy(fds, CMSG_DATA(cm), want * sizeof(int));
+		}
+	if (got != want || (mh.msg_flags & MSG_CTRUNC)) {
 		errno = EBADF;
-		die("receive config: no rootfs mount fd");
+		die(want == 1 ? "receive config: no rootfs mount fd" : "receive claim: no stdio");
 	}
 	return (size_t)r;
 }
 
 #define MAXARGS 1024
-static char cfgbuf[1 << 16];
+static char cfgbuf[1 << 16], claimbuf[1 << 16];
 static char *iargv[MAXARGS + 1], *ienvp[MAXARGS + 1];
+
+// The config, from the first message (and a spare's claim).
+static int cfg_ns, cfg_park, cfg_na, cfg_ne;
+static uint64_t cfg_capdrop;
+static const char *cfg_hostname = "", *cfg_domainname = "", *cfg_console = "/dev/null";
+
+static void parse_config(char *buf, size_t n)
+{
+	for (char *p = buf; p < buf + n && *p; p += strlen(p) + 1) {
+		if (!strncmp(p, "ns=", 3))
+			cfg_ns = atoi(p + 3);
+		else if (!strncmp(p, "hostname=", 9))
+			cfg_hostname = p + 9;
+		else if (!strncmp(p, "domainname=", 11))
+			cfg_domainname = p + 11;
+		else if (!strncmp(p, "console=", 8))
+			cfg_console = p + 8;
+		else if (!strncmp(p, "capdrop=", 8))
+			cfg_capdrop = strtoull(p + 8, NULL, 16);
+		else if (!strcmp(p, "trace=1"))
+			tracing = 1;
+		else if (!strcmp(p, "park=1"))
+			cfg_park = 1;
+		else if (!strncmp(p, "arg=", 4) && cfg_na < MAXARGS)
+			iargv[cfg_na++] = p + 4;
+		else if (!strncmp(p, "env=", 4) && cfg_ne < MAXARGS)
+			ienvp[cfg_ne++] = p + 4;
+	}
+	iargv[cfg_na] = NULL;
+	ienvp[cfg_ne] = NULL;
+}
+
+// park_for_claim is a spare's wait (see the top): the claim's keys replace the config's.
+static void park_for_claim(void)
+{
+	ssize_t r;
+	do
+		r = send(isock, "P", 1, MSG_NOSIGNAL);
+	while (r < 0 && errno == EINTR);
+	if (r != 1)
+		die("report parked");
+	int stdio[3];
+	size_t n = recv_config(claimbuf, sizeof(claimbuf), stdio, 3);
+	if (n == 0)
+		_exit(0); // not claimed: the keeper tears the spare down
+	for (int i = 0; i < 3; i++) {
+		if (dup2(stdio[i], i) < 0) // dup2 clears close-on-exec on 0, 1, 2
+			die("claim: stdio");
+		close(stdio[i]);
+	}
+	cfg_na = cfg_ne = 0;
+	parse_config(claimbuf, n);
+}
 
 void vpsctl_init_child(const char *sockfd) __attribute__((noreturn));
 void vpsctl_init_child_fail(int sock, const char *what) __attribute__((noreturn));
@@ -402,31 +461,14 @@ void vpsctl_init_child(const char *sockfd)
 {
 	isock = atoi(sockfd);
 	int rootfd;
-	size_t n = recv_config(cfgbuf, sizeof(cfgbuf), &rootfd);
-	int ns = 0, na = 0, ne = 0;
-	uint64_t capdrop = 0;
-	const char *hostname = "", *domainname = "", *console = "/dev/null";
-	for (char *p = cfgbuf; p < cfgbuf + n && *p; p += strlen(p) + 1) {
-		if (!strncmp(p, "ns=", 3))
-			ns = atoi(p + 3);
-		else if (!strncmp(p, "hostname=", 9))
-			hostname = p + 9;
-		else if (!strncmp(p, "domainname=", 11))
-			domainname = p + 11;
-		else if (!strncmp(p, "console=", 8))
-			console = p + 8;
-		else if (!strncmp(p, "capdrop=", 8))
-			capdrop = strtoull(p + 8, NULL, 16);
-		else if (!strcmp(p, "trace=1"))
-			tracing = 1;
-		else if (!strncmp(p, "arg=", 4) && na < MAXARGS)
-			iargv[na++] = p + 4;
-		else if (!strncmp(p, "env=", 4) && ne < MAXARGS)
-			ienvp[ne++] = p + 4;
+	size_t n = recv_config(cfgbuf, sizeof(cfgbuf), &rootfd, 1);
+	if (n == 0) {
+		errno = EPIPE;
+		die("receive config: monitor went away");
 	}
-	iargv[na] = NULL;
-	ienvp[ne] = NULL;
-	if (na == 0) {
+	parse_config(cfgbuf, n);
+	int ns = cfg_ns;
+	if (cfg_na == 0 && !cfg_park) {
 		errno = EINVAL;
 		die("exec init: no init");
 	}
@@ -450,7 +492,7 @@ void vpsctl_init_child(const char *sockfd)
 	mark("init-child-config");
 	if (ns & CLONE_NEWNET)
 		loopback_up();
-	special(ns & CLONE_NEWNET, ns & CLONE_NEWCGROUP, console);
+	special(ns & CLONE_NEWNET, ns & CLONE_NEWCGROUP, cfg_console);
 	mark("init-child-mounted");
 	// pivot_root(".", ".") stacks the old root on top of the new one; unmounting it leaves the
 	// VPS with no path back to the host's tree (unlike chroot).
@@ -461,14 +503,22 @@ void vpsctl_init_child(const char *sockfd)
 	mark("init-child-pivoted");
 	if (chdir("/") < 0)
 		die("chdir /");
+	if (cfg_park) {
+		park_for_claim();
+		mark("init-child-claimed");
+		if (cfg_na == 0) {
+			errno = EINVAL;
+			die("exec init: no init");
+		}
+	}
 	if (ns & CLONE_NEWUTS) {
-		if (sethostname(hostname, strlen(hostname)) < 0)
+		if (sethostname(cfg_hostname, strlen(cfg_hostname)) < 0)
 			die("sethostname");
-		if (setdomainname(domainname, strlen(domainname)) < 0)
+		if (setdomainname(cfg_domainname, strlen(cfg_domainname)) < 0)
 			die("setdomainname");
 	}
 	for (int c = 0; c < 64; c++)
-		if (((capdrop >> c) & 1) && prctl(PR_CAPBSET_DROP, c, 0, 0, 0) < 0 && errno != EINVAL)
+		if (((cfg_capdrop >> c) & 1) && prctl(PR_CAPBSET_DROP, c, 0, 0, 0) < 0 && errno != EINVAL)
 			die("drop capabilities");
 	// No host fd other than the console may reach the VPS (CVE-2024-21626); our socket is
 	// close-on-exec, so a failed exec can still be reported.

@@ -107,6 +107,7 @@ static int send_fd(int fd)
 }
 
 void vpsctl_fastexec(int argc, char **argv);
+void vpsctl_spare_claim(int argc, char **argv);
 void vpsctl_init_child(const char *sockfd) __attribute__((noreturn));
 void vpsctl_reaper(int argc, char **argv, const char *spec) __attribute__((noreturn));
 void vpsctl_rmtree(const char *path) __attribute__((noreturn));
@@ -212,12 +213,16 @@ __attribute__((constructor)) static void vpsctl_nsenter(int argc, char **argv, c
 		vpsctl_rmtree(rm); // a destroyed VPS's files (rmtree.c): never returns
 	const char *s = getenv("_VPSCTL_NSENTER");
 	if (!s) {
+		if (!getenv("_VPSCTL_MODE"))
+			vpsctl_spare_claim(argc, argv); // `vpsctl run --rm`: returns unless a spare ran it
 		if (!getenv("_VPSCTL_MODE") && !getenv("VPSCTL_NO_FASTPATH"))
 			vpsctl_fastexec(argc, argv); // returns unless it ran the whole exec
 		if (!getenv("_VPSCTL_MODE")) {
 			vpsctl_start_fork(argc, argv); // `vpsctl start`: see startfork.c
 			vpsctl_exit_fork(argc, argv);  // short commands: see exitfork.c
 			vpsctl_spawner_start(argc, argv, vpsctl_start_fd >= 0); // see spawner.c
+		} else if (!strcmp(getenv("_VPSCTL_MODE"), "spare")) {
+			vpsctl_spawner_start(argc, argv, 2); // a spare keeper's, for all its boots
 		}
 		keep_thread_start_group();
 		raise_slack();

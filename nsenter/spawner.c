@@ -85,6 +85,10 @@ static struct {
 
 int vpsctl_spawner_fd = -1;
 int vpsctl_spawner_pid = -1;
+// vpsctl_spawner_persistent: the spawner serves a spare keeper (runtime/spare.go), which boots
+// VPS after VPS: it clones one in advance again after each clone, and forks a remover for each
+// reclaim instead of becoming one, so that it outlives them all.
+int vpsctl_spawner_persistent = 0;
 
 void vpsctl_init_child(const char *sockfd) __attribute__((noreturn));
 void vpsctl_init_child_fail(int sock, const char *what) __attribute__((noreturn));
@@ -420,8 +424,11 @@ static void spawner_main(int sock, int boots)
 		_exit(1);
 	sock = 3;
 	syscall(SYS_close_range, 4U, ~0U, 0U);
-	if (boots && !getenv("VPSCTL_NO_PRECLONE"))
+	int precloning = boots && !getenv("VPSCTL_NO_PRECLONE");
+	if (precloning)
 		preclone();
+	if (vpsctl_spawner_persistent)
+		signal(SIGCHLD, SIG_IGN); // our removers reap themselves (the init children are our parent's)
 	int selfns = open("/proc/self/ns/mnt", O_RDONLY | O_CLOEXEC);
 	for (;;) {
 		struct spawn_req req;
@@ -444,6 +451,8 @@ static void spawner_main(int sock, int boots)
 				err = do_clone(fds, nfds, &req, selfns, &pid);
 			}
 			reply(sock, pid, err, discarded);
+			if (vpsctl_spawner_persistent && precloning && pre.pid < 0)
+				preclone(); // the next boot's namespaces, while this one goes on
 		} else if (req.op == OP_RECLAIM && nfds >= 1) {
 			// payload: dir, VPS lock file ("" if none), groups, spare groups (one per line),
 			// NUL-separated; fds: dir lock, VPS lock (if any), held files: placed from 3 on, in
@@ -463,9 +472,26 @@ static void spawner_main(int sock, int boots)
 			// Wait for Go to close its end, which it does after its copies of the held files:
 			// whoever closes a mount namespace last unmounts it (and an overlay's last unmount
 			// syncs its file system), which must be this process, not the command.
+			// (A persistent spawner's Go side writes a byte instead: it keeps its end.)
 			char c;
 			while (read(sock, &c, 1) < 0 && errno == EINTR)
 				;
+			if (vpsctl_spawner_persistent) {
+				pid_t rm = fork();
+				if (rm < 0) {
+					// The files stay, as they would if the remover were killed: a destroyed
+					// VPS's directory is swept by the next command (store.Sweep).
+					for (int i = 0; i < nfds; i++)
+						close(fds[i]);
+					continue;
+				}
+				if (rm > 0) {
+					for (int i = 0; i < nfds; i++)
+						close(fds[i]);
+					continue;
+				}
+				close(pre.sock);
+			}
 			if (place(all, nfds + 3, nfds + 3) < 0)
 				_exit(1);
 			vpsctl_rmtree_job(dir, groups, haslock ? lock : NULL, spares[0] ? spares : NULL, haslock ? 5 : 4);
@@ -496,6 +522,8 @@ static int wants_spawner(int argc, char **argv)
 void vpsctl_spawner_start(int argc, char **argv, int boot)
 {
 	int want = boot ? 2 : wants_spawner(argc, argv);
+	if (boot == 2)
+		vpsctl_spawner_persistent = 1;
 	if (!want || getenv("VPSCTL_NO_SPAWNER") || getenv("VPSCTL_NO_INPROCESS"))
 		return;
 	int sv[2];

@@ -2,6 +2,7 @@ package nsenter
 
 // extern int vpsctl_spawner_fd;
 // extern int vpsctl_spawner_pid;
+// extern int vpsctl_spawner_persistent;
 import "C"
 
 import (
@@ -180,6 +181,13 @@ func reclaimBySpawner(dir string, dirLock *os.File, groups []string, vpsLock *os
 	// it, which must be the remover). The caller's Close of them again is harmless.
 	for _, f := range hold {
 		f.Close()
+	}
+	if C.vpsctl_spawner_persistent != 0 {
+		// A spare keeper's spawner forks the remover once told, and stays.
+		if _, err := unix.Write(fd, []byte{0}); err != nil {
+			return os.NewSyscallError("spawner: write", err)
+		}
+		return nil
 	}
 	unix.Close(fd)
 	spawner.fd = -1

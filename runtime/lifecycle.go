@@ -464,10 +464,18 @@ func (r *Runtime) RemoveTemplate(name string) error {
 		return err
 	}
 	var users []uint32
+	spares := 0
 	for _, c := range cs {
 		if c.Template == name {
+			if r.isSpare(c.ID) {
+				spares++
+				continue
+			}
 			users = append(users, c.ID)
 		}
+	}
+	if len(users) == 0 && spares > 0 {
+		return fmt.Errorf("template %q: %w by its spare VPSs (vpsctl spare stop %s)", name, ErrTemplateUse, name)
 	}
 	if len(users) > 0 {
 		return fmt.Errorf("template %q: %w by VPS %v", name, ErrTemplateUse, users)

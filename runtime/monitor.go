@@ -47,6 +47,8 @@ func ChildMain() {
 		os.Exit(criuActionMain())
 	case "hold":
 		os.Exit(holdMain())
+	case "spare":
+		os.Exit(spareMain())
 	}
 	fmt.Fprintf(os.Stderr, "vpsctl: unknown internal mode %q\n", mode)
 	os.Exit(3)
@@ -87,6 +89,11 @@ type monitor struct {
 	// "volatile": nothing syncs its upper layer, neither the guest's fsync() nor the overlay's
 	// last unmount, which otherwise syncs the whole file system the private area is on.
 	volatile bool
+	// spare, if set, makes this boot a spare VPS's (spare.go): it blocks once the VPS is made,
+	// before its init child gets its config, until a `vpsctl run` claims it (claimed, whose
+	// command, host name and stdio the init child then gets) or the keeper stops (nil).
+	spare   func() *claim
+	claimed *claim
 }
 
 func monitorMain() int {
@@ -269,7 +276,10 @@ func (m *monitor) runOnce() int {
 	}
 	signal.Ignore(syscall.SIGHUP, syscall.SIGPIPE)
 	sigs := make(chan os.Signal, 1)
-	notified := notifyAsync(sigs, syscall.SIGINT, syscall.SIGTERM)
+	var notified <-chan struct{}
+	if m.spare == nil {
+		notified = notifyAsync(sigs, syscall.SIGINT, syscall.SIGTERM)
+	}
 	c, err := m.st.LoadConfig(m.id)
 	if err != nil {
 		m.fail(err)
@@ -277,19 +287,37 @@ func (m *monitor) runOnce() int {
 	}
 	b, err := m.boot(c)
 	if err != nil {
+		if m.claimed != nil {
+			// The claim's command never ran: its `vpsctl run` boots a VPS of its own, which
+			// reports the failure the way a run does.
+			m.claimed.reply(claimFallback, 0)
+			m.claimed.close()
+		}
 		m.fail(err)
 		return 3
 	}
 	m.report(readyMsg{InitPID: b.pid})
-	<-notified
-	st := b.wait(sigs, func() { unix.Kill(b.pid, unix.SIGKILL) })
+	var term <-chan os.Signal = sigs
+	if m.claimed != nil {
+		m.claimed.reply(claimStarted, 0)
+		term = m.claimed.term
+	} else {
+		<-notified
+	}
+	st := b.wait(term, func() { unix.Kill(b.pid, unix.SIGKILL) })
 	fault.Mark("monitor-init-exited")
+	code := st.ExitStatus()
+	if st.Signaled() {
+		code = 128 + int(st.Signal())
+	}
+	if m.claimed != nil {
+		// The claim's `vpsctl run` exits now; the teardown is the keeper's.
+		m.claimed.reply(claimExited, code)
+		m.claimed.close()
+	}
 	b.teardown()
 	fault.Mark("monitor-torn-down")
-	if st.Signaled() {
-		return 128 + int(st.Signal())
-	}
-	return st.ExitStatus()
+	return code
 }
 
 // goBeside runs f on a goroutine meant to run beside the caller, on the other CPU, at once. A
@@ -574,15 +602,21 @@ func (m *monitor) bootRest(c *store.Config, b *bootState, res *cgroup.Resources,
 		return nil, err
 	}
 	fault.Point("monitor-network")
+	env := []string{"container=vpsctl", "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+		"HOME=/root", "TERM=linux"}
 	msg := initMsg{NSFlags: cloneFlags(c.Namespaces), Hostname: c.Hostname, Domainname: c.Domainname,
 		Console: consolePath, CapDrop: capMask(c), Init: initArgv(m.oneshot), Trace: fault.Tracing(),
-		Env: []string{"container=vpsctl", "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-			"HOME=/root", "TERM=linux"}}
+		Env: env, Park: m.spare != nil}
 	if err := unix.Sendmsg(fds[0], msg.encode(), unix.UnixRights(rootFd), nil, 0); err != nil {
 		return nil, fmt.Errorf("send init config: %w", os.NewSyscallError("sendmsg", err))
 	}
-	// The child's end closes on exec: EOF means the VPS's init runs; a message is a failure.
 	buf := make([]byte, 2*initErrorSize)
+	if m.spare != nil {
+		if err := m.parkSpare(sock, fds[0], buf, c, pid, env); err != nil {
+			return nil, err
+		}
+	}
+	// The child's end closes on exec: EOF means the VPS's init runs; a message is a failure.
 	n, err := sock.Read(buf)
 	if err != nil && err != io.EOF {
 		return nil, fmt.Errorf("init child: %w", err)
@@ -595,6 +629,44 @@ func (m *monitor) bootRest(c *store.Config, b *bootState, res *cgroup.Resources,
 	}
 	*ok = true
 	return b, nil
+}
+
+// parkSpare is a spare's boot from the parked init child's report to its claim's config (see
+// monitor.spare): the init child has its root and waits; once a `vpsctl run` claims the spare,
+// the child gets the claim's host name, command and stdio. errUnclaimed: the keeper stops.
+func (m *monitor) parkSpare(sock *os.File, fd int, buf []byte, c *store.Config, pid int, env []string) error {
+	n, err := sock.Read(buf)
+	if string(buf[:n]) != initParked {
+		if ie, ok := parseInitError(buf[:n]); ok {
+			return fmt.Errorf("start: %w", ie)
+		}
+		return fmt.Errorf("start: init child did not park: %q (%v)", buf[:n], err)
+	}
+	fault.Mark("monitor-parked")
+	cl := m.spare()
+	if cl == nil {
+		return errUnclaimed
+	}
+	m.claimed = cl
+	if cl.hostname != "" && cl.hostname != c.Hostname {
+		c.Hostname = cl.hostname
+		// The root is the parked child's now (our child: its PID is not reused).
+		if err := uts.WriteEtcHostname(fmt.Sprintf("/proc/%d/root", pid), c.Hostname); err != nil {
+			log.Printf("write /etc/hostname: %v", err)
+		}
+	}
+	m.oneshot = cl.args
+	give := make([]int, 0, len(cl.stdio))
+	for _, f := range cl.stdio {
+		give = append(give, int(f.Fd()))
+	}
+	err = unix.Sendmsg(fd, claimMsg(c.Hostname, c.Domainname, initArgv(cl.args), env), unix.UnixRights(give...), nil, 0)
+	// The init child has its own copies now: ours would keep the caller's pipes open.
+	cl.closeStdio()
+	if err != nil {
+		return fmt.Errorf("send claim: %w", os.NewSyscallError("sendmsg", err))
+	}
+	return nil
 }
 
 // cloneInit clones the init child cmd describes, with the spawner (nsenter/spawner.c) if this

@@ -48,6 +48,28 @@ type initMsg struct {
 	Init       []string // argv of the VPS's init
 	Env        []string
 	Trace      bool // the init child prints trace marks (see internal/fault) to its stderr
+	// Park: a spare VPS's (spare.go): the child pivots into the root, reports initParked and
+	// waits for a claimMsg before it goes on.
+	Park bool
+}
+
+// initParked is a parked init child's report: its root is built, it waits for its claim.
+const initParked = "P"
+
+// claimMsg is the second message to a parked init child: a claim's host name, domain name,
+// argv and environment (the same keys as initMsg's), with its stdio as SCM_RIGHTS.
+func claimMsg(hostname, domainname string, argv, env []string) []byte {
+	var b []byte
+	kv := func(k, v string) { b = append(append(append(append(b, k...), '='), v...), 0) }
+	kv("hostname", hostname)
+	kv("domainname", domainname)
+	for _, a := range argv {
+		kv("arg", a)
+	}
+	for _, e := range env {
+		kv("env", e)
+	}
+	return append(b, 0)
 }
 
 func (m *initMsg) encode() []byte {
@@ -60,6 +82,9 @@ func (m *initMsg) encode() []byte {
 	kv("capdrop", strconv.FormatUint(m.CapDrop, 16))
 	if m.Trace {
 		kv("trace", "1")
+	}
+	if m.Park {
+		kv("park", "1")
 	}
 	for _, a := range m.Init {
 		kv("arg", a)

@@ -23,6 +23,20 @@ func TestInitMsgEncode(t *testing.T) {
 	}
 }
 
+// TestClaimMsgEncode: a parked init child's second message has the keys a claim may set, in
+// initMsg's format; park=1 marks the first.
+func TestClaimMsgEncode(t *testing.T) {
+	got := string(claimMsg("h1", "", []string{"/bin/sh", "-c", "a b"}, []string{"TERM=linux"}))
+	want := strings.Join([]string{"hostname=h1", "domainname=", "arg=/bin/sh", "arg=-c", "arg=a b", "env=TERM=linux"}, "\x00") + "\x00\x00"
+	if got != want {
+		t.Fatalf("claimMsg = %q\nwant       %q", got, want)
+	}
+	m := initMsg{Park: true}
+	if !strings.Contains(string(m.encode()), "\x00park=1\x00") {
+		t.Fatalf("initMsg with Park: %q", m.encode())
+	}
+}
+
 // TestParseInitError: struct init_error is an int32 errno and a NUL-padded step; anything of
 // another size is not one.
 func TestParseInitError(t *testing.T) {

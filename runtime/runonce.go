@@ -56,7 +56,7 @@ func (r *Runtime) runOnceLocked(id container.ID, argv []string, stdin, stdout, s
 	}
 	fault.Mark("run-checked")
 	if os.Getenv("VPSCTL_NO_INPROCESS") == "" {
-		return r.runHere(id, argv, stdin, stdout, stderr, destroy)
+		return r.runHere(id, argv, stdin, stdout, stderr, destroy, nil)
 	}
 	pr, pw, err := os.Pipe()
 	if err != nil {
@@ -100,7 +100,9 @@ func (r *Runtime) runOnceLocked(id container.ID, argv []string, stdin, stdout, s
 // and mount namespace first, so the VPS's mounts are made where the host never sees them, and
 // that is never reused (the goroutine ends locked, and Go then ends the thread). Every mount,
 // chdir and the clone of the init happen on that thread; the rest of the command is untouched.
-func (r *Runtime) runHere(id container.ID, argv []string, stdin, stdout, stderr *os.File, destroy bool) (int, error) {
+// spare, if set, makes the boot a spare VPS's (see monitor.spare): argv and stdio then come
+// with the claim.
+func (r *Runtime) runHere(id container.ID, argv []string, stdin, stdout, stderr *os.File, destroy bool, spare func() *claim) (int, error) {
 	type result struct {
 		code int
 		msg  readyMsg
@@ -115,7 +117,7 @@ func (r *Runtime) runHere(id container.ID, argv []string, stdin, stdout, stderr 
 			return
 		}
 		m := &monitor{st: r.St, id: uint32(id), oneshot: argv, stdio: []*os.File{stdin, stdout, stderr},
-			reportFn: func(msg readyMsg) { res.msg = msg }}
+			reportFn: func(msg readyMsg) { res.msg = msg }, spare: spare}
 		if destroy {
 			m.keep = func(left leftovers) { r.hold(id, left) }
 			m.volatile = true
@@ -199,14 +201,7 @@ type RunOptions struct {
 func (r *Runtime) Run(o RunOptions) (int, error) {
 	id := o.ID
 	if id == 0 {
-		// Transient VPSs take IDs far from hand-picked ones; create's lock makes a race lose
-		// with ErrExist, so a few attempts suffice.
-		for cand := container.ID(1000000000 + os.Getpid()%1000000); ; cand++ {
-			if !r.St.Exists(uint32(cand)) {
-				id = cand
-				break
-			}
-		}
+		id = r.transientID()
 	}
 	if err := r.Create(CreateOptions{ID: id, Template: o.Template, Hostname: o.Hostname, Pool: o.Pool}); err != nil {
 		return 0, err
@@ -228,6 +223,23 @@ func (r *Runtime) Run(o RunOptions) (int, error) {
 	}
 	return code, err
 }
+
+// transientID is a free ID for a VPS of vpsctl's own making (run, spares): far from hand-picked
+// ones. create's lock makes a race for it lose with ErrExist.
+func (r *Runtime) transientID() container.ID { return r.transientIDFrom(0) }
+
+// transientIDFrom is transientID, searching from the off'th ID on: a spare keeper moves on with
+// each spare, so that it does not wait for the remover of the last one, which holds its ID's lock.
+func (r *Runtime) transientIDFrom(off int) container.ID {
+	cand := container.ID(transientBase + (os.Getpid()+off)%1000000)
+	for r.St.Exists(uint32(cand)) {
+		cand++
+	}
+	return cand
+}
+
+// transientBase is where the IDs of run's and the spares' VPSs start.
+const transientBase = 1000000000
 
 // destroyRan destroys VPS id at the end of its run --rm, whose init has exited, with the lock lk
 // that the run held throughout: nothing of the VPS can run, so there is no status to read and

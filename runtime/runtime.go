@@ -23,6 +23,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sync"
 
 	"github.com/vpsctl/vpsctl/container"
 	"github.com/vpsctl/vpsctl/nsenter"
@@ -50,10 +51,13 @@ type Runtime struct {
 	// groups and mount namespaces, which the destroy hands to the background remover with the
 	// files (see leftovers), so that the command waits for neither the unmounting of the
 	// VPS's ~45 mounts and its overlay nor the groups' removal.
-	held map[container.ID]leftovers
+	held   map[container.ID]leftovers
+	heldMu sync.Mutex // a spare keeper's workers (spare.go) share one Runtime
 }
 
 func (r *Runtime) hold(id container.ID, left leftovers) {
+	r.heldMu.Lock()
+	defer r.heldMu.Unlock()
 	if r.held == nil {
 		r.held = map[container.ID]leftovers{}
 	}
@@ -62,6 +66,8 @@ func (r *Runtime) hold(id container.ID, left leftovers) {
 
 // takeHeld returns (and forgets) what hold kept of VPS id: no leftovers if nothing.
 func (r *Runtime) takeHeld(id container.ID) (leftovers, bool) {
+	r.heldMu.Lock()
+	defer r.heldMu.Unlock()
 	left, ok := r.held[id]
 	delete(r.held, id)
 	if !ok {

@@ -120,6 +120,9 @@ func (r *Runtime) List(all bool) ([]*Status, error) {
 	}
 	out := make([]*Status, 0, len(ids))
 	for _, id := range ids {
+		if r.isSpare(id) {
+			continue // a keeper's, until a run claims it (spare.go)
+		}
 		s, err := r.Status(container.ID(id))
 		if err != nil || s.State == "deleted" {
 			continue

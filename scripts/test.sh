@@ -37,11 +37,11 @@ go test -p 1 -count=1 -timeout 40m "$@" ./...
 echo "== the glibc build: the lifecycle, exec, start and run paths again"
 # The suite above ran the musl build (scripts/build.sh's default); the C constructor finds its
 # arguments differently under glibc, so the paths that depend on them run once more with it.
-VPSCTL_LIBC=glibc go test -p 1 -count=1 -timeout 10m -run 'TestCoreLifecycle|TestExecCommandErrors|TestRun|TestStartPaths|TestMonitorRests|TestEarlyExit' "$@" ./tests
+VPSCTL_LIBC=glibc go test -p 1 -count=1 -timeout 10m -run 'TestCoreLifecycle|TestExecCommandErrors|TestRun|TestStartPaths|TestMonitorRests|TestEarlyExit|TestSpare$' "$@" ./tests
 echo "== without the spawner: the lifecycle, start and run paths again"
 # Boots clone their init child with the spawner (nsenter/spawner.c) when they have one; a
 # spawned monitor has none, and VPSCTL_NO_SPAWNER turns it off: Go's clone, run once more.
-VPSCTL_NO_SPAWNER=1 go test -p 1 -count=1 -timeout 10m -run 'TestCoreLifecycle|TestRun|TestStartPaths|TestKillAndStartAgain|TestTimerSlack' "$@" ./tests
+VPSCTL_NO_SPAWNER=1 go test -p 1 -count=1 -timeout 10m -run 'TestCoreLifecycle|TestRun|TestStartPaths|TestKillAndStartAgain|TestTimerSlack|TestSpare$' "$@" ./tests
 echo "== without the init child cloned in advance (VPSCTL_NO_PRECLONE=1): cloned on request"
 VPSCTL_NO_PRECLONE=1 go test -p 1 -count=1 -timeout 10m -run 'TestCoreLifecycle|TestRun|TestStartPaths|TestTimerSlack' "$@" ./tests
 echo "== without a background remover: the lifecycle, run and kill-and-start paths again"

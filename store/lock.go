@@ -166,3 +166,18 @@ func parseLockHolder(text string, ino uint64) int {
 	}
 	return 0
 }
+
+// VPSLocked reports whether a command holds VPS id's lock now (a spare VPS's keeper holds it
+// for the spare's whole life): a check, not a lock.
+func (s *Store) VPSLocked(id uint32) bool {
+	fd, err := unix.Open(filepath.Join(s.Root, "locks", strconv.FormatUint(uint64(id), 10)+".lock"), unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return false
+	}
+	defer unix.Close(fd)
+	if err := unix.Flock(fd, unix.LOCK_SH|unix.LOCK_NB); err != nil {
+		return err == unix.EWOULDBLOCK
+	}
+	unix.Flock(fd, unix.LOCK_UN)
+	return false
+}

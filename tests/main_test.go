@@ -159,7 +159,7 @@ func snapshot(t testing.TB) hostState {
 	return s
 }
 
-// ourMonitors lists monitor processes of this run's state root.
+// ourMonitors lists monitor processes (and keepers of spare VPSs) of this run's state root.
 func ourMonitors() []int {
 	var pids []int
 	ents, _ := os.ReadDir("/proc")
@@ -169,7 +169,7 @@ func ourMonitors() []int {
 			continue
 		}
 		cl, _ := os.ReadFile("/proc/" + e.Name() + "/cmdline")
-		if !bytes.HasPrefix(cl, []byte("vpsctl-monitor")) {
+		if !bytes.HasPrefix(cl, []byte("vpsctl-monitor")) && !bytes.HasPrefix(cl, []byte("vpsctl-spare")) {
 			continue
 		}
 		env, _ := os.ReadFile("/proc/" + e.Name() + "/environ")

@@ -1,0 +1,121 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/urfave/cli/v2"
+	"github.com/vpsctl/vpsctl/runtime"
+)
+
+func init() {
+	extraCommandList = append(extraCommandList, spareCommand)
+}
+
+func spareCommand() *cli.Command {
+	templateArg := func(c *cli.Context) (string, error) {
+		if c.NArg() != 1 {
+			return "", usageError("spare %s: usage: vpsctl spare %s TEMPLATE", c.Command.Name, c.Command.Name)
+		}
+		return c.Args().First(), nil
+	}
+	return &cli.Command{
+		Name: "spare", Usage: "keep VPSs booted in advance for run --rm",
+		Description: "A keeper process keeps --count VPSs of a template booted up to their command: a\n" +
+			"`vpsctl run --rm --template T [--hostname H] -- COMMAND` then runs COMMAND in one of them\n" +
+			"at once, and the keeper boots the next. Each spare holds a UID range, its groups and\n" +
+			"mounts and a waiting init until it is claimed; `vpsctl list` does not show unclaimed\n" +
+			"spares. Other forms of run (an ID, no --rm) boot a VPS of their own as always.\n\n" +
+			"EXAMPLES:\n   vpsctl spare start busybox --count 2\n   vpsctl run --rm --template busybox -- /bin/true\n" +
+			"   vpsctl spare list\n   vpsctl spare stop busybox",
+		Subcommands: []*cli.Command{
+			{
+				Name: "start", Usage: "start a keeper of spare VPSs of a template", ArgsUsage: "TEMPLATE",
+				Description: "Returns once the first spare is booted. A keeper that runs already is left as it is.\nThe keeper's log is STATE/spare/TEMPLATE.log.\n\nEXAMPLE:\n   vpsctl spare start busybox --count 2 --idle 30m",
+				Flags: []cli.Flag{
+					&cli.IntFlag{Name: "count", Value: 1, Usage: fmt.Sprintf("spares kept booted (1 to %d)", runtime.MaxSpares)},
+					&cli.DurationFlag{Name: "idle", Usage: "stop after this long without a claim (0: never)"},
+				},
+				Action: func(c *cli.Context) error {
+					tpl, err := templateArg(c)
+					if err != nil {
+						return err
+					}
+					rt, err := openRuntime(c)
+					if err != nil {
+						return err
+					}
+					pid, already, err := rt.StartSpares(runtime.SpareOptions{Template: tpl, Count: c.Int("count"), Idle: c.Duration("idle")})
+					if err != nil {
+						return err
+					}
+					if already {
+						fmt.Printf("spare VPSs of template %s already kept (keeper PID %d)\n", tpl, pid)
+						return nil
+					}
+					fmt.Printf("spare VPSs of template %s ready (keeper PID %d)\n", tpl, pid)
+					return nil
+				},
+			},
+			{
+				Name: "stop", Usage: "stop a keeper and destroy its spares", ArgsUsage: "TEMPLATE",
+				Description: "Runs claimed meanwhile finish first.\n\nEXAMPLE:\n   vpsctl spare stop busybox",
+				Flags: []cli.Flag{
+					&cli.DurationFlag{Name: "timeout", Value: 60 * time.Second, Usage: "how long to wait for the keeper"},
+				},
+				Action: func(c *cli.Context) error {
+					tpl, err := templateArg(c)
+					if err != nil {
+						return err
+					}
+					rt, err := openRuntime(c)
+					if err != nil {
+						return err
+					}
+					stopped, err := rt.StopSpares(tpl, c.Duration("timeout"))
+					if err != nil {
+						return err
+					}
+					if !stopped {
+						fmt.Printf("no spare VPSs of template %s kept\n", tpl)
+						return nil
+					}
+					fmt.Printf("spare VPSs of template %s stopped\n", tpl)
+					return nil
+				},
+			},
+			{
+				Name: "list", Usage: "list the keepers of spare VPSs",
+				Description: "EXAMPLE:\n   vpsctl spare list --format json",
+				Flags:       []cli.Flag{formatFlag()},
+				Action: func(c *cli.Context) error {
+					js, err := checkFormat(c)
+					if err != nil {
+						return err
+					}
+					rt, err := openRuntime(c)
+					if err != nil {
+						return err
+					}
+					ks, err := rt.ListSpares()
+					if err != nil {
+						return err
+					}
+					if js {
+						if ks == nil {
+							ks = []runtime.SpareKeeper{}
+						}
+						return printJSON(os.Stdout, ks)
+					}
+					w := newTable()
+					fmt.Fprintln(w, "TEMPLATE\tPID\tCOUNT\tREADY\tSERVED")
+					for _, k := range ks {
+						fmt.Fprintf(w, "%s\t%d\t%d\t%d\t%d\n", k.Template, k.PID, k.Count, k.Ready, k.Served)
+					}
+					return w.Flush()
+				},
+			},
+		},
+	}
+}
