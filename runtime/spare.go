@@ -318,12 +318,14 @@ type keeper struct {
 	done     chan struct{} // closed by stop
 	claims   chan *claim   // to a parked spare
 	serving  atomic.Int32  // spares whose claimed command runs
-	ready    atomic.Int32
-	served   atomic.Int64
-	seq      atomic.Int64 // spares made: where the next one's ID is looked for
-	lastUse  atomic.Int64 // unix nanoseconds of the last claim (or the start)
-	first    chan string  // the first spare's outcome: "" parked, else the error
-	firstOne sync.Once
+	// stateDirty asks stateLoop for a write of the counts (saveState).
+	stateDirty chan struct{}
+	ready      atomic.Int32
+	served     atomic.Int64
+	seq        atomic.Int64 // spares made: where the next one's ID is looked for
+	lastUse    atomic.Int64 // unix nanoseconds of the last claim (or the start)
+	first      chan string  // the first spare's outcome: "" parked, else the error
+	firstOne   sync.Once
 }
 
 func (k *keeper) stop() {
@@ -337,9 +339,20 @@ func (k *keeper) firstDone(err string) {
 	k.firstOne.Do(func() { k.first <- err })
 }
 
+// saveState has the keeper's counts written for `spare list`, by stateLoop: a boot that parks
+// or is claimed does not wait for a file's write.
 func (k *keeper) saveState() {
-	b, _ := json.Marshal(SpareKeeper{Template: k.tpl, PID: os.Getpid(), Count: k.count, Ready: int(k.ready.Load()), Served: k.served.Load()})
-	store.WriteFileVolatile(k.r.sparePath(k.tpl, ".state"), b, 0o600)
+	select {
+	case k.stateDirty <- struct{}{}:
+	default: // a write is due anyway
+	}
+}
+
+func (k *keeper) stateLoop() {
+	for range k.stateDirty {
+		b, _ := json.Marshal(SpareKeeper{Template: k.tpl, PID: os.Getpid(), Count: k.count, Ready: int(k.ready.Load()), Served: k.served.Load()})
+		store.WriteFileVolatile(k.r.sparePath(k.tpl, ".state"), b, 0o600)
+	}
 }
 
 // park is a spare's monitor.spare: it counts the spare ready and waits for a claim.
@@ -532,6 +545,7 @@ func (k *keeper) cycle() (bool, error) {
 	switch {
 	case claimed.Load() && err == nil:
 		k.served.Add(1)
+		k.saveState()
 		log.Printf("VPS %d: served, status %d", id, code)
 	case claimed.Load():
 		log.Printf("VPS %d: claim not served (the caller runs it): %v", id, err)
@@ -616,7 +630,10 @@ func spareMain() int {
 		return fail(err)
 	}
 	os.Chmod(sock, 0o600)
-	k := &keeper{r: r, tpl: tpl, count: count, l: l, first: make(chan string, 1), done: make(chan struct{}), claims: make(chan *claim)}
+	k := &keeper{r: r, tpl: tpl, count: count, l: l, first: make(chan string, 1), done: make(chan struct{}), claims: make(chan *claim),
+		stateDirty: make(chan struct{}, 1)}
+	stateDone := make(chan struct{})
+	go func() { k.stateLoop(); close(stateDone) }()
 	k.lastUse.Store(time.Now().UnixNano())
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT) // SIGHUP is ignored (runOnce), as a daemon's
@@ -659,6 +676,8 @@ func spareMain() int {
 	ready.Close()
 	wg.Wait()
 	l.Close()
+	close(k.stateDirty) // the workers, its only writers, are done
+	<-stateDone
 	os.Remove(r.sparePath(tpl, ".state"))
 	log.Printf("stopped: %d served", k.served.Load())
 	unix.Close(lockFd) // last: StopSpares waits for it
