@@ -5,8 +5,11 @@
 // It acts when _VPSCTL_INIT names its socket fd (a SOCK_SEQPACKET end from the monitor). The
 // protocol is drawn in runtime/protocol.go:
 //
-//   monitor -> child: one message, NUL-terminated "key=value" strings ending with an empty one,
-//                     and the detached mount of the VPS's root as SCM_RIGHTS
+//   monitor -> child: the config, NUL-terminated "key=value" strings ending with an empty one,
+//                     and the detached mount of the VPS's root as SCM_RIGHTS; the child
+//                     attaches it and builds /proc, /sys, /dev and /run in it
+//   monitor -> child: "G" once the child is in the VPS's groups and the network is set up; the
+//                     child unshares its cgroup namespace, mounts its cgroup view, pivots
 //   child -> monitor: struct init_error, only on failure; EOF (the socket is close-on-exec)
 //                     once the VPS's init runs
 //
@@ -270,8 +273,9 @@ static const char *masked[] = { "proc/kcore", "proc/keys", "proc/timer_list", "p
 static const char *readonly[] = { "proc/sys", "proc/sysrq-trigger", "proc/irq", "proc/bus", "proc/fs", NULL };
 
 // special builds the VPS's /proc, /sys, /dev and /run below the current directory (the new
-// root). console is the host path of the pty slave the monitor made (also our stdio).
-static void special(int own_net, int own_cgroup, const char *console)
+// root), all but its cgroup view (guest_cgroups, once we are in the VPS's groups). console is
+// the host path of the pty slave the monitor made (also our stdio).
+static void special(int own_net, const char *console)
 {
 	mk("proc", "proc", "proc", NOSUIDDEVEXEC, NULL);
 	if (own_net) {
@@ -283,8 +287,6 @@ static void special(int own_net, int own_cgroup, const char *console)
 		if (mount(NULL, "sys", NULL, MS_BIND | MS_REMOUNT | MS_RDONLY | NOSUIDDEVEXEC, NULL) < 0)
 			die("remount /sys read-only");
 	}
-	if (own_cgroup)
-		guest_cgroups();
 	mk("tmpfs", "dev", "tmpfs", MS_NOSUID | MS_NOEXEC, "mode=755,size=64k");
 	static const char *devs[] = { "null", "zero", "full", "random", "urandom", "tty", NULL };
 	char src[64], dst[64];
@@ -472,12 +474,6 @@ void vpsctl_init_child(const char *sockfd)
 		errno = EINVAL;
 		die("exec init: no init");
 	}
-	if (ns & CLONE_NEWCGROUP) {
-		// Now that the monitor has put us in the VPS's group, that group becomes the root of
-		// the VPS's cgroup view (the seed's container_clone: a VPS sees only its own subtree).
-		if (unshare(CLONE_NEWCGROUP) < 0)
-			die("unshare cgroup namespace");
-	}
 	// Nothing we mount may propagate back to the monitor's (or the host's) namespace.
 	if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
 		die("make mounts private");
@@ -492,8 +488,27 @@ void vpsctl_init_child(const char *sockfd)
 	mark("init-child-config");
 	if (ns & CLONE_NEWNET)
 		loopback_up();
-	special(ns & CLONE_NEWNET, ns & CLONE_NEWCGROUP, cfg_console);
+	special(ns & CLONE_NEWNET, cfg_console);
 	mark("init-child-mounted");
+	// The monitor's go-ahead: we are in the VPS's groups (a v1 move comes after the clone and
+	// is made while we mount) and its network is set up.
+	char go;
+	ssize_t r;
+	do
+		r = recv(isock, &go, 1, 0);
+	while (r < 0 && errno == EINTR);
+	if (r != 1 || go != 'G') {
+		errno = r < 0 ? errno : EPIPE;
+		die("wait for the monitor");
+	}
+	if (ns & CLONE_NEWCGROUP) {
+		// Now that the monitor has put us in the VPS's group, that group becomes the root of
+		// the VPS's cgroup view (the seed's container_clone: a VPS sees only its own subtree).
+		if (unshare(CLONE_NEWCGROUP) < 0)
+			die("unshare cgroup namespace");
+		guest_cgroups();
+	}
+	mark("init-child-cgroups");
 	// pivot_root(".", ".") stacks the old root on top of the new one; unmounting it leaves the
 	// VPS with no path back to the host's tree (unlike chroot).
 	if (syscall(SYS_pivot_root, ".", ".") < 0)

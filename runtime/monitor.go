@@ -579,6 +579,16 @@ func (m *monitor) bootRest(c *store.Config, b *bootState, res *cgroup.Resources,
 	}
 	defer unix.Close(rootFd)
 	fault.Point("monitor-rootfs")
+	// The config goes now: the child builds the VPS's /proc, /sys and /dev while its groups
+	// and network are finished here, and waits for the go-ahead before its cgroup namespace.
+	env := []string{"container=vpsctl", "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+		"HOME=/root", "TERM=linux"}
+	msg := initMsg{NSFlags: cloneFlags(c.Namespaces), Hostname: c.Hostname, Domainname: c.Domainname,
+		Console: consolePath, CapDrop: capMask(c), Init: initArgv(m.oneshot), Trace: fault.Tracing(),
+		Env: env, Park: m.spare != nil}
+	if err := unix.Sendmsg(fds[0], msg.encode(), unix.UnixRights(rootFd), nil, 0); err != nil {
+		return nil, fmt.Errorf("send init config: %w", os.NewSyscallError("sendmsg", err))
+	}
 
 	// The init child brings the loopback up itself; the monitor has work here only for a VPS
 	// with addresses or interfaces (a boot saves the netlink round trips in its namespace).
@@ -602,13 +612,8 @@ func (m *monitor) bootRest(c *store.Config, b *bootState, res *cgroup.Resources,
 		return nil, err
 	}
 	fault.Point("monitor-network")
-	env := []string{"container=vpsctl", "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-		"HOME=/root", "TERM=linux"}
-	msg := initMsg{NSFlags: cloneFlags(c.Namespaces), Hostname: c.Hostname, Domainname: c.Domainname,
-		Console: consolePath, CapDrop: capMask(c), Init: initArgv(m.oneshot), Trace: fault.Tracing(),
-		Env: env, Park: m.spare != nil}
-	if err := unix.Sendmsg(fds[0], msg.encode(), unix.UnixRights(rootFd), nil, 0); err != nil {
-		return nil, fmt.Errorf("send init config: %w", os.NewSyscallError("sendmsg", err))
+	if _, err := unix.Write(fds[0], []byte(initGo)); err != nil {
+		return nil, fmt.Errorf("init child: go-ahead: %w", os.NewSyscallError("write", err))
 	}
 	buf := make([]byte, 2*initErrorSize)
 	if m.spare != nil {

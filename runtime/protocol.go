@@ -19,13 +19,15 @@ import (
 //	                                  cgroup, console pty
 //	                                  clone: new namespaces, uid/gid maps,
 //	                                  fd 3 = SEQPACKET socket ─────────>  blocks on the socket
-//	                                  v1: put child in the cgroup
+//	                                  v1: put child in the cgroup (meanwhile)
 //	                                  rootfs: idmapped template + overlay,
 //	                                  cloned into a detached mount fd
+//	                                  initMsg + rootfs fd (SCM_RIGHTS) ──>  mount the root, /proc /sys /dev /run
 //	                                  network: veth into the child's netns
-//	                                  initMsg + rootfs fd (SCM_RIGHTS) ──>  unshare cgroup ns, mount the root,
-//	                                                                       /proc /sys /dev /run, pivot_root,
-//	                                                                       hostname, capabilities, exec init
+//	                                  (v1: the child is in its groups)
+//	                                  initGo ──────────────────────────>  unshare cgroup ns, its cgroup view,
+//	                                                                       pivot_root, hostname,
+//	                                                                       capabilities, exec init
 //	                                  <── initError (only on failure); EOF when exec succeeds
 //	<── readyMsg (JSON) ──────────────  init PID or the error
 //	exits; the monitor stays and waits for init
@@ -52,6 +54,10 @@ type initMsg struct {
 	// waits for a claimMsg before it goes on.
 	Park bool
 }
+
+// initGo is the monitor's go-ahead after the config: the init child is in the VPS's groups and
+// the network is set up, so it unshares its cgroup namespace and goes on.
+const initGo = "G"
 
 // initParked is a parked init child's report: its root is built, it waits for its claim.
 const initParked = "P"
