@@ -524,19 +524,38 @@ func (k *keeper) cycle() (bool, error) {
 		destroy()
 		return false, err
 	}
-	var claimed atomic.Bool
+	var claimed, parked atomic.Bool
+	recorded := make(chan struct{}) // closed once park's bookkeeping is done
 	park := func() *claim {
+		parked.Store(true)
 		cl := k.park()
-		if cl != nil {
-			claimed.Store(true)
-			// A claimed spare is the run's VPS: list shows it from here on, and the next
-			// keeper still destroys it if this one dies before it could.
-			os.Rename(r.St.Path(uint32(id), spareMarker), r.St.Path(uint32(id), claimedMarker))
+		if cl == nil {
+			close(recorded)
+			return nil
 		}
+		claimed.Store(true)
+		// A claimed spare is the run's VPS: list shows it from here on (with the claim's host
+		// name), and the next keeper still destroys it if this one dies before it could.
+		// Off the claim's path: the command runs meanwhile.
+		go func() {
+			defer close(recorded)
+			os.Rename(r.St.Path(uint32(id), spareMarker), r.St.Path(uint32(id), claimedMarker))
+			if cl.hostname == "" {
+				return
+			}
+			if c, err := r.St.LoadConfig(uint32(id)); err == nil && c.Hostname != cl.hostname {
+				c.Hostname = cl.hostname
+				// Not synced: the VPS is destroyed after its command.
+				store.WriteFileVolatile(r.St.Path(uint32(id), "vps.conf"), c.Format(), 0o600)
+			}
+		}()
 		return cl
 	}
 	code, err := r.runHere(id, []string{"/bin/true"}, null, null, null, true, park)
 	null.Close()
+	if parked.Load() {
+		<-recorded
+	}
 	if err != nil && !claimed.Load() && !k.stopping.Load() {
 		lk.Unlock()
 		destroy()

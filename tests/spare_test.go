@@ -133,6 +133,20 @@ func TestSpare(t *testing.T) {
 	if !strings.HasPrefix(spareOut, "h1\nh1\npid=1\nfrom-stdin\n0\nlo\n0x9\n1\n") {
 		t.Fatalf("probe: %q", spareOut)
 	}
+	// A claimed spare is listed as the run's VPS, with the claim's host name.
+	cmd := exec.Command(bin, "--root", root, "run", "--rm", "--template", "busybox", "--hostname", "listed", "--", "/bin/sleep", "30")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "the claimed spare in list -a", func() bool {
+		return strings.Contains(must(t, "list", "-a"), " listed ")
+	})
+	cmd.Process.Signal(syscall.SIGTERM)
+	cmd.Wait()
+	if code := cmd.ProcessState.ExitCode(); code != 137 {
+		t.Fatalf("run after SIGTERM: exit %d, want 137", code)
+	}
+	n0++
 	// Each spare serves once: what a run left is gone for the next.
 	for range 3 {
 		if out, _, code := runProbe(t, nil, "", "run", "--rm", "--template", "busybox", "--", "ls", "/root"); code != 0 || out != "" {
