@@ -143,7 +143,9 @@ func (r *Runtime) StartSpares(o SpareOptions) (pid int, already bool, err error)
 	if pid := r.keeperPID(o.Template); pid > 0 {
 		return pid, true, nil
 	}
-	logf, err := sysfile.OpenFile(r.sparePath(o.Template, ".log"), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+	// The log is the running keeper's (its failures and its start and end): a keeper started
+	// anew starts it anew.
+	logf, err := sysfile.OpenFile(r.sparePath(o.Template, ".log"), os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
 		return 0, false, err
 	}
@@ -551,7 +553,7 @@ func (k *keeper) cycle() (bool, error) {
 		}()
 		return cl
 	}
-	code, err := r.runHere(id, []string{"/bin/true"}, null, null, null, true, park)
+	_, err = r.runHere(id, []string{"/bin/true"}, null, null, null, true, park)
 	null.Close()
 	if parked.Load() {
 		<-recorded
@@ -563,9 +565,9 @@ func (k *keeper) cycle() (bool, error) {
 	}
 	switch {
 	case claimed.Load() && err == nil:
+		// Not logged: a busy keeper serves thousands an hour (spare list counts them).
 		k.served.Add(1)
 		k.saveState()
-		log.Printf("VPS %d: served, status %d", id, code)
 	case claimed.Load():
 		log.Printf("VPS %d: claim not served (the caller runs it): %v", id, err)
 	}
