@@ -13,6 +13,10 @@ void vpsctl_exit_as(pid_t child, int fail, int reraise) __attribute__((noreturn)
 // NULL: what the constructor's programs decide on before any parsing.
 const char *vpsctl_command_word(int argc, char **argv);
 
+// vpsctl_state_root returns the state root a command line names (`vpsctl --root DIR ...`, else
+// VPSCTL_ROOT, else /var/lib/vpsctl) and sets *i to the index of the word after it.
+const char *vpsctl_state_root(int argc, char **argv, int *i);
+
 // vpsctl_fork_waiter forks a command that its caller will wait for in the parent: -1 if it
 // could not (nothing changed); 0 in the child, *fd the pipe's write end for its exit code;
 // the child's PID in the parent, *fd the read end. Both ends are close-on-exec.

@@ -38,6 +38,17 @@ const char *vpsctl_command_word(int argc, char **argv)
 	return i < argc ? argv[i] : NULL;
 }
 
+const char *vpsctl_state_root(int argc, char **argv, int *i)
+{
+	const char *root = getenv("VPSCTL_ROOT");
+	*i = 1;
+	if (argc > 2 && !strcmp(argv[1], "--root")) {
+		root = argv[2];
+		*i = 3;
+	}
+	return root && *root ? root : "/var/lib/vpsctl";
+}
+
 // early_command: argv's command is one of early_commands.
 static int early_command(int argc, char **argv)
 {

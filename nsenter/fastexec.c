@@ -139,14 +139,8 @@ static void fast_forward(int sig)
 
 void vpsctl_fastexec(int argc, char **argv)
 {
-	int i = 1;
-	const char *root = getenv("VPSCTL_ROOT");
-	if (i + 1 < argc && !strcmp(argv[i], "--root")) {
-		root = argv[i + 1];
-		i += 2;
-	}
-	if (!root || !*root)
-		root = "/var/lib/vpsctl";
+	int i;
+	const char *root = vpsctl_state_root(argc, argv, &i);
 	if (i + 3 >= argc || strcmp(argv[i], "exec") || strcmp(argv[i + 2], "--"))
 		return;
 	const char *id = argv[i + 1];

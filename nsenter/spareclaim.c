@@ -15,6 +15,8 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "exitas.h"
+
 // Keep in step with runtime/spare.go.
 enum { CLAIM_MAGIC = 0x52505356, CLAIM_VERSION = 1 };
 enum { CLAIM_STARTED = 1, CLAIM_EXITED = 2, CLAIM_FALLBACK = 3 };
@@ -61,14 +63,8 @@ void vpsctl_spare_claim(int argc, char **argv)
 {
 	if (getenv("VPSCTL_NO_SPARES") || getenv("VPSCTL_FAULT"))
 		return;
-	int i = 1;
-	const char *root = getenv("VPSCTL_ROOT");
-	if (i + 1 < argc && !strcmp(argv[i], "--root")) {
-		root = argv[i + 1];
-		i += 2;
-	}
-	if (!root || !*root)
-		root = "/var/lib/vpsctl";
+	int i;
+	const char *root = vpsctl_state_root(argc, argv, &i);
 	if (root[0] != '/' || i >= argc || strcmp(argv[i], "run"))
 		return;
 	const char *tpl = NULL, *host = "";

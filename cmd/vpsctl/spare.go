@@ -14,11 +14,16 @@ func init() {
 }
 
 func spareCommand() *cli.Command {
-	templateArg := func(c *cli.Context) (string, error) {
+	// withTemplate runs f with the runtime and the one argument, a template's name.
+	withTemplate := func(c *cli.Context, f func(rt *runtime.Runtime, tpl string) error) error {
 		if c.NArg() != 1 {
-			return "", usageError("spare %s: usage: vpsctl spare %s TEMPLATE", c.Command.Name, c.Command.Name)
+			return usageError("spare %s: usage: vpsctl spare %s TEMPLATE", c.Command.Name, c.Command.Name)
 		}
-		return c.Args().First(), nil
+		rt, err := openRuntime(c)
+		if err != nil {
+			return err
+		}
+		return f(rt, c.Args().First())
 	}
 	return &cli.Command{
 		Name: "spare", Usage: "keep VPSs booted in advance for run --rm",
@@ -38,24 +43,18 @@ func spareCommand() *cli.Command {
 					&cli.DurationFlag{Name: "idle", Usage: "stop after this long without a claim (0: never)"},
 				},
 				Action: func(c *cli.Context) error {
-					tpl, err := templateArg(c)
-					if err != nil {
-						return err
-					}
-					rt, err := openRuntime(c)
-					if err != nil {
-						return err
-					}
-					pid, already, err := rt.StartSpares(runtime.SpareOptions{Template: tpl, Count: c.Int("count"), Idle: c.Duration("idle")})
-					if err != nil {
-						return err
-					}
-					if already {
-						fmt.Printf("spare VPSs of template %s already kept (keeper PID %d)\n", tpl, pid)
+					return withTemplate(c, func(rt *runtime.Runtime, tpl string) error {
+						pid, already, err := rt.StartSpares(runtime.SpareOptions{Template: tpl, Count: c.Int("count"), Idle: c.Duration("idle")})
+						if err != nil {
+							return err
+						}
+						if already {
+							fmt.Printf("spare VPSs of template %s already kept (keeper PID %d)\n", tpl, pid)
+							return nil
+						}
+						fmt.Printf("spare VPSs of template %s ready (keeper PID %d)\n", tpl, pid)
 						return nil
-					}
-					fmt.Printf("spare VPSs of template %s ready (keeper PID %d)\n", tpl, pid)
-					return nil
+					})
 				},
 			},
 			{
@@ -65,24 +64,18 @@ func spareCommand() *cli.Command {
 					&cli.DurationFlag{Name: "timeout", Value: 60 * time.Second, Usage: "how long to wait for the keeper"},
 				},
 				Action: func(c *cli.Context) error {
-					tpl, err := templateArg(c)
-					if err != nil {
-						return err
-					}
-					rt, err := openRuntime(c)
-					if err != nil {
-						return err
-					}
-					stopped, err := rt.StopSpares(tpl, c.Duration("timeout"))
-					if err != nil {
-						return err
-					}
-					if !stopped {
-						fmt.Printf("no spare VPSs of template %s kept\n", tpl)
+					return withTemplate(c, func(rt *runtime.Runtime, tpl string) error {
+						stopped, err := rt.StopSpares(tpl, c.Duration("timeout"))
+						if err != nil {
+							return err
+						}
+						if !stopped {
+							fmt.Printf("no spare VPSs of template %s kept\n", tpl)
+							return nil
+						}
+						fmt.Printf("spare VPSs of template %s stopped\n", tpl)
 						return nil
-					}
-					fmt.Printf("spare VPSs of template %s stopped\n", tpl)
-					return nil
+					})
 				},
 			},
 			{
