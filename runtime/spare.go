@@ -61,7 +61,7 @@ import (
 
 // The claim protocol: keep in step with nsenter/spareclaim.c.
 const (
-	claimMagic   = 0x52505356 // "VSPR", little-endian
+	claimMagic   = 0x52505356 // "VSPR" on a little-endian host; both ends use native order
 	claimVersion = 1
 
 	claimStarted  = 1 // the command runs as the VPS's PID 1
@@ -185,7 +185,11 @@ func (r *Runtime) StartSpares(o SpareOptions) (pid int, already bool, err error)
 		cmd.Wait()
 		return 0, false, fmt.Errorf("spare keeper of template %q exited (%v); see %s", o.Template, cmd.ProcessState, r.sparePath(o.Template, ".log"))
 	}
-	cmd.Process.Release() // it lives on, in a session of its own
+	if msg.Error == "" {
+		cmd.Process.Release() // it lives on, in a session of its own
+	} else {
+		cmd.Wait() // it stops: a start right after finds no keeper
+	}
 	if msg.Error != "" {
 		if s, ok := startSentinels[msg.Kind]; ok {
 			return 0, false, fmt.Errorf("spare VPS of template %q: %s: %w", o.Template, msg.Error, s)
@@ -277,8 +281,8 @@ type claim struct {
 
 func (cl *claim) reply(kind, code int) {
 	var b [8]byte
-	binary.LittleEndian.PutUint32(b[0:], uint32(kind))
-	binary.LittleEndian.PutUint32(b[4:], uint32(int32(code)))
+	binary.NativeEndian.PutUint32(b[0:], uint32(kind))
+	binary.NativeEndian.PutUint32(b[4:], uint32(int32(code)))
 	cl.conn.Write(b[:])
 }
 
@@ -456,7 +460,7 @@ func (k *keeper) accept(conn *net.UnixConn) *claim {
 		return nil
 	}
 	if flags&(unix.MSG_TRUNC|unix.MSG_CTRUNC) != 0 || len(fds) != 3 || n < 8 ||
-		binary.LittleEndian.Uint32(buf[0:]) != claimMagic || binary.LittleEndian.Uint32(buf[4:]) != claimVersion {
+		binary.NativeEndian.Uint32(buf[0:]) != claimMagic || binary.NativeEndian.Uint32(buf[4:]) != claimVersion {
 		return refuse("malformed claim")
 	}
 	strs := strings.Split(string(buf[8:n]), "\x00")
