@@ -612,17 +612,23 @@ func (m *monitor) bootRest(c *store.Config, b *bootState, res *cgroup.Resources,
 		return nil, err
 	}
 	fault.Point("monitor-network")
+	buf := make([]byte, 2*initErrorSize)
 	if _, err := unix.Write(fds[0], []byte(initGo)); err != nil {
+		// The child failed before (its end is closed): its report says why.
+		if n, _ := readInit(sock, buf); n > 0 {
+			if ie, ok := parseInitError(buf[:n]); ok {
+				return nil, fmt.Errorf("start: %w", ie)
+			}
+		}
 		return nil, fmt.Errorf("init child: go-ahead: %w", os.NewSyscallError("write", err))
 	}
-	buf := make([]byte, 2*initErrorSize)
 	if m.spare != nil {
 		if err := m.parkSpare(sock, fds[0], buf, c, pid, env); err != nil {
 			return nil, err
 		}
 	}
 	// The child's end closes on exec: EOF means the VPS's init runs; a message is a failure.
-	n, err := sock.Read(buf)
+	n, err := readInit(sock, buf)
 	if err != nil && err != io.EOF {
 		return nil, fmt.Errorf("init child: %w", err)
 	}
@@ -636,11 +642,22 @@ func (m *monitor) bootRest(c *store.Config, b *bootState, res *cgroup.Resources,
 	return b, nil
 }
 
+// readInit reads the init child's next message. A child that failed and exited before it read
+// the go-ahead left it unread, for which the kernel marks our end ECONNRESET, reported once,
+// before the messages still queued (the child's init_error): read again past it.
+func readInit(sock *os.File, buf []byte) (int, error) {
+	n, err := sock.Read(buf)
+	if errors.Is(err, syscall.ECONNRESET) {
+		n, err = sock.Read(buf)
+	}
+	return n, err
+}
+
 // parkSpare is a spare's boot from the parked init child's report to its claim's config (see
 // monitor.spare): the init child has its root and waits; once a `vpsctl run` claims the spare,
 // the child gets the claim's host name, command and stdio. errUnclaimed: the keeper stops.
 func (m *monitor) parkSpare(sock *os.File, fd int, buf []byte, c *store.Config, pid int, env []string) error {
-	n, err := sock.Read(buf)
+	n, err := readInit(sock, buf)
 	if string(buf[:n]) != initParked {
 		if ie, ok := parseInitError(buf[:n]); ok {
 			return fmt.Errorf("start: %w", ie)

@@ -88,6 +88,32 @@ func TestSpare(t *testing.T) {
 		t.Fatalf("keepers after bad input: %v", keepers(t))
 	}
 
+	// A template whose VPSs cannot boot: the start says why and leaves nothing.
+	broken := t.TempDir()
+	os.MkdirAll(filepath.Join(broken, "bin"), 0o755)
+	os.MkdirAll(filepath.Join(broken, "etc"), 0o755)
+	os.WriteFile(filepath.Join(broken, "dev"), []byte("not a directory\n"), 0o644)
+	must(t, "template", "import", "spare-broken", broken)
+	defer vpsctl(t, "template", "rm", "spare-broken")
+	if r := vpsctl(t, "spare", "start", "spare-broken"); r.code != 3 || !strings.Contains(r.err, `spare VPS of template "spare-broken"`) || !strings.Contains(r.err, "dev") {
+		t.Fatalf("spare start of a template that cannot boot: code %d, err %q", r.code, r.err)
+	}
+	if len(keepers(t)) != 0 || fmt.Sprint(vpsDirs(t)) != dirsBefore {
+		t.Fatalf("after a failed spare start: keepers %v, VPSs %v", keepers(t), vpsDirs(t))
+	}
+	// The same failure of a run and a start of their own VPS: the init child's report, whenever
+	// it fails (before or after the monitor's go-ahead).
+	for range 5 {
+		if r := vpsctl(t, "run", "--rm", "--template", "spare-broken", "--", "/bin/true"); r.code != 3 || !strings.Contains(r.err, "start: mkdir /dev: not a directory") {
+			t.Fatalf("run of a template that cannot boot: code %d, err %q", r.code, r.err)
+		}
+	}
+	must(t, "create", "194", "--template", "spare-broken")
+	if r := vpsctl(t, "start", "194"); r.code != 3 || !strings.Contains(r.err, "start: mkdir /dev: not a directory") {
+		t.Fatalf("start of a VPS that cannot boot: code %d, err %q", r.code, r.err)
+	}
+	must(t, "destroy", "194")
+
 	r := expectCode(t, 0, "spare", "start", "busybox", "--count", "2")
 	if !strings.HasPrefix(r.out, "spare VPSs of template busybox ready (keeper PID ") {
 		t.Fatalf("spare start: %q", r.out)
