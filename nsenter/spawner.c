@@ -479,8 +479,9 @@ static void spawner_main(int sock, int boots)
 			if (vpsctl_spawner_persistent) {
 				pid_t rm = fork();
 				if (rm < 0) {
-					// The files stay, as they would if the remover were killed: a destroyed
-					// VPS's directory is swept by the next command (store.Sweep).
+					// The files stay, as they would if the remover were killed (closing the
+					// held files here unmounts, and lets go of the locks): the staging
+					// directory is swept once the keeper, whose PID it names, is gone.
 					for (int i = 0; i < nfds; i++)
 						close(fds[i]);
 					continue;
