@@ -449,6 +449,36 @@ func (r *Runtime) destroyLocked(id container.ID, lk *store.Lock, name string, le
 	return nil
 }
 
+// CheckTemplateReplace refuses the rebuild of template name (ErrTemplateUse) while a running
+// VPS or a keeper's spares use it: a rebuild deletes the old tree, which is what their root file
+// systems are made of (stopped VPSs boot on the new one). A VPS started during a long rebuild
+// is not caught: build under a new name, or stop starts, when VPSs may come up meanwhile.
+func (r *Runtime) CheckTemplateReplace(name string) error {
+	if err := template.ValidateName(name); err != nil {
+		return err
+	}
+	if _, err := template.Rootfs(r.St, name); err != nil {
+		return nil // nothing to replace
+	}
+	if pid := r.keeperPID(name); pid > 0 {
+		return fmt.Errorf("template %q: %w by its spare VPSs (vpsctl spare stop %s)", name, ErrTemplateUse, name)
+	}
+	ss, err := r.List(false)
+	if err != nil {
+		return err
+	}
+	var running []uint32
+	for _, s := range ss {
+		if s.Template == name {
+			running = append(running, s.ID)
+		}
+	}
+	if len(running) > 0 {
+		return fmt.Errorf("template %q: %w by running VPS %v: a rebuild would delete their root file systems' lower layer (stop them first)", name, ErrTemplateUse, running)
+	}
+	return nil
+}
+
 // RemoveTemplate deletes a template no VPS uses.
 func (r *Runtime) RemoveTemplate(name string) error {
 	gl, err := r.St.LockGlobal("template remove " + name)

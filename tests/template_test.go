@@ -37,3 +37,37 @@ func TestTemplateImport(t *testing.T) {
 	must(t, "template", "remove", "imp-dir")
 	expectCode(t, 91, "template", "remove", "imp-dir")
 }
+
+// TestTemplateRebuildInUse: a rebuild (--force) deletes the old tree, which running VPSs and a
+// keeper's spares are made of: it is refused while they run (and changes nothing), and goes
+// ahead once they are stopped; the stopped VPS then boots on the new tree.
+func TestTemplateRebuildInUse(t *testing.T) {
+	checkClean(t, "119")
+	t.Cleanup(func() {
+		vpsctl(t, "spare", "stop", "rebuilt")
+		vpsctl(t, "template", "remove", "rebuilt")
+	})
+	must(t, "template", "build", "busybox", "rebuilt")
+	must(t, "create", "119", "--template", "rebuilt")
+	must(t, "start", "119")
+	applets := func() string { return strings.TrimSpace(must(t, "exec", "119", "--", "sh", "-c", "ls /bin | wc -l")) }
+	before := applets()
+	if r := expectCode(t, 92, "template", "build", "busybox", "rebuilt", "--force"); !strings.Contains(r.err, "running VPS [119]") {
+		t.Fatalf("rebuild with a running VPS: %q", r.err)
+	}
+	if got := applets(); got != before || got == "0" {
+		t.Fatalf("the running VPS's /bin after a refused rebuild: %s applets, before %s", got, before)
+	}
+	must(t, "stop", "--kill", "119")
+	must(t, "spare", "start", "rebuilt")
+	if r := expectCode(t, 92, "template", "build", "busybox", "rebuilt", "--force"); !strings.Contains(r.err, "vpsctl spare stop rebuilt") {
+		t.Fatalf("rebuild with spares: %q", r.err)
+	}
+	must(t, "spare", "stop", "rebuilt")
+	must(t, "template", "build", "busybox", "rebuilt", "--force")
+	must(t, "start", "119")
+	if got := applets(); got != before {
+		t.Fatalf("after the rebuild: %s applets, want %s", got, before)
+	}
+	must(t, "destroy", "--force", "119")
+}

@@ -389,9 +389,17 @@ func templateCommand() *cli.Command {
 					if c.NArg() > 1 {
 						name = c.Args().Get(1)
 					}
+					if (kind == "debian-12" || kind == "debian") && c.NArg() == 1 && c.String("variant") == "sysvinit" {
+						name = kind + "-sysvinit"
+					}
 					rt, err := openRuntime(c)
 					if err != nil {
 						return err
+					}
+					if c.Bool("force") {
+						if err := rt.CheckTemplateReplace(name); err != nil {
+							return err
+						}
 					}
 					switch {
 					case kind == "busybox":
@@ -399,9 +407,6 @@ func templateCommand() *cli.Command {
 							return err
 						}
 					case kind == "debian-12" || kind == "debian":
-						if c.NArg() == 1 && c.String("variant") == "sysvinit" {
-							name = kind + "-sysvinit"
-						}
 						o := template.DebianOptions{Variant: c.String("variant"), Include: c.StringSlice("include"), Mirror: c.String("mirror"), Replace: c.Bool("force")}
 						if err := template.BuildDebian(rt.St, name, o, os.Stdout); err != nil {
 							return err
