@@ -1,0 +1,475 @@
+package runtime
+
+// The spare keeper process (see spare.go): its workers, each keeping one spare booted, the
+// claims its socket takes, and their hand-over to a parked spare.
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log"
+	"net"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/vpsctl/vpsctl/container"
+	"github.com/vpsctl/vpsctl/internal/fault"
+	"github.com/vpsctl/vpsctl/internal/sysfile"
+	"github.com/vpsctl/vpsctl/store"
+	"github.com/vpsctl/vpsctl/uid"
+	"github.com/vpsctl/vpsctl/uts"
+	"golang.org/x/sys/unix"
+)
+
+// claim is one `vpsctl run` served by a spare.
+type claim struct {
+	args     []string
+	hostname string
+	stdio    []*os.File
+	conn     *net.UnixConn
+	// term gets a signal when the caller forwards one or goes away: the VPS's init is killed.
+	term chan os.Signal
+	once sync.Once
+	// ended, if set, runs at close: the command has exited (or never ran).
+	ended func()
+}
+
+func (cl *claim) reply(kind, code int) {
+	var b [8]byte
+	binary.NativeEndian.PutUint32(b[0:], uint32(kind))
+	binary.NativeEndian.PutUint32(b[4:], uint32(int32(code)))
+	cl.conn.Write(b[:])
+}
+
+func (cl *claim) closeStdio() {
+	for _, f := range cl.stdio {
+		f.Close()
+	}
+	cl.stdio = nil
+}
+
+func (cl *claim) close() {
+	cl.once.Do(func() {
+		cl.closeStdio()
+		cl.conn.Close()
+		if cl.ended != nil {
+			cl.ended()
+		}
+	})
+}
+
+// watch turns anything the caller sends after its claim, or its going away, into a
+// termination of the claim's VPS.
+func (cl *claim) watch() {
+	var b [64]byte
+	cl.conn.Read(b[:])
+	select {
+	case cl.term <- syscall.SIGKILL:
+	default:
+	}
+}
+
+// keeper is the spare keeper process's state.
+type keeper struct {
+	r        *Runtime
+	tpl      string
+	count    int
+	l        *net.UnixListener
+	stopping atomic.Bool
+	done     chan struct{} // closed by stop
+	claims   chan *claim   // to a parked spare
+	serving  atomic.Int32  // spares whose claimed command runs
+	// stateDirty asks stateLoop for a write of the counts (saveState).
+	stateDirty chan struct{}
+	ready      atomic.Int32
+	served     atomic.Int64
+	seq        atomic.Int64 // spares made: where the next one's ID is looked for
+	lastUse    atomic.Int64 // unix nanoseconds of the last claim (or the start)
+	first      chan string  // the first spare's outcome: "" parked, else the error
+	firstOne   sync.Once
+}
+
+func (k *keeper) stop() {
+	if k.stopping.CompareAndSwap(false, true) {
+		close(k.done)
+		k.l.Close()
+	}
+}
+
+func (k *keeper) firstDone(err string) {
+	k.firstOne.Do(func() { k.first <- err })
+}
+
+// saveState has the keeper's counts written for `spare list`, by stateLoop: a boot that parks
+// or is claimed does not wait for a file's write.
+func (k *keeper) saveState() {
+	select {
+	case k.stateDirty <- struct{}{}:
+	default: // a write is due anyway
+	}
+}
+
+func (k *keeper) stateLoop() {
+	for range k.stateDirty {
+		b, _ := json.Marshal(SpareKeeper{Template: k.tpl, PID: os.Getpid(), Count: k.count, Ready: int(k.ready.Load()), Served: k.served.Load()})
+		store.WriteFileVolatile(k.r.sparePath(k.tpl, ".state"), b, 0o600)
+	}
+}
+
+// park is a spare's monitor.spare: it counts the spare ready and waits for a claim.
+func (k *keeper) park() *claim {
+	fault.Mark("spare-parked")
+	k.ready.Add(1)
+	k.saveState()
+	k.firstDone("")
+	defer func() { k.ready.Add(-1); k.saveState() }()
+	select {
+	case cl := <-k.claims:
+		k.lastUse.Store(time.Now().UnixNano())
+		k.serving.Add(1)
+		cl.ended = func() { k.serving.Add(-1) }
+		fault.Mark("spare-claimed")
+		return cl
+	case <-k.done:
+		return nil
+	}
+}
+
+// acceptLoop takes the claims on the keeper's socket until it stops.
+func (k *keeper) acceptLoop() {
+	for {
+		conn, err := k.l.AcceptUnix()
+		if err != nil {
+			if !k.stopping.Load() {
+				log.Printf("accept: %v", err)
+				k.stop()
+			}
+			return
+		}
+		go k.dispatch(conn)
+	}
+}
+
+// claimWait bounds how long a claim waits for a spare being booted: the caller then boots a
+// VPS of its own.
+const claimWait = 5 * time.Second
+
+// dispatch hands the claim on conn to a parked spare. With none parked, it waits for one being
+// booted; if every spare is serving a command (which may run for hours), it answers fallback at
+// once: the caller boots a VPS of its own.
+func (k *keeper) dispatch(conn *net.UnixConn) {
+	cl := k.accept(conn)
+	if cl == nil {
+		return
+	}
+	select {
+	case k.claims <- cl:
+		return
+	default:
+	}
+	if k.serving.Load() < int32(k.count) {
+		select {
+		case k.claims <- cl:
+			return
+		case <-time.After(claimWait):
+		case <-k.done:
+		}
+	}
+	cl.reply(claimFallback, 0)
+	cl.close()
+}
+
+// accept reads a claim from conn: nil if it is not one a spare serves (answered, closed).
+func (k *keeper) accept(conn *net.UnixConn) *claim {
+	buf := make([]byte, 1<<16)
+	oob := make([]byte, unix.CmsgSpace(4*4))
+	n, oobn, flags, _, err := conn.ReadMsgUnix(buf, oob)
+	var fds []int
+	if err == nil && oobn > 0 {
+		if msgs, perr := unix.ParseSocketControlMessage(oob[:oobn]); perr == nil {
+			for i := range msgs {
+				if f, perr := unix.ParseUnixRights(&msgs[i]); perr == nil {
+					fds = append(fds, f...)
+				}
+			}
+		}
+	}
+	cl := &claim{conn: conn, term: make(chan os.Signal, 1)}
+	for _, fd := range fds {
+		unix.CloseOnExec(fd)
+		cl.stdio = append(cl.stdio, os.NewFile(uintptr(fd), "claim-stdio"))
+	}
+	refuse := func(why string) *claim {
+		log.Printf("claim refused: %s", why)
+		cl.reply(claimFallback, 0)
+		cl.close()
+		return nil
+	}
+	if err != nil {
+		return refuse(err.Error())
+	}
+	if uid, err := peerUID(conn); err != nil || uid != 0 {
+		// Not root's: no answer at all (the socket's mode already keeps others out).
+		log.Printf("claim from UID %d refused (%v)", uid, err)
+		cl.close()
+		return nil
+	}
+	if flags&(unix.MSG_TRUNC|unix.MSG_CTRUNC) != 0 || len(fds) != 3 || n < 8 ||
+		binary.NativeEndian.Uint32(buf[0:]) != claimMagic || binary.NativeEndian.Uint32(buf[4:]) != claimVersion {
+		return refuse("malformed claim")
+	}
+	strs := strings.Split(string(buf[8:n]), "\x00")
+	if len(strs) < 3 || strs[len(strs)-1] != "" {
+		return refuse("malformed claim")
+	}
+	cl.hostname, cl.args = strs[0], strs[1:len(strs)-1]
+	if cl.hostname != "" && uts.ValidateHostname(cl.hostname) != nil {
+		return refuse("bad host name") // the caller's own run reports it
+	}
+	go cl.watch()
+	return cl
+}
+
+func peerUID(conn *net.UnixConn) (int, error) {
+	rc, err := conn.SyscallConn()
+	if err != nil {
+		return -1, err
+	}
+	uid := -1
+	var gerr error
+	err = rc.Control(func(fd uintptr) {
+		var cr *unix.Ucred
+		if cr, gerr = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED); gerr == nil {
+			uid = int(cr.Uid)
+		}
+	})
+	if err == nil {
+		err = gerr
+	}
+	return uid, err
+}
+
+// cycle makes one spare, serves the claim it gets and destroys it, as run --rm would. false:
+// the keeper stops.
+func (k *keeper) cycle() (bool, error) {
+	r := k.r
+	var id container.ID
+	var err error
+	for range 10 {
+		id = r.transientIDFrom(int(k.seq.Add(1) % 4096))
+		if err = r.Create(CreateOptions{ID: id, Template: k.tpl, Pool: uid.DefaultPool}); !errors.Is(err, store.ErrExist) {
+			break
+		}
+	}
+	if err != nil {
+		return false, err
+	}
+	destroy := func() {
+		if err := r.Destroy(id, true); err != nil {
+			log.Printf("destroy spare %d: %v", id, err)
+		}
+	}
+	if err := store.WriteFileVolatile(r.St.Path(uint32(id), spareMarker), []byte(k.tpl+"\n"), 0o600); err != nil {
+		destroy()
+		return false, err
+	}
+	lk, err := r.St.LockVPS(uint32(id), "spare VPS of template "+k.tpl)
+	if err != nil {
+		destroy()
+		return false, err
+	}
+	r.cleanHost(id)
+	null, err := sysfile.OpenFile(os.DevNull, os.O_RDWR, 0)
+	if err != nil {
+		lk.Unlock()
+		destroy()
+		return false, err
+	}
+	var claimed, parked atomic.Bool
+	recorded := make(chan struct{}) // closed once park's bookkeeping is done
+	park := func() *claim {
+		parked.Store(true)
+		cl := k.park()
+		if cl == nil {
+			close(recorded)
+			return nil
+		}
+		claimed.Store(true)
+		// A claimed spare is the run's VPS: list shows it from here on (with the claim's host
+		// name), and the next keeper still destroys it if this one dies before it could.
+		// Off the claim's path: the command runs meanwhile.
+		go func() {
+			defer close(recorded)
+			os.Rename(r.St.Path(uint32(id), spareMarker), r.St.Path(uint32(id), claimedMarker))
+			if cl.hostname == "" {
+				return
+			}
+			if c, err := r.St.LoadConfig(uint32(id)); err == nil && c.Hostname != cl.hostname {
+				c.Hostname = cl.hostname
+				// Not synced: the VPS is destroyed after its command.
+				store.WriteFileVolatile(r.St.Path(uint32(id), "vps.conf"), c.Format(), 0o600)
+			}
+		}()
+		return cl
+	}
+	_, err = r.runHere(id, []string{"/bin/true"}, null, null, null, true, park)
+	null.Close()
+	if parked.Load() {
+		<-recorded
+	}
+	if err != nil && !claimed.Load() && !k.stopping.Load() {
+		lk.Unlock()
+		destroy()
+		return false, err
+	}
+	switch {
+	case claimed.Load() && err == nil:
+		// Not logged: a busy keeper serves thousands an hour (spare list counts them).
+		k.served.Add(1)
+		k.saveState()
+	case claimed.Load():
+		log.Printf("VPS %d: claim not served (the caller runs it): %v", id, err)
+	}
+	if !r.destroyRan(id, lk) {
+		lk.Unlock()
+		destroy()
+	}
+	return !k.stopping.Load(), nil
+}
+
+// worker keeps one spare booted until the keeper stops.
+func (k *keeper) worker() {
+	failures := 0
+	for {
+		more, err := k.cycle()
+		if err != nil {
+			log.Printf("spare: %v", err)
+			b, _ := json.Marshal(readyMsg{Kind: sentinelName(err), Error: err.Error()})
+			k.firstDone(string(b))
+			if failures++; failures >= 3 {
+				log.Printf("three spares in a row failed: stopping")
+				k.stop()
+				return
+			}
+			time.Sleep(time.Duration(failures) * 100 * time.Millisecond)
+			continue
+		}
+		failures = 0
+		if !more {
+			return
+		}
+	}
+}
+
+// spareMain is the keeper process: os.Args is [vpsctl-spare TEMPLATE COUNT IDLE], fd 3 the
+// pipe StartSpares reads its first outcome from.
+func spareMain() int {
+	sysfile.WriteFile("/proc/self/comm", []byte("vpsctl-spare"), os.O_WRONLY, 0)
+	unix.CloseOnExec(3)
+	ready := os.NewFile(3, "ready")
+	fail := func(err error) int {
+		b, _ := json.Marshal(readyMsg{Kind: sentinelName(err), Error: err.Error()})
+		ready.Write(b)
+		ready.Close()
+		log.Print(err)
+		return 3
+	}
+	if len(os.Args) != 4 {
+		return fail(fmt.Errorf("spare keeper: bad arguments %q", os.Args))
+	}
+	tpl := os.Args[1]
+	count, err1 := strconv.Atoi(os.Args[2])
+	idle, err2 := time.ParseDuration(os.Args[3])
+	if err1 != nil || err2 != nil || count < 1 || count > MaxSpares {
+		return fail(fmt.Errorf("spare keeper: bad arguments %q", os.Args))
+	}
+	log.SetFlags(log.LstdFlags | log.Lmicroseconds)
+	log.SetPrefix(fmt.Sprintf("spare %s [%d]: ", tpl, os.Getpid()))
+	r, err := Open(os.Getenv("VPSCTL_ROOT"))
+	if err != nil {
+		return fail(err)
+	}
+	lockFd, err := unix.Open(r.sparePath(tpl, ".lock"), unix.O_RDWR|unix.O_CREAT|unix.O_CLOEXEC, 0o600)
+	if err != nil {
+		return fail(os.NewSyscallError("open keeper lock", err))
+	}
+	if err := unix.Flock(lockFd, unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		return fail(fmt.Errorf("template %q: %w: another keeper runs", tpl, store.ErrLocked))
+	}
+	unix.Ftruncate(lockFd, 0)
+	unix.Pwrite(lockFd, []byte(strconv.Itoa(os.Getpid())+"\n"), 0)
+	// Spares of an earlier keeper of this template killed outright: nobody holds their locks.
+	if n := r.destroyOrphanSpares(tpl); n > 0 {
+		log.Printf("destroyed %d spare VPSs of a keeper that was killed", n)
+	}
+
+	sock := r.sparePath(tpl, ".sock")
+	os.Remove(sock)
+	l, err := net.ListenUnix("unixpacket", &net.UnixAddr{Name: sock, Net: "unixpacket"})
+	if err != nil {
+		return fail(err)
+	}
+	os.Chmod(sock, 0o600)
+	k := &keeper{r: r, tpl: tpl, count: count, l: l, first: make(chan string, 1), done: make(chan struct{}), claims: make(chan *claim),
+		stateDirty: make(chan struct{}, 1)}
+	stateDone := make(chan struct{})
+	go func() { k.stateLoop(); close(stateDone) }()
+	k.lastUse.Store(time.Now().UnixNano())
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT) // SIGHUP is ignored (runOnce), as a daemon's
+	go func() {
+		s := <-sigs
+		log.Printf("%v: stopping", s)
+		k.stop()
+	}()
+	if idle > 0 {
+		go func() {
+			for !k.stopping.Load() {
+				left := idle - time.Since(time.Unix(0, k.lastUse.Load()))
+				if left <= 0 && k.ready.Load() == int32(k.count) {
+					log.Printf("no claim for %v: stopping", idle)
+					k.stop()
+					return
+				}
+				time.Sleep(max(left, 100*time.Millisecond))
+			}
+		}()
+	}
+	go k.acceptLoop()
+	var wg sync.WaitGroup
+	for range count {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			k.worker()
+		}()
+	}
+	log.Printf("keeping %d spare VPSs", count)
+	first := <-k.first
+	if first != "" {
+		ready.Write([]byte(first))
+		k.stop()
+	} else {
+		b, _ := json.Marshal(readyMsg{InitPID: os.Getpid()})
+		ready.Write(b)
+	}
+	ready.Close()
+	wg.Wait()
+	l.Close()
+	close(k.stateDirty) // the workers, its only writers, are done
+	<-stateDone
+	os.Remove(r.sparePath(tpl, ".state"))
+	log.Printf("stopped: %d served", k.served.Load())
+	unix.Close(lockFd) // last: StopSpares waits for it
+	if first != "" {
+		return 3
+	}
+	return 0
+}
