@@ -68,7 +68,14 @@ func (r *Runtime) Start(id container.ID) (int, error) {
 // Go runtime, the host's timer slack, and the test and trace switches that were set.
 func monitorEnv(root string) []string {
 	env := append([]string{modeEnv + "=monitor", "VPSCTL_ROOT=" + root, "GOMAXPROCS=1", "GOGC=25"}, timerslack.Env()...)
-	for _, k := range []string{fault.Env, fault.TraceEnv, "VPSCTL_NO_REAPER"} {
+	return append(env, inheritEnv(fault.Env, fault.TraceEnv, "VPSCTL_NO_REAPER")...)
+}
+
+// inheritEnv is the "KEY=value" entries of this process's environment for the keys that are
+// set: the switches that a process vpsctl starts with an environment of its own must carry.
+func inheritEnv(keys ...string) []string {
+	var env []string
+	for _, k := range keys {
 		if v := os.Getenv(k); v != "" {
 			env = append(env, k+"="+v)
 		}

@@ -347,7 +347,7 @@ func notifyAsync(c chan<- os.Signal, sigs ...os.Signal) <-chan struct{} {
 }
 
 func (m *monitor) fail(err error) {
-	m.report(readyMsg{Kind: sentinelName(err), Error: err.Error()})
+	m.report(errorMsg(err))
 }
 
 // stopRequested reports a stop in progress: the stop file names the process that asked (a

@@ -139,11 +139,19 @@ type readyMsg struct {
 // failure is the report's error for VPS id (nil if the boot succeeded), wrapping the sentinel
 // it names so that callers and exit codes can branch on it.
 func (m readyMsg) failure(id uint32) error {
+	return m.failureOf(fmt.Sprintf("VPS %d", id))
+}
+
+// failureOf is failure with its subject named by the caller.
+func (m readyMsg) failureOf(subject string) error {
 	if m.Error == "" {
 		return nil
 	}
 	if s, ok := startSentinels[m.Kind]; ok {
-		return fmt.Errorf("VPS %d: %s: %w", id, m.Error, s)
+		return fmt.Errorf("%s: %s: %w", subject, m.Error, s)
 	}
-	return fmt.Errorf("VPS %d: %s", id, m.Error)
+	return fmt.Errorf("%s: %s", subject, m.Error)
 }
+
+// errorMsg is the report of err, its sentinel named for the reader's failure().
+func errorMsg(err error) readyMsg { return readyMsg{Kind: sentinelName(err), Error: err.Error()} }

@@ -2,6 +2,7 @@ package runtime
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -29,13 +30,14 @@ func (r *Runtime) RunOnce(id container.ID, argv []string, stdin, stdout, stderr 
 		return 0, err
 	}
 	defer lk.Unlock()
-	return r.runOnceLocked(id, argv, stdin, stdout, stderr, false)
+	return r.runOnceLocked(id, argv, stdin, stdout, stderr, false, nil)
 }
 
 // runOnceLocked is RunOnce with the VPS's lock held. destroy: the VPS is destroyed next, by
 // this process (run --rm): its mount namespace is kept for Destroy to hand to the background
-// remover, which then does the unmounting too (see Runtime.held).
-func (r *Runtime) runOnceLocked(id container.ID, argv []string, stdin, stdout, stderr *os.File, destroy bool) (int, error) {
+// remover, which then does the unmounting too (see Runtime.held). spare, if set, makes the
+// boot a spare VPS's (see monitor.spare), always in this process.
+func (r *Runtime) runOnceLocked(id container.ID, argv []string, stdin, stdout, stderr *os.File, destroy bool, spare func() *claim) (int, error) {
 	if destroy {
 		// A run --rm's own VPS, created by this command an instant ago: its status is known,
 		// unless another command started it before this one took its lock (then it has run
@@ -55,8 +57,8 @@ func (r *Runtime) runOnceLocked(id container.ID, argv []string, stdin, stdout, s
 		r.repair(id)
 	}
 	fault.Mark("run-checked")
-	if os.Getenv("VPSCTL_NO_INPROCESS") == "" {
-		return r.runHere(id, argv, stdin, stdout, stderr, destroy, nil)
+	if spare != nil || os.Getenv("VPSCTL_NO_INPROCESS") == "" {
+		return r.runHere(id, argv, stdin, stdout, stderr, destroy, spare)
 	}
 	pr, pw, err := os.Pipe()
 	if err != nil {
@@ -65,12 +67,8 @@ func (r *Runtime) runOnceLocked(id container.ID, argv []string, stdin, stdout, s
 	defer pr.Close()
 	cmd := exec.Command("/proc/self/exe", append([]string{strconv.FormatUint(uint64(id), 10), "--"}, argv...)...)
 	cmd.Args[0] = "vpsctl-monitor"
-	cmd.Env = append([]string{modeEnv + "=monitor", "VPSCTL_ROOT=" + r.St.Root}, timerslack.Env()...)
-	for _, k := range []string{fault.Env, fault.TraceEnv} {
-		if v := os.Getenv(k); v != "" {
-			cmd.Env = append(cmd.Env, k+"="+v)
-		}
-	}
+	cmd.Env = append(append([]string{modeEnv + "=monitor", "VPSCTL_ROOT=" + r.St.Root}, timerslack.Env()...),
+		inheritEnv(fault.Env, fault.TraceEnv)...)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = stdin, stdout, stderr
 	cmd.ExtraFiles = []*os.File{pw}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: unix.CLONE_NEWNS, Pdeathsig: syscall.SIGTERM}
@@ -172,7 +170,7 @@ func (r *Runtime) setUserPassword(s *Status, user, password string) error {
 	if s.State == "running" {
 		code, err = r.Exec(id, ExecOptions{Args: argv, Stdin: pr, Stdout: os.Stderr, Stderr: os.Stderr})
 	} else {
-		code, err = r.runOnceLocked(id, argv, pr, os.Stderr, os.Stderr, false)
+		code, err = r.runOnceLocked(id, argv, pr, os.Stderr, os.Stderr, false, nil)
 	}
 	if err != nil {
 		return err
@@ -199,37 +197,59 @@ type RunOptions struct {
 // Run creates a VPS, runs Args as its PID 1 and returns their status; with Remove the VPS is
 // destroyed afterwards, whatever the outcome.
 func (r *Runtime) Run(o RunOptions) (int, error) {
-	id := o.ID
+	c := CreateOptions{ID: o.ID, Template: o.Template, Hostname: o.Hostname, Pool: o.Pool}
+	id, err := o.ID, error(nil)
 	if id == 0 {
-		id = r.transientID()
+		id, err = r.createTransient(c, 0)
+	} else {
+		err = r.Create(c)
 	}
-	if err := r.Create(CreateOptions{ID: id, Template: o.Template, Hostname: o.Hostname, Pool: o.Pool}); err != nil {
+	if err != nil {
 		return 0, err
 	}
-	lk, err := r.St.LockVPS(uint32(id), "run "+strings.Join(o.Args, " "))
+	return r.runFresh(id, "run "+strings.Join(o.Args, " "), o.Args, o.Stdin, o.Stdout, o.Stderr, o.Remove, nil)
+}
+
+// runFresh runs argv as the PID 1 of VPS id, which this process has just created, under the
+// VPS's lock (what names the holder) and, with remove, destroys the VPS afterwards whatever
+// the outcome: a run's, and a spare's (spare: see monitor.spare).
+func (r *Runtime) runFresh(id container.ID, what string, argv []string, stdin, stdout, stderr *os.File, remove bool, spare func() *claim) (int, error) {
+	lk, err := r.St.LockVPS(uint32(id), what)
 	if err != nil {
-		if o.Remove {
+		if remove {
 			r.Destroy(id, true)
 		}
 		return 0, err
 	}
-	code, err := r.runOnceLocked(id, o.Args, o.Stdin, o.Stdout, o.Stderr, o.Remove)
-	if o.Remove && err == nil && r.destroyRan(id, lk) {
-		return code, nil
+	code, err := r.runOnceLocked(id, argv, stdin, stdout, stderr, remove, spare)
+	if remove && r.destroyRan(id, lk) {
+		return code, err
 	}
 	lk.Unlock()
-	if o.Remove {
+	if remove {
 		r.Destroy(id, true)
 	}
 	return code, err
 }
 
-// transientID is a free ID for a VPS of vpsctl's own making (run, spares): far from hand-picked
-// ones. create's lock makes a race for it lose with ErrExist.
-func (r *Runtime) transientID() container.ID { return r.transientIDFrom(0) }
+// createTransient creates a VPS of vpsctl's own making (a run without an ID, a spare) as o
+// says, at the first free ID from the off'th transient one on (o.ID is ignored), and returns
+// its ID. A concurrent create that takes that ID first makes this one lose with ErrExist under
+// create's lock: it then tries the next free ID.
+func (r *Runtime) createTransient(o CreateOptions, off int) (container.ID, error) {
+	var err error
+	for range 10 {
+		o.ID = r.transientIDFrom(off)
+		if err = r.Create(o); !errors.Is(err, store.ErrExist) {
+			break
+		}
+	}
+	return o.ID, err
+}
 
-// transientIDFrom is transientID, searching from the off'th ID on: a spare keeper moves on with
-// each spare, so that it does not wait for the remover of the last one, which holds its ID's lock.
+// transientIDFrom is a free ID for a VPS of vpsctl's own making (run, spares), far from
+// hand-picked ones, searching from the off'th on: a spare keeper moves on with each spare, so
+// that it does not wait for the remover of the last one, which holds its ID's lock.
 func (r *Runtime) transientIDFrom(off int) container.ID {
 	cand := container.ID(transientBase + (os.Getpid()+off)%1000000)
 	for r.St.Exists(uint32(cand)) {

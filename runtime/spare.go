@@ -46,6 +46,7 @@ import (
 	"github.com/vpsctl/vpsctl/internal/fault"
 	"github.com/vpsctl/vpsctl/internal/sysfile"
 	"github.com/vpsctl/vpsctl/internal/timerslack"
+	"github.com/vpsctl/vpsctl/store"
 	"github.com/vpsctl/vpsctl/template"
 	"golang.org/x/sys/unix"
 )
@@ -98,17 +99,11 @@ func (r *Runtime) sparePath(tpl, ext string) string {
 // keeperPID returns the PID of the keeper of tpl, 0 if none runs: the keeper holds a flock on
 // its lock file, in which it wrote its PID.
 func (r *Runtime) keeperPID(tpl string) int {
-	fd, err := unix.Open(r.sparePath(tpl, ".lock"), unix.O_RDONLY|unix.O_CLOEXEC, 0)
-	if err != nil {
+	held, text := store.LockHeld(r.sparePath(tpl, ".lock"))
+	if !held {
 		return 0
 	}
-	defer unix.Close(fd)
-	if unix.Flock(fd, unix.LOCK_SH|unix.LOCK_NB) == nil {
-		return 0 // nobody holds it
-	}
-	var b [32]byte
-	n, _ := unix.Pread(fd, b[:], 0)
-	pid, _ := strconv.Atoi(strings.TrimSpace(string(b[:max(n, 0)])))
+	pid, _ := strconv.Atoi(text)
 	return pid
 }
 
@@ -153,13 +148,9 @@ func (r *Runtime) StartSpares(o SpareOptions) (pid int, already bool, err error)
 	defer pr.Close()
 	cmd := exec.Command("/proc/self/exe", o.Template, strconv.Itoa(o.Count), o.Idle.String())
 	cmd.Args[0] = "vpsctl-spare"
-	cmd.Env = append([]string{modeEnv + "=spare", "VPSCTL_ROOT=" + r.St.Root}, timerslack.Env()...)
 	// What the tests and benchmarks turn off reaches the keeper's boots too.
-	for _, k := range []string{fault.TraceEnv, "VPSCTL_SYNC_DESTROY", "VPSCTL_NO_SPAWNER", "VPSCTL_NO_PRECLONE"} {
-		if v := os.Getenv(k); v != "" {
-			cmd.Env = append(cmd.Env, k+"="+v)
-		}
-	}
+	cmd.Env = append(append([]string{modeEnv + "=spare", "VPSCTL_ROOT=" + r.St.Root}, timerslack.Env()...),
+		inheritEnv(fault.TraceEnv, "VPSCTL_SYNC_DESTROY", "VPSCTL_NO_SPAWNER", "VPSCTL_NO_PRECLONE")...)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = null, logf, logf
 	cmd.ExtraFiles = []*os.File{pw}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
@@ -176,17 +167,11 @@ func (r *Runtime) StartSpares(o SpareOptions) (pid int, already bool, err error)
 		cmd.Wait()
 		return 0, false, fmt.Errorf("spare keeper of template %q exited (%v); see %s", o.Template, cmd.ProcessState, r.sparePath(o.Template, ".log"))
 	}
-	if msg.Error == "" {
-		cmd.Process.Release() // it lives on, in a session of its own
-	} else {
+	if err := msg.failureOf(fmt.Sprintf("spare VPS of template %q", o.Template)); err != nil {
 		cmd.Wait() // it stops: a start right after finds no keeper
+		return 0, false, err
 	}
-	if msg.Error != "" {
-		if s, ok := startSentinels[msg.Kind]; ok {
-			return 0, false, fmt.Errorf("spare VPS of template %q: %s: %w", o.Template, msg.Error, s)
-		}
-		return 0, false, fmt.Errorf("spare VPS of template %q: %s", o.Template, msg.Error)
-	}
+	cmd.Process.Release() // it lives on, in a session of its own
 	return pid, false, nil
 }
 
@@ -234,7 +219,7 @@ func (r *Runtime) ListSpares() ([]SpareKeeper, error) {
 		if pid <= 0 {
 			continue
 		}
-		k := SpareKeeper{Template: tpl, PID: pid}
+		var k SpareKeeper // the counts the keeper last wrote, if any
 		if b, err := os.ReadFile(r.sparePath(tpl, ".state")); err == nil {
 			json.Unmarshal(b, &k)
 		}
@@ -257,6 +242,19 @@ func (r *Runtime) isSpare(id uint32) bool {
 	return r.St.VPSLocked(id)
 }
 
+// spareTemplate is the template of VPS id if it is a spare, claimed or not ("" if it is none).
+func (r *Runtime) spareTemplate(id uint32) string {
+	if id < transientBase {
+		return ""
+	}
+	for _, name := range []string{spareMarker, claimedMarker} {
+		if b, err := os.ReadFile(r.St.Path(id, name)); err == nil {
+			return strings.TrimSpace(string(b))
+		}
+	}
+	return ""
+}
+
 // destroyOrphanSpares destroys the spares of tpl whose keeper is gone, claimed or not, and
 // returns how many: their locks are free (Destroy takes them; a VPS another command holds is
 // left).
@@ -267,14 +265,7 @@ func (r *Runtime) destroyOrphanSpares(tpl string) int {
 	}
 	n := 0
 	for _, id := range ids {
-		if id < transientBase {
-			continue
-		}
-		b, err := os.ReadFile(r.St.Path(id, spareMarker))
-		if err != nil {
-			b, err = os.ReadFile(r.St.Path(id, claimedMarker))
-		}
-		if err != nil || strings.TrimSpace(string(b)) != tpl {
+		if r.spareTemplate(id) != tpl {
 			continue
 		}
 		if err := r.Destroy(container.ID(id), true); err == nil {

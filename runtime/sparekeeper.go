@@ -6,7 +6,6 @@ package runtime
 import (
 	"encoding/binary"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log"
 	"net"
@@ -19,7 +18,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/vpsctl/vpsctl/container"
 	"github.com/vpsctl/vpsctl/internal/fault"
 	"github.com/vpsctl/vpsctl/internal/sysfile"
 	"github.com/vpsctl/vpsctl/store"
@@ -92,7 +90,7 @@ type keeper struct {
 	served     atomic.Int64
 	seq        atomic.Int64 // spares made: where the next one's ID is looked for
 	lastUse    atomic.Int64 // unix nanoseconds of the last claim (or the start)
-	first      chan string  // the first spare's outcome: "" parked, else the error
+	first      chan error   // the first spare's outcome: nil parked, else why it failed
 	firstOne   sync.Once
 }
 
@@ -103,7 +101,7 @@ func (k *keeper) stop() {
 	}
 }
 
-func (k *keeper) firstDone(err string) {
+func (k *keeper) firstDone(err error) {
 	k.firstOne.Do(func() { k.first <- err })
 }
 
@@ -128,7 +126,7 @@ func (k *keeper) park() *claim {
 	fault.Mark("spare-parked")
 	k.ready.Add(1)
 	k.saveState()
-	k.firstDone("")
+	k.firstDone(nil)
 	defer func() { k.ready.Add(-1); k.saveState() }()
 	select {
 	case cl := <-k.claims:
@@ -256,40 +254,21 @@ func peerUID(conn *net.UnixConn) (int, error) {
 	return uid, err
 }
 
-// cycle makes one spare, serves the claim it gets and destroys it, as run --rm would. false:
+// cycle makes one spare, serves the claim it gets and destroys it, as run --rm does. false:
 // the keeper stops.
 func (k *keeper) cycle() (bool, error) {
 	r := k.r
-	var id container.ID
-	var err error
-	for range 10 {
-		id = r.transientIDFrom(int(k.seq.Add(1) % 4096))
-		if err = r.Create(CreateOptions{ID: id, Template: k.tpl, Pool: uid.DefaultPool}); !errors.Is(err, store.ErrExist) {
-			break
-		}
-	}
+	null, err := sysfile.OpenFile(os.DevNull, os.O_RDWR, 0) // its init's stdio until claimed
 	if err != nil {
 		return false, err
 	}
-	destroy := func() {
-		if err := r.Destroy(id, true); err != nil {
-			log.Printf("destroy spare %d: %v", id, err)
-		}
+	defer null.Close()
+	id, err := r.createTransient(CreateOptions{Template: k.tpl, Pool: uid.DefaultPool}, int(k.seq.Add(1)%4096))
+	if err != nil {
+		return false, err
 	}
 	if err := store.WriteFileVolatile(r.St.Path(uint32(id), spareMarker), []byte(k.tpl+"\n"), 0o600); err != nil {
-		destroy()
-		return false, err
-	}
-	lk, err := r.St.LockVPS(uint32(id), "spare VPS of template "+k.tpl)
-	if err != nil {
-		destroy()
-		return false, err
-	}
-	r.cleanHost(id)
-	null, err := sysfile.OpenFile(os.DevNull, os.O_RDWR, 0)
-	if err != nil {
-		lk.Unlock()
-		destroy()
+		r.Destroy(id, true)
 		return false, err
 	}
 	var claimed, parked atomic.Bool
@@ -319,15 +298,9 @@ func (k *keeper) cycle() (bool, error) {
 		}()
 		return cl
 	}
-	_, err = r.runHere(id, []string{"/bin/true"}, null, null, null, true, park)
-	null.Close()
+	_, err = r.runFresh(id, "spare VPS of template "+k.tpl, []string{"/bin/true"}, null, null, null, true, park)
 	if parked.Load() {
 		<-recorded
-	}
-	if err != nil && !claimed.Load() && !k.stopping.Load() {
-		lk.Unlock()
-		destroy()
-		return false, err
 	}
 	switch {
 	case claimed.Load() && err == nil:
@@ -336,10 +309,8 @@ func (k *keeper) cycle() (bool, error) {
 		k.saveState()
 	case claimed.Load():
 		log.Printf("VPS %d: claim not served (the caller runs it): %v", id, err)
-	}
-	if !r.destroyRan(id, lk) {
-		lk.Unlock()
-		destroy()
+	case err != nil && !k.stopping.Load():
+		return false, err
 	}
 	return !k.stopping.Load(), nil
 }
@@ -351,8 +322,7 @@ func (k *keeper) worker() {
 		more, err := k.cycle()
 		if err != nil {
 			log.Printf("spare: %v", err)
-			b, _ := json.Marshal(readyMsg{Kind: sentinelName(err), Error: err.Error()})
-			k.firstDone(string(b))
+			k.firstDone(err)
 			if failures++; failures >= 3 {
 				log.Printf("three spares in a row failed: stopping")
 				k.stop()
@@ -374,10 +344,14 @@ func spareMain() int {
 	sysfile.WriteFile("/proc/self/comm", []byte("vpsctl-spare"), os.O_WRONLY, 0)
 	unix.CloseOnExec(3)
 	ready := os.NewFile(3, "ready")
-	fail := func(err error) int {
-		b, _ := json.Marshal(readyMsg{Kind: sentinelName(err), Error: err.Error()})
+	// StartSpares reads the first spare's outcome as a start reads its monitor's report.
+	report := func(msg readyMsg) {
+		b, _ := json.Marshal(msg)
 		ready.Write(b)
 		ready.Close()
+	}
+	fail := func(err error) int {
+		report(errorMsg(err))
 		log.Print(err)
 		return 3
 	}
@@ -417,7 +391,7 @@ func spareMain() int {
 		return fail(err)
 	}
 	os.Chmod(sock, 0o600)
-	k := &keeper{r: r, tpl: tpl, count: count, l: l, first: make(chan string, 1), done: make(chan struct{}), claims: make(chan *claim),
+	k := &keeper{r: r, tpl: tpl, count: count, l: l, first: make(chan error, 1), done: make(chan struct{}), claims: make(chan *claim),
 		stateDirty: make(chan struct{}, 1)}
 	stateDone := make(chan struct{})
 	go func() { k.stateLoop(); close(stateDone) }()
@@ -453,14 +427,12 @@ func spareMain() int {
 	}
 	log.Printf("keeping %d spare VPSs", count)
 	first := <-k.first
-	if first != "" {
-		ready.Write([]byte(first))
+	if first != nil {
+		report(errorMsg(first))
 		k.stop()
 	} else {
-		b, _ := json.Marshal(readyMsg{InitPID: os.Getpid()})
-		ready.Write(b)
+		report(readyMsg{InitPID: os.Getpid()})
 	}
-	ready.Close()
 	wg.Wait()
 	l.Close()
 	close(k.stateDirty) // the workers, its only writers, are done
@@ -468,7 +440,7 @@ func spareMain() int {
 	os.Remove(r.sparePath(tpl, ".state"))
 	log.Printf("stopped: %d served", k.served.Load())
 	unix.Close(lockFd) // last: StopSpares waits for it
-	if first != "" {
+	if first != nil {
 		return 3
 	}
 	return 0

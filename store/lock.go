@@ -170,14 +170,22 @@ func parseLockHolder(text string, ino uint64) int {
 // VPSLocked reports whether a command holds VPS id's lock now (a spare VPS's keeper holds it
 // for the spare's whole life): a check, not a lock.
 func (s *Store) VPSLocked(id uint32) bool {
-	fd, err := unix.Open(filepath.Join(s.Root, "locks", strconv.FormatUint(uint64(id), 10)+".lock"), unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	held, _ := LockHeld(filepath.Join(s.Root, "locks", strconv.FormatUint(uint64(id), 10)+".lock"))
+	return held
+}
+
+// LockHeld reports whether a process holds a flock on the file at path, and returns what the
+// file says (a holder that writes its PID there names itself): a check, not a lock.
+func LockHeld(path string) (bool, string) {
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return false
+		return false, ""
 	}
 	defer unix.Close(fd)
-	if err := unix.Flock(fd, unix.LOCK_SH|unix.LOCK_NB); err != nil {
-		return err == unix.EWOULDBLOCK
+	if err := unix.Flock(fd, unix.LOCK_SH|unix.LOCK_NB); err != unix.EWOULDBLOCK {
+		return false, "" // not held (our shared lock goes with the close)
 	}
-	unix.Flock(fd, unix.LOCK_UN)
-	return false
+	var b [64]byte
+	n, _ := unix.Pread(fd, b[:], 0)
+	return true, strings.TrimSpace(string(b[:max(n, 0)]))
 }

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -138,6 +139,29 @@ func TestSpare(t *testing.T) {
 	}
 	if got := len(vpsDirs(t)); got != len(strings.Fields(strings.Trim(dirsBefore, "[]")))+2 {
 		t.Fatalf("VPS directories with 2 spares: %d", got)
+	}
+
+	// What is not a claim (garbage, a claim without its stdio) is answered "not served" (3) and
+	// uses no spare.
+	sock := filepath.Join(root, "spare", "busybox.sock")
+	header := []byte{0x56, 0x53, 0x50, 0x52, 1, 0, 0, 0} // "VSPR", version 1 (little-endian host)
+	for _, msg := range [][]byte{[]byte("garbage"), append(header, "\x00/bin/true\x00"...)} {
+		c, err := net.DialUnix("unixpacket", nil, &net.UnixAddr{Name: sock, Net: "unixpacket"})
+		if err != nil {
+			t.Fatalf("dial the keeper: %v", err)
+		}
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		if _, err := c.Write(msg); err != nil {
+			t.Fatal(err)
+		}
+		rep := make([]byte, 8)
+		if n, err := c.Read(rep); n != 8 || err != nil || rep[0] != 3 {
+			t.Fatalf("reply to %q: %v %v, want kind 3 (fallback)", msg, rep[:n], err)
+		}
+		c.Close()
+	}
+	if got := served(t); got != n0 {
+		t.Fatalf("served %d after malformed claims, want %d", got, n0)
 	}
 
 	// The same run, served by a spare and booted by itself: the same VPS.
