@@ -615,10 +615,9 @@ func (m *monitor) bootRest(c *store.Config, b *bootState, res *cgroup.Resources,
 	buf := make([]byte, 2*initErrorSize)
 	if _, err := unix.Write(fds[0], []byte(initGo)); err != nil {
 		// The child failed before (its end is closed): its report says why.
-		if n, _ := readInit(sock, buf); n > 0 {
-			if ie, ok := parseInitError(buf[:n]); ok {
-				return nil, fmt.Errorf("start: %w", ie)
-			}
+		n, _ := readInit(sock, buf)
+		if ierr := initFailed(buf[:n]); ierr != nil {
+			return nil, ierr
 		}
 		return nil, fmt.Errorf("init child: go-ahead: %w", os.NewSyscallError("write", err))
 	}
@@ -633,13 +632,21 @@ func (m *monitor) bootRest(c *store.Config, b *bootState, res *cgroup.Resources,
 		return nil, fmt.Errorf("init child: %w", err)
 	}
 	if n > 0 {
-		if ie, ok := parseInitError(buf[:n]); ok {
-			return nil, fmt.Errorf("start: %w", ie)
+		if err := initFailed(buf[:n]); err != nil {
+			return nil, err
 		}
 		return nil, fmt.Errorf("start: init child: %q", buf[:n])
 	}
 	*ok = true
 	return b, nil
+}
+
+// initFailed is the boot's error for the init child's failure report in b; nil if b is not one.
+func initFailed(b []byte) error {
+	if ie, ok := parseInitError(b); ok {
+		return fmt.Errorf("start: %w", ie)
+	}
+	return nil
 }
 
 // readInit reads the init child's next message. A child that failed and exited before it read
@@ -659,8 +666,8 @@ func readInit(sock *os.File, buf []byte) (int, error) {
 func (m *monitor) parkSpare(sock *os.File, fd int, buf []byte, c *store.Config, pid int, env []string) error {
 	n, err := readInit(sock, buf)
 	if string(buf[:n]) != initParked {
-		if ie, ok := parseInitError(buf[:n]); ok {
-			return fmt.Errorf("start: %w", ie)
+		if err := initFailed(buf[:n]); err != nil {
+			return err
 		}
 		return fmt.Errorf("start: init child did not park: %q (%v)", buf[:n], err)
 	}
