@@ -912,7 +912,7 @@ func sentinelName(err error) string {
 var startSentinels = map[string]error{
 	"ip_in_use": network.ErrIPInUse, "bad_ip": network.ErrBadIP, "bad_value": ErrBadValue,
 	"cgroup_bad_value": cgroup.ErrBadValue, "no_template": store.ErrNoTemplate, "not_exist": store.ErrNotExist,
-	"criu": criu.ErrCRIU, "no_checkpoint": ErrNoCheckpoint,
+	"criu": criu.ErrCRIU, "no_checkpoint": ErrNoCheckpoint, "locked": store.ErrLocked,
 }
 
 func initArgv(oneshot []string) []string {

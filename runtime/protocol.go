@@ -148,10 +148,23 @@ func (m readyMsg) failureOf(subject string) error {
 		return nil
 	}
 	if s, ok := startSentinels[m.Kind]; ok {
-		return fmt.Errorf("%s: %s: %w", subject, m.Error, s)
+		msg := subject + ": " + m.Error
+		if !strings.Contains(m.Error, s.Error()) {
+			msg += ": " + s.Error() // said once, as %w would
+		}
+		return &reportedError{msg: msg, sentinel: s}
 	}
 	return fmt.Errorf("%s: %s", subject, m.Error)
 }
+
+// reportedError is an error that crossed a report as text, with the sentinel it wrapped.
+type reportedError struct {
+	msg      string
+	sentinel error
+}
+
+func (e *reportedError) Error() string { return e.msg }
+func (e *reportedError) Unwrap() error { return e.sentinel }
 
 // errorMsg is the report of err, its sentinel named for the reader's failure().
 func errorMsg(err error) readyMsg { return readyMsg{Kind: sentinelName(err), Error: err.Error()} }

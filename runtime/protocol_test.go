@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/vpsctl/vpsctl/network"
+	"github.com/vpsctl/vpsctl/store"
 )
 
 // TestInitMsgEncode: the init child's config is NUL-terminated key=value strings ending with an
@@ -66,6 +67,11 @@ func TestReadyMsgFailure(t *testing.T) {
 	err := readyMsg{Kind: "ip_in_use", Error: "198.18.0.5 is in use"}.failure(101)
 	if !errors.Is(err, network.ErrIPInUse) || err.Error() != "VPS 101: 198.18.0.5 is in use: "+network.ErrIPInUse.Error() {
 		t.Fatalf("ip_in_use report: %v", err)
+	}
+	// A report made of an error that wrapped the sentinel already says it: not twice.
+	err = readyMsg{Kind: "locked", Error: "template \"t\": " + store.ErrLocked.Error() + ": another keeper runs"}.failure(101)
+	if !errors.Is(err, store.ErrLocked) || strings.Count(err.Error(), store.ErrLocked.Error()) != 1 {
+		t.Fatalf("locked report: %v", err)
 	}
 	err = readyMsg{Kind: "no_such_kind", Error: "clone init: EPERM"}.failure(101)
 	if err == nil || err.Error() != "VPS 101: clone init: EPERM" {

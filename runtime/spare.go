@@ -129,9 +129,9 @@ func (r *Runtime) StartSpares(o SpareOptions) (pid int, already bool, err error)
 	if pid := r.keeperPID(o.Template); pid > 0 {
 		return pid, true, nil
 	}
-	// The log is the running keeper's (its failures and its start and end): a keeper started
-	// anew starts it anew.
-	logf, err := sysfile.OpenFile(r.sparePath(o.Template, ".log"), os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	// The log is the running keeper's (its failures, its start and end); the keeper empties it
+	// once its lock is its own (a start that loses the race to another must not).
+	logf, err := sysfile.OpenFile(r.sparePath(o.Template, ".log"), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
 	if err != nil {
 		return 0, false, err
 	}

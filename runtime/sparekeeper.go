@@ -379,6 +379,7 @@ func spareMain() int {
 	}
 	unix.Ftruncate(lockFd, 0)
 	unix.Pwrite(lockFd, []byte(strconv.Itoa(os.Getpid())+"\n"), 0)
+	unix.Ftruncate(1, 0) // our log (stdout and stderr), which an earlier keeper wrote: ours now
 	// Spares of an earlier keeper of this template killed outright: nobody holds their locks.
 	if n := r.destroyOrphanSpares(tpl); n > 0 {
 		log.Printf("destroyed %d spare VPSs of a keeper that was killed", n)

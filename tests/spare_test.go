@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -114,6 +115,19 @@ func TestSpare(t *testing.T) {
 		t.Fatalf("start of a VPS that cannot boot: code %d, err %q", r.code, r.err)
 	}
 	must(t, "destroy", "194")
+
+	// Two starts at once make one keeper (the other finds it, or loses the race for its lock).
+	var wg sync.WaitGroup
+	codes := make([]int, 2)
+	for i := range codes {
+		wg.Add(1)
+		go func() { defer wg.Done(); codes[i] = vpsctl(t, "spare", "start", "busybox").code }()
+	}
+	wg.Wait()
+	if (codes[0] != 0 && codes[0] != 9) || (codes[1] != 0 && codes[1] != 9) || codes[0]+codes[1] > 9 || len(keepers(t)) != 1 {
+		t.Fatalf("two spare starts at once: codes %v, keepers %v", codes, keepers(t))
+	}
+	must(t, "spare", "stop", "busybox")
 
 	r := expectCode(t, 0, "spare", "start", "busybox", "--count", "2")
 	if !strings.HasPrefix(r.out, "spare VPSs of template busybox ready (keeper PID ") {
@@ -273,6 +287,10 @@ func TestSpare(t *testing.T) {
 	}
 	if k := keepers(t)["busybox"]; k.Served != n1 {
 		t.Fatalf("served %d with two sleeps running, want %d (the run booted its own)", k.Served, n1)
+	}
+	// A stop waits for the runs in flight, as long as its --timeout, and then says so.
+	if r := vpsctl(t, "spare", "stop", "busybox", "--timeout", "300ms"); r.code != 3 || !strings.Contains(r.err, "still running after 300ms") {
+		t.Fatalf("spare stop with runs in flight: code %d err %q", r.code, r.err)
 	}
 	// The keeper's death ends what its spares run; their runs say so.
 	k = keepers(t)["busybox"]
