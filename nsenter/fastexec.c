@@ -27,6 +27,7 @@
 #include <unistd.h>
 
 #include "exitas.h"
+#include "fastpath.h"
 #include "slack.h"
 
 #ifndef CLOSE_RANGE_CLOEXEC
@@ -47,7 +48,7 @@ uint64_t vpsctl_fast_capdrop(void)
 	return m;
 }
 
-static int read_file(const char *path, char *buf, size_t n)
+int vpsctl_read_file(const char *path, char *buf, size_t n)
 {
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
@@ -60,8 +61,8 @@ static int read_file(const char *path, char *buf, size_t n)
 	return (int)r;
 }
 
-// json_num finds "key": NUMBER in a flat JSON object written by Go's encoding/json.
-static long long json_num(const char *js, const char *key)
+// vpsctl_json_num finds "key": NUMBER in a flat JSON object written by Go's encoding/json.
+long long vpsctl_json_num(const char *js, const char *key)
 {
 	char pat[64];
 	snprintf(pat, sizeof(pat), "\"%s\":", key);
@@ -76,8 +77,8 @@ static long long json_num(const char *js, const char *key)
 	return strtoll(p, NULL, 10);
 }
 
-// conf_value copies the value of KEY="..." from vps.conf (no escapes expected in the keys read).
-static int conf_value(const char *conf, const char *key, char *out, size_t n)
+// vpsctl_conf_value copies the value of KEY="..." from vps.conf (no escapes expected in the keys read).
+int vpsctl_conf_value(const char *conf, const char *key, char *out, size_t n)
 {
 	size_t kl = strlen(key);
 	for (const char *l = conf; l && *l; l = strchr(l, '\n') ? strchr(l, '\n') + 1 : NULL) {
@@ -100,11 +101,11 @@ static int conf_value(const char *conf, const char *key, char *out, size_t n)
 	return 1;
 }
 
-static unsigned long long proc_start(int pid, char *state)
+unsigned long long vpsctl_proc_start(int pid, char *state)
 {
 	char path[64], buf[1024];
 	snprintf(path, sizeof(path), "/proc/%d/stat", pid);
-	if (read_file(path, buf, sizeof(buf)) <= 0)
+	if (vpsctl_read_file(path, buf, sizeof(buf)) <= 0)
 		return 0;
 	char *p = strrchr(buf, ')');
 	if (!p)
@@ -155,15 +156,15 @@ void vpsctl_fastexec(int argc, char **argv)
 
 	char path[4096], run[4096], conf[65536], ns[256], caps[256], st;
 	snprintf(path, sizeof(path), "%s/vps/%s/run.json", root, id);
-	if (read_file(path, run, sizeof(run)) <= 0)
+	if (vpsctl_read_file(path, run, sizeof(run)) <= 0)
 		return;
-	long long initpid = json_num(run, "init_pid"), start = json_num(run, "init_start");
-	if (initpid <= 0 || start <= 0 || proc_start((int)initpid, &st) != (unsigned long long)start || st == 'Z')
+	long long initpid = vpsctl_json_num(run, "init_pid"), start = vpsctl_json_num(run, "init_start");
+	if (initpid <= 0 || start <= 0 || vpsctl_proc_start((int)initpid, &st) != (unsigned long long)start || st == 'Z')
 		return;
 	snprintf(path, sizeof(path), "%s/vps/%s/vps.conf", root, id);
-	if (read_file(path, conf, sizeof(conf)) <= 0)
+	if (vpsctl_read_file(path, conf, sizeof(conf)) <= 0)
 		return;
-	if (conf_value(conf, "NAMESPACES", ns, sizeof(ns)) != 0 || conf_value(conf, "CAPABILITY", caps, sizeof(caps)) < 0 || caps[0])
+	if (vpsctl_conf_value(conf, "NAMESPACES", ns, sizeof(ns)) != 0 || vpsctl_conf_value(conf, "CAPABILITY", caps, sizeof(caps)) < 0 || caps[0])
 		return;
 	int flags = 0;
 	for (char *t = strtok(ns, " "); t; t = strtok(NULL, " ")) {
@@ -179,10 +180,10 @@ void vpsctl_fastexec(int argc, char **argv)
 	// A suspended VPS is refused by the Go path, with its message.
 	char fz[64];
 	snprintf(path, sizeof(path), "/sys/fs/cgroup/freezer/vpsctl/%s/freezer.state", id);
-	if (read_file(path, fz, sizeof(fz)) > 0 && strncmp(fz, "THAWED", 6))
+	if (vpsctl_read_file(path, fz, sizeof(fz)) > 0 && strncmp(fz, "THAWED", 6))
 		return;
 	snprintf(path, sizeof(path), "/sys/fs/cgroup/vpsctl/%s/cgroup.events", id);
-	if (read_file(path, conf, sizeof(conf)) > 0 && strstr(conf, "frozen 1"))
+	if (vpsctl_read_file(path, conf, sizeof(conf)) > 0 && strstr(conf, "frozen 1"))
 		return;
 	int pidfd = (int)syscall(SYS_pidfd_open, (pid_t)initpid, 0);
 	if (pidfd < 0)

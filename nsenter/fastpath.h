@@ -1,0 +1,23 @@
+// Shared by the C fast paths (fastexec.c, faststop.c): readers of the store's files that run
+// before the Go runtime. They read what Go wrote (package store) and give up (a negative or
+// zero result) on anything they do not expect, for the Go path to do the work.
+#ifndef VPSCTL_FASTPATH_H
+#define VPSCTL_FASTPATH_H
+#include <stddef.h>
+
+// vpsctl_read_file reads at most n-1 bytes of path into buf, NUL-terminated: their count, or -1.
+int vpsctl_read_file(const char *path, char *buf, size_t n);
+
+// vpsctl_json_num finds "key": NUMBER in a flat JSON object written by Go's encoding/json: the
+// number, or -1.
+long long vpsctl_json_num(const char *js, const char *key);
+
+// vpsctl_conf_value copies the value of KEY="..." from vps.conf into out: 0, 1 if the key is
+// missing (out empty), -1 if the value has an escape (not expected in the keys read).
+int vpsctl_conf_value(const char *conf, const char *key, char *out, size_t n);
+
+// vpsctl_proc_start returns process pid's start time (/proc/PID/stat field 22), its state in
+// *state; 0 if there is no such process.
+unsigned long long vpsctl_proc_start(int pid, char *state);
+
+#endif

@@ -1,0 +1,156 @@
+package tests
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// waitUnlocked waits, bounded, until VPS id's lock is free: a stop's background remover holds
+// it until the VPS's groups and mounts are gone.
+func waitUnlocked(t *testing.T, id string) {
+	t.Helper()
+	f, err := os.OpenFile(filepath.Join(root, "locks", id+".lock"), os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	waitFor(t, 10*time.Second, "VPS "+id+"'s lock", func() bool {
+		if unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB) != nil {
+			return false
+		}
+		unix.Flock(int(f.Fd()), unix.LOCK_UN)
+		return true
+	})
+}
+
+// vpsGroups lists VPS id's cgroup directories on the host.
+func vpsGroups(id string) []string {
+	a, _ := filepath.Glob("/sys/fs/cgroup/*/vpsctl/" + id)
+	b, _ := filepath.Glob("/sys/fs/cgroup/vpsctl/" + id)
+	return append(a, b...)
+}
+
+// TestFastStop: a plain `stop --kill ID` is done by C code before the Go runtime starts
+// (nsenter/faststop.c). It must end as Go's stop does (the same output, nothing of the VPS left
+// once its lock is free), and every case it leaves to Go must get Go's handling and errors.
+func TestFastStop(t *testing.T) {
+	const id, other = "185", "186"
+	checkClean(t, id, other)
+	must(t, "create", id, "--template", "busybox", "--name", "fast")
+	fastPath := []string{"VPSCTL_TRACE=1"}
+	goPath := []string{"VPSCTL_TRACE=1", "VPSCTL_NO_FASTPATH=1"}
+	isFast := func(r result) bool { return strings.Contains(r.err, " stop-fast ") }
+
+	for _, env := range [][]string{fastPath, goPath} {
+		must(t, "start", id)
+		s := status(t, id)
+		r := vpsctlEnv(t, env, "stop", "--kill", id)
+		if r.code != 0 || r.out != "VPS "+id+" stopped\n" || isFast(r) != (len(env) == 1) {
+			t.Fatalf("stop --kill (%v): exit %d, fast %v\nstdout: %q\nstderr: %s", env, r.code, isFast(r), r.out, r.err)
+		}
+		// At return: the init and the monitor have exited (a zombie monitor waits for its
+		// parent, not for the stop), and so are the run state and the request.
+		if !gone(s.InitPID)() || !gone(s.MonitorPID)() {
+			t.Fatalf("%v: init %d or monitor %d still there after the stop", env, s.InitPID, s.MonitorPID)
+		}
+		for _, f := range []string{"run.json", "stop-requested"} {
+			if _, err := os.Stat(filepath.Join(root, "vps", id, f)); !os.IsNotExist(err) {
+				t.Fatalf("%v: %s left after the stop: %v", env, f, err)
+			}
+		}
+		if st := status(t, id).State; st != "stopped" {
+			t.Fatalf("%v: state %s after the stop", env, st)
+		}
+		// Once the remover lets go of the lock, the groups are gone too.
+		waitUnlocked(t, id)
+		if g := vpsGroups(id); len(g) > 0 {
+			t.Fatalf("%v: groups left once the lock is free: %v", env, g)
+		}
+		if _, err := os.Stat(filepath.Join(root, "vps", id, "private")); err != nil {
+			t.Fatalf("%v: private area: %v", env, err)
+		}
+	}
+
+	// Errors are Go's, word for word, whichever path reports them.
+	same := func(code int, args ...string) {
+		t.Helper()
+		f := vpsctlEnv(t, nil, args...)
+		g := vpsctlEnv(t, []string{"VPSCTL_NO_FASTPATH=1"}, args...)
+		if f.code != code || g.code != code || f.err != g.err || f.out != g.out || strings.TrimSpace(f.err) == "" {
+			t.Fatalf("vpsctl %v: fast path exit %d %q %q; Go %d %q %q; want exit %d", args, f.code, f.out, f.err, g.code, g.out, g.err, code)
+		}
+	}
+	same(31, "stop", "--kill", id) // not running
+	same(43, "stop", "--kill", other)
+	if _, err := os.Stat(filepath.Join(root, "locks", other+".lock")); !os.IsNotExist(err) {
+		t.Fatalf("a stop of a VPS that does not exist left its lock file: %v", err)
+	}
+	same(21, "stop", "--kill", "0")
+
+	// The lock held by another command: both paths wait as long, then name the holder.
+	must(t, "start", id)
+	lk, err := os.OpenFile(filepath.Join(root, "locks", id+".lock"), os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Flock(int(lk.Fd()), unix.LOCK_EX); err != nil {
+		t.Fatal(err)
+	}
+	lk.Truncate(0)
+	lk.WriteAt([]byte("pid 1: vpsctl test-holder\n"), 0)
+	same(9, "stop", "--kill", id)
+	lk.Close()
+	if st := status(t, id).State; st != "running" {
+		t.Fatalf("a stop that could not lock changed the VPS: %s", st)
+	}
+
+	// By name, suspended: Go's path, to the same end.
+	for _, prep := range []string{"name", "suspended"} {
+		ref := id
+		if prep == "name" {
+			ref = "fast"
+		} else {
+			must(t, "suspend", id)
+		}
+		r := vpsctlEnv(t, fastPath, "stop", "--kill", ref)
+		if r.code != 0 || isFast(r) {
+			t.Fatalf("stop --kill of a VPS by %s: exit %d, fast %v: %s", prep, r.code, isFast(r), r.err)
+		}
+		if st := status(t, id).State; st != "stopped" {
+			t.Fatalf("%s: state %s after the stop", prep, st)
+		}
+		must(t, "start", id)
+	}
+
+	// A monitor that does not finish: the fast stop waits 15 s for it, as Go's does, then
+	// reports it (exit 3) and leaves the rest to the monitor once it goes on.
+	s := status(t, id)
+	if err := syscall.Kill(s.MonitorPID, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	r := vpsctl(t, "stop", "--kill", id)
+	syscall.Kill(s.MonitorPID, syscall.SIGCONT)
+	if r.code != 3 || !strings.Contains(r.err, "did not finish cleaning up") {
+		t.Fatalf("stop --kill with a stuck monitor: exit %d: %s", r.code, r.err)
+	}
+	waitFor(t, 15*time.Second, "the monitor to finish the stop", func() bool { return status(t, id).State == "stopped" && gone(s.MonitorPID)() })
+	if _, err := os.Stat(filepath.Join(root, "vps", id, "stop-requested")); !os.IsNotExist(err) {
+		t.Fatalf("the stop request stayed: %v", err)
+	}
+
+	// A VPS with an address: its host side is torn down by Go's path.
+	must(t, "create", other, "--template", "busybox", "--ipadd", "198.18.0.186")
+	must(t, "start", other)
+	r = vpsctlEnv(t, fastPath, "stop", "--kill", other)
+	if r.code != 0 || isFast(r) {
+		t.Fatalf("stop --kill of a VPS with an address: exit %d, fast %v: %s", r.code, isFast(r), r.err)
+	}
+	must(t, "destroy", other)
+	must(t, "destroy", id)
+}
