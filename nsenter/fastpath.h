@@ -1,4 +1,4 @@
-// Shared by the C fast paths (fastexec.c, faststop.c): readers of the store's files that run
+// Shared by the C fast paths (fastexec.c, fastlife.c): readers of the store's files that run
 // before the Go runtime. They read what Go wrote (package store) and give up (a negative or
 // zero result) on anything they do not expect, for the Go path to do the work.
 #ifndef VPSCTL_FASTPATH_H

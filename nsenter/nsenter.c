@@ -108,6 +108,7 @@ static int send_fd(int fd)
 
 void vpsctl_fastexec(int argc, char **argv);
 void vpsctl_faststop(int argc, char **argv);
+void vpsctl_fastdestroy(int argc, char **argv);
 void vpsctl_spare_claim(int argc, char **argv);
 void vpsctl_init_child(const char *sockfd) __attribute__((noreturn));
 void vpsctl_reaper(int argc, char **argv, const char *spec) __attribute__((noreturn));
@@ -218,8 +219,10 @@ __attribute__((constructor)) static void vpsctl_nsenter(int argc, char **argv, c
 			vpsctl_spare_claim(argc, argv); // `vpsctl run --rm`: returns unless a spare ran it
 		if (!getenv("_VPSCTL_MODE") && !getenv("VPSCTL_NO_FASTPATH"))
 			vpsctl_fastexec(argc, argv); // returns unless it ran the whole exec
-		if (!getenv("_VPSCTL_MODE") && !getenv("VPSCTL_NO_FASTPATH"))
-			vpsctl_faststop(argc, argv); // `stop --kill ID`: returns unless it did the stop
+		if (!getenv("_VPSCTL_MODE") && !getenv("VPSCTL_NO_FASTPATH")) {
+			vpsctl_faststop(argc, argv);    // `stop --kill ID`: returns unless it did the stop
+			vpsctl_fastdestroy(argc, argv); // `destroy ID`: returns unless it did the destroy
+		}
 		if (!getenv("_VPSCTL_MODE")) {
 			vpsctl_start_fork(argc, argv); // `vpsctl start`: see startfork.c
 			vpsctl_exit_fork(argc, argv);  // short commands: see exitfork.c

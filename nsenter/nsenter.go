@@ -341,7 +341,7 @@ func RemoveTree(dir string, dirLock *os.File, groups []string, vpsLock *os.File,
 }
 
 // FastStopGroups returns the cgroup directories, and the spare slots beside them, that the C
-// fast path of `vpsctl stop --kill` (faststop.c) hands the remover for VPS id (ok false: it
+// fast path of `vpsctl stop --kill` (fastlife.c) hands the remover for VPS id (ok false: it
 // would leave the stop to Go). Only for the test that compares them with package cgroup's.
 func FastStopGroups(id uint32) (groups, spares []string, ok bool) {
 	cid := C.CString(strconv.FormatUint(uint64(id), 10))

@@ -37,7 +37,7 @@ go test -p 1 -count=1 -timeout 40m "$@" ./...
 echo "== the glibc build: the lifecycle, exec, start and run paths again"
 # The suite above ran the musl build (scripts/build.sh's default); the C constructor finds its
 # arguments differently under glibc, so the paths that depend on them run once more with it.
-VPSCTL_LIBC=glibc go test -p 1 -count=1 -timeout 10m -run 'TestCoreLifecycle|TestExecCommandErrors|TestRun|TestStartPaths|TestMonitorRests|TestEarlyExit|TestSpare$|TestFastStop$' "$@" ./tests
+VPSCTL_LIBC=glibc go test -p 1 -count=1 -timeout 10m -run 'TestCoreLifecycle|TestExecCommandErrors|TestRun|TestStartPaths|TestMonitorRests|TestEarlyExit|TestSpare$|TestFastStop$|TestFastDestroy$' "$@" ./tests
 echo "== without the spawner: the lifecycle, start and run paths again"
 # Boots clone their init child with the spawner (nsenter/spawner.c) when they have one; a
 # spawned monitor has none, and VPSCTL_NO_SPAWNER turns it off: Go's clone, run once more.
@@ -48,8 +48,8 @@ echo "== without a background remover: the lifecycle, run and kill-and-start pat
 # VPSCTL_SYNC_DESTROY=1: stop, run --rm and destroy tear down and delete before they return.
 VPSCTL_SYNC_DESTROY=1 go test -p 1 -count=1 -timeout 10m -run 'TestCoreLifecycle|TestRun|TestKillAndStartAgain' "$@" ./tests
 echo "== a monitor that waits in Go (VPSCTL_NO_REAPER=1), as when the C reaper cannot start"
-VPSCTL_NO_REAPER=1 go test -p 1 -count=1 -timeout 10m -run 'TestCoreLifecycle|TestMonitorLeavesTakenOverVPS|TestConsole|TestFastStop$' "$@" ./tests
-echo "== without the C fast paths (VPSCTL_NO_FASTPATH=1): exec and stop --kill in Go"
+VPSCTL_NO_REAPER=1 go test -p 1 -count=1 -timeout 10m -run 'TestCoreLifecycle|TestMonitorLeavesTakenOverVPS|TestConsole|TestFastStop$|TestFastDestroy$' "$@" ./tests
+echo "== without the C fast paths (VPSCTL_NO_FASTPATH=1): exec, stop --kill and destroy in Go"
 VPSCTL_NO_FASTPATH=1 go test -p 1 -count=1 -timeout 10m -run 'TestCoreLifecycle|TestKillAndStartAgain|TestBadInput|TestConcurrency' "$@" ./tests
 echo "== each command as one process (VPSCTL_NO_EARLY_EXIT=1): no parent waiting for a forked child"
 VPSCTL_NO_EARLY_EXIT=1 go test -p 1 -count=1 -timeout 10m -run 'TestCoreLifecycle|TestRun|TestBadInput|TestStartPaths' "$@" ./tests

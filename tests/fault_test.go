@@ -49,7 +49,7 @@ func TestCrashConsistency(t *testing.T) {
 		}
 	}
 	names := slices.Clone(fault.Points)
-	// A plain `stop --kill ID` is done by C code (nsenter/faststop.c), which has three of Go's
+	// A plain `stop --kill ID` is done by C code (nsenter/fastlife.c), which has three of Go's
 	// stop points (stop-killed's case above is C's); Go's stop --kill is run at that point too.
 	for _, p := range []string{"stop-requested", "stop-cleared"} {
 		cases[p+"/fast"] = step{setup: running, args: []string{"stop", "--kill", id}, point: p}
@@ -57,6 +57,11 @@ func TestCrashConsistency(t *testing.T) {
 	}
 	cases["stop-killed/go"] = step{setup: running, args: []string{"stop", "--kill", id}, env: []string{"VPSCTL_NO_FASTPATH=1"}, point: "stop-killed"}
 	names = append(names, "stop-killed/go")
+	// So is a plain `destroy ID` of a stopped VPS, with Go's two destroy points.
+	for _, p := range []string{"destroy-stopped", "destroy-renamed"} {
+		cases[p+"/fast"] = step{setup: created, args: []string{"destroy", id}, point: p}
+		names = append(names, p+"/fast")
+	}
 	for _, name := range names {
 		c := cases[name]
 		p := name

@@ -37,7 +37,7 @@ func compareFastGroups(t *testing.T) {
 	}
 }
 
-// TestFastStopGroups: faststop.c's groups are package cgroup's, on this host (hybrid here) and
+// TestFastStopGroups: fastlife.c's groups are package cgroup's, on this host (hybrid here) and
 // on a cgroup2-only host (a copy of this test in a mount namespace with cgroup2 mounted on
 // /sys/fs/cgroup).
 func TestFastStopGroups(t *testing.T) {

@@ -1,6 +1,7 @@
 package tests
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -37,7 +38,7 @@ func vpsGroups(id string) []string {
 }
 
 // TestFastStop: a plain `stop --kill ID` is done by C code before the Go runtime starts
-// (nsenter/faststop.c). It must end as Go's stop does (the same output, nothing of the VPS left
+// (nsenter/fastlife.c). It must end as Go's stop does (the same output, nothing of the VPS left
 // once its lock is free), and every case it leaves to Go must get Go's handling and errors.
 func TestFastStop(t *testing.T) {
 	const id, other = "185", "186"
@@ -153,4 +154,137 @@ func TestFastStop(t *testing.T) {
 	}
 	must(t, "destroy", other)
 	must(t, "destroy", id)
+}
+
+// TestFastDestroy: a plain `destroy ID` of a stopped VPS is done by C code (nsenter/fastlife.c).
+// It must leave what Go's destroy leaves (nothing: directory, name, lock file, files reclaimed,
+// mounts below it detached), give Go's errors, and leave to Go whatever needs a repair first.
+func TestFastDestroy(t *testing.T) {
+	const id = "187"
+	checkClean(t, id)
+	fastPath := []string{"VPSCTL_TRACE=1"}
+	goPath := []string{"VPSCTL_TRACE=1", "VPSCTL_NO_FASTPATH=1"}
+	isFast := func(r result) bool { return strings.Contains(r.err, " destroy-fast ") }
+	destroyed := func(what string, r result, fast bool) {
+		t.Helper()
+		if r.code != 0 || r.out != "VPS "+id+" destroyed\n" || isFast(r) != fast {
+			t.Fatalf("%s: exit %d, fast %v\nstdout: %q\nstderr: %s", what, r.code, isFast(r), r.out, r.err)
+		}
+		if st := status(t, id).State; st != "deleted" {
+			t.Fatalf("%s: state %s", what, st)
+		}
+		for _, p := range []string{filepath.Join("vps", id), filepath.Join("names", "fastd"), filepath.Join("locks", id+".lock")} {
+			if _, err := os.Lstat(filepath.Join(root, p)); !os.IsNotExist(err) {
+				t.Fatalf("%s: %s left: %v", what, p, err)
+			}
+		}
+		waitTmpEmpty(t, 10*time.Second)
+	}
+	for _, env := range [][]string{fastPath, goPath} {
+		must(t, "create", id, "--template", "busybox", "--name", "fastd")
+		must(t, "start", id)
+		must(t, "stop", "--kill", id)
+		destroyed(fmt.Sprint(env), vpsctlEnv(t, env, "destroy", id), len(env) == 1)
+	}
+	// Never started, -f, the alias.
+	for _, args := range [][]string{{"destroy", "-f", id}, {"delete", id, "--force"}} {
+		must(t, "create", id, "--template", "busybox", "--name", "fastd")
+		destroyed(fmt.Sprint(args), vpsctlEnv(t, fastPath, args...), true)
+	}
+
+	same := func(code int, args ...string) {
+		t.Helper()
+		f := vpsctlEnv(t, nil, args...)
+		g := vpsctlEnv(t, []string{"VPSCTL_NO_FASTPATH=1"}, args...)
+		if f.code != code || g.code != code || f.err != g.err || f.out != g.out || strings.TrimSpace(f.err) == "" {
+			t.Fatalf("vpsctl %v: fast path exit %d %q %q; Go %d %q %q; want exit %d", args, f.code, f.out, f.err, g.code, g.out, g.err, code)
+		}
+	}
+	same(43, "destroy", id)
+	if _, err := os.Stat(filepath.Join(root, "locks", id+".lock")); !os.IsNotExist(err) {
+		t.Fatalf("a destroy of a VPS that does not exist left its lock file: %v", err)
+	}
+	must(t, "create", id, "--template", "busybox", "--name", "fastd")
+	must(t, "start", id)
+	same(32, "destroy", id) // running
+	must(t, "stop", "--kill", id)
+	waitUnlocked(t, id)
+
+	// Either lock held: both paths wait as long, name the holder and change nothing.
+	for _, l := range []string{id + ".lock", ".global"} {
+		lk, err := os.OpenFile(filepath.Join(root, "locks", l), os.O_RDWR|os.O_CREATE, 0o600)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := unix.Flock(int(lk.Fd()), unix.LOCK_EX); err != nil {
+			t.Fatal(err)
+		}
+		lk.Truncate(0)
+		lk.WriteAt([]byte("pid 1: vpsctl test-holder\n"), 0)
+		same(9, "destroy", id)
+		lk.Truncate(0)
+		lk.Close()
+		if st := status(t, id).State; st != "stopped" {
+			t.Fatalf("a destroy that could not lock %s changed the VPS: %s", l, st)
+		}
+	}
+
+	// A config Go cannot parse: Go's error either way, nothing removed.
+	conf := filepath.Join(root, "vps", id, "vps.conf")
+	good, err := os.ReadFile(conf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, bad := range []string{string(good) + "not a line\n", strings.Replace(string(good), `ID="`+id+`"`, `ID="1`+id+`"`, 1)} {
+		if err := os.WriteFile(conf, []byte(bad), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		same(21, "destroy", id)
+		os.WriteFile(conf, good, 0o600)
+		must(t, "start", id)
+		os.WriteFile(conf, []byte(bad), 0o600)
+		same(21, "stop", "--kill", id)
+		os.WriteFile(conf, good, 0o600)
+		must(t, "stop", "--kill", id)
+		waitUnlocked(t, id)
+	}
+
+	// What a repair must clean first goes to Go's path: a group left, a stale run state.
+	g := "/sys/fs/cgroup/pids/vpsctl/" + id
+	if _, err := os.Stat("/sys/fs/cgroup/pids/vpsctl"); err != nil {
+		g = "/sys/fs/cgroup/vpsctl/" + id // cgroup2
+	}
+	if err := os.Mkdir(g, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	destroyed("a group left", vpsctlEnv(t, fastPath, "destroy", id), false)
+	if _, err := os.Stat(g); !os.IsNotExist(err) {
+		t.Fatalf("the group a repair should have removed is there: %v", err)
+	}
+	must(t, "create", id, "--template", "busybox", "--name", "fastd")
+	if err := os.WriteFile(filepath.Join(root, "vps", id, "run.json"), []byte(`{"monitor_pid":999999,"init_pid":999998,"phase":"running"}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	destroyed("a stale run state", vpsctlEnv(t, fastPath, "destroy", id), false)
+
+	// A mount a killed command left below the VPS's directory is detached, not deleted into.
+	must(t, "create", id, "--template", "busybox", "--name", "fastd")
+	outside := t.TempDir()
+	if err := os.WriteFile(filepath.Join(outside, "keep"), []byte("host data"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	mnt := filepath.Join(root, "vps", id, "stray mount")
+	if err := os.Mkdir(mnt, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Mount(outside, mnt, "", unix.MS_BIND, ""); err != nil {
+		t.Fatal(err)
+	}
+	destroyed("a mount below", vpsctlEnv(t, fastPath, "destroy", id), true)
+	if b, err := os.ReadFile(filepath.Join(outside, "keep")); err != nil || string(b) != "host data" {
+		t.Fatalf("the destroy deleted through a mount: %q %v", b, err)
+	}
+	if mi, _ := os.ReadFile("/proc/self/mountinfo"); strings.Contains(string(mi), "stray\\040mount") {
+		t.Fatal("the mount below the VPS's directory is still there")
+	}
 }
