@@ -273,11 +273,40 @@ static void on_alarm(int sig)
 	lock_timeout = 1;
 }
 
+// lock_holder names the holder of fd's flock as store's lockHolder does, from /proc/locks:
+// "pid N: COMM", or "unknown holder".
+static void lock_holder(int fd, char *holder, size_t hn)
+{
+	static char locks[1 << 18];
+	struct stat st;
+	snprintf(holder, hn, "unknown holder");
+	int n = fstat(fd, &st) < 0 ? -1 : vpsctl_read_file("/proc/locks", locks, sizeof(locks));
+	for (char *save, *l = n > 0 ? strtok_r(locks, "\n", &save) : NULL; l; l = strtok_r(NULL, "\n", &save)) {
+		// "1: FLOCK  ADVISORY  WRITE 4242 00:1f:123456 0 EOF"; a waiter's line has "->" second.
+		char kind[16], dev[64];
+		int pid;
+		unsigned long long ino;
+		if (sscanf(l, "%*s %15s %*s %*s %d %63s", kind, &pid, dev) != 3 || strcmp(kind, "FLOCK"))
+			continue;
+		char *c = strrchr(dev, ':');
+		if (!c || sscanf(c + 1, "%llu", &ino) != 1 || ino != (unsigned long long)st.st_ino || pid <= 0)
+			continue;
+		char path[64], comm[64] = "";
+		snprintf(path, sizeof(path), "/proc/%d/comm", pid);
+		int cn = vpsctl_read_file(path, comm, sizeof(comm));
+		while (cn > 0 && isspace((unsigned char)comm[cn - 1]))
+			comm[--cn] = 0;
+		snprintf(holder, hn, "pid %d: %s", pid, comm);
+		return;
+	}
+}
+
 // take_lock takes path's flock as package store's lockFile does, waiting as long (3 s) but
 // blocked in flock(2) rather than polling (a destroy right after a stop waits for the stop's
 // remover, which lets go of the VPS's lock a few ms later: it wakes at that moment), and notes
 // "pid N: vpsctl NOTE" in the file. The fd; -1 if it could not (the Go path tries and
-// reports); -2 if a vpsctl held the lock throughout, its note then in holder.
+// reports); -2 if the lock stayed held throughout, its holder then named in holder as Go
+// names it (the holder's note, else the kernel's word).
 static int take_lock(const char *path, const char *note, char *holder, size_t hn)
 {
 	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
@@ -300,11 +329,17 @@ static int take_lock(const char *path, const char *note, char *holder, size_t hn
 		errno = e;
 	}
 	if (r < 0) {
-		int n = errno == EINTR || errno == EWOULDBLOCK ? vpsctl_read_file(path, holder, hn) : -1;
-		close(fd);
+		if (errno != EINTR && errno != EWOULDBLOCK) {
+			close(fd);
+			return -1;
+		}
+		int n = vpsctl_read_file(path, holder, hn);
 		while (n > 0 && isspace((unsigned char)holder[n - 1]))
 			holder[--n] = 0;
-		return n > 0 ? -2 : -1; // no note: Go asks the kernel who holds it
+		if (n <= 0)
+			lock_holder(fd, holder, hn); // not a vpsctl, or one between lock and note
+		close(fd);
+		return -2;
 	}
 	struct stat held, now;
 	if (fstat(fd, &held) < 0 || stat(path, &now) < 0 || held.st_ino != now.st_ino || held.st_dev != now.st_dev) {
@@ -375,47 +410,90 @@ static int hand_off(int lockfd, int hold)
 	vpsctl_rmtree_job("", groups[0] ? groups : NULL, "-", spares[0] ? spares : NULL, 5);
 }
 
-void vpsctl_faststop(int argc, char **argv)
+// A command's VPS: its paths in the state root, its lock and, once locked, its config.
+struct vps {
+	const char *root, *id;
+	char dir[4200], conf_path[4300], run_path[4300], stop_path[4300], lock_path[4300];
+	char conf[65536];
+	int lockfd;
+};
+
+// command_id parses `vpsctl [--root DIR] COMMAND ARGS` for the fast paths: the VPS ID, if
+// ARGS are one plain ID and, in any order, the flag (any spelling in flags) at most once (the
+// count in *nflag); NULL for anything else (the Go path's), as for a state root it will not
+// handle, VPSCTL_SYNC_DESTROY, or VPSCTL_FAULT naming none of points.
+static const char *command_id(int argc, char **argv, const char *command, const char *const *flags,
+	int *nflag, const char *const *points, struct vps *v)
 {
 	int i;
-	const char *root = vpsctl_state_root(argc, argv, &i);
-	if (i + 3 != argc || strcmp(argv[i], "stop"))
-		return;
-	const char *id = NULL;
-	int nkill = 0;
+	v->root = vpsctl_state_root(argc, argv, &i);
+	if (i + 2 > argc || i + 3 < argc || strcmp(argv[i], command))
+		return NULL;
+	v->id = NULL;
+	*nflag = 0;
 	for (int k = i + 1; k < argc; k++) {
-		if (!strcmp(argv[k], "--kill") || !strcmp(argv[k], "-kill"))
-			nkill++;
-		else if (plain_id(argv[k]))
-			id = argv[k];
+		int is_flag = 0;
+		for (const char *const *f = flags; *f; f++)
+			is_flag |= !strcmp(argv[k], *f);
+		if (is_flag)
+			++*nflag;
+		else if (plain_id(argv[k]) && !v->id)
+			v->id = argv[k];
 		else
-			return;
+			return NULL;
 	}
 	const char *f = getenv("VPSCTL_FAULT");
-	if (nkill != 1 || !id || root[0] != '/' || strlen(root) > 4000 || getenv("VPSCTL_SYNC_DESTROY") ||
-		(f && strcmp(f, "stop-requested") && strcmp(f, "stop-killed") && strcmp(f, "stop-cleared")))
-		return;
-	point("cli-main");
+	int known = !f;
+	for (const char *const *p = points; f && *p; p++)
+		known |= !strcmp(f, *p);
+	if (*nflag > 1 || !v->id || v->root[0] != '/' || strlen(v->root) > 4000 || getenv("VPSCTL_SYNC_DESTROY") || !known)
+		return NULL;
+	snprintf(v->dir, sizeof(v->dir), "%s/vps/%s", v->root, v->id);
+	snprintf(v->conf_path, sizeof(v->conf_path), "%s/vps.conf", v->dir);
+	snprintf(v->run_path, sizeof(v->run_path), "%s/run.json", v->dir);
+	snprintf(v->stop_path, sizeof(v->stop_path), "%s/stop-requested", v->dir);
+	snprintf(v->lock_path, sizeof(v->lock_path), "%s/locks/%s.lock", v->root, v->id);
+	return v->id;
+}
 
-	char conf_path[4200], run_path[4200], stop_path[4200], lock_path[4200];
-	snprintf(conf_path, sizeof(conf_path), "%s/vps/%s/vps.conf", root, id);
-	snprintf(run_path, sizeof(run_path), "%s/vps/%s/run.json", root, id);
-	snprintf(stop_path, sizeof(stop_path), "%s/vps/%s/stop-requested", root, id);
-	snprintf(lock_path, sizeof(lock_path), "%s/locks/%s.lock", root, id);
-	if (access(conf_path, F_OK) < 0)
-		return; // no such VPS: the lock file is not made for it; Go says so
+// lock_vps takes VPS v's lock for command what (as store.LockVPS) and reads its config
+// (read_config): 0; -1 if the Go path is to do the command, nothing held (a VPS that does not
+// exist gets no lock file: Go says so). A lock another vpsctl held for the whole wait ends this
+// process as Go's path would (exit 9).
+static int lock_vps(struct vps *v, const char *what)
+{
+	if (access(v->conf_path, F_OK) < 0)
+		return -1;
+	point("cli-main");
 	char holder[256];
-	int lockfd = take_lock(lock_path, "stop", holder, sizeof(holder));
-	if (lockfd == -2) {
-		fprintf(stderr, "vpsctl: VPS %s: locked by another vpsctl (%s)\n", id, holder);
+	v->lockfd = take_lock(v->lock_path, what, holder, sizeof(holder));
+	if (v->lockfd == -2) {
+		fprintf(stderr, "vpsctl: VPS %s: locked by another vpsctl (%s)\n", v->id, holder);
 		_exit(9);
 	}
-	if (lockfd < 0)
+	if (v->lockfd < 0)
+		return -1;
+	if (!read_config(v->conf_path, v->conf, sizeof(v->conf), v->id)) {
+		unlock(v->lockfd);
+		return -1;
+	}
+	return 0;
+}
+
+void vpsctl_faststop(int argc, char **argv)
+{
+	static const char *const flags[] = { "--kill", "-kill", NULL };
+	static const char *const points[] = { "stop-requested", "stop-killed", "stop-cleared", NULL };
+	static struct vps v;
+	int nkill;
+	const char *id = command_id(argc, argv, "stop", flags, &nkill, points, &v);
+	if (!id || nkill != 1 || lock_vps(&v, "stop") < 0)
 		return;
-	static char conf[65536];
+	const char *conf = v.conf, *run_path = v.run_path, *stop_path = v.stop_path, *root = v.root;
+	int lockfd = v.lockfd;
 	char run[4096], ns[256], val[1024];
 	int initfd = -1, monfd = -1;
-	if (!read_config(conf_path, conf, sizeof(conf), id) || vpsctl_read_file(run_path, run, sizeof(run)) <= 0)
+	if (vpsctl_read_file(run_path, run, sizeof(run)) <= 0)
 		goto fallback;
 	if (vpsctl_conf_value(conf, "NAMESPACES", ns, sizeof(ns)) != 0 || !json_is(run, "phase", "running"))
 		goto fallback;
@@ -574,46 +652,22 @@ static void reclaim(const char *stage)
 // package fault's destroy-stopped and destroy-renamed.
 void vpsctl_fastdestroy(int argc, char **argv)
 {
-	int i;
-	const char *root = vpsctl_state_root(argc, argv, &i);
-	if (i + 2 > argc || i + 3 < argc || (strcmp(argv[i], "destroy") && strcmp(argv[i], "delete")))
+	static const char *const flags[] = { "-f", "--force", "-force", NULL };
+	static const char *const points[] = { "destroy-stopped", "destroy-renamed", NULL };
+	static struct vps v;
+	int force;
+	const char *id = command_id(argc, argv, "destroy", flags, &force, points, &v);
+	if (!id)
+		id = command_id(argc, argv, "delete", flags, &force, points, &v);
+	if (!id || lock_vps(&v, "destroy") < 0)
 		return;
-	const char *id = NULL;
-	int force = 0;
-	for (int k = i + 1; k < argc; k++) {
-		if (!strcmp(argv[k], "-f") || !strcmp(argv[k], "--force") || !strcmp(argv[k], "-force"))
-			force++;
-		else if (plain_id(argv[k]))
-			id = argv[k];
-		else
-			return;
-	}
-	const char *f = getenv("VPSCTL_FAULT");
-	if (force > 1 || !id || root[0] != '/' || strlen(root) > 4000 || getenv("VPSCTL_SYNC_DESTROY") ||
-		(f && strcmp(f, "destroy-stopped") && strcmp(f, "destroy-renamed")))
-		return;
-	char dir[4200], conf_path[4300], run_path[4300], stop_path[4300], lock_path[4200], gl_path[4200];
-	snprintf(dir, sizeof(dir), "%s/vps/%s", root, id);
-	snprintf(conf_path, sizeof(conf_path), "%s/vps.conf", dir);
-	snprintf(run_path, sizeof(run_path), "%s/run.json", dir);
-	snprintf(stop_path, sizeof(stop_path), "%s/stop-requested", dir);
-	snprintf(lock_path, sizeof(lock_path), "%s/locks/%s.lock", root, id);
+	const char *conf = v.conf, *dir = v.dir, *root = v.root, *lock_path = v.lock_path;
+	int lockfd = v.lockfd;
+	char gl_path[4200], holder[256];
 	snprintf(gl_path, sizeof(gl_path), "%s/locks/.global", root);
-	if (access(conf_path, F_OK) < 0)
-		return;
-	point("cli-main");
-	char holder[256];
-	int lockfd = take_lock(lock_path, "destroy", holder, sizeof(holder));
-	if (lockfd == -2) {
-		fprintf(stderr, "vpsctl: VPS %s: locked by another vpsctl (%s)\n", id, holder);
-		_exit(9);
-	}
-	if (lockfd < 0)
-		return;
-	static char conf[65536];
 	char name[256];
-	if (!read_config(conf_path, conf, sizeof(conf), id) || vpsctl_conf_value(conf, "NAME", name, sizeof(name)) < 0 ||
-		access(run_path, F_OK) == 0 || access(stop_path, F_OK) == 0 || vpsctl_fast_groups(id) < 0)
+	if (vpsctl_conf_value(conf, "NAME", name, sizeof(name)) < 0 || access(v.run_path, F_OK) == 0 ||
+		access(v.stop_path, F_OK) == 0 || vpsctl_fast_groups(id) < 0)
 		goto fallback;
 	char list[sizeof(groups)];
 	strcpy(list, groups);

@@ -30,6 +30,34 @@ func waitUnlocked(t *testing.T, id string) {
 	})
 }
 
+// sameBothPaths runs vpsctl ARGS with the C fast paths and without (VPSCTL_NO_FASTPATH=1) and
+// fails unless both exit with code, an error message and the same output, word for word.
+func sameBothPaths(t *testing.T, code int, args ...string) result {
+	t.Helper()
+	f := vpsctlEnv(t, nil, args...)
+	g := vpsctlEnv(t, []string{"VPSCTL_NO_FASTPATH=1"}, args...)
+	if f.code != code || g.code != code || f.err != g.err || f.out != g.out || strings.TrimSpace(f.err) == "" {
+		t.Fatalf("vpsctl %v: fast path exit %d %q %q; Go %d %q %q; want exit %d", args, f.code, f.out, f.err, g.code, g.out, g.err, code)
+	}
+	return f
+}
+
+// holdLockNoted takes the state root's lock file name (locks/NAME) as another vpsctl would,
+// with its note; the returned function lets go of it.
+func holdLockNoted(t *testing.T, name string) func() {
+	t.Helper()
+	lk, err := os.OpenFile(filepath.Join(root, "locks", name), os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Flock(int(lk.Fd()), unix.LOCK_EX); err != nil {
+		t.Fatal(err)
+	}
+	lk.Truncate(0)
+	lk.WriteAt([]byte("pid 1: vpsctl test-holder\n"), 0)
+	return func() { lk.Truncate(0); lk.Close() }
+}
+
 // vpsGroups lists VPS id's cgroup directories on the host.
 func vpsGroups(id string) []string {
 	a, _ := filepath.Glob("/sys/fs/cgroup/*/vpsctl/" + id)
@@ -79,34 +107,25 @@ func TestFastStop(t *testing.T) {
 	}
 
 	// Errors are Go's, word for word, whichever path reports them.
-	same := func(code int, args ...string) {
-		t.Helper()
-		f := vpsctlEnv(t, nil, args...)
-		g := vpsctlEnv(t, []string{"VPSCTL_NO_FASTPATH=1"}, args...)
-		if f.code != code || g.code != code || f.err != g.err || f.out != g.out || strings.TrimSpace(f.err) == "" {
-			t.Fatalf("vpsctl %v: fast path exit %d %q %q; Go %d %q %q; want exit %d", args, f.code, f.out, f.err, g.code, g.out, g.err, code)
-		}
-	}
-	same(31, "stop", "--kill", id) // not running
-	same(43, "stop", "--kill", other)
+	sameBothPaths(t, 31, "stop", "--kill", id) // not running
+	sameBothPaths(t, 43, "stop", "--kill", other)
 	if _, err := os.Stat(filepath.Join(root, "locks", other+".lock")); !os.IsNotExist(err) {
 		t.Fatalf("a stop of a VPS that does not exist left its lock file: %v", err)
 	}
-	same(21, "stop", "--kill", "0")
+	sameBothPaths(t, 21, "stop", "--kill", "0")
 
 	// The lock held by another command: both paths wait as long, then name the holder.
 	must(t, "start", id)
-	lk, err := os.OpenFile(filepath.Join(root, "locks", id+".lock"), os.O_RDWR, 0)
-	if err != nil {
-		t.Fatal(err)
+	release := holdLockNoted(t, id+".lock")
+	sameBothPaths(t, 9, "stop", "--kill", id)
+	release()
+	// Held by a process that leaves no note (flock(1), for 8 s): both name it from /proc/locks.
+	flockPID := holdLock(t, id)
+	if r := sameBothPaths(t, 9, "stop", "--kill", id); !strings.Contains(r.err, fmt.Sprintf("(pid %d: flock)", flockPID)) {
+		t.Fatalf("stop --kill with the lock held by flock(1): %s", r.err)
 	}
-	if err := unix.Flock(int(lk.Fd()), unix.LOCK_EX); err != nil {
-		t.Fatal(err)
-	}
-	lk.Truncate(0)
-	lk.WriteAt([]byte("pid 1: vpsctl test-holder\n"), 0)
-	same(9, "stop", "--kill", id)
-	lk.Close()
+	syscall.Kill(-flockPID, syscall.SIGKILL)
+	waitUnlocked(t, id)
 	if st := status(t, id).State; st != "running" {
 		t.Fatalf("a stop that could not lock changed the VPS: %s", st)
 	}
@@ -192,38 +211,21 @@ func TestFastDestroy(t *testing.T) {
 		destroyed(fmt.Sprint(args), vpsctlEnv(t, fastPath, args...), true)
 	}
 
-	same := func(code int, args ...string) {
-		t.Helper()
-		f := vpsctlEnv(t, nil, args...)
-		g := vpsctlEnv(t, []string{"VPSCTL_NO_FASTPATH=1"}, args...)
-		if f.code != code || g.code != code || f.err != g.err || f.out != g.out || strings.TrimSpace(f.err) == "" {
-			t.Fatalf("vpsctl %v: fast path exit %d %q %q; Go %d %q %q; want exit %d", args, f.code, f.out, f.err, g.code, g.out, g.err, code)
-		}
-	}
-	same(43, "destroy", id)
+	sameBothPaths(t, 43, "destroy", id)
 	if _, err := os.Stat(filepath.Join(root, "locks", id+".lock")); !os.IsNotExist(err) {
 		t.Fatalf("a destroy of a VPS that does not exist left its lock file: %v", err)
 	}
 	must(t, "create", id, "--template", "busybox", "--name", "fastd")
 	must(t, "start", id)
-	same(32, "destroy", id) // running
+	sameBothPaths(t, 32, "destroy", id) // running
 	must(t, "stop", "--kill", id)
 	waitUnlocked(t, id)
 
 	// Either lock held: both paths wait as long, name the holder and change nothing.
 	for _, l := range []string{id + ".lock", ".global"} {
-		lk, err := os.OpenFile(filepath.Join(root, "locks", l), os.O_RDWR|os.O_CREATE, 0o600)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := unix.Flock(int(lk.Fd()), unix.LOCK_EX); err != nil {
-			t.Fatal(err)
-		}
-		lk.Truncate(0)
-		lk.WriteAt([]byte("pid 1: vpsctl test-holder\n"), 0)
-		same(9, "destroy", id)
-		lk.Truncate(0)
-		lk.Close()
+		release := holdLockNoted(t, l)
+		sameBothPaths(t, 9, "destroy", id)
+		release()
 		if st := status(t, id).State; st != "stopped" {
 			t.Fatalf("a destroy that could not lock %s changed the VPS: %s", l, st)
 		}
@@ -239,11 +241,11 @@ func TestFastDestroy(t *testing.T) {
 		if err := os.WriteFile(conf, []byte(bad), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		same(21, "destroy", id)
+		sameBothPaths(t, 21, "destroy", id)
 		os.WriteFile(conf, good, 0o600)
 		must(t, "start", id)
 		os.WriteFile(conf, []byte(bad), 0o600)
-		same(21, "stop", "--kill", id)
+		sameBothPaths(t, 21, "stop", "--kill", id)
 		os.WriteFile(conf, good, 0o600)
 		must(t, "stop", "--kill", id)
 		waitUnlocked(t, id)
