@@ -26,9 +26,10 @@
 // does not finish is reported as Go reports it.
 //
 // destroy [-f], for a stopped VPS with nothing to repair (no run state, stop request or group
-// left) (runtime.Destroy): the VPS's lock ─ the global lock ─ rename into tmp/ (the commit) ─
-// mounts below detached ─ fork the remover for the files ─ the name released ─ the lock file
-// removed ─ "VPS ID destroyed". A running VPS, even with --force, is Go's.
+// left), or with -f for a running one, stopped first as stop --kill stops it (runtime.Destroy):
+// the VPS's lock ─ (the stop) ─ the global lock ─ rename into tmp/ (the commit) ─ mounts below
+// detached ─ fork the remover for the files (and the stop's namespace, groups and lock file) ─
+// the name released ─ the lock file removed ─ "VPS ID destroyed".
 //
 // The VPS's groups are named as package cgroup names them (cgroup.New("vpsctl/ID")): on a
 // cgroup2 host the one directory below /sys/fs/cgroup; otherwise one per v1 hierarchy and the
@@ -480,23 +481,22 @@ static int lock_vps(struct vps *v, const char *what)
 	return 0;
 }
 
-void vpsctl_faststop(int argc, char **argv)
+// stop_locked stops running VPS v, whose lock is held, as runtime.stopLocked does with Kill
+// for a caller that hands the rest to the remover: 0 once its init and monitor are gone and its
+// run state and stop request removed, *hold then the VPS's mount namespace (-1: none) and
+// groups and spares filled (vpsctl_fast_groups); -1 if the Go path is to do the stop (nothing
+// of this process's left but the lock: a VPS not running in the plain way, or an init that
+// would not die, which Go's path kills by its group). A monitor that does not finish ends this
+// process as Go's path reports it (exit 3).
+static int stop_locked(struct vps *v, int *hold)
 {
-	static const char *const flags[] = { "--kill", "-kill", NULL };
-	static const char *const points[] = { "stop-requested", "stop-killed", "stop-cleared", NULL };
-	static struct vps v;
-	int nkill;
-	const char *id = command_id(argc, argv, "stop", flags, &nkill, points, &v);
-	if (!id || nkill != 1 || lock_vps(&v, "stop") < 0)
-		return;
-	const char *conf = v.conf, *run_path = v.run_path, *stop_path = v.stop_path, *root = v.root;
-	int lockfd = v.lockfd;
 	char run[4096], ns[256], val[1024];
 	int initfd = -1, monfd = -1;
-	if (vpsctl_read_file(run_path, run, sizeof(run)) <= 0)
-		goto fallback;
-	if (vpsctl_conf_value(conf, "NAMESPACES", ns, sizeof(ns)) != 0 || !json_is(run, "phase", "running"))
-		goto fallback;
+	*hold = -1;
+	if (vpsctl_read_file(v->run_path, run, sizeof(run)) <= 0)
+		return -1;
+	if (vpsctl_conf_value(v->conf, "NAMESPACES", ns, sizeof(ns)) != 0 || !json_is(run, "phase", "running"))
+		return -1;
 	int pidns = 0, mntns = 0, netns = 0;
 	for (char *save, *t = strtok_r(ns, " ", &save); t; t = strtok_r(NULL, " ", &save)) {
 		pidns |= !strcmp(t, "pid");
@@ -504,69 +504,84 @@ void vpsctl_faststop(int argc, char **argv)
 		netns |= !strcmp(t, "net");
 	}
 	// runtime.teardownNet has nothing to do only for a VPS without addresses and interfaces.
-	if (!pidns || (netns && (vpsctl_conf_value(conf, "IP_ADDRESS", val, sizeof(val)) < 0 || val[0] ||
-				 vpsctl_conf_value(conf, "NETIF", val, sizeof(val)) < 0 || val[0])))
-		goto fallback;
-	if (vpsctl_fast_groups(id) < 0 || frozen())
-		goto fallback;
+	if (!pidns || (netns && (vpsctl_conf_value(v->conf, "IP_ADDRESS", val, sizeof(val)) < 0 || val[0] ||
+				 vpsctl_conf_value(v->conf, "NETIF", val, sizeof(val)) < 0 || val[0])))
+		return -1;
+	if (vpsctl_fast_groups(v->id) < 0 || frozen())
+		return -1;
 	initfd = live_pidfd(vpsctl_json_num(run, "init_pid"), vpsctl_json_num(run, "init_start"));
 	monfd = live_pidfd(vpsctl_json_num(run, "monitor_pid"), vpsctl_json_num(run, "monitor_start"));
-	if (initfd < 0 || monfd < 0)
-		goto fallback;
-	char me[32];
+	char me[32], tmp[4300];
 	snprintf(me, sizeof(me), "%d\n", (int)getpid());
-	char tmp[4200];
-	snprintf(tmp, sizeof(tmp), "%s/vps/%s/.stop-requested.tmpc%d", root, id, (int)getpid());
-	if (write_volatile(stop_path, tmp, me) < 0)
+	snprintf(tmp, sizeof(tmp), "%s/.stop-requested.tmpc%d", v->dir, (int)getpid());
+	if (initfd < 0 || monfd < 0 || write_volatile(v->stop_path, tmp, me) < 0)
 		goto fallback;
 
 	// Committed: the monitor (reaper.c) leaves the clean-up to this process.
 	point("stop-requested");
 	point("stop-fast"); // a trace-only mark: the tests see which path stopped
-	int hold = -1;
 	if (mntns) {
 		// As runtime.holdMountNS: the init's death need not wait for its mounts' teardown.
 		char p[64];
 		snprintf(p, sizeof(p), "/proc/%lld/ns/mnt", vpsctl_json_num(run, "init_pid"));
-		hold = open(p, O_RDONLY | O_CLOEXEC);
-		if (hold >= 0 && syscall(SYS_pidfd_send_signal, initfd, 0, NULL, 0) < 0) {
-			close(hold);
-			hold = -1;
+		*hold = open(p, O_RDONLY | O_CLOEXEC);
+		if (*hold >= 0 && syscall(SYS_pidfd_send_signal, initfd, 0, NULL, 0) < 0) {
+			close(*hold);
+			*hold = -1;
 		}
 	}
 	// SIGKILL to a PID namespace's init kills all in it; the pidfd turns readable once all
 	// are gone (see runtime.stopLocked).
 	syscall(SYS_pidfd_send_signal, initfd, SIGKILL, NULL, 0);
 	if (!wait_fd(initfd, 5000)) {
-		if (hold >= 0)
-			close(hold);
+		if (*hold >= 0)
+			close(*hold);
+		*hold = -1;
 		goto fallback; // the Go path kills the whole group (and writes its own request)
 	}
 	point("stop-killed");
 	if (!wait_fd(monfd, 15000)) {
-		unlink(stop_path);
-		unlock(lockfd);
-		fprintf(stderr, "vpsctl: VPS %s: monitor (PID %lld) did not finish cleaning up\n", id,
+		unlink(v->stop_path);
+		unlock(v->lockfd);
+		fprintf(stderr, "vpsctl: VPS %s: monitor (PID %lld) did not finish cleaning up\n", v->id,
 			vpsctl_json_num(run, "monitor_pid"));
 		_exit(3);
 	}
 	point("stop-monitor-gone");
-	unlink(run_path);
-	unlink(stop_path);
+	close(initfd);
+	close(monfd);
+	unlink(v->run_path);
+	unlink(v->stop_path);
 	point("stop-cleared"); // groups left for the next start's repair; the namespace dies with us
-	hand_off(lockfd, hold);
-	unlock(lockfd);
-	printf("VPS %s stopped\n", id);
-	fflush(stdout);
-	point("cli-done");
-	_exit(0);
+	return 0;
 
 fallback:
 	if (initfd >= 0)
 		close(initfd);
 	if (monfd >= 0)
 		close(monfd);
-	unlock(lockfd);
+	return -1;
+}
+
+void vpsctl_faststop(int argc, char **argv)
+{
+	static const char *const flags[] = { "--kill", "-kill", NULL };
+	static const char *const points[] = { "stop-requested", "stop-killed", "stop-cleared", NULL };
+	static struct vps v;
+	int nkill, hold;
+	const char *id = command_id(argc, argv, "stop", flags, &nkill, points, &v);
+	if (!id || nkill != 1 || lock_vps(&v, "stop") < 0)
+		return;
+	if (stop_locked(&v, &hold) < 0) {
+		unlock(v.lockfd);
+		return;
+	}
+	hand_off(v.lockfd, hold);
+	unlock(v.lockfd);
+	printf("VPS %s stopped\n", id);
+	fflush(stdout);
+	point("cli-done");
+	_exit(0);
 }
 
 // unescape undoes the mount table's octal escapes (\040 for a space) in place.
@@ -623,72 +638,96 @@ static void unmount_below(const char *dir)
 }
 
 // reclaim forks the background remover (rmtree.c) for the staging directory stage, which it
-// deletes under its flock (fd 3, as nsenter.RemoveTree's job). Without one (the fork or the lock
-// failed), the next command's sweep deletes it: its name records this process, soon gone.
-static void reclaim(const char *stage)
+// deletes under its flock (fd 3, as nsenter.RemoveTree's job). After a stop in this process
+// (lockfd >= 0) it first closes the mount namespace (hold), removes the groups, then removes
+// the lock file and lets go of the lock (fd 4), as the job of a destroy --force does; reclaim
+// reports whether it took the lock so. Without a remover (the fork or the lock failed), the
+// next command's sweep deletes the directory (its name records this process, soon gone), and
+// the next start of the ID the groups.
+static int reclaim(const char *stage, int lockfd, const char *lock_path, int hold)
 {
 	int dl = open(stage, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (dl < 0 || flock(dl, LOCK_EX) < 0 || fork() != 0) {
+	pid_t pid = dl < 0 || flock(dl, LOCK_EX) < 0 ? -1 : fork();
+	if (pid != 0) {
 		if (dl >= 0)
 			close(dl);
-		return;
+		if (hold >= 0)
+			close(hold); // the remover's copy is the last (see hand_off)
+		return pid > 0 && lockfd >= 0;
 	}
 	int null = open("/dev/null", O_RDWR), d = fcntl(dl, F_DUPFD, 100);
-	if (null < 0 || d < 0)
+	int lk = lockfd >= 0 ? fcntl(lockfd, F_DUPFD, 100) : -1, ns = hold >= 0 ? fcntl(hold, F_DUPFD, 100) : -1;
+	if (null < 0 || d < 0 || (lockfd >= 0 && lk < 0) || (hold >= 0 && ns < 0))
 		_exit(1);
 	for (int std = 0; std <= 2; std++)
 		dup2(null, std);
 	dup2(d, 3);
-	syscall(SYS_close_range, 4, ~0U, 0U);
-	vpsctl_rmtree_job(stage, NULL, NULL, NULL, 4);
+	if (lockfd < 0) {
+		syscall(SYS_close_range, 4, ~0U, 0U);
+		vpsctl_rmtree_job(stage, NULL, NULL, NULL, 4);
+	}
+	dup2(lk, 4);
+	dup2(ns >= 0 ? ns : null, 5);
+	syscall(SYS_close_range, 6, ~0U, 0U);
+	vpsctl_rmtree_job(stage, groups[0] ? groups : NULL, lock_path, spares[0] ? spares : NULL, 5);
 }
 
 // vpsctl_fastdestroy is the fast path of `vpsctl destroy [-f|--force] ID` (or delete) for a VPS
-// that is stopped and clean: no run state, no stop request, no group left (anything a repair
-// would have to do goes to Go's path, as does a running VPS, even with --force). As
-// runtime.Destroy and destroyLocked, in order: the VPS's lock, the global lock, the rename of
-// the VPS's directory into tmp/ (the commit), mounts below it detached, the remover forked for
-// its files, the name released, the lock file removed, "VPS ID destroyed". Its fault points are
-// package fault's destroy-stopped and destroy-renamed.
+// that is stopped and clean (no run state, no stop request, no group left: anything a repair
+// would have to do goes to Go's path), or running and --force given, which it stops first as
+// `stop --kill` does (stop_locked). As runtime.Destroy and destroyLocked, in order: the VPS's
+// lock, the stop, the global lock, the rename of the VPS's directory into tmp/ (the commit),
+// mounts below it detached, the remover forked for its files (and the stop's groups and lock
+// file), the name released, the lock file removed, "VPS ID destroyed". Its fault points are
+// package fault's destroy-stopped and destroy-renamed, and stop_locked's.
 void vpsctl_fastdestroy(int argc, char **argv)
 {
 	static const char *const flags[] = { "-f", "--force", "-force", NULL };
-	static const char *const points[] = { "destroy-stopped", "destroy-renamed", NULL };
+	static const char *const points[] = { "destroy-stopped", "destroy-renamed", "stop-requested", "stop-killed",
+		"stop-cleared", NULL };
 	static struct vps v;
-	int force;
+	int force, hold = -1, stopped = 0;
 	const char *id = command_id(argc, argv, "destroy", flags, &force, points, &v);
 	if (!id)
 		id = command_id(argc, argv, "delete", flags, &force, points, &v);
 	if (!id || lock_vps(&v, "destroy") < 0)
 		return;
-	const char *conf = v.conf, *dir = v.dir, *root = v.root, *lock_path = v.lock_path;
+	const char *dir = v.dir, *root = v.root, *lock_path = v.lock_path;
 	int lockfd = v.lockfd;
-	char gl_path[4200], holder[256];
+	char gl_path[4200], holder[256], name[256];
 	snprintf(gl_path, sizeof(gl_path), "%s/locks/.global", root);
-	char name[256];
-	if (vpsctl_conf_value(conf, "NAME", name, sizeof(name)) < 0 || access(v.run_path, F_OK) == 0 ||
-		access(v.stop_path, F_OK) == 0 || vpsctl_fast_groups(id) < 0)
+	if (vpsctl_conf_value(v.conf, "NAME", name, sizeof(name)) < 0)
 		goto fallback;
-	char list[sizeof(groups)];
-	strcpy(list, groups);
-	for (char *save, *g = strtok_r(list, "\n", &save); g; g = strtok_r(NULL, "\n", &save))
-		if (access(g, F_OK) == 0)
-			goto fallback; // a boot's leftovers: Go's path repairs first
+	if (force && access(v.run_path, F_OK) == 0) {
+		if (stop_locked(&v, &hold) < 0)
+			goto fallback; // not running in the plain way, or a stale run state: Go's
+		stopped = 1;
+	} else {
+		if (access(v.run_path, F_OK) == 0 || access(v.stop_path, F_OK) == 0 || vpsctl_fast_groups(id) < 0)
+			goto fallback;
+		char list[sizeof(groups)];
+		strcpy(list, groups);
+		for (char *save, *g = strtok_r(list, "\n", &save); g; g = strtok_r(NULL, "\n", &save))
+			if (access(g, F_OK) == 0)
+				goto fallback; // a boot's leftovers: Go's path repairs first
+		groups[0] = spares[0] = 0; // nothing for the remover to remove or make
+	}
 	point("destroy-stopped");
 	char note[64];
 	snprintf(note, sizeof(note), "destroy %s", id);
 	int gl = take_lock(gl_path, note, holder, sizeof(holder));
 	if (gl == -2) {
+		if (stopped)
+			hand_off(lockfd, hold); // as destroyLocked: the stop's leftovers go all the same
 		unlock(lockfd);
 		fprintf(stderr, "vpsctl: state root: locked by another vpsctl (%s)\n", holder);
 		_exit(9);
 	}
-	if (gl < 0)
-		goto fallback;
 	char stage[4200], to[4300];
 	snprintf(stage, sizeof(stage), "%s/tmp/destroy-%d-XXXXXX", root, (int)getpid());
-	if (!mkdtemp(stage)) {
-		unlock(gl);
+	if (gl < 0 || !mkdtemp(stage)) {
+		if (gl >= 0)
+			unlock(gl);
 		goto fallback;
 	}
 	snprintf(to, sizeof(to), "%s/vps", stage);
@@ -701,7 +740,7 @@ void vpsctl_fastdestroy(int argc, char **argv)
 	point("destroy-renamed");
 	point("destroy-fast"); // a trace-only mark: the tests see which path destroyed
 	unmount_below(stage);
-	reclaim(stage);
+	int handed = reclaim(stage, stopped ? lockfd : -1, lock_path, hold);
 	if (name[0]) {
 		// store.ReleaseName: the name's link, if it still names this VPS.
 		char np[4400], target[32];
@@ -713,7 +752,8 @@ void vpsctl_fastdestroy(int argc, char **argv)
 				unlink(np);
 		}
 	}
-	unlink(lock_path); // still holding it: whoever waits takes the path anew
+	if (!handed)
+		unlink(lock_path); // still holding it: whoever waits takes the path anew
 	unlock(gl);
 	unlock(lockfd);
 	printf("VPS %s destroyed\n", id);
@@ -722,5 +762,8 @@ void vpsctl_fastdestroy(int argc, char **argv)
 	_exit(0);
 
 fallback:
+	// After a stop here, Go's path finds the VPS stopped; its groups go to the remover first.
+	if (stopped)
+		hand_off(lockfd, hold);
 	unlock(lockfd);
 }

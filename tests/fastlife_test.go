@@ -197,13 +197,26 @@ func TestFastDestroy(t *testing.T) {
 				t.Fatalf("%s: %s left: %v", what, p, err)
 			}
 		}
+		// The remover removes the groups before the files.
 		waitTmpEmpty(t, 10*time.Second)
+		if g := vpsGroups(id); len(g) > 0 {
+			t.Fatalf("%s: groups left: %v", what, g)
+		}
 	}
 	for _, env := range [][]string{fastPath, goPath} {
 		must(t, "create", id, "--template", "busybox", "--name", "fastd")
 		must(t, "start", id)
 		must(t, "stop", "--kill", id)
 		destroyed(fmt.Sprint(env), vpsctlEnv(t, env, "destroy", id), len(env) == 1)
+		// --force on a running VPS: stopped first, as stop --kill does, in the same process.
+		must(t, "create", id, "--template", "busybox", "--name", "fastd")
+		must(t, "start", id)
+		s := status(t, id)
+		r := vpsctlEnv(t, env, "destroy", "--force", id)
+		destroyed(fmt.Sprint(env, " --force running"), r, len(env) == 1)
+		if !gone(s.InitPID)() || !gone(s.MonitorPID)() {
+			t.Fatalf("%v: init %d or monitor %d still there after destroy --force", env, s.InitPID, s.MonitorPID)
+		}
 	}
 	// Never started, -f, the alias.
 	for _, args := range [][]string{{"destroy", "-f", id}, {"delete", id, "--force"}} {

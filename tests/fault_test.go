@@ -57,10 +57,17 @@ func TestCrashConsistency(t *testing.T) {
 	}
 	cases["stop-killed/go"] = step{setup: running, args: []string{"stop", "--kill", id}, env: []string{"VPSCTL_NO_FASTPATH=1"}, point: "stop-killed"}
 	names = append(names, "stop-killed/go")
-	// So is a plain `destroy ID` of a stopped VPS, with Go's two destroy points.
+	// So is a plain `destroy [--force] ID` (the cases above: --force on a running VPS, stopped
+	// first by the same C code), with Go's two destroy points: of a stopped VPS too, and Go's
+	// destroy --force at both.
 	for _, p := range []string{"destroy-stopped", "destroy-renamed"} {
-		cases[p+"/fast"] = step{setup: created, args: []string{"destroy", id}, point: p}
-		names = append(names, p+"/fast")
+		cases[p+"/stopped"] = step{setup: created, args: []string{"destroy", id}, point: p}
+		cases[p+"/go"] = step{setup: running, args: []string{"destroy", "--force", id}, env: []string{"VPSCTL_NO_FASTPATH=1"}, point: p}
+		names = append(names, p+"/stopped", p+"/go")
+	}
+	for _, p := range []string{"stop-requested", "stop-killed", "stop-cleared"} {
+		cases[p+"/destroy"] = step{setup: running, args: []string{"destroy", "--force", id}, point: p}
+		names = append(names, p+"/destroy")
 	}
 	for _, name := range names {
 		c := cases[name]
