@@ -53,12 +53,23 @@ int vpsctl_read_file(const char *path, char *buf, size_t n)
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return -1;
-	ssize_t r = read(fd, buf, n - 1);
+	// In a loop: a /proc file (the mount table) can come in pieces.
+	size_t got = 0;
+	for (;;) {
+		ssize_t r = read(fd, buf + got, n - 1 - got);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0) {
+			close(fd);
+			return -1;
+		}
+		got += (size_t)r;
+		if (r == 0 || got == n - 1)
+			break;
+	}
 	close(fd);
-	if (r < 0)
-		return -1;
-	buf[r] = 0;
-	return (int)r;
+	buf[got] = 0;
+	return (int)got;
 }
 
 // vpsctl_json_num finds "key": NUMBER in a flat JSON object written by Go's encoding/json.
