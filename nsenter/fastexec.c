@@ -5,13 +5,13 @@
 // returns and the Go CLI does the same work with full error reporting.
 //
 // It reads two of the store's files (see package store): vps/ID/run.json for the init's PID and
-// start time, vps/ID/vps.conf for NAMESPACES and CAPABILITY. The joining itself is the same as
-// the joiner's in nsenter.c.
+// start time, vps/ID/vps.conf for NAMESPACES and CAPABILITY; the VPS's groups (to refuse a
+// frozen VPS, and to join) are named as the fast stop names them (fastlife.c,
+// vpsctl_fast_groups). The joining itself is the same as the joiner's in nsenter.c.
 #define _GNU_SOURCE
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <glob.h>
 #include <grp.h>
 #include <sched.h>
 #include <signal.h>
@@ -131,16 +131,6 @@ unsigned long long vpsctl_proc_start(int pid, char *state)
 	return p ? strtoull(p, NULL, 10) : 0;
 }
 
-static int write_str(const char *path, const char *s)
-{
-	int fd = open(path, O_WRONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -1;
-	ssize_t r = write(fd, s, strlen(s));
-	close(fd);
-	return r < 0 ? -1 : 0;
-}
-
 static volatile pid_t fast_child = -1;
 
 static void fast_forward(int sig)
@@ -156,11 +146,8 @@ void vpsctl_fastexec(int argc, char **argv)
 	if (i + 3 >= argc || strcmp(argv[i], "exec") || strcmp(argv[i + 2], "--"))
 		return;
 	const char *id = argv[i + 1];
-	if (!*id || strlen(id) > 10 || id[0] == '0')
+	if (!vpsctl_plain_id(id))
 		return;
-	for (const char *c = id; *c; c++)
-		if (!isdigit((unsigned char)*c))
-			return;
 	char **cmd = argv + i + 3;
 	if (root[0] != '/' || getenv("VPSCTL_FAULT"))
 		return;
@@ -189,12 +176,7 @@ void vpsctl_fastexec(int argc, char **argv)
 		else return;
 	}
 	// A suspended VPS is refused by the Go path, with its message.
-	char fz[64];
-	snprintf(path, sizeof(path), "/sys/fs/cgroup/freezer/vpsctl/%s/freezer.state", id);
-	if (vpsctl_read_file(path, fz, sizeof(fz)) > 0 && strncmp(fz, "THAWED", 6))
-		return;
-	snprintf(path, sizeof(path), "/sys/fs/cgroup/vpsctl/%s/cgroup.events", id);
-	if (vpsctl_read_file(path, conf, sizeof(conf)) > 0 && strstr(conf, "frozen 1"))
+	if (vpsctl_fast_groups(id) < 0 || vpsctl_fast_frozen())
 		return;
 	int pidfd = (int)syscall(SYS_pidfd_open, (pid_t)initpid, 0);
 	if (pidfd < 0)
@@ -202,17 +184,7 @@ void vpsctl_fastexec(int argc, char **argv)
 
 	// From here on we are committed: failures are reported and exit.
 	prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
-	glob_t g;
-	snprintf(path, sizeof(path), "/sys/fs/cgroup/*/vpsctl/%s/cgroup.procs", id);
-	int joined = 0;
-	if (glob(path, 0, NULL, &g) == 0) {
-		for (size_t k = 0; k < g.gl_pathc; k++)
-			joined += write_str(g.gl_pathv[k], "0") == 0;
-		globfree(&g);
-	}
-	snprintf(path, sizeof(path), "/sys/fs/cgroup/vpsctl/%s/cgroup.procs", id);
-	joined += write_str(path, "0") == 0;
-	if (!joined || setns(pidfd, flags) < 0) {
+	if (!vpsctl_fast_join() || setns(pidfd, flags) < 0) {
 		fprintf(stderr, "vpsctl: joining VPS %s: %s\n", id, strerror(errno));
 		_exit(3);
 	}

@@ -65,18 +65,24 @@ void vpsctl_rmtree_job(const char *path, char *groups, const char *lock, char *s
 	__attribute__((noreturn));
 
 static char groups[16384], spares[16384];
+// The groups whose files say whether the VPS is frozen: its v1 freezer group and its cgroup2
+// group (cgroup.freeze), "" where the host has none.
+static char freezer_dir[4200], v2_dir[4200];
 
 // point is package fault's Point for this path's points (the same names, so that the crash
 // tests run it): with VPSCTL_TRACE it prints the trace line; if VPSCTL_FAULT names it, it
 // kills this process there.
+void vpsctl_trace(const char *name)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_REALTIME, &t);
+	dprintf(2, "vpsctl trace: %d %s %lld\n", (int)getpid(), name, (long long)t.tv_sec * 1000000 + t.tv_nsec / 1000);
+}
+
 static void point(const char *name)
 {
-	if (getenv("VPSCTL_TRACE")) {
-		struct timespec t;
-		clock_gettime(CLOCK_REALTIME, &t);
-		fprintf(stderr, "vpsctl trace: %d %s %lld\n", (int)getpid(), name,
-			(long long)t.tv_sec * 1000000 + t.tv_nsec / 1000);
-	}
+	if (getenv("VPSCTL_TRACE"))
+		vpsctl_trace(name);
 	const char *f = getenv("VPSCTL_FAULT");
 	if (f && !strcmp(f, name))
 		for (;;)
@@ -92,17 +98,20 @@ static int add_line(char *buf, size_t n, const char *a, const char *b)
 }
 
 // vpsctl_fast_groups fills groups and spares (one directory per line) for VPS id, as
-// cgroup.New("vpsctl/ID").Paths() and Spares() name them: 0, or -1 if it cannot tell.
+// cgroup.New("vpsctl/ID").Paths() and Spares() name them, and the freezer's and cgroup2's
+// group: 0, or -1 if it cannot tell.
 int vpsctl_fast_groups(const char *id)
 {
-	groups[0] = spares[0] = 0;
+	groups[0] = spares[0] = freezer_dir[0] = v2_dir[0] = 0;
 	char rel[32];
 	snprintf(rel, sizeof(rel), "/vpsctl/%s", id);
 	struct statfs sf;
 	if (statfs("/sys/fs/cgroup", &sf) < 0)
 		return -1;
-	if (sf.f_type == CGROUP2_SUPER_MAGIC)
+	if (sf.f_type == CGROUP2_SUPER_MAGIC) {
+		snprintf(v2_dir, sizeof(v2_dir), "/sys/fs/cgroup%s", rel);
 		return add_line(groups, sizeof(groups), "/sys/fs/cgroup", rel);
+	}
 	if (sf.f_type != TMPFS_MAGIC)
 		return -1;
 	static char mi[1 << 20];
@@ -127,11 +136,16 @@ int vpsctl_fast_groups(const char *id)
 			char *fstype = sep + 3, *sp = strchr(fstype, ' ');
 			if (sp)
 				*sp = 0;
+			// SOURCE SUPEROPTIONS follow: a v1 hierarchy's controllers are among the latter.
+			char *super = sp ? strchr(sp + 1, ' ') : NULL;
 			if (strchr(f[4], '\\'))
 				return -1; // an escaped mount point: leave it to Go
 			char slot[64];
 			if (!strcmp(fstype, "cgroup")) {
 				v1++;
+				for (char *save, *o = super ? strtok_r(super + 1, ",", &save) : NULL; o; o = strtok_r(NULL, ",", &save))
+					if (!strcmp(o, "freezer"))
+						snprintf(freezer_dir, sizeof(freezer_dir), "%s%s", f[4], rel);
 				if (add_line(groups, sizeof(groups), f[4], rel) < 0)
 					return -1;
 				for (int s = 0; s < 2; s++) {
@@ -140,6 +154,7 @@ int vpsctl_fast_groups(const char *id)
 						return -1;
 				}
 			} else if (!strcmp(fstype, "cgroup2") && !v2++) {
+				snprintf(v2_dir, sizeof(v2_dir), "%s%s", f[4], rel);
 				if (add_line(groups, sizeof(groups), f[4], rel) < 0)
 					return -1;
 			}
@@ -155,24 +170,37 @@ const char *vpsctl_fast_group_list(int which)
 	return which ? spares : groups;
 }
 
-// frozen reports whether any of the groups is frozen (v1 freezer or cgroup2's cgroup.freeze).
-static int frozen(void)
+// vpsctl_fast_frozen reports whether the VPS vpsctl_fast_groups named is frozen (suspended):
+// its v1 freezer group not THAWED, or its cgroup2 group frozen.
+int vpsctl_fast_frozen(void)
 {
-	char list[sizeof(groups)], path[4200], buf[256];
-	strcpy(list, groups);
-	for (char *save, *g = strtok_r(list, "\n", &save); g; g = strtok_r(NULL, "\n", &save)) {
-		snprintf(path, sizeof(path), "%s/freezer.state", g);
-		if (vpsctl_read_file(path, buf, sizeof(buf)) > 0 && strncmp(buf, "THAWED", 6))
-			return 1;
-		snprintf(path, sizeof(path), "%s/cgroup.events", g);
-		if (vpsctl_read_file(path, buf, sizeof(buf)) > 0 && strstr(buf, "frozen 1"))
-			return 1;
-	}
-	return 0;
+	char path[4300], buf[256];
+	snprintf(path, sizeof(path), "%s/freezer.state", freezer_dir);
+	if (freezer_dir[0] && vpsctl_read_file(path, buf, sizeof(buf)) > 0 && strncmp(buf, "THAWED", 6))
+		return 1;
+	snprintf(path, sizeof(path), "%s/cgroup.events", v2_dir);
+	return v2_dir[0] && vpsctl_read_file(path, buf, sizeof(buf)) > 0 && strstr(buf, "frozen 1") != NULL;
 }
 
-// plain_id: a VPS ID as container.ParseID takes it (1..4294967295, no leading zero).
-static int plain_id(const char *s)
+// vpsctl_fast_join moves this process into every group vpsctl_fast_groups named that exists (as
+// the Go joiner's cgroup.Apply): how many it joined.
+int vpsctl_fast_join(void)
+{
+	char list[sizeof(groups)], path[4300];
+	int joined = 0;
+	strcpy(list, groups);
+	for (char *save, *g = strtok_r(list, "\n", &save); g; g = strtok_r(NULL, "\n", &save)) {
+		snprintf(path, sizeof(path), "%s/cgroup.procs", g);
+		int fd = open(path, O_WRONLY | O_CLOEXEC);
+		if (fd >= 0) {
+			joined += write(fd, "0", 1) == 1;
+			close(fd);
+		}
+	}
+	return joined;
+}
+
+int vpsctl_plain_id(const char *s)
 {
 	if (!*s || strlen(s) > 10 || s[0] == '0')
 		return 0;
@@ -381,34 +409,39 @@ static int write_volatile(const char *path, const char *tmp, const char *s)
 	return 0;
 }
 
-// hand_off forks the background remover (rmtree.c) for the stopped VPS: it closes the held
-// mount namespace (hold, -1: none), removes the groups, lets go of the lock (lockfd) and makes
-// the spare groups. As nsenter.RemoveTree's job after a stop: fd 3 a placeholder, 4 the lock,
-// 5 the namespace. This process's copy of hold is closed at once (were it the last, its close
-// would unmount the VPS's tree in the caller's time); without a remover (-1), that close does
-// it, and the groups are left for the next start's repair.
-static int hand_off(int lockfd, int hold)
+// fork_remover forks the background remover (rmtree.c) with nsenter.RemoveTree's job layout:
+// fd 3 the flock of dir (the staging directory of a destroy; "" and -1 after a plain stop), fd 4
+// the VPS's lock (lockfd, -1: none; lock "-" keeps its file, a path removes it) and fd 5 the
+// VPS's mount namespace (hold, -1: none). It closes the namespace, removes the groups a stop
+// left (groups, spares: those vpsctl_fast_groups named; with_groups 0: none), lets go of the
+// lock, makes the spare groups and deletes dir. This process's copies of hold and dirlock are
+// closed at once (were hold's the last, its close would unmount the VPS's tree in the caller's
+// time). 1 if the remover runs; 0 if not (then that close unmounted, and what it would have
+// removed is left for the next command's sweep and the next start's repair).
+static int fork_remover(const char *dir, int dirlock, int lockfd, const char *lock, int hold, int with_groups)
 {
 	pid_t pid = fork();
 	if (pid != 0) {
 		if (hold >= 0)
 			close(hold);
-		return pid < 0 ? -1 : 0;
+		if (dirlock >= 0)
+			close(dirlock);
+		return pid > 0;
 	}
 	int null = open("/dev/null", O_RDWR);
-	int lk = fcntl(lockfd, F_DUPFD, 100), ns = hold >= 0 ? fcntl(hold, F_DUPFD, 100) : -1;
-	if (null < 0 || lk < 0 || (hold >= 0 && ns < 0))
-		_exit(1); // the lock goes with this process; the next start repairs
+	int fds[3] = { dirlock, lockfd, hold };
+	for (int k = 0; k < 3; k++)
+		if (fds[k] >= 0 && (fds[k] = fcntl(fds[k], F_DUPFD, 100)) < 0)
+			_exit(1); // what it held goes with this process
+	if (null < 0)
+		_exit(1);
 	for (int std = 0; std <= 2; std++)
 		dup2(null, std);
-	dup2(null, 3);
-	dup2(lk, 4);
-	if (ns >= 0)
-		dup2(ns, 5);
-	else
-		dup2(null, 5);
+	for (int k = 0; k < 3; k++)
+		dup2(fds[k] >= 0 ? fds[k] : null, 3 + k);
 	syscall(SYS_close_range, 6, ~0U, 0U);
-	vpsctl_rmtree_job("", groups[0] ? groups : NULL, "-", spares[0] ? spares : NULL, 5);
+	vpsctl_rmtree_job(dir, with_groups && groups[0] ? groups : NULL, lockfd >= 0 ? lock : NULL,
+		with_groups && spares[0] ? spares : NULL, lockfd >= 0 ? 5 : 4);
 }
 
 // A command's VPS: its paths in the state root, its lock and, once locked, its config.
@@ -438,7 +471,7 @@ static const char *command_id(int argc, char **argv, const char *command, const 
 			is_flag |= !strcmp(argv[k], *f);
 		if (is_flag)
 			++*nflag;
-		else if (plain_id(argv[k]) && !v->id)
+		else if (vpsctl_plain_id(argv[k]) && !v->id)
 			v->id = argv[k];
 		else
 			return NULL;
@@ -507,7 +540,7 @@ static int stop_locked(struct vps *v, int *hold)
 	if (!pidns || (netns && (vpsctl_conf_value(v->conf, "IP_ADDRESS", val, sizeof(val)) < 0 || val[0] ||
 				 vpsctl_conf_value(v->conf, "NETIF", val, sizeof(val)) < 0 || val[0])))
 		return -1;
-	if (vpsctl_fast_groups(v->id) < 0 || frozen())
+	if (vpsctl_fast_groups(v->id) < 0 || vpsctl_fast_frozen())
 		return -1;
 	initfd = live_pidfd(vpsctl_json_num(run, "init_pid"), vpsctl_json_num(run, "init_start"));
 	monfd = live_pidfd(vpsctl_json_num(run, "monitor_pid"), vpsctl_json_num(run, "monitor_start"));
@@ -576,7 +609,7 @@ void vpsctl_faststop(int argc, char **argv)
 		unlock(v.lockfd);
 		return;
 	}
-	hand_off(v.lockfd, hold);
+	fork_remover("", -1, v.lockfd, "-", hold, 1);
 	unlock(v.lockfd);
 	printf("VPS %s stopped\n", id);
 	fflush(stdout);
@@ -637,41 +670,6 @@ static void unmount_below(const char *dir)
 		umount2(below[k], MNT_DETACH);
 }
 
-// reclaim forks the background remover (rmtree.c) for the staging directory stage, which it
-// deletes under its flock (fd 3, as nsenter.RemoveTree's job). After a stop in this process
-// (lockfd >= 0) it first closes the mount namespace (hold), removes the groups, then removes
-// the lock file and lets go of the lock (fd 4), as the job of a destroy --force does; reclaim
-// reports whether it took the lock so. Without a remover (the fork or the lock failed), the
-// next command's sweep deletes the directory (its name records this process, soon gone), and
-// the next start of the ID the groups.
-static int reclaim(const char *stage, int lockfd, const char *lock_path, int hold)
-{
-	int dl = open(stage, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	pid_t pid = dl < 0 || flock(dl, LOCK_EX) < 0 ? -1 : fork();
-	if (pid != 0) {
-		if (dl >= 0)
-			close(dl);
-		if (hold >= 0)
-			close(hold); // the remover's copy is the last (see hand_off)
-		return pid > 0 && lockfd >= 0;
-	}
-	int null = open("/dev/null", O_RDWR), d = fcntl(dl, F_DUPFD, 100);
-	int lk = lockfd >= 0 ? fcntl(lockfd, F_DUPFD, 100) : -1, ns = hold >= 0 ? fcntl(hold, F_DUPFD, 100) : -1;
-	if (null < 0 || d < 0 || (lockfd >= 0 && lk < 0) || (hold >= 0 && ns < 0))
-		_exit(1);
-	for (int std = 0; std <= 2; std++)
-		dup2(null, std);
-	dup2(d, 3);
-	if (lockfd < 0) {
-		syscall(SYS_close_range, 4, ~0U, 0U);
-		vpsctl_rmtree_job(stage, NULL, NULL, NULL, 4);
-	}
-	dup2(lk, 4);
-	dup2(ns >= 0 ? ns : null, 5);
-	syscall(SYS_close_range, 6, ~0U, 0U);
-	vpsctl_rmtree_job(stage, groups[0] ? groups : NULL, lock_path, spares[0] ? spares : NULL, 5);
-}
-
 // vpsctl_fastdestroy is the fast path of `vpsctl destroy [-f|--force] ID` (or delete) for a VPS
 // that is stopped and clean (no run state, no stop request, no group left: anything a repair
 // would have to do goes to Go's path), or running and --force given, which it stops first as
@@ -717,8 +715,8 @@ void vpsctl_fastdestroy(int argc, char **argv)
 	snprintf(note, sizeof(note), "destroy %s", id);
 	int gl = take_lock(gl_path, note, holder, sizeof(holder));
 	if (gl == -2) {
-		if (stopped)
-			hand_off(lockfd, hold); // as destroyLocked: the stop's leftovers go all the same
+		if (stopped) // as destroyLocked: the stop's leftovers go all the same
+			fork_remover("", -1, lockfd, "-", hold, 1);
 		unlock(lockfd);
 		fprintf(stderr, "vpsctl: state root: locked by another vpsctl (%s)\n", holder);
 		_exit(9);
@@ -740,7 +738,17 @@ void vpsctl_fastdestroy(int argc, char **argv)
 	point("destroy-renamed");
 	point("destroy-fast"); // a trace-only mark: the tests see which path destroyed
 	unmount_below(stage);
-	int handed = reclaim(stage, stopped ? lockfd : -1, lock_path, hold);
+	// The remover deletes the files under the staging directory's flock (a sweep leaves a
+	// locked one alone); without it, the sweep does, as the directory's name records this
+	// process.
+	int dl = open(stage, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dl >= 0 && flock(dl, LOCK_EX) < 0) {
+		close(dl);
+		dl = -1;
+	}
+	int handed = dl >= 0 && fork_remover(stage, dl, stopped ? lockfd : -1, lock_path, hold, stopped) && stopped;
+	if (dl < 0 && hold >= 0)
+		close(hold);
 	if (name[0]) {
 		// store.ReleaseName: the name's link, if it still names this VPS.
 		char np[4400], target[32];
@@ -764,6 +772,6 @@ void vpsctl_fastdestroy(int argc, char **argv)
 fallback:
 	// After a stop here, Go's path finds the VPS stopped; its groups go to the remover first.
 	if (stopped)
-		hand_off(lockfd, hold);
+		fork_remover("", -1, lockfd, "-", hold, 1);
 	unlock(lockfd);
 }

@@ -45,6 +45,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "fastpath.h"
 #include "slack.h"
 
 #ifndef MOVE_MOUNT_F_EMPTY_PATH
@@ -69,11 +70,8 @@ static int tracing; // the config's trace=1: marks on stderr, as internal/fault 
 
 static void mark(const char *name)
 {
-	if (!tracing)
-		return;
-	struct timespec t;
-	clock_gettime(CLOCK_REALTIME, &t);
-	dprintf(2, "vpsctl trace: %d %s %lld\n", getpid(), name, (long long)t.tv_sec * 1000000 + t.tv_nsec / 1000);
+	if (tracing)
+		vpsctl_trace(name);
 }
 
 static void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));

@@ -58,6 +58,32 @@ func holdLockNoted(t *testing.T, name string) func() {
 	return func() { lk.Truncate(0); lk.Close() }
 }
 
+// immutable sets the immutable flag (FS_IMMUTABLE_FL, chattr +i) on dir, where even root can
+// make or rename nothing; the returned function clears it.
+func immutable(t *testing.T, dir string) func() {
+	t.Helper()
+	const fsImmutable = 0x10 // linux/fs.h FS_IMMUTABLE_FL
+	f, err := os.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	set := func(v int) error { return unix.IoctlSetPointerInt(int(f.Fd()), unix.FS_IOC_SETFLAGS, v) }
+	old, err := unix.IoctlGetInt(int(f.Fd()), unix.FS_IOC_GETFLAGS)
+	if err == nil {
+		err = set(old | fsImmutable)
+	}
+	if err != nil {
+		f.Close()
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("no immutable flag on %s: %v", dir, err)
+		}
+		t.Skipf("no immutable flag on %s: %v", dir, err)
+	}
+	undo := func() { set(old); f.Close() }
+	t.Cleanup(undo)
+	return undo
+}
+
 // vpsGroups lists VPS id's cgroup directories on the host.
 func vpsGroups(id string) []string {
 	a, _ := filepath.Glob("/sys/fs/cgroup/*/vpsctl/" + id)
@@ -281,6 +307,49 @@ func TestFastDestroy(t *testing.T) {
 		t.Fatal(err)
 	}
 	destroyed("a stale run state", vpsctlEnv(t, fastPath, "destroy", id), false)
+
+	// destroy --force of a running VPS with the global lock held: both paths stop it, then
+	// name the holder (exit 9); the VPS is left stopped, its groups gone once the lock is free.
+	for _, env := range [][]string{fastPath, goPath} {
+		must(t, "create", id, "--template", "busybox", "--name", "fastd")
+		must(t, "start", id)
+		release := holdLockNoted(t, ".global")
+		r := vpsctlEnv(t, env, "destroy", "--force", id)
+		release()
+		if r.code != 9 || !strings.Contains(r.err, "state root: locked by another vpsctl (pid 1: vpsctl test-holder)") {
+			t.Fatalf("%v: destroy --force with the global lock held: exit %d: %s", env, r.code, r.err)
+		}
+		if st := status(t, id).State; st != "stopped" {
+			t.Fatalf("%v: after a destroy --force that could not lock the state root: %s", env, st)
+		}
+		waitUnlocked(t, id)
+		if g := vpsGroups(id); len(g) > 0 {
+			t.Fatalf("%v: groups left once the lock is free: %v", env, g)
+		}
+		must(t, "destroy", id)
+		waitTmpEmpty(t, 10*time.Second)
+	}
+
+	// The commit's two steps failing (no staging directory; the rename refused): Go's error,
+	// the VPS untouched, nothing left in tmp/.
+	must(t, "create", id, "--template", "busybox", "--name", "fastd")
+	for _, dir := range []string{"tmp", "vps"} {
+		undo := immutable(t, filepath.Join(root, dir))
+		r := vpsctlEnv(t, fastPath, "destroy", id)
+		undo()
+		// destroy-stopped twice: the C path got as far as its commit, then Go's path tried.
+		if r.code != 3 || !strings.Contains(r.err, "operation not permitted") || isFast(r) || strings.Count(r.err, " destroy-stopped ") != 2 {
+			t.Fatalf("destroy with %s/ immutable: exit %d, fast %v: %s", dir, r.code, isFast(r), r.err)
+		}
+		if st := status(t, id).State; st != "stopped" {
+			t.Fatalf("destroy with %s/ immutable changed the VPS: %s", dir, st)
+		}
+		if ents, _ := os.ReadDir(filepath.Join(root, "tmp")); len(ents) > 0 {
+			t.Fatalf("destroy with %s/ immutable left %v in tmp/", dir, ents)
+		}
+	}
+	must(t, "destroy", id)
+	waitTmpEmpty(t, 10*time.Second)
 
 	// A mount a killed command left below the VPS's directory is detached, not deleted into.
 	must(t, "create", id, "--template", "busybox", "--name", "fastd")
