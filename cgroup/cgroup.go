@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/vpsctl/vpsctl/internal/sysfile"
 	"golang.org/x/sys/unix"
 )
 
@@ -163,6 +164,12 @@ type Manager interface {
 	Paths() map[string]string
 	// Path is the relative group path given to New.
 	Path() string
+	// ProcsFiles are the files Apply writes a PID to (cgroup.procs, in every hierarchy): a
+	// process that writes its own PID to each has joined the group (the joiner does, in C).
+	ProcsFiles() []string
+	// ThawFile names the file whose first line is thawed while the group is not frozen (v1
+	// freezer.state THAWED, v2 cgroup.freeze 0); "" if the host has no freezer.
+	ThawFile() (path, thawed string)
 }
 
 // cgroupRoot is where the host mounts its cgroup filesystems.
@@ -173,7 +180,7 @@ const cgroupRoot = "/sys/fs/cgroup"
 // because its controllers live in the v1 hierarchies.
 var unified = sync.OnceValues(func() (bool, error) {
 	var st unix.Statfs_t
-	if err := ignoringEINTR(func() error { return unix.Statfs(cgroupRoot, &st) }); err != nil {
+	if err := sysfile.Retry(func() error { return unix.Statfs(cgroupRoot, &st) }); err != nil {
 		return false, &os.PathError{Op: "statfs", Path: cgroupRoot, Err: err}
 	}
 	switch st.Type {

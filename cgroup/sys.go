@@ -15,15 +15,6 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// ignoringEINTR retries fn while a signal interrupts it.
-func ignoringEINTR(fn func() error) error {
-	for {
-		if err := fn(); err != unix.EINTR {
-			return err
-		}
-	}
-}
-
 // readFile returns the content of dir/name without the trailing newline. Group files are
 // read and written with plain system calls (package sysfile): a boot touches some forty.
 func readFile(dir, name string) (string, error) {
@@ -205,7 +196,7 @@ func sortedKeys(m map[int]struct{}) []int {
 // kernel files, so rmdir(2) suffices.
 func removeTree(dir string, timeout time.Duration) error {
 	// The common case, a group with no subgroups and no tasks, is one rmdir: no walk.
-	switch err := ignoringEINTR(func() error { return unix.Rmdir(dir) }); err {
+	switch err := sysfile.Retry(func() error { return unix.Rmdir(dir) }); err {
 	case nil, unix.ENOENT:
 		return nil
 	}
@@ -216,7 +207,7 @@ func removeTree(dir string, timeout time.Duration) error {
 			return false, err
 		}
 		for _, d := range slices.Backward(dirs) {
-			switch err := ignoringEINTR(func() error { return unix.Rmdir(d) }); err {
+			switch err := sysfile.Retry(func() error { return unix.Rmdir(d) }); err {
 			case nil, unix.ENOENT:
 			case unix.EBUSY:
 				busy = d
@@ -239,7 +230,7 @@ func removeTree(dir string, timeout time.Duration) error {
 // process (not a member, skipped) or the pidfd's process is gone (ESRCH).
 func killMember(pid int, member func(pid int) bool) error {
 	var fd int
-	err := ignoringEINTR(func() (err error) { fd, err = unix.PidfdOpen(pid, 0); return err })
+	err := sysfile.Retry(func() (err error) { fd, err = unix.PidfdOpen(pid, 0); return err })
 	if err == unix.ESRCH {
 		return nil
 	}
@@ -250,7 +241,7 @@ func killMember(pid int, member func(pid int) bool) error {
 	if !member(pid) {
 		return nil
 	}
-	err = ignoringEINTR(func() error { return unix.PidfdSendSignal(fd, unix.SIGKILL, nil, 0) })
+	err = sysfile.Retry(func() error { return unix.PidfdSendSignal(fd, unix.SIGKILL, nil, 0) })
 	if err != nil && err != unix.ESRCH {
 		return os.NewSyscallError("pidfd_send_signal", err)
 	}

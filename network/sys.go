@@ -44,17 +44,6 @@ func (u *undo) finish(err *error) {
 	}
 }
 
-// ignoringEINTR retries f while it fails with EINTR, a bounded number of times.
-func ignoringEINTR(f func() error) error {
-	var err error
-	for range 100 {
-		if err = f(); err != unix.EINTR {
-			return err
-		}
-	}
-	return err
-}
-
 // dump retries a netlink dump that the kernel interrupted because the table
 // changed under it (NLM_F_DUMP_INTR), which would give a partial list.
 func dump[T any](f func() (T, error)) (T, error) {
@@ -85,7 +74,7 @@ func openNetns(pid int) (*vpsNetns, error) {
 	}
 	path := "/proc/" + strconv.Itoa(pid) + "/ns/net"
 	var fd int
-	err := ignoringEINTR(func() (err error) {
+	err := sysfile.Retry(func() (err error) {
 		fd, err = unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
 		return err
 	})

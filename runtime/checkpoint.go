@@ -13,9 +13,10 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
-	"strings"
 	"syscall"
 	"time"
+
+	"github.com/moby/sys/mountinfo"
 
 	"github.com/vpsctl/vpsctl/cgroup"
 	"github.com/vpsctl/vpsctl/container"
@@ -306,18 +307,16 @@ func (r *Runtime) CheckpointCheck(id container.ID) (*CheckpointReport, error) {
 // sockets of families criu does not dump.
 func externalResources(s *Status) []string {
 	var out []string
-	mi, err := os.ReadFile(fmt.Sprintf("/proc/%d/mountinfo", s.InitPID))
-	if err == nil {
-		for _, l := range strings.Split(string(mi), "\n") {
-			f := strings.Fields(l)
-			if len(f) < 10 {
-				continue
-			}
-			fstype, src, mp := f[len(f)-3], f[len(f)-2], f[4]
-			switch fstype {
-			case "ext4", "xfs", "btrfs", "nfs", "nfs4", "fuse", "vfat":
-				out = append(out, fmt.Sprintf("host filesystem mounted at %s (%s %s): bind mounts of the host are not dumped", mp, fstype, src))
-			}
+	f, err := os.Open(fmt.Sprintf("/proc/%d/mountinfo", s.InitPID))
+	if err != nil {
+		return nil
+	}
+	defer f.Close()
+	mounts, _ := mountinfo.GetMountsFromReader(f, nil)
+	for _, m := range mounts {
+		switch m.FSType {
+		case "ext4", "xfs", "btrfs", "nfs", "nfs4", "fuse", "vfat":
+			out = append(out, fmt.Sprintf("host filesystem mounted at %s (%s %s): bind mounts of the host are not dumped", m.Mountpoint, m.FSType, m.Source))
 		}
 	}
 	return out

@@ -3,9 +3,6 @@ package runtime
 import (
 	"errors"
 	"testing"
-
-	"github.com/vpsctl/vpsctl/nsenter"
-	"github.com/vpsctl/vpsctl/store"
 )
 
 func TestParseDevice(t *testing.T) {
@@ -32,10 +29,4 @@ func FuzzParseDevice(f *testing.F) {
 			t.Fatalf("accepted %q as %+v", s, r)
 		}
 	})
-}
-
-func TestFastExecCapDropMatchesDefault(t *testing.T) {
-	if got, want := nsenter.FastCapDrop(), capMask(&store.Config{}); got != want {
-		t.Fatalf("fastexec.c drops %#x, runtime's default is %#x: keep default_dropped in step", got, want)
-	}
 }

@@ -12,7 +12,8 @@ import (
 
 	"github.com/vpsctl/vpsctl/cgroup"
 	"github.com/vpsctl/vpsctl/container"
-	"github.com/vpsctl/vpsctl/nsenter"
+	"github.com/vpsctl/vpsctl/prestart"
+	"github.com/vpsctl/vpsctl/store"
 	"golang.org/x/sys/unix"
 	"golang.org/x/term"
 )
@@ -45,6 +46,18 @@ func (e *CommandError) Unwrap() []error {
 
 const defaultPath = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
+// joinConfig is how a command joins running VPS c, whose init is host PID pid, in its groups cg:
+// as its root, with the default bounding set and environment. Exec adds the command to it; the
+// monitor records it (prestart.JoinRecord) for the CLI's front door, which runs a plain
+// `vpsctl exec` from the record alone.
+func joinConfig(c *store.Config, pid int, cg cgroup.Manager) prestart.Config {
+	return prestart.Config{
+		InitPID: pid, NSFlags: cloneFlags(c.Namespaces), Setgroups: true, CapDrop: capMask(c),
+		Env:    []string{defaultPath, "HOME=/root", "USER=root", "LOGNAME=root", "container=vpsctl"},
+		Groups: cg.ProcsFiles(),
+	}
+}
+
 // Exec runs a command in VPS id: in all its namespaces, its cgroup and root, as its root user.
 // It returns the command's exit status (128+N if killed by signal N).
 func (r *Runtime) Exec(id container.ID, o ExecOptions) (int, error) {
@@ -59,28 +72,24 @@ func (r *Runtime) Exec(id container.ID, o ExecOptions) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	env := []string{defaultPath, "HOME=/root", "USER=root", "LOGNAME=root", "container=vpsctl"}
+	cfg := joinConfig(s.cfg, s.InitPID, cg)
 	if o.TTY {
 		t := os.Getenv("TERM")
 		if t == "" {
 			t = "xterm"
 		}
-		env = append(env, "TERM="+t)
+		cfg.Env = append(cfg.Env, "TERM="+t)
 	}
-	env = append(env, o.Env...)
-	ns := cloneFlags(s.Namespaces)
-	cfg := nsenter.Config{
-		InitPID: s.InitPID, NSFlags: ns, Setgroups: true, TTY: o.TTY, CapDrop: capMask(s.cfg),
-		Dir: o.Dir, Args: o.Args, Env: env, Stdin: o.Stdin, Stdout: o.Stdout, Stderr: o.Stderr,
-		BeforeConfig: cg.Apply,
-	}
+	cfg.Env = append(cfg.Env, o.Env...)
+	cfg.TTY, cfg.Dir, cfg.Args = o.TTY, o.Dir, o.Args
+	cfg.Stdin, cfg.Stdout, cfg.Stderr = o.Stdin, o.Stdout, o.Stderr
 	sigs := make(chan os.Signal, 8)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT, syscall.SIGUSR1, syscall.SIGUSR2, syscall.SIGWINCH)
 	defer signal.Stop(sigs)
-	p, err := nsenter.Start(cfg)
+	p, err := prestart.Start(cfg)
 	if err != nil {
-		var ne *nsenter.Error
-		if errors.As(err, &ne) && ne.Stage == nsenter.StageExec {
+		var ne *prestart.Error
+		if errors.As(err, &ne) && ne.Stage == prestart.StageExec {
 			st := 126
 			if ne.Errno == unix.ENOENT {
 				st = 127

@@ -18,7 +18,6 @@ import (
 	"github.com/vpsctl/vpsctl/internal/fault"
 	"github.com/vpsctl/vpsctl/internal/sysfile"
 	"github.com/vpsctl/vpsctl/internal/timerslack"
-	"github.com/vpsctl/vpsctl/nsenter"
 	"github.com/vpsctl/vpsctl/store"
 	"github.com/vpsctl/vpsctl/template"
 	"golang.org/x/sys/unix"
@@ -27,10 +26,19 @@ import (
 // StartTimeout bounds how long start waits for the monitor to report the VPS's init running.
 var StartTimeout = 60 * time.Second
 
+// StartOptions tune Start.
+type StartOptions struct {
+	// Caller, if not nil, makes this process the VPS's monitor instead of a spawned one: it is a
+	// process that the vpsctl CLI forked before its Go runtime started, in a session and a
+	// private mount namespace of its own, and Caller is the pipe to its parent, which waits for
+	// the command's exit code (see BecomeMonitor).
+	Caller *os.File
+}
+
 // Start boots VPS id: it spawns the VPS's monitor, which builds the VPS and stays with it after
 // vpsctl exits. It returns the host PID of the VPS's init. A failed start leaves the VPS stopped
 // with nothing mounted and no cgroups.
-func (r *Runtime) Start(id container.ID) (int, error) {
+func (r *Runtime) Start(id container.ID, o StartOptions) (int, error) {
 	lk, err := r.St.LockVPS(uint32(id), "start")
 	if err != nil {
 		return 0, err
@@ -58,8 +66,8 @@ func (r *Runtime) Start(id container.ID) (int, error) {
 	if _, err := template.Rootfs(r.St, c.Template); err != nil {
 		return 0, err
 	}
-	if fd := nsenter.StartFD(); fd >= 0 && pendingMonitor == nil {
-		return r.startHere(id, fd)
+	if o.Caller != nil && pendingMonitor == nil {
+		return r.startHere(id, int(o.Caller.Fd()))
 	}
 	return r.spawnMonitor(id, lk)
 }
@@ -68,7 +76,7 @@ func (r *Runtime) Start(id container.ID) (int, error) {
 // Go runtime, the host's timer slack, and the test and trace switches that were set.
 func monitorEnv(root string) []string {
 	env := append([]string{modeEnv + "=monitor", "VPSCTL_ROOT=" + root, "GOMAXPROCS=1", "GOGC=25"}, timerslack.Env()...)
-	return append(env, inheritEnv(fault.Env, fault.TraceEnv, "VPSCTL_NO_REAPER")...)
+	return append(env, inheritEnv(fault.Env, fault.TraceEnv)...)
 }
 
 // inheritEnv is the "KEY=value" entries of this process's environment for the keys that are
@@ -278,7 +286,7 @@ func (l leftovers) hold() []*os.File {
 func (r *Runtime) handOff(id container.ID, lk *store.Lock, left leftovers) {
 	hold := left.hold()
 	handed := left.cg != nil && r.St.Reclaim != nil &&
-		r.St.Reclaim(store.ReclaimJob{Hold: hold, Groups: left.groups(), VPSLock: lk.File(), VPSLockPath: "-",
+		r.St.Reclaim(store.ReclaimJob{Hold: hold, Groups: left.groups(), VPSLock: lk.File(), VPSLockPath: "",
 			Spares: left.cg.Spares()}) == nil
 	// The remover has its own copy of the namespace; without one, this close unmounts it.
 	for _, f := range hold {

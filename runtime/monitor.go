@@ -7,7 +7,6 @@ import (
 	"io"
 	"log"
 	"os"
-	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"slices"
@@ -22,9 +21,8 @@ import (
 	"github.com/vpsctl/vpsctl/criu"
 	"github.com/vpsctl/vpsctl/internal/fault"
 	"github.com/vpsctl/vpsctl/internal/sysfile"
-	"github.com/vpsctl/vpsctl/internal/timerslack"
 	"github.com/vpsctl/vpsctl/network"
-	"github.com/vpsctl/vpsctl/nsenter"
+	"github.com/vpsctl/vpsctl/prestart"
 	"github.com/vpsctl/vpsctl/store"
 	"github.com/vpsctl/vpsctl/template"
 	"github.com/vpsctl/vpsctl/uid"
@@ -32,12 +30,17 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// IsChild reports whether this process is one of vpsctl's hidden modes (monitor or init child).
-// main calls it first and runs ChildMain instead of the CLI.
-func IsChild() bool { return os.Getenv(modeEnv) != "" }
+// A process vpsctl started as one of its Go programs (a monitor, a spare keeper, a helper of a
+// checkpoint) is that program, whatever else the binary is: the stage (prestart.StageEnv) is set
+// by vpsctl only, and a program importing this package runs as itself without it.
+func init() {
+	if os.Getenv(modeEnv) != "" {
+		childMain()
+	}
+}
 
-// ChildMain runs the hidden mode and never returns.
-func ChildMain() {
+// childMain runs the stage and never returns.
+func childMain() {
 	mode := os.Getenv(modeEnv)
 	os.Unsetenv(modeEnv)
 	switch mode {
@@ -47,7 +50,7 @@ func ChildMain() {
 		os.Exit(criuActionMain())
 	case "hold":
 		os.Exit(holdMain())
-	case "spare":
+	case "keeper":
 		os.Exit(spareMain())
 	}
 	fmt.Fprintf(os.Stderr, "vpsctl: unknown internal mode %q\n", mode)
@@ -221,6 +224,7 @@ func (m *monitor) loop(boot int) int {
 		if err := m.st.SaveRun(m.id, &m.run); err != nil {
 			log.Printf("save run state: %v", err)
 		}
+		m.saveJoin(c, b)
 		m.report(readyMsg{InitPID: b.pid, Warnings: b.warnings})
 		fault.Point("monitor-running")
 		log.Printf("boot %d: init is host PID %d", boot, b.pid)
@@ -250,6 +254,19 @@ func (m *monitor) loop(boot int) int {
 	m.st.ClearRun(m.id)
 	os.Remove(m.st.Path(m.id, stopFile))
 	return 0
+}
+
+// saveJoin records how to join boot b's VPS (see joinConfig), for `vpsctl exec`'s front door;
+// without the record, exec takes the Go path.
+func (m *monitor) saveJoin(c *store.Config, b *bootState) {
+	path, thawed := b.cg.ThawFile()
+	rec, err := prestart.JoinRecord(joinConfig(c, b.pid, b.cg), m.run.InitStart, path, thawed)
+	if err == nil {
+		err = m.st.SaveJoin(m.id, rec)
+	}
+	if err != nil {
+		log.Printf("save join record: %v", err)
+	}
 }
 
 // ended handles the exit of a boot's init: it tears the boot down and reports whether the VPS
@@ -498,40 +515,29 @@ func (m *monitor) bootRest(c *store.Config, b *bootState, res *cgroup.Resources,
 	childSock := os.NewFile(uintptr(fds[1]), "init-sock-child")
 	defer sock.Close()
 
-	cmd := exec.Command("/proc/self/exe", strconv.FormatUint(uint64(m.id), 10))
-	cmd.Args[0] = "vpsctl-init"
-	cmd.Env = append([]string{initEnv + "=3"}, timerslack.Env()...)
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = stdin, stdout, stderr
-	cmd.ExtraFiles = []*os.File{childSock}
-	attr := &syscall.SysProcAttr{
+	req := prestart.CloneRequest{
 		// The cgroup namespace is unshared by the child once it is in its group (v1 can only
 		// move it there after clone).
-		Cloneflags: uintptr(cloneFlags(c.Namespaces) &^ unix.CLONE_NEWCGROUP),
-		// A session of its own and no controlling terminal, like a booting kernel's init: the
-		// console getty makes /dev/console its controlling terminal.
-		Setsid: true,
+		Flags: uintptr(cloneFlags(c.Namespaces) &^ unix.CLONE_NEWCGROUP),
+		Stdin: stdin, Stdout: stdout, Stderr: stderr, Sock: childSock, CgroupFD: -1,
 	}
 	if m.oneshot != nil && m.reportFn != nil {
 		// A `run` booting its VPS in its own process, on a thread that lives until the VPS is
 		// torn down (runHere): if the command is killed, so is the VPS's init, and with it
 		// every process of the VPS. (Never for a monitor: its exec into the reaper ends the
 		// cloning thread.)
-		attr.Pdeathsig = syscall.SIGKILL
+		req.Pdeathsig = syscall.SIGKILL
 	}
 	if userns {
-		attr.UidMappings = []syscall.SysProcIDMap{{ContainerID: 0, HostID: int(idmap.Host), Size: int(idmap.Size)}}
-		attr.GidMappings = attr.UidMappings
-		attr.GidMappingsEnableSetgroups = true
-		// After clone the child still has host root's IDs, which the VPS's map does not cover
-		// (it would run as nobody, without capabilities): become the VPS's root.
-		attr.Credential = &syscall.Credential{Uid: 0, Gid: 0}
+		// The spawner writes the maps; the child then becomes the VPS's root (it still has
+		// host root's IDs after the clone, which the map does not cover).
+		req.MapHost, req.MapSize = uint32(idmap.Host), idmap.Size
 	}
 	if fd, err := b.cg.CgroupFD(); err == nil {
 		// cgroup v2: clone3(CLONE_INTO_CGROUP) puts the child in its group atomically.
-		attr.UseCgroupFD, attr.CgroupFD = true, fd
+		req.CgroupFD = fd
 		defer unix.Close(fd)
 	}
-	cmd.SysProcAttr = attr
 	// The child inherits this working directory, translated into its new mount namespace: it
 	// is where the child attaches the VPS's root (see setupInit).
 	if err := os.Chdir(m.st.Path(m.id, "root")); err != nil {
@@ -539,7 +545,7 @@ func (m *monitor) bootRest(c *store.Config, b *bootState, res *cgroup.Resources,
 		return nil, err
 	}
 	fault.Mark("monitor-clone")
-	pid, err := m.cloneInit(cmd, childSock)
+	pid, err := m.cloneInit(req)
 	childSock.Close()
 	if err != nil {
 		return nil, fmt.Errorf("clone init: %w", err)
@@ -553,7 +559,7 @@ func (m *monitor) bootRest(c *store.Config, b *bootState, res *cgroup.Resources,
 	// on its socket and must be in its groups before it gets its config (it unshares its
 	// cgroup namespace first thing).
 	applied := make(chan error, 1)
-	if attr.UseCgroupFD {
+	if req.CgroupFD >= 0 {
 		applied <- nil
 	} else {
 		go func() {
@@ -698,28 +704,15 @@ func (m *monitor) parkSpare(sock *os.File, fd int, buf []byte, c *store.Config, 
 	return nil
 }
 
-// cloneInit clones the init child cmd describes, with the spawner (nsenter/spawner.c) if this
-// process has one, else as cmd, and returns its PID. A monitor's spawner has no more to do.
-func (m *monitor) cloneInit(cmd *exec.Cmd, sock *os.File) (int, error) {
+// cloneInit has the spawner clone the init child req describes (in this thread's mount
+// namespace and working directory: a run's boot has them to itself, see runHere) and returns its
+// PID. A monitor's spawner has no more to do.
+func (m *monitor) cloneInit(req prestart.CloneRequest) (int, error) {
 	defer func() {
 		if m.oneshot == nil {
-			nsenter.CloseSpawner()
+			prestart.CloseSpawner()
 		}
 	}()
-	if !nsenter.HaveSpawner() {
-		return startCmd(cmd)
-	}
-	a := cmd.SysProcAttr
-	req := nsenter.CloneRequest{Flags: a.Cloneflags, Pdeathsig: a.Pdeathsig, CgroupFD: -1,
-		Stdin: cmd.Stdin.(*os.File), Stdout: cmd.Stdout.(*os.File), Stderr: cmd.Stderr.(*os.File), Sock: sock}
-	if len(a.UidMappings) == 1 {
-		req.MapHost, req.MapSize = uint32(a.UidMappings[0].HostID), uint32(a.UidMappings[0].Size)
-	}
-	if a.UseCgroupFD {
-		req.CgroupFD = a.CgroupFD
-	}
-	// The calling thread's mount namespace and working directory: a run's boot has them to
-	// itself (runHere).
 	ns, err := unix.Open("/proc/thread-self/ns/mnt", unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return 0, os.NewSyscallError("open own mount namespace", err)
@@ -731,18 +724,7 @@ func (m *monitor) cloneInit(cmd *exec.Cmd, sock *os.File) (int, error) {
 	}
 	defer unix.Close(cwd)
 	req.MountNS, req.Cwd, req.CwdPath = ns, cwd, m.st.Path(m.id, "root")
-	pid, err := nsenter.CloneInit(req)
-	if errors.Is(err, nsenter.ErrNoSpawner) {
-		return startCmd(cmd)
-	}
-	return pid, err
-}
-
-func startCmd(cmd *exec.Cmd) (int, error) {
-	if err := cmd.Start(); err != nil {
-		return 0, err
-	}
-	return cmd.Process.Pid, nil
+	return prestart.CloneInit(req)
 }
 
 // prepareRootfs mounts the VPS's root (see mountRootfs) and returns a detached clone of it for

@@ -2,10 +2,13 @@ package runtime
 
 import (
 	"encoding/binary"
+
 	"fmt"
 	"strconv"
 	"strings"
 	"syscall"
+
+	"github.com/vpsctl/vpsctl/prestart"
 )
 
 // The parent/child protocols of a start. Two hidden modes of the vpsctl binary: the monitor,
@@ -34,10 +37,7 @@ import (
 //
 // Errors cross both pipes as typed structs, never as text to be matched.
 
-const modeEnv = "_VPSCTL_MODE"
-
-// initEnv names the init child's socket fd; the C constructor acts on it (see initchild.c).
-const initEnv = "_VPSCTL_INIT"
+const modeEnv = prestart.StageEnv
 
 // initMsg is what the init child (nsenter/initchild.c) needs to build the VPS around itself. It
 // crosses as NUL-terminated "key=value" strings ending with an empty one (see encode).

@@ -14,6 +14,7 @@ import (
 	"github.com/vpsctl/vpsctl/cgroup"
 	"github.com/vpsctl/vpsctl/internal/sysfile"
 	"github.com/vpsctl/vpsctl/network"
+	"github.com/vpsctl/vpsctl/prestart"
 	"github.com/vpsctl/vpsctl/store"
 	"golang.org/x/sys/unix"
 )
@@ -29,13 +30,11 @@ import (
 //	Go monitor: boot ──execve──▶ C reaper: wait, console ──execve──▶ Go monitor: teardown, reboot?
 //	(same process throughout; the console socket and its clients are handed over as fds)
 
-const reaperEnv = "_VPSCTL_REAPER"
-
 // becomeReaper replaces this process with the C reaper for boot b. It returns only if it could
 // not (then the caller waits in Go, as before the reaper existed).
 func (m *monitor) becomeReaper(b *bootState) error {
-	if b.master == nil || os.Getenv("VPSCTL_NO_REAPER") != "" {
-		return errors.New("no reaper for this boot")
+	if b.master == nil {
+		return errors.New("no reaper for a boot without a console")
 	}
 	keep := func(f *os.File) (int, error) {
 		fd := int(f.Fd())
@@ -75,24 +74,43 @@ func (m *monitor) becomeReaper(b *bootState) error {
 			return fmt.Errorf("reaper: console socket: %w", err)
 		}
 	}
-	cl := []string{}
+	msg := (&prestart.Msg{}).Add("id", strconv.FormatUint(uint64(m.id), 10)).AddInt("pid", b.pid)
+	msg.AddInt("sig", int(poweroffSignal(b.pid))).AddInt("master", master).AddInt("log", logfd)
+	msg.AddInt("logmax", maxConsoleLog).AddInt("listen", lfd).Add("stopfile", m.st.Path(m.id, stopFile))
 	for _, c := range clients {
 		fd, err := keep(c)
 		if err != nil {
 			return fmt.Errorf("reaper: console client: %w", err)
 		}
-		cl = append(cl, strconv.Itoa(fd))
+		msg.AddInt("client", fd)
 	}
-	if len(cl) == 0 {
-		cl = append(cl, "-")
+	body, err := msg.Bytes()
+	if err != nil {
+		return fmt.Errorf("reaper: %w", err)
 	}
-	spec := fmt.Sprintf("pid=%d sig=%d master=%d log=%d listen=%d clients=%s", b.pid, int(poweroffSignal(b.pid)),
-		master, logfd, lfd, strings.Join(cl, ","))
+	// The message goes through a pipe, written whole before the exec (a pipe holds 64 KiB; the
+	// message is a few hundred bytes) and read by the reaper's first act.
+	var p [2]int
+	if err := unix.Pipe(p[:]); err != nil {
+		return fmt.Errorf("reaper: %w", os.NewSyscallError("pipe", err))
+	}
+	_, werr := unix.Write(p[1], body)
+	unix.Close(p[1])
+	if werr != nil {
+		unix.Close(p[0])
+		return fmt.Errorf("reaper: %w", os.NewSyscallError("write", werr))
+	}
 	// The same environment whoever started this monitor (a spawn, or a start that forked):
-	// the reaper passes it on when it execs the Go monitor again.
-	env := append(monitorEnv(m.st.Root), reaperEnv+"="+spec)
+	// the reaper passes it on when it execs the Go monitor again, as a monitor's stage.
+	env := monitorEnv(m.st.Root)
+	for i, e := range env {
+		if strings.HasPrefix(e, modeEnv+"=") {
+			env[i] = modeEnv + "=reaper:" + strconv.Itoa(p[0])
+		}
+	}
 	argv := []string{"vpsctl-monitor", strconv.FormatUint(uint64(m.id), 10)}
 	err = syscall.Exec("/proc/self/exe", argv, env)
+	unix.Close(p[0])
 	return fmt.Errorf("reaper: exec: %w", err)
 }
 

@@ -1,20 +1,14 @@
 package runtime
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"os"
-	"os/exec"
 	goruntime "runtime"
-	"strconv"
 	"strings"
-	"syscall"
 
 	"github.com/vpsctl/vpsctl/container"
 	"github.com/vpsctl/vpsctl/internal/fault"
-	"github.com/vpsctl/vpsctl/internal/timerslack"
 	"github.com/vpsctl/vpsctl/store"
 	"github.com/vpsctl/vpsctl/uid"
 	"golang.org/x/sys/unix"
@@ -57,39 +51,7 @@ func (r *Runtime) runOnceLocked(id container.ID, argv []string, stdin, stdout, s
 		r.repair(id)
 	}
 	fault.Mark("run-checked")
-	if spare != nil || os.Getenv("VPSCTL_NO_INPROCESS") == "" {
-		return r.runHere(id, argv, stdin, stdout, stderr, destroy, spare)
-	}
-	pr, pw, err := os.Pipe()
-	if err != nil {
-		return 0, err
-	}
-	defer pr.Close()
-	cmd := exec.Command("/proc/self/exe", append([]string{strconv.FormatUint(uint64(id), 10), "--"}, argv...)...)
-	cmd.Args[0] = "vpsctl-monitor"
-	cmd.Env = append(append([]string{modeEnv + "=monitor", "VPSCTL_ROOT=" + r.St.Root}, timerslack.Env()...),
-		inheritEnv(fault.Env, fault.TraceEnv)...)
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = stdin, stdout, stderr
-	cmd.ExtraFiles = []*os.File{pw}
-	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: unix.CLONE_NEWNS, Pdeathsig: syscall.SIGTERM}
-	if err := cmd.Start(); err != nil {
-		pw.Close()
-		return 0, err
-	}
-	pw.Close()
-	fault.Mark("run-spawned")
-	b, _ := io.ReadAll(pr)
-	var msg readyMsg
-	json.Unmarshal(b, &msg)
-	err = cmd.Wait()
-	fault.Mark("run-monitor-exited")
-	if msg.Error != "" {
-		return 0, msg.failure(uint32(id))
-	}
-	if cmd.ProcessState == nil {
-		return 0, err
-	}
-	return cmd.ProcessState.ExitCode(), nil
+	return r.runHere(id, argv, stdin, stdout, stderr, destroy, spare)
 }
 
 // runHere is the one-shot boot of runOnceLocked done by this process instead of a spawned

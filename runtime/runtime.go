@@ -26,7 +26,7 @@ import (
 	"sync"
 
 	"github.com/vpsctl/vpsctl/container"
-	"github.com/vpsctl/vpsctl/nsenter"
+	"github.com/vpsctl/vpsctl/prestart"
 	"github.com/vpsctl/vpsctl/store"
 )
 
@@ -95,10 +95,9 @@ func Open(root string) (*Runtime, error) {
 		return nil, err
 	}
 	st.Sweep()
-	if os.Getenv("VPSCTL_SYNC_DESTROY") == "" {
-		st.Reclaim = func(j store.ReclaimJob) error {
-			return nsenter.RemoveTree(j.Dir, j.DirLock, j.Groups, j.VPSLock, j.VPSLockPath, j.Spares, j.Hold)
-		}
+	st.Reclaim = func(j store.ReclaimJob) error {
+		return prestart.Remove(prestart.RemoveJob{Dir: j.Dir, DirLock: j.DirLock, Groups: j.Groups,
+			VPSLock: j.VPSLock, VPSLockPath: j.VPSLockPath, Spares: j.Spares, Hold: j.Hold})
 	}
 	return &Runtime{St: st}, nil
 }

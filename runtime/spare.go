@@ -51,11 +51,10 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// The claim protocol: keep in step with nsenter/spareclaim.c.
+// The claim protocol (cmd/vpsctl/frontdoor.c, spare_claim): a claim is a message (prestart.Msg)
+// with keys hostname and arg (repeated), and the caller's stdin, stdout and stderr as
+// SCM_RIGHTS; each answer is two native int32s, a kind and a code.
 const (
-	claimMagic   = 0x52505356 // "VSPR" on a little-endian host; both ends use native order
-	claimVersion = 1
-
 	claimStarted  = 1 // the command runs as the VPS's PID 1
 	claimExited   = 2 // with the status in code
 	claimFallback = 3 // not served: nothing ran; the caller runs the command itself
@@ -149,8 +148,8 @@ func (r *Runtime) StartSpares(o SpareOptions) (pid int, already bool, err error)
 	cmd := exec.Command("/proc/self/exe", o.Template, strconv.Itoa(o.Count), o.Idle.String())
 	cmd.Args[0] = "vpsctl-spare"
 	// What the tests and benchmarks turn off reaches the keeper's boots too.
-	cmd.Env = append(append([]string{modeEnv + "=spare", "VPSCTL_ROOT=" + r.St.Root}, timerslack.Env()...),
-		inheritEnv(fault.TraceEnv, "VPSCTL_SYNC_DESTROY", "VPSCTL_NO_SPAWNER", "VPSCTL_NO_PRECLONE")...)
+	cmd.Env = append(append([]string{modeEnv + "=keeper", "VPSCTL_ROOT=" + r.St.Root}, timerslack.Env()...),
+		inheritEnv(fault.TraceEnv)...)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = null, logf, logf
 	cmd.ExtraFiles = []*os.File{pw}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}

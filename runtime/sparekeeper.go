@@ -12,7 +12,6 @@ import (
 	"os"
 	"os/signal"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -20,6 +19,7 @@ import (
 
 	"github.com/vpsctl/vpsctl/internal/fault"
 	"github.com/vpsctl/vpsctl/internal/sysfile"
+	"github.com/vpsctl/vpsctl/prestart"
 	"github.com/vpsctl/vpsctl/store"
 	"github.com/vpsctl/vpsctl/uid"
 	"github.com/vpsctl/vpsctl/uts"
@@ -219,15 +219,23 @@ func (k *keeper) accept(conn *net.UnixConn) *claim {
 		cl.close()
 		return nil
 	}
-	if flags&(unix.MSG_TRUNC|unix.MSG_CTRUNC) != 0 || len(fds) != 3 || n < 8 ||
-		binary.NativeEndian.Uint32(buf[0:]) != claimMagic || binary.NativeEndian.Uint32(buf[4:]) != claimVersion {
+	kvs, perr := prestart.ParseMsg(buf[:n])
+	if flags&(unix.MSG_TRUNC|unix.MSG_CTRUNC) != 0 || len(fds) != 3 || perr != nil {
 		return refuse("malformed claim")
 	}
-	strs := strings.Split(string(buf[8:n]), "\x00")
-	if len(strs) < 3 || strs[len(strs)-1] != "" {
-		return refuse("malformed claim")
+	for _, kv := range kvs {
+		switch kv.Key {
+		case "hostname":
+			cl.hostname = kv.Value
+		case "arg":
+			cl.args = append(cl.args, kv.Value)
+		default:
+			return refuse("unknown claim key " + kv.Key)
+		}
 	}
-	cl.hostname, cl.args = strs[0], strs[1:len(strs)-1]
+	if len(cl.args) == 0 {
+		return refuse("malformed claim: no command")
+	}
 	if cl.hostname != "" && uts.ValidateHostname(cl.hostname) != nil {
 		return refuse("bad host name") // the caller's own run reports it
 	}

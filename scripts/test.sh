@@ -34,22 +34,7 @@ go vet ./...
 echo "== go test (unit, fuzz seeds, integration)"
 # -p 1: integration packages share the host's cgroup and network tables.
 go test -p 1 -count=1 -timeout 40m "$@" ./...
-echo "== the glibc build: the lifecycle, exec, start and run paths again"
-# The suite above ran the musl build (scripts/build.sh's default); the C constructor finds its
-# arguments differently under glibc, so the paths that depend on them run once more with it.
-VPSCTL_LIBC=glibc go test -p 1 -count=1 -timeout 10m -run 'TestCoreLifecycle|TestExecCommandErrors|TestRun|TestStartPaths|TestMonitorRests|TestEarlyExit|TestSpare$|TestFastStop$|TestFastDestroy$' "$@" ./tests
-echo "== without the spawner: the lifecycle, start and run paths again"
-# Boots clone their init child with the spawner (nsenter/spawner.c) when they have one; a
-# spawned monitor has none, and VPSCTL_NO_SPAWNER turns it off: Go's clone, run once more.
-VPSCTL_NO_SPAWNER=1 go test -p 1 -count=1 -timeout 10m -run 'TestCoreLifecycle|TestRun|TestStartPaths|TestKillAndStartAgain|TestTimerSlack|TestSpare$' "$@" ./tests
-echo "== without the init child cloned in advance (VPSCTL_NO_PRECLONE=1): cloned on request"
-VPSCTL_NO_PRECLONE=1 go test -p 1 -count=1 -timeout 10m -run 'TestCoreLifecycle|TestRun|TestStartPaths|TestTimerSlack' "$@" ./tests
-echo "== without a background remover: the lifecycle, run and kill-and-start paths again"
-# VPSCTL_SYNC_DESTROY=1: stop, run --rm and destroy tear down and delete before they return.
-VPSCTL_SYNC_DESTROY=1 go test -p 1 -count=1 -timeout 10m -run 'TestCoreLifecycle|TestRun|TestKillAndStartAgain' "$@" ./tests
-echo "== a monitor that waits in Go (VPSCTL_NO_REAPER=1), as when the C reaper cannot start"
-VPSCTL_NO_REAPER=1 go test -p 1 -count=1 -timeout 10m -run 'TestCoreLifecycle|TestMonitorLeavesTakenOverVPS|TestConsole|TestFastStop$|TestFastDestroy$' "$@" ./tests
-echo "== without the C fast paths (VPSCTL_NO_FASTPATH=1): exec, stop --kill and destroy in Go"
-VPSCTL_NO_FASTPATH=1 go test -p 1 -count=1 -timeout 10m -run 'TestCoreLifecycle|TestKillAndStartAgain|TestBadInput|TestConcurrency' "$@" ./tests
-echo "== each command as one process (VPSCTL_NO_EARLY_EXIT=1): no parent waiting for a forked child"
-VPSCTL_NO_EARLY_EXIT=1 go test -p 1 -count=1 -timeout 10m -run 'TestCoreLifecycle|TestRun|TestBadInput|TestStartPaths' "$@" ./tests
+echo "== the glibc build: the paths of the C front door again"
+# The suite above ran the musl build (scripts/build.sh's default); the CLI's front door finds its
+# arguments differently under glibc (cmd/vpsctl/frontdoor.c), so the paths it takes run again.
+VPSCTL_LIBC=glibc go test -p 1 -count=1 -timeout 10m -run 'TestCoreLifecycle|TestExecCommandErrors|TestRun|TestStartPaths|TestMonitorRests|TestEarlyExit|TestSpare$|TestStopKill$|TestDestroy$' "$@" ./tests

@@ -66,27 +66,26 @@ func lockFile(path, what, subject string) (*Lock, error) {
 	}
 }
 
-// lockOpen opens path and flocks it, waiting until deadline. The wait polls (a blocking flock
-// could not give up at the deadline), from 1 ms up to 20: the usual holder is a stop's
-// background remover, which lets go of a VPS's lock 1-20 ms after the stop returned (its
-// overlay's unmount syncs), and a first poll 20 ms later was most of a destroy right after a
-// stop (W4's slowest tenth).
+// lockOpen opens path and flocks it, waiting until deadline. The wait is the kernel's own: a
+// blocking flock(2) on a thread of its own, which is woken the moment the holder lets go (the
+// usual holder is a stop's background remover, which lets go of a VPS's lock 1-20 ms after the
+// stop returned). At the deadline the file is closed: a flock granted after that is dropped
+// with the file, so a wait given up never keeps a lock.
 func lockOpen(path, subject string, deadline time.Time) (*os.File, error) {
 	f, err := sysfile.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		return nil, err
 	}
-	pause := time.Millisecond
-	for {
-		err = unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
-		if err == nil {
-			return f, nil
-		}
-		if !errors.Is(err, unix.EWOULDBLOCK) && !errors.Is(err, unix.EINTR) {
-			f.Close()
-			return nil, &os.PathError{Op: "flock", Path: path, Err: err}
-		}
-		if time.Now().After(deadline) {
+	fd := int(f.Fd())
+	err = sysfile.Retry(func() error { return unix.Flock(fd, unix.LOCK_EX|unix.LOCK_NB) })
+	if errors.Is(err, unix.EWOULDBLOCK) {
+		done := make(chan error, 1)
+		go func() { done <- sysfile.Retry(func() error { return unix.Flock(fd, unix.LOCK_EX) }) }()
+		timer := time.NewTimer(time.Until(deadline))
+		defer timer.Stop()
+		select {
+		case err = <-done:
+		case <-timer.C:
 			holder, _ := os.ReadFile(path)
 			h := strings.TrimSpace(string(holder))
 			if h == "" {
@@ -96,9 +95,12 @@ func lockOpen(path, subject string, deadline time.Time) (*os.File, error) {
 			f.Close()
 			return nil, fmt.Errorf("%s: %w (%s)", subject, ErrLocked, h)
 		}
-		time.Sleep(pause)
-		pause = min(2*pause, 20*time.Millisecond)
 	}
+	if err != nil {
+		f.Close()
+		return nil, &os.PathError{Op: "flock", Path: path, Err: err}
+	}
+	return f, nil
 }
 
 // RemoveFile deletes the lock's file, still holding the lock: the last step of destroying a

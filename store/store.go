@@ -30,6 +30,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/moby/sys/mountinfo"
+
 	"github.com/vpsctl/vpsctl/internal/fault"
 	"github.com/vpsctl/vpsctl/internal/sysfile"
 	"golang.org/x/sys/unix"
@@ -70,7 +72,7 @@ type ReclaimJob struct {
 	// Groups are cgroup directories of the VPS, removed (with any subgroups) next, while the
 	// remover holds VPSLock, the VPS's lock, inherited from the caller: no command on the VPS
 	// (or a new VPS of the same ID) starts before they and the mounts are gone. The remover
-	// then removes the lock file at VPSLockPath, as destroy does ("-": it stays, after a stop).
+	// then removes the lock file at VPSLockPath, as destroy does ("": it stays, after a stop).
 	Groups      []string
 	VPSLock     *os.File
 	VPSLockPath string
@@ -430,8 +432,19 @@ func (s *Store) SaveRun(id uint32, r *RunState) error {
 	return WriteFileVolatile(s.Path(id, "run.json"), b, 0o600)
 }
 
+// joinFile is a running VPS's join record (see SaveJoin).
+const joinFile = "join"
+
+// SaveJoin records what `vpsctl exec` needs to join running VPS id (prestart.JoinRecord), for
+// the CLI's front door, which reads it without a Go runtime. It goes with the run state: written
+// after it, removed before it (ClearRun), so a record never outlives its run.
+func (s *Store) SaveJoin(id uint32, record []byte) error {
+	return WriteFileVolatile(s.Path(id, joinFile), record, 0o600)
+}
+
 // ClearRun removes VPS id's runtime state.
 func (s *Store) ClearRun(id uint32) {
+	os.Remove(s.Path(id, joinFile))
 	os.Remove(s.Path(id, "run.json"))
 }
 
@@ -445,17 +458,14 @@ func RemoveAll(dir string) error {
 
 // UnmountBelow detaches every mount below dir, deepest first.
 func UnmountBelow(dir string) {
-	if mi, err := sysfile.ReadFile("/proc/self/mountinfo"); err == nil {
-		var below []string
-		for _, l := range strings.Split(string(mi), "\n") {
-			f := strings.Fields(l)
-			if len(f) > 4 && strings.HasPrefix(f[4], dir+"/") {
-				below = append(below, f[4])
-			}
-		}
-		sort.Slice(below, func(i, j int) bool { return len(below[i]) > len(below[j]) })
-		for _, m := range below {
-			unix.Unmount(m, unix.MNT_DETACH)
-		}
+	below, err := mountinfo.GetMounts(func(mi *mountinfo.Info) (skip, stop bool) {
+		return !strings.HasPrefix(mi.Mountpoint, dir+"/"), false
+	})
+	if err != nil {
+		return
+	}
+	sort.Slice(below, func(i, j int) bool { return len(below[i].Mountpoint) > len(below[j].Mountpoint) })
+	for _, m := range below {
+		unix.Unmount(m.Mountpoint, unix.MNT_DETACH)
 	}
 }

@@ -48,10 +48,10 @@ func gone(pid int) func() bool {
 // Go runtime started, which exits with the child's code as soon as the child has done its work
 // (the child's own exit follows off the caller's clock). Codes and messages are those of the
 // one-process command; signals sent to the parent reach the child; a parent killed takes the
-// child with it. VPSCTL_NO_EARLY_EXIT=1 runs the command as one process.
+// child with it.
 func TestEarlyExit(t *testing.T) {
 	checkClean(t, "192")
-	for _, env := range [][]string{nil, {"VPSCTL_NO_EARLY_EXIT=1"}} {
+	for _, env := range [][]string{nil} {
 		for _, tc := range []struct {
 			args []string
 			code int

@@ -15,7 +15,6 @@ import (
 	"github.com/urfave/cli/v2"
 	"github.com/vpsctl/vpsctl/container"
 	"github.com/vpsctl/vpsctl/internal/fault"
-	"github.com/vpsctl/vpsctl/nsenter" // also the C constructor that joins VPSs (exec, enter)
 	"github.com/vpsctl/vpsctl/runtime"
 	"github.com/vpsctl/vpsctl/store"
 	"github.com/vpsctl/vpsctl/template"
@@ -23,14 +22,10 @@ import (
 
 func main() {
 	fault.Mark("cli-main")
-	// Hidden modes (monitor, init child) run before the CLI parses anything.
-	if runtime.IsChild() {
-		runtime.ChildMain()
-	}
 	code := runCLI()
 	fault.Mark("cli-done")
 	// The caller's wait ends here; this process's own exit goes on without it.
-	nsenter.ReleaseCaller(code)
+	releaseCaller(code)
 	os.Exit(code)
 }
 
@@ -52,6 +47,14 @@ func runCLI() int {
 	}
 	fmt.Fprintln(os.Stderr, "vpsctl: "+err.Error())
 	return exitCode(err)
+}
+
+// startOptions has a start's VPS monitored by this process if the front door forked it for that.
+func startOptions() runtime.StartOptions {
+	if fd := startFD(); fd >= 0 {
+		return runtime.StartOptions{Caller: os.NewFile(uintptr(fd), "caller")}
+	}
+	return runtime.StartOptions{}
 }
 
 // usageError is a bad command line (exit 20).
@@ -220,7 +223,7 @@ func commands() []*cli.Command {
 			Description: "Boots the VPS's own init in new namespaces. The VPS keeps running after vpsctl exits.\n\nEXAMPLE:\n   vpsctl start 101",
 			Action: func(c *cli.Context) error {
 				return withVPS(c, func(rt *runtime.Runtime, id uint32) error {
-					pid, err := rt.Start(toID(id))
+					pid, err := rt.Start(toID(id), startOptions())
 					if err != nil {
 						return err
 					}
@@ -254,7 +257,7 @@ func commands() []*cli.Command {
 					if err := rt.Stop(toID(id), runtime.StopOptions{Timeout: c.Duration("timeout")}); err != nil && !errors.Is(err, runtime.ErrNotRunning) {
 						return err
 					}
-					pid, err := rt.Start(toID(id))
+					pid, err := rt.Start(toID(id), startOptions())
 					if err != nil {
 						return err
 					}

@@ -2,11 +2,10 @@
 // the VPS's root around itself and execs the VPS's init, all before the Go runtime would start
 // (a constructor), so a boot pays for no second Go runtime.
 //
-// It acts when _VPSCTL_INIT names its socket fd (a SOCK_SEQPACKET end from the monitor). The
-// protocol is drawn in runtime/protocol.go:
+// The spawner (spawner.c) clones it and hands it its socket (a SOCK_SEQPACKET end from the
+// monitor) as fd 3. The protocol is drawn in monitor/protocol.go:
 //
-//   monitor -> child: the config, NUL-terminated "key=value" strings ending with an empty one,
-//                     and the detached mount of the VPS's root as SCM_RIGHTS; the child
+//   monitor -> child: the config (a message, msg.h) and the detached mount of the VPS's root as SCM_RIGHTS; the child
 //                     attaches it and builds /proc, /sys, /dev and /run in it
 //   monitor -> child: "G" once the child is in the VPS's groups and the network is set up; the
 //                     child unshares its cgroup namespace, mounts its cgroup view, pivots
@@ -45,8 +44,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "fastpath.h"
-#include "slack.h"
+#include "prestart.h"
 
 #ifndef MOVE_MOUNT_F_EMPTY_PATH
 #define MOVE_MOUNT_F_EMPTY_PATH 0x00000004
@@ -59,7 +57,7 @@
 #endif
 
 // init_error crosses to the monitor on failure: the errno and the step (for the message only;
-// nothing matches on it). Keep in step with runtime/protocol.go (initError).
+// nothing matches on it). monitor/protocol.go (initError) reads it.
 struct init_error {
 	int32_t err;
 	char stage[252];
@@ -353,72 +351,57 @@ static void loopback_up(void)
 	close(s);
 }
 
-// recv_config reads one config message and the want fds it must carry into fds; 0 at EOF.
-static size_t recv_config(char *buf, size_t n, int *fds, int want)
+#define MAXARGS 1024
+static char cfgbuf[1 << 16], claimbuf[1 << 16];
+static struct msg cfgmsg, claimmsg;
+static char *iargv[MAXARGS + 1], *ienvp[MAXARGS + 1];
+
+// recv_config reads one message and the want fds it must carry into fds; 0 at EOF.
+static long recv_config(char *buf, size_t n, struct msg *m, int *fds, int want)
 {
-	union {
-		struct cmsghdr h;
-		char b[CMSG_SPACE(4 * sizeof(int))];
-	} u;
-	struct iovec iov = { buf, n - 1 };
-	struct msghdr mh = { 0 };
-	mh.msg_iov = &iov;
-	mh.msg_iovlen = 1;
-	mh.msg_control = u.b;
-	mh.msg_controllen = sizeof(u.b);
-	ssize_t r;
-	do {
-		r = recvmsg(isock, &mh, MSG_CMSG_CLOEXEC);
-	} while (r < 0 && errno == EINTR);
+	int got = 0;
+	long r = msg_recv(isock, buf, n, m, fds, want, &got);
 	if (r < 0)
 		die("receive config");
-	if (r == 0)
-		return 0;
-	buf[r] = 0;
-	int got = 0;
-	for (struct cmsghdr *cm = CMSG_FIRSTHDR(&mh); cm; cm = CMSG_NXTHDR(&mh, cm))
-		if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS && got == 0) {
-			got = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-			if (got == want)
-				memcpy(fds, CMSG_DATA(cm), want * sizeof(int));
-		}
-	if (got != want || (mh.msg_flags & MSG_CTRUNC)) {
+	if (r > 0 && got != want) {
 		errno = EBADF;
 		die(want == 1 ? "receive config: no rootfs mount fd" : "receive claim: no stdio");
 	}
-	return (size_t)r;
+	return r;
 }
-
-#define MAXARGS 1024
-static char cfgbuf[1 << 16], claimbuf[1 << 16];
-static char *iargv[MAXARGS + 1], *ienvp[MAXARGS + 1];
 
 // The config, from the first message (and a spare's claim).
 static int cfg_ns, cfg_park, cfg_na, cfg_ne;
 static uint64_t cfg_capdrop;
 static const char *cfg_hostname = "", *cfg_domainname = "", *cfg_console = "/dev/null";
 
-static void parse_config(char *buf, size_t n)
+static void parse_config(const struct msg *m)
 {
-	for (char *p = buf; p < buf + n && *p; p += strlen(p) + 1) {
-		if (!strncmp(p, "ns=", 3))
-			cfg_ns = atoi(p + 3);
-		else if (!strncmp(p, "hostname=", 9))
-			cfg_hostname = p + 9;
-		else if (!strncmp(p, "domainname=", 11))
-			cfg_domainname = p + 11;
-		else if (!strncmp(p, "console=", 8))
-			cfg_console = p + 8;
-		else if (!strncmp(p, "capdrop=", 8))
-			cfg_capdrop = strtoull(p + 8, NULL, 16);
-		else if (!strcmp(p, "trace=1"))
-			tracing = 1;
-		else if (!strcmp(p, "park=1"))
-			cfg_park = 1;
-		else if (!strncmp(p, "arg=", 4) && cfg_na < MAXARGS)
-			iargv[cfg_na++] = p + 4;
-		else if (!strncmp(p, "env=", 4) && cfg_ne < MAXARGS)
-			ienvp[cfg_ne++] = p + 4;
+	for (int i = 0; i < m->n; i++) {
+		const struct msg_kv *kv = &m->kv[i];
+		int bad = 0;
+		if (!strcmp(kv->key, "ns"))
+			bad = msg_int(kv->val, &cfg_ns);
+		else if (!strcmp(kv->key, "hostname"))
+			cfg_hostname = kv->val;
+		else if (!strcmp(kv->key, "domainname"))
+			cfg_domainname = kv->val;
+		else if (!strcmp(kv->key, "console"))
+			cfg_console = kv->val;
+		else if (!strcmp(kv->key, "capdrop"))
+			bad = msg_u64(kv->val, &cfg_capdrop);
+		else if (!strcmp(kv->key, "trace"))
+			tracing = !strcmp(kv->val, "1");
+		else if (!strcmp(kv->key, "park"))
+			cfg_park = !strcmp(kv->val, "1");
+		else if (!strcmp(kv->key, "arg") && cfg_na < MAXARGS)
+			iargv[cfg_na++] = (char *)kv->val;
+		else if (!strcmp(kv->key, "env") && cfg_ne < MAXARGS)
+			ienvp[cfg_ne++] = (char *)kv->val;
+		else
+			bad = msg_bad(kv);
+		if (bad)
+			die("config key %s", kv->key);
 	}
 	iargv[cfg_na] = NULL;
 	ienvp[cfg_ne] = NULL;
@@ -434,7 +417,7 @@ static void park_for_claim(void)
 	if (r != 1)
 		die("report parked");
 	int stdio[3];
-	size_t n = recv_config(claimbuf, sizeof(claimbuf), stdio, 3);
+	long n = recv_config(claimbuf, sizeof(claimbuf), &claimmsg, stdio, 3);
 	if (n == 0)
 		_exit(0); // not claimed: the keeper tears the spare down
 	for (int i = 0; i < 3; i++) {
@@ -443,11 +426,8 @@ static void park_for_claim(void)
 		close(stdio[i]);
 	}
 	cfg_na = cfg_ne = 0;
-	parse_config(claimbuf, n);
+	parse_config(&claimmsg);
 }
-
-void vpsctl_init_child(const char *sockfd) __attribute__((noreturn));
-void vpsctl_init_child_fail(int sock, const char *what) __attribute__((noreturn));
 
 // vpsctl_init_child_fail reports a failure of the set-up before vpsctl_init_child (the
 // spawner's clone, spawner.c) the way the init child reports its own, with errno.
@@ -457,16 +437,15 @@ void vpsctl_init_child_fail(int sock, const char *what)
 	die("%s", what);
 }
 
-void vpsctl_init_child(const char *sockfd)
+void vpsctl_init_child(int sock)
 {
-	isock = atoi(sockfd);
+	isock = sock;
 	int rootfd;
-	size_t n = recv_config(cfgbuf, sizeof(cfgbuf), &rootfd, 1);
-	if (n == 0) {
+	if (recv_config(cfgbuf, sizeof(cfgbuf), &cfgmsg, &rootfd, 1) == 0) {
 		errno = EPIPE;
 		die("receive config: monitor went away");
 	}
-	parse_config(cfgbuf, n);
+	parse_config(&cfgmsg);
 	int ns = cfg_ns;
 	if (cfg_na == 0 && !cfg_park) {
 		errno = EINVAL;
@@ -535,9 +514,7 @@ void vpsctl_init_child(const char *sockfd)
 			die("drop capabilities");
 	// No host fd other than the console may reach the VPS (CVE-2024-21626); our socket is
 	// close-on-exec, so a failed exec can still be reported.
-	if (syscall(SYS_close_range, 3, ~0U, CLOSE_RANGE_CLOEXEC) < 0)
-		for (int fd = 3; fd < 1024; fd++)
-			fcntl(fd, F_SETFD, FD_CLOEXEC);
+	vpsctl_cloexec_from(3);
 	const char *path = iargv[0];
 	char found[4096];
 	if (!strchr(path, '/')) {

@@ -1,4 +1,4 @@
-package nsenter
+package prestart
 
 // extern int vpsctl_spawner_fd;
 // extern int vpsctl_spawner_pid;
@@ -8,40 +8,35 @@ import "C"
 import (
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
-	"strings"
 	"sync"
 	"syscall"
 
 	"golang.org/x/sys/unix"
 )
 
-// The spawner (spawner.c) is a process forked before the Go runtime started, for commands that
-// boot a VPS: it clones a VPS's init child with no copy of the Go process and no exec, and can
-// become a run's background remover. Either use is optional: without a spawner (VPSCTL_NO_SPAWNER,
-// a spawned monitor) the callers do the same in Go.
-
-// Keep in step with spawner.c.
-const (
-	opClone   = 1
-	opReclaim = 2
-	reqSize   = 32
-)
+// The spawner (spawner.c) is a small process for commands that boot a VPS: it clones a VPS's
+// init child with no copy of the Go process and no exec, and can become a background remover.
+// The vpsctl CLI's front door and the gate (for a monitor or a spare keeper) fork one before
+// the Go runtime starts; a program with none (one that imports the library) starts one the
+// first time it needs it (startSpawner), with an exec.
 
 // spawner is this process's (the constructor forked it before this package's variables were
 // initialised); fd -1: none, or no more.
 var spawner = struct {
 	sync.Mutex
 	fd, pid int
-}{fd: int(C.vpsctl_spawner_fd), pid: int(C.vpsctl_spawner_pid)}
-
-// HaveSpawner reports whether this process has a spawner to ask (see CloneInit).
-func HaveSpawner() bool {
-	spawner.Lock()
-	defer spawner.Unlock()
-	return spawner.fd >= 0
-}
+	// persistent: it serves every request of this process (a keeper's, a started one), and
+	// forks a remover for a reclaim instead of becoming one.
+	persistent bool
+	// started: this process had one (forked before Go, or started): a one-shot spawner that
+	// is gone is not started again (a monitor's, once its init is cloned).
+	started bool
+}{fd: int(C.vpsctl_spawner_fd), pid: int(C.vpsctl_spawner_pid), persistent: C.vpsctl_spawner_persistent != 0,
+	started: C.vpsctl_spawner_fd >= 0}
 
 // reap waits for pid, a child of this process, to exit and collects it.
 func reap(pid int) {
@@ -55,6 +50,42 @@ func reap(pid int) {
 
 // ErrNoSpawner: this process has no spawner (any more).
 var ErrNoSpawner = errors.New("no spawner")
+
+// startSpawner starts a persistent spawner for this process, with the spawner lock held: one
+// exec of this program, gated into spawner.c (prestart.c). It serves the process until it exits.
+func startSpawner() error {
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return os.NewSyscallError("socketpair", err)
+	}
+	child := os.NewFile(uintptr(fds[1]), "spawner")
+	defer child.Close()
+	cmd := exec.Command("/proc/self/exe")
+	cmd.Args[0] = "vpsctl-spawner"
+	cmd.Env = []string{StageEnv + "=spawner:3"}
+	cmd.ExtraFiles = []*os.File{child}
+	if err := cmd.Start(); err != nil {
+		unix.Close(fds[0])
+		return fmt.Errorf("start spawner: %w", err)
+	}
+	spawner.fd, spawner.pid, spawner.persistent = fds[0], cmd.Process.Pid, true
+	return nil
+}
+
+// spawnerFD is the spawner's socket, started if this process has none yet; the caller holds the
+// spawner lock.
+func spawnerFD() (int, error) {
+	if spawner.fd < 0 && !spawner.started {
+		spawner.started = true
+		if err := startSpawner(); err != nil {
+			return -1, err
+		}
+	}
+	if spawner.fd < 0 {
+		return -1, ErrNoSpawner
+	}
+	return spawner.fd, nil
+}
 
 // CloneRequest is what CloneInit needs: the init child's clone flags (CLONE_NEW*), its user
 // namespace's map (0..MapSize-1 onto MapHost..; MapSize 0: none), its parent-death signal (0:
@@ -74,27 +105,27 @@ type CloneRequest struct {
 }
 
 // CloneInit has the spawner clone a VPS's init child, which is this process's child (so it is
-// waited for and reaped here), running initchild.c, as the VPS's root. ErrNoSpawner: do it in Go.
+// waited for and reaped here), running initchild.c, as the VPS's root.
 func CloneInit(r CloneRequest) (int, error) {
 	spawner.Lock()
 	defer spawner.Unlock()
-	fd := spawner.fd
-	if fd < 0 {
-		return 0, ErrNoSpawner
+	fd, err := spawnerFD()
+	if err != nil {
+		return 0, err
 	}
-	req := make([]byte, reqSize)
-	binary.NativeEndian.PutUint32(req[0:], opClone)
-	binary.NativeEndian.PutUint32(req[4:], uint32(r.Pdeathsig))
-	binary.NativeEndian.PutUint64(req[8:], uint64(r.Flags))
-	binary.NativeEndian.PutUint32(req[16:], r.MapHost)
-	binary.NativeEndian.PutUint32(req[20:], r.MapSize)
+	m := (&Msg{}).Add("op", "clone").AddHex("flags", uint64(r.Flags)).AddHex("maphost", uint64(r.MapHost))
+	m.AddHex("mapsize", uint64(r.MapSize)).AddInt("pdeathsig", int(r.Pdeathsig))
 	fds := []int{r.MountNS, r.Cwd, int(r.Stdin.Fd()), int(r.Stdout.Fd()), int(r.Stderr.Fd()), int(r.Sock.Fd())}
 	if r.CgroupFD >= 0 {
-		binary.NativeEndian.PutUint32(req[24:], 1)
+		m.Add("cgroup", "1")
 		fds = append(fds, r.CgroupFD)
 	}
 	if filepath.IsAbs(r.CwdPath) {
-		req = append(req, r.CwdPath+"\x00"...)
+		m.Add("cwd", r.CwdPath)
+	}
+	req, err := m.Bytes()
+	if err != nil {
+		return 0, err
 	}
 	pid, discarded, err := call(fd, req, fds)
 	if discarded > 0 {
@@ -143,7 +174,7 @@ func call(fd int, req []byte, fds []int) (pid, discarded int, err error) {
 func CloseSpawner() {
 	spawner.Lock()
 	defer spawner.Unlock()
-	if spawner.fd < 0 {
+	if spawner.fd < 0 || spawner.persistent {
 		return
 	}
 	unix.Close(spawner.fd)
@@ -153,37 +184,34 @@ func CloseSpawner() {
 	go reap(spawner.pid)
 }
 
-// reclaimBySpawner hands a RemoveTree job to the spawner, which becomes the remover (and is
-// then gone). ErrNoSpawner: start a remover.
-func reclaimBySpawner(dir string, dirLock *os.File, groups []string, vpsLock *os.File, vpsLockPath string, spares []string, hold []*os.File) error {
+// reclaimBySpawner hands job to the spawner, which becomes the remover (or, a persistent one,
+// forks it). ErrNoSpawner: start a remover.
+func reclaimBySpawner(job RemoveJob) error {
 	spawner.Lock()
 	defer spawner.Unlock()
 	fd := spawner.fd
 	if fd < 0 {
 		return ErrNoSpawner
 	}
-	req := make([]byte, reqSize, reqSize+len(dir)+len(vpsLockPath)+64*(len(groups)+len(spares)))
-	binary.NativeEndian.PutUint32(req[0:], opReclaim)
-	fds := []int{int(dirLock.Fd())}
-	lockPath := ""
-	if vpsLock != nil {
-		fds, lockPath = append(fds, int(vpsLock.Fd())), vpsLockPath
+	files, req, err := job.msg("reclaim")
+	if err != nil {
+		return err
 	}
-	for _, f := range hold {
-		fds = append(fds, int(f.Fd()))
+	fds := make([]int, len(files))
+	for i, f := range files {
+		fds[i] = int(f.Fd())
 	}
-	req = append(req, dir+"\x00"+lockPath+"\x00"+strings.Join(groups, "\n")+"\x00"+strings.Join(spares, "\n")+"\x00"...)
 	if _, _, err := call(fd, req, fds); err != nil {
 		return err
 	}
 	// It is the remover now. It waits for this end's close, which tells it that this process
 	// has closed its copies of the held files (whoever closes a mount namespace last unmounts
 	// it, which must be the remover). The caller's Close of them again is harmless.
-	for _, f := range hold {
+	for _, f := range job.Hold {
 		f.Close()
 	}
-	if C.vpsctl_spawner_persistent != 0 {
-		// A spare keeper's spawner forks the remover once told, and stays.
+	if spawner.persistent {
+		// A persistent spawner forks the remover once told, and stays.
 		if _, err := unix.Write(fd, []byte{0}); err != nil {
 			return os.NewSyscallError("spawner: write", err)
 		}

@@ -16,8 +16,11 @@
 //   - otherwise execve() the Go monitor again with the wait status ("--after"), handing over
 //     the console socket and its clients: it tears the boot down and boots again on a reboot.
 //
-// _VPSCTL_REAPER="pid=N sig=S master=FD log=FD listen=FD clients=FD,FD,..."; argv[1] is the
-// VPS ID; VPSCTL_ROOT names the state root. Keep in step with runtime/reaper.go.
+// Its message (msg.h), from monitor/reaper.go: id (the VPS's, for the log), pid (the init, our
+// child), sig (its poweroff signal), master (the console pty's master fd), log (console.log's
+// fd), logmax (console.log's cap in bytes), listen (console.sock's fd), client (an attached
+// console's fd, repeated), stopfile (the stop request's path). Inherited fds that are not
+// named there are closed on the exec back to Go.
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -38,15 +41,12 @@
 #include <time.h>
 #include <unistd.h>
 
-#ifndef CLOSE_RANGE_CLOEXEC
-#define CLOSE_RANGE_CLOEXEC (1U << 2)
-#endif
+#include "prestart.h"
 
 #define MAXCLIENTS 32
-// Keep in step with runtime/console.go (maxConsoleLog).
-#define MAX_CONSOLE_LOG (4 << 20)
 
 static int master = -1, logfd = -1, listenfd = -1;
+static long long logmax = 4 << 20;
 static int clients[MAXCLIENTS], nclients;
 static char cbuf[32 << 10];
 
@@ -84,7 +84,7 @@ static void console_out(const char *b, size_t n)
 {
 	if (logfd >= 0) {
 		struct stat st;
-		if (fstat(logfd, &st) == 0 && st.st_size + (off_t)n > MAX_CONSOLE_LOG)
+		if (fstat(logfd, &st) == 0 && st.st_size + (off_t)n > logmax)
 			(void)!ftruncate(logfd, 0); // a chatty guest must not fill the host's disk
 		(void)!write(logfd, b, n);
 	}
@@ -169,22 +169,43 @@ static void describe(int st, char *out, size_t n)
 		snprintf(out, n, "exit status %d", WEXITSTATUS(st));
 }
 
-void vpsctl_reaper(int argc, char **argv, const char *spec) __attribute__((noreturn));
-
-void vpsctl_reaper(int argc, char **argv, const char *spec)
+void vpsctl_reaper(struct msg *m)
 {
-	const char *id = argc > 1 ? argv[1] : "?";
 	// exec of /proc/self/exe named us "exe": ps and top show what we are.
 	prctl(PR_SET_NAME, "vpsctl-monitor", 0, 0, 0);
-	int initpid = -1, sig = SIGTERM;
-	char clist[512] = "";
-	sscanf(spec, "pid=%d sig=%d master=%d log=%d listen=%d clients=%511s", &initpid, &sig, &master, &logfd, &listenfd, clist);
-	for (char *s = NULL, *t = strtok_r(clist, ",", &s); t && nclients < MAXCLIENTS; t = strtok_r(NULL, ",", &s))
-		if (atoi(t) > 2)
-			clients[nclients++] = atoi(t);
-	const char *root = getenv("VPSCTL_ROOT");
-	char stopf[4096];
-	snprintf(stopf, sizeof(stopf), "%s/vps/%s/stop-requested", root && *root ? root : "/var/lib/vpsctl", id);
+	int initpid = -1, sig = SIGTERM, bad = 0;
+	const char *id = "?", *stopf = "";
+	for (int i = 0; i < m->n && !bad; i++) {
+		const struct msg_kv *kv = &m->kv[i];
+		int fd;
+		if (!strcmp(kv->key, "id"))
+			id = kv->val;
+		else if (!strcmp(kv->key, "pid"))
+			bad = msg_int(kv->val, &initpid);
+		else if (!strcmp(kv->key, "sig"))
+			bad = msg_int(kv->val, &sig);
+		else if (!strcmp(kv->key, "master"))
+			bad = msg_int(kv->val, &master);
+		else if (!strcmp(kv->key, "log"))
+			bad = msg_int(kv->val, &logfd);
+		else if (!strcmp(kv->key, "logmax")) {
+			int mx;
+			if (!(bad = msg_int(kv->val, &mx)))
+				logmax = mx;
+		} else if (!strcmp(kv->key, "listen"))
+			bad = msg_int(kv->val, &listenfd);
+		else if (!strcmp(kv->key, "client")) {
+			if (!(bad = msg_int(kv->val, &fd)) && fd > 2 && nclients < MAXCLIENTS)
+				clients[nclients++] = fd;
+		} else if (!strcmp(kv->key, "stopfile"))
+			stopf = kv->val;
+		else
+			bad = msg_bad(kv);
+	}
+	if (bad || !stopf[0]) {
+		logmsg(id, "reaper: bad message: %s", strerror(errno ? errno : EPROTO));
+		_exit(3);
+	}
 	// The init must be our own child, not yet reaped: only then can its PID not have been
 	// reused, and only then may we signal it (SIGTERM below) and wait for it.
 	siginfo_t si0;
@@ -193,9 +214,7 @@ void vpsctl_reaper(int argc, char **argv, const char *spec)
 		_exit(3);
 	}
 	// The re-exec of the Go monitor inherits only what it is handed explicitly (see below).
-	if (syscall(SYS_close_range, 3, ~0U, CLOSE_RANGE_CLOEXEC) < 0)
-		for (int fd = 3; fd < 1024; fd++)
-			fcntl(fd, F_SETFD, FD_CLOEXEC);
+	vpsctl_cloexec_from(3);
 	signal(SIGHUP, SIG_IGN);
 	signal(SIGINT, SIG_IGN);
 	signal(SIGPIPE, SIG_IGN);
@@ -319,8 +338,7 @@ void vpsctl_reaper(int argc, char **argv, const char *spec)
 		n += snprintf(fds + n, sizeof(fds) - n, ",%d", clients[i]);
 	}
 	char *args[] = { "vpsctl-monitor", (char *)id, "--after", st, fds, NULL };
-	unsetenv("_VPSCTL_REAPER");
-	setenv("_VPSCTL_MODE", "monitor", 1);
+	setenv(VPSCTL_STAGE_ENV, "monitor", 1);
 	sigprocmask(SIG_UNBLOCK, &set, NULL);
 	execv("/proc/self/exe", args);
 	logmsg(id, "reaper: exec the monitor: %s (the next vpsctl command cleans up)", strerror(errno));

@@ -13,9 +13,9 @@
 //     VPS's mounts and groups, instead of a new process exec'd for it, so the command returns
 //     without waiting for an exec.
 //
-//   Go ──SOCK_SEQPACKET── spawner
-//       clone:   header, "cwd path\0", fds [mount ns, cwd, stdin, stdout, stderr, init
-//                socket, cgroup?]
+//   Go ──SOCK_SEQPACKET── spawner        requests are messages (msg.h), replies struct spawn_reply
+//       clone:   op=clone flags maphost mapsize pdeathsig cgroup cwd, fds [mount ns, cwd,
+//                stdin, stdout, stderr, init socket, cgroup?]
 //                ◀── pid (or -errno), discarded  spawner: the child cloned in advance if the
 //                                           flags are its own (ID maps, cgroup2 group, fds and
 //                                           path handed over), else setns(mount ns),
@@ -23,14 +23,14 @@
 //                                           child: stdio, setsid, become the VPS's root,
 //                                           initchild.c. discarded: the child cloned in
 //                                           advance and killed (other flags), for Go to reap
-//       reclaim: header, "dir\0lock\0groups\0spares\0", fds [dir lock, VPS lock?, held...]
-//                ◀── 0                      spawner: rmtree.c, then exits
+//       reclaim: op=reclaim and the remover's keys, fds [dir lock, VPS lock?, held...]
+//                ◀── 0                      spawner: remover.c, then exits
 //
 // The spawner keeps nothing of the command's: its stdio is /dev/null, every other inherited fd
 // is closed, it is in a session of its own. It exits when the Go side closes its end (EOF):
 // after a reclaim, or when the command exits, or when a monitor closes it (CloseSpawner) once
-// its VPS's init is cloned. VPSCTL_NO_SPAWNER=1 turns it off: Go then clones and spawns as
-// before (tests run both ways).
+// its VPS's init is cloned. A Go process that has none (a program importing the library) starts
+// one with _VPSCTL_STAGE=spawner:FD (spawner.go).
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -47,26 +47,25 @@
 #include <sys/types.h>
 #include <unistd.h>
 
-#include "exitas.h"
+#include "prestart.h"
 
 #ifndef CLONE_INTO_CGROUP
 #define CLONE_INTO_CGROUP 0x200000000ULL
 #endif
 
-// Keep in step with spawner.go.
-enum { OP_CLONE = 1, OP_RECLAIM = 2 };
 enum { MAXFDS = 64 };
 
+// A clone request, from its message.
 struct spawn_req {
-	int32_t op;
-	int32_t pdeathsig; // clone: signal the child gets when its parent thread dies (0: none)
-	uint64_t flags;    // clone: CLONE_NEW* flags
-	uint32_t map_host; // clone: the user namespace maps 0..map_size-1 to map_host.. (size 0: no maps)
-	uint32_t map_size;
-	int32_t cgroup;    // clone: the last fd is a cgroup2 directory to clone into
-	int32_t pad;
+	int pdeathsig;     // signal the child gets when its parent thread dies (0: none)
+	uint64_t flags;    // CLONE_NEW* flags
+	unsigned map_host; // the user namespace maps 0..map_size-1 to map_host.. (size 0: no maps)
+	unsigned map_size;
+	int cgroup;        // the last fd is a cgroup2 directory to clone into
+	const char *cwd;   // the boot's working directory by path ("": none)
 };
 
+// spawn_reply is the answer to each request (spawner.go reads it).
 struct spawn_reply {
 	int32_t pid;       // the child, if one was cloned (Go reaps it if err is set)
 	int32_t err;       // errno
@@ -85,16 +84,13 @@ static struct {
 
 int vpsctl_spawner_fd = -1;
 int vpsctl_spawner_pid = -1;
-// vpsctl_spawner_persistent: the spawner serves a spare keeper (runtime/spare.go), which boots
-// VPS after VPS: it clones one in advance again after each clone, and forks a remover for each
+// vpsctl_spawner_persistent: the spawner serves a spare keeper (package spare), which boots
+// VPS after VPS, or a Go program that started it itself: it clones one in advance again after each clone, and forks a remover for each
 // reclaim instead of becoming one, so that it outlives them all.
 int vpsctl_spawner_persistent = 0;
 
-void vpsctl_init_child(const char *sockfd) __attribute__((noreturn));
-void vpsctl_init_child_fail(int sock, const char *what) __attribute__((noreturn));
-void vpsctl_rmtree_job(const char *path, char *groups, const char *lock, char *spares, unsigned held) __attribute__((noreturn));
-
 static char payload[1 << 16];
+static struct msg reqmsg;
 
 // recv_fds reads one message into iov and the fds it carries (at most MAXFDS); 0 at EOF.
 static ssize_t recv_fds(int sock, struct iovec *iov, int niov, int *fds, int *nfds)
@@ -124,22 +120,35 @@ static ssize_t recv_fds(int sock, struct iovec *iov, int niov, int *fds, int *nf
 	return r;
 }
 
-// recv_req reads one request, its payload (NUL-terminated) and its fds; 0 at EOF.
-static ssize_t recv_req(int sock, struct spawn_req *req, int *fds, int *nfds)
+// parse_clone fills req from a clone request's message: 0, or -1 with errno EPROTO.
+static int parse_clone(const struct msg *m, struct spawn_req *req)
 {
-	struct iovec iov[2] = { { req, sizeof(*req) }, { payload, sizeof(payload) - 1 } };
-	ssize_t r = recv_fds(sock, iov, 2, fds, nfds);
-	if (r > 0)
-		payload[r > (ssize_t)sizeof(*req) ? r - sizeof(*req) : 0] = 0;
-	return r;
-}
-
-// next_str returns the string after s in a payload of NUL-terminated strings ending at end
-// (which recv_req made a NUL): end itself, an empty string, when there is none.
-static char *next_str(char *s, char *end)
-{
-	char *n = s + strlen(s) + 1;
-	return n < end ? n : end;
+	memset(req, 0, sizeof(*req));
+	req->cwd = "";
+	for (int i = 0; i < m->n; i++) {
+		const struct msg_kv *kv = &m->kv[i];
+		int bad = 0;
+		uint64_t v = 0;
+		if (!strcmp(kv->key, "op"))
+			continue;
+		else if (!strcmp(kv->key, "flags"))
+			bad = msg_u64(kv->val, &req->flags);
+		else if (!strcmp(kv->key, "maphost"))
+			bad = msg_u64(kv->val, &v) || v > 0xffffffffULL, req->map_host = (unsigned)v;
+		else if (!strcmp(kv->key, "mapsize"))
+			bad = msg_u64(kv->val, &v) || v > 0xffffffffULL, req->map_size = (unsigned)v;
+		else if (!strcmp(kv->key, "pdeathsig"))
+			bad = msg_int(kv->val, &req->pdeathsig);
+		else if (!strcmp(kv->key, "cgroup"))
+			bad = msg_int(kv->val, &req->cgroup);
+		else if (!strcmp(kv->key, "cwd"))
+			req->cwd = kv->val;
+		else
+			bad = msg_bad(kv);
+		if (bad)
+			return -1;
+	}
+	return 0;
 }
 
 static void reply(int sock, int pid, int err, int discarded)
@@ -193,7 +202,7 @@ static void become_init(int *want, int mapped, int pdeathsig)
 	// After the credential change, which clears it.
 	if (pdeathsig && prctl(PR_SET_PDEATHSIG, pdeathsig, 0, 0, 0) < 0)
 		vpsctl_init_child_fail(3, "parent death signal");
-	vpsctl_init_child("3");
+	vpsctl_init_child(3);
 }
 
 // init_child is the child do_clone clones: it waits for its ID maps, then becomes the init.
@@ -414,8 +423,7 @@ back:
 	return e;
 }
 
-static void spawner_main(int sock, int boots) __attribute__((noreturn));
-static void spawner_main(int sock, int boots)
+void vpsctl_spawner_main(int sock, int boots)
 {
 	prctl(PR_SET_NAME, "vpsctl-spawner", 0, 0, 0);
 	setsid();
@@ -424,47 +432,35 @@ static void spawner_main(int sock, int boots)
 		_exit(1);
 	sock = 3;
 	syscall(SYS_close_range, 4U, ~0U, 0U);
-	int precloning = boots && !getenv("VPSCTL_NO_PRECLONE");
-	if (precloning)
+	if (boots)
 		preclone();
 	if (vpsctl_spawner_persistent)
 		signal(SIGCHLD, SIG_IGN); // our removers reap themselves (the init children are our parent's)
 	int selfns = open("/proc/self/ns/mnt", O_RDONLY | O_CLOEXEC);
 	for (;;) {
-		struct spawn_req req;
 		int fds[MAXFDS], nfds;
-		memset(&req, 0, sizeof(req));
-		ssize_t r = recv_req(sock, &req, fds, &nfds);
-		if (r <= 0) {
+		long r = msg_recv(sock, payload, sizeof(payload), &reqmsg, fds, MAXFDS, &nfds);
+		if (r == 0) {
 			discard_preclone(); // a zombie of our parent's, which is exiting
 			_exit(0);
 		}
-		if (r < (ssize_t)sizeof(req)) {
-			reply(sock, 0, EPROTO, 0);
-		} else if (req.op == OP_CLONE) {
-			// payload: the boot's working directory, by path (for a pre-cloned child).
+		const char *op = r < 0 || reqmsg.n == 0 || strcmp(reqmsg.kv[0].key, "op") ? "" : reqmsg.kv[0].val;
+		struct spawn_req req;
+		if (!strcmp(op, "clone") && parse_clone(&reqmsg, &req) == 0) {
+			// cwd: the boot's working directory, by path (for a pre-cloned child).
 			int pid = 0, err, discarded = 0;
-			if (pre.pid > 0 && req.flags == PRECLONE_FLAGS && payload[0] == '/' && reachable_without_caps(payload)) {
-				err = use_preclone(fds, nfds, &req, payload, &pid);
+			if (pre.pid > 0 && req.flags == PRECLONE_FLAGS && req.cwd[0] == '/' && reachable_without_caps(req.cwd)) {
+				err = use_preclone(fds, nfds, &req, req.cwd, &pid);
 			} else {
 				discarded = discard_preclone();
 				err = do_clone(fds, nfds, &req, selfns, &pid);
 			}
 			reply(sock, pid, err, discarded);
-			if (vpsctl_spawner_persistent && precloning && pre.pid < 0)
+			if (vpsctl_spawner_persistent && boots && pre.pid < 0)
 				preclone(); // the next boot's namespaces, while this one goes on
-		} else if (req.op == OP_RECLAIM && nfds >= 1) {
-			// payload: dir, VPS lock file ("" if none), groups, spare groups (one per line),
-			// NUL-separated; fds: dir lock, VPS lock (if any), held files: placed from 3 on, in
-			// that order.
-			char *end = payload + (r - sizeof(req));
-			char *dir = payload, *lock = next_str(dir, end), *groups = next_str(lock, end);
-			char *spares = next_str(groups, end);
-			int haslock = lock[0] != 0;
-			if (nfds + 3 > MAXFDS) {
-				reply(sock, 0, EINVAL, 0);
-				continue;
-			}
+		} else if (!strcmp(op, "reclaim") && nfds >= 1 && nfds + 3 <= MAXFDS) {
+			// fds: dir lock, VPS lock (if any), held files: placed from 3 on, in that order,
+			// as the message's fd keys name them.
 			int all[MAXFDS];
 			all[0] = 0, all[1] = 1, all[2] = 2;
 			memcpy(all + 3, fds, nfds * sizeof(int));
@@ -478,15 +474,11 @@ static void spawner_main(int sock, int boots)
 				;
 			if (vpsctl_spawner_persistent) {
 				pid_t rm = fork();
-				if (rm < 0) {
-					// The files stay, as they would if the remover were killed (closing the
-					// held files here unmounts, and lets go of the locks): the staging
-					// directory is swept once the keeper, whose PID it names, is gone.
-					for (int i = 0; i < nfds; i++)
-						close(fds[i]);
-					continue;
-				}
-				if (rm > 0) {
+				if (rm != 0) {
+					// The parent, or a failed fork: the files then stay, as they would if the
+					// remover were killed (closing the held files here unmounts, and lets go
+					// of the locks); the staging directory is swept once the process whose PID
+					// it names is gone.
 					for (int i = 0; i < nfds; i++)
 						close(fds[i]);
 					continue;
@@ -495,52 +487,33 @@ static void spawner_main(int sock, int boots)
 			}
 			if (place(all, nfds + 3, nfds + 3) < 0)
 				_exit(1);
-			vpsctl_rmtree_job(dir, groups, haslock ? lock : NULL, spares[0] ? spares : NULL, haslock ? 5 : 4);
+			vpsctl_remover(&reqmsg);
 		} else {
-			reply(sock, 0, EINVAL, 0);
+			reply(sock, 0, r < 0 ? errno : EINVAL, 0);
 		}
 		for (int i = 0; i < nfds; i++)
 			close(fds[i]);
 	}
 }
 
-// wants_spawner: argv is `vpsctl [global flags] run|stop|destroy ...`: 2 for run (it boots a
-// VPS), 1 for the others (a remover), 0 for none. A guess that errs either way costs only a
-// spawner forked for nothing, or a command that does without one.
-static int wants_spawner(int argc, char **argv)
+int vpsctl_spawner_start(int boots, int persistent)
 {
-	const char *c = vpsctl_command_word(argc, argv);
-	if (!c)
-		return 0;
-	if (!strcmp(c, "run"))
-		return 2;
-	return !strcmp(c, "stop") || !strcmp(c, "destroy");
-}
-
-// vpsctl_spawner_start forks the spawner for a command that boots a VPS (start's forked child,
-// boot says so; run) or may hand work to a remover (run, stop, destroy); Go finds it through
-// vpsctl_spawner_fd (-1: none).
-void vpsctl_spawner_start(int argc, char **argv, int boot)
-{
-	int want = boot ? 2 : wants_spawner(argc, argv);
-	if (boot == 2)
-		vpsctl_spawner_persistent = 1;
-	if (!want || getenv("VPSCTL_NO_SPAWNER") || getenv("VPSCTL_NO_INPROCESS"))
-		return;
 	int sv[2];
 	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
-		return;
+		return -1;
+	vpsctl_spawner_persistent = persistent;
 	pid_t pid = fork();
 	if (pid < 0) {
 		close(sv[0]);
 		close(sv[1]);
-		return;
+		return -1;
 	}
 	if (pid == 0) {
 		close(sv[0]);
-		spawner_main(sv[1], want == 2);
+		vpsctl_spawner_main(sv[1], boots);
 	}
 	close(sv[1]);
 	vpsctl_spawner_fd = sv[0];
 	vpsctl_spawner_pid = pid;
+	return 0;
 }

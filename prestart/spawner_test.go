@@ -1,4 +1,4 @@
-package nsenter
+package prestart
 
 import (
 	"errors"
@@ -17,8 +17,9 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// The spawner exists only in a process its constructor forked one for: a copy of this test
-// binary started as `TEST run` (spawner.c, wants_spawner) runs the checks below and reports.
+// A spawner forked before the Go runtime exists only in a process the gate forked one for: a
+// copy of this test binary started with the monitor's stage (prestart.c) runs the checks below
+// and reports.
 const childEnv = "_NSENTER_TEST_SPAWNER"
 
 func TestMain(m *testing.M) {
@@ -26,12 +27,18 @@ func TestMain(m *testing.M) {
 	case "clone", "preclone", "preclone-badmap", "preclone-unreachable":
 		os.Exit(report(spawnerClone(os.Getenv(childEnv))))
 	case "reclaim":
-		if !HaveSpawner() {
+		if !haveSpawner() {
 			os.Exit(report(errors.New("a `run` has no spawner")))
 		}
 		os.Exit(report(reclaimCheck(os.Getenv("_NSENTER_TEST_DIR"))))
 	}
 	os.Exit(m.Run())
+}
+
+func haveSpawner() bool {
+	spawner.Lock()
+	defer spawner.Unlock()
+	return spawner.fd >= 0
 }
 
 func report(err error) int {
@@ -45,8 +52,8 @@ func report(err error) int {
 func runChild(t *testing.T, mode string) {
 	t.Helper()
 	testutil.RequireRoot(t)
-	cmd := exec.Command(os.Args[0], "run")
-	cmd.Env = append(os.Environ(), childEnv+"="+mode, "_NSENTER_TEST_DIR="+t.TempDir())
+	cmd := exec.Command(os.Args[0])
+	cmd.Env = append(os.Environ(), StageEnv+"=monitor", childEnv+"="+mode, "_NSENTER_TEST_DIR="+t.TempDir())
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("%s: %v\n%s", mode, err, out)
 	}
@@ -75,7 +82,7 @@ func TestSpawnerReclaim(t *testing.T) { runChild(t, "reclaim") }
 // TestExecReclaim: the same job, done by an exec'd remover (this process has no spawner).
 func TestExecReclaim(t *testing.T) {
 	testutil.RequireRoot(t)
-	if HaveSpawner() {
+	if haveSpawner() {
 		t.Fatal("a test process has a spawner")
 	}
 	if err := reclaimCheck(t.TempDir()); err != nil {
@@ -98,7 +105,7 @@ func children() []string {
 // than those of the child it cloned in advance, which it then discards), "preclone" that child,
 // "preclone-badmap" that child refused its map.
 func spawnerClone(mode string) error {
-	if !HaveSpawner() {
+	if !haveSpawner() {
 		return errors.New("a `run` has no spawner")
 	}
 	runtime.LockOSThread()
@@ -301,7 +308,7 @@ func checkInitChild(pid int, ours *os.File, host int) error {
 	for deadline := time.Now().Add(5 * time.Second); len(children()) != 0 && time.Now().Before(deadline); {
 		time.Sleep(time.Millisecond)
 	}
-	if HaveSpawner() || len(children()) != 0 {
+	if haveSpawner() || len(children()) != 0 {
 		return fmt.Errorf("after CloseSpawner: children %v", children())
 	}
 	if _, err := CloneInit(CloneRequest{}); !errors.Is(err, ErrNoSpawner) {
@@ -310,13 +317,13 @@ func checkInitChild(pid int, ours *os.File, host int) error {
 	return nil
 }
 
-// reclaimCheck hands RemoveTree a destroyed VPS's directory, two groups, the VPS's lock and a
+// reclaimCheck hands Remove a destroyed VPS's directory, two groups, the VPS's lock and a
 // held file, and checks the documented order. The second group stays busy (a file in it,
 // which no rmdir removes, as tasks keep a cgroup busy), so the remover retries it for 2 s:
 // meanwhile the held file must be closed, the first group (with its subgroups) gone, and the
 // VPS's lock file and the directory (still locked) still there, and no spare group made yet;
 // after it gives up, the lock file goes, the missing spare groups are made (a full slot and a
-// path outside vpsctl/ left alone), then the directory goes, and the busy group stays for the
+// then the directory goes, and the busy group stays for the
 // next start's repair. A spare slot whose parent is missing is skipped.
 func reclaimCheck(root string) error {
 	stage := filepath.Join(root, "tmp", "destroy-1-x")
@@ -324,12 +331,11 @@ func reclaimCheck(root string) error {
 	busy := filepath.Join(root, "cgroup2", "vpsctl", "7")
 	lockPath := filepath.Join(root, "locks", "7.lock")
 	spare, full := filepath.Join(root, "cgroup", "vpsctl", ".spare-0"), filepath.Join(root, "cgroup", "vpsctl", ".spare-1")
-	stray := filepath.Join(root, "cgroup", "other", ".spare-0")
 	// A slot whose parent is gone (a hierarchy's vpsctl/ removed meanwhile): skipped, the rest
 	// of the job goes on.
 	orphan := filepath.Join(root, "cgroup3", "vpsctl", ".spare-0")
 	for _, d := range []string{filepath.Join(stage, "vps", "private", "etc"), filepath.Join(group, "sub", "deeper"), busy, filepath.Dir(lockPath),
-		full, filepath.Dir(stray)} {
+		full} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
 			return err
 		}
@@ -357,8 +363,10 @@ func reclaimCheck(root string) error {
 		return err
 	}
 	start := time.Now()
-	if err := RemoveTree(stage, dirLock, []string{group, busy}, lock, lockPath, []string{orphan, spare, full, stray}, []*os.File{pw}); err != nil {
-		return fmt.Errorf("RemoveTree: %w", err)
+	job := RemoveJob{Dir: stage, DirLock: dirLock, Groups: []string{group, busy}, VPSLock: lock, VPSLockPath: lockPath,
+		Spares: []string{orphan, spare, full}, Hold: []*os.File{pw}}
+	if err := Remove(job); err != nil {
+		return fmt.Errorf("Remove: %w", err)
 	}
 	for _, f := range []*os.File{lock, dirLock, pw} {
 		f.Close()
@@ -415,8 +423,6 @@ func reclaimCheck(root string) error {
 		return errors.New("the missing spare group was not made")
 	case !exists(filepath.Join(full, "kept")):
 		return errors.New("a spare slot already full was touched")
-	case exists(stray):
-		return errors.New("a spare outside vpsctl/ was made")
 	case exists(orphan):
 		return errors.New("a spare was made with its parents")
 	}
