@@ -113,68 +113,142 @@ static void forward(int sig)
 #define MAXARGS 4096
 static char *argv_[MAXARGS + 1], *envp_[MAXARGS + 1];
 
-void vpsctl_join(struct msg *m, int sock)
-{
-	rsock = sock;
-	prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
-	int pidfd = -1, nsflags = 0, tty = 0, nargs = 0, nenv = 0, setgroups_ok = 0;
-	uint64_t capdrop = 0;
-	const char *cwd = "/";
+// What a joiner's message says.
+struct join {
+	int pidfd, nsflags, tty, setgroups, nargs, nenv, ngroups;
+	uint64_t capdrop;
+	const char *cwd;
 	const char *groups[64];
-	int ngroups = 0;
+};
+
+static void parse(struct msg *m, struct join *j)
+{
+	memset(j, 0, sizeof(*j));
+	j->pidfd = -1, j->cwd = "/";
 	for (int i = 0; i < m->n; i++) {
 		const struct msg_kv *kv = &m->kv[i];
 		int bad = 0;
 		if (!strcmp(kv->key, "pidfd"))
-			bad = msg_int(kv->val, &pidfd);
+			bad = msg_int(kv->val, &j->pidfd);
 		else if (!strcmp(kv->key, "ns"))
-			bad = msg_int(kv->val, &nsflags);
+			bad = msg_int(kv->val, &j->nsflags);
 		else if (!strcmp(kv->key, "tty"))
-			bad = msg_int(kv->val, &tty);
+			bad = msg_int(kv->val, &j->tty);
 		else if (!strcmp(kv->key, "setgroups"))
-			bad = msg_int(kv->val, &setgroups_ok);
+			bad = msg_int(kv->val, &j->setgroups);
 		else if (!strcmp(kv->key, "capdrop"))
-			bad = msg_u64(kv->val, &capdrop);
+			bad = msg_u64(kv->val, &j->capdrop);
 		else if (!strcmp(kv->key, "cwd"))
-			cwd = kv->val;
-		else if (!strcmp(kv->key, "cgroup") && ngroups < 64)
-			groups[ngroups++] = kv->val;
-		else if (!strcmp(kv->key, "arg") && nargs < MAXARGS)
-			argv_[nargs++] = (char *)kv->val;
-		else if (!strcmp(kv->key, "env") && nenv < MAXARGS)
-			envp_[nenv++] = (char *)kv->val;
+			j->cwd = kv->val;
+		else if (!strcmp(kv->key, "cgroup") && j->ngroups < 64)
+			j->groups[j->ngroups++] = kv->val;
+		else if (!strcmp(kv->key, "arg") && j->nargs < MAXARGS)
+			argv_[j->nargs++] = (char *)kv->val;
+		else if (!strcmp(kv->key, "env") && j->nenv < MAXARGS)
+			envp_[j->nenv++] = (char *)kv->val;
 		else
 			bad = msg_bad(kv);
 		if (bad)
 			fail(ST_CONFIG);
 	}
-	argv_[nargs] = NULL;
-	envp_[nenv] = NULL;
-	if (pidfd < 0 || nargs == 0) {
+	argv_[j->nargs] = NULL;
+	envp_[j->nenv] = NULL;
+	if (j->pidfd < 0 || j->nargs == 0) {
 		errno = EINVAL;
 		fail(ST_CONFIG);
 	}
-	// The VPS's groups first, while we are still the host's: the command is accounted to the
-	// VPS (and killed with it) from its first instruction.
-	for (int i = 0; i < ngroups; i++)
-		if (join_group(groups[i]) < 0 && errno != ENOENT) // ENOENT: a hierarchy the host lacks
-			fail(ST_CGROUP);
+}
 
-	// One call joins every namespace of the VPS's init, atomically, with no PID-reuse race.
-	if (setns(pidfd, nsflags) < 0)
+// enter joins the VPS: its groups first, while we are still the host's (the command is
+// accounted to the VPS, and killed with it, from its first instruction), then every namespace of
+// its init with one setns(pidfd) (atomic, with no PID-reuse race), then its root user. The PID
+// namespace applies to children only.
+static void enter(const struct join *j)
+{
+	prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+	for (int i = 0; i < j->ngroups; i++)
+		if (join_group(j->groups[i]) < 0 && errno != ENOENT) // ENOENT: a hierarchy the host lacks
+			fail(ST_CGROUP);
+	if (setns(j->pidfd, j->nsflags) < 0)
 		fail(ST_SETNS);
-	close(pidfd);
-	if (nsflags & CLONE_NEWUSER) {
+	close(j->pidfd);
+	if (j->nsflags & CLONE_NEWUSER) {
 		if (setresgid(0, 0, 0) < 0)
 			fail(ST_IDS);
-		if (setgroups_ok && setgroups(0, NULL) < 0)
+		if (j->setgroups && setgroups(0, NULL) < 0)
 			fail(ST_IDS);
 		if (setresuid(0, 0, 0) < 0)
 			fail(ST_IDS);
 	} else if (setgroups(0, NULL) < 0) {
 		fail(ST_IDS);
 	}
+}
 
+// run execs the command, in the VPS already (its PID namespace too): a session of its own, a
+// pty from the VPS's devpts if asked, the bounding set, the working directory, no host fd.
+static void run(const struct join *j) __attribute__((noreturn));
+static void run(const struct join *j)
+{
+	prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+	// A session of its own, always: without a pty the command's stdio may be the
+	// administrator's terminal, and a command sharing that terminal's session could push
+	// keystrokes into the administrator's shell with TIOCSTI.
+	if (setsid() < 0)
+		fail(ST_PTY);
+	if (j->tty) {
+		// The pty comes from the VPS's own devpts, so the shell sees /dev/pts/N.
+		int mfd = open("/dev/ptmx", O_RDWR | O_NOCTTY | O_CLOEXEC);
+		if (mfd < 0)
+			fail(ST_PTY);
+		int unlock = 0;
+		if (ioctl(mfd, TIOCSPTLCK, &unlock) < 0)
+			fail(ST_PTY);
+		int sl = ioctl(mfd, TIOCGPTPEER, O_RDWR | O_NOCTTY);
+		if (sl < 0)
+			fail(ST_PTY);
+		if (ioctl(sl, TIOCSCTTY, 0) < 0)
+			fail(ST_PTY);
+		if (send_fd(mfd) < 0)
+			fail(ST_SENDPTY);
+		close(mfd);
+		if (dup2(sl, 0) < 0 || dup2(sl, 1) < 0 || dup2(sl, 2) < 0)
+			fail(ST_PTY);
+		if (sl > 2)
+			close(sl);
+	}
+	for (int c = 0; c < 64; c++) {
+		if ((j->capdrop >> c) & 1) {
+			if (prctl(PR_CAPBSET_DROP, c, 0, 0, 0) < 0 && errno != EINVAL)
+				fail(ST_CAPS);
+		}
+	}
+	if (chdir(j->cwd) < 0 && chdir("/") < 0)
+		fail(ST_CHDIR);
+	// No host fd other than stdio may survive into the VPS (CVE-2024-21626). The socket stays
+	// usable to report an exec failure and closes on exec.
+	vpsctl_cloexec_from(3);
+	vpsctl_guest_slack(); // before environ is the command's
+	extern char **environ;
+	environ = envp_;
+	execvp(argv_[0], argv_);
+	fail(ST_EXEC);
+}
+
+void vpsctl_join_here(struct msg *m, int sock)
+{
+	rsock = sock;
+	struct join j;
+	parse(m, &j);
+	enter(&j);
+	run(&j);
+}
+
+void vpsctl_join(struct msg *m, int sock)
+{
+	rsock = sock;
+	struct join j;
+	parse(m, &j);
+	enter(&j);
 	sigset_t all, old;
 	sigfillset(&all);
 	sigprocmask(SIG_BLOCK, &all, &old);
@@ -183,49 +257,7 @@ void vpsctl_join(struct msg *m, int sock)
 		fail(ST_FORK);
 	if (pid == 0) {
 		sigprocmask(SIG_SETMASK, &old, NULL);
-		prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
-		// A session of its own, always: without a pty the command's stdio may be the
-		// administrator's terminal, and a command sharing that terminal's session could push
-		// keystrokes into the administrator's shell with TIOCSTI.
-		if (setsid() < 0)
-			fail(ST_PTY);
-		if (tty) {
-			// The pty comes from the VPS's own devpts, so the shell sees /dev/pts/N.
-			int mfd = open("/dev/ptmx", O_RDWR | O_NOCTTY | O_CLOEXEC);
-			if (mfd < 0)
-				fail(ST_PTY);
-			int unlock = 0;
-			if (ioctl(mfd, TIOCSPTLCK, &unlock) < 0)
-				fail(ST_PTY);
-			int sl = ioctl(mfd, TIOCGPTPEER, O_RDWR | O_NOCTTY);
-			if (sl < 0)
-				fail(ST_PTY);
-			if (ioctl(sl, TIOCSCTTY, 0) < 0)
-				fail(ST_PTY);
-			if (send_fd(mfd) < 0)
-				fail(ST_SENDPTY);
-			close(mfd);
-			if (dup2(sl, 0) < 0 || dup2(sl, 1) < 0 || dup2(sl, 2) < 0)
-				fail(ST_PTY);
-			if (sl > 2)
-				close(sl);
-		}
-		for (int c = 0; c < 64; c++) {
-			if ((capdrop >> c) & 1) {
-				if (prctl(PR_CAPBSET_DROP, c, 0, 0, 0) < 0 && errno != EINVAL)
-					fail(ST_CAPS);
-			}
-		}
-		if (chdir(cwd) < 0 && chdir("/") < 0)
-			fail(ST_CHDIR);
-		// No host fd other than stdio may survive into the VPS (CVE-2024-21626). The socket
-		// stays usable to report an exec failure and closes on exec.
-		vpsctl_cloexec_from(3);
-		vpsctl_guest_slack(); // before environ is the command's
-		extern char **environ;
-		environ = envp_;
-		execvp(argv_[0], argv_);
-		fail(ST_EXEC);
+		run(&j);
 	}
 	child = pid;
 	struct sigaction sa = { 0 };

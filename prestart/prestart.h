@@ -13,6 +13,9 @@
 
 // The programs. Each reads its message (msg.h), does its work and exits.
 void vpsctl_join(struct msg *m, int sock) __attribute__((noreturn));       // join.c
+// vpsctl_join_here is the joiner without its fork, for a process forked already into the VPS's
+// PID namespace (its parent set the namespace for its children): it execs the command itself.
+void vpsctl_join_here(struct msg *m, int sock) __attribute__((noreturn));
 void vpsctl_init_child(int sock) __attribute__((noreturn));                // initchild.c
 void vpsctl_init_child_fail(int sock, const char *what) __attribute__((noreturn));
 void vpsctl_reaper(struct msg *m) __attribute__((noreturn));               // reaper.c

@@ -6,7 +6,7 @@
 // having changed nothing, and the Go CLI does the whole command with its checks and messages.
 //
 //   vpsctl exec ID -- CMD...        the join record the VPS's monitor wrote (prestart/join.go)
-//                                   and the joiner (prestart/join.c), with no Go runtime at all
+//                                   and the joiner's code (prestart/join.c), no Go runtime at all
 //   vpsctl run --rm --template T [--hostname H] -- CMD...
 //                                   a spare VPS of a keeper of T runs CMD (package spare)
 //   vpsctl start ID                 forks: the child starts the VPS and stays as its monitor,
@@ -229,21 +229,39 @@ static void fast_exec(const struct cmdline *c, const char *id, char **cmd, int n
 		close(pidfd);
 		return;
 	}
+	// The command is our child in the VPS's PID namespace: we set that namespace for our
+	// children (our own stays the host's), fork, and set ours back, so that the Go path, if
+	// it must take over, starts its processes on the host. The child joins the rest and execs.
+	int ownpid = open("/proc/self/ns/pid", O_RDONLY | O_CLOEXEC);
+	if (ownpid < 0 || setns(pidfd, CLONE_NEWPID) < 0) {
+		if (ownpid >= 0)
+			close(ownpid);
+		close(pidfd);
+		close(sv[0]);
+		close(sv[1]);
+		return;
+	}
 	sigset_t all, old;
 	sigfillset(&all);
 	sigprocmask(SIG_BLOCK, &all, &old);
 	pid_t child = fork();
 	if (child == 0) {
 		close(sv[0]);
-		prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
 		sigprocmask(SIG_SETMASK, &old, NULL);
-		vpsctl_join(&req, sv[1]);
+		vpsctl_join_here(&req, sv[1]);
 	}
+	int back = setns(ownpid, CLONE_NEWPID);
+	close(ownpid);
 	close(sv[1]);
 	close(pidfd);
-	if (child < 0) {
+	if (child < 0 || back < 0) {
+		// A host whose PID namespace for children we cannot set back cannot run the Go path
+		// either: nothing the command line asked for has happened; the child, if any, dies with
+		// us (parent-death signal) before it runs anything.
 		sigprocmask(SIG_SETMASK, &old, NULL);
 		close(sv[0]);
+		if (back < 0)
+			_exit(3);
 		return;
 	}
 	joiner = child;
@@ -255,24 +273,15 @@ static void fast_exec(const struct cmdline *c, const char *id, char **cmd, int n
 	for (size_t k = 0; k < sizeof(fwd) / sizeof(fwd[0]); k++)
 		sigaction(fwd[k], &sa, &prev[k]);
 	sigprocmask(SIG_SETMASK, &old, NULL);
-	// join.c's reports (kind, stage, errno, pid): STARTED once it forked the command, ERROR if
-	// anything failed, the command's exec included; EOF once the command runs (the socket is
-	// close-on-exec in it).
-	int started = 0, failed = 0;
-	for (;;) {
-		int32_t r[4];
-		ssize_t got = recv(sv[0], r, sizeof(r), 0);
-		if (got < 0 && errno == EINTR)
-			continue;
-		if (got == (ssize_t)sizeof(r) && r[0] == 1) {
-			started = 1;
-			continue;
-		}
-		failed = got != 0;
-		break;
-	}
+	// join.c's report (kind, stage, errno, pid): ERROR if anything failed, the exec included;
+	// EOF once the command runs (the socket is close-on-exec in it).
+	int32_t r[4];
+	ssize_t got;
+	do
+		got = recv(sv[0], r, sizeof(r), 0);
+	while (got < 0 && errno == EINTR);
 	close(sv[0]);
-	if (started && !failed)
+	if (got == 0)
 		vpsctl_exit_as(child, 255, 0); // the command runs: its status is ours
 	// The command never ran: Go does the whole exec, and says why if it fails too.
 	for (size_t k = 0; k < sizeof(fwd) / sizeof(fwd[0]); k++)
