@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/vishvananda/netlink"
+	"github.com/vpsctl/vpsctl/internal/revert"
 	"golang.org/x/sys/unix"
 )
 
@@ -176,8 +177,8 @@ func Setup(id uint32, initPID int, cfg Config) (warnings []string, err error) {
 		return nil, err
 	}
 	defer v.Close()
-	var u undo
-	defer u.finish(&err)
+	var u revert.Steps
+	defer u.Finish(&err)
 
 	lo, err := v.h.LinkByName("lo")
 	if err != nil {
@@ -265,8 +266,8 @@ func AddIPs(id uint32, initPID int, ips []netip.Prefix) (err error) {
 		return err
 	}
 	defer v.Close()
-	var u undo
-	defer u.finish(&err)
+	var u revert.Steps
+	defer u.Finish(&err)
 	if err := addIPs(v, id, ips, &u); err != nil {
 		return err
 	}
@@ -354,8 +355,8 @@ func AddNetIf(id uint32, initPID int, n NetIf) (err error) {
 			_ = venetDefaults(v, id)
 		}
 	}()
-	var u undo
-	defer u.finish(&err)
+	var u revert.Steps
+	defer u.Finish(&err)
 	return addNetIf(v, id, n, &u)
 }
 
@@ -510,7 +511,7 @@ func venetPair(v *vpsNetns, id uint32) (host, inside netlink.Link, err error) {
 // newVeth creates a veth pair: host end hostName on the host, the other end
 // inside v named inside. Creating the peer directly in the VPS's namespace
 // (IFLA_NET_NS_FD) means its name never has to be free on the host.
-func newVeth(v *vpsNetns, id uint32, hostName, inside string, insideMAC net.HardwareAddr, u *undo) (*netlink.Veth, error) {
+func newVeth(v *vpsNetns, id uint32, hostName, inside string, insideMAC net.HardwareAddr, u *revert.Steps) (*netlink.Veth, error) {
 	attrs := netlink.NewLinkAttrs()
 	attrs.Name = hostName
 	attrs.HardwareAddr = hostMAC(id, inside)
@@ -524,7 +525,7 @@ func newVeth(v *vpsNetns, id uint32, hostName, inside string, insideMAC net.Hard
 		}
 		return nil, fmt.Errorf("create veth %s (host) / %s (VPS %d): %w", hostName, inside, id, err)
 	}
-	u.add(func() error {
+	u.AddErr(func() error {
 		if err := netlink.LinkDel(veth); err != nil && !isNotFound(err) {
 			return fmt.Errorf("delete host interface %s: %w", hostName, err)
 		}
@@ -581,7 +582,7 @@ func vpsForwarding(id uint32) (v4, v6 bool) {
 
 // ensureVenet returns VPS id's routed pair, creating and configuring it if
 // there is none.
-func ensureVenet(v *vpsNetns, id uint32, u *undo) (host, inside netlink.Link, err error) {
+func ensureVenet(v *vpsNetns, id uint32, u *revert.Steps) (host, inside netlink.Link, err error) {
 	host, inside, err = venetPair(v, id)
 	if err != nil || host != nil {
 		return host, inside, err
@@ -610,7 +611,7 @@ func ensureVenet(v *vpsNetns, id uint32, u *undo) (host, inside netlink.Link, er
 }
 
 // addIPs puts routed addresses on VPS id (see AddIPs), recording undo steps.
-func addIPs(v *vpsNetns, id uint32, ips []netip.Prefix, u *undo) error {
+func addIPs(v *vpsNetns, id uint32, ips []netip.Prefix, u *revert.Steps) error {
 	// Refuse addresses in use before creating anything.
 	hostIdx := -1
 	if l, err := netlink.LinkByName(HostIfName(id)); err == nil && ownedBy(l, id, venetName) {
@@ -658,7 +659,7 @@ func addIPs(v *vpsNetns, id uint32, ips []netip.Prefix, u *undo) error {
 
 // addVenetIP routes a to the VPS: the address on venet0, the host route, and
 // proxy entries where a lies in a subnet of a host interface.
-func addVenetIP(v *vpsNetns, id uint32, host, inside netlink.Link, a netip.Addr, subnets []subnet, u *undo) error {
+func addVenetIP(v *vpsNetns, id uint32, host, inside netlink.Link, a netip.Addr, subnets []subnet, u *revert.Steps) error {
 	hp := hostPrefix(a)
 	addr := &netlink.Addr{IPNet: ipNet(hp)}
 	if a.Is6() {
@@ -667,7 +668,7 @@ func addVenetIP(v *vpsNetns, id uint32, host, inside netlink.Link, a netip.Addr,
 		addr.Flags = unix.IFA_F_NODAD
 	}
 	if err := v.h.AddrAdd(inside, addr); err == nil {
-		u.add(func() error {
+		u.AddErr(func() error {
 			if err := v.h.AddrDel(inside, addr); err != nil && !isNotFound(err) {
 				return fmt.Errorf("delete %s from venet0 of VPS %d: %w", hp, id, err)
 			}
@@ -681,7 +682,7 @@ func addVenetIP(v *vpsNetns, id uint32, host, inside netlink.Link, a netip.Addr,
 		r.Scope = netlink.SCOPE_LINK
 	}
 	if err := netlink.RouteAdd(r); err == nil {
-		u.add(func() error {
+		u.AddErr(func() error {
 			if err := netlink.RouteDel(r); err != nil && !isNotFound(err) {
 				return fmt.Errorf("delete route to %s: %w", hp, err)
 			}
@@ -698,7 +699,7 @@ func addVenetIP(v *vpsNetns, id uint32, host, inside netlink.Link, a netip.Addr,
 	for _, s := range proxyTargets(a, subnets) {
 		n := &netlink.Neigh{LinkIndex: s.link, Family: family(a), Flags: netlink.NTF_PROXY, IP: net.IP(a.AsSlice())}
 		if err := netlink.NeighAdd(n); err == nil {
-			u.add(func() error {
+			u.AddErr(func() error {
 				if err := netlink.NeighDel(n); err != nil && !isNotFound(err) {
 					return fmt.Errorf("delete proxy entry %s on %s: %w", a, s.name, err)
 				}
@@ -791,7 +792,7 @@ func venetDefaults(v *vpsNetns, id uint32) error {
 
 // addNetIf creates bridged interface n of VPS id (see AddNetIf), recording
 // undo steps.
-func addNetIf(v *vpsNetns, id uint32, n NetIf, u *undo) error {
+func addNetIf(v *vpsNetns, id uint32, n NetIf, u *revert.Steps) error {
 	var br netlink.Link
 	if n.Bridge != "" {
 		var err error

@@ -21,6 +21,8 @@ import (
 	"github.com/vpsctl/vpsctl/cgroup"
 	"github.com/vpsctl/vpsctl/container"
 	"github.com/vpsctl/vpsctl/criu"
+	"github.com/vpsctl/vpsctl/internal/proc"
+	"github.com/vpsctl/vpsctl/internal/spec"
 	"github.com/vpsctl/vpsctl/network"
 	"github.com/vpsctl/vpsctl/store"
 	"golang.org/x/sys/unix"
@@ -93,7 +95,7 @@ func (r *Runtime) Checkpoint(id container.ID, dir string, leaveRunning bool, pro
 		return nil, err
 	}
 	if s.Suspended {
-		cg, err := cgroup.New(cgroupPath(s.ID))
+		cg, err := cgroup.New(spec.CgroupPath(s.ID))
 		if err == nil {
 			cg.Thaw() // criu freezes the tree itself
 		}
@@ -148,7 +150,7 @@ func (r *Runtime) Checkpoint(id container.ID, dir string, leaveRunning bool, pro
 	if !leaveRunning {
 		if s.MonitorPID > 0 {
 			if fd, err := unix.PidfdOpen(s.MonitorPID, 0); err == nil {
-				waitPidfd(fd, 15000)
+				proc.WaitPidfd(fd, 15000)
 				unix.Close(fd)
 			}
 		}
@@ -395,7 +397,7 @@ func (m *monitor) restoreBoot(c *store.Config, dir string) (*bootState, error) {
 	os.Setenv("VPSCTL_ROOT", m.st.Root)
 	os.Setenv("_VPSCTL_ID", strconv.FormatUint(uint64(m.id), 10))
 	defer os.Unsetenv(modeEnv)
-	b.undo.add(func() {
+	b.undo.Add(func() {
 		if err := network.Teardown(m.id, b.net); err != nil {
 			log.Printf("network teardown: %v", err)
 		}
@@ -412,7 +414,7 @@ func (m *monitor) restoreBoot(c *store.Config, dir string) (*bootState, error) {
 		return nil, fmt.Errorf("restore: %w", err)
 	}
 	if userns {
-		if err := delegate(b.cg, idmap); err != nil {
+		if err := spec.Delegate(b.cg, idmap); err != nil {
 			log.Printf("cgroup delegation after restore: %v", err)
 		}
 	}
@@ -444,7 +446,7 @@ func criuActionMain() int {
 	if !slices.Contains(c.Namespaces, "net") {
 		return 0
 	}
-	nc, err := netConfig(c)
+	nc, err := spec.Net(c)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "vpsctl criu action:", err)
 		return 1

@@ -6,62 +6,16 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strings"
 
 	"github.com/vpsctl/vpsctl/container"
 	"github.com/vpsctl/vpsctl/internal/fault"
+	"github.com/vpsctl/vpsctl/internal/spec"
 	"github.com/vpsctl/vpsctl/internal/sysfile"
 	"github.com/vpsctl/vpsctl/store"
 	"github.com/vpsctl/vpsctl/template"
 	"github.com/vpsctl/vpsctl/uid"
 	"github.com/vpsctl/vpsctl/uts"
-	"golang.org/x/sys/unix"
 )
-
-// AllNamespaces is the default namespace set, in canonical order.
-var AllNamespaces = []string{"uts", "ipc", "pid", "mnt", "net", "user", "cgroup"}
-
-var nsFlag = map[string]int{
-	"uts": unix.CLONE_NEWUTS, "ipc": unix.CLONE_NEWIPC, "pid": unix.CLONE_NEWPID, "mnt": unix.CLONE_NEWNS,
-	"net": unix.CLONE_NEWNET, "user": unix.CLONE_NEWUSER, "cgroup": unix.CLONE_NEWCGROUP,
-}
-
-// ParseNamespaces validates a namespace subset (Eric Biederman's "subsets of virtualization" from
-// the seed thread). pid and mnt are required: a VPS always has its own init as PID 1 and its own
-// root. The result is in canonical order.
-func ParseNamespaces(list []string) ([]string, error) {
-	if len(list) == 0 {
-		return slices.Clone(AllNamespaces), nil
-	}
-	seen := map[string]bool{}
-	for _, n := range list {
-		for _, p := range strings.Split(n, ",") {
-			p = strings.TrimSpace(p)
-			if _, ok := nsFlag[p]; !ok {
-				return nil, fmt.Errorf("--namespaces: unknown namespace %q (want some of %s): %w", p, strings.Join(AllNamespaces, ","), ErrBadValue)
-			}
-			seen[p] = true
-		}
-	}
-	if !seen["pid"] || !seen["mnt"] {
-		return nil, fmt.Errorf("--namespaces: pid and mnt are required (a VPS has its own init and root): %w", ErrBadValue)
-	}
-	var out []string
-	for _, n := range AllNamespaces {
-		if seen[n] {
-			out = append(out, n)
-		}
-	}
-	return out, nil
-}
-
-func cloneFlags(ns []string) int {
-	f := 0
-	for _, n := range ns {
-		f |= nsFlag[n]
-	}
-	return f
-}
 
 // DefaultIDMapSize is the width of a VPS's host ID range: the 16-bit ID space of a classic system.
 const DefaultIDMapSize = 65536
@@ -106,14 +60,14 @@ func (r *Runtime) Create(o CreateOptions) error {
 	if err := uts.ValidateDomainname(c.Domainname); err != nil {
 		return err
 	}
-	ns, err := ParseNamespaces(o.Namespaces)
+	ns, err := spec.ParseNamespaces(o.Namespaces)
 	if err != nil {
 		return err
 	}
 	c.Namespaces = ns
 	c.Devices = o.Devices
 	for _, cp := range o.Caps {
-		if _, _, err := ParseCapability(cp); err != nil {
+		if _, _, err := spec.ParseCapability(cp); err != nil {
 			return err
 		}
 	}

@@ -12,8 +12,8 @@ import (
 
 	"github.com/vpsctl/vpsctl/cgroup"
 	"github.com/vpsctl/vpsctl/container"
+	"github.com/vpsctl/vpsctl/internal/spec"
 	"github.com/vpsctl/vpsctl/prestart"
-	"github.com/vpsctl/vpsctl/store"
 	"golang.org/x/sys/unix"
 	"golang.org/x/term"
 )
@@ -44,20 +44,6 @@ func (e *CommandError) Unwrap() []error {
 	return []error{ErrCommand, e.Err}
 }
 
-const defaultPath = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-
-// joinConfig is how a command joins running VPS c, whose init is host PID pid, in its groups cg:
-// as its root, with the default bounding set and environment. Exec adds the command to it; the
-// monitor records it (prestart.JoinRecord) for the CLI's front door, which runs a plain
-// `vpsctl exec` from the record alone.
-func joinConfig(c *store.Config, pid int, cg cgroup.Manager) prestart.Config {
-	return prestart.Config{
-		InitPID: pid, NSFlags: cloneFlags(c.Namespaces), Setgroups: true, CapDrop: capMask(c),
-		Env:    []string{defaultPath, "HOME=/root", "USER=root", "LOGNAME=root", "container=vpsctl"},
-		Groups: cg.ProcsFiles(),
-	}
-}
-
 // Exec runs a command in VPS id: in all its namespaces, its cgroup and root, as its root user.
 // It returns the command's exit status (128+N if killed by signal N).
 func (r *Runtime) Exec(id container.ID, o ExecOptions) (int, error) {
@@ -68,11 +54,11 @@ func (r *Runtime) Exec(id container.ID, o ExecOptions) (int, error) {
 	if len(o.Args) == 0 {
 		return 0, fmt.Errorf("exec: no command: %w", ErrUsage)
 	}
-	cg, err := cgroup.New(cgroupPath(s.ID))
+	cg, err := cgroup.New(spec.CgroupPath(s.ID))
 	if err != nil {
 		return 0, err
 	}
-	cfg := joinConfig(s.cfg, s.InitPID, cg)
+	cfg := spec.Join(s.cfg, s.InitPID, cg)
 	if o.TTY {
 		t := os.Getenv("TERM")
 		if t == "" {

@@ -16,6 +16,8 @@ import (
 	"github.com/vpsctl/vpsctl/cgroup"
 	"github.com/vpsctl/vpsctl/container"
 	"github.com/vpsctl/vpsctl/internal/fault"
+	"github.com/vpsctl/vpsctl/internal/proc"
+	"github.com/vpsctl/vpsctl/internal/spec"
 	"github.com/vpsctl/vpsctl/internal/sysfile"
 	"github.com/vpsctl/vpsctl/internal/timerslack"
 	"github.com/vpsctl/vpsctl/store"
@@ -60,7 +62,7 @@ func (r *Runtime) Start(id container.ID, o StartOptions) (int, error) {
 	fault.Mark("start-repaired")
 	// A plain start boots afresh: a checkpoint left by suspend --to-disk is no longer resumed.
 	os.Remove(r.St.Path(uint32(id), suspendedFile))
-	if _, err := resources(c); err != nil {
+	if _, err := spec.Resources(c); err != nil {
 		return 0, err
 	}
 	if _, err := template.Rootfs(r.St, c.Template); err != nil {
@@ -314,7 +316,7 @@ func (r *Runtime) stopLocked(id container.ID, o StopOptions, left *leftovers) er
 		}
 		defer os.Remove(stopF)
 		if fd, err := unix.PidfdOpen(s.MonitorPID, 0); err == nil {
-			waitPidfd(fd, 15000)
+			proc.WaitPidfd(fd, 15000)
 			unix.Close(fd)
 		}
 		if s, err = r.Status(id); err == nil && s.State != "running" {
@@ -330,7 +332,7 @@ func (r *Runtime) stopLocked(id container.ID, o StopOptions, left *leftovers) er
 	}
 	defer os.Remove(stopF)
 	fault.Point("stop-requested")
-	cg, err := cgroup.New(cgroupPath(uint32(id)))
+	cg, err := cgroup.New(spec.CgroupPath(uint32(id)))
 	if err != nil {
 		return err
 	}
@@ -354,19 +356,19 @@ func (r *Runtime) stopLocked(id container.ID, o StopOptions, left *leftovers) er
 		// As a `run` does (bootState.setInit): with the VPS's mount namespace held, the init's
 		// death does not wait for its mounts to be torn down; they are, below, while the
 		// cgroups are removed.
-		held = holdMountNS(initfd, s.InitPID)
+		held = proc.HoldMountNS(initfd, s.InitPID)
 	}
 	if !o.Kill && !exited {
-		unix.PidfdSendSignal(initfd, poweroffSignal(s.InitPID), nil, 0)
+		unix.PidfdSendSignal(initfd, spec.PoweroffSignal(s.InitPID), nil, 0)
 		fault.Point("stop-signalled")
-		exited = waitPidfd(initfd, int(o.Timeout/time.Millisecond))
+		exited = proc.WaitPidfd(initfd, int(o.Timeout/time.Millisecond))
 	}
 	if !exited && initfd >= 0 && slices.Contains(s.Namespaces, "pid") {
 		// SIGKILL to the init of a PID namespace kills every process in it, and its pidfd
 		// turns readable only once they are all gone (zap_pid_ns_processes): no freeze is
 		// needed, and no race with a guest that forks while being killed.
 		unix.PidfdSendSignal(initfd, unix.SIGKILL, nil, 0)
-		exited = waitPidfd(initfd, 5000)
+		exited = proc.WaitPidfd(initfd, 5000)
 		fault.Point("stop-killed")
 	}
 	if !exited {
@@ -377,7 +379,7 @@ func (r *Runtime) stopLocked(id container.ID, o StopOptions, left *leftovers) er
 		fault.Point("stop-killed")
 	}
 	// The monitor removes the cgroup and network after init; wait for it, bounded.
-	if monfd >= 0 && !waitPidfd(monfd, 15000) {
+	if monfd >= 0 && !proc.WaitPidfd(monfd, 15000) {
 		return fmt.Errorf("VPS %d: monitor (PID %d) did not finish cleaning up", id, s.MonitorPID)
 	}
 	fault.Mark("stop-monitor-gone")
@@ -393,7 +395,7 @@ func (r *Runtime) stopLocked(id container.ID, o StopOptions, left *leftovers) er
 		fault.Mark("stop-repaired")
 		return nil
 	}
-	released := releaseMountNS(held)
+	released := proc.ReleaseMountNS(held)
 	r.repair(id)
 	<-released
 	fault.Mark("stop-repaired")

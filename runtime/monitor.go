@@ -20,6 +20,9 @@ import (
 	"github.com/vpsctl/vpsctl/cgroup"
 	"github.com/vpsctl/vpsctl/criu"
 	"github.com/vpsctl/vpsctl/internal/fault"
+	"github.com/vpsctl/vpsctl/internal/proc"
+	"github.com/vpsctl/vpsctl/internal/revert"
+	"github.com/vpsctl/vpsctl/internal/spec"
 	"github.com/vpsctl/vpsctl/internal/sysfile"
 	"github.com/vpsctl/vpsctl/network"
 	"github.com/vpsctl/vpsctl/prestart"
@@ -56,10 +59,6 @@ func childMain() {
 	fmt.Fprintf(os.Stderr, "vpsctl: unknown internal mode %q\n", mode)
 	os.Exit(3)
 }
-
-// cgroupPath is the group of VPS id, below vpsctl's parent group. Inside a VPS (with its own
-// cgroup namespace) the same path lands below the VPS's own group: nested VPSs nest.
-func cgroupPath(id uint32) string { return "vpsctl/" + strconv.FormatUint(uint64(id), 10) }
 
 // stopFile marks a stop in progress: when init exits while it exists, the monitor does not
 // boot again even if the guest asked for a reboot.
@@ -188,7 +187,7 @@ func (m *monitor) main() int {
 			log.Printf("console socket: %v (vpsctl console will not work)", err)
 		}
 	}()
-	m.run = store.RunState{MonitorPID: os.Getpid(), MonitorStart: procStart(os.Getpid()), Phase: "starting", Started: time.Now()}
+	m.run = store.RunState{MonitorPID: os.Getpid(), MonitorStart: proc.Start(os.Getpid()), Phase: "starting", Started: time.Now()}
 	return m.loop(1)
 }
 
@@ -220,7 +219,7 @@ func (m *monitor) loop(boot int) int {
 			m.st.ClearRun(m.id)
 			return 1
 		}
-		m.run.InitPID, m.run.InitStart, m.run.Boots, m.run.Phase = b.pid, procStart(b.pid), boot, "running"
+		m.run.InitPID, m.run.InitStart, m.run.Boots, m.run.Phase = b.pid, proc.Start(b.pid), boot, "running"
 		if err := m.st.SaveRun(m.id, &m.run); err != nil {
 			log.Printf("save run state: %v", err)
 		}
@@ -260,7 +259,7 @@ func (m *monitor) loop(boot int) int {
 // without the record, exec takes the Go path.
 func (m *monitor) saveJoin(c *store.Config, b *bootState) {
 	path, thawed := b.cg.ThawFile()
-	rec, err := prestart.JoinRecord(joinConfig(c, b.pid, b.cg), m.run.InitStart, path, thawed)
+	rec, err := prestart.JoinRecord(spec.Join(c, b.pid, b.cg), m.run.InitStart, path, thawed)
 	if err == nil {
 		err = m.st.SaveJoin(m.id, rec)
 	}
@@ -386,7 +385,7 @@ func (m *monitor) stopRequested() bool {
 // requestStop is SIGTERM to the monitor: the same as `vpsctl stop` without the wait.
 func (m *monitor) requestStop(b *bootState) {
 	store.WriteFileVolatile(m.st.Path(m.id, stopFile), []byte(strconv.Itoa(os.Getpid())+"\n"), 0o600)
-	unix.Kill(b.pid, poweroffSignal(b.pid))
+	unix.Kill(b.pid, spec.PoweroffSignal(b.pid))
 }
 
 func describeWait(st syscall.WaitStatus) string {
@@ -406,7 +405,7 @@ type bootState struct {
 	net     network.Config
 	logDone chan struct{}
 	logStop chan struct{}
-	undo    undo
+	undo    revert.Steps
 	// warnings for the CLI that started this boot (readyMsg.Warnings)
 	warnings []string
 	master   *os.File // the console pty's master (nil for a one-shot boot)
@@ -425,7 +424,7 @@ type bootState struct {
 
 // boot starts one boot of the VPS. On error everything made so far is removed again.
 func (m *monitor) boot(c *store.Config) (*bootState, error) {
-	res, err := resources(c)
+	res, err := spec.Resources(c)
 	if err != nil {
 		return nil, err
 	}
@@ -449,7 +448,7 @@ func (m *monitor) boot(c *store.Config) (*bootState, error) {
 			return fmt.Errorf("cgroup limits: %w", err)
 		}
 		if userns {
-			if err := delegate(b.cg, idmap); err != nil {
+			if err := spec.Delegate(b.cg, idmap); err != nil {
 				return fmt.Errorf("cgroup delegation: %w", err)
 			}
 		}
@@ -474,7 +473,7 @@ func (m *monitor) boot(c *store.Config) (*bootState, error) {
 		made := make(chan error, 1)
 		b.startGroups = sync.OnceFunc(func() { goBeside(func() { made <- makeGroups() }) })
 		b.groups = sync.OnceValue(func() error { b.startGroups(); return <-made })
-		b.undo.add(func() { b.groups() })
+		b.undo.Add(func() { b.groups() })
 	} else {
 		// cgroup v2 clones the init straight into its group, which must exist by then.
 		if err := makeGroups(); err != nil {
@@ -518,7 +517,7 @@ func (m *monitor) bootRest(c *store.Config, b *bootState, res *cgroup.Resources,
 	req := prestart.CloneRequest{
 		// The cgroup namespace is unshared by the child once it is in its group (v1 can only
 		// move it there after clone).
-		Flags: uintptr(cloneFlags(c.Namespaces) &^ unix.CLONE_NEWCGROUP),
+		Flags: uintptr(spec.CloneFlags(c.Namespaces) &^ unix.CLONE_NEWCGROUP),
 		Stdin: stdin, Stdout: stdout, Stderr: stderr, Sock: childSock, CgroupFD: -1,
 	}
 	if m.oneshot != nil && m.reportFn != nil {
@@ -589,8 +588,8 @@ func (m *monitor) bootRest(c *store.Config, b *bootState, res *cgroup.Resources,
 	// and network are finished here, and waits for the go-ahead before its cgroup namespace.
 	env := []string{"container=vpsctl", "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
 		"HOME=/root", "TERM=linux"}
-	msg := initMsg{NSFlags: cloneFlags(c.Namespaces), Hostname: c.Hostname, Domainname: c.Domainname,
-		Console: consolePath, CapDrop: capMask(c), Init: initArgv(m.oneshot), Trace: fault.Tracing(),
+	msg := initMsg{NSFlags: spec.CloneFlags(c.Namespaces), Hostname: c.Hostname, Domainname: c.Domainname,
+		Console: consolePath, CapDrop: spec.CapMask(c), Init: initArgv(m.oneshot), Trace: fault.Tracing(),
 		Env: env, Park: m.spare != nil}
 	if err := unix.Sendmsg(fds[0], msg.encode(), unix.UnixRights(rootFd), nil, 0); err != nil {
 		return nil, fmt.Errorf("send init config: %w", os.NewSyscallError("sendmsg", err))
@@ -603,7 +602,7 @@ func (m *monitor) bootRest(c *store.Config, b *bootState, res *cgroup.Resources,
 		if err != nil {
 			return nil, fmt.Errorf("network: %w", err)
 		}
-		b.undo.add(func() {
+		b.undo.Add(func() {
 			if err := network.Teardown(m.id, b.net); err != nil {
 				log.Printf("network teardown: %v", err)
 			}
@@ -847,7 +846,7 @@ func (b *bootState) teardown() {
 			b.keep(leftovers{cg: b.cg, mntns: fd})
 			b.kept = true
 		} else {
-			released := releaseMountNS(fd)
+			released := proc.ReleaseMountNS(fd)
 			defer func() { <-released }()
 		}
 	}
@@ -860,7 +859,7 @@ func (b *bootState) teardown() {
 		case <-time.After(2 * time.Second):
 		}
 	}
-	b.undo.run()
+	b.undo.Run()
 }
 
 // openPty opens a new pty pair on the host's devpts.
@@ -916,7 +915,7 @@ func (b *bootState) setInit(pid int) {
 	if fd, err := unix.Open("/proc/"+strconv.Itoa(pid)+"/ns/mnt", unix.O_RDONLY|unix.O_CLOEXEC, 0); err == nil {
 		b.mntns.Store(int32(fd))
 	}
-	b.undo.add(b.releaseNS) // after the kill and reap below: undo runs last-added first
+	b.undo.Add(b.releaseNS) // after the kill and reap below: undo runs last-added first
 	go func() {
 		// Only watch (WNOWAIT): the zombie is reaped by reap, on the goroutine that wants the
 		// status, never behind the back of becomeReaper, after whose exec the C reaper must
@@ -926,7 +925,7 @@ func (b *bootState) setInit(pid int) {
 		}
 		close(b.exited)
 	}()
-	b.undo.add(func() {
+	b.undo.Add(func() {
 		if !b.hasExited() {
 			unix.Kill(pid, unix.SIGKILL)
 			<-b.exited
@@ -979,16 +978,16 @@ func (m *monitor) prepare(c *store.Config) (b *bootState, idmap uid.Range, usern
 			return nil, idmap, false, "", fmt.Errorf("config IDMAP: %w", err)
 		}
 	}
-	if b.net, err = netConfig(c); err != nil {
+	if b.net, err = spec.Net(c); err != nil {
 		return nil, idmap, false, "", err
 	}
 	if tpl, err = template.Rootfs(m.st, c.Template); err != nil {
 		return nil, idmap, false, "", err
 	}
-	if b.cg, err = cgroup.New(cgroupPath(m.id)); err != nil {
+	if b.cg, err = cgroup.New(spec.CgroupPath(m.id)); err != nil {
 		return nil, idmap, false, "", err
 	}
-	b.undo.add(func() {
+	b.undo.Add(func() {
 		if b.kept {
 			return
 		}
@@ -1029,7 +1028,7 @@ func (m *monitor) newConsole(b *bootState, idmap uid.Range, userns bool) (*os.Fi
 		return nil, "", fmt.Errorf("console pty: %w", err)
 	}
 	b.master = master
-	b.undo.add(func() { master.Close() })
+	b.undo.Add(func() { master.Close() })
 	// The console is pumped by the C reaper once the boot is done (see loop); only a monitor
 	// that stays in Go pumps it itself (pumpConsole). Until then the guest's output waits in
 	// the pty: nothing read here can be lost in the exec to the reaper.

@@ -12,6 +12,8 @@ import (
 	"syscall"
 
 	"github.com/vpsctl/vpsctl/cgroup"
+	"github.com/vpsctl/vpsctl/internal/proc"
+	"github.com/vpsctl/vpsctl/internal/spec"
 	"github.com/vpsctl/vpsctl/internal/sysfile"
 	"github.com/vpsctl/vpsctl/network"
 	"github.com/vpsctl/vpsctl/prestart"
@@ -75,7 +77,7 @@ func (m *monitor) becomeReaper(b *bootState) error {
 		}
 	}
 	msg := (&prestart.Msg{}).Add("id", strconv.FormatUint(uint64(m.id), 10)).AddInt("pid", b.pid)
-	msg.AddInt("sig", int(poweroffSignal(b.pid))).AddInt("master", master).AddInt("log", logfd)
+	msg.AddInt("sig", int(spec.PoweroffSignal(b.pid))).AddInt("master", master).AddInt("log", logfd)
 	msg.AddInt("logmax", maxConsoleLog).AddInt("listen", lfd).Add("stopfile", m.st.Path(m.id, stopFile))
 	for _, c := range clients {
 		fd, err := keep(c)
@@ -161,7 +163,7 @@ func (m *monitor) after(st, fds string) int {
 // to remove.
 func (m *monitor) ownRun() (*store.RunState, error) {
 	run, err := m.st.LoadRun(m.id)
-	if err == nil && (run.MonitorPID != os.Getpid() || run.MonitorStart != procStart(os.Getpid())) {
+	if err == nil && (run.MonitorPID != os.Getpid() || run.MonitorStart != proc.Start(os.Getpid())) {
 		err = fmt.Errorf("the run state names monitor %d", run.MonitorPID)
 	}
 	if err != nil {
@@ -173,7 +175,7 @@ func (m *monitor) ownRun() (*store.RunState, error) {
 // cleanup removes what a boot made on the host, for a boot the reaper watched: its cgroups and
 // its network. Its mounts went with its mount namespace, its console pty with the reaper.
 func (m *monitor) cleanup() {
-	if cg, err := cgroup.New(cgroupPath(m.id)); err == nil {
+	if cg, err := cgroup.New(spec.CgroupPath(m.id)); err == nil {
 		if err := removeGroups(cg); err != nil {
 			log.Printf("cgroup: %v", err)
 		}
@@ -182,7 +184,7 @@ func (m *monitor) cleanup() {
 	if err != nil || !slices.Contains(c.Namespaces, "net") {
 		return
 	}
-	if nc, err := netConfig(c); err == nil {
+	if nc, err := spec.Net(c); err == nil {
 		if err := network.Teardown(m.id, nc); err != nil {
 			log.Printf("network teardown: %v", err)
 		}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/vpsctl/vpsctl/cgroup"
 	"github.com/vpsctl/vpsctl/container"
+	"github.com/vpsctl/vpsctl/internal/spec"
 	"github.com/vpsctl/vpsctl/store"
 )
 
@@ -44,7 +45,7 @@ func (r *Runtime) Stats(id container.ID) (*Stats, error) {
 
 // statsFor reads the usage of the running VPS whose status is s.
 func statsFor(s *Status) (*Stats, error) {
-	cg, err := cgroup.New(cgroupPath(s.ID))
+	cg, err := cgroup.New(spec.CgroupPath(s.ID))
 	if err != nil {
 		return nil, err
 	}
@@ -78,7 +79,7 @@ func (r *Runtime) Suspend(id container.ID) error {
 	if s.Suspended {
 		return fmt.Errorf("VPS %d: %w", id, ErrSuspended)
 	}
-	cg, err := cgroup.New(cgroupPath(s.ID))
+	cg, err := cgroup.New(spec.CgroupPath(s.ID))
 	if err != nil {
 		return err
 	}
@@ -123,7 +124,7 @@ func (r *Runtime) Resume(id container.ID) error {
 	if !s.Suspended {
 		return fmt.Errorf("VPS %d: %w: not suspended", id, ErrNotSuspended)
 	}
-	cg, err := cgroup.New(cgroupPath(s.ID))
+	cg, err := cgroup.New(spec.CgroupPath(s.ID))
 	if err != nil {
 		return err
 	}

@@ -26,6 +26,7 @@ import (
 	"sync"
 
 	"github.com/vpsctl/vpsctl/container"
+	"github.com/vpsctl/vpsctl/internal/spec"
 	"github.com/vpsctl/vpsctl/prestart"
 	"github.com/vpsctl/vpsctl/store"
 )
@@ -34,7 +35,7 @@ import (
 var (
 	ErrRunning      = errors.New("VPS is running")
 	ErrNotRunning   = errors.New("VPS is not running")
-	ErrBadValue     = errors.New("bad value")
+	ErrBadValue     = spec.ErrBadValue
 	ErrUsage        = errors.New("bad usage")
 	ErrTemplateUse  = errors.New("template in use")
 	ErrSuspended    = errors.New("VPS is suspended")

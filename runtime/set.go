@@ -9,6 +9,7 @@ import (
 	"github.com/vpsctl/vpsctl/cgroup"
 	"github.com/vpsctl/vpsctl/container"
 	"github.com/vpsctl/vpsctl/internal/fault"
+	"github.com/vpsctl/vpsctl/internal/spec"
 	"github.com/vpsctl/vpsctl/network"
 	"github.com/vpsctl/vpsctl/store"
 	"github.com/vpsctl/vpsctl/uts"
@@ -73,12 +74,12 @@ func (r *Runtime) Set(id container.ID, o SetOptions) error {
 		return err
 	}
 	for _, c := range o.Capabilities {
-		cp, _, err := ParseCapability(c)
+		cp, _, err := spec.ParseCapability(c)
 		if err != nil {
 			return err
 		}
 		next.Capabilities = slices.DeleteFunc(next.Capabilities, func(x string) bool {
-			y, _, err := ParseCapability(x)
+			y, _, err := spec.ParseCapability(x)
 			return err == nil && y == cp
 		})
 		next.Capabilities = append(next.Capabilities, c)
@@ -162,7 +163,7 @@ func (r *Runtime) applyLive(s *Status, old, next *store.Config, o SetOptions) er
 		}
 	}
 	if !o.Limits.Empty() {
-		res, err := resources(next)
+		res, err := spec.Resources(next)
 		if err != nil {
 			return err
 		}
@@ -191,7 +192,7 @@ func (r *Runtime) applyLive(s *Status, old, next *store.Config, o SetOptions) er
 			res.IOWeight = nil
 		}
 		res.Devices = nil // the allowlist changes at the next start
-		cg, err := cgroup.New(cgroupPath(next.ID))
+		cg, err := cgroup.New(spec.CgroupPath(next.ID))
 		if err != nil {
 			return err
 		}
@@ -240,7 +241,7 @@ func (r *Runtime) applyLive(s *Status, old, next *store.Config, o SetOptions) er
 			if err := network.AddIPs(next.ID, s.InitPID, add); err != nil {
 				return err
 			}
-			if nc, err := netConfig(next); err == nil {
+			if nc, err := spec.Net(next); err == nil {
 				r.warn(next.ID, network.Warnings(next.ID, nc))
 			}
 		}

@@ -10,6 +10,8 @@ import (
 
 	"github.com/vpsctl/vpsctl/cgroup"
 	"github.com/vpsctl/vpsctl/container"
+	"github.com/vpsctl/vpsctl/internal/proc"
+	"github.com/vpsctl/vpsctl/internal/spec"
 	"github.com/vpsctl/vpsctl/network"
 	"github.com/vpsctl/vpsctl/store"
 )
@@ -64,15 +66,15 @@ func (r *Runtime) Status(id container.ID) (*Status, error) {
 	}
 	if run, err := r.St.LoadRun(c.ID); err == nil {
 		s.run = run
-		if alive(run.InitPID, run.InitStart) {
+		if proc.Alive(run.InitPID, run.InitStart) {
 			s.State, s.InitPID, s.Boots = "running", run.InitPID, run.Boots
-			if alive(run.MonitorPID, run.MonitorStart) {
+			if proc.Alive(run.MonitorPID, run.MonitorStart) {
 				s.MonitorPID = run.MonitorPID
 			}
-			if cg, err := cgroup.New(cgroupPath(c.ID)); err == nil {
+			if cg, err := cgroup.New(spec.CgroupPath(c.ID)); err == nil {
 				s.Suspended, _ = cg.Frozen()
 			}
-		} else if run.Phase == "rebooting" && alive(run.MonitorPID, run.MonitorStart) {
+		} else if run.Phase == "rebooting" && proc.Alive(run.MonitorPID, run.MonitorStart) {
 			// Between the old init's death and the new one's birth: the VPS exists and is
 			// running, as vzctl says of a rebooting container; it has no init to join yet.
 			s.State, s.MonitorPID, s.Boots = "running", run.MonitorPID, run.Boots
@@ -145,16 +147,16 @@ func (r *Runtime) repair(id container.ID) {
 		r.cleanHost(id)
 		return
 	}
-	if alive(run.InitPID, run.InitStart) {
+	if proc.Alive(run.InitPID, run.InitStart) {
 		return
 	}
-	if alive(run.MonitorPID, run.MonitorStart) {
+	if proc.Alive(run.MonitorPID, run.MonitorStart) {
 		// The monitor is cleaning up after init; give it a moment.
 		deadline := time.Now().Add(10 * time.Second)
-		for alive(run.MonitorPID, run.MonitorStart) && time.Now().Before(deadline) {
+		for proc.Alive(run.MonitorPID, run.MonitorStart) && time.Now().Before(deadline) {
 			time.Sleep(20 * time.Millisecond)
 		}
-		if !alive(run.MonitorPID, run.MonitorStart) {
+		if !proc.Alive(run.MonitorPID, run.MonitorStart) {
 			if _, err := r.St.LoadRun(uint32(id)); errors.Is(err, os.ErrNotExist) {
 				return
 			}
@@ -171,7 +173,7 @@ func (r *Runtime) cleanHost(id container.ID) {
 	// network teardown's netlink scans are the costly part of a start's or stop's repair).
 	_, runErr := r.St.LoadRun(uint32(id))
 	dirty := runErr == nil
-	if cg, err := cgroup.New(cgroupPath(uint32(id))); err == nil && cg.Exists() {
+	if cg, err := cgroup.New(spec.CgroupPath(uint32(id))); err == nil && cg.Exists() {
 		dirty = true
 		if err := removeGroups(cg); err != nil {
 			log.Printf("VPS %d: cgroup: %v", id, err)
@@ -194,7 +196,7 @@ func (r *Runtime) teardownNet(id container.ID, scan bool) {
 	if err != nil || !slices.Contains(c.Namespaces, "net") {
 		return
 	}
-	if nc, err := netConfig(c); err == nil && (scan || !nc.Empty()) {
+	if nc, err := spec.Net(c); err == nil && (scan || !nc.Empty()) {
 		network.Teardown(uint32(id), nc)
 	}
 }

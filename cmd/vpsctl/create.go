@@ -8,6 +8,7 @@ import (
 	"github.com/urfave/cli/v2"
 	"github.com/vpsctl/vpsctl/cgroup"
 	"github.com/vpsctl/vpsctl/container"
+	"github.com/vpsctl/vpsctl/internal/spec"
 	"github.com/vpsctl/vpsctl/runtime"
 	"github.com/vpsctl/vpsctl/uid"
 )
@@ -70,7 +71,7 @@ func createCommand() *cli.Command {
 		&cli.StringFlag{Name: "name", Usage: "unique alias `NAME` usable instead of the ID"},
 		&cli.StringFlag{Name: "hostname", Usage: "host name (default: the name, or vpsID)"},
 		&cli.StringFlag{Name: "domainname", Usage: "NIS domain name"},
-		&cli.StringFlag{Name: "namespaces", Usage: "namespace subset, e.g. uts,ipc,pid,mnt (default: all of " + strings.Join(runtime.AllNamespaces, ",") + ")"},
+		&cli.StringFlag{Name: "namespaces", Usage: "namespace subset, e.g. uts,ipc,pid,mnt (default: all of " + strings.Join(spec.AllNamespaces, ",") + ")"},
 		&cli.Uint64Flag{Name: "idmap-size", Usage: "width `N` of the VPS's host UID/GID range (default 65536)"},
 		&cli.StringSliceFlag{Name: "devices", Usage: "allow device `c|b:MAJOR:MINOR:rwm` in addition to the defaults (repeatable)"},
 		&cli.StringSliceFlag{Name: "capability", Usage: "`NAME:on|off` change to the default bounding set (repeatable)"},

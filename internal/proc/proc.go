@@ -1,4 +1,7 @@
-package runtime
+// Package proc identifies and waits for host processes: a (PID, start time) pair names one
+// process for good (a recycled PID has another start time), pidfds wait without races, and a
+// process's mount namespace can be held open past its death.
+package proc
 
 import (
 	"bytes"
@@ -11,7 +14,7 @@ import (
 // procStart returns the start time of pid in clock ticks since boot (/proc/PID/stat field 22),
 // or 0 if pid does not exist. A recorded (pid, start) pair identifies one process for good:
 // a recycled PID has another start time.
-func procStart(pid int) uint64 {
+func Start(pid int) uint64 {
 	if pid <= 0 {
 		return 0
 	}
@@ -47,7 +50,7 @@ func parseStatStart(b []byte) uint64 {
 // multithreaded process looks like for an instant while a thread other than its leader execs
 // (the kernel kills the others, the leader included, then gives the exec'ing thread the
 // leader's PID): a Go monitor exec'ing into the C reaper must not look dead meanwhile.
-func alive(pid int, start uint64) bool {
+func Alive(pid int, start uint64) bool {
 	if pid <= 0 || start == 0 {
 		return false
 	}
@@ -61,13 +64,13 @@ func alive(pid int, start uint64) bool {
 	}
 	i := bytes.LastIndexByte(b, ')')
 	if i+2 < len(b) && (b[i+2] == 'Z' || b[i+2] == 'X') {
-		return threadsOf(dir) > 1
+		return Threads(dir) > 1
 	}
 	return true
 }
 
 // threadsOf is the Threads: count of /proc/PID/status (dir is /proc/PID), 0 if unknown.
-func threadsOf(dir string) int {
+func Threads(dir string) int {
 	b, err := sysfile.ReadFile(dir + "/status")
 	if err != nil {
 		return 0
@@ -82,7 +85,7 @@ func threadsOf(dir string) int {
 }
 
 // waitPidfd waits up to timeout for the process behind pidfd to exit.
-func waitPidfd(pidfd int, timeoutMs int) bool {
+func WaitPidfd(pidfd int, timeoutMs int) bool {
 	fds := []unix.PollFd{{Fd: int32(pidfd), Events: unix.POLLIN}}
 	for {
 		n, err := unix.Poll(fds, timeoutMs)
@@ -96,7 +99,7 @@ func waitPidfd(pidfd int, timeoutMs int) bool {
 // holdMountNS opens the mount namespace of the process pidfd refers to (PID pid), or returns
 // -1. The /proc path is checked against the pidfd afterwards: if the process was still alive
 // then, the PID was still its own when the namespace was opened.
-func holdMountNS(pidfd, pid int) int {
+func HoldMountNS(pidfd, pid int) int {
 	fd, err := unix.Open("/proc/"+strconv.Itoa(pid)+"/ns/mnt", unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return -1
@@ -110,7 +113,7 @@ func holdMountNS(pidfd, pid int) int {
 
 // releaseMountNS closes fd (if >= 0) on a thread of its own: the close of a namespace's last
 // reference unmounts everything in it. The channel is closed when that is done.
-func releaseMountNS(fd int) <-chan struct{} {
+func ReleaseMountNS(fd int) <-chan struct{} {
 	done := make(chan struct{})
 	if fd < 0 {
 		close(done)

@@ -1,4 +1,4 @@
-package runtime
+package spec
 
 import (
 	"fmt"
@@ -50,7 +50,7 @@ func ParseCapability(s string) (capability.Cap, bool, error) {
 }
 
 // capDrop returns the capabilities to drop for c: the defaults, adjusted by CAPABILITY.
-func capDrop(c *store.Config) []int {
+func CapDrop(c *store.Config) []int {
 	drop := slices.Clone(defaultDropped)
 	for _, s := range c.Capabilities {
 		cp, on, err := ParseCapability(s)
@@ -69,9 +69,9 @@ func capDrop(c *store.Config) []int {
 	return out
 }
 
-func capMask(c *store.Config) uint64 {
+func CapMask(c *store.Config) uint64 {
 	var m uint64
-	for _, x := range capDrop(c) {
+	for _, x := range CapDrop(c) {
 		if x < 64 {
 			m |= 1 << uint(x)
 		}
@@ -82,7 +82,7 @@ func capMask(c *store.Config) uint64 {
 // poweroffSignal is the signal that asks the VPS's init (host PID pid) to power off: each init
 // has its own. systemd: SIGRTMIN+4; busybox init: SIGUSR2; sysvinit and others: SIGPWR (with
 // Debian's inittab "powerfail" entry, which vpsctl's templates point at a shutdown).
-func poweroffSignal(pid int) syscall.Signal {
+func PoweroffSignal(pid int) syscall.Signal {
 	comm, _ := sysfile.ReadFile("/proc/" + strconv.Itoa(pid) + "/comm")
 	if strings.TrimSpace(string(comm)) == "systemd" {
 		return syscall.Signal(34 + 4) // glibc's SIGRTMIN is 34

@@ -1,4 +1,4 @@
-package runtime
+package proc
 
 import (
 	"os"
@@ -39,7 +39,7 @@ int main(void) { pthread_t t; pthread_create(&t, 0, run, 0); pthread_exit(0); }
 	}
 	pid := cmd.Process.Pid
 	defer func() { cmd.Process.Kill(); cmd.Wait() }()
-	start := procStart(pid)
+	start := Start(pid)
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		b, _ := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
@@ -51,12 +51,12 @@ int main(void) { pthread_t t; pthread_create(&t, 0, run, 0); pthread_exit(0); }
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	if !alive(pid, start) {
+	if !Alive(pid, start) {
 		t.Fatal("a process with a zombie leader and a live thread reported dead")
 	}
 	cmd.Process.Kill()
 	cmd.Wait()
-	if alive(pid, start) {
+	if Alive(pid, start) {
 		t.Fatal("an exited, reaped process reported alive")
 	}
 }

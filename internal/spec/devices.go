@@ -1,4 +1,4 @@
-package runtime
+package spec
 
 import (
 	"fmt"
@@ -54,7 +54,7 @@ func ParseDevice(s string) (cgroup.DeviceRule, error) {
 	return cgroup.DeviceRule{Type: rune(f[0][0]), Major: maj, Minor: min, Access: f[3]}, nil
 }
 
-func deviceRules(extra []string) ([]cgroup.DeviceRule, error) {
+func DeviceRules(extra []string) ([]cgroup.DeviceRule, error) {
 	rules := append([]cgroup.DeviceRule(nil), defaultDevices...)
 	for _, s := range extra {
 		r, err := ParseDevice(s)
