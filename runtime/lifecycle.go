@@ -1,16 +1,12 @@
 package runtime
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log"
 	"os"
-	"os/exec"
 	"slices"
 	"strconv"
-	"syscall"
 	"time"
 
 	"github.com/vpsctl/vpsctl/cgroup"
@@ -18,15 +14,11 @@ import (
 	"github.com/vpsctl/vpsctl/internal/fault"
 	"github.com/vpsctl/vpsctl/internal/proc"
 	"github.com/vpsctl/vpsctl/internal/spec"
-	"github.com/vpsctl/vpsctl/internal/sysfile"
-	"github.com/vpsctl/vpsctl/internal/timerslack"
+	"github.com/vpsctl/vpsctl/monitor"
 	"github.com/vpsctl/vpsctl/store"
 	"github.com/vpsctl/vpsctl/template"
 	"golang.org/x/sys/unix"
 )
-
-// StartTimeout bounds how long start waits for the monitor to report the VPS's init running.
-var StartTimeout = 60 * time.Second
 
 // StartOptions tune Start.
 type StartOptions struct {
@@ -68,169 +60,24 @@ func (r *Runtime) Start(id container.ID, o StartOptions) (int, error) {
 	if _, err := template.Rootfs(r.St, c.Template); err != nil {
 		return 0, err
 	}
-	if o.Caller != nil && pendingMonitor == nil {
-		return r.startHere(id, int(o.Caller.Fd()))
+	var pid int
+	var warnings []string
+	if o.Caller != nil && !monitor.Pending() {
+		pid, warnings, err = monitor.StartHere(r.St, uint32(id), int(o.Caller.Fd()))
+	} else {
+		pid, warnings, err = monitor.Spawn(r.St, uint32(id), lk.File())
 	}
-	return r.spawnMonitor(id, lk)
-}
-
-// monitorEnv is the whole environment of a monitor process: its mode, the state root, a small
-// Go runtime, the host's timer slack, and the test and trace switches that were set.
-func monitorEnv(root string) []string {
-	env := append([]string{modeEnv + "=monitor", "VPSCTL_ROOT=" + root, "GOMAXPROCS=1", "GOGC=25"}, timerslack.Env()...)
-	return append(env, inheritEnv(fault.Env, fault.TraceEnv)...)
-}
-
-// inheritEnv is the "KEY=value" entries of this process's environment for the keys that are
-// set: the switches that a process vpsctl starts with an environment of its own must carry.
-func inheritEnv(keys ...string) []string {
-	var env []string
-	for _, k := range keys {
-		if v := os.Getenv(k); v != "" {
-			env = append(env, k+"="+v)
-		}
-	}
-	return env
-}
-
-// pendingMonitor is set once this process has booted a VPS itself (startHere): what is left
-// for BecomeMonitor to do.
-var pendingMonitor func(code int)
-
-// startHere boots VPS id in this process, the child that `vpsctl start` forked before its Go
-// runtime started (nsenter/startfork.c: a session and a mount namespace of its own), and
-// returns once the VPS's init runs, with the command's usual result. The monitor's loop runs
-// meanwhile in a goroutine; it waits at its first report until BecomeMonitor has let the
-// parent go (fd is the pipe to it) and moved this process's stdio to the monitor's log. The
-// caller holds the VPS's lock throughout the boot, and a crash of this process is a crash of
-// the monitor: the next command repairs whatever it left.
-func (r *Runtime) startHere(id container.ID, fd int) (int, error) {
-	logf, err := sysfile.OpenFile(r.St.Path(uint32(id), "monitor.log"), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
 	if err != nil {
 		return 0, err
 	}
-	// The monitor's log lines go to its log, as in a spawned monitor; so do the rest of this
-	// command's (there are none on success). A failed boot gives the command its log back.
-	prevOut, prevFlags, prevPrefix := log.Writer(), log.Flags(), log.Prefix()
-	log.SetOutput(logf)
-	log.SetFlags(log.LstdFlags | log.Lmicroseconds)
-	log.SetPrefix(fmt.Sprintf("monitor %d: ", id))
-	got := make(chan readyMsg, 1)
-	proceed := make(chan struct{})
-	m := &monitor{st: r.St, id: uint32(id), reportFn: func(msg readyMsg) {
-		got <- msg
-		<-proceed
-	}}
-	done := make(chan int, 1)
-	go func() { done <- m.main() }()
-	fault.Point("start-spawned")
-	var msg readyMsg
-	select {
-	case msg = <-got:
-	case <-time.After(StartTimeout):
-		// As with a spawned monitor: give up. This process exits with the error, which ends
-		// the boot; the next command repairs what it made.
-		return 0, fmt.Errorf("VPS %d: start timed out after %v (see %s)", id, StartTimeout, r.St.Path(uint32(id), "monitor.log"))
-	}
-	if msg.Error != "" {
-		close(proceed) // the monitor tidies up after its failed boot and returns
-		select {
-		case <-done:
-		case <-time.After(StartTimeout):
-		}
-		log.SetOutput(prevOut)
-		log.SetFlags(prevFlags)
-		log.SetPrefix(prevPrefix)
-		logf.Close()
-		return 0, msg.failure(uint32(id))
-	}
-	pendingMonitor = func(code int) {
-		sysfile.WriteFile("/proc/self/comm", []byte("vpsctl-monitor"), os.O_WRONLY, 0)
-		// Nothing of the caller's may stay open here: its terminal or pipe would not see EOF
-		// while the VPS runs.
-		if null, err := sysfile.Open(os.DevNull, os.O_RDONLY, 0); err == nil {
-			unix.Dup2(null, 0)
-			unix.Close(null)
-		}
-		unix.Dup2(int(logf.Fd()), 1)
-		unix.Dup2(int(logf.Fd()), 2)
-		unix.Write(fd, []byte{byte(code)})
-		unix.Close(fd)
-		close(proceed)
-		os.Exit(<-done)
-	}
-	r.warn(uint32(id), msg.Warnings)
-	return msg.InitPID, nil
+	r.warn(uint32(id), warnings)
+	return pid, nil
 }
 
-// BecomeMonitor ends the command: if it booted a VPS in this process (startHere), the process
-// lets the command's caller go with exit code code and stays as that VPS's monitor until the
-// VPS halts (it then exits, never returning). Otherwise it returns at once.
-func BecomeMonitor(code int) {
-	if pendingMonitor != nil {
-		pendingMonitor(code)
-	}
-}
-
-// spawnMonitor starts VPS id's monitor (extra args select a mode, e.g. --restore DIR) and waits
-// for its report. The monitor inherits the VPS's lock (lk, held by the caller) and keeps it
-// until its first boot is done: if this command dies meanwhile, no other one can start the VPS
-// a second time under the booting monitor.
-func (r *Runtime) spawnMonitor(id container.ID, lk *store.Lock, extra ...string) (int, error) {
-	pr, pw, err := os.Pipe()
-	if err != nil {
-		return 0, err
-	}
-	defer pr.Close()
-	logf, err := sysfile.OpenFile(r.St.Path(uint32(id), "monitor.log"), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
-	if err != nil {
-		pw.Close()
-		return 0, err
-	}
-	defer logf.Close()
-	cmd := exec.Command("/proc/self/exe", append([]string{strconv.FormatUint(uint64(id), 10)}, extra...)...)
-	cmd.Args[0] = "vpsctl-monitor"
-	cmd.Env = monitorEnv(r.St.Root)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.ExtraFiles = []*os.File{pw, lk.File()} // fd 3: the ready pipe, fd 4: the lock
-	// setsid: the monitor outlives this command and its terminal. CLONE_NEWNS: the VPS's mounts
-	// are made in the monitor's own mount namespace and never appear in the host's.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Cloneflags: unix.CLONE_NEWNS}
-	if err := cmd.Start(); err != nil {
-		pw.Close()
-		return 0, fmt.Errorf("spawn monitor: %w", err)
-	}
-	pw.Close()
-	fault.Point("start-spawned")
-	type result struct {
-		b   []byte
-		err error
-	}
-	ch := make(chan result, 1)
-	go func() {
-		b, err := io.ReadAll(pr)
-		ch <- result{b, err}
-	}()
-	var res result
-	select {
-	case res = <-ch:
-	case <-time.After(StartTimeout):
-		cmd.Process.Signal(syscall.SIGTERM)
-		return 0, fmt.Errorf("VPS %d: start timed out after %v (see %s)", id, StartTimeout, r.St.Path(uint32(id), "monitor.log"))
-	}
-	var msg readyMsg
-	if len(res.b) == 0 || json.Unmarshal(res.b, &msg) != nil {
-		cmd.Wait()
-		return 0, fmt.Errorf("VPS %d: monitor died during start (see %s)", id, r.St.Path(uint32(id), "monitor.log"))
-	}
-	if msg.Error != "" {
-		cmd.Wait() // the monitor has cleaned up and exits
-		return 0, msg.failure(uint32(id))
-	}
-	cmd.Process.Release()
-	r.warn(uint32(id), msg.Warnings)
-	return msg.InitPID, nil
-}
+// BecomeMonitor ends a command that started a VPS with StartOptions.Caller: the process lets
+// its caller go with exit code code and stays as that VPS's monitor until the VPS halts (it
+// then exits, never returning). Otherwise it returns at once.
+func BecomeMonitor(code int) { monitor.Become(code) }
 
 // StopOptions tune Stop.
 type StopOptions struct {
@@ -247,7 +94,7 @@ func (r *Runtime) Stop(id container.ID, o StopOptions) error {
 		return err
 	}
 	defer lk.Unlock()
-	var left leftovers
+	var left monitor.Leftovers
 	if err := r.stopLocked(id, o, &left); err != nil {
 		return err
 	}
@@ -255,59 +102,33 @@ func (r *Runtime) Stop(id container.ID, o StopOptions) error {
 	return nil
 }
 
-// leftovers are what a stop can leave to the background remover once every process of the VPS
-// is gone and its run state is cleared: its groups and its mount namespace (held, -1: none). A
-// remover killed half-way leaves groups the next start removes (repair) and a namespace that
-// died with it.
-type leftovers struct {
-	cg    cgroup.Manager
-	mntns int
-}
-
-func (l leftovers) groups() []string {
-	var dirs []string
-	if l.cg != nil {
-		for _, d := range l.cg.Paths() {
-			dirs = append(dirs, d)
-		}
-	}
-	return dirs
-}
-
-func (l leftovers) hold() []*os.File {
-	if l.mntns < 0 {
-		return nil
-	}
-	return []*os.File{os.NewFile(uintptr(l.mntns), "vps-mntns")}
-}
-
 // handOff has the background remover release a stopped VPS's mount namespace and remove its
 // groups, holding the VPS's lock lk until both are done (a next boot needs its overlay
 // unmounted), so that the stop returns without waiting for either; without a remover (or
 // VPSCTL_SYNC_DESTROY) that is done here.
-func (r *Runtime) handOff(id container.ID, lk *store.Lock, left leftovers) {
-	hold := left.hold()
-	handed := left.cg != nil && r.St.Reclaim != nil &&
-		r.St.Reclaim(store.ReclaimJob{Hold: hold, Groups: left.groups(), VPSLock: lk.File(), VPSLockPath: "",
-			Spares: left.cg.Spares()}) == nil
+func (r *Runtime) handOff(id container.ID, lk *store.Lock, left monitor.Leftovers) {
+	hold := left.Hold()
+	handed := left.CG != nil && r.St.Reclaim != nil &&
+		r.St.Reclaim(store.ReclaimJob{Hold: hold, Groups: left.Groups(), VPSLock: lk.File(), VPSLockPath: "",
+			Spares: left.CG.Spares()}) == nil
 	// The remover has its own copy of the namespace; without one, this close unmounts it.
 	for _, f := range hold {
 		f.Close()
 	}
-	if !handed && left.cg != nil {
-		if err := removeGroups(left.cg); err != nil {
+	if !handed && left.CG != nil {
+		if err := monitor.RemoveGroups(left.CG); err != nil {
 			log.Printf("VPS %d: cgroup: %v", id, err)
 		}
 	}
 }
 
 // stopLocked stops VPS id, whose lock the caller holds. left, if not nil, may be given the
-// VPS's groups and mount namespace instead of their removal (see leftovers); it is cleared first.
-func (r *Runtime) stopLocked(id container.ID, o StopOptions, left *leftovers) error {
+// VPS's groups and mount namespace instead of their removal (see monitor.Leftovers); it is cleared first.
+func (r *Runtime) stopLocked(id container.ID, o StopOptions, left *monitor.Leftovers) error {
 	if left != nil {
-		*left = leftovers{mntns: -1}
+		*left = monitor.Leftovers{MntNS: -1}
 	}
-	stopF := r.St.Path(uint32(id), stopFile)
+	stopF := r.St.Path(uint32(id), monitor.StopFile)
 	s, err := r.Status(id)
 	if err == nil && s.State == "running" && s.InitPID == 0 && s.MonitorPID > 0 {
 		// Rebooting: ask the monitor not to boot again, and wait for it to finish.
@@ -391,7 +212,7 @@ func (r *Runtime) stopLocked(id container.ID, o StopOptions, left *leftovers) er
 		// Killed here, the stop leaves groups the next start removes (repair); the mount
 		// namespace dies with this process.
 		fault.Point("stop-cleared")
-		left.cg, left.mntns = cg, held
+		left.CG, left.MntNS = cg, held
 		fault.Mark("stop-repaired")
 		return nil
 	}
@@ -427,7 +248,7 @@ func (r *Runtime) Destroy(id container.ID, force bool) error {
 			return err
 		}
 	}
-	if left.cg == nil {
+	if left.CG == nil {
 		r.repair(id)
 	}
 	fault.Point("destroy-stopped")
@@ -438,7 +259,7 @@ func (r *Runtime) Destroy(id container.ID, force bool) error {
 // rename, and the files go to the background remover, and with them left (a stop's or run's
 // groups and mount namespace), which the remover removes first while it holds the VPS's lock,
 // and then the lock file. Without a remover all is done here.
-func (r *Runtime) destroyLocked(id container.ID, lk *store.Lock, name string, left leftovers) error {
+func (r *Runtime) destroyLocked(id container.ID, lk *store.Lock, name string, left monitor.Leftovers) error {
 	defer fault.Mark("destroy-done")
 	gl, err := r.St.LockGlobal(fmt.Sprintf("destroy %d", id))
 	if err != nil {
@@ -446,13 +267,13 @@ func (r *Runtime) destroyLocked(id container.ID, lk *store.Lock, name string, le
 		return err
 	}
 	defer gl.Unlock()
-	job := store.ReclaimJob{Hold: left.hold()}
-	if left.cg != nil {
-		job.Groups, job.VPSLock, job.VPSLockPath, job.Spares = left.groups(), lk.File(), lk.Path(), left.cg.Spares()
+	job := store.ReclaimJob{Hold: left.Hold()}
+	if left.CG != nil {
+		job.Groups, job.VPSLock, job.VPSLockPath, job.Spares = left.Groups(), lk.File(), lk.Path(), left.CG.Spares()
 	}
 	handed, err := r.St.RemoveJob(uint32(id), job)
-	if !handed && left.cg != nil {
-		if err := removeGroups(left.cg); err != nil {
+	if !handed && left.CG != nil {
+		if err := monitor.RemoveGroups(left.CG); err != nil {
 			log.Printf("VPS %d: cgroup: %v", id, err)
 		}
 	}
@@ -477,7 +298,7 @@ func (r *Runtime) CheckTemplateReplace(name string) error {
 	if _, err := template.Rootfs(r.St, name); err != nil {
 		return nil // nothing to replace
 	}
-	if pid := r.keeperPID(name); pid > 0 {
+	if pid := r.St.KeeperPID(name); pid > 0 {
 		return fmt.Errorf("template %q: %w by its spare VPSs (vpsctl spare stop %s)", name, ErrTemplateUse, name)
 	}
 	ss, err := r.List(false)
@@ -514,7 +335,7 @@ func (r *Runtime) RemoveTemplate(name string) error {
 	spares := 0
 	for _, c := range cs {
 		if c.Template == name {
-			if r.isSpare(c.ID) {
+			if r.St.IsSpare(c.ID) {
 				spares++
 				continue
 			}

@@ -4,14 +4,13 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	goruntime "runtime"
 	"strings"
 
 	"github.com/vpsctl/vpsctl/container"
 	"github.com/vpsctl/vpsctl/internal/fault"
+	"github.com/vpsctl/vpsctl/monitor"
 	"github.com/vpsctl/vpsctl/store"
 	"github.com/vpsctl/vpsctl/uid"
-	"golang.org/x/sys/unix"
 )
 
 // RunOnce boots stopped VPS id once with argv as its PID 1 (instead of its init), connected to
@@ -31,7 +30,7 @@ func (r *Runtime) RunOnce(id container.ID, argv []string, stdin, stdout, stderr 
 // this process (run --rm): its mount namespace is kept for Destroy to hand to the background
 // remover, which then does the unmounting too (see Runtime.held). spare, if set, makes the
 // boot a spare VPS's (see monitor.spare), always in this process.
-func (r *Runtime) runOnceLocked(id container.ID, argv []string, stdin, stdout, stderr *os.File, destroy bool, spare func() *claim) (int, error) {
+func (r *Runtime) runOnceLocked(id container.ID, argv []string, stdin, stdout, stderr *os.File, destroy bool, spare func() *monitor.Claim) (int, error) {
 	if destroy {
 		// A run --rm's own VPS, created by this command an instant ago: its status is known,
 		// unless another command started it before this one took its lock (then it has run
@@ -51,45 +50,13 @@ func (r *Runtime) runOnceLocked(id container.ID, argv []string, stdin, stdout, s
 		r.repair(id)
 	}
 	fault.Mark("run-checked")
-	return r.runHere(id, argv, stdin, stdout, stderr, destroy, spare)
-}
-
-// runHere is the one-shot boot of runOnceLocked done by this process instead of a spawned
-// monitor (whose Go runtime start is most of a short `vpsctl run`): the command waits for the
-// VPS anyway. The boot runs on an OS thread of its own that unshares its file-system context
-// and mount namespace first, so the VPS's mounts are made where the host never sees them, and
-// that is never reused (the goroutine ends locked, and Go then ends the thread). Every mount,
-// chdir and the clone of the init happen on that thread; the rest of the command is untouched.
-// spare, if set, makes the boot a spare VPS's (see monitor.spare): argv and stdio then come
-// with the claim.
-func (r *Runtime) runHere(id container.ID, argv []string, stdin, stdout, stderr *os.File, destroy bool, spare func() *claim) (int, error) {
-	type result struct {
-		code int
-		msg  readyMsg
+	var keep func(monitor.Leftovers)
+	if destroy {
+		keep = func(left monitor.Leftovers) { r.hold(id, left) }
 	}
-	done := make(chan result, 1)
-	go func() {
-		goruntime.LockOSThread()
-		var res result
-		defer func() { done <- res }()
-		if err := unix.Unshare(unix.CLONE_FS | unix.CLONE_NEWNS); err != nil {
-			res.msg = readyMsg{Error: "run: own mount namespace: " + os.NewSyscallError("unshare", err).Error()}
-			return
-		}
-		m := &monitor{st: r.St, id: uint32(id), oneshot: argv, stdio: []*os.File{stdin, stdout, stderr},
-			reportFn: func(msg readyMsg) { res.msg = msg }, spare: spare}
-		if destroy {
-			m.keep = func(left leftovers) { r.hold(id, left) }
-			m.volatile = true
-		}
-		res.code = m.runOnce()
-	}()
-	res := <-done
+	code, err := monitor.RunHere(r.St, uint32(id), argv, []*os.File{stdin, stdout, stderr}, keep, spare)
 	fault.Mark("run-monitor-exited")
-	if res.msg.Error != "" {
-		return 0, res.msg.failure(uint32(id))
-	}
-	return res.code, nil
+	return code, err
 }
 
 // userpasswdScript sets a password read from stdin ("user:password"), creating the user if
@@ -162,7 +129,7 @@ func (r *Runtime) Run(o RunOptions) (int, error) {
 	c := CreateOptions{ID: o.ID, Template: o.Template, Hostname: o.Hostname, Pool: o.Pool}
 	id, err := o.ID, error(nil)
 	if id == 0 {
-		id, err = r.createTransient(c, 0)
+		id, err = r.CreateTransient(c, 0)
 	} else {
 		err = r.Create(c)
 	}
@@ -175,7 +142,7 @@ func (r *Runtime) Run(o RunOptions) (int, error) {
 // runFresh runs argv as the PID 1 of VPS id, which this process has just created, under the
 // VPS's lock (what names the holder) and, with remove, destroys the VPS afterwards whatever
 // the outcome: a run's, and a spare's (spare: see monitor.spare).
-func (r *Runtime) runFresh(id container.ID, what string, argv []string, stdin, stdout, stderr *os.File, remove bool, spare func() *claim) (int, error) {
+func (r *Runtime) runFresh(id container.ID, what string, argv []string, stdin, stdout, stderr *os.File, remove bool, spare func() *monitor.Claim) (int, error) {
 	lk, err := r.St.LockVPS(uint32(id), what)
 	if err != nil {
 		if remove {
@@ -194,11 +161,11 @@ func (r *Runtime) runFresh(id container.ID, what string, argv []string, stdin, s
 	return code, err
 }
 
-// createTransient creates a VPS of vpsctl's own making (a run without an ID, a spare) as o
+// CreateTransient creates a VPS of vpsctl's own making (a run without an ID, a spare) as o
 // says, at the first free ID from the off'th transient one on (o.ID is ignored), and returns
 // its ID. A concurrent create that takes that ID first makes this one lose with ErrExist under
 // create's lock: it then tries the next free ID.
-func (r *Runtime) createTransient(o CreateOptions, off int) (container.ID, error) {
+func (r *Runtime) CreateTransient(o CreateOptions, off int) (container.ID, error) {
 	var err error
 	for range 10 {
 		o.ID = r.transientIDFrom(off)
@@ -213,15 +180,12 @@ func (r *Runtime) createTransient(o CreateOptions, off int) (container.ID, error
 // hand-picked ones, searching from the off'th on: a spare keeper moves on with each spare, so
 // that it does not wait for the remover of the last one, which holds its ID's lock.
 func (r *Runtime) transientIDFrom(off int) container.ID {
-	cand := container.ID(transientBase + (os.Getpid()+off)%1000000)
+	cand := container.ID(store.TransientBase + (os.Getpid()+off)%1000000)
 	for r.St.Exists(uint32(cand)) {
 		cand++
 	}
 	return cand
 }
-
-// transientBase is where the IDs of run's and the spares' VPSs start.
-const transientBase = 1000000000
 
 // destroyRan destroys VPS id at the end of its run --rm, whose init has exited, with the lock lk
 // that the run held throughout: nothing of the VPS can run, so there is no status to read and
@@ -235,4 +199,12 @@ func (r *Runtime) destroyRan(id container.ID, lk *store.Lock) bool {
 	err := r.destroyLocked(id, lk, "", left)
 	lk.Unlock()
 	return err == nil
+}
+
+// RunSpare boots VPS id, a spare VPS (package spare) created by CreateTransient, as far as a
+// run's boot goes before its command is known, then asks claim for one: the claim's command
+// then runs as the VPS's PID 1 on the claim's stdio, and the VPS is destroyed after it as a
+// run --rm's is. stdio is the init's until then. what names the VPS in errors.
+func (r *Runtime) RunSpare(id container.ID, what string, stdio *os.File, claim func() *monitor.Claim) (int, error) {
+	return r.runFresh(id, what, []string{"/bin/true"}, stdio, stdio, stdio, true, claim)
 }

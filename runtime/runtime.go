@@ -27,6 +27,7 @@ import (
 
 	"github.com/vpsctl/vpsctl/container"
 	"github.com/vpsctl/vpsctl/internal/spec"
+	"github.com/vpsctl/vpsctl/monitor"
 	"github.com/vpsctl/vpsctl/prestart"
 	"github.com/vpsctl/vpsctl/store"
 )
@@ -50,29 +51,29 @@ type Runtime struct {
 	Warn io.Writer
 	// held are what VPSs this process ran and is about to destroy (run --rm) left: their
 	// groups and mount namespaces, which the destroy hands to the background remover with the
-	// files (see leftovers), so that the command waits for neither the unmounting of the
+	// files (see monitor.Leftovers), so that the command waits for neither the unmounting of the
 	// VPS's ~45 mounts and its overlay nor the groups' removal.
-	held   map[container.ID]leftovers
+	held   map[container.ID]monitor.Leftovers
 	heldMu sync.Mutex // a spare keeper's workers (spare.go) share one Runtime
 }
 
-func (r *Runtime) hold(id container.ID, left leftovers) {
+func (r *Runtime) hold(id container.ID, left monitor.Leftovers) {
 	r.heldMu.Lock()
 	defer r.heldMu.Unlock()
 	if r.held == nil {
-		r.held = map[container.ID]leftovers{}
+		r.held = map[container.ID]monitor.Leftovers{}
 	}
 	r.held[id] = left
 }
 
-// takeHeld returns (and forgets) what hold kept of VPS id: no leftovers if nothing.
-func (r *Runtime) takeHeld(id container.ID) (leftovers, bool) {
+// takeHeld returns (and forgets) what hold kept of VPS id: no monitor.Leftovers if nothing.
+func (r *Runtime) takeHeld(id container.ID) (monitor.Leftovers, bool) {
 	r.heldMu.Lock()
 	defer r.heldMu.Unlock()
 	left, ok := r.held[id]
 	delete(r.held, id)
 	if !ok {
-		left = leftovers{mntns: -1}
+		left = monitor.Leftovers{MntNS: -1}
 	}
 	return left, ok
 }
@@ -86,7 +87,7 @@ func (r *Runtime) warn(id uint32, msgs []string) {
 	}
 }
 
-// Open opens the state root (see store.Open) and sweeps leftovers of killed commands.
+// Open opens the state root (see store.Open) and sweeps monitor.Leftovers of killed commands.
 func Open(root string) (*Runtime, error) {
 	if root == "" {
 		root = os.Getenv("VPSCTL_ROOT")

@@ -12,6 +12,7 @@ import (
 	"github.com/vpsctl/vpsctl/container"
 	"github.com/vpsctl/vpsctl/internal/proc"
 	"github.com/vpsctl/vpsctl/internal/spec"
+	"github.com/vpsctl/vpsctl/monitor"
 	"github.com/vpsctl/vpsctl/network"
 	"github.com/vpsctl/vpsctl/store"
 )
@@ -122,7 +123,7 @@ func (r *Runtime) List(all bool) ([]*Status, error) {
 	}
 	out := make([]*Status, 0, len(ids))
 	for _, id := range ids {
-		if r.isSpare(id) {
+		if r.St.IsSpare(id) {
 			continue // a keeper's, until a run claims it (spare.go)
 		}
 		s, err := r.Status(container.ID(id))
@@ -136,7 +137,7 @@ func (r *Runtime) List(all bool) ([]*Status, error) {
 	return out, nil
 }
 
-// repair removes the host-side leftovers of a VPS whose init and monitor are both gone (the
+// repair removes the host-side monitor.Leftovers of a VPS whose init and monitor are both gone (the
 // monitor was killed, or the host rebooted). The caller holds the VPS's lock.
 func (r *Runtime) repair(id container.ID) {
 	run, err := r.St.LoadRun(uint32(id))
@@ -175,14 +176,14 @@ func (r *Runtime) cleanHost(id container.ID) {
 	dirty := runErr == nil
 	if cg, err := cgroup.New(spec.CgroupPath(uint32(id))); err == nil && cg.Exists() {
 		dirty = true
-		if err := removeGroups(cg); err != nil {
+		if err := monitor.RemoveGroups(cg); err != nil {
 			log.Printf("VPS %d: cgroup: %v", id, err)
 		}
 	}
 	if dirty {
 		r.teardownNet(id, true)
 	}
-	os.Remove(r.St.Path(uint32(id), stopFile))
+	os.Remove(r.St.Path(uint32(id), monitor.StopFile))
 }
 
 // teardownNet removes what a stopped VPS's network left on the host (its host interfaces and

@@ -469,3 +469,57 @@ func UnmountBelow(dir string) {
 		unix.Unmount(m.Mountpoint, unix.MNT_DETACH)
 	}
 }
+
+// SpareMarker is the file in a spare VPS's directory (package spare) that names its template;
+// ClaimedMarker its name once a run has claimed the spare.
+const (
+	SpareMarker   = "spare"
+	ClaimedMarker = "spare-claimed"
+)
+
+// SparePath is the file of the spare keeper of template tpl with extension ext (.lock, .sock,
+// .log, .state) in the state root's spare/.
+func (s *Store) SparePath(tpl, ext string) string {
+	return filepath.Join(s.Root, "spare", tpl+ext)
+}
+
+// KeeperPID returns the PID of the keeper of tpl, 0 if none runs: the keeper holds a flock on
+// its lock file, in which it wrote its PID.
+func (s *Store) KeeperPID(tpl string) int {
+	held, text := LockHeld(s.SparePath(tpl, ".lock"))
+	if !held {
+		return 0
+	}
+	pid, _ := strconv.Atoi(text)
+	return pid
+}
+
+// IsSpare: VPS id is an unclaimed spare of a living keeper (list leaves it out). One whose
+// keeper died is listed, stopped, for anyone to destroy (the next keeper of its template, or
+// `spare stop`, does).
+func (s *Store) IsSpare(id uint32) bool {
+	if id < TransientBase {
+		return false
+	}
+	if _, err := os.Lstat(s.Path(id, SpareMarker)); err != nil {
+		return false
+	}
+	return s.VPSLocked(id)
+}
+
+// SpareTemplate is the template of VPS id if it is a spare, claimed or not ("" if it is none).
+func (s *Store) SpareTemplate(id uint32) string {
+	if id < TransientBase {
+		return ""
+	}
+	for _, name := range []string{SpareMarker, ClaimedMarker} {
+		if b, err := os.ReadFile(s.Path(id, name)); err == nil {
+			return strings.TrimSpace(string(b))
+		}
+	}
+	return ""
+}
+
+// TransientBase is where the IDs of VPSs of vpsctl's own making (a run without an ID, a spare)
+// start, far from hand-picked ones.
+const TransientBase = 1000000000

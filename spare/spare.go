@@ -1,6 +1,6 @@
-package runtime
+package spare
 
-// Spare VPSs: a pool of VPSs of one template booted in advance, for `vpsctl run --rm`, the way
+// Package spare keeps VPSs booted in advance, for `vpsctl run --rm`: a pool of VPSs of one template, for `vpsctl run --rm`, the way
 // Kata Containers' VM cache keeps VMs booted for the next container. A keeper process (this
 // file's spareMain, a hidden mode) keeps --count of them, each booted by a worker goroutine as
 // far as a run --rm's boot goes before its command is known: created, its groups made and
@@ -46,42 +46,26 @@ import (
 	"github.com/vpsctl/vpsctl/internal/fault"
 	"github.com/vpsctl/vpsctl/internal/sysfile"
 	"github.com/vpsctl/vpsctl/internal/timerslack"
-	"github.com/vpsctl/vpsctl/store"
+	"github.com/vpsctl/vpsctl/monitor"
+	"github.com/vpsctl/vpsctl/prestart"
+	"github.com/vpsctl/vpsctl/runtime"
 	"github.com/vpsctl/vpsctl/template"
 	"golang.org/x/sys/unix"
-)
-
-// The claim protocol (cmd/vpsctl/frontdoor.c, spare_claim): a claim is a message (prestart.Msg)
-// with keys hostname and arg (repeated), and the caller's stdin, stdout and stderr as
-// SCM_RIGHTS; each answer is two native int32s, a kind and a code.
-const (
-	claimStarted  = 1 // the command runs as the VPS's PID 1
-	claimExited   = 2 // with the status in code
-	claimFallback = 3 // not served: nothing ran; the caller runs the command itself
-)
-
-// spareMarker is the file in a spare VPS's directory that names its template; claimedMarker
-// its name once a run has claimed the spare.
-const (
-	spareMarker   = "spare"
-	claimedMarker = "spare-claimed"
 )
 
 // MaxSpares bounds --count: each spare is a booted VPS (a UID range, groups, mounts, a
 // parked init) that serves nothing until claimed.
 const MaxSpares = 16
 
-var errUnclaimed = errors.New("spare not claimed: the keeper stops")
-
-// SpareOptions describe a keeper of spare VPSs.
-type SpareOptions struct {
+// Options describe a keeper of spare VPSs.
+type Options struct {
 	Template string
 	Count    int           // spares kept booted (1..MaxSpares)
 	Idle     time.Duration // the keeper stops after this long without a claim (0: never)
 }
 
-// SpareKeeper describes a running keeper (`vpsctl spare list`).
-type SpareKeeper struct {
+// Keeper describes a running keeper (`vpsctl spare list`).
+type Keeper struct {
 	Template string `json:"template"`
 	PID      int    `json:"pid"`
 	Count    int    `json:"count"`
@@ -89,27 +73,10 @@ type SpareKeeper struct {
 	Served   int64  `json:"served"` // runs whose command ran in a spare
 }
 
-func (r *Runtime) spareDir() string { return filepath.Join(r.St.Root, "spare") }
-
-func (r *Runtime) sparePath(tpl, ext string) string {
-	return filepath.Join(r.spareDir(), tpl+ext)
-}
-
-// keeperPID returns the PID of the keeper of tpl, 0 if none runs: the keeper holds a flock on
-// its lock file, in which it wrote its PID.
-func (r *Runtime) keeperPID(tpl string) int {
-	held, text := store.LockHeld(r.sparePath(tpl, ".lock"))
-	if !held {
-		return 0
-	}
-	pid, _ := strconv.Atoi(text)
-	return pid
-}
-
 // StartSpares starts a keeper of o.Count spare VPSs of o.Template and returns once the first
 // is booted, with the keeper's PID; already: a keeper of the template runs (its PID), nothing
 // was started.
-func (r *Runtime) StartSpares(o SpareOptions) (pid int, already bool, err error) {
+func Start(r *runtime.Runtime, o Options) (pid int, already bool, err error) {
 	if err := template.ValidateName(o.Template); err != nil {
 		return 0, false, err
 	}
@@ -117,20 +84,20 @@ func (r *Runtime) StartSpares(o SpareOptions) (pid int, already bool, err error)
 		return 0, false, err
 	}
 	if o.Count < 1 || o.Count > MaxSpares {
-		return 0, false, fmt.Errorf("--count %d: want 1 to %d: %w", o.Count, MaxSpares, ErrBadValue)
+		return 0, false, fmt.Errorf("--count %d: want 1 to %d: %w", o.Count, MaxSpares, runtime.ErrBadValue)
 	}
 	if o.Idle < 0 {
-		return 0, false, fmt.Errorf("--idle %v: must not be negative: %w", o.Idle, ErrBadValue)
+		return 0, false, fmt.Errorf("--idle %v: must not be negative: %w", o.Idle, runtime.ErrBadValue)
 	}
-	if err := os.MkdirAll(r.spareDir(), 0o700); err != nil {
+	if err := os.MkdirAll(filepath.Join(r.St.Root, "spare"), 0o700); err != nil {
 		return 0, false, err
 	}
-	if pid := r.keeperPID(o.Template); pid > 0 {
+	if pid := r.St.KeeperPID(o.Template); pid > 0 {
 		return pid, true, nil
 	}
 	// The log is the running keeper's (its failures, its start and end); the keeper empties it
 	// once its lock is its own (a start that loses the race to another must not).
-	logf, err := sysfile.OpenFile(r.sparePath(o.Template, ".log"), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+	logf, err := sysfile.OpenFile(r.St.SparePath(o.Template, ".log"), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
 	if err != nil {
 		return 0, false, err
 	}
@@ -148,8 +115,10 @@ func (r *Runtime) StartSpares(o SpareOptions) (pid int, already bool, err error)
 	cmd := exec.Command("/proc/self/exe", o.Template, strconv.Itoa(o.Count), o.Idle.String())
 	cmd.Args[0] = "vpsctl-spare"
 	// What the tests and benchmarks turn off reaches the keeper's boots too.
-	cmd.Env = append(append([]string{modeEnv + "=keeper", "VPSCTL_ROOT=" + r.St.Root}, timerslack.Env()...),
-		inheritEnv(fault.TraceEnv)...)
+	cmd.Env = append([]string{prestart.StageEnv + "=keeper", "VPSCTL_ROOT=" + r.St.Root}, timerslack.Env()...)
+	if fault.Tracing() {
+		cmd.Env = append(cmd.Env, fault.TraceEnv+"=1")
+	}
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = null, logf, logf
 	cmd.ExtraFiles = []*os.File{pw}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
@@ -160,13 +129,13 @@ func (r *Runtime) StartSpares(o SpareOptions) (pid int, already bool, err error)
 	pw.Close()
 	pid = cmd.Process.Pid
 	b, _ := io.ReadAll(pr) // until the keeper has a spare booted, or has failed
-	var msg readyMsg
+	var msg monitor.Report
 	if json.Unmarshal(b, &msg) != nil || msg.InitPID == 0 && msg.Error == "" {
 		// Died without a word: its log says why.
 		cmd.Wait()
-		return 0, false, fmt.Errorf("spare keeper of template %q exited (%v); see %s", o.Template, cmd.ProcessState, r.sparePath(o.Template, ".log"))
+		return 0, false, fmt.Errorf("spare keeper of template %q exited (%v); see %s", o.Template, cmd.ProcessState, r.St.SparePath(o.Template, ".log"))
 	}
-	if err := msg.failureOf(fmt.Sprintf("spare VPS of template %q", o.Template)); err != nil {
+	if err := msg.FailureOf(fmt.Sprintf("spare VPS of template %q", o.Template)); err != nil {
 		cmd.Wait() // it stops: a start right after finds no keeper
 		return 0, false, err
 	}
@@ -176,13 +145,13 @@ func (r *Runtime) StartSpares(o SpareOptions) (pid int, already bool, err error)
 
 // StopSpares stops the keeper of tpl, which destroys its spares, and waits (at most timeout)
 // until it has; false: none was running.
-func (r *Runtime) StopSpares(tpl string, timeout time.Duration) (bool, error) {
+func Stop(r *runtime.Runtime, tpl string, timeout time.Duration) (bool, error) {
 	if err := template.ValidateName(tpl); err != nil {
 		return false, err
 	}
-	pid := r.keeperPID(tpl)
+	pid := r.St.KeeperPID(tpl)
 	if pid <= 0 {
-		r.destroyOrphanSpares(tpl) // of a keeper killed outright
+		destroyOrphanSpares(r, tpl) // of a keeper killed outright
 		return false, nil
 	}
 	if err := unix.Kill(pid, unix.SIGTERM); err != nil && err != unix.ESRCH {
@@ -190,7 +159,7 @@ func (r *Runtime) StopSpares(tpl string, timeout time.Duration) (bool, error) {
 	}
 	// The keeper lets go of its lock as its last act: wait for that.
 	deadline := time.Now().Add(timeout)
-	for wait := time.Millisecond; r.keeperPID(tpl) > 0; wait = min(2*wait, 50*time.Millisecond) {
+	for wait := time.Millisecond; r.St.KeeperPID(tpl) > 0; wait = min(2*wait, 50*time.Millisecond) {
 		if time.Now().After(deadline) {
 			return true, fmt.Errorf("spare keeper of template %q (PID %d) still running after %v", tpl, pid, timeout)
 		}
@@ -200,26 +169,26 @@ func (r *Runtime) StopSpares(tpl string, timeout time.Duration) (bool, error) {
 }
 
 // ListSpares lists the running keepers.
-func (r *Runtime) ListSpares() ([]SpareKeeper, error) {
-	ents, err := os.ReadDir(r.spareDir())
+func List(r *runtime.Runtime) ([]Keeper, error) {
+	ents, err := os.ReadDir(filepath.Join(r.St.Root, "spare"))
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil
 	}
 	if err != nil {
 		return nil, err
 	}
-	var out []SpareKeeper
+	var out []Keeper
 	for _, e := range ents {
 		tpl, ok := strings.CutSuffix(e.Name(), ".lock")
 		if !ok {
 			continue
 		}
-		pid := r.keeperPID(tpl)
+		pid := r.St.KeeperPID(tpl)
 		if pid <= 0 {
 			continue
 		}
-		var k SpareKeeper // the counts the keeper last wrote, if any
-		if b, err := os.ReadFile(r.sparePath(tpl, ".state")); err == nil {
+		var k Keeper // the counts the keeper last wrote, if any
+		if b, err := os.ReadFile(r.St.SparePath(tpl, ".state")); err == nil {
 			json.Unmarshal(b, &k)
 		}
 		k.Template, k.PID = tpl, pid
@@ -228,43 +197,17 @@ func (r *Runtime) ListSpares() ([]SpareKeeper, error) {
 	return out, nil
 }
 
-// isSpare: VPS id is an unclaimed spare of a living keeper (list leaves it out). One whose
-// keeper died is listed, stopped, for anyone to destroy (the next keeper of its template, or
-// `spare stop`, does).
-func (r *Runtime) isSpare(id uint32) bool {
-	if id < transientBase {
-		return false
-	}
-	if _, err := os.Lstat(r.St.Path(id, spareMarker)); err != nil {
-		return false
-	}
-	return r.St.VPSLocked(id)
-}
-
-// spareTemplate is the template of VPS id if it is a spare, claimed or not ("" if it is none).
-func (r *Runtime) spareTemplate(id uint32) string {
-	if id < transientBase {
-		return ""
-	}
-	for _, name := range []string{spareMarker, claimedMarker} {
-		if b, err := os.ReadFile(r.St.Path(id, name)); err == nil {
-			return strings.TrimSpace(string(b))
-		}
-	}
-	return ""
-}
-
 // destroyOrphanSpares destroys the spares of tpl whose keeper is gone, claimed or not, and
 // returns how many: their locks are free (Destroy takes them; a VPS another command holds is
 // left).
-func (r *Runtime) destroyOrphanSpares(tpl string) int {
+func destroyOrphanSpares(r *runtime.Runtime, tpl string) int {
 	ids, err := r.St.IDs()
 	if err != nil {
 		return 0
 	}
 	n := 0
 	for _, id := range ids {
-		if r.spareTemplate(id) != tpl {
+		if r.St.SpareTemplate(id) != tpl {
 			continue
 		}
 		if err := r.Destroy(container.ID(id), true); err == nil {

@@ -1,4 +1,4 @@
-package runtime
+package monitor
 
 import (
 	"errors"
@@ -78,7 +78,7 @@ func (m *monitor) becomeReaper(b *bootState) error {
 	}
 	msg := (&prestart.Msg{}).Add("id", strconv.FormatUint(uint64(m.id), 10)).AddInt("pid", b.pid)
 	msg.AddInt("sig", int(spec.PoweroffSignal(b.pid))).AddInt("master", master).AddInt("log", logfd)
-	msg.AddInt("logmax", maxConsoleLog).AddInt("listen", lfd).Add("stopfile", m.st.Path(m.id, stopFile))
+	msg.AddInt("logmax", maxConsoleLog).AddInt("listen", lfd).Add("stopfile", m.st.Path(m.id, StopFile))
 	for _, c := range clients {
 		fd, err := keep(c)
 		if err != nil {
@@ -151,7 +151,7 @@ func (m *monitor) after(st, fds string) int {
 	if !m.ended(syscall.WaitStatus(ws), m.cleanup) {
 		m.console.close()
 		m.st.ClearRun(m.id)
-		os.Remove(m.st.Path(m.id, stopFile))
+		os.Remove(m.st.Path(m.id, StopFile))
 		return 0
 	}
 	return m.loop(m.run.Boots + 1)
@@ -176,7 +176,7 @@ func (m *monitor) ownRun() (*store.RunState, error) {
 // its network. Its mounts went with its mount namespace, its console pty with the reaper.
 func (m *monitor) cleanup() {
 	if cg, err := cgroup.New(spec.CgroupPath(m.id)); err == nil {
-		if err := removeGroups(cg); err != nil {
+		if err := RemoveGroups(cg); err != nil {
 			log.Printf("cgroup: %v", err)
 		}
 	}

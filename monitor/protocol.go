@@ -1,4 +1,4 @@
-package runtime
+package monitor
 
 import (
 	"encoding/binary"
@@ -32,7 +32,7 @@ import (
 //	                                                                       pivot_root, hostname,
 //	                                                                       capabilities, exec init
 //	                                  <── initError (only on failure); EOF when exec succeeds
-//	<── readyMsg (JSON) ──────────────  init PID or the error
+//	<── Report (JSON) ──────────────  init PID or the error
 //	exits; the monitor stays and waits for init
 //
 // Errors cross both pipes as typed structs, never as text to be matched.
@@ -127,8 +127,8 @@ func (e *initError) Error() string {
 
 func (e *initError) Unwrap() error { return e.Errno }
 
-// readyMsg is the monitor's answer to the CLI that spawned it.
-type readyMsg struct {
+// Report is the monitor's answer to the CLI that spawned it.
+type Report struct {
 	InitPID int    `json:"init_pid,omitempty"`
 	Kind    string `json:"kind,omitempty"` // sentinel name for errors callers branch on
 	Error   string `json:"error,omitempty"`
@@ -136,14 +136,14 @@ type readyMsg struct {
 	Warnings []string `json:"warnings,omitempty"`
 }
 
-// failure is the report's error for VPS id (nil if the boot succeeded), wrapping the sentinel
+// Failure is the report's error for VPS id (nil if the boot succeeded), wrapping the sentinel
 // it names so that callers and exit codes can branch on it.
-func (m readyMsg) failure(id uint32) error {
-	return m.failureOf(fmt.Sprintf("VPS %d", id))
+func (m Report) Failure(id uint32) error {
+	return m.FailureOf(fmt.Sprintf("VPS %d", id))
 }
 
-// failureOf is failure with its subject named by the caller.
-func (m readyMsg) failureOf(subject string) error {
+// FailureOf is Failure with its subject named by the caller.
+func (m Report) FailureOf(subject string) error {
 	if m.Error == "" {
 		return nil
 	}
@@ -166,5 +166,5 @@ type reportedError struct {
 func (e *reportedError) Error() string { return e.msg }
 func (e *reportedError) Unwrap() error { return e.sentinel }
 
-// errorMsg is the report of err, its sentinel named for the reader's failure().
-func errorMsg(err error) readyMsg { return readyMsg{Kind: sentinelName(err), Error: err.Error()} }
+// ErrorReport is the report of err, its sentinel named for the reader's failure().
+func ErrorReport(err error) Report { return Report{Kind: sentinelName(err), Error: err.Error()} }

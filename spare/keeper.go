@@ -1,10 +1,9 @@
-package runtime
+package spare
 
 // The spare keeper process (see spare.go): its workers, each keeping one spare booted, the
 // claims its socket takes, and their hand-over to a parked spare.
 
 import (
-	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"log"
@@ -19,71 +18,25 @@ import (
 
 	"github.com/vpsctl/vpsctl/internal/fault"
 	"github.com/vpsctl/vpsctl/internal/sysfile"
+	"github.com/vpsctl/vpsctl/monitor"
 	"github.com/vpsctl/vpsctl/prestart"
+	"github.com/vpsctl/vpsctl/runtime"
 	"github.com/vpsctl/vpsctl/store"
 	"github.com/vpsctl/vpsctl/uid"
 	"github.com/vpsctl/vpsctl/uts"
 	"golang.org/x/sys/unix"
 )
 
-// claim is one `vpsctl run` served by a spare.
-type claim struct {
-	args     []string
-	hostname string
-	stdio    []*os.File
-	conn     *net.UnixConn
-	// term gets a signal when the caller forwards one or goes away: the VPS's init is killed.
-	term chan os.Signal
-	once sync.Once
-	// ended, if set, runs at close: the command has exited (or never ran).
-	ended func()
-}
-
-func (cl *claim) reply(kind, code int) {
-	var b [8]byte
-	binary.NativeEndian.PutUint32(b[0:], uint32(kind))
-	binary.NativeEndian.PutUint32(b[4:], uint32(int32(code)))
-	cl.conn.Write(b[:])
-}
-
-func (cl *claim) closeStdio() {
-	for _, f := range cl.stdio {
-		f.Close()
-	}
-	cl.stdio = nil
-}
-
-func (cl *claim) close() {
-	cl.once.Do(func() {
-		cl.closeStdio()
-		cl.conn.Close()
-		if cl.ended != nil {
-			cl.ended()
-		}
-	})
-}
-
-// watch turns anything the caller sends after its claim, or its going away, into a
-// termination of the claim's VPS.
-func (cl *claim) watch() {
-	var b [64]byte
-	cl.conn.Read(b[:])
-	select {
-	case cl.term <- syscall.SIGKILL:
-	default:
-	}
-}
-
 // keeper is the spare keeper process's state.
 type keeper struct {
-	r        *Runtime
+	r        *runtime.Runtime
 	tpl      string
 	count    int
 	l        *net.UnixListener
 	stopping atomic.Bool
-	done     chan struct{} // closed by stop
-	claims   chan *claim   // to a parked spare
-	serving  atomic.Int32  // spares whose claimed command runs
+	done     chan struct{}       // closed by stop
+	claims   chan *monitor.Claim // to a parked spare
+	serving  atomic.Int32        // spares whose claimed command runs
 	// stateDirty asks stateLoop for a write of the counts (saveState).
 	stateDirty chan struct{}
 	ready      atomic.Int32
@@ -116,13 +69,13 @@ func (k *keeper) saveState() {
 
 func (k *keeper) stateLoop() {
 	for range k.stateDirty {
-		b, _ := json.Marshal(SpareKeeper{Template: k.tpl, PID: os.Getpid(), Count: k.count, Ready: int(k.ready.Load()), Served: k.served.Load()})
-		store.WriteFileVolatile(k.r.sparePath(k.tpl, ".state"), b, 0o600)
+		b, _ := json.Marshal(Keeper{Template: k.tpl, PID: os.Getpid(), Count: k.count, Ready: int(k.ready.Load()), Served: k.served.Load()})
+		store.WriteFileVolatile(k.r.St.SparePath(k.tpl, ".state"), b, 0o600)
 	}
 }
 
 // park is a spare's monitor.spare: it counts the spare ready and waits for a claim.
-func (k *keeper) park() *claim {
+func (k *keeper) park() *monitor.Claim {
 	fault.Mark("spare-parked")
 	k.ready.Add(1)
 	k.saveState()
@@ -132,7 +85,7 @@ func (k *keeper) park() *claim {
 	case cl := <-k.claims:
 		k.lastUse.Store(time.Now().UnixNano())
 		k.serving.Add(1)
-		cl.ended = func() { k.serving.Add(-1) }
+		cl.Ended = func() { k.serving.Add(-1) }
 		fault.Mark("spare-claimed")
 		return cl
 	case <-k.done:
@@ -180,12 +133,12 @@ func (k *keeper) dispatch(conn *net.UnixConn) {
 		case <-k.done:
 		}
 	}
-	cl.reply(claimFallback, 0)
-	cl.close()
+	cl.Reply(monitor.ClaimFallback, 0)
+	cl.Close()
 }
 
 // accept reads a claim from conn: nil if it is not one a spare serves (answered, closed).
-func (k *keeper) accept(conn *net.UnixConn) *claim {
+func (k *keeper) accept(conn *net.UnixConn) *monitor.Claim {
 	buf := make([]byte, 1<<16)
 	oob := make([]byte, unix.CmsgSpace(4*4))
 	n, oobn, flags, _, err := conn.ReadMsgUnix(buf, oob)
@@ -199,15 +152,15 @@ func (k *keeper) accept(conn *net.UnixConn) *claim {
 			}
 		}
 	}
-	cl := &claim{conn: conn, term: make(chan os.Signal, 1)}
+	cl := &monitor.Claim{Conn: conn, Term: make(chan os.Signal, 1)}
 	for _, fd := range fds {
 		unix.CloseOnExec(fd)
-		cl.stdio = append(cl.stdio, os.NewFile(uintptr(fd), "claim-stdio"))
+		cl.Stdio = append(cl.Stdio, os.NewFile(uintptr(fd), "claim-stdio"))
 	}
-	refuse := func(why string) *claim {
+	refuse := func(why string) *monitor.Claim {
 		log.Printf("claim refused: %s", why)
-		cl.reply(claimFallback, 0)
-		cl.close()
+		cl.Reply(monitor.ClaimFallback, 0)
+		cl.Close()
 		return nil
 	}
 	if err != nil {
@@ -216,7 +169,7 @@ func (k *keeper) accept(conn *net.UnixConn) *claim {
 	if uid, err := peerUID(conn); err != nil || uid != 0 {
 		// Not root's: no answer at all (the socket's mode already keeps others out).
 		log.Printf("claim from UID %d refused (%v)", uid, err)
-		cl.close()
+		cl.Close()
 		return nil
 	}
 	kvs, perr := prestart.ParseMsg(buf[:n])
@@ -226,20 +179,20 @@ func (k *keeper) accept(conn *net.UnixConn) *claim {
 	for _, kv := range kvs {
 		switch kv.Key {
 		case "hostname":
-			cl.hostname = kv.Value
+			cl.Hostname = kv.Value
 		case "arg":
-			cl.args = append(cl.args, kv.Value)
+			cl.Args = append(cl.Args, kv.Value)
 		default:
 			return refuse("unknown claim key " + kv.Key)
 		}
 	}
-	if len(cl.args) == 0 {
+	if len(cl.Args) == 0 {
 		return refuse("malformed claim: no command")
 	}
-	if cl.hostname != "" && uts.ValidateHostname(cl.hostname) != nil {
+	if cl.Hostname != "" && uts.ValidateHostname(cl.Hostname) != nil {
 		return refuse("bad host name") // the caller's own run reports it
 	}
-	go cl.watch()
+	go cl.Watch()
 	return cl
 }
 
@@ -271,17 +224,17 @@ func (k *keeper) cycle() (bool, error) {
 		return false, err
 	}
 	defer null.Close()
-	id, err := r.createTransient(CreateOptions{Template: k.tpl, Pool: uid.DefaultPool}, int(k.seq.Add(1)%4096))
+	id, err := r.CreateTransient(runtime.CreateOptions{Template: k.tpl, Pool: uid.DefaultPool}, int(k.seq.Add(1)%4096))
 	if err != nil {
 		return false, err
 	}
-	if err := store.WriteFileVolatile(r.St.Path(uint32(id), spareMarker), []byte(k.tpl+"\n"), 0o600); err != nil {
+	if err := store.WriteFileVolatile(r.St.Path(uint32(id), store.SpareMarker), []byte(k.tpl+"\n"), 0o600); err != nil {
 		r.Destroy(id, true)
 		return false, err
 	}
 	var claimed, parked atomic.Bool
 	recorded := make(chan struct{}) // closed once park's bookkeeping is done
-	park := func() *claim {
+	park := func() *monitor.Claim {
 		parked.Store(true)
 		cl := k.park()
 		if cl == nil {
@@ -294,19 +247,19 @@ func (k *keeper) cycle() (bool, error) {
 		// Off the claim's path: the command runs meanwhile.
 		go func() {
 			defer close(recorded)
-			os.Rename(r.St.Path(uint32(id), spareMarker), r.St.Path(uint32(id), claimedMarker))
-			if cl.hostname == "" {
+			os.Rename(r.St.Path(uint32(id), store.SpareMarker), r.St.Path(uint32(id), store.ClaimedMarker))
+			if cl.Hostname == "" {
 				return
 			}
-			if c, err := r.St.LoadConfig(uint32(id)); err == nil && c.Hostname != cl.hostname {
-				c.Hostname = cl.hostname
+			if c, err := r.St.LoadConfig(uint32(id)); err == nil && c.Hostname != cl.Hostname {
+				c.Hostname = cl.Hostname
 				// Not synced: the VPS is destroyed after its command.
 				store.WriteFileVolatile(r.St.Path(uint32(id), "vps.conf"), c.Format(), 0o600)
 			}
 		}()
 		return cl
 	}
-	_, err = r.runFresh(id, "spare VPS of template "+k.tpl, []string{"/bin/true"}, null, null, null, true, park)
+	_, err = r.RunSpare(id, "spare VPS of template "+k.tpl, null, park)
 	if parked.Load() {
 		<-recorded
 	}
@@ -346,20 +299,29 @@ func (k *keeper) worker() {
 	}
 }
 
-// spareMain is the keeper process: os.Args is [vpsctl-spare TEMPLATE COUNT IDLE], fd 3 the
+// The keeper is a process vpsctl starts with the keeper's stage (prestart.StageEnv): it is
+// that program whatever else the binary is (a program importing the library included).
+func init() {
+	if os.Getenv(prestart.StageEnv) == "keeper" {
+		os.Unsetenv(prestart.StageEnv)
+		os.Exit(keeperMain())
+	}
+}
+
+// keeperMain is the keeper process: os.Args is [vpsctl-spare TEMPLATE COUNT IDLE], fd 3 the
 // pipe StartSpares reads its first outcome from.
-func spareMain() int {
+func keeperMain() int {
 	sysfile.WriteFile("/proc/self/comm", []byte("vpsctl-spare"), os.O_WRONLY, 0)
 	unix.CloseOnExec(3)
 	ready := os.NewFile(3, "ready")
 	// StartSpares reads the first spare's outcome as a start reads its monitor's report.
-	report := func(msg readyMsg) {
+	report := func(msg monitor.Report) {
 		b, _ := json.Marshal(msg)
 		ready.Write(b)
 		ready.Close()
 	}
 	fail := func(err error) int {
-		report(errorMsg(err))
+		report(monitor.ErrorReport(err))
 		log.Print(err)
 		return 3
 	}
@@ -374,11 +336,11 @@ func spareMain() int {
 	}
 	log.SetFlags(log.LstdFlags | log.Lmicroseconds)
 	log.SetPrefix(fmt.Sprintf("spare %s [%d]: ", tpl, os.Getpid()))
-	r, err := Open(os.Getenv("VPSCTL_ROOT"))
+	r, err := runtime.Open(os.Getenv("VPSCTL_ROOT"))
 	if err != nil {
 		return fail(err)
 	}
-	lockFd, err := unix.Open(r.sparePath(tpl, ".lock"), unix.O_RDWR|unix.O_CREAT|unix.O_CLOEXEC, 0o600)
+	lockFd, err := unix.Open(r.St.SparePath(tpl, ".lock"), unix.O_RDWR|unix.O_CREAT|unix.O_CLOEXEC, 0o600)
 	if err != nil {
 		return fail(os.NewSyscallError("open keeper lock", err))
 	}
@@ -389,18 +351,18 @@ func spareMain() int {
 	unix.Pwrite(lockFd, []byte(strconv.Itoa(os.Getpid())+"\n"), 0)
 	unix.Ftruncate(1, 0) // our log (stdout and stderr), which an earlier keeper wrote: ours now
 	// Spares of an earlier keeper of this template killed outright: nobody holds their locks.
-	if n := r.destroyOrphanSpares(tpl); n > 0 {
+	if n := destroyOrphanSpares(r, tpl); n > 0 {
 		log.Printf("destroyed %d spare VPSs of a keeper that was killed", n)
 	}
 
-	sock := r.sparePath(tpl, ".sock")
+	sock := r.St.SparePath(tpl, ".sock")
 	os.Remove(sock)
 	l, err := net.ListenUnix("unixpacket", &net.UnixAddr{Name: sock, Net: "unixpacket"})
 	if err != nil {
 		return fail(err)
 	}
 	os.Chmod(sock, 0o600)
-	k := &keeper{r: r, tpl: tpl, count: count, l: l, first: make(chan error, 1), done: make(chan struct{}), claims: make(chan *claim),
+	k := &keeper{r: r, tpl: tpl, count: count, l: l, first: make(chan error, 1), done: make(chan struct{}), claims: make(chan *monitor.Claim),
 		stateDirty: make(chan struct{}, 1)}
 	stateDone := make(chan struct{})
 	go func() { k.stateLoop(); close(stateDone) }()
@@ -437,16 +399,16 @@ func spareMain() int {
 	log.Printf("keeping %d spare VPSs", count)
 	first := <-k.first
 	if first != nil {
-		report(errorMsg(first))
+		report(monitor.ErrorReport(first))
 		k.stop()
 	} else {
-		report(readyMsg{InitPID: os.Getpid()})
+		report(monitor.Report{InitPID: os.Getpid()})
 	}
 	wg.Wait()
 	l.Close()
 	close(k.stateDirty) // the workers, its only writers, are done
 	<-stateDone
-	os.Remove(r.sparePath(tpl, ".state"))
+	os.Remove(r.St.SparePath(tpl, ".state"))
 	log.Printf("stopped: %d served", k.served.Load())
 	unix.Close(lockFd) // last: StopSpares waits for it
 	if first != nil {

@@ -1,4 +1,4 @@
-package runtime
+package monitor
 
 import (
 	"encoding/json"
@@ -33,36 +33,30 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// A process vpsctl started as one of its Go programs (a monitor, a spare keeper, a helper of a
-// checkpoint) is that program, whatever else the binary is: the stage (prestart.StageEnv) is set
-// by vpsctl only, and a program importing this package runs as itself without it.
+// A process vpsctl started as one of the monitor's programs (the monitor, a restore's helpers)
+// is that program, whatever else the binary is: the stage (prestart.StageEnv) is set by vpsctl
+// only, and a program importing this package runs as itself without it. The stage is read here,
+// in the package's initialisation, so that a program that imports the library needs no call of
+// its own; it never returns.
 func init() {
-	if os.Getenv(modeEnv) != "" {
-		childMain()
-	}
-}
-
-// childMain runs the stage and never returns.
-func childMain() {
-	mode := os.Getenv(modeEnv)
-	os.Unsetenv(modeEnv)
-	switch mode {
+	var main func() int
+	switch os.Getenv(modeEnv) {
 	case "monitor":
-		os.Exit(monitorMain())
+		main = monitorMain
 	case "criu-action":
-		os.Exit(criuActionMain())
+		main = criuActionMain
 	case "hold":
-		os.Exit(holdMain())
-	case "keeper":
-		os.Exit(spareMain())
+		main = holdMain
+	default:
+		return // none, or another package's (a spare keeper's)
 	}
-	fmt.Fprintf(os.Stderr, "vpsctl: unknown internal mode %q\n", mode)
-	os.Exit(3)
+	os.Unsetenv(modeEnv)
+	os.Exit(main())
 }
 
-// stopFile marks a stop in progress: when init exits while it exists, the monitor does not
+// StopFile marks a stop in progress: when init exits while it exists, the monitor does not
 // boot again even if the guest asked for a reboot.
-const stopFile = "stop-requested"
+const StopFile = "stop-requested"
 
 type monitor struct {
 	st      *store.Store
@@ -82,11 +76,11 @@ type monitor struct {
 	stdio []*os.File
 	// reportFn, if set, receives the boot report instead of the ready pipe (a monitor running
 	// inside the command that asked for the boot, see runHere).
-	reportFn func(readyMsg)
+	reportFn func(Report)
 	// keep, if set, is given the VPS's groups and mount namespace once its init has exited,
 	// instead of teardown removing them: a VPS destroyed next (run --rm) leaves them to the
 	// remover of its files.
-	keep func(leftovers)
+	keep func(Leftovers)
 	// volatile: the VPS is destroyed after this boot (run --rm), so its overlay is mounted
 	// "volatile": nothing syncs its upper layer, neither the guest's fsync() nor the overlay's
 	// last unmount, which otherwise syncs the whole file system the private area is on.
@@ -94,8 +88,8 @@ type monitor struct {
 	// spare, if set, makes this boot a spare VPS's (spare.go): it blocks once the VPS is made,
 	// before its init child gets its config, until a `vpsctl run` claims it (claimed, whose
 	// command, host name and stdio the init child then gets) or the keeper stops (nil).
-	spare   func() *claim
-	claimed *claim
+	spare   func() *Claim
+	claimed *Claim
 }
 
 func monitorMain() int {
@@ -148,7 +142,7 @@ func (m *monitor) awaitConsole() {
 	}
 }
 
-func (m *monitor) report(msg readyMsg) {
+func (m *monitor) report(msg Report) {
 	m.awaitConsole()
 	if m.lock != nil {
 		// Before the report: the command that spawned us may go on at once.
@@ -173,7 +167,7 @@ func (m *monitor) main() int {
 	// We were cloned into a mount namespace of our own: keep our mounts (the VPS's rootfs) from
 	// propagating to the host, so a killed monitor can never leak a mount there.
 	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
-		m.report(readyMsg{Error: "monitor: make mounts private: " + err.Error()})
+		m.report(Report{Error: "monitor: make mounts private: " + err.Error()})
 		return 3
 	}
 	m.console = newConsoleHub()
@@ -224,7 +218,7 @@ func (m *monitor) loop(boot int) int {
 			log.Printf("save run state: %v", err)
 		}
 		m.saveJoin(c, b)
-		m.report(readyMsg{InitPID: b.pid, Warnings: b.warnings})
+		m.report(Report{InitPID: b.pid, Warnings: b.warnings})
 		fault.Point("monitor-running")
 		log.Printf("boot %d: init is host PID %d", boot, b.pid)
 
@@ -251,7 +245,7 @@ func (m *monitor) loop(boot int) int {
 		}
 	}
 	m.st.ClearRun(m.id)
-	os.Remove(m.st.Path(m.id, stopFile))
+	os.Remove(m.st.Path(m.id, StopFile))
 	return 0
 }
 
@@ -287,7 +281,7 @@ func (m *monitor) ended(st syscall.WaitStatus, teardown func()) (reboot bool) {
 // caller holds the VPS's lock throughout.
 func (m *monitor) runOnce() int {
 	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
-		m.report(readyMsg{Error: "monitor: make mounts private: " + err.Error()})
+		m.report(Report{Error: "monitor: make mounts private: " + err.Error()})
 		return 3
 	}
 	signal.Ignore(syscall.SIGHUP, syscall.SIGPIPE)
@@ -306,17 +300,17 @@ func (m *monitor) runOnce() int {
 		if m.claimed != nil {
 			// The claim's command never ran: its `vpsctl run` boots a VPS of its own, which
 			// reports the failure the way a run does.
-			m.claimed.reply(claimFallback, 0)
-			m.claimed.close()
+			m.claimed.Reply(ClaimFallback, 0)
+			m.claimed.Close()
 		}
 		m.fail(err)
 		return 3
 	}
-	m.report(readyMsg{InitPID: b.pid})
+	m.report(Report{InitPID: b.pid})
 	var term <-chan os.Signal = sigs
 	if m.claimed != nil {
-		m.claimed.reply(claimStarted, 0)
-		term = m.claimed.term
+		m.claimed.Reply(ClaimStarted, 0)
+		term = m.claimed.Term
 	} else {
 		<-notified
 	}
@@ -328,8 +322,8 @@ func (m *monitor) runOnce() int {
 	}
 	if m.claimed != nil {
 		// The claim's `vpsctl run` exits now; the teardown is the keeper's.
-		m.claimed.reply(claimExited, code)
-		m.claimed.close()
+		m.claimed.Reply(ClaimExited, code)
+		m.claimed.Close()
 	}
 	b.teardown()
 	fault.Mark("monitor-torn-down")
@@ -363,14 +357,14 @@ func notifyAsync(c chan<- os.Signal, sigs ...os.Signal) <-chan struct{} {
 }
 
 func (m *monitor) fail(err error) {
-	m.report(errorMsg(err))
+	m.report(ErrorReport(err))
 }
 
 // stopRequested reports a stop in progress: the stop file names the process that asked (a
 // `vpsctl stop`, or this monitor on SIGTERM). A file whose writer died is stale (that stop was
 // killed half-way) and must not turn a later in-VPS reboot into a halt.
 func (m *monitor) stopRequested() bool {
-	b, err := sysfile.ReadFile(m.st.Path(m.id, stopFile))
+	b, err := sysfile.ReadFile(m.st.Path(m.id, StopFile))
 	if err != nil {
 		return false
 	}
@@ -378,13 +372,13 @@ func (m *monitor) stopRequested() bool {
 	if err == nil && (pid == os.Getpid() || unix.Kill(pid, 0) == nil) {
 		return true
 	}
-	os.Remove(m.st.Path(m.id, stopFile))
+	os.Remove(m.st.Path(m.id, StopFile))
 	return false
 }
 
 // requestStop is SIGTERM to the monitor: the same as `vpsctl stop` without the wait.
 func (m *monitor) requestStop(b *bootState) {
-	store.WriteFileVolatile(m.st.Path(m.id, stopFile), []byte(strconv.Itoa(os.Getpid())+"\n"), 0o600)
+	store.WriteFileVolatile(m.st.Path(m.id, StopFile), []byte(strconv.Itoa(os.Getpid())+"\n"), 0o600)
 	unix.Kill(b.pid, spec.PoweroffSignal(b.pid))
 }
 
@@ -406,7 +400,7 @@ type bootState struct {
 	logDone chan struct{}
 	logStop chan struct{}
 	undo    revert.Steps
-	// warnings for the CLI that started this boot (readyMsg.Warnings)
+	// warnings for the CLI that started this boot (Report.Warnings)
 	warnings []string
 	master   *os.File // the console pty's master (nil for a one-shot boot)
 	// pumpConsole starts copying the console to console.log and `vpsctl console` clients in Go
@@ -418,7 +412,7 @@ type bootState struct {
 	// mntns holds the VPS's mount namespace (-1: none held): see setInit and releaseNS;
 	// keep is the monitor's (see there), kept tells the undo that it took the groups.
 	mntns atomic.Int32
-	keep  func(leftovers)
+	keep  func(Leftovers)
 	kept  bool
 }
 
@@ -667,7 +661,7 @@ func readInit(sock *os.File, buf []byte) (int, error) {
 
 // parkSpare is a spare's boot from the parked init child's report to its claim's config (see
 // monitor.spare): the init child has its root and waits; once a `vpsctl run` claims the spare,
-// the child gets the claim's host name, command and stdio. errUnclaimed: the keeper stops.
+// the child gets the claim's host name, command and stdio. ErrUnclaimed: the keeper stops.
 func (m *monitor) parkSpare(sock *os.File, fd int, buf []byte, c *store.Config, pid int, env []string) error {
 	n, err := readInit(sock, buf)
 	if string(buf[:n]) != initParked {
@@ -679,24 +673,24 @@ func (m *monitor) parkSpare(sock *os.File, fd int, buf []byte, c *store.Config, 
 	fault.Mark("monitor-parked")
 	cl := m.spare()
 	if cl == nil {
-		return errUnclaimed
+		return ErrUnclaimed
 	}
 	m.claimed = cl
-	if cl.hostname != "" && cl.hostname != c.Hostname {
-		c.Hostname = cl.hostname
+	if cl.Hostname != "" && cl.Hostname != c.Hostname {
+		c.Hostname = cl.Hostname
 		// The root is the parked child's now (our child: its PID is not reused).
 		if err := uts.WriteEtcHostname(fmt.Sprintf("/proc/%d/root", pid), c.Hostname); err != nil {
 			log.Printf("write /etc/hostname: %v", err)
 		}
 	}
-	m.oneshot = cl.args
-	give := make([]int, 0, len(cl.stdio))
-	for _, f := range cl.stdio {
+	m.oneshot = cl.Args
+	give := make([]int, 0, len(cl.Stdio))
+	for _, f := range cl.Stdio {
 		give = append(give, int(f.Fd()))
 	}
-	err = unix.Sendmsg(fd, claimMsg(c.Hostname, c.Domainname, initArgv(cl.args), env), unix.UnixRights(give...), nil, 0)
+	err = unix.Sendmsg(fd, claimMsg(c.Hostname, c.Domainname, initArgv(cl.Args), env), unix.UnixRights(give...), nil, 0)
 	// The init child has its own copies now: ours would keep the caller's pipes open.
-	cl.closeStdio()
+	cl.CloseStdio()
 	if err != nil {
 		return fmt.Errorf("send claim: %w", os.NewSyscallError("sendmsg", err))
 	}
@@ -843,7 +837,7 @@ func (b *bootState) teardown() {
 		if b.keep != nil {
 			// Every process of the VPS died with its init (the PID namespace's): its groups
 			// are empty, and its mounts are in no one's way.
-			b.keep(leftovers{cg: b.cg, mntns: fd})
+			b.keep(Leftovers{CG: b.cg, MntNS: fd})
 			b.kept = true
 		} else {
 			released := proc.ReleaseMountNS(fd)
@@ -880,7 +874,7 @@ func openPty() (master, slave *os.File, err error) {
 	return os.NewFile(uintptr(mfd), "console-master"), os.NewFile(sfd, "console-slave"), nil
 }
 
-// sentinelName names the sentinel err wraps, for the CLI to re-wrap (readyMsg.Kind).
+// sentinelName names the sentinel err wraps, for the CLI to re-wrap (Report.Kind).
 func sentinelName(err error) string {
 	for name, s := range startSentinels {
 		if errors.Is(err, s) {
@@ -891,7 +885,7 @@ func sentinelName(err error) string {
 }
 
 var startSentinels = map[string]error{
-	"ip_in_use": network.ErrIPInUse, "bad_ip": network.ErrBadIP, "bad_value": ErrBadValue,
+	"ip_in_use": network.ErrIPInUse, "bad_ip": network.ErrBadIP, "bad_value": spec.ErrBadValue,
 	"cgroup_bad_value": cgroup.ErrBadValue, "no_template": store.ErrNoTemplate, "not_exist": store.ErrNotExist,
 	"criu": criu.ErrCRIU, "no_checkpoint": ErrNoCheckpoint, "locked": store.ErrLocked,
 }
@@ -991,7 +985,7 @@ func (m *monitor) prepare(c *store.Config) (b *bootState, idmap uid.Range, usern
 		if b.kept {
 			return
 		}
-		if err := removeGroups(b.cg); err != nil {
+		if err := RemoveGroups(b.cg); err != nil {
 			log.Printf("cgroup: %v", err)
 		}
 	})
@@ -1001,7 +995,7 @@ func (m *monitor) prepare(c *store.Config) (b *bootState, idmap uid.Range, usern
 // removeGroups removes a VPS's groups, killing what is left in them. Removing succeeds only
 // where no task is left (rmdir refuses a populated group), so empty groups, the usual case at a
 // teardown, need no listing and no kill first.
-func removeGroups(cg cgroup.Manager) error {
+func RemoveGroups(cg cgroup.Manager) error {
 	if cg.Destroy(0) == nil {
 		return nil
 	}

@@ -1,4 +1,4 @@
-package runtime
+package monitor
 
 import (
 	"encoding/binary"
@@ -61,19 +61,19 @@ func TestParseInitError(t *testing.T) {
 // TestReadyMsgFailure: a monitor's report turns into the error the command returns, with the
 // sentinel it names (exit codes branch on it) and none when the boot succeeded.
 func TestReadyMsgFailure(t *testing.T) {
-	if err := (readyMsg{InitPID: 7}).failure(101); err != nil {
+	if err := (Report{InitPID: 7}).Failure(101); err != nil {
 		t.Fatalf("success reported as %v", err)
 	}
-	err := readyMsg{Kind: "ip_in_use", Error: "198.18.0.5 is in use"}.failure(101)
+	err := Report{Kind: "ip_in_use", Error: "198.18.0.5 is in use"}.Failure(101)
 	if !errors.Is(err, network.ErrIPInUse) || err.Error() != "VPS 101: 198.18.0.5 is in use: "+network.ErrIPInUse.Error() {
 		t.Fatalf("ip_in_use report: %v", err)
 	}
 	// A report made of an error that wrapped the sentinel already says it: not twice.
-	err = readyMsg{Kind: "locked", Error: "template \"t\": " + store.ErrLocked.Error() + ": another keeper runs"}.failure(101)
+	err = Report{Kind: "locked", Error: "template \"t\": " + store.ErrLocked.Error() + ": another keeper runs"}.Failure(101)
 	if !errors.Is(err, store.ErrLocked) || strings.Count(err.Error(), store.ErrLocked.Error()) != 1 {
 		t.Fatalf("locked report: %v", err)
 	}
-	err = readyMsg{Kind: "no_such_kind", Error: "clone init: EPERM"}.failure(101)
+	err = Report{Kind: "no_such_kind", Error: "clone init: EPERM"}.Failure(101)
 	if err == nil || err.Error() != "VPS 101: clone init: EPERM" {
 		t.Fatalf("unknown kind: %v", err)
 	}
