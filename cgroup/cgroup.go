@@ -208,19 +208,6 @@ func New(rel string) (Manager, error) {
 	return newFS1(rel)
 }
 
-// NewV2At returns the v2 Manager for rel in the cgroup2 tree mounted at
-// mountpoint (the hybrid host's /sys/fs/cgroup/unified, or a directory
-// standing in for one in tests).
-func NewV2At(mountpoint, rel string) (Manager, error) {
-	if err := checkRel(rel); err != nil {
-		return nil, err
-	}
-	if !path.IsAbs(mountpoint) {
-		return nil, fmt.Errorf("cgroup2 mountpoint %q is not absolute: %w", mountpoint, ErrBadValue)
-	}
-	return newFS2(path.Clean(mountpoint), rel), nil
-}
-
 // checkRel accepts only clean, relative, non-root paths, so that joining rel
 // to a hierarchy root can never leave it.
 func checkRel(rel string) error {

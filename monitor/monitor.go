@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/vpsctl/vpsctl/cgroup"
+	"github.com/vpsctl/vpsctl/container"
 	"github.com/vpsctl/vpsctl/criu"
 	"github.com/vpsctl/vpsctl/internal/fault"
 	"github.com/vpsctl/vpsctl/internal/proc"
@@ -60,7 +61,7 @@ const StopFile = "stop-requested"
 
 type monitor struct {
 	st      *store.Store
-	id      uint32
+	id      container.ID
 	ready   *os.File
 	run     store.RunState
 	console *consoleHub
@@ -100,7 +101,7 @@ func monitorMain() int {
 	if len(os.Args) < 2 {
 		return 3
 	}
-	id, err := strconv.ParseUint(os.Args[1], 10, 32)
+	id, err := container.ParseID(os.Args[1])
 	if err != nil {
 		return 3
 	}
@@ -113,13 +114,13 @@ func monitorMain() int {
 	}
 	if len(os.Args) == 5 && os.Args[2] == "--after" {
 		// Back from the C reaper: init has exited (see reaper.go).
-		m := &monitor{st: st, id: uint32(id)}
+		m := &monitor{st: st, id: id}
 		return m.after(os.Args[3], os.Args[4])
 	}
 	// The ready pipe and the VPS's lock were inherited without close-on-exec; no VPS process
 	// may inherit them.
 	unix.CloseOnExec(3)
-	m := &monitor{st: st, id: uint32(id), ready: os.NewFile(3, "ready")}
+	m := &monitor{st: st, id: id, ready: os.NewFile(3, "ready")}
 	if len(os.Args) == 2 || (len(os.Args) == 4 && os.Args[2] == "--restore") {
 		unix.CloseOnExec(4)
 		m.lock = os.NewFile(4, "lock")

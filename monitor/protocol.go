@@ -8,6 +8,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/vpsctl/vpsctl/container"
 	"github.com/vpsctl/vpsctl/prestart"
 )
 
@@ -138,7 +139,7 @@ type Report struct {
 
 // Failure is the report's error for VPS id (nil if the boot succeeded), wrapping the sentinel
 // it names so that callers and exit codes can branch on it.
-func (m Report) Failure(id uint32) error {
+func (m Report) Failure(id container.ID) error {
 	return m.FailureOf(fmt.Sprintf("VPS %d", id))
 }
 

@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/vpsctl/vpsctl/container"
 	"github.com/vpsctl/vpsctl/criu"
 	"github.com/vpsctl/vpsctl/internal/spec"
 	"github.com/vpsctl/vpsctl/network"
@@ -27,16 +28,16 @@ var ErrNoCheckpoint = fmt.Errorf("no usable checkpoint: %w", spec.ErrBadValue)
 
 // CheckpointMeta is written next to the images.
 type CheckpointMeta struct {
-	ID        uint32    `json:"id"`
-	Time      time.Time `json:"time"`
-	TTY       string    `json:"tty"` // the console's --external key at dump time
-	Hostname  string    `json:"hostname"`
-	IDMap     string    `json:"idmap"`
-	Bytes     int64     `json:"bytes"`
-	Seconds   float64   `json:"seconds"`
-	Running   bool      `json:"left_running"`
-	CRIU      string    `json:"criu"`
-	InitVPSID int       `json:"init_vps_pid"`
+	ID        container.ID `json:"id"`
+	Time      time.Time    `json:"time"`
+	TTY       string       `json:"tty"` // the console's --external key at dump time
+	Hostname  string       `json:"hostname"`
+	IDMap     string       `json:"idmap"`
+	Bytes     int64        `json:"bytes"`
+	Seconds   float64      `json:"seconds"`
+	Running   bool         `json:"left_running"`
+	CRIU      string       `json:"criu"`
+	InitVPSID int          `json:"init_vps_pid"`
 }
 
 func ReadCheckpointMeta(dir string) (*CheckpointMeta, error) {
@@ -157,7 +158,7 @@ func criuActionMain() int {
 	if os.Getenv("CRTOOLS_SCRIPT_ACTION") != "setup-namespaces" {
 		return 0
 	}
-	id, err1 := strconv.ParseUint(os.Getenv("_VPSCTL_ID"), 10, 32)
+	id, err1 := container.ParseID(os.Getenv("_VPSCTL_ID"))
 	pid, err2 := strconv.Atoi(os.Getenv("CRTOOLS_INIT_PID"))
 	if err1 != nil || err2 != nil {
 		fmt.Fprintln(os.Stderr, "vpsctl criu action: missing _VPSCTL_ID or CRTOOLS_INIT_PID")
@@ -168,7 +169,7 @@ func criuActionMain() int {
 		fmt.Fprintln(os.Stderr, "vpsctl criu action:", err)
 		return 1
 	}
-	c, err := st.LoadConfig(uint32(id))
+	c, err := st.LoadConfig(id)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "vpsctl criu action:", err)
 		return 1
@@ -181,7 +182,7 @@ func criuActionMain() int {
 		fmt.Fprintln(os.Stderr, "vpsctl criu action:", err)
 		return 1
 	}
-	if _, err := network.Setup(uint32(id), pid, nc); err != nil {
+	if _, err := network.Setup(id, pid, nc); err != nil {
 		fmt.Fprintln(os.Stderr, "vpsctl criu action: network:", err)
 		return 1
 	}

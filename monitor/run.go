@@ -4,6 +4,7 @@ import (
 	"os"
 	"runtime"
 
+	"github.com/vpsctl/vpsctl/container"
 	"github.com/vpsctl/vpsctl/store"
 	"golang.org/x/sys/unix"
 )
@@ -18,7 +19,7 @@ import (
 // with the claim. keep, if set, marks a VPS destroyed next (run --rm): its overlay is mounted
 // volatile, and keep gets its groups and mount namespace once its init has exited (see
 // Leftovers), for the destroy's remover.
-func RunHere(st *store.Store, id uint32, argv []string, stdio []*os.File, keep func(Leftovers), spare func() *Claim) (int, error) {
+func RunHere(st *store.Store, id container.ID, argv []string, stdio []*os.File, keep func(Leftovers), spare func() *Claim) (int, error) {
 	type result struct {
 		code int
 		msg  Report

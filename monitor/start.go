@@ -11,6 +11,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/vpsctl/vpsctl/container"
 	"github.com/vpsctl/vpsctl/internal/fault"
 	"github.com/vpsctl/vpsctl/internal/sysfile"
 	"github.com/vpsctl/vpsctl/internal/timerslack"
@@ -55,7 +56,7 @@ func Pending() bool { return pendingMonitor != nil }
 // parent go (fd is the pipe to it) and moved this process's stdio to the monitor's log. The
 // caller holds the VPS's lock throughout the boot, and a crash of this process is a crash of
 // the monitor: the next command repairs whatever it left.
-func StartHere(st *store.Store, id uint32, fd int) (int, []string, error) {
+func StartHere(st *store.Store, id container.ID, fd int) (int, []string, error) {
 	logf, err := sysfile.OpenFile(st.Path(id, "monitor.log"), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
 	if err != nil {
 		return 0, nil, err
@@ -126,7 +127,7 @@ func Become(code int) {
 // report: the init's host PID and the boot's warnings. The monitor inherits the VPS's lock
 // (lock, held by the caller) and keeps it until its first boot is done: if this command dies
 // meanwhile, no other one can start the VPS a second time under the booting monitor.
-func Spawn(st *store.Store, id uint32, lock *os.File, extra ...string) (int, []string, error) {
+func Spawn(st *store.Store, id container.ID, lock *os.File, extra ...string) (int, []string, error) {
 	pr, pw, err := os.Pipe()
 	if err != nil {
 		return 0, nil, err

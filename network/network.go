@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/vishvananda/netlink"
+	"github.com/vpsctl/vpsctl/container"
 	"github.com/vpsctl/vpsctl/internal/revert"
 	"golang.org/x/sys/unix"
 )
@@ -30,13 +31,13 @@ var (
 	venetGW6 = netip.MustParseAddr("fe80::1")
 )
 
-func linkAlias(id uint32, inside string) string {
+func linkAlias(id container.ID, inside string) string {
 	return aliasPrefix + strconv.FormatUint(uint64(id), 10) + ":" + inside
 }
 
 // ownedBy reports whether l is a host link this package created for VPS id,
 // by its alias, or by its MAC for one of the names inside given.
-func ownedBy(l netlink.Link, id uint32, names ...string) bool {
+func ownedBy(l netlink.Link, id container.ID, names ...string) bool {
 	if l.Type() != "veth" {
 		return false
 	}
@@ -95,7 +96,7 @@ func ForwardingEnabled() (v4, v6 bool) {
 // Warnings reports host settings that keep cfg's routed addresses from working
 // fully; this package never changes host-wide sysctls itself. Setup returns
 // them; call it after AddIPs too.
-func Warnings(id uint32, cfg Config) []string {
+func Warnings(id container.ID, cfg Config) []string {
 	var w []string
 	has4 := slices.ContainsFunc(cfg.IPs, func(p netip.Prefix) bool { return p.Addr().Is4() })
 	has6 := slices.ContainsFunc(cfg.IPs, func(p netip.Prefix) bool { return p.Addr().Is6() })
@@ -165,7 +166,7 @@ func HostAddrInUse(a netip.Addr) (bool, error) {
 // its network: loopback up, the routed addresses on venet0, the bridged
 // interfaces. On error it undoes everything it did. The warnings say which
 // host settings keep the network from working fully (see Warnings).
-func Setup(id uint32, initPID int, cfg Config) (warnings []string, err error) {
+func Setup(id container.ID, initPID int, cfg Config) (warnings []string, err error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -208,7 +209,7 @@ func Setup(id uint32, initPID int, cfg Config) (warnings []string, err error) {
 }
 
 // checkHostNames refuses two interfaces of one VPS with the same host end.
-func checkHostNames(id uint32, netifs []NetIf) error {
+func checkHostNames(id container.ID, netifs []NetIf) error {
 	seen := map[string]bool{HostIfName(id): true}
 	for _, n := range netifs {
 		h := n.hostName(id)
@@ -226,7 +227,7 @@ func checkHostNames(id uint32, netifs []NetIf) error {
 // It works whether or not the VPS's network namespace still exists (when it
 // is gone the kernel has removed, or is removing, the veth pairs, but proxy
 // entries stay) and is idempotent.
-func Teardown(id uint32, cfg Config) error {
+func Teardown(id container.ID, cfg Config) error {
 	names := []string{venetName}
 	for _, n := range cfg.NetIfs {
 		names = append(names, n.Name)
@@ -257,7 +258,7 @@ func Teardown(id uint32, cfg Config) error {
 // AddIPs adds routed addresses to a running VPS, creating venet0 if it has
 // none. An address the VPS already has is left alone; one held by the host or
 // routed elsewhere is ErrIPInUse. On error nothing is changed.
-func AddIPs(id uint32, initPID int, ips []netip.Prefix) (err error) {
+func AddIPs(id container.ID, initPID int, ips []netip.Prefix) (err error) {
 	if err := (Config{IPs: ips}).Validate(); err != nil {
 		return err
 	}
@@ -278,7 +279,7 @@ func AddIPs(id uint32, initPID int, ips []netip.Prefix) (err error) {
 // proxy entries, the address on venet0, and the default route of a family
 // that has no address left. An address the VPS does not have is ErrNotFound,
 // and then nothing is changed.
-func DelIPs(id uint32, initPID int, ips []netip.Prefix) error {
+func DelIPs(id container.ID, initPID int, ips []netip.Prefix) error {
 	if err := (Config{IPs: ips}).Validate(); err != nil {
 		return err
 	}
@@ -336,7 +337,7 @@ func DelIPs(id uint32, initPID int, ips []netip.Prefix) error {
 // AddNetIf adds a bridged interface to a running VPS. A gateway it names
 // replaces the VPS's default route of that family. On error nothing is
 // changed.
-func AddNetIf(id uint32, initPID int, n NetIf) (err error) {
+func AddNetIf(id container.ID, initPID int, n NetIf) (err error) {
 	if err := n.Validate(); err != nil {
 		return err
 	}
@@ -364,7 +365,7 @@ func AddNetIf(id uint32, initPID int, n NetIf) (err error) {
 // VPS, found by the alias of its host end. If a default route went with it,
 // venet0's comes back. initPID is used only for that: the pair is found on
 // the host, where the tenant cannot rename it.
-func DelNetIf(id uint32, initPID int, name string) error {
+func DelNetIf(id container.ID, initPID int, name string) error {
 	if !validIfName(name) || name == venetName || name == "lo" {
 		return fmt.Errorf("interface name %q: %w", name, ErrBadNetIf)
 	}
@@ -451,7 +452,7 @@ func Links(initPID int) ([]LinkInfo, error) {
 }
 
 // ownHostLinks lists the host links created for VPS id (see ownedBy).
-func ownHostLinks(id uint32, names ...string) ([]netlink.Link, error) {
+func ownHostLinks(id container.ID, names ...string) ([]netlink.Link, error) {
 	all, err := dump(netlink.LinkList)
 	if err != nil {
 		return nil, fmt.Errorf("list host interfaces: %w", err)
@@ -484,7 +485,7 @@ func routeOwner(a netip.Addr) (linkIndex int, found bool, err error) {
 // venetPair finds VPS id's routed pair: nil links if there is none.
 // A host end not made by this package, or a venet0 that is not its peer
 // (one the tenant made, say), is ErrExists.
-func venetPair(v *vpsNetns, id uint32) (host, inside netlink.Link, err error) {
+func venetPair(v *vpsNetns, id container.ID) (host, inside netlink.Link, err error) {
 	name := HostIfName(id)
 	host, err = netlink.LinkByName(name)
 	if isNotFound(err) {
@@ -511,7 +512,7 @@ func venetPair(v *vpsNetns, id uint32) (host, inside netlink.Link, err error) {
 // newVeth creates a veth pair: host end hostName on the host, the other end
 // inside v named inside. Creating the peer directly in the VPS's namespace
 // (IFLA_NET_NS_FD) means its name never has to be free on the host.
-func newVeth(v *vpsNetns, id uint32, hostName, inside string, insideMAC net.HardwareAddr, u *revert.Steps) (*netlink.Veth, error) {
+func newVeth(v *vpsNetns, id container.ID, hostName, inside string, insideMAC net.HardwareAddr, u *revert.Steps) (*netlink.Veth, error) {
 	attrs := netlink.NewLinkAttrs()
 	attrs.Name = hostName
 	attrs.HardwareAddr = hostMAC(id, inside)
@@ -572,7 +573,7 @@ func configureHostEnd(name string, routed bool) error {
 // vpsForwarding reports whether the routed host end of VPS id forwards what
 // the VPS sends, for IPv4 and IPv6 (force_forwarding, which an administrator
 // may set; this package does not).
-func vpsForwarding(id uint32) (v4, v6 bool) {
+func vpsForwarding(id container.ID) (v4, v6 bool) {
 	s, err := hostSysctl("net/ipv4/conf/" + HostIfName(id) + "/forwarding")
 	v4 = err == nil && s == "1"
 	s, err = hostSysctl("net/ipv6/conf/" + HostIfName(id) + "/force_forwarding")
@@ -582,7 +583,7 @@ func vpsForwarding(id uint32) (v4, v6 bool) {
 
 // ensureVenet returns VPS id's routed pair, creating and configuring it if
 // there is none.
-func ensureVenet(v *vpsNetns, id uint32, u *revert.Steps) (host, inside netlink.Link, err error) {
+func ensureVenet(v *vpsNetns, id container.ID, u *revert.Steps) (host, inside netlink.Link, err error) {
 	host, inside, err = venetPair(v, id)
 	if err != nil || host != nil {
 		return host, inside, err
@@ -611,7 +612,7 @@ func ensureVenet(v *vpsNetns, id uint32, u *revert.Steps) (host, inside netlink.
 }
 
 // addIPs puts routed addresses on VPS id (see AddIPs), recording undo steps.
-func addIPs(v *vpsNetns, id uint32, ips []netip.Prefix, u *revert.Steps) error {
+func addIPs(v *vpsNetns, id container.ID, ips []netip.Prefix, u *revert.Steps) error {
 	// Refuse addresses in use before creating anything.
 	hostIdx := -1
 	if l, err := netlink.LinkByName(HostIfName(id)); err == nil && ownedBy(l, id, venetName) {
@@ -659,7 +660,7 @@ func addIPs(v *vpsNetns, id uint32, ips []netip.Prefix, u *revert.Steps) error {
 
 // addVenetIP routes a to the VPS: the address on venet0, the host route, and
 // proxy entries where a lies in a subnet of a host interface.
-func addVenetIP(v *vpsNetns, id uint32, host, inside netlink.Link, a netip.Addr, subnets []subnet, u *revert.Steps) error {
+func addVenetIP(v *vpsNetns, id container.ID, host, inside netlink.Link, a netip.Addr, subnets []subnet, u *revert.Steps) error {
 	hp := hostPrefix(a)
 	addr := &netlink.Addr{IPNet: ipNet(hp)}
 	if a.Is6() {
@@ -738,7 +739,7 @@ func venetGateway(v *vpsNetns, host, inside netlink.Link, fam int) error {
 // one per family that has an address, unless the VPS has a default route of
 // that family already (a bridged interface's gateway wins), and none for a
 // family without addresses. A VPS without venet0 is left alone.
-func venetDefaults(v *vpsNetns, id uint32) error {
+func venetDefaults(v *vpsNetns, id container.ID) error {
 	host, inside, err := venetPair(v, id)
 	if err != nil || host == nil {
 		return err
@@ -792,7 +793,7 @@ func venetDefaults(v *vpsNetns, id uint32) error {
 
 // addNetIf creates bridged interface n of VPS id (see AddNetIf), recording
 // undo steps.
-func addNetIf(v *vpsNetns, id uint32, n NetIf, u *revert.Steps) error {
+func addNetIf(v *vpsNetns, id container.ID, n NetIf, u *revert.Steps) error {
 	var br netlink.Link
 	if n.Bridge != "" {
 		var err error

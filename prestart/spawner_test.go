@@ -13,7 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vpsctl/vpsctl/internal/testutil"
 	"golang.org/x/sys/unix"
 )
 
@@ -51,7 +50,7 @@ func report(err error) int {
 
 func runChild(t *testing.T, mode string) {
 	t.Helper()
-	testutil.RequireRoot(t)
+	requireRoot(t)
 	cmd := exec.Command(os.Args[0])
 	cmd.Env = append(os.Environ(), StageEnv+"=monitor", childEnv+"="+mode, "_NSENTER_TEST_DIR="+t.TempDir())
 	if out, err := cmd.CombinedOutput(); err != nil {
@@ -81,7 +80,7 @@ func TestSpawnerReclaim(t *testing.T) { runChild(t, "reclaim") }
 
 // TestExecReclaim: the same job, done by an exec'd remover (this process has no spawner).
 func TestExecReclaim(t *testing.T) {
-	testutil.RequireRoot(t)
+	requireRoot(t)
 	if haveSpawner() {
 		t.Fatal("a test process has a spawner")
 	}

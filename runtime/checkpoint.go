@@ -40,22 +40,22 @@ import (
 
 // CheckpointResult reports a dump.
 type CheckpointResult struct {
-	ID          uint32  `json:"id"`
-	Dir         string  `json:"dir"`
-	Bytes       int64   `json:"bytes"`
-	Seconds     float64 `json:"seconds"`
-	LeftRunning bool    `json:"left_running"`
+	ID          container.ID `json:"id"`
+	Dir         string       `json:"dir"`
+	Bytes       int64        `json:"bytes"`
+	Seconds     float64      `json:"seconds"`
+	LeftRunning bool         `json:"left_running"`
 }
 
 // DefaultCheckpointDir is where a VPS's checkpoint goes unless --dir says otherwise.
 func (r *Runtime) DefaultCheckpointDir(id container.ID) string {
-	return r.St.Path(uint32(id), "checkpoint")
+	return r.St.Path(id, "checkpoint")
 }
 
 // Checkpoint dumps running VPS id with CRIU into dir (default: inside its state) and, unless
 // leaveRunning, stops it. A failed dump leaves the VPS running and any earlier image untouched.
 func (r *Runtime) Checkpoint(id container.ID, dir string, leaveRunning bool, progress io.Writer) (*CheckpointResult, error) {
-	lk, err := r.St.LockVPS(uint32(id), "checkpoint")
+	lk, err := r.St.LockVPS(id, "checkpoint")
 	if err != nil {
 		return nil, err
 	}
@@ -157,7 +157,7 @@ func dirSize(dir string) int64 {
 // A failed restore leaves it stopped, with nothing left behind. Progress lines go to progress
 // (nil: none).
 func (r *Runtime) Restore(id container.ID, dir string, progress io.Writer) (*RestoreResult, error) {
-	lk, err := r.St.LockVPS(uint32(id), "restore")
+	lk, err := r.St.LockVPS(id, "restore")
 	if err != nil {
 		return nil, err
 	}
@@ -192,15 +192,15 @@ func (r *Runtime) Restore(id container.ID, dir string, progress io.Writer) (*Res
 	if progress == nil {
 		progress = io.Discard
 	}
-	res := &RestoreResult{ID: uint32(id), Dir: dir, Bytes: dirSize(dir)}
+	res := &RestoreResult{ID: id, Dir: dir, Bytes: dirSize(dir)}
 	fmt.Fprintf(progress, "restoring VPS %d from %s (%.1f MiB, taken %s)\n", id, dir, float64(res.Bytes)/(1<<20),
 		meta.Time.Format(time.RFC3339))
 	t0 := time.Now()
-	pid, warnings, err := monitor.Spawn(r.St, uint32(id), lk.File(), "--restore", dir)
+	pid, warnings, err := monitor.Spawn(r.St, id, lk.File(), "--restore", dir)
 	if err != nil {
 		return nil, err
 	}
-	r.warn(uint32(id), warnings)
+	r.warn(id, warnings)
 	res.InitPID, res.Seconds = pid, time.Since(t0).Seconds()
 	fmt.Fprintf(progress, "read %.1f MiB in %.2f s\n", float64(res.Bytes)/(1<<20), res.Seconds)
 	return res, nil
@@ -208,24 +208,24 @@ func (r *Runtime) Restore(id container.ID, dir string, progress io.Writer) (*Res
 
 // RestoreResult is what a restore did (`vpsctl restore --format json`).
 type RestoreResult struct {
-	ID      uint32  `json:"id"`
-	Dir     string  `json:"dir"`
-	InitPID int     `json:"init_pid"` // host PID of the restored init
-	Bytes   int64   `json:"bytes"`    // size of the image directory
-	Seconds float64 `json:"seconds"`
+	ID      container.ID `json:"id"`
+	Dir     string       `json:"dir"`
+	InitPID int          `json:"init_pid"` // host PID of the restored init
+	Bytes   int64        `json:"bytes"`    // size of the image directory
+	Seconds float64      `json:"seconds"`
 }
 
 // CheckpointReport is the pre-flight of `vpsctl checkpoint --check`.
 type CheckpointReport struct {
-	ID              uint32   `json:"id"`
-	CRIU            string   `json:"criu"`
-	Version         string   `json:"version"`
-	TooOld          bool     `json:"too_old"`
-	BreakpointsWork bool     `json:"breakpoints_work"`
-	FaultWorkaround bool     `json:"fault_workaround"`
-	SoftDirty       bool     `json:"soft_dirty"`
-	Blockers        []string `json:"blockers"`
-	Notes           []string `json:"notes"`
+	ID              container.ID `json:"id"`
+	CRIU            string       `json:"criu"`
+	Version         string       `json:"version"`
+	TooOld          bool         `json:"too_old"`
+	BreakpointsWork bool         `json:"breakpoints_work"`
+	FaultWorkaround bool         `json:"fault_workaround"`
+	SoftDirty       bool         `json:"soft_dirty"`
+	Blockers        []string     `json:"blockers"`
+	Notes           []string     `json:"notes"`
 }
 
 // CheckpointCheck reports, before trying, what would block a dump of VPS id.

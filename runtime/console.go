@@ -20,7 +20,7 @@ func (r *Runtime) Console(id container.ID, in *os.File, out io.Writer) error {
 	if _, err := r.running(id, true); err != nil {
 		return err
 	}
-	c, err := net.Dial("unix", r.St.Path(uint32(id), "console.sock"))
+	c, err := net.Dial("unix", r.St.Path(id, "console.sock"))
 	if err != nil {
 		return fmt.Errorf("VPS %d: console: %w", id, err)
 	}

@@ -42,7 +42,7 @@ func (r *Runtime) Create(o CreateOptions) error {
 	if o.ID == container.HostID {
 		return fmt.Errorf("%w: 0 is the host", container.ErrBadID)
 	}
-	c := &store.Config{ID: uint32(o.ID), Name: o.Name, Template: o.Template, Hostname: o.Hostname, Domainname: o.Domainname}
+	c := &store.Config{ID: o.ID, Name: o.Name, Template: o.Template, Hostname: o.Hostname, Domainname: o.Domainname}
 	if o.Name != "" {
 		if err := container.ValidateName(o.Name); err != nil {
 			return err
@@ -102,7 +102,7 @@ func (r *Runtime) Create(o CreateOptions) error {
 		return err
 	}
 	defer gl.Unlock()
-	if r.St.Exists(uint32(o.ID)) {
+	if r.St.Exists(o.ID) {
 		return fmt.Errorf("VPS %d: %w", o.ID, store.ErrExist)
 	}
 	others, err := r.St.Configs()
@@ -157,13 +157,13 @@ func (r *Runtime) Create(o CreateOptions) error {
 	}
 	fault.Point("create-staged")
 	if o.Name != "" {
-		if err := r.St.ClaimName(o.Name, uint32(o.ID)); err != nil {
+		if err := r.St.ClaimName(o.Name, o.ID); err != nil {
 			return err
 		}
 	}
 	fault.Point("create-named")
-	if err := r.St.Commit(stage, uint32(o.ID)); err != nil {
-		r.St.ReleaseName(o.Name, uint32(o.ID))
+	if err := r.St.Commit(stage, o.ID); err != nil {
+		r.St.ReleaseName(o.Name, o.ID)
 		if errors.Is(err, store.ErrExist) {
 			return err
 		}

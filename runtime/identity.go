@@ -18,12 +18,12 @@ import (
 // UIDTable is a VPS's UID (or GID) table: the userspace face of the seed's per-container uid
 // hash.
 type UIDTable struct {
-	ID        uint32      `json:"id"`
-	UserNS    bool        `json:"user_namespace"`
-	Range     string      `json:"range"` // "HOST:SIZE"
-	Groups    bool        `json:"groups"`
-	Entries   []uid.Entry `json:"entries"`
-	Processes int         `json:"processes"`
+	ID        container.ID `json:"id"`
+	UserNS    bool         `json:"user_namespace"`
+	Range     string       `json:"range"` // "HOST:SIZE"
+	Groups    bool         `json:"groups"`
+	Entries   []uid.Entry  `json:"entries"`
+	Processes int          `json:"processes"`
 }
 
 // UIDs returns VPS id's UID table (GID table with groups): VPS ID, host ID, name from the VPS's
@@ -110,14 +110,14 @@ func openInRoot(dir, rel string) (*os.File, error) {
 
 // ProcInfo is one process as `vpsctl ps` shows it.
 type ProcInfo struct {
-	VPS       uint32 `json:"vps,omitempty"` // set in the spectator view only
-	HostPID   int    `json:"host_pid"`
-	VPSPID    int    `json:"vps_pid"`
-	VPSUID    int64  `json:"vps_uid"` // -1: not mapped into the VPS
-	HostUID   uint32 `json:"host_uid"`
-	Owning    uint32 `json:"owning"`
-	Effective uint32 `json:"effective"`
-	Command   string `json:"command"`
+	VPS       container.ID `json:"vps,omitempty"` // set in the spectator view only
+	HostPID   int          `json:"host_pid"`
+	VPSPID    int          `json:"vps_pid"`
+	VPSUID    int64        `json:"vps_uid"` // -1: not mapped into the VPS
+	HostUID   uint32       `json:"host_uid"`
+	Owning    container.ID `json:"owning"`
+	Effective container.ID `json:"effective"`
+	Command   string       `json:"command"`
 }
 
 // PS lists the processes of VPS id, or of every running VPS (the spectator view, Linux-VServer's
@@ -162,7 +162,7 @@ func (r *Runtime) PS(id container.ID) ([]ProcInfo, error) {
 				pi.VPS = s.ID
 			}
 			if o, err := container.Owning(int(p.Host)); err == nil {
-				pi.Owning = uint32(o)
+				pi.Owning = o
 			}
 			out = append(out, pi)
 		}
@@ -172,11 +172,11 @@ func (r *Runtime) PS(id container.ID) ([]ProcInfo, error) {
 
 // PIDInfo is the answer of `vpsctl pid` (OpenVZ's vzpid) for one host PID.
 type PIDInfo struct {
-	HostPID   int    `json:"host_pid"`
-	Owning    uint32 `json:"owning"`
-	Effective uint32 `json:"effective"`
-	VPSPID    int    `json:"vps_pid"` // PID inside the owning (else effective) VPS; 0 if outside its PID namespace
-	Command   string `json:"command"`
+	HostPID   int          `json:"host_pid"`
+	Owning    container.ID `json:"owning"`
+	Effective container.ID `json:"effective"`
+	VPSPID    int          `json:"vps_pid"` // PID inside the owning (else effective) VPS; 0 if outside its PID namespace
+	Command   string       `json:"command"`
 }
 
 // ErrNoProcess reports a host PID that does not exist.
@@ -190,7 +190,7 @@ func (r *Runtime) PIDs(pids []int) ([]PIDInfo, error) {
 	}
 	inits := map[container.ID]int{}
 	for _, s := range running {
-		inits[container.ID(s.ID)] = s.InitPID
+		inits[s.ID] = s.InitPID
 	}
 	out := make([]PIDInfo, 0, len(pids))
 	for _, p := range pids {
@@ -206,7 +206,7 @@ func (r *Runtime) PIDs(pids []int) ([]PIDInfo, error) {
 		if err != nil {
 			return nil, fmt.Errorf("PID %d: %w", p, ErrNoProcess)
 		}
-		pi.Owning, pi.Effective = uint32(o), uint32(e)
+		pi.Owning, pi.Effective = o, e
 		for _, v := range []container.ID{o, e} {
 			if v == container.HostID {
 				continue

@@ -33,12 +33,12 @@ type StartOptions struct {
 // vpsctl exits. It returns the host PID of the VPS's init. A failed start leaves the VPS stopped
 // with nothing mounted and no cgroups.
 func (r *Runtime) Start(id container.ID, o StartOptions) (int, error) {
-	lk, err := r.St.LockVPS(uint32(id), "start")
+	lk, err := r.St.LockVPS(id, "start")
 	if err != nil {
 		return 0, err
 	}
 	defer lk.Unlock()
-	c, err := r.St.LoadConfig(uint32(id))
+	c, err := r.St.LoadConfig(id)
 	if err != nil {
 		return 0, err
 	}
@@ -53,7 +53,7 @@ func (r *Runtime) Start(id container.ID, o StartOptions) (int, error) {
 	r.repair(id)
 	fault.Mark("start-repaired")
 	// A plain start boots afresh: a checkpoint left by suspend --to-disk is no longer resumed.
-	os.Remove(r.St.Path(uint32(id), suspendedFile))
+	os.Remove(r.St.Path(id, suspendedFile))
 	if _, err := spec.Resources(c); err != nil {
 		return 0, err
 	}
@@ -63,14 +63,14 @@ func (r *Runtime) Start(id container.ID, o StartOptions) (int, error) {
 	var pid int
 	var warnings []string
 	if o.Caller != nil && !monitor.Pending() {
-		pid, warnings, err = monitor.StartHere(r.St, uint32(id), int(o.Caller.Fd()))
+		pid, warnings, err = monitor.StartHere(r.St, id, int(o.Caller.Fd()))
 	} else {
-		pid, warnings, err = monitor.Spawn(r.St, uint32(id), lk.File())
+		pid, warnings, err = monitor.Spawn(r.St, id, lk.File())
 	}
 	if err != nil {
 		return 0, err
 	}
-	r.warn(uint32(id), warnings)
+	r.warn(id, warnings)
 	return pid, nil
 }
 
@@ -89,7 +89,7 @@ type StopOptions struct {
 // Kill) every process in its cgroup is killed. Afterwards no process, mount or cgroup of it is
 // left.
 func (r *Runtime) Stop(id container.ID, o StopOptions) error {
-	lk, err := r.St.LockVPS(uint32(id), "stop")
+	lk, err := r.St.LockVPS(id, "stop")
 	if err != nil {
 		return err
 	}
@@ -128,7 +128,7 @@ func (r *Runtime) stopLocked(id container.ID, o StopOptions, left *monitor.Lefto
 	if left != nil {
 		*left = monitor.Leftovers{MntNS: -1}
 	}
-	stopF := r.St.Path(uint32(id), monitor.StopFile)
+	stopF := r.St.Path(id, monitor.StopFile)
 	s, err := r.Status(id)
 	if err == nil && s.State == "running" && s.InitPID == 0 && s.MonitorPID > 0 {
 		// Rebooting: ask the monitor not to boot again, and wait for it to finish.
@@ -153,7 +153,7 @@ func (r *Runtime) stopLocked(id container.ID, o StopOptions, left *monitor.Lefto
 	}
 	defer os.Remove(stopF)
 	fault.Point("stop-requested")
-	cg, err := cgroup.New(spec.CgroupPath(uint32(id)))
+	cg, err := cgroup.New(spec.CgroupPath(id))
 	if err != nil {
 		return err
 	}
@@ -208,7 +208,7 @@ func (r *Runtime) stopLocked(id container.ID, o StopOptions, left *monitor.Lefto
 		// Every process of the VPS is gone (its init and monitor have exited): what is left on
 		// the host but its groups and mounts goes now, then its run state, as repair would.
 		r.teardownNet(id, false)
-		r.St.ClearRun(uint32(id))
+		r.St.ClearRun(id)
 		// Killed here, the stop leaves groups the next start removes (repair); the mount
 		// namespace dies with this process.
 		fault.Point("stop-cleared")
@@ -226,7 +226,7 @@ func (r *Runtime) stopLocked(id container.ID, o StopOptions, left *monitor.Lefto
 // Destroy removes VPS id: its private area, config and state. A running VPS is refused
 // (ErrRunning) unless force, which stops it first.
 func (r *Runtime) Destroy(id container.ID, force bool) error {
-	lk, err := r.St.LockVPS(uint32(id), "destroy")
+	lk, err := r.St.LockVPS(id, "destroy")
 	if err != nil {
 		return err
 	}
@@ -271,7 +271,7 @@ func (r *Runtime) destroyLocked(id container.ID, lk *store.Lock, name string, le
 	if left.CG != nil {
 		job.Groups, job.VPSLock, job.VPSLockPath, job.Spares = left.Groups(), lk.File(), lk.Path(), left.CG.Spares()
 	}
-	handed, err := r.St.RemoveJob(uint32(id), job)
+	handed, err := r.St.RemoveJob(id, job)
 	if !handed && left.CG != nil {
 		if err := monitor.RemoveGroups(left.CG); err != nil {
 			log.Printf("VPS %d: cgroup: %v", id, err)
@@ -280,7 +280,7 @@ func (r *Runtime) destroyLocked(id container.ID, lk *store.Lock, name string, le
 	if err != nil {
 		return err
 	}
-	r.St.ReleaseName(name, uint32(id))
+	r.St.ReleaseName(name, id)
 	if !handed || job.VPSLock == nil {
 		lk.RemoveFile()
 	}
@@ -305,7 +305,7 @@ func (r *Runtime) CheckTemplateReplace(name string) error {
 	if err != nil {
 		return err
 	}
-	var running []uint32
+	var running []container.ID
 	for _, s := range ss {
 		if s.Template == name {
 			running = append(running, s.ID)
@@ -331,7 +331,7 @@ func (r *Runtime) RemoveTemplate(name string) error {
 	if err != nil {
 		return err
 	}
-	var users []uint32
+	var users []container.ID
 	spares := 0
 	for _, c := range cs {
 		if c.Template == name {

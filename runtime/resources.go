@@ -24,7 +24,7 @@ type Beancounter struct {
 
 // Stats is a VPS's resource usage.
 type Stats struct {
-	ID           uint32                 `json:"id"`
+	ID           container.ID           `json:"id"`
 	CPUUsageNs   uint64                 `json:"cpu_usage_ns"`
 	MemoryBytes  uint64                 `json:"memory_bytes"`
 	MemoryMax    uint64                 `json:"memory_max_bytes"`
@@ -67,7 +67,7 @@ var FreezeTimeout = 10 * time.Second
 
 // Suspend freezes every process of VPS id (cgroup freezer), waiting until they are frozen.
 func (r *Runtime) Suspend(id container.ID) error {
-	lk, err := r.St.LockVPS(uint32(id), "suspend")
+	lk, err := r.St.LockVPS(id, "suspend")
 	if err != nil {
 		return err
 	}
@@ -97,22 +97,22 @@ func (r *Runtime) SuspendToDisk(id container.ID, progress io.Writer) error {
 	if _, err := r.Checkpoint(id, "", false, progress); err != nil {
 		return err
 	}
-	return store.WriteFileAtomic(r.St.Path(uint32(id), suspendedFile), []byte(r.DefaultCheckpointDir(id)+"\n"), 0o600)
+	return store.WriteFileAtomic(r.St.Path(id, suspendedFile), []byte(r.DefaultCheckpointDir(id)+"\n"), 0o600)
 }
 
 // Resume thaws a suspended VPS, or restores one suspended to disk.
 func (r *Runtime) Resume(id container.ID) error {
-	if _, err := os.Stat(r.St.Path(uint32(id), suspendedFile)); err == nil {
+	if _, err := os.Stat(r.St.Path(id, suspendedFile)); err == nil {
 		if s, err := r.Status(id); err == nil && s.State == "stopped" {
 			if _, err := r.Restore(id, "", nil); err != nil {
 				return err
 			}
-			os.Remove(r.St.Path(uint32(id), suspendedFile))
+			os.Remove(r.St.Path(id, suspendedFile))
 			return nil
 		}
-		os.Remove(r.St.Path(uint32(id), suspendedFile))
+		os.Remove(r.St.Path(id, suspendedFile))
 	}
-	lk, err := r.St.LockVPS(uint32(id), "resume")
+	lk, err := r.St.LockVPS(id, "resume")
 	if err != nil {
 		return err
 	}

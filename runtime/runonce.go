@@ -13,19 +13,6 @@ import (
 	"github.com/vpsctl/vpsctl/uid"
 )
 
-// RunOnce boots stopped VPS id once with argv as its PID 1 (instead of its init), connected to
-// the given stdio, and returns argv's exit status (128+N if killed by signal N). The VPS is
-// locked throughout and stopped again afterwards, with nothing left behind. It serves
-// maintenance of stopped VPSs (set --userpasswd) and `vpsctl run`.
-func (r *Runtime) RunOnce(id container.ID, argv []string, stdin, stdout, stderr *os.File) (int, error) {
-	lk, err := r.St.LockVPS(uint32(id), "run "+strings.Join(argv, " "))
-	if err != nil {
-		return 0, err
-	}
-	defer lk.Unlock()
-	return r.runOnceLocked(id, argv, stdin, stdout, stderr, false, nil)
-}
-
 // runOnceLocked is RunOnce with the VPS's lock held. destroy: the VPS is destroyed next, by
 // this process (run --rm): its mount namespace is kept for Destroy to hand to the background
 // remover, which then does the unmounting too (see Runtime.held). spare, if set, makes the
@@ -35,7 +22,7 @@ func (r *Runtime) runOnceLocked(id container.ID, argv []string, stdin, stdout, s
 		// A run --rm's own VPS, created by this command an instant ago: its status is known,
 		// unless another command started it before this one took its lock (then it has run
 		// state). What a killed earlier VPS of the same ID left on the host is still removed.
-		if _, err := r.St.LoadRun(uint32(id)); err == nil {
+		if _, err := r.St.LoadRun(id); err == nil {
 			return 0, fmt.Errorf("VPS %d: %w", id, ErrRunning)
 		}
 		r.cleanHost(id)
@@ -54,7 +41,7 @@ func (r *Runtime) runOnceLocked(id container.ID, argv []string, stdin, stdout, s
 	if destroy {
 		keep = func(left monitor.Leftovers) { r.hold(id, left) }
 	}
-	code, err := monitor.RunHere(r.St, uint32(id), argv, []*os.File{stdin, stdout, stderr}, keep, spare)
+	code, err := monitor.RunHere(r.St, id, argv, []*os.File{stdin, stdout, stderr}, keep, spare)
 	fault.Mark("run-monitor-exited")
 	return code, err
 }
@@ -84,7 +71,7 @@ awk -F: -v OFS=: -v u="$u" -v h="$h" '$1==u{$2=h}1' /etc/shadow > /etc/shadow.vp
 // one-shot boot), creating the user if missing, like vzctl --userpasswd. The caller holds the
 // VPS's lock.
 func (r *Runtime) setUserPassword(s *Status, user, password string) error {
-	id := container.ID(s.ID)
+	id := s.ID
 	pr, pw, err := os.Pipe()
 	if err != nil {
 		return err
@@ -143,7 +130,7 @@ func (r *Runtime) Run(o RunOptions) (int, error) {
 // VPS's lock (what names the holder) and, with remove, destroys the VPS afterwards whatever
 // the outcome: a run's, and a spare's (spare: see monitor.spare).
 func (r *Runtime) runFresh(id container.ID, what string, argv []string, stdin, stdout, stderr *os.File, remove bool, spare func() *monitor.Claim) (int, error) {
-	lk, err := r.St.LockVPS(uint32(id), what)
+	lk, err := r.St.LockVPS(id, what)
 	if err != nil {
 		if remove {
 			r.Destroy(id, true)
@@ -181,7 +168,7 @@ func (r *Runtime) CreateTransient(o CreateOptions, off int) (container.ID, error
 // that it does not wait for the remover of the last one, which holds its ID's lock.
 func (r *Runtime) transientIDFrom(off int) container.ID {
 	cand := container.ID(store.TransientBase + (os.Getpid()+off)%1000000)
-	for r.St.Exists(uint32(cand)) {
+	for r.St.Exists(cand) {
 		cand++
 	}
 	return cand

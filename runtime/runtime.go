@@ -78,7 +78,7 @@ func (r *Runtime) takeHeld(id container.ID) (monitor.Leftovers, bool) {
 	return left, ok
 }
 
-func (r *Runtime) warn(id uint32, msgs []string) {
+func (r *Runtime) warn(id container.ID, msgs []string) {
 	if r.Warn == nil {
 		return
 	}
@@ -111,7 +111,7 @@ func (r *Runtime) Resolve(ref string) (container.ID, error) {
 		if err != nil {
 			return 0, err
 		}
-		if !r.St.Exists(uint32(id)) {
+		if !r.St.Exists(id) {
 			return 0, fmt.Errorf("VPS %d: %w", id, store.ErrNotExist)
 		}
 		return id, nil
@@ -126,5 +126,5 @@ func (r *Runtime) Resolve(ref string) (container.ID, error) {
 	if err != nil {
 		return 0, err
 	}
-	return container.ID(id), nil
+	return id, nil
 }

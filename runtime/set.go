@@ -32,7 +32,7 @@ type SetOptions struct {
 
 // Set applies o to VPS id. Every value is validated before anything changes.
 func (r *Runtime) Set(id container.ID, o SetOptions) error {
-	lk, err := r.St.LockVPS(uint32(id), "set")
+	lk, err := r.St.LockVPS(id, "set")
 	if err != nil {
 		return err
 	}

@@ -19,20 +19,20 @@ import (
 
 // Status is what `vpsctl status` and `vpsctl list` report about a VPS.
 type Status struct {
-	ID         uint32   `json:"id"`
-	Name       string   `json:"name"`
-	State      string   `json:"state"` // "running", "stopped" or "deleted"
-	Suspended  bool     `json:"suspended"`
-	Hostname   string   `json:"hostname"`
-	Domainname string   `json:"domainname,omitempty"`
-	Template   string   `json:"template"`
-	InitPID    int      `json:"init_pid"`
-	MonitorPID int      `json:"monitor_pid,omitempty"`
-	Boots      int      `json:"boots,omitempty"`
-	Namespaces []string `json:"namespaces,omitempty"`
-	IDMap      string   `json:"idmap,omitempty"`
-	IPs        []string `json:"ips"`
-	NetIfs     []string `json:"netifs"`
+	ID         container.ID `json:"id"`
+	Name       string       `json:"name"`
+	State      string       `json:"state"` // "running", "stopped" or "deleted"
+	Suspended  bool         `json:"suspended"`
+	Hostname   string       `json:"hostname"`
+	Domainname string       `json:"domainname,omitempty"`
+	Template   string       `json:"template"`
+	InitPID    int          `json:"init_pid"`
+	MonitorPID int          `json:"monitor_pid,omitempty"`
+	Boots      int          `json:"boots,omitempty"`
+	Namespaces []string     `json:"namespaces,omitempty"`
+	IDMap      string       `json:"idmap,omitempty"`
+	IPs        []string     `json:"ips"`
+	NetIfs     []string     `json:"netifs"`
 
 	cfg *store.Config
 	run *store.RunState
@@ -53,9 +53,9 @@ func (s *Status) Line() string {
 
 // Status reports VPS id's state; a VPS that does not exist is "deleted" (not an error).
 func (r *Runtime) Status(id container.ID) (*Status, error) {
-	c, err := r.St.LoadConfig(uint32(id))
+	c, err := r.St.LoadConfig(id)
 	if errors.Is(err, store.ErrNotExist) {
-		return &Status{ID: uint32(id), State: "deleted", IPs: []string{}, NetIfs: []string{}}, nil
+		return &Status{ID: id, State: "deleted", IPs: []string{}, NetIfs: []string{}}, nil
 	}
 	if err != nil {
 		return nil, err
@@ -126,7 +126,7 @@ func (r *Runtime) List(all bool) ([]*Status, error) {
 		if r.St.IsSpare(id) {
 			continue // a keeper's, until a run claims it (spare.go)
 		}
-		s, err := r.Status(container.ID(id))
+		s, err := r.Status(id)
 		if err != nil || s.State == "deleted" {
 			continue
 		}
@@ -140,10 +140,10 @@ func (r *Runtime) List(all bool) ([]*Status, error) {
 // repair removes the host-side monitor.Leftovers of a VPS whose init and monitor are both gone (the
 // monitor was killed, or the host rebooted). The caller holds the VPS's lock.
 func (r *Runtime) repair(id container.ID) {
-	run, err := r.St.LoadRun(uint32(id))
+	run, err := r.St.LoadRun(id)
 	if err != nil {
 		if !errors.Is(err, os.ErrNotExist) {
-			r.St.ClearRun(uint32(id))
+			r.St.ClearRun(id)
 		}
 		r.cleanHost(id)
 		return
@@ -158,13 +158,13 @@ func (r *Runtime) repair(id container.ID) {
 			time.Sleep(20 * time.Millisecond)
 		}
 		if !proc.Alive(run.MonitorPID, run.MonitorStart) {
-			if _, err := r.St.LoadRun(uint32(id)); errors.Is(err, os.ErrNotExist) {
+			if _, err := r.St.LoadRun(id); errors.Is(err, os.ErrNotExist) {
 				return
 			}
 		}
 	}
 	r.cleanHost(id)
-	r.St.ClearRun(uint32(id))
+	r.St.ClearRun(id)
 }
 
 // cleanHost removes a stopped VPS's cgroups and host network objects, if any are left.
@@ -172,9 +172,9 @@ func (r *Runtime) cleanHost(id container.ID) {
 	// The group is made first and removed last by a boot: if it is gone and no run state is
 	// left, the previous boot cleaned up after itself and there is nothing to look for (the
 	// network teardown's netlink scans are the costly part of a start's or stop's repair).
-	_, runErr := r.St.LoadRun(uint32(id))
+	_, runErr := r.St.LoadRun(id)
 	dirty := runErr == nil
-	if cg, err := cgroup.New(spec.CgroupPath(uint32(id))); err == nil && cg.Exists() {
+	if cg, err := cgroup.New(spec.CgroupPath(id)); err == nil && cg.Exists() {
 		dirty = true
 		if err := monitor.RemoveGroups(cg); err != nil {
 			log.Printf("VPS %d: cgroup: %v", id, err)
@@ -183,7 +183,7 @@ func (r *Runtime) cleanHost(id container.ID) {
 	if dirty {
 		r.teardownNet(id, true)
 	}
-	os.Remove(r.St.Path(uint32(id), monitor.StopFile))
+	os.Remove(r.St.Path(id, monitor.StopFile))
 }
 
 // teardownNet removes what a stopped VPS's network left on the host (its host interfaces and
@@ -193,11 +193,11 @@ func (r *Runtime) cleanHost(id container.ID) {
 // set-up in this process) would find nothing. A repair scans anyway, for what a command killed
 // half-way left.
 func (r *Runtime) teardownNet(id container.ID, scan bool) {
-	c, err := r.St.LoadConfig(uint32(id))
+	c, err := r.St.LoadConfig(id)
 	if err != nil || !slices.Contains(c.Namespaces, "net") {
 		return
 	}
 	if nc, err := spec.Net(c); err == nil && (scan || !nc.Empty()) {
-		network.Teardown(uint32(id), nc)
+		network.Teardown(id, nc)
 	}
 }

@@ -228,7 +228,7 @@ func (k *keeper) cycle() (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	if err := store.WriteFileVolatile(r.St.Path(uint32(id), store.SpareMarker), []byte(k.tpl+"\n"), 0o600); err != nil {
+	if err := store.WriteFileVolatile(r.St.Path(id, store.SpareMarker), []byte(k.tpl+"\n"), 0o600); err != nil {
 		r.Destroy(id, true)
 		return false, err
 	}
@@ -247,14 +247,14 @@ func (k *keeper) cycle() (bool, error) {
 		// Off the claim's path: the command runs meanwhile.
 		go func() {
 			defer close(recorded)
-			os.Rename(r.St.Path(uint32(id), store.SpareMarker), r.St.Path(uint32(id), store.ClaimedMarker))
+			os.Rename(r.St.Path(id, store.SpareMarker), r.St.Path(id, store.ClaimedMarker))
 			if cl.Hostname == "" {
 				return
 			}
-			if c, err := r.St.LoadConfig(uint32(id)); err == nil && c.Hostname != cl.Hostname {
+			if c, err := r.St.LoadConfig(id); err == nil && c.Hostname != cl.Hostname {
 				c.Hostname = cl.Hostname
 				// Not synced: the VPS is destroyed after its command.
-				store.WriteFileVolatile(r.St.Path(uint32(id), "vps.conf"), c.Format(), 0o600)
+				store.WriteFileVolatile(r.St.Path(id, "vps.conf"), c.Format(), 0o600)
 			}
 		}()
 		return cl

@@ -42,7 +42,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/vpsctl/vpsctl/container"
 	"github.com/vpsctl/vpsctl/internal/fault"
 	"github.com/vpsctl/vpsctl/internal/sysfile"
 	"github.com/vpsctl/vpsctl/internal/timerslack"
@@ -210,7 +209,7 @@ func destroyOrphanSpares(r *runtime.Runtime, tpl string) int {
 		if r.St.SpareTemplate(id) != tpl {
 			continue
 		}
-		if err := r.Destroy(container.ID(id), true); err == nil {
+		if err := r.Destroy(id, true); err == nil {
 			n++
 		}
 	}

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/vpsctl/vpsctl/container"
 	"github.com/vpsctl/vpsctl/internal/sysfile"
 	"golang.org/x/sys/unix"
 )
@@ -26,7 +27,7 @@ var LockWait = 3 * time.Second
 // LockVPS takes the lock that serializes commands on VPS id. what names the command, and is
 // shown to whoever waits in vain. A VPS that does not exist (checked once the lock is held) is
 // ErrNotExist, and leaves no lock file behind.
-func (s *Store) LockVPS(id uint32, what string) (*Lock, error) {
+func (s *Store) LockVPS(id container.ID, what string) (*Lock, error) {
 	lk, err := lockFile(filepath.Join(s.Root, "locks", strconv.FormatUint(uint64(id), 10)+".lock"), what, fmt.Sprintf("VPS %d", id))
 	if err != nil {
 		return nil, err
@@ -171,7 +172,7 @@ func parseLockHolder(text string, ino uint64) int {
 
 // VPSLocked reports whether a command holds VPS id's lock now (a spare VPS's keeper holds it
 // for the spare's whole life): a check, not a lock.
-func (s *Store) VPSLocked(id uint32) bool {
+func (s *Store) VPSLocked(id container.ID) bool {
 	held, _ := LockHeld(filepath.Join(s.Root, "locks", strconv.FormatUint(uint64(id), 10)+".lock"))
 	return held
 }

@@ -19,7 +19,6 @@ import (
 	"time"
 
 	"github.com/vpsctl/vpsctl/internal/fault"
-	"github.com/vpsctl/vpsctl/internal/testutil"
 )
 
 type statusJSON struct {
@@ -471,7 +470,7 @@ func TestRun(t *testing.T) {
 	waitFor(t, 10*time.Second, "the run's VPS to exist", func() bool { return len(vpsDirs(t)) > len(beforeDirs) })
 	time.Sleep(200 * time.Millisecond)
 	cmd.Process.Signal(syscall.SIGINT)
-	if err := testutil.WaitCmd(t, cmd, 20*time.Second); !errors.As(err, &ee) || ee.ExitCode() != 128+int(syscall.SIGKILL) {
+	if err := waitCmd(t, cmd, 20*time.Second); !errors.As(err, &ee) || ee.ExitCode() != 128+int(syscall.SIGKILL) {
 		t.Fatalf("run after SIGINT: %v, want exit %d", err, 128+int(syscall.SIGKILL))
 	}
 	if after := fmt.Sprint(vpsDirs(t)); after != before {

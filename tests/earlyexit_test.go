@@ -10,8 +10,6 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
-	"github.com/vpsctl/vpsctl/internal/testutil"
 )
 
 // goChild finds the vpsctl process that the command with PID parent forked before its Go
@@ -95,7 +93,7 @@ func TestEarlyExit(t *testing.T) {
 	time.Sleep(100 * time.Millisecond)
 	cmd.Process.Signal(syscall.SIGTERM)
 	var ee *exec.ExitError
-	if err := testutil.WaitCmd(t, cmd, 20*time.Second); !errors.As(err, &ee) || ee.ExitCode() != 128+int(syscall.SIGKILL) {
+	if err := waitCmd(t, cmd, 20*time.Second); !errors.As(err, &ee) || ee.ExitCode() != 128+int(syscall.SIGKILL) {
 		t.Fatalf("run after SIGTERM to its parent: %v, want exit %d", err, 128+int(syscall.SIGKILL))
 	}
 	waitFor(t, 10*time.Second, "the run's child to end", gone(child))
@@ -106,7 +104,7 @@ func TestEarlyExit(t *testing.T) {
 	// SIGKILL to it: the child dies with it (and the VPS with the child), as one process did.
 	cmd, child = start()
 	cmd.Process.Kill()
-	testutil.WaitCmd(t, cmd, 20*time.Second)
+	waitCmd(t, cmd, 20*time.Second)
 	waitFor(t, 10*time.Second, "the killed command's child to die with it", gone(child))
 	// The run never destroyed its VPS: it is left stopped, as a killed run leaves it.
 	for _, id := range vpsDirs(t) {

@@ -63,9 +63,6 @@ var Identity = Range{Host: 0, Size: math.MaxUint32}
 // end returns one past the last host ID, computed without overflow.
 func (r Range) end() uint64 { return uint64(r.Host) + uint64(r.Size) }
 
-// valid reports whether r is non-empty and stays inside 0..MaxID.
-func (r Range) valid() bool { return r.Size > 0 && r.end()-1 <= MaxID }
-
 // ToHost translates guest ID g to its host ID. It reports false when g is not mapped by r
 // (outside 0..Size-1, or a host ID past MaxID for a malformed r).
 func (r Range) ToHost(g GuestID) (HostID, bool) {

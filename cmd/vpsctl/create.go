@@ -13,8 +13,6 @@ import (
 	"github.com/vpsctl/vpsctl/uid"
 )
 
-func toID(id uint32) container.ID { return container.ID(id) }
-
 // limitFlags are shared by create and set.
 func limitFlags() []cli.Flag {
 	return []cli.Flag{
@@ -153,8 +151,8 @@ EXAMPLES:
 				v := c.String(n)
 				return &v
 			}
-			return withVPS(c, func(rt *runtime.Runtime, id uint32) error {
-				err := rt.Set(toID(id), runtime.SetOptions{Name: str("name"), Hostname: str("hostname"), Domainname: str("domainname"),
+			return withVPS(c, func(rt *runtime.Runtime, id container.ID) error {
+				err := rt.Set(id, runtime.SetOptions{Name: str("name"), Hostname: str("hostname"), Domainname: str("domainname"),
 					Limits: limitsFrom(c), Net: netFrom(c), Capabilities: c.StringSlice("capability"), Save: c.Bool("save"), Devices: devicesFrom(c),
 					UserPasswd: c.StringSlice("userpasswd")})
 				if err != nil {

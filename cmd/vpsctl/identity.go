@@ -24,8 +24,8 @@ func uidCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			return withVPS(c, func(rt *runtime.Runtime, id uint32) error {
-				t, err := rt.UIDs(toID(id), c.Bool("groups"))
+			return withVPS(c, func(rt *runtime.Runtime, id container.ID) error {
+				t, err := rt.UIDs(id, c.Bool("groups"))
 				if err != nil {
 					return err
 				}

@@ -72,7 +72,7 @@ func openRuntime(c *cli.Context) (*runtime.Runtime, error) {
 }
 
 // withVPS runs f with the runtime and the VPS named by the first argument.
-func withVPS(c *cli.Context, f func(rt *runtime.Runtime, id uint32) error) error {
+func withVPS(c *cli.Context, f func(rt *runtime.Runtime, id container.ID) error) error {
 	if c.NArg() < 1 {
 		return usageError("%s: missing VPS ID or name", c.Command.Name)
 	}
@@ -84,7 +84,7 @@ func withVPS(c *cli.Context, f func(rt *runtime.Runtime, id uint32) error) error
 	if err != nil {
 		return err
 	}
-	return f(rt, uint32(id))
+	return f(rt, id)
 }
 
 func formatFlag() cli.Flag {
@@ -222,8 +222,8 @@ func commands() []*cli.Command {
 			Name: "start", Usage: "boot a VPS", ArgsUsage: "ID|NAME",
 			Description: "Boots the VPS's own init in new namespaces. The VPS keeps running after vpsctl exits.\n\nEXAMPLE:\n   vpsctl start 101",
 			Action: func(c *cli.Context) error {
-				return withVPS(c, func(rt *runtime.Runtime, id uint32) error {
-					pid, err := rt.Start(toID(id), startOptions())
+				return withVPS(c, func(rt *runtime.Runtime, id container.ID) error {
+					pid, err := rt.Start(id, startOptions())
 					if err != nil {
 						return err
 					}
@@ -240,8 +240,8 @@ func commands() []*cli.Command {
 				&cli.BoolFlag{Name: "kill", Usage: "kill at once, no grace period"},
 			},
 			Action: func(c *cli.Context) error {
-				return withVPS(c, func(rt *runtime.Runtime, id uint32) error {
-					if err := rt.Stop(toID(id), runtime.StopOptions{Timeout: c.Duration("timeout"), Kill: c.Bool("kill")}); err != nil {
+				return withVPS(c, func(rt *runtime.Runtime, id container.ID) error {
+					if err := rt.Stop(id, runtime.StopOptions{Timeout: c.Duration("timeout"), Kill: c.Bool("kill")}); err != nil {
 						return err
 					}
 					fmt.Printf("VPS %d stopped\n", id)
@@ -253,11 +253,11 @@ func commands() []*cli.Command {
 			Name: "restart", Usage: "stop and start a VPS", ArgsUsage: "ID|NAME",
 			Flags: []cli.Flag{&cli.DurationFlag{Name: "timeout", Value: 60 * time.Second, Usage: "grace period before killing"}},
 			Action: func(c *cli.Context) error {
-				return withVPS(c, func(rt *runtime.Runtime, id uint32) error {
-					if err := rt.Stop(toID(id), runtime.StopOptions{Timeout: c.Duration("timeout")}); err != nil && !errors.Is(err, runtime.ErrNotRunning) {
+				return withVPS(c, func(rt *runtime.Runtime, id container.ID) error {
+					if err := rt.Stop(id, runtime.StopOptions{Timeout: c.Duration("timeout")}); err != nil && !errors.Is(err, runtime.ErrNotRunning) {
 						return err
 					}
-					pid, err := rt.Start(toID(id), startOptions())
+					pid, err := rt.Start(id, startOptions())
 					if err != nil {
 						return err
 					}
@@ -278,8 +278,8 @@ func commands() []*cli.Command {
 				if c.NArg() < 2 {
 					return usageError("exec: usage: vpsctl exec ID -- COMMAND [ARG...]")
 				}
-				return withVPS(c, func(rt *runtime.Runtime, id uint32) error {
-					code, err := rt.Exec(toID(id), runtime.ExecOptions{Args: c.Args().Slice()[1:], TTY: c.Bool("tty"),
+				return withVPS(c, func(rt *runtime.Runtime, id container.ID) error {
+					code, err := rt.Exec(id, runtime.ExecOptions{Args: c.Args().Slice()[1:], TTY: c.Bool("tty"),
 						Env: c.StringSlice("env"), Dir: c.String("workdir"), Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr})
 					if err != nil {
 						return err
@@ -292,8 +292,8 @@ func commands() []*cli.Command {
 			Name: "enter", Usage: "open an interactive login shell inside a VPS", ArgsUsage: "ID|NAME",
 			Description: "Opens root's login shell on a new pty of the VPS (works under tmux and screen). Leave with exit.\n\nEXAMPLE:\n   vpsctl enter 101",
 			Action: func(c *cli.Context) error {
-				return withVPS(c, func(rt *runtime.Runtime, id uint32) error {
-					code, err := rt.Enter(toID(id), os.Stdin, os.Stdout, os.Stderr)
+				return withVPS(c, func(rt *runtime.Runtime, id container.ID) error {
+					code, err := rt.Enter(id, os.Stdin, os.Stdout, os.Stderr)
 					if err != nil {
 						return err
 					}
@@ -344,8 +344,8 @@ func commands() []*cli.Command {
 			Description: "Removes the VPS's private area, config and state; the ID becomes free. Refused while running unless --force.\n\nEXAMPLE:\n   vpsctl destroy 101",
 			Flags:       []cli.Flag{&cli.BoolFlag{Name: "force", Aliases: []string{"f"}, Usage: "stop the VPS first if it runs"}},
 			Action: func(c *cli.Context) error {
-				return withVPS(c, func(rt *runtime.Runtime, id uint32) error {
-					if err := rt.Destroy(toID(id), c.Bool("force")); err != nil {
+				return withVPS(c, func(rt *runtime.Runtime, id container.ID) error {
+					if err := rt.Destroy(id, c.Bool("force")); err != nil {
 						return err
 					}
 					fmt.Printf("VPS %d destroyed\n", id)
