@@ -223,7 +223,8 @@ func checkHostNames(id container.ID, netifs []NetIf) error {
 
 // Teardown removes what Setup, AddIPs and AddNetIf left on the host for VPS
 // id: its host links (found by alias, so interfaces added live count too; the
-// routes through them go with them) and the proxy ARP/NDP entries of cfg.IPs.
+// routes through them go with them), the proxy ARP/NDP entries of cfg.IPs and
+// its source filter (when it has routed addresses in cfg or a routed link).
 // It works whether or not the VPS's network namespace still exists (when it
 // is gone the kernel has removed, or is removing, the veth pairs, but proxy
 // entries stay) and is idempotent.
@@ -246,6 +247,15 @@ func Teardown(id container.ID, cfg Config) error {
 			errs = append(errs, err)
 		}
 	}
+	// Only a VPS with routed addresses has a source filter; nft takes
+	// milliseconds, which a VPS without them does not pay.
+	routed := len(cfg.IPs) > 0 || slices.ContainsFunc(links, func(l netlink.Link) bool { return l.Attrs().Name == HostIfName(id) })
+	if routed {
+		if err := RemoveSourceFilter(id); err != nil && !errors.Is(err, ErrNoNftables) {
+			// Without nft no filter can have been set.
+			errs = append(errs, err)
+		}
+	}
 	for _, l := range links {
 		// The namespace's death may delete the pair under us.
 		if err := netlink.LinkDel(l); err != nil && !isNotFound(err) {
@@ -256,7 +266,8 @@ func Teardown(id container.ID, cfg Config) error {
 }
 
 // AddIPs adds routed addresses to a running VPS, creating venet0 if it has
-// none. An address the VPS already has is left alone; one held by the host or
+// none, and lets the VPS send from them (SetSourceFilter, before the first
+// route exists). An address the VPS already has is left alone; one held by the host or
 // routed elsewhere is ErrIPInUse. On error nothing is changed.
 func AddIPs(id container.ID, initPID int, ips []netip.Prefix) (err error) {
 	if err := (Config{IPs: ips}).Validate(); err != nil {
@@ -275,7 +286,8 @@ func AddIPs(id container.ID, initPID int, ips []netip.Prefix) (err error) {
 	return venetDefaults(v, id)
 }
 
-// DelIPs removes routed addresses from a running VPS: the host route, the
+// DelIPs removes routed addresses from a running VPS: the source filter's
+// entries (first), the host route, the
 // proxy entries, the address on venet0, and the default route of a family
 // that has no address left. An address the VPS does not have is ErrNotFound,
 // and then nothing is changed.
@@ -310,6 +322,18 @@ func DelIPs(id container.ID, initPID int, ips []netip.Prefix) error {
 		if !(found && owner == hostIdx) && !onVenet {
 			return fmt.Errorf("ip %s is not an address of VPS %d: %w", a, id, ErrNotFound)
 		}
+	}
+	// The source filter first: should a later step fail, the VPS may not send
+	// from an address it is losing, which errs on the safe side.
+	routed, err := routedAddrs(hostIdx)
+	if err != nil {
+		return err
+	}
+	remaining := slices.DeleteFunc(routed, func(a netip.Addr) bool {
+		return slices.ContainsFunc(ips, func(p netip.Prefix) bool { return p.Addr().Unmap() == a })
+	})
+	if err := SetSourceFilter(id, remaining); err != nil {
+		return err
 	}
 	var errs []error
 	for _, p := range ips {
@@ -482,6 +506,35 @@ func routeOwner(a netip.Addr) (linkIndex int, found bool, err error) {
 	return routes[0].LinkIndex, true, nil
 }
 
+// routedAddrs returns the addresses the host routes to the routed host end
+// whose index is hostIdx (none for -1): its /32 and /128 routes in the main
+// table. The host's routing table, not the VPS's venet0 (which the tenant may
+// change), says which addresses are a VPS's.
+func routedAddrs(hostIdx int) ([]netip.Addr, error) {
+	if hostIdx < 0 {
+		return nil, nil
+	}
+	routes, err := dump(func() ([]netlink.Route, error) {
+		return netlink.RouteListFiltered(netlink.FAMILY_ALL,
+			&netlink.Route{LinkIndex: hostIdx, Table: unix.RT_TABLE_MAIN}, netlink.RT_FILTER_OIF|netlink.RT_FILTER_TABLE)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list routes through interface %d: %w", hostIdx, err)
+	}
+	var out []netip.Addr
+	for _, r := range routes {
+		if r.Dst == nil {
+			continue
+		}
+		a, ok := toAddr(r.Dst.IP)
+		ones, bits := r.Dst.Mask.Size()
+		if ok && ones == bits && ones == a.BitLen() && !a.IsLinkLocalUnicast() {
+			out = append(out, a)
+		}
+	}
+	return out, nil
+}
+
 // venetPair finds VPS id's routed pair: nil links if there is none.
 // A host end not made by this package, or a venet0 that is not its peer
 // (one the tenant made, say), is ErrExists.
@@ -547,9 +600,9 @@ func newVeth(v *vpsNetns, id container.ID, hostName, inside string, insideMAC ne
 // decides it by the input interface (IN_DEV_FORWARD in ip_route_input_slow),
 // so VPS to VPS traffic works without net.ipv4.ip_forward, which replies from
 // other networks still need (see Warnings). IPv6 has force_forwarding (Linux
-// 6.17) but no rp_filter: forwarding a routed VPS's IPv6 packets would let it
-// send other VPSs packets with forged sources, so that stays the host-wide
-// switch's decision.
+// 6.17) but no rp_filter; the source filter (srcfilter.go) now drops forged
+// IPv6 sources, but turning IPv6 forwarding on stays the administrator's
+// decision, as it was.
 func configureHostEnd(name string, routed bool) error {
 	set := [][2]string{{"net/ipv4/conf/" + name + "/accept_redirects", "0"}}
 	if routed {
@@ -635,6 +688,25 @@ func addIPs(v *vpsNetns, id container.ID, ips []netip.Prefix, u *revert.Steps) e
 			return fmt.Errorf("ip %s: held by the host: %w", a, ErrIPInUse)
 		}
 	}
+	// The source filter first: it matches the interface by name, so it is in
+	// place before the interface exists or the VPS can send from a new address.
+	prev, err := routedAddrs(hostIdx)
+	if err != nil {
+		return err
+	}
+	next := slices.Clone(prev)
+	for _, p := range ips {
+		next = append(next, p.Addr())
+	}
+	if err := SetSourceFilter(id, next); err != nil {
+		return err
+	}
+	u.AddErr(func() error {
+		if hostIdx < 0 {
+			return RemoveSourceFilter(id)
+		}
+		return SetSourceFilter(id, prev)
+	})
 	host, inside, err := ensureVenet(v, id, u)
 	if err != nil {
 		return err
