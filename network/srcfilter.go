@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/vpsctl/vpsctl/container"
 	"github.com/vpsctl/vpsctl/internal/sysfile"
 	"golang.org/x/sys/unix"
 )
@@ -94,7 +95,7 @@ func CheckNftables() error {
 // interface (HostIfName(id)), replacing what it accepted before. With no
 // addresses only link-local and unspecified sources pass. It is idempotent,
 // and may run before the interface exists (the match is by name).
-func SetSourceFilter(id uint32, addrs []netip.Addr) error {
+func SetSourceFilter(id container.ID, addrs []netip.Addr) error {
 	script, err := sourceFilterScript(id, addrs)
 	if err != nil {
 		return err
@@ -104,7 +105,7 @@ func SetSourceFilter(id uint32, addrs []netip.Addr) error {
 
 // RemoveSourceFilter removes VPS id's chain, and the table once no VPS has one
 // left. It is idempotent.
-func RemoveSourceFilter(id uint32) error {
+func RemoveSourceFilter(id container.ID) error {
 	return withNftLock(func() error {
 		if err := nft(removeFilterScript(id)); err != nil {
 			return err
@@ -126,7 +127,7 @@ func RemoveSourceFilter(id uint32) error {
 
 // SourceFilter returns the sources VPS id's chain accepts besides link-local
 // and unspecified ones, and whether it has a chain; for `status` and tests.
-func SourceFilter(id uint32) (addrs []netip.Addr, found bool, err error) {
+func SourceFilter(id container.ID) (addrs []netip.Addr, found bool, err error) {
 	out, err := nftOutput("-j", "list", "table", "inet", "vpsctl")
 	if err != nil {
 		if errors.Is(err, errNoTable) {
@@ -137,13 +138,13 @@ func SourceFilter(id uint32) (addrs []netip.Addr, found bool, err error) {
 	return parseNftSources(out, chainName(id))
 }
 
-func chainName(id uint32) string { return "vps" + strconv.FormatUint(uint64(id), 10) }
+func chainName(id container.ID) string { return "vps" + strconv.FormatUint(uint64(id), 10) }
 
 // sourceFilterScript is SetSourceFilter's transaction. It recreates the
 // table's fixed part each time (add is a no-op for what exists, and the base
 // chain is flushed and refilled), so any state the table was left in is put
 // right.
-func sourceFilterScript(id uint32, addrs []netip.Addr) (string, error) {
+func sourceFilterScript(id container.ID, addrs []netip.Addr) (string, error) {
 	var v4, v6 []string
 	seen := map[netip.Addr]bool{}
 	for _, a := range addrs {
@@ -197,7 +198,7 @@ func fixedPart() string {
 // removeFilterScript is RemoveSourceFilter's transaction: nft 1.0.6 (Debian
 // 12) has no "destroy", so what is deleted is first added, which makes the
 // deletion succeed whether or not it existed.
-func removeFilterScript(id uint32) string {
+func removeFilterScript(id container.ID) string {
 	c := chainName(id)
 	return fixedPart() +
 		fmt.Sprintf("add chain %s %s\n", nftTable, c) +

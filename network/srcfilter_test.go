@@ -16,7 +16,6 @@ import (
 	"time"
 
 	"github.com/vishvananda/netlink"
-	"github.com/vpsctl/vpsctl/internal/testutil"
 	"golang.org/x/sys/unix"
 )
 
@@ -165,7 +164,7 @@ func TestNoNftables(t *testing.T) {
 // requireNft fails (does not skip) a root test when nft is missing: the scripts install it.
 func requireNft(t *testing.T) {
 	t.Helper()
-	testutil.RequireRoot(t)
+	requireRoot(t)
 	if err := CheckNftables(); err != nil {
 		t.Fatal(err)
 	}
@@ -306,7 +305,7 @@ func TestForgedSource(t *testing.T) {
 	requireNft(t)
 	guardTestNets(t)
 	nftBefore := nftState(t)
-	ids := []uint32{testID(7), testID(8), testID(9)}
+	ids := []container.ID{testID(7), testID(8), testID(9)}
 	procs := []*os.Process{fakeVPS(t), fakeVPS(t), fakeVPS(t)}
 	before := snapshot(t, ids...)
 	var cfgs []Config

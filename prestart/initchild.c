@@ -45,6 +45,7 @@
 #include <unistd.h>
 
 #include "prestart.h"
+#include "vpsctl_seccomp.h"
 
 #ifndef MOVE_MOUNT_F_EMPTY_PATH
 #define MOVE_MOUNT_F_EMPTY_PATH 0x00000004
@@ -528,6 +529,10 @@ void vpsctl_init_child(int sock)
 			}
 		}
 	}
+	// The syscall filter (internal/seccomp) last: as the VPS's root in its user namespace we
+	// may install it without no_new_privs, which would break setuid programs in the guest.
+	if (vpsctl_seccomp_install_default() < 0)
+		die("install the seccomp filter");
 	mark("init-child-exec");
 	vpsctl_guest_slack();
 	execve(path, iargv, ienvp);

@@ -31,6 +31,7 @@
 #include <unistd.h>
 
 #include "prestart.h"
+#include "vpsctl_seccomp.h"
 
 #ifndef TIOCGPTPEER
 #define TIOCGPTPEER _IO('T', 0x41)
@@ -39,7 +40,7 @@
 // Report kinds and the stages of a failure: join.go has the same numbers.
 enum { MSG_STARTED = 1, MSG_ERROR = 2 };
 enum {
-	ST_CONFIG = 1, ST_SETNS, ST_IDS, ST_FORK, ST_PTY, ST_SENDPTY, ST_CAPS, ST_CHDIR, ST_EXEC, ST_CGROUP,
+	ST_CONFIG = 1, ST_SETNS, ST_IDS, ST_FORK, ST_PTY, ST_SENDPTY, ST_CAPS, ST_CHDIR, ST_EXEC, ST_CGROUP, ST_SECCOMP,
 };
 
 struct report {
@@ -227,6 +228,9 @@ static void run(const struct join *j)
 	// No host fd other than stdio may survive into the VPS (CVE-2024-21626). The socket stays
 	// usable to report an exec failure and closes on exec.
 	vpsctl_cloexec_from(3);
+	// The syscall filter every process of the VPS has (internal/seccomp), as its init's.
+	if (vpsctl_seccomp_install_default() < 0)
+		fail(ST_SECCOMP);
 	vpsctl_guest_slack(); // before environ is the command's
 	extern char **environ;
 	environ = envp_;

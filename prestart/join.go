@@ -70,11 +70,12 @@ const (
 	StageChdir
 	StageExec
 	StageCgroup
+	StageSeccomp
 )
 
 var stageNames = map[Stage]string{StageConfig: "config", StageSetns: "setns", StageIDs: "setresuid",
 	StageFork: "fork", StagePty: "pty", StageSendPty: "send pty", StageCaps: "capabilities",
-	StageChdir: "chdir", StageExec: "exec", StageCgroup: "cgroup"}
+	StageChdir: "chdir", StageExec: "exec", StageCgroup: "cgroup", StageSeccomp: "seccomp"}
 
 func (s Stage) String() string {
 	if n, ok := stageNames[s]; ok {

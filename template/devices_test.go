@@ -9,7 +9,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/vpsctl/vpsctl/internal/testutil"
 	"github.com/vpsctl/vpsctl/store"
 	"golang.org/x/sys/unix"
 )
@@ -51,7 +50,7 @@ func devTree(t *testing.T, dir string) []string {
 }
 
 func TestDropDevices(t *testing.T) {
-	testutil.RequireRoot(t)
+	requireRoot(t)
 	dir := t.TempDir()
 	want := devTree(t, dir)
 	// A symlinked directory pointing at another tree's device: the walk must not follow it.
@@ -94,7 +93,7 @@ func TestDropDevices(t *testing.T) {
 // TestImportDropsDevices imports a directory and a tarball carrying dev/console 5:1 and
 // checks the template has no device node left and the import said so.
 func TestImportDropsDevices(t *testing.T) {
-	testutil.RequireRoot(t)
+	requireRoot(t)
 	st, err := store.Open(t.TempDir())
 	if err != nil {
 		t.Fatal(err)

@@ -1,7 +1,6 @@
 package seccomp
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
 )
@@ -206,15 +205,3 @@ const leafSize = 8
 // machine. The kernel reads an unsigned int argument from those bits alone, so a caller
 // cannot slip past the test by setting the high ones.
 func argLow(i uint8) uint32 { return offArgs + 8*uint32(i) }
-
-// Bytes encodes prog as the kernel reads a struct sock_filter array on x86-64
-// (little-endian, 8 bytes an instruction).
-func Bytes(prog []Insn) []byte {
-	b := make([]byte, 0, 8*len(prog))
-	for _, in := range prog {
-		b = binary.LittleEndian.AppendUint16(b, in.Code)
-		b = append(b, in.Jt, in.Jf)
-		b = binary.LittleEndian.AppendUint32(b, in.K)
-	}
-	return b
-}

@@ -9,7 +9,6 @@
 //     static installer, vpsctl_seccomp_install(), for the C code that runs before the Go
 //     runtime (the init child and the joiner) to call just before execve(2). C needs nothing
 //     from Go, and no libseccomp, at run time.
-//   - zfilter.go: the same instructions as Program(), for Go callers and tests.
 //
 // TestGeneratedUpToDate fails when either file differs from what the table builds, so the
 // table, the header and the Go copy cannot drift apart.

@@ -12,8 +12,6 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
-	"github.com/vpsctl/vpsctl/internal/testutil"
 )
 
 // probeArgs are arguments with which each denied call, made by host root without the filter,
@@ -179,7 +177,7 @@ func (r probeResult) errno(t *testing.T, op string) int {
 // returns EPERM, ordinary calls work, the filter survives execve and fork, and
 // /proc/self/status says "Seccomp: 2".
 func TestInstall(t *testing.T) {
-	testutil.RequireRoot(t)
+	requireRoot(t)
 	exe := buildProbe(t)
 	denied := probeOps(t)
 	all := append(append([]string{}, denied...), allowedOps...)

@@ -47,14 +47,33 @@
 #endif
 
 #include <errno.h>
-#include <linux/filter.h>
-#include <linux/seccomp.h>
+#include <stdint.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
+/*
+ * The kernel's struct sock_filter and sock_fprog (linux/filter.h) and SECCOMP_SET_MODE_FILTER
+ * (linux/seccomp.h), written out: they are the kernel's ABI, and a C library without the
+ * kernel's headers (musl's, which vpsctl is built with) can still compile this.
+ */
+struct vpsctl_sock_filter {
+	uint16_t code;
+	uint8_t jt;
+	uint8_t jf;
+	uint32_t k;
+};
+struct vpsctl_sock_fprog {
+	unsigned short len;
+	const struct vpsctl_sock_filter *filter;
+};
+#define VPSCTL_SECCOMP_SET_MODE_FILTER 1
+#ifndef SYS_seccomp
+#define SYS_seccomp 317
+#endif
+
 #define VPSCTL_SECCOMP_LEN 135
 
-static const struct sock_filter vpsctl_seccomp_filter[VPSCTL_SECCOMP_LEN] __attribute__((unused)) = {
+static const struct vpsctl_sock_filter vpsctl_seccomp_filter[VPSCTL_SECCOMP_LEN] __attribute__((unused)) = {
 	{ 0x20, 0, 0, 0x00000004 }, /*   0: ld [4] (arch) */
 	{ 0x15, 3, 0, 0xc000003e }, /*   1: jeq #0xc000003e jt 3 jf 0 */
 	{ 0x15, 0, 1, 0x40000003 }, /*   2: jeq #0x40000003 jt 0 jf 1 */
@@ -203,15 +222,15 @@ static const struct sock_filter vpsctl_seccomp_filter[VPSCTL_SECCOMP_LEN] __attr
  * single-threaded process (the filter is the calling thread's; no TSYNC needed), as the last
  * step before execve(2).
  */
-static inline int vpsctl_seccomp_install(const struct sock_filter *prog, unsigned short len)
+static inline int vpsctl_seccomp_install(const struct vpsctl_sock_filter *prog, unsigned short len)
 {
-	struct sock_fprog fprog = { .len = len, .filter = (struct sock_filter *)prog };
+	struct vpsctl_sock_fprog fprog = { .len = len, .filter = prog };
 
 	if (prog == NULL || len == 0) {
 		errno = EINVAL;
 		return -1;
 	}
-	return (int)syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &fprog);
+	return (int)syscall(SYS_seccomp, VPSCTL_SECCOMP_SET_MODE_FILTER, 0, &fprog);
 }
 
 /* vpsctl_seccomp_install_default installs vpsctl_seccomp_filter. */

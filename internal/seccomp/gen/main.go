@@ -1,7 +1,6 @@
-//go:build ignore
-
-// gen writes the seccomp filter built from Table as vpsctl_seccomp.h and zfilter.go in this
-// directory, and the header also to every path given with -copy (for C code elsewhere that
+// Command gen writes the seccomp filter built from seccomp.Table as the C header vpsctl_seccomp.h
+// in the working directory (internal/seccomp, under go generate), and also to every path given
+// with -copy (for C code elsewhere that
 // includes it beside itself: cgo rebuilds a package only when files of its own directory
 // change). Run it with `go generate ./internal/seccomp`.
 package main
@@ -27,13 +26,6 @@ func main() {
 func run(copies string) error {
 	prog, err := seccomp.Build(seccomp.Table)
 	if err != nil {
-		return err
-	}
-	src, err := seccomp.GoSource(prog)
-	if err != nil {
-		return err
-	}
-	if err := os.WriteFile(seccomp.GoName, src, 0o644); err != nil {
 		return err
 	}
 	h := seccomp.CHeader(seccomp.Table, prog)
