@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/vishvananda/netlink"
+	"github.com/vpsctl/vpsctl/container"
 	"golang.org/x/sys/unix"
 )
 
