@@ -1,6 +1,7 @@
 package monitor
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -56,7 +57,7 @@ func Pending() bool { return pendingMonitor != nil }
 // parent go (fd is the pipe to it) and moved this process's stdio to the monitor's log. The
 // caller holds the VPS's lock throughout the boot, and a crash of this process is a crash of
 // the monitor: the next command repairs whatever it left.
-func StartHere(st *store.Store, id container.ID, fd int) (int, []string, error) {
+func StartHere(ctx context.Context, st *store.Store, id container.ID, fd int) (int, []string, error) {
 	logf, err := sysfile.OpenFile(st.Path(id, "monitor.log"), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
 	if err != nil {
 		return 0, nil, err
@@ -79,9 +80,11 @@ func StartHere(st *store.Store, id container.ID, fd int) (int, []string, error) 
 	var msg Report
 	select {
 	case msg = <-got:
-	case <-time.After(StartTimeout):
+	case <-ctx.Done():
 		// As with a spawned monitor: give up. This process exits with the error, which ends
 		// the boot; the next command repairs what it made.
+		return 0, nil, fmt.Errorf("VPS %d: start: %w (see %s)", id, ctx.Err(), st.Path(id, "monitor.log"))
+	case <-time.After(StartTimeout):
 		return 0, nil, fmt.Errorf("VPS %d: start timed out after %v (see %s)", id, StartTimeout, st.Path(id, "monitor.log"))
 	}
 	if msg.Error != "" {
@@ -127,7 +130,7 @@ func Become(code int) {
 // report: the init's host PID and the boot's warnings. The monitor inherits the VPS's lock
 // (lock, held by the caller) and keeps it until its first boot is done: if this command dies
 // meanwhile, no other one can start the VPS a second time under the booting monitor.
-func Spawn(st *store.Store, id container.ID, lock *os.File, extra ...string) (int, []string, error) {
+func Spawn(ctx context.Context, st *store.Store, id container.ID, lock *os.File, extra ...string) (int, []string, error) {
 	pr, pw, err := os.Pipe()
 	if err != nil {
 		return 0, nil, err
@@ -165,6 +168,10 @@ func Spawn(st *store.Store, id container.ID, lock *os.File, extra ...string) (in
 	var res result
 	select {
 	case res = <-ch:
+	case <-ctx.Done():
+		// A monitor given SIGTERM during its boot stops the VPS once booted (requestStop).
+		cmd.Process.Signal(syscall.SIGTERM)
+		return 0, nil, fmt.Errorf("VPS %d: start: %w (see %s)", id, ctx.Err(), st.Path(id, "monitor.log"))
 	case <-time.After(StartTimeout):
 		cmd.Process.Signal(syscall.SIGTERM)
 		return 0, nil, fmt.Errorf("VPS %d: start timed out after %v (see %s)", id, StartTimeout, st.Path(id, "monitor.log"))

@@ -54,8 +54,8 @@ func (r *Runtime) DefaultCheckpointDir(id container.ID) string {
 
 // Checkpoint dumps running VPS id with CRIU into dir (default: inside its state) and, unless
 // leaveRunning, stops it. A failed dump leaves the VPS running and any earlier image untouched.
-func (r *Runtime) Checkpoint(id container.ID, dir string, leaveRunning bool, progress io.Writer) (*CheckpointResult, error) {
-	lk, err := r.St.LockVPS(id, "checkpoint")
+func (r *Runtime) Checkpoint(ctx context.Context, id container.ID, dir string, leaveRunning bool, progress io.Writer) (*CheckpointResult, error) {
+	lk, err := r.St.LockVPS(ctx, id, "checkpoint")
 	if err != nil {
 		return nil, err
 	}
@@ -130,7 +130,7 @@ func (r *Runtime) Checkpoint(id container.ID, dir string, leaveRunning bool, pro
 	if !leaveRunning {
 		if s.MonitorPID > 0 {
 			if fd, err := unix.PidfdOpen(s.MonitorPID, 0); err == nil {
-				proc.WaitPidfd(fd, 15000)
+				proc.WaitPidfd(ctx, fd, 15*time.Second)
 				unix.Close(fd)
 			}
 		}
@@ -156,8 +156,8 @@ func dirSize(dir string) int64 {
 // and addresses; host PIDs differ. The VPS must exist (with its private area) and be stopped.
 // A failed restore leaves it stopped, with nothing left behind. Progress lines go to progress
 // (nil: none).
-func (r *Runtime) Restore(id container.ID, dir string, progress io.Writer) (*RestoreResult, error) {
-	lk, err := r.St.LockVPS(id, "restore")
+func (r *Runtime) Restore(ctx context.Context, id container.ID, dir string, progress io.Writer) (*RestoreResult, error) {
+	lk, err := r.St.LockVPS(ctx, id, "restore")
 	if err != nil {
 		return nil, err
 	}
@@ -196,7 +196,7 @@ func (r *Runtime) Restore(id container.ID, dir string, progress io.Writer) (*Res
 	fmt.Fprintf(progress, "restoring VPS %d from %s (%.1f MiB, taken %s)\n", id, dir, float64(res.Bytes)/(1<<20),
 		meta.Time.Format(time.RFC3339))
 	t0 := time.Now()
-	pid, warnings, err := monitor.Spawn(r.St, id, lk.File(), "--restore", dir)
+	pid, warnings, err := monitor.Spawn(ctx, r.St, id, lk.File(), "--restore", dir)
 	if err != nil {
 		return nil, err
 	}

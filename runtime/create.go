@@ -1,6 +1,7 @@
 package runtime
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -38,7 +39,7 @@ type CreateOptions struct {
 
 // Create records a new VPS's config and prepares its private area. It does not start it.
 // Either the VPS exists completely afterwards or nothing at all was changed.
-func (r *Runtime) Create(o CreateOptions) error {
+func (r *Runtime) Create(ctx context.Context, o CreateOptions) error {
 	if o.ID == container.HostID {
 		return fmt.Errorf("%w: 0 is the host", container.ErrBadID)
 	}
@@ -97,7 +98,7 @@ func (r *Runtime) Create(o CreateOptions) error {
 	}
 
 	// The global lock makes the ID, the name, the UID range and the addresses one atomic claim.
-	gl, err := r.St.LockGlobal(fmt.Sprintf("create %d", o.ID))
+	gl, err := r.St.LockGlobal(ctx, fmt.Sprintf("create %d", o.ID))
 	if err != nil {
 		return err
 	}

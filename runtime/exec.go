@@ -2,6 +2,7 @@ package runtime
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -46,7 +47,7 @@ func (e *CommandError) Unwrap() []error {
 
 // Exec runs a command in VPS id: in all its namespaces, its cgroup and root, as its root user.
 // It returns the command's exit status (128+N if killed by signal N).
-func (r *Runtime) Exec(id container.ID, o ExecOptions) (int, error) {
+func (r *Runtime) Exec(ctx context.Context, id container.ID, o ExecOptions) (int, error) {
 	s, err := r.running(id, false)
 	if err != nil {
 		return 0, err
@@ -99,6 +100,8 @@ func (r *Runtime) Exec(id container.ID, o ExecOptions) (int, error) {
 			p.Signal(sg)
 		}
 	}()
+	// A done ctx ends the command (its joiner relays the signal).
+	defer context.AfterFunc(ctx, func() { p.Signal(syscall.SIGKILL) })()
 	code, err := p.Wait()
 	if restore != nil {
 		restore()
@@ -143,7 +146,7 @@ func copyWinsize(from, to *os.File) {
 
 // Enter opens an interactive login shell in VPS id on a new pty: root's shell from the VPS's
 // /etc/passwd (read without following the tenant's symlinks out of its root), else /bin/sh.
-func (r *Runtime) Enter(id container.ID, in, out, errw *os.File) (int, error) {
+func (r *Runtime) Enter(ctx context.Context, id container.ID, in, out, errw *os.File) (int, error) {
 	s, err := r.running(id, false)
 	if err != nil {
 		return 0, err
@@ -160,7 +163,7 @@ func (r *Runtime) Enter(id container.ID, in, out, errw *os.File) (int, error) {
 		}
 		f.Close()
 	}
-	return r.Exec(id, ExecOptions{Args: []string{shell, "-l"}, TTY: true, Dir: "/root", Stdin: in, Stdout: out, Stderr: errw})
+	return r.Exec(ctx, id, ExecOptions{Args: []string{shell, "-l"}, TTY: true, Dir: "/root", Stdin: in, Stdout: out, Stderr: errw})
 }
 
 // openInVPS opens path (relative to the VPS's root) for reading, resolving it inside the VPS's

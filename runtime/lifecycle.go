@@ -1,6 +1,7 @@
 package runtime
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log"
@@ -32,8 +33,8 @@ type StartOptions struct {
 // Start boots VPS id: it spawns the VPS's monitor, which builds the VPS and stays with it after
 // vpsctl exits. It returns the host PID of the VPS's init. A failed start leaves the VPS stopped
 // with nothing mounted and no cgroups.
-func (r *Runtime) Start(id container.ID, o StartOptions) (int, error) {
-	lk, err := r.St.LockVPS(id, "start")
+func (r *Runtime) Start(ctx context.Context, id container.ID, o StartOptions) (int, error) {
+	lk, err := r.St.LockVPS(ctx, id, "start")
 	if err != nil {
 		return 0, err
 	}
@@ -63,9 +64,9 @@ func (r *Runtime) Start(id container.ID, o StartOptions) (int, error) {
 	var pid int
 	var warnings []string
 	if o.Caller != nil && !monitor.Pending() {
-		pid, warnings, err = monitor.StartHere(r.St, id, int(o.Caller.Fd()))
+		pid, warnings, err = monitor.StartHere(ctx, r.St, id, int(o.Caller.Fd()))
 	} else {
-		pid, warnings, err = monitor.Spawn(r.St, id, lk.File())
+		pid, warnings, err = monitor.Spawn(ctx, r.St, id, lk.File())
 	}
 	if err != nil {
 		return 0, err
@@ -88,14 +89,14 @@ type StopOptions struct {
 // Stop powers VPS id off: its init is asked to power off; after the timeout (or at once with
 // Kill) every process in its cgroup is killed. Afterwards no process, mount or cgroup of it is
 // left.
-func (r *Runtime) Stop(id container.ID, o StopOptions) error {
-	lk, err := r.St.LockVPS(id, "stop")
+func (r *Runtime) Stop(ctx context.Context, id container.ID, o StopOptions) error {
+	lk, err := r.St.LockVPS(ctx, id, "stop")
 	if err != nil {
 		return err
 	}
 	defer lk.Unlock()
 	var left monitor.Leftovers
-	if err := r.stopLocked(id, o, &left); err != nil {
+	if err := r.stopLocked(ctx, id, o, &left); err != nil {
 		return err
 	}
 	r.handOff(id, lk, left)
@@ -124,7 +125,7 @@ func (r *Runtime) handOff(id container.ID, lk *store.Lock, left monitor.Leftover
 
 // stopLocked stops VPS id, whose lock the caller holds. left, if not nil, may be given the
 // VPS's groups and mount namespace instead of their removal (see monitor.Leftovers); it is cleared first.
-func (r *Runtime) stopLocked(id container.ID, o StopOptions, left *monitor.Leftovers) error {
+func (r *Runtime) stopLocked(ctx context.Context, id container.ID, o StopOptions, left *monitor.Leftovers) error {
 	if left != nil {
 		*left = monitor.Leftovers{MntNS: -1}
 	}
@@ -137,7 +138,7 @@ func (r *Runtime) stopLocked(id container.ID, o StopOptions, left *monitor.Lefto
 		}
 		defer os.Remove(stopF)
 		if fd, err := unix.PidfdOpen(s.MonitorPID, 0); err == nil {
-			proc.WaitPidfd(fd, 15000)
+			proc.WaitPidfd(ctx, fd, 15*time.Second)
 			unix.Close(fd)
 		}
 		if s, err = r.Status(id); err == nil && s.State != "running" {
@@ -182,14 +183,14 @@ func (r *Runtime) stopLocked(id container.ID, o StopOptions, left *monitor.Lefto
 	if !o.Kill && !exited {
 		unix.PidfdSendSignal(initfd, spec.PoweroffSignal(s.InitPID), nil, 0)
 		fault.Point("stop-signalled")
-		exited = proc.WaitPidfd(initfd, int(o.Timeout/time.Millisecond))
+		exited = proc.WaitPidfd(ctx, initfd, o.Timeout)
 	}
 	if !exited && initfd >= 0 && slices.Contains(s.Namespaces, "pid") {
 		// SIGKILL to the init of a PID namespace kills every process in it, and its pidfd
 		// turns readable only once they are all gone (zap_pid_ns_processes): no freeze is
 		// needed, and no race with a guest that forks while being killed.
 		unix.PidfdSendSignal(initfd, unix.SIGKILL, nil, 0)
-		exited = proc.WaitPidfd(initfd, 5000)
+		exited = proc.WaitPidfd(ctx, initfd, 5*time.Second)
 		fault.Point("stop-killed")
 	}
 	if !exited {
@@ -200,7 +201,7 @@ func (r *Runtime) stopLocked(id container.ID, o StopOptions, left *monitor.Lefto
 		fault.Point("stop-killed")
 	}
 	// The monitor removes the cgroup and network after init; wait for it, bounded.
-	if monfd >= 0 && !proc.WaitPidfd(monfd, 15000) {
+	if monfd >= 0 && !proc.WaitPidfd(ctx, monfd, 15*time.Second) {
 		return fmt.Errorf("VPS %d: monitor (PID %d) did not finish cleaning up", id, s.MonitorPID)
 	}
 	fault.Mark("stop-monitor-gone")
@@ -225,8 +226,8 @@ func (r *Runtime) stopLocked(id container.ID, o StopOptions, left *monitor.Lefto
 
 // Destroy removes VPS id: its private area, config and state. A running VPS is refused
 // (ErrRunning) unless force, which stops it first.
-func (r *Runtime) Destroy(id container.ID, force bool) error {
-	lk, err := r.St.LockVPS(id, "destroy")
+func (r *Runtime) Destroy(ctx context.Context, id container.ID, force bool) error {
+	lk, err := r.St.LockVPS(ctx, id, "destroy")
 	if err != nil {
 		return err
 	}
@@ -244,7 +245,7 @@ func (r *Runtime) Destroy(id container.ID, force bool) error {
 		if !force {
 			return fmt.Errorf("VPS %d: %w (stop it first, or --force)", id, ErrRunning)
 		}
-		if err := r.stopLocked(id, StopOptions{Kill: true}, &left); err != nil && !errors.Is(err, ErrNotRunning) {
+		if err := r.stopLocked(ctx, id, StopOptions{Kill: true}, &left); err != nil && !errors.Is(err, ErrNotRunning) {
 			return err
 		}
 	}
@@ -252,16 +253,16 @@ func (r *Runtime) Destroy(id container.ID, force bool) error {
 		r.repair(id)
 	}
 	fault.Point("destroy-stopped")
-	return r.destroyLocked(id, lk, s.Name, left)
+	return r.destroyLocked(ctx, id, lk, s.Name, left)
 }
 
 // destroyLocked removes stopped VPS id, named name, with its lock lk held: it commits by a
 // rename, and the files go to the background remover, and with them left (a stop's or run's
 // groups and mount namespace), which the remover removes first while it holds the VPS's lock,
 // and then the lock file. Without a remover all is done here.
-func (r *Runtime) destroyLocked(id container.ID, lk *store.Lock, name string, left monitor.Leftovers) error {
+func (r *Runtime) destroyLocked(ctx context.Context, id container.ID, lk *store.Lock, name string, left monitor.Leftovers) error {
 	defer fault.Mark("destroy-done")
-	gl, err := r.St.LockGlobal(fmt.Sprintf("destroy %d", id))
+	gl, err := r.St.LockGlobal(ctx, fmt.Sprintf("destroy %d", id))
 	if err != nil {
 		r.handOff(id, lk, left)
 		return err
@@ -318,8 +319,8 @@ func (r *Runtime) CheckTemplateReplace(name string) error {
 }
 
 // RemoveTemplate deletes a template no VPS uses.
-func (r *Runtime) RemoveTemplate(name string) error {
-	gl, err := r.St.LockGlobal("template remove " + name)
+func (r *Runtime) RemoveTemplate(ctx context.Context, name string) error {
+	gl, err := r.St.LockGlobal(ctx, "template remove "+name)
 	if err != nil {
 		return err
 	}

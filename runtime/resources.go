@@ -1,6 +1,7 @@
 package runtime
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"os"
@@ -66,8 +67,8 @@ func statsFor(s *Status) (*Stats, error) {
 var FreezeTimeout = 10 * time.Second
 
 // Suspend freezes every process of VPS id (cgroup freezer), waiting until they are frozen.
-func (r *Runtime) Suspend(id container.ID) error {
-	lk, err := r.St.LockVPS(id, "suspend")
+func (r *Runtime) Suspend(ctx context.Context, id container.ID) error {
+	lk, err := r.St.LockVPS(ctx, id, "suspend")
 	if err != nil {
 		return err
 	}
@@ -93,18 +94,18 @@ func (r *Runtime) Suspend(id container.ID) error {
 const suspendedFile = "suspended-to-disk"
 
 // SuspendToDisk checkpoints VPS id and stops it (vzctl chkpnt); Resume restores it.
-func (r *Runtime) SuspendToDisk(id container.ID, progress io.Writer) error {
-	if _, err := r.Checkpoint(id, "", false, progress); err != nil {
+func (r *Runtime) SuspendToDisk(ctx context.Context, id container.ID, progress io.Writer) error {
+	if _, err := r.Checkpoint(ctx, id, "", false, progress); err != nil {
 		return err
 	}
 	return store.WriteFileAtomic(r.St.Path(id, suspendedFile), []byte(r.DefaultCheckpointDir(id)+"\n"), 0o600)
 }
 
 // Resume thaws a suspended VPS, or restores one suspended to disk.
-func (r *Runtime) Resume(id container.ID) error {
+func (r *Runtime) Resume(ctx context.Context, id container.ID) error {
 	if _, err := os.Stat(r.St.Path(id, suspendedFile)); err == nil {
 		if s, err := r.Status(id); err == nil && s.State == "stopped" {
-			if _, err := r.Restore(id, "", nil); err != nil {
+			if _, err := r.Restore(ctx, id, "", nil); err != nil {
 				return err
 			}
 			os.Remove(r.St.Path(id, suspendedFile))
@@ -112,7 +113,7 @@ func (r *Runtime) Resume(id container.ID) error {
 		}
 		os.Remove(r.St.Path(id, suspendedFile))
 	}
-	lk, err := r.St.LockVPS(id, "resume")
+	lk, err := r.St.LockVPS(ctx, id, "resume")
 	if err != nil {
 		return err
 	}

@@ -1,6 +1,7 @@
 package runtime
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -17,7 +18,7 @@ import (
 // this process (run --rm): its mount namespace is kept for Destroy to hand to the background
 // remover, which then does the unmounting too (see Runtime.held). spare, if set, makes the
 // boot a spare VPS's (see monitor.spare), always in this process.
-func (r *Runtime) runOnceLocked(id container.ID, argv []string, stdin, stdout, stderr *os.File, destroy bool, spare func() *monitor.Claim) (int, error) {
+func (r *Runtime) runOnceLocked(ctx context.Context, id container.ID, argv []string, stdin, stdout, stderr *os.File, destroy bool, spare func() *monitor.Claim) (int, error) {
 	if destroy {
 		// A run --rm's own VPS, created by this command an instant ago: its status is known,
 		// unless another command started it before this one took its lock (then it has run
@@ -70,7 +71,7 @@ awk -F: -v OFS=: -v u="$u" -v h="$h" '$1==u{$2=h}1' /etc/shadow > /etc/shadow.vp
 // setUserPassword sets user's password inside the VPS (running: joined like exec; stopped: a
 // one-shot boot), creating the user if missing, like vzctl --userpasswd. The caller holds the
 // VPS's lock.
-func (r *Runtime) setUserPassword(s *Status, user, password string) error {
+func (r *Runtime) setUserPassword(ctx context.Context, s *Status, user, password string) error {
 	id := s.ID
 	pr, pw, err := os.Pipe()
 	if err != nil {
@@ -84,9 +85,9 @@ func (r *Runtime) setUserPassword(s *Status, user, password string) error {
 	argv := []string{"/bin/sh", "-c", userpasswdScript, "vpsctl-userpasswd", user}
 	var code int
 	if s.State == "running" {
-		code, err = r.Exec(id, ExecOptions{Args: argv, Stdin: pr, Stdout: os.Stderr, Stderr: os.Stderr})
+		code, err = r.Exec(ctx, id, ExecOptions{Args: argv, Stdin: pr, Stdout: os.Stderr, Stderr: os.Stderr})
 	} else {
-		code, err = r.runOnceLocked(id, argv, pr, os.Stderr, os.Stderr, false, nil)
+		code, err = r.runOnceLocked(ctx, id, argv, pr, os.Stderr, os.Stderr, false, nil)
 	}
 	if err != nil {
 		return err
@@ -112,38 +113,38 @@ type RunOptions struct {
 
 // Run creates a VPS, runs Args as its PID 1 and returns their status; with Remove the VPS is
 // destroyed afterwards, whatever the outcome.
-func (r *Runtime) Run(o RunOptions) (int, error) {
+func (r *Runtime) Run(ctx context.Context, o RunOptions) (int, error) {
 	c := CreateOptions{ID: o.ID, Template: o.Template, Hostname: o.Hostname, Pool: o.Pool}
 	id, err := o.ID, error(nil)
 	if id == 0 {
-		id, err = r.CreateTransient(c, 0)
+		id, err = r.CreateTransient(ctx, c, 0)
 	} else {
-		err = r.Create(c)
+		err = r.Create(ctx, c)
 	}
 	if err != nil {
 		return 0, err
 	}
-	return r.runFresh(id, "run "+strings.Join(o.Args, " "), o.Args, o.Stdin, o.Stdout, o.Stderr, o.Remove, nil)
+	return r.runFresh(ctx, id, "run "+strings.Join(o.Args, " "), o.Args, o.Stdin, o.Stdout, o.Stderr, o.Remove, nil)
 }
 
 // runFresh runs argv as the PID 1 of VPS id, which this process has just created, under the
 // VPS's lock (what names the holder) and, with remove, destroys the VPS afterwards whatever
 // the outcome: a run's, and a spare's (spare: see monitor.spare).
-func (r *Runtime) runFresh(id container.ID, what string, argv []string, stdin, stdout, stderr *os.File, remove bool, spare func() *monitor.Claim) (int, error) {
-	lk, err := r.St.LockVPS(id, what)
+func (r *Runtime) runFresh(ctx context.Context, id container.ID, what string, argv []string, stdin, stdout, stderr *os.File, remove bool, spare func() *monitor.Claim) (int, error) {
+	lk, err := r.St.LockVPS(ctx, id, what)
 	if err != nil {
 		if remove {
-			r.Destroy(id, true)
+			r.Destroy(ctx, id, true)
 		}
 		return 0, err
 	}
-	code, err := r.runOnceLocked(id, argv, stdin, stdout, stderr, remove, spare)
-	if remove && r.destroyRan(id, lk) {
+	code, err := r.runOnceLocked(ctx, id, argv, stdin, stdout, stderr, remove, spare)
+	if remove && r.destroyRan(ctx, id, lk) {
 		return code, err
 	}
 	lk.Unlock()
 	if remove {
-		r.Destroy(id, true)
+		r.Destroy(ctx, id, true)
 	}
 	return code, err
 }
@@ -152,11 +153,11 @@ func (r *Runtime) runFresh(id container.ID, what string, argv []string, stdin, s
 // says, at the first free ID from the off'th transient one on (o.ID is ignored), and returns
 // its ID. A concurrent create that takes that ID first makes this one lose with ErrExist under
 // create's lock: it then tries the next free ID.
-func (r *Runtime) CreateTransient(o CreateOptions, off int) (container.ID, error) {
+func (r *Runtime) CreateTransient(ctx context.Context, o CreateOptions, off int) (container.ID, error) {
 	var err error
 	for range 10 {
 		o.ID = r.transientIDFrom(off)
-		if err = r.Create(o); !errors.Is(err, store.ErrExist) {
+		if err = r.Create(ctx, o); !errors.Is(err, store.ErrExist) {
 			break
 		}
 	}
@@ -178,12 +179,12 @@ func (r *Runtime) transientIDFrom(off int) container.ID {
 // that the run held throughout: nothing of the VPS can run, so there is no status to read and
 // nothing to repair, and what the boot kept (groups, mount namespace) goes to the remover with
 // the files. false: not done (the boot kept nothing: the caller destroys the VPS as usual).
-func (r *Runtime) destroyRan(id container.ID, lk *store.Lock) bool {
+func (r *Runtime) destroyRan(ctx context.Context, id container.ID, lk *store.Lock) bool {
 	left, ok := r.takeHeld(id)
 	if !ok {
 		return false
 	}
-	err := r.destroyLocked(id, lk, "", left)
+	err := r.destroyLocked(ctx, id, lk, "", left)
 	lk.Unlock()
 	return err == nil
 }
@@ -192,6 +193,6 @@ func (r *Runtime) destroyRan(id container.ID, lk *store.Lock) bool {
 // run's boot goes before its command is known, then asks claim for one: the claim's command
 // then runs as the VPS's PID 1 on the claim's stdio, and the VPS is destroyed after it as a
 // run --rm's is. stdio is the init's until then. what names the VPS in errors.
-func (r *Runtime) RunSpare(id container.ID, what string, stdio *os.File, claim func() *monitor.Claim) (int, error) {
-	return r.runFresh(id, what, []string{"/bin/true"}, stdio, stdio, stdio, true, claim)
+func (r *Runtime) RunSpare(ctx context.Context, id container.ID, what string, stdio *os.File, claim func() *monitor.Claim) (int, error) {
+	return r.runFresh(ctx, id, what, []string{"/bin/true"}, stdio, stdio, stdio, true, claim)
 }

@@ -1,6 +1,7 @@
 package runtime
 
 import (
+	"context"
 	"fmt"
 	"net/netip"
 	"slices"
@@ -31,8 +32,8 @@ type SetOptions struct {
 }
 
 // Set applies o to VPS id. Every value is validated before anything changes.
-func (r *Runtime) Set(id container.ID, o SetOptions) error {
-	lk, err := r.St.LockVPS(id, "set")
+func (r *Runtime) Set(ctx context.Context, id container.ID, o SetOptions) error {
+	lk, err := r.St.LockVPS(ctx, id, "set")
 	if err != nil {
 		return err
 	}
@@ -99,7 +100,7 @@ func (r *Runtime) Set(id container.ID, o SetOptions) error {
 	if running && s.Suspended && (!o.Limits.Empty() || !o.Net.Empty() || o.Hostname != nil || o.Domainname != nil) {
 		return fmt.Errorf("VPS %d: %w (resume it first)", id, ErrSuspended)
 	}
-	gl, err := r.St.LockGlobal(fmt.Sprintf("set %d", id))
+	gl, err := r.St.LockGlobal(ctx, fmt.Sprintf("set %d", id))
 	if err != nil {
 		return err
 	}
@@ -138,7 +139,7 @@ func (r *Runtime) Set(id container.ID, o SetOptions) error {
 	}
 	fault.Point("set-saved")
 	for _, up := range users {
-		if err := r.setUserPassword(s, up[0], up[1]); err != nil {
+		if err := r.setUserPassword(ctx, s, up[0], up[1]); err != nil {
 			return err
 		}
 	}

@@ -17,6 +17,7 @@ command -v musl-gcc >/dev/null || need+=(musl-tools)   # scripts/build.sh: vpsct
 command -v debootstrap >/dev/null || need+=(debootstrap)
 command -v sshpass >/dev/null || need+=(sshpass)
 command -v ssh >/dev/null || need+=(openssh-client)
+command -v nft >/dev/null || need+=(nftables)   # source-address validation of routed addresses
 if [ ${#need[@]} -gt 0 ]; then
   echo "== installing: ${need[*]}"
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}"

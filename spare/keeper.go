@@ -4,6 +4,7 @@ package spare
 // claims its socket takes, and their hand-over to a parked spare.
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"log"
@@ -224,12 +225,12 @@ func (k *keeper) cycle() (bool, error) {
 		return false, err
 	}
 	defer null.Close()
-	id, err := r.CreateTransient(runtime.CreateOptions{Template: k.tpl, Pool: uid.DefaultPool}, int(k.seq.Add(1)%4096))
+	id, err := r.CreateTransient(context.Background(), runtime.CreateOptions{Template: k.tpl, Pool: uid.DefaultPool}, int(k.seq.Add(1)%4096))
 	if err != nil {
 		return false, err
 	}
 	if err := store.WriteFileVolatile(r.St.Path(id, store.SpareMarker), []byte(k.tpl+"\n"), 0o600); err != nil {
-		r.Destroy(id, true)
+		r.Destroy(context.Background(), id, true)
 		return false, err
 	}
 	var claimed, parked atomic.Bool
@@ -259,7 +260,7 @@ func (k *keeper) cycle() (bool, error) {
 		}()
 		return cl
 	}
-	_, err = r.RunSpare(id, "spare VPS of template "+k.tpl, null, park)
+	_, err = r.RunSpare(context.Background(), id, "spare VPS of template "+k.tpl, null, park)
 	if parked.Load() {
 		<-recorded
 	}

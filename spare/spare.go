@@ -30,6 +30,7 @@ package spare
 // its spares unlocked, and the next keeper of the template destroys them.
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -209,7 +210,7 @@ func destroyOrphanSpares(r *runtime.Runtime, tpl string) int {
 		if r.St.SpareTemplate(id) != tpl {
 			continue
 		}
-		if err := r.Destroy(id, true); err == nil {
+		if err := r.Destroy(context.Background(), id, true); err == nil {
 			n++
 		}
 	}

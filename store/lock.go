@@ -1,6 +1,7 @@
 package store
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -27,8 +28,8 @@ var LockWait = 3 * time.Second
 // LockVPS takes the lock that serializes commands on VPS id. what names the command, and is
 // shown to whoever waits in vain. A VPS that does not exist (checked once the lock is held) is
 // ErrNotExist, and leaves no lock file behind.
-func (s *Store) LockVPS(id container.ID, what string) (*Lock, error) {
-	lk, err := lockFile(filepath.Join(s.Root, "locks", strconv.FormatUint(uint64(id), 10)+".lock"), what, fmt.Sprintf("VPS %d", id))
+func (s *Store) LockVPS(ctx context.Context, id container.ID, what string) (*Lock, error) {
+	lk, err := lockFile(ctx, filepath.Join(s.Root, "locks", strconv.FormatUint(uint64(id), 10)+".lock"), what, fmt.Sprintf("VPS %d", id))
 	if err != nil {
 		return nil, err
 	}
@@ -42,14 +43,14 @@ func (s *Store) LockVPS(id container.ID, what string) (*Lock, error) {
 
 // LockGlobal takes the lock that serializes changes to shared state: ID and name allocation,
 // UID ranges, addresses, templates.
-func (s *Store) LockGlobal(what string) (*Lock, error) {
-	return lockFile(filepath.Join(s.Root, "locks", ".global"), what, "state root")
+func (s *Store) LockGlobal(ctx context.Context, what string) (*Lock, error) {
+	return lockFile(ctx, filepath.Join(s.Root, "locks", ".global"), what, "state root")
 }
 
-func lockFile(path, what, subject string) (*Lock, error) {
+func lockFile(ctx context.Context, path, what, subject string) (*Lock, error) {
 	deadline := time.Now().Add(LockWait)
 	for {
-		f, err := lockOpen(path, subject, deadline)
+		f, err := lockOpen(ctx, path, subject, deadline)
 		if err != nil {
 			return nil, err
 		}
@@ -70,9 +71,9 @@ func lockFile(path, what, subject string) (*Lock, error) {
 // lockOpen opens path and flocks it, waiting until deadline. The wait is the kernel's own: a
 // blocking flock(2) on a thread of its own, which is woken the moment the holder lets go (the
 // usual holder is a stop's background remover, which lets go of a VPS's lock 1-20 ms after the
-// stop returned). At the deadline the file is closed: a flock granted after that is dropped
-// with the file, so a wait given up never keeps a lock.
-func lockOpen(path, subject string, deadline time.Time) (*os.File, error) {
+// stop returned). At the deadline, or when ctx is done, the file is closed: a flock granted
+// after that is dropped with the file, so a wait given up never keeps a lock.
+func lockOpen(ctx context.Context, path, subject string, deadline time.Time) (*os.File, error) {
 	f, err := sysfile.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		return nil, err
@@ -86,6 +87,9 @@ func lockOpen(path, subject string, deadline time.Time) (*os.File, error) {
 		defer timer.Stop()
 		select {
 		case err = <-done:
+		case <-ctx.Done():
+			f.Close()
+			return nil, fmt.Errorf("%s: waiting for its lock: %w", subject, ctx.Err())
 		case <-timer.C:
 			holder, _ := os.ReadFile(path)
 			h := strings.TrimSpace(string(holder))

@@ -57,7 +57,7 @@ EXAMPLES:
 				if asJSON {
 					progress = os.Stderr
 				}
-				res, err := rt.Checkpoint(id, c.String("dir"), c.Bool("leave-running"), progress)
+				res, err := rt.Checkpoint(c.Context, id, c.String("dir"), c.Bool("leave-running"), progress)
 				if err != nil {
 					return err
 				}
@@ -104,7 +104,7 @@ func restoreCommand() *cli.Command {
 				if asJSON {
 					progress = os.Stderr
 				}
-				res, err := rt.Restore(id, c.String("dir"), progress)
+				res, err := rt.Restore(c.Context, id, c.String("dir"), progress)
 				if err != nil {
 					return err
 				}

@@ -103,7 +103,7 @@ func createCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			err = rt.Create(runtime.CreateOptions{ID: id, Name: c.String("name"), Template: c.String("template"),
+			err = rt.Create(c.Context, runtime.CreateOptions{ID: id, Name: c.String("name"), Template: c.String("template"),
 				Hostname: c.String("hostname"), Domainname: c.String("domainname"), Namespaces: ns,
 				IDMapSize: uint32(size), Pool: uid.DefaultPool, Limits: limitsFrom(c), Net: netFrom(c),
 				Devices: c.StringSlice("devices"), Caps: c.StringSlice("capability")})
@@ -152,7 +152,7 @@ EXAMPLES:
 				return &v
 			}
 			return withVPS(c, func(rt *runtime.Runtime, id container.ID) error {
-				err := rt.Set(id, runtime.SetOptions{Name: str("name"), Hostname: str("hostname"), Domainname: str("domainname"),
+				err := rt.Set(c.Context, id, runtime.SetOptions{Name: str("name"), Hostname: str("hostname"), Domainname: str("domainname"),
 					Limits: limitsFrom(c), Net: netFrom(c), Capabilities: c.StringSlice("capability"), Save: c.Bool("save"), Devices: devicesFrom(c),
 					UserPasswd: c.StringSlice("userpasswd")})
 				if err != nil {

@@ -223,7 +223,7 @@ func commands() []*cli.Command {
 			Description: "Boots the VPS's own init in new namespaces. The VPS keeps running after vpsctl exits.\n\nEXAMPLE:\n   vpsctl start 101",
 			Action: func(c *cli.Context) error {
 				return withVPS(c, func(rt *runtime.Runtime, id container.ID) error {
-					pid, err := rt.Start(id, startOptions())
+					pid, err := rt.Start(c.Context, id, startOptions())
 					if err != nil {
 						return err
 					}
@@ -241,7 +241,7 @@ func commands() []*cli.Command {
 			},
 			Action: func(c *cli.Context) error {
 				return withVPS(c, func(rt *runtime.Runtime, id container.ID) error {
-					if err := rt.Stop(id, runtime.StopOptions{Timeout: c.Duration("timeout"), Kill: c.Bool("kill")}); err != nil {
+					if err := rt.Stop(c.Context, id, runtime.StopOptions{Timeout: c.Duration("timeout"), Kill: c.Bool("kill")}); err != nil {
 						return err
 					}
 					fmt.Printf("VPS %d stopped\n", id)
@@ -254,10 +254,10 @@ func commands() []*cli.Command {
 			Flags: []cli.Flag{&cli.DurationFlag{Name: "timeout", Value: 60 * time.Second, Usage: "grace period before killing"}},
 			Action: func(c *cli.Context) error {
 				return withVPS(c, func(rt *runtime.Runtime, id container.ID) error {
-					if err := rt.Stop(id, runtime.StopOptions{Timeout: c.Duration("timeout")}); err != nil && !errors.Is(err, runtime.ErrNotRunning) {
+					if err := rt.Stop(c.Context, id, runtime.StopOptions{Timeout: c.Duration("timeout")}); err != nil && !errors.Is(err, runtime.ErrNotRunning) {
 						return err
 					}
-					pid, err := rt.Start(id, startOptions())
+					pid, err := rt.Start(c.Context, id, startOptions())
 					if err != nil {
 						return err
 					}
@@ -279,7 +279,7 @@ func commands() []*cli.Command {
 					return usageError("exec: usage: vpsctl exec ID -- COMMAND [ARG...]")
 				}
 				return withVPS(c, func(rt *runtime.Runtime, id container.ID) error {
-					code, err := rt.Exec(id, runtime.ExecOptions{Args: c.Args().Slice()[1:], TTY: c.Bool("tty"),
+					code, err := rt.Exec(c.Context, id, runtime.ExecOptions{Args: c.Args().Slice()[1:], TTY: c.Bool("tty"),
 						Env: c.StringSlice("env"), Dir: c.String("workdir"), Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr})
 					if err != nil {
 						return err
@@ -293,7 +293,7 @@ func commands() []*cli.Command {
 			Description: "Opens root's login shell on a new pty of the VPS (works under tmux and screen). Leave with exit.\n\nEXAMPLE:\n   vpsctl enter 101",
 			Action: func(c *cli.Context) error {
 				return withVPS(c, func(rt *runtime.Runtime, id container.ID) error {
-					code, err := rt.Enter(id, os.Stdin, os.Stdout, os.Stderr)
+					code, err := rt.Enter(c.Context, id, os.Stdin, os.Stdout, os.Stderr)
 					if err != nil {
 						return err
 					}
@@ -345,7 +345,7 @@ func commands() []*cli.Command {
 			Flags:       []cli.Flag{&cli.BoolFlag{Name: "force", Aliases: []string{"f"}, Usage: "stop the VPS first if it runs"}},
 			Action: func(c *cli.Context) error {
 				return withVPS(c, func(rt *runtime.Runtime, id container.ID) error {
-					if err := rt.Destroy(id, c.Bool("force")); err != nil {
+					if err := rt.Destroy(c.Context, id, c.Bool("force")); err != nil {
 						return err
 					}
 					fmt.Printf("VPS %d destroyed\n", id)
@@ -477,7 +477,7 @@ func templateCommand() *cli.Command {
 					if err != nil {
 						return err
 					}
-					if err := rt.RemoveTemplate(c.Args().First()); err != nil {
+					if err := rt.RemoveTemplate(c.Context, c.Args().First()); err != nil {
 						return err
 					}
 					fmt.Printf("template %q removed\n", c.Args().First())

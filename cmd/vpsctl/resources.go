@@ -63,13 +63,13 @@ func suspendCommand() *cli.Command {
 		Action: func(c *cli.Context) error {
 			return withVPS(c, func(rt *runtime.Runtime, id container.ID) error {
 				if c.Bool("to-disk") {
-					if err := rt.SuspendToDisk(id, os.Stdout); err != nil {
+					if err := rt.SuspendToDisk(c.Context, id, os.Stdout); err != nil {
 						return err
 					}
 					fmt.Printf("VPS %d suspended to disk\n", id)
 					return nil
 				}
-				if err := rt.Suspend(id); err != nil {
+				if err := rt.Suspend(c.Context, id); err != nil {
 					return err
 				}
 				fmt.Printf("VPS %d suspended\n", id)
@@ -84,7 +84,7 @@ func resumeCommand() *cli.Command {
 		Name: "resume", Usage: "thaw a suspended VPS", ArgsUsage: "ID|NAME",
 		Action: func(c *cli.Context) error {
 			return withVPS(c, func(rt *runtime.Runtime, id container.ID) error {
-				if err := rt.Resume(id); err != nil {
+				if err := rt.Resume(c.Context, id); err != nil {
 					return err
 				}
 				fmt.Printf("VPS %d resumed\n", id)

@@ -41,7 +41,7 @@ func runCommand() *cli.Command {
 			if len(args) == 0 {
 				return usageError("run: usage: vpsctl run [ID] --template T -- COMMAND [ARG...]")
 			}
-			code, err := rt.Run(runtime.RunOptions{ID: id, Template: c.String("template"), Hostname: c.String("hostname"),
+			code, err := rt.Run(c.Context, runtime.RunOptions{ID: id, Template: c.String("template"), Hostname: c.String("hostname"),
 				Remove: c.Bool("rm"), Args: args, Pool: uid.DefaultPool, Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr})
 			if err != nil {
 				return err

@@ -5,7 +5,9 @@ package proc
 
 import (
 	"bytes"
+	"context"
 	"strconv"
+	"time"
 
 	"github.com/vpsctl/vpsctl/internal/sysfile"
 	"golang.org/x/sys/unix"
@@ -84,15 +86,30 @@ func Threads(dir string) int {
 	return n
 }
 
-// waitPidfd waits up to timeout for the process behind pidfd to exit.
-func WaitPidfd(pidfd int, timeoutMs int) bool {
+// WaitPidfd waits, at most timeout and until ctx is done, for the process behind pidfd to exit,
+// and reports whether it did. ctx wakes the wait through an eventfd polled beside the pidfd.
+func WaitPidfd(ctx context.Context, pidfd int, timeout time.Duration) bool {
 	fds := []unix.PollFd{{Fd: int32(pidfd), Events: unix.POLLIN}}
+	if ctx.Done() != nil {
+		efd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+		if err == nil {
+			defer unix.Close(efd)
+			stop := context.AfterFunc(ctx, func() { unix.Write(efd, []byte{1, 0, 0, 0, 0, 0, 0, 0}) })
+			defer stop()
+			fds = append(fds, unix.PollFd{Fd: int32(efd), Events: unix.POLLIN})
+		}
+	}
+	deadline := time.Now().Add(timeout)
 	for {
-		n, err := unix.Poll(fds, timeoutMs)
+		left := time.Until(deadline)
+		if left < 0 {
+			left = 0
+		}
+		n, err := unix.Poll(fds, int(left.Milliseconds()))
 		if err == unix.EINTR {
 			continue
 		}
-		return err == nil && n > 0
+		return err == nil && n > 0 && fds[0].Revents != 0
 	}
 }
 
