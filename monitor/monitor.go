@@ -331,6 +331,18 @@ func (m *monitor) runOnce() int {
 	return code
 }
 
+// tmpfsSizes are the sizes of the VPS's /run and /dev/shm: tmpfs is memory, and the VPS's memory
+// limit is what it may use, not the host's RAM, which tmpfs's default (half of it) is sized from.
+// /run gets a fifth of the limit, /dev/shm half (the default's share); an unlimited VPS, the
+// host's defaults' shares.
+func tmpfsSizes(res *cgroup.Resources) (run, shm string) {
+	if res.MemoryBytes == nil || *res.MemoryBytes < 0 {
+		return "20%", "50%"
+	}
+	m := *res.MemoryBytes
+	return strconv.FormatInt(max(m/5, 1<<20), 10), strconv.FormatInt(max(m/2, 1<<20), 10)
+}
+
 // goBeside runs f on a goroutine meant to run beside the caller, on the other CPU, at once. A
 // go statement puts its goroutine in its P's runnext slot, which another P steals from only
 // after a pause (runtime.runqgrab's usleep(3), which the raised timer slack stretches to 0.2
@@ -586,7 +598,12 @@ func (m *monitor) bootRest(c *store.Config, b *bootState, res *cgroup.Resources,
 	msg := initMsg{NSFlags: spec.CloneFlags(c.Namespaces), Hostname: c.Hostname, Domainname: c.Domainname,
 		Console: consolePath, CapDrop: spec.CapMask(c), Init: initArgv(m.oneshot), Trace: fault.Tracing(),
 		Env: env, Park: m.spare != nil}
-	if err := unix.Sendmsg(fds[0], msg.encode(), unix.UnixRights(rootFd), nil, 0); err != nil {
+	msg.RunSize, msg.ShmSize = tmpfsSizes(res)
+	body, err := msg.encode()
+	if err != nil {
+		return nil, err
+	}
+	if err := unix.Sendmsg(fds[0], body, unix.UnixRights(rootFd), nil, 0); err != nil {
 		return nil, fmt.Errorf("send init config: %w", os.NewSyscallError("sendmsg", err))
 	}
 
@@ -689,7 +706,10 @@ func (m *monitor) parkSpare(sock *os.File, fd int, buf []byte, c *store.Config, 
 	for _, f := range cl.Stdio {
 		give = append(give, int(f.Fd()))
 	}
-	err = unix.Sendmsg(fd, claimMsg(c.Hostname, c.Domainname, initArgv(cl.Args), env), unix.UnixRights(give...), nil, 0)
+	body, err := claimMsg(c.Hostname, c.Domainname, initArgv(cl.Args), env)
+	if err == nil {
+		err = unix.Sendmsg(fd, body, unix.UnixRights(give...), nil, 0)
+	}
 	// The init child has its own copies now: ours would keep the caller's pipes open.
 	cl.CloseStdio()
 	if err != nil {
@@ -782,12 +802,17 @@ func (m *monitor) mountRootfs(c *store.Config, tpl string, pid int, userns bool)
 			os.RemoveAll(mark)
 		}
 	}
+	// nodev: a device node in the template or the private area (a tarball's dev/console, one
+	// a template build missed) opens nothing; the VPS's /dev is vpsctl's own tmpfs, with the
+	// host's nodes it allows bind-mounted in. The flag is locked for the VPS (its mounts are
+	// copies into a less privileged mount namespace), so no bind of / it makes can clear it.
+	const flags = unix.MS_NODEV
 	err = unix.EINVAL
 	if m.volatile {
-		err = unix.Mount("overlay", root, "overlay", 0, opts+",volatile") // EINVAL before Linux 5.10
+		err = unix.Mount("overlay", root, "overlay", flags, opts+",volatile") // EINVAL before Linux 5.10
 	}
 	if err != nil {
-		err = unix.Mount("overlay", root, "overlay", 0, opts)
+		err = unix.Mount("overlay", root, "overlay", flags, opts)
 	}
 	if err != nil {
 		unix.Unmount(lower, unix.MNT_DETACH)

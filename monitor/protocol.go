@@ -4,7 +4,6 @@ import (
 	"encoding/binary"
 
 	"fmt"
-	"strconv"
 	"strings"
 	"syscall"
 
@@ -51,9 +50,11 @@ type initMsg struct {
 	Init       []string // argv of the VPS's init
 	Env        []string
 	Trace      bool // the init child prints trace marks (see internal/fault) to its stderr
-	// Park: a spare VPS's (spare.go): the child pivots into the root, reports initParked and
-	// waits for a claimMsg before it goes on.
+	// Park: a spare VPS's (package spare): the child pivots into the root, reports initParked
+	// and waits for a claimMsg before it goes on.
 	Park bool
+	// RunSize and ShmSize are the size= of its /run and /dev/shm tmpfs (bytes, or N%).
+	RunSize, ShmSize string
 }
 
 // initGo is the monitor's go-ahead after the config: the init child is in the VPS's groups and
@@ -65,41 +66,29 @@ const initParked = "P"
 
 // claimMsg is the second message to a parked init child: a claim's host name, domain name,
 // argv and environment (the same keys as initMsg's), with its stdio as SCM_RIGHTS.
-func claimMsg(hostname, domainname string, argv, env []string) []byte {
-	var b []byte
-	kv := func(k, v string) { b = append(append(append(append(b, k...), '='), v...), 0) }
-	kv("hostname", hostname)
-	kv("domainname", domainname)
-	for _, a := range argv {
-		kv("arg", a)
-	}
-	for _, e := range env {
-		kv("env", e)
-	}
-	return append(b, 0)
+func claimMsg(hostname, domainname string, argv, env []string) ([]byte, error) {
+	m := &prestart.Msg{}
+	m.Add("hostname", hostname).Add("domainname", domainname).AddAll("arg", argv).AddAll("env", env)
+	return m.Bytes()
 }
 
-func (m *initMsg) encode() []byte {
-	var b []byte
-	kv := func(k, v string) { b = append(append(append(append(b, k...), '='), v...), 0) }
-	kv("ns", strconv.Itoa(m.NSFlags))
-	kv("hostname", m.Hostname)
-	kv("domainname", m.Domainname)
-	kv("console", m.Console)
-	kv("capdrop", strconv.FormatUint(m.CapDrop, 16))
+func (m *initMsg) encode() ([]byte, error) {
+	msg := &prestart.Msg{}
+	msg.AddInt("ns", m.NSFlags).Add("hostname", m.Hostname).Add("domainname", m.Domainname)
+	msg.Add("console", m.Console).AddHex("capdrop", m.CapDrop)
+	if m.RunSize != "" {
+		msg.Add("runsize", m.RunSize)
+	}
+	if m.ShmSize != "" {
+		msg.Add("shmsize", m.ShmSize)
+	}
 	if m.Trace {
-		kv("trace", "1")
+		msg.Add("trace", "1")
 	}
 	if m.Park {
-		kv("park", "1")
+		msg.Add("park", "1")
 	}
-	for _, a := range m.Init {
-		kv("arg", a)
-	}
-	for _, e := range m.Env {
-		kv("env", e)
-	}
-	return append(b, 0)
+	return msg.AddAll("arg", m.Init).AddAll("env", m.Env).Bytes()
 }
 
 // initError is a failure of the init child before it could exec the VPS's init: struct

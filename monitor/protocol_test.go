@@ -16,7 +16,11 @@ import (
 func TestInitMsgEncode(t *testing.T) {
 	m := initMsg{NSFlags: 0x7e020000, Hostname: "web1", Domainname: "", Console: "/dev/pts/3", CapDrop: 0x1f,
 		Init: []string{"/sbin/init", "-s"}, Env: []string{"container=vpsctl", "TERM=linux"}}
-	got := string(m.encode())
+	b, err := m.encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := string(b)
 	want := strings.Join([]string{"ns=2114060288", "hostname=web1", "domainname=", "console=/dev/pts/3", "capdrop=1f",
 		"arg=/sbin/init", "arg=-s", "env=container=vpsctl", "env=TERM=linux"}, "\x00") + "\x00\x00"
 	if got != want {
@@ -27,14 +31,22 @@ func TestInitMsgEncode(t *testing.T) {
 // TestClaimMsgEncode: a parked init child's second message has the keys a claim may set, in
 // initMsg's format; park=1 marks the first.
 func TestClaimMsgEncode(t *testing.T) {
-	got := string(claimMsg("h1", "", []string{"/bin/sh", "-c", "a b"}, []string{"TERM=linux"}))
+	b, err := claimMsg("h1", "", []string{"/bin/sh", "-c", "a b"}, []string{"TERM=linux"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := string(b)
 	want := strings.Join([]string{"hostname=h1", "domainname=", "arg=/bin/sh", "arg=-c", "arg=a b", "env=TERM=linux"}, "\x00") + "\x00\x00"
 	if got != want {
 		t.Fatalf("claimMsg = %q\nwant       %q", got, want)
 	}
 	m := initMsg{Park: true}
-	if !strings.Contains(string(m.encode()), "\x00park=1\x00") {
-		t.Fatalf("initMsg with Park: %q", m.encode())
+	if b, _ := m.encode(); !strings.Contains(string(b), "\x00park=1\x00") {
+		t.Fatalf("initMsg with Park: %q", b)
+	}
+	// A value the format cannot carry is refused, not sent cut short.
+	if _, err := (&initMsg{Hostname: "a\x00b"}).encode(); err == nil {
+		t.Fatal("a NUL in a value was encoded")
 	}
 }
 
@@ -82,11 +94,11 @@ func TestReadyMsgFailure(t *testing.T) {
 // TestInitMsgTrace: the init child is told to trace only when vpsctl traces.
 func TestInitMsgTrace(t *testing.T) {
 	m := initMsg{NSFlags: 1, Init: []string{"/sbin/init"}}
-	if strings.Contains(string(m.encode()), "trace=") {
-		t.Fatalf("untraced config has a trace key: %q", m.encode())
+	if b, _ := m.encode(); strings.Contains(string(b), "trace=") {
+		t.Fatalf("untraced config has a trace key: %q", b)
 	}
 	m.Trace = true
-	if !strings.Contains(string(m.encode()), "\x00trace=1\x00") {
-		t.Fatalf("traced config lacks trace=1: %q", m.encode())
+	if b, _ := m.encode(); !strings.Contains(string(b), "\x00trace=1\x00") {
+		t.Fatalf("traced config lacks trace=1: %q", b)
 	}
 }

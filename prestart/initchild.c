@@ -271,8 +271,9 @@ static const char *readonly[] = { "proc/sys", "proc/sysrq-trigger", "proc/irq", 
 
 // special builds the VPS's /proc, /sys, /dev and /run below the current directory (the new
 // root), all but its cgroup view (guest_cgroups, once we are in the VPS's groups). console is
-// the host path of the pty slave the monitor made (also our stdio).
-static void special(int own_net, const char *console)
+// the host path of the pty slave the monitor made (also our stdio); runsize and shmsize the
+// size= of /run and /dev/shm (the monitor's, from the VPS's memory limit).
+static void special(int own_net, const char *console, const char *runsize, const char *shmsize)
 {
 	mk("proc", "proc", "proc", NOSUIDDEVEXEC, NULL);
 	if (own_net) {
@@ -284,7 +285,8 @@ static void special(int own_net, const char *console)
 		if (mount(NULL, "sys", NULL, MS_BIND | MS_REMOUNT | MS_RDONLY | NOSUIDDEVEXEC, NULL) < 0)
 			die("remount /sys read-only");
 	}
-	mk("tmpfs", "dev", "tmpfs", MS_NOSUID | MS_NOEXEC, "mode=755,size=64k");
+	// nodev: the host's nodes the VPS may use are bind mounts of their own on top.
+	mk("tmpfs", "dev", "tmpfs", MS_NOSUID | MS_NOEXEC | MS_NODEV, "mode=755,size=64k");
 	static const char *devs[] = { "null", "zero", "full", "random", "urandom", "tty", NULL };
 	char src[64], dst[64];
 	for (int i = 0; devs[i]; i++) {
@@ -296,7 +298,9 @@ static void special(int own_net, const char *console)
 	// devpts, which is not in our mount namespace (EINVAL).
 	bind_file(console, "dev/console");
 	mk("devpts", "dev/pts", "devpts", MS_NOSUID | MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620,gid=5");
-	mk("shm", "dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777,size=65536k");
+	char opts[64];
+	snprintf(opts, sizeof(opts), "mode=1777,size=%s", shmsize);
+	mk("shm", "dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, opts);
 	static const char *links[][2] = { { "ptmx", "pts/ptmx" }, { "fd", "/proc/self/fd" },
 		{ "stdin", "/proc/self/fd/0" }, { "stdout", "/proc/self/fd/1" }, { "stderr", "/proc/self/fd/2" } };
 	for (size_t i = 0; i < sizeof(links) / sizeof(links[0]); i++) {
@@ -304,7 +308,8 @@ static void special(int own_net, const char *console)
 		if (symlink(links[i][1], dst) < 0)
 			die("symlink /%s", dst);
 	}
-	mk("tmpfs", "run", "tmpfs", MS_NOSUID | MS_NODEV, "mode=755,size=20%");
+	snprintf(opts, sizeof(opts), "mode=755,size=%s", runsize);
+	mk("tmpfs", "run", "tmpfs", MS_NOSUID | MS_NODEV, opts);
 	if (mkdir("run/lock", 01777) < 0 && errno != EEXIST)
 		die("mkdir /run/lock");
 	chmod("run/lock", 01777);
@@ -375,6 +380,7 @@ static long recv_config(char *buf, size_t n, struct msg *m, int *fds, int want)
 static int cfg_ns, cfg_park, cfg_na, cfg_ne;
 static uint64_t cfg_capdrop;
 static const char *cfg_hostname = "", *cfg_domainname = "", *cfg_console = "/dev/null";
+static const char *cfg_runsize = "20%", *cfg_shmsize = "50%";
 
 static void parse_config(const struct msg *m)
 {
@@ -389,6 +395,10 @@ static void parse_config(const struct msg *m)
 			cfg_domainname = kv->val;
 		else if (!strcmp(kv->key, "console"))
 			cfg_console = kv->val;
+		else if (!strcmp(kv->key, "runsize"))
+			cfg_runsize = kv->val;
+		else if (!strcmp(kv->key, "shmsize"))
+			cfg_shmsize = kv->val;
 		else if (!strcmp(kv->key, "capdrop"))
 			bad = msg_u64(kv->val, &cfg_capdrop);
 		else if (!strcmp(kv->key, "trace"))
@@ -466,7 +476,7 @@ void vpsctl_init_child(int sock)
 	mark("init-child-config");
 	if (ns & CLONE_NEWNET)
 		loopback_up();
-	special(ns & CLONE_NEWNET, cfg_console);
+	special(ns & CLONE_NEWNET, cfg_console, cfg_runsize, cfg_shmsize);
 	mark("init-child-mounted");
 	// The monitor's go-ahead: we are in the VPS's groups (a v1 move comes after the clone and
 	// is made while we mount) and its network is set up.

@@ -76,6 +76,10 @@ func (r *Runtime) Create(ctx context.Context, o CreateOptions) error {
 	if err := o.Limits.apply(c); err != nil {
 		return err
 	}
+	r.Defaults.Fill(c)
+	if _, err := spec.Resources(c); err != nil { // the defaults too
+		return err
+	}
 	if err := o.Net.validate(c); err != nil {
 		return err
 	}

@@ -46,6 +46,9 @@ var (
 // Runtime operates on one state root.
 type Runtime struct {
 	St *store.Store
+	// Defaults are the limits a VPS created without them gets (see spec.Defaults, which Open
+	// sets here).
+	Defaults spec.DefaultLimits
 	// Warn receives warnings about host settings that keep a VPS from working fully (one
 	// line each); nil discards them. They are also in the VPS's monitor.log.
 	Warn io.Writer
@@ -101,7 +104,7 @@ func Open(root string) (*Runtime, error) {
 		return prestart.Remove(prestart.RemoveJob{Dir: j.Dir, DirLock: j.DirLock, Groups: j.Groups,
 			VPSLock: j.VPSLock, VPSLockPath: j.VPSLockPath, Spares: j.Spares, Hold: j.Hold})
 	}
-	return &Runtime{St: st}, nil
+	return &Runtime{St: st, Defaults: spec.Defaults}, nil
 }
 
 // Resolve turns an ID or a name into an existing VPS's ID.

@@ -18,7 +18,6 @@ var defaultDevices = []cgroup.DeviceRule{
 	{Type: 'c', Major: 1, Minor: 8, Access: "rwm"},    // random
 	{Type: 'c', Major: 1, Minor: 9, Access: "rwm"},    // urandom
 	{Type: 'c', Major: 5, Minor: 0, Access: "rwm"},    // tty
-	{Type: 'c', Major: 5, Minor: 1, Access: "rwm"},    // console
 	{Type: 'c', Major: 5, Minor: 2, Access: "rwm"},    // ptmx
 	{Type: 'c', Major: 136, Minor: -1, Access: "rwm"}, // pts/* (the console is a host pts)
 }

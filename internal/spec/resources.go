@@ -8,6 +8,32 @@ import (
 	"github.com/vpsctl/vpsctl/store"
 )
 
+// Defaults are the limits a VPS gets when it is created without them, so that no VPS is
+// unbounded (a hostile tenant's would otherwise take the host's memory and process table, as
+// vzctl's sample configs prevented): a memory limit, a swap allowance beside it, a process limit
+// and the default CPU weight. The host-wide configuration may change them; a VPS keeps the
+// values it was created with (they are written into its config).
+var Defaults = DefaultLimits{Memory: "1G", Swap: "512M", NumProc: "4096", CPUUnits: "1000"}
+
+// DefaultLimits are default limit values, as vps.conf spells them.
+type DefaultLimits struct {
+	Memory, Swap, NumProc, CPUUnits string
+}
+
+// Fill sets c's unset limits of d's kinds to d's values.
+func (d DefaultLimits) Fill(c *store.Config) {
+	for _, f := range []struct {
+		dst *string
+		def string
+	}{
+		{&c.Memory, d.Memory}, {&c.Swap, d.Swap}, {&c.NumProc, d.NumProc}, {&c.CPUUnits, d.CPUUnits},
+	} {
+		if *f.dst == "" {
+			*f.dst = f.def
+		}
+	}
+}
+
 // Resources turns a config's limits into cgroup resources. Unset limits become "unlimited" (or
 // the default weight), so that a limit removed from the config is lifted when applied.
 func Resources(c *store.Config) (*cgroup.Resources, error) {
