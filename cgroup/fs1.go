@@ -245,11 +245,7 @@ func (m *fs1) Spares() []string {
 
 func (m *fs1) Delegate(uid, gid int) error {
 	for _, h := range m.hiers {
-		files := delegatedV1
-		if h.ctrls[0] == unifiedName {
-			files = delegatedV2
-		}
-		if err := delegate(filepath.Join(h.mount, m.rel), files, uid, gid); err != nil {
+		if err := delegate(filepath.Join(h.mount, m.rel), h.ctrls[0] == unifiedName, uid, gid); err != nil {
 			return err
 		}
 	}

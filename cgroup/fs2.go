@@ -42,7 +42,7 @@ func (m *fs2) ProcsFiles() []string          { return []string{filepath.Join(m.d
 func (m *fs2) ThawFile() (string, string)    { return filepath.Join(m.dir, "cgroup.freeze"), "0" }
 func (m *fs2) Destroy(t time.Duration) error { return removeTree(m.dir, t) }
 
-func (m *fs2) Delegate(uid, gid int) error { return delegate(m.dir, delegatedV2, uid, gid) }
+func (m *fs2) Delegate(uid, gid int) error { return delegate(m.dir, true, uid, gid) }
 
 func (m *fs2) Create() error {
 	dir := m.root

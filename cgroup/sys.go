@@ -90,8 +90,27 @@ var (
 	delegatedV2 = []string{"cgroup.procs", "cgroup.subtree_control", "cgroup.threads"}
 )
 
-// delegate chowns dir and its files to uid:gid.
-func delegate(dir string, files []string, uid, gid int) error {
+// A delegated cgroup2 group's own subtree is bounded: the kernel's defaults (no limit) would let
+// a tenant make groups until the host's memory for them runs out. A guest's systemd makes a few
+// groups per unit, a few levels deep: these leave it room many times over.
+const (
+	maxDescendants = 4096
+	maxDepth       = 16
+)
+
+// delegate chowns dir and the files that make a group delegated to uid:gid; a cgroup2 group
+// (v2) gets its bounds first (cgroup.max.descendants, cgroup.max.depth), files that stay
+// host-owned.
+func delegate(dir string, v2 bool, uid, gid int) error {
+	files := delegatedV1
+	if v2 {
+		files = delegatedV2
+		for f, v := range map[string]int{"cgroup.max.descendants": maxDescendants, "cgroup.max.depth": maxDepth} {
+			if err := writeFile(dir, f, strconv.Itoa(v)); err != nil {
+				return err
+			}
+		}
+	}
 	if err := os.Chown(dir, uid, gid); err != nil {
 		return err
 	}
