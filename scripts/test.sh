@@ -25,6 +25,8 @@ export PATH=$PATH:/usr/local/go/bin
 
 echo "== CRIU >= 4.1 (for the checkpoint tests)"
 bash scripts/install-criu.sh
+echo "== promtool (for the metrics test; the linter only, no Prometheus server)"
+bash scripts/install-promtool.sh
 
 echo "== gofmt"
 bad=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))
