@@ -16,6 +16,7 @@ command -v gcc >/dev/null || need+=(gcc)
 command -v musl-gcc >/dev/null || need+=(musl-tools)   # scripts/build.sh: vpsctl is built static with musl
 command -v debootstrap >/dev/null || need+=(debootstrap)
 command -v sshpass >/dev/null || need+=(sshpass)
+command -v systemd-analyze >/dev/null || need+=(systemd)   # contrib's test: systemd-analyze verify on vpsctl.service
 command -v ssh >/dev/null || need+=(openssh-client)
 if [ ${#need[@]} -gt 0 ]; then
   echo "== installing: ${need[*]}"
