@@ -32,9 +32,10 @@ func need(t *testing.T, tool, pkg string) string {
 	return ""
 }
 
-// verifyRoot makes a file system root holding systemd's own units, a stand-in vpsctl at the
-// unit's path, and unit (as /etc/systemd/system/vpsctl.service), for systemd-analyze verify
-// --root: the unit is checked as it is, whether or not vpsctl is installed on this host.
+// verifyRoot makes a file system root holding systemd's own units, stand-ins for the programs
+// the units run, unit (as /etc/systemd/system/vpsctl.service) and the metrics units, for
+// systemd-analyze verify --root: the units are checked as they are, whether or not vpsctl is
+// installed on this host.
 func verifyRoot(t *testing.T, unit []byte) string {
 	t.Helper()
 	root := t.TempDir()
@@ -49,15 +50,27 @@ func verifyRoot(t *testing.T, unit []byte) string {
 	if out, err := exec.Command("cp", "-r", sys, dst).CombinedOutput(); err != nil {
 		t.Fatalf("copy %s: %v %s", sys, err, out)
 	}
-	bin := filepath.Join(root, "usr/local/sbin/vpsctl")
-	os.MkdirAll(filepath.Dir(bin), 0o755)
-	if err := os.WriteFile(bin, []byte("#!/bin/sh\n"), 0o755); err != nil {
-		t.Fatal(err)
+	// Stand-ins for the programs the units run: verify only checks they are executables.
+	for _, p := range []string{"usr/local/sbin/vpsctl", "bin/sh"} {
+		bin := filepath.Join(root, p)
+		os.MkdirAll(filepath.Dir(bin), 0o755)
+		if err := os.WriteFile(bin, []byte("#!/bin/sh\n"), 0o755); err != nil {
+			t.Fatal(err)
+		}
 	}
 	etc := filepath.Join(root, "etc/systemd/system")
 	os.MkdirAll(etc, 0o755)
 	if err := os.WriteFile(filepath.Join(etc, "vpsctl.service"), unit, 0o644); err != nil {
 		t.Fatal(err)
+	}
+	for _, name := range []string{"vpsctl-metrics.service", "vpsctl-metrics.timer"} {
+		b, err := os.ReadFile(filepath.Join("systemd", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(etc, name), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
 	}
 	return root
 }
@@ -79,7 +92,7 @@ func analyze(t *testing.T, tool string, args ...string) (string, error) {
 	return strings.TrimSpace(string(out)), err
 }
 
-// TestSystemdUnitVerifies: systemd-analyze verify passes on the shipped unit, without a
+// TestSystemdUnitVerifies: systemd-analyze verify passes on the shipped units, without a
 // warning; and it does catch a broken unit, so the pass means something.
 func TestSystemdUnitVerifies(t *testing.T) {
 	tool := need(t, "systemd-analyze", "systemd")
@@ -88,8 +101,10 @@ func TestSystemdUnitVerifies(t *testing.T) {
 		t.Fatal(err)
 	}
 	root := verifyRoot(t, unit)
-	if out, err := analyze(t, tool, "--root="+root, "vpsctl.service"); err != nil || out != "" {
-		t.Fatalf("systemd-analyze verify: %v\n%s", err, out)
+	for _, u := range []string{"vpsctl.service", "vpsctl-metrics.service", "vpsctl-metrics.timer"} {
+		if out, err := analyze(t, tool, "--root="+root, u); err != nil || out != "" {
+			t.Fatalf("systemd-analyze verify %s: %v\n%s", u, err, out)
+		}
 	}
 	// Where vpsctl is installed, the acceptance command as the issue gives it.
 	if _, err := os.Stat("/usr/local/sbin/vpsctl"); err == nil {
