@@ -137,7 +137,7 @@ func ParseSince(s string, now time.Time) (time.Time, error) {
 	if s == "" {
 		return time.Time{}, fmt.Errorf("--since: empty: %w", ErrBadSince)
 	}
-	if d, ok := strings.CutSuffix(s, "d"); ok && isDigits(d) {
+	if d, ok := strings.CutSuffix(s, "d"); ok && d != "" && strings.Trim(d, "0123456789") == "" {
 		n, err := strconv.Atoi(d)
 		if err != nil || n > 36500 {
 			return time.Time{}, fmt.Errorf("--since %q: too far back: %w", s, ErrBadSince)
@@ -167,18 +167,6 @@ func ParseSince(s string, now time.Time) (time.Time, error) {
 
 // ErrBadSince is a --since value that is neither a duration nor a time.
 var ErrBadSince = errors.New("bad time")
-
-func isDigits(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if s[i] < '0' || s[i] > '9' {
-			return false
-		}
-	}
-	return true
-}
 
 // Rise is a counter that went up between two readings.
 type Rise struct {
