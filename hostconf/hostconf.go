@@ -5,16 +5,21 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"math"
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/vpsctl/vpsctl/cgroup"
+	"github.com/vpsctl/vpsctl/internal/sysfile"
 	"github.com/vpsctl/vpsctl/template"
+	"golang.org/x/sys/unix"
 )
 
 // DefaultPath is where the host configuration lives unless VPSCTL_CONFIG names another file.
@@ -454,6 +459,15 @@ func validDomain(s string) bool {
 
 // Defaults returns the built-in configuration: what a host without a file gets.
 func Defaults() *Config {
+	c := *builtin()
+	c.settings = maps.Clone(c.settings)
+	c.Nameservers, c.SearchDomains = slices.Clone(c.Nameservers), slices.Clone(c.SearchDomains)
+	return &c
+}
+
+// builtin is the defaults, checked and built once per process (every command starts from
+// them; building them was a third of reading a configuration).
+var builtin = sync.OnceValue(func() *Config {
 	c := &Config{settings: make(map[string]setting, len(specs))}
 	for _, s := range specs {
 		if err := s.apply(c, s.def); err != nil {
@@ -462,7 +476,7 @@ func Defaults() *Config {
 		c.settings[s.key] = setting{raw: s.def}
 	}
 	return c
-}
+})
 
 // Parse reads a host configuration's text; name is the file's path, used in errors and
 // sources. Keys not set keep their defaults. A key given twice takes its last value, as a
@@ -609,20 +623,41 @@ func Load(path string, explicit bool) (*Config, error) {
 	return Parse(path, text)
 }
 
+// readBounded reads a configuration file with plain system calls (every command reads one:
+// an os.File's poller registration and io.ReadAll's growth were two thirds of the cost), and
+// refuses one larger than maxFile.
 func readBounded(path string) ([]byte, error) {
-	f, err := os.Open(path)
+	fd, err := sysfile.Open(path, unix.O_RDONLY, 0)
 	if err != nil {
 		return nil, err
 	}
-	defer f.Close()
-	text, err := io.ReadAll(io.LimitReader(f, maxFile+1))
-	if err != nil {
-		return nil, err
+	defer unix.Close(fd)
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return nil, &os.PathError{Op: "fstat", Path: path, Err: err}
 	}
-	if len(text) > maxFile {
-		return nil, fmt.Errorf("%s: larger than %d bytes: %w", path, maxFile, ErrBadConfig)
+	// The size is a hint (the file may change while read); the bound is enforced on what is
+	// actually read.
+	b := make([]byte, 0, min(max(st.Size, 0), maxFile)+1)
+	for {
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)]
+		}
+		n, err := unix.Read(fd, b[len(b):cap(b)])
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return nil, &os.PathError{Op: "read", Path: path, Err: err}
+		}
+		b = b[:len(b)+n]
+		if len(b) > maxFile {
+			return nil, fmt.Errorf("%s: larger than %d bytes: %w", path, maxFile, ErrBadConfig)
+		}
+		if n == 0 {
+			return b, nil
+		}
 	}
-	return text, nil
 }
 
 // LoadDefault is what a command does first: it reads the file Path names and applies the

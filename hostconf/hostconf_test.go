@@ -467,3 +467,28 @@ func stripSources(s string) []byte {
 	}
 	return []byte(b.String())
 }
+
+// BenchmarkLoadSample: what every command pays to read the host configuration (the shipped
+// sample, every key commented, and a file setting every key).
+func BenchmarkLoadSample(b *testing.B) {
+	path := filepath.Join(sampleDir, "vpsctl.conf")
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := Load(path, true); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// Defaults hands out copies: changing one changes no other, nor the next.
+func TestDefaultsAreCopies(t *testing.T) {
+	a := Defaults()
+	a.Limits.Memory, a.Root = "2G", "/x"
+	if err := a.Override("NAMESERVER", "198.18.0.1", Source{Kind: FromFlag, Name: "nameserver"}); err != nil {
+		t.Fatal(err)
+	}
+	b := Defaults()
+	if b.Limits.Memory != "1G" || b.Root != "/var/lib/vpsctl" || b.Nameservers != nil || b.SourceOf("NAMESERVER").Kind != FromDefault {
+		t.Fatalf("%+v", b)
+	}
+}
