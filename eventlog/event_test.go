@@ -208,3 +208,26 @@ func TestEventsPaths(t *testing.T) {
 		t.Fatalf("%+v", l)
 	}
 }
+
+// BenchmarkEmit: one event, as a command appends it (open, lock, check, write, close).
+func BenchmarkEmit(b *testing.B) {
+	l := Events(b.TempDir(), 10<<20, 3)
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := l.Emit(Event{ID: 501, Name: "web", Event: Started, Cause: "vpsctl start"}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkAudit: the audit line a changing command appends when it ends, user look-up included.
+func BenchmarkAudit(b *testing.B) {
+	l := Audit(b.TempDir(), 10<<20, 3)
+	argv := []string{"/usr/local/sbin/vpsctl", "create", "503", "--template", "busybox", "--plan", "small"}
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := l.AppendRecord(NewRecord(argv, 0, os.Getenv)); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
