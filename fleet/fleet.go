@@ -15,8 +15,9 @@
 //     time), all sharing one deadline; whatever has not stopped by then (the stop gave up
 //     because of the deadline, or never began) is killed, within a second bound. Nothing
 //     waits longer than the two bounds together.
-//   - Exactly one Result per VPS, in the order given; report, if not nil, is called once per
-//     VPS as it finishes, never from two goroutines at once.
+//   - Exactly one Result per VPS (Run: in the order given; StartAll: boot order; StopAll: stop
+//     order); report, if not nil, is called once per VPS as it finishes, never from two
+//     goroutines at once.
 //   - Every goroutine started has ended when a function returns.
 package fleet
 
