@@ -114,7 +114,7 @@ func TestSystemdUnitVerifies(t *testing.T) {
 	}
 	for _, broken := range []string{
 		strings.Replace(string(unit), "\nKillMode=process\n", "\nKillMode=sometimes\n", 1),
-		strings.Replace(string(unit), "\nExecStart=/usr/local/sbin/vpsctl ", "\nExecStart=/usr/local/sbin/vpsctl-missing ", 1),
+		strings.Replace(string(unit), "\nExecStop=/usr/local/sbin/vpsctl ", "\nExecStop=/usr/local/sbin/vpsctl-missing ", 1),
 	} {
 		if broken == string(unit) {
 			t.Fatal("the breakage did not apply")
@@ -162,7 +162,7 @@ func TestUnitSettings(t *testing.T) {
 	for k, want := range map[string]string{
 		"Service.Type":            "oneshot",
 		"Service.RemainAfterExit": "yes",
-		"Service.ExecStart":       "/usr/local/sbin/vpsctl start --all",
+		"Service.ExecStart":       "-/usr/local/sbin/vpsctl start --all",
 		"Service.ExecReload":      "/usr/local/sbin/vpsctl start --all",
 		"Service.ExecStop":        "/usr/local/sbin/vpsctl stop --all",
 		"Service.Delegate":        "yes",
@@ -175,6 +175,15 @@ func TestUnitSettings(t *testing.T) {
 		if got := s[k]; len(got) != 1 || got[0] != want {
 			t.Errorf("%s = %q, want %q", k, got, want)
 		}
+	}
+	// A start that timed out would fail the unit, and systemd would then skip its ExecStop at
+	// shutdown: start --all must end by itself first.
+	start, err := time.ParseDuration(s["Service.TimeoutStartSec"][0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := hostconf.Defaults().StartAllTimeout; start <= d+time.Minute {
+		t.Fatalf("TimeoutStartSec %v is not well above STARTALL_TIMEOUT's default %v", start, d)
 	}
 	stop, err := time.ParseDuration(s["Service.TimeoutStopSec"][0])
 	if err != nil {

@@ -99,6 +99,7 @@ type Config struct {
 	CheckpointTimeout time.Duration // checkpoint and restore, each
 
 	StartAllParallel int           // start --all: VPSs booted at once within a boot-order level
+	StartAllTimeout  time.Duration // start --all: bound of the whole; what has not begun by then is skipped
 	StopAllParallel  int           // stop --all: VPSs stopped at once
 	StopAllTimeout   time.Duration // stop --all: graceful period for all together, then kill
 
@@ -222,6 +223,7 @@ var specs = []spec{
 	{"STOP_TIMEOUT", "60s", duration(func(c *Config) *time.Duration { return &c.StopTimeout }, time.Second)},
 	{"CHECKPOINT_TIMEOUT", "10m", duration(func(c *Config) *time.Duration { return &c.CheckpointTimeout }, time.Second)},
 	{"STARTALL_PARALLEL", "4", count(func(c *Config) *int { return &c.StartAllParallel }, 1, 1024)},
+	{"STARTALL_TIMEOUT", "10m", duration(func(c *Config) *time.Duration { return &c.StartAllTimeout }, time.Second)},
 	{"STOPALL_PARALLEL", "64", count(func(c *Config) *int { return &c.StopAllParallel }, 1, 65536)},
 	{"STOPALL_TIMEOUT", "120s", duration(func(c *Config) *time.Duration { return &c.StopAllTimeout }, time.Second)},
 	{"NAMESERVER", "", func(c *Config, v string) error {

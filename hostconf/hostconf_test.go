@@ -23,7 +23,7 @@ func TestDefaults(t *testing.T) {
 	if c.Root != "/var/lib/vpsctl" || c.LockWait != 3*time.Second || c.StartTimeout != time.Minute ||
 		c.StopTimeout != time.Minute || c.CheckpointTimeout != 10*time.Minute || c.StopAllTimeout != 2*time.Minute ||
 		c.UIDPoolStart != 1000000 || c.UIDPoolSize != 1<<30 || c.UIDRangeSize != 65536 ||
-		c.StartAllParallel != 4 || c.StopAllParallel != 64 || c.EventsLogMax != 10<<20 || c.AuditLogMax != 10<<20 ||
+		c.StartAllParallel != 4 || c.StartAllTimeout != 10*time.Minute || c.StopAllParallel != 64 || c.EventsLogMax != 10<<20 || c.AuditLogMax != 10<<20 ||
 		c.LogKeep != 3 || c.DefaultTemplate != "" || c.Nameservers != nil {
 		t.Fatalf("defaults: %+v", c)
 	}
@@ -105,6 +105,7 @@ START_TIMEOUT="30"
 STOP_TIMEOUT="1m30s"
 CHECKPOINT_TIMEOUT="20m"
 STARTALL_PARALLEL="8"
+STARTALL_TIMEOUT="5m"
 STOPALL_PARALLEL="100"
 STOPALL_TIMEOUT="300"
 NAMESERVER="198.18.0.53 fd42:1::53"
@@ -125,7 +126,7 @@ LOG_KEEP="10"
 	want.Limits = Limits{Memory: "2G", Swap: "unlimited", CPUs: "2", CPULimit: "150", CPUUnits: "2000", NumProc: "4096", IOLimit: "50M", IOWeight: "300"}
 	want.UIDPoolStart, want.UIDPoolSize, want.UIDRangeSize = 2000000, 131072, 65536
 	want.LockWait, want.StartTimeout, want.StopTimeout, want.CheckpointTimeout = 0, 30*time.Second, 90*time.Second, 20*time.Minute
-	want.StartAllParallel, want.StopAllParallel, want.StopAllTimeout = 8, 100, 5*time.Minute
+	want.StartAllParallel, want.StartAllTimeout, want.StopAllParallel, want.StopAllTimeout = 8, 5*time.Minute, 100, 5*time.Minute
 	want.Nameservers, want.SearchDomains = []string{"198.18.0.53", "fd42:1::53"}, []string{"example.com", "corp.example.com"}
 	want.Cluster, want.Node = "eu1", "node-7.eu1"
 	want.EventsLogMax, want.AuditLogMax, want.LogKeep = 1<<20, 64<<10, 10
@@ -133,7 +134,7 @@ LOG_KEEP="10"
 	if !reflect.DeepEqual(c, want) {
 		t.Fatalf("got  %+v\nwant %+v", c, want)
 	}
-	if s := c.SourceOf("NODE"); s.String() != "/etc/x.conf:25" {
+	if s := c.SourceOf("NODE"); s.String() != "/etc/x.conf:26" {
 		t.Fatalf("NODE source %v", s)
 	}
 	if c.PlansDir() != "/etc/plans" || Defaults().PlansDir() != "/etc/vpsctl/plans" {
