@@ -16,6 +16,7 @@ command -v gcc >/dev/null || need+=(gcc)
 command -v musl-gcc >/dev/null || need+=(musl-tools)   # scripts/build.sh: vpsctl is built static with musl
 command -v debootstrap >/dev/null || need+=(debootstrap)
 command -v sshpass >/dev/null || need+=(sshpass)
+command -v systemd-analyze >/dev/null || need+=(systemd)   # contrib's test: systemd-analyze verify on vpsctl.service
 command -v ssh >/dev/null || need+=(openssh-client)
 command -v nft >/dev/null || need+=(nftables)   # source-address validation of routed addresses
 if [ ${#need[@]} -gt 0 ]; then
@@ -26,6 +27,8 @@ export PATH=$PATH:/usr/local/go/bin
 
 echo "== CRIU >= 4.1 (for the checkpoint tests)"
 bash scripts/install-criu.sh
+echo "== promtool (for the metrics test; the linter only, no Prometheus server)"
+bash scripts/install-promtool.sh
 
 echo "== gofmt"
 bad=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))
