@@ -197,6 +197,10 @@ func (m *monitor) loop(boot int) int {
 		m.console.close()
 	}()
 	for ; ; boot++ {
+		if boot > 1 && !m.holdBack(term) {
+			break // stopped while held back
+		}
+		m.rotateLog()
 		c, err := m.st.LoadConfig(m.id)
 		if err != nil {
 			m.fail(err)
@@ -215,6 +219,10 @@ func (m *monitor) loop(boot int) int {
 			return 1
 		}
 		m.run.InitPID, m.run.InitStart, m.run.Boots, m.run.Phase = b.pid, proc.Start(b.pid), boot, "running"
+		m.run.RecentBoots = append(m.run.RecentBoots, time.Now())
+		if n := len(m.run.RecentBoots); n > loopBoots {
+			m.run.RecentBoots = m.run.RecentBoots[n-loopBoots:]
+		}
 		if err := m.st.SaveRun(m.id, &m.run); err != nil {
 			log.Printf("save run state: %v", err)
 		}
@@ -261,6 +269,78 @@ func (m *monitor) saveJoin(c *store.Config, b *bootState) {
 	if err != nil {
 		log.Printf("save join record: %v", err)
 	}
+}
+
+// A reboot loop (an init that reboots itself at once, again and again: a broken guest, or one
+// made to) is held back, so that it costs the host neither a core nor an unbounded log: after
+// loopBoots boots within loopWindow, the next boot waits, 10 s the first time, twice as long each
+// time the loop goes on, up to 5 minutes. A loop that ends (a boot that lasts) starts afresh.
+const (
+	loopBoots    = 5
+	loopWindow   = 60 * time.Second
+	firstBackoff = 10 * time.Second
+	maxBackoff   = 5 * time.Minute
+)
+
+// backoff is how long the next boot of a VPS whose recent boots were at boots waits (0: none),
+// given that n boots before it were held back in a row.
+func backoff(boots []time.Time, n int, now time.Time) time.Duration {
+	if len(boots) < loopBoots || now.Sub(boots[len(boots)-loopBoots]) > loopWindow {
+		return 0
+	}
+	d := firstBackoff << min(n, 10)
+	return min(d, maxBackoff)
+}
+
+// holdBack waits before a reboot when the VPS reboots in a loop (see backoff), with the run
+// state saying so ("backoff" and until when, for status); false if a stop request (SIGTERM on
+// term, or the stop file) ended the wait.
+func (m *monitor) holdBack(term <-chan os.Signal) bool {
+	d := backoff(m.run.RecentBoots, m.run.Backoffs, time.Now())
+	if d == 0 {
+		m.run.Backoffs = 0
+		return true
+	}
+	m.run.Backoffs++
+	m.run.Phase, m.run.BackoffUntil = "backoff", time.Now().Add(d)
+	m.st.SaveRun(m.id, &m.run)
+	log.Printf("reboot loop: %d boots within %v: waiting %v before the next", loopBoots, loopWindow, d)
+	defer func() { m.run.BackoffUntil = time.Time{} }()
+	select {
+	case <-term:
+		return false
+	case <-time.After(d):
+		return !m.stopRequested()
+	}
+}
+
+// maxMonitorLog bounds monitor.log: it is rotated to monitor.log.1 at a boot once past it.
+const maxMonitorLog = 1 << 20
+
+// rotateLog rotates monitor.log, this process's stdout and stderr (and the C reaper's), once it
+// is past maxMonitorLog, so a VPS's log is bounded whatever its boots and reboots write.
+func (m *monitor) rotateLog() {
+	path := m.st.Path(m.id, "monitor.log")
+	var st unix.Stat_t
+	if unix.Fstat(2, &st) != nil || st.Size <= maxMonitorLog {
+		return
+	}
+	var own unix.Stat_t
+	if unix.Stat(path, &own) != nil || own.Ino != st.Ino || own.Dev != st.Dev {
+		return // our stderr is not the VPS's log (a test's, a run's terminal)
+	}
+	if err := os.Rename(path, path+".1"); err != nil {
+		log.Printf("rotate log: %v", err)
+		return
+	}
+	fd, err := sysfile.Open(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+	if err != nil {
+		log.Printf("rotate log: %v", err)
+		return
+	}
+	unix.Dup2(fd, 1)
+	unix.Dup2(fd, 2)
+	unix.Close(fd)
 }
 
 // ended handles the exit of a boot's init: it tears the boot down and reports whether the VPS

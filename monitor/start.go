@@ -109,6 +109,7 @@ func StartHere(ctx context.Context, st *store.Store, id container.ID, fd int) (i
 		}
 		unix.Dup2(int(logf.Fd()), 1)
 		unix.Dup2(int(logf.Fd()), 2)
+		log.SetOutput(os.Stderr) // fd 2, which rotateLog replaces when the log is full
 		unix.Write(fd, []byte{byte(code)})
 		unix.Close(fd)
 		close(proceed)

@@ -12,6 +12,7 @@ import (
 	"github.com/vpsctl/vpsctl/internal/fault"
 	"github.com/vpsctl/vpsctl/internal/spec"
 	"github.com/vpsctl/vpsctl/internal/sysfile"
+	"github.com/vpsctl/vpsctl/network"
 	"github.com/vpsctl/vpsctl/store"
 	"github.com/vpsctl/vpsctl/template"
 	"github.com/vpsctl/vpsctl/uid"
@@ -83,6 +84,13 @@ func (r *Runtime) Create(ctx context.Context, o CreateOptions) error {
 	if err := o.Net.validate(c); err != nil {
 		return err
 	}
+	if len(c.IPs) > 0 {
+		// Routed addresses are guarded by vpsctl's nftables table (network.SetSourceFilter):
+		// refused here, not at the first start, on a host without nft.
+		if err := network.CheckNftables(); err != nil {
+			return err
+		}
+	}
 	if err := template.ValidateName(o.Template); err != nil {
 		return err
 	}
@@ -98,7 +106,7 @@ func (r *Runtime) Create(ctx context.Context, o CreateOptions) error {
 	}
 	pool := o.Pool
 	if pool.Size == 0 {
-		pool = uid.DefaultPool
+		pool = r.Pool
 	}
 
 	// The global lock makes the ID, the name, the UID range and the addresses one atomic claim.
@@ -125,7 +133,13 @@ func (r *Runtime) Create(ctx context.Context, o CreateOptions) error {
 				used = append(used, rg)
 			}
 		}
-		rg, err := uid.Allocate(pool, used, size)
+		// Host users' IDs and subordinate ranges are no VPS's: a host user inside a VPS's range
+		// could signal its processes and own its files.
+		res, err := uid.ReadHostReservations(r.HostEtc)
+		if err != nil {
+			return err
+		}
+		rg, err := uid.Allocate(pool, append(used, uid.Reserved(res)...), size)
 		if err != nil {
 			return err
 		}

@@ -30,6 +30,7 @@ import (
 	"github.com/vpsctl/vpsctl/monitor"
 	"github.com/vpsctl/vpsctl/prestart"
 	"github.com/vpsctl/vpsctl/store"
+	"github.com/vpsctl/vpsctl/uid"
 )
 
 // Sentinels callers branch on (cmd/vpsctl maps them, and the leaf packages' ones, to exit codes).
@@ -49,6 +50,12 @@ type Runtime struct {
 	// Defaults are the limits a VPS created without them gets (see spec.Defaults, which Open
 	// sets here).
 	Defaults spec.DefaultLimits
+	// Pool is the host IDs VPSs' ranges are allocated from when CreateOptions name none
+	// (uid.DefaultPool unless the host's configuration says otherwise).
+	Pool uid.Pool
+	// HostEtc is the directory of the host's account files (/etc), whose users' IDs and
+	// subordinate ranges no VPS range may overlap.
+	HostEtc string
 	// Warn receives warnings about host settings that keep a VPS from working fully (one
 	// line each); nil discards them. They are also in the VPS's monitor.log.
 	Warn io.Writer
@@ -104,7 +111,7 @@ func Open(root string) (*Runtime, error) {
 		return prestart.Remove(prestart.RemoveJob{Dir: j.Dir, DirLock: j.DirLock, Groups: j.Groups,
 			VPSLock: j.VPSLock, VPSLockPath: j.VPSLockPath, Spares: j.Spares, Hold: j.Hold})
 	}
-	return &Runtime{St: st, Defaults: spec.Defaults}, nil
+	return &Runtime{St: st, Defaults: spec.Defaults, Pool: uid.DefaultPool, HostEtc: "/etc"}, nil
 }
 
 // Resolve turns an ID or a name into an existing VPS's ID.

@@ -74,6 +74,11 @@ func (r *Runtime) Set(ctx context.Context, id container.ID, o SetOptions) error 
 	if err := o.Net.validate(&next); err != nil {
 		return err
 	}
+	if len(o.Net.IPAdd) > 0 {
+		if err := network.CheckNftables(); err != nil { // as create: before anything changes
+			return err
+		}
+	}
 	for _, c := range o.Capabilities {
 		cp, _, err := spec.ParseCapability(c)
 		if err != nil {

@@ -23,7 +23,6 @@ import (
 	"github.com/vpsctl/vpsctl/prestart"
 	"github.com/vpsctl/vpsctl/runtime"
 	"github.com/vpsctl/vpsctl/store"
-	"github.com/vpsctl/vpsctl/uid"
 	"github.com/vpsctl/vpsctl/uts"
 	"golang.org/x/sys/unix"
 )
@@ -225,7 +224,7 @@ func (k *keeper) cycle() (bool, error) {
 		return false, err
 	}
 	defer null.Close()
-	id, err := r.CreateTransient(context.Background(), runtime.CreateOptions{Template: k.tpl, Pool: uid.DefaultPool}, int(k.seq.Add(1)%4096))
+	id, err := r.CreateTransient(context.Background(), runtime.CreateOptions{Template: k.tpl}, int(k.seq.Add(1)%4096))
 	if err != nil {
 		return false, err
 	}
