@@ -427,9 +427,8 @@ func tmpfsSizes(res *cgroup.Resources) (run, shm string) {
 // go statement puts its goroutine in its P's runnext slot, which another P steals from only
 // after a pause (runtime.runqgrab's usleep(3), which the raised timer slack stretches to 0.2
 // ms), and wakes one idle P only if no M is spinning already. The empty goroutine started next
-// moves f's out of runnext into the run queue, stolen at once, and asks for an idle P again: in
-// traced W1 runs the v1 groups were made beside the root file system in 35 of 50 runs, not 7
-// (W1 -0.2..-0.4, W4 -0.35..-0.4 ms interleaved).
+// moves f's out of runnext into the run queue, stolen at once, and asks for an idle P again, so
+// that f (the v1 groups) runs beside the caller's work (the root file system) on the other CPU.
 func goBeside(f func()) {
 	go f()
 	go func() {}()
