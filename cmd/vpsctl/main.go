@@ -352,6 +352,7 @@ func commands() []*cli.Command {
 					return err
 				}
 				if asJSON {
+					s.CheckViews()
 					return printJSON(os.Stdout, s)
 				}
 				fmt.Println(s.Line())
