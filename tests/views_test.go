@@ -123,6 +123,15 @@ func TestGuestViews(t *testing.T) {
 func TestGuestViewsWithoutLXCFS(t *testing.T) {
 	const id = "402"
 	checkClean(t, id)
+	var in struct {
+		Service bool `json:"service"`
+	}
+	if err := json.Unmarshal([]byte(must(t, "lxcfs", "status", "--format", "json")), &in); err != nil {
+		t.Fatal(err)
+	}
+	if in.Service {
+		t.Skip("the host's lxcfs.service serves the VPSs here: stopping it is the host's business")
+	}
 	dir := filepath.Join(root, "lxcfs")
 	t.Cleanup(func() {
 		os.Remove(dir)
