@@ -148,7 +148,7 @@ func Spawn(ctx context.Context, st *store.Store, id container.ID, lock *os.File,
 	cmd.Env = monitorEnv(st.Root)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	// fd 3: the ready pipe, fd 4: the lock, fd 5: our (the host's) mount namespace
-	hostNS, err := os.Open("/proc/self/ns/mnt")
+	hostNS, err := os.Open("/proc/thread-self/ns/mnt")
 	if err != nil {
 		pw.Close()
 		return 0, nil, err
