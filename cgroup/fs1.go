@@ -519,6 +519,7 @@ func (m *fs1) Stats() (*Stats, error) {
 	// allowance a group out of RAM shows up in memsw only. (Linux 6.18
 	// leaves memsw's failcnt at 0, so such hits are not counted there.)
 	memFail, swFail := get(mem, "memory.failcnt"), get(mem, "memory.memsw.failcnt")
+	st.OOMKills = keyed(mem, "memory.oom_control")["oom_kill"]
 	ps, err := m.Pids()
 	errs = append(errs, err)
 	st.Procs = uint64(len(ps))
@@ -637,6 +638,10 @@ func Prewarm() <-chan struct{} {
 	}
 	go func() {
 		defer close(done)
+		// Held from the read of our group to the write: a move of ours made in between
+		// (ApplySelf) would be undone.
+		selfMove.Lock()
+		defer selfMove.Unlock()
 		hs, err := v1Hierarchies()
 		if err != nil || len(hs) == 0 || len(hs[0].ctrls) == 0 || hs[0].ctrls[0] == unifiedName {
 			return

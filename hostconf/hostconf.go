@@ -284,24 +284,6 @@ var specByKey = func() map[string]*spec {
 	return m
 }()
 
-// Keys lists every key the host configuration knows, in config show's order.
-func Keys() []string {
-	out := make([]string, len(specs))
-	for i, s := range specs {
-		out[i] = s.key
-	}
-	return out
-}
-
-// Default returns key's built-in default as a file would spell it, and whether key is known.
-func Default(key string) (string, bool) {
-	s, ok := specByKey[key]
-	if !ok {
-		return "", false
-	}
-	return s.def, true
-}
-
 func limit(field func(*Limits) *string, check func(string) error) func(*Config, string) error {
 	return func(c *Config, v string) error {
 		if v != "" {
@@ -576,7 +558,7 @@ func (c *Config) Override(key, value string, src Source) error {
 	return err
 }
 
-// Settings returns every key's effective value and its source, in Keys order.
+// Settings returns every key's effective value and its source, in the order config show prints them.
 func (c *Config) Settings() []Setting {
 	out := make([]Setting, 0, len(specs))
 	for _, s := range specs {

@@ -9,6 +9,7 @@ import (
 	"slices"
 
 	"github.com/vpsctl/vpsctl/container"
+	"github.com/vpsctl/vpsctl/eventlog"
 	"github.com/vpsctl/vpsctl/internal/fault"
 	"github.com/vpsctl/vpsctl/internal/spec"
 	"github.com/vpsctl/vpsctl/internal/sysfile"
@@ -35,6 +36,8 @@ type CreateOptions struct {
 	Net        NetOptions
 	Devices    []string // extra device rules (see ParseDevice)
 	Caps       []string // NAME:on|off bounding-set changes
+	OnBoot     string   // "yes": start --all starts it ("" or "no": not)
+	BootOrder  string   // start --all's order: higher first ("": 0)
 }
 
 // Create records a new VPS's config and prepares its private area. It does not start it.
@@ -42,6 +45,9 @@ type CreateOptions struct {
 func (r *Runtime) Create(ctx context.Context, o CreateOptions) error {
 	if o.ID == container.HostID {
 		return fmt.Errorf("%w: 0 is the host", container.ErrBadID)
+	}
+	if o.Pool.Size == 0 {
+		o.Pool = r.Pool // the host's; zero too: uid.DefaultPool
 	}
 	c := &store.Config{ID: o.ID, Name: o.Name, Template: o.Template, Hostname: o.Hostname, Domainname: o.Domainname}
 	if o.Name != "" {
@@ -66,6 +72,9 @@ func (r *Runtime) Create(ctx context.Context, o CreateOptions) error {
 		return err
 	}
 	c.Namespaces = ns
+	if o.IDMapSize == 0 && slices.Contains(ns, "user") {
+		o.IDMapSize = r.IDMapSize // the host's; 0 too: DefaultIDMapSize
+	}
 	c.Devices = o.Devices
 	for _, cp := range o.Caps {
 		if _, _, err := spec.ParseCapability(cp); err != nil {
@@ -73,6 +82,9 @@ func (r *Runtime) Create(ctx context.Context, o CreateOptions) error {
 		}
 	}
 	c.Capabilities = o.Caps
+	if err := setBoot(c, &o.OnBoot, &o.BootOrder); err != nil {
+		return err
+	}
 	if err := o.Limits.apply(c); err != nil {
 		return err
 	}
@@ -176,5 +188,6 @@ func (r *Runtime) Create(ctx context.Context, o CreateOptions) error {
 	}
 	committed = true
 	fault.Point("create-committed")
+	r.event(o.ID, o.Name, eventlog.Created, "")
 	return nil
 }

@@ -26,10 +26,12 @@ import (
 	"sync"
 
 	"github.com/vpsctl/vpsctl/container"
+	"github.com/vpsctl/vpsctl/eventlog"
 	"github.com/vpsctl/vpsctl/internal/spec"
 	"github.com/vpsctl/vpsctl/monitor"
 	"github.com/vpsctl/vpsctl/prestart"
 	"github.com/vpsctl/vpsctl/store"
+	"github.com/vpsctl/vpsctl/uid"
 )
 
 // Sentinels callers branch on (cmd/vpsctl maps them, and the leaf packages' ones, to exit codes).
@@ -49,6 +51,14 @@ type Runtime struct {
 	// Defaults are the limits a VPS created without them gets (see spec.Defaults, which Open
 	// sets here).
 	Defaults spec.DefaultLimits
+	// Pool is where a create whose options name no pool allocates the VPS's ID range (zero:
+	// uid.DefaultPool), and IDMapSize the range's width when they name none (0:
+	// DefaultIDMapSize). OpenConfig sets both from the host configuration.
+	Pool      uid.Pool
+	IDMapSize uint32
+	// Events is the host's events log (docs/OPERATIONS.md, "Events"): what happens to each VPS
+	// is appended to it. nil: nothing is logged. OpenConfig sets it.
+	Events *eventlog.Log
 	// Warn receives warnings about host settings that keep a VPS from working fully (one
 	// line each); nil discards them. They are also in the VPS's monitor.log.
 	Warn io.Writer

@@ -6,7 +6,6 @@ import (
 	"github.com/urfave/cli/v2"
 	"github.com/vpsctl/vpsctl/container"
 	"github.com/vpsctl/vpsctl/runtime"
-	"github.com/vpsctl/vpsctl/uid"
 )
 
 func init() {
@@ -42,7 +41,7 @@ func runCommand() *cli.Command {
 				return usageError("run: usage: vpsctl run [ID] --template T -- COMMAND [ARG...]")
 			}
 			code, err := rt.Run(c.Context, runtime.RunOptions{ID: id, Template: c.String("template"), Hostname: c.String("hostname"),
-				Remove: c.Bool("rm"), Args: args, Pool: uid.DefaultPool, Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr})
+				Remove: c.Bool("rm"), Args: args, Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr})
 			if err != nil {
 				return err
 			}
