@@ -72,9 +72,10 @@ func (r *Runtime) StopAll(ctx context.Context, vpss []fleet.VPS, states []*Statu
 		}
 	}
 	return fleet.StopAll(ctx, running, parallel, grace, killWait, func(ctx context.Context, v fleet.VPS, kill bool) error {
-		// The shared grace period is the context's: a graceful Stop gives up when it ends
-		// (before its own timeout, which is the whole period), to be killed next.
-		err := r.Stop(ctx, container.ID(v.ID), StopOptions{Timeout: grace, Kill: kill, Cause: cause})
+		// The shared grace period is the context's: a graceful Stop gives up when it ends, to
+		// be killed next. Its own timeout is a second later, so that it is the context that
+		// ends the wait (a Stop that timed out would kill the VPS itself, unreported).
+		err := r.Stop(ctx, container.ID(v.ID), StopOptions{Timeout: grace + time.Second, Kill: kill, Cause: cause})
 		if errors.Is(err, ErrNotRunning) {
 			return nil // it stopped by itself meanwhile
 		}
