@@ -599,7 +599,9 @@ func promtool(t *testing.T) string {
 func TestMetrics(t *testing.T) {
 	checkClean(t, "2561", "2562")
 	tool := promtool(t)
-	must(t, "create", "2561", "--template", "busybox", "--name", "met", "--memory", "256M", "--numproc", "200", "--ipadd", "198.18.0.61")
+	// No address: its network namespace has its loopback only, whose traffic is left out (0),
+	// and the series are there all the same.
+	must(t, "create", "2561", "--template", "busybox", "--name", "met", "--memory", "256M", "--numproc", "200")
 	must(t, "create", "2562", "--template", "busybox")
 	must(t, "start", "2561")
 	out := must(t, "metrics")
