@@ -520,9 +520,16 @@ func (m *fs1) Stats() (*Stats, error) {
 	// leaves memsw's failcnt at 0, so such hits are not counted there.)
 	memFail, swFail := get(mem, "memory.failcnt"), get(mem, "memory.memsw.failcnt")
 	st.OOMKills = keyed(mem, "memory.oom_control")["oom_kill"]
-	ps, err := m.Pids()
-	errs = append(errs, err)
-	st.Procs = uint64(len(ps))
+	// The count walks one hierarchy's tree, not every one's as Pids does (ten walks, most of
+	// a metrics scrape's cost): each process of the group is in it in every hierarchy (the
+	// group's owner moves its processes among its own subgroups only).
+	one := map[int]struct{}{}
+	count := pids
+	if count == "" {
+		count = filepath.Join(m.hiers[0].mount, m.rel)
+	}
+	errs = append(errs, treePids(count, one))
+	st.Procs = uint64(len(one))
 
 	st.Counters = []Counter{
 		{"numproc", tasks, peak, pl, pl, keyed(pids, "pids.events")["max"]},
