@@ -247,6 +247,22 @@ func TestStartStopAll(t *testing.T) {
 		t.Fatalf("start --all after set --onboot yes:\n%s", out)
 	}
 
+	// A VPS that fails to start is reported, the boot goes on with the lower boot orders, and
+	// start --all fails at the end.
+	must(t, "stop", "--all")
+	must(t, "create", "2526", "--template", "busybox", "--onboot", "yes", "--bootorder", "15")
+	defer vpsctl(t, "destroy", "--force", "2526")
+	if err := os.MkdirAll(filepath.Join(root, "vps", "2526", "private", "sbin", "init"), 0o755); err != nil {
+		t.Fatal(err) // an init that is a directory: the boot fails
+	}
+	r := vpsctl(t, "start", "--all")
+	if r.code != 3 || !strings.Contains(r.out, "VPS 2526 failed to start") || !strings.Contains(r.err, "1 of 4 VPSs not started") ||
+		strings.Index(r.out, "VPS 2522 started") > strings.Index(r.out, "VPS 2526 failed") ||
+		strings.Index(r.out, "VPS 2526 failed") > strings.Index(r.out, "VPS 2521 started") {
+		t.Fatalf("start --all with a failing VPS: exit %d\n%s%s", r.code, r.out, r.err)
+	}
+	must(t, "destroy", "2526")
+
 	// stop --all: every running VPS, gracefully, in bounded time.
 	t2 := time.Now()
 	out = must(t, "stop", "--all", "--timeout", "30s")
@@ -575,6 +591,25 @@ func TestAudit(t *testing.T) {
 	}
 	if n := bytes.Count(after, []byte(`create 2551 `)); n != 1 {
 		t.Fatalf("%d lines of create 2551", n)
+	}
+
+	// An audit line that cannot be written is a warning: the command has done its work.
+	if err := os.Rename(log, log+".aside"); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		os.Remove(log)
+		os.Rename(log+".aside", log)
+	}()
+	if err := os.Mkdir(log, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	r = vpsctl(t, "set", "2551", "--hostname", "aud2")
+	if r.code != 0 || !strings.Contains(r.err, "warning: audit log") {
+		t.Fatalf("set with an unwritable audit log: exit %d, %q", r.code, r.err)
+	}
+	if c := vpsConf(t, "2551"); c["HOSTNAME"] != "aud2" {
+		t.Fatalf("set with an unwritable audit log did not set: %v", c)
 	}
 }
 

@@ -59,7 +59,7 @@ func startAll(c *cli.Context) error {
 		case r.Err != nil:
 			fmt.Printf("VPS %d failed to start: %v\n", r.VPS.ID, r.Err)
 		default:
-			fmt.Printf("VPS %d started (%.1fs)\n", r.VPS.ID, r.Took.Seconds())
+			fmt.Printf("VPS %d started (%v)\n", r.VPS.ID, r.Took.Round(time.Millisecond))
 		}
 	})
 	failed := len(bad)
@@ -121,11 +121,11 @@ func stopAll(c *cli.Context) error {
 	results := rt.StopAll(c.Context, vpss, states, hostCfg.StopAllParallel, grace, stopAllKillWait, "stop --all", func(r fleet.Result) {
 		switch {
 		case r.Killed && r.Err == nil:
-			fmt.Printf("VPS %d killed: not powered off within %v (%.1fs)\n", r.VPS.ID, grace, r.Took.Seconds())
+			fmt.Printf("VPS %d killed: not powered off within %v (%v)\n", r.VPS.ID, grace, r.Took.Round(time.Millisecond))
 		case r.Err != nil:
 			fmt.Printf("VPS %d failed to stop: %v\n", r.VPS.ID, r.Err)
 		default:
-			fmt.Printf("VPS %d stopped (%.1fs)\n", r.VPS.ID, r.Took.Seconds())
+			fmt.Printf("VPS %d stopped (%v)\n", r.VPS.ID, r.Took.Round(time.Millisecond))
 		}
 	})
 	failed := 0
