@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/vpsctl/vpsctl/internal/safetext"
 	"github.com/vpsctl/vpsctl/internal/sysfile"
 )
 
@@ -110,18 +111,25 @@ func (h *consoleHub) serve(master *os.File, logPath string, done chan<- struct{}
 	if err != nil {
 		log.Printf("console log: %v", err)
 		f = nil
-	} else {
-		defer f.Close()
 	}
+	defer func() {
+		if f != nil {
+			f.Close()
+		}
+	}()
 	buf := make([]byte, 32<<10)
 	for {
 		n, err := master.Read(buf)
 		if n > 0 {
 			if f != nil {
-				if fi, e := f.Stat(); e == nil && fi.Size()+int64(n) > maxConsoleLog {
-					f.Truncate(0)
+				// As the C reaper writes it: escaped, rotated when full.
+				out := safetext.EscapeLog(buf[:n])
+				if fi, e := f.Stat(); e == nil && fi.Size()+int64(len(out)) > maxConsoleLog {
+					if nf, err := rotate(logPath, f); err == nil {
+						f = nf
+					}
 				}
-				f.Write(buf[:n])
+				f.Write(out)
 			}
 			h.mu.Lock()
 			for c := range h.clients {
@@ -153,4 +161,18 @@ func (h *consoleHub) close() {
 		c.Close()
 	}
 	h.mu.Unlock()
+}
+
+// rotate moves the full log path (open as f) to path.1, replacing an older one, and returns the
+// new, empty log, having closed f: a VPS's logs are bounded to twice their cap.
+func rotate(path string, f *os.File) (*os.File, error) {
+	if err := os.Rename(path, path+".1"); err != nil {
+		return nil, err
+	}
+	nf, err := sysfile.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	f.Close()
+	return nf, nil
 }

@@ -60,8 +60,11 @@ func init() {
 const StopFile = "stop-requested"
 
 type monitor struct {
-	st      *store.Store
-	id      container.ID
+	st *store.Store
+	id container.ID
+	// hostNS is an fd of the host's mount namespace (-1: none), where the monitor's own
+	// private one cannot see mounts made after it (LXCFS started by this boot): see lxcfsViews.
+	hostNS  int
 	ready   *os.File
 	run     store.RunState
 	console *consoleHub
@@ -115,15 +118,15 @@ func monitorMain() int {
 		return 3
 	}
 	loadSettings(st.Root)
-	if len(os.Args) == 5 && os.Args[2] == "--after" {
+	if len(os.Args) == 6 && os.Args[2] == "--after" {
 		// Back from the C reaper: init has exited (see reaper.go).
-		m := &monitor{st: st, id: id}
+		m := &monitor{st: st, id: id, hostNS: inheritedFD(os.Args[5])}
 		return m.after(os.Args[3], os.Args[4])
 	}
-	// The ready pipe and the VPS's lock were inherited without close-on-exec; no VPS process
-	// may inherit them.
+	// The ready pipe, the VPS's lock and the host's mount namespace were inherited without
+	// close-on-exec; no VPS process may inherit them.
 	unix.CloseOnExec(3)
-	m := &monitor{st: st, id: id, ready: os.NewFile(3, "ready")}
+	m := &monitor{st: st, id: id, ready: os.NewFile(3, "ready"), hostNS: inheritedFD("5")}
 	if len(os.Args) == 2 || (len(os.Args) == 4 && os.Args[2] == "--restore") {
 		unix.CloseOnExec(4)
 		m.lock = os.NewFile(4, "lock")
@@ -136,6 +139,19 @@ func monitorMain() int {
 		m.restoreDir = os.Args[3]
 	}
 	return m.main()
+}
+
+// inheritedFD is descriptor s, made close-on-exec, if it is one this process has; -1 if not.
+func inheritedFD(s string) int {
+	fd, err := strconv.Atoi(s)
+	if err != nil || fd < 3 {
+		return -1
+	}
+	if _, err := unix.FcntlInt(uintptr(fd), unix.F_GETFD, 0); err != nil {
+		return -1
+	}
+	unix.CloseOnExec(fd)
+	return fd
 }
 
 // awaitConsole waits until the console socket main makes is listening (or failed).
@@ -202,6 +218,10 @@ func (m *monitor) loop(boot int) int {
 		m.console.close()
 	}()
 	for ; ; boot++ {
+		if boot > 1 && !m.holdBack(term) {
+			break // stopped while held back
+		}
+		m.rotateLog()
 		c, err := m.st.LoadConfig(m.id)
 		if err != nil {
 			m.fail(err)
@@ -220,6 +240,10 @@ func (m *monitor) loop(boot int) int {
 			return 1
 		}
 		m.run.InitPID, m.run.InitStart, m.run.Boots, m.run.Phase = b.pid, proc.Start(b.pid), boot, "running"
+		m.run.RecentBoots = append(m.run.RecentBoots, time.Now())
+		if n := len(m.run.RecentBoots); n > loopBoots {
+			m.run.RecentBoots = m.run.RecentBoots[n-loopBoots:]
+		}
 		if err := m.st.SaveRun(m.id, &m.run); err != nil {
 			log.Printf("save run state: %v", err)
 		}
@@ -267,6 +291,78 @@ func (m *monitor) saveJoin(c *store.Config, b *bootState) {
 	if err != nil {
 		log.Printf("save join record: %v", err)
 	}
+}
+
+// A reboot loop (an init that reboots itself at once, again and again: a broken guest, or one
+// made to) is held back, so that it costs the host neither a core nor an unbounded log: after
+// loopBoots boots within loopWindow, the next boot waits, 10 s the first time, twice as long each
+// time the loop goes on, up to 5 minutes. A loop that ends (a boot that lasts) starts afresh.
+const (
+	loopBoots    = 5
+	loopWindow   = 60 * time.Second
+	firstBackoff = 10 * time.Second
+	maxBackoff   = 5 * time.Minute
+)
+
+// backoff is how long the next boot of a VPS whose recent boots were at boots waits (0: none),
+// given that n boots before it were held back in a row.
+func backoff(boots []time.Time, n int, now time.Time) time.Duration {
+	if len(boots) < loopBoots || now.Sub(boots[len(boots)-loopBoots]) > loopWindow {
+		return 0
+	}
+	d := firstBackoff << min(n, 10)
+	return min(d, maxBackoff)
+}
+
+// holdBack waits before a reboot when the VPS reboots in a loop (see backoff), with the run
+// state saying so ("backoff" and until when, for status); false if a stop request (SIGTERM on
+// term, or the stop file) ended the wait.
+func (m *monitor) holdBack(term <-chan os.Signal) bool {
+	d := backoff(m.run.RecentBoots, m.run.Backoffs, time.Now())
+	if d == 0 {
+		m.run.Backoffs = 0
+		return true
+	}
+	m.run.Backoffs++
+	m.run.Phase, m.run.BackoffUntil = "backoff", time.Now().Add(d)
+	m.st.SaveRun(m.id, &m.run)
+	log.Printf("reboot loop: %d boots within %v: waiting %v before the next", loopBoots, loopWindow, d)
+	defer func() { m.run.BackoffUntil = time.Time{} }()
+	select {
+	case <-term:
+		return false
+	case <-time.After(d):
+		return !m.stopRequested()
+	}
+}
+
+// maxMonitorLog bounds monitor.log: it is rotated to monitor.log.1 at a boot once past it.
+const maxMonitorLog = 1 << 20
+
+// rotateLog rotates monitor.log, this process's stdout and stderr (and the C reaper's), once it
+// is past maxMonitorLog, so a VPS's log is bounded whatever its boots and reboots write.
+func (m *monitor) rotateLog() {
+	path := m.st.Path(m.id, "monitor.log")
+	var st unix.Stat_t
+	if unix.Fstat(2, &st) != nil || st.Size <= maxMonitorLog {
+		return
+	}
+	var own unix.Stat_t
+	if unix.Stat(path, &own) != nil || own.Ino != st.Ino || own.Dev != st.Dev {
+		return // our stderr is not the VPS's log (a test's, a run's terminal)
+	}
+	if err := os.Rename(path, path+".1"); err != nil {
+		log.Printf("rotate log: %v", err)
+		return
+	}
+	fd, err := sysfile.Open(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+	if err != nil {
+		log.Printf("rotate log: %v", err)
+		return
+	}
+	unix.Dup2(fd, 1)
+	unix.Dup2(fd, 2)
+	unix.Close(fd)
 }
 
 // ended handles the exit of a boot's init: it tears the boot down and reports whether the VPS
@@ -354,9 +450,8 @@ func tmpfsSizes(res *cgroup.Resources) (run, shm string) {
 // go statement puts its goroutine in its P's runnext slot, which another P steals from only
 // after a pause (runtime.runqgrab's usleep(3), which the raised timer slack stretches to 0.2
 // ms), and wakes one idle P only if no M is spinning already. The empty goroutine started next
-// moves f's out of runnext into the run queue, stolen at once, and asks for an idle P again: in
-// traced W1 runs the v1 groups were made beside the root file system in 35 of 50 runs, not 7
-// (W1 -0.2..-0.4, W4 -0.35..-0.4 ms interleaved).
+// moves f's out of runnext into the run queue, stolen at once, and asks for an idle P again, so
+// that f (the v1 groups) runs beside the caller's work (the root file system) on the other CPU.
 func goBeside(f func()) {
 	go f()
 	go func() {}()
@@ -597,6 +692,12 @@ func (m *monitor) bootRest(c *store.Config, b *bootState, res *cgroup.Resources,
 		return nil, err
 	}
 	defer unix.Close(rootFd)
+	extra, warnings, _, err := m.guestMounts(c, pid, userns, int(idmap.Host))
+	if err != nil {
+		return nil, err
+	}
+	defer closeMounts(extra)
+	b.warnings = append(b.warnings, warnings...)
 	fault.Point("monitor-rootfs")
 	// The config goes now: the child builds the VPS's /proc, /sys and /dev while its groups
 	// and network are finished here, and waits for the go-ahead before its cgroup namespace.
@@ -606,11 +707,16 @@ func (m *monitor) bootRest(c *store.Config, b *bootState, res *cgroup.Resources,
 		Console: consolePath, CapDrop: spec.CapMask(c), Init: initArgv(m.oneshot), Trace: fault.Tracing(),
 		Env: env, Park: m.spare != nil}
 	msg.RunSize, msg.ShmSize = tmpfsSizes(res)
+	give := []int{rootFd}
+	for _, x := range extra {
+		msg.Mounts = append(msg.Mounts, x.path)
+		give = append(give, x.fd)
+	}
 	body, err := msg.encode()
 	if err != nil {
 		return nil, err
 	}
-	if err := unix.Sendmsg(fds[0], body, unix.UnixRights(rootFd), nil, 0); err != nil {
+	if err := unix.Sendmsg(fds[0], body, unix.UnixRights(give...), nil, 0); err != nil {
 		return nil, fmt.Errorf("send init config: %w", os.NewSyscallError("sendmsg", err))
 	}
 

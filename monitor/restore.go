@@ -18,6 +18,7 @@ import (
 	"github.com/vpsctl/vpsctl/container"
 	"github.com/vpsctl/vpsctl/criu"
 	"github.com/vpsctl/vpsctl/internal/spec"
+	"github.com/vpsctl/vpsctl/internal/sysfile"
 	"github.com/vpsctl/vpsctl/network"
 	"github.com/vpsctl/vpsctl/store"
 	"golang.org/x/sys/unix"
@@ -104,19 +105,17 @@ func (m *monitor) restoreBoot(c *store.Config, dir string) (*bootState, error) {
 	defer slave.Close()
 
 	// Restored tasks read some images themselves, after taking the VPS's credentials: the
-	// images must be the VPS root's (the directory's parents stay closed to it).
+	// images are the VPS root's while the restore runs (the directory's parents stay closed to
+	// it), and host root's again after it, never anyone else's to read (0700, 0600).
 	if userns {
-		filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-			if err == nil && d.Type()&fs.ModeSymlink == 0 {
-				os.Chown(p, int(idmap.Host), int(idmap.Host))
-				if d.IsDir() {
-					os.Chmod(p, 0o755)
-				} else {
-					os.Chmod(p, 0o644)
-				}
+		if err := ownImages(dir, int(idmap.Host)); err != nil {
+			return nil, fmt.Errorf("restore: images: %w", err)
+		}
+		defer func() {
+			if err := ownImages(dir, 0); err != nil {
+				log.Printf("restore: images back to root: %v", err)
 			}
-			return nil
-		})
+		}()
 	}
 	// criu runs vpsctl itself as its action script: at "setup-namespaces" it builds the VPS's
 	// network in the restored (still frozen) network namespace.
@@ -193,4 +192,31 @@ func criuActionMain() int {
 func holdMain() int {
 	io.Copy(io.Discard, os.Stdin)
 	return 0
+}
+
+// ownImages gives a checkpoint's image directory and everything in it to uid (and the same
+// gid), directories 0700 and files 0600. It follows no link: each entry is opened with
+// O_NOFOLLOW and changed through its descriptor, and symbolic links are left as they are.
+func ownImages(dir string, uid int) error {
+	return filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.Type()&fs.ModeSymlink != 0 || !(d.IsDir() || d.Type().IsRegular()) {
+			return err
+		}
+		flags, mode := unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK, uint32(0o600)
+		if d.IsDir() {
+			flags, mode = unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_DIRECTORY, 0o700
+		}
+		fd, err := sysfile.Open(p, flags, 0)
+		if err != nil {
+			return err
+		}
+		defer unix.Close(fd)
+		if err := unix.Fchown(fd, uid, uid); err != nil {
+			return &os.PathError{Op: "fchown", Path: p, Err: err}
+		}
+		if err := unix.Fchmod(fd, mode); err != nil {
+			return &os.PathError{Op: "fchmod", Path: p, Err: err}
+		}
+		return nil
+	})
 }

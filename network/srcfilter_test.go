@@ -3,6 +3,7 @@ package network
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -428,4 +429,72 @@ func TestLiveIPsFilter(t *testing.T) {
 	if _, found, _ := SourceFilter(id); found {
 		t.Error("Teardown left the chain")
 	}
+}
+
+// SourceFilter returns the sources VPS id's chain accepts besides link-local
+// and unspecified ones, and whether it has a chain; for the tests.
+func SourceFilter(id container.ID) (addrs []netip.Addr, found bool, err error) {
+	out, err := nftOutput("-j", "list", "table", "inet", "vpsctl")
+	if err != nil {
+		if errors.Is(err, errNoTable) {
+			return nil, false, nil
+		}
+		return nil, false, err
+	}
+	return parseNftSources(out, chainName(id))
+}
+
+// parseNftSources returns the addresses of the "ip saddr { ... } accept" and
+// "ip6 saddr { ... } accept" rules of chain in `nft -j list table` output,
+// and whether the chain exists. Prefixes (fe80::/10) and anything else are
+// not addresses and are left out.
+func parseNftSources(data []byte, chain string) ([]netip.Addr, bool, error) {
+	var j nftJSON
+	if err := json.Unmarshal(data, &j); err != nil {
+		return nil, false, err
+	}
+	found := false
+	var out []netip.Addr
+	for _, o := range j.Nftables {
+		if o.Chain != nil && o.Chain.Name == chain {
+			found = true
+		}
+		if o.Rule == nil || o.Rule.Chain != chain {
+			continue
+		}
+		for _, e := range o.Rule.Expr {
+			var m struct {
+				Match *struct {
+					Left struct {
+						Payload *struct {
+							Field string `json:"field"`
+						} `json:"payload"`
+					} `json:"left"`
+					Right json.RawMessage `json:"right"`
+				} `json:"match"`
+			}
+			if json.Unmarshal(e, &m) != nil || m.Match == nil || m.Match.Left.Payload == nil || m.Match.Left.Payload.Field != "saddr" {
+				continue
+			}
+			// The right side is {"set": [addr, ...]} for several, a plain string for one.
+			var set struct {
+				Set []json.RawMessage `json:"set"`
+			}
+			items := []json.RawMessage{m.Match.Right}
+			if json.Unmarshal(m.Match.Right, &set) == nil && set.Set != nil {
+				items = set.Set
+			}
+			for _, it := range items {
+				var s string
+				if json.Unmarshal(it, &s) != nil {
+					continue
+				}
+				if a, err := netip.ParseAddr(s); err == nil && !a.IsUnspecified() {
+					out = append(out, a)
+				}
+			}
+		}
+	}
+	slices.SortFunc(out, func(a, b netip.Addr) int { return a.Compare(b) })
+	return out, found, nil
 }

@@ -18,8 +18,9 @@
 //
 // Its message (msg.h), from monitor/reaper.go: id (the VPS's, for the log), pid (the init, our
 // child), sig (its poweroff signal), master (the console pty's master fd), log (console.log's
-// fd), logmax (console.log's cap in bytes), listen (console.sock's fd), client (an attached
-// console's fd, repeated), stopfile (the stop request's path). Inherited fds that are not
+// fd), logpath (its path, for rotation), logmax (console.log's cap in bytes), listen (console.sock's fd), client (an attached
+// console's fd, repeated), stopfile (the stop request's path), hostns (the host's mount
+// namespace, -1 for none, handed back as it is). Inherited fds that are not
 // named there are closed on the exec back to Go.
 #define _GNU_SOURCE
 #include <errno.h>
@@ -47,6 +48,8 @@
 
 static int master = -1, logfd = -1, listenfd = -1;
 static long long logmax = 4 << 20;
+static const char *logpath = "";
+static int hostns = -1; // the host's mount namespace, handed back to the Go monitor
 static int clients[MAXCLIENTS], nclients;
 static char cbuf[32 << 10];
 
@@ -79,14 +82,80 @@ static void drop_client(int i)
 	clients[i] = clients[--nclients];
 }
 
-// console_out copies what the VPS wrote on its console to the log and the attached clients.
+// The console log holds what the VPS wrote, as text an operator can page through: C0 controls
+// (but newline and tab), DEL, C1 controls (UTF-8 U+0080-U+009F, which a terminal may take as
+// CSI) and bytes that are not UTF-8 are written as \xNN or \u00NN, a backslash as \\ (what
+// internal/safetext.EscapeLog does in Go). A multi-byte sequence cut by the end of a read waits
+// in carry for the next.
+static unsigned char carry[4];
+static size_t ncarry;
+#define CHUNK (32 << 10) // the most a console read brings (cbuf)
+static char ebuf[4 * (CHUNK + sizeof(carry))];
+
+static size_t utf8_len(unsigned char c)
+{
+	return c >= 0xc2 && c <= 0xdf ? 2 : c >= 0xe0 && c <= 0xef ? 3 : c >= 0xf0 && c <= 0xf4 ? 4 : 0;
+}
+
+static size_t escape_console(const unsigned char *b, size_t n, char *out)
+{
+	static const char hex[] = "0123456789abcdef";
+	size_t o = 0, i = 0;
+	unsigned char in[sizeof(carry) + CHUNK];
+	memcpy(in, carry, ncarry);
+	memcpy(in + ncarry, b, n);
+	n += ncarry;
+	ncarry = 0;
+	while (i < n) {
+		unsigned char c = in[i];
+		size_t l = utf8_len(c);
+		if (c == '\\') {
+			out[o++] = '\\', out[o++] = '\\', i++;
+		} else if (c < 0x80 && (c >= 0x20 || c == '\n' || c == '\t') && c != 0x7f) {
+			out[o++] = (char)c, i++;
+		} else if (l && i + l > n) {
+			memcpy(carry, in + i, n - i), ncarry = n - i; // the rest comes with the next read
+			break;
+		} else if (l) {
+			size_t k = 1;
+			while (k < l && (in[i + k] & 0xc0) == 0x80)
+				k++;
+			if (k < l) { // not UTF-8 after all
+				out[o++] = '\\', out[o++] = 'x', out[o++] = hex[c >> 4], out[o++] = hex[c & 15], i++;
+			} else if (c == 0xc2 && in[i + 1] < 0xa0) { // a C1 control
+				memcpy(out + o, "\\u00", 4), o += 4;
+				out[o++] = hex[in[i + 1] >> 4], out[o++] = hex[in[i + 1] & 15], i += 2;
+			} else {
+				memcpy(out + o, in + i, l), o += l, i += l;
+			}
+		} else {
+			out[o++] = '\\', out[o++] = 'x', out[o++] = hex[c >> 4], out[o++] = hex[c & 15], i++;
+		}
+	}
+	return o;
+}
+
+// console_out copies what the VPS wrote on its console to the log (escaped; a full log is
+// rotated to PATH.1, so a chatty guest cannot fill the host's disk) and to the attached clients
+// (as it is: they are terminals the operator attached on purpose).
 static void console_out(const char *b, size_t n)
 {
 	if (logfd >= 0) {
+		size_t e = escape_console((const unsigned char *)b, n, ebuf);
 		struct stat st;
-		if (fstat(logfd, &st) == 0 && st.st_size + (off_t)n > logmax)
-			(void)!ftruncate(logfd, 0); // a chatty guest must not fill the host's disk
-		(void)!write(logfd, b, n);
+		if (fstat(logfd, &st) == 0 && st.st_size + (off_t)e > logmax) {
+			char old[4200];
+			snprintf(old, sizeof(old), "%s.1", logpath);
+			int fd = logpath[0] == '/' && rename(logpath, old) == 0 ?
+					open(logpath, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600) : -1;
+			if (fd >= 0) {
+				dup2(fd, logfd);
+				close(fd);
+			} else {
+				(void)!ftruncate(logfd, 0);
+			}
+		}
+		(void)!write(logfd, ebuf, e);
 	}
 	for (int i = 0; i < nclients;) {
 		// A client that cannot keep up (SO_SNDTIMEO) is dropped rather than stalling the VPS.
@@ -192,7 +261,11 @@ void vpsctl_reaper(struct msg *m)
 			int mx;
 			if (!(bad = msg_int(kv->val, &mx)))
 				logmax = mx;
-		} else if (!strcmp(kv->key, "listen"))
+		} else if (!strcmp(kv->key, "hostns"))
+			bad = msg_int(kv->val, &hostns);
+		else if (!strcmp(kv->key, "logpath"))
+			logpath = kv->val;
+		else if (!strcmp(kv->key, "listen"))
 			bad = msg_int(kv->val, &listenfd);
 		else if (!strcmp(kv->key, "client")) {
 			if (!(bad = msg_int(kv->val, &fd)) && fd > 2 && nclients < MAXCLIENTS)
@@ -337,7 +410,11 @@ void vpsctl_reaper(struct msg *m)
 		fcntl(clients[i], F_SETFD, 0);
 		n += snprintf(fds + n, sizeof(fds) - n, ",%d", clients[i]);
 	}
-	char *args[] = { "vpsctl-monitor", (char *)id, "--after", st, fds, NULL };
+	char ns[16];
+	snprintf(ns, sizeof(ns), "%d", hostns);
+	if (hostns >= 0)
+		fcntl(hostns, F_SETFD, 0);
+	char *args[] = { "vpsctl-monitor", (char *)id, "--after", st, fds, ns, NULL };
 	setenv(VPSCTL_STAGE_ENV, "monitor", 1);
 	sigprocmask(SIG_UNBLOCK, &set, NULL);
 	execv("/proc/self/exe", args);

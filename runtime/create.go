@@ -13,6 +13,7 @@ import (
 	"github.com/vpsctl/vpsctl/internal/fault"
 	"github.com/vpsctl/vpsctl/internal/spec"
 	"github.com/vpsctl/vpsctl/internal/sysfile"
+	"github.com/vpsctl/vpsctl/network"
 	"github.com/vpsctl/vpsctl/store"
 	"github.com/vpsctl/vpsctl/template"
 	"github.com/vpsctl/vpsctl/uid"
@@ -35,6 +36,8 @@ type CreateOptions struct {
 	Limits     Limits
 	Net        NetOptions
 	Devices    []string // extra device rules (see ParseDevice)
+	Features   []string // vzctl's --features: tun, fuse, ppp
+	BindMounts []string // HOSTDIR:VPSDIR[:ro]
 	Caps       []string // NAME:on|off bounding-set changes
 	OnBoot     string   // "yes": start --all starts it ("" or "no": not)
 	BootOrder  string   // start --all's order: higher first ("": 0)
@@ -45,9 +48,6 @@ type CreateOptions struct {
 func (r *Runtime) Create(ctx context.Context, o CreateOptions) error {
 	if o.ID == container.HostID {
 		return fmt.Errorf("%w: 0 is the host", container.ErrBadID)
-	}
-	if o.Pool.Size == 0 {
-		o.Pool = r.Pool // the host's; zero too: uid.DefaultPool
 	}
 	c := &store.Config{ID: o.ID, Name: o.Name, Template: o.Template, Hostname: o.Hostname, Domainname: o.Domainname}
 	if o.Name != "" {
@@ -76,6 +76,12 @@ func (r *Runtime) Create(ctx context.Context, o CreateOptions) error {
 		o.IDMapSize = r.IDMapSize // the host's; 0 too: DefaultIDMapSize
 	}
 	c.Devices = o.Devices
+	if c.Features, err = spec.ParseFeatures(o.Features); err != nil {
+		return err
+	}
+	if c.BindMounts, err = r.bindMounts(nil, o.BindMounts, nil); err != nil {
+		return err
+	}
 	for _, cp := range o.Caps {
 		if _, _, err := spec.ParseCapability(cp); err != nil {
 			return err
@@ -95,6 +101,13 @@ func (r *Runtime) Create(ctx context.Context, o CreateOptions) error {
 	if err := o.Net.validate(c); err != nil {
 		return err
 	}
+	if len(c.IPs) > 0 {
+		// Routed addresses are guarded by vpsctl's nftables table (network.SetSourceFilter):
+		// refused here, not at the first start, on a host without nft.
+		if err := network.CheckNftables(); err != nil {
+			return err
+		}
+	}
 	if err := template.ValidateName(o.Template); err != nil {
 		return err
 	}
@@ -110,7 +123,7 @@ func (r *Runtime) Create(ctx context.Context, o CreateOptions) error {
 	}
 	pool := o.Pool
 	if pool.Size == 0 {
-		pool = uid.DefaultPool
+		pool = r.Pool
 	}
 
 	// The global lock makes the ID, the name, the UID range and the addresses one atomic claim.
@@ -137,7 +150,13 @@ func (r *Runtime) Create(ctx context.Context, o CreateOptions) error {
 				used = append(used, rg)
 			}
 		}
-		rg, err := uid.Allocate(pool, used, size)
+		// Host users' IDs and subordinate ranges are no VPS's: a host user inside a VPS's range
+		// could signal its processes and own its files.
+		res, err := uid.ReadHostReservations(r.HostEtc)
+		if err != nil {
+			return err
+		}
+		rg, err := uid.Allocate(pool, append(used, uid.Reserved(res)...), size)
 		if err != nil {
 			return err
 		}
@@ -190,4 +209,37 @@ func (r *Runtime) Create(ctx context.Context, o CreateOptions) error {
 	fault.Point("create-committed")
 	r.event(o.ID, o.Name, eventlog.Created, "")
 	return nil
+}
+
+// bindMounts is the BINDMOUNT list cur with add (HOSTDIR:VPSDIR[:ro], each checked: see
+// spec.ParseBindMount; its host directory must exist) put in, replacing one at the same VPS
+// path, and the VPS paths in del taken out (each must be there).
+func (r *Runtime) bindMounts(cur, add, del []string) ([]string, error) {
+	out := slices.Clone(cur)
+	vpsPath := func(s string) string {
+		b, err := spec.ParseBindMount(s, "")
+		if err != nil {
+			return s
+		}
+		return b.VPS
+	}
+	for _, d := range del {
+		i := slices.IndexFunc(out, func(s string) bool { return vpsPath(s) == d })
+		if i < 0 {
+			return nil, fmt.Errorf("--bindmount-del %s: no bind mount there: %w", d, ErrBadValue)
+		}
+		out = slices.Delete(out, i, i+1)
+	}
+	for _, a := range add {
+		b, err := spec.ParseBindMount(a, r.St.Root)
+		if err != nil {
+			return nil, err
+		}
+		if fi, err := os.Stat(b.Host); err != nil || !fi.IsDir() {
+			return nil, fmt.Errorf("--bindmount %s: %s is not a directory on the host: %w", a, b.Host, ErrBadValue)
+		}
+		out = slices.DeleteFunc(out, func(s string) bool { return vpsPath(s) == b.VPS })
+		out = append(out, b.String())
+	}
+	return out, nil
 }

@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/vpsctl/vpsctl/container"
+	"github.com/vpsctl/vpsctl/internal/safetext"
 	"github.com/vpsctl/vpsctl/pidns"
 	"github.com/vpsctl/vpsctl/store"
 	"github.com/vpsctl/vpsctl/template"
@@ -21,6 +22,7 @@ type UIDTable struct {
 	ID        container.ID `json:"id"`
 	UserNS    bool         `json:"user_namespace"`
 	Range     string       `json:"range"` // "HOST:SIZE"
+	Pool      string       `json:"pool"`  // the host's pool VPS ranges come from, "BASE:SIZE"
 	Groups    bool         `json:"groups"`
 	Entries   []uid.Entry  `json:"entries"`
 	Processes int          `json:"processes"`
@@ -36,7 +38,7 @@ func (r *Runtime) UIDs(id container.ID, groups bool) (*UIDTable, error) {
 	if s.State == "deleted" {
 		return nil, fmt.Errorf("VPS %d: %w", id, store.ErrNotExist)
 	}
-	t := &UIDTable{ID: s.ID, Groups: groups, UserNS: slices.Contains(s.Namespaces, "user")}
+	t := &UIDTable{ID: s.ID, Groups: groups, UserNS: slices.Contains(s.Namespaces, "user"), Pool: r.Pool.String()}
 	rg := uid.Identity
 	if t.UserNS {
 		if rg, err = uid.ParseRange(s.IDMap); err != nil {
@@ -110,14 +112,14 @@ func openInRoot(dir, rel string) (*os.File, error) {
 
 // ProcInfo is one process as `vpsctl ps` shows it.
 type ProcInfo struct {
-	VPS       container.ID `json:"vps,omitempty"` // set in the spectator view only
-	HostPID   int          `json:"host_pid"`
-	VPSPID    int          `json:"vps_pid"`
-	VPSUID    int64        `json:"vps_uid"` // -1: not mapped into the VPS
-	HostUID   uint32       `json:"host_uid"`
-	Owning    container.ID `json:"owning"`
-	Effective container.ID `json:"effective"`
-	Command   string       `json:"command"`
+	VPS       container.ID  `json:"vps,omitempty"` // set in the spectator view only
+	HostPID   int           `json:"host_pid"`
+	VPSPID    int           `json:"vps_pid"`
+	VPSUID    int64         `json:"vps_uid"` // -1: not mapped into the VPS
+	HostUID   uint32        `json:"host_uid"`
+	Owning    container.ID  `json:"owning"`
+	Effective container.ID  `json:"effective"`
+	Command   safetext.Text `json:"command"` // the VPS's: escaped in tables and JSON
 }
 
 // PS lists the processes of VPS id, or of every running VPS (the spectator view, Linux-VServer's
@@ -151,12 +153,12 @@ func (r *Runtime) PS(id container.ID) ([]ProcInfo, error) {
 		}
 		for _, p := range ps {
 			pi := ProcInfo{HostPID: int(p.Host), VPSPID: int(p.VPS), HostUID: p.Status.Uid[0],
-				VPSUID: -1, Effective: s.ID, Command: p.Cmdline}
+				VPSUID: -1, Effective: s.ID, Command: safetext.Text(p.Cmdline)}
 			if g, ok := rg.ToGuest(uid.HostID(p.Status.Uid[0])); ok {
 				pi.VPSUID = int64(g)
 			}
 			if pi.Command == "" {
-				pi.Command = "[" + p.Status.Name + "]"
+				pi.Command = safetext.Text("[" + p.Status.Name + "]")
 			}
 			if id == container.HostID {
 				pi.VPS = s.ID
@@ -172,11 +174,11 @@ func (r *Runtime) PS(id container.ID) ([]ProcInfo, error) {
 
 // PIDInfo is the answer of `vpsctl pid` (OpenVZ's vzpid) for one host PID.
 type PIDInfo struct {
-	HostPID   int          `json:"host_pid"`
-	Owning    container.ID `json:"owning"`
-	Effective container.ID `json:"effective"`
-	VPSPID    int          `json:"vps_pid"` // PID inside the owning (else effective) VPS; 0 if outside its PID namespace
-	Command   string       `json:"command"`
+	HostPID   int           `json:"host_pid"`
+	Owning    container.ID  `json:"owning"`
+	Effective container.ID  `json:"effective"`
+	VPSPID    int           `json:"vps_pid"` // PID inside the owning (else effective) VPS; 0 if outside its PID namespace
+	Command   safetext.Text `json:"command"` // the VPS's: escaped in tables and JSON
 }
 
 // ErrNoProcess reports a host PID that does not exist.
@@ -220,7 +222,7 @@ func (r *Runtime) PIDs(pids []int) ([]PIDInfo, error) {
 			pi.VPSPID = p
 		}
 		if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", p)); err == nil {
-			pi.Command = strings.TrimSpace(strings.ReplaceAll(string(b), "\x00", " "))
+			pi.Command = safetext.Text(strings.TrimSpace(strings.ReplaceAll(string(b), "\x00", " ")))
 		}
 		out = append(out, pi)
 	}

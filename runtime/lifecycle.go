@@ -20,6 +20,7 @@ import (
 	"github.com/vpsctl/vpsctl/monitor"
 	"github.com/vpsctl/vpsctl/store"
 	"github.com/vpsctl/vpsctl/template"
+	"github.com/vpsctl/vpsctl/uid"
 	"golang.org/x/sys/unix"
 )
 
@@ -33,6 +34,9 @@ type StartOptions struct {
 	// Cause is the started event's cause (docs/OPERATIONS.md, "Events"): the command that
 	// asked, "vpsctl start" when empty.
 	Cause string
+	// CallerMountNS is the mount namespace the caller was in before the fork made a private
+	// one (nil: unknown): the host's, where LXCFS is mounted.
+	CallerMountNS *os.File
 }
 
 // Start boots VPS id: it spawns the VPS's monitor, which builds the VPS and stays with it after
@@ -69,16 +73,40 @@ func (r *Runtime) Start(ctx context.Context, id container.ID, o StartOptions) (i
 	var pid int
 	var warnings []string
 	if o.Caller != nil && !monitor.Pending() {
-		pid, warnings, err = monitor.StartHere(ctx, r.St, id, int(o.Caller.Fd()))
+		hostNS := -1
+		if o.CallerMountNS != nil {
+			hostNS = int(o.CallerMountNS.Fd())
+		}
+		pid, warnings, err = monitor.StartHere(ctx, r.St, id, int(o.Caller.Fd()), hostNS)
 	} else {
 		pid, warnings, err = monitor.Spawn(ctx, r.St, id, lk.File())
 	}
 	if err != nil {
 		return 0, err
 	}
-	r.warn(id, warnings)
+	r.warn(id, append(warnings, r.rangeConflicts(c)...))
 	r.event(id, c.Name, eventlog.Started, cmp.Or(o.Cause, "vpsctl start"))
 	return pid, nil
+}
+
+// rangeConflicts names the host users and subordinate ranges that overlap VPS c's UID range,
+// which was allocated before they appeared (a useradd since): they can signal the VPS's
+// processes and own its files. Recreating the VPS gives it a free range; reserving the pool in
+// /etc/subuid keeps useradd out of it.
+func (r *Runtime) rangeConflicts(c *store.Config) []string {
+	rg, err := uid.ParseRange(c.IDMap)
+	if err != nil {
+		return nil // no user namespace
+	}
+	res, err := uid.ReadHostReservations(r.HostEtc)
+	if err != nil {
+		return []string{fmt.Sprintf("cannot check its UID range %s against the host's users: %v", rg, err)}
+	}
+	var out []string
+	for _, x := range uid.Conflicts(rg, res) {
+		out = append(out, fmt.Sprintf("its UID range %s overlaps %s: that host user can signal its processes (recreate the VPS for a free range)", rg, x))
+	}
+	return out
 }
 
 // BecomeMonitor ends a command that started a VPS with StartOptions.Caller: the process lets
@@ -143,12 +171,16 @@ func (r *Runtime) stopLocked(ctx context.Context, id container.ID, o StopOptions
 	stopF := r.St.Path(id, monitor.StopFile)
 	s, err := r.Status(id)
 	if err == nil && s.State == "running" && s.InitPID == 0 && s.MonitorPID > 0 {
-		// Rebooting: ask the monitor not to boot again, and wait for it to finish.
+		// Rebooting: ask the monitor not to boot again, and wait for it to finish. A monitor
+		// holding a reboot loop back waits for a SIGTERM (its stop request) to end the wait.
 		if err := store.WriteFileVolatile(stopF, []byte(strconv.Itoa(os.Getpid())+"\n"), 0o600); err != nil {
 			return err
 		}
 		defer os.Remove(stopF)
 		if fd, err := unix.PidfdOpen(s.MonitorPID, 0); err == nil {
+			if s.Backoff {
+				unix.PidfdSendSignal(fd, unix.SIGTERM, nil, 0)
+			}
 			proc.WaitPidfd(ctx, fd, 15*time.Second)
 			unix.Close(fd)
 		}

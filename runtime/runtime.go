@@ -51,11 +51,14 @@ type Runtime struct {
 	// Defaults are the limits a VPS created without them gets (see spec.Defaults, which Open
 	// sets here).
 	Defaults spec.DefaultLimits
-	// Pool is where a create whose options name no pool allocates the VPS's ID range (zero:
-	// uid.DefaultPool), and IDMapSize the range's width when they name none (0:
-	// DefaultIDMapSize). OpenConfig sets both from the host configuration.
+	// Pool is the host IDs VPSs' ranges are allocated from when CreateOptions name none
+	// (uid.DefaultPool unless the host's configuration says otherwise: OpenConfig), and
+	// IDMapSize a range's width when they name none (0: DefaultIDMapSize).
 	Pool      uid.Pool
 	IDMapSize uint32
+	// HostEtc is the directory of the host's account files (/etc), whose users' IDs and
+	// subordinate ranges no VPS range may overlap.
+	HostEtc string
 	// Events is the host's events log (docs/OPERATIONS.md, "Events"): what happens to each VPS
 	// is appended to it. nil: nothing is logged. OpenConfig sets it.
 	Events *eventlog.Log
@@ -114,7 +117,7 @@ func Open(root string) (*Runtime, error) {
 		return prestart.Remove(prestart.RemoveJob{Dir: j.Dir, DirLock: j.DirLock, Groups: j.Groups,
 			VPSLock: j.VPSLock, VPSLockPath: j.VPSLockPath, Spares: j.Spares, Hold: j.Hold})
 	}
-	return &Runtime{St: st, Defaults: spec.Defaults}, nil
+	return &Runtime{St: st, Defaults: spec.Defaults, Pool: uid.DefaultPool, HostEtc: "/etc"}, nil
 }
 
 // Resolve turns an ID or a name into an existing VPS's ID.

@@ -29,6 +29,9 @@ type SetOptions struct {
 	Net          NetOptions
 	Capabilities []string
 	Devices      []string // extra device rules, replacing the saved ones (applies at next start)
+	Features     []string // replacing the saved ones (nil: unchanged; next start)
+	BindMountAdd []string // HOSTDIR:VPSDIR[:ro] (next start)
+	BindMountDel []string // VPSDIR (next start)
 	UserPasswd   []string // USER:PASSWORD, set inside the VPS (never saved)
 	OnBoot       *string  // "yes" or "no" (saved, running or not)
 	BootOrder    *string  // a number ("" unsets it)
@@ -72,6 +75,20 @@ func (r *Runtime) Set(ctx context.Context, id container.ID, o SetOptions) error 
 	if o.Devices != nil {
 		next.Devices = o.Devices
 	}
+	if o.Features != nil {
+		f, err := spec.ParseFeatures(o.Features)
+		if err != nil {
+			return err
+		}
+		next.Features = f
+	}
+	if len(o.BindMountAdd) > 0 || len(o.BindMountDel) > 0 {
+		b, err := r.bindMounts(next.BindMounts, o.BindMountAdd, o.BindMountDel)
+		if err != nil {
+			return err
+		}
+		next.BindMounts = b
+	}
 	if err := setBoot(&next, o.OnBoot, o.BootOrder); err != nil {
 		return err
 	}
@@ -80,6 +97,11 @@ func (r *Runtime) Set(ctx context.Context, id container.ID, o SetOptions) error 
 	}
 	if err := o.Net.validate(&next); err != nil {
 		return err
+	}
+	if len(o.Net.IPAdd) > 0 {
+		if err := network.CheckNftables(); err != nil { // as create: before anything changes
+			return err
+		}
 	}
 	for _, c := range o.Capabilities {
 		cp, _, err := spec.ParseCapability(c)
@@ -141,6 +163,7 @@ func (r *Runtime) Set(ctx context.Context, id container.ID, o SetOptions) error 
 		save.Name, save.Hostname, save.Domainname = next.Name, next.Hostname, next.Domainname
 		save.Capabilities, save.Devices = next.Capabilities, next.Devices
 		save.OnBoot, save.BootOrder = next.OnBoot, next.BootOrder
+		save.Features, save.BindMounts = next.Features, next.BindMounts // next start's, saved now
 	}
 	if err := r.St.SaveConfig(&save); err != nil {
 		return err

@@ -29,12 +29,15 @@ type Status struct {
 	InitPID    int          `json:"init_pid"`
 	MonitorPID int          `json:"monitor_pid,omitempty"`
 	Boots      int          `json:"boots,omitempty"`
-	Namespaces []string     `json:"namespaces,omitempty"`
-	IDMap      string       `json:"idmap,omitempty"`
-	IPs        []string     `json:"ips"`
-	NetIfs     []string     `json:"netifs"`
-	OnBoot     string       `json:"onboot,omitempty"`    // ONBOOT as saved: "yes", "no" or ""
-	BootOrder  string       `json:"bootorder,omitempty"` // BOOTORDER as saved
+	// Backoff: the VPS reboots in a loop and its next boot is held back until BackoffUntil.
+	Backoff      bool      `json:"backoff,omitempty"`
+	BackoffUntil time.Time `json:"backoff_until,omitzero"`
+	Namespaces   []string  `json:"namespaces,omitempty"`
+	IDMap        string    `json:"idmap,omitempty"`
+	IPs          []string  `json:"ips"`
+	NetIfs       []string  `json:"netifs"`
+	OnBoot       string    `json:"onboot,omitempty"`    // ONBOOT as saved: "yes", "no" or ""
+	BootOrder    string    `json:"bootorder,omitempty"` // BOOTORDER as saved
 
 	cfg *store.Config
 	run *store.RunState
@@ -49,6 +52,9 @@ func (s *Status) Line() string {
 	l := fmt.Sprintf("VPS %d exist %s", s.ID, s.State)
 	if s.Suspended {
 		l += " suspended"
+	}
+	if s.Backoff {
+		l += " backoff"
 	}
 	return l
 }
@@ -78,10 +84,12 @@ func (r *Runtime) Status(id container.ID) (*Status, error) {
 			if cg, err := cgroup.New(spec.CgroupPath(c.ID)); err == nil {
 				s.Suspended, _ = cg.Frozen()
 			}
-		} else if run.Phase == "rebooting" && proc.Alive(run.MonitorPID, run.MonitorStart) {
+		} else if (run.Phase == "rebooting" || run.Phase == "backoff") && proc.Alive(run.MonitorPID, run.MonitorStart) {
 			// Between the old init's death and the new one's birth: the VPS exists and is
 			// running, as vzctl says of a rebooting container; it has no init to join yet.
+			// "backoff": the birth is held back (a reboot loop, see package monitor).
 			s.State, s.MonitorPID, s.Boots = "running", run.MonitorPID, run.Boots
+			s.Backoff, s.BackoffUntil = run.Phase == "backoff", run.BackoffUntil
 		}
 	}
 	return s, nil

@@ -40,6 +40,8 @@ type Config struct {
 	SearchDomains []string
 	Capabilities  []string // NAME:on|off overrides of the default bounding set
 	Devices       []string // extra device rules
+	Features      []string // vzctl's --features: tun, fuse, ppp
+	BindMounts    []string // HOSTDIR:VPSDIR[:ro]
 
 	OnBoot    string // vzctl's ONBOOT: "yes" starts the VPS with the host (start --all); "" = no
 	BootOrder string // vzctl's BOOTORDER: higher boots first; "" = 0
@@ -75,6 +77,8 @@ var fields = []field{
 	{key: "SEARCHDOMAIN", list: func(c *Config) *[]string { return &c.SearchDomains }},
 	{key: "CAPABILITY", list: func(c *Config) *[]string { return &c.Capabilities }},
 	{key: "DEVICES", list: func(c *Config) *[]string { return &c.Devices }},
+	{key: "FEATURES", list: func(c *Config) *[]string { return &c.Features }},
+	{key: "BINDMOUNT", list: func(c *Config) *[]string { return &c.BindMounts }},
 	{key: "ONBOOT", str: func(c *Config) *string { return &c.OnBoot }},
 	{key: "BOOTORDER", str: func(c *Config) *string { return &c.BootOrder }},
 }

@@ -399,6 +399,11 @@ type RunState struct {
 	Started      time.Time `json:"started"`
 	Boots        int       `json:"boots"`
 	Phase        string    `json:"phase"` // "starting", "running", "rebooting", "stopping"
+	// RecentBoots are the times of the last boots (a few), BackoffUntil when a boot held back
+	// by a reboot loop may go, and Backoffs how many times in a row one was (see monitor).
+	RecentBoots  []time.Time `json:"recent_boots,omitempty"`
+	BackoffUntil time.Time   `json:"backoff_until,omitzero"`
+	Backoffs     int         `json:"backoffs,omitempty"`
 }
 
 // LoadRun reads VPS id's runtime state; os.ErrNotExist if it has none.

@@ -1,7 +1,9 @@
 package main
 
 import (
+	"bufio"
 	"fmt"
+	"io"
 	"os"
 	"strings"
 
@@ -127,7 +129,9 @@ func createCommand() *cli.Command {
 		&cli.StringFlag{Name: "namespaces", Usage: "namespace subset, e.g. uts,ipc,pid,mnt (default: all of " + strings.Join(spec.AllNamespaces, ",") + ")"},
 		&cli.Uint64Flag{Name: "idmap-size", Usage: "width `N` of the VPS's host UID/GID range (default: UID_RANGE_SIZE, 65536)"},
 		planFlag(),
-		&cli.StringSliceFlag{Name: "devices", Usage: "allow device `c|b:MAJOR:MINOR:rwm` in addition to the defaults (repeatable)"},
+		&cli.StringSliceFlag{Name: "devices", Usage: "allow device `c|b:MAJOR:MINOR:rwm` in addition to the defaults, with its node in /dev (repeatable)"},
+		&cli.StringSliceFlag{Name: "features", Usage: "`tun,fuse,ppp`: the devices (and nodes) each needs"},
+		&cli.StringSliceFlag{Name: "bindmount", Usage: "`HOSTDIR:VPSDIR[:ro]`: a host directory shown inside, with the VPS's own UIDs (repeatable)"},
 		&cli.StringSliceFlag{Name: "capability", Usage: "`NAME:on|off` change to the default bounding set (repeatable)"},
 	}
 	flags = append(flags, limitFlags()...)
@@ -184,8 +188,8 @@ EXAMPLES:
 			err = rt.Create(c.Context, runtime.CreateOptions{ID: id, Name: c.String("name"), Template: tpl,
 				Hostname: c.String("hostname"), Domainname: c.String("domainname"), Namespaces: ns,
 				IDMapSize: uint32(size), Limits: limits, Net: net,
-				Devices: c.StringSlice("devices"), Caps: c.StringSlice("capability"),
-				OnBoot: c.String("onboot"), BootOrder: c.String("bootorder")})
+				Devices: c.StringSlice("devices"), Caps: c.StringSlice("capability"), Features: c.StringSlice("features"),
+				BindMounts: c.StringSlice("bindmount"), OnBoot: c.String("onboot"), BootOrder: c.String("bootorder")})
 			if err != nil {
 				return err
 			}
@@ -204,8 +208,11 @@ func setCommand() *cli.Command {
 		&cli.StringSliceFlag{Name: "netif-del", Usage: "remove interface `NAME`"},
 		&cli.StringSliceFlag{Name: "capability", Usage: "`NAME:on|off` (repeatable; applies at next start)"},
 		&cli.StringSliceFlag{Name: "devices", Usage: "extra device rules `c|b:MAJOR:MINOR:rwm`, replacing the saved ones (next start)"},
+		&cli.StringSliceFlag{Name: "features", Usage: "`tun,fuse,ppp`, replacing the saved ones (next start)"},
+		&cli.StringSliceFlag{Name: "bindmount", Usage: "add `HOSTDIR:VPSDIR[:ro]` (next start)"},
+		&cli.StringSliceFlag{Name: "bindmount-del", Usage: "remove the bind mount at `VPSDIR` (next start)"},
 		&cli.BoolFlag{Name: "save", Usage: "on a running VPS, also save limits and addresses to its config"},
-		&cli.StringSliceFlag{Name: "userpasswd", Usage: "set `USER:PASSWORD` inside the VPS, creating the user if missing (never saved or logged)"},
+		&cli.StringSliceFlag{Name: "userpasswd", Usage: "set `USER` (password read from stdin) or USER:PASSWORD inside the VPS, creating the user if missing (never saved or logged)"},
 		planFlag(),
 	}
 	flags = append(flags, limitFlags()...)
@@ -223,6 +230,7 @@ EXAMPLES:
    vpsctl set 101 --hostname beta
    vpsctl set 101 --numproc 100 --memory 512M --save
    vpsctl set 101 --ipadd 198.18.0.111 --ipdel 198.18.0.101
+   echo "$PASSWORD" | vpsctl set 101 --userpasswd alice    # the password never in any argv
    vpsctl set 101 --plan large --save
    vpsctl set 101 --onboot yes --bootorder 20`,
 		Flags: flags,
@@ -239,10 +247,15 @@ EXAMPLES:
 			if plan != nil {
 				limits = fromHostconf(toHostconf(limits).Over(plan.Limits))
 			}
+			users, err := userpasswdFrom(c.StringSlice("userpasswd"), os.Stdin)
+			if err != nil {
+				return err
+			}
 			return withVPS(c, func(rt *runtime.Runtime, id container.ID) error {
 				err := rt.Set(c.Context, id, runtime.SetOptions{Name: str("name"), Hostname: str("hostname"), Domainname: str("domainname"),
 					Limits: limits, Net: netFrom(c), Capabilities: c.StringSlice("capability"), Save: c.Bool("save"), Devices: devicesFrom(c),
-					UserPasswd: c.StringSlice("userpasswd"), OnBoot: str("onboot"), BootOrder: str("bootorder")})
+					UserPasswd: users, Features: featuresFrom(c), BindMountAdd: c.StringSlice("bindmount"),
+					BindMountDel: c.StringSlice("bindmount-del"), OnBoot: str("onboot"), BootOrder: str("bootorder")})
 				if err != nil {
 					return err
 				}
@@ -359,9 +372,48 @@ func dash(s string) string {
 	return s
 }
 
+// featuresFrom is --features as given ([] for --features ""), nil when not given.
+func featuresFrom(c *cli.Context) []string {
+	if !c.IsSet("features") {
+		return nil
+	}
+	f := []string{}
+	for _, v := range c.StringSlice("features") {
+		if v != "" {
+			f = append(f, v)
+		}
+	}
+	return f
+}
+
 func devicesFrom(c *cli.Context) []string {
 	if !c.IsSet("devices") {
 		return nil
 	}
 	return c.StringSlice("devices")
+}
+
+// userpasswdFrom completes --userpasswd values: USER alone takes its password from the first
+// line of in (so it is in no argv, where every host user can read it in /proc); USER:PASSWORD
+// is as given. One value may read in.
+func userpasswdFrom(vals []string, in io.Reader) ([]string, error) {
+	var out []string
+	read := false
+	for _, v := range vals {
+		if strings.Contains(v, ":") {
+			out = append(out, v)
+			continue
+		}
+		if read {
+			return nil, fmt.Errorf("--userpasswd %s: only one user's password can come from stdin: %w", v, runtime.ErrBadValue)
+		}
+		read = true
+		line, err := bufio.NewReader(in).ReadString('\n')
+		line = strings.TrimSuffix(line, "\n")
+		if (err != nil && err != io.EOF) || line == "" {
+			return nil, fmt.Errorf("--userpasswd %s: no password on stdin: %w", v, runtime.ErrBadValue)
+		}
+		out = append(out, v+":"+line)
+	}
+	return out, nil
 }

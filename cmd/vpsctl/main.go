@@ -92,7 +92,11 @@ func getenv(key string) string {
 // startOptions has a start's VPS monitored by this process if the front door forked it for that.
 func startOptions() runtime.StartOptions {
 	if fd := startFD(); fd >= 0 {
-		return runtime.StartOptions{Caller: os.NewFile(uintptr(fd), "caller")}
+		o := runtime.StartOptions{Caller: os.NewFile(uintptr(fd), "caller")}
+		if ns := hostMountNS(); ns >= 0 {
+			o.CallerMountNS = os.NewFile(uintptr(ns), "host-mntns")
+		}
+		return o
 	}
 	return runtime.StartOptions{}
 }

@@ -37,18 +37,6 @@ func Escape(s string) string { return string(appendEscaped(nil, s, false)) }
 // (carriage returns included: they would let a line hide what came before it).
 func EscapeLog(b []byte) []byte { return appendEscaped(nil, string(b), true) }
 
-// Needs reports whether Escape would change s; callers may skip the copy when it would not.
-func Needs(s string) bool {
-	for i := 0; i < len(s); {
-		c, n := utf8.DecodeRuneInString(s[i:])
-		if c == utf8.RuneError && n <= 1 || c == '\\' || unsafe(c) {
-			return true
-		}
-		i += n
-	}
-	return false
-}
-
 const hex = "0123456789abcdef"
 
 func appendEscaped(dst []byte, s string, log bool) []byte {

@@ -32,8 +32,8 @@ func TestEscape(t *testing.T) {
 		if got := Escape(c.in); got != c.want {
 			t.Errorf("Escape(%q) = %q, want %q", c.in, got, c.want)
 		}
-		if Needs(c.in) != (c.in != c.want) {
-			t.Errorf("Needs(%q) = %v", c.in, Needs(c.in))
+		if (Escape(c.in) != c.in) != (c.in != c.want) {
+			t.Errorf("Escape(%q) changed it: %v", c.in, Escape(c.in) != c.in)
 		}
 		if got := unescape(t, Escape(c.in)); got != c.in {
 			t.Errorf("unescape(Escape(%q)) = %q", c.in, got)
@@ -140,9 +140,6 @@ func FuzzEscape(f *testing.F) {
 		checkSafe(t, e, false)
 		if got := unescape(t, e); got != s {
 			t.Fatalf("unescape(Escape(%q)) = %q", s, got)
-		}
-		if Needs(s) != (e != s) {
-			t.Fatalf("Needs(%q) = %v but Escape gives %q", s, Needs(s), e)
 		}
 		l := EscapeLog([]byte(s))
 		checkSafe(t, string(l), true)
