@@ -86,7 +86,7 @@ func TestHostConfigErrors(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(root, "vps", "2501")); err == nil {
 		t.Fatal("a create with a bad host configuration made the VPS")
 	}
-	if b, _ := os.ReadFile(filepath.Join(root, "audit.log")); bytes.Contains(b, []byte("2501")) {
+	if b, _ := os.ReadFile(filepath.Join(root, "audit.log")); bytes.Contains(b, []byte("create 2501 ")) {
 		t.Fatalf("a command that did nothing was audited:\n%s", b)
 	}
 	// A file named by VPSCTL_CONFIG must exist; one at the default path need not.
