@@ -21,20 +21,21 @@ import (
 // exit codes; it is printed by `vpsctl --help` and in README.md.
 const (
 	exitOK          = 0
-	exitSystem      = 3  // unexpected system error
-	exitLocked      = 9  // locked by another vpsctl
-	exitUsage       = 20 // bad command or usage
-	exitBadValue    = 21 // bad ID, name or value
-	exitNotRunning  = 31 // VPS is not running
-	exitRunning     = 32 // VPS is running (or must be stopped)
-	exitNotExist    = 43 // VPS does not exist
-	exitExist       = 44 // VPS ID or name already exists
-	exitBadIP       = 71 // malformed IP address or interface
-	exitIPInUse     = 78 // IP address in use
-	exitNoTemplate  = 91 // template not found
-	exitTemplateUse = 92 // template in use, or already exists
-	exitPoolFull    = 93 // UID pool exhausted
-	exitCheckpoint  = 94 // checkpoint/restore failed in CRIU, or no usable CRIU
+	exitSystem      = 3   // unexpected system error
+	exitLocked      = 9   // locked by another vpsctl
+	exitUsage       = 20  // bad command or usage
+	exitBadValue    = 21  // bad ID, name or value
+	exitNotRunning  = 31  // VPS is not running
+	exitRunning     = 32  // VPS is running (or must be stopped)
+	exitNotExist    = 43  // VPS does not exist
+	exitExist       = 44  // VPS ID or name already exists
+	exitBadIP       = 71  // malformed IP address or interface
+	exitIPInUse     = 78  // IP address in use
+	exitNoTemplate  = 91  // template not found
+	exitTemplateUse = 92  // template in use, or already exists
+	exitPoolFull    = 93  // UID pool exhausted
+	exitCheckpoint  = 94  // checkpoint/restore failed in CRIU, or no usable CRIU
+	exitBootTimeout = 124 // start --wait: the guest did not finish booting in time (timeout(1)'s code)
 )
 
 var exitTable = []struct {
@@ -56,6 +57,7 @@ var exitTable = []struct {
 	{exitNoTemplate, []error{store.ErrNoTemplate}},
 	{exitTemplateUse, []error{runtime.ErrTemplateUse, template.ErrExist}},
 	{exitPoolFull, []error{uid.ErrPoolFull}},
+	{exitBootTimeout, []error{runtime.ErrBootTimeout}},
 }
 
 // exitCode maps an error to vpsctl's exit code.
@@ -94,6 +96,7 @@ const exitHelp = `EXIT CODES (vzctl-compatible where vzctl had one):
    92  template in use, or already exists
    93  UID pool exhausted
    94  checkpoint or restore failed in CRIU, or no usable CRIU (see the log next to the images)
+   124 start --wait: the guest did not finish booting in time (the message says how far it got)
    exec/enter return the command's own exit status once it has started
    (126: not executable, 127: not found, 128+N: killed by signal N).
 `

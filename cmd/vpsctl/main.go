@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"text/tabwriter"
+	"time"
 
 	"github.com/urfave/cli/v2"
 	"github.com/vpsctl/vpsctl/container"
@@ -281,6 +282,8 @@ func commands() []*cli.Command {
 		{
 			Name: "start", Usage: "boot a VPS, or (--all) every VPS marked to start with the host", ArgsUsage: "ID|NAME | --all",
 			Description: `Boots the VPS's own init in new namespaces. The VPS keeps running after vpsctl exits.
+With --wait, returns once the guest has finished booting: systemd running or degraded,
+sysvinit in its runlevel, busybox init past its sysinit actions (exit 124 after --timeout).
 --all starts every VPS created or set with --onboot yes that is not running, highest
 --bootorder first: one boot order's VPSs have all started (or failed) before the next lower
 one's begin; STARTALL_PARALLEL at once within one, at most STARTALL_TIMEOUT in all (see
@@ -288,12 +291,17 @@ vpsctl config show). Each is reported as it finishes.
 
 EXAMPLES:
    vpsctl start 101
+   vpsctl start --wait --timeout 60s 101 && vpsctl exec 101 -- systemctl status
    vpsctl start --all`,
-			Flags: []cli.Flag{&cli.BoolFlag{Name: "all", Usage: "every onboot VPS, in boot order"}},
+			Flags: []cli.Flag{
+				&cli.BoolFlag{Name: "wait", Usage: "return once the guest has finished booting"},
+				&cli.DurationFlag{Name: "timeout", Value: 120 * time.Second, Usage: "with --wait: how long to wait"},
+				&cli.BoolFlag{Name: "all", Usage: "every onboot VPS, in boot order"},
+			},
 			Action: func(c *cli.Context) error {
 				if c.Bool("all") {
-					if c.NArg() > 0 {
-						return usageError("start: --all or a VPS, not both")
+					if c.NArg() > 0 || c.Bool("wait") {
+						return usageError("start: --all takes neither a VPS nor --wait")
 					}
 					return startAll(c)
 				}
@@ -305,6 +313,15 @@ EXAMPLES:
 						return err
 					}
 					fmt.Printf("VPS %d started (init PID %d)\n", id, pid)
+					if !c.Bool("wait") {
+						return nil
+					}
+					t0 := time.Now()
+					b, err := rt.WaitBooted(c.Context, id, c.Duration("timeout"))
+					if err != nil {
+						return err
+					}
+					fmt.Printf("VPS %d booted (%s: %s, %.1f s)\n", id, b.Init, b.State, time.Since(t0).Seconds())
 					return nil
 				})
 			},
