@@ -94,18 +94,29 @@ func Ensure(root string) (string, error) {
 		}
 		held = false
 	}
+	// A supervisor of ours gets LXCFS up in tens of milliseconds; one that runs already and
+	// has no live mount is between restarts of a failing LXCFS: a boot does not wait long.
+	wait := time.Second
 	if !held {
 		if err := startSupervisor(root, bin); err != nil {
 			return "", err
 		}
+		wait = 5 * time.Second
 	}
 	dir := ownMount(root)
-	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+	t0 := time.Now()
+	for deadline := t0.Add(wait); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
 		if Live(dir) {
 			return dir, nil
 		}
+		// A supervisor that could not set up (its log says why) has let go of its lock.
+		if time.Since(t0) > 300*time.Millisecond {
+			if held, _ := store.LockHeld(lockPath(root)); !held {
+				return "", fmt.Errorf("%w: its supervisor exited (see %s)", ErrNotRunning, logPath(root))
+			}
+		}
 	}
-	return "", fmt.Errorf("%w within 5s (see %s)", ErrNotRunning, logPath(root))
+	return "", fmt.Errorf("%w within %v (see %s)", ErrNotRunning, wait, logPath(root))
 }
 
 // program is the lxcfs program's path ("" if it is not installed), looked for where Debian puts
@@ -181,4 +192,51 @@ func Stop(root string) (bool, error) {
 			return true, fmt.Errorf("lxcfs supervisor (PID %d) still running after 10s", pid)
 		}
 	}
+}
+
+// A VPS's views, as ViewState finds them.
+const (
+	ViewLive = "live" // served by a running LXCFS
+	ViewDead = "dead" // bound, but their LXCFS is gone: reads fail until the VPS restarts
+	ViewNone = "none" // not bound: the VPS booted without LXCFS and sees the host's numbers
+)
+
+// ViewState tells what serves the view file at path: a VPS's /proc/meminfo seen from the host
+// through /proc/INITPID/root.
+func ViewState(path string) string {
+	var st unix.Statfs_t
+	if err := unix.Statfs(path, &st); err != nil {
+		if errors.Is(err, unix.ENOTCONN) {
+			return ViewDead
+		}
+		return ViewNone
+	}
+	if st.Type != fuseMagic {
+		return ViewNone
+	}
+	if _, err := os.Stat(path); err != nil {
+		return ViewDead
+	}
+	return ViewLive
+}
+
+// Instance describes the LXCFS vpsctl uses for a state root.
+type Instance struct {
+	Mount         string `json:"mount,omitempty"`          // "" when none is live
+	Service       bool   `json:"service"`                  // the host's own service, not vpsctl's
+	SupervisorPID int    `json:"supervisor_pid,omitempty"` // vpsctl's own instance's supervisor
+	Installed     bool   `json:"installed"`                // the lxcfs program is there
+}
+
+// Status describes the LXCFS state root's VPSs boot with: the host's service if live, else
+// vpsctl's own.
+func Status(root string) Instance {
+	in := Instance{Installed: program() != ""}
+	if held, text := store.LockHeld(lockPath(root)); held {
+		in.SupervisorPID, _ = strconv.Atoi(strings.TrimSpace(text))
+	}
+	if d, ok := Find(root); ok {
+		in.Mount, in.Service = d, d == ServiceMount
+	}
+	return in
 }

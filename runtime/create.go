@@ -238,6 +238,19 @@ func (r *Runtime) bindMounts(cur, add, del []string) ([]string, error) {
 		if fi, err := os.Stat(b.Host); err != nil || !fi.IsDir() {
 			return nil, fmt.Errorf("--bindmount %s: %s is not a directory on the host: %w", a, b.Host, ErrBadValue)
 		}
+		// What is bound is where the path leads: a link into /proc or the state root is
+		// refused as the path itself would be, and the saved path is the link's target.
+		real, err := filepath.EvalSymlinks(b.Host)
+		if err != nil {
+			return nil, fmt.Errorf("--bindmount %s: %w", a, err)
+		}
+		if real != b.Host {
+			rb := b
+			rb.Host = real
+			if b, err = spec.ParseBindMount(rb.String(), r.St.Root); err != nil {
+				return nil, fmt.Errorf("--bindmount %s leads to %s: %w", a, real, err)
+			}
+		}
 		out = slices.DeleteFunc(out, func(s string) bool { return vpsPath(s) == b.VPS })
 		out = append(out, b.String())
 	}

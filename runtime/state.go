@@ -12,6 +12,7 @@ import (
 	"github.com/vpsctl/vpsctl/container"
 	"github.com/vpsctl/vpsctl/internal/proc"
 	"github.com/vpsctl/vpsctl/internal/spec"
+	"github.com/vpsctl/vpsctl/lxcfs"
 	"github.com/vpsctl/vpsctl/monitor"
 	"github.com/vpsctl/vpsctl/network"
 	"github.com/vpsctl/vpsctl/store"
@@ -38,6 +39,9 @@ type Status struct {
 	NetIfs       []string  `json:"netifs"`
 	OnBoot       string    `json:"onboot,omitempty"`    // ONBOOT as saved: "yes", "no" or ""
 	BootOrder    string    `json:"bootorder,omitempty"` // BOOTORDER as saved
+	// LXCFS: whether a running VPS's /proc and /sys views of its own limits are served
+	// (lxcfs.ViewLive, ViewDead, ViewNone), filled by CheckViews.
+	LXCFS string `json:"lxcfs,omitempty"`
 
 	cfg *store.Config
 	run *store.RunState
@@ -93,6 +97,14 @@ func (r *Runtime) Status(id container.ID) (*Status, error) {
 		}
 	}
 	return s, nil
+}
+
+// CheckViews fills in s.LXCFS for a running VPS. It asks LXCFS (a FUSE round trip), which
+// Status, used on every command's path, does not.
+func (s *Status) CheckViews() {
+	if s.State == "running" && s.InitPID > 0 {
+		s.LXCFS = lxcfs.ViewState(fmt.Sprintf("/proc/%d/root/proc/meminfo", s.InitPID))
+	}
 }
 
 func nonNil(s []string) []string {

@@ -207,8 +207,8 @@ func setCommand() *cli.Command {
 		&cli.StringSliceFlag{Name: "ipdel", Usage: "remove address `ADDR`, or all"},
 		&cli.StringSliceFlag{Name: "netif-del", Usage: "remove interface `NAME`"},
 		&cli.StringSliceFlag{Name: "capability", Usage: "`NAME:on|off` (repeatable; applies at next start)"},
-		&cli.StringSliceFlag{Name: "devices", Usage: "extra device rules `c|b:MAJOR:MINOR:rwm`, replacing the saved ones (next start)"},
-		&cli.StringSliceFlag{Name: "features", Usage: "`tun,fuse,ppp`, replacing the saved ones (next start)"},
+		&cli.StringSliceFlag{Name: "devices", Usage: "extra device rules `c|b:MAJOR:MINOR:rwm`, replacing the saved ones (\"\": none; next start)"},
+		&cli.StringSliceFlag{Name: "features", Usage: "`tun,fuse,ppp`, replacing the saved ones (\"\": none; next start)"},
 		&cli.StringSliceFlag{Name: "bindmount", Usage: "add `HOSTDIR:VPSDIR[:ro]` (next start)"},
 		&cli.StringSliceFlag{Name: "bindmount-del", Usage: "remove the bind mount at `VPSDIR` (next start)"},
 		&cli.BoolFlag{Name: "save", Usage: "on a running VPS, also save limits and addresses to its config"},
@@ -386,11 +386,18 @@ func featuresFrom(c *cli.Context) []string {
 	return f
 }
 
+// devicesFrom is --devices as given ([] for --devices ""), nil when not given.
 func devicesFrom(c *cli.Context) []string {
 	if !c.IsSet("devices") {
 		return nil
 	}
-	return c.StringSlice("devices")
+	d := []string{}
+	for _, v := range c.StringSlice("devices") {
+		if v != "" {
+			d = append(d, v)
+		}
+	}
+	return d
 }
 
 // userpasswdFrom completes --userpasswd values: USER alone takes its password from the first

@@ -443,6 +443,7 @@ EXAMPLES:
 					return err
 				}
 				if asJSON {
+					s.CheckViews()
 					return printJSON(os.Stdout, s)
 				}
 				fmt.Println(s.Line())
