@@ -16,7 +16,7 @@ var audited = map[string]bool{
 	"create": true, "set": true, "start": true, "stop": true, "restart": true, "destroy": true,
 	"suspend": true, "resume": true, "checkpoint": true, "restore": true, "run": true,
 	"template build": true, "template import": true, "template remove": true,
-	"spare start": true, "spare stop": true,
+	"spare start": true, "spare stop": true, "lxcfs start": true, "lxcfs stop": true,
 }
 
 // commandOf is the name of the command (and subcommand) args run, as audited names them

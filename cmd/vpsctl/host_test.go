@@ -38,6 +38,8 @@ func TestAuditedCommands(t *testing.T) {
 		{[]string{"vpsctl", "chkpnt", "--", "101"}, "checkpoint", true},
 		{[]string{"vpsctl", "template", "rm", "--", "t"}, "template remove", true},
 		{[]string{"vpsctl", "spare", "start", "--", "t"}, "spare start", true},
+		{[]string{"vpsctl", "lxcfs", "stop", "--"}, "lxcfs stop", true},
+		{[]string{"vpsctl", "lxcfs", "status", "--"}, "lxcfs status", false},
 		{[]string{"vpsctl", "start", "--all", "--"}, "start", true},
 		{[]string{"vpsctl", "exec", "--", "101", "ps"}, "exec", false},
 		{[]string{"vpsctl", "list", "-a", "--"}, "list", false},
