@@ -96,7 +96,7 @@ func Ensure(root string) (string, error) {
 	}
 	// A supervisor of ours gets LXCFS up in tens of milliseconds; one that runs already and
 	// has no live mount is between restarts of a failing LXCFS: a boot does not wait long.
-	wait := time.Second
+	wait := 2 * time.Second // the supervisor's first restart wait, and LXCFS's start
 	if !held {
 		if err := startSupervisor(root, bin); err != nil {
 			return "", err

@@ -26,7 +26,7 @@ func init() {
 // supervise keeps LXCFS (os.Args: [vpsctl-lxcfs LXCFS ROOT]) mounted at ROOT/lxcfs: it takes
 // the lock (another supervisor of the root: exit), runs LXCFS in the foreground and, when it
 // dies, detaches its dead mount and starts it again, waiting longer after each quick death (a
-// second, doubling to a minute). SIGTERM stops LXCFS and detaches the mount.
+// fifth of a second, doubling to a minute). SIGTERM stops LXCFS and detaches the mount.
 func supervise() int {
 	log.SetFlags(log.LstdFlags)
 	log.SetPrefix("lxcfs supervisor: ")
@@ -53,7 +53,7 @@ func supervise() int {
 	}
 	term := make(chan os.Signal, 1)
 	signal.Notify(term, syscall.SIGTERM, syscall.SIGINT)
-	wait := time.Second
+	wait := restartWait
 	for {
 		unix.Unmount(dir, unix.MNT_DETACH) // a dead instance's, if any
 		// -l: load averages per VPS; --enable-cfs: CPU views from the CFS quota (--cpus,
@@ -68,6 +68,16 @@ func supervise() int {
 		log.Printf("lxcfs (PID %d) serving %s", cmd.Process.Pid, dir)
 		done := make(chan error, 1)
 		go func() { done <- cmd.Wait() }()
+		// Once it serves, the running VPSs' views are this instance's (a VPS that booted
+		// while none ran, or whose views died with the last one, sees its own numbers again).
+		live := time.NewTicker(10 * time.Millisecond)
+		for i := 0; i < 500 && !Live(dir); i++ {
+			<-live.C
+		}
+		live.Stop()
+		if Live(dir) {
+			refresh(root, dir)
+		}
 		select {
 		case <-term:
 			cmd.Process.Signal(syscall.SIGTERM)
@@ -77,14 +87,16 @@ func supervise() int {
 				cmd.Process.Kill()
 				<-done
 			}
+			refresh(root, "")
 			unix.Unmount(dir, unix.MNT_DETACH)
 			log.Printf("stopped")
 			return 0
 		case err := <-done:
 			log.Printf("lxcfs exited (%v); starting it again in %v", err, wait)
+			refresh(root, "") // the host's numbers rather than errors until it is back
 		}
 		if time.Since(started) > time.Minute {
-			wait = time.Second
+			wait = restartWait
 		}
 		select {
 		case <-term:
@@ -95,3 +107,21 @@ func supervise() int {
 		wait = min(2*wait, time.Minute)
 	}
 }
+
+// refresh is Refresh, logged.
+func refresh(root, dir string) {
+	n, err := Refresh(root, dir)
+	what := "bound to " + dir
+	if dir == "" {
+		what = "detached"
+	}
+	if err != nil {
+		log.Printf("views of %d running VPSs %s; %v", n, what, err)
+		return
+	}
+	log.Printf("views of %d running VPSs %s", n, what)
+}
+
+// restartWait is the supervisor's first wait before starting a dead LXCFS again (VPSs see the
+// host's numbers meanwhile); it doubles while LXCFS keeps dying young.
+const restartWait = 200 * time.Millisecond

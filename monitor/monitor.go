@@ -692,6 +692,7 @@ func (m *monitor) bootRest(c *store.Config, b *bootState, res *cgroup.Resources,
 		return nil, err
 	}
 	defer unix.Close(rootFd)
+	fault.Mark("monitor-guest-mounts")
 	extra, warnings, _, err := m.guestMounts(c, pid, userns, int(idmap.Host))
 	if err != nil {
 		return nil, err

@@ -29,8 +29,9 @@ func lxcfsCommand() *cli.Command {
 			"/sys/devices/system/cpu/online are LXCFS's views of its own limits. vpsctl uses the host's\n" +
 			"lxcfs.service when it is mounted at " + lxcfs.ServiceMount + "; otherwise the first start runs one\n" +
 			"of its own, supervised, mounted at STATE/lxcfs (log STATE/lxcfs.log). A VPS boots without\n" +
-			"LXCFS too (with a warning; it sees the host's numbers). VPSs booted with an instance that\n" +
-			"stops keep dead views until they restart: `vpsctl status --format json ID` says which.\n\n" +
+			"LXCFS too (with a warning; it sees the host's numbers). When vpsctl's LXCFS dies, its\n" +
+			"supervisor detaches the views from running VPSs (the host's numbers, not read errors) and\n" +
+			"binds the new instance's once it is back. `vpsctl status --format json ID` says which.\n\n" +
 			"`lxcfs start` exits 3 when LXCFS is not installed or does not come up (the log says why).\n\n" +
 			"EXAMPLES:\n   vpsctl lxcfs status\n   vpsctl lxcfs start\n   vpsctl lxcfs stop",
 		Subcommands: []*cli.Command{
@@ -73,12 +74,39 @@ func lxcfsCommand() *cli.Command {
 					if err != nil {
 						return err
 					}
-					fmt.Printf("lxcfs live at %s\n", dir)
+					// Its supervisor binds the running VPSs' views too; this returns once they are.
+					n, err := lxcfs.Refresh(r, dir)
+					if err != nil {
+						return err
+					}
+					fmt.Printf("lxcfs live at %s (views of %d running VPSs bound)\n", dir, n)
 					return nil
 				},
 			},
 			{
-				Name: "stop", Usage: "stop vpsctl's own LXCFS (running VPSs' views go dead until they restart)",
+				Name: "refresh", Usage: "bind the live LXCFS's views into every running VPS (after the host's lxcfs.service restarted)",
+				Description: "vpsctl's own LXCFS does this itself whenever it (re)starts. Without a live LXCFS, stale\n" +
+					"views are detached: the VPSs see the host's numbers instead of read errors.\n\nEXAMPLE:\n   systemctl restart lxcfs && vpsctl lxcfs refresh",
+				Action: func(c *cli.Context) error {
+					r, err := root(c)
+					if err != nil {
+						return err
+					}
+					dir, _ := lxcfs.Find(r)
+					n, err := lxcfs.Refresh(r, dir)
+					if err != nil {
+						return err
+					}
+					if dir == "" {
+						fmt.Printf("no live lxcfs: views of %d running VPSs detached\n", n)
+					} else {
+						fmt.Printf("views of %d running VPSs bound to %s\n", n, dir)
+					}
+					return nil
+				},
+			},
+			{
+				Name: "stop", Usage: "stop vpsctl's own LXCFS (running VPSs see the host's numbers until it runs again)",
 				Action: func(c *cli.Context) error {
 					r, err := root(c)
 					if err != nil {
