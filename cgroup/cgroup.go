@@ -115,7 +115,10 @@ type Stats struct {
 	CPUUsageNs                             uint64
 	MemoryBytes, MemoryMaxBytes, SwapBytes uint64
 	Procs                                  uint64 // processes (tgids), subgroups included
-	Counters                               []Counter
+	// OOMKills counts the processes the kernel's OOM killer killed in the group (v1
+	// memory.oom_control oom_kill, v2 memory.events oom_kill; 0 where not accounted).
+	OOMKills uint64
+	Counters []Counter
 }
 
 // Manager controls one group: in every v1 hierarchy, or in the v2 tree.
@@ -173,6 +176,18 @@ type Manager interface {
 	// ThawFile names the file whose first line is thawed while the group is not frozen (v1
 	// freezer.state THAWED, v2 cgroup.freeze 0); "" if the host has no freezer.
 	ThawFile() (path, thawed string)
+}
+
+// selfMove serializes the moves this process makes of itself (ApplySelf, Prewarm).
+var selfMove sync.Mutex
+
+// ApplySelf is m.Apply of this process: Apply(os.Getpid()), never interleaved with a Prewarm
+// of this process (which writes the process's group back, and would undo a move made between
+// its read of that group and its write).
+func ApplySelf(m Manager) error {
+	selfMove.Lock()
+	defer selfMove.Unlock()
+	return m.Apply(os.Getpid())
 }
 
 // cgroupRoot is where the host mounts its cgroup filesystems.

@@ -134,7 +134,7 @@ func (m *monitor) restoreBoot(c *store.Config, dir string) (*bootState, error) {
 			log.Printf("network teardown: %v", err)
 		}
 	})
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), CheckpointTimeout)
 	defer cancel()
 	pid, err := criu.Restore(ctx, criu.RestoreOptions{Root: m.st.Path(m.id, "root"), ImagesDir: dir, ManageCgroups: true,
 		InheritFds: map[string]*os.File{meta.TTY: slave},

@@ -18,6 +18,7 @@ import (
 	"github.com/vpsctl/vpsctl/cgroup"
 	"github.com/vpsctl/vpsctl/container"
 	"github.com/vpsctl/vpsctl/criu"
+	"github.com/vpsctl/vpsctl/eventlog"
 	"github.com/vpsctl/vpsctl/internal/proc"
 	"github.com/vpsctl/vpsctl/internal/spec"
 	"github.com/vpsctl/vpsctl/monitor"
@@ -117,7 +118,7 @@ func (r *Runtime) Checkpoint(ctx context.Context, id container.ID, dir string, l
 		reattach()
 		return nil, fmt.Errorf("VPS %d: checkpoint: detach its host mounts: %w", id, err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), monitor.CheckpointTimeout)
 	defer cancel()
 	err = criu.Dump(ctx, criu.DumpOptions{Pid: s.InitPID, Root: r.St.Path(s.ID, "root"), ImagesDir: stage,
 		LeaveRunning: leaveRunning, ManageCgroups: true,
@@ -158,6 +159,10 @@ func (r *Runtime) Checkpoint(ctx context.Context, id container.ID, dir string, l
 			}
 		}
 		r.repair(id)
+	}
+	r.event(id, s.Name, eventlog.Checkpointed, "")
+	if !leaveRunning {
+		r.event(id, s.Name, eventlog.Stopped, "checkpoint")
 	}
 	return res, nil
 }
@@ -225,6 +230,7 @@ func (r *Runtime) Restore(ctx context.Context, id container.ID, dir string, prog
 	}
 	r.warn(id, warnings)
 	res.InitPID, res.Seconds = pid, time.Since(t0).Seconds()
+	r.event(id, s.Name, eventlog.Restored, "")
 	fmt.Fprintf(progress, "read %.1f MiB in %.2f s\n", float64(res.Bytes)/(1<<20), res.Seconds)
 	return res, nil
 }

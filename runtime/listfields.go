@@ -1,6 +1,7 @@
 package runtime
 
 import (
+	"cmp"
 	"fmt"
 	"slices"
 	"strings"
@@ -11,7 +12,7 @@ import (
 // suffixes pick the others: .m maxheld, .b barrier, .l limit, .f failcnt.
 
 // statusFields are the fields read from a VPS's status.
-var statusFields = []string{"id", "name", "state", "hostname", "domainname", "template", "init_pid", "ip", "boots", "idmap"}
+var statusFields = []string{"id", "name", "state", "hostname", "domainname", "template", "init_pid", "ip", "boots", "idmap", "onboot", "bootorder"}
 
 // statsFields are the usage totals of `vpsctl stats`.
 var statsFields = []string{"cpu_usage_ns", "memory_bytes", "swap_bytes", "processes"}
@@ -68,7 +69,7 @@ func (r *Runtime) ListFields(all bool, fields []string) ([]ListRow, error) {
 		s := ss[i]
 		var st *Stats
 		if needsStats(fields) && s.State == "running" {
-			st, _ = statsFor(s) // a VPS that stops meanwhile has none
+			st, _ = r.statsFor(s) // a VPS that stops meanwhile has none
 		}
 		row := make(ListRow, 0, len(fields))
 		for _, f := range fields {
@@ -104,6 +105,10 @@ func fieldValue(s *Status, st *Stats, f string) any {
 		return int64(s.Boots)
 	case "idmap":
 		return s.IDMap
+	case "onboot":
+		return cmp.Or(s.OnBoot, "no")
+	case "bootorder":
+		return s.BootOrder
 	}
 	if st == nil {
 		return nil

@@ -9,6 +9,7 @@ import (
 
 	"github.com/vpsctl/vpsctl/cgroup"
 	"github.com/vpsctl/vpsctl/container"
+	"github.com/vpsctl/vpsctl/eventlog"
 	"github.com/vpsctl/vpsctl/internal/spec"
 	"github.com/vpsctl/vpsctl/store"
 )
@@ -41,11 +42,11 @@ func (r *Runtime) Stats(id container.ID) (*Stats, error) {
 	if err != nil {
 		return nil, err
 	}
-	return statsFor(s)
+	return r.statsFor(s)
 }
 
 // statsFor reads the usage of the running VPS whose status is s.
-func statsFor(s *Status) (*Stats, error) {
+func (r *Runtime) statsFor(s *Status) (*Stats, error) {
 	cg, err := cgroup.New(spec.CgroupPath(s.ID))
 	if err != nil {
 		return nil, err
@@ -54,6 +55,7 @@ func statsFor(s *Status) (*Stats, error) {
 	if err != nil {
 		return nil, err
 	}
+	r.logCounters(s.ID, s.Name, cs)
 	out := &Stats{ID: s.ID, CPUUsageNs: cs.CPUUsageNs, MemoryBytes: cs.MemoryBytes, MemoryMax: cs.MemoryMaxBytes,
 		SwapBytes: cs.SwapBytes, Processes: cs.Procs, Beancounters: map[string]Beancounter{}}
 	for _, c := range cs.Counters {
@@ -87,6 +89,7 @@ func (r *Runtime) Suspend(ctx context.Context, id container.ID) error {
 	if err := cg.Freeze(FreezeTimeout); err != nil {
 		return fmt.Errorf("VPS %d: freeze: %w", id, err)
 	}
+	r.event(id, s.Name, eventlog.Suspended, "")
 	return nil
 }
 
@@ -98,7 +101,11 @@ func (r *Runtime) SuspendToDisk(ctx context.Context, id container.ID, progress i
 	if _, err := r.Checkpoint(ctx, id, "", false, progress); err != nil {
 		return err
 	}
-	return store.WriteFileAtomic(r.St.Path(id, suspendedFile), []byte(r.DefaultCheckpointDir(id)+"\n"), 0o600)
+	if err := store.WriteFileAtomic(r.St.Path(id, suspendedFile), []byte(r.DefaultCheckpointDir(id)+"\n"), 0o600); err != nil {
+		return err
+	}
+	r.event(id, r.nameOf(id), eventlog.Suspended, "to disk")
+	return nil
 }
 
 // Resume thaws a suspended VPS, or restores one suspended to disk.
@@ -109,6 +116,7 @@ func (r *Runtime) Resume(ctx context.Context, id container.ID) error {
 				return err
 			}
 			os.Remove(r.St.Path(id, suspendedFile))
+			r.event(id, s.Name, eventlog.Resumed, "from disk")
 			return nil
 		}
 		os.Remove(r.St.Path(id, suspendedFile))
@@ -129,5 +137,9 @@ func (r *Runtime) Resume(ctx context.Context, id container.ID) error {
 	if err != nil {
 		return err
 	}
-	return cg.Thaw()
+	if err := cg.Thaw(); err != nil {
+		return err
+	}
+	r.event(id, s.Name, eventlog.Resumed, "")
+	return nil
 }

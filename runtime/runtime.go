@@ -26,6 +26,7 @@ import (
 	"sync"
 
 	"github.com/vpsctl/vpsctl/container"
+	"github.com/vpsctl/vpsctl/eventlog"
 	"github.com/vpsctl/vpsctl/internal/spec"
 	"github.com/vpsctl/vpsctl/monitor"
 	"github.com/vpsctl/vpsctl/prestart"
@@ -51,11 +52,16 @@ type Runtime struct {
 	// sets here).
 	Defaults spec.DefaultLimits
 	// Pool is the host IDs VPSs' ranges are allocated from when CreateOptions name none
-	// (uid.DefaultPool unless the host's configuration says otherwise).
-	Pool uid.Pool
+	// (uid.DefaultPool unless the host's configuration says otherwise: OpenConfig), and
+	// IDMapSize a range's width when they name none (0: DefaultIDMapSize).
+	Pool      uid.Pool
+	IDMapSize uint32
 	// HostEtc is the directory of the host's account files (/etc), whose users' IDs and
 	// subordinate ranges no VPS range may overlap.
 	HostEtc string
+	// Events is the host's events log (docs/OPERATIONS.md, "Events"): what happens to each VPS
+	// is appended to it. nil: nothing is logged. OpenConfig sets it.
+	Events *eventlog.Log
 	// Warn receives warnings about host settings that keep a VPS from working fully (one
 	// line each); nil discards them. They are also in the VPS's monitor.log.
 	Warn io.Writer

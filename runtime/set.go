@@ -9,6 +9,8 @@ import (
 
 	"github.com/vpsctl/vpsctl/cgroup"
 	"github.com/vpsctl/vpsctl/container"
+	"github.com/vpsctl/vpsctl/eventlog"
+	"github.com/vpsctl/vpsctl/fleet"
 	"github.com/vpsctl/vpsctl/internal/fault"
 	"github.com/vpsctl/vpsctl/internal/spec"
 	"github.com/vpsctl/vpsctl/network"
@@ -31,6 +33,8 @@ type SetOptions struct {
 	BindMountAdd []string // HOSTDIR:VPSDIR[:ro] (next start)
 	BindMountDel []string // VPSDIR (next start)
 	UserPasswd   []string // USER:PASSWORD, set inside the VPS (never saved)
+	OnBoot       *string  // "yes" or "no" (saved, running or not)
+	BootOrder    *string  // a number ("" unsets it)
 	Save         bool
 }
 
@@ -84,6 +88,9 @@ func (r *Runtime) Set(ctx context.Context, id container.ID, o SetOptions) error 
 			return err
 		}
 		next.BindMounts = b
+	}
+	if err := setBoot(&next, o.OnBoot, o.BootOrder); err != nil {
+		return err
 	}
 	if err := o.Limits.apply(&next); err != nil {
 		return err
@@ -155,6 +162,7 @@ func (r *Runtime) Set(ctx context.Context, id container.ID, o SetOptions) error 
 		save = *old
 		save.Name, save.Hostname, save.Domainname = next.Name, next.Hostname, next.Domainname
 		save.Capabilities, save.Devices = next.Capabilities, next.Devices
+		save.OnBoot, save.BootOrder = next.OnBoot, next.BootOrder
 		save.Features, save.BindMounts = next.Features, next.BindMounts // next start's, saved now
 	}
 	if err := r.St.SaveConfig(&save); err != nil {
@@ -168,6 +176,33 @@ func (r *Runtime) Set(ctx context.Context, id container.ID, o SetOptions) error 
 	}
 	if next.Name != old.Name {
 		r.St.ReleaseName(old.Name, old.ID)
+	}
+	keys := old.Changed(&next)
+	if len(users) > 0 {
+		keys = append(keys, "USERPASSWD") // which users, and their passwords, are not logged
+	}
+	r.emit(eventlog.Event{ID: uint32(id), Name: next.Name, Event: eventlog.Set, Keys: keys})
+	return nil
+}
+
+// setBoot sets c's ONBOOT and BOOTORDER to onboot and bootorder where they are not nil, once
+// both are checked (fleet's rules, vzctl's values).
+func setBoot(c *store.Config, onboot, bootorder *string) error {
+	if onboot != nil {
+		if _, err := fleet.ParseOnBoot(*onboot); err != nil {
+			return err
+		}
+	}
+	if bootorder != nil {
+		if _, err := fleet.ParseBootOrder(*bootorder); err != nil {
+			return err
+		}
+	}
+	if onboot != nil {
+		c.OnBoot = *onboot
+	}
+	if bootorder != nil {
+		c.BootOrder = *bootorder
 	}
 	return nil
 }

@@ -25,6 +25,16 @@ import (
 // root is byte-for-byte the same.
 type storeState map[string]string
 
+// auditLines are the lines of the state root's audit log.
+func auditLines(t testing.TB) []string {
+	t.Helper()
+	b, _ := os.ReadFile(filepath.Join(root, "audit.log"))
+	if len(b) == 0 {
+		return nil
+	}
+	return strings.Split(strings.TrimSuffix(string(b), "\n"), "\n")
+}
+
 // storeDigest walks the state root and describes every entry (see storeState). It skips what
 // legitimately changes without any command changing the store: the contents of lock files
 // (each locker writes its name into them), the console and monitor logs that running VPSs
@@ -59,6 +69,10 @@ func storeDigest(t testing.TB) storeState {
 			if d.IsDir() && len(parts) == 2 {
 				return filepath.SkipDir
 			}
+			return nil
+		}
+		// A failed command's audit line is what it leaves on purpose (checked by the caller).
+		if len(parts) == 1 && strings.HasPrefix(parts[0], "audit.log") {
 			return nil
 		}
 		fi, err := os.Lstat(p)
@@ -340,9 +354,12 @@ func TestBadInput(t *testing.T) {
 			if row.setup != nil {
 				wants = append(wants, row.setup(t)...)
 			}
-			before := storeDigest(t)
+			before, auditBefore := storeDigest(t), auditLines(t)
 			r := vpsctl(t, row.args...)
-			after := storeDigest(t)
+			after, auditAfter := storeDigest(t), auditLines(t)
+			if added := auditAfter[len(auditBefore):]; len(added) > 1 || len(added) == 1 && !strings.Contains(added[0], fmt.Sprintf(`"exit":%d}`, r.code)) {
+				t.Errorf("vpsctl %s: audit lines %q, want at most one, with exit %d", strings.Join(row.args, " "), added, r.code)
+			}
 			cmdline := strings.Join(row.args, " ")
 			switch {
 			case r.code == 0:

@@ -6,6 +6,9 @@ import (
 	"github.com/vpsctl/vpsctl/cgroup"
 	"github.com/vpsctl/vpsctl/container"
 	"github.com/vpsctl/vpsctl/criu"
+	"github.com/vpsctl/vpsctl/eventlog"
+	"github.com/vpsctl/vpsctl/fleet"
+	"github.com/vpsctl/vpsctl/hostconf"
 	"github.com/vpsctl/vpsctl/network"
 	"github.com/vpsctl/vpsctl/runtime"
 	"github.com/vpsctl/vpsctl/store"
@@ -42,7 +45,8 @@ var exitTable = []struct {
 	{exitLocked, []error{store.ErrLocked}},
 	{exitUsage, []error{runtime.ErrUsage}},
 	{exitBadValue, []error{container.ErrBadID, container.ErrBadName, runtime.ErrBadValue, cgroup.ErrBadValue,
-		uts.ErrBadName, template.ErrBadName, template.ErrSource, uid.ErrBadRange, store.ErrBadConfig}},
+		uts.ErrBadName, template.ErrBadName, template.ErrSource, uid.ErrBadRange, store.ErrBadConfig,
+		hostconf.ErrBadConfig, fleet.ErrBadValue, eventlog.ErrBadSince}},
 	{exitNotRunning, []error{runtime.ErrNotRunning, runtime.ErrSuspended, runtime.ErrNotSuspended}},
 	{exitRunning, []error{runtime.ErrRunning}},
 	{exitNotExist, []error{store.ErrNotExist}},
@@ -80,7 +84,8 @@ const exitHelp = `EXIT CODES (vzctl-compatible where vzctl had one):
    3   unexpected system error
    9   locked by another vpsctl (the message names the holder)
    20  bad command or usage
-   21  bad ID, name or value (hostname, size, limit, namespace set, template source, ...)
+   21  bad ID, name or value (hostname, size, limit, namespace set, template source, ...), or a
+       bad host configuration or plan (the message names the file and line; nothing was done)
    31  VPS is not running (or is suspended; or resume of a VPS not suspended)
    32  VPS is running, or running where it must be stopped
    43  VPS does not exist
