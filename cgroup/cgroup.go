@@ -190,6 +190,22 @@ func ApplySelf(m Manager) error {
 	return m.Apply(os.Getpid())
 }
 
+// JoinSelf moves this process (all its threads) into group path in every hierarchy, making
+// the group where it is missing (a first use, or a hierarchy mounted since).
+func JoinSelf(path string) error {
+	cg, err := New(path)
+	if err != nil {
+		return err
+	}
+	if ApplySelf(cg) == nil {
+		return nil
+	}
+	if err := cg.Create(); err != nil {
+		return err
+	}
+	return ApplySelf(cg)
+}
+
 // cgroupRoot is where the host mounts its cgroup filesystems.
 const cgroupRoot = "/sys/fs/cgroup"
 

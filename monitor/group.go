@@ -17,8 +17,8 @@ import (
 // down, and its cgroup.kill never reaches it. One group for all, made once and never removed:
 // a boot writes a cgroup.procs per hierarchy and makes no directory. The leading dot keeps it
 // out of the vpsctl/ID rule (container.OwnerOfGroup: a monitor is the host's) and apart from
-// the kernel's interface files.
-const Group = container.GroupRoot + "/.monitor"
+// the kernel's interface files. vpsctl's LXCFS lives there too.
+const Group = container.ServiceGroup
 
 // JoinGroup moves this process (all its threads) and its spawner, if it has one (what it
 // clones is born in its group), into Group, in every hierarchy (cgroup.New's: on v1 the named
@@ -26,30 +26,16 @@ const Group = container.GroupRoot + "/.monitor"
 // the group the first time. On cgroup v1 the first move after a quiet spell waits for an RCU
 // grace period (see cgroup.Prewarm): a monitor runs it beside its boot (joinGroup).
 func JoinGroup() error {
-	cg, err := cgroup.New(Group)
-	if err != nil {
+	if err := cgroup.JoinSelf(Group); err != nil {
 		return fmt.Errorf("cgroup %s: %w", Group, err)
 	}
-	apply := func(pid int) error {
-		if pid == 0 {
-			return cgroup.ApplySelf(cg)
-		}
-		return cg.Apply(pid)
-	}
-	pids := []int{0}
 	if sp := prestart.SpawnerPID(); sp > 0 {
-		pids = append(pids, sp)
-	}
-	for _, pid := range pids {
-		if err := apply(pid); err != nil {
-			// Missing in some hierarchy (the first monitor of the host, or a hierarchy mounted
-			// since): made now. Create is idempotent.
-			if err := cg.Create(); err != nil {
-				return fmt.Errorf("cgroup %s: %w", Group, err)
-			}
-			if err := apply(pid); err != nil {
-				return fmt.Errorf("cgroup %s: %w", Group, err)
-			}
+		cg, err := cgroup.New(Group)
+		if err == nil {
+			err = cg.Apply(sp)
+		}
+		if err != nil {
+			return fmt.Errorf("cgroup %s: %w", Group, err)
 		}
 	}
 	return nil
