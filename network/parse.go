@@ -22,6 +22,10 @@ var (
 	ErrNotFound  = errors.New("not found")
 	ErrExists    = errors.New("interface already exists")
 	ErrBadDNS    = errors.New("bad DNS setting")
+	// ErrBadNameserver and ErrBadSearchDomain are ErrBadDNS of one kind each: vzctl gives
+	// them exit codes of their own (72, 73), so a caller must be able to tell them apart.
+	ErrBadNameserver   = fmt.Errorf("%w: nameserver", ErrBadDNS)
+	ErrBadSearchDomain = fmt.Errorf("%w: search domain", ErrBadDNS)
 	errHostNetns = errors.New("process shares the host network namespace")
 )
 

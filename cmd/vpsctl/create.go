@@ -296,13 +296,13 @@ func userpasswdFrom(vals []string, in io.Reader) ([]string, error) {
 			continue
 		}
 		if read {
-			return nil, fmt.Errorf("--userpasswd %s: only one user's password can come from stdin: %w", v, runtime.ErrBadValue)
+			return nil, fmt.Errorf("--userpasswd %s: only one user's password can come from stdin: %w", v, runtime.ErrUserPasswd)
 		}
 		read = true
 		line, err := bufio.NewReader(in).ReadString('\n')
 		line = strings.TrimSuffix(line, "\n")
 		if (err != nil && err != io.EOF) || line == "" {
-			return nil, fmt.Errorf("--userpasswd %s: no password on stdin: %w", v, runtime.ErrBadValue)
+			return nil, fmt.Errorf("--userpasswd %s: no password on stdin: %w", v, runtime.ErrUserPasswd)
 		}
 		out = append(out, v+":"+line)
 	}

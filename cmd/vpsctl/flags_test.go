@@ -68,8 +68,8 @@ func TestUserpasswdFrom(t *testing.T) {
 		vals []string
 		in   string
 	}{{[]string{"alice"}, ""}, {[]string{"alice"}, "\n"}, {[]string{"alice", "bob"}, "a\nb\n"}} {
-		if _, err := userpasswdFrom(tc.vals, strings.NewReader(tc.in)); !errors.Is(err, runtime.ErrBadValue) {
-			t.Errorf("userpasswdFrom(%q, %q) = %v, want ErrBadValue", tc.vals, tc.in, err)
+		if _, err := userpasswdFrom(tc.vals, strings.NewReader(tc.in)); !errors.Is(err, runtime.ErrUserPasswd) {
+			t.Errorf("userpasswdFrom(%q, %q) = %v, want ErrUserPasswd", tc.vals, tc.in, err)
 		}
 	}
 }
