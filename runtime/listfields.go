@@ -53,7 +53,7 @@ func needsStats(fields []string) bool {
 }
 
 // ListRow is one VPS's values for the fields asked, in their order; a value is a string, an
-// int64, a uint64 (cgroup.Unlimited for no limit), or nil where it does not apply (a stopped
+// int64, a uint64, a Limit (Unlimited for no limit), or nil where it does not apply (a stopped
 // VPS has no beancounters).
 type ListRow []any
 

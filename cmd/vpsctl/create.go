@@ -8,7 +8,6 @@ import (
 	"strings"
 
 	"github.com/urfave/cli/v2"
-	"github.com/vpsctl/vpsctl/cgroup"
 	"github.com/vpsctl/vpsctl/container"
 	"github.com/vpsctl/vpsctl/internal/spec"
 	"github.com/vpsctl/vpsctl/runtime"
@@ -262,10 +261,8 @@ func listValue(v any) string {
 		return "-"
 	case string:
 		return dash(x)
-	case uint64:
-		if x == cgroup.Unlimited {
-			return "unlimited"
-		}
+	case runtime.Limit:
+		return x.String()
 	}
 	return fmt.Sprint(v)
 }
