@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/urfave/cli/v2"
 	"github.com/vpsctl/vpsctl/runtime"
@@ -71,5 +72,46 @@ func TestUserpasswdFrom(t *testing.T) {
 		if _, err := userpasswdFrom(tc.vals, strings.NewReader(tc.in)); !errors.Is(err, runtime.ErrUserPasswd) {
 			t.Errorf("userpasswdFrom(%q, %q) = %v, want ErrUserPasswd", tc.vals, tc.in, err)
 		}
+	}
+}
+
+// TestSecondsFlag: every duration flag takes bare seconds as well as Go's durations, and
+// refuses what is neither.
+func TestSecondsFlag(t *testing.T) {
+	for in, want := range map[string]time.Duration{"10": 10 * time.Second, "0": 0, "1m30s": 90 * time.Second, "250ms": 250 * time.Millisecond} {
+		app := newApp()
+		var got time.Duration
+		stop := findCommand(app.Commands, "stop")
+		stop.Action = func(c *cli.Context) error { got = c.Duration("timeout"); return nil }
+		if err := app.Run([]string{"vpsctl", "stop", "--timeout", in, "101"}); err != nil || got != want {
+			t.Errorf("stop --timeout %s: %v, %v; want %v", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"10x", "-", "1.5"} {
+		app := newApp()
+		stop := findCommand(app.Commands, "stop")
+		stop.Action = func(c *cli.Context) error { return nil }
+		if err := app.Run([]string{"vpsctl", "stop", "--timeout", in, "101"}); err == nil {
+			t.Errorf("stop --timeout %s: accepted", in)
+		}
+	}
+	var n int
+	var walk func(cmds []*cli.Command)
+	walk = func(cmds []*cli.Command) {
+		for _, c := range cmds {
+			for _, f := range c.Flags {
+				if _, ok := f.(*cli.DurationFlag); ok {
+					t.Errorf("%s: flag %v takes no bare seconds", c.Name, f.Names())
+				}
+				if _, ok := f.(*secondsFlag); ok {
+					n++
+				}
+			}
+			walk(c.Subcommands)
+		}
+	}
+	walk(newApp().Commands)
+	if n < 3 {
+		t.Errorf("only %d duration flags found", n)
 	}
 }

@@ -191,6 +191,8 @@ func cacheFlagNames(flags []cli.Flag) []cli.Flag {
 			flags[i] = &cachedString{StringFlag: f}
 		case *cli.StringSliceFlag:
 			flags[i] = &cachedStringSlice{StringSliceFlag: f}
+		case *cli.DurationFlag:
+			flags[i] = &secondsFlag{DurationFlag: f}
 		}
 	}
 	return flags
