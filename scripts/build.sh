@@ -17,6 +17,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-vpsctl}
 tags=urfave_cli_no_docs,netgo,osusergo
+# --version: the version (git describe: a tag, or the commit's short hash) and the commit.
+ver=$(git describe --tags --always --dirty 2>/dev/null || echo dev)
+rev=$(git rev-parse HEAD 2>/dev/null || true)
+if [ -n "$rev" ] && ! git diff --quiet HEAD 2>/dev/null; then rev=$rev-dirty; fi
+xflags="-X main.version=$ver -X main.commit=$rev"
 libc=${VPSCTL_LIBC:-}
 if [ -z "$libc" ]; then
   if command -v musl-gcc >/dev/null; then libc=musl; else libc=glibc; fi
@@ -25,9 +30,9 @@ case $libc in
   musl)
     command -v musl-gcc >/dev/null || { echo "build: VPSCTL_LIBC=musl needs musl-gcc (apt-get install musl-tools)" >&2; exit 1; }
     CGO_ENABLED=1 CC=musl-gcc go build -trimpath -tags "$tags" \
-      -ldflags '-linkmode external -extldflags "-static"' -o "$out" ./cmd/vpsctl ;;
+      -ldflags "$xflags -linkmode external -extldflags -static" -o "$out" ./cmd/vpsctl ;;
   glibc)
-    CGO_ENABLED=1 go build -trimpath -tags "$tags" -o "$out" ./cmd/vpsctl ;;
+    CGO_ENABLED=1 go build -trimpath -tags "$tags" -ldflags "$xflags" -o "$out" ./cmd/vpsctl ;;
   *)
     echo "build: VPSCTL_LIBC must be musl or glibc, not \"$libc\"" >&2; exit 2 ;;
 esac

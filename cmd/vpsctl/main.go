@@ -112,8 +112,9 @@ func printJSON(w io.Writer, v any) error {
 
 func newApp() *cli.App {
 	app := &cli.App{
-		Name:  "vpsctl",
-		Usage: "numbered virtual private servers on Linux namespaces and cgroups (OpenVZ's vzctl, reborn)",
+		Name:    "vpsctl",
+		Version: appVersion(),
+		Usage:   "numbered virtual private servers on Linux namespaces and cgroups (OpenVZ's vzctl, reborn)",
 		Description: `A VPS is a whole Linux system: its own init as PID 1, hostname, users mapped to a
 private range of host UIDs, process table, network addresses, resource limits and
 cgroup. It keeps running after vpsctl exits and reboots when its init asks.
