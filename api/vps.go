@@ -24,7 +24,7 @@ func (l *limitValue) UnmarshalJSON(b []byte) error {
 	}
 	var n uint64
 	if err := json.Unmarshal(b, &n); err != nil {
-		return errors.New("want a string (256M, unlimited) or a non-negative integer")
+		return errors.New("a limit: want a string (256M, unlimited) or a non-negative integer")
 	}
 	*l = limitValue(strconv.FormatUint(n, 10))
 	return nil
