@@ -77,6 +77,9 @@ func (s *Server) buildTemplate(w http.ResponseWriter, r *http.Request) error {
 	if err := template.ValidateName(req.Name); err != nil {
 		return err
 	}
+	if req.Variant != "" && req.Variant != "systemd" && req.Variant != "sysvinit" {
+		return badf("body: variant %q: want systemd or sysvinit", req.Variant)
+	}
 	var build func() error
 	switch req.Kind {
 	case "busybox":
