@@ -14,6 +14,7 @@ import (
 	"github.com/vpsctl/vpsctl/template"
 	"github.com/vpsctl/vpsctl/uid"
 	"github.com/vpsctl/vpsctl/uts"
+	"github.com/vpsctl/vpsctl/vzimport"
 )
 
 // Exit codes: vzctl's own number wherever vzctl has the same case (its include/vzerror.h), and
@@ -62,7 +63,7 @@ var exitTable = []struct {
 	{exitUserPasswd, http.StatusUnprocessableEntity, []error{runtime.ErrUserPasswd}},
 	{exitBadDevice, http.StatusBadRequest, []error{spec.ErrBadDevice}},
 	{exitBadValue, http.StatusBadRequest, []error{container.ErrBadID, container.ErrBadName, runtime.ErrBadValue, cgroup.ErrBadValue,
-		template.ErrBadName, template.ErrSource, uid.ErrBadRange, store.ErrBadConfig}},
+		template.ErrBadName, template.ErrSource, uid.ErrBadRange, store.ErrBadConfig, vzimport.ErrBadConfig}},
 	{exitNotRunning, http.StatusConflict, []error{runtime.ErrNotRunning, runtime.ErrSuspended, runtime.ErrNotSuspended}},
 	{exitRunning, http.StatusConflict, []error{runtime.ErrRunning}},
 	{exitNotExist, http.StatusNotFound, []error{store.ErrNotExist}},
