@@ -83,7 +83,9 @@ func Map(keys []Key, dev func(path string) (Device, error)) (*Plan, error) {
 	p := &Plan{Layout: "simfs"}
 	c := &p.Create
 	mapped := func(k Key, to string) { p.Mapped = append(p.Mapped, Outcome{Key: k.Name, Value: k.Value, To: to}) }
-	not := func(k Key, why string) { p.Unmapped = append(p.Unmapped, Outcome{Key: k.Name, Value: k.Value, Why: why}) }
+	not := func(k Key, why string) {
+		p.Unmapped = append(p.Unmapped, Outcome{Key: k.Name, Value: k.Value, Why: why})
+	}
 	bad := func(k Key, why string) error {
 		return fmt.Errorf("line %d: %s=%q: %s: %w", k.Line, k.Name, k.Value, why, ErrBadConfig)
 	}

@@ -76,7 +76,7 @@ func TestParse(t *testing.T) {
 
 func TestMapValues(t *testing.T) {
 	for _, tc := range []struct {
-		conf string
+		conf  string
 		check func(p *Plan) bool
 	}{
 		{`PHYSPAGES="65536"`, func(p *Plan) bool { return *p.Create.Limits.Memory == "262144K" }},
