@@ -115,3 +115,58 @@ func TestSecondsFlag(t *testing.T) {
 		t.Errorf("only %d duration flags found", n)
 	}
 }
+
+// TestComplete: commands, subcommands, flags (the global ones too), flag values, and the
+// arguments of each kind of command, VPSs and templates read only when wanted.
+func TestComplete(t *testing.T) {
+	app := newApp()
+	reads := 0
+	read := func(root string) stateNames {
+		reads++
+		if root != "/r" {
+			return stateNames{}
+		}
+		return stateNames{vps: []string{"101", "web"}, templates: []string{"busybox"}}
+	}
+	for _, tc := range []struct {
+		words []string
+		want  []string // all of these among the candidates
+		not   []string // none of these
+	}{
+		{[]string{""}, []string{"create", "start", "serve", "import-vz", "completion", "ls"}, []string{"__complete"}},
+		{[]string{"template", ""}, []string{"build", "import", "list", "remove"}, []string{"start"}},
+		{[]string{"--root", "/r", "start", ""}, []string{"101", "web"}, nil},
+		{[]string{"start", "--root=/r", ""}, []string{"101", "web"}, nil},
+		{[]string{"--root", "/r", "exec", "101", ""}, nil, []string{"101"}},
+		{[]string{"--root", "/r", "list", "101", ""}, []string{"web"}, nil},
+		{[]string{"--root", "/r", "create", "102", "--template", ""}, []string{"busybox"}, []string{"101"}},
+		{[]string{"--root", "/r", "template", "remove", ""}, []string{"busybox"}, nil},
+		{[]string{"template", "build", ""}, []string{"busybox", "debian-12"}, nil},
+		{[]string{"list", "--format", ""}, []string{"table", "json"}, nil},
+		{[]string{"list", "-"}, []string{"-a", "--all", "-H", "--sort", "--root", "--help"}, nil},
+		{[]string{"stop", "--timeout", "10", "-"}, []string{"--kill"}, nil},
+		{[]string{"completion", ""}, []string{"bash", "zsh"}, nil},
+		{[]string{"pid", ""}, nil, []string{"101"}},
+		{[]string{"import-vz", ""}, nil, []string{"101"}},
+	} {
+		got := complete(app, tc.words, read)
+		for _, w := range tc.want {
+			if !slices.Contains(got, w) {
+				t.Errorf("complete %q: %v lacks %q", tc.words, got, w)
+			}
+		}
+		for _, w := range tc.not {
+			if slices.Contains(got, w) {
+				t.Errorf("complete %q: %v has %q", tc.words, got, w)
+			}
+		}
+	}
+	if reads == 0 {
+		t.Fatal("the state root was never read")
+	}
+	reads = 0
+	complete(app, []string{"list", "-"}, read)
+	if reads != 0 {
+		t.Error("the state root was read to complete a flag")
+	}
+}
