@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Builds vpsctl: the one recipe the README, the tests, the demo and the benchmarks use.
 #   scripts/build.sh [OUT]          default OUT: ./vpsctl
+#   scripts/build.sh --man [OUT]    the man page vpsctl.8 (default OUT: ./vpsctl.8), from a
+#                                   build with the CLI library's generator, which the fast
+#                                   binary leaves out (see Tags)
 #   VPSCTL_LIBC=musl|glibc          force the C library (default: musl when musl-gcc exists)
 #
 # Why musl: vpsctl is a cgo program (its C constructor joins namespaces and runs a VPS's init
@@ -15,6 +18,15 @@
 # initialisation was 0.3 ms per command); netgo and osusergo keep a static binary free of NSS.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+if [ "${1:-}" = --man ]; then
+  out=$(realpath -m "${2:-vpsctl.8}")
+  tmp=$(mktemp -d)
+  trap 'rm -rf "$tmp"' EXIT
+  CGO_ENABLED=1 go build -trimpath -tags netgo,osusergo -o "$tmp/vpsctl" ./cmd/vpsctl
+  "$tmp/vpsctl" __man > "$out"
+  echo "build: $out (man page)" >&2
+  exit 0
+fi
 out=${1:-vpsctl}
 tags=urfave_cli_no_docs,netgo,osusergo
 # --version: the version (git describe: a tag, or the commit's short hash) and the commit.
