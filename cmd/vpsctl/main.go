@@ -414,7 +414,10 @@ func templateCommand() *cli.Command {
 						}
 					case kind == "debian-12" || kind == "debian":
 						o := template.DebianOptions{Variant: c.String("variant"), Include: c.StringSlice("include"), Mirror: c.String("mirror"), Replace: c.Bool("force")}
-						if err := template.BuildDebian(rt.St, name, o, os.Stdout); err != nil {
+						progress, done := progressOut()
+						err := template.BuildDebian(rt.St, name, o, progress)
+						done()
+						if err != nil {
 							return err
 						}
 					default:
