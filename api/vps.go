@@ -67,6 +67,8 @@ type createRequest struct {
 	Nameserver   []string `json:"nameserver,omitempty"`
 	Searchdomain []string `json:"searchdomain,omitempty"`
 	Devices      []string `json:"devices,omitempty"`
+	Features     []string `json:"features,omitempty"`
+	BindMount    []string `json:"bindmount,omitempty"`
 	Capability   []string `json:"capability,omitempty"`
 	limitFields
 }
@@ -83,6 +85,9 @@ type setRequest struct {
 	Searchdomain []string `json:"searchdomain,omitempty"`
 	Capability   []string `json:"capability,omitempty"`
 	Devices      []string `json:"devices,omitempty"`
+	Features     []string `json:"features,omitempty"`
+	BindMountAdd []string `json:"bindmount_add,omitempty"`
+	BindMountDel []string `json:"bindmount_del,omitempty"`
 	UserPasswd   []string `json:"userpasswd,omitempty"`
 	Save         bool     `json:"save,omitempty"`
 	limitFields
@@ -172,7 +177,7 @@ func (s *Server) createVPS(w http.ResponseWriter, r *http.Request) error {
 		Domainname: req.Domainname, Namespaces: ns, IDMapSize: req.IDMapSize, Limits: req.limitFields.runtime(),
 		Net: runtime.NetOptions{IPAdd: req.IPAdd, NetIfAdd: req.NetIfAdd, Nameservers: req.Nameserver,
 			SearchDomains: req.Searchdomain},
-		Devices: req.Devices, Caps: req.Capability}
+		Devices: req.Devices, Features: req.Features, BindMounts: req.BindMount, Caps: req.Capability}
 	return s.start(w, r, q, &Operation{Action: "create", VPS: uint32(id)}, http.StatusCreated, func(ctx context.Context) (any, error) {
 		if err := s.rt.Create(ctx, o); err != nil {
 			return nil, err
@@ -208,7 +213,8 @@ func (s *Server) setVPS(w http.ResponseWriter, r *http.Request) error {
 	o := runtime.SetOptions{Name: req.Name, Hostname: req.Hostname, Domainname: req.Domainname, Limits: req.limitFields.runtime(),
 		Net: runtime.NetOptions{IPAdd: req.IPAdd, IPDel: req.IPDel, NetIfAdd: req.NetIfAdd, NetIfDel: req.NetIfDel,
 			Nameservers: req.Nameserver, SearchDomains: req.Searchdomain},
-		Capabilities: req.Capability, Devices: req.Devices, UserPasswd: req.UserPasswd, Save: req.Save}
+		Capabilities: req.Capability, Devices: req.Devices, Features: req.Features, BindMountAdd: req.BindMountAdd,
+		BindMountDel: req.BindMountDel, UserPasswd: req.UserPasswd, Save: req.Save}
 	return s.start(w, r, q, &Operation{Action: "set", VPS: uint32(id)}, http.StatusOK, func(ctx context.Context) (any, error) {
 		if err := s.rt.Set(ctx, id, o); err != nil {
 			return nil, err
@@ -251,6 +257,17 @@ func (s *Server) statsVPS(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
+// startRequest is the body of start: wait for the guest to finish booting (start --wait).
+type startRequest struct {
+	Wait    bool     `json:"wait,omitempty"`
+	Timeout *float64 `json:"timeout,omitempty"` // seconds to wait for the boot (default 120)
+}
+
+func (req *startRequest) validate() error {
+	_, err := seconds("timeout", req.Timeout, 0, maxStopTimeout)
+	return err
+}
+
 // stopRequest is the body of stop and restart.
 type stopRequest struct {
 	Timeout *float64 `json:"timeout,omitempty"` // seconds of grace before the kill (default 60)
@@ -288,9 +305,16 @@ type action struct {
 }
 
 var actions = []action{
-	{name: "start", run: func(s *Server, ctx context.Context, id container.ID, _ any) (any, error) {
+	{name: "start", body: func() any { return new(startRequest) }, run: func(s *Server, ctx context.Context, id container.ID, b any) (any, error) {
+		req := b.(*startRequest)
 		if _, err := s.rt.Start(ctx, id, runtime.StartOptions{}); err != nil {
 			return nil, err
+		}
+		if req.Wait {
+			timeout, _ := seconds("timeout", req.Timeout, 120*time.Second, maxStopTimeout)
+			if _, err := s.rt.WaitBooted(ctx, id, timeout); err != nil {
+				return nil, err
+			}
 		}
 		return s.status(id)
 	}},

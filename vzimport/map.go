@@ -48,12 +48,10 @@ var notMapped = map[string]string{
 	"CPUMASK":        "vpsctl has no CPU pinning (--cpus limits the time, not the CPUs)",
 	"NODEMASK":       "vpsctl has no NUMA placement",
 	"DISABLED":       "vpsctl has no disabled VPSs: do not start it",
-	"FEATURES":       "OpenVZ kernel features (nfs, sysfs, ...) have no vpsctl switch",
 	"IPTABLES":       "netfilter modules are the host kernel's; nothing to enable per VPS",
 	"NETFILTER":      "netfilter modules are the host kernel's; nothing to enable per VPS",
 	"MEMINFO":        "vpsctl does not virtualise /proc/meminfo",
 	"DESCRIPTION":    "vpsctl keeps no description",
-	"BINDMOUNT":      "vpsctl has no bind mounts from the host",
 	"LOCAL_UID":      "vpsctl allocates the VPS's UID range itself",
 	"LOCAL_GID":      "vpsctl allocates the VPS's GID range itself",
 	"STOP_TIMEOUT":   "give stop --timeout",
@@ -218,12 +216,33 @@ func Map(keys []Key, dev func(path string) (Device, error)) (*Plan, error) {
 				}
 			}
 			mapped(k, "--devices "+strings.Join(c.Devices, " --devices "))
+		case "FEATURES":
+			var off []string
+			for _, f := range strings.Fields(v) {
+				name, on, _ := strings.Cut(f, ":")
+				if on == "on" && (name == "ppp" || name == "tun" || name == "fuse") {
+					c.Features = append(c.Features, name)
+				} else if on == "on" {
+					off = append(off, name)
+				}
+			}
+			to := "--features " + strings.Join(c.Features, ",")
+			if len(off) > 0 {
+				to += " (not mapped: " + strings.Join(off, ", ") + ": OpenVZ kernel features vpsctl has no switch for)"
+			}
+			mapped(k, to)
 		case "DEVNODES":
 			var rules []string
 			for _, d := range strings.Fields(v) {
 				path, perm, _ := strings.Cut(d, ":")
 				if strings.Contains(path, "..") || path == "" {
 					return nil, bad(k, "want dev/PATH:PERMS")
+				}
+				// The nodes vpsctl knows by a feature's name are made where the guest expects them.
+				if f := devnodeFeatures[strings.TrimPrefix(path, "/dev/")]; f != "" {
+					c.Features = append(c.Features, f)
+					rules = append(rules, "--features "+f)
+					continue
 				}
 				node, err := dev("/dev/" + strings.TrimPrefix(path, "/dev/"))
 				if err != nil {
@@ -237,16 +256,20 @@ func Map(keys []Key, dev func(path string) (Device, error)) (*Plan, error) {
 				if access == "" {
 					continue
 				}
-				rules = append(rules, fmt.Sprintf("%s:%d:%d:%s", t, node.Major, node.Minor, access))
+				rule := fmt.Sprintf("%s:%d:%d:%s", t, node.Major, node.Minor, access)
+				c.Devices = append(c.Devices, rule)
+				rules = append(rules, "--devices "+rule)
 			}
-			c.Devices = append(c.Devices, rules...)
-			mapped(k, "--devices "+strings.Join(rules, " --devices "))
+			mapped(k, strings.Join(rules, " "))
 		default:
 			not(k, "not a key vpsctl knows")
 		}
 	}
 	return p, nil
 }
+
+// devnodeFeatures are the DEVNODES paths vpsctl grants by a feature (spec.Features).
+var devnodeFeatures = map[string]string{"net/tun": "tun", "fuse": "fuse", "ppp": "ppp"}
 
 func isUBC(k string) bool {
 	for _, u := range ubc {

@@ -9,8 +9,8 @@ import (
 )
 
 func fakeDev(path string) (Device, error) {
-	if path == "/dev/net/tun" {
-		return Device{Char: true, Major: 10, Minor: 200}, nil
+	if path == "/dev/net/tap" {
+		return Device{Char: true, Major: 10, Minor: 201}, nil
 	}
 	return Device{}, errors.New(path + ": no such device")
 }
@@ -88,7 +88,11 @@ func TestMapValues(t *testing.T) {
 			return slices.Equal(p.Create.Net.NetIfAdd, []string{"eth0,mac=00:18:51:AA:BB:CC,host-ifname=veth101.0,bridge=vmbr0", "eth1"}) &&
 				strings.Contains(p.Mapped[0].To, "host_mac")
 		}},
-		{`DEVNODES="net/tun:rw"`, func(p *Plan) bool { return slices.Equal(p.Create.Devices, []string{"c:10:200:rw"}) }},
+		{`DEVNODES="net/tun:rw"`, func(p *Plan) bool { return slices.Equal(p.Create.Features, []string{"tun"}) && p.Create.Devices == nil }},
+		{`DEVNODES="net/tap:rw"`, func(p *Plan) bool { return slices.Equal(p.Create.Devices, []string{"c:10:201:rw"}) }},
+		{`FEATURES="ppp:on nfs:on sysfs:off"`, func(p *Plan) bool {
+			return slices.Equal(p.Create.Features, []string{"ppp"}) && strings.Contains(p.Mapped[0].To, "nfs")
+		}},
 		{`DEVICES="c:1:all:rwq b:8:0:none"`, func(p *Plan) bool { return slices.Equal(p.Create.Devices, []string{"c:1:*:rw"}) }},
 		{`CPULIMIT="2000m"`, func(p *Plan) bool { return p.Create.Limits.CPULimit == nil && len(p.Unmapped) == 1 }},
 		{`CPUS="unlimited"`, func(p *Plan) bool { return p.Create.Limits.CPUs == nil && len(p.Unmapped) == 1 }},

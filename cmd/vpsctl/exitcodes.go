@@ -41,6 +41,7 @@ const (
 	exitIPInUse        = 78  // IP address in use (VZ_IP_INUSE)
 	exitBadDevice      = 86  // bad device rule (VZ_SET_DEVICES)
 	exitNoTemplate     = 91  // template not found (VZ_OSTEMPLATE_NOT_FOUND)
+	exitBootTimeout    = 133 // start --wait: the guest did not finish booting in time (VZ_WAIT_FAILED)
 	exitTemplateUse    = 210 // template in use (vpsctl's own)
 	exitTemplateExists = 211 // template already exists (vpsctl's own)
 	exitPoolFull       = 212 // UID pool exhausted (vpsctl's own)
@@ -76,6 +77,7 @@ var exitTable = []struct {
 	{exitTemplateUse, http.StatusConflict, []error{runtime.ErrTemplateUse}},
 	{exitTemplateExists, http.StatusConflict, []error{template.ErrExist}},
 	{exitPoolFull, http.StatusServiceUnavailable, []error{uid.ErrPoolFull}},
+	{exitBootTimeout, http.StatusGatewayTimeout, []error{runtime.ErrBootTimeout}},
 }
 
 // exitCode maps an error to vpsctl's exit code.
@@ -123,6 +125,7 @@ const exitHelp = `EXIT CODES (vzctl's number where vzctl has the same case; vpsc
    78   IP address in use
    86   bad device rule (--devices)
    91   template not found
+   133  start --wait: the guest did not finish booting in time (the message says how far it got)
    210  template in use
    211  template already exists
    212  UID pool exhausted

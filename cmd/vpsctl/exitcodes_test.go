@@ -55,7 +55,7 @@ func TestExitCodesVzctl(t *testing.T) {
 		{store.ErrLocked, 9}, {runtime.ErrCheckpoint, 16}, {runtime.ErrRestore, 17}, {runtime.ErrUsage, 20},
 		{runtime.ErrBadValue, 21}, {runtime.ErrNotRunning, 31}, {runtime.ErrRunning, 32}, {store.ErrNotExist, 43},
 		{store.ErrExist, 44}, {network.ErrBadIP, 71}, {network.ErrBadNameserver, 72}, {network.ErrBadSearchDomain, 73},
-		{runtime.ErrUserPasswd, 74}, {network.ErrIPInUse, 78}, {spec.ErrBadDevice, 86}, {store.ErrNoTemplate, 91},
+		{runtime.ErrUserPasswd, 74}, {network.ErrIPInUse, 78}, {spec.ErrBadDevice, 86}, {store.ErrNoTemplate, 91}, {runtime.ErrBootTimeout, 133},
 	} {
 		if got := exitCode(fmt.Errorf("x: %w", tc.err)); got != tc.want {
 			t.Errorf("%v: exit %d, want vzctl's %d", tc.err, got, tc.want)
