@@ -3,8 +3,10 @@ package main
 import (
 	"fmt"
 	"net/http"
+	"os"
 	"regexp"
 	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/vpsctl/vpsctl/internal/spec"
@@ -59,6 +61,37 @@ func TestExitCodesVzctl(t *testing.T) {
 	} {
 		if got := exitCode(fmt.Errorf("x: %w", tc.err)); got != tc.want {
 			t.Errorf("%v: exit %d, want vzctl's %d", tc.err, got, tc.want)
+		}
+	}
+}
+
+// TestExitCodesREADME: README's table lists exactly the codes of the table here.
+func TestExitCodesREADME(t *testing.T) {
+	b, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	i := strings.Index(string(b), "### Exit codes")
+	if i < 0 {
+		t.Fatal("README has no exit codes section")
+	}
+	inREADME := map[int]bool{}
+	for _, m := range regexp.MustCompile(`(?m)^\| (\d+) \|`).FindAllStringSubmatch(string(b[i:]), -1) {
+		n, _ := strconv.Atoi(m[1])
+		inREADME[n] = true
+	}
+	want := map[int]bool{exitOK: true, exitSystem: true}
+	for _, row := range exitTable {
+		want[row.code] = true
+	}
+	for c := range want {
+		if !inREADME[c] {
+			t.Errorf("exit %d is not in README's table", c)
+		}
+	}
+	for c := range inREADME {
+		if !want[c] {
+			t.Errorf("README lists exit %d, which vpsctl does not use", c)
 		}
 	}
 }
