@@ -68,7 +68,7 @@ func (r *Runtime) Checkpoint(ctx context.Context, id container.ID, dir string, l
 	}
 	path, v, err := criu.Find()
 	if err != nil {
-		return nil, fmt.Errorf("checkpoint: %w (run scripts/install-criu.sh)", err)
+		return nil, fmt.Errorf("VPS %d: %w: %w", id, ErrCheckpoint, err)
 	}
 	if dir == "" {
 		dir = r.DefaultCheckpointDir(id)
@@ -129,7 +129,7 @@ func (r *Runtime) Checkpoint(ctx context.Context, id container.ID, dir string, l
 	}
 	if err != nil {
 		os.RemoveAll(stage)
-		return nil, fmt.Errorf("VPS %d: checkpoint: %w", id, err)
+		return nil, fmt.Errorf("VPS %d: %w: %w", id, ErrCheckpoint, err)
 	}
 	res := &CheckpointResult{ID: s.ID, Dir: dir, Bytes: dirSize(stage), Seconds: time.Since(t0).Seconds(), LeftRunning: leaveRunning}
 	meta := monitor.CheckpointMeta{ID: s.ID, Time: time.Now().UTC(), TTY: ttyKey, Hostname: s.Hostname, IDMap: s.IDMap,
@@ -214,7 +214,7 @@ func (r *Runtime) Restore(ctx context.Context, id container.ID, dir string, prog
 		return nil, fmt.Errorf("VPS %d: checkpoint was taken with UID map %q, the VPS has %q: %w", id, meta.IDMap, s.IDMap, monitor.ErrNoCheckpoint)
 	}
 	if _, _, err := criu.Find(); err != nil {
-		return nil, fmt.Errorf("restore: %w (run scripts/install-criu.sh)", err)
+		return nil, fmt.Errorf("VPS %d: %w: %w", id, ErrRestore, err)
 	}
 	r.repair(id)
 	if progress == nil {
@@ -225,6 +225,9 @@ func (r *Runtime) Restore(ctx context.Context, id container.ID, dir string, prog
 		meta.Time.Format(time.RFC3339))
 	t0 := time.Now()
 	pid, warnings, err := monitor.Spawn(ctx, r.St, id, lk.File(), "--restore", dir)
+	if errors.Is(err, criu.ErrCRIU) {
+		return nil, fmt.Errorf("VPS %d: %w: %w", id, ErrRestore, err)
+	}
 	if err != nil {
 		return nil, err
 	}

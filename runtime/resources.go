@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strconv"
 	"time"
 
 	"github.com/vpsctl/vpsctl/cgroup"
@@ -19,9 +20,33 @@ type Beancounter struct {
 	Resource string `json:"-"`
 	Held     uint64 `json:"held"`
 	MaxHeld  uint64 `json:"maxheld"`
-	Barrier  uint64 `json:"barrier"`
-	Limit    uint64 `json:"limit"`
+	Barrier  Limit  `json:"barrier"`
+	Limit    Limit  `json:"limit"`
 	Failcnt  uint64 `json:"failcnt"`
+}
+
+// Limit is a barrier or limit; Unlimited is none. In JSON it is a number, or null for no
+// limit: 2^64-1 is past what JavaScript's numbers (and so jq) hold exactly, and would be read
+// as a slightly different, finite number.
+type Limit uint64
+
+// Unlimited is the Limit of a resource without one (cgroup.Unlimited).
+const Unlimited = Limit(cgroup.Unlimited)
+
+// MarshalJSON writes l as a number, or null if unlimited.
+func (l Limit) MarshalJSON() ([]byte, error) {
+	if l == Unlimited {
+		return []byte("null"), nil
+	}
+	return strconv.AppendUint(nil, uint64(l), 10), nil
+}
+
+// String is l in decimal, or "unlimited".
+func (l Limit) String() string {
+	if l == Unlimited {
+		return "unlimited"
+	}
+	return strconv.FormatUint(uint64(l), 10)
 }
 
 // Stats is a VPS's resource usage.
@@ -29,7 +54,7 @@ type Stats struct {
 	ID           container.ID           `json:"id"`
 	CPUUsageNs   uint64                 `json:"cpu_usage_ns"`
 	MemoryBytes  uint64                 `json:"memory_bytes"`
-	MemoryMax    uint64                 `json:"memory_max_bytes"`
+	MemoryMax    Limit                  `json:"memory_max_bytes"`
 	SwapBytes    uint64                 `json:"swap_bytes"`
 	Processes    uint64                 `json:"processes"`
 	Beancounters map[string]Beancounter `json:"beancounters"`
@@ -56,10 +81,10 @@ func (r *Runtime) statsFor(s *Status) (*Stats, error) {
 		return nil, err
 	}
 	r.logCounters(s.ID, s.Name, cs)
-	out := &Stats{ID: s.ID, CPUUsageNs: cs.CPUUsageNs, MemoryBytes: cs.MemoryBytes, MemoryMax: cs.MemoryMaxBytes,
+	out := &Stats{ID: s.ID, CPUUsageNs: cs.CPUUsageNs, MemoryBytes: cs.MemoryBytes, MemoryMax: Limit(cs.MemoryMaxBytes),
 		SwapBytes: cs.SwapBytes, Processes: cs.Procs, Beancounters: map[string]Beancounter{}}
 	for _, c := range cs.Counters {
-		out.Beancounters[c.Resource] = Beancounter{Resource: c.Resource, Held: c.Held, MaxHeld: c.MaxHeld, Barrier: c.Barrier, Limit: c.Limit, Failcnt: c.Failcnt}
+		out.Beancounters[c.Resource] = Beancounter{Resource: c.Resource, Held: c.Held, MaxHeld: c.MaxHeld, Barrier: Limit(c.Barrier), Limit: Limit(c.Limit), Failcnt: c.Failcnt}
 		out.Order = append(out.Order, c.Resource)
 	}
 	return out, nil

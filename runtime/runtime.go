@@ -43,6 +43,13 @@ var (
 	ErrTemplateUse  = errors.New("template in use")
 	ErrSuspended    = errors.New("VPS is suspended")
 	ErrNotSuspended = errors.New("VPS is not suspended")
+	// ErrUserPasswd: a password could not be set (a malformed USER:PASSWORD, or the VPS's
+	// tools failed), vzctl's "error changing password".
+	ErrUserPasswd = errors.New("cannot set password")
+	// ErrCheckpoint and ErrRestore: CRIU failed to dump or to restore a VPS, or no usable
+	// CRIU was found for it (vzctl's checkpoint and restore errors).
+	ErrCheckpoint = errors.New("checkpoint failed")
+	ErrRestore    = errors.New("restore failed")
 )
 
 // Runtime operates on one state root.

@@ -122,7 +122,7 @@ func (r *Runtime) Set(ctx context.Context, id container.ID, o SetOptions) error 
 	for _, up := range o.UserPasswd {
 		u, p, ok := strings.Cut(up, ":")
 		if !ok || u == "" || strings.ContainsAny(u, ":\n\x00/ ") || strings.ContainsAny(p, "\n\x00") {
-			return fmt.Errorf("--userpasswd: want USER:PASSWORD: %w", ErrBadValue)
+			return fmt.Errorf("--userpasswd: want USER:PASSWORD: %w", ErrUserPasswd)
 		}
 		users = append(users, [2]string{u, p})
 	}

@@ -20,6 +20,8 @@ command -v systemd-analyze >/dev/null || need+=(systemd)   # contrib's test: sys
 command -v ssh >/dev/null || need+=(openssh-client)
 command -v nft >/dev/null || need+=(nftables)   # source-address validation of routed addresses
 command -v lxcfs >/dev/null || need+=(lxcfs)   # a VPS's own /proc/meminfo, cpuinfo, uptime (issue 21)
+command -v zsh >/dev/null || need+=(zsh)   # the zsh completion script's test
+command -v man >/dev/null || need+=(man-db)   # the generated man page, read with man -l
 if [ ${#need[@]} -gt 0 ]; then
   echo "== installing: ${need[*]}"
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}"
@@ -30,6 +32,14 @@ echo "== CRIU >= 4.1 (for the checkpoint tests)"
 bash scripts/install-criu.sh
 echo "== promtool (for the metrics test; the linter only, no Prometheus server)"
 bash scripts/install-promtool.sh
+
+echo "== schemathesis (the API's schema test; TestAPISchemaFuzz does its checks where it cannot be had)"
+# A PyPI package: where PyPI is unreachable the install fails quickly and TestSchemathesis
+# says so and skips.
+if ! command -v schemathesis >/dev/null && ! command -v st >/dev/null; then
+  timeout 120 pip install -q schemathesis >/dev/null 2>&1 && echo "schemathesis installed" ||
+    echo "schemathesis: cannot be installed here (pip install schemathesis failed)"
+fi
 
 echo "== gofmt"
 bad=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))

@@ -226,7 +226,7 @@ func TestHostilePasswordArgv(t *testing.T) {
 	// Without a password on stdin: a clear error, nothing changed.
 	cmd = exec.Command(bin, "--root", root, "set", id, "--userpasswd", "bob")
 	cmd.Stdin = strings.NewReader("")
-	if b, _ := cmd.CombinedOutput(); cmd.ProcessState.ExitCode() != 21 || !strings.Contains(string(b), "no password on stdin") {
+	if b, _ := cmd.CombinedOutput(); cmd.ProcessState.ExitCode() != 74 || !strings.Contains(string(b), "no password on stdin") {
 		t.Fatalf("set --userpasswd bob with nothing on stdin: exit %d: %s", cmd.ProcessState.ExitCode(), b)
 	}
 }

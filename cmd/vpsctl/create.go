@@ -8,7 +8,6 @@ import (
 	"strings"
 
 	"github.com/urfave/cli/v2"
-	"github.com/vpsctl/vpsctl/cgroup"
 	"github.com/vpsctl/vpsctl/container"
 	"github.com/vpsctl/vpsctl/hostconf"
 	"github.com/vpsctl/vpsctl/internal/spec"
@@ -266,105 +265,6 @@ EXAMPLES:
 	}
 }
 
-func listCommand() *cli.Command {
-	return &cli.Command{
-		Name: "list", Aliases: []string{"ls"}, Usage: "list VPSs (running ones unless -a)",
-		Description: `Columns id, name, state, hostname, template and addresses, or those -o names (vzlist -o):
-` + strings.Join(runtime.ListFieldNames(), ",") + `
-A beancounter's name is its held value; .m maxheld, .b barrier, .l limit, .f failcnt.
-Beancounters of a stopped VPS are "-" (null in JSON).
-
-EXAMPLES:
-   vpsctl list -a
-   vpsctl list -o id,hostname,numproc,numproc.l,numproc.f,physpages
-   vpsctl list -a --format json`,
-		Flags: []cli.Flag{
-			&cli.BoolFlag{Name: "all", Aliases: []string{"a"}, Usage: "include stopped VPSs"},
-			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "comma-separated fields to show (see above)"},
-			formatFlag(),
-		},
-		Action: func(c *cli.Context) error {
-			asJSON, err := checkFormat(c)
-			if err != nil {
-				return err
-			}
-			rt, err := openRuntime(c)
-			if err != nil {
-				return err
-			}
-			if c.IsSet("output") {
-				fields, err := runtime.ParseListFields(c.String("output"))
-				if err != nil {
-					return err
-				}
-				rows, err := rt.ListFields(c.Bool("all"), fields)
-				if err != nil {
-					return err
-				}
-				return printFields(rows, fields, asJSON)
-			}
-			ss, err := rt.List(c.Bool("all"))
-			if err != nil {
-				return err
-			}
-			if asJSON {
-				return printJSON(os.Stdout, ss)
-			}
-			w := newTable()
-			fmt.Fprintln(w, "ID\tNAME\tSTATE\tHOSTNAME\tTEMPLATE\tIP")
-			for _, s := range ss {
-				state := s.State
-				if s.Suspended {
-					state += ",suspended"
-				}
-				fmt.Fprintf(w, "%d\t%s\t%s\t%s\t%s\t%s\n", s.ID, dash(s.Name), state, s.Hostname, s.Template, dash(strings.Join(s.IPs, " ")))
-			}
-			return w.Flush()
-		},
-	}
-}
-
-// printFields prints `list -o` rows: a table with the fields as headers, or JSON objects keyed
-// by field.
-func printFields(rows []runtime.ListRow, fields []string, asJSON bool) error {
-	if asJSON {
-		out := make([]map[string]any, 0, len(rows))
-		for _, r := range rows {
-			m := map[string]any{}
-			for i, f := range fields {
-				m[f] = r[i]
-			}
-			out = append(out, m)
-		}
-		return printJSON(os.Stdout, out)
-	}
-	w := newTable()
-	fmt.Fprintln(w, strings.ToUpper(strings.Join(fields, "\t")))
-	for _, r := range rows {
-		vals := make([]string, len(r))
-		for i, v := range r {
-			vals[i] = listValue(v)
-		}
-		fmt.Fprintln(w, strings.Join(vals, "\t"))
-	}
-	return w.Flush()
-}
-
-// listValue renders a `list -o` value for the table: "-" for none, "unlimited" for no limit.
-func listValue(v any) string {
-	switch x := v.(type) {
-	case nil:
-		return "-"
-	case string:
-		return dash(x)
-	case uint64:
-		if x == cgroup.Unlimited {
-			return "unlimited"
-		}
-	}
-	return fmt.Sprint(v)
-}
-
 func dash(s string) string {
 	if s == "" {
 		return "-"
@@ -412,13 +312,13 @@ func userpasswdFrom(vals []string, in io.Reader) ([]string, error) {
 			continue
 		}
 		if read {
-			return nil, fmt.Errorf("--userpasswd %s: only one user's password can come from stdin: %w", v, runtime.ErrBadValue)
+			return nil, fmt.Errorf("--userpasswd %s: only one user's password can come from stdin: %w", v, runtime.ErrUserPasswd)
 		}
 		read = true
 		line, err := bufio.NewReader(in).ReadString('\n')
 		line = strings.TrimSuffix(line, "\n")
 		if (err != nil && err != io.EOF) || line == "" {
-			return nil, fmt.Errorf("--userpasswd %s: no password on stdin: %w", v, runtime.ErrBadValue)
+			return nil, fmt.Errorf("--userpasswd %s: no password on stdin: %w", v, runtime.ErrUserPasswd)
 		}
 		out = append(out, v+":"+line)
 	}

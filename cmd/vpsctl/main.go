@@ -172,8 +172,9 @@ func printJSON(w io.Writer, v any) error {
 
 func newApp() *cli.App {
 	app := &cli.App{
-		Name:  "vpsctl",
-		Usage: "numbered virtual private servers on Linux namespaces and cgroups (OpenVZ's vzctl, reborn)",
+		Name:    "vpsctl",
+		Version: appVersion(),
+		Usage:   "numbered virtual private servers on Linux namespaces and cgroups (OpenVZ's vzctl, reborn)",
 		Description: `A VPS is a whole Linux system: its own init as PID 1, hostname, users mapped to a
 private range of host UIDs, process table, network addresses, resource limits and
 cgroup. It keeps running after vpsctl exits and reboots when its init asks.
@@ -252,6 +253,8 @@ func cacheFlagNames(flags []cli.Flag) []cli.Flag {
 			flags[i] = &cachedString{StringFlag: f}
 		case *cli.StringSliceFlag:
 			flags[i] = &cachedStringSlice{StringSliceFlag: f}
+		case *cli.DurationFlag:
+			flags[i] = &secondsFlag{DurationFlag: f}
 		}
 	}
 	return flags
@@ -283,7 +286,7 @@ func commands() []*cli.Command {
 			Name: "start", Usage: "boot a VPS, or (--all) every VPS marked to start with the host", ArgsUsage: "ID|NAME | --all",
 			Description: `Boots the VPS's own init in new namespaces. The VPS keeps running after vpsctl exits.
 With --wait, returns once the guest has finished booting: systemd running or degraded,
-sysvinit in its runlevel, busybox init past its sysinit actions (exit 124 after --timeout).
+sysvinit in its runlevel, busybox init past its sysinit actions (exit 133 after --timeout).
 --all starts every VPS created or set with --onboot yes that is not running, highest
 --bootorder first: one boot order's VPSs have all started (or failed) before the next lower
 one's begin; STARTALL_PARALLEL at once within one, at most STARTALL_TIMEOUT in all (see
@@ -523,7 +526,10 @@ func templateCommand() *cli.Command {
 						}
 					case kind == "debian-12" || kind == "debian":
 						o := template.DebianOptions{Variant: c.String("variant"), Include: c.StringSlice("include"), Mirror: c.String("mirror"), Replace: c.Bool("force")}
-						if err := template.BuildDebian(rt.St, name, o, os.Stdout); err != nil {
+						progress, done := progressOut()
+						err := template.BuildDebian(rt.St, name, o, progress)
+						done()
+						if err != nil {
 							return err
 						}
 					default:
