@@ -41,8 +41,6 @@ var notMapped = map[string]string{
 	"DISKINODES":     "vpsctl has no disk quota",
 	"QUOTATIME":      "vpsctl has no disk quota",
 	"QUOTAUGIDLIMIT": "vpsctl has no disk quota",
-	"ONBOOT":         "this vpsctl has no boot-time start of VPSs (start them from the host's init)",
-	"BOOTORDER":      "this vpsctl has no boot-time start of VPSs",
 	"IOPRIO":         "vpsctl's disk weight (--ioweight 10..1000) has no scale equivalent to CFQ's 0..7 priority",
 	"IOPSLIMIT":      "vpsctl limits disk bandwidth (--iolimit), not operations per second",
 	"CPUMASK":        "vpsctl has no CPU pinning (--cpus limits the time, not the CPUs)",
@@ -115,6 +113,12 @@ func Map(keys []Key, dev func(path string) (Device, error)) (*Plan, error) {
 		case "NAME":
 			c.Name = v
 			mapped(k, "--name "+v)
+		case "ONBOOT":
+			c.OnBoot = v // checked by create, as --onboot is
+			mapped(k, "--onboot "+v)
+		case "BOOTORDER":
+			c.BootOrder = v
+			mapped(k, "--bootorder "+v)
 		case "OSTEMPLATE":
 			p.OSTemplate = v
 			p.Noted = append(p.Noted, Outcome{Key: k.Name, Value: k.Value, Why: "recorded as the imported template's source"})
