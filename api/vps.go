@@ -146,6 +146,7 @@ func (s *Server) getVPS(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	st.CheckViews()
 	writeJSON(w, http.StatusOK, st)
 	return nil
 }
