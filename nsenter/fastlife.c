@@ -32,9 +32,10 @@
 // the name released ─ the lock file removed ─ "VPS ID destroyed".
 //
 // The VPS's groups are named as package cgroup names them (cgroup.New("vpsctl/ID")): on a
-// cgroup2 host the one directory below /sys/fs/cgroup; otherwise one per v1 hierarchy and the
-// first cgroup2 tree (hybrid), from the mount table, with two spare slots beside each v1 one
-// (cgroup/fs1.go, spareSlots). A Go test compares the two (TestFastStopGroups).
+// cgroup2 host the one directory below /sys/fs/cgroup (below the VPS's scope where PID 1 is
+// systemd); otherwise one per v1 hierarchy and the first cgroup2 tree (hybrid), from the mount
+// table, with two spare slots beside each v1 one (cgroup/fs1.go, spareSlots). A Go test
+// compares the two (TestFastStopGroups).
 #define _GNU_SOURCE
 #include <ctype.h>
 #include <errno.h>
@@ -109,8 +110,12 @@ int vpsctl_fast_groups(const char *id)
 	if (statfs("/sys/fs/cgroup", &sf) < 0)
 		return -1;
 	if (sf.f_type == CGROUP2_SUPER_MAGIC) {
-		snprintf(v2_dir, sizeof(v2_dir), "/sys/fs/cgroup%s", rel);
-		return add_line(groups, sizeof(groups), "/sys/fs/cgroup", rel);
+		// Where PID 1 is systemd, the group is below its delegated scope (cgroup/systemd.go).
+		char base[96] = "/sys/fs/cgroup";
+		if (access("/run/systemd/system", F_OK) == 0)
+			snprintf(base, sizeof(base), "/sys/fs/cgroup/vpsctl.slice/vpsctl-%s.scope", id);
+		snprintf(v2_dir, sizeof(v2_dir), "%s%s", base, rel);
+		return add_line(groups, sizeof(groups), base, rel);
 	}
 	if (sf.f_type != TMPFS_MAGIC)
 		return -1;

@@ -585,7 +585,7 @@ func TestRunRmKilled(t *testing.T) {
 func cgroupProcs(t testing.TB, id string) []string {
 	t.Helper()
 	var out []string
-	for _, dir := range []string{"/sys/fs/cgroup/pids/vpsctl/" + id, "/sys/fs/cgroup/vpsctl/" + id} {
+	for _, dir := range []string{groupDir("pids", id)} {
 		filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
 			if err == nil && d.Name() == "cgroup.procs" {
 				if b, err := os.ReadFile(p); err == nil {
@@ -630,10 +630,8 @@ func TestMonitorLeavesTakenOverVPS(t *testing.T) {
 	if got, _ := os.ReadFile(runFile); string(got) != foreign {
 		t.Fatalf("the monitor rewrote or removed a run state that was not its own: %q", got)
 	}
-	if dirs, _ := filepath.Glob("/sys/fs/cgroup/*/vpsctl/" + id); len(dirs) == 0 {
-		if _, err := os.Stat("/sys/fs/cgroup/vpsctl/" + id); err != nil {
-			t.Fatal("the monitor removed the groups of a VPS whose run state was not its own")
-		}
+	if len(groupDirs(id)) == 0 {
+		t.Fatal("the monitor removed the groups of a VPS whose run state was not its own")
 	}
 	// The next command repairs: the VPS is stopped, its groups gone, and it boots again.
 	must(t, "start", id)

@@ -86,9 +86,7 @@ func immutable(t *testing.T, dir string) func() {
 
 // vpsGroups lists VPS id's cgroup directories on the host.
 func vpsGroups(id string) []string {
-	a, _ := filepath.Glob("/sys/fs/cgroup/*/vpsctl/" + id)
-	b, _ := filepath.Glob("/sys/fs/cgroup/vpsctl/" + id)
-	return append(a, b...)
+	return groupDirs(id)
 }
 
 // TestFastStop: a plain `stop --kill ID` is done by C code before the Go runtime starts

@@ -39,8 +39,14 @@ func TestMain(m *testing.M) {
 		panic(err)
 	}
 	bin = filepath.Join(workDir, "vpsctl")
-	out, err := exec.Command("bash", "../scripts/build.sh", bin).CombinedOutput() // VPSCTL_LIBC picks the C library
-	if err != nil {
+	if prebuilt := os.Getenv("VPSCTL_TEST_BIN"); prebuilt != "" {
+		// The VM tier (scripts/vm-test.sh) compiles nothing in the guest: it brings vpsctl
+		// built on the host. Copied, so that the run's workDir holds all it uses.
+		if out, err := exec.Command("cp", prebuilt, bin).CombinedOutput(); err != nil {
+			fmt.Fprintf(os.Stderr, "VPSCTL_TEST_BIN: %v\n%s", err, out)
+			os.Exit(1)
+		}
+	} else if out, err := exec.Command("bash", "../scripts/build.sh", bin).CombinedOutput(); err != nil { // VPSCTL_LIBC picks the C library
 		fmt.Fprintf(os.Stderr, "build vpsctl: %v\n%s", err, out)
 		os.Exit(1)
 	}
@@ -136,7 +142,10 @@ func snapshot(t testing.TB) hostState {
 	s.mounts = strings.Count(string(mi), root)
 	dirs, _ := filepath.Glob("/sys/fs/cgroup/*/vpsctl/*")
 	dirs2, _ := filepath.Glob("/sys/fs/cgroup/vpsctl/*")
-	for _, d := range append(dirs, dirs2...) {
+	// Where PID 1 is systemd (cgroup v2), each VPS's groups are in a scope of vpsctl.slice.
+	scopes, _ := filepath.Glob("/sys/fs/cgroup/vpsctl.slice/*.scope")
+	dirs = append(append(dirs, dirs2...), scopes...)
+	for _, d := range dirs {
 		// Spare groups (empty, never used, at most two per hierarchy) are a cache the
 		// background remover refills: TestSpareGroups checks them.
 		if strings.HasPrefix(filepath.Base(d), ".spare-") {
