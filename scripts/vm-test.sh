@@ -5,6 +5,9 @@
 #   VM_TESTS='^TestIdentity$' scripts/vm-test.sh      another -test.run selection
 #   VM_REBOOT=0 scripts/vm-test.sh       leave out the host reboot test
 #   VM_ACCEL=tcg|kvm scripts/vm-test.sh  skip the KVM probe
+#   VM_DEBUG=FILE scripts/vm-test.sh     run the shell script FILE in the guest instead (in the
+#                                        directory of vpsctl and the test binaries), show its output
+# Each run's outputs are kept in /var/tmp/vpsctl-vm-results (VM_RESULTS) until the next run.
 # The image (scripts/vm-image.sh: debootstrap, mkfs.ext4 -d) is cached in /var/cache/vpsctl-vm
 # (VM_CACHE) keyed on vm-image.sh's hash. vpsctl and the test binaries are built here (nothing
 # is compiled in the emulated VM), shared with the guest over 9p with scripts/vm-guest.sh,
@@ -66,6 +69,8 @@ mkdir -p "$payload/bin"
 bash scripts/build.sh "$payload/bin/vpsctl"
 CGO_ENABLED=1 go test -c -o "$payload/bin/tests.test" ./tests
 cp scripts/vm-guest.sh "$payload/guest.sh"
+[ -z "${VM_DEBUG:-}" ] || { cp "$VM_DEBUG" "$payload/debug.sh"; VM_REBOOT=0; }
+results=${VM_RESULTS:-/var/tmp/vpsctl-vm-results}
 
 # boot ACCEL: one run of the VM; 0 if the guest script finished, 2 if the boot stalled or
 # timed out before the guest script started, 1 otherwise.
@@ -152,14 +157,17 @@ if [ "$accel" = kvm ]; then
 fi
 [ "$accel" = tcg ] && { boot tcg || rc=$?; }
 
-echo "== vm-test: the guest"
+rm -rf "$results" && mkdir -p "$results"
+cp "$work/console.log" "$payload"/{boots,facts,*.out,*.rc} "$results/" 2>/dev/null || true
+echo "== vm-test: the guest (outputs in $results)"
 cat "$payload/facts" 2>/dev/null || true
 status=0
 [ "$rc" = 0 ] || status=1
-for s in tests cgroup reboot1 reboot2; do
+for s in tests cgroup reboot1 reboot2 debug; do
   [ -f "$payload/$s.out" ] || continue
   r=$(cat "$payload/$s.rc" 2>/dev/null || echo none)
   echo "== vm-test: $s: exit $r"
+  [ "$s" != debug ] || cat "$payload/debug.out"
   if [ "$r" != 0 ]; then
     status=1
     grep -E -B2 -A20 '^(--- FAIL|    --- FAIL|panic:)' "$payload/$s.out" | head -200 || tail -50 "$payload/$s.out"

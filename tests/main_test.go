@@ -82,6 +82,15 @@ func vpsctlEnv(t testing.TB, env []string, args ...string) result {
 	return vpsctlTimeout(t, 120*time.Second, env, args...)
 }
 
+// slow scales the harness's bounded waits: VPSCTL_TEST_SLOW=N where everything runs N times
+// slower than on the machines the bounds were set on (the VM tier's software emulation).
+func slow(d time.Duration) time.Duration {
+	if n, err := strconv.Atoi(os.Getenv("VPSCTL_TEST_SLOW")); err == nil && n > 1 {
+		return d * time.Duration(n)
+	}
+	return d
+}
+
 // vpsctlTimeout is vpsctlEnv with its own bound (template builds take minutes).
 func vpsctlTimeout(t testing.TB, timeout time.Duration, env []string, args ...string) result {
 	t.Helper()
@@ -96,7 +105,7 @@ func vpsctlTimeout(t testing.TB, timeout time.Duration, env []string, args ...st
 	go func() { done <- cmd.Wait() }()
 	select {
 	case <-done:
-	case <-time.After(timeout):
+	case <-time.After(slow(timeout)):
 		cmd.Process.Kill()
 		<-done
 		t.Fatalf("vpsctl %v: timed out", args)
@@ -202,7 +211,7 @@ func checkClean(t *testing.T, ids ...string) {
 		var after hostState
 		// The monitor finishes its cleanup asynchronously after an in-VPS poweroff; allow it
 		// a bounded moment.
-		for i := 0; i < 100; i++ {
+		for deadline := time.Now().Add(slow(5 * time.Second)); time.Now().Before(deadline); {
 			after = snapshot(t)
 			if fmt.Sprint(after) == fmt.Sprint(before) {
 				return
@@ -216,7 +225,7 @@ func checkClean(t *testing.T, ids ...string) {
 // waitFor polls cond every 50ms until it holds or the timeout passes.
 func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
+	deadline := time.Now().Add(slow(timeout))
 	for !cond() {
 		if time.Now().After(deadline) {
 			t.Fatalf("timed out after %v waiting for %s", timeout, what)
@@ -234,7 +243,7 @@ func execCmd(name string, args ...string) ([]byte, error) {
 func waitTmpEmpty(t testing.TB, timeout time.Duration) {
 	t.Helper()
 	var ents []os.DirEntry
-	deadline := time.Now().Add(timeout)
+	deadline := time.Now().Add(slow(timeout))
 	for {
 		ents, _ = os.ReadDir(filepath.Join(root, "tmp"))
 		if len(ents) == 0 {
