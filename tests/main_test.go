@@ -51,15 +51,23 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	root = filepath.Join(workDir, "state")
-	if out, err := exec.Command(bin, "--root", root, "template", "build", "busybox").CombinedOutput(); err != nil {
+	// VPSCTL_TEST_STATE: a state root that outlives the run (the VM tier's reboot test runs
+	// twice, before and after a reboot): its template is built once, its VPSs are left.
+	kept := os.Getenv("VPSCTL_TEST_STATE")
+	if kept != "" {
+		root = kept
+	}
+	out, err := exec.Command(bin, "--root", root, "template", "build", "busybox").CombinedOutput()
+	if exit, ok := err.(*exec.ExitError); err != nil && (kept == "" || !ok || exit.ExitCode() != 92) { // 92: already built
 		fmt.Fprintf(os.Stderr, "template build: %v\n%s", err, out)
 		os.Exit(1)
 	}
 	code := m.Run()
 	// Last resort: never leave VPSs of this run behind, even after a failed test.
-	ids, _ := os.ReadDir(filepath.Join(root, "vps"))
-	for _, e := range ids {
-		exec.Command(bin, "--root", root, "destroy", "--force", e.Name()).Run()
+	if ids, _ := os.ReadDir(filepath.Join(root, "vps")); kept == "" {
+		for _, e := range ids {
+			exec.Command(bin, "--root", root, "destroy", "--force", e.Name()).Run()
+		}
 	}
 	os.RemoveAll(workDir)
 	os.Exit(code)
