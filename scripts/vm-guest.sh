@@ -56,11 +56,9 @@ case $stage in
   echo running-0 >"$S/stage"
   sync
   rm -rf /opt/vt && mkdir -p /opt/vt && cp -a "$P/bin/." /opt/vt/
-  # The tier: integration tests (real VPSs), then the cgroup package's own root tests.
+  # The tier: the kernel feature check on this kernel, then the integration tests (real VPSs).
+  step hostcheck ./hostcheck.test -test.v -test.count=1 -test.timeout 2m
   step tests ./tests.test -test.run "$VM_TESTS" -test.v -test.count=1 -test.timeout "$VM_TEST_TIMEOUT"
-  if [ -x /opt/vt/cgroup.test ]; then
-    step cgroup ./cgroup.test -test.v -test.count=1 -test.timeout 5m
-  fi
   if [ -n "${VM_REBOOT:-}" ]; then
     step reboot1 env VPSCTL_REBOOT_STAGE=before VPSCTL_TEST_STATE=$S/state ./tests.test -test.run '^TestHostReboot$' -test.v -test.timeout 5m
     echo 1 >"$S/stage"

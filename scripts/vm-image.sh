@@ -31,6 +31,27 @@ for u in apt-daily.timer apt-daily-upgrade.timer e2scrub_all.timer fstrim.timer 
   ln -sf /dev/null "$root/etc/systemd/system/$u"
 done
 
+# A provider's host has an address on a NIC, which the kernel picks as the source of the host's
+# own packets to a VPS (its routes point at vps<ID> links that have none). The VM has no NIC
+# (nothing leaves it), so a dummy link carries one.
+cat >"$root/etc/systemd/system/vmtest-net.service" <<'EOF'
+[Unit]
+Description=vpsctl VM test host address
+Before=network.target
+Wants=network.target
+
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+ExecStart=/sbin/ip link add host0 type dummy
+ExecStart=/sbin/ip address add 198.18.255.1/32 dev host0
+ExecStart=/sbin/ip link set host0 up
+
+[Install]
+WantedBy=multi-user.target
+EOF
+ln -sf /etc/systemd/system/vmtest-net.service "$root/etc/systemd/system/multi-user.target.wants/vmtest-net.service"
+
 # The payload: mount the host's 9p share and hand over to the guest script it brings. If the
 # share or the script is missing, power off at once: the host's bounded wait then reports it.
 cat >"$root/usr/local/sbin/vmtest-boot" <<'EOF'
@@ -47,7 +68,7 @@ chmod 755 "$root/usr/local/sbin/vmtest-boot"
 cat >"$root/etc/systemd/system/vmtest.service" <<'EOF'
 [Unit]
 Description=vpsctl VM test payload
-After=multi-user.target
+After=multi-user.target vmtest-net.service
 
 [Service]
 Type=oneshot

@@ -68,6 +68,7 @@ payload=$work/payload
 mkdir -p "$payload/bin"
 bash scripts/build.sh "$payload/bin/vpsctl"
 CGO_ENABLED=1 go test -c -o "$payload/bin/tests.test" ./tests
+go test -c -o "$payload/bin/hostcheck.test" ./internal/hostcheck
 cp scripts/vm-guest.sh "$payload/guest.sh"
 [ -z "${VM_DEBUG:-}" ] || { cp "$VM_DEBUG" "$payload/debug.sh"; VM_REBOOT=0; }
 results=${VM_RESULTS:-/var/tmp/vpsctl-vm-results}
@@ -163,7 +164,7 @@ echo "== vm-test: the guest (outputs in $results)"
 cat "$payload/facts" 2>/dev/null || true
 status=0
 [ "$rc" = 0 ] || status=1
-for s in tests cgroup reboot1 reboot2 debug; do
+for s in hostcheck tests reboot1 reboot2 debug; do
   [ -f "$payload/$s.out" ] || continue
   r=$(cat "$payload/$s.rc" 2>/dev/null || echo none)
   echo "== vm-test: $s: exit $r"

@@ -135,8 +135,13 @@ func TestCgroupLimits(t *testing.T) {
 		} else if got := cgroupFile(t, "freezer", "121", "freezer.state"); got != "FROZEN" {
 			t.Fatalf("freezer.state = %s", got)
 		}
-		b, _ := os.ReadFile("/proc/" + strconv.Itoa(status(t, "121").InitPID) + "/status")
-		if !strings.Contains(string(b), "State:\tD") {
+		// v1 freezes tasks in uninterruptible sleep (D); v2 traps them like a stop signal
+		// (S), and the group's cgroup.events says when every one is.
+		if cgroupV2() {
+			if ev := cgroupFile(t, "", "121", "cgroup.events"); !strings.Contains(ev, "frozen 1") {
+				t.Fatalf("cgroup.events: %q, want frozen 1", ev)
+			}
+		} else if b, _ := os.ReadFile("/proc/" + strconv.Itoa(status(t, "121").InitPID) + "/status"); !strings.Contains(string(b), "State:\tD") {
 			t.Fatalf("init not frozen:\n%s", b)
 		}
 		r := expectCode(t, 31, "exec", "121", "--", "true")

@@ -288,17 +288,20 @@ func TestFastDestroy(t *testing.T) {
 		waitUnlocked(t, id)
 	}
 
-	// What a repair must clean first goes to Go's path: a group left, a stale run state.
-	g := "/sys/fs/cgroup/pids/vpsctl/" + id
-	if _, err := os.Stat("/sys/fs/cgroup/pids/vpsctl"); err != nil {
-		g = "/sys/fs/cgroup/vpsctl/" + id // cgroup2
-	}
-	if err := os.Mkdir(g, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	destroyed("a group left", vpsctlEnv(t, fastPath, "destroy", id), false)
-	if _, err := os.Stat(g); !os.IsNotExist(err) {
-		t.Fatalf("the group a repair should have removed is there: %v", err)
+	// What a repair must clean first goes to Go's path: a group left, a stale run state. Where
+	// systemd places the groups, a stopped VPS has none to leave: its scope went, groups and
+	// all, with the scope's last process.
+	if g := groupDir("pids", id); !(cgroupV2() && systemdHost()) {
+		if err := os.Mkdir(g, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		destroyed("a group left", vpsctlEnv(t, fastPath, "destroy", id), false)
+		if _, err := os.Stat(g); !os.IsNotExist(err) {
+			t.Fatalf("the group a repair should have removed is there: %v", err)
+		}
+	} else {
+		must(t, "destroy", id)
+		waitTmpEmpty(t, 10*time.Second)
 	}
 	must(t, "create", id, "--template", "busybox", "--name", "fastd")
 	if err := os.WriteFile(filepath.Join(root, "vps", id, "run.json"), []byte(`{"monitor_pid":999999,"init_pid":999998,"phase":"running"}`), 0o600); err != nil {
