@@ -169,27 +169,3 @@ func startScope(unit string, pid int) error {
 	}
 	return nil
 }
-
-// scopeOf returns the scope unit whose group holds cgroup v2 path g ("" if none of vpsctl's):
-// what `systemctl status` would show for a process of a VPS.
-func scopeOf(g string) string {
-	parts := strings.Split(strings.Trim(g, "/"), "/")
-	if len(parts) >= 2 && parts[0] == sdSlice && strings.HasSuffix(parts[1], ".scope") {
-		return parts[1]
-	}
-	return ""
-}
-
-// ScopeUnit returns the systemd unit that holds process pid's group on a host where systemd
-// places vpsctl's groups, and "" elsewhere (hosts without systemd, cgroup v1, a process that
-// is not in a vpsctl scope).
-func ScopeUnit(pid int) (string, error) {
-	if v2, err := unified(); err != nil || !v2 || !underSystemd() {
-		return "", err
-	}
-	g, err := ProcGroup(pid)
-	if err != nil {
-		return "", err
-	}
-	return scopeOf(g), nil
-}
