@@ -52,7 +52,7 @@ if [ ! -f "$img/rootfs.img" ]; then
   bash scripts/vm-image.sh "$img"
   echo "== vm-test: image built in $(($(date +%s) - t0)) s"
   # Images of older recipes are of no further use.
-  find "$cache" -mindepth 1 -maxdepth 1 -type d ! -name "$key" ! -name '*.build.*' -exec rm -rf {} +
+  find "$cache" -mindepth 1 -maxdepth 1 ! -name "$key" ! -name "*$key" ! -name '*.build.*' -exec rm -rf {} +
 fi
 
 work=$(mktemp -d /tmp/vpsctl-vm.XXXXXX)
