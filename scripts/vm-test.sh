@@ -37,8 +37,9 @@ tests_default='^(TestCoreLifecycle|TestPoweroffFromInside|TestSurvivesCLIAndKill
 VM_TESTS=${VM_TESTS:-$tests_default}
 VM_REBOOT=${VM_REBOOT:-1}
 VM_TIMEOUT=${VM_TIMEOUT:-1500}      # the whole run, boots included (the tier must fit 20 min)
-VM_BOOT_TIMEOUT=${VM_BOOT_TIMEOUT:-240}   # from qemu's start to the guest script's first word
-VM_STALL=${VM_STALL:-90}            # boot console silent this long: stalled
+VM_BOOT_TIMEOUT=${VM_BOOT_TIMEOUT:-300}   # from qemu's start to the guest script's first word
+VM_STALL=${VM_STALL:-150}           # boot console silent this long: stalled (a TCG boot on a busy host
+                                    # has been silent for 61 s while systemd loaded its units)
 VM_MEM=${VM_MEM:-3072}
 cache=${VM_CACHE:-/var/cache/vpsctl-vm}
 
