@@ -7,8 +7,9 @@
 #   facts         kernel, PID 1, cgroup file system of this boot
 #   STEP.out/.rc  each test binary's output and exit status
 #   done          the last step ran (the host reports a run without it as unfinished)
-# Stages, kept on the VM's own disk (which qemu's -snapshot keeps across a guest reboot, not
-# across runs): 0 the first boot: the tier, then the reboot test's first half, then a reboot;
+#   reboot-requested  the guest reboots on purpose (qemu, run with -no-reboot, then exits and
+#                 the host starts it again on the same disk)
+# Stages, kept on the VM's own disk (a copy-on-write overlay the host keeps for one run): 0 the first boot: the tier, then the reboot test's first half, then a reboot;
 # 1 after that reboot: the reboot test's second half, then power-off. A boot that finds a
 # stage marked as running was not asked for (a panic, a reset): it is reported, not rerun.
 set -u
@@ -62,6 +63,7 @@ case $stage in
   if [ -n "${VM_REBOOT:-}" ]; then
     step reboot1 env VPSCTL_REBOOT_STAGE=before VPSCTL_TEST_STATE=$S/state ./tests.test -test.run '^TestHostReboot$' -test.v -test.timeout 5m
     echo 1 >"$S/stage"
+    touch "$P/reboot-requested"
     sync
     say "rebooting"
     systemctl --no-block reboot
