@@ -9,9 +9,10 @@
 #   done          the last step ran (the host reports a run without it as unfinished)
 #   reboot-requested  the guest reboots on purpose (qemu, run with -no-reboot, then exits and
 #                 the host starts it again on the same disk)
-# Stages, kept on the VM's own disk (a copy-on-write overlay the host keeps for one run): 0 the first boot: the tier, then the reboot test's first half, then a reboot;
-# 1 after that reboot: the reboot test's second half, then power-off. A boot that finds a
-# stage marked as running was not asked for (a panic, a reset): it is reported, not rerun.
+# Stages, kept on the VM's own disk (a copy-on-write overlay the host keeps for one run): 0 the
+# first boot: the tier, then the reboot test's first half, then a reboot; 1 after that reboot:
+# the reboot test's second half, then power-off. A boot that finds a stage marked as running
+# was not asked for (a panic, a reset): it is reported, not rerun.
 set -u
 P=/payload
 S=/var/lib/vmtest
