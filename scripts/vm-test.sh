@@ -37,7 +37,7 @@ fi
 tests_default='^(TestCgroupEveryLimit|TestCoreLifecycle|TestPoweroffFromInside|TestSurvivesCLIAndKill|TestExecCommandErrors|TestMonitorRests|TestDestroyReclaims|TestRun|TestKillAndStartAgain|TestStartPaths|TestRunRmKilled|TestMonitorLeavesTakenOverVPS|TestFastStop|TestFastDestroy|TestIdentity|TestCgroupLimits|TestSpareGroups|TestSystemdPlacement|TestDeviceFilter|TestNetworkRouted|TestNetworkRefusals|TestNetworkCrash|TestNetworkBridged|TestBadInput|TestFailedStartLeavesNothing|TestCreateFailureLeavesNoTrace|TestStartCgroupRefusal|TestStartOutOfDescriptors)$'
 VM_TESTS=${VM_TESTS:-$tests_default}
 VM_REBOOT=${VM_REBOOT:-1}
-VM_TIMEOUT=${VM_TIMEOUT:-1500}      # the whole run, boots included (the tier must fit 20 min)
+VM_TIMEOUT=${VM_TIMEOUT:-1200}      # the whole run, boots included: the tier's budget, 20 min
 VM_BOOT_TIMEOUT=${VM_BOOT_TIMEOUT:-300}   # from qemu's start to the guest script's first word
 VM_STALL=${VM_STALL:-150}           # boot console silent this long: stalled (a TCG boot on a busy host
                                     # has been silent for 61 s while systemd loaded its units)
