@@ -44,7 +44,15 @@ const (
 	// sdJobTimeout bounds the wait for systemd to start a scope (it runs the job at once;
 	// a host under emulation takes a second or two).
 	sdJobTimeout = 30 * time.Second
+	// sdRetries bounds the wait for a scope on its way out (see sdRetryWait).
+	sdRetries = 20
 )
+
+// sdRetryWait is the pause between two asks for a scope on its way out; tests shorten it.
+var sdRetryWait = 100 * time.Millisecond
+
+// errScopeExists: systemd has a unit of the scope's name already.
+var errScopeExists = errors.New("scope exists")
 
 // systemdRun is where sd_booted(3) looks: the directory exists iff PID 1 is systemd.
 var systemdRun = "/run/systemd/system"
@@ -98,20 +106,35 @@ func (m *sdScope) Create() error {
 	return m.fs2.Create()
 }
 
-// supervise makes sure pid is in scopeDir/supervisor.
+// supervise makes sure pid is in scopeDir/supervisor. systemd is asked each time, not only
+// when the scope's directory is missing: a scope whose last process has just gone may still
+// have its directory while systemd removes it, and a process put there would end up in a
+// group of no unit.
 func (m *sdScope) supervise(pid int) error {
 	sup := filepath.Join(m.scopeDir, sdSupervisor)
 	if in, err := inGroup(pid, sup); err != nil || in {
 		return err
 	}
-	if _, err := os.Stat(m.scopeDir); errors.Is(err, os.ErrNotExist) {
+	for try := 0; ; try++ {
 		// systemd moves pid into the scope's own group; it leaves that for a leaf below.
-		if err := m.start(m.unit, pid); err != nil {
+		err := m.start(m.unit, pid)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, errScopeExists) {
 			return err
 		}
+		// A live scope that outlived its supervisor (killed while the group still held
+		// processes) is joined as it is: the new supervisor takes the leaf. One on its way
+		// out is waited for, briefly, and asked for again.
+		if _, err := os.Stat(m.scopeDir); err == nil {
+			break
+		}
+		if try == sdRetries {
+			return fmt.Errorf("systemd: %s exists, its group %s does not: %w", m.unit, m.scopeDir, ErrTimeout)
+		}
+		time.Sleep(sdRetryWait)
 	}
-	// A scope that outlived its supervisor (killed while the group still held processes)
-	// is joined as it is: the new supervisor takes the leaf.
 	if _, err := mkdir(sup); err != nil {
 		return err
 	}
@@ -153,9 +176,7 @@ func startScope(unit string, pid int) error {
 	if _, err := conn.StartTransientUnitContext(ctx, unit, "fail", props, done); err != nil {
 		var de dbus.Error
 		if errors.As(err, &de) && de.Name == "org.freedesktop.systemd1.UnitExists" {
-			// Another start made it meanwhile, or it is on its way out: the caller joins it
-			// if its directory is there, and fails on the write if it is gone.
-			return nil
+			return fmt.Errorf("systemd: start %s: %w", unit, errScopeExists)
 		}
 		return fmt.Errorf("systemd: start %s: %w", unit, err)
 	}

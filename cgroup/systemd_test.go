@@ -1,10 +1,12 @@
 package cgroup
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"strconv"
 	"testing"
+	"time"
 )
 
 func TestScopeUnit(t *testing.T) {
@@ -21,8 +23,8 @@ func TestScopeUnit(t *testing.T) {
 	}
 }
 
-// TestSystemdScopeCreate: on a fake cgroup2 tree, Create asks for the scope once, moves the
-// caller into its supervisor leaf, enables controllers from the scope down and never above
+// TestSystemdScopeCreate: on a fake cgroup2 tree, Create asks systemd for the scope (and
+// joins the one that exists the second time), moves the caller into its supervisor leaf, enables controllers from the scope down and never above
 // it, and makes the group below the scope.
 func TestSystemdScopeCreate(t *testing.T) {
 	mount := t.TempDir()
@@ -35,6 +37,9 @@ func TestSystemdScopeCreate(t *testing.T) {
 	// The fake systemd makes what the kernel and systemd would: the scope's group with its
 	// delegated controllers, and the files of the groups made below it.
 	m.start = func(unit string, pid int) error {
+		if _, err := os.Stat(scope); err == nil {
+			return errScopeExists
+		}
 		started = append(started, unit+" "+strconv.Itoa(pid))
 		for name, content := range map[string]string{
 			"cgroup.controllers":            "cpuset cpu io memory pids",
@@ -81,5 +86,29 @@ func TestSystemdScopeCreate(t *testing.T) {
 	}
 	if m.Spares() != nil {
 		t.Errorf("spares %v on cgroup2", m.Spares())
+	}
+}
+
+// A unit that systemd still has while its group is gone (a scope on its way out) is asked for
+// again, boundedly, then reported.
+func TestSystemdScopeOnItsWayOut(t *testing.T) {
+	defer func(w time.Duration) { sdRetryWait = w }(sdRetryWait)
+	sdRetryWait = time.Millisecond
+	m := newSystemdScope(t.TempDir(), "vpsctl/102")
+	asks := 0
+	m.start = func(string, int) error { asks++; return errScopeExists }
+	if err := m.Create(); !errors.Is(err, ErrTimeout) || asks != sdRetries+1 {
+		t.Fatalf("Create: %v after %d asks, want ErrTimeout after %d", err, asks, sdRetries+1)
+	}
+	// The unit gone meanwhile: the next ask starts it.
+	asks = 0
+	m.start = func(string, int) error {
+		if asks++; asks < 3 {
+			return errScopeExists
+		}
+		return errors.New("started")
+	}
+	if err := m.Create(); err == nil || err.Error() != "started" || asks != 3 {
+		t.Fatalf("Create: %v after %d asks", err, asks)
 	}
 }

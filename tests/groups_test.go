@@ -53,7 +53,8 @@ func groupDirs(id string) []string {
 
 // TestSystemdPlacement: on a cgroup v2 host run by systemd, a VPS's groups are in a delegated
 // transient scope, processes only in leaves: the init in the VPS's group, the monitor in the
-// scope's supervisor leaf; nothing at the root of the hierarchy; the scope goes with the VPS.
+// scope's supervisor leaf; nothing at the root of the hierarchy; a start right after a stop in
+// a live scope; the scope goes with the VPS.
 func TestSystemdPlacement(t *testing.T) {
 	if !cgroupV2() || !systemdHost() {
 		if vmTier() {
@@ -103,6 +104,20 @@ func TestSystemdPlacement(t *testing.T) {
 	// exec joins the VPS's group (a leaf), not the scope.
 	if g := strings.TrimSpace(must(t, "exec", "171", "--", "cat", "/proc/self/cgroup")); g != "0::/" {
 		t.Errorf("exec'd process sees its group as %q, want the root of its cgroup namespace", g)
+	}
+	// A start right after a stop finds the scope on its way out, or gone: either way the new
+	// boot is in a scope systemd knows, active, never in a group of no unit.
+	for i := 0; i < 3; i++ {
+		must(t, "stop", "171")
+		must(t, "start", "171")
+		out, err := exec.Command("systemctl", "show", "-p", "ActiveState", "-p", "ControlGroup", "vpsctl-171.scope").CombinedOutput()
+		if err != nil || !strings.Contains(string(out), "ActiveState=active") ||
+			!strings.Contains(string(out), "ControlGroup=/vpsctl.slice/vpsctl-171.scope") {
+			t.Fatalf("restart %d: systemctl show vpsctl-171.scope: %v\n%s", i, err, out)
+		}
+		if g := procGroup(status(t, "171").InitPID); g != "/vpsctl.slice/vpsctl-171.scope/vpsctl/171" {
+			t.Fatalf("restart %d: init's group %q", i, g)
+		}
 	}
 	must(t, "stop", "171")
 	waitFor(t, 10*time.Second, "the scope to go", func() bool { _, err := os.Stat(scope); return os.IsNotExist(err) })
