@@ -64,7 +64,8 @@ func TestMain(m *testing.M) {
 	}
 	code := m.Run()
 	// Last resort: never leave VPSs of this run behind, even after a failed test.
-	if ids, _ := os.ReadDir(filepath.Join(root, "vps")); kept == "" {
+	if kept == "" {
+		ids, _ := os.ReadDir(filepath.Join(root, "vps"))
 		for _, e := range ids {
 			exec.Command(bin, "--root", root, "destroy", "--force", e.Name()).Run()
 		}
