@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/vpsctl/vpsctl/internal/sysfile"
 	"golang.org/x/sys/unix"
 )
 
@@ -167,6 +168,12 @@ type Manager interface {
 	Paths() map[string]string
 	// Path is the relative group path given to New.
 	Path() string
+	// ProcsFiles are the files Apply writes a PID to (cgroup.procs, in every hierarchy): a
+	// process that writes its own PID to each has joined the group (the joiner does, in C).
+	ProcsFiles() []string
+	// ThawFile names the file whose first line is thawed while the group is not frozen (v1
+	// freezer.state THAWED, v2 cgroup.freeze 0); "" if the host has no freezer.
+	ThawFile() (path, thawed string)
 }
 
 // cgroupRoot is where the host mounts its cgroup filesystems.
@@ -177,7 +184,7 @@ const cgroupRoot = "/sys/fs/cgroup"
 // because its controllers live in the v1 hierarchies.
 var unified = sync.OnceValues(func() (bool, error) {
 	var st unix.Statfs_t
-	if err := ignoringEINTR(func() error { return unix.Statfs(cgroupRoot, &st) }); err != nil {
+	if err := sysfile.Retry(func() error { return unix.Statfs(cgroupRoot, &st) }); err != nil {
 		return false, &os.PathError{Op: "statfs", Path: cgroupRoot, Err: err}
 	}
 	switch st.Type {
@@ -209,19 +216,6 @@ func New(rel string) (Manager, error) {
 		return newFS2(cgroupRoot, rel), nil
 	}
 	return newFS1(rel)
-}
-
-// NewV2At returns the v2 Manager for rel in the cgroup2 tree mounted at
-// mountpoint (the hybrid host's /sys/fs/cgroup/unified, or a directory
-// standing in for one in tests).
-func NewV2At(mountpoint, rel string) (Manager, error) {
-	if err := checkRel(rel); err != nil {
-		return nil, err
-	}
-	if !path.IsAbs(mountpoint) {
-		return nil, fmt.Errorf("cgroup2 mountpoint %q is not absolute: %w", mountpoint, ErrBadValue)
-	}
-	return newFS2(path.Clean(mountpoint), rel), nil
 }
 
 // checkRel accepts only clean, relative, non-root paths, so that joining rel

@@ -8,8 +8,6 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
-	"github.com/vpsctl/vpsctl/internal/testutil"
 )
 
 // bothKinds makes a test group named prefix+"1" through New (v1 on this kind of host) and one
@@ -153,7 +151,7 @@ func TestSpares(t *testing.T) {
 		}
 		// A working group: a process moves in.
 		cmd := start(t, g, "exit 0")
-		if err := testutil.WaitCmd(t, cmd, 5*time.Second); err != nil {
+		if err := waitCmd(t, cmd, 5*time.Second); err != nil {
 			t.Errorf("%s: a process in the group: %v", name, err)
 		}
 	}
@@ -212,7 +210,7 @@ func TestFreshSet(t *testing.T) {
 			}
 			again, err := New(m.Path())
 			if kind == "v2" {
-				again, err = NewV2At(v2Mount(t), m.Path())
+				again, err = newV2At(v2Mount(t), m.Path())
 			}
 			if err != nil {
 				t.Fatal(err)

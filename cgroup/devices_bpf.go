@@ -7,6 +7,7 @@ import (
 	"runtime"
 	"unsafe"
 
+	"github.com/vpsctl/vpsctl/internal/sysfile"
 	"golang.org/x/sys/unix"
 )
 
@@ -35,7 +36,7 @@ func setDevicesBPF(dir string, rules []DeviceRule) error {
 	defer unix.Close(prog)
 
 	var fd int
-	err = ignoringEINTR(func() (err error) {
+	err = sysfile.Retry(func() (err error) {
 		fd, err = unix.Open(dir, unix.O_DIRECTORY|unix.O_RDONLY|unix.O_CLOEXEC, 0)
 		return err
 	})

@@ -111,6 +111,22 @@ func (m *fs1) dir(ctrl string) (string, error) {
 
 func (m *fs1) Path() string { return m.rel }
 
+func (m *fs1) ProcsFiles() []string {
+	var fs []string
+	for _, h := range m.hiers {
+		fs = append(fs, filepath.Join(h.mount, m.rel, "cgroup.procs"))
+	}
+	return fs
+}
+
+func (m *fs1) ThawFile() (string, string) {
+	dir, err := m.dir("freezer")
+	if err != nil {
+		return "", ""
+	}
+	return filepath.Join(dir, "freezer.state"), "THAWED"
+}
+
 func (m *fs1) Paths() map[string]string {
 	p := map[string]string{}
 	for _, h := range m.hiers {
@@ -206,7 +222,7 @@ func takeSpare(h hierarchy, leaf string) bool {
 	parent := filepath.Dir(leaf)
 	for _, s := range spareSlots {
 		// Plain rename(2): kernfs refuses renameat2's flags, and refuses to replace (EEXIST).
-		if ignoringEINTR(func() error { return unix.Rename(filepath.Join(parent, s), leaf) }) == nil {
+		if sysfile.Retry(func() error { return unix.Rename(filepath.Join(parent, s), leaf) }) == nil {
 			return true
 		}
 	}
@@ -229,11 +245,7 @@ func (m *fs1) Spares() []string {
 
 func (m *fs1) Delegate(uid, gid int) error {
 	for _, h := range m.hiers {
-		files := delegatedV1
-		if h.ctrls[0] == unifiedName {
-			files = delegatedV2
-		}
-		if err := delegate(filepath.Join(h.mount, m.rel), files, uid, gid); err != nil {
+		if err := delegate(filepath.Join(h.mount, m.rel), h.ctrls[0] == unifiedName, uid, gid); err != nil {
 			return err
 		}
 	}

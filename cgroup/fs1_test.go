@@ -1,8 +1,6 @@
 package cgroup
 
 import (
-	"github.com/vpsctl/vpsctl/internal/testutil"
-
 	"errors"
 	"fmt"
 	"os"
@@ -22,8 +20,8 @@ func TestNewRefusesBadPaths(t *testing.T) {
 		if _, err := New(rel); !errors.Is(err, ErrBadValue) {
 			t.Errorf("New(%q): %v, want ErrBadValue", rel, err)
 		}
-		if _, err := NewV2At("/sys/fs/cgroup", rel); !errors.Is(err, ErrBadValue) {
-			t.Errorf("NewV2At(%q): %v, want ErrBadValue", rel, err)
+		if _, err := newV2At("/sys/fs/cgroup", rel); !errors.Is(err, ErrBadValue) {
+			t.Errorf("newV2At(%q): %v, want ErrBadValue", rel, err)
 		}
 	}
 }
@@ -116,7 +114,7 @@ func TestFS1Lifecycle(t *testing.T) {
 	if err := m.Kill(5 * time.Second); err != nil {
 		t.Fatal(err)
 	}
-	if err := testutil.WaitCmd(t, cmd, 5*time.Second); !killedBy(err, syscall.SIGKILL) {
+	if err := waitCmd(t, cmd, 5*time.Second); !killedBy(err, syscall.SIGKILL) {
 		t.Errorf("sleep exited with %v, want SIGKILL", err)
 	}
 	if err := m.Destroy(5 * time.Second); err != nil {
@@ -236,7 +234,7 @@ func TestFS1Devices(t *testing.T) {
 	if err := m.Set(&Resources{Devices: deviceRules}); err != nil {
 		t.Fatal(err)
 	}
-	if err := testutil.WaitCmd(t, start(t, m, deviceScript), 10*time.Second); err != nil {
+	if err := waitCmd(t, start(t, m, deviceScript), 10*time.Second); err != nil {
 		t.Fatalf("device allowlist not enforced as expected: %v", err)
 	}
 }
@@ -300,7 +298,7 @@ func TestFS1KillDoubleFork(t *testing.T) {
 			t.Errorf("pid %d survived Kill", pid)
 		}
 	}
-	_ = testutil.WaitCmd(t, cmd, 5*time.Second)
+	_ = waitCmd(t, cmd, 5*time.Second)
 	if f, err := m.Frozen(); err != nil || f {
 		t.Errorf("group left frozen after Kill: %v, %v", f, err)
 	}
@@ -354,7 +352,7 @@ func TestFS1MemoryLimit(t *testing.T) {
 	// tail keeps the whole newline-free input: 100 MiB against a 32 MiB
 	// limit. Without swap it is OOM-killed (137); with swap it may finish.
 	cmd := start(t, m, "head -c 100M /dev/zero | tail >/dev/null; exit $?")
-	err := testutil.WaitCmd(t, cmd, 60*time.Second)
+	err := waitCmd(t, cmd, 60*time.Second)
 	// The OOM killer picks tail (the shell exits 137) or, now and then, the shell itself.
 	var ee *exec.ExitError
 	if err != nil && !killedBy(err, syscall.SIGKILL) && (!errors.As(err, &ee) || ee.ExitCode() != 128+int(syscall.SIGKILL)) {
@@ -396,7 +394,7 @@ func TestFS1Nested(t *testing.T) {
 	if err := m.Kill(5 * time.Second); err != nil {
 		t.Fatal(err)
 	}
-	_ = testutil.WaitCmd(t, cmd, 5*time.Second)
+	_ = waitCmd(t, cmd, 5*time.Second)
 	if err := m.Destroy(5 * time.Second); err != nil {
 		t.Fatal(err)
 	}
@@ -407,7 +405,7 @@ func TestFS1Nested(t *testing.T) {
 
 // TestPrewarm: the warm-up move leaves the process where it was, in every hierarchy.
 func TestPrewarm(t *testing.T) {
-	testutil.RequireRoot(t)
+	requireRoot(t)
 	before, err := os.ReadFile("/proc/self/cgroup")
 	if err != nil {
 		t.Fatal(err)

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/vpsctl/vpsctl/internal/sysfile"
 	"golang.org/x/sys/unix"
 )
 
@@ -37,9 +38,11 @@ func (m *fs2) Paths() map[string]string      { return map[string]string{"": m.di
 func (m *fs2) Exists() bool                  { _, err := os.Stat(m.dir); return err == nil }
 func (m *fs2) Apply(pid int) error           { return applyPid(m.dir, pid) }
 func (m *fs2) Thaw() error                   { return writeFile(m.dir, "cgroup.freeze", "0") }
+func (m *fs2) ProcsFiles() []string          { return []string{filepath.Join(m.dir, "cgroup.procs")} }
+func (m *fs2) ThawFile() (string, string)    { return filepath.Join(m.dir, "cgroup.freeze"), "0" }
 func (m *fs2) Destroy(t time.Duration) error { return removeTree(m.dir, t) }
 
-func (m *fs2) Delegate(uid, gid int) error { return delegate(m.dir, delegatedV2, uid, gid) }
+func (m *fs2) Delegate(uid, gid int) error { return delegate(m.dir, true, uid, gid) }
 
 func (m *fs2) Create() error {
 	dir := m.root
@@ -303,7 +306,7 @@ func (m *fs2) WaitEmpty(timeout time.Duration) error {
 
 func (m *fs2) CgroupFD() (int, error) {
 	var fd int
-	err := ignoringEINTR(func() (err error) {
+	err := sysfile.Retry(func() (err error) {
 		fd, err = unix.Open(m.dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 		return err
 	})
@@ -321,13 +324,13 @@ func waitEvent(dir, key string, want uint64, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	file := filepath.Join(dir, "cgroup.events")
 	var fd int
-	err := ignoringEINTR(func() (err error) { fd, err = unix.InotifyInit1(unix.IN_CLOEXEC | unix.IN_NONBLOCK); return err })
+	err := sysfile.Retry(func() (err error) { fd, err = unix.InotifyInit1(unix.IN_CLOEXEC | unix.IN_NONBLOCK); return err })
 	if err != nil {
 		return os.NewSyscallError("inotify_init1", err)
 	}
 	defer unix.Close(fd)
 	// Watch before the first read, so no change between the two is missed.
-	err = ignoringEINTR(func() error { _, err := unix.InotifyAddWatch(fd, file, unix.IN_MODIFY); return err })
+	err = sysfile.Retry(func() error { _, err := unix.InotifyAddWatch(fd, file, unix.IN_MODIFY); return err })
 	if err != nil && err != unix.ENOENT {
 		return &os.PathError{Op: "inotify_add_watch", Path: file, Err: err}
 	}

@@ -15,13 +15,12 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
-	"github.com/vpsctl/vpsctl/internal/testutil"
 )
 
 // newV2 returns a fs2 group below testParent in the real cgroup2 tree.
 func newV2(t *testing.T, name string) Manager {
 	mount := v2Mount(t)
-	return newGroup(t, name, func(rel string) (Manager, error) { return NewV2At(mount, rel) })
+	return newGroup(t, name, func(rel string) (Manager, error) { return newV2At(mount, rel) })
 }
 
 func TestFS2Lifecycle(t *testing.T) {
@@ -60,7 +59,7 @@ func TestFS2Lifecycle(t *testing.T) {
 	}
 
 	// A second process through Apply, in a subgroup.
-	sub, err := NewV2At(v2Mount(t), rel+"/sub")
+	sub, err := newV2At(v2Mount(t), rel+"/sub")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -108,7 +107,7 @@ func TestFS2Lifecycle(t *testing.T) {
 	if err := m.Kill(5 * time.Second); err != nil {
 		t.Fatal(err)
 	}
-	if err := testutil.WaitCmd(t, cmd, 5*time.Second); !killedBy(err, syscall.SIGKILL) {
+	if err := waitCmd(t, cmd, 5*time.Second); !killedBy(err, syscall.SIGKILL) {
 		t.Errorf("sleep exited with %v, want SIGKILL", err)
 	}
 	if err := m.Destroy(5 * time.Second); err != nil {
@@ -133,7 +132,7 @@ func TestFS2WaitEmptyInotify(t *testing.T) {
 		t.Error("WaitEmpty returned while populated")
 	}
 	t.Logf("emptied after %v", time.Since(t0))
-	_ = testutil.WaitCmd(t, cmd, 5*time.Second)
+	_ = waitCmd(t, cmd, 5*time.Second)
 }
 
 func TestFS2KillDoubleFork(t *testing.T) {
@@ -153,7 +152,7 @@ func TestFS2KillDoubleFork(t *testing.T) {
 			t.Errorf("pid %d survived Kill", pid)
 		}
 	}
-	_ = testutil.WaitCmd(t, cmd, 5*time.Second)
+	_ = waitCmd(t, cmd, 5*time.Second)
 }
 
 // TestFS2KillWithoutCgroupKill runs the freezer fallback used on kernels
@@ -173,7 +172,7 @@ func TestFS2FreezeKillFallback(t *testing.T) {
 	if p, err := m.Populated(); err != nil || p {
 		t.Fatalf("after freezeKill: Populated %v, %v", p, err)
 	}
-	if err := testutil.WaitCmd(t, cmd, 5*time.Second); !killedBy(err, syscall.SIGKILL) {
+	if err := waitCmd(t, cmd, 5*time.Second); !killedBy(err, syscall.SIGKILL) {
 		t.Errorf("shell exited with %v, want SIGKILL", err)
 	}
 }
@@ -220,7 +219,7 @@ func fakeV2(t *testing.T) (root string, m *fs2) {
 			t.Fatal(err)
 		}
 	}
-	mg, err := NewV2At(root, "vpsctl/101")
+	mg, err := newV2At(root, "vpsctl/101")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -328,7 +327,7 @@ func TestFS2DevicesBPF(t *testing.T) {
 			t.Fatal(err)
 		}
 		cmd := start(t, m, deviceScript)
-		if err := testutil.WaitCmd(t, cmd, 10*time.Second); err != nil {
+		if err := waitCmd(t, cmd, 10*time.Second); err != nil {
 			t.Fatalf("round %d: device filter not enforced as expected: %v", round, err)
 		}
 	}
@@ -339,7 +338,7 @@ func TestFS2DevicesBPF(t *testing.T) {
 	if err := m.Set(&Resources{Devices: []DeviceRule{{'a', -1, -1, "rwm"}}}); err != nil {
 		t.Fatal(err)
 	}
-	if err := testutil.WaitCmd(t, start(t, m, "head -c1 /dev/urandom >/dev/null"), 10*time.Second); err != nil {
+	if err := waitCmd(t, start(t, m, "head -c1 /dev/urandom >/dev/null"), 10*time.Second); err != nil {
 		t.Fatalf("allow-all filter: %v", err)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -13,7 +14,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vpsctl/vpsctl/internal/testutil"
 	"golang.org/x/sys/unix"
 )
 
@@ -66,7 +66,7 @@ func checkNothingLeft(t *testing.T) {
 // (killing what is left in it) and testParent when t ends.
 func newGroup(t *testing.T, name string, newm func(rel string) (Manager, error)) Manager {
 	t.Helper()
-	testutil.RequireRoot(t)
+	requireRoot(t)
 	checkNothingLeft(t)
 	m, err := newm(testParent + "/" + name)
 	if err != nil {
@@ -199,4 +199,17 @@ func procState(pid int) string {
 		return ""
 	}
 	return string(b[i+2])
+}
+
+// newV2At returns the v2 Manager for rel in the cgroup2 tree mounted at
+// mountpoint (the hybrid host's /sys/fs/cgroup/unified, or a directory
+// standing in for one in tests).
+func newV2At(mountpoint, rel string) (Manager, error) {
+	if err := checkRel(rel); err != nil {
+		return nil, err
+	}
+	if !path.IsAbs(mountpoint) {
+		return nil, fmt.Errorf("cgroup2 mountpoint %q is not absolute: %w", mountpoint, ErrBadValue)
+	}
+	return newFS2(path.Clean(mountpoint), rel), nil
 }

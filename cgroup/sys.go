@@ -15,15 +15,6 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// ignoringEINTR retries fn while a signal interrupts it.
-func ignoringEINTR(fn func() error) error {
-	for {
-		if err := fn(); err != unix.EINTR {
-			return err
-		}
-	}
-}
-
 // readFile returns the content of dir/name without the trailing newline. Group files are
 // read and written with plain system calls (package sysfile): a boot touches some forty.
 func readFile(dir, name string) (string, error) {
@@ -99,8 +90,27 @@ var (
 	delegatedV2 = []string{"cgroup.procs", "cgroup.subtree_control", "cgroup.threads"}
 )
 
-// delegate chowns dir and its files to uid:gid.
-func delegate(dir string, files []string, uid, gid int) error {
+// A delegated cgroup2 group's own subtree is bounded: the kernel's defaults (no limit) would let
+// a tenant make groups until the host's memory for them runs out. A guest's systemd makes a few
+// groups per unit, a few levels deep: these leave it room many times over.
+const (
+	maxDescendants = 4096
+	maxDepth       = 16
+)
+
+// delegate chowns dir and the files that make a group delegated to uid:gid; a cgroup2 group
+// (v2) gets its bounds first (cgroup.max.descendants, cgroup.max.depth), files that stay
+// host-owned.
+func delegate(dir string, v2 bool, uid, gid int) error {
+	files := delegatedV1
+	if v2 {
+		files = delegatedV2
+		for f, v := range map[string]int{"cgroup.max.descendants": maxDescendants, "cgroup.max.depth": maxDepth} {
+			if err := writeFile(dir, f, strconv.Itoa(v)); err != nil {
+				return err
+			}
+		}
+	}
 	if err := os.Chown(dir, uid, gid); err != nil {
 		return err
 	}
@@ -205,7 +215,7 @@ func sortedKeys(m map[int]struct{}) []int {
 // kernel files, so rmdir(2) suffices.
 func removeTree(dir string, timeout time.Duration) error {
 	// The common case, a group with no subgroups and no tasks, is one rmdir: no walk.
-	switch err := ignoringEINTR(func() error { return unix.Rmdir(dir) }); err {
+	switch err := sysfile.Retry(func() error { return unix.Rmdir(dir) }); err {
 	case nil, unix.ENOENT:
 		return nil
 	}
@@ -216,7 +226,7 @@ func removeTree(dir string, timeout time.Duration) error {
 			return false, err
 		}
 		for _, d := range slices.Backward(dirs) {
-			switch err := ignoringEINTR(func() error { return unix.Rmdir(d) }); err {
+			switch err := sysfile.Retry(func() error { return unix.Rmdir(d) }); err {
 			case nil, unix.ENOENT:
 			case unix.EBUSY:
 				busy = d
@@ -239,7 +249,7 @@ func removeTree(dir string, timeout time.Duration) error {
 // process (not a member, skipped) or the pidfd's process is gone (ESRCH).
 func killMember(pid int, member func(pid int) bool) error {
 	var fd int
-	err := ignoringEINTR(func() (err error) { fd, err = unix.PidfdOpen(pid, 0); return err })
+	err := sysfile.Retry(func() (err error) { fd, err = unix.PidfdOpen(pid, 0); return err })
 	if err == unix.ESRCH {
 		return nil
 	}
@@ -250,7 +260,7 @@ func killMember(pid int, member func(pid int) bool) error {
 	if !member(pid) {
 		return nil
 	}
-	err = ignoringEINTR(func() error { return unix.PidfdSendSignal(fd, unix.SIGKILL, nil, 0) })
+	err = sysfile.Retry(func() error { return unix.PidfdSendSignal(fd, unix.SIGKILL, nil, 0) })
 	if err != nil && err != unix.ESRCH {
 		return os.NewSyscallError("pidfd_send_signal", err)
 	}

@@ -345,15 +345,6 @@ func ReadNSInodes(pid int) (NSInodes, error) {
 	return m, nil
 }
 
-// ThreadNSInodes returns the namespaces of the calling OS thread (/proc/thread-self/ns), all
-// seven types. For NSPid it reports pid_for_children, the one setns(2) switches and RunIn
-// restores. The answer is about the thread the goroutine runs on now: only meaningful on a
-// goroutine that holds runtime.LockOSThread (it locks for its own duration, so all entries
-// come from one thread).
-func ThreadNSInodes() (NSInodes, error) {
-	return effThreadInodes(effAllNS)
-}
-
 func effThreadInodes(ns NS) (NSInodes, error) {
 	runtime.LockOSThread() // nests with a caller's lock
 	defer runtime.UnlockOSThread()

@@ -17,7 +17,6 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/vpsctl/vpsctl/internal/testutil"
 	"github.com/vpsctl/vpsctl/uts"
 )
 
@@ -92,7 +91,7 @@ func effHostNS(t *testing.T) NSInodes {
 }
 
 func TestRunInHostname(t *testing.T) {
-	testutil.RequireRoot(t)
+	requireRoot(t)
 	target := effStartTarget(t, syscall.CLONE_NEWUTS|syscall.CLONE_NEWNET|syscall.CLONE_NEWIPC, "sleep", "30")
 	hostBefore, err := os.Hostname()
 	if err != nil {
@@ -120,7 +119,7 @@ func TestRunInHostname(t *testing.T) {
 }
 
 func TestRunInRestoresThread(t *testing.T) {
-	testutil.RequireRoot(t)
+	requireRoot(t)
 	target := effStartTarget(t, syscall.CLONE_NEWUTS|syscall.CLONE_NEWNET|syscall.CLONE_NEWIPC, "sleep", "30")
 	want, err := ReadNSInodes(target)
 	if err != nil {
@@ -135,7 +134,7 @@ func TestRunInRestoresThread(t *testing.T) {
 
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
-	before, err := ThreadNSInodes()
+	before, err := threadNSInodes()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -144,7 +143,7 @@ func TestRunInRestoresThread(t *testing.T) {
 	err = RunIn(target, NSUTS|NSNet|NSIPC, func() error {
 		tid = unix.Gettid()
 		var err error
-		inside, err = ThreadNSInodes()
+		inside, err = threadNSInodes()
 		return err
 	})
 	if err != nil {
@@ -163,7 +162,7 @@ func TestRunInRestoresThread(t *testing.T) {
 			t.Errorf("inside fn: %s namespace switched although not asked", ns)
 		}
 	}
-	after, err := ThreadNSInodes()
+	after, err := threadNSInodes()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -178,7 +177,7 @@ func TestRunInRestoresThread(t *testing.T) {
 // TestRunInIsolation runs many RunIn calls while other goroutines, locked and unlocked, keep
 // reading their thread's namespaces: none ever sees the target's.
 func TestRunInIsolation(t *testing.T) {
-	testutil.RequireRoot(t)
+	requireRoot(t)
 	target := effStartTarget(t, syscall.CLONE_NEWUTS|syscall.CLONE_NEWNET|syscall.CLONE_NEWIPC, "sleep", "30")
 	want, err := ReadNSInodes(target)
 	if err != nil {
@@ -196,7 +195,7 @@ func TestRunInIsolation(t *testing.T) {
 				defer runtime.UnlockOSThread()
 			}
 			for n := 0; n < 100000 && !stop.Load(); n++ {
-				m, err := ThreadNSInodes()
+				m, err := threadNSInodes()
 				if err != nil {
 					t.Error(err)
 					return
@@ -212,7 +211,7 @@ func TestRunInIsolation(t *testing.T) {
 	var inFn atomic.Int64
 	for i := 0; i < 300; i++ {
 		err := RunIn(target, NSUTS|NSNet|NSIPC, func() error {
-			m, err := ThreadNSInodes()
+			m, err := threadNSInodes()
 			if err == nil && m[NSNet] == want[NSNet] {
 				inFn.Add(1)
 			}
@@ -235,7 +234,7 @@ func TestRunInIsolation(t *testing.T) {
 }
 
 func TestRunInErrorAndPanicRestore(t *testing.T) {
-	testutil.RequireRoot(t)
+	requireRoot(t)
 	target := effStartTarget(t, syscall.CLONE_NEWUTS|syscall.CLONE_NEWNET|syscall.CLONE_NEWIPC, "sleep", "30")
 	host := effHostNS(t)
 
@@ -309,7 +308,7 @@ func TestReadNSInodesSelf(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	thread, err := ThreadNSInodes()
+	thread, err := threadNSInodes()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -328,7 +327,7 @@ func TestReadNSInodesSelf(t *testing.T) {
 }
 
 func TestRunInPid(t *testing.T) {
-	testutil.RequireRoot(t)
+	requireRoot(t)
 	target := effStartTarget(t, syscall.CLONE_NEWPID, "sleep", "30")
 	host := effHostNS(t)
 	var out []byte
@@ -356,7 +355,7 @@ func TestRunInPid(t *testing.T) {
 }
 
 func TestRunInMount(t *testing.T) {
-	testutil.RequireRoot(t)
+	requireRoot(t)
 	dir := t.TempDir()
 	tag := "vpsctl-effective-test-" + strconv.Itoa(os.Getpid())
 	// unshare(1) makes the new mount namespace's propagation private, so the tmpfs never
@@ -389,7 +388,7 @@ func TestRunInMount(t *testing.T) {
 	tid := 0
 	err = RunIn(target, NSMnt, func() error {
 		tid = unix.Gettid()
-		m, err := ThreadNSInodes()
+		m, err := threadNSInodes()
 		mnt = m[NSMnt]
 		if err != nil {
 			return err
@@ -479,7 +478,7 @@ func effMainThreadChild(targetPID string) {
 // moves to another thread, and the process's namespaces (the main thread's, for /proc/self/ns
 // and /proc/self/mountinfo) do not change even when that thread is left to die.
 func TestRunInNeverSwitchesMainThread(t *testing.T) {
-	testutil.RequireRoot(t)
+	requireRoot(t)
 	target := effStartTarget(t, syscall.CLONE_NEWUTS|syscall.CLONE_NEWNET, "sleep", "30")
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), effMainThreadEnv+"="+strconv.Itoa(target))
@@ -502,4 +501,13 @@ func TestRunInNeverSwitchesMainThread(t *testing.T) {
 	if got := strings.TrimSpace(string(out)); got != "main=false goexit=true gone=true same=true" {
 		t.Fatalf("child reports %q", got)
 	}
+}
+
+// threadNSInodes returns the namespaces of the calling OS thread (/proc/thread-self/ns), all
+// seven types. For NSPid it reports pid_for_children, the one setns(2) switches and RunIn
+// restores. The answer is about the thread the goroutine runs on now: only meaningful on a
+// goroutine that holds runtime.LockOSThread (it locks for its own duration, so all entries
+// come from one thread).
+func threadNSInodes() (NSInodes, error) {
+	return effThreadInodes(effAllNS)
 }

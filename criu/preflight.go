@@ -41,9 +41,6 @@ type Check struct {
 	Notes     []string // things worth knowing that do not
 }
 
-// OK reports whether nothing found stands in the way of Dump and Restore.
-func (c *Check) OK() bool { return c.CRIU != "" && !c.TooOld && len(c.Problems) == 0 }
-
 // Preflight finds criu ([Find]), runs `criu check` and `criu check --all`,
 // and probes the two host properties criu check does not report correctly:
 // whether hardware breakpoints fire, and whether soft-dirty tracking works.

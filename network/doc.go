@@ -35,8 +35,8 @@
 // does, and for IPv4 the kernel decides it by the interface a packet arrives
 // on: the routed host ends get net.ipv4.conf.vps<ID>.forwarding=1, so VPSs
 // reach each other over IPv4 with the host-wide switch off (rp_filter=1 on
-// the same ends keeps them from forging sources). IPv6 has no rp_filter, so
-// IPv6 forwarding stays the administrator's decision (host-wide, or
+// the same ends, and the source filter, keep them from forging sources). IPv6
+// forwarding stays the administrator's decision (host-wide, or
 // net.ipv6.conf.vps<ID>.force_forwarding on Linux 6.17 and later). VPS to the
 // world and LAN to VPS traffic comes back in through the uplink and needs the
 // host-wide switches: this package never changes net.ipv4.ip_forward or
@@ -64,8 +64,17 @@
 //     tenant must not steer the host's routing with router advertisements or
 //     redirects), rp_filter=1 and forwarding=1 on the routed host end, so the
 //     kernel forwards what a VPS sends to other VPSs but drops packets whose
-//     source is not one of its routed IPv4 addresses, as venet did. The kernel has no such filter for IPv6: IPv6 source
-//     spoofing by a routed VPS needs a netfilter rule (fib saddr . iif).
+//     source is not one of its routed IPv4 addresses, as venet did.
+//   - Source addresses are validated by vpsctl's own nftables table ("inet
+//     vpsctl", srcfilter.go), whatever the host's sysctls say: a packet that
+//     arrives on vps<ID> from a source that is not one of VPS ID's routed
+//     addresses (IPv4 or IPv6; link-local and unspecified sources excepted,
+//     for neighbour discovery) is dropped. AddIPs widens the filter before the
+//     address is routed, DelIPs narrows it before the route goes, Teardown
+//     removes it. rp_filter alone does not suffice: IPv6 has none, and the
+//     effective IPv4 value is the larger of the host's "all" and the
+//     interface's. Bridged interfaces are not filtered: a VPS with one is
+//     trusted with that L2 segment.
 //   - Work inside a VPS goes through netlink handles bound to its namespace
 //     (netlink.NewHandleAt), created on a thread that never returns to the
 //     scheduler, and never through a thread switched with setns(2).

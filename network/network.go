@@ -12,6 +12,8 @@ import (
 	"strings"
 
 	"github.com/vishvananda/netlink"
+	"github.com/vpsctl/vpsctl/container"
+	"github.com/vpsctl/vpsctl/internal/revert"
 	"golang.org/x/sys/unix"
 )
 
@@ -29,13 +31,13 @@ var (
 	venetGW6 = netip.MustParseAddr("fe80::1")
 )
 
-func linkAlias(id uint32, inside string) string {
+func linkAlias(id container.ID, inside string) string {
 	return aliasPrefix + strconv.FormatUint(uint64(id), 10) + ":" + inside
 }
 
 // ownedBy reports whether l is a host link this package created for VPS id,
 // by its alias, or by its MAC for one of the names inside given.
-func ownedBy(l netlink.Link, id uint32, names ...string) bool {
+func ownedBy(l netlink.Link, id container.ID, names ...string) bool {
 	if l.Type() != "veth" {
 		return false
 	}
@@ -94,7 +96,7 @@ func ForwardingEnabled() (v4, v6 bool) {
 // Warnings reports host settings that keep cfg's routed addresses from working
 // fully; this package never changes host-wide sysctls itself. Setup returns
 // them; call it after AddIPs too.
-func Warnings(id uint32, cfg Config) []string {
+func Warnings(id container.ID, cfg Config) []string {
 	var w []string
 	has4 := slices.ContainsFunc(cfg.IPs, func(p netip.Prefix) bool { return p.Addr().Is4() })
 	has6 := slices.ContainsFunc(cfg.IPs, func(p netip.Prefix) bool { return p.Addr().Is6() })
@@ -164,7 +166,7 @@ func HostAddrInUse(a netip.Addr) (bool, error) {
 // its network: loopback up, the routed addresses on venet0, the bridged
 // interfaces. On error it undoes everything it did. The warnings say which
 // host settings keep the network from working fully (see Warnings).
-func Setup(id uint32, initPID int, cfg Config) (warnings []string, err error) {
+func Setup(id container.ID, initPID int, cfg Config) (warnings []string, err error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -176,8 +178,8 @@ func Setup(id uint32, initPID int, cfg Config) (warnings []string, err error) {
 		return nil, err
 	}
 	defer v.Close()
-	var u undo
-	defer u.finish(&err)
+	var u revert.Steps
+	defer u.Finish(&err)
 
 	lo, err := v.h.LinkByName("lo")
 	if err != nil {
@@ -207,7 +209,7 @@ func Setup(id uint32, initPID int, cfg Config) (warnings []string, err error) {
 }
 
 // checkHostNames refuses two interfaces of one VPS with the same host end.
-func checkHostNames(id uint32, netifs []NetIf) error {
+func checkHostNames(id container.ID, netifs []NetIf) error {
 	seen := map[string]bool{HostIfName(id): true}
 	for _, n := range netifs {
 		h := n.hostName(id)
@@ -221,11 +223,12 @@ func checkHostNames(id uint32, netifs []NetIf) error {
 
 // Teardown removes what Setup, AddIPs and AddNetIf left on the host for VPS
 // id: its host links (found by alias, so interfaces added live count too; the
-// routes through them go with them) and the proxy ARP/NDP entries of cfg.IPs.
+// routes through them go with them), the proxy ARP/NDP entries of cfg.IPs and
+// its source filter (when it has routed addresses in cfg or a routed link).
 // It works whether or not the VPS's network namespace still exists (when it
 // is gone the kernel has removed, or is removing, the veth pairs, but proxy
 // entries stay) and is idempotent.
-func Teardown(id uint32, cfg Config) error {
+func Teardown(id container.ID, cfg Config) error {
 	names := []string{venetName}
 	for _, n := range cfg.NetIfs {
 		names = append(names, n.Name)
@@ -244,6 +247,15 @@ func Teardown(id uint32, cfg Config) error {
 			errs = append(errs, err)
 		}
 	}
+	// Only a VPS with routed addresses has a source filter; nft takes
+	// milliseconds, which a VPS without them does not pay.
+	routed := len(cfg.IPs) > 0 || slices.ContainsFunc(links, func(l netlink.Link) bool { return l.Attrs().Name == HostIfName(id) })
+	if routed {
+		if err := RemoveSourceFilter(id); err != nil && !errors.Is(err, ErrNoNftables) {
+			// Without nft no filter can have been set.
+			errs = append(errs, err)
+		}
+	}
 	for _, l := range links {
 		// The namespace's death may delete the pair under us.
 		if err := netlink.LinkDel(l); err != nil && !isNotFound(err) {
@@ -254,9 +266,10 @@ func Teardown(id uint32, cfg Config) error {
 }
 
 // AddIPs adds routed addresses to a running VPS, creating venet0 if it has
-// none. An address the VPS already has is left alone; one held by the host or
+// none, and lets the VPS send from them (SetSourceFilter, before the first
+// route exists). An address the VPS already has is left alone; one held by the host or
 // routed elsewhere is ErrIPInUse. On error nothing is changed.
-func AddIPs(id uint32, initPID int, ips []netip.Prefix) (err error) {
+func AddIPs(id container.ID, initPID int, ips []netip.Prefix) (err error) {
 	if err := (Config{IPs: ips}).Validate(); err != nil {
 		return err
 	}
@@ -265,19 +278,20 @@ func AddIPs(id uint32, initPID int, ips []netip.Prefix) (err error) {
 		return err
 	}
 	defer v.Close()
-	var u undo
-	defer u.finish(&err)
+	var u revert.Steps
+	defer u.Finish(&err)
 	if err := addIPs(v, id, ips, &u); err != nil {
 		return err
 	}
 	return venetDefaults(v, id)
 }
 
-// DelIPs removes routed addresses from a running VPS: the host route, the
+// DelIPs removes routed addresses from a running VPS: the source filter's
+// entries (first), the host route, the
 // proxy entries, the address on venet0, and the default route of a family
 // that has no address left. An address the VPS does not have is ErrNotFound,
 // and then nothing is changed.
-func DelIPs(id uint32, initPID int, ips []netip.Prefix) error {
+func DelIPs(id container.ID, initPID int, ips []netip.Prefix) error {
 	if err := (Config{IPs: ips}).Validate(); err != nil {
 		return err
 	}
@@ -309,6 +323,18 @@ func DelIPs(id uint32, initPID int, ips []netip.Prefix) error {
 			return fmt.Errorf("ip %s is not an address of VPS %d: %w", a, id, ErrNotFound)
 		}
 	}
+	// The source filter first: should a later step fail, the VPS may not send
+	// from an address it is losing, which errs on the safe side.
+	routed, err := routedAddrs(hostIdx)
+	if err != nil {
+		return err
+	}
+	remaining := slices.DeleteFunc(routed, func(a netip.Addr) bool {
+		return slices.ContainsFunc(ips, func(p netip.Prefix) bool { return p.Addr().Unmap() == a })
+	})
+	if err := SetSourceFilter(id, remaining); err != nil {
+		return err
+	}
 	var errs []error
 	for _, p := range ips {
 		hp := hostPrefix(p.Addr())
@@ -335,7 +361,7 @@ func DelIPs(id uint32, initPID int, ips []netip.Prefix) error {
 // AddNetIf adds a bridged interface to a running VPS. A gateway it names
 // replaces the VPS's default route of that family. On error nothing is
 // changed.
-func AddNetIf(id uint32, initPID int, n NetIf) (err error) {
+func AddNetIf(id container.ID, initPID int, n NetIf) (err error) {
 	if err := n.Validate(); err != nil {
 		return err
 	}
@@ -354,8 +380,8 @@ func AddNetIf(id uint32, initPID int, n NetIf) (err error) {
 			_ = venetDefaults(v, id)
 		}
 	}()
-	var u undo
-	defer u.finish(&err)
+	var u revert.Steps
+	defer u.Finish(&err)
 	return addNetIf(v, id, n, &u)
 }
 
@@ -363,7 +389,7 @@ func AddNetIf(id uint32, initPID int, n NetIf) (err error) {
 // VPS, found by the alias of its host end. If a default route went with it,
 // venet0's comes back. initPID is used only for that: the pair is found on
 // the host, where the tenant cannot rename it.
-func DelNetIf(id uint32, initPID int, name string) error {
+func DelNetIf(id container.ID, initPID int, name string) error {
 	if !validIfName(name) || name == venetName || name == "lo" {
 		return fmt.Errorf("interface name %q: %w", name, ErrBadNetIf)
 	}
@@ -450,7 +476,7 @@ func Links(initPID int) ([]LinkInfo, error) {
 }
 
 // ownHostLinks lists the host links created for VPS id (see ownedBy).
-func ownHostLinks(id uint32, names ...string) ([]netlink.Link, error) {
+func ownHostLinks(id container.ID, names ...string) ([]netlink.Link, error) {
 	all, err := dump(netlink.LinkList)
 	if err != nil {
 		return nil, fmt.Errorf("list host interfaces: %w", err)
@@ -480,10 +506,39 @@ func routeOwner(a netip.Addr) (linkIndex int, found bool, err error) {
 	return routes[0].LinkIndex, true, nil
 }
 
+// routedAddrs returns the addresses the host routes to the routed host end
+// whose index is hostIdx (none for -1): its /32 and /128 routes in the main
+// table. The host's routing table, not the VPS's venet0 (which the tenant may
+// change), says which addresses are a VPS's.
+func routedAddrs(hostIdx int) ([]netip.Addr, error) {
+	if hostIdx < 0 {
+		return nil, nil
+	}
+	routes, err := dump(func() ([]netlink.Route, error) {
+		return netlink.RouteListFiltered(netlink.FAMILY_ALL,
+			&netlink.Route{LinkIndex: hostIdx, Table: unix.RT_TABLE_MAIN}, netlink.RT_FILTER_OIF|netlink.RT_FILTER_TABLE)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list routes through interface %d: %w", hostIdx, err)
+	}
+	var out []netip.Addr
+	for _, r := range routes {
+		if r.Dst == nil {
+			continue
+		}
+		a, ok := toAddr(r.Dst.IP)
+		ones, bits := r.Dst.Mask.Size()
+		if ok && ones == bits && ones == a.BitLen() && !a.IsLinkLocalUnicast() {
+			out = append(out, a)
+		}
+	}
+	return out, nil
+}
+
 // venetPair finds VPS id's routed pair: nil links if there is none.
 // A host end not made by this package, or a venet0 that is not its peer
 // (one the tenant made, say), is ErrExists.
-func venetPair(v *vpsNetns, id uint32) (host, inside netlink.Link, err error) {
+func venetPair(v *vpsNetns, id container.ID) (host, inside netlink.Link, err error) {
 	name := HostIfName(id)
 	host, err = netlink.LinkByName(name)
 	if isNotFound(err) {
@@ -510,7 +565,7 @@ func venetPair(v *vpsNetns, id uint32) (host, inside netlink.Link, err error) {
 // newVeth creates a veth pair: host end hostName on the host, the other end
 // inside v named inside. Creating the peer directly in the VPS's namespace
 // (IFLA_NET_NS_FD) means its name never has to be free on the host.
-func newVeth(v *vpsNetns, id uint32, hostName, inside string, insideMAC net.HardwareAddr, u *undo) (*netlink.Veth, error) {
+func newVeth(v *vpsNetns, id container.ID, hostName, inside string, insideMAC net.HardwareAddr, u *revert.Steps) (*netlink.Veth, error) {
 	attrs := netlink.NewLinkAttrs()
 	attrs.Name = hostName
 	attrs.HardwareAddr = hostMAC(id, inside)
@@ -524,7 +579,7 @@ func newVeth(v *vpsNetns, id uint32, hostName, inside string, insideMAC net.Hard
 		}
 		return nil, fmt.Errorf("create veth %s (host) / %s (VPS %d): %w", hostName, inside, id, err)
 	}
-	u.add(func() error {
+	u.AddErr(func() error {
 		if err := netlink.LinkDel(veth); err != nil && !isNotFound(err) {
 			return fmt.Errorf("delete host interface %s: %w", hostName, err)
 		}
@@ -545,9 +600,9 @@ func newVeth(v *vpsNetns, id uint32, hostName, inside string, insideMAC net.Hard
 // decides it by the input interface (IN_DEV_FORWARD in ip_route_input_slow),
 // so VPS to VPS traffic works without net.ipv4.ip_forward, which replies from
 // other networks still need (see Warnings). IPv6 has force_forwarding (Linux
-// 6.17) but no rp_filter: forwarding a routed VPS's IPv6 packets would let it
-// send other VPSs packets with forged sources, so that stays the host-wide
-// switch's decision.
+// 6.17) but no rp_filter; the source filter (srcfilter.go) now drops forged
+// IPv6 sources, but turning IPv6 forwarding on stays the administrator's
+// decision, as it was.
 func configureHostEnd(name string, routed bool) error {
 	set := [][2]string{{"net/ipv4/conf/" + name + "/accept_redirects", "0"}}
 	if routed {
@@ -571,7 +626,7 @@ func configureHostEnd(name string, routed bool) error {
 // vpsForwarding reports whether the routed host end of VPS id forwards what
 // the VPS sends, for IPv4 and IPv6 (force_forwarding, which an administrator
 // may set; this package does not).
-func vpsForwarding(id uint32) (v4, v6 bool) {
+func vpsForwarding(id container.ID) (v4, v6 bool) {
 	s, err := hostSysctl("net/ipv4/conf/" + HostIfName(id) + "/forwarding")
 	v4 = err == nil && s == "1"
 	s, err = hostSysctl("net/ipv6/conf/" + HostIfName(id) + "/force_forwarding")
@@ -581,7 +636,7 @@ func vpsForwarding(id uint32) (v4, v6 bool) {
 
 // ensureVenet returns VPS id's routed pair, creating and configuring it if
 // there is none.
-func ensureVenet(v *vpsNetns, id uint32, u *undo) (host, inside netlink.Link, err error) {
+func ensureVenet(v *vpsNetns, id container.ID, u *revert.Steps) (host, inside netlink.Link, err error) {
 	host, inside, err = venetPair(v, id)
 	if err != nil || host != nil {
 		return host, inside, err
@@ -610,7 +665,7 @@ func ensureVenet(v *vpsNetns, id uint32, u *undo) (host, inside netlink.Link, er
 }
 
 // addIPs puts routed addresses on VPS id (see AddIPs), recording undo steps.
-func addIPs(v *vpsNetns, id uint32, ips []netip.Prefix, u *undo) error {
+func addIPs(v *vpsNetns, id container.ID, ips []netip.Prefix, u *revert.Steps) error {
 	// Refuse addresses in use before creating anything.
 	hostIdx := -1
 	if l, err := netlink.LinkByName(HostIfName(id)); err == nil && ownedBy(l, id, venetName) {
@@ -633,6 +688,25 @@ func addIPs(v *vpsNetns, id uint32, ips []netip.Prefix, u *undo) error {
 			return fmt.Errorf("ip %s: held by the host: %w", a, ErrIPInUse)
 		}
 	}
+	// The source filter first: it matches the interface by name, so it is in
+	// place before the interface exists or the VPS can send from a new address.
+	prev, err := routedAddrs(hostIdx)
+	if err != nil {
+		return err
+	}
+	next := slices.Clone(prev)
+	for _, p := range ips {
+		next = append(next, p.Addr())
+	}
+	if err := SetSourceFilter(id, next); err != nil {
+		return err
+	}
+	u.AddErr(func() error {
+		if hostIdx < 0 {
+			return RemoveSourceFilter(id)
+		}
+		return SetSourceFilter(id, prev)
+	})
 	host, inside, err := ensureVenet(v, id, u)
 	if err != nil {
 		return err
@@ -658,7 +732,7 @@ func addIPs(v *vpsNetns, id uint32, ips []netip.Prefix, u *undo) error {
 
 // addVenetIP routes a to the VPS: the address on venet0, the host route, and
 // proxy entries where a lies in a subnet of a host interface.
-func addVenetIP(v *vpsNetns, id uint32, host, inside netlink.Link, a netip.Addr, subnets []subnet, u *undo) error {
+func addVenetIP(v *vpsNetns, id container.ID, host, inside netlink.Link, a netip.Addr, subnets []subnet, u *revert.Steps) error {
 	hp := hostPrefix(a)
 	addr := &netlink.Addr{IPNet: ipNet(hp)}
 	if a.Is6() {
@@ -667,7 +741,7 @@ func addVenetIP(v *vpsNetns, id uint32, host, inside netlink.Link, a netip.Addr,
 		addr.Flags = unix.IFA_F_NODAD
 	}
 	if err := v.h.AddrAdd(inside, addr); err == nil {
-		u.add(func() error {
+		u.AddErr(func() error {
 			if err := v.h.AddrDel(inside, addr); err != nil && !isNotFound(err) {
 				return fmt.Errorf("delete %s from venet0 of VPS %d: %w", hp, id, err)
 			}
@@ -681,7 +755,7 @@ func addVenetIP(v *vpsNetns, id uint32, host, inside netlink.Link, a netip.Addr,
 		r.Scope = netlink.SCOPE_LINK
 	}
 	if err := netlink.RouteAdd(r); err == nil {
-		u.add(func() error {
+		u.AddErr(func() error {
 			if err := netlink.RouteDel(r); err != nil && !isNotFound(err) {
 				return fmt.Errorf("delete route to %s: %w", hp, err)
 			}
@@ -698,7 +772,7 @@ func addVenetIP(v *vpsNetns, id uint32, host, inside netlink.Link, a netip.Addr,
 	for _, s := range proxyTargets(a, subnets) {
 		n := &netlink.Neigh{LinkIndex: s.link, Family: family(a), Flags: netlink.NTF_PROXY, IP: net.IP(a.AsSlice())}
 		if err := netlink.NeighAdd(n); err == nil {
-			u.add(func() error {
+			u.AddErr(func() error {
 				if err := netlink.NeighDel(n); err != nil && !isNotFound(err) {
 					return fmt.Errorf("delete proxy entry %s on %s: %w", a, s.name, err)
 				}
@@ -737,7 +811,7 @@ func venetGateway(v *vpsNetns, host, inside netlink.Link, fam int) error {
 // one per family that has an address, unless the VPS has a default route of
 // that family already (a bridged interface's gateway wins), and none for a
 // family without addresses. A VPS without venet0 is left alone.
-func venetDefaults(v *vpsNetns, id uint32) error {
+func venetDefaults(v *vpsNetns, id container.ID) error {
 	host, inside, err := venetPair(v, id)
 	if err != nil || host == nil {
 		return err
@@ -791,7 +865,7 @@ func venetDefaults(v *vpsNetns, id uint32) error {
 
 // addNetIf creates bridged interface n of VPS id (see AddNetIf), recording
 // undo steps.
-func addNetIf(v *vpsNetns, id uint32, n NetIf, u *undo) error {
+func addNetIf(v *vpsNetns, id container.ID, n NetIf, u *revert.Steps) error {
 	var br netlink.Link
 	if n.Bridge != "" {
 		var err error

@@ -19,7 +19,7 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
-	"github.com/vpsctl/vpsctl/internal/testutil"
+	"github.com/vpsctl/vpsctl/container"
 )
 
 // Test traffic goes only to these, inside namespaces the tests make.
@@ -32,7 +32,9 @@ func inTestNets(a netip.Addr) bool { return testNet4.Contains(a) || testNet6.Con
 
 // testID is a VPS ID unique to this test process: 10 digits, so the long
 // forms of the interface names are exercised too.
-func testID(k uint32) uint32 { return 4_000_000_000 + uint32(os.Getpid())*10 + k }
+func testID(k container.ID) container.ID {
+	return 4_000_000_000 + container.ID(os.Getpid())*10 + k
+}
 
 // testName names a test object after the test process.
 func testName(kind string) string { return "vt" + kind + strconv.Itoa(os.Getpid()) }
@@ -85,7 +87,7 @@ func guardTestNets(t *testing.T) {
 // snapshot lists the host objects a VPS's network could leave behind: links
 // made for the test IDs, routes, addresses, proxy and neighbour entries
 // touching the test networks or 169.254.0.0/16, and default routes.
-func snapshot(t *testing.T, ids ...uint32) string {
+func snapshot(t *testing.T, ids ...container.ID) string {
 	t.Helper()
 	relevant := func(ip net.IP) bool {
 		a, ok := toAddr(ip)
@@ -136,7 +138,7 @@ func snapshot(t *testing.T, ids ...uint32) string {
 	return strings.Join(lines, "\n")
 }
 
-func checkSnapshot(t *testing.T, what, before string, ids ...uint32) {
+func checkSnapshot(t *testing.T, what, before string, ids ...container.ID) {
 	t.Helper()
 	if after := snapshot(t, ids...); after != before {
 		t.Errorf("%s left things behind:\nbefore:\n%s\nafter:\n%s", what, before, after)
@@ -273,7 +275,7 @@ func defaultRoute(t *testing.T, h *netlink.Handle, fam int) *netlink.Route {
 }
 
 func TestHostAddrInUse(t *testing.T) {
-	testutil.RequireRoot(t)
+	requireRoot(t)
 	if in, err := HostAddrInUse(netip.MustParseAddr("127.0.0.1")); err != nil || !in {
 		t.Errorf("HostAddrInUse(127.0.0.1) = %v, %v", in, err)
 	}
@@ -286,7 +288,7 @@ func TestHostAddrInUse(t *testing.T) {
 }
 
 func TestSetupRefusesHostNetns(t *testing.T) {
-	testutil.RequireRoot(t)
+	requireRoot(t)
 	before := snapshot(t, testID(9))
 	_, err := Setup(testID(9), os.Getpid(), Config{IPs: []netip.Prefix{mustIP(t, "198.18.0.29")}})
 	if !errors.Is(err, errHostNetns) {
@@ -296,7 +298,7 @@ func TestSetupRefusesHostNetns(t *testing.T) {
 }
 
 func TestRouted(t *testing.T) {
-	testutil.RequireRoot(t)
+	requireRoot(t)
 	guardTestNets(t)
 	id := testID(1)
 	vps := fakeVPS(t)
@@ -390,7 +392,7 @@ func TestRouted(t *testing.T) {
 }
 
 func TestLiveIPs(t *testing.T) {
-	testutil.RequireRoot(t)
+	requireRoot(t)
 	guardTestNets(t)
 	id := testID(3)
 	vps := fakeVPS(t)
@@ -457,7 +459,7 @@ func TestLiveIPs(t *testing.T) {
 }
 
 func TestVPSToVPS(t *testing.T) {
-	testutil.RequireRoot(t)
+	requireRoot(t)
 	guardTestNets(t)
 	idA, idB := testID(4), testID(5)
 	vpsA, vpsB := fakeVPS(t), fakeVPS(t)
@@ -465,7 +467,7 @@ func TestVPSToVPS(t *testing.T) {
 	cfgA := Config{IPs: []netip.Prefix{mustIP(t, "198.18.0.24"), mustIP(t, "fd42:1::24")}}
 	cfgB := Config{IPs: []netip.Prefix{mustIP(t, "198.18.0.25"), mustIP(t, "fd42:1::25")}}
 	for _, s := range []struct {
-		id  uint32
+		id  container.ID
 		pid int
 		cfg Config
 	}{{idA, vpsA.Pid, cfgA}, {idB, vpsB.Pid, cfgB}} {
@@ -476,7 +478,7 @@ func TestVPSToVPS(t *testing.T) {
 	}
 	// IPv4: the routed host ends forward what their VPS sends (net.ipv4.ip_forward stays as it
 	// is; writing it would reset every interface's forwarding).
-	for _, id := range []uint32{idA, idB} {
+	for _, id := range []container.ID{idA, idB} {
 		if v4, _ := vpsForwarding(id); !v4 {
 			t.Errorf("net.ipv4.conf.%s.forwarding is off", HostIfName(id))
 		}
@@ -507,7 +509,7 @@ func TestVPSToVPS(t *testing.T) {
 		}
 	}
 	for _, s := range []struct {
-		id  uint32
+		id  container.ID
 		cfg Config
 	}{{idA, cfgA}, {idB, cfgB}} {
 		if err := Teardown(s.id, s.cfg); err != nil {
@@ -552,7 +554,7 @@ func hasProxy(t *testing.T, link int, a netip.Addr) bool {
 }
 
 func TestBridged(t *testing.T) {
-	testutil.RequireRoot(t)
+	requireRoot(t)
 	guardTestNets(t)
 	br := testBridge(t, "br")
 	id := testID(6)
@@ -640,7 +642,7 @@ func TestBridged(t *testing.T) {
 // After the VPS died its veth pairs go with its namespace, but proxy entries
 // stay on the host until Teardown.
 func TestTeardownAfterDeath(t *testing.T) {
-	testutil.RequireRoot(t)
+	requireRoot(t)
 	guardTestNets(t)
 	br := testBridge(t, "bk")
 	id := testID(7)
@@ -670,7 +672,7 @@ func TestTeardownAfterDeath(t *testing.T) {
 }
 
 func TestSetupFailureLeavesNothing(t *testing.T) {
-	testutil.RequireRoot(t)
+	requireRoot(t)
 	guardTestNets(t)
 	id := testID(8)
 	vps := fakeVPS(t)

@@ -10,6 +10,8 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+
+	"github.com/vpsctl/vpsctl/container"
 )
 
 // Conditions callers branch on; always returned wrapped with context.
@@ -47,7 +49,7 @@ const (
 
 // HostIfName is the name of the host end of a VPS's routed (venet) veth pair:
 // "vps" and the ID in decimal, at most 13 bytes, so it fits IFNAMSIZ for any ID.
-func HostIfName(id uint32) string {
+func HostIfName(id container.ID) string {
 	return "vps" + strconv.FormatUint(uint64(id), 10)
 }
 
@@ -57,7 +59,7 @@ func HostIfName(id uint32) string {
 // 13 characters of a hash of both. The two forms differ in their second
 // letter, digit-only suffixes come only from eth<N>, so distinct (id, name)
 // pairs get distinct names.
-func vethHostName(id uint32, name string) string {
+func vethHostName(id container.ID, name string) string {
 	suffix := name
 	if rest, ok := strings.CutPrefix(name, "eth"); ok && allDigits(rest) {
 		suffix = rest
@@ -76,7 +78,7 @@ func vethHostName(id uint32, name string) string {
 // vpsMAC is the default MAC address of interface name inside VPS id: stable
 // across restarts (so DHCP leases and the LAN's ARP caches stay valid), unicast
 // and locally administered.
-func vpsMAC(id uint32, name string) net.HardwareAddr {
+func vpsMAC(id container.ID, name string) net.HardwareAddr {
 	sum := idHash(id, "mac", name)
 	mac := net.HardwareAddr(sum[:6])
 	mac[0] = mac[0]&^0x01 | 0x02
@@ -87,19 +89,19 @@ func vpsMAC(id uint32, name string) net.HardwareAddr {
 // It starts with 0xfe, as libvirt's tap devices do: a Linux bridge takes the
 // lowest MAC of its ports as its own unless one is set, so a high one keeps a
 // VPS's host end from changing the bridge's address when it joins.
-func hostMAC(id uint32, name string) net.HardwareAddr {
+func hostMAC(id container.ID, name string) net.HardwareAddr {
 	sum := idHash(id, "host-mac", name)
 	mac := net.HardwareAddr(sum[:6])
 	mac[0] = 0xfe
 	return mac
 }
 
-func idHash(id uint32, purpose, name string) [32]byte {
+func idHash(id container.ID, purpose, name string) [32]byte {
 	b := make([]byte, 0, 64)
 	b = append(b, "vpsctl\x00"...)
 	b = append(b, purpose...)
 	b = append(b, 0)
-	b = binary.BigEndian.AppendUint32(b, id)
+	b = binary.BigEndian.AppendUint32(b, uint32(id))
 	b = append(b, name...)
 	return sha256.Sum256(b)
 }
@@ -364,7 +366,7 @@ func (n NetIf) Validate() error {
 }
 
 // hostName is the name of n's host end for VPS id.
-func (n NetIf) hostName(id uint32) string {
+func (n NetIf) hostName(id container.ID) string {
 	if n.HostName != "" {
 		return n.HostName
 	}
@@ -372,7 +374,7 @@ func (n NetIf) hostName(id uint32) string {
 }
 
 // mac is the MAC address of n inside VPS id.
-func (n NetIf) mac(id uint32) net.HardwareAddr {
+func (n NetIf) mac(id container.ID) net.HardwareAddr {
 	if len(n.MAC) > 0 {
 		return n.MAC
 	}

@@ -7,6 +7,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/vpsctl/vpsctl/container"
 )
 
 var parseIPCases = []struct {
@@ -193,7 +195,7 @@ func FuzzParseNetIf(f *testing.F) {
 }
 
 func TestNames(t *testing.T) {
-	for _, id := range []uint32{0, 101, 99999, math.MaxUint32} {
+	for _, id := range []container.ID{0, 101, 99999, math.MaxUint32} {
 		if h := HostIfName(id); len(h) > maxIfName || !validIfName(h) {
 			t.Errorf("HostIfName(%d) = %q", id, h)
 		}

@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/vpsctl/vpsctl/internal/sysfile"
 	"golang.org/x/sys/unix"
 )
 
@@ -97,7 +98,7 @@ func openEtc(root int) (int, error) {
 	}
 	// mkdirat(2) does not follow a symlink in the last component: if etc
 	// is a dangling one, this fails with EEXIST and the open below fails.
-	err = ignoringEINTR(func() error { return unix.Mkdirat(root, "etc", 0o755) })
+	err = sysfile.Retry(func() error { return unix.Mkdirat(root, "etc", 0o755) })
 	if err != nil && err != unix.EEXIST {
 		return -1, err
 	}
@@ -167,7 +168,7 @@ func replaceAt(dir int, name string, content []byte, path string) (err error) {
 	defer func() {
 		f.Close()
 		if err != nil {
-			_ = ignoringEINTR(func() error { return unix.Unlinkat(dir, tmp, 0) })
+			_ = sysfile.Retry(func() error { return unix.Unlinkat(dir, tmp, 0) })
 		}
 	}()
 	if err := unix.Fchown(fd, int(st.Uid), int(st.Gid)); err != nil {
@@ -181,7 +182,7 @@ func replaceAt(dir int, name string, content []byte, path string) (err error) {
 	if _, err := f.Write(content); err != nil {
 		return err
 	}
-	if err := ignoringEINTR(func() error { return unix.Renameat(dir, tmp, dir, name) }); err != nil {
+	if err := sysfile.Retry(func() error { return unix.Renameat(dir, tmp, dir, name) }); err != nil {
 		return &os.PathError{Op: "rename", Path: path, Err: err}
 	}
 	return nil
@@ -191,7 +192,7 @@ func replaceAt(dir int, name string, content []byte, path string) (err error) {
 func openat2(dirfd int, path string, flags int, mode uint32, resolve uint64) (int, error) {
 	how := &unix.OpenHow{Flags: uint64(flags), Mode: uint64(mode), Resolve: resolve}
 	fd := -1
-	err := ignoringEINTR(func() (err error) {
+	err := sysfile.Retry(func() (err error) {
 		fd, err = unix.Openat2(dirfd, path, how)
 		return err
 	})

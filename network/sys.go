@@ -14,47 +14,6 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// undo records how to reverse each step of a multi-step change, so that a
-// failure part-way leaves nothing behind (incus shared/revert). Steps run in
-// reverse order.
-type undo []func() error
-
-func (u *undo) add(f func() error) { *u = append(*u, f) }
-
-// rollback runs the recorded steps, newest first, and returns their errors.
-func (u *undo) rollback() error {
-	var errs []error
-	for i := len(*u) - 1; i >= 0; i-- {
-		if err := (*u)[i](); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	*u = nil
-	return errors.Join(errs...)
-}
-
-// finish rolls u back when *err is set, and adds what the rollback failed to
-// undo to *err. Use as: defer u.finish(&err).
-func (u *undo) finish(err *error) {
-	if *err == nil {
-		return
-	}
-	if rerr := u.rollback(); rerr != nil {
-		*err = fmt.Errorf("%w (undoing: %w)", *err, rerr)
-	}
-}
-
-// ignoringEINTR retries f while it fails with EINTR, a bounded number of times.
-func ignoringEINTR(f func() error) error {
-	var err error
-	for range 100 {
-		if err = f(); err != unix.EINTR {
-			return err
-		}
-	}
-	return err
-}
-
 // dump retries a netlink dump that the kernel interrupted because the table
 // changed under it (NLM_F_DUMP_INTR), which would give a partial list.
 func dump[T any](f func() (T, error)) (T, error) {
@@ -85,7 +44,7 @@ func openNetns(pid int) (*vpsNetns, error) {
 	}
 	path := "/proc/" + strconv.Itoa(pid) + "/ns/net"
 	var fd int
-	err := ignoringEINTR(func() (err error) {
+	err := sysfile.Retry(func() (err error) {
 		fd, err = unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
 		return err
 	})

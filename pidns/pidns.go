@@ -276,31 +276,6 @@ func ToVPS(init, p HostPID) (VPSPID, error) {
 	return VPSPID(st.NSpid[v.level]), nil
 }
 
-// ToHost translates PID pid of the VPS whose init is init into a host PID, scanning /proc. It
-// fails with ErrNotInVPS when no process of the VPS has that PID.
-func ToHost(init HostPID, pid VPSPID) (HostPID, error) {
-	v, err := openVPS(init)
-	if err != nil {
-		return 0, err
-	}
-	if pid == 1 {
-		return init, nil
-	}
-	var found HostPID
-	err = v.scan(func(st Status) bool { return st.NSpid[v.level] == int(pid) },
-		func(d procDir, st Status) bool {
-			found = d.pid
-			return false
-		})
-	if err != nil {
-		return 0, err
-	}
-	if found == 0 {
-		return 0, fmt.Errorf("PID %d, VPS init %d: %w", pid, init, ErrNotInVPS)
-	}
-	return found, nil
-}
-
 // List returns every process in the VPS's PID namespace and in namespaces nested in it, sorted
 // by VPS PID, so the first is the VPS's init (VPS PID 1). A process nested deeper is listed
 // with its PID at the VPS's level.
@@ -383,16 +358,4 @@ func (v *vps) visit(pid HostPID, pre func(Status) bool, found func(procDir, Stat
 		return true, nil
 	}
 	return found(d, st), nil
-}
-
-// PidNSInode returns the inode number of the PID namespace of process pid (what
-// readlink /proc/PID/ns/pid shows as pid:[INODE]).
-func PidNSInode(pid HostPID) (uint64, error) {
-	d, err := openProc(pid)
-	if err != nil {
-		return 0, err
-	}
-	defer d.close()
-	ns, err := d.pidNS()
-	return ns.ino, err
 }

@@ -3,7 +3,6 @@ package pidns
 import (
 	"errors"
 	"fmt"
-	"os"
 	"strconv"
 	"strings"
 )
@@ -153,19 +152,4 @@ func unescapeName(s string) string {
 		b.WriteByte(s[i])
 	}
 	return b.String()
-}
-
-// ReadStatus reads and parses /proc/PID/status. A process that does not exist (or exits while
-// being read) gives an error wrapping os.ErrNotExist.
-func ReadStatus(pid HostPID) (Status, error) {
-	path := "/proc/" + strconv.Itoa(int(pid)) + "/status"
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return Status{}, gone(err)
-	}
-	s, err := ParseStatus(string(b))
-	if err != nil {
-		return Status{}, fmt.Errorf("%s: %w", path, err)
-	}
-	return s, nil
 }

@@ -48,7 +48,7 @@ func TestParseStatus(t *testing.T) {
 }
 
 func TestReadStatusSelf(t *testing.T) {
-	s, err := ReadStatus(HostPID(os.Getpid()))
+	s, err := readStatus(HostPID(os.Getpid()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -56,7 +56,7 @@ func TestReadStatusSelf(t *testing.T) {
 		t.Errorf("self status %+v", s)
 	}
 	// PID_MAX_LIMIT is 4194304: a PID above it never exists.
-	if _, err := ReadStatus(5000000); !errors.Is(err, os.ErrNotExist) {
+	if _, err := readStatus(5000000); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("missing process: %v", err)
 	}
 }

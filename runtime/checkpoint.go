@@ -7,19 +7,19 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"log"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"slices"
 	"strconv"
-	"strings"
-	"syscall"
 	"time"
+
+	"github.com/moby/sys/mountinfo"
 
 	"github.com/vpsctl/vpsctl/cgroup"
 	"github.com/vpsctl/vpsctl/container"
 	"github.com/vpsctl/vpsctl/criu"
+	"github.com/vpsctl/vpsctl/internal/proc"
+	"github.com/vpsctl/vpsctl/internal/spec"
+	"github.com/vpsctl/vpsctl/monitor"
 	"github.com/vpsctl/vpsctl/network"
 	"github.com/vpsctl/vpsctl/store"
 	"golang.org/x/sys/unix"
@@ -38,41 +38,24 @@ import (
 // The restored init becomes the monitor's child (the monitor is a child subreaper), so in-VPS
 // reboot and poweroff behave as after a normal start.
 
-// ErrNoCheckpoint reports a missing or unusable image directory.
-var ErrNoCheckpoint = fmt.Errorf("no usable checkpoint: %w", ErrBadValue)
-
-// checkpointMeta is written next to the images.
-type checkpointMeta struct {
-	ID        uint32    `json:"id"`
-	Time      time.Time `json:"time"`
-	TTY       string    `json:"tty"` // the console's --external key at dump time
-	Hostname  string    `json:"hostname"`
-	IDMap     string    `json:"idmap"`
-	Bytes     int64     `json:"bytes"`
-	Seconds   float64   `json:"seconds"`
-	Running   bool      `json:"left_running"`
-	CRIU      string    `json:"criu"`
-	InitVPSID int       `json:"init_vps_pid"`
-}
-
 // CheckpointResult reports a dump.
 type CheckpointResult struct {
-	ID          uint32  `json:"id"`
-	Dir         string  `json:"dir"`
-	Bytes       int64   `json:"bytes"`
-	Seconds     float64 `json:"seconds"`
-	LeftRunning bool    `json:"left_running"`
+	ID          container.ID `json:"id"`
+	Dir         string       `json:"dir"`
+	Bytes       int64        `json:"bytes"`
+	Seconds     float64      `json:"seconds"`
+	LeftRunning bool         `json:"left_running"`
 }
 
 // DefaultCheckpointDir is where a VPS's checkpoint goes unless --dir says otherwise.
 func (r *Runtime) DefaultCheckpointDir(id container.ID) string {
-	return r.St.Path(uint32(id), "checkpoint")
+	return r.St.Path(id, "checkpoint")
 }
 
 // Checkpoint dumps running VPS id with CRIU into dir (default: inside its state) and, unless
 // leaveRunning, stops it. A failed dump leaves the VPS running and any earlier image untouched.
-func (r *Runtime) Checkpoint(id container.ID, dir string, leaveRunning bool, progress io.Writer) (*CheckpointResult, error) {
-	lk, err := r.St.LockVPS(uint32(id), "checkpoint")
+func (r *Runtime) Checkpoint(ctx context.Context, id container.ID, dir string, leaveRunning bool, progress io.Writer) (*CheckpointResult, error) {
+	lk, err := r.St.LockVPS(ctx, id, "checkpoint")
 	if err != nil {
 		return nil, err
 	}
@@ -92,7 +75,7 @@ func (r *Runtime) Checkpoint(id container.ID, dir string, leaveRunning bool, pro
 		return nil, err
 	}
 	if s.Suspended {
-		cg, err := cgroup.New(cgroupPath(s.ID))
+		cg, err := cgroup.New(spec.CgroupPath(s.ID))
 		if err == nil {
 			cg.Thaw() // criu freezes the tree itself
 		}
@@ -109,8 +92,8 @@ func (r *Runtime) Checkpoint(id container.ID, dir string, leaveRunning bool, pro
 	}
 	if !leaveRunning {
 		// The monitor sees init die: this tells it to clean up instead of rebooting.
-		store.WriteFileVolatile(r.St.Path(s.ID, stopFile), []byte(strconv.Itoa(os.Getpid())+"\n"), 0o600)
-		defer os.Remove(r.St.Path(s.ID, stopFile))
+		store.WriteFileVolatile(r.St.Path(s.ID, monitor.StopFile), []byte(strconv.Itoa(os.Getpid())+"\n"), 0o600)
+		defer os.Remove(r.St.Path(s.ID, monitor.StopFile))
 	}
 	fmt.Fprintf(progress, "checkpointing VPS %d (criu %s at %s) to %s\n", id, v, path, dir)
 	t0 := time.Now()
@@ -125,7 +108,7 @@ func (r *Runtime) Checkpoint(id container.ID, dir string, leaveRunning bool, pro
 		return nil, fmt.Errorf("VPS %d: checkpoint: %w", id, err)
 	}
 	res := &CheckpointResult{ID: s.ID, Dir: dir, Bytes: dirSize(stage), Seconds: time.Since(t0).Seconds(), LeftRunning: leaveRunning}
-	meta := checkpointMeta{ID: s.ID, Time: time.Now().UTC(), TTY: ttyKey, Hostname: s.Hostname, IDMap: s.IDMap,
+	meta := monitor.CheckpointMeta{ID: s.ID, Time: time.Now().UTC(), TTY: ttyKey, Hostname: s.Hostname, IDMap: s.IDMap,
 		Bytes: res.Bytes, Seconds: res.Seconds, Running: leaveRunning, CRIU: v.String(), InitVPSID: 1}
 	b, _ := json.MarshalIndent(meta, "", "  ")
 	if err := os.WriteFile(filepath.Join(stage, "vpsctl-checkpoint.json"), b, 0o600); err != nil {
@@ -147,7 +130,7 @@ func (r *Runtime) Checkpoint(id container.ID, dir string, leaveRunning bool, pro
 	if !leaveRunning {
 		if s.MonitorPID > 0 {
 			if fd, err := unix.PidfdOpen(s.MonitorPID, 0); err == nil {
-				waitPidfd(fd, 15000)
+				proc.WaitPidfd(ctx, fd, 15*time.Second)
 				unix.Close(fd)
 			}
 		}
@@ -169,27 +152,12 @@ func dirSize(dir string) int64 {
 	return n
 }
 
-func readCheckpointMeta(dir string) (*checkpointMeta, error) {
-	if _, err := os.Stat(filepath.Join(dir, "inventory.img")); err != nil {
-		return nil, fmt.Errorf("%s: no CRIU image (inventory.img): %w", dir, ErrNoCheckpoint)
-	}
-	b, err := os.ReadFile(filepath.Join(dir, "vpsctl-checkpoint.json"))
-	if err != nil {
-		return nil, fmt.Errorf("%s: not a vpsctl checkpoint: %w", dir, ErrNoCheckpoint)
-	}
-	var m checkpointMeta
-	if err := json.Unmarshal(b, &m); err != nil || m.TTY == "" {
-		return nil, fmt.Errorf("%s: corrupt vpsctl-checkpoint.json: %w", dir, ErrNoCheckpoint)
-	}
-	return &m, nil
-}
-
 // Restore brings VPS id back from a checkpoint: same ID, VPS PIDs, hostname, UID map, limits
 // and addresses; host PIDs differ. The VPS must exist (with its private area) and be stopped.
 // A failed restore leaves it stopped, with nothing left behind. Progress lines go to progress
 // (nil: none).
-func (r *Runtime) Restore(id container.ID, dir string, progress io.Writer) (*RestoreResult, error) {
-	lk, err := r.St.LockVPS(uint32(id), "restore")
+func (r *Runtime) Restore(ctx context.Context, id container.ID, dir string, progress io.Writer) (*RestoreResult, error) {
+	lk, err := r.St.LockVPS(ctx, id, "restore")
 	if err != nil {
 		return nil, err
 	}
@@ -210,12 +178,12 @@ func (r *Runtime) Restore(id container.ID, dir string, progress io.Writer) (*Res
 	if dir, err = filepath.Abs(dir); err != nil {
 		return nil, err
 	}
-	meta, err := readCheckpointMeta(dir)
+	meta, err := monitor.ReadCheckpointMeta(dir)
 	if err != nil {
 		return nil, err
 	}
 	if meta.IDMap != s.IDMap {
-		return nil, fmt.Errorf("VPS %d: checkpoint was taken with UID map %q, the VPS has %q: %w", id, meta.IDMap, s.IDMap, ErrNoCheckpoint)
+		return nil, fmt.Errorf("VPS %d: checkpoint was taken with UID map %q, the VPS has %q: %w", id, meta.IDMap, s.IDMap, monitor.ErrNoCheckpoint)
 	}
 	if _, _, err := criu.Find(); err != nil {
 		return nil, fmt.Errorf("restore: %w (run scripts/install-criu.sh)", err)
@@ -224,14 +192,15 @@ func (r *Runtime) Restore(id container.ID, dir string, progress io.Writer) (*Res
 	if progress == nil {
 		progress = io.Discard
 	}
-	res := &RestoreResult{ID: uint32(id), Dir: dir, Bytes: dirSize(dir)}
+	res := &RestoreResult{ID: id, Dir: dir, Bytes: dirSize(dir)}
 	fmt.Fprintf(progress, "restoring VPS %d from %s (%.1f MiB, taken %s)\n", id, dir, float64(res.Bytes)/(1<<20),
 		meta.Time.Format(time.RFC3339))
 	t0 := time.Now()
-	pid, err := r.spawnMonitor(id, lk, "--restore", dir)
+	pid, warnings, err := monitor.Spawn(ctx, r.St, id, lk.File(), "--restore", dir)
 	if err != nil {
 		return nil, err
 	}
+	r.warn(id, warnings)
 	res.InitPID, res.Seconds = pid, time.Since(t0).Seconds()
 	fmt.Fprintf(progress, "read %.1f MiB in %.2f s\n", float64(res.Bytes)/(1<<20), res.Seconds)
 	return res, nil
@@ -239,24 +208,24 @@ func (r *Runtime) Restore(id container.ID, dir string, progress io.Writer) (*Res
 
 // RestoreResult is what a restore did (`vpsctl restore --format json`).
 type RestoreResult struct {
-	ID      uint32  `json:"id"`
-	Dir     string  `json:"dir"`
-	InitPID int     `json:"init_pid"` // host PID of the restored init
-	Bytes   int64   `json:"bytes"`    // size of the image directory
-	Seconds float64 `json:"seconds"`
+	ID      container.ID `json:"id"`
+	Dir     string       `json:"dir"`
+	InitPID int          `json:"init_pid"` // host PID of the restored init
+	Bytes   int64        `json:"bytes"`    // size of the image directory
+	Seconds float64      `json:"seconds"`
 }
 
 // CheckpointReport is the pre-flight of `vpsctl checkpoint --check`.
 type CheckpointReport struct {
-	ID              uint32   `json:"id"`
-	CRIU            string   `json:"criu"`
-	Version         string   `json:"version"`
-	TooOld          bool     `json:"too_old"`
-	BreakpointsWork bool     `json:"breakpoints_work"`
-	FaultWorkaround bool     `json:"fault_workaround"`
-	SoftDirty       bool     `json:"soft_dirty"`
-	Blockers        []string `json:"blockers"`
-	Notes           []string `json:"notes"`
+	ID              container.ID `json:"id"`
+	CRIU            string       `json:"criu"`
+	Version         string       `json:"version"`
+	TooOld          bool         `json:"too_old"`
+	BreakpointsWork bool         `json:"breakpoints_work"`
+	FaultWorkaround bool         `json:"fault_workaround"`
+	SoftDirty       bool         `json:"soft_dirty"`
+	Blockers        []string     `json:"blockers"`
+	Notes           []string     `json:"notes"`
 }
 
 // CheckpointCheck reports, before trying, what would block a dump of VPS id.
@@ -306,159 +275,17 @@ func (r *Runtime) CheckpointCheck(id container.ID) (*CheckpointReport, error) {
 // sockets of families criu does not dump.
 func externalResources(s *Status) []string {
 	var out []string
-	mi, err := os.ReadFile(fmt.Sprintf("/proc/%d/mountinfo", s.InitPID))
-	if err == nil {
-		for _, l := range strings.Split(string(mi), "\n") {
-			f := strings.Fields(l)
-			if len(f) < 10 {
-				continue
-			}
-			fstype, src, mp := f[len(f)-3], f[len(f)-2], f[4]
-			switch fstype {
-			case "ext4", "xfs", "btrfs", "nfs", "nfs4", "fuse", "vfat":
-				out = append(out, fmt.Sprintf("host filesystem mounted at %s (%s %s): bind mounts of the host are not dumped", mp, fstype, src))
-			}
+	f, err := os.Open(fmt.Sprintf("/proc/%d/mountinfo", s.InitPID))
+	if err != nil {
+		return nil
+	}
+	defer f.Close()
+	mounts, _ := mountinfo.GetMountsFromReader(f, nil)
+	for _, m := range mounts {
+		switch m.FSType {
+		case "ext4", "xfs", "btrfs", "nfs", "nfs4", "fuse", "vfat":
+			out = append(out, fmt.Sprintf("host filesystem mounted at %s (%s %s): bind mounts of the host are not dumped", m.Mountpoint, m.FSType, m.Source))
 		}
 	}
 	return out
-}
-
-// restoreBoot is the monitor's first boot of a restore: criu re-creates the VPS from dir.
-func (m *monitor) restoreBoot(c *store.Config, dir string) (*bootState, error) {
-	meta, err := readCheckpointMeta(dir)
-	if err != nil {
-		return nil, err
-	}
-	b, idmap, userns, tpl, err := m.prepare(c)
-	if err != nil {
-		return nil, err
-	}
-	ok := false
-	defer func() {
-		if !ok {
-			b.teardown()
-		}
-	}()
-	// A user namespace with the VPS's ID map, only to idmap the template: the VPS's own one is
-	// re-created by criu later.
-	holder := exec.Command("/proc/self/exe")
-	holder.Args[0] = "vpsctl-userns"
-	holder.Env = []string{modeEnv + "=hold"}
-	hin, err := holder.StdinPipe()
-	if err != nil {
-		return nil, err
-	}
-	attr := &syscall.SysProcAttr{Cloneflags: unix.CLONE_NEWUSER}
-	if userns {
-		attr.UidMappings = []syscall.SysProcIDMap{{ContainerID: 0, HostID: int(idmap.Host), Size: int(idmap.Size)}}
-		attr.GidMappings = attr.UidMappings
-	}
-	holder.SysProcAttr = attr
-	if err := holder.Start(); err != nil {
-		return nil, fmt.Errorf("restore: user namespace holder: %w", err)
-	}
-	unmount, err := m.mountRootfs(c, tpl, holder.Process.Pid, userns)
-	hin.Close()
-	holder.Wait()
-	if err != nil {
-		return nil, err
-	}
-	defer unmount()
-
-	slave, consolePath, err := m.newConsole(b, idmap, userns)
-	if err != nil {
-		return nil, err
-	}
-	defer slave.Close()
-
-	// Restored tasks read some images themselves, after taking the VPS's credentials: the
-	// images must be the VPS root's (the directory's parents stay closed to it).
-	if userns {
-		filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-			if err == nil && d.Type()&fs.ModeSymlink == 0 {
-				os.Chown(p, int(idmap.Host), int(idmap.Host))
-				if d.IsDir() {
-					os.Chmod(p, 0o755)
-				} else {
-					os.Chmod(p, 0o644)
-				}
-			}
-			return nil
-		})
-	}
-	// criu runs vpsctl itself as its action script: at "setup-namespaces" it builds the VPS's
-	// network in the restored (still frozen) network namespace.
-	self, err := os.Executable()
-	if err != nil {
-		return nil, err
-	}
-	os.Setenv(modeEnv, "criu-action")
-	os.Setenv("VPSCTL_ROOT", m.st.Root)
-	os.Setenv("_VPSCTL_ID", strconv.FormatUint(uint64(m.id), 10))
-	defer os.Unsetenv(modeEnv)
-	b.undo.add(func() {
-		if err := network.Teardown(m.id, b.net); err != nil {
-			log.Printf("network teardown: %v", err)
-		}
-	})
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-	defer cancel()
-	pid, err := criu.Restore(ctx, criu.RestoreOptions{Root: m.st.Path(m.id, "root"), ImagesDir: dir, ManageCgroups: true,
-		InheritFds: map[string]*os.File{meta.TTY: slave},
-		ExtraArgs:  []string{"--external", "mnt[console]:" + consolePath, "--empty-ns", "net", "--ext-mount-map", "auto", "--action-script", self}})
-	if pid > 0 {
-		b.setInit(pid)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("restore: %w", err)
-	}
-	if userns {
-		if err := delegate(b.cg, idmap); err != nil {
-			log.Printf("cgroup delegation after restore: %v", err)
-		}
-	}
-	ok = true
-	return b, nil
-}
-
-// criuActionMain is criu's action script during a restore (see restoreBoot).
-func criuActionMain() int {
-	if os.Getenv("CRTOOLS_SCRIPT_ACTION") != "setup-namespaces" {
-		return 0
-	}
-	id, err1 := strconv.ParseUint(os.Getenv("_VPSCTL_ID"), 10, 32)
-	pid, err2 := strconv.Atoi(os.Getenv("CRTOOLS_INIT_PID"))
-	if err1 != nil || err2 != nil {
-		fmt.Fprintln(os.Stderr, "vpsctl criu action: missing _VPSCTL_ID or CRTOOLS_INIT_PID")
-		return 1
-	}
-	st, err := store.Open(os.Getenv("VPSCTL_ROOT"))
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "vpsctl criu action:", err)
-		return 1
-	}
-	c, err := st.LoadConfig(uint32(id))
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "vpsctl criu action:", err)
-		return 1
-	}
-	if !slices.Contains(c.Namespaces, "net") {
-		return 0
-	}
-	nc, err := netConfig(c)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "vpsctl criu action:", err)
-		return 1
-	}
-	if _, err := network.Setup(uint32(id), pid, nc); err != nil {
-		fmt.Fprintln(os.Stderr, "vpsctl criu action: network:", err)
-		return 1
-	}
-	return 0
-}
-
-// holdMain keeps a user namespace alive until its stdin closes.
-func holdMain() int {
-	io.Copy(io.Discard, os.Stdin)
-	return 0
 }

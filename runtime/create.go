@@ -1,67 +1,23 @@
 package runtime
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
-	"strings"
 
 	"github.com/vpsctl/vpsctl/container"
 	"github.com/vpsctl/vpsctl/internal/fault"
+	"github.com/vpsctl/vpsctl/internal/spec"
 	"github.com/vpsctl/vpsctl/internal/sysfile"
+	"github.com/vpsctl/vpsctl/network"
 	"github.com/vpsctl/vpsctl/store"
 	"github.com/vpsctl/vpsctl/template"
 	"github.com/vpsctl/vpsctl/uid"
 	"github.com/vpsctl/vpsctl/uts"
-	"golang.org/x/sys/unix"
 )
-
-// AllNamespaces is the default namespace set, in canonical order.
-var AllNamespaces = []string{"uts", "ipc", "pid", "mnt", "net", "user", "cgroup"}
-
-var nsFlag = map[string]int{
-	"uts": unix.CLONE_NEWUTS, "ipc": unix.CLONE_NEWIPC, "pid": unix.CLONE_NEWPID, "mnt": unix.CLONE_NEWNS,
-	"net": unix.CLONE_NEWNET, "user": unix.CLONE_NEWUSER, "cgroup": unix.CLONE_NEWCGROUP,
-}
-
-// ParseNamespaces validates a namespace subset (Eric Biederman's "subsets of virtualization" from
-// the seed thread). pid and mnt are required: a VPS always has its own init as PID 1 and its own
-// root. The result is in canonical order.
-func ParseNamespaces(list []string) ([]string, error) {
-	if len(list) == 0 {
-		return slices.Clone(AllNamespaces), nil
-	}
-	seen := map[string]bool{}
-	for _, n := range list {
-		for _, p := range strings.Split(n, ",") {
-			p = strings.TrimSpace(p)
-			if _, ok := nsFlag[p]; !ok {
-				return nil, fmt.Errorf("--namespaces: unknown namespace %q (want some of %s): %w", p, strings.Join(AllNamespaces, ","), ErrBadValue)
-			}
-			seen[p] = true
-		}
-	}
-	if !seen["pid"] || !seen["mnt"] {
-		return nil, fmt.Errorf("--namespaces: pid and mnt are required (a VPS has its own init and root): %w", ErrBadValue)
-	}
-	var out []string
-	for _, n := range AllNamespaces {
-		if seen[n] {
-			out = append(out, n)
-		}
-	}
-	return out, nil
-}
-
-func cloneFlags(ns []string) int {
-	f := 0
-	for _, n := range ns {
-		f |= nsFlag[n]
-	}
-	return f
-}
 
 // DefaultIDMapSize is the width of a VPS's host ID range: the 16-bit ID space of a classic system.
 const DefaultIDMapSize = 65536
@@ -84,11 +40,11 @@ type CreateOptions struct {
 
 // Create records a new VPS's config and prepares its private area. It does not start it.
 // Either the VPS exists completely afterwards or nothing at all was changed.
-func (r *Runtime) Create(o CreateOptions) error {
+func (r *Runtime) Create(ctx context.Context, o CreateOptions) error {
 	if o.ID == container.HostID {
 		return fmt.Errorf("%w: 0 is the host", container.ErrBadID)
 	}
-	c := &store.Config{ID: uint32(o.ID), Name: o.Name, Template: o.Template, Hostname: o.Hostname, Domainname: o.Domainname}
+	c := &store.Config{ID: o.ID, Name: o.Name, Template: o.Template, Hostname: o.Hostname, Domainname: o.Domainname}
 	if o.Name != "" {
 		if err := container.ValidateName(o.Name); err != nil {
 			return err
@@ -106,14 +62,14 @@ func (r *Runtime) Create(o CreateOptions) error {
 	if err := uts.ValidateDomainname(c.Domainname); err != nil {
 		return err
 	}
-	ns, err := ParseNamespaces(o.Namespaces)
+	ns, err := spec.ParseNamespaces(o.Namespaces)
 	if err != nil {
 		return err
 	}
 	c.Namespaces = ns
 	c.Devices = o.Devices
 	for _, cp := range o.Caps {
-		if _, _, err := ParseCapability(cp); err != nil {
+		if _, _, err := spec.ParseCapability(cp); err != nil {
 			return err
 		}
 	}
@@ -121,8 +77,19 @@ func (r *Runtime) Create(o CreateOptions) error {
 	if err := o.Limits.apply(c); err != nil {
 		return err
 	}
+	r.Defaults.Fill(c)
+	if _, err := spec.Resources(c); err != nil { // the defaults too
+		return err
+	}
 	if err := o.Net.validate(c); err != nil {
 		return err
+	}
+	if len(c.IPs) > 0 {
+		// Routed addresses are guarded by vpsctl's nftables table (network.SetSourceFilter):
+		// refused here, not at the first start, on a host without nft.
+		if err := network.CheckNftables(); err != nil {
+			return err
+		}
 	}
 	if err := template.ValidateName(o.Template); err != nil {
 		return err
@@ -139,16 +106,16 @@ func (r *Runtime) Create(o CreateOptions) error {
 	}
 	pool := o.Pool
 	if pool.Size == 0 {
-		pool = uid.DefaultPool
+		pool = r.Pool
 	}
 
 	// The global lock makes the ID, the name, the UID range and the addresses one atomic claim.
-	gl, err := r.St.LockGlobal(fmt.Sprintf("create %d", o.ID))
+	gl, err := r.St.LockGlobal(ctx, fmt.Sprintf("create %d", o.ID))
 	if err != nil {
 		return err
 	}
 	defer gl.Unlock()
-	if r.St.Exists(uint32(o.ID)) {
+	if r.St.Exists(o.ID) {
 		return fmt.Errorf("VPS %d: %w", o.ID, store.ErrExist)
 	}
 	others, err := r.St.Configs()
@@ -166,7 +133,13 @@ func (r *Runtime) Create(o CreateOptions) error {
 				used = append(used, rg)
 			}
 		}
-		rg, err := uid.Allocate(pool, used, size)
+		// Host users' IDs and subordinate ranges are no VPS's: a host user inside a VPS's range
+		// could signal its processes and own its files.
+		res, err := uid.ReadHostReservations(r.HostEtc)
+		if err != nil {
+			return err
+		}
+		rg, err := uid.Allocate(pool, append(used, uid.Reserved(res)...), size)
 		if err != nil {
 			return err
 		}
@@ -203,13 +176,13 @@ func (r *Runtime) Create(o CreateOptions) error {
 	}
 	fault.Point("create-staged")
 	if o.Name != "" {
-		if err := r.St.ClaimName(o.Name, uint32(o.ID)); err != nil {
+		if err := r.St.ClaimName(o.Name, o.ID); err != nil {
 			return err
 		}
 	}
 	fault.Point("create-named")
-	if err := r.St.Commit(stage, uint32(o.ID)); err != nil {
-		r.St.ReleaseName(o.Name, uint32(o.ID))
+	if err := r.St.Commit(stage, o.ID); err != nil {
+		r.St.ReleaseName(o.Name, o.ID)
 		if errors.Is(err, store.ErrExist) {
 			return err
 		}

@@ -2,6 +2,7 @@ package runtime
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -12,7 +13,8 @@ import (
 
 	"github.com/vpsctl/vpsctl/cgroup"
 	"github.com/vpsctl/vpsctl/container"
-	"github.com/vpsctl/vpsctl/nsenter"
+	"github.com/vpsctl/vpsctl/internal/spec"
+	"github.com/vpsctl/vpsctl/prestart"
 	"golang.org/x/sys/unix"
 	"golang.org/x/term"
 )
@@ -43,11 +45,9 @@ func (e *CommandError) Unwrap() []error {
 	return []error{ErrCommand, e.Err}
 }
 
-const defaultPath = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-
 // Exec runs a command in VPS id: in all its namespaces, its cgroup and root, as its root user.
 // It returns the command's exit status (128+N if killed by signal N).
-func (r *Runtime) Exec(id container.ID, o ExecOptions) (int, error) {
+func (r *Runtime) Exec(ctx context.Context, id container.ID, o ExecOptions) (int, error) {
 	s, err := r.running(id, false)
 	if err != nil {
 		return 0, err
@@ -55,32 +55,28 @@ func (r *Runtime) Exec(id container.ID, o ExecOptions) (int, error) {
 	if len(o.Args) == 0 {
 		return 0, fmt.Errorf("exec: no command: %w", ErrUsage)
 	}
-	cg, err := cgroup.New(cgroupPath(s.ID))
+	cg, err := cgroup.New(spec.CgroupPath(s.ID))
 	if err != nil {
 		return 0, err
 	}
-	env := []string{defaultPath, "HOME=/root", "USER=root", "LOGNAME=root", "container=vpsctl"}
+	cfg := spec.Join(s.cfg, s.InitPID, cg)
 	if o.TTY {
 		t := os.Getenv("TERM")
 		if t == "" {
 			t = "xterm"
 		}
-		env = append(env, "TERM="+t)
+		cfg.Env = append(cfg.Env, "TERM="+t)
 	}
-	env = append(env, o.Env...)
-	ns := cloneFlags(s.Namespaces)
-	cfg := nsenter.Config{
-		InitPID: s.InitPID, NSFlags: ns, Setgroups: true, TTY: o.TTY, CapDrop: capMask(s.cfg),
-		Dir: o.Dir, Args: o.Args, Env: env, Stdin: o.Stdin, Stdout: o.Stdout, Stderr: o.Stderr,
-		BeforeConfig: cg.Apply,
-	}
+	cfg.Env = append(cfg.Env, o.Env...)
+	cfg.TTY, cfg.Dir, cfg.Args = o.TTY, o.Dir, o.Args
+	cfg.Stdin, cfg.Stdout, cfg.Stderr = o.Stdin, o.Stdout, o.Stderr
 	sigs := make(chan os.Signal, 8)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT, syscall.SIGUSR1, syscall.SIGUSR2, syscall.SIGWINCH)
 	defer signal.Stop(sigs)
-	p, err := nsenter.Start(cfg)
+	p, err := prestart.Start(cfg)
 	if err != nil {
-		var ne *nsenter.Error
-		if errors.As(err, &ne) && ne.Stage == nsenter.StageExec {
+		var ne *prestart.Error
+		if errors.As(err, &ne) && ne.Stage == prestart.StageExec {
 			st := 126
 			if ne.Errno == unix.ENOENT {
 				st = 127
@@ -104,6 +100,8 @@ func (r *Runtime) Exec(id container.ID, o ExecOptions) (int, error) {
 			p.Signal(sg)
 		}
 	}()
+	// A done ctx ends the command (its joiner relays the signal).
+	defer context.AfterFunc(ctx, func() { p.Signal(syscall.SIGKILL) })()
 	code, err := p.Wait()
 	if restore != nil {
 		restore()
@@ -148,7 +146,7 @@ func copyWinsize(from, to *os.File) {
 
 // Enter opens an interactive login shell in VPS id on a new pty: root's shell from the VPS's
 // /etc/passwd (read without following the tenant's symlinks out of its root), else /bin/sh.
-func (r *Runtime) Enter(id container.ID, in, out, errw *os.File) (int, error) {
+func (r *Runtime) Enter(ctx context.Context, id container.ID, in, out, errw *os.File) (int, error) {
 	s, err := r.running(id, false)
 	if err != nil {
 		return 0, err
@@ -165,7 +163,7 @@ func (r *Runtime) Enter(id container.ID, in, out, errw *os.File) (int, error) {
 		}
 		f.Close()
 	}
-	return r.Exec(id, ExecOptions{Args: []string{shell, "-l"}, TTY: true, Dir: "/root", Stdin: in, Stdout: out, Stderr: errw})
+	return r.Exec(ctx, id, ExecOptions{Args: []string{shell, "-l"}, TTY: true, Dir: "/root", Stdin: in, Stdout: out, Stderr: errw})
 }
 
 // openInVPS opens path (relative to the VPS's root) for reading, resolving it inside the VPS's

@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/vpsctl/vpsctl/container"
+	"github.com/vpsctl/vpsctl/internal/safetext"
 	"github.com/vpsctl/vpsctl/pidns"
 	"github.com/vpsctl/vpsctl/store"
 	"github.com/vpsctl/vpsctl/template"
@@ -18,12 +19,13 @@ import (
 // UIDTable is a VPS's UID (or GID) table: the userspace face of the seed's per-container uid
 // hash.
 type UIDTable struct {
-	ID        uint32      `json:"id"`
-	UserNS    bool        `json:"user_namespace"`
-	Range     string      `json:"range"` // "HOST:SIZE"
-	Groups    bool        `json:"groups"`
-	Entries   []uid.Entry `json:"entries"`
-	Processes int         `json:"processes"`
+	ID        container.ID `json:"id"`
+	UserNS    bool         `json:"user_namespace"`
+	Range     string       `json:"range"` // "HOST:SIZE"
+	Pool      string       `json:"pool"`  // the host's pool VPS ranges come from, "BASE:SIZE"
+	Groups    bool         `json:"groups"`
+	Entries   []uid.Entry  `json:"entries"`
+	Processes int          `json:"processes"`
 }
 
 // UIDs returns VPS id's UID table (GID table with groups): VPS ID, host ID, name from the VPS's
@@ -36,7 +38,7 @@ func (r *Runtime) UIDs(id container.ID, groups bool) (*UIDTable, error) {
 	if s.State == "deleted" {
 		return nil, fmt.Errorf("VPS %d: %w", id, store.ErrNotExist)
 	}
-	t := &UIDTable{ID: s.ID, Groups: groups, UserNS: slices.Contains(s.Namespaces, "user")}
+	t := &UIDTable{ID: s.ID, Groups: groups, UserNS: slices.Contains(s.Namespaces, "user"), Pool: r.Pool.String()}
 	rg := uid.Identity
 	if t.UserNS {
 		if rg, err = uid.ParseRange(s.IDMap); err != nil {
@@ -110,14 +112,14 @@ func openInRoot(dir, rel string) (*os.File, error) {
 
 // ProcInfo is one process as `vpsctl ps` shows it.
 type ProcInfo struct {
-	VPS       uint32 `json:"vps,omitempty"` // set in the spectator view only
-	HostPID   int    `json:"host_pid"`
-	VPSPID    int    `json:"vps_pid"`
-	VPSUID    int64  `json:"vps_uid"` // -1: not mapped into the VPS
-	HostUID   uint32 `json:"host_uid"`
-	Owning    uint32 `json:"owning"`
-	Effective uint32 `json:"effective"`
-	Command   string `json:"command"`
+	VPS       container.ID  `json:"vps,omitempty"` // set in the spectator view only
+	HostPID   int           `json:"host_pid"`
+	VPSPID    int           `json:"vps_pid"`
+	VPSUID    int64         `json:"vps_uid"` // -1: not mapped into the VPS
+	HostUID   uint32        `json:"host_uid"`
+	Owning    container.ID  `json:"owning"`
+	Effective container.ID  `json:"effective"`
+	Command   safetext.Text `json:"command"` // the VPS's: escaped in tables and JSON
 }
 
 // PS lists the processes of VPS id, or of every running VPS (the spectator view, Linux-VServer's
@@ -151,18 +153,18 @@ func (r *Runtime) PS(id container.ID) ([]ProcInfo, error) {
 		}
 		for _, p := range ps {
 			pi := ProcInfo{HostPID: int(p.Host), VPSPID: int(p.VPS), HostUID: p.Status.Uid[0],
-				VPSUID: -1, Effective: s.ID, Command: p.Cmdline}
+				VPSUID: -1, Effective: s.ID, Command: safetext.Text(p.Cmdline)}
 			if g, ok := rg.ToGuest(uid.HostID(p.Status.Uid[0])); ok {
 				pi.VPSUID = int64(g)
 			}
 			if pi.Command == "" {
-				pi.Command = "[" + p.Status.Name + "]"
+				pi.Command = safetext.Text("[" + p.Status.Name + "]")
 			}
 			if id == container.HostID {
 				pi.VPS = s.ID
 			}
 			if o, err := container.Owning(int(p.Host)); err == nil {
-				pi.Owning = uint32(o)
+				pi.Owning = o
 			}
 			out = append(out, pi)
 		}
@@ -172,11 +174,11 @@ func (r *Runtime) PS(id container.ID) ([]ProcInfo, error) {
 
 // PIDInfo is the answer of `vpsctl pid` (OpenVZ's vzpid) for one host PID.
 type PIDInfo struct {
-	HostPID   int    `json:"host_pid"`
-	Owning    uint32 `json:"owning"`
-	Effective uint32 `json:"effective"`
-	VPSPID    int    `json:"vps_pid"` // PID inside the owning (else effective) VPS; 0 if outside its PID namespace
-	Command   string `json:"command"`
+	HostPID   int           `json:"host_pid"`
+	Owning    container.ID  `json:"owning"`
+	Effective container.ID  `json:"effective"`
+	VPSPID    int           `json:"vps_pid"` // PID inside the owning (else effective) VPS; 0 if outside its PID namespace
+	Command   safetext.Text `json:"command"` // the VPS's: escaped in tables and JSON
 }
 
 // ErrNoProcess reports a host PID that does not exist.
@@ -190,7 +192,7 @@ func (r *Runtime) PIDs(pids []int) ([]PIDInfo, error) {
 	}
 	inits := map[container.ID]int{}
 	for _, s := range running {
-		inits[container.ID(s.ID)] = s.InitPID
+		inits[s.ID] = s.InitPID
 	}
 	out := make([]PIDInfo, 0, len(pids))
 	for _, p := range pids {
@@ -206,7 +208,7 @@ func (r *Runtime) PIDs(pids []int) ([]PIDInfo, error) {
 		if err != nil {
 			return nil, fmt.Errorf("PID %d: %w", p, ErrNoProcess)
 		}
-		pi.Owning, pi.Effective = uint32(o), uint32(e)
+		pi.Owning, pi.Effective = o, e
 		for _, v := range []container.ID{o, e} {
 			if v == container.HostID {
 				continue
@@ -220,7 +222,7 @@ func (r *Runtime) PIDs(pids []int) ([]PIDInfo, error) {
 			pi.VPSPID = p
 		}
 		if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", p)); err == nil {
-			pi.Command = strings.TrimSpace(strings.ReplaceAll(string(b), "\x00", " "))
+			pi.Command = safetext.Text(strings.TrimSpace(strings.ReplaceAll(string(b), "\x00", " ")))
 		}
 		out = append(out, pi)
 	}

@@ -1,42 +1,46 @@
 package runtime
 
 import (
-	"encoding/json"
+	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log"
 	"os"
-	"os/exec"
 	"slices"
 	"strconv"
-	"syscall"
 	"time"
 
 	"github.com/vpsctl/vpsctl/cgroup"
 	"github.com/vpsctl/vpsctl/container"
 	"github.com/vpsctl/vpsctl/internal/fault"
-	"github.com/vpsctl/vpsctl/internal/sysfile"
-	"github.com/vpsctl/vpsctl/internal/timerslack"
-	"github.com/vpsctl/vpsctl/nsenter"
+	"github.com/vpsctl/vpsctl/internal/proc"
+	"github.com/vpsctl/vpsctl/internal/spec"
+	"github.com/vpsctl/vpsctl/monitor"
 	"github.com/vpsctl/vpsctl/store"
 	"github.com/vpsctl/vpsctl/template"
+	"github.com/vpsctl/vpsctl/uid"
 	"golang.org/x/sys/unix"
 )
 
-// StartTimeout bounds how long start waits for the monitor to report the VPS's init running.
-var StartTimeout = 60 * time.Second
+// StartOptions tune Start.
+type StartOptions struct {
+	// Caller, if not nil, makes this process the VPS's monitor instead of a spawned one: it is a
+	// process that the vpsctl CLI forked before its Go runtime started, in a session and a
+	// private mount namespace of its own, and Caller is the pipe to its parent, which waits for
+	// the command's exit code (see BecomeMonitor).
+	Caller *os.File
+}
 
 // Start boots VPS id: it spawns the VPS's monitor, which builds the VPS and stays with it after
 // vpsctl exits. It returns the host PID of the VPS's init. A failed start leaves the VPS stopped
 // with nothing mounted and no cgroups.
-func (r *Runtime) Start(id container.ID) (int, error) {
-	lk, err := r.St.LockVPS(uint32(id), "start")
+func (r *Runtime) Start(ctx context.Context, id container.ID, o StartOptions) (int, error) {
+	lk, err := r.St.LockVPS(ctx, id, "start")
 	if err != nil {
 		return 0, err
 	}
 	defer lk.Unlock()
-	c, err := r.St.LoadConfig(uint32(id))
+	c, err := r.St.LoadConfig(id)
 	if err != nil {
 		return 0, err
 	}
@@ -51,176 +55,51 @@ func (r *Runtime) Start(id container.ID) (int, error) {
 	r.repair(id)
 	fault.Mark("start-repaired")
 	// A plain start boots afresh: a checkpoint left by suspend --to-disk is no longer resumed.
-	os.Remove(r.St.Path(uint32(id), suspendedFile))
-	if _, err := resources(c); err != nil {
+	os.Remove(r.St.Path(id, suspendedFile))
+	if _, err := spec.Resources(c); err != nil {
 		return 0, err
 	}
 	if _, err := template.Rootfs(r.St, c.Template); err != nil {
 		return 0, err
 	}
-	if fd := nsenter.StartFD(); fd >= 0 && pendingMonitor == nil {
-		return r.startHere(id, fd)
+	var pid int
+	var warnings []string
+	if o.Caller != nil && !monitor.Pending() {
+		pid, warnings, err = monitor.StartHere(ctx, r.St, id, int(o.Caller.Fd()))
+	} else {
+		pid, warnings, err = monitor.Spawn(ctx, r.St, id, lk.File())
 	}
-	return r.spawnMonitor(id, lk)
-}
-
-// monitorEnv is the whole environment of a monitor process: its mode, the state root, a small
-// Go runtime, the host's timer slack, and the test and trace switches that were set.
-func monitorEnv(root string) []string {
-	env := append([]string{modeEnv + "=monitor", "VPSCTL_ROOT=" + root, "GOMAXPROCS=1", "GOGC=25"}, timerslack.Env()...)
-	return append(env, inheritEnv(fault.Env, fault.TraceEnv, "VPSCTL_NO_REAPER")...)
-}
-
-// inheritEnv is the "KEY=value" entries of this process's environment for the keys that are
-// set: the switches that a process vpsctl starts with an environment of its own must carry.
-func inheritEnv(keys ...string) []string {
-	var env []string
-	for _, k := range keys {
-		if v := os.Getenv(k); v != "" {
-			env = append(env, k+"="+v)
-		}
-	}
-	return env
-}
-
-// pendingMonitor is set once this process has booted a VPS itself (startHere): what is left
-// for BecomeMonitor to do.
-var pendingMonitor func(code int)
-
-// startHere boots VPS id in this process, the child that `vpsctl start` forked before its Go
-// runtime started (nsenter/startfork.c: a session and a mount namespace of its own), and
-// returns once the VPS's init runs, with the command's usual result. The monitor's loop runs
-// meanwhile in a goroutine; it waits at its first report until BecomeMonitor has let the
-// parent go (fd is the pipe to it) and moved this process's stdio to the monitor's log. The
-// caller holds the VPS's lock throughout the boot, and a crash of this process is a crash of
-// the monitor: the next command repairs whatever it left.
-func (r *Runtime) startHere(id container.ID, fd int) (int, error) {
-	logf, err := sysfile.OpenFile(r.St.Path(uint32(id), "monitor.log"), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
 	if err != nil {
 		return 0, err
 	}
-	// The monitor's log lines go to its log, as in a spawned monitor; so do the rest of this
-	// command's (there are none on success). A failed boot gives the command its log back.
-	prevOut, prevFlags, prevPrefix := log.Writer(), log.Flags(), log.Prefix()
-	log.SetOutput(logf)
-	log.SetFlags(log.LstdFlags | log.Lmicroseconds)
-	log.SetPrefix(fmt.Sprintf("monitor %d: ", id))
-	got := make(chan readyMsg, 1)
-	proceed := make(chan struct{})
-	m := &monitor{st: r.St, id: uint32(id), reportFn: func(msg readyMsg) {
-		got <- msg
-		<-proceed
-	}}
-	done := make(chan int, 1)
-	go func() { done <- m.main() }()
-	fault.Point("start-spawned")
-	var msg readyMsg
-	select {
-	case msg = <-got:
-	case <-time.After(StartTimeout):
-		// As with a spawned monitor: give up. This process exits with the error, which ends
-		// the boot; the next command repairs what it made.
-		return 0, fmt.Errorf("VPS %d: start timed out after %v (see %s)", id, StartTimeout, r.St.Path(uint32(id), "monitor.log"))
-	}
-	if msg.Error != "" {
-		close(proceed) // the monitor tidies up after its failed boot and returns
-		select {
-		case <-done:
-		case <-time.After(StartTimeout):
-		}
-		log.SetOutput(prevOut)
-		log.SetFlags(prevFlags)
-		log.SetPrefix(prevPrefix)
-		logf.Close()
-		return 0, msg.failure(uint32(id))
-	}
-	pendingMonitor = func(code int) {
-		sysfile.WriteFile("/proc/self/comm", []byte("vpsctl-monitor"), os.O_WRONLY, 0)
-		// Nothing of the caller's may stay open here: its terminal or pipe would not see EOF
-		// while the VPS runs.
-		if null, err := sysfile.Open(os.DevNull, os.O_RDONLY, 0); err == nil {
-			unix.Dup2(null, 0)
-			unix.Close(null)
-		}
-		unix.Dup2(int(logf.Fd()), 1)
-		unix.Dup2(int(logf.Fd()), 2)
-		unix.Write(fd, []byte{byte(code)})
-		unix.Close(fd)
-		close(proceed)
-		os.Exit(<-done)
-	}
-	r.warn(uint32(id), msg.Warnings)
-	return msg.InitPID, nil
+	r.warn(id, append(warnings, r.rangeConflicts(c)...))
+	return pid, nil
 }
 
-// BecomeMonitor ends the command: if it booted a VPS in this process (startHere), the process
-// lets the command's caller go with exit code code and stays as that VPS's monitor until the
-// VPS halts (it then exits, never returning). Otherwise it returns at once.
-func BecomeMonitor(code int) {
-	if pendingMonitor != nil {
-		pendingMonitor(code)
+// rangeConflicts names the host users and subordinate ranges that overlap VPS c's UID range,
+// which was allocated before they appeared (a useradd since): they can signal the VPS's
+// processes and own its files. Recreating the VPS gives it a free range; reserving the pool in
+// /etc/subuid keeps useradd out of it.
+func (r *Runtime) rangeConflicts(c *store.Config) []string {
+	rg, err := uid.ParseRange(c.IDMap)
+	if err != nil {
+		return nil // no user namespace
 	}
+	res, err := uid.ReadHostReservations(r.HostEtc)
+	if err != nil {
+		return []string{fmt.Sprintf("cannot check its UID range %s against the host's users: %v", rg, err)}
+	}
+	var out []string
+	for _, x := range uid.Conflicts(rg, res) {
+		out = append(out, fmt.Sprintf("its UID range %s overlaps %s: that host user can signal its processes (recreate the VPS for a free range)", rg, x))
+	}
+	return out
 }
 
-// spawnMonitor starts VPS id's monitor (extra args select a mode, e.g. --restore DIR) and waits
-// for its report. The monitor inherits the VPS's lock (lk, held by the caller) and keeps it
-// until its first boot is done: if this command dies meanwhile, no other one can start the VPS
-// a second time under the booting monitor.
-func (r *Runtime) spawnMonitor(id container.ID, lk *store.Lock, extra ...string) (int, error) {
-	pr, pw, err := os.Pipe()
-	if err != nil {
-		return 0, err
-	}
-	defer pr.Close()
-	logf, err := sysfile.OpenFile(r.St.Path(uint32(id), "monitor.log"), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
-	if err != nil {
-		pw.Close()
-		return 0, err
-	}
-	defer logf.Close()
-	cmd := exec.Command("/proc/self/exe", append([]string{strconv.FormatUint(uint64(id), 10)}, extra...)...)
-	cmd.Args[0] = "vpsctl-monitor"
-	cmd.Env = monitorEnv(r.St.Root)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.ExtraFiles = []*os.File{pw, lk.File()} // fd 3: the ready pipe, fd 4: the lock
-	// setsid: the monitor outlives this command and its terminal. CLONE_NEWNS: the VPS's mounts
-	// are made in the monitor's own mount namespace and never appear in the host's.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Cloneflags: unix.CLONE_NEWNS}
-	if err := cmd.Start(); err != nil {
-		pw.Close()
-		return 0, fmt.Errorf("spawn monitor: %w", err)
-	}
-	pw.Close()
-	fault.Point("start-spawned")
-	type result struct {
-		b   []byte
-		err error
-	}
-	ch := make(chan result, 1)
-	go func() {
-		b, err := io.ReadAll(pr)
-		ch <- result{b, err}
-	}()
-	var res result
-	select {
-	case res = <-ch:
-	case <-time.After(StartTimeout):
-		cmd.Process.Signal(syscall.SIGTERM)
-		return 0, fmt.Errorf("VPS %d: start timed out after %v (see %s)", id, StartTimeout, r.St.Path(uint32(id), "monitor.log"))
-	}
-	var msg readyMsg
-	if len(res.b) == 0 || json.Unmarshal(res.b, &msg) != nil {
-		cmd.Wait()
-		return 0, fmt.Errorf("VPS %d: monitor died during start (see %s)", id, r.St.Path(uint32(id), "monitor.log"))
-	}
-	if msg.Error != "" {
-		cmd.Wait() // the monitor has cleaned up and exits
-		return 0, msg.failure(uint32(id))
-	}
-	cmd.Process.Release()
-	r.warn(uint32(id), msg.Warnings)
-	return msg.InitPID, nil
-}
+// BecomeMonitor ends a command that started a VPS with StartOptions.Caller: the process lets
+// its caller go with exit code code and stays as that VPS's monitor until the VPS halts (it
+// then exits, never returning). Otherwise it returns at once.
+func BecomeMonitor(code int) { monitor.Become(code) }
 
 // StopOptions tune Stop.
 type StopOptions struct {
@@ -231,82 +110,60 @@ type StopOptions struct {
 // Stop powers VPS id off: its init is asked to power off; after the timeout (or at once with
 // Kill) every process in its cgroup is killed. Afterwards no process, mount or cgroup of it is
 // left.
-func (r *Runtime) Stop(id container.ID, o StopOptions) error {
-	lk, err := r.St.LockVPS(uint32(id), "stop")
+func (r *Runtime) Stop(ctx context.Context, id container.ID, o StopOptions) error {
+	lk, err := r.St.LockVPS(ctx, id, "stop")
 	if err != nil {
 		return err
 	}
 	defer lk.Unlock()
-	var left leftovers
-	if err := r.stopLocked(id, o, &left); err != nil {
+	var left monitor.Leftovers
+	if err := r.stopLocked(ctx, id, o, &left); err != nil {
 		return err
 	}
 	r.handOff(id, lk, left)
 	return nil
 }
 
-// leftovers are what a stop can leave to the background remover once every process of the VPS
-// is gone and its run state is cleared: its groups and its mount namespace (held, -1: none). A
-// remover killed half-way leaves groups the next start removes (repair) and a namespace that
-// died with it.
-type leftovers struct {
-	cg    cgroup.Manager
-	mntns int
-}
-
-func (l leftovers) groups() []string {
-	var dirs []string
-	if l.cg != nil {
-		for _, d := range l.cg.Paths() {
-			dirs = append(dirs, d)
-		}
-	}
-	return dirs
-}
-
-func (l leftovers) hold() []*os.File {
-	if l.mntns < 0 {
-		return nil
-	}
-	return []*os.File{os.NewFile(uintptr(l.mntns), "vps-mntns")}
-}
-
 // handOff has the background remover release a stopped VPS's mount namespace and remove its
 // groups, holding the VPS's lock lk until both are done (a next boot needs its overlay
 // unmounted), so that the stop returns without waiting for either; without a remover (or
 // VPSCTL_SYNC_DESTROY) that is done here.
-func (r *Runtime) handOff(id container.ID, lk *store.Lock, left leftovers) {
-	hold := left.hold()
-	handed := left.cg != nil && r.St.Reclaim != nil &&
-		r.St.Reclaim(store.ReclaimJob{Hold: hold, Groups: left.groups(), VPSLock: lk.File(), VPSLockPath: "-",
-			Spares: left.cg.Spares()}) == nil
+func (r *Runtime) handOff(id container.ID, lk *store.Lock, left monitor.Leftovers) {
+	hold := left.Hold()
+	handed := left.CG != nil && r.St.Reclaim != nil &&
+		r.St.Reclaim(store.ReclaimJob{Hold: hold, Groups: left.Groups(), VPSLock: lk.File(), VPSLockPath: "",
+			Spares: left.CG.Spares()}) == nil
 	// The remover has its own copy of the namespace; without one, this close unmounts it.
 	for _, f := range hold {
 		f.Close()
 	}
-	if !handed && left.cg != nil {
-		if err := removeGroups(left.cg); err != nil {
+	if !handed && left.CG != nil {
+		if err := monitor.RemoveGroups(left.CG); err != nil {
 			log.Printf("VPS %d: cgroup: %v", id, err)
 		}
 	}
 }
 
 // stopLocked stops VPS id, whose lock the caller holds. left, if not nil, may be given the
-// VPS's groups and mount namespace instead of their removal (see leftovers); it is cleared first.
-func (r *Runtime) stopLocked(id container.ID, o StopOptions, left *leftovers) error {
+// VPS's groups and mount namespace instead of their removal (see monitor.Leftovers); it is cleared first.
+func (r *Runtime) stopLocked(ctx context.Context, id container.ID, o StopOptions, left *monitor.Leftovers) error {
 	if left != nil {
-		*left = leftovers{mntns: -1}
+		*left = monitor.Leftovers{MntNS: -1}
 	}
-	stopF := r.St.Path(uint32(id), stopFile)
+	stopF := r.St.Path(id, monitor.StopFile)
 	s, err := r.Status(id)
 	if err == nil && s.State == "running" && s.InitPID == 0 && s.MonitorPID > 0 {
-		// Rebooting: ask the monitor not to boot again, and wait for it to finish.
+		// Rebooting: ask the monitor not to boot again, and wait for it to finish. A monitor
+		// holding a reboot loop back waits for a SIGTERM (its stop request) to end the wait.
 		if err := store.WriteFileVolatile(stopF, []byte(strconv.Itoa(os.Getpid())+"\n"), 0o600); err != nil {
 			return err
 		}
 		defer os.Remove(stopF)
 		if fd, err := unix.PidfdOpen(s.MonitorPID, 0); err == nil {
-			waitPidfd(fd, 15000)
+			if s.Backoff {
+				unix.PidfdSendSignal(fd, unix.SIGTERM, nil, 0)
+			}
+			proc.WaitPidfd(ctx, fd, 15*time.Second)
 			unix.Close(fd)
 		}
 		if s, err = r.Status(id); err == nil && s.State != "running" {
@@ -322,7 +179,7 @@ func (r *Runtime) stopLocked(id container.ID, o StopOptions, left *leftovers) er
 	}
 	defer os.Remove(stopF)
 	fault.Point("stop-requested")
-	cg, err := cgroup.New(cgroupPath(uint32(id)))
+	cg, err := cgroup.New(spec.CgroupPath(id))
 	if err != nil {
 		return err
 	}
@@ -346,19 +203,19 @@ func (r *Runtime) stopLocked(id container.ID, o StopOptions, left *leftovers) er
 		// As a `run` does (bootState.setInit): with the VPS's mount namespace held, the init's
 		// death does not wait for its mounts to be torn down; they are, below, while the
 		// cgroups are removed.
-		held = holdMountNS(initfd, s.InitPID)
+		held = proc.HoldMountNS(initfd, s.InitPID)
 	}
 	if !o.Kill && !exited {
-		unix.PidfdSendSignal(initfd, poweroffSignal(s.InitPID), nil, 0)
+		unix.PidfdSendSignal(initfd, spec.PoweroffSignal(s.InitPID), nil, 0)
 		fault.Point("stop-signalled")
-		exited = waitPidfd(initfd, int(o.Timeout/time.Millisecond))
+		exited = proc.WaitPidfd(ctx, initfd, o.Timeout)
 	}
 	if !exited && initfd >= 0 && slices.Contains(s.Namespaces, "pid") {
 		// SIGKILL to the init of a PID namespace kills every process in it, and its pidfd
 		// turns readable only once they are all gone (zap_pid_ns_processes): no freeze is
 		// needed, and no race with a guest that forks while being killed.
 		unix.PidfdSendSignal(initfd, unix.SIGKILL, nil, 0)
-		exited = waitPidfd(initfd, 5000)
+		exited = proc.WaitPidfd(ctx, initfd, 5*time.Second)
 		fault.Point("stop-killed")
 	}
 	if !exited {
@@ -369,7 +226,7 @@ func (r *Runtime) stopLocked(id container.ID, o StopOptions, left *leftovers) er
 		fault.Point("stop-killed")
 	}
 	// The monitor removes the cgroup and network after init; wait for it, bounded.
-	if monfd >= 0 && !waitPidfd(monfd, 15000) {
+	if monfd >= 0 && !proc.WaitPidfd(ctx, monfd, 15*time.Second) {
 		return fmt.Errorf("VPS %d: monitor (PID %d) did not finish cleaning up", id, s.MonitorPID)
 	}
 	fault.Mark("stop-monitor-gone")
@@ -377,15 +234,15 @@ func (r *Runtime) stopLocked(id container.ID, o StopOptions, left *leftovers) er
 		// Every process of the VPS is gone (its init and monitor have exited): what is left on
 		// the host but its groups and mounts goes now, then its run state, as repair would.
 		r.teardownNet(id, false)
-		r.St.ClearRun(uint32(id))
+		r.St.ClearRun(id)
 		// Killed here, the stop leaves groups the next start removes (repair); the mount
 		// namespace dies with this process.
 		fault.Point("stop-cleared")
-		left.cg, left.mntns = cg, held
+		left.CG, left.MntNS = cg, held
 		fault.Mark("stop-repaired")
 		return nil
 	}
-	released := releaseMountNS(held)
+	released := proc.ReleaseMountNS(held)
 	r.repair(id)
 	<-released
 	fault.Mark("stop-repaired")
@@ -394,8 +251,8 @@ func (r *Runtime) stopLocked(id container.ID, o StopOptions, left *leftovers) er
 
 // Destroy removes VPS id: its private area, config and state. A running VPS is refused
 // (ErrRunning) unless force, which stops it first.
-func (r *Runtime) Destroy(id container.ID, force bool) error {
-	lk, err := r.St.LockVPS(uint32(id), "destroy")
+func (r *Runtime) Destroy(ctx context.Context, id container.ID, force bool) error {
+	lk, err := r.St.LockVPS(ctx, id, "destroy")
 	if err != nil {
 		return err
 	}
@@ -413,43 +270,43 @@ func (r *Runtime) Destroy(id container.ID, force bool) error {
 		if !force {
 			return fmt.Errorf("VPS %d: %w (stop it first, or --force)", id, ErrRunning)
 		}
-		if err := r.stopLocked(id, StopOptions{Kill: true}, &left); err != nil && !errors.Is(err, ErrNotRunning) {
+		if err := r.stopLocked(ctx, id, StopOptions{Kill: true}, &left); err != nil && !errors.Is(err, ErrNotRunning) {
 			return err
 		}
 	}
-	if left.cg == nil {
+	if left.CG == nil {
 		r.repair(id)
 	}
 	fault.Point("destroy-stopped")
-	return r.destroyLocked(id, lk, s.Name, left)
+	return r.destroyLocked(ctx, id, lk, s.Name, left)
 }
 
 // destroyLocked removes stopped VPS id, named name, with its lock lk held: it commits by a
 // rename, and the files go to the background remover, and with them left (a stop's or run's
 // groups and mount namespace), which the remover removes first while it holds the VPS's lock,
 // and then the lock file. Without a remover all is done here.
-func (r *Runtime) destroyLocked(id container.ID, lk *store.Lock, name string, left leftovers) error {
+func (r *Runtime) destroyLocked(ctx context.Context, id container.ID, lk *store.Lock, name string, left monitor.Leftovers) error {
 	defer fault.Mark("destroy-done")
-	gl, err := r.St.LockGlobal(fmt.Sprintf("destroy %d", id))
+	gl, err := r.St.LockGlobal(ctx, fmt.Sprintf("destroy %d", id))
 	if err != nil {
 		r.handOff(id, lk, left)
 		return err
 	}
 	defer gl.Unlock()
-	job := store.ReclaimJob{Hold: left.hold()}
-	if left.cg != nil {
-		job.Groups, job.VPSLock, job.VPSLockPath, job.Spares = left.groups(), lk.File(), lk.Path(), left.cg.Spares()
+	job := store.ReclaimJob{Hold: left.Hold()}
+	if left.CG != nil {
+		job.Groups, job.VPSLock, job.VPSLockPath, job.Spares = left.Groups(), lk.File(), lk.Path(), left.CG.Spares()
 	}
-	handed, err := r.St.RemoveJob(uint32(id), job)
-	if !handed && left.cg != nil {
-		if err := removeGroups(left.cg); err != nil {
+	handed, err := r.St.RemoveJob(id, job)
+	if !handed && left.CG != nil {
+		if err := monitor.RemoveGroups(left.CG); err != nil {
 			log.Printf("VPS %d: cgroup: %v", id, err)
 		}
 	}
 	if err != nil {
 		return err
 	}
-	r.St.ReleaseName(name, uint32(id))
+	r.St.ReleaseName(name, id)
 	if !handed || job.VPSLock == nil {
 		lk.RemoveFile()
 	}
@@ -467,14 +324,14 @@ func (r *Runtime) CheckTemplateReplace(name string) error {
 	if _, err := template.Rootfs(r.St, name); err != nil {
 		return nil // nothing to replace
 	}
-	if pid := r.keeperPID(name); pid > 0 {
+	if pid := r.St.KeeperPID(name); pid > 0 {
 		return fmt.Errorf("template %q: %w by its spare VPSs (vpsctl spare stop %s)", name, ErrTemplateUse, name)
 	}
 	ss, err := r.List(false)
 	if err != nil {
 		return err
 	}
-	var running []uint32
+	var running []container.ID
 	for _, s := range ss {
 		if s.Template == name {
 			running = append(running, s.ID)
@@ -487,8 +344,8 @@ func (r *Runtime) CheckTemplateReplace(name string) error {
 }
 
 // RemoveTemplate deletes a template no VPS uses.
-func (r *Runtime) RemoveTemplate(name string) error {
-	gl, err := r.St.LockGlobal("template remove " + name)
+func (r *Runtime) RemoveTemplate(ctx context.Context, name string) error {
+	gl, err := r.St.LockGlobal(ctx, "template remove "+name)
 	if err != nil {
 		return err
 	}
@@ -500,11 +357,11 @@ func (r *Runtime) RemoveTemplate(name string) error {
 	if err != nil {
 		return err
 	}
-	var users []uint32
+	var users []container.ID
 	spares := 0
 	for _, c := range cs {
 		if c.Template == name {
-			if r.isSpare(c.ID) {
+			if r.St.IsSpare(c.ID) {
 				spares++
 				continue
 			}

@@ -1,10 +1,7 @@
 package runtime
 
 import (
-	"fmt"
-	"strconv"
-
-	"github.com/vpsctl/vpsctl/cgroup"
+	"github.com/vpsctl/vpsctl/internal/spec"
 	"github.com/vpsctl/vpsctl/store"
 )
 
@@ -30,7 +27,7 @@ func (l Limits) apply(c *store.Config) error {
 	set(&next.NumProc, l.NumProc)
 	set(&next.IOLimit, l.IOLimit)
 	set(&next.IOWeight, l.IOWeight)
-	if _, err := resources(&next); err != nil {
+	if _, err := spec.Resources(&next); err != nil {
 		return err
 	}
 	*c = next
@@ -41,77 +38,4 @@ func (l Limits) apply(c *store.Config) error {
 func (l Limits) Empty() bool {
 	return l.Memory == nil && l.Swap == nil && l.CPUs == nil && l.CPULimit == nil &&
 		l.CPUUnits == nil && l.NumProc == nil && l.IOLimit == nil && l.IOWeight == nil
-}
-
-// resources turns a config's limits into cgroup resources. Unset limits become "unlimited" (or
-// the default weight), so that a limit removed from the config is lifted when applied.
-func resources(c *store.Config) (*cgroup.Resources, error) {
-	size := func(name, s string) (*int64, error) {
-		v := int64(-1)
-		if s != "" {
-			var err error
-			if v, err = cgroup.ParseSize(s); err != nil {
-				return nil, fmt.Errorf("--%s: %w", name, err)
-			}
-		}
-		return &v, nil
-	}
-	intIn := func(name, s string, def, lo, hi int) (*int, error) {
-		v := def
-		if s != "" {
-			n, err := strconv.Atoi(s)
-			if err != nil || n < lo || n > hi {
-				return nil, fmt.Errorf("--%s %q: want an integer in %d..%d: %w", name, s, lo, hi, ErrBadValue)
-			}
-			v = n
-		}
-		return &v, nil
-	}
-	var r cgroup.Resources
-	var err error
-	if r.MemoryBytes, err = size("memory", c.Memory); err != nil {
-		return nil, err
-	}
-	if *r.MemoryBytes >= 0 && *r.MemoryBytes < 4<<20 {
-		return nil, fmt.Errorf("--memory %q: at least 4M: %w", c.Memory, ErrBadValue)
-	}
-	if c.Swap != "" {
-		if r.SwapBytes, err = size("swap", c.Swap); err != nil {
-			return nil, err
-		}
-	}
-	if r.CPUs, err = intIn("cpus", c.CPUs, 0, 0, 4096); err != nil {
-		return nil, err
-	}
-	if r.CPULimitPct, err = intIn("cpulimit", c.CPULimit, 0, 0, 409600); err != nil {
-		return nil, err
-	}
-	if r.CPUUnits, err = intIn("cpuunits", c.CPUUnits, 1000, 8, 500000); err != nil {
-		return nil, err
-	}
-	if r.NumProc, err = size("numproc", c.NumProc); err != nil {
-		return nil, err
-	}
-	if *r.NumProc == 0 {
-		return nil, fmt.Errorf("--numproc 0: a VPS needs at least its init: %w", ErrBadValue)
-	}
-	if c.IOLimit != "" {
-		v, err := cgroup.ParseSize(c.IOLimit)
-		if err != nil {
-			return nil, fmt.Errorf("--iolimit: %w", err)
-		}
-		if v < 0 {
-			v = 0
-		}
-		r.IOLimitBps = &v
-	}
-	if c.IOWeight != "" {
-		if r.IOWeight, err = intIn("ioweight", c.IOWeight, 500, 10, 1000); err != nil {
-			return nil, err
-		}
-	}
-	if r.Devices, err = deviceRules(c.Devices); err != nil {
-		return nil, err
-	}
-	return &r, nil
 }

@@ -96,26 +96,6 @@ func (o NetOptions) validate(c *store.Config) error {
 	return nil
 }
 
-// netConfig builds the network package's view of c.
-func netConfig(c *store.Config) (network.Config, error) {
-	var nc network.Config
-	for _, s := range c.IPs {
-		p, err := network.ParseIP(s)
-		if err != nil {
-			return nc, err
-		}
-		nc.IPs = append(nc.IPs, p)
-	}
-	for _, s := range c.NetIfs {
-		ni, err := network.ParseNetIf(s)
-		if err != nil {
-			return nc, err
-		}
-		nc.NetIfs = append(nc.NetIfs, ni)
-	}
-	return nc, nil
-}
-
 // checkAddrsFree refuses addresses of c held by another VPS or by the host (network.ErrIPInUse).
 // The caller holds the global lock.
 func (r *Runtime) checkAddrsFree(c *store.Config, others []*store.Config) error {

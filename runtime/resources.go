@@ -1,6 +1,7 @@
 package runtime
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"os"
@@ -8,6 +9,7 @@ import (
 
 	"github.com/vpsctl/vpsctl/cgroup"
 	"github.com/vpsctl/vpsctl/container"
+	"github.com/vpsctl/vpsctl/internal/spec"
 	"github.com/vpsctl/vpsctl/store"
 )
 
@@ -23,7 +25,7 @@ type Beancounter struct {
 
 // Stats is a VPS's resource usage.
 type Stats struct {
-	ID           uint32                 `json:"id"`
+	ID           container.ID           `json:"id"`
 	CPUUsageNs   uint64                 `json:"cpu_usage_ns"`
 	MemoryBytes  uint64                 `json:"memory_bytes"`
 	MemoryMax    uint64                 `json:"memory_max_bytes"`
@@ -44,7 +46,7 @@ func (r *Runtime) Stats(id container.ID) (*Stats, error) {
 
 // statsFor reads the usage of the running VPS whose status is s.
 func statsFor(s *Status) (*Stats, error) {
-	cg, err := cgroup.New(cgroupPath(s.ID))
+	cg, err := cgroup.New(spec.CgroupPath(s.ID))
 	if err != nil {
 		return nil, err
 	}
@@ -65,8 +67,8 @@ func statsFor(s *Status) (*Stats, error) {
 var FreezeTimeout = 10 * time.Second
 
 // Suspend freezes every process of VPS id (cgroup freezer), waiting until they are frozen.
-func (r *Runtime) Suspend(id container.ID) error {
-	lk, err := r.St.LockVPS(uint32(id), "suspend")
+func (r *Runtime) Suspend(ctx context.Context, id container.ID) error {
+	lk, err := r.St.LockVPS(ctx, id, "suspend")
 	if err != nil {
 		return err
 	}
@@ -78,7 +80,7 @@ func (r *Runtime) Suspend(id container.ID) error {
 	if s.Suspended {
 		return fmt.Errorf("VPS %d: %w", id, ErrSuspended)
 	}
-	cg, err := cgroup.New(cgroupPath(s.ID))
+	cg, err := cgroup.New(spec.CgroupPath(s.ID))
 	if err != nil {
 		return err
 	}
@@ -92,26 +94,26 @@ func (r *Runtime) Suspend(id container.ID) error {
 const suspendedFile = "suspended-to-disk"
 
 // SuspendToDisk checkpoints VPS id and stops it (vzctl chkpnt); Resume restores it.
-func (r *Runtime) SuspendToDisk(id container.ID, progress io.Writer) error {
-	if _, err := r.Checkpoint(id, "", false, progress); err != nil {
+func (r *Runtime) SuspendToDisk(ctx context.Context, id container.ID, progress io.Writer) error {
+	if _, err := r.Checkpoint(ctx, id, "", false, progress); err != nil {
 		return err
 	}
-	return store.WriteFileAtomic(r.St.Path(uint32(id), suspendedFile), []byte(r.DefaultCheckpointDir(id)+"\n"), 0o600)
+	return store.WriteFileAtomic(r.St.Path(id, suspendedFile), []byte(r.DefaultCheckpointDir(id)+"\n"), 0o600)
 }
 
 // Resume thaws a suspended VPS, or restores one suspended to disk.
-func (r *Runtime) Resume(id container.ID) error {
-	if _, err := os.Stat(r.St.Path(uint32(id), suspendedFile)); err == nil {
+func (r *Runtime) Resume(ctx context.Context, id container.ID) error {
+	if _, err := os.Stat(r.St.Path(id, suspendedFile)); err == nil {
 		if s, err := r.Status(id); err == nil && s.State == "stopped" {
-			if _, err := r.Restore(id, "", nil); err != nil {
+			if _, err := r.Restore(ctx, id, "", nil); err != nil {
 				return err
 			}
-			os.Remove(r.St.Path(uint32(id), suspendedFile))
+			os.Remove(r.St.Path(id, suspendedFile))
 			return nil
 		}
-		os.Remove(r.St.Path(uint32(id), suspendedFile))
+		os.Remove(r.St.Path(id, suspendedFile))
 	}
-	lk, err := r.St.LockVPS(uint32(id), "resume")
+	lk, err := r.St.LockVPS(ctx, id, "resume")
 	if err != nil {
 		return err
 	}
@@ -123,7 +125,7 @@ func (r *Runtime) Resume(id container.ID) error {
 	if !s.Suspended {
 		return fmt.Errorf("VPS %d: %w: not suspended", id, ErrNotSuspended)
 	}
-	cg, err := cgroup.New(cgroupPath(s.ID))
+	cg, err := cgroup.New(spec.CgroupPath(s.ID))
 	if err != nil {
 		return err
 	}

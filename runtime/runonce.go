@@ -1,48 +1,29 @@
 package runtime
 
 import (
-	"encoding/json"
+	"context"
 	"errors"
 	"fmt"
-	"io"
 	"os"
-	"os/exec"
-	goruntime "runtime"
-	"strconv"
 	"strings"
-	"syscall"
 
 	"github.com/vpsctl/vpsctl/container"
 	"github.com/vpsctl/vpsctl/internal/fault"
-	"github.com/vpsctl/vpsctl/internal/timerslack"
+	"github.com/vpsctl/vpsctl/monitor"
 	"github.com/vpsctl/vpsctl/store"
 	"github.com/vpsctl/vpsctl/uid"
-	"golang.org/x/sys/unix"
 )
-
-// RunOnce boots stopped VPS id once with argv as its PID 1 (instead of its init), connected to
-// the given stdio, and returns argv's exit status (128+N if killed by signal N). The VPS is
-// locked throughout and stopped again afterwards, with nothing left behind. It serves
-// maintenance of stopped VPSs (set --userpasswd) and `vpsctl run`.
-func (r *Runtime) RunOnce(id container.ID, argv []string, stdin, stdout, stderr *os.File) (int, error) {
-	lk, err := r.St.LockVPS(uint32(id), "run "+strings.Join(argv, " "))
-	if err != nil {
-		return 0, err
-	}
-	defer lk.Unlock()
-	return r.runOnceLocked(id, argv, stdin, stdout, stderr, false, nil)
-}
 
 // runOnceLocked is RunOnce with the VPS's lock held. destroy: the VPS is destroyed next, by
 // this process (run --rm): its mount namespace is kept for Destroy to hand to the background
 // remover, which then does the unmounting too (see Runtime.held). spare, if set, makes the
 // boot a spare VPS's (see monitor.spare), always in this process.
-func (r *Runtime) runOnceLocked(id container.ID, argv []string, stdin, stdout, stderr *os.File, destroy bool, spare func() *claim) (int, error) {
+func (r *Runtime) runOnceLocked(ctx context.Context, id container.ID, argv []string, stdin, stdout, stderr *os.File, destroy bool, spare func() *monitor.Claim) (int, error) {
 	if destroy {
 		// A run --rm's own VPS, created by this command an instant ago: its status is known,
 		// unless another command started it before this one took its lock (then it has run
 		// state). What a killed earlier VPS of the same ID left on the host is still removed.
-		if _, err := r.St.LoadRun(uint32(id)); err == nil {
+		if _, err := r.St.LoadRun(id); err == nil {
 			return 0, fmt.Errorf("VPS %d: %w", id, ErrRunning)
 		}
 		r.cleanHost(id)
@@ -57,77 +38,13 @@ func (r *Runtime) runOnceLocked(id container.ID, argv []string, stdin, stdout, s
 		r.repair(id)
 	}
 	fault.Mark("run-checked")
-	if spare != nil || os.Getenv("VPSCTL_NO_INPROCESS") == "" {
-		return r.runHere(id, argv, stdin, stdout, stderr, destroy, spare)
+	var keep func(monitor.Leftovers)
+	if destroy {
+		keep = func(left monitor.Leftovers) { r.hold(id, left) }
 	}
-	pr, pw, err := os.Pipe()
-	if err != nil {
-		return 0, err
-	}
-	defer pr.Close()
-	cmd := exec.Command("/proc/self/exe", append([]string{strconv.FormatUint(uint64(id), 10), "--"}, argv...)...)
-	cmd.Args[0] = "vpsctl-monitor"
-	cmd.Env = append(append([]string{modeEnv + "=monitor", "VPSCTL_ROOT=" + r.St.Root}, timerslack.Env()...),
-		inheritEnv(fault.Env, fault.TraceEnv)...)
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = stdin, stdout, stderr
-	cmd.ExtraFiles = []*os.File{pw}
-	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: unix.CLONE_NEWNS, Pdeathsig: syscall.SIGTERM}
-	if err := cmd.Start(); err != nil {
-		pw.Close()
-		return 0, err
-	}
-	pw.Close()
-	fault.Mark("run-spawned")
-	b, _ := io.ReadAll(pr)
-	var msg readyMsg
-	json.Unmarshal(b, &msg)
-	err = cmd.Wait()
+	code, err := monitor.RunHere(r.St, id, argv, []*os.File{stdin, stdout, stderr}, keep, spare)
 	fault.Mark("run-monitor-exited")
-	if msg.Error != "" {
-		return 0, msg.failure(uint32(id))
-	}
-	if cmd.ProcessState == nil {
-		return 0, err
-	}
-	return cmd.ProcessState.ExitCode(), nil
-}
-
-// runHere is the one-shot boot of runOnceLocked done by this process instead of a spawned
-// monitor (whose Go runtime start is most of a short `vpsctl run`): the command waits for the
-// VPS anyway. The boot runs on an OS thread of its own that unshares its file-system context
-// and mount namespace first, so the VPS's mounts are made where the host never sees them, and
-// that is never reused (the goroutine ends locked, and Go then ends the thread). Every mount,
-// chdir and the clone of the init happen on that thread; the rest of the command is untouched.
-// spare, if set, makes the boot a spare VPS's (see monitor.spare): argv and stdio then come
-// with the claim.
-func (r *Runtime) runHere(id container.ID, argv []string, stdin, stdout, stderr *os.File, destroy bool, spare func() *claim) (int, error) {
-	type result struct {
-		code int
-		msg  readyMsg
-	}
-	done := make(chan result, 1)
-	go func() {
-		goruntime.LockOSThread()
-		var res result
-		defer func() { done <- res }()
-		if err := unix.Unshare(unix.CLONE_FS | unix.CLONE_NEWNS); err != nil {
-			res.msg = readyMsg{Error: "run: own mount namespace: " + os.NewSyscallError("unshare", err).Error()}
-			return
-		}
-		m := &monitor{st: r.St, id: uint32(id), oneshot: argv, stdio: []*os.File{stdin, stdout, stderr},
-			reportFn: func(msg readyMsg) { res.msg = msg }, spare: spare}
-		if destroy {
-			m.keep = func(left leftovers) { r.hold(id, left) }
-			m.volatile = true
-		}
-		res.code = m.runOnce()
-	}()
-	res := <-done
-	fault.Mark("run-monitor-exited")
-	if res.msg.Error != "" {
-		return 0, res.msg.failure(uint32(id))
-	}
-	return res.code, nil
+	return code, err
 }
 
 // userpasswdScript sets a password read from stdin ("user:password"), creating the user if
@@ -154,8 +71,8 @@ awk -F: -v OFS=: -v u="$u" -v h="$h" '$1==u{$2=h}1' /etc/shadow > /etc/shadow.vp
 // setUserPassword sets user's password inside the VPS (running: joined like exec; stopped: a
 // one-shot boot), creating the user if missing, like vzctl --userpasswd. The caller holds the
 // VPS's lock.
-func (r *Runtime) setUserPassword(s *Status, user, password string) error {
-	id := container.ID(s.ID)
+func (r *Runtime) setUserPassword(ctx context.Context, s *Status, user, password string) error {
+	id := s.ID
 	pr, pw, err := os.Pipe()
 	if err != nil {
 		return err
@@ -168,9 +85,9 @@ func (r *Runtime) setUserPassword(s *Status, user, password string) error {
 	argv := []string{"/bin/sh", "-c", userpasswdScript, "vpsctl-userpasswd", user}
 	var code int
 	if s.State == "running" {
-		code, err = r.Exec(id, ExecOptions{Args: argv, Stdin: pr, Stdout: os.Stderr, Stderr: os.Stderr})
+		code, err = r.Exec(ctx, id, ExecOptions{Args: argv, Stdin: pr, Stdout: os.Stderr, Stderr: os.Stderr})
 	} else {
-		code, err = r.runOnceLocked(id, argv, pr, os.Stderr, os.Stderr, false, nil)
+		code, err = r.runOnceLocked(ctx, id, argv, pr, os.Stderr, os.Stderr, false, nil)
 	}
 	if err != nil {
 		return err
@@ -196,51 +113,51 @@ type RunOptions struct {
 
 // Run creates a VPS, runs Args as its PID 1 and returns their status; with Remove the VPS is
 // destroyed afterwards, whatever the outcome.
-func (r *Runtime) Run(o RunOptions) (int, error) {
+func (r *Runtime) Run(ctx context.Context, o RunOptions) (int, error) {
 	c := CreateOptions{ID: o.ID, Template: o.Template, Hostname: o.Hostname, Pool: o.Pool}
 	id, err := o.ID, error(nil)
 	if id == 0 {
-		id, err = r.createTransient(c, 0)
+		id, err = r.CreateTransient(ctx, c, 0)
 	} else {
-		err = r.Create(c)
+		err = r.Create(ctx, c)
 	}
 	if err != nil {
 		return 0, err
 	}
-	return r.runFresh(id, "run "+strings.Join(o.Args, " "), o.Args, o.Stdin, o.Stdout, o.Stderr, o.Remove, nil)
+	return r.runFresh(ctx, id, "run "+strings.Join(o.Args, " "), o.Args, o.Stdin, o.Stdout, o.Stderr, o.Remove, nil)
 }
 
 // runFresh runs argv as the PID 1 of VPS id, which this process has just created, under the
 // VPS's lock (what names the holder) and, with remove, destroys the VPS afterwards whatever
 // the outcome: a run's, and a spare's (spare: see monitor.spare).
-func (r *Runtime) runFresh(id container.ID, what string, argv []string, stdin, stdout, stderr *os.File, remove bool, spare func() *claim) (int, error) {
-	lk, err := r.St.LockVPS(uint32(id), what)
+func (r *Runtime) runFresh(ctx context.Context, id container.ID, what string, argv []string, stdin, stdout, stderr *os.File, remove bool, spare func() *monitor.Claim) (int, error) {
+	lk, err := r.St.LockVPS(ctx, id, what)
 	if err != nil {
 		if remove {
-			r.Destroy(id, true)
+			r.Destroy(ctx, id, true)
 		}
 		return 0, err
 	}
-	code, err := r.runOnceLocked(id, argv, stdin, stdout, stderr, remove, spare)
-	if remove && r.destroyRan(id, lk) {
+	code, err := r.runOnceLocked(ctx, id, argv, stdin, stdout, stderr, remove, spare)
+	if remove && r.destroyRan(ctx, id, lk) {
 		return code, err
 	}
 	lk.Unlock()
 	if remove {
-		r.Destroy(id, true)
+		r.Destroy(ctx, id, true)
 	}
 	return code, err
 }
 
-// createTransient creates a VPS of vpsctl's own making (a run without an ID, a spare) as o
+// CreateTransient creates a VPS of vpsctl's own making (a run without an ID, a spare) as o
 // says, at the first free ID from the off'th transient one on (o.ID is ignored), and returns
 // its ID. A concurrent create that takes that ID first makes this one lose with ErrExist under
 // create's lock: it then tries the next free ID.
-func (r *Runtime) createTransient(o CreateOptions, off int) (container.ID, error) {
+func (r *Runtime) CreateTransient(ctx context.Context, o CreateOptions, off int) (container.ID, error) {
 	var err error
 	for range 10 {
 		o.ID = r.transientIDFrom(off)
-		if err = r.Create(o); !errors.Is(err, store.ErrExist) {
+		if err = r.Create(ctx, o); !errors.Is(err, store.ErrExist) {
 			break
 		}
 	}
@@ -251,26 +168,31 @@ func (r *Runtime) createTransient(o CreateOptions, off int) (container.ID, error
 // hand-picked ones, searching from the off'th on: a spare keeper moves on with each spare, so
 // that it does not wait for the remover of the last one, which holds its ID's lock.
 func (r *Runtime) transientIDFrom(off int) container.ID {
-	cand := container.ID(transientBase + (os.Getpid()+off)%1000000)
-	for r.St.Exists(uint32(cand)) {
+	cand := container.ID(store.TransientBase + (os.Getpid()+off)%1000000)
+	for r.St.Exists(cand) {
 		cand++
 	}
 	return cand
 }
 
-// transientBase is where the IDs of run's and the spares' VPSs start.
-const transientBase = 1000000000
-
 // destroyRan destroys VPS id at the end of its run --rm, whose init has exited, with the lock lk
 // that the run held throughout: nothing of the VPS can run, so there is no status to read and
 // nothing to repair, and what the boot kept (groups, mount namespace) goes to the remover with
 // the files. false: not done (the boot kept nothing: the caller destroys the VPS as usual).
-func (r *Runtime) destroyRan(id container.ID, lk *store.Lock) bool {
+func (r *Runtime) destroyRan(ctx context.Context, id container.ID, lk *store.Lock) bool {
 	left, ok := r.takeHeld(id)
 	if !ok {
 		return false
 	}
-	err := r.destroyLocked(id, lk, "", left)
+	err := r.destroyLocked(ctx, id, lk, "", left)
 	lk.Unlock()
 	return err == nil
+}
+
+// RunSpare boots VPS id, a spare VPS (package spare) created by CreateTransient, as far as a
+// run's boot goes before its command is known, then asks claim for one: the claim's command
+// then runs as the VPS's PID 1 on the claim's stdio, and the VPS is destroyed after it as a
+// run --rm's is. stdio is the init's until then. what names the VPS in errors.
+func (r *Runtime) RunSpare(ctx context.Context, id container.ID, what string, stdio *os.File, claim func() *monitor.Claim) (int, error) {
+	return r.runFresh(ctx, id, what, []string{"/bin/true"}, stdio, stdio, stdio, true, claim)
 }

@@ -26,15 +26,18 @@ import (
 	"sync"
 
 	"github.com/vpsctl/vpsctl/container"
-	"github.com/vpsctl/vpsctl/nsenter"
+	"github.com/vpsctl/vpsctl/internal/spec"
+	"github.com/vpsctl/vpsctl/monitor"
+	"github.com/vpsctl/vpsctl/prestart"
 	"github.com/vpsctl/vpsctl/store"
+	"github.com/vpsctl/vpsctl/uid"
 )
 
 // Sentinels callers branch on (cmd/vpsctl maps them, and the leaf packages' ones, to exit codes).
 var (
 	ErrRunning      = errors.New("VPS is running")
 	ErrNotRunning   = errors.New("VPS is not running")
-	ErrBadValue     = errors.New("bad value")
+	ErrBadValue     = spec.ErrBadValue
 	ErrUsage        = errors.New("bad usage")
 	ErrTemplateUse  = errors.New("template in use")
 	ErrSuspended    = errors.New("VPS is suspended")
@@ -44,39 +47,48 @@ var (
 // Runtime operates on one state root.
 type Runtime struct {
 	St *store.Store
+	// Defaults are the limits a VPS created without them gets (see spec.Defaults, which Open
+	// sets here).
+	Defaults spec.DefaultLimits
+	// Pool is the host IDs VPSs' ranges are allocated from when CreateOptions name none
+	// (uid.DefaultPool unless the host's configuration says otherwise).
+	Pool uid.Pool
+	// HostEtc is the directory of the host's account files (/etc), whose users' IDs and
+	// subordinate ranges no VPS range may overlap.
+	HostEtc string
 	// Warn receives warnings about host settings that keep a VPS from working fully (one
 	// line each); nil discards them. They are also in the VPS's monitor.log.
 	Warn io.Writer
 	// held are what VPSs this process ran and is about to destroy (run --rm) left: their
 	// groups and mount namespaces, which the destroy hands to the background remover with the
-	// files (see leftovers), so that the command waits for neither the unmounting of the
+	// files (see monitor.Leftovers), so that the command waits for neither the unmounting of the
 	// VPS's ~45 mounts and its overlay nor the groups' removal.
-	held   map[container.ID]leftovers
+	held   map[container.ID]monitor.Leftovers
 	heldMu sync.Mutex // a spare keeper's workers (spare.go) share one Runtime
 }
 
-func (r *Runtime) hold(id container.ID, left leftovers) {
+func (r *Runtime) hold(id container.ID, left monitor.Leftovers) {
 	r.heldMu.Lock()
 	defer r.heldMu.Unlock()
 	if r.held == nil {
-		r.held = map[container.ID]leftovers{}
+		r.held = map[container.ID]monitor.Leftovers{}
 	}
 	r.held[id] = left
 }
 
-// takeHeld returns (and forgets) what hold kept of VPS id: no leftovers if nothing.
-func (r *Runtime) takeHeld(id container.ID) (leftovers, bool) {
+// takeHeld returns (and forgets) what hold kept of VPS id: no monitor.Leftovers if nothing.
+func (r *Runtime) takeHeld(id container.ID) (monitor.Leftovers, bool) {
 	r.heldMu.Lock()
 	defer r.heldMu.Unlock()
 	left, ok := r.held[id]
 	delete(r.held, id)
 	if !ok {
-		left = leftovers{mntns: -1}
+		left = monitor.Leftovers{MntNS: -1}
 	}
 	return left, ok
 }
 
-func (r *Runtime) warn(id uint32, msgs []string) {
+func (r *Runtime) warn(id container.ID, msgs []string) {
 	if r.Warn == nil {
 		return
 	}
@@ -85,7 +97,7 @@ func (r *Runtime) warn(id uint32, msgs []string) {
 	}
 }
 
-// Open opens the state root (see store.Open) and sweeps leftovers of killed commands.
+// Open opens the state root (see store.Open) and sweeps monitor.Leftovers of killed commands.
 func Open(root string) (*Runtime, error) {
 	if root == "" {
 		root = os.Getenv("VPSCTL_ROOT")
@@ -95,12 +107,11 @@ func Open(root string) (*Runtime, error) {
 		return nil, err
 	}
 	st.Sweep()
-	if os.Getenv("VPSCTL_SYNC_DESTROY") == "" {
-		st.Reclaim = func(j store.ReclaimJob) error {
-			return nsenter.RemoveTree(j.Dir, j.DirLock, j.Groups, j.VPSLock, j.VPSLockPath, j.Spares, j.Hold)
-		}
+	st.Reclaim = func(j store.ReclaimJob) error {
+		return prestart.Remove(prestart.RemoveJob{Dir: j.Dir, DirLock: j.DirLock, Groups: j.Groups,
+			VPSLock: j.VPSLock, VPSLockPath: j.VPSLockPath, Spares: j.Spares, Hold: j.Hold})
 	}
-	return &Runtime{St: st}, nil
+	return &Runtime{St: st, Defaults: spec.Defaults, Pool: uid.DefaultPool, HostEtc: "/etc"}, nil
 }
 
 // Resolve turns an ID or a name into an existing VPS's ID.
@@ -110,7 +121,7 @@ func (r *Runtime) Resolve(ref string) (container.ID, error) {
 		if err != nil {
 			return 0, err
 		}
-		if !r.St.Exists(uint32(id)) {
+		if !r.St.Exists(id) {
 			return 0, fmt.Errorf("VPS %d: %w", id, store.ErrNotExist)
 		}
 		return id, nil
@@ -125,5 +136,5 @@ func (r *Runtime) Resolve(ref string) (container.ID, error) {
 	if err != nil {
 		return 0, err
 	}
-	return container.ID(id), nil
+	return id, nil
 }

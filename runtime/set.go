@@ -1,6 +1,7 @@
 package runtime
 
 import (
+	"context"
 	"fmt"
 	"net/netip"
 	"slices"
@@ -9,6 +10,7 @@ import (
 	"github.com/vpsctl/vpsctl/cgroup"
 	"github.com/vpsctl/vpsctl/container"
 	"github.com/vpsctl/vpsctl/internal/fault"
+	"github.com/vpsctl/vpsctl/internal/spec"
 	"github.com/vpsctl/vpsctl/network"
 	"github.com/vpsctl/vpsctl/store"
 	"github.com/vpsctl/vpsctl/uts"
@@ -30,8 +32,8 @@ type SetOptions struct {
 }
 
 // Set applies o to VPS id. Every value is validated before anything changes.
-func (r *Runtime) Set(id container.ID, o SetOptions) error {
-	lk, err := r.St.LockVPS(uint32(id), "set")
+func (r *Runtime) Set(ctx context.Context, id container.ID, o SetOptions) error {
+	lk, err := r.St.LockVPS(ctx, id, "set")
 	if err != nil {
 		return err
 	}
@@ -72,13 +74,18 @@ func (r *Runtime) Set(id container.ID, o SetOptions) error {
 	if err := o.Net.validate(&next); err != nil {
 		return err
 	}
+	if len(o.Net.IPAdd) > 0 {
+		if err := network.CheckNftables(); err != nil { // as create: before anything changes
+			return err
+		}
+	}
 	for _, c := range o.Capabilities {
-		cp, _, err := ParseCapability(c)
+		cp, _, err := spec.ParseCapability(c)
 		if err != nil {
 			return err
 		}
 		next.Capabilities = slices.DeleteFunc(next.Capabilities, func(x string) bool {
-			y, _, err := ParseCapability(x)
+			y, _, err := spec.ParseCapability(x)
 			return err == nil && y == cp
 		})
 		next.Capabilities = append(next.Capabilities, c)
@@ -98,7 +105,7 @@ func (r *Runtime) Set(id container.ID, o SetOptions) error {
 	if running && s.Suspended && (!o.Limits.Empty() || !o.Net.Empty() || o.Hostname != nil || o.Domainname != nil) {
 		return fmt.Errorf("VPS %d: %w (resume it first)", id, ErrSuspended)
 	}
-	gl, err := r.St.LockGlobal(fmt.Sprintf("set %d", id))
+	gl, err := r.St.LockGlobal(ctx, fmt.Sprintf("set %d", id))
 	if err != nil {
 		return err
 	}
@@ -137,7 +144,7 @@ func (r *Runtime) Set(id container.ID, o SetOptions) error {
 	}
 	fault.Point("set-saved")
 	for _, up := range users {
-		if err := r.setUserPassword(s, up[0], up[1]); err != nil {
+		if err := r.setUserPassword(ctx, s, up[0], up[1]); err != nil {
 			return err
 		}
 	}
@@ -162,7 +169,7 @@ func (r *Runtime) applyLive(s *Status, old, next *store.Config, o SetOptions) er
 		}
 	}
 	if !o.Limits.Empty() {
-		res, err := resources(next)
+		res, err := spec.Resources(next)
 		if err != nil {
 			return err
 		}
@@ -191,7 +198,7 @@ func (r *Runtime) applyLive(s *Status, old, next *store.Config, o SetOptions) er
 			res.IOWeight = nil
 		}
 		res.Devices = nil // the allowlist changes at the next start
-		cg, err := cgroup.New(cgroupPath(next.ID))
+		cg, err := cgroup.New(spec.CgroupPath(next.ID))
 		if err != nil {
 			return err
 		}
@@ -240,7 +247,7 @@ func (r *Runtime) applyLive(s *Status, old, next *store.Config, o SetOptions) er
 			if err := network.AddIPs(next.ID, s.InitPID, add); err != nil {
 				return err
 			}
-			if nc, err := netConfig(next); err == nil {
+			if nc, err := spec.Net(next); err == nil {
 				r.warn(next.ID, network.Warnings(next.ID, nc))
 			}
 		}

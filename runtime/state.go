@@ -10,26 +10,32 @@ import (
 
 	"github.com/vpsctl/vpsctl/cgroup"
 	"github.com/vpsctl/vpsctl/container"
+	"github.com/vpsctl/vpsctl/internal/proc"
+	"github.com/vpsctl/vpsctl/internal/spec"
+	"github.com/vpsctl/vpsctl/monitor"
 	"github.com/vpsctl/vpsctl/network"
 	"github.com/vpsctl/vpsctl/store"
 )
 
 // Status is what `vpsctl status` and `vpsctl list` report about a VPS.
 type Status struct {
-	ID         uint32   `json:"id"`
-	Name       string   `json:"name"`
-	State      string   `json:"state"` // "running", "stopped" or "deleted"
-	Suspended  bool     `json:"suspended"`
-	Hostname   string   `json:"hostname"`
-	Domainname string   `json:"domainname,omitempty"`
-	Template   string   `json:"template"`
-	InitPID    int      `json:"init_pid"`
-	MonitorPID int      `json:"monitor_pid,omitempty"`
-	Boots      int      `json:"boots,omitempty"`
-	Namespaces []string `json:"namespaces,omitempty"`
-	IDMap      string   `json:"idmap,omitempty"`
-	IPs        []string `json:"ips"`
-	NetIfs     []string `json:"netifs"`
+	ID         container.ID `json:"id"`
+	Name       string       `json:"name"`
+	State      string       `json:"state"` // "running", "stopped" or "deleted"
+	Suspended  bool         `json:"suspended"`
+	Hostname   string       `json:"hostname"`
+	Domainname string       `json:"domainname,omitempty"`
+	Template   string       `json:"template"`
+	InitPID    int          `json:"init_pid"`
+	MonitorPID int          `json:"monitor_pid,omitempty"`
+	Boots      int          `json:"boots,omitempty"`
+	// Backoff: the VPS reboots in a loop and its next boot is held back until BackoffUntil.
+	Backoff      bool      `json:"backoff,omitempty"`
+	BackoffUntil time.Time `json:"backoff_until,omitzero"`
+	Namespaces   []string  `json:"namespaces,omitempty"`
+	IDMap        string    `json:"idmap,omitempty"`
+	IPs          []string  `json:"ips"`
+	NetIfs       []string  `json:"netifs"`
 
 	cfg *store.Config
 	run *store.RunState
@@ -45,14 +51,17 @@ func (s *Status) Line() string {
 	if s.Suspended {
 		l += " suspended"
 	}
+	if s.Backoff {
+		l += " backoff"
+	}
 	return l
 }
 
 // Status reports VPS id's state; a VPS that does not exist is "deleted" (not an error).
 func (r *Runtime) Status(id container.ID) (*Status, error) {
-	c, err := r.St.LoadConfig(uint32(id))
+	c, err := r.St.LoadConfig(id)
 	if errors.Is(err, store.ErrNotExist) {
-		return &Status{ID: uint32(id), State: "deleted", IPs: []string{}, NetIfs: []string{}}, nil
+		return &Status{ID: id, State: "deleted", IPs: []string{}, NetIfs: []string{}}, nil
 	}
 	if err != nil {
 		return nil, err
@@ -64,18 +73,20 @@ func (r *Runtime) Status(id container.ID) (*Status, error) {
 	}
 	if run, err := r.St.LoadRun(c.ID); err == nil {
 		s.run = run
-		if alive(run.InitPID, run.InitStart) {
+		if proc.Alive(run.InitPID, run.InitStart) {
 			s.State, s.InitPID, s.Boots = "running", run.InitPID, run.Boots
-			if alive(run.MonitorPID, run.MonitorStart) {
+			if proc.Alive(run.MonitorPID, run.MonitorStart) {
 				s.MonitorPID = run.MonitorPID
 			}
-			if cg, err := cgroup.New(cgroupPath(c.ID)); err == nil {
+			if cg, err := cgroup.New(spec.CgroupPath(c.ID)); err == nil {
 				s.Suspended, _ = cg.Frozen()
 			}
-		} else if run.Phase == "rebooting" && alive(run.MonitorPID, run.MonitorStart) {
+		} else if (run.Phase == "rebooting" || run.Phase == "backoff") && proc.Alive(run.MonitorPID, run.MonitorStart) {
 			// Between the old init's death and the new one's birth: the VPS exists and is
 			// running, as vzctl says of a rebooting container; it has no init to join yet.
+			// "backoff": the birth is held back (a reboot loop, see package monitor).
 			s.State, s.MonitorPID, s.Boots = "running", run.MonitorPID, run.Boots
+			s.Backoff, s.BackoffUntil = run.Phase == "backoff", run.BackoffUntil
 		}
 	}
 	return s, nil
@@ -120,10 +131,10 @@ func (r *Runtime) List(all bool) ([]*Status, error) {
 	}
 	out := make([]*Status, 0, len(ids))
 	for _, id := range ids {
-		if r.isSpare(id) {
+		if r.St.IsSpare(id) {
 			continue // a keeper's, until a run claims it (spare.go)
 		}
-		s, err := r.Status(container.ID(id))
+		s, err := r.Status(id)
 		if err != nil || s.State == "deleted" {
 			continue
 		}
@@ -134,34 +145,34 @@ func (r *Runtime) List(all bool) ([]*Status, error) {
 	return out, nil
 }
 
-// repair removes the host-side leftovers of a VPS whose init and monitor are both gone (the
+// repair removes the host-side monitor.Leftovers of a VPS whose init and monitor are both gone (the
 // monitor was killed, or the host rebooted). The caller holds the VPS's lock.
 func (r *Runtime) repair(id container.ID) {
-	run, err := r.St.LoadRun(uint32(id))
+	run, err := r.St.LoadRun(id)
 	if err != nil {
 		if !errors.Is(err, os.ErrNotExist) {
-			r.St.ClearRun(uint32(id))
+			r.St.ClearRun(id)
 		}
 		r.cleanHost(id)
 		return
 	}
-	if alive(run.InitPID, run.InitStart) {
+	if proc.Alive(run.InitPID, run.InitStart) {
 		return
 	}
-	if alive(run.MonitorPID, run.MonitorStart) {
+	if proc.Alive(run.MonitorPID, run.MonitorStart) {
 		// The monitor is cleaning up after init; give it a moment.
 		deadline := time.Now().Add(10 * time.Second)
-		for alive(run.MonitorPID, run.MonitorStart) && time.Now().Before(deadline) {
+		for proc.Alive(run.MonitorPID, run.MonitorStart) && time.Now().Before(deadline) {
 			time.Sleep(20 * time.Millisecond)
 		}
-		if !alive(run.MonitorPID, run.MonitorStart) {
-			if _, err := r.St.LoadRun(uint32(id)); errors.Is(err, os.ErrNotExist) {
+		if !proc.Alive(run.MonitorPID, run.MonitorStart) {
+			if _, err := r.St.LoadRun(id); errors.Is(err, os.ErrNotExist) {
 				return
 			}
 		}
 	}
 	r.cleanHost(id)
-	r.St.ClearRun(uint32(id))
+	r.St.ClearRun(id)
 }
 
 // cleanHost removes a stopped VPS's cgroups and host network objects, if any are left.
@@ -169,18 +180,18 @@ func (r *Runtime) cleanHost(id container.ID) {
 	// The group is made first and removed last by a boot: if it is gone and no run state is
 	// left, the previous boot cleaned up after itself and there is nothing to look for (the
 	// network teardown's netlink scans are the costly part of a start's or stop's repair).
-	_, runErr := r.St.LoadRun(uint32(id))
+	_, runErr := r.St.LoadRun(id)
 	dirty := runErr == nil
-	if cg, err := cgroup.New(cgroupPath(uint32(id))); err == nil && cg.Exists() {
+	if cg, err := cgroup.New(spec.CgroupPath(id)); err == nil && cg.Exists() {
 		dirty = true
-		if err := removeGroups(cg); err != nil {
+		if err := monitor.RemoveGroups(cg); err != nil {
 			log.Printf("VPS %d: cgroup: %v", id, err)
 		}
 	}
 	if dirty {
 		r.teardownNet(id, true)
 	}
-	os.Remove(r.St.Path(uint32(id), stopFile))
+	os.Remove(r.St.Path(id, monitor.StopFile))
 }
 
 // teardownNet removes what a stopped VPS's network left on the host (its host interfaces and
@@ -190,11 +201,11 @@ func (r *Runtime) cleanHost(id container.ID) {
 // set-up in this process) would find nothing. A repair scans anyway, for what a command killed
 // half-way left.
 func (r *Runtime) teardownNet(id container.ID, scan bool) {
-	c, err := r.St.LoadConfig(uint32(id))
+	c, err := r.St.LoadConfig(id)
 	if err != nil || !slices.Contains(c.Namespaces, "net") {
 		return
 	}
-	if nc, err := netConfig(c); err == nil && (scan || !nc.Empty()) {
-		network.Teardown(uint32(id), nc)
+	if nc, err := spec.Net(c); err == nil && (scan || !nc.Empty()) {
+		network.Teardown(id, nc)
 	}
 }

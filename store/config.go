@@ -6,6 +6,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/vpsctl/vpsctl/container"
 )
 
 // ErrBadConfig reports a config file that cannot be parsed.
@@ -15,7 +17,7 @@ var ErrBadConfig = errors.New("bad config")
 // that an administrator can read and diff it. Unknown keys are kept (Extra) and written back,
 // so a newer vpsctl's settings survive an older one's rewrite.
 type Config struct {
-	ID         uint32
+	ID         container.ID
 	Name       string
 	Hostname   string
 	Domainname string
@@ -134,7 +136,7 @@ func ParseConfig(text []byte) (*Config, error) {
 			if err != nil || strconv.FormatUint(id, 10) != v || id == 0 {
 				return nil, fmt.Errorf("%w: line %d: bad ID %q", ErrBadConfig, n, v)
 			}
-			c.ID = uint32(id)
+			c.ID = container.ID(id)
 			continue
 		}
 		f, known := fieldByKey[k]

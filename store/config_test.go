@@ -6,6 +6,8 @@ import (
 	"os"
 	"reflect"
 	"testing"
+
+	"github.com/vpsctl/vpsctl/container"
 )
 
 func TestConfigRoundTrip(t *testing.T) {
@@ -83,7 +85,7 @@ func BenchmarkConfigs1000(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	for i := uint32(1); i <= 1000; i++ {
+	for i := container.ID(1); i <= 1000; i++ {
 		if err := os.MkdirAll(s.VPSDir(i), 0o700); err != nil {
 			b.Fatal(err)
 		}

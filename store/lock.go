@@ -1,6 +1,7 @@
 package store
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -9,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/vpsctl/vpsctl/container"
 	"github.com/vpsctl/vpsctl/internal/sysfile"
 	"golang.org/x/sys/unix"
 )
@@ -26,8 +28,8 @@ var LockWait = 3 * time.Second
 // LockVPS takes the lock that serializes commands on VPS id. what names the command, and is
 // shown to whoever waits in vain. A VPS that does not exist (checked once the lock is held) is
 // ErrNotExist, and leaves no lock file behind.
-func (s *Store) LockVPS(id uint32, what string) (*Lock, error) {
-	lk, err := lockFile(filepath.Join(s.Root, "locks", strconv.FormatUint(uint64(id), 10)+".lock"), what, fmt.Sprintf("VPS %d", id))
+func (s *Store) LockVPS(ctx context.Context, id container.ID, what string) (*Lock, error) {
+	lk, err := lockFile(ctx, filepath.Join(s.Root, "locks", strconv.FormatUint(uint64(id), 10)+".lock"), what, fmt.Sprintf("VPS %d", id))
 	if err != nil {
 		return nil, err
 	}
@@ -41,14 +43,14 @@ func (s *Store) LockVPS(id uint32, what string) (*Lock, error) {
 
 // LockGlobal takes the lock that serializes changes to shared state: ID and name allocation,
 // UID ranges, addresses, templates.
-func (s *Store) LockGlobal(what string) (*Lock, error) {
-	return lockFile(filepath.Join(s.Root, "locks", ".global"), what, "state root")
+func (s *Store) LockGlobal(ctx context.Context, what string) (*Lock, error) {
+	return lockFile(ctx, filepath.Join(s.Root, "locks", ".global"), what, "state root")
 }
 
-func lockFile(path, what, subject string) (*Lock, error) {
+func lockFile(ctx context.Context, path, what, subject string) (*Lock, error) {
 	deadline := time.Now().Add(LockWait)
 	for {
-		f, err := lockOpen(path, subject, deadline)
+		f, err := lockOpen(ctx, path, subject, deadline)
 		if err != nil {
 			return nil, err
 		}
@@ -66,27 +68,29 @@ func lockFile(path, what, subject string) (*Lock, error) {
 	}
 }
 
-// lockOpen opens path and flocks it, waiting until deadline. The wait polls (a blocking flock
-// could not give up at the deadline), from 1 ms up to 20: the usual holder is a stop's
-// background remover, which lets go of a VPS's lock 1-20 ms after the stop returned (its
-// overlay's unmount syncs), and a first poll 20 ms later was most of a destroy right after a
-// stop (W4's slowest tenth).
-func lockOpen(path, subject string, deadline time.Time) (*os.File, error) {
+// lockOpen opens path and flocks it, waiting until deadline. The wait is the kernel's own: a
+// blocking flock(2) on a thread of its own, which is woken the moment the holder lets go (the
+// usual holder is a stop's background remover, which lets go of a VPS's lock 1-20 ms after the
+// stop returned). At the deadline, or when ctx is done, the file is closed: a flock granted
+// after that is dropped with the file, so a wait given up never keeps a lock.
+func lockOpen(ctx context.Context, path, subject string, deadline time.Time) (*os.File, error) {
 	f, err := sysfile.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		return nil, err
 	}
-	pause := time.Millisecond
-	for {
-		err = unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
-		if err == nil {
-			return f, nil
-		}
-		if !errors.Is(err, unix.EWOULDBLOCK) && !errors.Is(err, unix.EINTR) {
+	fd := int(f.Fd())
+	err = sysfile.Retry(func() error { return unix.Flock(fd, unix.LOCK_EX|unix.LOCK_NB) })
+	if errors.Is(err, unix.EWOULDBLOCK) {
+		done := make(chan error, 1)
+		go func() { done <- sysfile.Retry(func() error { return unix.Flock(fd, unix.LOCK_EX) }) }()
+		timer := time.NewTimer(time.Until(deadline))
+		defer timer.Stop()
+		select {
+		case err = <-done:
+		case <-ctx.Done():
 			f.Close()
-			return nil, &os.PathError{Op: "flock", Path: path, Err: err}
-		}
-		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("%s: waiting for its lock: %w", subject, ctx.Err())
+		case <-timer.C:
 			holder, _ := os.ReadFile(path)
 			h := strings.TrimSpace(string(holder))
 			if h == "" {
@@ -96,9 +100,12 @@ func lockOpen(path, subject string, deadline time.Time) (*os.File, error) {
 			f.Close()
 			return nil, fmt.Errorf("%s: %w (%s)", subject, ErrLocked, h)
 		}
-		time.Sleep(pause)
-		pause = min(2*pause, 20*time.Millisecond)
 	}
+	if err != nil {
+		f.Close()
+		return nil, &os.PathError{Op: "flock", Path: path, Err: err}
+	}
+	return f, nil
 }
 
 // RemoveFile deletes the lock's file, still holding the lock: the last step of destroying a
@@ -169,7 +176,7 @@ func parseLockHolder(text string, ino uint64) int {
 
 // VPSLocked reports whether a command holds VPS id's lock now (a spare VPS's keeper holds it
 // for the spare's whole life): a check, not a lock.
-func (s *Store) VPSLocked(id uint32) bool {
+func (s *Store) VPSLocked(id container.ID) bool {
 	held, _ := LockHeld(filepath.Join(s.Root, "locks", strconv.FormatUint(uint64(id), 10)+".lock"))
 	return held
 }

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"context"
 	"errors"
 	"os"
 	"path/filepath"
@@ -26,13 +27,13 @@ func TestLockRemovedFile(t *testing.T) {
 	}
 	lockPath := filepath.Join(s.Root, "locks", "7.lock")
 
-	a, err := s.LockVPS(7, "a")
+	a, err := s.LockVPS(context.Background(), 7, "a")
 	if err != nil {
 		t.Fatal(err)
 	}
 	got := make(chan *Lock, 1)
 	go func() {
-		b, err := s.LockVPS(7, "b") // waits for a
+		b, err := s.LockVPS(context.Background(), 7, "b") // waits for a
 		if err != nil {
 			t.Error(err)
 		}
@@ -56,12 +57,12 @@ func TestLockRemovedFile(t *testing.T) {
 	old := LockWait
 	LockWait = 100 * time.Millisecond
 	defer func() { LockWait = old }()
-	if c, err := s.LockVPS(7, "c"); !errors.Is(err, ErrLocked) {
+	if c, err := s.LockVPS(context.Background(), 7, "c"); !errors.Is(err, ErrLocked) {
 		c.Unlock()
 		t.Fatalf("a third command got the lock while the second held it: %v", err)
 	}
 
-	if _, err := s.LockVPS(8, "d"); !errors.Is(err, ErrNotExist) {
+	if _, err := s.LockVPS(context.Background(), 8, "d"); !errors.Is(err, ErrNotExist) {
 		t.Fatalf("lock of a VPS that does not exist: %v, want ErrNotExist", err)
 	}
 	if _, err := os.Stat(filepath.Join(s.Root, "locks", "8.lock")); !os.IsNotExist(err) {

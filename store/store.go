@@ -30,6 +30,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/moby/sys/mountinfo"
+
+	"github.com/vpsctl/vpsctl/container"
 	"github.com/vpsctl/vpsctl/internal/fault"
 	"github.com/vpsctl/vpsctl/internal/sysfile"
 	"golang.org/x/sys/unix"
@@ -70,7 +73,7 @@ type ReclaimJob struct {
 	// Groups are cgroup directories of the VPS, removed (with any subgroups) next, while the
 	// remover holds VPSLock, the VPS's lock, inherited from the caller: no command on the VPS
 	// (or a new VPS of the same ID) starts before they and the mounts are gone. The remover
-	// then removes the lock file at VPSLockPath, as destroy does ("-": it stays, after a stop).
+	// then removes the lock file at VPSLockPath, as destroy does ("": it stays, after a stop).
 	Groups      []string
 	VPSLock     *os.File
 	VPSLockPath string
@@ -104,12 +107,12 @@ func Open(root string) (*Store, error) {
 }
 
 // VPSDir returns the directory of VPS id.
-func (s *Store) VPSDir(id uint32) string {
+func (s *Store) VPSDir(id container.ID) string {
 	return filepath.Join(s.Root, "vps", strconv.FormatUint(uint64(id), 10))
 }
 
 // Path returns a path inside VPS id's directory.
-func (s *Store) Path(id uint32, name string) string { return filepath.Join(s.VPSDir(id), name) }
+func (s *Store) Path(id container.ID, name string) string { return filepath.Join(s.VPSDir(id), name) }
 
 // TemplateDir returns the directory of template name.
 func (s *Store) TemplateDir(name string) string { return filepath.Join(s.Root, "templates", name) }
@@ -163,13 +166,13 @@ func writeFile(path string, data []byte, perm os.FileMode, durable bool) error {
 }
 
 // Exists reports whether VPS id exists.
-func (s *Store) Exists(id uint32) bool {
+func (s *Store) Exists(id container.ID) bool {
 	_, err := os.Stat(s.Path(id, "vps.conf"))
 	return err == nil
 }
 
 // LoadConfig reads VPS id's configuration.
-func (s *Store) LoadConfig(id uint32) (*Config, error) {
+func (s *Store) LoadConfig(id container.ID) (*Config, error) {
 	b, err := sysfile.ReadFile(s.Path(id, "vps.conf"))
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("VPS %d: %w", id, ErrNotExist)
@@ -196,18 +199,18 @@ func (s *Store) SaveConfig(c *Config) error {
 }
 
 // IDs returns the IDs of all existing VPSs, sorted.
-func (s *Store) IDs() ([]uint32, error) {
+func (s *Store) IDs() ([]container.ID, error) {
 	ents, err := os.ReadDir(filepath.Join(s.Root, "vps"))
 	if err != nil {
 		return nil, err
 	}
-	var ids []uint32
+	var ids []container.ID
 	for _, e := range ents {
 		n, err := strconv.ParseUint(e.Name(), 10, 32)
 		if err != nil || n == 0 || strconv.FormatUint(n, 10) != e.Name() {
 			continue
 		}
-		ids = append(ids, uint32(n))
+		ids = append(ids, container.ID(n))
 	}
 	sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
 	return ids, nil
@@ -229,7 +232,7 @@ func (s *Store) Configs() ([]*Config, error) {
 }
 
 // LookupName returns the ID that name refers to.
-func (s *Store) LookupName(name string) (uint32, error) {
+func (s *Store) LookupName(name string) (container.ID, error) {
 	t, err := os.Readlink(filepath.Join(s.Root, "names", name))
 	if err != nil {
 		return 0, fmt.Errorf("VPS %q: %w", name, ErrNotExist)
@@ -240,15 +243,15 @@ func (s *Store) LookupName(name string) (uint32, error) {
 	}
 	// An entry is valid only if the VPS's config agrees: a crash between the steps of a
 	// create, rename or destroy can leave an entry dangling or stale.
-	if c, err := s.LoadConfig(uint32(n)); err != nil || c.Name != name {
+	if c, err := s.LoadConfig(container.ID(n)); err != nil || c.Name != name {
 		return 0, fmt.Errorf("VPS %q: %w", name, ErrNotExist)
 	}
-	return uint32(n), nil
+	return container.ID(n), nil
 }
 
 // ClaimName points name at id. It fails with ErrNameExist if another existing VPS holds it;
 // an entry left dangling by a crash is taken over. Caller holds the global lock.
-func (s *Store) ClaimName(name string, id uint32) error {
+func (s *Store) ClaimName(name string, id container.ID) error {
 	p := filepath.Join(s.Root, "names", name)
 	target := strconv.FormatUint(uint64(id), 10)
 	if err := os.Symlink(target, p); err == nil {
@@ -267,7 +270,7 @@ func (s *Store) ClaimName(name string, id uint32) error {
 }
 
 // ReleaseName removes name if it points at id.
-func (s *Store) ReleaseName(name string, id uint32) {
+func (s *Store) ReleaseName(name string, id container.ID) {
 	if name == "" {
 		return
 	}
@@ -284,7 +287,7 @@ func (s *Store) StageDir(kind string) (string, error) {
 }
 
 // Commit renames a staged VPS directory into place; ErrExist if the ID is taken.
-func (s *Store) Commit(stage string, id uint32) error {
+func (s *Store) Commit(stage string, id container.ID) error {
 	err := unix.Renameat2(unix.AT_FDCWD, stage, unix.AT_FDCWD, s.VPSDir(id), unix.RENAME_NOREPLACE)
 	if errors.Is(err, unix.EEXIST) {
 		return fmt.Errorf("VPS %d: %w", id, ErrExist)
@@ -295,20 +298,12 @@ func (s *Store) Commit(stage string, id uint32) error {
 	return nil
 }
 
-// Remove commits the destruction of VPS id by renaming its directory out of vps/, then deletes
-// it. After the rename the VPS no longer exists for any command, whatever happens next. hold
-// are files that keep something of the VPS alive (its mount namespace after a run --rm):
-// they are closed, this call or the background remover's, before the files go. Remove takes
-// them over either way.
-func (s *Store) Remove(id uint32, hold ...*os.File) error {
-	_, err := s.RemoveJob(id, ReclaimJob{Hold: hold})
-	return err
-}
-
-// RemoveJob is Remove with more for the background remover (job's Dir and DirLock are filled
+// RemoveJob commits the destruction of VPS id by renaming its directory out of vps/ (after
+// the rename the VPS no longer exists for any command, whatever happens next), then has the
+// background remover delete it, with more for the remover (job's Dir and DirLock are filled
 // in here). handed reports that a remover took the job over, its groups and lock file too;
 // otherwise the files are gone at return, and the groups and the lock file are the caller's.
-func (s *Store) RemoveJob(id uint32, job ReclaimJob) (handed bool, err error) {
+func (s *Store) RemoveJob(id container.ID, job ReclaimJob) (handed bool, err error) {
 	hold := job.Hold
 	defer func() {
 		for _, f := range hold {
@@ -404,10 +399,15 @@ type RunState struct {
 	Started      time.Time `json:"started"`
 	Boots        int       `json:"boots"`
 	Phase        string    `json:"phase"` // "starting", "running", "rebooting", "stopping"
+	// RecentBoots are the times of the last boots (a few), BackoffUntil when a boot held back
+	// by a reboot loop may go, and Backoffs how many times in a row one was (see monitor).
+	RecentBoots  []time.Time `json:"recent_boots,omitempty"`
+	BackoffUntil time.Time   `json:"backoff_until,omitzero"`
+	Backoffs     int         `json:"backoffs,omitempty"`
 }
 
 // LoadRun reads VPS id's runtime state; os.ErrNotExist if it has none.
-func (s *Store) LoadRun(id uint32) (*RunState, error) {
+func (s *Store) LoadRun(id container.ID) (*RunState, error) {
 	b, err := sysfile.ReadFile(s.Path(id, "run.json"))
 	if err != nil {
 		return nil, err
@@ -422,7 +422,7 @@ func (s *Store) LoadRun(id uint32) (*RunState, error) {
 // SaveRun atomically writes VPS id's runtime state. It is not fsynced: it describes processes,
 // which a host crash ends anyway, and every reader checks them (PID and start time) before it
 // believes the file; a file a crash left empty reads as stale state and is cleared.
-func (s *Store) SaveRun(id uint32, r *RunState) error {
+func (s *Store) SaveRun(id container.ID, r *RunState) error {
 	b, err := json.Marshal(r)
 	if err != nil {
 		return err
@@ -430,8 +430,19 @@ func (s *Store) SaveRun(id uint32, r *RunState) error {
 	return WriteFileVolatile(s.Path(id, "run.json"), b, 0o600)
 }
 
+// joinFile is a running VPS's join record (see SaveJoin).
+const joinFile = "join"
+
+// SaveJoin records what `vpsctl exec` needs to join running VPS id (prestart.JoinRecord), for
+// the CLI's front door, which reads it without a Go runtime. It goes with the run state: written
+// after it, removed before it (ClearRun), so a record never outlives its run.
+func (s *Store) SaveJoin(id container.ID, record []byte) error {
+	return WriteFileVolatile(s.Path(id, joinFile), record, 0o600)
+}
+
 // ClearRun removes VPS id's runtime state.
-func (s *Store) ClearRun(id uint32) {
+func (s *Store) ClearRun(id container.ID) {
+	os.Remove(s.Path(id, joinFile))
 	os.Remove(s.Path(id, "run.json"))
 }
 
@@ -445,17 +456,68 @@ func RemoveAll(dir string) error {
 
 // UnmountBelow detaches every mount below dir, deepest first.
 func UnmountBelow(dir string) {
-	if mi, err := sysfile.ReadFile("/proc/self/mountinfo"); err == nil {
-		var below []string
-		for _, l := range strings.Split(string(mi), "\n") {
-			f := strings.Fields(l)
-			if len(f) > 4 && strings.HasPrefix(f[4], dir+"/") {
-				below = append(below, f[4])
-			}
-		}
-		sort.Slice(below, func(i, j int) bool { return len(below[i]) > len(below[j]) })
-		for _, m := range below {
-			unix.Unmount(m, unix.MNT_DETACH)
-		}
+	below, err := mountinfo.GetMounts(func(mi *mountinfo.Info) (skip, stop bool) {
+		return !strings.HasPrefix(mi.Mountpoint, dir+"/"), false
+	})
+	if err != nil {
+		return
+	}
+	sort.Slice(below, func(i, j int) bool { return len(below[i].Mountpoint) > len(below[j].Mountpoint) })
+	for _, m := range below {
+		unix.Unmount(m.Mountpoint, unix.MNT_DETACH)
 	}
 }
+
+// SpareMarker is the file in a spare VPS's directory (package spare) that names its template;
+// ClaimedMarker its name once a run has claimed the spare.
+const (
+	SpareMarker   = "spare"
+	ClaimedMarker = "spare-claimed"
+)
+
+// SparePath is the file of the spare keeper of template tpl with extension ext (.lock, .sock,
+// .log, .state) in the state root's spare/.
+func (s *Store) SparePath(tpl, ext string) string {
+	return filepath.Join(s.Root, "spare", tpl+ext)
+}
+
+// KeeperPID returns the PID of the keeper of tpl, 0 if none runs: the keeper holds a flock on
+// its lock file, in which it wrote its PID.
+func (s *Store) KeeperPID(tpl string) int {
+	held, text := LockHeld(s.SparePath(tpl, ".lock"))
+	if !held {
+		return 0
+	}
+	pid, _ := strconv.Atoi(text)
+	return pid
+}
+
+// IsSpare: VPS id is an unclaimed spare of a living keeper (list leaves it out). One whose
+// keeper died is listed, stopped, for anyone to destroy (the next keeper of its template, or
+// `spare stop`, does).
+func (s *Store) IsSpare(id container.ID) bool {
+	if id < TransientBase {
+		return false
+	}
+	if _, err := os.Lstat(s.Path(id, SpareMarker)); err != nil {
+		return false
+	}
+	return s.VPSLocked(id)
+}
+
+// SpareTemplate is the template of VPS id if it is a spare, claimed or not ("" if it is none).
+func (s *Store) SpareTemplate(id container.ID) string {
+	if id < TransientBase {
+		return ""
+	}
+	for _, name := range []string{SpareMarker, ClaimedMarker} {
+		if b, err := os.ReadFile(s.Path(id, name)); err == nil {
+			return strings.TrimSpace(string(b))
+		}
+	}
+	return ""
+}
+
+// TransientBase is where the IDs of VPSs of vpsctl's own making (a run without an ID, a spare)
+// start, far from hand-picked ones.
+const TransientBase = 1000000000

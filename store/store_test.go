@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/vpsctl/vpsctl/container"
 )
 
 // TestWriteFileVolatile: the file is replaced whole, with its mode, and no temporary file is
@@ -40,7 +42,7 @@ func TestRemoveReclaim(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	mk := func(id uint32) {
+	mk := func(id container.ID) {
 		if err := os.MkdirAll(filepath.Join(s.VPSDir(id), "private", "etc"), 0o700); err != nil {
 			t.Fatal(err)
 		}
@@ -60,7 +62,7 @@ func TestRemoveReclaim(t *testing.T) {
 		return nil
 	}
 	mk(1)
-	if err := s.Remove(1); err != nil {
+	if err := s.removeForTest(1); err != nil {
 		t.Fatal(err)
 	}
 	if s.Exists(1) {
@@ -76,13 +78,13 @@ func TestRemoveReclaim(t *testing.T) {
 
 	s.Reclaim = func(ReclaimJob) error { return errors.New("cannot start the remover") }
 	mk(2)
-	if err := s.Remove(2); err != nil {
+	if err := s.removeForTest(2); err != nil {
 		t.Fatal(err)
 	}
 	if ents, _ := os.ReadDir(filepath.Join(s.Root, "tmp")); len(ents) != 0 {
 		t.Fatalf("failed reclaim: tmp/ not emptied by Remove: %v", ents)
 	}
-	if err := s.Remove(2); !errors.Is(err, ErrNotExist) {
+	if err := s.removeForTest(2); !errors.Is(err, ErrNotExist) {
 		t.Fatalf("Remove of a removed VPS: %v, want ErrNotExist", err)
 	}
 }
@@ -117,4 +119,10 @@ func TestSweepLocked(t *testing.T) {
 	if _, err := os.Stat(dir); !os.IsNotExist(err) {
 		t.Fatalf("Sweep left an unlocked directory of a dead process: %v", err)
 	}
+}
+
+// removeForTest is destroy's commit without a job for the remover but the files.
+func (s *Store) removeForTest(id container.ID) error {
+	_, err := s.RemoveJob(id, ReclaimJob{})
+	return err
 }

@@ -55,7 +55,7 @@ func BuildBusybox(st *store.Store, name, busybox string, replace bool, progress 
 	if err := checkStatic(busybox); err != nil {
 		return err
 	}
-	return build(st, name, "busybox "+busybox, replace, func(rootfs string) error {
+	return build(st, name, "busybox "+busybox, replace, progress, func(rootfs string) error {
 		fmt.Fprintf(progress, "building template %q from %s\n", name, busybox)
 		for _, d := range []string{"bin", "sbin", "usr/bin", "usr/sbin", "etc/init.d", "proc", "sys", "dev", "run", "root", "var/log", "home", "mnt"} {
 			if err := os.MkdirAll(filepath.Join(rootfs, d), 0o755); err != nil {

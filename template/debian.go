@@ -64,7 +64,7 @@ func BuildDebian(st *store.Store, name string, o DebianOptions, progress io.Writ
 		}
 	}
 	src := fmt.Sprintf("debootstrap %s %s %s (%s)", o.Suite, o.Variant, o.Mirror, strings.Join(pkgs, ","))
-	return build(st, name, src, o.Replace, func(rootfs string) error {
+	return build(st, name, src, o.Replace, progress, func(rootfs string) error {
 		fmt.Fprintf(progress, "debootstrap %s (%s) from %s: this takes a minute or two\n", o.Suite, o.Variant, o.Mirror)
 		// In a private mount namespace: the /proc and /sys debootstrap mounts in the target
 		// vanish with it, even if it is killed half-way.

@@ -11,12 +11,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
 
+	"github.com/vpsctl/vpsctl/internal/safetext"
 	"github.com/vpsctl/vpsctl/internal/timerslack"
 	"github.com/vpsctl/vpsctl/store"
 )
@@ -99,9 +101,10 @@ func Remove(st *store.Store, name string) error {
 	return store.RemoveAll(stage)
 }
 
-// build runs fill on a fresh staging rootfs and moves the result into place as template name.
-// replace allows overwriting an existing template (a rebuild).
-func build(st *store.Store, name, source string, replace bool, fill func(rootfs string) error) error {
+// build runs fill on a fresh staging rootfs, drops its device nodes (saying so on progress),
+// and moves the result into place as template name. replace allows overwriting an existing
+// template (a rebuild).
+func build(st *store.Store, name, source string, replace bool, progress io.Writer, fill func(rootfs string) error) error {
 	if err := ValidateName(name); err != nil {
 		return err
 	}
@@ -122,6 +125,14 @@ func build(st *store.Store, name, source string, replace bool, fill func(rootfs 
 	if err := fill(rootfs); err != nil {
 		return err
 	}
+	dropped, err := DropDevices(rootfs)
+	if err != nil {
+		return err
+	}
+	if len(dropped) > 0 {
+		fmt.Fprintf(progress, "template %s: dropped %d device %s (%s)\n", name, len(dropped),
+			plural(len(dropped), "node", "nodes"), listSome(dropped, 8))
+	}
 	if err := os.WriteFile(filepath.Join(stage, "t", "source"), []byte(source+"\n"), 0o644); err != nil {
 		return err
 	}
@@ -136,14 +147,14 @@ func build(st *store.Store, name, source string, replace bool, fill func(rootfs 
 }
 
 // Import makes template name from src: a directory holding a root filesystem (e.g. a
-// debootstrap tree), or a .tar, .tar.gz or .tar.xz of one. Ownership, modes, links and device
-// nodes are preserved (cp -a / tar --numeric-owner).
+// debootstrap tree), or a .tar, .tar.gz or .tar.xz of one. Ownership, modes and links are
+// preserved (cp -a / tar --numeric-owner); device nodes are dropped (DropDevices).
 func Import(st *store.Store, name, src string, progress io.Writer) error {
 	fi, err := os.Stat(src)
 	if err != nil {
 		return fmt.Errorf("%w: %v", ErrSource, err)
 	}
-	return build(st, name, "import "+src, false, func(rootfs string) error {
+	return build(st, name, "import "+src, false, progress, func(rootfs string) error {
 		var cmd *exec.Cmd
 		if fi.IsDir() {
 			if _, err := os.Stat(filepath.Join(src, "bin")); err != nil {
@@ -163,4 +174,60 @@ func Import(st *store.Store, name, src string, progress io.Writer) error {
 		}
 		return nil
 	})
+}
+
+// DropDevices removes every character and block device node below root and returns their
+// paths relative to root, in walk order. A template is shared read-only by every VPS made
+// from it, and a device node in it is a device in each of them: debootstrap trees and many
+// tarballs carry dev/console (5:1, the host's console), dev/null and the like. A VPS's /dev is
+// built by vpsctl at boot; only --devices grants a device. FIFOs and sockets stay: they reach
+// nothing outside the VPS, and the host never opens a tenant's path without checking it is a
+// regular file. Overlay whiteouts (0:0 character devices) are device nodes too, and go.
+//
+// The walk does not follow symbolic links and removing a node never does (unlink(2)), so a
+// tree cannot make it remove anything outside root.
+func DropDevices(root string) ([]string, error) {
+	var dropped []string
+	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.Type()&(fs.ModeDevice|fs.ModeCharDevice) == 0 {
+			return nil
+		}
+		if err := os.Remove(p); err != nil {
+			return err
+		}
+		rel, err := filepath.Rel(root, p)
+		if err != nil {
+			return err
+		}
+		dropped = append(dropped, rel)
+		return nil
+	})
+	if err != nil {
+		return dropped, fmt.Errorf("drop device nodes: %w", err)
+	}
+	return dropped, nil
+}
+
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
+}
+
+// listSome lists up to max of names, escaped (they come from the imported tree, which may be
+// anyone's), and says how many more there are.
+func listSome(names []string, max int) string {
+	var shown []string
+	for i, n := range names {
+		if i == max {
+			shown = append(shown, fmt.Sprintf("and %d more", len(names)-max))
+			break
+		}
+		shown = append(shown, safetext.Escape(n))
+	}
+	return strings.Join(shown, ", ")
 }

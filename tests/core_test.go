@@ -19,7 +19,6 @@ import (
 	"time"
 
 	"github.com/vpsctl/vpsctl/internal/fault"
-	"github.com/vpsctl/vpsctl/internal/testutil"
 )
 
 type statusJSON struct {
@@ -226,9 +225,6 @@ func threads(pid int) int {
 // single-threaded C reaper (no Go runtime); it hands an attached console over to the Go
 // monitor and back across an in-VPS reboot, and SIGTERM to it stops the VPS cleanly.
 func TestMonitorRests(t *testing.T) {
-	if os.Getenv("VPSCTL_NO_REAPER") != "" {
-		t.Skip("VPSCTL_NO_REAPER is set: the monitor stays in Go, there is no reaper to rest as")
-	}
 	const id = "112"
 	checkClean(t, id)
 	must(t, "create", id, "--template", "busybox", "--hostname", "resting")
@@ -303,9 +299,8 @@ func TestMonitorRests(t *testing.T) {
 }
 
 // TestDestroyReclaims: destroy commits by a rename and returns; a background process deletes
-// the files. The VPS is gone at once for every command, its files soon after; the remover
-// refuses any directory that is not a destroy's staging directory; one killed half-way leaves
-// a directory the next command sweeps; VPSCTL_SYNC_DESTROY=1 deletes before returning.
+// the files. The VPS is gone at once for every command, its files soon after; the remover acts
+// only on a message vpsctl wrote; one killed half-way leaves a directory the next command sweeps.
 func TestDestroyReclaims(t *testing.T) {
 	const id = "113"
 	checkClean(t, id)
@@ -321,29 +316,35 @@ func TestDestroyReclaims(t *testing.T) {
 	}
 	waitTmpEmpty(t, 10*time.Second)
 
-	// Synchronous on request.
-	must(t, "create", id, "--template", "busybox")
-	if r := vpsctlEnv(t, []string{"VPSCTL_SYNC_DESTROY=1"}, "destroy", id); r.code != 0 {
-		t.Fatalf("destroy: %d %s", r.code, r.err)
-	}
-	if ents, _ := os.ReadDir(filepath.Join(root, "tmp")); len(ents) != 0 {
-		t.Fatalf("VPSCTL_SYNC_DESTROY=1: tmp/ not empty at return: %v", ents)
-	}
-
-	// The remover deletes nothing but a destroy's staging directory.
+	// The remover acts on vpsctl's stage and message only: a stray variable is no stage (the
+	// CLI runs, here printing its help), a relative directory is refused before anything.
 	keep := t.TempDir()
 	if err := os.WriteFile(filepath.Join(keep, "precious"), []byte("x"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(bin)
-	cmd.Env = []string{"_VPSCTL_RMTREE=" + keep}
-	err := cmd.Run()
+	stray := exec.Command(bin)
+	stray.Env = []string{"_VPSCTL_RMTREE=" + keep, "_VPSCTL_REMOVER=" + keep}
+	if out, err := stray.CombinedOutput(); err != nil || !strings.Contains(string(out), "USAGE") {
+		t.Fatalf("vpsctl with stray variables: %v\n%s", err, out)
+	}
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pw.Write([]byte("dir=" + strings.TrimPrefix(keep, "/") + "\x00\x00"))
+	pw.Close()
+	rel := exec.Command(bin)
+	rel.Dir = "/"
+	rel.Env = []string{"_VPSCTL_STAGE=remover:3"}
+	rel.ExtraFiles = []*os.File{pr}
+	err = rel.Run()
+	pr.Close()
 	var ee *exec.ExitError
 	if !errors.As(err, &ee) || ee.ExitCode() != 2 {
-		t.Fatalf("remover on %s: %v, want exit 2", keep, err)
+		t.Fatalf("remover with a relative directory: %v, want exit 2", err)
 	}
 	if _, err := os.Stat(filepath.Join(keep, "precious")); err != nil {
-		t.Fatalf("remover touched a directory outside tmp/: %v", err)
+		t.Fatalf("the remover touched a directory it was not given plainly: %v", err)
 	}
 
 	// A remover killed half-way: its directory names a dead process; any command sweeps it.
@@ -473,7 +474,7 @@ func TestRun(t *testing.T) {
 	waitFor(t, 10*time.Second, "the run's VPS to exist", func() bool { return len(vpsDirs(t)) > len(beforeDirs) })
 	time.Sleep(200 * time.Millisecond)
 	cmd.Process.Signal(syscall.SIGINT)
-	if err := testutil.WaitCmd(t, cmd, 20*time.Second); !errors.As(err, &ee) || ee.ExitCode() != 128+int(syscall.SIGKILL) {
+	if err := waitCmd(t, cmd, 20*time.Second); !errors.As(err, &ee) || ee.ExitCode() != 128+int(syscall.SIGKILL) {
 		t.Fatalf("run after SIGINT: %v, want exit %d", err, 128+int(syscall.SIGKILL))
 	}
 	if after := fmt.Sprint(vpsDirs(t)); after != before {
@@ -508,8 +509,8 @@ func TestKillAndStartAgain(t *testing.T) {
 	must(t, "destroy", "191")
 }
 
-// TestStartPaths: by default `vpsctl start` forks before its Go runtime starts and the child,
-// which boots the VPS, stays as its monitor; VPSCTL_NO_INPROCESS=1 spawns a monitor instead.
+// TestStartPaths: `vpsctl start` forks before its Go runtime starts and the child, which boots
+// the VPS, stays as its monitor; a restart (and any library caller) spawns a monitor instead.
 // Either way the command returns once the VPS runs, with nothing of the caller's held open
 // (its output pipe reaches EOF), and the monitor is in a session of its own. A start that dies
 // mid-boot is reported by the command's exit status.
@@ -517,9 +518,9 @@ func TestStartPaths(t *testing.T) {
 	const id = "114"
 	checkClean(t, id)
 	must(t, "create", id, "--template", "busybox")
-	for _, env := range [][]string{nil, {"VPSCTL_NO_INPROCESS=1"}} {
-		r := vpsctlTimeout(t, 30*time.Second, env, "start", id)
-		if r.code != 0 || !strings.HasPrefix(r.out, "VPS "+id+" started (init PID ") {
+	for _, env := range []string{"start", "restart"} {
+		r := vpsctlTimeout(t, 30*time.Second, nil, env, id)
+		if r.code != 0 || !strings.HasPrefix(r.out, "VPS "+id+" "+env+"ed (init PID ") {
 			t.Fatalf("%v start: %+v", env, r)
 		}
 		s := status(t, id)
@@ -589,19 +590,14 @@ func TestRunRmKilled(t *testing.T) {
 func cgroupProcs(t testing.TB, id string) []string {
 	t.Helper()
 	var out []string
-	for _, dir := range []string{groupDir("pids", id)} {
-		filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
-			if err == nil && d.Name() == "cgroup.procs" {
-				if b, err := os.ReadFile(p); err == nil {
-					out = append(out, strings.Fields(string(b))...)
-				}
+	filepath.WalkDir(groupDir("pids", id), func(p string, d os.DirEntry, err error) error {
+		if err == nil && d.Name() == "cgroup.procs" {
+			if b, err := os.ReadFile(p); err == nil {
+				out = append(out, strings.Fields(string(b))...)
 			}
-			return nil
-		})
-		if len(out) > 0 {
-			break
 		}
-	}
+		return nil
+	})
 	return out
 }
 

@@ -10,8 +10,6 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
-	"github.com/vpsctl/vpsctl/internal/testutil"
 )
 
 // goChild finds the vpsctl process that the command with PID parent forked before its Go
@@ -48,10 +46,10 @@ func gone(pid int) func() bool {
 // Go runtime started, which exits with the child's code as soon as the child has done its work
 // (the child's own exit follows off the caller's clock). Codes and messages are those of the
 // one-process command; signals sent to the parent reach the child; a parent killed takes the
-// child with it. VPSCTL_NO_EARLY_EXIT=1 runs the command as one process.
+// child with it.
 func TestEarlyExit(t *testing.T) {
 	checkClean(t, "192")
-	for _, env := range [][]string{nil, {"VPSCTL_NO_EARLY_EXIT=1"}} {
+	for _, env := range [][]string{nil} {
 		for _, tc := range []struct {
 			args []string
 			code int
@@ -95,7 +93,7 @@ func TestEarlyExit(t *testing.T) {
 	time.Sleep(100 * time.Millisecond)
 	cmd.Process.Signal(syscall.SIGTERM)
 	var ee *exec.ExitError
-	if err := testutil.WaitCmd(t, cmd, 20*time.Second); !errors.As(err, &ee) || ee.ExitCode() != 128+int(syscall.SIGKILL) {
+	if err := waitCmd(t, cmd, 20*time.Second); !errors.As(err, &ee) || ee.ExitCode() != 128+int(syscall.SIGKILL) {
 		t.Fatalf("run after SIGTERM to its parent: %v, want exit %d", err, 128+int(syscall.SIGKILL))
 	}
 	waitFor(t, 10*time.Second, "the run's child to end", gone(child))
@@ -106,7 +104,7 @@ func TestEarlyExit(t *testing.T) {
 	// SIGKILL to it: the child dies with it (and the VPS with the child), as one process did.
 	cmd, child = start()
 	cmd.Process.Kill()
-	testutil.WaitCmd(t, cmd, 20*time.Second)
+	waitCmd(t, cmd, 20*time.Second)
 	waitFor(t, 10*time.Second, "the killed command's child to die with it", gone(child))
 	// The run never destroyed its VPS: it is left stopped, as a killed run leaves it.
 	for _, id := range vpsDirs(t) {

@@ -49,21 +49,10 @@ func TestCrashConsistency(t *testing.T) {
 		}
 	}
 	names := slices.Clone(fault.Points)
-	// A plain `stop --kill ID` is done by C code (nsenter/fastlife.c), which has three of Go's
-	// stop points (stop-killed's case above is C's); Go's stop --kill is run at that point too.
-	for _, p := range []string{"stop-requested", "stop-cleared"} {
-		cases[p+"/fast"] = step{setup: running, args: []string{"stop", "--kill", id}, point: p}
-		names = append(names, p+"/fast")
-	}
-	cases["stop-killed/go"] = step{setup: running, args: []string{"stop", "--kill", id}, env: []string{"VPSCTL_NO_FASTPATH=1"}, point: "stop-killed"}
-	names = append(names, "stop-killed/go")
-	// So is a plain `destroy [--force] ID` (the cases above: --force on a running VPS, stopped
-	// first by the same C code), with Go's two destroy points: of a stopped VPS too, and Go's
-	// destroy --force at both.
+	// destroy of a stopped VPS at its points too (the cases above are --force on a running one).
 	for _, p := range []string{"destroy-stopped", "destroy-renamed"} {
 		cases[p+"/stopped"] = step{setup: created, args: []string{"destroy", id}, point: p}
-		cases[p+"/go"] = step{setup: running, args: []string{"destroy", "--force", id}, env: []string{"VPSCTL_NO_FASTPATH=1"}, point: p}
-		names = append(names, p+"/stopped", p+"/go")
+		names = append(names, p+"/stopped")
 	}
 	for _, p := range []string{"stop-requested", "stop-killed", "stop-cleared"} {
 		cases[p+"/destroy"] = step{setup: running, args: []string{"destroy", "--force", id}, point: p}

@@ -14,8 +14,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/vpsctl/vpsctl/internal/testutil"
 )
 
 var (
@@ -211,7 +209,7 @@ func ourMonitors() []int {
 // mounts, cgroups, links or monitor processes differ from before.
 func checkClean(t *testing.T, ids ...string) {
 	t.Helper()
-	testutil.RequireRoot(t)
+	requireRoot(t)
 	before := snapshot(t)
 	t.Cleanup(func() {
 		for _, id := range ids {

@@ -60,11 +60,11 @@ func TestTimerSlack(t *testing.T) {
 	must(t, "create", "191", "--template", "busybox")
 	for _, tc := range []struct {
 		name string
-		env  []string
-	}{{"in-process start", nil}, {"spawned monitor", []string{"VPSCTL_NO_INPROCESS=1"}}} {
+		cmd  string
+	}{{"in-process start", "start"}, {"spawned monitor", "restart"}} {
 		t.Run(tc.name, func(t *testing.T) {
 			withSlack(t, host, func() {
-				if r := vpsctlEnv(t, tc.env, "start", "191"); r.code != 0 {
+				if r := vpsctl(t, tc.cmd, "191"); r.code != 0 {
 					t.Fatalf("start: %d %s", r.code, r.err)
 				}
 			})

@@ -187,9 +187,9 @@ func TestSpare(t *testing.T) {
 	if got := served(t); got != n0+1 {
 		t.Fatalf("served %d runs, want %d (the probe)", got, n0+1)
 	}
-	coldOut, coldErr, coldCode := runProbe(t, []string{"VPSCTL_NO_SPARES=1"}, "from-stdin\n", probe...)
+	coldOut, coldErr, coldCode := runProbe(t, []string{"VPSCTL_NO_FASTPATH=1"}, "from-stdin\n", probe...)
 	if got := served(t); got != n0+1 {
-		t.Fatalf("VPSCTL_NO_SPARES=1: served %d, want %d", got, n0+1)
+		t.Fatalf("VPSCTL_NO_FASTPATH=1: served %d, want %d", got, n0+1)
 	}
 	if spareCode != 7 || coldCode != 7 || spareOut != coldOut || spareErr != "err\n" || coldErr != "err\n" {
 		t.Fatalf("spare: code %d out %q err %q\ncold: code %d out %q err %q", spareCode, spareOut, spareErr, coldCode, coldOut, coldErr)

@@ -1,13 +1,17 @@
 package uid
 
-import "slices"
+import (
+	"slices"
+
+	"github.com/vpsctl/vpsctl/internal/safetext"
+)
 
 // Entry is one row of a VPS's UID table.
 type Entry struct {
-	VPSID     GuestID `json:"vps_uid"`
-	HostID    HostID  `json:"host_uid"`
-	User      string  `json:"user"`
-	Processes int     `json:"processes"`
+	VPSID     GuestID       `json:"vps_uid"`
+	HostID    HostID        `json:"host_uid"`
+	User      safetext.Text `json:"user"` // from the VPS's own files: escaped in tables and JSON
+	Processes int           `json:"processes"`
 }
 
 // Table builds the UID table of a VPS whose user namespace maps r: one row per guest ID that
@@ -33,7 +37,7 @@ func Table(r Range, accounts []Account, procsByHostUID map[HostID]int) []Entry {
 			continue
 		}
 		if e := row(a.ID, h); e.User == "" {
-			e.User = a.Name
+			e.User = safetext.Text(a.Name)
 		}
 	}
 	for h, n := range procsByHostUID {

@@ -4,9 +4,11 @@
 // (Incus calls this an isolated idmap), so uid 0 in VPS 101 and uid 0 in VPS 102 are two
 // different unprivileged host users.
 //
-// The package allocates those ranges (first fit in a pool), translates IDs both ways, parses
-// /proc/PID/uid_map and a VPS's /etc/passwd and /etc/group, and builds the per-VPS UID table
-// (guest ID, host ID, name, process count).
+// The package allocates those ranges (first fit in a pool, skipping host IDs that belong to
+// host accounts or to their subordinate ranges in /etc/subuid and /etc/subgid: host.go),
+// translates IDs both ways, parses /proc/PID/uid_map, a VPS's /etc/passwd and /etc/group and
+// the host's subuid, subgid, passwd and group files, and builds the per-VPS UID table (guest
+// ID, host ID, name, process count).
 //
 // Invariants:
 //   - Host IDs (HostID) and guest IDs (GuestID) are distinct types, so a swapped translation
@@ -14,8 +16,11 @@
 //   - Every valid Range lies inside 0..4294967294: user_namespaces(7) reserves 4294967295
 //     ((uid_t)-1) as "no ID", and the kernel refuses extents that reach it.
 //   - Parsers are pure and never panic on any input (fuzzed).
+//   - A pool never starts below MinPoolBase (ParsePool), so no range maps a VPS's root to
+//     host root or to a host account numbered the usual way.
 //
-// It does no I/O of its own: callers open files (inside a tenant's root, safely) and pass readers.
+// It opens no tenant file: callers open those (inside a tenant's root, safely) and pass
+// readers. The one file reading of its own is ReadHostReservations, of the host's /etc.
 package uid
 
 import (
@@ -62,9 +67,6 @@ var Identity = Range{Host: 0, Size: math.MaxUint32}
 
 // end returns one past the last host ID, computed without overflow.
 func (r Range) end() uint64 { return uint64(r.Host) + uint64(r.Size) }
-
-// valid reports whether r is non-empty and stays inside 0..MaxID.
-func (r Range) valid() bool { return r.Size > 0 && r.end()-1 <= MaxID }
 
 // ToHost translates guest ID g to its host ID. It reports false when g is not mapped by r
 // (outside 0..Size-1, or a host ID past MaxID for a malformed r).

@@ -141,40 +141,6 @@ func TestAllocate(t *testing.T) {
 	}
 }
 
-func TestIDMap(t *testing.T) {
-	text := "         0    1000000      65536\n     65536          0          1\n"
-	got, err := ParseIDMap(text)
-	want := []MapLine{{0, 1000000, 65536}, {65536, 0, 1}}
-	if err != nil || !reflect.DeepEqual(got, want) {
-		t.Fatalf("ParseIDMap = %v, %v", got, err)
-	}
-	if got, err := ParseIDMap(FormatIDMap(want)); err != nil || !reflect.DeepEqual(got, want) {
-		t.Errorf("round trip = %v, %v", got, err)
-	}
-	if got, err := ParseIDMap("         0          0 4294967295\n"); err != nil || got[0] != (MapLine{0, 0, 4294967295}) {
-		t.Errorf("identity map = %v, %v", got, err)
-	}
-	if got, err := ParseIDMap(""); err != nil || len(got) != 0 {
-		t.Errorf("empty map = %v, %v", got, err)
-	}
-	if got := (Range{1000000, 65536}).MapLines(); FormatIDMap(got) != "0 1000000 65536\n" {
-		t.Errorf("MapLines = %v", got)
-	}
-	for _, bad := range []string{"0 0", "0 0 0", "0 0 1 1", "a 0 1", "-1 0 1", "0 1 4294967295",
-		"1 0 4294967295", "0 0 10\n5 100 10", "0 0 10\n100 5 10", "0 4294967295 1"} {
-		if _, err := ParseIDMap(bad); !errors.Is(err, ErrBadRange) {
-			t.Errorf("ParseIDMap(%q) = %v; want ErrBadRange", bad, err)
-		}
-	}
-	var b strings.Builder
-	for i := 0; i < 341; i++ {
-		b.WriteString(FormatIDMap([]MapLine{{GuestID(i), HostID(i), 1}}))
-	}
-	if _, err := ParseIDMap(b.String()); !errors.Is(err, ErrBadRange) {
-		t.Errorf("341 extents: %v", err)
-	}
-}
-
 func TestParsePasswd(t *testing.T) {
 	in := `# comment
 root:x:0:0:root:/root:/bin/bash

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strconv"
 
+	"github.com/vpsctl/vpsctl/internal/sysfile"
 	"golang.org/x/sys/unix"
 )
 
@@ -73,11 +74,11 @@ func WriteEtcHostname(rootfs string, hostname string) error {
 	if err := writeAll(fd, []byte(hostname+"\n")); err != nil {
 		return &os.PathError{Op: "write", Path: tmpPath, Err: err}
 	}
-	if err := retry(func() error { return unix.Fchown(fd, uid, gid) }); err != nil {
+	if err := sysfile.Retry(func() error { return unix.Fchown(fd, uid, gid) }); err != nil {
 		return &os.PathError{Op: "fchown", Path: tmpPath, Err: err}
 	}
 	// Explicit: the creation mode passed through the umask.
-	if err := retry(func() error { return unix.Fchmod(fd, mode) }); err != nil {
+	if err := sysfile.Retry(func() error { return unix.Fchmod(fd, mode) }); err != nil {
 		return &os.PathError{Op: "fchmod", Path: tmpPath, Err: err}
 	}
 	err = unix.Close(fd)
@@ -85,7 +86,7 @@ func WriteEtcHostname(rootfs string, hostname string) error {
 	if err != nil {
 		return &os.PathError{Op: "close", Path: tmpPath, Err: err}
 	}
-	if err := retry(func() error { return unix.Renameat(etc, tmp, etc, "hostname") }); err != nil {
+	if err := sysfile.Retry(func() error { return unix.Renameat(etc, tmp, etc, "hostname") }); err != nil {
 		return &os.PathError{Op: "rename", Path: filepath.Join(etcPath, "hostname"), Err: err}
 	}
 	ok = true
@@ -105,7 +106,7 @@ func current(etc int, want string) bool {
 	}
 	defer unix.Close(fd)
 	var st unix.Stat_t
-	if retry(func() error { return unix.Fstat(fd, &st) }) != nil || st.Mode&unix.S_IFMT != unix.S_IFREG || st.Size != int64(len(want)) {
+	if sysfile.Retry(func() error { return unix.Fstat(fd, &st) }) != nil || st.Mode&unix.S_IFMT != unix.S_IFREG || st.Size != int64(len(want)) {
 		return false
 	}
 	b := make([]byte, len(want)+1)
@@ -118,14 +119,14 @@ func current(etc int, want string) bool {
 // says nothing about what the file should be.
 func targetOwner(etc int) (uid, gid int, mode uint32, err error) {
 	var st unix.Stat_t
-	err = retry(func() error { return unix.Fstatat(etc, "hostname", &st, unix.AT_SYMLINK_NOFOLLOW) })
+	err = sysfile.Retry(func() error { return unix.Fstatat(etc, "hostname", &st, unix.AT_SYMLINK_NOFOLLOW) })
 	if err == nil && st.Mode&unix.S_IFMT == unix.S_IFREG {
 		return int(st.Uid), int(st.Gid), st.Mode & 0o777, nil
 	}
 	if err != nil && !errors.Is(err, unix.ENOENT) {
 		return 0, 0, 0, err
 	}
-	if err := retry(func() error { return unix.Fstat(etc, &st) }); err != nil {
+	if err := sysfile.Retry(func() error { return unix.Fstat(etc, &st) }); err != nil {
 		return 0, 0, 0, err
 	}
 	return int(st.Uid), int(st.Gid), 0o644, nil
@@ -169,15 +170,6 @@ func writeAll(fd int, b []byte) error {
 		b = b[n:]
 	}
 	return nil
-}
-
-// retry runs a syscall wrapper until it fails with something other than EINTR.
-func retry(f func() error) error {
-	for {
-		if err := f(); !errors.Is(err, unix.EINTR) {
-			return err
-		}
-	}
 }
 
 func openRetry(path string, flags int) (int, error) {

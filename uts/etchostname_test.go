@@ -10,8 +10,6 @@ import (
 	"testing"
 
 	"golang.org/x/sys/unix"
-
-	"github.com/vpsctl/vpsctl/internal/testutil"
 )
 
 func newRoot(t *testing.T) string {
@@ -75,7 +73,7 @@ func TestWriteEtcHostnamePlain(t *testing.T) {
 }
 
 func TestWriteEtcHostnameKeepsOwner(t *testing.T) {
-	testutil.RequireRoot(t)
+	requireRoot(t)
 	root := newRoot(t)
 	etc := filepath.Join(root, "etc")
 	// The VPS's root is an unprivileged host user with a user namespace.
@@ -232,7 +230,7 @@ func TestWriteEtcHostnameOddTargets(t *testing.T) {
 		}
 	})
 	t.Run("etc through proc magic link", func(t *testing.T) {
-		testutil.RequireRoot(t)
+		requireRoot(t)
 		// The root has a real /proc, and etc names an fd of ours open on a host directory:
 		// following that magic link would leave the root. RESOLVE_NO_MAGICLINKS refuses it.
 		root := t.TempDir()

@@ -18,6 +18,7 @@ import (
 	"os"
 	"runtime"
 
+	"github.com/vpsctl/vpsctl/internal/sysfile"
 	"golang.org/x/sys/unix"
 )
 
@@ -100,13 +101,13 @@ func Apply(hostname, domainname string) error {
 	// Nests with a caller's lock (LockOSThread counts), so this never unlocks the caller's thread.
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
-	if err := retry(func() error { return unix.Sethostname([]byte(hostname)) }); err != nil {
+	if err := sysfile.Retry(func() error { return unix.Sethostname([]byte(hostname)) }); err != nil {
 		return os.NewSyscallError("sethostname", err)
 	}
 	if domainname == "" {
 		return nil
 	}
-	if err := retry(func() error { return unix.Setdomainname([]byte(domainname)) }); err != nil {
+	if err := sysfile.Retry(func() error { return unix.Setdomainname([]byte(domainname)) }); err != nil {
 		return os.NewSyscallError("setdomainname", err)
 	}
 	return nil

@@ -8,8 +8,6 @@ import (
 	"testing"
 
 	"golang.org/x/sys/unix"
-
-	"github.com/vpsctl/vpsctl/internal/testutil"
 )
 
 var (
@@ -67,7 +65,7 @@ func TestValidateHostname(t *testing.T) {
 
 // TestApply sets names in a UTS namespace private to one thread, which dies afterwards.
 func TestApply(t *testing.T) {
-	testutil.RequireRoot(t)
+	requireRoot(t)
 	hostBefore, err := os.Hostname()
 	if err != nil {
 		t.Fatal(err)

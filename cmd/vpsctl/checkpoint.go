@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/urfave/cli/v2"
+	"github.com/vpsctl/vpsctl/container"
 	"github.com/vpsctl/vpsctl/runtime"
 )
 
@@ -37,9 +38,9 @@ EXAMPLES:
 			if err != nil {
 				return err
 			}
-			return withVPS(c, func(rt *runtime.Runtime, id uint32) error {
+			return withVPS(c, func(rt *runtime.Runtime, id container.ID) error {
 				if c.Bool("check") {
-					rep, err := rt.CheckpointCheck(toID(id))
+					rep, err := rt.CheckpointCheck(id)
 					if err != nil {
 						return err
 					}
@@ -56,7 +57,7 @@ EXAMPLES:
 				if asJSON {
 					progress = os.Stderr
 				}
-				res, err := rt.Checkpoint(toID(id), c.String("dir"), c.Bool("leave-running"), progress)
+				res, err := rt.Checkpoint(c.Context, id, c.String("dir"), c.Bool("leave-running"), progress)
 				if err != nil {
 					return err
 				}
@@ -98,12 +99,12 @@ func restoreCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			return withVPS(c, func(rt *runtime.Runtime, id uint32) error {
+			return withVPS(c, func(rt *runtime.Runtime, id container.ID) error {
 				progress := os.Stdout
 				if asJSON {
 					progress = os.Stderr
 				}
-				res, err := rt.Restore(toID(id), c.String("dir"), progress)
+				res, err := rt.Restore(c.Context, id, c.String("dir"), progress)
 				if err != nil {
 					return err
 				}

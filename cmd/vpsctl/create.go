@@ -1,18 +1,18 @@
 package main
 
 import (
+	"bufio"
 	"fmt"
+	"io"
 	"os"
 	"strings"
 
 	"github.com/urfave/cli/v2"
 	"github.com/vpsctl/vpsctl/cgroup"
 	"github.com/vpsctl/vpsctl/container"
+	"github.com/vpsctl/vpsctl/internal/spec"
 	"github.com/vpsctl/vpsctl/runtime"
-	"github.com/vpsctl/vpsctl/uid"
 )
-
-func toID(id uint32) container.ID { return container.ID(id) }
 
 // limitFlags are shared by create and set.
 func limitFlags() []cli.Flag {
@@ -70,7 +70,7 @@ func createCommand() *cli.Command {
 		&cli.StringFlag{Name: "name", Usage: "unique alias `NAME` usable instead of the ID"},
 		&cli.StringFlag{Name: "hostname", Usage: "host name (default: the name, or vpsID)"},
 		&cli.StringFlag{Name: "domainname", Usage: "NIS domain name"},
-		&cli.StringFlag{Name: "namespaces", Usage: "namespace subset, e.g. uts,ipc,pid,mnt (default: all of " + strings.Join(runtime.AllNamespaces, ",") + ")"},
+		&cli.StringFlag{Name: "namespaces", Usage: "namespace subset, e.g. uts,ipc,pid,mnt (default: all of " + strings.Join(spec.AllNamespaces, ",") + ")"},
 		&cli.Uint64Flag{Name: "idmap-size", Usage: "width `N` of the VPS's host UID/GID range (default 65536)"},
 		&cli.StringSliceFlag{Name: "devices", Usage: "allow device `c|b:MAJOR:MINOR:rwm` in addition to the defaults (repeatable)"},
 		&cli.StringSliceFlag{Name: "capability", Usage: "`NAME:on|off` change to the default bounding set (repeatable)"},
@@ -104,9 +104,9 @@ func createCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			err = rt.Create(runtime.CreateOptions{ID: id, Name: c.String("name"), Template: c.String("template"),
+			err = rt.Create(c.Context, runtime.CreateOptions{ID: id, Name: c.String("name"), Template: c.String("template"),
 				Hostname: c.String("hostname"), Domainname: c.String("domainname"), Namespaces: ns,
-				IDMapSize: uint32(size), Pool: uid.DefaultPool, Limits: limitsFrom(c), Net: netFrom(c),
+				IDMapSize: uint32(size), Limits: limitsFrom(c), Net: netFrom(c),
 				Devices: c.StringSlice("devices"), Caps: c.StringSlice("capability")})
 			if err != nil {
 				return err
@@ -127,7 +127,7 @@ func setCommand() *cli.Command {
 		&cli.StringSliceFlag{Name: "capability", Usage: "`NAME:on|off` (repeatable; applies at next start)"},
 		&cli.StringSliceFlag{Name: "devices", Usage: "extra device rules `c|b:MAJOR:MINOR:rwm`, replacing the saved ones (next start)"},
 		&cli.BoolFlag{Name: "save", Usage: "on a running VPS, also save limits and addresses to its config"},
-		&cli.StringSliceFlag{Name: "userpasswd", Usage: "set `USER:PASSWORD` inside the VPS, creating the user if missing (never saved or logged)"},
+		&cli.StringSliceFlag{Name: "userpasswd", Usage: "set `USER` (password read from stdin) or USER:PASSWORD inside the VPS, creating the user if missing (never saved or logged)"},
 	}
 	flags = append(flags, limitFlags()...)
 	flags = append(flags, netFlags()...)
@@ -139,7 +139,8 @@ on a stopped VPS they are saved. Host and domain names apply live and are always
 EXAMPLES:
    vpsctl set 101 --hostname beta
    vpsctl set 101 --numproc 100 --memory 512M --save
-   vpsctl set 101 --ipadd 198.18.0.111 --ipdel 198.18.0.101`,
+   vpsctl set 101 --ipadd 198.18.0.111 --ipdel 198.18.0.101
+   echo "$PASSWORD" | vpsctl set 101 --userpasswd alice    # the password never in any argv`,
 		Flags: flags,
 		Action: func(c *cli.Context) error {
 			if c.NArg() != 1 {
@@ -152,10 +153,14 @@ EXAMPLES:
 				v := c.String(n)
 				return &v
 			}
-			return withVPS(c, func(rt *runtime.Runtime, id uint32) error {
-				err := rt.Set(toID(id), runtime.SetOptions{Name: str("name"), Hostname: str("hostname"), Domainname: str("domainname"),
+			users, err := userpasswdFrom(c.StringSlice("userpasswd"), os.Stdin)
+			if err != nil {
+				return err
+			}
+			return withVPS(c, func(rt *runtime.Runtime, id container.ID) error {
+				err := rt.Set(c.Context, id, runtime.SetOptions{Name: str("name"), Hostname: str("hostname"), Domainname: str("domainname"),
 					Limits: limitsFrom(c), Net: netFrom(c), Capabilities: c.StringSlice("capability"), Save: c.Bool("save"), Devices: devicesFrom(c),
-					UserPasswd: c.StringSlice("userpasswd")})
+					UserPasswd: users})
 				if err != nil {
 					return err
 				}
@@ -277,4 +282,29 @@ func devicesFrom(c *cli.Context) []string {
 		return nil
 	}
 	return c.StringSlice("devices")
+}
+
+// userpasswdFrom completes --userpasswd values: USER alone takes its password from the first
+// line of in (so it is in no argv, where every host user can read it in /proc); USER:PASSWORD
+// is as given. One value may read in.
+func userpasswdFrom(vals []string, in io.Reader) ([]string, error) {
+	var out []string
+	read := false
+	for _, v := range vals {
+		if strings.Contains(v, ":") {
+			out = append(out, v)
+			continue
+		}
+		if read {
+			return nil, fmt.Errorf("--userpasswd %s: only one user's password can come from stdin: %w", v, runtime.ErrBadValue)
+		}
+		read = true
+		line, err := bufio.NewReader(in).ReadString('\n')
+		line = strings.TrimSuffix(line, "\n")
+		if (err != nil && err != io.EOF) || line == "" {
+			return nil, fmt.Errorf("--userpasswd %s: no password on stdin: %w", v, runtime.ErrBadValue)
+		}
+		out = append(out, v+":"+line)
+	}
+	return out, nil
 }

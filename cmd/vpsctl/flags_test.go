@@ -1,10 +1,13 @@
 package main
 
 import (
+	"errors"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/urfave/cli/v2"
+	"github.com/vpsctl/vpsctl/runtime"
 )
 
 // TestCachedFlagNames: every string flag of every command answers Names() from its cache,
@@ -53,5 +56,20 @@ func TestCachedFlagNames(t *testing.T) {
 		Action: func(c *cli.Context) error { ctx = c.String("template"); return nil }}}
 	if err := app.Run([]string{"vpsctl", "x", "--ostemplate", "t1"}); err != nil || ctx != "t1" {
 		t.Fatalf("--ostemplate: %q, %v", ctx, err)
+	}
+}
+
+func TestUserpasswdFrom(t *testing.T) {
+	got, err := userpasswdFrom([]string{"alice", "bob:x"}, strings.NewReader("s3cret\nmore\n"))
+	if err != nil || len(got) != 2 || got[0] != "alice:s3cret" || got[1] != "bob:x" {
+		t.Fatalf("userpasswdFrom = %q, %v", got, err)
+	}
+	for _, tc := range []struct {
+		vals []string
+		in   string
+	}{{[]string{"alice"}, ""}, {[]string{"alice"}, "\n"}, {[]string{"alice", "bob"}, "a\nb\n"}} {
+		if _, err := userpasswdFrom(tc.vals, strings.NewReader(tc.in)); !errors.Is(err, runtime.ErrBadValue) {
+			t.Errorf("userpasswdFrom(%q, %q) = %v, want ErrBadValue", tc.vals, tc.in, err)
+		}
 	}
 }

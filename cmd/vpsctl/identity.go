@@ -24,8 +24,8 @@ func uidCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			return withVPS(c, func(rt *runtime.Runtime, id uint32) error {
-				t, err := rt.UIDs(toID(id), c.Bool("groups"))
+			return withVPS(c, func(rt *runtime.Runtime, id container.ID) error {
+				t, err := rt.UIDs(id, c.Bool("groups"))
 				if err != nil {
 					return err
 				}
@@ -35,7 +35,7 @@ func uidCommand() *cli.Command {
 				if !t.UserNS {
 					fmt.Printf("# VPS %d has no user namespace: host root mapping (VPS uid = host uid)\n", id)
 				} else {
-					fmt.Printf("# VPS %d: host IDs %s (host:size)\n", id, t.Range)
+					fmt.Printf("# VPS %d: host IDs %s (host:size), from the pool %s\n", id, t.Range, t.Pool)
 				}
 				w := newTable()
 				kind := "UID"
@@ -44,7 +44,7 @@ func uidCommand() *cli.Command {
 				}
 				fmt.Fprintf(w, "VPS_%s\tHOST_%s\tNAME\tPROCESSES\n", kind, kind)
 				for _, e := range t.Entries {
-					fmt.Fprintf(w, "%d\t%d\t%s\t%d\n", e.VPSID, e.HostID, dash(e.User), e.Processes)
+					fmt.Fprintf(w, "%d\t%d\t%s\t%d\n", e.VPSID, e.HostID, dash(e.User.String()), e.Processes)
 				}
 				return w.Flush()
 			})
@@ -92,7 +92,7 @@ func psCommand() *cli.Command {
 				if p.VPSUID < 0 {
 					vu = "-"
 				}
-				fmt.Fprintf(w, "%d\t%d\t%s\t%d\t%d\t%s\n", p.HostPID, p.VPSPID, vu, p.HostUID, p.Owning, p.Command)
+				fmt.Fprintf(w, "%d\t%d\t%s\t%d\t%d\t%s\n", p.HostPID, p.VPSPID, vu, p.HostUID, p.Owning, p.Command.String())
 			}
 			return w.Flush()
 		},
@@ -134,7 +134,7 @@ func pidCommand() *cli.Command {
 			w := newTable()
 			fmt.Fprintln(w, "HOST_PID\tOWNING\tEFFECTIVE\tVPS_PID\tCOMMAND")
 			for _, p := range infos {
-				fmt.Fprintf(w, "%d\t%d\t%d\t%d\t%s\n", p.HostPID, p.Owning, p.Effective, p.VPSPID, p.Command)
+				fmt.Fprintf(w, "%d\t%d\t%d\t%d\t%s\n", p.HostPID, p.Owning, p.Effective, p.VPSPID, p.Command.String())
 			}
 			return w.Flush()
 		},

@@ -15,7 +15,6 @@ import (
 	"github.com/urfave/cli/v2"
 	"github.com/vpsctl/vpsctl/container"
 	"github.com/vpsctl/vpsctl/internal/fault"
-	"github.com/vpsctl/vpsctl/nsenter" // also the C constructor that joins VPSs (exec, enter)
 	"github.com/vpsctl/vpsctl/runtime"
 	"github.com/vpsctl/vpsctl/store"
 	"github.com/vpsctl/vpsctl/template"
@@ -23,14 +22,10 @@ import (
 
 func main() {
 	fault.Mark("cli-main")
-	// Hidden modes (monitor, init child) run before the CLI parses anything.
-	if runtime.IsChild() {
-		runtime.ChildMain()
-	}
 	code := runCLI()
 	fault.Mark("cli-done")
 	// The caller's wait ends here; this process's own exit goes on without it.
-	nsenter.ReleaseCaller(code)
+	releaseCaller(code)
 	os.Exit(code)
 }
 
@@ -54,6 +49,14 @@ func runCLI() int {
 	return exitCode(err)
 }
 
+// startOptions has a start's VPS monitored by this process if the front door forked it for that.
+func startOptions() runtime.StartOptions {
+	if fd := startFD(); fd >= 0 {
+		return runtime.StartOptions{Caller: os.NewFile(uintptr(fd), "caller")}
+	}
+	return runtime.StartOptions{}
+}
+
 // usageError is a bad command line (exit 20).
 func usageError(format string, a ...any) error {
 	return cli.Exit(fmt.Sprintf(format, a...), exitUsage)
@@ -69,7 +72,7 @@ func openRuntime(c *cli.Context) (*runtime.Runtime, error) {
 }
 
 // withVPS runs f with the runtime and the VPS named by the first argument.
-func withVPS(c *cli.Context, f func(rt *runtime.Runtime, id uint32) error) error {
+func withVPS(c *cli.Context, f func(rt *runtime.Runtime, id container.ID) error) error {
 	if c.NArg() < 1 {
 		return usageError("%s: missing VPS ID or name", c.Command.Name)
 	}
@@ -81,7 +84,7 @@ func withVPS(c *cli.Context, f func(rt *runtime.Runtime, id uint32) error) error
 	if err != nil {
 		return err
 	}
-	return f(rt, uint32(id))
+	return f(rt, id)
 }
 
 func formatFlag() cli.Flag {
@@ -219,8 +222,8 @@ func commands() []*cli.Command {
 			Name: "start", Usage: "boot a VPS", ArgsUsage: "ID|NAME",
 			Description: "Boots the VPS's own init in new namespaces. The VPS keeps running after vpsctl exits.\n\nEXAMPLE:\n   vpsctl start 101",
 			Action: func(c *cli.Context) error {
-				return withVPS(c, func(rt *runtime.Runtime, id uint32) error {
-					pid, err := rt.Start(toID(id))
+				return withVPS(c, func(rt *runtime.Runtime, id container.ID) error {
+					pid, err := rt.Start(c.Context, id, startOptions())
 					if err != nil {
 						return err
 					}
@@ -237,8 +240,8 @@ func commands() []*cli.Command {
 				&cli.BoolFlag{Name: "kill", Usage: "kill at once, no grace period"},
 			},
 			Action: func(c *cli.Context) error {
-				return withVPS(c, func(rt *runtime.Runtime, id uint32) error {
-					if err := rt.Stop(toID(id), runtime.StopOptions{Timeout: c.Duration("timeout"), Kill: c.Bool("kill")}); err != nil {
+				return withVPS(c, func(rt *runtime.Runtime, id container.ID) error {
+					if err := rt.Stop(c.Context, id, runtime.StopOptions{Timeout: c.Duration("timeout"), Kill: c.Bool("kill")}); err != nil {
 						return err
 					}
 					fmt.Printf("VPS %d stopped\n", id)
@@ -250,11 +253,11 @@ func commands() []*cli.Command {
 			Name: "restart", Usage: "stop and start a VPS", ArgsUsage: "ID|NAME",
 			Flags: []cli.Flag{&cli.DurationFlag{Name: "timeout", Value: 60 * time.Second, Usage: "grace period before killing"}},
 			Action: func(c *cli.Context) error {
-				return withVPS(c, func(rt *runtime.Runtime, id uint32) error {
-					if err := rt.Stop(toID(id), runtime.StopOptions{Timeout: c.Duration("timeout")}); err != nil && !errors.Is(err, runtime.ErrNotRunning) {
+				return withVPS(c, func(rt *runtime.Runtime, id container.ID) error {
+					if err := rt.Stop(c.Context, id, runtime.StopOptions{Timeout: c.Duration("timeout")}); err != nil && !errors.Is(err, runtime.ErrNotRunning) {
 						return err
 					}
-					pid, err := rt.Start(toID(id))
+					pid, err := rt.Start(c.Context, id, startOptions())
 					if err != nil {
 						return err
 					}
@@ -275,8 +278,8 @@ func commands() []*cli.Command {
 				if c.NArg() < 2 {
 					return usageError("exec: usage: vpsctl exec ID -- COMMAND [ARG...]")
 				}
-				return withVPS(c, func(rt *runtime.Runtime, id uint32) error {
-					code, err := rt.Exec(toID(id), runtime.ExecOptions{Args: c.Args().Slice()[1:], TTY: c.Bool("tty"),
+				return withVPS(c, func(rt *runtime.Runtime, id container.ID) error {
+					code, err := rt.Exec(c.Context, id, runtime.ExecOptions{Args: c.Args().Slice()[1:], TTY: c.Bool("tty"),
 						Env: c.StringSlice("env"), Dir: c.String("workdir"), Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr})
 					if err != nil {
 						return err
@@ -289,8 +292,8 @@ func commands() []*cli.Command {
 			Name: "enter", Usage: "open an interactive login shell inside a VPS", ArgsUsage: "ID|NAME",
 			Description: "Opens root's login shell on a new pty of the VPS (works under tmux and screen). Leave with exit.\n\nEXAMPLE:\n   vpsctl enter 101",
 			Action: func(c *cli.Context) error {
-				return withVPS(c, func(rt *runtime.Runtime, id uint32) error {
-					code, err := rt.Enter(toID(id), os.Stdin, os.Stdout, os.Stderr)
+				return withVPS(c, func(rt *runtime.Runtime, id container.ID) error {
+					code, err := rt.Enter(c.Context, id, os.Stdin, os.Stdout, os.Stderr)
 					if err != nil {
 						return err
 					}
@@ -341,8 +344,8 @@ func commands() []*cli.Command {
 			Description: "Removes the VPS's private area, config and state; the ID becomes free. Refused while running unless --force.\n\nEXAMPLE:\n   vpsctl destroy 101",
 			Flags:       []cli.Flag{&cli.BoolFlag{Name: "force", Aliases: []string{"f"}, Usage: "stop the VPS first if it runs"}},
 			Action: func(c *cli.Context) error {
-				return withVPS(c, func(rt *runtime.Runtime, id uint32) error {
-					if err := rt.Destroy(toID(id), c.Bool("force")); err != nil {
+				return withVPS(c, func(rt *runtime.Runtime, id container.ID) error {
+					if err := rt.Destroy(c.Context, id, c.Bool("force")); err != nil {
 						return err
 					}
 					fmt.Printf("VPS %d destroyed\n", id)
@@ -474,7 +477,7 @@ func templateCommand() *cli.Command {
 					if err != nil {
 						return err
 					}
-					if err := rt.RemoveTemplate(c.Args().First()); err != nil {
+					if err := rt.RemoveTemplate(c.Context, c.Args().First()); err != nil {
 						return err
 					}
 					fmt.Printf("template %q removed\n", c.Args().First())

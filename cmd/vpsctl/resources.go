@@ -8,6 +8,7 @@ import (
 	"text/tabwriter"
 
 	"github.com/urfave/cli/v2"
+	"github.com/vpsctl/vpsctl/container"
 	"github.com/vpsctl/vpsctl/runtime"
 )
 
@@ -32,8 +33,8 @@ func statsCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			return withVPS(c, func(rt *runtime.Runtime, id uint32) error {
-				st, err := rt.Stats(toID(id))
+			return withVPS(c, func(rt *runtime.Runtime, id container.ID) error {
+				st, err := rt.Stats(id)
 				if err != nil {
 					return err
 				}
@@ -60,15 +61,15 @@ func suspendCommand() *cli.Command {
 		Description: "Freezes the VPS's cgroup and waits until every process is frozen. status then says\n\"VPS ID exist running suspended\". vpsctl resume thaws it.\n--to-disk: checkpoint the VPS with CRIU and stop it (vzctl chkpnt); vpsctl resume restores it.\n\nEXAMPLES:\n   vpsctl suspend 101 && vpsctl resume 101\n   vpsctl suspend --to-disk 101 && vpsctl resume 101",
 		Flags:       []cli.Flag{&cli.BoolFlag{Name: "to-disk", Usage: "checkpoint to disk and stop (resume restores)"}},
 		Action: func(c *cli.Context) error {
-			return withVPS(c, func(rt *runtime.Runtime, id uint32) error {
+			return withVPS(c, func(rt *runtime.Runtime, id container.ID) error {
 				if c.Bool("to-disk") {
-					if err := rt.SuspendToDisk(toID(id), os.Stdout); err != nil {
+					if err := rt.SuspendToDisk(c.Context, id, os.Stdout); err != nil {
 						return err
 					}
 					fmt.Printf("VPS %d suspended to disk\n", id)
 					return nil
 				}
-				if err := rt.Suspend(toID(id)); err != nil {
+				if err := rt.Suspend(c.Context, id); err != nil {
 					return err
 				}
 				fmt.Printf("VPS %d suspended\n", id)
@@ -82,8 +83,8 @@ func resumeCommand() *cli.Command {
 	return &cli.Command{
 		Name: "resume", Usage: "thaw a suspended VPS", ArgsUsage: "ID|NAME",
 		Action: func(c *cli.Context) error {
-			return withVPS(c, func(rt *runtime.Runtime, id uint32) error {
-				if err := rt.Resume(toID(id)); err != nil {
+			return withVPS(c, func(rt *runtime.Runtime, id container.ID) error {
+				if err := rt.Resume(c.Context, id); err != nil {
 					return err
 				}
 				fmt.Printf("VPS %d resumed\n", id)
@@ -102,8 +103,8 @@ func consoleCommand() *cli.Command {
 		Name: "console", Usage: "attach to a VPS's console (detach with Ctrl-])", ArgsUsage: "ID|NAME",
 		Description: "Shows the VPS's console (boot messages, its getty) and sends your keystrokes to it.\nDetach with Ctrl-] ; the VPS keeps running. Everything the console prints is also in\nSTATE/vps/ID/console.log.\n\nEXAMPLE:\n   vpsctl console 101",
 		Action: func(c *cli.Context) error {
-			return withVPS(c, func(rt *runtime.Runtime, id uint32) error {
-				return rt.Console(toID(id), os.Stdin, os.Stdout)
+			return withVPS(c, func(rt *runtime.Runtime, id container.ID) error {
+				return rt.Console(id, os.Stdin, os.Stdout)
 			})
 		},
 	}

@@ -6,7 +6,6 @@ import (
 	"github.com/urfave/cli/v2"
 	"github.com/vpsctl/vpsctl/container"
 	"github.com/vpsctl/vpsctl/runtime"
-	"github.com/vpsctl/vpsctl/uid"
 )
 
 func init() {
@@ -41,8 +40,8 @@ func runCommand() *cli.Command {
 			if len(args) == 0 {
 				return usageError("run: usage: vpsctl run [ID] --template T -- COMMAND [ARG...]")
 			}
-			code, err := rt.Run(runtime.RunOptions{ID: id, Template: c.String("template"), Hostname: c.String("hostname"),
-				Remove: c.Bool("rm"), Args: args, Pool: uid.DefaultPool, Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr})
+			code, err := rt.Run(c.Context, runtime.RunOptions{ID: id, Template: c.String("template"), Hostname: c.String("hostname"),
+				Remove: c.Bool("rm"), Args: args, Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr})
 			if err != nil {
 				return err
 			}

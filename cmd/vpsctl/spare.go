@@ -7,6 +7,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 	"github.com/vpsctl/vpsctl/runtime"
+	"github.com/vpsctl/vpsctl/spare"
 )
 
 func init() {
@@ -39,12 +40,12 @@ func spareCommand() *cli.Command {
 				Name: "start", Usage: "start a keeper of spare VPSs of a template", ArgsUsage: "TEMPLATE",
 				Description: "Returns once the first spare is booted. A keeper that runs already is left as it is.\nThe keeper's log is STATE/spare/TEMPLATE.log.\n\nEXAMPLE:\n   vpsctl spare start busybox --count 2 --idle 30m",
 				Flags: []cli.Flag{
-					&cli.IntFlag{Name: "count", Value: 1, Usage: fmt.Sprintf("spares kept booted (1 to %d)", runtime.MaxSpares)},
+					&cli.IntFlag{Name: "count", Value: 1, Usage: fmt.Sprintf("spares kept booted (1 to %d)", spare.MaxSpares)},
 					&cli.DurationFlag{Name: "idle", Usage: "stop after this long without a claim (0: never)"},
 				},
 				Action: func(c *cli.Context) error {
 					return withTemplate(c, func(rt *runtime.Runtime, tpl string) error {
-						pid, already, err := rt.StartSpares(runtime.SpareOptions{Template: tpl, Count: c.Int("count"), Idle: c.Duration("idle")})
+						pid, already, err := spare.Start(rt, spare.Options{Template: tpl, Count: c.Int("count"), Idle: c.Duration("idle")})
 						if err != nil {
 							return err
 						}
@@ -65,7 +66,7 @@ func spareCommand() *cli.Command {
 				},
 				Action: func(c *cli.Context) error {
 					return withTemplate(c, func(rt *runtime.Runtime, tpl string) error {
-						stopped, err := rt.StopSpares(tpl, c.Duration("timeout"))
+						stopped, err := spare.Stop(rt, tpl, c.Duration("timeout"))
 						if err != nil {
 							return err
 						}
@@ -91,13 +92,13 @@ func spareCommand() *cli.Command {
 					if err != nil {
 						return err
 					}
-					ks, err := rt.ListSpares()
+					ks, err := spare.List(rt)
 					if err != nil {
 						return err
 					}
 					if js {
 						if ks == nil {
-							ks = []runtime.SpareKeeper{}
+							ks = []spare.Keeper{}
 						}
 						return printJSON(os.Stdout, ks)
 					}

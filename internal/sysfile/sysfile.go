@@ -18,6 +18,17 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// Retry runs f, a system call's wrapper, until it fails with something other than EINTR: the one
+// EINTR loop of vpsctl's Go code (a signal's handler interrupts a slow call, such as a blocking
+// flock, a wait or a write to a pipe).
+func Retry(f func() error) error {
+	for {
+		if err := f(); err != unix.EINTR {
+			return err
+		}
+	}
+}
+
 // Open opens path with flags (O_CLOEXEC added), retrying on EINTR.
 func Open(path string, flags int, perm uint32) (int, error) {
 	for {

@@ -39,9 +39,6 @@ var host uint64
 // changed). Package nsenter calls it once, from what its constructor found.
 func SetHost(ns uint64) { host = ns }
 
-// Host returns the slack vpsctl was started with, or 0 if unknown.
-func Host() uint64 { return host }
-
 // Env returns the environment entry that gives a re-executed vpsctl the host's slack (none if
 // unknown), for the explicit environments of those re-executions.
 func Env() []string {

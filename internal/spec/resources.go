@@ -1,0 +1,108 @@
+package spec
+
+import (
+	"fmt"
+	"strconv"
+
+	"github.com/vpsctl/vpsctl/cgroup"
+	"github.com/vpsctl/vpsctl/store"
+)
+
+// Defaults are the limits a VPS gets when it is created without them, so that no VPS is
+// unbounded (a hostile tenant's would otherwise take the host's memory and process table, as
+// vzctl's sample configs prevented): a memory limit, a swap allowance beside it, a process limit
+// and the default CPU weight. The host-wide configuration may change them; a VPS keeps the
+// values it was created with (they are written into its config).
+var Defaults = DefaultLimits{Memory: "1G", Swap: "512M", NumProc: "4096", CPUUnits: "1000"}
+
+// DefaultLimits are default limit values, as vps.conf spells them.
+type DefaultLimits struct {
+	Memory, Swap, NumProc, CPUUnits string
+}
+
+// Fill sets c's unset limits of d's kinds to d's values.
+func (d DefaultLimits) Fill(c *store.Config) {
+	for _, f := range []struct {
+		dst *string
+		def string
+	}{
+		{&c.Memory, d.Memory}, {&c.Swap, d.Swap}, {&c.NumProc, d.NumProc}, {&c.CPUUnits, d.CPUUnits},
+	} {
+		if *f.dst == "" {
+			*f.dst = f.def
+		}
+	}
+}
+
+// Resources turns a config's limits into cgroup resources. Unset limits become "unlimited" (or
+// the default weight), so that a limit removed from the config is lifted when applied.
+func Resources(c *store.Config) (*cgroup.Resources, error) {
+	size := func(name, s string) (*int64, error) {
+		v := int64(-1)
+		if s != "" {
+			var err error
+			if v, err = cgroup.ParseSize(s); err != nil {
+				return nil, fmt.Errorf("--%s: %w", name, err)
+			}
+		}
+		return &v, nil
+	}
+	intIn := func(name, s string, def, lo, hi int) (*int, error) {
+		v := def
+		if s != "" {
+			n, err := strconv.Atoi(s)
+			if err != nil || n < lo || n > hi {
+				return nil, fmt.Errorf("--%s %q: want an integer in %d..%d: %w", name, s, lo, hi, ErrBadValue)
+			}
+			v = n
+		}
+		return &v, nil
+	}
+	var r cgroup.Resources
+	var err error
+	if r.MemoryBytes, err = size("memory", c.Memory); err != nil {
+		return nil, err
+	}
+	if *r.MemoryBytes >= 0 && *r.MemoryBytes < 4<<20 {
+		return nil, fmt.Errorf("--memory %q: at least 4M: %w", c.Memory, ErrBadValue)
+	}
+	if c.Swap != "" {
+		if r.SwapBytes, err = size("swap", c.Swap); err != nil {
+			return nil, err
+		}
+	}
+	if r.CPUs, err = intIn("cpus", c.CPUs, 0, 0, 4096); err != nil {
+		return nil, err
+	}
+	if r.CPULimitPct, err = intIn("cpulimit", c.CPULimit, 0, 0, 409600); err != nil {
+		return nil, err
+	}
+	if r.CPUUnits, err = intIn("cpuunits", c.CPUUnits, 1000, 8, 500000); err != nil {
+		return nil, err
+	}
+	if r.NumProc, err = size("numproc", c.NumProc); err != nil {
+		return nil, err
+	}
+	if *r.NumProc == 0 {
+		return nil, fmt.Errorf("--numproc 0: a VPS needs at least its init: %w", ErrBadValue)
+	}
+	if c.IOLimit != "" {
+		v, err := cgroup.ParseSize(c.IOLimit)
+		if err != nil {
+			return nil, fmt.Errorf("--iolimit: %w", err)
+		}
+		if v < 0 {
+			v = 0
+		}
+		r.IOLimitBps = &v
+	}
+	if c.IOWeight != "" {
+		if r.IOWeight, err = intIn("ioweight", c.IOWeight, 500, 10, 1000); err != nil {
+			return nil, err
+		}
+	}
+	if r.Devices, err = DeviceRules(c.Devices); err != nil {
+		return nil, err
+	}
+	return &r, nil
+}

@@ -1,0 +1,222 @@
+package monitor
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"io/fs"
+	"log"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/vpsctl/vpsctl/container"
+	"github.com/vpsctl/vpsctl/criu"
+	"github.com/vpsctl/vpsctl/internal/spec"
+	"github.com/vpsctl/vpsctl/internal/sysfile"
+	"github.com/vpsctl/vpsctl/network"
+	"github.com/vpsctl/vpsctl/store"
+	"golang.org/x/sys/unix"
+)
+
+// ErrNoCheckpoint reports a missing or unusable image directory.
+var ErrNoCheckpoint = fmt.Errorf("no usable checkpoint: %w", spec.ErrBadValue)
+
+// CheckpointMeta is written next to the images.
+type CheckpointMeta struct {
+	ID        container.ID `json:"id"`
+	Time      time.Time    `json:"time"`
+	TTY       string       `json:"tty"` // the console's --external key at dump time
+	Hostname  string       `json:"hostname"`
+	IDMap     string       `json:"idmap"`
+	Bytes     int64        `json:"bytes"`
+	Seconds   float64      `json:"seconds"`
+	Running   bool         `json:"left_running"`
+	CRIU      string       `json:"criu"`
+	InitVPSID int          `json:"init_vps_pid"`
+}
+
+func ReadCheckpointMeta(dir string) (*CheckpointMeta, error) {
+	if _, err := os.Stat(filepath.Join(dir, "inventory.img")); err != nil {
+		return nil, fmt.Errorf("%s: no CRIU image (inventory.img): %w", dir, ErrNoCheckpoint)
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "vpsctl-checkpoint.json"))
+	if err != nil {
+		return nil, fmt.Errorf("%s: not a vpsctl checkpoint: %w", dir, ErrNoCheckpoint)
+	}
+	var m CheckpointMeta
+	if err := json.Unmarshal(b, &m); err != nil || m.TTY == "" {
+		return nil, fmt.Errorf("%s: corrupt vpsctl-checkpoint.json: %w", dir, ErrNoCheckpoint)
+	}
+	return &m, nil
+}
+
+// restoreBoot is the monitor's first boot of a restore: criu re-creates the VPS from dir.
+func (m *monitor) restoreBoot(c *store.Config, dir string) (*bootState, error) {
+	meta, err := ReadCheckpointMeta(dir)
+	if err != nil {
+		return nil, err
+	}
+	b, idmap, userns, tpl, err := m.prepare(c)
+	if err != nil {
+		return nil, err
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			b.teardown()
+		}
+	}()
+	// A user namespace with the VPS's ID map, only to idmap the template: the VPS's own one is
+	// re-created by criu later.
+	holder := exec.Command("/proc/self/exe")
+	holder.Args[0] = "vpsctl-userns"
+	holder.Env = []string{modeEnv + "=hold"}
+	hin, err := holder.StdinPipe()
+	if err != nil {
+		return nil, err
+	}
+	attr := &syscall.SysProcAttr{Cloneflags: unix.CLONE_NEWUSER}
+	if userns {
+		attr.UidMappings = []syscall.SysProcIDMap{{ContainerID: 0, HostID: int(idmap.Host), Size: int(idmap.Size)}}
+		attr.GidMappings = attr.UidMappings
+	}
+	holder.SysProcAttr = attr
+	if err := holder.Start(); err != nil {
+		return nil, fmt.Errorf("restore: user namespace holder: %w", err)
+	}
+	unmount, err := m.mountRootfs(c, tpl, holder.Process.Pid, userns)
+	hin.Close()
+	holder.Wait()
+	if err != nil {
+		return nil, err
+	}
+	defer unmount()
+
+	slave, consolePath, err := m.newConsole(b, idmap, userns)
+	if err != nil {
+		return nil, err
+	}
+	defer slave.Close()
+
+	// Restored tasks read some images themselves, after taking the VPS's credentials: the
+	// images are the VPS root's while the restore runs (the directory's parents stay closed to
+	// it), and host root's again after it, never anyone else's to read (0700, 0600).
+	if userns {
+		if err := ownImages(dir, int(idmap.Host)); err != nil {
+			return nil, fmt.Errorf("restore: images: %w", err)
+		}
+		defer func() {
+			if err := ownImages(dir, 0); err != nil {
+				log.Printf("restore: images back to root: %v", err)
+			}
+		}()
+	}
+	// criu runs vpsctl itself as its action script: at "setup-namespaces" it builds the VPS's
+	// network in the restored (still frozen) network namespace.
+	self, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	os.Setenv(modeEnv, "criu-action")
+	os.Setenv("VPSCTL_ROOT", m.st.Root)
+	os.Setenv("_VPSCTL_ID", strconv.FormatUint(uint64(m.id), 10))
+	defer os.Unsetenv(modeEnv)
+	b.undo.Add(func() {
+		if err := network.Teardown(m.id, b.net); err != nil {
+			log.Printf("network teardown: %v", err)
+		}
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	pid, err := criu.Restore(ctx, criu.RestoreOptions{Root: m.st.Path(m.id, "root"), ImagesDir: dir, ManageCgroups: true,
+		InheritFds: map[string]*os.File{meta.TTY: slave},
+		ExtraArgs:  []string{"--external", "mnt[console]:" + consolePath, "--empty-ns", "net", "--ext-mount-map", "auto", "--action-script", self}})
+	if pid > 0 {
+		b.setInit(pid)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("restore: %w", err)
+	}
+	if userns {
+		if err := spec.Delegate(b.cg, idmap); err != nil {
+			log.Printf("cgroup delegation after restore: %v", err)
+		}
+	}
+	ok = true
+	return b, nil
+}
+
+// criuActionMain is criu's action script during a restore (see restoreBoot).
+func criuActionMain() int {
+	if os.Getenv("CRTOOLS_SCRIPT_ACTION") != "setup-namespaces" {
+		return 0
+	}
+	id, err1 := container.ParseID(os.Getenv("_VPSCTL_ID"))
+	pid, err2 := strconv.Atoi(os.Getenv("CRTOOLS_INIT_PID"))
+	if err1 != nil || err2 != nil {
+		fmt.Fprintln(os.Stderr, "vpsctl criu action: missing _VPSCTL_ID or CRTOOLS_INIT_PID")
+		return 1
+	}
+	st, err := store.Open(os.Getenv("VPSCTL_ROOT"))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "vpsctl criu action:", err)
+		return 1
+	}
+	c, err := st.LoadConfig(id)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "vpsctl criu action:", err)
+		return 1
+	}
+	if !slices.Contains(c.Namespaces, "net") {
+		return 0
+	}
+	nc, err := spec.Net(c)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "vpsctl criu action:", err)
+		return 1
+	}
+	if _, err := network.Setup(id, pid, nc); err != nil {
+		fmt.Fprintln(os.Stderr, "vpsctl criu action: network:", err)
+		return 1
+	}
+	return 0
+}
+
+// holdMain keeps a user namespace alive until its stdin closes.
+func holdMain() int {
+	io.Copy(io.Discard, os.Stdin)
+	return 0
+}
+
+// ownImages gives a checkpoint's image directory and everything in it to uid (and the same
+// gid), directories 0700 and files 0600. It follows no link: each entry is opened with
+// O_NOFOLLOW and changed through its descriptor, and symbolic links are left as they are.
+func ownImages(dir string, uid int) error {
+	return filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.Type()&fs.ModeSymlink != 0 || !(d.IsDir() || d.Type().IsRegular()) {
+			return err
+		}
+		flags, mode := unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK, uint32(0o600)
+		if d.IsDir() {
+			flags, mode = unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_DIRECTORY, 0o700
+		}
+		fd, err := sysfile.Open(p, flags, 0)
+		if err != nil {
+			return err
+		}
+		defer unix.Close(fd)
+		if err := unix.Fchown(fd, uid, uid); err != nil {
+			return &os.PathError{Op: "fchown", Path: p, Err: err}
+		}
+		if err := unix.Fchmod(fd, mode); err != nil {
+			return &os.PathError{Op: "fchmod", Path: p, Err: err}
+		}
+		return nil
+	})
+}

@@ -1,0 +1,61 @@
+package tests
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestEmbed: a program of its own that imports the library (examples/embed) creates, starts,
+// execs into, stops and destroys a VPS, and leaves nothing behind: the library's processes (the
+// monitor, the joiner, the spawner, the remover) are that program executed again, and its
+// packages are those processes only when vpsctl's stage variable says so. Run with arguments a
+// vpsctl command has (`destroy 101`), it is still itself: nothing acts on argv.
+func TestEmbed(t *testing.T) {
+	checkClean(t)
+	embed := os.Getenv("VPSCTL_TEST_EMBED") // a prebuilt one (the VM tier compiles nothing)
+	if embed == "" {
+		embed = filepath.Join(t.TempDir(), "embed")
+		if out, err := exec.Command("go", "build", "-o", embed, "../examples/embed").CombinedOutput(); err != nil {
+			t.Fatalf("go build ./examples/embed: %v\n%s", err, out)
+		}
+	}
+	state := t.TempDir()
+	cmd := exec.Command(embed, "-root", state, "-id", "4243")
+	var out strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if err := waitCmd(t, cmd, 120*time.Second); err != nil {
+		t.Fatalf("embed: %v\n%s", err, out.String())
+	}
+	for _, want := range []string{"created VPS 4243", "started VPS 4243", "embedded\nuid=0 gid=0(root)", "stopped VPS 4243", "destroyed VPS 4243"} {
+		if !strings.Contains(out.String(), want) {
+			t.Fatalf("embed's output lacks %q:\n%s", want, out.String())
+		}
+	}
+	// Its background remover deletes the files after the program exits.
+	waitFor(t, 10*time.Second, "the embedded VPS's files to go", func() bool {
+		ents, _ := os.ReadDir(filepath.Join(state, "tmp"))
+		_, err := os.Stat(filepath.Join(state, "vps", "4243"))
+		return len(ents) == 0 && os.IsNotExist(err)
+	})
+
+	// vpsctl's command words in its argv do nothing to vpsctl's state: a program importing the
+	// library is not the vpsctl CLI, whatever its arguments (embed ignores them and does its
+	// own job in a state root of its own).
+	checkClean(t, "4244")
+	must(t, "create", "4244", "--template", "busybox")
+	r := exec.Command(embed, "-root", t.TempDir(), "-id", "4245", "destroy", "4244")
+	r.Env = append(os.Environ(), "VPSCTL_ROOT="+root)
+	if b, err := r.CombinedOutput(); err != nil || !strings.Contains(string(b), "destroyed VPS 4245") {
+		t.Fatalf("embed destroy 4244: %v\n%s", err, b)
+	}
+	if s := status(t, "4244"); s.State != "stopped" {
+		t.Fatalf("VPS 4244 after a program importing the library ran with `destroy 4244`: %s", s.State)
+	}
+}
