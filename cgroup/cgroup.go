@@ -126,7 +126,11 @@ type Manager interface {
 	// Create makes the group and its missing parents; idempotent. v2 enables
 	// memory, pids, cpu, io and cpuset (those available) in every ancestor's
 	// cgroup.subtree_control; v1 cpuset copies cpus/mems from the parent,
-	// because an empty cpuset group refuses processes.
+	// because an empty cpuset group refuses processes. On a cgroup v2 host
+	// run by systemd the group lives in a delegated scope (see systemd.go),
+	// and Create first moves the calling process, the group's supervisor,
+	// into that scope's supervisor leaf (starting the scope if need be):
+	// only the VPS's monitor calls it.
 	Create() error
 	// Apply moves process pid (all its threads) into the group.
 	Apply(pid int) error
@@ -227,7 +231,10 @@ var unified = sync.OnceValues(func() (bool, error) {
 })
 
 // New returns the Manager for group rel (relative to the hierarchy roots,
-// e.g. "vpsctl/101") on this host. It does not create anything.
+// e.g. "vpsctl/101") on this host. It does not create anything. Where rel
+// lives is decided here only: at the roots of the v1 hierarchies or of the
+// cgroup2 tree, or, on a cgroup2 host whose PID 1 is systemd, below its
+// delegated scope (systemd.go).
 func New(rel string) (Manager, error) {
 	if err := checkRel(rel); err != nil {
 		return nil, err
@@ -235,6 +242,9 @@ func New(rel string) (Manager, error) {
 	v2, err := unified()
 	if err != nil {
 		return nil, err
+	}
+	if v2 && underSystemd() {
+		return newSystemdScope(cgroupRoot, rel), nil
 	}
 	if v2 {
 		return newFS2(cgroupRoot, rel), nil

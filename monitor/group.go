@@ -47,6 +47,12 @@ func JoinGroup() error {
 // returns, nothing of the VPS is in the caller's group. A move that fails is logged, and the
 // VPS boots all the same from where the monitor is.
 func (m *monitor) joinGroup() {
+	if cgroup.SystemdScopes() {
+		// Under systemd the VPS's scope is the monitor's home: its group's Create moves it
+		// into the scope's supervisor leaf, a unit of its own that no login session or
+		// service stop takes along (package cgroup, "Placement under systemd").
+		return
+	}
 	m.grouped = make(chan struct{})
 	goBeside(func() {
 		defer close(m.grouped)

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite, as root, on a fresh machine: installs what the tests need, checks
-# formatting and vet, runs unit tests, fuzz seeds and the root integration tests (real VPSs).
+# formatting and vet, runs unit tests, fuzz seeds and the root integration tests (real VPSs), then
+# the VM tier (scripts/vm-test.sh).
 #   scripts/test.sh            everything
-#   scripts/test.sh -short     skip the slow suites
+#   scripts/test.sh -short     skip the slow suites (and the VM tier)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ "$(id -u)" = 0 ] || { echo "test: run as root (the integration tests create real namespaces and cgroups)" >&2; exit 1; }
@@ -53,3 +54,10 @@ echo "== the glibc build: the paths of the C front door again"
 # The suite above ran the musl build (scripts/build.sh's default); the CLI's front door finds its
 # arguments differently under glibc (cmd/vpsctl/frontdoor.c), so the paths it takes run again.
 VPSCTL_LIBC=glibc go test -p 1 -count=1 -timeout 10m -run 'TestCoreLifecycle|TestExecCommandErrors|TestRun|TestStartPaths|TestMonitorRests|TestEarlyExit|TestSpare$|TestStopKill$|TestDestroy$' "$@" ./tests
+echo "== the VM tier: Debian 12 (kernel 6.1, systemd as PID 1, cgroup v2 only) in qemu"
+# This machine is none of those; scripts/vm-test.sh boots one that is (README, "The VM tier").
+# -short leaves it out: under emulation it takes minutes.
+case " $* " in
+  *" -short "*) echo "(left out: -short)" ;;
+  *) bash scripts/vm-test.sh ;;
+esac

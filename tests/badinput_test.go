@@ -398,9 +398,7 @@ func TestBadInput(t *testing.T) {
 
 // vpsCgroups lists the cgroup directories of VPS id, in every hierarchy.
 func vpsCgroups(id string) []string {
-	a, _ := filepath.Glob("/sys/fs/cgroup/*/vpsctl/" + id)
-	b, _ := filepath.Glob("/sys/fs/cgroup/vpsctl/" + id)
-	return append(a, b...)
+	return groupDirs(id)
 }
 
 func TestFailedStartLeavesNothing(t *testing.T) {
@@ -548,7 +546,7 @@ func TestStartCgroupRefusal(t *testing.T) {
 	if r.code != 21 || !strings.Contains(r.err, "cgroup limits") {
 		t.Fatalf("start with refused limits: code %d, stderr %q; want 21 naming the cgroup limits", r.code, r.err)
 	}
-	if dirs, _ := filepath.Glob("/sys/fs/cgroup/*/vpsctl/" + id); len(dirs) > 0 {
+	if dirs := groupDirs(id); len(dirs) > 0 {
 		t.Fatalf("cgroups left after the failed start: %v", dirs)
 	}
 	if s := status(t, id); s.State != "stopped" {
