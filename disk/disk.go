@@ -1,6 +1,7 @@
 package disk
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -11,6 +12,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
+	"syscall"
 	"time"
 
 	"github.com/vpsctl/vpsctl/internal/revert"
@@ -637,12 +640,16 @@ func Convert(ctx context.Context, privateDir, imagePath string, l Limits) error 
 	if _, err := os.Lstat(imagePath); err == nil {
 		return fmt.Errorf("%s: %w", imagePath, ErrExist)
 	}
-	used, err := treeBytes(privateDir)
+	used, inodes, err := treeUsage(privateDir)
 	if err != nil {
 		return err
 	}
 	if used > l.HardBytes {
 		return fmt.Errorf("diskspace %s is less than the %s in use in %s: %w", FormatSize(l.HardBytes), FormatSize(used), privateDir, ErrTooSmall)
+	}
+	if need := convertNeed(used, inodes); need > l.HardBytes {
+		return fmt.Errorf("diskspace %s does not fit the %s in use in %s with the file system's metadata for its %d files (about %s): %w",
+			FormatSize(l.HardBytes), FormatSize(used), privateDir, inodes, FormatSize(need-used), ErrTooSmall)
 	}
 	f, err := build(ctx, imagePath, l)
 	if err != nil {
@@ -653,6 +660,20 @@ func Convert(ctx context.Context, privateDir, imagePath string, l Limits) error 
 		return err
 	}
 	return commit(f, imagePath)
+}
+
+// metaPerInode and metaBase estimate, generously, what btrfs adds to a tree's data: per file
+// an inode item, its name twice in its directory, its back reference and its extent items, in
+// 4 KiB nodes rarely full (about 0.5 KiB measured, doubled); and the empty file system's own.
+const (
+	metaPerInode = 1 << 10
+	metaBase     = 1 << 20
+)
+
+// convertNeed estimates the size a private area of used bytes in inodes files takes in an
+// image.
+func convertNeed(used, inodes uint64) uint64 {
+	return used + inodes*metaPerInode + metaBase
 }
 
 // copyInto mounts the unnamed image f privately and copies privateDir's tree into its upper/.
@@ -677,16 +698,16 @@ func copyInto(ctx context.Context, f *os.File, privateDir string, uid, gid int, 
 	defer rootf.Close()
 	// The child reaches the detached mount through its descriptor 3. --one-file-system: were
 	// something mounted inside the private area, it is not the VPS's.
-	cmd := exec.CommandContext(ctx, cp, "-a", "--sparse=always", "--one-file-system",
+	msg, err := runStopOnError(ctx, rootf, cp, "-a", "--sparse=always", "--one-file-system",
 		privateDir+"/.", "/proc/self/fd/3/"+UpperDir+"/")
-	cmd.ExtraFiles = []*os.File{rootf}
-	out, err := timerslack.WithHostOutput(cmd.CombinedOutput)
 	if err != nil {
+		// cp says why only in words; a full file system is what a failed copy into an image
+		// sized for the files most likely met, and statfs tells.
 		var sfs unix.Statfs_t
-		if unix.Fstatfs(m.root, &sfs) == nil && sfs.Bavail*uint64(sfs.Bsize) < 1<<20 {
-			return fmt.Errorf("diskspace %s does not fit the %s in use in %s (with the file system's own metadata): %w", FormatSize(l.HardBytes), FormatSize(used), privateDir, ErrTooSmall)
+		if unix.Fstatfs(m.root, &sfs) == nil && sfs.Bavail*uint64(sfs.Bsize) < fullBelow {
+			return fmt.Errorf("diskspace %s does not fit the %s in use in %s (%s): %w", FormatSize(l.HardBytes), FormatSize(used), privateDir, msg, ErrTooSmall)
 		}
-		return fmt.Errorf("copy %s into the image: %w: %s", privateDir, err, bytes.TrimSpace(out))
+		return fmt.Errorf("copy %s into the image: %w: %s", privateDir, err, msg)
 	}
 	if err := unix.Syncfs(m.root); err != nil {
 		return os.NewSyscallError("syncfs", err)
@@ -694,17 +715,51 @@ func copyInto(ctx context.Context, f *os.File, privateDir string, uid, gid int, 
 	return nil
 }
 
-// treeBytes is what the files under dir occupy (du): their allocated blocks, a file with
-// several links counted once, not crossing into other file systems.
-func treeBytes(dir string) (uint64, error) {
+// fullBelow is the space left below which a btrfs is full: what btrfs keeps back for its own
+// metadata (its global reserve, a few MiB at the sizes of a VPS) is never available.
+const fullBelow = 8 << 20
+
+// runStopOnError runs program with args and dir as its descriptor 3, and stops it at the first
+// line it writes to its standard error (cp goes on after an error, and past a full btrfs each
+// of its later attempts waits for the file system's own flushing: minutes for a large tree).
+// It returns that line.
+func runStopOnError(ctx context.Context, dir *os.File, program string, args ...string) (string, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, program, args...)
+	cmd.ExtraFiles = []*os.File{dir}
+	// Its own process group, killed whole: nothing it started outlives the stop.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		return "", err
+	}
+	if err := timerslack.WithHost(cmd.Start); err != nil {
+		return "", err
+	}
+	first, _ := bufio.NewReader(stderr).ReadString('\n')
+	if first != "" {
+		cancel()
+	}
+	// Wait closes the pipe: whatever else the program would say is not read.
+	err = cmd.Wait()
+	if err == nil && first != "" {
+		err = errors.New("wrote to its standard error")
+	}
+	return strings.TrimSpace(first), err
+}
+
+// treeUsage is what the files under dir occupy (du) and how many there are: their allocated
+// blocks, a file with several links counted once, not crossing into other file systems.
+func treeUsage(dir string) (used, inodes uint64, err error) {
 	var top unix.Stat_t
 	if err := unix.Lstat(dir, &top); err != nil {
-		return 0, &os.PathError{Op: "stat", Path: dir, Err: err}
+		return 0, 0, &os.PathError{Op: "stat", Path: dir, Err: err}
 	}
 	type inode struct{ dev, ino uint64 }
 	seen := map[inode]bool{}
-	var total uint64
-	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+	err = filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
@@ -712,8 +767,11 @@ func treeBytes(dir string) (uint64, error) {
 		if err := unix.Lstat(p, &st); err != nil {
 			return &os.PathError{Op: "stat", Path: p, Err: err}
 		}
-		if st.Dev != top.Dev {
-			return fs.SkipDir
+		if st.Dev != top.Dev { // a mount point: cp --one-file-system leaves it out too
+			if d.IsDir() {
+				return fs.SkipDir
+			}
+			return nil
 		}
 		if st.Nlink > 1 && st.Mode&unix.S_IFMT != unix.S_IFDIR {
 			k := inode{st.Dev, st.Ino}
@@ -722,10 +780,11 @@ func treeBytes(dir string) (uint64, error) {
 			}
 			seen[k] = true
 		}
-		total += uint64(st.Blocks) * 512
+		used += uint64(st.Blocks) * 512
+		inodes++
 		return nil
 	})
-	return total, err
+	return used, inodes, err
 }
 
 // syncDir makes a directory's entries durable.

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"testing"
@@ -614,4 +615,214 @@ func runMkfs(f *os.File, args ...string) error {
 		return fmt.Errorf("%w: %s", err, out)
 	}
 	return nil
+}
+
+// privateArea builds what a VPS's plain private area holds: every kind of file, and overlayfs's
+// marks (a whiteout, an opaque directory, a redirect), owned by the VPS's users.
+func privateArea(t testing.TB, dir string) {
+	t.Helper()
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(os.Mkdir(dir, 0o755))
+	must(os.Chown(dir, vpsRoot, vpsRoot))
+	must(os.MkdirAll(filepath.Join(dir, "etc/opaque"), 0o755))
+	must(unix.Setxattr(filepath.Join(dir, "etc/opaque"), "trusted.overlay.opaque", []byte("y"), 0))
+	must(os.Mkdir(filepath.Join(dir, "moved"), 0o700))
+	must(unix.Setxattr(filepath.Join(dir, "moved"), "trusted.overlay.redirect", []byte("/old"), 0))
+	must(unix.Mknod(filepath.Join(dir, "etc/deleted"), unix.S_IFCHR, 0)) // a whiteout
+	must(unix.Mknod(filepath.Join(dir, "fifo"), unix.S_IFIFO|0o600, 0))
+	must(os.WriteFile(filepath.Join(dir, "etc/passwd"), []byte("root:x:0:0::/root:/bin/sh\n"), 0o644))
+	must(os.Link(filepath.Join(dir, "etc/passwd"), filepath.Join(dir, "passwd.link")))
+	must(os.Symlink("etc/passwd", filepath.Join(dir, "sym")))
+	ping := filepath.Join(dir, "ping")
+	must(os.WriteFile(ping, []byte("#!/bin/sh\n"), 0o755))
+	must(os.Chown(ping, vpsRoot+5, vpsRoot+7))
+	must(os.Chmod(ping, 0o4755))
+	// cap_net_raw+ep, as setcap writes it (VFS_CAP_REVISION_2).
+	must(unix.Setxattr(ping, "security.capability", []byte{0, 0, 0, 2, 0, 0x20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}, 0))
+	must(unix.Setxattr(ping, "user.note", []byte("kept"), 0))
+	su := filepath.Join(dir, "su")
+	must(os.WriteFile(su, []byte("#!/bin/sh\n"), 0o755))
+	must(os.Chmod(su, 0o4755))
+	sparse := filepath.Join(dir, "sparse")
+	f, err := os.Create(sparse)
+	must(err)
+	must(f.Truncate(64 << 20))
+	_, err = f.WriteAt([]byte("end"), 64<<20-3)
+	must(err)
+	must(f.Close())
+	old := time.Date(2001, 2, 3, 4, 5, 6, 0, time.UTC)
+	must(os.Chtimes(filepath.Join(dir, "etc/passwd"), old, old))
+	must(unix.Lchown(filepath.Join(dir, "sym"), vpsRoot+1, vpsRoot+1))
+}
+
+// treeOf describes every file under dir, a line each: type, mode, owner, links, size, time,
+// device, link target or content digest, extended attributes.
+func treeOf(t testing.TB, dir string) []string {
+	t.Helper()
+	var lines []string
+	filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err != nil {
+			t.Fatal(err)
+		}
+		var st unix.Stat_t
+		if err := unix.Lstat(p, &st); err != nil {
+			t.Fatal(err)
+		}
+		rel, _ := filepath.Rel(dir, p)
+		l := fmt.Sprintf("%s %o %d:%d", rel, st.Mode, st.Uid, st.Gid)
+		if st.Mode&unix.S_IFMT != unix.S_IFDIR {
+			// A directory's links, size and times are its file system's own.
+			l += fmt.Sprintf(" n%d s%d t%d", st.Nlink, st.Size, st.Mtim.Sec)
+		}
+		switch st.Mode & unix.S_IFMT {
+		case unix.S_IFCHR, unix.S_IFBLK:
+			l += fmt.Sprintf(" dev%d", st.Rdev)
+		case unix.S_IFLNK:
+			target, _ := os.Readlink(p)
+			l += " -> " + target
+		case unix.S_IFREG:
+			l += fmt.Sprintf(" %x", digest(t, p))
+			if st.Size > 1<<20 && st.Blocks*512 > 1<<20 {
+				l += " (not sparse)"
+			}
+		}
+		buf := make([]byte, 4096)
+		n, _ := unix.Llistxattr(p, buf)
+		names := strings.Split(strings.TrimRight(string(buf[:n]), "\x00"), "\x00")
+		sort.Strings(names)
+		for _, name := range names {
+			if name == "" {
+				continue
+			}
+			v := make([]byte, 256)
+			vn, _ := unix.Lgetxattr(p, name, v)
+			l += fmt.Sprintf(" %s=%q", name, v[:max(vn, 0)])
+		}
+		lines = append(lines, l)
+		return nil
+	})
+	return lines
+}
+
+func TestConvert(t *testing.T) {
+	requireRoot(t)
+	dir := testDir(t)
+	priv := filepath.Join(dir, "private")
+	privateArea(t, priv)
+	want := treeOf(t, priv)
+	img := filepath.Join(dir, "disk.img")
+	if err := Convert(t.Context(), priv, img, Limits{HardBytes: 512 << 20}); err != nil {
+		t.Fatal(err)
+	}
+	if u, err := ReadUsage(img); err != nil || u.SizeBytes != 512<<20 {
+		t.Fatalf("converted image: %+v, %v", u, err)
+	}
+	if got := treeOf(t, priv); strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Error("Convert changed the private area")
+	}
+	m := mountImage(t, img)
+	got := treeOf(t, m.Upper)
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("the image's upper/ differs from the private area:\n got %s\nwant %s", strings.Join(got, "\n     "), strings.Join(want, "\n     "))
+	}
+	if err := Convert(t.Context(), priv, img, Limits{HardBytes: 512 << 20}); !errors.Is(err, ErrExist) {
+		t.Errorf("Convert onto an image: %v, want ErrExist", err)
+	}
+}
+
+func TestConvertFails(t *testing.T) {
+	requireRoot(t)
+	dir := testDir(t)
+	priv := filepath.Join(dir, "private")
+	privateArea(t, priv)
+	img := filepath.Join(dir, "disk.img")
+	noImage := func(name string) {
+		t.Helper()
+		if _, err := os.Lstat(img); err == nil {
+			t.Errorf("%s: an image was left", name)
+			os.Remove(img)
+		}
+		if n := dirNames(t, dir); len(n) != 1 {
+			t.Errorf("%s: the directory holds %v", name, n)
+		}
+	}
+
+	fallocate := func(path string, size int64) {
+		t.Helper()
+		f, err := os.Create(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		if err := unix.Fallocate(int(f.Fd()), 0, 0, size); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fallocate(filepath.Join(priv, "big"), 300<<20)
+	err := Convert(t.Context(), priv, img, Limits{HardBytes: 256 << 20})
+	if !errors.Is(err, ErrTooSmall) || !strings.Contains(err.Error(), "diskspace 256M is less than the 301M in use") {
+		t.Errorf("Convert into too small a disk: %v", err)
+	}
+	noImage("too small")
+	os.Remove(filepath.Join(priv, "big"))
+
+	// What fits by du but not with btrfs's metadata for many files is refused before copying.
+	big := filepath.Join(priv, "big")
+	fallocate(big, 250<<20)
+	many := filepath.Join(priv, "many")
+	os.Mkdir(many, 0o755)
+	for i := 0; i < 6000; i++ {
+		if err := os.WriteFile(filepath.Join(many, strconv.Itoa(i)), nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	err = Convert(t.Context(), priv, img, Limits{HardBytes: 256 << 20})
+	if !errors.Is(err, ErrTooSmall) || !strings.Contains(err.Error(), "metadata for its 60") {
+		t.Errorf("Convert of files that fit without their metadata: %v", err)
+	}
+	noImage("metadata")
+	os.RemoveAll(many)
+	os.Remove(big)
+
+	// A copy that fills the disk all the same is stopped at its first error, and said so.
+	defer func(p string) { cpProgram = p }(cpProgram)
+	cpProgram = filepath.Join(t.TempDir(), "fill-cp")
+	script := "#!/bin/sh\n# cp's stand-in: fills its destination, as too much to copy would\n" +
+		"eval dst=\\${$#}\ni=0\nwhile :; do i=$((i+1)); head -c 4194304 /dev/zero >\"$dst/f$i\" || :; done\n"
+	if err := os.WriteFile(cpProgram, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	err = Convert(t.Context(), priv, img, Limits{HardBytes: 256 << 20})
+	if !errors.Is(err, ErrTooSmall) || !strings.Contains(err.Error(), "does not fit") {
+		t.Errorf("Convert whose copy fills the disk: %v", err)
+	}
+	if d := time.Since(start); d > 30*time.Second {
+		t.Errorf("the copy ran on for %v after the disk was full", d)
+	}
+	noImage("filled")
+
+	cpProgram = "/bin/false"
+	if err := Convert(t.Context(), priv, img, Limits{HardBytes: 256 << 20}); err == nil || !strings.Contains(err.Error(), "copy") {
+		t.Errorf("Convert with a failing cp: %v", err)
+	}
+	noImage("failing cp")
+	cpProgram = "/nonexistent/cp"
+	if err := Convert(t.Context(), priv, img, Limits{HardBytes: 256 << 20}); !errors.Is(err, exec.ErrNotFound) {
+		t.Errorf("Convert without cp: %v", err)
+	}
+	noImage("no cp")
+
+	if err := Convert(t.Context(), filepath.Join(priv, "fifo"), img, Limits{HardBytes: 256 << 20}); !errors.Is(err, unix.ENOTDIR) {
+		t.Errorf("Convert of a fifo: %v", err)
+	}
+	if err := Convert(t.Context(), priv, img, Limits{HardBytes: 256 << 20, Inodes: 5}); !errors.Is(err, ErrInodeLimit) {
+		t.Errorf("Convert with an inode limit: %v", err)
+	}
+	noImage("bad arguments")
 }
