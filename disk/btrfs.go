@@ -90,8 +90,8 @@ func devInfo(fd int) (path string, size int64, err error) {
 
 // countInodes counts the inodes of the file system tree fd is in: the INODE_ITEMs of its
 // subvolume tree, read with the tree search ioctl (btrfs keeps no count of them; statfs
-// reports 0 files). The cost is one pass over the tree's leaves, a few milliseconds for a
-// typical VPS. Needs CAP_SYS_ADMIN.
+// reports 0 files). The cost is one pass over the tree's leaves (see Mounted.Inodes). Needs
+// CAP_SYS_ADMIN.
 func countInodes(fd int) (uint64, error) {
 	buf := make([]byte, 112+searchBufSize)
 	k := (*searchKey)(unsafe.Pointer(&buf[0]))

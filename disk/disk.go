@@ -275,29 +275,29 @@ type Usage struct {
 	SizeBytes  uint64 // the file system's size: the hard limit in force (df's Size)
 	UsedBytes  uint64 // allocated to data and metadata (df's Used)
 	AvailBytes uint64 // what the VPS can still write, as statfs estimates it (df's Avail)
-	Inodes     uint64 // inodes in use; 0 if not counted (ReadUsage)
 }
 
-// Usage returns the file system's usage: statfs, and its inodes counted (see countInodes).
+// Usage returns the file system's usage, as df inside the VPS shows it (statfs).
 func (m *Mounted) Usage() (Usage, error) {
 	var sfs unix.Statfs_t
 	if err := unix.Fstatfs(m.root, &sfs); err != nil {
 		return Usage{}, &os.PathError{Op: "statfs", Path: m.Dir, Err: err}
 	}
 	bs := uint64(sfs.Bsize)
-	u := Usage{SizeBytes: sfs.Blocks * bs, UsedBytes: (sfs.Blocks - sfs.Bfree) * bs, AvailBytes: sfs.Bavail * bs}
-	n, err := countInodes(m.root)
-	if err != nil {
-		return Usage{}, err
-	}
-	u.Inodes = n
-	return u, nil
+	return Usage{SizeBytes: sfs.Blocks * bs, UsedBytes: (sfs.Blocks - sfs.Bfree) * bs, AvailBytes: sfs.Bavail * bs}, nil
+}
+
+// Inodes returns the number of inodes in the file system (vzctl's diskinodes usage): the VPS's
+// files and the image's own three directories. btrfs keeps no count (statfs reports 0 files),
+// so this reads the file system tree's leaves: a few milliseconds per thousand files (25-40 ms
+// for 10000 measured), for the commands that show it, not for every listing.
+func (m *Mounted) Inodes() (uint64, error) {
+	return countInodes(m.root)
 }
 
 // ReadUsage returns the size and usage of the image at imagePath as its superblock has them
 // (as of the last transaction commit, at most 30 seconds old while it is mounted), without
-// mounting it: for a stopped VPS, or for a listing that should not enter any namespace. Inodes
-// are not counted (0).
+// mounting it: for a stopped VPS, or for a listing that should not enter any namespace.
 func ReadUsage(imagePath string) (Usage, error) {
 	f, err := sysfile.OpenFile(imagePath, unix.O_RDONLY, 0)
 	if err != nil {

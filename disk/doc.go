@@ -24,7 +24,7 @@
 // So: btrfs, mixed block groups, one copy of everything, on a loop device with direct I/O.
 // btrfs has no inode limit (inodes are made as files are, and space bounds them): an inode
 // limit is refused (ErrInodeLimit) rather than recorded and silently not enforced; the number
-// of inodes in use is counted for reports (Usage). The soft limit (vzctl's barrier) is kept
+// of inodes in use is counted for reports (Mounted.Inodes). The soft limit (vzctl's barrier) is kept
 // and shown by the caller, never enforced: a grace period is a quota's, and there is none.
 //
 // # Invariants
