@@ -456,6 +456,33 @@ func TestShrinkRefused(t *testing.T) {
 	}
 }
 
+// TestShrinkNoRoom: a shrink the usage fits but btrfs cannot do (it moves data a block group at
+// a time, and needs one's room free) is refused by btrfs, and nothing changes.
+func TestShrinkNoRoom(t *testing.T) {
+	requireRoot(t)
+	dir := testDir(t)
+	img := newImage(t, dir, 512<<20)
+	m := mountImage(t, img)
+	sum := writeFile(t, filepath.Join(m.Upper, "data"), 240)
+	err := m.SetLimits(Limits{HardBytes: 256 << 20})
+	if !errors.Is(err, ErrTooSmall) || !strings.Contains(err.Error(), "does not fit the 24") {
+		t.Fatalf("shrinking to just above the usage: %v, want btrfs's refusal as ErrTooSmall", err)
+	}
+	if size, _, _ := statfs(t, m.Dir); size != 512<<20 {
+		t.Errorf("size %d after btrfs refused to shrink", size)
+	}
+	if size, _ := fileSize(t, img); size != 512<<20 {
+		t.Errorf("image %d bytes after btrfs refused to shrink", size)
+	}
+	if digest(t, filepath.Join(m.Upper, "data")) != sum {
+		t.Error("data changed by a refused shrink")
+	}
+	// With a block group's room (64M at this size) free below the new end, it goes through.
+	if err := m.SetLimits(Limits{HardBytes: 400 << 20}); err != nil {
+		t.Errorf("shrinking with room: %v", err)
+	}
+}
+
 func TestGrowHostFull(t *testing.T) {
 	requireRoot(t)
 	dir := testDir(t)
