@@ -24,8 +24,19 @@
 // So: btrfs, mixed block groups, one copy of everything, on a loop device with direct I/O.
 // btrfs has no inode limit (inodes are made as files are, and space bounds them): an inode
 // limit is refused (ErrInodeLimit) rather than recorded and silently not enforced; the number
-// of inodes in use is counted for reports (Mounted.Inodes). The soft limit (vzctl's barrier) is kept
-// and shown by the caller, never enforced: a grace period is a quota's, and there is none.
+// of inodes in use is counted for reports (Mounted.Inodes). The soft limit (vzctl's barrier)
+// is kept and shown by the caller, never enforced: a grace period is a quota's, and there is
+// none.
+//
+// # Costs
+//
+// Create is a preallocation and a mkfs.btrfs (40 ms for 2 GiB, 75 ms for 20 GiB, medians
+// here); a boot adds a mount (6 ms); a live grow or shrink takes milliseconds plus, for a
+// shrink, the time to move what lies beyond the new end. A shrink needs about one block group
+// (a tenth of the size) free besides the data, or btrfs refuses it (ErrTooSmall). A mounted
+// image costs the host about 5 MiB of unreclaimable kernel memory and 15 kernel threads
+// (measured per mount; an ext4 costs a tenth of a MiB and 2), not charged to the VPS: the price
+// of the live resizing, paid only by VPSs with a disk limit.
 //
 // # Invariants
 //
@@ -33,7 +44,7 @@
 //     it at the end; a crash leaves nothing to sweep.
 //   - An image is preallocated in full (fallocate) and never discarded (mkfs -K, mount
 //     nodiscard, and the VPS cannot reach FITRIM through its overlay): the host's free space
-//     does not move when a VPS writes, and a full host cannot fail a VPS's write.
+//     does not move when a VPS writes.
 //   - An image is attached at most once: attaching takes an exclusive flock on the open image
 //     that the loop device keeps for as long as it is bound (ErrInUse for a second attacher).
 //   - Loop devices are bound with autoclear, and mounts are made in the caller's (private)
