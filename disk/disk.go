@@ -360,7 +360,8 @@ func readSuper(f *os.File) (Superblock, error) {
 // of the size). SetLimits also trims an image left larger than its file system (an interrupted
 // SetLimits), so calling it again with the same limits finishes what a crash left.
 //
-// l.SoftBytes is not the file system's business: the caller records it.
+// l.SoftBytes is not the file system's business: the caller records it. Callers serialize
+// SetLimits on one image (the VPS's lock).
 func (m *Mounted) SetLimits(l Limits) (err error) {
 	if err := l.Validate(); err != nil {
 		return err

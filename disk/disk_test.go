@@ -420,9 +420,17 @@ func TestShrinkLive(t *testing.T) {
 	if digest(t, filepath.Join(merged, "data")) != sum {
 		t.Error("data changed by shrinking")
 	}
-	out := asVPSRoot(t, "fill", merged, "big")
+	// An unprivileged user of the VPS meets the same limit as its root.
+	home := filepath.Join(merged, "home")
+	if err := os.Mkdir(home, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(home, vpsRoot+1000, vpsRoot+1000); err != nil {
+		t.Fatal(err)
+	}
+	out := asVPSUser(t, 1000, "fill", home, "big")
 	if f := strings.Fields(out); len(f) != 2 || f[0] != "ENOSPC" {
-		t.Errorf("filling the shrunk disk: %q", out)
+		t.Errorf("a VPS user filling the shrunk disk: %q", out)
 	} else if n, _ := strconv.ParseInt(f[1], 10, 64); n > 200<<20 {
 		t.Errorf("wrote %d bytes next to 100M in a 300M disk", n)
 	}

@@ -220,6 +220,12 @@ func mountOverlay(t testing.TB, m *Mounted) string {
 // root: the host directories above (the tests' are root's, 0700) are not in its way.
 func asVPSRoot(t testing.TB, helper, dir, name string) string {
 	t.Helper()
+	return asVPSUser(t, 0, helper, dir, name)
+}
+
+// asVPSUser is asVPSRoot for the VPS's user uid (host UID vpsRoot+uid).
+func asVPSUser(t testing.TB, uid uint32, helper, dir, name string) string {
+	t.Helper()
 	d, err := os.Open(dir)
 	if err != nil {
 		t.Fatal(err)
@@ -232,9 +238,9 @@ func asVPSRoot(t testing.TB, helper, dir, name string) string {
 		Cloneflags:  syscall.CLONE_NEWUSER,
 		UidMappings: []syscall.SysProcIDMap{{ContainerID: 0, HostID: vpsRoot, Size: 65536}},
 		GidMappings: []syscall.SysProcIDMap{{ContainerID: 0, HostID: vpsRoot, Size: 65536}},
-		// Root inside: host UID vpsRoot, with every capability in the namespace and none in
-		// the host's, as a VPS's root.
-		Credential: &syscall.Credential{Uid: 0, Gid: 0, NoSetGroups: true},
+		// Root inside (uid 0): host UID vpsRoot, with every capability in the namespace and
+		// none in the host's, as a VPS's root; any other uid has none at all.
+		Credential: &syscall.Credential{Uid: uid, Gid: uid, NoSetGroups: true},
 		Pdeathsig:  syscall.SIGKILL,
 	}
 	var out bytes.Buffer
@@ -262,8 +268,8 @@ func asVPSRoot(t testing.TB, helper, dir, name string) string {
 // the directory, the btrfs resize and FITRIM ioctls and a change of the file system's label,
 // and prints each outcome.
 func runHelper(h string) int {
-	if os.Getuid() != 0 || !isMapped() {
-		fmt.Println("helper is not the root of a mapped user namespace")
+	if !isMapped() {
+		fmt.Println("helper is not in a user namespace mapped onto the VPS's UIDs")
 		return 1
 	}
 	what, name, _ := strings.Cut(h, ":")
@@ -314,11 +320,12 @@ func runHelper(h string) int {
 	return 1
 }
 
-// isMapped reports whether this process's user namespace maps its root onto vpsRoot.
+// isMapped reports whether this process's user namespace maps its root onto vpsRoot, and it is
+// in it.
 func isMapped() bool {
 	b, err := os.ReadFile("/proc/self/uid_map")
 	f := strings.Fields(string(b))
-	return err == nil && len(f) == 3 && f[0] == "0" && f[1] == strconv.Itoa(vpsRoot)
+	return err == nil && len(f) == 3 && f[0] == "0" && f[1] == strconv.Itoa(vpsRoot) && os.Getuid() != 65534
 }
 
 // Ioctls a tenant might try (include/uapi/linux/fs.h).
