@@ -2,7 +2,6 @@ package runtime
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 
@@ -112,19 +111,8 @@ func clearDir(dir string) error {
 	return nil
 }
 
-// DiskUsage reports VPS id's disk limits and usage; nil, nil for a VPS without a disk limit.
-// inodes counts its inodes too (a running VPS only; it reads the whole file tree).
-func (r *Runtime) DiskUsage(id container.ID, inodes bool) (*DiskUsage, error) {
-	s, err := r.Status(id)
-	if err != nil {
-		return nil, err
-	}
-	if s.State == "deleted" {
-		return nil, fmt.Errorf("VPS %d: %w", id, store.ErrNotExist)
-	}
-	return r.diskUsage(s, inodes)
-}
-
+// diskUsage is running or stopped VPS s's disk limits and usage; nil, nil for a VPS without
+// a disk limit. inodes counts its inodes too (a running VPS only; it reads its file tree).
 func (r *Runtime) diskUsage(s *Status, inodes bool) (*DiskUsage, error) {
 	if s.cfg == nil || s.cfg.DiskSpace == "" || !r.hasImage(s.ID) {
 		return nil, nil
@@ -156,9 +144,4 @@ func (r *Runtime) diskUsage(s *Status, inodes bool) (*DiskUsage, error) {
 	}
 	out.UsedBytes, out.SizeBytes, out.AvailBytes = u.UsedBytes, u.SizeBytes, u.AvailBytes
 	return out, nil
-}
-
-// isDiskError reports whether err is one of package disk's refusals of a value.
-func isDiskError(err error) bool {
-	return errors.Is(err, disk.ErrBadValue) || errors.Is(err, disk.ErrInodeLimit) || errors.Is(err, disk.ErrTooSmall)
 }
