@@ -1,0 +1,44 @@
+// Command vpsctl-cluster is a host's cluster agent (package cluster): it holds the host's etcd
+// connection and registration lease, and answers the vpsctl commands of one state root on
+// STATE/cluster/agent.sock. vpsctl starts it when a command needs the cluster and none runs
+// (with the settings of the host configuration); a service manager may run it in the
+// foreground instead, with the same arguments:
+//
+//	vpsctl-cluster agent --root DIR --endpoints URL,... --node NAME --timeout 3s \
+//	    [--cert FILE --key FILE] [--ca FILE] [--version V]
+//
+// It is a program of its own because the etcd client's initialisation costs every process
+// that links it about 7 ms (registry's package doc): vpsctl itself links none of it.
+package main
+
+import (
+	"fmt"
+	"log"
+	"os"
+
+	"github.com/vpsctl/vpsctl/cluster"
+	"github.com/vpsctl/vpsctl/registry"
+)
+
+func main() {
+	log.SetFlags(log.LstdFlags | log.Lmicroseconds)
+	if len(os.Args) < 2 || os.Args[1] != "agent" {
+		fmt.Fprintln(os.Stderr, "usage: vpsctl-cluster agent --root DIR --endpoints URL,... --node NAME --timeout D [--cert F --key F] [--ca F] [--version V]")
+		os.Exit(2)
+	}
+	s, err := registry.ParseArgs(os.Args[2:])
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "vpsctl-cluster: "+err.Error())
+		os.Exit(2)
+	}
+	// Started by vpsctl: the pipe where it waits for "ok" (registry.ReadyEnv names the fd).
+	var ready *os.File
+	if os.Getenv(registry.ReadyEnv) == "3" {
+		ready = os.NewFile(3, "ready")
+		os.Unsetenv(registry.ReadyEnv)
+	}
+	if err := cluster.Serve(s, ready); err != nil {
+		log.Printf("vpsctl-cluster: %v", err)
+		os.Exit(1)
+	}
+}
