@@ -292,6 +292,7 @@ func (g *Registry) Claim(ctx context.Context, pid int, c registry.Claim, old *re
 	defer cancel()
 	resp, err := g.cli.Txn(tctx).If(cmps...).Then(ops...).Else(elses...).Commit()
 	if err != nil {
+		g.loaded = false // it may yet be applied: read the markers again next time
 		return unavailable("claim", err)
 	}
 	if resp.Succeeded {
@@ -393,6 +394,7 @@ func (g *Registry) Mark(ctx context.Context, pid int, id uint32) (ok bool, err e
 	resp, err := g.cli.Txn(ctx).If(clientv3.Compare(clientv3.ModRevision(registry.VPSKey(id)), "=", rev)).
 		Then(clientv3.OpPut(registry.PendingKey(g.node, id), string(b))).Commit()
 	if err != nil {
+		g.loaded = false // it may yet be applied: read the markers again next time
 		return false, unavailable("mark", err)
 	}
 	if !resp.Succeeded {
@@ -437,6 +439,7 @@ func (g *Registry) Settle(ctx context.Context, id uint32, final *registry.Claim)
 	defer cancel()
 	// Not Succeeded: the marker was settled already (only this node's agent writes it).
 	if _, err := g.cli.Txn(ctx).If(clientv3.Compare(clientv3.ModRevision(key), "=", m.rev)).Then(ops...).Commit(); err != nil {
+		g.loaded = false // it may yet be applied: read the markers again next time
 		return unavailable("settle", err)
 	}
 	delete(g.pending, id)

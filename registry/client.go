@@ -217,7 +217,7 @@ func (c *Client) start(deadline time.Time) error {
 	} else {
 		return fmt.Errorf("cluster agent holds %s but does not answer: %w", LockPath(root), ErrUnavailable)
 	}
-	prog, err := c.program()
+	prog, err := c.Program()
 	if err != nil {
 		return err
 	}
@@ -272,7 +272,9 @@ func agentEnv(env []string) []string {
 	return out
 }
 
-func (c *Client) program() (string, error) {
+// Program is the agent program: Agent, else AgentProgram beside the running executable, else
+// on PATH.
+func (c *Client) Program() (string, error) {
 	if c.Agent != "" {
 		return c.Agent, nil
 	}

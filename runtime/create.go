@@ -13,6 +13,7 @@ import (
 	"github.com/vpsctl/vpsctl/internal/spec"
 	"github.com/vpsctl/vpsctl/internal/sysfile"
 	"github.com/vpsctl/vpsctl/network"
+	"github.com/vpsctl/vpsctl/registry"
 	"github.com/vpsctl/vpsctl/store"
 	"github.com/vpsctl/vpsctl/template"
 	"github.com/vpsctl/vpsctl/uid"
@@ -133,9 +134,9 @@ func (r *Runtime) Create(ctx context.Context, o CreateOptions) error {
 	if err := r.checkAddrsFree(c, others); err != nil {
 		return err
 	}
-	var rootUID uid.HostID
-	if slices.Contains(ns, "user") {
-		var used []uid.Range
+	var used []uid.Range
+	user := slices.Contains(ns, "user")
+	if user {
 		for _, oc := range others {
 			if rg, err := uid.ParseRange(oc.IDMap); err == nil {
 				used = append(used, rg)
@@ -147,24 +148,116 @@ func (r *Runtime) Create(ctx context.Context, o CreateOptions) error {
 		if err != nil {
 			return err
 		}
-		rg, err := uid.Allocate(pool, append(used, uid.Reserved(res)...), size)
+		used = append(used, uid.Reserved(res)...)
+	}
+	var prep *registry.Response
+	if r.clustered(o.ID) {
+		if prep, err = r.clusterPrepare(ctx); err != nil {
+			return err
+		}
+	}
+	// A UID range another host claimed since the agent last looked (registry.ErrUIDRace) makes
+	// another round with the fresh claims; each round is one etcd transaction.
+	for round := 0; ; round++ {
+		err := r.createStaged(ctx, o, c, user, pool, size, used, prep)
+		if errors.Is(err, registry.ErrUIDRace) && round < 16 {
+			continue
+		}
+		return err
+	}
+}
+
+// createStaged allocates new VPS c's UID range (user: it has a user namespace) among used and,
+// clustered (prep: the agent's Prepare), the cluster's claimed ranges; claims it in the cluster
+// while the VPS's directory is staged; and commits. prep's UID claims are refreshed when the
+// claim lost a race for the range.
+func (r *Runtime) createStaged(ctx context.Context, o CreateOptions, c *store.Config, user bool, pool uid.Pool, size uint32, used []uid.Range, prep *registry.Response) error {
+	var rootUID uid.HostID
+	if user {
+		if prep != nil {
+			for _, u := range prep.UIDs {
+				used = append(used, uid.Range{Host: uid.HostID(u.Base), Size: u.Size})
+			}
+		}
+		rg, err := uid.Allocate(pool, used, size)
 		if err != nil {
 			return err
 		}
 		c.IDMap = rg.String()
 		rootUID = rg.Host
 	}
-
+	// The claim goes to etcd while the directory is staged: the caller waits for the longer
+	// of the two, not for both.
+	var call *registry.Call
+	claimed := false
+	if prep != nil {
+		cl := claimOf(c)
+		var err error
+		if call, err = r.Cluster.Go(ctx, registry.Request{Op: registry.OpClaim, Claim: &cl, Template: c.Template, UIDRev: prep.UIDRev}); err != nil {
+			return err
+		}
+	}
 	stage, err := r.St.StageDir("create")
 	if err != nil {
+		if call != nil {
+			call.Abandon()
+			r.settleLater(ctx, o.ID, nil)
+		}
 		return err
 	}
 	committed := false
 	defer func() {
 		if !committed {
 			os.RemoveAll(stage)
+			if call != nil && (claimed || !errors.Is(err, registry.ErrUIDRace)) {
+				// The claim may have been made (an answer lost, a failure after it): the
+				// marker it wrote is settled from the local store, where the VPS is not.
+				r.settleLater(ctx, o.ID, nil)
+			}
 		}
 	}()
+	if err = r.stageFiles(stage, c, rootUID); err != nil {
+		if call != nil {
+			call.Abandon()
+		}
+		return err
+	}
+	fault.Point("create-staged")
+	if call != nil {
+		resp, werr := call.Wait()
+		if errors.Is(werr, registry.ErrUIDRace) {
+			prep.UIDs, prep.UIDRev = resp.UIDs, resp.UIDRev
+		}
+		if werr != nil {
+			err = clusterError(werr)
+			return err
+		}
+		claimed = true
+		fault.Point("create-claimed")
+	}
+	if o.Name != "" {
+		if err = r.St.ClaimName(o.Name, o.ID); err != nil {
+			return err
+		}
+	}
+	fault.Point("create-named")
+	if err = r.St.Commit(stage, o.ID); err != nil {
+		r.St.ReleaseName(o.Name, o.ID)
+		return err
+	}
+	committed = true
+	fault.Point("create-committed")
+	if claimed {
+		cl := claimOf(c)
+		r.settleLater(ctx, o.ID, &cl)
+		fault.Point("create-settled")
+	}
+	return nil
+}
+
+// stageFiles writes new VPS c's files into staging directory stage: its config, and the
+// private area (owned by its root, host ID rootUID), work and mount directories.
+func (r *Runtime) stageFiles(stage string, c *store.Config, rootUID uid.HostID) error {
 	if err := sysfile.WriteFile(filepath.Join(stage, "vps.conf"), c.Format(), os.O_CREATE|os.O_TRUNC, 0o600); err != nil {
 		return err
 	}
@@ -182,22 +275,6 @@ func (r *Runtime) Create(ctx context.Context, o CreateOptions) error {
 			return err
 		}
 	}
-	fault.Point("create-staged")
-	if o.Name != "" {
-		if err := r.St.ClaimName(o.Name, o.ID); err != nil {
-			return err
-		}
-	}
-	fault.Point("create-named")
-	if err := r.St.Commit(stage, o.ID); err != nil {
-		r.St.ReleaseName(o.Name, o.ID)
-		if errors.Is(err, store.ErrExist) {
-			return err
-		}
-		return err
-	}
-	committed = true
-	fault.Point("create-committed")
 	return nil
 }
 

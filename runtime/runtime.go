@@ -29,6 +29,7 @@ import (
 	"github.com/vpsctl/vpsctl/internal/spec"
 	"github.com/vpsctl/vpsctl/monitor"
 	"github.com/vpsctl/vpsctl/prestart"
+	"github.com/vpsctl/vpsctl/registry"
 	"github.com/vpsctl/vpsctl/store"
 	"github.com/vpsctl/vpsctl/uid"
 )
@@ -56,6 +57,9 @@ type Runtime struct {
 	// HostEtc is the directory of the host's account files (/etc), whose users' IDs and
 	// subordinate ranges no VPS range may overlap.
 	HostEtc string
+	// Cluster is the host's cluster registry (nil: the host is on its own). With it, IDs,
+	// names, addresses and UID ranges are claimed across hosts (cluster.go).
+	Cluster *registry.Client
 	// Warn receives warnings about host settings that keep a VPS from working fully (one
 	// line each); nil discards them. They are also in the VPS's monitor.log.
 	Warn io.Writer

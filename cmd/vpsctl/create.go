@@ -186,12 +186,18 @@ func listCommand() *cli.Command {
 A beancounter's name is its held value; .m maxheld, .b barrier, .l limit, .f failcnt.
 Beancounters of a stopped VPS are "-" (null in JSON).
 
+--cluster lists every VPS of every host of the cluster from its registry, with a HOST
+column; this host's show running or stopped, other hosts' exist (unknown while their host
+is down).
+
 EXAMPLES:
    vpsctl list -a
    vpsctl list -o id,hostname,numproc,numproc.l,numproc.f,physpages
-   vpsctl list -a --format json`,
+   vpsctl list -a --format json
+   vpsctl list --cluster`,
 		Flags: []cli.Flag{
 			&cli.BoolFlag{Name: "all", Aliases: []string{"a"}, Usage: "include stopped VPSs"},
+			&cli.BoolFlag{Name: "cluster", Usage: "every VPS of every host of the cluster"},
 			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "comma-separated fields to show (see above)"},
 			formatFlag(),
 		},
@@ -203,6 +209,9 @@ EXAMPLES:
 			rt, err := openRuntime(c)
 			if err != nil {
 				return err
+			}
+			if c.Bool("cluster") {
+				return listCluster(c, rt, asJSON)
 			}
 			if c.IsSet("output") {
 				fields, err := runtime.ParseListFields(c.String("output"))

@@ -7,6 +7,7 @@ import (
 	"github.com/vpsctl/vpsctl/container"
 	"github.com/vpsctl/vpsctl/criu"
 	"github.com/vpsctl/vpsctl/network"
+	"github.com/vpsctl/vpsctl/registry"
 	"github.com/vpsctl/vpsctl/runtime"
 	"github.com/vpsctl/vpsctl/store"
 	"github.com/vpsctl/vpsctl/template"
@@ -33,6 +34,7 @@ const (
 	exitPoolFull    = 93  // UID pool exhausted
 	exitCheckpoint  = 94  // checkpoint/restore failed in CRIU, or no usable CRIU
 	exitBootTimeout = 124 // start --wait: the guest did not finish booting in time (timeout(1)'s code)
+	exitClusterDown = 213 // the cluster registry could not be reached or did not answer in time (vpsctl's own)
 )
 
 var exitTable = []struct {
@@ -54,6 +56,7 @@ var exitTable = []struct {
 	{exitTemplateUse, []error{runtime.ErrTemplateUse, template.ErrExist}},
 	{exitPoolFull, []error{uid.ErrPoolFull}},
 	{exitBootTimeout, []error{runtime.ErrBootTimeout}},
+	{exitClusterDown, []error{registry.ErrUnavailable}},
 }
 
 // exitCode maps an error to vpsctl's exit code.
@@ -92,6 +95,8 @@ const exitHelp = `EXIT CODES (vzctl-compatible where vzctl had one):
    93  UID pool exhausted
    94  checkpoint or restore failed in CRIU, or no usable CRIU (see the log next to the images)
    124 start --wait: the guest did not finish booting in time (the message says how far it got)
+   213 cluster unavailable: the registry (etcd, through this host's agent) did not answer in
+       time; nothing was claimed or changed (in a cluster, 44 and 78 name the host holding it)
    exec/enter return the command's own exit status once it has started
    (126: not executable, 127: not found, 128+N: killed by signal N).
 `

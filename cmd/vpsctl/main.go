@@ -15,6 +15,7 @@ import (
 	"github.com/urfave/cli/v2"
 	"github.com/vpsctl/vpsctl/container"
 	"github.com/vpsctl/vpsctl/internal/fault"
+	"github.com/vpsctl/vpsctl/registry"
 	"github.com/vpsctl/vpsctl/runtime"
 	"github.com/vpsctl/vpsctl/store"
 	"github.com/vpsctl/vpsctl/template"
@@ -72,6 +73,14 @@ func openRuntime(c *cli.Context) (*runtime.Runtime, error) {
 		return nil, err
 	}
 	rt.Warn = os.Stderr
+	// In a cluster, a client of the host's agent: it dials nothing until a command asks.
+	s, err := clusterSettings(rt.St.Root)
+	if err != nil {
+		return nil, err
+	}
+	if s != nil {
+		rt.Cluster = registry.New(*s)
+	}
 	return rt, nil
 }
 
@@ -343,6 +352,11 @@ func commands() []*cli.Command {
 					id, err = container.ParseID(ref)
 				} else {
 					id, err = rt.Resolve(ref)
+					if errors.Is(err, store.ErrNotExist) {
+						if ok, err := statusElsewhere(c, rt, ref, asJSON); ok || err != nil {
+							return err
+						}
+					}
 				}
 				if err != nil {
 					return err
@@ -350,6 +364,12 @@ func commands() []*cli.Command {
 				s, err := rt.Status(id)
 				if err != nil {
 					return err
+				}
+				if s.State == "deleted" {
+					// Not here: in a cluster, perhaps on another host.
+					if ok, err := statusElsewhere(c, rt, ref, asJSON); ok || err != nil {
+						return err
+					}
 				}
 				if asJSON {
 					s.CheckViews()

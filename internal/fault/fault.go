@@ -50,9 +50,9 @@ func Point(name string) {
 
 // Points lists every point compiled into vpsctl, for the tests.
 var Points = []string{
-	"create-staged", "create-named", "create-committed",
+	"create-staged", "create-claimed", "create-named", "create-committed", "create-settled",
 	"start-spawned", "monitor-cgroup", "monitor-cloned", "monitor-rootfs", "monitor-network", "monitor-running",
 	"stop-requested", "stop-signalled", "stop-killed", "stop-cleared",
-	"set-applied", "set-saved",
-	"destroy-stopped", "destroy-renamed",
+	"set-claimed", "set-applied", "set-saved",
+	"destroy-marked", "destroy-stopped", "destroy-renamed",
 }
