@@ -128,14 +128,14 @@ func (a *agent) do(ctx context.Context, req registry.Request) *registry.Response
 	var err error
 	switch req.Op {
 	case registry.OpPrepare:
-		resp.Pending, resp.UIDs, resp.UIDRev, err = a.g.Prepare(ctx)
+		resp.Pending, resp.UIDs, err = a.g.Prepare(ctx)
 	case registry.OpClaim:
 		if req.Claim == nil {
 			return &registry.Response{Kind: registry.KindBad, Error: "claim: no claim"}
 		}
-		err = a.g.Claim(ctx, req.PID, req.Claim.Normalize(), req.Old, req.Template, req.UIDRev)
+		err = a.g.Claim(ctx, req.PID, req.Claim.Normalize(), req.Old, req.Template)
 		if errors.Is(err, registry.ErrUIDRace) {
-			_, resp.UIDs, resp.UIDRev, _ = a.g.Prepare(ctx)
+			_, resp.UIDs, _ = a.g.Prepare(ctx)
 		}
 	case registry.OpSettle:
 		err = a.g.Settle(ctx, req.ID, req.Claim)
@@ -160,7 +160,7 @@ func (a *agent) do(ctx context.Context, req registry.Request) *registry.Response
 	}
 	if err != nil {
 		f := failure(err)
-		f.UIDs, f.UIDRev = resp.UIDs, resp.UIDRev
+		f.UIDs = resp.UIDs
 		return f
 	}
 	return resp

@@ -199,27 +199,27 @@ func parseUID(key, value string) (registry.UIDClaim, bool) {
 	return registry.UIDClaim{Base: uint32(b), Size: uint32(size), ID: uint32(id)}, true
 }
 
-// Prepare returns this node's pending markers and every claimed UID range with the revision
-// they are true at (from memory once loaded: no etcd round trip on a create's path).
-func (g *Registry) Prepare(ctx context.Context) ([]registry.Pending, []registry.UIDClaim, int64, error) {
+// Prepare returns this node's pending markers and every claimed UID range (from memory once
+// loaded: no etcd round trip on a create's path).
+func (g *Registry) Prepare(ctx context.Context) ([]registry.Pending, []registry.UIDClaim, error) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if err := g.load(ctx); err != nil {
-		return nil, nil, 0, err
+		return nil, nil, err
 	}
 	var ps []registry.Pending
 	for _, id := range slices.Sorted(maps.Keys(g.pending)) {
 		ps = append(ps, g.pending[id].Pending)
 	}
-	return ps, slices.Clone(g.uids), g.uidRev, nil
+	return ps, slices.Clone(g.uids), nil
 }
 
 // Claim claims c for this node with a pending marker, in one transaction. old is the VPS's
-// current claim for a change (set), nil for a new VPS (create). uidRev is the revision of
-// the UID claims c's range was chosen among (Prepare's). A key held by another VPS is a
-// *registry.ConflictError; a UID range claimed elsewhere since uidRev is registry.ErrUIDRace
-// (the fresh claims are then Prepare's).
-func (g *Registry) Claim(ctx context.Context, pid int, c registry.Claim, old *registry.Claim, template string, uidRev int64) error {
+// current claim for a change (set), nil for a new VPS (create). c's UID range must have been
+// chosen among the claims Prepare returned: a range that overlaps one this agent knows of, or
+// one claimed elsewhere since, is registry.ErrUIDRace (the fresh claims are then Prepare's).
+// A key held by another VPS is a *registry.ConflictError.
+func (g *Registry) Claim(ctx context.Context, pid int, c registry.Claim, old *registry.Claim, template string) error {
 	if err := c.Check(); err != nil {
 		return err
 	}
@@ -264,7 +264,15 @@ func (g *Registry) Claim(ctx context.Context, pid int, c registry.Claim, old *re
 	for _, k := range newKeys {
 		if strings.HasPrefix(k, registry.UIDPrefix) {
 			uidKey = k
-			cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(registry.UIDPrefix), "<", uidRev+1).WithPrefix())
+			// The range must overlap none of the claims known (complete as of g.uidRev), and
+			// no range key may have changed since.
+			base, size := mustRange(c)
+			for _, u := range g.uids {
+				if u.ID != c.ID && uint64(base) < uint64(u.Base)+uint64(u.Size) && uint64(u.Base) < uint64(base)+uint64(size) {
+					return registry.ErrUIDRace
+				}
+			}
+			cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(registry.UIDPrefix), "<", g.uidRev+1).WithPrefix())
 		}
 	}
 	if m, ok := g.pending[c.ID]; ok {

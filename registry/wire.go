@@ -34,7 +34,6 @@ type Request struct {
 	Claim    *Claim `json:"claim,omitempty"`
 	Old      *Claim `json:"old,omitempty"`
 	Template string `json:"template,omitempty"`
-	UIDRev   int64  `json:"uid_rev,omitempty"` // claim: revision of the UID claims the range was chosen among
 	ID       uint32 `json:"id,omitempty"`
 	Name     string `json:"name,omitempty"`
 	To       string `json:"to,omitempty"`
@@ -57,7 +56,6 @@ type Response struct {
 	Conflict *Conflict   `json:"conflict,omitempty"`
 	Pending  []Pending   `json:"pending,omitempty"`
 	UIDs     []UIDClaim  `json:"uids,omitempty"`
-	UIDRev   int64       `json:"uid_rev,omitempty"`
 	Records  []Record    `json:"records,omitempty"`
 	Hosts    []HostState `json:"hosts,omitempty"`
 	Record   *Record     `json:"record,omitempty"`

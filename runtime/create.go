@@ -193,7 +193,7 @@ func (r *Runtime) createStaged(ctx context.Context, o CreateOptions, c *store.Co
 	if prep != nil {
 		cl := claimOf(c)
 		var err error
-		if call, err = r.Cluster.Go(ctx, registry.Request{Op: registry.OpClaim, Claim: &cl, Template: c.Template, UIDRev: prep.UIDRev}); err != nil {
+		if call, err = r.Cluster.Go(ctx, registry.Request{Op: registry.OpClaim, Claim: &cl, Template: c.Template}); err != nil {
 			return err
 		}
 	}
@@ -226,7 +226,7 @@ func (r *Runtime) createStaged(ctx context.Context, o CreateOptions, c *store.Co
 	if call != nil {
 		resp, werr := call.Wait()
 		if errors.Is(werr, registry.ErrUIDRace) {
-			prep.UIDs, prep.UIDRev = resp.UIDs, resp.UIDRev
+			prep.UIDs = resp.UIDs
 		}
 		if werr != nil {
 			err = clusterError(werr)
