@@ -74,17 +74,36 @@ func Serve(s registry.Settings, ready *os.File) error {
 		cancel()
 		l.Close()
 	}()
+	// Changes (and Prepare, which reports them) are carried out one at a time in the order
+	// their connections arrived: a command killed right after sending its claim has its claim
+	// done before the next command's Prepare looks for what to settle. Reads go alongside.
+	changes := make(chan pendingReq, 64)
+	go func() {
+		for pr := range changes {
+			a.answer(ctx, pr.conn, pr.req)
+		}
+	}()
 	for {
 		conn, err := l.Accept()
 		if err != nil {
 			break
 		}
 		a.wg.Add(1)
-		go a.serve(ctx, conn)
+		req, ok := a.read(conn)
+		switch {
+		case !ok:
+			conn.Close()
+			a.wg.Done()
+		case ordered[req.Op]:
+			changes <- pendingReq{conn, req}
+		default:
+			go a.answer(ctx, conn, req)
+		}
 	}
 	// Stopping: the requests under way finish (each is bounded), then the lease goes.
 	os.Remove(sock)
 	a.wg.Wait()
+	close(changes)
 	g.Leave(context.Background())
 	log.Printf("agent %d: stopped", os.Getpid())
 	return nil
@@ -97,15 +116,28 @@ type agent struct {
 	wg     sync.WaitGroup
 }
 
-func (a *agent) serve(ctx context.Context, conn net.Conn) {
+// ordered are the ops carried out in arrival order (see Serve).
+var ordered = map[string]bool{registry.OpPrepare: true, registry.OpClaim: true, registry.OpSettle: true,
+	registry.OpMark: true, registry.OpMove: true, registry.OpStop: true}
+
+type pendingReq struct {
+	conn net.Conn
+	req  registry.Request
+}
+
+// read reads a request: a command writes it as soon as it has connected.
+func (a *agent) read(conn net.Conn) (registry.Request, bool) {
+	var req registry.Request
+	conn.SetReadDeadline(time.Now().Add(time.Second))
+	line, err := bufio.NewReader(conn).ReadBytes('\n')
+	return req, err == nil && json.Unmarshal(line, &req) == nil
+}
+
+// answer carries req out and answers on conn.
+func (a *agent) answer(ctx context.Context, conn net.Conn, req registry.Request) {
 	defer a.wg.Done()
 	defer conn.Close()
 	conn.SetDeadline(time.Now().Add(2*a.g.s.Timeout + time.Second))
-	var req registry.Request
-	line, err := bufio.NewReader(conn).ReadBytes('\n')
-	if err != nil || json.Unmarshal(line, &req) != nil {
-		return
-	}
 	resp := a.do(context.WithoutCancel(ctx), req)
 	if resp.Kind != "" && resp.Kind != registry.KindConflict && resp.Kind != registry.KindUIDRace {
 		log.Printf("%s (PID %d): %s", req.Op, req.PID, resp.Error)

@@ -187,8 +187,11 @@ func (r *Runtime) Set(ctx context.Context, id container.ID, o SetOptions) error 
 	}
 	fault.Point("set-saved")
 	if clustered {
+		// Waited for: once set returns, the old name and addresses are free for anyone.
 		settled = true
-		r.settleLater(ctx, id, &newClaim)
+		if _, err := r.Cluster.Do(ctx, registry.Request{Op: registry.OpSettle, ID: uint32(id), Claim: &newClaim}); err != nil {
+			r.warn(id, []string{"changed; the release of its old name or addresses in the cluster registry is left to the next command: " + err.Error()})
+		}
 	}
 	for _, up := range users {
 		if err := r.setUserPassword(ctx, s, up[0], up[1]); err != nil {

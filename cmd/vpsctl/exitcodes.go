@@ -6,6 +6,7 @@ import (
 	"github.com/vpsctl/vpsctl/cgroup"
 	"github.com/vpsctl/vpsctl/container"
 	"github.com/vpsctl/vpsctl/criu"
+	"github.com/vpsctl/vpsctl/hostconf"
 	"github.com/vpsctl/vpsctl/network"
 	"github.com/vpsctl/vpsctl/registry"
 	"github.com/vpsctl/vpsctl/runtime"
@@ -44,7 +45,7 @@ var exitTable = []struct {
 	{exitLocked, []error{store.ErrLocked}},
 	{exitUsage, []error{runtime.ErrUsage}},
 	{exitBadValue, []error{container.ErrBadID, container.ErrBadName, runtime.ErrBadValue, cgroup.ErrBadValue,
-		uts.ErrBadName, template.ErrBadName, template.ErrSource, uid.ErrBadRange, store.ErrBadConfig}},
+		uts.ErrBadName, template.ErrBadName, template.ErrSource, uid.ErrBadRange, store.ErrBadConfig, hostconf.ErrBadConfig}},
 	{exitNotRunning, []error{runtime.ErrNotRunning, runtime.ErrSuspended, runtime.ErrNotSuspended}},
 	{exitRunning, []error{runtime.ErrRunning}},
 	{exitNotExist, []error{store.ErrNotExist}},
