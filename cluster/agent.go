@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/vpsctl/vpsctl/registry"
+	"github.com/vpsctl/vpsctl/uid"
 	"golang.org/x/sys/unix"
 )
 
@@ -117,7 +118,7 @@ type agent struct {
 }
 
 // ordered are the ops carried out in arrival order (see Serve).
-var ordered = map[string]bool{registry.OpPrepare: true, registry.OpClaim: true, registry.OpSettle: true,
+var ordered = map[string]bool{registry.OpPrepare: true, registry.OpCreate: true, registry.OpClaim: true, registry.OpSettle: true,
 	registry.OpMark: true, registry.OpMove: true, registry.OpStop: true}
 
 type pendingReq struct {
@@ -161,6 +162,13 @@ func (a *agent) do(ctx context.Context, req registry.Request) *registry.Response
 	switch req.Op {
 	case registry.OpPrepare:
 		resp.Pending, resp.UIDs, err = a.g.Prepare(ctx)
+	case registry.OpCreate:
+		if req.Claim == nil {
+			return &registry.Response{Kind: registry.KindBad, Error: "create: no claim"}
+		}
+		var cl registry.Claim
+		cl, resp.Pending, err = a.g.Create(ctx, req.PID, req.Claim.Normalize(), req.Template, req.Alloc)
+		resp.Claim = &cl
 	case registry.OpClaim:
 		if req.Claim == nil {
 			return &registry.Response{Kind: registry.KindBad, Error: "claim: no claim"}
@@ -192,7 +200,7 @@ func (a *agent) do(ctx context.Context, req registry.Request) *registry.Response
 	}
 	if err != nil {
 		f := failure(err)
-		f.UIDs = resp.UIDs
+		f.UIDs, f.Pending = resp.UIDs, resp.Pending
 		return f
 	}
 	return resp
@@ -206,6 +214,10 @@ func failure(err error) *registry.Response {
 		return &registry.Response{Kind: registry.KindConflict, Error: err.Error(), Conflict: &ce.Conflict}
 	case errors.Is(err, registry.ErrUIDRace):
 		return &registry.Response{Kind: registry.KindUIDRace, Error: err.Error()}
+	case errors.Is(err, uid.ErrPoolFull):
+		return &registry.Response{Kind: registry.KindPoolFull, Error: err.Error()}
+	case errors.Is(err, registry.ErrPending):
+		return &registry.Response{Kind: registry.KindPending, Error: err.Error()}
 	case errors.Is(err, registry.ErrNotFound):
 		return &registry.Response{Kind: registry.KindNotFound, Error: err.Error()}
 	case errors.Is(err, registry.ErrUnavailable), errors.Is(err, ErrNodeTaken):

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/vpsctl/vpsctl/registry"
+	"github.com/vpsctl/vpsctl/uid"
 )
 
 // serveAgent runs the agent of s in this process and returns once it listens; it is stopped
@@ -85,6 +86,12 @@ func TestAgent(t *testing.T) {
 	if _, err := c.Do(ctx, registry.Request{Op: registry.OpClaim}); err == nil {
 		t.Fatal("a claim without a claim")
 	}
+	// A create while a change is unsettled: refused with the markers, nothing claimed.
+	create := registry.Request{Op: registry.OpCreate, Claim: &registry.Claim{ID: 722}, Alloc: &registry.UIDAlloc{PoolBase: 1000000, PoolSize: 1 << 20, Size: 65536}}
+	resp, err = c.Do(ctx, create)
+	if !errors.Is(err, registry.ErrPending) || len(resp.Pending) != 1 || resp.Pending[0].ID != 720 {
+		t.Fatalf("create with 720 unsettled: %+v %v", resp, err)
+	}
 	if _, err := c.Do(ctx, registry.Request{Op: "frobnicate"}); err == nil || !strings.Contains(err.Error(), "unknown request") {
 		t.Fatalf("unknown op: %v", err)
 	}
@@ -113,6 +120,18 @@ func TestAgent(t *testing.T) {
 	}
 	if resp, err := c.Do(ctx, registry.Request{Op: registry.OpHosts}); err != nil || len(resp.Hosts) != 1 || resp.Hosts[0].Name != "A" {
 		t.Fatalf("hosts: %+v %v", resp, err)
+	}
+	// The agent chooses the range: first fit past what the host uses.
+	create.Alloc.Used = []uid.Range{{Host: 1000000, Size: 65536}}
+	if resp, err = c.Do(ctx, create); err != nil || resp.Claim == nil || resp.Claim.UIDs != "1065536:65536" {
+		t.Fatalf("create: %+v %v", resp, err)
+	}
+	if _, err := c.Do(ctx, registry.Request{Op: registry.OpSettle, ID: 722}); err != nil {
+		t.Fatal(err)
+	}
+	create.Claim.ID, create.Alloc.PoolSize = 723, 65536
+	if _, err = c.Do(ctx, create); !errors.Is(err, uid.ErrPoolFull) {
+		t.Fatalf("create from a full pool: %v", err)
 	}
 
 	// A command with other settings: the agent steps down, and the command, finding none,

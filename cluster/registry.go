@@ -38,6 +38,7 @@ import (
 	"time"
 
 	"github.com/vpsctl/vpsctl/registry"
+	"github.com/vpsctl/vpsctl/uid"
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
@@ -228,6 +229,53 @@ func (g *Registry) Claim(ctx context.Context, pid int, c registry.Claim, old *re
 	if err := g.load(ctx); err != nil {
 		return err
 	}
+	return g.claim(ctx, pid, c, old, template)
+}
+
+// Create claims new VPS c for this node, in one transaction, with a UID range alloc asks for
+// (nil: none) chosen here among alloc.Used and every range claimed in the cluster: a create
+// costs its command one request. A range another host claimed meanwhile makes another
+// round, here. While this node has unsettled markers nothing is claimed: they are returned
+// (registry.ErrPending) for the command to settle first, under its global lock, since one
+// may hold this very ID. It returns c as claimed.
+func (g *Registry) Create(ctx context.Context, pid int, c registry.Claim, template string, alloc *registry.UIDAlloc) (registry.Claim, []registry.Pending, error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if err := g.load(ctx); err != nil {
+		return c, nil, err
+	}
+	if len(g.pending) > 0 {
+		var ps []registry.Pending
+		for _, id := range slices.Sorted(maps.Keys(g.pending)) {
+			ps = append(ps, g.pending[id].Pending)
+		}
+		return c, ps, registry.ErrPending
+	}
+	for round := 0; ; round++ {
+		if alloc != nil {
+			used := slices.Clone(alloc.Used)
+			for _, u := range g.uids {
+				used = append(used, uid.Range{Host: uid.HostID(u.Base), Size: u.Size})
+			}
+			rg, err := uid.Allocate(uid.Pool{Base: uid.HostID(alloc.PoolBase), Size: alloc.PoolSize}, used, alloc.Size)
+			if err != nil {
+				return c, nil, err
+			}
+			c.UIDs = rg.String()
+		}
+		if err := c.Check(); err != nil {
+			return c, nil, err
+		}
+		err := g.claim(ctx, pid, c, nil, template)
+		if errors.Is(err, registry.ErrUIDRace) && alloc != nil && round < 16 {
+			continue // g.uids is fresh now
+		}
+		return c, nil, err
+	}
+}
+
+// claim is Claim with g.mu held and the markers loaded.
+func (g *Registry) claim(ctx context.Context, pid int, c registry.Claim, old *registry.Claim, template string) error {
 	rec := registry.Record{Claim: c, Host: g.node, Template: template, Created: time.Now().UTC().Truncate(time.Second)}
 	var cmps []clientv3.Cmp
 	newKeys := c.Keys()

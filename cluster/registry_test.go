@@ -100,6 +100,20 @@ func TestRegistry(t *testing.T) {
 	if err := b.Claim(ctx, 2, b702, nil, "busybox"); err != nil {
 		t.Fatal(err)
 	}
+	// Create chooses the range itself, past both hosts' claims, even from a stale snapshot.
+	a.uids = nil
+	got, _, err := a.Create(ctx, 1, registry.Claim{ID: 704}, "", &registry.UIDAlloc{PoolBase: 1000000, PoolSize: 1 << 20, Size: 65536})
+	if !errors.Is(err, registry.ErrPending) {
+		t.Fatalf("create with 701 unsettled: %v", err)
+	}
+	a.Settle(ctx, 701, &web)
+	got, _, err = a.Create(ctx, 1, registry.Claim{ID: 704}, "", &registry.UIDAlloc{PoolBase: 1000000, PoolSize: 1 << 20, Size: 65536})
+	if err != nil || got.UIDs != "1131072:65536" {
+		t.Fatalf("create: %+v %v", got, err)
+	}
+	if err := a.Settle(ctx, 704, nil); err != nil {
+		t.Fatal(err)
+	}
 	// Nothing a refused claim names was written.
 	for _, k := range keys(t, e.Endpoints) {
 		if strings.HasSuffix(k, "/name/") || k == registry.UIDKey(1030000) {

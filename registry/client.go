@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/vpsctl/vpsctl/uid"
 	"golang.org/x/sys/unix"
 )
 
@@ -154,6 +155,10 @@ func (r *Response) err() error {
 		return &agentError{r.Error, ErrUnavailable}
 	case KindUIDRace:
 		return ErrUIDRace
+	case KindPending:
+		return ErrPending
+	case KindPoolFull:
+		return &agentError{r.Error, uid.ErrPoolFull}
 	case KindNotFound:
 		return &agentError{r.Error, ErrNotFound}
 	}
@@ -173,6 +178,7 @@ func (e *agentError) Unwrap() error { return e.is }
 // Errors a Response can carry besides ErrUnavailable and *ConflictError.
 var (
 	ErrUIDRace  = errors.New("another host claimed a UID range meanwhile")
+	ErrPending  = errors.New("this host has unsettled changes in the cluster registry")
 	ErrNotFound = errors.New("not in the cluster registry")
 )
 

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/vpsctl/vpsctl/uid"
 )
 
 // The agent's protocol: one request per connection on STATE/cluster/agent.sock, a JSON Request
@@ -16,7 +18,8 @@ import (
 // Ops of a Request.
 const (
 	OpPrepare   = "prepare"   // the node's pending markers and the UID claims, from the agent's memory
-	OpClaim     = "claim"     // claim Claim (Old: the VPS's current claim, for a change) with a pending marker
+	OpCreate    = "create"    // claim new VPS Claim with a pending marker, its UID range as Alloc asks
+	OpClaim     = "claim"     // claim Claim of a changed VPS (Old: its current claim) with a pending marker
 	OpSettle    = "settle"    // settle VPS ID's pending marker: Claim is its final claim, nil if gone
 	OpMark      = "mark"      // a pending marker for destroying VPS ID (before the local destroy)
 	OpInventory = "inventory" // every Record, host and marker: one etcd round trip
@@ -28,15 +31,16 @@ const (
 
 // Request is a command's request to the agent.
 type Request struct {
-	Op       string `json:"op"`
-	Settings string `json:"settings"` // Settings.Digest of the command's configuration
-	PID      int    `json:"pid,omitempty"`
-	Claim    *Claim `json:"claim,omitempty"`
-	Old      *Claim `json:"old,omitempty"`
-	Template string `json:"template,omitempty"`
-	ID       uint32 `json:"id,omitempty"`
-	Name     string `json:"name,omitempty"`
-	To       string `json:"to,omitempty"`
+	Op       string    `json:"op"`
+	Settings string    `json:"settings"` // Settings.Digest of the command's configuration
+	PID      int       `json:"pid,omitempty"`
+	Claim    *Claim    `json:"claim,omitempty"`
+	Old      *Claim    `json:"old,omitempty"`
+	Alloc    *UIDAlloc `json:"alloc,omitempty"`
+	Template string    `json:"template,omitempty"`
+	ID       uint32    `json:"id,omitempty"`
+	Name     string    `json:"name,omitempty"`
+	To       string    `json:"to,omitempty"`
 }
 
 // Kinds of a failed Response.
@@ -44,6 +48,8 @@ const (
 	KindUnavailable = "unavailable" // etcd did not answer in time, or refused the agent
 	KindConflict    = "conflict"    // Conflict says what another VPS holds
 	KindUIDRace     = "uid-race"    // another host claimed a UID range meanwhile: UIDs are fresh
+	KindPoolFull    = "pool-full"   // create: no free UID range (uid.ErrPoolFull)
+	KindPending     = "pending"     // create: this node has unsettled markers (Pending); nothing claimed
 	KindStale       = "stale-agent" // the agent runs other settings: it exits; start another
 	KindNotFound    = "not-found"
 	KindBad         = "bad" // a malformed request, or one the agent's node may not make
@@ -59,6 +65,17 @@ type Response struct {
 	Records  []Record    `json:"records,omitempty"`
 	Hosts    []HostState `json:"hosts,omitempty"`
 	Record   *Record     `json:"record,omitempty"`
+	Claim    *Claim      `json:"claim,omitempty"` // create: what was claimed (its UID range)
+}
+
+// UIDAlloc asks the agent to choose a new VPS's UID range: Size IDs from the pool at PoolBase
+// (PoolSize IDs), first fit, overlapping none of Used (this host's reservations and its VPSs'
+// ranges) nor any range claimed in the cluster.
+type UIDAlloc struct {
+	PoolBase uint32      `json:"pool_base"`
+	PoolSize uint32      `json:"pool_size"`
+	Size     uint32      `json:"size"`
+	Used     []uid.Range `json:"used,omitempty"`
 }
 
 // Conflict is a key another VPS holds.

@@ -119,6 +119,7 @@ func (r *Runtime) Create(ctx context.Context, o CreateOptions) error {
 	}
 
 	// The global lock makes the ID, the name, the UID range and the addresses one atomic claim.
+	fault.Mark("create-validated")
 	gl, err := r.St.LockGlobal(ctx, fmt.Sprintf("create %d", o.ID))
 	if err != nil {
 		return err
@@ -150,35 +151,11 @@ func (r *Runtime) Create(ctx context.Context, o CreateOptions) error {
 		}
 		used = append(used, uid.Reserved(res)...)
 	}
-	var prep *registry.Response
 	if r.clustered(o.ID) {
-		if prep, err = r.clusterPrepare(ctx); err != nil {
-			return err
-		}
+		return r.createClustered(ctx, o, c, user, pool, size, used)
 	}
-	// A UID range another host claimed since the agent last looked (registry.ErrUIDRace) makes
-	// another round with the fresh claims; each round is one etcd transaction.
-	for round := 0; ; round++ {
-		err := r.createStaged(ctx, o, c, user, pool, size, used, prep)
-		if errors.Is(err, registry.ErrUIDRace) && round < 16 {
-			continue
-		}
-		return err
-	}
-}
-
-// createStaged allocates new VPS c's UID range (user: it has a user namespace) among used and,
-// clustered (prep: the agent's Prepare), the cluster's claimed ranges; claims it in the cluster
-// while the VPS's directory is staged; and commits. prep's UID claims are refreshed when the
-// claim lost a race for the range.
-func (r *Runtime) createStaged(ctx context.Context, o CreateOptions, c *store.Config, user bool, pool uid.Pool, size uint32, used []uid.Range, prep *registry.Response) error {
 	var rootUID uid.HostID
 	if user {
-		if prep != nil {
-			for _, u := range prep.UIDs {
-				used = append(used, uid.Range{Host: uid.HostID(u.Base), Size: u.Size})
-			}
-		}
 		rg, err := uid.Allocate(pool, used, size)
 		if err != nil {
 			return err
@@ -186,88 +163,123 @@ func (r *Runtime) createStaged(ctx context.Context, o CreateOptions, c *store.Co
 		c.IDMap = rg.String()
 		rootUID = rg.Host
 	}
-	// The claim goes to etcd while the directory is staged: the caller waits for the longer
-	// of the two, not for both.
-	var call *registry.Call
-	claimed := false
-	if prep != nil {
-		cl := claimOf(c)
-		var err error
-		if call, err = r.Cluster.Go(ctx, registry.Request{Op: registry.OpClaim, Claim: &cl, Template: c.Template}); err != nil {
-			return err
-		}
-	}
 	stage, err := r.St.StageDir("create")
 	if err != nil {
-		if call != nil {
-			call.Abandon()
-			r.settleLater(ctx, o.ID, nil)
-		}
 		return err
 	}
 	committed := false
 	defer func() {
 		if !committed {
 			os.RemoveAll(stage)
-			if call != nil && (claimed || !errors.Is(err, registry.ErrUIDRace)) {
-				// The claim may have been made (an answer lost, a failure after it): the
-				// marker it wrote is settled from the local store, where the VPS is not.
-				r.settleLater(ctx, o.ID, nil)
-			}
 		}
 	}()
-	if err = r.stageFiles(stage, c, rootUID); err != nil {
-		if call != nil {
-			call.Abandon()
-		}
+	if err := r.stageDirs(stage); err != nil {
+		return err
+	}
+	if err := r.stageFiles(stage, c, rootUID); err != nil {
 		return err
 	}
 	fault.Point("create-staged")
-	if call != nil {
-		resp, werr := call.Wait()
-		if errors.Is(werr, registry.ErrUIDRace) {
-			prep.UIDs = resp.UIDs
-		}
-		if werr != nil {
-			err = clusterError(werr)
-			return err
-		}
-		claimed = true
-		fault.Point("create-claimed")
-	}
 	if o.Name != "" {
-		if err = r.St.ClaimName(o.Name, o.ID); err != nil {
+		if err := r.St.ClaimName(o.Name, o.ID); err != nil {
 			return err
 		}
 	}
 	fault.Point("create-named")
-	if err = r.St.Commit(stage, o.ID); err != nil {
+	if err := r.St.Commit(stage, o.ID); err != nil {
 		r.St.ReleaseName(o.Name, o.ID)
 		return err
 	}
 	committed = true
 	fault.Point("create-committed")
-	if claimed {
-		cl := claimOf(c)
-		r.settleLater(ctx, o.ID, &cl)
-		fault.Point("create-settled")
-	}
 	return nil
 }
 
-// stageFiles writes new VPS c's files into staging directory stage: its config, and the
-// private area (owned by its root, host ID rootUID), work and mount directories.
-func (r *Runtime) stageFiles(stage string, c *store.Config, rootUID uid.HostID) error {
-	if err := sysfile.WriteFile(filepath.Join(stage, "vps.conf"), c.Format(), os.O_CREATE|os.O_TRUNC, 0o600); err != nil {
+// createClustered is Create's commit in a cluster (cluster.go): the agent chooses the UID
+// range (user: the VPS has a user namespace) among used and the cluster's, and claims
+// everything in one etcd transaction while the directory is staged here (the caller waits
+// for the longer of the two, not for both); the local commit follows, and the settling is
+// sent without waiting. The caller holds the global lock.
+func (r *Runtime) createClustered(ctx context.Context, o CreateOptions, c *store.Config, user bool, pool uid.Pool, size uint32, used []uid.Range) error {
+	req := registry.Request{Op: registry.OpCreate, Template: c.Template}
+	cl := claimOf(c)
+	req.Claim = &cl
+	if user {
+		req.Alloc = &registry.UIDAlloc{PoolBase: uint32(pool.Base), PoolSize: pool.Size, Size: size, Used: used}
+	}
+	call, err := r.Cluster.Go(ctx, req)
+	if err != nil {
 		return err
 	}
-	// The private area is the overlay's upper layer: its root directory is the VPS's "/", so it
-	// belongs to the VPS's root user.
-	priv := filepath.Join(stage, "private")
-	if err := os.Mkdir(priv, 0o755); err != nil {
+	fault.Point("create-claiming")
+	stage, err := r.St.StageDir("create")
+	if err == nil {
+		err = r.stageDirs(stage)
+	}
+	committed := false
+	defer func() {
+		if !committed {
+			if stage != "" {
+				os.RemoveAll(stage)
+			}
+			// The claim may have been made (an answer lost, a failure after it): settled
+			// from the local store, where the VPS is not.
+			r.settleLater(ctx, o.ID, nil)
+		}
+	}()
+	if err != nil {
+		call.Abandon()
 		return err
 	}
-	if err := os.Chown(priv, int(rootUID), int(rootUID)); err != nil {
+	resp, err := call.Wait()
+	for round := 0; errors.Is(err, registry.ErrPending) && round < 3; round++ {
+		// What earlier commands of this host left unsettled (one may hold this ID): settled
+		// first, then the claim again.
+		for _, p := range resp.Pending {
+			if err := r.settle(ctx, container.ID(p.ID)); err != nil {
+				return err
+			}
+		}
+		resp, err = r.Cluster.Do(ctx, req)
+	}
+	if err != nil {
+		return clusterError(err)
+	}
+	fault.Point("create-claimed")
+	var rootUID uid.HostID
+	if user {
+		rg, err := uid.ParseRange(resp.Claim.UIDs)
+		if err != nil {
+			return fmt.Errorf("cluster agent: UID range %q: %w", resp.Claim.UIDs, err)
+		}
+		c.IDMap, rootUID = rg.String(), rg.Host
+	}
+	if err := r.stageFiles(stage, c, rootUID); err != nil {
+		return err
+	}
+	fault.Point("create-staged")
+	if o.Name != "" {
+		if err := r.St.ClaimName(o.Name, o.ID); err != nil {
+			return err
+		}
+	}
+	fault.Point("create-named")
+	if err := r.St.Commit(stage, o.ID); err != nil {
+		r.St.ReleaseName(o.Name, o.ID)
+		return err
+	}
+	committed = true
+	fault.Point("create-committed")
+	final := claimOf(c)
+	r.settleLater(ctx, o.ID, &final)
+	fault.Point("create-settled")
+	return nil
+}
+
+// stageDirs makes a new VPS's private area (owned by root until stageFiles gives it to the
+// VPS's root), work and mount directories in staging directory stage.
+func (r *Runtime) stageDirs(stage string) error {
+	if err := os.Mkdir(filepath.Join(stage, "private"), 0o755); err != nil {
 		return err
 	}
 	for _, d := range []string{"work", "root", "lower"} {
@@ -276,6 +288,16 @@ func (r *Runtime) stageFiles(stage string, c *store.Config, rootUID uid.HostID) 
 		}
 	}
 	return nil
+}
+
+// stageFiles writes new VPS c's config into staging directory stage, and gives its private
+// area to the VPS's root (host ID rootUID): the private area is the overlay's upper layer,
+// whose root directory is the VPS's "/".
+func (r *Runtime) stageFiles(stage string, c *store.Config, rootUID uid.HostID) error {
+	if err := sysfile.WriteFile(filepath.Join(stage, "vps.conf"), c.Format(), os.O_CREATE|os.O_TRUNC, 0o600); err != nil {
+		return err
+	}
+	return os.Chown(filepath.Join(stage, "private"), int(rootUID), int(rootUID))
 }
 
 // bindMounts is the BINDMOUNT list cur with add (HOSTDIR:VPSDIR[:ro], each checked: see

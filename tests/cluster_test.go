@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vpsctl/vpsctl/internal/fault"
 	"github.com/vpsctl/vpsctl/registry"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
@@ -378,9 +379,14 @@ func TestClusterAcceptance(t *testing.T) {
 		State string   `json:"state"`
 		Addrs []string `json:"addrs"`
 	}
-	if err := json.Unmarshal([]byte(a.must(t, "list", "--cluster", "--format", "json")), &inv); err != nil {
-		t.Fatal(err)
-	}
+	// B's create sent its settling without waiting for it: for a moment 702 may show as
+	// creating, on B all the same.
+	waitFor(t, 5*time.Second, "702 settled", func() bool {
+		if err := json.Unmarshal([]byte(a.must(t, "list", "--cluster", "--format", "json")), &inv); err != nil {
+			t.Fatal(err)
+		}
+		return len(inv) == 2 && inv[1].Host == "B" && inv[1].State != "creating"
+	})
 	if len(inv) != 2 || inv[0].ID != 701 || inv[0].Host != "A" || inv[0].State != "stopped" || inv[1].ID != 702 || inv[1].Host != "B" ||
 		inv[1].State != "exist" || !slices.Equal(inv[1].Addrs, []string{"198.18.0.72"}) {
 		t.Fatalf("list --cluster: %+v", inv)
@@ -552,7 +558,20 @@ func TestClusterCrash(t *testing.T) {
 			t.Fatalf("%s: not killed: exit %d\n%s%s", what, r.code, r.out, r.err)
 		}
 	}
-	for i, p := range []string{"create-staged", "create-claimed", "create-named", "create-committed", "create-settled"} {
+	// Each fault point of each command, in the order the command reaches them.
+	points := func(prefix string) []string {
+		var out []string
+		for _, p := range append(slices.Clone(fault.Points), fault.ClusterPoints...) {
+			if strings.HasPrefix(p, prefix) {
+				out = append(out, p)
+			}
+		}
+		if len(out) < 3 {
+			t.Fatalf("%s: points %v", prefix, out)
+		}
+		return out
+	}
+	for i, p := range points("create-") {
 		id := strconv.Itoa(740 + i)
 		killed(a.runEnv(t, []string{"VPSCTL_FAULT=" + p}, "create", id, "--template", "busybox", "--name", "c"+id,
 			"--ipadd", fmt.Sprintf("198.18.0.%d", 140+i)), p)
@@ -564,7 +583,7 @@ func TestClusterCrash(t *testing.T) {
 		}
 		agree(t, e, a, b)
 	}
-	for _, p := range []string{"set-claimed", "set-applied", "set-saved"} {
+	for _, p := range points("set-") {
 		a.must(t, "create", "750", "--template", "busybox", "--name", "s750", "--ipadd", "198.18.0.150")
 		killed(a.runEnv(t, []string{"VPSCTL_FAULT=" + p}, "set", "750", "--name", "t750", "--ipadd", "198.18.0.151", "--ipdel", "198.18.0.150"), p)
 		a.must(t, "list", "--cluster")
@@ -572,7 +591,7 @@ func TestClusterCrash(t *testing.T) {
 		a.must(t, "destroy", "750")
 		agree(t, e, a, b)
 	}
-	for _, p := range []string{"destroy-marked", "destroy-stopped", "destroy-renamed"} {
+	for _, p := range points("destroy-") {
 		a.must(t, "create", "751", "--template", "busybox", "--name", "d751", "--ipadd", "198.18.0.152")
 		killed(a.runEnv(t, []string{"VPSCTL_FAULT=" + p}, "destroy", "751"), p)
 		a.must(t, "hosts")

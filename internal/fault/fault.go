@@ -50,9 +50,14 @@ func Point(name string) {
 
 // Points lists every point compiled into vpsctl, for the tests.
 var Points = []string{
-	"create-staged", "create-claimed", "create-named", "create-committed", "create-settled",
+	"create-staged", "create-named", "create-committed",
 	"start-spawned", "monitor-cgroup", "monitor-cloned", "monitor-rootfs", "monitor-network", "monitor-running",
 	"stop-requested", "stop-signalled", "stop-killed", "stop-cleared",
-	"set-claimed", "set-applied", "set-saved",
-	"destroy-marked", "destroy-stopped", "destroy-renamed",
+	"set-applied", "set-saved",
+	"destroy-stopped", "destroy-renamed",
 }
+
+// ClusterPoints are the points only a host in a cluster (CLUSTER set) reaches: the claims in
+// the cluster registry around the local steps (tests/cluster_test.go runs each with the
+// points above of the same commands).
+var ClusterPoints = []string{"create-claiming", "create-claimed", "create-settled", "set-claimed", "destroy-marked"}
