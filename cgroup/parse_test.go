@@ -259,3 +259,18 @@ func TestValidate(t *testing.T) {
 		t.Errorf("DeviceRule.String = %q", s)
 	}
 }
+
+// Memory and swap whose sum does not fit 63 bits are refused before any file is written: v1
+// would refuse their sum in memory.memsw.limit_in_bytes, v2 would take each in its own file.
+func TestValidateMemoryPlusSwap(t *testing.T) {
+	big := int64(1) << 62
+	if err := validate(&Resources{MemoryBytes: &big, SwapBytes: &big}); !errors.Is(err, ErrBadValue) {
+		t.Errorf("2^62 + 2^62: %v, want ErrBadValue", err)
+	}
+	small, unlimited := int64(1)<<30, int64(-1)
+	for _, r := range []Resources{{MemoryBytes: &big, SwapBytes: &small}, {MemoryBytes: &big, SwapBytes: &unlimited}, {MemoryBytes: &big}} {
+		if err := validate(&r); err != nil {
+			t.Errorf("%+v: %v", r, err)
+		}
+	}
+}

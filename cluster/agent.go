@@ -19,11 +19,11 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Serve runs the agent of settings s: it takes the state root's agent lock, listens on its
+// Serve runs the agent of settings s, registering version as the host's vpsctl version: it takes the state root's agent lock, listens on its
 // socket, tells ready ("ok", or why not) once it does, registers the node and answers
 // requests until it is stopped (SIGTERM, SIGINT, an OpStop request, or a request from a
 // command whose settings differ). It then gives its lease up.
-func Serve(s registry.Settings, ready *os.File) error {
+func Serve(s registry.Settings, version string, ready *os.File) error {
 	fail := func(err error) error {
 		if ready != nil {
 			fmt.Fprintf(ready, "%v\n", err)
@@ -49,6 +49,7 @@ func Serve(s registry.Settings, ready *os.File) error {
 		return fail(err)
 	}
 	defer g.Close()
+	g.Version = version
 	sock := registry.SocketPath(s.Root)
 	os.Remove(sock) // a dead agent's: this one holds the lock
 	l, err := net.Listen("unix", sock)

@@ -30,7 +30,7 @@ func serveAgent(t *testing.T, s registry.Settings) <-chan error {
 		t.Fatal(err)
 	}
 	done := make(chan error, 1)
-	go func() { done <- Serve(s, pw) }()
+	go func() { done <- Serve(s, "test", pw) }()
 	buf := make([]byte, 256)
 	pr.SetReadDeadline(time.Now().Add(10 * time.Second))
 	n, _ := pr.Read(buf)
@@ -59,7 +59,7 @@ func TestAgent(t *testing.T) {
 	ctx := context.Background()
 	s := settings(t, e.Endpoints, "A")
 	serveAgent(t, s)
-	if err := Serve(s, nil); err == nil || !strings.Contains(err.Error(), "another agent runs") {
+	if err := Serve(s, "test", nil); err == nil || !strings.Contains(err.Error(), "another agent runs") {
 		t.Fatalf("second agent for one root: %v", err)
 	}
 	if fi, err := os.Stat(registry.SocketPath(s.Root)); err != nil || fi.Mode().Perm() != 0o600 {

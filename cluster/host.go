@@ -85,7 +85,7 @@ func (g *Registry) register(ctx context.Context) (<-chan *clientv3.LeaseKeepAliv
 	}
 	live := registry.Liveness{PID: os.Getpid(), Root: g.s.Root, Machine: machineID(), Lease: int64(lease.ID)}
 	liveJSON, _ := json.Marshal(live)
-	host := registry.Host{Name: g.node, Address: g.localAddress(), Version: g.s.Version, Root: g.s.Root,
+	host := registry.Host{Name: g.node, Address: g.localAddress(), Version: g.Version, Root: g.s.Root,
 		CPUs: runtime.NumCPU(), MemoryBytes: memTotal(), VPSs: countVPSs(g.s.Root), Registered: time.Now().UTC().Truncate(time.Second)}
 	hostJSON, _ := json.Marshal(host)
 	aliveKey, hostKey := registry.AlivePrefix+g.node, registry.HostsPrefix+g.node

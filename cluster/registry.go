@@ -40,6 +40,7 @@ import (
 	"github.com/vpsctl/vpsctl/registry"
 	"github.com/vpsctl/vpsctl/uid"
 	"go.etcd.io/etcd/api/v3/mvccpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 )
@@ -48,6 +49,9 @@ type kvT = mvccpb.KeyValue
 
 // Registry is one node's view of the cluster registry in etcd.
 type Registry struct {
+	// Version is what the node registers as its vpsctl version.
+	Version string
+
 	cli  *clientv3.Client
 	s    registry.Settings
 	node string
@@ -143,7 +147,9 @@ func (g *Registry) bounded(ctx context.Context) (context.Context, context.Cancel
 
 // unavailable wraps an etcd error as registry.ErrUnavailable, saying what was asked.
 func unavailable(what string, err error) error {
-	if errors.Is(err, context.DeadlineExceeded) {
+	// The client's deadline, or the server's own timeouts when it cannot reach a quorum.
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, rpctypes.ErrTimeout) || errors.Is(err, rpctypes.ErrNoLeader) ||
+		errors.Is(err, rpctypes.ErrTimeoutDueToLeaderFail) || errors.Is(err, rpctypes.ErrTimeoutDueToConnectionLost) {
 		return fmt.Errorf("etcd %s: no answer from a majority in time: %w", what, registry.ErrUnavailable)
 	}
 	return fmt.Errorf("etcd %s: %v: %w", what, err, registry.ErrUnavailable)

@@ -20,7 +20,7 @@ const (
 )
 
 func settings(t testing.TB, eps []string, node string) registry.Settings {
-	return registry.Settings{Root: t.TempDir(), Endpoints: eps, Timeout: 2 * time.Second, Node: node, Version: "test"}
+	return registry.Settings{Root: t.TempDir(), Endpoints: eps, Timeout: 2 * time.Second, Node: node}
 }
 
 func open(t testing.TB, s registry.Settings) *Registry {
@@ -227,6 +227,7 @@ func TestHosts(t *testing.T) {
 	sa := settings(t, e.Endpoints, "A")
 	os.MkdirAll(sa.Root+"/vps/701", 0o700)
 	a := open(t, sa)
+	a.Version = "test"
 	if err := a.Register(ctx); err != nil {
 		t.Fatal(err)
 	}

@@ -71,7 +71,9 @@ type monitor struct {
 	// consoleUp, if not nil, is closed once the console socket is listening (main makes it
 	// while the first boot runs; awaitConsole waits for it).
 	consoleUp chan struct{}
-	oneshot   []string // argv of a one-shot command run as the VPS's PID 1 (see RunOnce)
+	// grouped, if not nil, is closed once the monitor is in its own cgroup (joinGroup).
+	grouped chan struct{}
+	oneshot []string // argv of a one-shot command run as the VPS's PID 1 (see RunOnce)
 	// restoreDir: the first boot restores the VPS from this checkpoint (see restoreBoot).
 	restoreDir string
 	// lock is the VPS's lock, inherited from `vpsctl start`, held until the first boot is done
@@ -115,6 +117,7 @@ func monitorMain() int {
 		log.Print(err)
 		return 3
 	}
+	loadSettings(st.Root)
 	if len(os.Args) == 6 && os.Args[2] == "--after" {
 		// Back from the C reaper: init has exited (see reaper.go).
 		m := &monitor{st: st, id: id, hostNS: inheritedFD(os.Args[5])}
@@ -161,6 +164,7 @@ func (m *monitor) awaitConsole() {
 
 func (m *monitor) report(msg Report) {
 	m.awaitConsole()
+	m.awaitGroup()
 	if m.lock != nil {
 		// Before the report: the command that spawned us may go on at once.
 		m.lock.Close()
@@ -181,6 +185,7 @@ func (m *monitor) report(msg Report) {
 }
 
 func (m *monitor) main() int {
+	m.joinGroup()
 	// We were cloned into a mount namespace of our own: keep our mounts (the VPS's rootfs) from
 	// propagating to the host, so a killed monitor can never leak a mount there.
 	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
@@ -244,6 +249,7 @@ func (m *monitor) loop(boot int) int {
 		}
 		m.saveJoin(c, b)
 		m.report(Report{InitPID: b.pid, Warnings: b.warnings})
+		m.booted(boot)
 		fault.Point("monitor-running")
 		log.Printf("boot %d: init is host PID %d", boot, b.pid)
 
@@ -369,6 +375,7 @@ func (m *monitor) ended(st syscall.WaitStatus, teardown func()) (reboot bool) {
 		m.run.Phase = "rebooting"
 	}
 	m.st.SaveRun(m.id, &m.run)
+	m.initEnded(st, reboot)
 	teardown()
 	return reboot && !m.stopRequested()
 }
@@ -685,6 +692,7 @@ func (m *monitor) bootRest(c *store.Config, b *bootState, res *cgroup.Resources,
 		return nil, err
 	}
 	defer unix.Close(rootFd)
+	fault.Mark("monitor-guest-mounts")
 	extra, warnings, _, err := m.guestMounts(c, pid, userns, int(idmap.Host))
 	if err != nil {
 		return nil, err

@@ -104,9 +104,11 @@ func (m *monitor) restoreBoot(c *store.Config, dir string) (*bootState, error) {
 	}
 	defer slave.Close()
 
-	// Restored tasks read some images themselves, after taking the VPS's credentials: the
-	// images are the VPS root's while the restore runs (the directory's parents stay closed to
-	// it), and host root's again after it, never anyone else's to read (0700, 0600).
+	// Restored tasks read some images themselves (timens-N.img...), with the VPS's credentials
+	// or, early in criu's restore of the user namespace, with still unmapped ones (nobody's):
+	// while the restore runs the images are the VPS root's and readable by any ID through the
+	// directory (0711, 0644) — its parents stay closed to everyone but host root — and host
+	// root's again after it, never anyone else's (0700, 0600).
 	if userns {
 		if err := ownImages(dir, int(idmap.Host)); err != nil {
 			return nil, fmt.Errorf("restore: images: %w", err)
@@ -132,7 +134,7 @@ func (m *monitor) restoreBoot(c *store.Config, dir string) (*bootState, error) {
 			log.Printf("network teardown: %v", err)
 		}
 	})
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), CheckpointTimeout)
 	defer cancel()
 	pid, err := criu.Restore(ctx, criu.RestoreOptions{Root: m.st.Path(m.id, "root"), ImagesDir: dir, ManageCgroups: true,
 		InheritFds: map[string]*os.File{meta.TTY: slave},
@@ -142,6 +144,13 @@ func (m *monitor) restoreBoot(c *store.Config, dir string) (*bootState, error) {
 	}
 	if err != nil {
 		return nil, fmt.Errorf("restore: %w", err)
+	}
+	// The host's mounts the dump left out (see DetachExtras), as a boot makes them; the VPS,
+	// restored and running, is not given up for one that cannot be had.
+	if w, err := AttachExtras(m.st, c, pid, m.hostNS); err != nil {
+		b.warnings = append(b.warnings, fmt.Sprintf("restored without its host mounts: %v", err))
+	} else {
+		b.warnings = append(b.warnings, w...)
 	}
 	if userns {
 		if err := spec.Delegate(b.cg, idmap); err != nil {
@@ -195,7 +204,8 @@ func holdMain() int {
 }
 
 // ownImages gives a checkpoint's image directory and everything in it to uid (and the same
-// gid), directories 0700 and files 0600. It follows no link: each entry is opened with
+// gid): to root, directories 0700 and files 0600; to a VPS's root for its restore, 0711 and
+// 0644. It follows no link: each entry is opened with
 // O_NOFOLLOW and changed through its descriptor, and symbolic links are left as they are.
 func ownImages(dir string, uid int) error {
 	return filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
@@ -205,6 +215,12 @@ func ownImages(dir string, uid int) error {
 		flags, mode := unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK, uint32(0o600)
 		if d.IsDir() {
 			flags, mode = unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_DIRECTORY, 0o700
+		}
+		if uid != 0 { // during a restore (see restoreBoot)
+			mode = 0o644
+			if d.IsDir() {
+				mode = 0o711
+			}
 		}
 		fd, err := sysfile.Open(p, flags, 0)
 		if err != nil {

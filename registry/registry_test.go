@@ -82,7 +82,7 @@ func TestResponseErrors(t *testing.T) {
 
 func TestSettingsArgs(t *testing.T) {
 	s := Settings{Root: "/var/lib/vpsctl", Endpoints: []string{"https://h1:2379", "https://h2:2379"}, Cert: "/c", Key: "/k", CA: "/ca",
-		Timeout: 3 * time.Second, Node: "h1", Version: "v1"}
+		Timeout: 3 * time.Second, Node: "h1"}
 	got, err := ParseArgs(s.Args()[1:])
 	if err != nil || !reflect.DeepEqual(got, s) || got.Digest() != s.Digest() {
 		t.Fatalf("%+v %v", got, err)
@@ -109,7 +109,7 @@ func TestAgentEnv(t *testing.T) {
 // FuzzParseArgs: whatever ParseArgs accepts, Args writes back to the same settings.
 func FuzzParseArgs(f *testing.F) {
 	f.Add("--root /r --endpoints http://h:1 --node n --timeout 1s")
-	f.Add("--root /r --endpoints a,b --node n --timeout 3s --cert /c --key /k --ca /a --version v")
+	f.Add("--root /r --endpoints a,b --node n --timeout 3s --cert /c --key /k --ca /a")
 	f.Add("--timeout -1s")
 	f.Fuzz(func(t *testing.T, line string) {
 		s, err := ParseArgs(strings.Fields(line))

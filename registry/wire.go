@@ -111,7 +111,8 @@ type HostState struct {
 
 // Settings are what a host's agent runs with: its state root and the host configuration's
 // cluster settings (hostconf: CLUSTER, CLUSTER_CERT, CLUSTER_KEY, CLUSTER_CA,
-// CLUSTER_TIMEOUT, NODE).
+// CLUSTER_TIMEOUT, NODE). The agent registers its own build's version, which scripts/build.sh
+// makes vpsctl's.
 type Settings struct {
 	Root      string
 	Endpoints []string
@@ -120,21 +121,20 @@ type Settings struct {
 	CA        string
 	Timeout   time.Duration
 	Node      string
-	Version   string // vpsctl's, registered with the host
 }
 
 // Digest names s: an agent answers only commands whose settings have its digest (a changed
 // configuration gets a new agent).
 func (s Settings) Digest() string {
 	h := sha256.New()
-	fmt.Fprintf(h, "%q %q %q %q %q %v %q %q", s.Root, strings.Join(s.Endpoints, ","), s.Cert, s.Key, s.CA, s.Timeout, s.Node, s.Version)
+	fmt.Fprintf(h, "%q %q %q %q %q %v %q", s.Root, strings.Join(s.Endpoints, ","), s.Cert, s.Key, s.CA, s.Timeout, s.Node)
 	return hex.EncodeToString(h.Sum(nil)[:12])
 }
 
 // Args is the agent's command line for s (after the program name); ParseArgs reads it back.
 func (s Settings) Args() []string {
 	return []string{"agent", "--root", s.Root, "--endpoints", strings.Join(s.Endpoints, ","), "--cert", s.Cert,
-		"--key", s.Key, "--ca", s.CA, "--timeout", s.Timeout.String(), "--node", s.Node, "--version", s.Version}
+		"--key", s.Key, "--ca", s.CA, "--timeout", s.Timeout.String(), "--node", s.Node}
 }
 
 // ParseArgs reads an agent's command line (Args, without the leading "agent").
@@ -166,8 +166,6 @@ func ParseArgs(args []string) (Settings, error) {
 			s.Timeout = d
 		case "--node":
 			s.Node = v
-		case "--version":
-			s.Version = v
 		default:
 			return s, fmt.Errorf("agent: unknown argument %q", args[i])
 		}

@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"time"
 
@@ -17,6 +18,7 @@ import (
 	"github.com/vpsctl/vpsctl/cgroup"
 	"github.com/vpsctl/vpsctl/container"
 	"github.com/vpsctl/vpsctl/criu"
+	"github.com/vpsctl/vpsctl/eventlog"
 	"github.com/vpsctl/vpsctl/internal/proc"
 	"github.com/vpsctl/vpsctl/internal/spec"
 	"github.com/vpsctl/vpsctl/monitor"
@@ -66,7 +68,7 @@ func (r *Runtime) Checkpoint(ctx context.Context, id container.ID, dir string, l
 	}
 	path, v, err := criu.Find()
 	if err != nil {
-		return nil, fmt.Errorf("checkpoint: %w (run scripts/install-criu.sh)", err)
+		return nil, fmt.Errorf("VPS %d: %w: %w", id, ErrCheckpoint, err)
 	}
 	if dir == "" {
 		dir = r.DefaultCheckpointDir(id)
@@ -97,15 +99,37 @@ func (r *Runtime) Checkpoint(ctx context.Context, id container.ID, dir string, l
 	}
 	fmt.Fprintf(progress, "checkpointing VPS %d (criu %s at %s) to %s\n", id, v, path, dir)
 	t0 := time.Now()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	// The host's mounts in the VPS (bind mounts, device nodes, LXCFS views) are not dumped:
+	// off now, bound again if it goes on running, by its restore otherwise.
+	cfg, err := r.St.LoadConfig(s.ID)
+	if err != nil {
+		return nil, err
+	}
+	reattach := func() {
+		if w, err := r.attachExtras(cfg, s.InitPID); err != nil {
+			fmt.Fprintf(progress, "warning: VPS %d: its host mounts: %v\n", id, err)
+		} else {
+			for _, x := range w {
+				fmt.Fprintf(progress, "warning: VPS %d: %s\n", id, x)
+			}
+		}
+	}
+	if err := monitor.DetachExtras(cfg, s.InitPID); err != nil {
+		reattach()
+		return nil, fmt.Errorf("VPS %d: checkpoint: detach its host mounts: %w", id, err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), monitor.CheckpointTimeout)
 	defer cancel()
 	err = criu.Dump(ctx, criu.DumpOptions{Pid: s.InitPID, Root: r.St.Path(s.ID, "root"), ImagesDir: stage,
 		LeaveRunning: leaveRunning, ManageCgroups: true,
 		External:    []string{ttyKey, "mnt[/dev/console]:console", "mnt[]"},
 		NetworkLock: "nftables", ExtraArgs: []string{"--empty-ns", "net"}})
+	if err != nil || leaveRunning {
+		reattach()
+	}
 	if err != nil {
 		os.RemoveAll(stage)
-		return nil, fmt.Errorf("VPS %d: checkpoint: %w", id, err)
+		return nil, fmt.Errorf("VPS %d: %w: %w", id, ErrCheckpoint, err)
 	}
 	res := &CheckpointResult{ID: s.ID, Dir: dir, Bytes: dirSize(stage), Seconds: time.Since(t0).Seconds(), LeftRunning: leaveRunning}
 	meta := monitor.CheckpointMeta{ID: s.ID, Time: time.Now().UTC(), TTY: ttyKey, Hostname: s.Hostname, IDMap: s.IDMap,
@@ -135,6 +159,10 @@ func (r *Runtime) Checkpoint(ctx context.Context, id container.ID, dir string, l
 			}
 		}
 		r.repair(id)
+	}
+	r.event(id, s.Name, eventlog.Checkpointed, "")
+	if !leaveRunning {
+		r.event(id, s.Name, eventlog.Stopped, "checkpoint")
 	}
 	return res, nil
 }
@@ -186,7 +214,7 @@ func (r *Runtime) Restore(ctx context.Context, id container.ID, dir string, prog
 		return nil, fmt.Errorf("VPS %d: checkpoint was taken with UID map %q, the VPS has %q: %w", id, meta.IDMap, s.IDMap, monitor.ErrNoCheckpoint)
 	}
 	if _, _, err := criu.Find(); err != nil {
-		return nil, fmt.Errorf("restore: %w (run scripts/install-criu.sh)", err)
+		return nil, fmt.Errorf("VPS %d: %w: %w", id, ErrRestore, err)
 	}
 	r.repair(id)
 	if progress == nil {
@@ -197,11 +225,15 @@ func (r *Runtime) Restore(ctx context.Context, id container.ID, dir string, prog
 		meta.Time.Format(time.RFC3339))
 	t0 := time.Now()
 	pid, warnings, err := monitor.Spawn(ctx, r.St, id, lk.File(), "--restore", dir)
+	if errors.Is(err, criu.ErrCRIU) {
+		return nil, fmt.Errorf("VPS %d: %w: %w", id, ErrRestore, err)
+	}
 	if err != nil {
 		return nil, err
 	}
 	r.warn(id, warnings)
 	res.InitPID, res.Seconds = pid, time.Since(t0).Seconds()
+	r.event(id, s.Name, eventlog.Restored, "")
 	fmt.Fprintf(progress, "read %.1f MiB in %.2f s\n", float64(res.Bytes)/(1<<20), res.Seconds)
 	return res, nil
 }
@@ -270,6 +302,17 @@ func (r *Runtime) CheckpointCheck(id container.ID) (*CheckpointReport, error) {
 	return rep, nil
 }
 
+// attachExtras binds VPS c's host mounts into its running instance (init host PID pid), cloned
+// from this process's mount namespace (the host's).
+func (r *Runtime) attachExtras(c *store.Config, pid int) ([]string, error) {
+	ns, err := os.Open("/proc/thread-self/ns/mnt")
+	if err != nil {
+		return nil, err
+	}
+	defer ns.Close()
+	return monitor.AttachExtras(r.St, c, pid, int(ns.Fd()))
+}
+
 // externalResources lists what a dump of the running VPS could not carry: mounts of host
 // devices or host directories beyond vpsctl's own, open devices outside the allowlist,
 // sockets of families criu does not dump.
@@ -281,7 +324,14 @@ func externalResources(s *Status) []string {
 	}
 	defer f.Close()
 	mounts, _ := mountinfo.GetMountsFromReader(f, nil)
+	var ours []string // vpsctl's own host mounts: detached before the dump, bound again after
+	if s.cfg != nil {
+		ours, _ = monitor.ExtraTargets(s.cfg)
+	}
 	for _, m := range mounts {
+		if slices.Contains(ours, m.Mountpoint) {
+			continue
+		}
 		switch m.FSType {
 		case "ext4", "xfs", "btrfs", "nfs", "nfs4", "fuse", "vfat":
 			out = append(out, fmt.Sprintf("host filesystem mounted at %s (%s %s): bind mounts of the host are not dumped", m.Mountpoint, m.FSType, m.Source))

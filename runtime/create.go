@@ -9,6 +9,7 @@ import (
 	"slices"
 
 	"github.com/vpsctl/vpsctl/container"
+	"github.com/vpsctl/vpsctl/eventlog"
 	"github.com/vpsctl/vpsctl/internal/fault"
 	"github.com/vpsctl/vpsctl/internal/spec"
 	"github.com/vpsctl/vpsctl/internal/sysfile"
@@ -39,6 +40,8 @@ type CreateOptions struct {
 	Features   []string // vzctl's --features: tun, fuse, ppp
 	BindMounts []string // HOSTDIR:VPSDIR[:ro]
 	Caps       []string // NAME:on|off bounding-set changes
+	OnBoot     string   // "yes": start --all starts it ("" or "no": not)
+	BootOrder  string   // start --all's order: higher first ("": 0)
 }
 
 // Create records a new VPS's config and prepares its private area. It does not start it.
@@ -70,6 +73,9 @@ func (r *Runtime) Create(ctx context.Context, o CreateOptions) error {
 		return err
 	}
 	c.Namespaces = ns
+	if o.IDMapSize == 0 && slices.Contains(ns, "user") {
+		o.IDMapSize = r.IDMapSize // the host's; 0 too: DefaultIDMapSize
+	}
 	c.Devices = o.Devices
 	if c.Features, err = spec.ParseFeatures(o.Features); err != nil {
 		return err
@@ -83,6 +89,9 @@ func (r *Runtime) Create(ctx context.Context, o CreateOptions) error {
 		}
 	}
 	c.Capabilities = o.Caps
+	if err := setBoot(c, &o.OnBoot, &o.BootOrder); err != nil {
+		return err
+	}
 	if err := o.Limits.apply(c); err != nil {
 		return err
 	}
@@ -192,6 +201,7 @@ func (r *Runtime) Create(ctx context.Context, o CreateOptions) error {
 	}
 	committed = true
 	fault.Point("create-committed")
+	r.event(o.ID, o.Name, eventlog.Created, "")
 	return nil
 }
 

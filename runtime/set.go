@@ -9,6 +9,8 @@ import (
 
 	"github.com/vpsctl/vpsctl/cgroup"
 	"github.com/vpsctl/vpsctl/container"
+	"github.com/vpsctl/vpsctl/eventlog"
+	"github.com/vpsctl/vpsctl/fleet"
 	"github.com/vpsctl/vpsctl/internal/fault"
 	"github.com/vpsctl/vpsctl/internal/spec"
 	"github.com/vpsctl/vpsctl/network"
@@ -32,6 +34,8 @@ type SetOptions struct {
 	BindMountAdd []string // HOSTDIR:VPSDIR[:ro] (next start)
 	BindMountDel []string // VPSDIR (next start)
 	UserPasswd   []string // USER:PASSWORD, set inside the VPS (never saved)
+	OnBoot       *string  // "yes" or "no" (saved, running or not)
+	BootOrder    *string  // a number ("" unsets it)
 	Save         bool
 }
 
@@ -86,6 +90,9 @@ func (r *Runtime) Set(ctx context.Context, id container.ID, o SetOptions) error 
 		}
 		next.BindMounts = b
 	}
+	if err := setBoot(&next, o.OnBoot, o.BootOrder); err != nil {
+		return err
+	}
 	if err := o.Limits.apply(&next); err != nil {
 		return err
 	}
@@ -116,7 +123,7 @@ func (r *Runtime) Set(ctx context.Context, id container.ID, o SetOptions) error 
 	for _, up := range o.UserPasswd {
 		u, p, ok := strings.Cut(up, ":")
 		if !ok || u == "" || strings.ContainsAny(u, ":\n\x00/ ") || strings.ContainsAny(p, "\n\x00") {
-			return fmt.Errorf("--userpasswd: want USER:PASSWORD: %w", ErrBadValue)
+			return fmt.Errorf("--userpasswd: want USER:PASSWORD: %w", ErrUserPasswd)
 		}
 		users = append(users, [2]string{u, p})
 	}
@@ -180,6 +187,7 @@ func (r *Runtime) Set(ctx context.Context, id container.ID, o SetOptions) error 
 		save = *old
 		save.Name, save.Hostname, save.Domainname = next.Name, next.Hostname, next.Domainname
 		save.Capabilities, save.Devices = next.Capabilities, next.Devices
+		save.OnBoot, save.BootOrder = next.OnBoot, next.BootOrder
 		save.Features, save.BindMounts = next.Features, next.BindMounts // next start's, saved now
 	}
 	if err := r.St.SaveConfig(&save); err != nil {
@@ -200,6 +208,33 @@ func (r *Runtime) Set(ctx context.Context, id container.ID, o SetOptions) error 
 	}
 	if next.Name != old.Name {
 		r.St.ReleaseName(old.Name, old.ID)
+	}
+	keys := old.Changed(&next)
+	if len(users) > 0 {
+		keys = append(keys, "USERPASSWD") // which users, and their passwords, are not logged
+	}
+	r.emit(eventlog.Event{ID: uint32(id), Name: next.Name, Event: eventlog.Set, Keys: keys})
+	return nil
+}
+
+// setBoot sets c's ONBOOT and BOOTORDER to onboot and bootorder where they are not nil, once
+// both are checked (fleet's rules, vzctl's values).
+func setBoot(c *store.Config, onboot, bootorder *string) error {
+	if onboot != nil {
+		if _, err := fleet.ParseOnBoot(*onboot); err != nil {
+			return err
+		}
+	}
+	if bootorder != nil {
+		if _, err := fleet.ParseBootOrder(*bootorder); err != nil {
+			return err
+		}
+	}
+	if onboot != nil {
+		c.OnBoot = *onboot
+	}
+	if bootorder != nil {
+		c.BootOrder = *bootorder
 	}
 	return nil
 }

@@ -5,7 +5,7 @@
 // foreground instead, with the same arguments:
 //
 //	vpsctl-cluster agent --root DIR --endpoints URL,... --node NAME --timeout 3s \
-//	    [--cert FILE --key FILE] [--ca FILE] [--version V]
+//	    [--cert FILE --key FILE] [--ca FILE]
 //
 // It is a program of its own because the etcd client's initialisation costs every process
 // that links it about 7 ms (registry's package doc): vpsctl itself links none of it.
@@ -20,10 +20,14 @@ import (
 	"github.com/vpsctl/vpsctl/registry"
 )
 
+// version is set at build time as vpsctl's is (scripts/build.sh): the version the host
+// registers.
+var version = "dev"
+
 func main() {
 	log.SetFlags(log.LstdFlags | log.Lmicroseconds)
 	if len(os.Args) < 2 || os.Args[1] != "agent" {
-		fmt.Fprintln(os.Stderr, "usage: vpsctl-cluster agent --root DIR --endpoints URL,... --node NAME --timeout D [--cert F --key F] [--ca F] [--version V]")
+		fmt.Fprintln(os.Stderr, "usage: vpsctl-cluster agent --root DIR --endpoints URL,... --node NAME --timeout D [--cert F --key F] [--ca F]")
 		os.Exit(2)
 	}
 	s, err := registry.ParseArgs(os.Args[2:])
@@ -37,7 +41,7 @@ func main() {
 		ready = os.NewFile(3, "ready")
 		os.Unsetenv(registry.ReadyEnv)
 	}
-	if err := cluster.Serve(s, ready); err != nil {
+	if err := cluster.Serve(s, version, ready); err != nil {
 		log.Printf("vpsctl-cluster: %v", err)
 		os.Exit(1)
 	}

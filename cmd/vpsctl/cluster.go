@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"runtime/debug"
 	"strings"
 	"syscall"
 	"time"
@@ -21,50 +20,6 @@ import (
 
 func init() {
 	extraCommandList = append(extraCommandList, hostsCommand, clusterCommand)
-}
-
-// clusterConf is the host configuration's cluster settings, read once.
-var clusterConf = struct {
-	cfg *hostconf.Config
-	err error
-	set bool
-}{}
-
-func hostConfig() (*hostconf.Config, error) {
-	if !clusterConf.set {
-		clusterConf.cfg, clusterConf.err = hostconf.LoadDefault(os.Getenv)
-		clusterConf.set = true
-	}
-	return clusterConf.cfg, clusterConf.err
-}
-
-// clusterSettings are the agent settings of state root root under the host configuration;
-// nil without CLUSTER.
-func clusterSettings(root string) (*registry.Settings, error) {
-	cfg, err := hostConfig()
-	if err != nil {
-		return nil, err
-	}
-	if len(cfg.Cluster) == 0 {
-		return nil, nil
-	}
-	return &registry.Settings{Root: root, Endpoints: cfg.Cluster, Cert: cfg.ClusterCert, Key: cfg.ClusterKey, CA: cfg.ClusterCA,
-		Timeout: cfg.ClusterTimeout, Node: cfg.NodeName(), Version: version()}, nil
-}
-
-// version is vpsctl's version as the build recorded it (module version and commit).
-func version() string {
-	bi, ok := debug.ReadBuildInfo()
-	if !ok {
-		return "unknown"
-	}
-	v := bi.Main.Version
-	for _, s := range bi.Settings {
-		if s.Key == "vcs.revision" && len(s.Value) >= 12 {
-			v += "+" + s.Value[:12]
-		}
-	}
-	return v
 }
 
 // needCluster is rt's cluster registry, or a usage error naming the setting.
@@ -126,9 +81,6 @@ EXAMPLES:
 func listCluster(c *cli.Context, rt *runtime.Runtime, asJSON bool) error {
 	if err := needCluster(rt, "list --cluster"); err != nil {
 		return err
-	}
-	if c.IsSet("output") {
-		return usageError("list --cluster: -o is for this host's VPSs")
 	}
 	inv, err := rt.ClusterInventory(c.Context)
 	if err != nil {
