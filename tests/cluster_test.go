@@ -466,6 +466,11 @@ func TestClusterSetDestroy(t *testing.T) {
 	hs := clusterHosts(t, e, "A", "B")
 	a, b := hs[0], hs[1]
 	a.must(t, "create", "710", "--template", "busybox", "--name", "n710", "--ipadd", "198.18.0.110")
+	// The agent a command started left that command's cgroup (a login scope would take it
+	// along) for vpsctl's own, beside the monitors.
+	if cg, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", registry.AgentPID(a.root))); err != nil || !strings.Contains(string(cg), "/vpsctl/.monitor") {
+		t.Fatalf("agent's cgroups: %v\n%s", err, cg)
+	}
 	b.must(t, "create", "711", "--template", "busybox")
 	b.expect(t, 44, `name "n710" is held by VPS 710 on host A`, "set", "711", "--name", "n710")
 	b.expect(t, 78, "198.18.0.110 in use on host A (VPS 710)", "set", "711", "--ipadd", "198.18.0.110")

@@ -16,7 +16,9 @@ import (
 	"log"
 	"os"
 
+	"github.com/vpsctl/vpsctl/cgroup"
 	"github.com/vpsctl/vpsctl/cluster"
+	"github.com/vpsctl/vpsctl/container"
 	"github.com/vpsctl/vpsctl/registry"
 )
 
@@ -40,6 +42,12 @@ func main() {
 	if os.Getenv(registry.ReadyEnv) == "3" {
 		ready = os.NewFile(3, "ready")
 		os.Unsetenv(registry.ReadyEnv)
+		// Out of the starting command's group (a login session's scope would take the agent
+		// along at logout), beside vpsctl's other long-lived processes. A service manager's
+		// agent (vpsctl cluster agent) stays in its unit.
+		if err := cgroup.JoinSelf(container.ServiceGroup); err != nil {
+			log.Printf("staying in the starter's cgroup: %v", err)
+		}
 	}
 	if err := cluster.Serve(s, version, ready); err != nil {
 		log.Printf("vpsctl-cluster: %v", err)
