@@ -34,6 +34,7 @@ type registration struct {
 	mu    sync.Mutex
 	err   error // why the node is not registered (nil: it is, or has not tried yet)
 	lease clientv3.LeaseID
+	host  registry.Host // as registered
 }
 
 // Register keeps this node registered until ctx ends: its Host record, and its Liveness under
@@ -60,8 +61,7 @@ func (g *Registry) Register(ctx context.Context) error {
 				}
 				continue
 			}
-			for range ch { // renewals
-			}
+			g.keepRegistered(ctx, ch)
 			if ctx.Err() == nil {
 				log.Printf("register %s: lease lost; registering again", g.node)
 			}
@@ -72,6 +72,39 @@ func (g *Registry) Register(ctx context.Context) error {
 		return err
 	case <-ctx.Done():
 		return ctx.Err()
+	}
+}
+
+// hostRefresh is how often the registration's VPS count is brought up to date.
+var hostRefresh = 30 * time.Second
+
+// keepRegistered drains the lease's renewals until the lease is lost, and keeps the host
+// record's VPS count current meanwhile.
+func (g *Registry) keepRegistered(ctx context.Context, renewals <-chan *clientv3.LeaseKeepAliveResponse) {
+	tick := time.NewTicker(hostRefresh)
+	defer tick.Stop()
+	for {
+		select {
+		case _, ok := <-renewals:
+			if !ok {
+				return
+			}
+		case <-tick.C:
+			g.reg.mu.Lock()
+			h := g.reg.host
+			g.reg.mu.Unlock()
+			if n := countVPSs(g.s.Root); n != h.VPSs {
+				h.VPSs = n
+				b, _ := json.Marshal(h)
+				tctx, cancel := g.bounded(ctx)
+				if _, err := g.cli.Put(tctx, registry.HostsPrefix+g.node, string(b)); err == nil {
+					g.reg.mu.Lock()
+					g.reg.host = h
+					g.reg.mu.Unlock()
+				}
+				cancel()
+			}
+		}
 	}
 }
 
@@ -118,7 +151,7 @@ func (g *Registry) register(ctx context.Context) (<-chan *clientv3.LeaseKeepAliv
 		return nil, unavailable("lease", err)
 	}
 	g.reg.mu.Lock()
-	g.reg.lease = lease.ID
+	g.reg.lease, g.reg.host = lease.ID, host
 	g.reg.mu.Unlock()
 	return ch, nil
 }

@@ -228,6 +228,8 @@ func TestHosts(t *testing.T) {
 	os.MkdirAll(sa.Root+"/vps/701", 0o700)
 	a := open(t, sa)
 	a.Version = "test"
+	hostRefresh = 50 * time.Millisecond
+	defer func() { hostRefresh = 30 * time.Second }()
 	if err := a.Register(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -235,6 +237,16 @@ func TestHosts(t *testing.T) {
 	if err != nil || len(hs) != 1 || !hs[0].Up || hs[0].Name != "A" || hs[0].Address != "127.0.0.1" || hs[0].VPSs != 1 ||
 		hs[0].CPUs == 0 || hs[0].MemoryBytes == 0 || hs[0].Version != "test" || hs[0].Root != sa.Root {
 		t.Fatalf("hosts %+v %v", hs, err)
+	}
+	// The VPS count follows the state root.
+	os.MkdirAll(sa.Root+"/vps/702", 0o700)
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if hs, err = a.Hosts(ctx); err == nil && len(hs) == 1 && hs[0].VPSs == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("VPS count not refreshed: %+v %v", hs, err)
+		}
 	}
 	other := sa
 	other.Root = t.TempDir()
