@@ -43,7 +43,7 @@ type registration struct {
 func (g *Registry) Register(ctx context.Context) error {
 	first := make(chan error, 1)
 	go func() {
-		sent := false
+		sent, logged := false, ""
 		for ctx.Err() == nil {
 			ch, err := g.register(ctx)
 			g.reg.mu.Lock()
@@ -54,13 +54,19 @@ func (g *Registry) Register(ctx context.Context) error {
 				sent = true
 			}
 			if err != nil {
-				log.Printf("register %s: %v", g.node, err)
+				// Once per new reason: an outage of hours retried every second must not fill
+				// the log.
+				if msg := err.Error(); msg != logged {
+					log.Printf("register %s: %v (retrying every second)", g.node, err)
+					logged = msg
+				}
 				select {
 				case <-ctx.Done():
 				case <-time.After(time.Second):
 				}
 				continue
 			}
+			logged = ""
 			g.keepRegistered(ctx, ch)
 			if ctx.Err() == nil {
 				log.Printf("register %s: lease lost; registering again", g.node)

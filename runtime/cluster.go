@@ -209,3 +209,44 @@ func (r *Runtime) ClusterLookup(ctx context.Context, ref string) (*registry.Reco
 	}
 	return resp.Record, nil
 }
+
+// JoinResult is what ClusterJoin did with one VPS: claimed it (Err nil) or not, and why.
+type JoinResult struct {
+	ID  container.ID
+	Err error
+}
+
+// ClusterJoin claims every VPS of this host in the cluster registry (what a host that had VPSs
+// before it joined a cluster needs: a VPS is never without its claim). One already claimed by
+// this host is claimed again as its config is now; one whose ID, name or address another host
+// holds is reported (the results are in ID order) and left unclaimed.
+func (r *Runtime) ClusterJoin(ctx context.Context) ([]JoinResult, error) {
+	gl, err := r.St.LockGlobal(ctx, "cluster join")
+	if err != nil {
+		return nil, err
+	}
+	defer gl.Unlock()
+	if _, err := r.clusterPrepare(ctx); err != nil {
+		return nil, err
+	}
+	cs, err := r.St.Configs()
+	if err != nil {
+		return nil, err
+	}
+	var out []JoinResult
+	for _, c := range cs {
+		if !r.clustered(c.ID) {
+			continue
+		}
+		cl := claimOf(c)
+		_, err := r.Cluster.Do(ctx, registry.Request{Op: registry.OpClaim, Claim: &cl, Old: &cl, Template: c.Template})
+		if err == nil {
+			_, err = r.Cluster.Do(ctx, registry.Request{Op: registry.OpSettle, ID: uint32(c.ID), Claim: &cl})
+		}
+		if errors.Is(err, registry.ErrUnavailable) {
+			return out, err
+		}
+		out = append(out, JoinResult{ID: c.ID, Err: clusterError(err)})
+	}
+	return out, nil
+}

@@ -493,6 +493,37 @@ func TestClusterSetDestroy(t *testing.T) {
 	if kv := e.kvs(); len(kv) != 4 { // the two hosts' records and liveness
 		t.Fatalf("left in etcd: %v", sortedKeys(kv))
 	}
+
+	// VPSs made before the host joined the cluster: claimed by cluster join; one whose ID
+	// another host holds is named and left alone.
+	c := &clusterHost{name: "C", root: filepath.Join(filepath.Dir(filepath.Dir(a.root)), "C", "state"), conf: filepath.Join(t.TempDir(), "none.conf")}
+	os.WriteFile(c.conf, nil, 0o600)
+	c.must(t, "template", "build", "busybox")
+	c.must(t, "create", "713", "--template", "busybox", "--name", "n713", "--ipadd", "198.18.0.113")
+	c.must(t, "create", "714", "--template", "busybox")
+	b.must(t, "create", "714", "--template", "busybox")
+	os.WriteFile(c.conf, []byte(fmt.Sprintf("CLUSTER=%q\nNODE=\"C\"\n", strings.Join(e.endpoints, ","))), 0o600)
+	t.Cleanup(func() {
+		for _, id := range []string{"713", "714"} {
+			c.run(t, "destroy", id)
+		}
+		c.run(t, "cluster", "stop")
+	})
+	r := c.run(t, "cluster", "join")
+	if r.code != 44 || r.out != "VPS 713 claimed\n" || !strings.Contains(r.err, "VPS 714 not claimed: VPS 714 exists on host B") {
+		t.Fatalf("cluster join: exit %d\n%s%s", r.code, r.out, r.err)
+	}
+	if out := a.must(t, "status", "n713"); out != "VPS 713 exist on host C\n" {
+		t.Fatalf("status of a joined VPS: %q", out)
+	}
+	c.must(t, "destroy", "714") // not C's in the registry: destroyed here, B's claim untouched
+	if r := c.run(t, "cluster", "join"); r.code != 0 || r.out != "VPS 713 claimed\n" {
+		t.Fatalf("cluster join again: exit %d\n%s%s", r.code, r.out, r.err)
+	}
+	agree(t, e, a, b, c)
+	c.must(t, "destroy", "713")
+	b.must(t, "destroy", "714")
+	agree(t, e, a, b, c)
 }
 
 // TestClusterConcurrency: 50 creates of the same ten IDs and addresses from two hosts at
@@ -646,6 +677,8 @@ func TestClusterOff(t *testing.T) {
 	}
 	alone.expect(t, 213, "cluster unavailable", "status", "797")
 	alone.expect(t, 213, "cluster unavailable", "hosts")
+	alone.expect(t, 213, "cluster unavailable", "list", "--cluster")
+	alone.expect(t, 213, "cluster unavailable", "cluster", "join")
 	bad := filepath.Join(t.TempDir(), "bad.conf")
 	os.WriteFile(bad, []byte("CLUSTER=\"127.0.0.1:2379\"\n"), 0o600)
 	r := vpsctlEnv(t, []string{"VPSCTL_CONFIG=" + bad}, "list")

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"os"
@@ -134,11 +135,43 @@ func clusterCommand() *cli.Command {
 		Description: `The agent (vpsctl-cluster) holds this host's etcd connection and its registration lease;
 commands that need the cluster start it when it does not run. agent runs it in the
 foreground (for a service manager); stop stops it, and the host shows as down at once.
+join claims this host's VPSs in the registry: those made before CLUSTER was set (run again
+at will: a VPS already claimed by this host is claimed as its config is now).
 
 EXAMPLES:
+   vpsctl cluster join
    vpsctl cluster agent
    vpsctl cluster stop`,
 		Subcommands: []*cli.Command{
+			{
+				Name: "join", Usage: "claim this host's VPSs in the cluster registry",
+				Action: func(c *cli.Context) error {
+					rt, err := openRuntime(c)
+					if err != nil {
+						return err
+					}
+					if err := needCluster(rt, "cluster join"); err != nil {
+						return err
+					}
+					res, err := rt.ClusterJoin(c.Context)
+					var first error
+					for _, j := range res {
+						if j.Err != nil {
+							fmt.Fprintf(os.Stderr, "vpsctl: VPS %d not claimed: %v\n", j.ID, j.Err)
+							first = cmp.Or(first, j.Err)
+							continue
+						}
+						fmt.Printf("VPS %d claimed\n", j.ID)
+					}
+					if err != nil {
+						return err
+					}
+					if first != nil {
+						return cli.Exit("", exitCode(first))
+					}
+					return nil
+				},
+			},
 			{
 				Name: "agent", Usage: "run this host's cluster agent in the foreground",
 				Action: func(c *cli.Context) error {
