@@ -438,6 +438,8 @@ func TestClusterAcceptance(t *testing.T) {
 	b.must(t, "exec", "702", "--", "true")
 	b.must(t, "list", "-a")
 	b.must(t, "stop", "702")
+	b.must(t, "start", "702")
+	b.must(t, "stop", "702")
 	// Destroy needs the registry told first: refused, the VPS still there.
 	b.expect(t, 213, "cluster unavailable", "destroy", "703")
 	b.must(t, "status", "703")
