@@ -141,8 +141,11 @@ func (r *Runtime) Create(ctx context.Context, o CreateOptions) error {
 	if err != nil {
 		return err
 	}
-	if err := r.checkAddrsFree(c, others); err != nil {
-		return err
+	clustered := r.clustered(o.ID)
+	if !clustered {
+		if err := r.checkAddrsFree(c, others); err != nil {
+			return err
+		}
 	}
 	var used []uid.Range
 	user := slices.Contains(ns, "user")
@@ -160,8 +163,8 @@ func (r *Runtime) Create(ctx context.Context, o CreateOptions) error {
 		}
 		used = append(used, uid.Reserved(res)...)
 	}
-	if r.clustered(o.ID) {
-		return r.createClustered(ctx, o, c, user, pool, size, used)
+	if clustered {
+		return r.createClustered(ctx, o, c, others, user, pool, size, used)
 	}
 	var rootUID uid.HostID
 	if user {
@@ -207,10 +210,11 @@ func (r *Runtime) Create(ctx context.Context, o CreateOptions) error {
 
 // createClustered is Create's commit in a cluster (cluster.go): the agent chooses the UID
 // range (user: the VPS has a user namespace) among used and the cluster's, and claims
-// everything in one etcd transaction while the directory is staged here (the caller waits
-// for the longer of the two, not for both); the local commit follows, and the settling is
-// sent without waiting. The caller holds the global lock.
-func (r *Runtime) createClustered(ctx context.Context, o CreateOptions, c *store.Config, user bool, pool uid.Pool, size uint32, used []uid.Range) error {
+// everything in one etcd transaction while the addresses are checked against the host and
+// the other VPSs here (others) and the directory is staged (the caller waits for the longer
+// of the two, not for both); the local commit follows, and the settling is sent without
+// waiting. The caller holds the global lock.
+func (r *Runtime) createClustered(ctx context.Context, o CreateOptions, c *store.Config, others []*store.Config, user bool, pool uid.Pool, size uint32, used []uid.Range) error {
 	req := registry.Request{Op: registry.OpCreate, Template: c.Template}
 	cl := claimOf(c)
 	req.Claim = &cl
@@ -222,9 +226,12 @@ func (r *Runtime) createClustered(ctx context.Context, o CreateOptions, c *store
 		return err
 	}
 	fault.Point("create-claiming")
-	stage, err := r.St.StageDir("create")
+	stage := ""
+	err = r.checkAddrsFree(c, others)
 	if err == nil {
-		err = r.stageDirs(stage)
+		if stage, err = r.St.StageDir("create"); err == nil {
+			err = r.stageDirs(stage)
+		}
 	}
 	committed := false
 	defer func() {

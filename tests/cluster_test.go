@@ -511,6 +511,13 @@ func TestClusterSetDestroy(t *testing.T) {
 		}
 		c.run(t, "cluster", "stop")
 	})
+	// Before its join, C's own VPSs are checked here only: 713's address is refused by the
+	// local check made while the claim is on its way, and the claim goes again.
+	c.expect(t, 78, "held by VPS 713", "create", "715", "--template", "busybox", "--ipadd", "198.18.0.113")
+	c.must(t, "list", "--cluster")
+	if _, ok := e.kvs()[registry.VPSKey(715)]; ok {
+		t.Fatal("715 left claimed")
+	}
 	r := c.run(t, "cluster", "join")
 	if r.code != 44 || r.out != "VPS 713 claimed\n" || !strings.Contains(r.err, "VPS 714 not claimed: VPS 714 exists on host B") {
 		t.Fatalf("cluster join: exit %d\n%s%s", r.code, r.out, r.err)
