@@ -134,6 +134,22 @@ func TestAgent(t *testing.T) {
 		t.Fatalf("create from a full pool: %v", err)
 	}
 
+	// An agent of another state root under the same node name: refused changes, named why.
+	other := s
+	other.Root = t.TempDir()
+	serveAgent(t, other)
+	co := registry.New(other)
+	co.Agent = "/nonexistent/vpsctl-cluster"
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		_, err := co.Do(ctx, registry.Request{Op: registry.OpCreate, Claim: &registry.Claim{ID: 724}})
+		if errors.Is(err, registry.ErrUnavailable) && strings.Contains(err.Error(), "node name held by another live host") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("second agent of node A: %v", err)
+		}
+	}
+
 	// A command with other settings: the agent steps down, and the command, finding none,
 	// fails to start its own (no program here) with ErrUnavailable.
 	s2 := s
@@ -168,6 +184,28 @@ func TestClientNoAgent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	go func() {
+		var held []net.Conn // answered never, closed with the listener's test
+		for {
+			conn, err := l.Accept()
+			if err != nil {
+				for _, c := range held {
+					c.Close()
+				}
+				return
+			}
+			held = append(held, conn)
+		}
+	}()
+	if _, err := c.Do(context.Background(), registry.Request{Op: registry.OpPrepare}); !errors.Is(err, registry.ErrUnavailable) {
+		t.Fatalf("silent agent: %v", err)
+	}
+	l.Close()
+	// Something that hangs up without an answer.
+	l, err = net.Listen("unix", registry.SocketPath(s.Root))
+	if err != nil {
+		t.Fatal(err)
+	}
 	defer l.Close()
 	go func() {
 		for {
@@ -175,11 +213,11 @@ func TestClientNoAgent(t *testing.T) {
 			if err != nil {
 				return
 			}
-			defer conn.Close()
+			conn.Close()
 		}
 	}()
 	if _, err := c.Do(context.Background(), registry.Request{Op: registry.OpPrepare}); !errors.Is(err, registry.ErrUnavailable) {
-		t.Fatalf("silent agent: %v", err)
+		t.Fatalf("agent hanging up: %v", err)
 	}
 	if d := time.Since(t0); d > 10*time.Second {
 		t.Fatalf("took %v", d)

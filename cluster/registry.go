@@ -293,6 +293,7 @@ func (g *Registry) claim(ctx context.Context, pid int, c registry.Claim, old *re
 		if err != nil {
 			return err
 		}
+		afterRead()
 		switch {
 		case cur == nil:
 			// Claimed nowhere (made before the host joined the cluster): claimed whole now.
@@ -413,6 +414,10 @@ func (g *Registry) conflict(ctx context.Context, k string, v []byte) error {
 	return &registry.ConflictError{Conflict: c}
 }
 
+// afterRead runs between a change's read of a record and its transaction (tests put a
+// concurrent change there).
+var afterRead = func() {}
+
 // record reads VPS id's Record and its revision (nil if none).
 func (g *Registry) record(ctx context.Context, id uint32) (*registry.Record, int64, error) {
 	ctx, cancel := g.bounded(ctx)
@@ -445,6 +450,7 @@ func (g *Registry) Mark(ctx context.Context, pid int, id uint32) (ok bool, err e
 	if err != nil || rec == nil || rec.Host != g.node {
 		return false, err
 	}
+	afterRead()
 	keys := rec.Keys()
 	if m, ok := g.pending[id]; ok {
 		keys = union(keys, m.Keys)
@@ -610,6 +616,7 @@ func (g *Registry) Move(ctx context.Context, id uint32, to string) error {
 	if rec.Host != g.node {
 		return &registry.ConflictError{Conflict: registry.Conflict{What: "id", Key: strconv.Itoa(int(id)), ID: id, Host: rec.Host}}
 	}
+	afterRead()
 	rec.Host = to
 	b, _ := json.Marshal(rec)
 	ctx, cancel := g.bounded(ctx)

@@ -344,3 +344,48 @@ func TestUnavailable(t *testing.T) {
 		t.Fatalf("malformed claim: %v", err)
 	}
 }
+
+// TestRecordChanged: a set, a destroy's mark or a move whose record changes between its read
+// and its transaction changes nothing and says so (ErrUnavailable: try again).
+func TestRecordChanged(t *testing.T) {
+	e := startEtcd(t, 1, clientBase, peerBase, "http")
+	ctx := context.Background()
+	a := open(t, settings(t, e.Endpoints, "A"))
+	v := registry.Claim{ID: 760, Name: "v"}
+	if err := a.Claim(ctx, 1, v, nil, ""); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Settle(ctx, 760, &v); err != nil {
+		t.Fatal(err)
+	}
+	cli, err := clientv3.New(clientv3.Config{Endpoints: e.Endpoints, DialTimeout: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	afterRead = func() { // another writer touches the record (its content unchanged)
+		resp, err := cli.Get(ctx, registry.VPSKey(760))
+		if err != nil || len(resp.Kvs) == 0 {
+			t.Fatal(err)
+		}
+		cli.Put(ctx, registry.VPSKey(760), string(resp.Kvs[0].Value))
+	}
+	defer func() { afterRead = func() {} }()
+	before := keys(t, e.Endpoints)
+	w := registry.Claim{ID: 760, Name: "w"}
+	if err := a.Claim(ctx, 1, w, &v, ""); !errors.Is(err, registry.ErrUnavailable) || !strings.Contains(err.Error(), "changed meanwhile") {
+		t.Fatalf("set: %v", err)
+	}
+	if _, err := a.Mark(ctx, 1, 760); !errors.Is(err, registry.ErrUnavailable) {
+		t.Fatalf("mark: %v", err)
+	}
+	if err := a.Move(ctx, 760, "B"); !errors.Is(err, registry.ErrUnavailable) {
+		t.Fatalf("move: %v", err)
+	}
+	if after := keys(t, e.Endpoints); !slices.Equal(before, after) {
+		t.Fatalf("keys changed: %v -> %v", before, after)
+	}
+	if ps, _, _ := a.Prepare(ctx); len(ps) != 0 {
+		t.Fatalf("markers: %+v", ps)
+	}
+}

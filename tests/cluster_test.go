@@ -440,9 +440,15 @@ func TestClusterAcceptance(t *testing.T) {
 	b.must(t, "stop", "702")
 	b.must(t, "start", "702")
 	b.must(t, "stop", "702")
-	// Destroy needs the registry told first: refused, the VPS still there.
+	// Destroy, and a set of a name or an address, need the registry: refused, nothing changed.
 	b.expect(t, 213, "cluster unavailable", "destroy", "703")
 	b.must(t, "status", "703")
+	b.expect(t, 213, "cluster unavailable", "set", "703", "--ipadd", "198.18.0.79")
+	b.expect(t, 213, "cluster unavailable", "set", "703", "--name", "n703")
+	b.must(t, "set", "703", "--hostname", "h703") // nothing of the cluster's
+	if v := b.local(t); len(v) != 2 || v[1].ID != 703 || v[1].Name != "" || !slices.Equal(v[1].IPs, []string{"198.18.0.73/32"}) {
+		t.Fatalf("after the refused sets: %+v", v)
+	}
 
 	e.start(0)
 	e.start(1)
@@ -514,9 +520,12 @@ func TestClusterSetDestroy(t *testing.T) {
 	// Before its join, C's own VPSs are checked here only: 713's address is refused by the
 	// local check made while the claim is on its way, and the claim goes again.
 	c.expect(t, 78, "held by VPS 713", "create", "715", "--template", "busybox", "--ipadd", "198.18.0.113")
+	c.expect(t, 44, `name "n713"`, "create", "716", "--template", "busybox", "--name", "n713") // claimed in etcd, refused here
 	c.must(t, "list", "--cluster")
-	if _, ok := e.kvs()[registry.VPSKey(715)]; ok {
-		t.Fatal("715 left claimed")
+	for _, id := range []uint32{715, 716} {
+		if _, ok := e.kvs()[registry.VPSKey(id)]; ok {
+			t.Fatalf("%d left claimed", id)
+		}
 	}
 	r := c.run(t, "cluster", "join")
 	if r.code != 44 || r.out != "VPS 713 claimed\n" || !strings.Contains(r.err, "VPS 714 not claimed: VPS 714 exists on host B") {
