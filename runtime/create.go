@@ -9,10 +9,12 @@ import (
 	"slices"
 
 	"github.com/vpsctl/vpsctl/container"
+	"github.com/vpsctl/vpsctl/disk"
 	"github.com/vpsctl/vpsctl/eventlog"
 	"github.com/vpsctl/vpsctl/internal/fault"
 	"github.com/vpsctl/vpsctl/internal/spec"
 	"github.com/vpsctl/vpsctl/internal/sysfile"
+	"github.com/vpsctl/vpsctl/monitor"
 	"github.com/vpsctl/vpsctl/network"
 	"github.com/vpsctl/vpsctl/registry"
 	"github.com/vpsctl/vpsctl/store"
@@ -39,6 +41,8 @@ type CreateOptions struct {
 	Devices    []string // extra device rules (see ParseDevice)
 	Features   []string // vzctl's --features: tun, fuse, ppp
 	BindMounts []string // HOSTDIR:VPSDIR[:ro]
+	DiskSpace  string   // vzctl's --diskspace SOFT[:HARD]: the VPS's files in a disk image of that size
+	DiskInodes string   // vzctl's --diskinodes: refused (disk.ErrInodeLimit), parsed for a clear error
 	Caps       []string // NAME:on|off bounding-set changes
 	OnBoot     string   // "yes": start --all starts it ("" or "no": not)
 	BootOrder  string   // start --all's order: higher first ("": 0)
@@ -91,6 +95,16 @@ func (r *Runtime) Create(ctx context.Context, o CreateOptions) error {
 	c.Capabilities = o.Caps
 	if err := setBoot(c, &o.OnBoot, &o.BootOrder); err != nil {
 		return err
+	}
+	var dl disk.Limits
+	if o.DiskSpace != "" || o.DiskInodes != "" {
+		if o.DiskSpace == "" {
+			return fmt.Errorf("--diskinodes without --diskspace: %w", ErrBadValue)
+		}
+		if dl, err = diskLimits(o.DiskSpace, o.DiskInodes); err != nil {
+			return err
+		}
+		c.DiskSpace = dl.Diskspace()
 	}
 	if err := o.Limits.apply(c); err != nil {
 		return err
@@ -164,7 +178,7 @@ func (r *Runtime) Create(ctx context.Context, o CreateOptions) error {
 		used = append(used, uid.Reserved(res)...)
 	}
 	if clustered {
-		return r.createClustered(ctx, o, c, others, user, pool, size, used)
+		return r.createClustered(ctx, o, c, others, user, pool, size, used, dl)
 	}
 	var rootUID uid.HostID
 	if user {
@@ -191,6 +205,9 @@ func (r *Runtime) Create(ctx context.Context, o CreateOptions) error {
 	if err := r.stageFiles(stage, c, rootUID); err != nil {
 		return err
 	}
+	if err := r.stageDisk(ctx, stage, c, dl); err != nil {
+		return err
+	}
 	fault.Point("create-staged")
 	if o.Name != "" {
 		if err := r.St.ClaimName(o.Name, o.ID); err != nil {
@@ -214,7 +231,7 @@ func (r *Runtime) Create(ctx context.Context, o CreateOptions) error {
 // the other VPSs here (others) and the directory is staged (the caller waits for the longer
 // of the two, not for both); the local commit follows, and the settling is sent without
 // waiting. The caller holds the global lock.
-func (r *Runtime) createClustered(ctx context.Context, o CreateOptions, c *store.Config, others []*store.Config, user bool, pool uid.Pool, size uint32, used []uid.Range) error {
+func (r *Runtime) createClustered(ctx context.Context, o CreateOptions, c *store.Config, others []*store.Config, user bool, pool uid.Pool, size uint32, used []uid.Range, dl disk.Limits) error {
 	req := registry.Request{Op: registry.OpCreate, Template: c.Template}
 	cl := claimOf(c)
 	req.Claim = &cl
@@ -230,7 +247,9 @@ func (r *Runtime) createClustered(ctx context.Context, o CreateOptions, c *store
 	err = r.checkAddrsFree(c, others)
 	if err == nil {
 		if stage, err = r.St.StageDir("create"); err == nil {
-			err = r.stageDirs(stage)
+			if err = r.stageDirs(stage); err == nil {
+				err = r.stageDisk(ctx, stage, c, dl)
+			}
 		}
 	}
 	committed := false
@@ -287,6 +306,7 @@ func (r *Runtime) createClustered(ctx context.Context, o CreateOptions, c *store
 	}
 	committed = true
 	fault.Point("create-committed")
+	r.event(o.ID, o.Name, eventlog.Created, "")
 	final := claimOf(c)
 	r.settleLater(ctx, o.ID, &final)
 	fault.Point("create-settled")
@@ -305,6 +325,15 @@ func (r *Runtime) stageDirs(stage string) error {
 		}
 	}
 	return nil
+}
+
+// stageDisk builds new VPS c's disk image (--diskspace) in staging directory stage: the VPS
+// appears with its image or not at all.
+func (r *Runtime) stageDisk(ctx context.Context, stage string, c *store.Config, dl disk.Limits) error {
+	if c.DiskSpace == "" {
+		return nil
+	}
+	return disk.Create(ctx, filepath.Join(stage, monitor.DiskImage), dl)
 }
 
 // stageFiles writes new VPS c's config into staging directory stage, and gives its private

@@ -15,6 +15,7 @@ import (
 	"github.com/vpsctl/vpsctl/container"
 	"github.com/vpsctl/vpsctl/eventlog"
 	"github.com/vpsctl/vpsctl/internal/fault"
+	"github.com/vpsctl/vpsctl/internal/hostcheck"
 	"github.com/vpsctl/vpsctl/internal/proc"
 	"github.com/vpsctl/vpsctl/internal/spec"
 	"github.com/vpsctl/vpsctl/monitor"
@@ -71,21 +72,28 @@ func (r *Runtime) Start(ctx context.Context, id container.ID, o StartOptions) (i
 	if _, err := template.Rootfs(r.St, c.Template); err != nil {
 		return 0, err
 	}
-	var pid int
+	// A kernel without what a boot needs is named before anything is made.
 	var warnings []string
+	if err := hostcheck.Check(); errors.Is(err, hostcheck.ErrUntested) {
+		warnings = append(warnings, err.Error())
+	} else if err != nil {
+		return 0, fmt.Errorf("VPS %d: %w", id, err)
+	}
+	var pid int
+	var w []string
 	if o.Caller != nil && !monitor.Pending() {
 		hostNS := -1
 		if o.CallerMountNS != nil {
 			hostNS = int(o.CallerMountNS.Fd())
 		}
-		pid, warnings, err = monitor.StartHere(ctx, r.St, id, int(o.Caller.Fd()), hostNS)
+		pid, w, err = monitor.StartHere(ctx, r.St, id, int(o.Caller.Fd()), hostNS)
 	} else {
-		pid, warnings, err = monitor.Spawn(ctx, r.St, id, lk.File())
+		pid, w, err = monitor.Spawn(ctx, r.St, id, lk.File())
 	}
 	if err != nil {
 		return 0, err
 	}
-	r.warn(id, append(warnings, r.rangeConflicts(c)...))
+	r.warn(id, append(append(warnings, w...), r.rangeConflicts(c)...))
 	r.event(id, c.Name, eventlog.Started, cmp.Or(o.Cause, "vpsctl start"))
 	return pid, nil
 }

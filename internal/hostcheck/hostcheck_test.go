@@ -103,3 +103,12 @@ func TestCheckRunning(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// BenchmarkCheck: what start pays for the check (a uname and four probing system calls).
+func BenchmarkCheck(b *testing.B) {
+	for b.Loop() {
+		if err := Check(); err != nil && !errors.Is(err, ErrUntested) {
+			b.Fatal(err)
+		}
+	}
+}
