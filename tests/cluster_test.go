@@ -370,6 +370,9 @@ func TestClusterAcceptance(t *testing.T) {
 	hs := clusterHosts(t, e, "A", "B")
 	a, b := hs[0], hs[1]
 	a.must(t, "create", "701", "--template", "busybox", "--ipadd", "198.18.0.71")
+	if ev := a.must(t, "events", "--format", "json"); !strings.Contains(ev, `"created"`) || !strings.Contains(ev, `701`) {
+		t.Fatalf("no created event for 701:\n%s", ev)
+	}
 	b.expect(t, 44, "VPS 701 exists on host A", "create", "701", "--template", "busybox")
 	b.expect(t, 78, "198.18.0.71 in use on host A", "create", "702", "--template", "busybox", "--ipadd", "198.18.0.71")
 	b.must(t, "create", "702", "--template", "busybox", "--ipadd", "198.18.0.72")
