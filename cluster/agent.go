@@ -19,6 +19,10 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// ErrAgentRuns: the state root has its agent already (one started by a command while the
+// service manager's was restarting, say): nothing to do.
+var ErrAgentRuns = errors.New("another agent runs")
+
 // Serve runs the agent of settings s, registering version as the host's vpsctl version: it takes the state root's agent lock, listens on its
 // socket, tells ready ("ok", or why not) once it does, registers the node and answers
 // requests until it is stopped (SIGTERM, SIGINT, an OpStop request, or a request from a
@@ -40,7 +44,7 @@ func Serve(s registry.Settings, version string, ready *os.File) error {
 	}
 	defer lock.Close()
 	if err := unix.Flock(int(lock.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
-		return fail(fmt.Errorf("another agent runs for %s (PID %d)", s.Root, registry.AgentPID(s.Root)))
+		return fail(fmt.Errorf("%w for %s (PID %d)", ErrAgentRuns, s.Root, registry.AgentPID(s.Root)))
 	}
 	lock.Truncate(0)
 	lock.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)

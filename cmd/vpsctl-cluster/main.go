@@ -12,6 +12,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"log"
 	"os"
@@ -51,6 +52,9 @@ func main() {
 	}
 	if err := cluster.Serve(s, version, ready); err != nil {
 		log.Printf("vpsctl-cluster: %v", err)
+		if errors.Is(err, cluster.ErrAgentRuns) {
+			return // not a failure: a service manager must not restart it in a loop
+		}
 		os.Exit(1)
 	}
 }
