@@ -465,7 +465,28 @@ func TestClusterAcceptance(t *testing.T) {
 	for _, id := range []string{"702", "703"} {
 		b.must(t, "destroy", id)
 	}
+
+	// A host whose agent died (kill -9: its lease is not given up) is down once the lease
+	// expires, and its VPSs unknown, never gone; its next command brings it back.
+	pid := registry.AgentPID(a.root)
+	if pid == 0 {
+		t.Fatal("A has no agent")
+	}
+	syscall.Kill(pid, syscall.SIGKILL)
+	waitFor(t, 30*time.Second, "A down", func() bool { return !hostsUp(b)["A"] })
+	if err := json.Unmarshal([]byte(b.must(t, "list", "--cluster", "--format", "json")), &inv); err != nil {
+		t.Fatal(err)
+	}
+	if len(inv) != 1 || inv[0].ID != 701 || inv[0].Host != "A" || inv[0].State != "unknown" {
+		t.Fatalf("A's VPS while A is down: %+v", inv)
+	}
+	if out := b.must(t, "hosts"); !strings.Contains(out, "A     down") {
+		t.Fatalf("hosts:\n%s", out)
+	}
 	a.must(t, "destroy", "701")
+	if up := hostsUp(b); !up["A"] || !up["B"] {
+		t.Fatalf("hosts after A's next command: %v", up)
+	}
 	agree(t, e, a, b)
 }
 
