@@ -181,6 +181,18 @@ func (g *Registry) load(ctx context.Context) error {
 	return nil
 }
 
+// refreshUIDs reads every UID claim again. Caller holds g.mu.
+func (g *Registry) refreshUIDs(ctx context.Context) error {
+	ctx, cancel := g.bounded(ctx)
+	defer cancel()
+	resp, err := g.cli.Get(ctx, registry.UIDPrefix, clientv3.WithPrefix())
+	if err != nil {
+		return unavailable("read", err)
+	}
+	g.setUIDs(resp.Kvs, resp.Header.Revision)
+	return nil
+}
+
 // setUIDs replaces the UID claims with kvs, true at revision rev.
 func (g *Registry) setUIDs(kvs []*kvT, rev int64) {
 	g.uids = g.uids[:0]
@@ -235,7 +247,13 @@ func (g *Registry) Claim(ctx context.Context, pid int, c registry.Claim, old *re
 	if err := g.load(ctx); err != nil {
 		return err
 	}
-	return g.claim(ctx, pid, c, old, template)
+	for round := 0; ; round++ {
+		// A range claimed elsewhere since the agent last looked: g.uids is fresh now, and
+		// the overlap check above tells a true conflict.
+		if err := g.claim(ctx, pid, c, old, template); !errors.Is(err, registry.ErrUIDRace) || round == 16 {
+			return err
+		}
+	}
 }
 
 // Create claims new VPS c for this node, in one transaction, with a UID range alloc asks for
@@ -257,6 +275,7 @@ func (g *Registry) Create(ctx context.Context, pid int, c registry.Claim, templa
 		}
 		return c, ps, registry.ErrPending
 	}
+	refreshed := false
 	for round := 0; ; round++ {
 		if alloc != nil {
 			used := slices.Clone(alloc.Used)
@@ -264,6 +283,15 @@ func (g *Registry) Create(ctx context.Context, pid int, c registry.Claim, templa
 				used = append(used, uid.Range{Host: uid.HostID(u.Base), Size: u.Size})
 			}
 			rg, err := uid.Allocate(uid.Pool{Base: uid.HostID(alloc.PoolBase), Size: alloc.PoolSize}, used, alloc.Size)
+			if errors.Is(err, uid.ErrPoolFull) && !refreshed {
+				// Other hosts' destroys free ranges this copy still holds: read them all again
+				// once before giving up.
+				refreshed = true
+				if err := g.refreshUIDs(ctx); err != nil {
+					return c, nil, err
+				}
+				continue
+			}
 			if err != nil {
 				return c, nil, err
 			}
@@ -307,7 +335,9 @@ func (g *Registry) claim(ctx context.Context, pid int, c registry.Claim, old *re
 			newKeys = slices.DeleteFunc(slices.Clone(newKeys), func(k string) bool { return slices.Contains(held, k) })
 			allKeys = union(held, c.Keys())
 		}
-		allKeys = union(allKeys, old.Keys())
+		// Not old's keys: the command's view of them is its local config, and a key it
+		// names that the record does not hold is not this VPS's to release (a VPS of the host's
+		// from before it joined may have an address another host claimed since).
 	}
 	for _, k := range newKeys {
 		if k == registry.VPSKey(c.ID) && old != nil {
@@ -324,7 +354,16 @@ func (g *Registry) claim(ctx context.Context, pid int, c registry.Claim, old *re
 			base, size := mustRange(c)
 			for _, u := range g.uids {
 				if u.ID != c.ID && uint64(base) < uint64(u.Base)+uint64(u.Size) && uint64(u.Base) < uint64(base)+uint64(size) {
-					return registry.ErrUIDRace
+					if old == nil {
+						return registry.ErrUIDRace // a new VPS's range: chosen again
+					}
+					// An existing VPS's range (one from before its host joined): it cannot be
+					// this VPS's in the cluster as it is.
+					cf := registry.Conflict{What: "uid", Key: c.UIDs, ID: u.ID}
+					if rec, _, err := g.record(ctx, u.ID); err == nil && rec != nil {
+						cf.Host = rec.Host
+					}
+					return &registry.ConflictError{Conflict: cf}
 				}
 			}
 			cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(registry.UIDPrefix), "<", g.uidRev+1).WithPrefix())
@@ -499,19 +538,51 @@ func (g *Registry) Settle(ctx context.Context, id uint32, final *registry.Claim)
 		ops = append(ops, clientv3.OpPut(registry.VPSKey(id), string(b)))
 	}
 	for _, k := range m.Keys {
-		if !slices.Contains(keep, k) {
-			ops = append(ops, clientv3.OpDelete(k))
+		if slices.Contains(keep, k) {
+			continue
 		}
+		// A name, address or range key goes only while it still holds this VPS (a nested
+		// transaction): whatever a marker says, another VPS's key is never deleted.
+		if want, ok := heldValue(k, id, m.record); ok {
+			ops = append(ops, clientv3.OpTxn([]clientv3.Cmp{clientv3.Compare(clientv3.Value(k), "=", want)}, []clientv3.Op{clientv3.OpDelete(k)}, nil))
+			continue
+		}
+		ops = append(ops, clientv3.OpDelete(k))
 	}
 	ctx, cancel := g.bounded(ctx)
 	defer cancel()
 	// Not Succeeded: the marker was settled already (only this node's agent writes it).
-	if _, err := g.cli.Txn(ctx).If(clientv3.Compare(clientv3.ModRevision(key), "=", m.rev)).Then(ops...).Commit(); err != nil {
+	resp, err := g.cli.Txn(ctx).If(clientv3.Compare(clientv3.ModRevision(key), "=", m.rev)).Then(ops...).Commit()
+	if err != nil {
 		g.loaded = false // it may yet be applied: read the markers again next time
 		return unavailable("settle", err)
 	}
+	if resp.Succeeded && final == nil {
+		// Its range is free again for this agent's next choice. (The copy stays true as of
+		// its revision: a range claimed at the same place since would fail the next claim's
+		// compare, which reads them all again.)
+		g.uids = slices.DeleteFunc(g.uids, func(u registry.UIDClaim) bool {
+			return u.ID == id && slices.Contains(m.Keys, registry.UIDKey(u.Base))
+		})
+	}
 	delete(g.pending, id)
 	return nil
+}
+
+// heldValue is what key k holds while VPS id holds it (rec: the VPS's record as the marker's
+// change wrote it, for a range's size); false for the VPS's own record key, or a range whose
+// size is unknown.
+func heldValue(k string, id uint32, rec *registry.Record) (string, bool) {
+	switch {
+	case strings.HasPrefix(k, registry.NamePrefix), strings.HasPrefix(k, registry.IPPrefix):
+		return strconv.FormatUint(uint64(id), 10), true
+	case strings.HasPrefix(k, registry.UIDPrefix) && rec != nil && rec.UIDs != "":
+		c := registry.Claim{ID: id, UIDs: rec.UIDs}
+		if base, _ := mustRange(c); registry.UIDKey(base) == k {
+			return c.UIDValue(), true
+		}
+	}
+	return "", false
 }
 
 // Inventory reads every VPS record, host and pending marker in one round trip.

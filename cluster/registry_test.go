@@ -114,6 +114,24 @@ func TestRegistry(t *testing.T) {
 	if err := a.Settle(ctx, 704, nil); err != nil {
 		t.Fatal(err)
 	}
+	// A range this agent released is its to choose again; ranges it wrongly thinks taken (a
+	// copy older than other hosts' destroys) are read again before the pool counts as full.
+	pool := &registry.UIDAlloc{PoolBase: 1000000, PoolSize: 4 * 65536, Size: 65536}
+	got, _, err = a.Create(ctx, 1, registry.Claim{ID: 704}, "", pool)
+	if err != nil || got.UIDs != "1131072:65536" {
+		t.Fatalf("create after a release: %+v %v", got, err)
+	}
+	if err := a.Settle(ctx, 704, nil); err != nil {
+		t.Fatal(err)
+	}
+	a.uids = append(a.uids, registry.UIDClaim{Base: 1131072, Size: 65536, ID: 799}, registry.UIDClaim{Base: 1196608, Size: 65536, ID: 798})
+	got, _, err = a.Create(ctx, 1, registry.Claim{ID: 704}, "", pool)
+	if err != nil || got.UIDs != "1131072:65536" {
+		t.Fatalf("create with a stale copy of the ranges: %+v %v", got, err)
+	}
+	if err := a.Settle(ctx, 704, nil); err != nil {
+		t.Fatal(err)
+	}
 	// Nothing a refused claim names was written.
 	for _, k := range keys(t, e.Endpoints) {
 		if strings.HasSuffix(k, "/name/") || k == registry.UIDKey(1030000) {
@@ -183,6 +201,26 @@ func TestRegistry(t *testing.T) {
 	}
 	if rec, err := b.Lookup(ctx, 0, "n1"); err != nil || rec.ID != 706 {
 		t.Fatalf("n1 after a second settling: %+v %v", rec, err)
+	}
+	// A marker naming keys another VPS holds (whatever put them there) releases none of them.
+	if err := a.Claim(ctx, 1, registry.Claim{ID: 707}, nil, ""); err != nil {
+		t.Fatal(err)
+	}
+	m := a.pending[707]
+	m.Keys = append(m.Keys, registry.NamePrefix+"n1", registry.IPPrefix+"198.18.0.72", registry.UIDKey(1065536))
+	m.record = &registry.Record{Claim: registry.Claim{ID: 707, UIDs: "1065536:65536"}}
+	a.pending[707] = m
+	if err := a.Settle(ctx, 707, nil); err != nil {
+		t.Fatal(err)
+	}
+	ks = keys(t, e.Endpoints)
+	for _, k := range []string{registry.NamePrefix + "n1", registry.IPPrefix + "198.18.0.72", registry.UIDKey(1065536)} {
+		if !slices.Contains(ks, k) {
+			t.Fatalf("another VPS's %s released", k)
+		}
+	}
+	if slices.Contains(ks, registry.VPSKey(707)) {
+		t.Fatal("707 not released")
 	}
 
 	// Destroy: marked, then every key goes.

@@ -50,6 +50,7 @@ func TestConflictMessages(t *testing.T) {
 		{Conflict{What: "name", Key: "web", ID: 701, Host: "a"}, `name "web" is held by VPS 701 on host a`},
 		{Conflict{What: "ip", Key: "198.18.0.71", ID: 701, Host: "a"}, "198.18.0.71 in use on host a (VPS 701)"},
 		{Conflict{What: "id", Key: "701", ID: 701}, "VPS 701 exists in the cluster"},
+		{Conflict{What: "uid", Key: "1000000:65536", ID: 701, Host: "a"}, "UID range 1000000:65536 overlaps VPS 701's on host a"},
 	} {
 		if got := (&ConflictError{tc.c}).Error(); got != tc.want {
 			t.Errorf("%q, want %q", got, tc.want)

@@ -80,7 +80,7 @@ type UIDAlloc struct {
 
 // Conflict is a key another VPS holds.
 type Conflict struct {
-	What string `json:"what"` // id, name, ip
+	What string `json:"what"` // id, name, ip, uid
 	Key  string `json:"key"`  // the ID, name or address
 	ID   uint32 `json:"id"`   // the VPS holding it
 	Host string `json:"host"` // where that VPS lives ("" if unknown)
@@ -99,6 +99,8 @@ func (e *ConflictError) Error() string {
 		return fmt.Sprintf("VPS %d exists %s", e.ID, where)
 	case "name":
 		return fmt.Sprintf("name %q is held by VPS %d %s", e.Key, e.ID, where)
+	case "uid":
+		return fmt.Sprintf("UID range %s overlaps VPS %d's %s", e.Key, e.ID, where)
 	}
 	return fmt.Sprintf("%s in use on host %s (VPS %d)", e.Key, strings.TrimPrefix(where, "on host "), e.ID)
 }

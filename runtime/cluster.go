@@ -10,6 +10,7 @@ import (
 	"github.com/vpsctl/vpsctl/network"
 	"github.com/vpsctl/vpsctl/registry"
 	"github.com/vpsctl/vpsctl/store"
+	"github.com/vpsctl/vpsctl/uid"
 )
 
 // The cluster registry (README, "Cluster"; docs/ARCHITECTURE.md has the key layout). With
@@ -96,6 +97,9 @@ func clusterError(err error) error {
 		return fmt.Errorf("%w: %w", ce, store.ErrExist)
 	case "name":
 		return fmt.Errorf("%w: %w", ce, store.ErrNameExist)
+	case "uid":
+		// Only a VPS from before its host joined can have one: it cannot join as it is.
+		return fmt.Errorf("%w: %w", ce, uid.ErrBadRange)
 	}
 	return fmt.Errorf("%w: %w", ce, network.ErrIPInUse)
 }

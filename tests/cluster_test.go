@@ -526,39 +526,57 @@ func TestClusterSetDestroy(t *testing.T) {
 		t.Fatalf("left in etcd: %v", sortedKeys(kv))
 	}
 
-	// VPSs made before the host joined the cluster: claimed by cluster join; one whose ID
-	// another host holds is named and left alone.
+	// VPSs made before the host joined the cluster: claimed by cluster join; one whose ID, or
+	// whose UID range, another host holds is named and left alone.
+	noUser := []string{"--namespaces", "uts,ipc,pid,mnt,net"}
 	c := &clusterHost{name: "C", root: filepath.Join(filepath.Dir(filepath.Dir(a.root)), "C", "state"), conf: filepath.Join(t.TempDir(), "none.conf")}
-	os.WriteFile(c.conf, nil, 0o600)
-	c.must(t, "template", "build", "busybox")
-	c.must(t, "create", "713", "--template", "busybox", "--name", "n713", "--ipadd", "198.18.0.113")
-	c.must(t, "create", "714", "--template", "busybox")
 	b.must(t, "create", "714", "--template", "busybox")
+	bRange := b.local(t)[0].IDMap
+	// C's pool starts at B's 714's range: C's own 719 gets it, unknown to the cluster yet.
+	os.WriteFile(c.conf, []byte(fmt.Sprintf("UID_POOL_START=%q\n", strings.Split(bRange, ":")[0])), 0o600)
+	c.must(t, "template", "build", "busybox")
+	c.must(t, "create", "719", "--template", "busybox")
+	c.must(t, append([]string{"create", "713", "--template", "busybox", "--name", "n713", "--ipadd", "198.18.0.113"}, noUser...)...)
+	c.must(t, append([]string{"create", "714", "--template", "busybox"}, noUser...)...)
+	c.must(t, append([]string{"create", "717", "--template", "busybox", "--ipadd", "198.18.0.117"}, noUser...)...)
 	os.WriteFile(c.conf, []byte(fmt.Sprintf("CLUSTER=%q\nNODE=\"C\"\n", strings.Join(e.endpoints, ","))), 0o600)
 	t.Cleanup(func() {
-		for _, id := range []string{"713", "714"} {
+		for _, id := range []string{"713", "714", "717", "719"} {
 			c.run(t, "destroy", id)
 		}
 		c.run(t, "cluster", "stop")
 	})
 	// Before its join, C's own VPSs are checked here only: 713's address is refused by the
-	// local check made while the claim is on its way, and the claim goes again.
+	// local check made while the claim is on its way, and its name after the claim; neither
+	// claim stays.
 	c.expect(t, 78, "held by VPS 713", "create", "715", "--template", "busybox", "--ipadd", "198.18.0.113")
-	c.expect(t, 44, `name "n713"`, "create", "716", "--template", "busybox", "--name", "n713") // claimed in etcd, refused here
+	c.expect(t, 44, `name "n713"`, "create", "716", "--template", "busybox", "--name", "n713")
 	c.must(t, "list", "--cluster")
 	for _, id := range []uint32{715, 716} {
 		if _, ok := e.kvs()[registry.VPSKey(id)]; ok {
 			t.Fatalf("%d left claimed", id)
 		}
 	}
+	// An address C's unjoined VPS has that another host claimed meanwhile: C dropping it
+	// releases nothing of B's (the set claims 717 as it is now).
+	b.must(t, "create", "718", "--template", "busybox", "--ipadd", "198.18.0.117")
+	c.must(t, "set", "717", "--ipdel", "198.18.0.117")
+	if v := e.kvs()[registry.IPPrefix+"198.18.0.117"]; v != "718" {
+		t.Fatalf("B's address after C dropped its own: %q", v)
+	}
+	c.must(t, "destroy", "717")
+	b.must(t, "destroy", "718")
 	r := c.run(t, "cluster", "join")
-	if r.code != 44 || r.out != "VPS 713 claimed\n" || !strings.Contains(r.err, "VPS 714 not claimed: VPS 714 exists on host B") {
+	if r.code != 44 || r.out != "VPS 713 claimed\n" || !strings.Contains(r.err, "VPS 714 not claimed: VPS 714 exists on host B") ||
+		!strings.Contains(r.err, "VPS 719 not claimed: UID range "+bRange+" overlaps VPS 714's on host B") {
 		t.Fatalf("cluster join: exit %d\n%s%s", r.code, r.out, r.err)
 	}
 	if out := a.must(t, "status", "n713"); out != "VPS 713 exist on host C\n" {
 		t.Fatalf("status of a joined VPS: %q", out)
 	}
-	c.must(t, "destroy", "714") // not C's in the registry: destroyed here, B's claim untouched
+	// Not C's in the registry: destroyed here, B's claims untouched.
+	c.must(t, "destroy", "714")
+	c.must(t, "destroy", "719")
 	if r := c.run(t, "cluster", "join"); r.code != 0 || r.out != "VPS 713 claimed\n" {
 		t.Fatalf("cluster join again: exit %d\n%s%s", r.code, r.out, r.err)
 	}
