@@ -27,6 +27,9 @@ import (
 // peer ports 23801..23803) and state roots acting as hosts A and B, each with its own host
 // configuration (CLUSTER, NODE). VPS IDs 700-799, addresses 198.18.0.0/24.
 
+// exitClusterDown is vpsctl's exit code for "cluster unavailable" (cmd/vpsctl/exitcodes.go).
+const exitClusterDown = 218
+
 // requireEtcd skips t without Debian's etcd-server (scripts/test.sh installs it), or fails it
 // when CI=true.
 func requireEtcd(t testing.TB) {
@@ -427,7 +430,7 @@ func TestClusterAcceptance(t *testing.T) {
 	t0 := time.Now()
 	r := b.run(t, "create", "704", "--template", "busybox", "--ipadd", "198.18.0.74")
 	took := time.Since(t0)
-	if r.code != 213 || took > 10*time.Second || strings.Count(strings.TrimSpace(r.err), "\n") != 0 || !strings.Contains(r.err, "cluster unavailable") {
+	if r.code != exitClusterDown || took > 10*time.Second || strings.Count(strings.TrimSpace(r.err), "\n") != 0 || !strings.Contains(r.err, "cluster unavailable") {
 		t.Fatalf("create with the majority down: exit %d after %v\n%s%s", r.code, took, r.out, r.err)
 	}
 	t.Logf("create with the majority down: exit %d after %v: %s", r.code, took.Round(time.Millisecond), strings.TrimSpace(r.err))
@@ -444,10 +447,10 @@ func TestClusterAcceptance(t *testing.T) {
 	b.must(t, "start", "702")
 	b.must(t, "stop", "702")
 	// Destroy, and a set of a name or an address, need the registry: refused, nothing changed.
-	b.expect(t, 213, "cluster unavailable", "destroy", "703")
+	b.expect(t, exitClusterDown, "cluster unavailable", "destroy", "703")
 	b.must(t, "status", "703")
-	b.expect(t, 213, "cluster unavailable", "set", "703", "--ipadd", "198.18.0.79")
-	b.expect(t, 213, "cluster unavailable", "set", "703", "--name", "n703")
+	b.expect(t, exitClusterDown, "cluster unavailable", "set", "703", "--ipadd", "198.18.0.79")
+	b.expect(t, exitClusterDown, "cluster unavailable", "set", "703", "--name", "n703")
 	b.must(t, "set", "703", "--hostname", "h703") // nothing of the cluster's
 	if v := b.local(t); len(v) != 2 || v[1].ID != 703 || v[1].Name != "" || !slices.Equal(v[1].IPs, []string{"198.18.0.73/32"}) {
 		t.Fatalf("after the refused sets: %+v", v)
@@ -728,17 +731,17 @@ func TestClusterOff(t *testing.T) {
 	})
 	alone.must(t, "template", "build", "busybox")
 	t0 := time.Now()
-	alone.expect(t, 213, "cluster unavailable", "create", "797", "--template", "busybox")
+	alone.expect(t, exitClusterDown, "cluster unavailable", "create", "797", "--template", "busybox")
 	if d := time.Since(t0); d > 5*time.Second {
 		t.Fatalf("took %v", d)
 	}
 	if out := alone.must(t, "list", "-a"); strings.Contains(out, "797") {
 		t.Fatal(out)
 	}
-	alone.expect(t, 213, "cluster unavailable", "status", "797")
-	alone.expect(t, 213, "cluster unavailable", "hosts")
-	alone.expect(t, 213, "cluster unavailable", "list", "--cluster")
-	alone.expect(t, 213, "cluster unavailable", "cluster", "join")
+	alone.expect(t, exitClusterDown, "cluster unavailable", "status", "797")
+	alone.expect(t, exitClusterDown, "cluster unavailable", "hosts")
+	alone.expect(t, exitClusterDown, "cluster unavailable", "list", "--cluster")
+	alone.expect(t, exitClusterDown, "cluster unavailable", "cluster", "join")
 	bad := filepath.Join(t.TempDir(), "bad.conf")
 	os.WriteFile(bad, []byte("CLUSTER=\"127.0.0.1:2379\"\n"), 0o600)
 	r := vpsctlEnv(t, []string{"VPSCTL_CONFIG=" + bad}, "list")
