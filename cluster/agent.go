@@ -197,7 +197,11 @@ func (a *agent) do(ctx context.Context, req registry.Request) *registry.Response
 	case registry.OpLookup:
 		resp.Record, err = a.g.Lookup(ctx, req.ID, req.Name)
 	case registry.OpMove:
-		err = a.g.Move(ctx, req.ID, req.To)
+		uids := ""
+		if req.Claim != nil {
+			uids = req.Claim.UIDs
+		}
+		err = a.g.Move(ctx, req.ID, req.To, uids)
 	case registry.OpStop:
 		a.stop()
 	default:

@@ -674,9 +674,15 @@ func (g *Registry) Lookup(ctx context.Context, id uint32, name string) (*registr
 
 // Move makes host to the owner of VPS id (migration): one transaction, conditional on the
 // record being the one read, that rewrites its host. Only the VPS's current host may move it.
-func (g *Registry) Move(ctx context.Context, id uint32, to string) error {
+// uids, if not "", is the range the VPS has on its new host (a migration that had to remap
+// it): the same transaction claims it (compared free, and overlapping no range this agent
+// knows of) and releases the old one.
+func (g *Registry) Move(ctx context.Context, id uint32, to, uids string) error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	if err := g.load(ctx); err != nil {
+		return err
+	}
 	rec, rev, err := g.record(ctx, id)
 	if err != nil {
 		return err
@@ -688,17 +694,43 @@ func (g *Registry) Move(ctx context.Context, id uint32, to string) error {
 		return &registry.ConflictError{Conflict: registry.Conflict{What: "id", Key: strconv.Itoa(int(id)), ID: id, Host: rec.Host}}
 	}
 	afterRead()
+	cmps := []clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(registry.VPSKey(id)), "=", rev)}
+	var ops []clientv3.Op
+	if uids != "" && uids != rec.UIDs {
+		next := registry.Claim{ID: id, UIDs: uids}
+		if err := next.Check(); err != nil {
+			return err
+		}
+		base, size := mustRange(next)
+		for _, u := range g.uids {
+			if u.ID != id && uint64(base) < uint64(u.Base)+uint64(u.Size) && uint64(u.Base) < uint64(base)+uint64(size) {
+				return &registry.ConflictError{Conflict: registry.Conflict{What: "uid", Key: uids, ID: u.ID}}
+			}
+		}
+		newKey := registry.UIDKey(base)
+		cmps = append(cmps, clientv3.Compare(clientv3.CreateRevision(newKey), "=", 0),
+			clientv3.Compare(clientv3.ModRevision(registry.UIDPrefix), "<", g.uidRev+1).WithPrefix())
+		if rec.UIDs != "" {
+			old := registry.Claim{ID: id, UIDs: rec.UIDs}
+			oldBase, _ := mustRange(old)
+			ops = append(ops, clientv3.OpTxn([]clientv3.Cmp{clientv3.Compare(clientv3.Value(registry.UIDKey(oldBase)), "=", old.UIDValue())},
+				[]clientv3.Op{clientv3.OpDelete(registry.UIDKey(oldBase))}, nil))
+		}
+		ops = append(ops, clientv3.OpPut(newKey, next.UIDValue()))
+		rec.UIDs = uids
+	}
 	rec.Host = to
 	b, _ := json.Marshal(rec)
-	ctx, cancel := g.bounded(ctx)
+	ops = append(ops, clientv3.OpPut(registry.VPSKey(id), string(b)))
+	tctx, cancel := g.bounded(ctx)
 	defer cancel()
-	resp, err := g.cli.Txn(ctx).If(clientv3.Compare(clientv3.ModRevision(registry.VPSKey(id)), "=", rev)).
-		Then(clientv3.OpPut(registry.VPSKey(id), string(b))).Commit()
+	resp, err := g.cli.Txn(tctx).If(cmps...).Then(ops...).Commit()
 	if err != nil {
 		return unavailable("move", err)
 	}
 	if !resp.Succeeded {
-		return fmt.Errorf("VPS %d: its registry record changed meanwhile, try again: %w", id, registry.ErrUnavailable)
+		g.refreshUIDs(ctx)
+		return fmt.Errorf("VPS %d: its registry record or the UID ranges changed meanwhile, try again: %w", id, registry.ErrUnavailable)
 	}
 	return nil
 }

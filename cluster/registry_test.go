@@ -244,15 +244,28 @@ func TestRegistry(t *testing.T) {
 	}
 
 	// Migration: only the owner moves a VPS, in one transaction.
-	wantConflict(t, a.Move(ctx, 702, "A"), "id", 702, "B")
-	if err := b.Move(ctx, 702, "A"); err != nil {
+	wantConflict(t, a.Move(ctx, 702, "A", ""), "id", 702, "B")
+	if err := b.Move(ctx, 702, "A", ""); err != nil {
 		t.Fatal(err)
 	}
-	if rec, err := a.Lookup(ctx, 702, ""); err != nil || rec.Host != "A" {
+	if rec, err := a.Lookup(ctx, 702, ""); err != nil || rec.Host != "A" || rec.UIDs != "1065536:65536" {
 		t.Fatalf("moved: %+v %v", rec, err)
 	}
-	if err := a.Move(ctx, 799, "B"); !errors.Is(err, registry.ErrNotFound) {
+	if err := a.Move(ctx, 799, "B", ""); !errors.Is(err, registry.ErrNotFound) {
 		t.Fatalf("move of nothing: %v", err)
+	}
+	// Moved back with the range its new host gave it: the old range goes, the new is claimed;
+	// one overlapping another VPS's is refused.
+	a.Prepare(ctx)
+	a.uids = append(a.uids, registry.UIDClaim{Base: 1200000, Size: 65536, ID: 706})
+	wantConflict(t, a.Move(ctx, 702, "B", "1210000:65536"), "uid", 706, "")
+	if err := a.Move(ctx, 702, "B", "1900000:65536"); err != nil {
+		t.Fatal(err)
+	}
+	ks = keys(t, e.Endpoints)
+	if rec, err := a.Lookup(ctx, 702, ""); err != nil || rec.Host != "B" || rec.UIDs != "1900000:65536" ||
+		slices.Contains(ks, registry.UIDKey(1065536)) || !slices.Contains(ks, registry.UIDKey(1900000)) {
+		t.Fatalf("moved with a new range: %+v %v %v", rec, err, ks)
 	}
 }
 
@@ -368,7 +381,7 @@ func TestUnavailable(t *testing.T) {
 	_, _, _, err4 := g.Inventory(ctx)
 	_, err5 := g.Hosts(ctx)
 	_, err6 := g.Lookup(ctx, 701, "")
-	err7 := g.Move(ctx, 701, "B")
+	err7 := g.Move(ctx, 701, "B", "")
 	err8 := g.Register(ctx)
 	for i, err := range []error{err1, err2, err3, err4, err5, err6, err7, err8} {
 		if !errors.Is(err, registry.ErrUnavailable) {
@@ -417,7 +430,7 @@ func TestRecordChanged(t *testing.T) {
 	if _, err := a.Mark(ctx, 1, 760); !errors.Is(err, registry.ErrUnavailable) {
 		t.Fatalf("mark: %v", err)
 	}
-	if err := a.Move(ctx, 760, "B"); !errors.Is(err, registry.ErrUnavailable) {
+	if err := a.Move(ctx, 760, "B", ""); !errors.Is(err, registry.ErrUnavailable) {
 		t.Fatalf("move: %v", err)
 	}
 	if after := keys(t, e.Endpoints); !slices.Equal(before, after) {

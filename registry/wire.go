@@ -25,7 +25,7 @@ const (
 	OpInventory = "inventory" // every Record, host and marker: one etcd round trip
 	OpHosts     = "hosts"     // every host and whether it is up
 	OpLookup    = "lookup"    // the Record of VPS ID, or of the VPS named Name
-	OpMove      = "move"      // make host To the owner of VPS ID (migration)
+	OpMove      = "move"      // make host To the owner of VPS ID (migration); Claim.UIDs: its range there, if remapped
 	OpStop      = "stop"      // the agent gives up its lease and exits
 )
 
