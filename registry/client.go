@@ -54,7 +54,8 @@ func LogPath(root string) string    { return filepath.Join(Dir(root), "agent.log
 func (c *Client) bound() time.Duration { return 2*c.Settings.Timeout + time.Second }
 
 // Do sends req and waits for the answer. A failed answer is an error: *ConflictError,
-// ErrUnavailable (wrapped), ErrUIDRace with the fresh claims in the response, or a plain one.
+// ErrUnavailable (wrapped), ErrPending (a create while the host has unsettled markers, which
+// the response lists), ErrNotFound, uid.ErrPoolFull, ErrUIDRace, or a plain one.
 func (c *Client) Do(ctx context.Context, req Request) (*Response, error) {
 	call, err := c.Go(ctx, req)
 	if err != nil {
