@@ -13,6 +13,7 @@ import (
 	"github.com/vpsctl/vpsctl/hostconf"
 	"github.com/vpsctl/vpsctl/internal/spec"
 	"github.com/vpsctl/vpsctl/network"
+	"github.com/vpsctl/vpsctl/registry"
 	"github.com/vpsctl/vpsctl/runtime"
 	"github.com/vpsctl/vpsctl/store"
 	"github.com/vpsctl/vpsctl/template"
@@ -49,6 +50,7 @@ const (
 	exitTemplateUse    = 210 // template in use (vpsctl's own)
 	exitTemplateExists = 211 // template already exists (vpsctl's own)
 	exitPoolFull       = 212 // UID pool exhausted (vpsctl's own)
+	exitClusterDown    = 218 // the cluster registry did not answer in time (vpsctl's own)
 )
 
 // exitTable maps sentinels to an exit code and the HTTP status `vpsctl serve` answers with.
@@ -83,6 +85,7 @@ var exitTable = []struct {
 	{exitTemplateExists, http.StatusConflict, []error{template.ErrExist}},
 	{exitPoolFull, http.StatusServiceUnavailable, []error{uid.ErrPoolFull}},
 	{exitBootTimeout, http.StatusGatewayTimeout, []error{runtime.ErrBootTimeout}},
+	{exitClusterDown, http.StatusServiceUnavailable, []error{registry.ErrUnavailable}},
 }
 
 // exitCode maps an error to vpsctl's exit code.
@@ -135,6 +138,8 @@ const exitHelp = `EXIT CODES (vzctl's number where vzctl has the same case; vpsc
    210  template in use
    211  template already exists
    212  UID pool exhausted
+   218  cluster unavailable: the registry (etcd, through this host's agent) did not answer in
+        time; nothing was claimed or changed (in a cluster, 44 and 78 name the host holding it)
    exec/enter return the command's own exit status once it has started
    (126: not executable, 127: not found, 128+N: killed by signal N).
 `
