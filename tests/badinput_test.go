@@ -490,7 +490,7 @@ func TestCreateFailureLeavesNoTrace(t *testing.T) {
 	}{
 		// Refused once the ID is known free, before anything is staged.
 		{"ip in use", 78, []string{"create", "181", "--template", "busybox", "--name", other, "--ipadd", "198.18.0.180"}},
-		{"uid pool full", 93, []string{"create", "181", "--template", "busybox", "--name", other, "--idmap-size", "4000000000"}},
+		{"uid pool full", 212, []string{"create", "181", "--template", "busybox", "--name", other, "--idmap-size", "4000000000"}},
 		// Refused last: the VPS directory is already staged in tmp/ when the name claim fails.
 		{"name in use", 44, []string{"create", "181", "--template", "busybox", "--name", held, "--ipadd", "198.18.0.181"}},
 	}
