@@ -70,6 +70,10 @@ type createRequest struct {
 	Features     []string `json:"features,omitempty"`
 	BindMount    []string `json:"bindmount,omitempty"`
 	Capability   []string `json:"capability,omitempty"`
+	OnBoot       string   `json:"onboot,omitempty"`
+	BootOrder    string   `json:"bootorder,omitempty"`
+	DiskSpace    string   `json:"diskspace,omitempty"`
+	DiskInodes   string   `json:"diskinodes,omitempty"`
 	limitFields
 }
 
@@ -89,6 +93,10 @@ type setRequest struct {
 	BindMountAdd []string `json:"bindmount_add,omitempty"`
 	BindMountDel []string `json:"bindmount_del,omitempty"`
 	UserPasswd   []string `json:"userpasswd,omitempty"`
+	OnBoot       *string  `json:"onboot,omitempty"`
+	BootOrder    *string  `json:"bootorder,omitempty"`
+	DiskSpace    *string  `json:"diskspace,omitempty"`
+	DiskInodes   *string  `json:"diskinodes,omitempty"`
 	Save         bool     `json:"save,omitempty"`
 	limitFields
 }
@@ -178,7 +186,8 @@ func (s *Server) createVPS(w http.ResponseWriter, r *http.Request) error {
 		Domainname: req.Domainname, Namespaces: ns, IDMapSize: req.IDMapSize, Limits: req.limitFields.runtime(),
 		Net: runtime.NetOptions{IPAdd: req.IPAdd, NetIfAdd: req.NetIfAdd, Nameservers: req.Nameserver,
 			SearchDomains: req.Searchdomain},
-		Devices: req.Devices, Features: req.Features, BindMounts: req.BindMount, Caps: req.Capability}
+		Devices: req.Devices, Features: req.Features, BindMounts: req.BindMount, Caps: req.Capability,
+		OnBoot: req.OnBoot, BootOrder: req.BootOrder, DiskSpace: req.DiskSpace, DiskInodes: req.DiskInodes}
 	return s.start(w, r, q, &Operation{Action: "create", VPS: uint32(id)}, http.StatusCreated, func(ctx context.Context) (any, error) {
 		if err := s.rt.Create(ctx, o); err != nil {
 			return nil, err
@@ -215,7 +224,8 @@ func (s *Server) setVPS(w http.ResponseWriter, r *http.Request) error {
 		Net: runtime.NetOptions{IPAdd: req.IPAdd, IPDel: req.IPDel, NetIfAdd: req.NetIfAdd, NetIfDel: req.NetIfDel,
 			Nameservers: req.Nameserver, SearchDomains: req.Searchdomain},
 		Capabilities: req.Capability, Devices: req.Devices, Features: req.Features, BindMountAdd: req.BindMountAdd,
-		BindMountDel: req.BindMountDel, UserPasswd: req.UserPasswd, Save: req.Save}
+		BindMountDel: req.BindMountDel, UserPasswd: req.UserPasswd, Save: req.Save,
+		OnBoot: req.OnBoot, BootOrder: req.BootOrder, DiskSpace: req.DiskSpace, DiskInodes: req.DiskInodes}
 	return s.start(w, r, q, &Operation{Action: "set", VPS: uint32(id)}, http.StatusOK, func(ctx context.Context) (any, error) {
 		if err := s.rt.Set(ctx, id, o); err != nil {
 			return nil, err

@@ -904,13 +904,18 @@ func (m *monitor) mountRootfs(c *store.Config, tpl string, pid int, userns bool)
 		unix.Unmount(lower, unix.MNT_DETACH)
 		return nil, err
 	}
-	opts := "lowerdir=lower,upperdir=private,workdir=work"
+	upper, work, err := m.mountDisk(c)
+	if err != nil {
+		unix.Unmount(lower, unix.MNT_DETACH)
+		return nil, err
+	}
+	opts := "lowerdir=lower,upperdir=" + upper + ",workdir=" + work
 	if !m.volatile {
 		// A `run --rm` killed before its destroy leaves its VPS with the work directory's
 		// mark of a volatile mount, and overlayfs refuses every later mount while it is there
 		// (its upper layer may have lost writes in a host crash). That VPS was to be deleted;
 		// it boots with its files as the run left them.
-		mark := filepath.Join(m.st.Path(m.id, "work"), "work", "incompat", "volatile")
+		mark := filepath.Join(m.st.VPSDir(m.id), work, "work", "incompat", "volatile")
 		if _, err := os.Lstat(mark); err == nil {
 			log.Printf("private area was last mounted volatile (a run --rm that did not finish): booting it as it is")
 			os.RemoveAll(mark)

@@ -9,10 +9,12 @@ import (
 	"slices"
 
 	"github.com/vpsctl/vpsctl/container"
+	"github.com/vpsctl/vpsctl/disk"
 	"github.com/vpsctl/vpsctl/eventlog"
 	"github.com/vpsctl/vpsctl/internal/fault"
 	"github.com/vpsctl/vpsctl/internal/spec"
 	"github.com/vpsctl/vpsctl/internal/sysfile"
+	"github.com/vpsctl/vpsctl/monitor"
 	"github.com/vpsctl/vpsctl/network"
 	"github.com/vpsctl/vpsctl/store"
 	"github.com/vpsctl/vpsctl/template"
@@ -38,6 +40,8 @@ type CreateOptions struct {
 	Devices    []string // extra device rules (see ParseDevice)
 	Features   []string // vzctl's --features: tun, fuse, ppp
 	BindMounts []string // HOSTDIR:VPSDIR[:ro]
+	DiskSpace  string   // vzctl's --diskspace SOFT[:HARD]: the VPS's files in a disk image of that size
+	DiskInodes string   // vzctl's --diskinodes: refused (disk.ErrInodeLimit), parsed for a clear error
 	Caps       []string // NAME:on|off bounding-set changes
 	OnBoot     string   // "yes": start --all starts it ("" or "no": not)
 	BootOrder  string   // start --all's order: higher first ("": 0)
@@ -90,6 +94,16 @@ func (r *Runtime) Create(ctx context.Context, o CreateOptions) error {
 	c.Capabilities = o.Caps
 	if err := setBoot(c, &o.OnBoot, &o.BootOrder); err != nil {
 		return err
+	}
+	var dl disk.Limits
+	if o.DiskSpace != "" || o.DiskInodes != "" {
+		if o.DiskSpace == "" {
+			return fmt.Errorf("--diskinodes without --diskspace: %w", ErrBadValue)
+		}
+		if dl, err = diskLimits(o.DiskSpace, o.DiskInodes); err != nil {
+			return err
+		}
+		c.DiskSpace = dl.Diskspace()
 	}
 	if err := o.Limits.apply(c); err != nil {
 		return err
@@ -188,6 +202,12 @@ func (r *Runtime) Create(ctx context.Context, o CreateOptions) error {
 	}
 	for _, d := range []string{"work", "root", "lower"} {
 		if err := os.Mkdir(filepath.Join(stage, d), 0o700); err != nil {
+			return err
+		}
+	}
+	if c.DiskSpace != "" {
+		// Built in the staging directory: the VPS appears with its image or not at all.
+		if err := disk.Create(ctx, filepath.Join(stage, monitor.DiskImage), dl); err != nil {
 			return err
 		}
 	}

@@ -26,6 +26,11 @@ var beancounters = []string{"numproc", "physpages", "swappages", "cpu"}
 
 var bcSuffixes = []string{"", ".m", ".b", ".l", ".f"}
 
+// diskFields are vzlist's disk columns, in KiB as vzlist has them: diskspace is the usage,
+// .s and .h the soft and hard limits; diskinodes the inodes in use (of a running VPS: counting
+// them reads its file tree). None for a VPS without a disk limit.
+var diskFields = []string{"diskspace", "diskspace.s", "diskspace.h", "diskinodes"}
+
 // fieldAliases are vzlist's names of vpsctl's fields, so that a vzlist user's -o and -s work
 // as typed: vzlist -o ctid,status,ostemplate is vpsctl's id,state,template.
 var fieldAliases = map[string]string{"ctid": "id", "veid": "id", "vpsid": "id", "status": "state", "ostemplate": "template"}
@@ -44,6 +49,7 @@ func ListFieldAliases() []string {
 func ListFieldNames() []string {
 	names := slices.Clone(statusFields)
 	names = append(names, statsFields...)
+	names = append(names, diskFields...)
 	for _, b := range beancounters {
 		for _, s := range bcSuffixes {
 			names = append(names, b+s)
@@ -76,7 +82,9 @@ func canonical(f string) string {
 
 // needsStats reports whether any field comes from the cgroup.
 func needsStats(fields []string) bool {
-	return slices.ContainsFunc(fields, func(f string) bool { return !slices.Contains(statusFields, canonical(f)) })
+	return slices.ContainsFunc(fields, func(f string) bool {
+		return !slices.Contains(statusFields, canonical(f)) && !slices.Contains(diskFields, f)
+	})
 }
 
 // ListRow is one VPS's values for the fields asked, in their order; a value is a string, an
@@ -205,8 +213,16 @@ func (r *Runtime) Rows(ss []*Status, fields []string) []ListRow {
 		if needsStats(fields) && s.State == "running" {
 			st, _ = r.statsFor(s) // a VPS that stops meanwhile has none
 		}
+		var du *DiskUsage
+		if slices.ContainsFunc(fields, func(f string) bool { return slices.Contains(diskFields, f) }) {
+			du, _ = r.diskUsage(s, slices.Contains(fields, "diskinodes") && s.State == "running")
+		}
 		row := make(ListRow, 0, len(fields))
 		for _, f := range fields {
+			if slices.Contains(diskFields, f) {
+				row = append(row, diskValue(du, f))
+				continue
+			}
 			row = append(row, fieldValue(s, st, f))
 		}
 		rows = append(rows, row)
@@ -274,4 +290,23 @@ func fieldValue(s *Status, st *Stats, f string) any {
 		return bc.Failcnt
 	}
 	return bc.Held
+}
+
+// diskValue is disk field f of usage du (nil: none).
+func diskValue(du *DiskUsage, f string) any {
+	if du == nil {
+		return nil
+	}
+	switch f {
+	case "diskspace":
+		return du.UsedBytes >> 10
+	case "diskspace.s":
+		return du.SoftBytes >> 10
+	case "diskspace.h":
+		return du.HardBytes >> 10
+	}
+	if du.Inodes == nil {
+		return nil
+	}
+	return *du.Inodes
 }

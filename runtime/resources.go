@@ -59,6 +59,7 @@ type Stats struct {
 	Processes    uint64                 `json:"processes"`
 	Beancounters map[string]Beancounter `json:"beancounters"`
 	Order        []string               `json:"-"`
+	Disk         *DiskUsage             `json:"disk,omitempty"` // with a disk limit (--diskspace)
 }
 
 // Stats reads VPS id's usage and limits from its cgroup.
@@ -86,6 +87,9 @@ func (r *Runtime) statsFor(s *Status) (*Stats, error) {
 	for _, c := range cs.Counters {
 		out.Beancounters[c.Resource] = Beancounter{Resource: c.Resource, Held: c.Held, MaxHeld: c.MaxHeld, Barrier: Limit(c.Barrier), Limit: Limit(c.Limit), Failcnt: c.Failcnt}
 		out.Order = append(out.Order, c.Resource)
+	}
+	if out.Disk, err = r.diskUsage(s, false); err != nil {
+		return nil, err
 	}
 	return out, nil
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/vpsctl/vpsctl/cgroup"
 	"github.com/vpsctl/vpsctl/container"
+	"github.com/vpsctl/vpsctl/disk"
 	"github.com/vpsctl/vpsctl/eventlog"
 	"github.com/vpsctl/vpsctl/fleet"
 	"github.com/vpsctl/vpsctl/internal/fault"
@@ -35,7 +36,12 @@ type SetOptions struct {
 	UserPasswd   []string // USER:PASSWORD, set inside the VPS (never saved)
 	OnBoot       *string  // "yes" or "no" (saved, running or not)
 	BootOrder    *string  // a number ("" unsets it)
-	Save         bool
+	// DiskSpace is --diskspace SOFT[:HARD]: live on a running VPS (grow, or shrink if what it
+	// uses fits), and always saved, as the image's size is; a stopped VPS without a disk image
+	// gets one. DiskInodes (--diskinodes) is refused with a reason (see disk.Limits).
+	DiskSpace  *string
+	DiskInodes *string
+	Save       bool
 }
 
 // Set applies o to VPS id. Every value is validated before anything changes.
@@ -92,6 +98,23 @@ func (r *Runtime) Set(ctx context.Context, id container.ID, o SetOptions) error 
 	if err := setBoot(&next, o.OnBoot, o.BootOrder); err != nil {
 		return err
 	}
+	var dl disk.Limits
+	if o.DiskSpace != nil || o.DiskInodes != nil {
+		space, inodes := next.DiskSpace, ""
+		if o.DiskSpace != nil {
+			space = *o.DiskSpace
+		}
+		if o.DiskInodes != nil {
+			inodes = *o.DiskInodes
+		}
+		if space == "" {
+			return fmt.Errorf("--diskinodes on a VPS without --diskspace: %w", ErrBadValue)
+		}
+		if dl, err = diskLimits(space, inodes); err != nil {
+			return err
+		}
+		next.DiskSpace = dl.Diskspace()
+	}
 	if err := o.Limits.apply(&next); err != nil {
 		return err
 	}
@@ -129,6 +152,18 @@ func (r *Runtime) Set(ctx context.Context, id container.ID, o SetOptions) error 
 	if running && s.Suspended && (!o.Limits.Empty() || !o.Net.Empty() || o.Hostname != nil || o.Domainname != nil) {
 		return fmt.Errorf("VPS %d: %w (resume it first)", id, ErrSuspended)
 	}
+	if next.DiskSpace != old.DiskSpace || (o.DiskSpace != nil && !r.hasImage(id)) {
+		// First, and saved at once: what most often refuses (a size below the usage, which
+		// changes nothing), and a change of the image that the config must not contradict.
+		if err := r.setDisk(ctx, s, dl); err != nil {
+			return err
+		}
+		withDisk := *old
+		withDisk.DiskSpace = next.DiskSpace
+		if err := r.St.SaveConfig(&withDisk); err != nil {
+			return err
+		}
+	}
 	gl, err := r.St.LockGlobal(ctx, fmt.Sprintf("set %d", id))
 	if err != nil {
 		return err
@@ -163,6 +198,7 @@ func (r *Runtime) Set(ctx context.Context, id container.ID, o SetOptions) error 
 		save.Name, save.Hostname, save.Domainname = next.Name, next.Hostname, next.Domainname
 		save.Capabilities, save.Devices = next.Capabilities, next.Devices
 		save.OnBoot, save.BootOrder = next.OnBoot, next.BootOrder
+		save.DiskSpace = next.DiskSpace                                 // the image's size, changed already
 		save.Features, save.BindMounts = next.Features, next.BindMounts // next start's, saved now
 	}
 	if err := r.St.SaveConfig(&save); err != nil {

@@ -33,6 +33,9 @@ type Config struct {
 	NumProc  string
 	IOLimit  string
 	IOWeight string
+	// DiskSpace is vzctl's DISKSPACE, "SOFT:HARD" in KiB: the VPS's files are in a disk image
+	// of HARD's size (package disk); "" = none, its files are a directory of the host's.
+	DiskSpace string
 
 	IPs           []string
 	NetIfs        []string
@@ -71,6 +74,7 @@ var fields = []field{
 	{key: "NUMPROC", str: func(c *Config) *string { return &c.NumProc }},
 	{key: "IOLIMIT", str: func(c *Config) *string { return &c.IOLimit }},
 	{key: "IOWEIGHT", str: func(c *Config) *string { return &c.IOWeight }},
+	{key: "DISKSPACE", str: func(c *Config) *string { return &c.DiskSpace }},
 	{key: "IP_ADDRESS", list: func(c *Config) *[]string { return &c.IPs }},
 	{key: "NETIF", list: func(c *Config) *[]string { return &c.NetIfs }},
 	{key: "NAMESERVER", list: func(c *Config) *[]string { return &c.Nameservers }},

@@ -37,10 +37,9 @@ type Device struct {
 
 // notMapped are the vzctl keys vpsctl knows and has no setting for, with the reason.
 var notMapped = map[string]string{
-	"DISKSPACE":      "vpsctl has no disk quota: the private area is a directory of the host's file system",
-	"DISKINODES":     "vpsctl has no disk quota",
-	"QUOTATIME":      "vpsctl has no disk quota",
-	"QUOTAUGIDLIMIT": "vpsctl has no disk quota",
+	"DISKINODES":     "the disk image's file system has no inode limit (diskspace bounds the files)",
+	"QUOTATIME":      "vpsctl's disk limit is a file system's size: no soft-limit grace period",
+	"QUOTAUGIDLIMIT": "vpsctl has no per-user disk quota inside a VPS",
 	"IOPRIO":         "vpsctl's disk weight (--ioweight 10..1000) has no scale equivalent to CFQ's 0..7 priority",
 	"IOPSLIMIT":      "vpsctl limits disk bandwidth (--iolimit), not operations per second",
 	"CPUMASK":        "vpsctl has no CPU pinning (--cpus limits the time, not the CPUs)",
@@ -113,6 +112,9 @@ func Map(keys []Key, dev func(path string) (Device, error)) (*Plan, error) {
 		case "NAME":
 			c.Name = v
 			mapped(k, "--name "+v)
+		case "DISKSPACE":
+			c.DiskSpace = v // checked by create, as --diskspace is
+			mapped(k, "--diskspace "+v)
 		case "ONBOOT":
 			c.OnBoot = v // checked by create, as --onboot is
 			mapped(k, "--onboot "+v)

@@ -54,7 +54,7 @@ func TestMapSample(t *testing.T) {
 	if p.Create.OnBoot != "yes" || !slices.ContainsFunc(p.Mapped, func(o Outcome) bool { return o.Key == "ONBOOT" }) {
 		t.Errorf("ONBOOT=yes is not --onboot yes: %q", p.Create.OnBoot)
 	}
-	for _, k := range []string{"DISKSPACE", "KMEMSIZE", "IOPRIO", "DESCRIPTION", "NETFILTER"} {
+	for _, k := range []string{"DISKINODES", "KMEMSIZE", "IOPRIO", "DESCRIPTION", "NETFILTER"} {
 		if !slices.ContainsFunc(p.Unmapped, func(o Outcome) bool { return o.Key == k && o.Why != "" }) {
 			t.Errorf("%s is not listed as not mapped, with why", k)
 		}

@@ -25,6 +25,8 @@ func limitFlags() []cli.Flag {
 		&cli.StringFlag{Name: "numproc", Usage: "maximum number of processes and threads `N` (or unlimited)"},
 		&cli.StringFlag{Name: "iolimit", Usage: "disk bandwidth limit per direction, `SIZE` per second"},
 		&cli.StringFlag{Name: "ioweight", Usage: "relative disk weight `N`, 10..1000"},
+		&cli.StringFlag{Name: "diskspace", Usage: "disk space `SOFT[:HARD]` (K/M/G/T; a bare number is KiB, as vzctl's): the VPS's files in a disk image of HARD's size; live on a running VPS (grow, or shrink if its files fit), always saved"},
+		&cli.StringFlag{Name: "diskinodes", Usage: "vzctl's inode limit `N`: refused (the disk image's file system has none; diskspace bounds the files)"},
 	}
 }
 
@@ -188,7 +190,8 @@ EXAMPLES:
 				Hostname: c.String("hostname"), Domainname: c.String("domainname"), Namespaces: ns,
 				IDMapSize: uint32(size), Limits: limits, Net: net,
 				Devices: c.StringSlice("devices"), Caps: c.StringSlice("capability"), Features: c.StringSlice("features"),
-				BindMounts: c.StringSlice("bindmount"), OnBoot: c.String("onboot"), BootOrder: c.String("bootorder")})
+				BindMounts: c.StringSlice("bindmount"), OnBoot: c.String("onboot"), BootOrder: c.String("bootorder"),
+				DiskSpace: c.String("diskspace"), DiskInodes: c.String("diskinodes")})
 			if err != nil {
 				return err
 			}
@@ -254,7 +257,8 @@ EXAMPLES:
 				err := rt.Set(c.Context, id, runtime.SetOptions{Name: str("name"), Hostname: str("hostname"), Domainname: str("domainname"),
 					Limits: limits, Net: netFrom(c), Capabilities: c.StringSlice("capability"), Save: c.Bool("save"), Devices: devicesFrom(c),
 					UserPasswd: users, Features: featuresFrom(c), BindMountAdd: c.StringSlice("bindmount"),
-					BindMountDel: c.StringSlice("bindmount-del"), OnBoot: str("onboot"), BootOrder: str("bootorder")})
+					BindMountDel: c.StringSlice("bindmount-del"), OnBoot: str("onboot"), BootOrder: str("bootorder"),
+					DiskSpace: str("diskspace"), DiskInodes: str("diskinodes")})
 				if err != nil {
 					return err
 				}

@@ -7,6 +7,7 @@ import (
 	"github.com/vpsctl/vpsctl/cgroup"
 	"github.com/vpsctl/vpsctl/container"
 	"github.com/vpsctl/vpsctl/criu"
+	"github.com/vpsctl/vpsctl/disk"
 	"github.com/vpsctl/vpsctl/eventlog"
 	"github.com/vpsctl/vpsctl/fleet"
 	"github.com/vpsctl/vpsctl/hostconf"
@@ -68,9 +69,9 @@ var exitTable = []struct {
 	{exitBadDevice, http.StatusBadRequest, []error{spec.ErrBadDevice}},
 	{exitBadValue, http.StatusBadRequest, []error{container.ErrBadID, container.ErrBadName, runtime.ErrBadValue, cgroup.ErrBadValue,
 		template.ErrBadName, template.ErrSource, uid.ErrBadRange, store.ErrBadConfig, vzimport.ErrBadConfig,
-		hostconf.ErrBadConfig, fleet.ErrBadValue, eventlog.ErrBadSince}},
+		hostconf.ErrBadConfig, fleet.ErrBadValue, eventlog.ErrBadSince, disk.ErrBadValue, disk.ErrInodeLimit, disk.ErrTooSmall}},
 	{exitNotRunning, http.StatusConflict, []error{runtime.ErrNotRunning, runtime.ErrSuspended, runtime.ErrNotSuspended}},
-	{exitRunning, http.StatusConflict, []error{runtime.ErrRunning}},
+	{exitRunning, http.StatusConflict, []error{runtime.ErrRunning, disk.ErrInUse}},
 	{exitNotExist, http.StatusNotFound, []error{store.ErrNotExist}},
 	// CRIU's own failures outside a checkpoint or a restore (none today) are still CRIU's.
 	{exitCheckpoint, http.StatusInternalServerError, []error{criu.ErrCRIU, criu.ErrNotFound, criu.ErrTooOld}},

@@ -38,6 +38,9 @@ func statsCommand() *cli.Command {
 				}
 				fmt.Printf("VPS %d: cpu %.3fs, memory %d KiB (max %s), swap %d KiB, %d processes\n", id,
 					float64(st.CPUUsageNs)/1e9, st.MemoryBytes>>10, memMax, st.SwapBytes>>10, st.Processes)
+				if d := st.Disk; d != nil {
+					fmt.Printf("disk: %d KiB used of %d KiB (soft %d KiB), %d KiB free\n", d.UsedBytes>>10, d.SizeBytes>>10, d.SoftBytes>>10, d.AvailBytes>>10)
+				}
 				w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', tabwriter.AlignRight)
 				fmt.Fprintln(w, "resource\theld\tmaxheld\tbarrier\tlimit\tfailcnt\t")
 				for _, name := range st.Order {

@@ -35,7 +35,6 @@ var (
 // Version is a kernel release's first three numbers.
 type Version [3]int
 
-func (v Version) String() string { return fmt.Sprintf("%d.%d.%d", v[0], v[1], v[2]) }
 
 // Less reports whether v is an older release than w.
 func (v Version) Less(w Version) bool {
