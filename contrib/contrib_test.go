@@ -168,7 +168,7 @@ func TestUnitSettings(t *testing.T) {
 		"Service.Delegate":        "yes",
 		"Service.KillMode":        "process",
 		"Service.TasksMax":        "infinity",
-		"Unit.After":              "network-online.target remote-fs.target",
+		"Unit.After":              "network-online.target remote-fs.target lxcfs.service",
 		"Unit.Wants":              "network-online.target",
 		"Install.WantedBy":        "multi-user.target",
 	} {

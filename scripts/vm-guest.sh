@@ -1,8 +1,9 @@
 #!/bin/sh
 # The VM tier's guest side, run at every boot of the VM by its vmtest.service (scripts/vm-image.sh)
 # from the host's 9p share mounted at /payload. scripts/vm-test.sh writes /payload/env (the
-# tests to run and their bound) and /payload/bin (vpsctl and the test binaries, built on the
-# host), and reads back what this script writes next to them:
+# tests to run and their bound), /payload/bin (vpsctl and the test binaries, built on the
+# host, and the shipped vpsctl.service) and /payload/tools (promtool, run from the share), and
+# reads back what this script writes next to them:
 #   boots         one line per boot: the boot id and the stage it found
 #   facts         kernel, PID 1, cgroup file system of this boot
 #   STEP.out/.rc  each test binary's output and exit status
@@ -32,7 +33,7 @@ step() {
   name=$1; shift
   say "step $name: $*"
   start=$(date +%s)
-  (cd /opt/vt && env VPSCTL_TEST_BIN=/opt/vt/vpsctl VPSCTL_VM_TIER=1 VPSCTL_TEST_SLOW=4 CI=true "$@") >"$P/$name.out" 2>&1
+  (cd /opt/vt && env PATH="$PATH:$P/tools" VPSCTL_TEST_BIN=/opt/vt/vpsctl VPSCTL_VM_TIER=1 VPSCTL_TEST_SLOW=4 CI=true "$@") >"$P/$name.out" 2>&1
   rc=$?
   echo "$rc" >"$P/$name.rc"
   echo "$name: exit $rc in $(($(date +%s) - start)) s" >>"$P/facts"

@@ -10,8 +10,9 @@ out=${1:?usage: vm-image.sh DIR}
 mirror=${VM_MIRROR:-http://deb.debian.org/debian}
 # What the VM tests run inside the guest: busybox for the template, ip/ping for the network
 # tests, flock/nsenter/dmesg (util-linux), ps/kill (procps), modprobe (kmod) for 9p and veth,
-# nft (nftables) for the source-address filter of routed addresses.
-pkgs=linux-image-amd64,systemd-sysv,udev,kmod,busybox-static,iproute2,iputils-ping,util-linux,procps,e2fsprogs,nftables
+# nft (nftables) for the source-address filter of routed addresses, lxcfs (its lxcfs.service
+# serves /var/lib/lxcfs, where vpsctl takes the VPSs' /proc views from, as on a provider's host).
+pkgs=linux-image-amd64,systemd-sysv,udev,kmod,busybox-static,iproute2,iputils-ping,util-linux,procps,e2fsprogs,nftables,lxcfs
 
 tmp=$(mktemp -d "${out%/}.build.XXXXXX")
 trap 'umount -R "$tmp/root/proc" "$tmp/root/sys" "$tmp/root/dev" 2>/dev/null || true; rm -rf "$tmp"' EXIT

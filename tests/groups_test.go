@@ -170,3 +170,82 @@ func TestDeviceFilter(t *testing.T) {
 	}
 	must(t, "stop", "172")
 }
+
+// TestExecGuestInLeaf: exec into a guest whose init behaves as systemd does on cgroup v2: at
+// boot it moves itself into a leaf of its own (/init.scope, as seen in its cgroup namespace)
+// and enables a controller in the VPS's group, whose cgroup.procs then refuses every process
+// (EBUSY: no process in an inner node that has controllers enabled for its children). exec
+// still works, through the front door's record made at boot and through the Go path alike,
+// and what it runs is inside the VPS's group: in the init's leaf.
+func TestExecGuestInLeaf(t *testing.T) {
+	if !cgroupV2() {
+		if vmTier() {
+			t.Fatal("the VM tier runs on cgroup v2 only; this host is not")
+		}
+		t.Skip("needs cgroup v2 as the only hierarchy: a guest manages its group only there (the VM tier: scripts/vm-test.sh)")
+	}
+	const id = "173"
+	checkClean(t, id)
+	must(t, "create", id, "--template", "busybox")
+	// The guest's cgroup namespace is rooted at the VPS's group, mounted at /sys/fs/cgroup: the
+	// sysinit script moves the init and itself into init.scope before it enables pids below the
+	// group's root (systemd does the same in that order).
+	etc := filepath.Join(root, "vps", id, "private", "etc")
+	if err := os.MkdirAll(filepath.Join(etc, "init.d"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	files := map[string]string{
+		"inittab": "::sysinit:/etc/init.d/cgleaf\n::shutdown:/bin/sync\n",
+		"init.d/cgleaf": "#!/bin/sh\nset -e\nc=/sys/fs/cgroup\nmkdir $c/init.scope\n" +
+			"echo 1 > $c/init.scope/cgroup.procs\necho $$ > $c/init.scope/cgroup.procs\n" +
+			"echo +pids > $c/cgroup.subtree_control\necho leaf-ready > /run/cgleaf\n",
+	}
+	for name, text := range files {
+		if err := os.WriteFile(filepath.Join(etc, name), []byte(text), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(t, "start", "--wait", id)
+	if got := strings.TrimSpace(must(t, "exec", id, "--", "cat", "/run/cgleaf")); got != "leaf-ready" {
+		t.Fatalf("the guest's sysinit did not finish: %q", got)
+	}
+	group := groupDir("", id)
+	if b, err := os.ReadFile(filepath.Join(group, "cgroup.subtree_control")); err != nil || !strings.Contains(string(b), "pids") {
+		t.Fatalf("the VPS's group's subtree_control %q (%v): want pids, as the guest enabled it", b, err)
+	}
+	// The group itself refuses a process now: the state exec must cope with.
+	sh := exec.Command("sh", "-c", `echo $$ > "$1/cgroup.procs"`, "sh", group)
+	if out, err := sh.CombinedOutput(); err == nil {
+		t.Fatalf("the VPS's group took a process with pids enabled below it: %s", out)
+	}
+
+	// Plain exec (the front door's record) and one with options (the Go path).
+	for _, args := range [][]string{
+		{"exec", id, "--", "cat", "/proc/self/cgroup"},
+		{"exec", "--env", "X=1", id, "--", "cat", "/proc/self/cgroup"},
+	} {
+		if got := strings.TrimSpace(must(t, args...)); got != "0::/init.scope" {
+			t.Errorf("vpsctl %v: the exec'd process is in %q, want the init's leaf 0::/init.scope", args, got)
+		}
+	}
+	// Seen from the host: a process exec'd into the VPS is in its group, in the init's leaf.
+	bg := exec.Command(bin, "--root", root, "exec", id, "--", "sleep", "1000")
+	if err := bg.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		bg.Process.Kill()
+		bg.Wait()
+	}()
+	leaf := filepath.Join(group, "init.scope", "cgroup.procs")
+	waitFor(t, 10*time.Second, "the exec'd sleep in "+leaf, func() bool {
+		b, _ := os.ReadFile(leaf)
+		for _, p := range strings.Fields(string(b)) {
+			if c, _ := os.ReadFile("/proc/" + p + "/comm"); strings.TrimSpace(string(c)) == "sleep" {
+				return true
+			}
+		}
+		return false
+	})
+	must(t, "stop", id)
+}

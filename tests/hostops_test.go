@@ -389,9 +389,10 @@ func inGroups(t *testing.T, procs []string, args ...string) result {
 }
 
 // TestMonitorGroup: a VPS started from inside a throwaway cgroup has its monitor (and a spare
-// keeper its keeper) in vpsctl's own group, in every hierarchy, so killing every process of the
-// throwaway group (a logout's, a service's stop) leaves the VPS running, and stop still works.
-// The monitor is the host's (vpsctl pid), not a VPS's.
+// keeper its keeper) in vpsctl's own group, in every hierarchy (under systemd on cgroup v2:
+// the VPS's scope), so killing every process of the throwaway group (a logout's, a service's
+// stop) leaves the VPS running, and stop still works. The monitor is the host's (vpsctl pid),
+// not a VPS's.
 func TestMonitorGroup(t *testing.T) {
 	checkClean(t, "2531")
 	must(t, "create", "2531", "--template", "busybox")
@@ -415,9 +416,17 @@ func TestMonitorGroup(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, l := range strings.Split(strings.TrimSpace(string(cg)), "\n") {
-		if !strings.HasSuffix(l, ":/vpsctl/.monitor") {
-			t.Errorf("monitor %d not in vpsctl/.monitor: %s", s.MonitorPID, l)
+	if cgroupV2() && systemdHost() {
+		// Under systemd the VPS's own scope is its monitor's unit (package cgroup, "Placement
+		// under systemd"): a leaf of its own there, beside the VPS's group.
+		if got, want := strings.TrimSpace(string(cg)), "0::/vpsctl.slice/vpsctl-2531.scope/supervisor"; got != want {
+			t.Errorf("monitor %d in %q, want %q", s.MonitorPID, got, want)
+		}
+	} else {
+		for _, l := range strings.Split(strings.TrimSpace(string(cg)), "\n") {
+			if !strings.HasSuffix(l, ":/vpsctl/.monitor") {
+				t.Errorf("monitor %d not in vpsctl/.monitor: %s", s.MonitorPID, l)
+			}
 		}
 	}
 	if out := must(t, "pid", strconv.Itoa(s.MonitorPID)); !strings.Contains(strings.Join(strings.Fields(out), " "), fmt.Sprintf("%d 0 0", s.MonitorPID)) {
