@@ -104,9 +104,11 @@ func (m *monitor) restoreBoot(c *store.Config, dir string) (*bootState, error) {
 	}
 	defer slave.Close()
 
-	// Restored tasks read some images themselves, after taking the VPS's credentials: the
-	// images are the VPS root's while the restore runs (the directory's parents stay closed to
-	// it), and host root's again after it, never anyone else's to read (0700, 0600).
+	// Restored tasks read images themselves: the root task first as host root in its new, not
+	// yet mapped user namespace (criu's prepare_timens), later all of them with the VPS's
+	// credentials. So while the restore runs the images stay host root's and are readable by
+	// the VPS root's group (0750, 0640; the directory's parents stay closed to it), and only
+	// host root's again after it (0700, 0600).
 	if userns {
 		if err := ownImages(dir, int(idmap.Host)); err != nil {
 			return nil, fmt.Errorf("restore: images: %w", err)
@@ -194,10 +196,11 @@ func holdMain() int {
 	return 0
 }
 
-// ownImages gives a checkpoint's image directory and everything in it to uid (and the same
-// gid), directories 0700 and files 0600. It follows no link: each entry is opened with
-// O_NOFOLLOW and changed through its descriptor, and symbolic links are left as they are.
-func ownImages(dir string, uid int) error {
+// ownImages gives a checkpoint's image directory and everything in it to host root and group
+// gid: with gid 0 directories 0700 and files 0600, else 0750 and 0640. It follows no link:
+// each entry is opened with O_NOFOLLOW and changed through its descriptor, and symbolic links
+// are left as they are.
+func ownImages(dir string, gid int) error {
 	return filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
 		if err != nil || d.Type()&fs.ModeSymlink != 0 || !(d.IsDir() || d.Type().IsRegular()) {
 			return err
@@ -206,12 +209,15 @@ func ownImages(dir string, uid int) error {
 		if d.IsDir() {
 			flags, mode = unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_DIRECTORY, 0o700
 		}
+		if gid != 0 {
+			mode |= (mode & 0o500) >> 3 // the group may read (and search)
+		}
 		fd, err := sysfile.Open(p, flags, 0)
 		if err != nil {
 			return err
 		}
 		defer unix.Close(fd)
-		if err := unix.Fchown(fd, uid, uid); err != nil {
+		if err := unix.Fchown(fd, 0, gid); err != nil {
 			return &os.PathError{Op: "fchown", Path: p, Err: err}
 		}
 		if err := unix.Fchmod(fd, mode); err != nil {

@@ -80,11 +80,10 @@ func (r *Runtime) Checkpoint(ctx context.Context, id container.ID, dir string, l
 			cg.Thaw() // criu freezes the tree itself
 		}
 	}
-	var st unix.Stat_t
-	if err := unix.Stat(fmt.Sprintf("/proc/%d/fd/0", s.InitPID), &st); err != nil {
-		return nil, fmt.Errorf("checkpoint: console of init: %w", err)
+	ttyKey, err := consoleKey(s.InitPID)
+	if err != nil {
+		return nil, err
 	}
-	ttyKey := fmt.Sprintf("tty[%x:%x]", st.Rdev, st.Dev)
 	stage := dir + ".new-" + strconv.Itoa(os.Getpid())
 	os.RemoveAll(stage)
 	if err := os.MkdirAll(filepath.Dir(dir), 0o700); err != nil {
@@ -102,7 +101,7 @@ func (r *Runtime) Checkpoint(ctx context.Context, id container.ID, dir string, l
 	err = criu.Dump(ctx, criu.DumpOptions{Pid: s.InitPID, Root: r.St.Path(s.ID, "root"), ImagesDir: stage,
 		LeaveRunning: leaveRunning, ManageCgroups: true,
 		External:    []string{ttyKey, "mnt[/dev/console]:console", "mnt[]"},
-		NetworkLock: "nftables", ExtraArgs: []string{"--empty-ns", "net"}})
+		NetworkLock: "nftables", ExtraArgs: []string{"--empty-ns", "net", "--irmap-scan-path", "/usr", "--irmap-scan-path", "/var", "--irmap-scan-path", "/run", "--cgroup-root", "/" + spec.CgroupPath(s.ID)}})
 	if err != nil {
 		os.RemoveAll(stage)
 		return nil, fmt.Errorf("VPS %d: checkpoint: %w", id, err)
@@ -137,6 +136,18 @@ func (r *Runtime) Checkpoint(ctx context.Context, id container.ID, dir string, l
 		r.repair(id)
 	}
 	return res, nil
+}
+
+// consoleKey is criu's --external key of the VPS's console: the host pty bound onto its
+// /dev/console (its init's stdio need not be the console: systemd's is /dev/null).
+func consoleKey(initPID int) (string, error) {
+	var st unix.Stat_t
+	if err := unix.Stat(fmt.Sprintf("/proc/%d/root/dev/console", initPID), &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFCHR {
+		if err := unix.Stat(fmt.Sprintf("/proc/%d/fd/0", initPID), &st); err != nil {
+			return "", fmt.Errorf("checkpoint: console of init: %w", err)
+		}
+	}
+	return fmt.Sprintf("tty[%x:%x]", st.Rdev, st.Dev), nil
 }
 
 func dirSize(dir string) int64 {
