@@ -27,31 +27,54 @@ import (
 // ErrNoCheckpoint reports a missing or unusable image directory.
 var ErrNoCheckpoint = fmt.Errorf("no usable checkpoint: %w", spec.ErrBadValue)
 
-// CheckpointMeta is written next to the images.
+// CheckpointMeta is written next to the images (MetaFile).
 type CheckpointMeta struct {
 	ID        container.ID `json:"id"`
 	Time      time.Time    `json:"time"`
 	TTY       string       `json:"tty"` // the console's --external key at dump time
 	Hostname  string       `json:"hostname"`
-	IDMap     string       `json:"idmap"`
+	IDMap     string       `json:"idmap"` // the UID range the images are for (see the remap)
 	Bytes     int64        `json:"bytes"`
 	Seconds   float64      `json:"seconds"`
 	Running   bool         `json:"left_running"`
 	CRIU      string       `json:"criu"`
 	InitVPSID int          `json:"init_vps_pid"`
+	// TCPEstablished: the images hold established TCP connections (restored with them).
+	TCPEstablished bool `json:"tcp_established,omitempty"`
+	// Stopped are the VPS PIDs that were stopped by a signal at dump time.
+	Stopped []int `json:"stopped,omitempty"`
+	// CgroupRoot is the VPS's group at dump time (/vpsctl/ID): a VPS restored under another
+	// ID has its groups moved under its own.
+	CgroupRoot string `json:"cgroup_root,omitempty"`
+	// GroupsIDMap is the UID range the dumped groups' owners are in, when the images were
+	// remapped to IDMap since: the restore shifts the restored groups' owners too.
+	GroupsIDMap string `json:"groups_idmap,omitempty"`
 }
 
+// MetaFile is the name of a checkpoint's CheckpointMeta in its image directory.
+const MetaFile = "vpsctl-checkpoint.json"
+
+// Write writes m into image directory dir.
+func (m *CheckpointMeta) Write(dir string) error {
+	b, err := json.MarshalIndent(m, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(dir, MetaFile), append(b, '\n'), 0o600)
+}
+
+// ReadCheckpointMeta reads the CheckpointMeta of image directory dir.
 func ReadCheckpointMeta(dir string) (*CheckpointMeta, error) {
 	if _, err := os.Stat(filepath.Join(dir, "inventory.img")); err != nil {
 		return nil, fmt.Errorf("%s: no CRIU image (inventory.img): %w", dir, ErrNoCheckpoint)
 	}
-	b, err := os.ReadFile(filepath.Join(dir, "vpsctl-checkpoint.json"))
+	b, err := os.ReadFile(filepath.Join(dir, MetaFile))
 	if err != nil {
 		return nil, fmt.Errorf("%s: not a vpsctl checkpoint: %w", dir, ErrNoCheckpoint)
 	}
 	var m CheckpointMeta
 	if err := json.Unmarshal(b, &m); err != nil || m.TTY == "" {
-		return nil, fmt.Errorf("%s: corrupt vpsctl-checkpoint.json: %w", dir, ErrNoCheckpoint)
+		return nil, fmt.Errorf("%s: corrupt %s: %w", dir, MetaFile, ErrNoCheckpoint)
 	}
 	return &m, nil
 }
@@ -136,9 +159,14 @@ func (m *monitor) restoreBoot(c *store.Config, dir string) (*bootState, error) {
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	pid, err := criu.Restore(ctx, criu.RestoreOptions{Root: m.st.Path(m.id, "root"), ImagesDir: dir, ManageCgroups: true,
-		InheritFds: map[string]*os.File{meta.TTY: slave},
-		ExtraArgs:  []string{"--external", "mnt[console]:" + consolePath, "--empty-ns", "net", "--ext-mount-map", "auto", "--action-script", self}})
+	o := criu.RestoreOptions{Root: m.st.Path(m.id, "root"), ImagesDir: dir, ManageCgroups: true,
+		InheritFds:     map[string]*os.File{meta.TTY: slave},
+		TCPEstablished: meta.TCPEstablished, LeaveStopped: m.restoreStopped, NetworkLock: "nftables",
+		ExtraArgs: []string{"--external", "mnt[console]:" + consolePath, "--empty-ns", "net", "--ext-mount-map", "auto", "--action-script", self}}
+	if own := "/" + spec.CgroupPath(m.id); meta.CgroupRoot != "" && meta.CgroupRoot != own {
+		o.CgroupRoot = own // a VPS restored under another ID
+	}
+	pid, err := criu.Restore(ctx, o)
 	if pid > 0 {
 		b.setInit(pid)
 	}

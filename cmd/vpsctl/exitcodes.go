@@ -32,6 +32,7 @@ const (
 	exitTemplateUse = 92 // template in use, or already exists
 	exitPoolFull    = 93 // UID pool exhausted
 	exitCheckpoint  = 94 // checkpoint/restore failed in CRIU, or no usable CRIU
+	exitBlocked     = 95 // checkpoint blocked by what the VPS holds (checkpoint --check lists it)
 )
 
 var exitTable = []struct {
@@ -46,6 +47,7 @@ var exitTable = []struct {
 	{exitRunning, []error{runtime.ErrRunning}},
 	{exitNotExist, []error{store.ErrNotExist}},
 	{exitCheckpoint, []error{criu.ErrCRIU, criu.ErrNotFound, criu.ErrTooOld}},
+	{exitBlocked, []error{runtime.ErrCheckpointBlocked}},
 	{exitExist, []error{store.ErrExist, store.ErrNameExist}},
 	{exitBadIP, []error{network.ErrBadIP, network.ErrBadNetIf}},
 	{exitIPInUse, []error{network.ErrIPInUse}},
@@ -88,7 +90,8 @@ const exitHelp = `EXIT CODES (vzctl-compatible where vzctl had one):
    91  template not found
    92  template in use, or already exists
    93  UID pool exhausted
-   94  checkpoint or restore failed in CRIU, or no usable CRIU (see the log next to the images)
+   94  checkpoint or restore failed in CRIU, or no usable CRIU (the message names CRIU's log)
+   95  checkpoint blocked: the VPS holds what CRIU cannot dump (checkpoint --check lists it)
    exec/enter return the command's own exit status once it has started
    (126: not executable, 127: not found, 128+N: killed by signal N).
 `
