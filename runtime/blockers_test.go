@@ -10,8 +10,8 @@ func TestUnitOf(t *testing.T) {
 		// hybrid host: the name=systemd hierarchy names the unit
 		"13:name=systemd:/vpsctl/601/system.slice/systemd-logind.service\n0::/vpsctl/601/system.slice/systemd-logind.service\n": "systemd-logind.service",
 		// cgroup2 only
-		"0::/vpsctl/601/system.slice/ssh.service\n":                 "ssh.service",
-		"0::/vpsctl/601/init.scope\n":                               "init.scope",
+		"0::/vpsctl/601/system.slice/ssh.service\n":                "ssh.service",
+		"0::/vpsctl/601/init.scope\n":                              "init.scope",
 		"0::/vpsctl/601/user.slice/user-0.slice/session-3.scope\n": "session-3.scope",
 		// a service's own subgroup: the unit is the nearest unit above it
 		"0::/vpsctl/601/system.slice/foo.service/payload\n": "foo.service",
