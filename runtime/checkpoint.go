@@ -292,12 +292,17 @@ func (r *Runtime) Restore(ctx context.Context, id container.ID, o RestoreOptions
 	if dir, err = filepath.Abs(dir); err != nil {
 		return nil, err
 	}
-	return r.restore(ctx, lk, id, dir, false, progressOr(o.Progress))
+	return r.restore(ctx, lk, id, dir, restoreSpec{}, progressOr(o.Progress))
 }
 
-// restore restores VPS id (its lock lk held) from dir. With stopped, every restored process
-// is left stopped (SIGSTOP) until Continue.
-func (r *Runtime) restore(ctx context.Context, lk *store.Lock, id container.ID, dir string, stopped bool, progress io.Writer) (*RestoreResult, error) {
+// restoreSpec is how restore runs.
+type restoreSpec struct {
+	stopped  bool // every restored process is left stopped (SIGSTOP) until continueRestored
+	incoming bool // the VPS's files just arrived (an incoming VPS, which is otherwise refused)
+}
+
+// restore restores VPS id (its lock lk held) from dir.
+func (r *Runtime) restore(ctx context.Context, lk *store.Lock, id container.ID, dir string, rs restoreSpec, progress io.Writer) (*RestoreResult, error) {
 	s, err := r.Status(id)
 	if err != nil {
 		return nil, err
@@ -307,6 +312,11 @@ func (r *Runtime) restore(ctx context.Context, lk *store.Lock, id container.ID, 
 		return nil, fmt.Errorf("VPS %d: %w", id, store.ErrNotExist)
 	case "running":
 		return nil, fmt.Errorf("VPS %d: %w", id, ErrRunning)
+	}
+	if !rs.incoming {
+		if err := r.checkComplete(id); err != nil {
+			return nil, err
+		}
 	}
 	meta, err := monitor.ReadCheckpointMeta(dir)
 	if err != nil {
@@ -324,7 +334,7 @@ func (r *Runtime) restore(ctx context.Context, lk *store.Lock, id container.ID, 
 		meta.Time.Format(time.RFC3339))
 	t0 := time.Now()
 	args := []string{"--restore", dir}
-	if stopped {
+	if rs.stopped {
 		args = append(args, "--stopped")
 	}
 	pid, warnings, err := monitor.Spawn(ctx, r.St, id, lk.File(), args...)

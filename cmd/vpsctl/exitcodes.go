@@ -33,6 +33,7 @@ const (
 	exitPoolFull    = 93 // UID pool exhausted
 	exitCheckpoint  = 94 // checkpoint/restore failed in CRIU, or no usable CRIU
 	exitBlocked     = 95 // checkpoint blocked by what the VPS holds (checkpoint --check lists it)
+	exitIncomplete  = 99 // VPS incomplete: its clone, restore from a backup or migration did not finish
 )
 
 var exitTable = []struct {
@@ -48,6 +49,7 @@ var exitTable = []struct {
 	{exitNotExist, []error{store.ErrNotExist}},
 	{exitCheckpoint, []error{criu.ErrCRIU, criu.ErrNotFound, criu.ErrTooOld}},
 	{exitBlocked, []error{runtime.ErrCheckpointBlocked}},
+	{exitIncomplete, []error{runtime.ErrIncomplete}},
 	{exitExist, []error{store.ErrExist, store.ErrNameExist}},
 	{exitBadIP, []error{network.ErrBadIP, network.ErrBadNetIf}},
 	{exitIPInUse, []error{network.ErrIPInUse}},
@@ -92,6 +94,7 @@ const exitHelp = `EXIT CODES (vzctl-compatible where vzctl had one):
    93  UID pool exhausted
    94  checkpoint or restore failed in CRIU, or no usable CRIU (the message names CRIU's log)
    95  checkpoint blocked: the VPS holds what CRIU cannot dump (checkpoint --check lists it)
+   99  VPS incomplete: its clone, restore from a backup or migration did not finish (destroy it)
    exec/enter return the command's own exit status once it has started
    (126: not executable, 127: not found, 128+N: killed by signal N).
 `
