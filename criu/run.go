@@ -189,6 +189,9 @@ type RestoreOptions struct {
 	// TCPEstablished restores the established TCP connections a dump with
 	// DumpOptions.TCPEstablished saved (criu refuses the images otherwise).
 	TCPEstablished bool
+	// TCPClose restores the established TCP connections a dump saved as closed sockets
+	// (--tcp-close): their peers see nothing, their owners a closed connection.
+	TCPClose bool
 	// CgroupRoot moves the restored groups from under the dumped root to under this one
 	// (--cgroup-root): a tree dumped in group /a restored into /b.
 	CgroupRoot string
@@ -246,6 +249,9 @@ func Restore(ctx context.Context, o RestoreOptions) (pid int, err error) {
 	}
 	if o.TCPEstablished {
 		args = append(args, "--tcp-established")
+	}
+	if o.TCPClose {
+		args = append(args, "--tcp-close")
 	}
 	if o.CgroupRoot != "" {
 		args = append(args, "--cgroup-root", o.CgroupRoot)

@@ -15,12 +15,15 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/vpsctl/vpsctl/cgroup"
 	"github.com/vpsctl/vpsctl/container"
 	"github.com/vpsctl/vpsctl/criu"
+	"github.com/vpsctl/vpsctl/internal/idshift"
 	"github.com/vpsctl/vpsctl/internal/spec"
 	"github.com/vpsctl/vpsctl/internal/sysfile"
 	"github.com/vpsctl/vpsctl/network"
 	"github.com/vpsctl/vpsctl/store"
+	"github.com/vpsctl/vpsctl/uid"
 	"golang.org/x/sys/unix"
 )
 
@@ -41,6 +44,8 @@ type CheckpointMeta struct {
 	InitVPSID int          `json:"init_vps_pid"`
 	// TCPEstablished: the images hold established TCP connections (restored with them).
 	TCPEstablished bool `json:"tcp_established,omitempty"`
+	// TCPClose: they are restored closed instead (a backup's: the peers went on long ago).
+	TCPClose bool `json:"tcp_close,omitempty"`
 	// Stopped are the VPS PIDs that were stopped by a signal at dump time.
 	Stopped []int `json:"stopped,omitempty"`
 	// CgroupRoot is the VPS's group at dump time (/vpsctl/ID): a VPS restored under another
@@ -161,7 +166,7 @@ func (m *monitor) restoreBoot(c *store.Config, dir string) (*bootState, error) {
 	defer cancel()
 	o := criu.RestoreOptions{Root: m.st.Path(m.id, "root"), ImagesDir: dir, ManageCgroups: true,
 		InheritFds:     map[string]*os.File{meta.TTY: slave},
-		TCPEstablished: meta.TCPEstablished, LeaveStopped: m.restoreStopped, NetworkLock: "nftables",
+		TCPEstablished: meta.TCPEstablished, TCPClose: meta.TCPClose, LeaveStopped: m.restoreStopped, NetworkLock: "nftables",
 		ExtraArgs: []string{"--external", "mnt[console]:" + consolePath, "--empty-ns", "net", "--ext-mount-map", "auto", "--action-script", self}}
 	if own := "/" + spec.CgroupPath(m.id); meta.CgroupRoot != "" && meta.CgroupRoot != own {
 		o.CgroupRoot = own // a VPS restored under another ID
@@ -174,12 +179,51 @@ func (m *monitor) restoreBoot(c *store.Config, dir string) (*bootState, error) {
 		return nil, fmt.Errorf("restore: %w", err)
 	}
 	if userns {
+		if meta.GroupsIDMap != "" && meta.GroupsIDMap != c.IDMap {
+			// criu made the groups with the owners they had at dump time, in the range the
+			// images were remapped from.
+			if err := shiftGroups(b.cg, meta.GroupsIDMap, idmap); err != nil {
+				return nil, fmt.Errorf("restore: groups: %w", err)
+			}
+		}
 		if err := spec.Delegate(b.cg, idmap); err != nil {
 			log.Printf("cgroup delegation after restore: %v", err)
 		}
 	}
 	ok = true
 	return b, nil
+}
+
+// shiftGroups re-owns what in the VPS's groups (every hierarchy, the whole subtree) belongs
+// to range from, into range to.
+func shiftGroups(cg cgroup.Manager, from string, to uid.Range) error {
+	fr, err := uid.ParseRange(from)
+	if err != nil {
+		return err
+	}
+	s, ok := idshift.New(fr, to)
+	if !ok {
+		return nil
+	}
+	for _, dir := range cg.Paths() {
+		err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+			if err != nil {
+				return err
+			}
+			var st unix.Stat_t
+			if err := unix.Lstat(p, &st); err != nil {
+				return nil
+			}
+			if u, g := s.ID(st.Uid), s.ID(st.Gid); u != st.Uid || g != st.Gid {
+				return os.Lchown(p, int(u), int(g))
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // criuActionMain is criu's action script during a restore (see restoreBoot).

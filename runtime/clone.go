@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"sync/atomic"
 	"time"
 
 	"github.com/vpsctl/vpsctl/cgroup"
@@ -122,17 +123,29 @@ func (r *Runtime) copyPrivate(src container.ID, in *incoming) (int64, error) {
 	err := in.extract(tar.NewReader(pr))
 	pr.CloseWithError(err) // a writer still writing stops
 	<-written
-	return cw.n, err
+	return cw.n.Load(), err
 }
 
-// countWriter counts what passes through it.
+// countReader counts what passes through it (read by a progress meter meanwhile).
+type countReader struct {
+	r io.Reader
+	n atomic.Int64
+}
+
+func (c *countReader) Read(b []byte) (int, error) {
+	n, err := c.r.Read(b)
+	c.n.Add(int64(n))
+	return n, err
+}
+
+// countWriter counts what passes through it (read by a progress meter meanwhile).
 type countWriter struct {
 	w io.Writer
-	n int64
+	n atomic.Int64
 }
 
 func (c *countWriter) Write(b []byte) (int, error) {
 	n, err := c.w.Write(b)
-	c.n += int64(n)
+	c.n.Add(int64(n))
 	return n, err
 }

@@ -100,12 +100,29 @@ func printCheck(r *runtime.CheckpointReport) {
 func restoreCommand() *cli.Command {
 	return &cli.Command{
 		Name: "restore", Usage: "bring a checkpointed VPS back", ArgsUsage: "ID|NAME",
-		Description: "Restores the VPS from DIR (default STATE/vps/ID/checkpoint): same ID, VPS PIDs, hostname,\nUID map, limits, addresses and (if dumped) TCP connections. The VPS must exist and be stopped.\n\nEXAMPLES:\n   vpsctl restore 101\n   vpsctl restore 101 --dir /backup/101 --format json",
-		Flags:       []cli.Flag{&cli.StringFlag{Name: "dir", Usage: "image directory"}, formatFlag()},
+		Description: `Restores the VPS from DIR (default STATE/vps/ID/checkpoint): same ID, VPS PIDs, hostname,
+UID map, limits, addresses and (if dumped) TCP connections. The VPS must exist and be stopped.
+
+With --from-backup FILE (an archive of vpsctl backup) the VPS ID must not exist: the
+archive is checked whole first (a truncated or changed one is refused, exit 96, before
+anything is made), then VPS ID (the archive's or another) is recreated with the
+archive's UID range if it is free here, else a free one (files re-owned), its addresses
+checked, and it is restored with its processes (a backup --with-memory; TCP connections
+come back closed) or started if it was running when backed up.
+
+EXAMPLES:
+   vpsctl restore 101
+   vpsctl restore 101 --dir /backup/101 --format json
+   vpsctl restore 101 --from-backup 101.tar.zst`,
+		Flags: []cli.Flag{&cli.StringFlag{Name: "dir", Usage: "image directory"},
+			&cli.StringFlag{Name: "from-backup", Usage: "recreate the VPS from backup archive `FILE`"}, formatFlag()},
 		Action: func(c *cli.Context) error {
 			asJSON, err := checkFormat(c)
 			if err != nil {
 				return err
+			}
+			if f := c.String("from-backup"); f != "" {
+				return restoreBackup(c, f, asJSON)
 			}
 			return withVPS(c, func(rt *runtime.Runtime, id container.ID) error {
 				progress := os.Stdout
@@ -124,4 +141,36 @@ func restoreCommand() *cli.Command {
 			})
 		},
 	}
+}
+
+// restoreBackup is `restore ID --from-backup FILE`: ID need not (and must not) exist.
+func restoreBackup(c *cli.Context, file string, asJSON bool) error {
+	if c.NArg() != 1 || c.String("dir") != "" {
+		return usageError("restore: usage: vpsctl restore ID --from-backup FILE")
+	}
+	id, err := container.ParseID(c.Args().First())
+	if err != nil {
+		return err
+	}
+	rt, err := openRuntime(c)
+	if err != nil {
+		return err
+	}
+	progress := os.Stdout
+	if asJSON {
+		progress = os.Stderr
+	}
+	res, err := rt.RestoreBackup(c.Context, id, file, progress, os.Stderr)
+	if err != nil {
+		return err
+	}
+	if asJSON {
+		return printJSON(os.Stdout, res)
+	}
+	state := "stopped"
+	if res.Running {
+		state = fmt.Sprintf("running, init PID %d", res.InitPID)
+	}
+	fmt.Printf("VPS %d restored from %s (%s)\n", id, file, state)
+	return nil
 }

@@ -33,6 +33,7 @@ const (
 	exitPoolFull    = 93 // UID pool exhausted
 	exitCheckpoint  = 94 // checkpoint/restore failed in CRIU, or no usable CRIU
 	exitBlocked     = 95 // checkpoint blocked by what the VPS holds (checkpoint --check lists it)
+	exitBadArchive  = 96 // backup archive truncated, changed, or not a vpsctl backup
 	exitIncomplete  = 99 // VPS incomplete: its clone, restore from a backup or migration did not finish
 )
 
@@ -50,6 +51,7 @@ var exitTable = []struct {
 	{exitCheckpoint, []error{criu.ErrCRIU, criu.ErrNotFound, criu.ErrTooOld}},
 	{exitBlocked, []error{runtime.ErrCheckpointBlocked}},
 	{exitIncomplete, []error{runtime.ErrIncomplete}},
+	{exitBadArchive, []error{runtime.ErrBadArchive}},
 	{exitExist, []error{store.ErrExist, store.ErrNameExist}},
 	{exitBadIP, []error{network.ErrBadIP, network.ErrBadNetIf}},
 	{exitIPInUse, []error{network.ErrIPInUse}},
@@ -94,6 +96,7 @@ const exitHelp = `EXIT CODES (vzctl-compatible where vzctl had one):
    93  UID pool exhausted
    94  checkpoint or restore failed in CRIU, or no usable CRIU (the message names CRIU's log)
    95  checkpoint blocked: the VPS holds what CRIU cannot dump (checkpoint --check lists it)
+   96  backup archive truncated, changed since it was written, or not a vpsctl backup
    99  VPS incomplete: its clone, restore from a backup or migration did not finish (destroy it)
    exec/enter return the command's own exit status once it has started
    (126: not executable, 127: not found, 128+N: killed by signal N).

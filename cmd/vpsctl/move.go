@@ -12,7 +12,7 @@ import (
 // Copying and moving VPSs: clone, backup (restore --from-backup is restore's), migrate.
 
 func init() {
-	extraCommandList = append(extraCommandList, cloneCommand)
+	extraCommandList = append(extraCommandList, cloneCommand, backupCommand)
 }
 
 func cloneCommand() *cli.Command {
@@ -60,6 +60,53 @@ EXAMPLES:
 					return printJSON(os.Stdout, res)
 				}
 				fmt.Printf("VPS %d cloned to %d (stopped)\n", src, dst)
+				return nil
+			})
+		},
+	}
+}
+
+func backupCommand() *cli.Command {
+	return &cli.Command{
+		Name: "backup", Usage: "write a VPS (stopped or running) into one archive", ArgsUsage: "ID|NAME FILE",
+		Description: `Writes VPS ID into archive FILE: its config, its files and, with --with-memory (a
+running VPS), a checkpoint of its processes. A running VPS is frozen while its files are
+copied (after the checkpoint, which leaves it running), so files and processes match;
+it runs on after. The archive is a tar stream compressed with zstd (when the zstd
+program is installed) or gzip, and ends with a manifest of checksums: restore
+--from-backup refuses one that is truncated or changed. On a terminal the archive's
+size and the rate are shown as it is written. FILE appears only once it is complete.
+
+EXAMPLES:
+   vpsctl backup 601 601.tar.zst --with-memory
+   vpsctl destroy -f 601 && vpsctl restore 601 --from-backup 601.tar.zst
+   vpsctl restore 611 --from-backup 601.tar.zst     # as another VPS`,
+		Flags: []cli.Flag{
+			&cli.BoolFlag{Name: "with-memory", Usage: "checkpoint a running VPS's processes into the archive too"},
+			formatFlag(),
+		},
+		Action: func(c *cli.Context) error {
+			asJSON, err := checkFormat(c)
+			if err != nil {
+				return err
+			}
+			if c.NArg() != 2 {
+				return usageError("backup: usage: vpsctl backup ID FILE")
+			}
+			return withVPS(c, func(rt *runtime.Runtime, id container.ID) error {
+				progress := os.Stdout
+				if asJSON {
+					progress = os.Stderr
+				}
+				res, err := rt.Backup(c.Context, id, c.Args().Get(1), runtime.BackupOptions{WithMemory: c.Bool("with-memory"),
+					Progress: progress, Meter: os.Stderr})
+				if err != nil {
+					return err
+				}
+				if asJSON {
+					return printJSON(os.Stdout, res)
+				}
+				fmt.Printf("VPS %d backed up to %s (%.1f MiB, %s, %.2f s)\n", id, res.File, float64(res.Bytes)/(1<<20), res.Compression, res.Seconds)
 				return nil
 			})
 		},

@@ -63,16 +63,22 @@ type WriteOptions struct {
 	Record Inventory
 }
 
+// TarWriter is what Write writes to: a *tar.Writer, or one that also digests what passes.
+type TarWriter interface {
+	WriteHeader(hdr *tar.Header) error
+	Write(b []byte) (int, error)
+}
+
 // Write writes the tree at root into tw. Files that change while they are read are written
 // as far as the header says (padded if they shrank); their new state shows in a later
 // Inventory comparison.
-func Write(tw *tar.Writer, root string, o WriteOptions) error {
+func Write(tw TarWriter, root string, o WriteOptions) error {
 	w := &writer{tw: tw, root: root, o: o, links: map[[2]uint64]string{}}
 	return w.walk(".")
 }
 
 type writer struct {
-	tw    *tar.Writer
+	tw    TarWriter
 	root  string
 	o     WriteOptions
 	links map[[2]uint64]string // (dev, ino) of a multiply linked file -> its first entry name
