@@ -224,8 +224,18 @@ func (in *incoming) abandon() {
 		return
 	}
 	in.done = true
-	in.r.repair(in.c.ID)
-	if err := in.r.destroyLocked(context.Background(), in.c.ID, in.lk, in.c.Name, monitor.Leftovers{MntNS: -1}); err != nil {
+	ctx := context.Background()
+	left := monitor.Leftovers{MntNS: -1}
+	if s, err := in.r.Status(in.c.ID); err == nil && s.State == "running" {
+		// A migration's restored VPS, whose source never said go.
+		if err := in.r.stopLocked(ctx, in.c.ID, StopOptions{Kill: true}, &left); err != nil {
+			in.r.warn(in.c.ID, []string{"killing the incomplete VPS: " + err.Error()})
+		}
+	}
+	if left.CG == nil {
+		in.r.repair(in.c.ID)
+	}
+	if err := in.r.destroyLocked(ctx, in.c.ID, in.lk, in.c.Name, left); err != nil {
 		in.r.warn(in.c.ID, []string{"removing the incomplete VPS: " + err.Error()})
 	}
 	in.lk.Unlock()

@@ -34,6 +34,8 @@ const (
 	exitCheckpoint  = 94 // checkpoint/restore failed in CRIU, or no usable CRIU
 	exitBlocked     = 95 // checkpoint blocked by what the VPS holds (checkpoint --check lists it)
 	exitBadArchive  = 96 // backup archive truncated, changed, or not a vpsctl backup
+	exitMigrate     = 97 // migration failed: the VPS is on the source (running again if it ran)
+	exitMigrateLost = 98 // migration's end unknown: the destination was told to run the VPS
 	exitIncomplete  = 99 // VPS incomplete: its clone, restore from a backup or migration did not finish
 )
 
@@ -41,6 +43,10 @@ var exitTable = []struct {
 	code int
 	errs []error
 }{
+	// A migration's failure is its own code whatever the destination's reason (its message
+	// names it): a script learns first of all where the VPS is.
+	{exitMigrateLost, []error{runtime.ErrMigrateUnknown}},
+	{exitMigrate, []error{runtime.ErrMigrate}},
 	{exitLocked, []error{store.ErrLocked}},
 	{exitUsage, []error{runtime.ErrUsage}},
 	{exitBadValue, []error{container.ErrBadID, container.ErrBadName, runtime.ErrBadValue, cgroup.ErrBadValue,
@@ -97,6 +103,8 @@ const exitHelp = `EXIT CODES (vzctl-compatible where vzctl had one):
    94  checkpoint or restore failed in CRIU, or no usable CRIU (the message names CRIU's log)
    95  checkpoint blocked: the VPS holds what CRIU cannot dump (checkpoint --check lists it)
    96  backup archive truncated, changed since it was written, or not a vpsctl backup
+   97  migration failed: the VPS is on the source, running again if it ran (the message says)
+   98  migration's end unknown: the destination was told to run the VPS and did not answer
    99  VPS incomplete: its clone, restore from a backup or migration did not finish (destroy it)
    exec/enter return the command's own exit status once it has started
    (126: not executable, 127: not found, 128+N: killed by signal N).

@@ -12,7 +12,7 @@ import (
 // Copying and moving VPSs: clone, backup (restore --from-backup is restore's), migrate.
 
 func init() {
-	extraCommandList = append(extraCommandList, cloneCommand, backupCommand)
+	extraCommandList = append(extraCommandList, cloneCommand, backupCommand, migrateCommand, migrateReceiveCommand)
 }
 
 func cloneCommand() *cli.Command {
@@ -109,6 +109,87 @@ EXAMPLES:
 				fmt.Printf("VPS %d backed up to %s (%.1f MiB, %s, %.2f s)\n", id, res.File, float64(res.Bytes)/(1<<20), res.Compression, res.Seconds)
 				return nil
 			})
+		},
+	}
+}
+
+func migrateCommand() *cli.Command {
+	return &cli.Command{
+		Name: "migrate", Usage: "move a VPS to another host (or state root)", ArgsUsage: "ID|NAME DEST",
+		Description: `Moves VPS ID to DEST, ssh://[user@]host[:port] (which runs vpsctl: --dest-vpsctl
+names the program there, default vpsctl on its PATH) or local (this host, another
+state root: --dest-root). --dest-root picks the state root there. ssh is the system's:
+keys, agents and known hosts work as for any ssh command (--ssh-opt passes -o options).
+
+A stopped VPS moves offline. A running one is copied while it runs, then checkpointed
+(its TCP connections too), what changed since and its memory copied, and restored
+there: processes, addresses and connections go on; the downtime (frozen here to running
+there) is printed. DEST gets the VPS's template if it lacks it, the VPS's UID range if
+that is free there (else a free one, files re-owned), and checks the addresses before
+the VPS stops here. On success the VPS is gone here. On failure it is here (running
+again if it ran), and the message says so; exit 98 means DEST was told to run it and
+did not answer: the message says where its checkpoint is and what to check.
+
+EXAMPLES:
+   vpsctl migrate 601 ssh://root@hostb.example.com
+   vpsctl migrate 601 ssh://root@127.0.0.1:2222 --dest-root /srv/hostb
+   vpsctl migrate 601 local --dest-root /srv/other`,
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "dest-root", Usage: "state root `DIR` at the destination"},
+			&cli.StringFlag{Name: "dest-vpsctl", Usage: "vpsctl `PROGRAM` at the destination"},
+			&cli.StringSliceFlag{Name: "ssh-opt", Usage: "ssh `OPTION` (as ssh -o; repeatable)"},
+			formatFlag(),
+		},
+		Action: func(c *cli.Context) error {
+			asJSON, err := checkFormat(c)
+			if err != nil {
+				return err
+			}
+			if c.NArg() != 2 {
+				return usageError("migrate: usage: vpsctl migrate ID DEST")
+			}
+			dest, err := runtime.ParseDest(c.Args().Get(1))
+			if err != nil {
+				return err
+			}
+			if dest.Local && c.String("dest-root") == "" {
+				return usageError("migrate: a local destination needs --dest-root")
+			}
+			return withVPS(c, func(rt *runtime.Runtime, id container.ID) error {
+				progress := os.Stdout
+				if asJSON {
+					progress = os.Stderr
+				}
+				res, err := rt.Migrate(c.Context, id, runtime.MigrateOptions{Dest: dest, DestRoot: c.String("dest-root"),
+					DestVPSCTL: c.String("dest-vpsctl"), SSHOptions: c.StringSlice("ssh-opt"), Progress: progress, Meter: os.Stderr})
+				if err != nil {
+					return err
+				}
+				if asJSON {
+					return printJSON(os.Stdout, res)
+				}
+				if res.Live {
+					fmt.Printf("VPS %d migrated to %s: running there (init PID %d), gone here; downtime %.2f s (dump %.2f s, copy %.2f s, restore %.2f s)\n",
+						id, dest, res.InitPID, res.Downtime, res.DumpSeconds, res.CopySeconds, res.RestoreSeconds)
+				} else {
+					fmt.Printf("VPS %d migrated to %s (stopped), gone here\n", id, dest)
+				}
+				return nil
+			})
+		},
+	}
+}
+
+// migrateReceiveCommand is the destination's side of migrate, which runs it (hidden).
+func migrateReceiveCommand() *cli.Command {
+	return &cli.Command{
+		Name: "migrate-receive", Hidden: true, Usage: "the destination's side of vpsctl migrate (speaks its protocol on stdin and stdout)",
+		Action: func(c *cli.Context) error {
+			rt, err := openRuntime(c)
+			if err != nil {
+				return err
+			}
+			return rt.MigrateReceive(c.Context, os.Stdin, os.Stdout)
 		},
 	}
 }
