@@ -121,8 +121,11 @@ type DumpOptions struct {
 	// IrmapScanPaths are directories (inside the tree's root) searched for the paths of
 	// watched inodes whose file handles cannot be opened (--irmap-scan-path).
 	IrmapScanPaths []string
-	ExtraArgs      []string  // appended verbatim (e.g. --file-locks)
-	Log            io.Writer // criu's stdout and stderr (nil: discarded); the full log is ImagesDir/dump.log
+	// FileLocks dumps the file locks the tree holds (--file-locks; criu refuses a tree that
+	// holds any otherwise). The restore needs it as well.
+	FileLocks bool
+	ExtraArgs []string  // appended verbatim
+	Log       io.Writer // criu's stdout and stderr (nil: discarded); the full log is ImagesDir/dump.log
 }
 
 // Dump checkpoints the process tree rooted at o.Pid into o.ImagesDir:
@@ -170,6 +173,9 @@ func Dump(ctx context.Context, o DumpOptions) error {
 	for _, p := range o.IrmapScanPaths {
 		args = append(args, "--irmap-scan-path", p)
 	}
+	if o.FileLocks {
+		args = append(args, "--file-locks")
+	}
 	args = append(args, o.ExtraArgs...)
 	return run(ctx, args, o.ImagesDir, DumpLog, o.Log, nil)
 }
@@ -197,6 +203,8 @@ type RestoreOptions struct {
 	CgroupRoot string
 	// LeaveStopped leaves every restored task stopped by SIGSTOP (--leave-stopped).
 	LeaveStopped bool
+	// FileLocks restores the file locks a dump with DumpOptions.FileLocks saved.
+	FileLocks bool
 	// NetworkLock is the lock of the restored network namespace until its TCP connections
 	// are back: as DumpOptions.NetworkLock.
 	NetworkLock string
@@ -258,6 +266,9 @@ func Restore(ctx context.Context, o RestoreOptions) (pid int, err error) {
 	}
 	if o.LeaveStopped {
 		args = append(args, "--leave-stopped")
+	}
+	if o.FileLocks {
+		args = append(args, "--file-locks")
 	}
 	if o.NetworkLock != "" {
 		args = append(args, "--network-lock", o.NetworkLock)

@@ -167,6 +167,7 @@ func (m *monitor) restoreBoot(c *store.Config, dir string) (*bootState, error) {
 	o := criu.RestoreOptions{Root: m.st.Path(m.id, "root"), ImagesDir: dir, ManageCgroups: true,
 		InheritFds:     map[string]*os.File{meta.TTY: slave},
 		TCPEstablished: meta.TCPEstablished, TCPClose: meta.TCPClose, LeaveStopped: m.restoreStopped, NetworkLock: "nftables",
+		FileLocks: true, // harmless when the images hold none; criu refuses them otherwise
 		ExtraArgs: []string{"--external", "mnt[console]:" + consolePath, "--empty-ns", "net", "--ext-mount-map", "auto", "--action-script", self}}
 	if own := "/" + spec.CgroupPath(m.id); meta.CgroupRoot != "" && meta.CgroupRoot != own {
 		o.CgroupRoot = own // a VPS restored under another ID

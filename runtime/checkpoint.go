@@ -144,7 +144,7 @@ func (r *Runtime) dump(ctx context.Context, s *Status, dir string, d dumpSpec, p
 	o := criu.DumpOptions{Pid: s.InitPID, Root: r.St.Path(s.ID, "root"), ImagesDir: stage,
 		LeaveRunning: leave, ManageCgroups: true, CgroupRoot: "/" + spec.CgroupPath(s.ID),
 		External:    []string{ttyKey, "mnt[/dev/console]:console", "mnt[]"},
-		NetworkLock: "nftables", TCPEstablished: d.tcp, IrmapScanPaths: irmapScanPaths,
+		NetworkLock: "nftables", TCPEstablished: d.tcp, IrmapScanPaths: irmapScanPaths, FileLocks: true,
 		ExtraArgs: []string{"--empty-ns", "net"}}
 	if d.frozen {
 		cg, err := cgroup.New(spec.CgroupPath(s.ID))
@@ -204,6 +204,11 @@ func (r *Runtime) keepLog(id container.ID, err error) error {
 	}
 	kept := r.St.Path(id, "criu-"+filepath.Base(ce.Log))
 	if os.Rename(ce.Log, kept) == nil {
+		ce.Log = kept
+		return err
+	}
+	// Another file system (--dir elsewhere): a copy.
+	if b, rerr := os.ReadFile(ce.Log); rerr == nil && os.WriteFile(kept, b, 0o600) == nil {
 		ce.Log = kept
 	}
 	return err
