@@ -330,6 +330,10 @@ func run(ctx context.Context, args []string, dir, logName string, log io.Writer,
 	}
 	if ctx.Err() != nil {
 		err = fmt.Errorf("%w (after %v)", ctx.Err(), time.Since(start).Round(time.Millisecond))
+	} else {
+		// criu's exit status is not ours (an *exec.ExitError would pass for the command's
+		// own exit code further up).
+		err = errors.New(err.Error())
 	}
 	logPath := filepath.Join(dir, logName)
 	first := firstErrors(logPath, firstErrorLines)

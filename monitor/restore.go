@@ -179,6 +179,11 @@ func (m *monitor) restoreBoot(c *store.Config, dir string) (*bootState, error) {
 	if err != nil {
 		return nil, fmt.Errorf("restore: %w", err)
 	}
+	// criu restores the freezer state it dumped, frozen for a dump of a frozen VPS (a backup's
+	// dump is one): a restored VPS runs.
+	if err := b.cg.Thaw(); err != nil {
+		return nil, fmt.Errorf("restore: thaw: %w", err)
+	}
 	if userns {
 		if meta.GroupsIDMap != "" && meta.GroupsIDMap != c.IDMap {
 			// criu made the groups with the owners they had at dump time, in the range the

@@ -56,7 +56,7 @@ EXAMPLES:
 						printCheck(rep)
 					}
 					if err == nil && len(rep.Blockers) > 0 {
-						return cli.Exit("", exitBlocked)
+						return cli.Exit(fmt.Sprintf("VPS %d: %v: %d blocker(s) listed", id, runtime.ErrCheckpointBlocked, len(rep.Blockers)), exitBlocked)
 					}
 					return err
 				}
