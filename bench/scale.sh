@@ -23,6 +23,7 @@ BASE=20000
 cleanup() {
   for ((i = 1; i <= N; i++)); do "$V" destroy -f $((BASE + i)) >/dev/null 2>&1 || true; done
   "$V" destroy -f 19999 >/dev/null 2>&1 || true
+  "$V" lxcfs stop >/dev/null 2>&1 || true
   [ -n "${SCALE_DIR:-}" ] || rm -rf "$W"
 }
 trap cleanup EXIT

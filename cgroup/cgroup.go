@@ -44,6 +44,9 @@ type Resources struct {
 	// CPUs caps the group at N CPUs' worth of time (vzctl --cpus): a CFS
 	// quota of N periods. 0 = unlimited.
 	CPUs *int
+	// CPUSet pins the group to CPUs (a cpuset list, "0-1,3": v1 and v2 cpuset.cpus); "" = the
+	// parent's (all). What the VPS's sched_getaffinity, and so nproc, reports.
+	CPUSet *string
 	// CPULimitPct: 100 = one full CPU (vzctl --cpulimit). 0 = unlimited.
 	// With CPUs also set, the smaller quota wins.
 	CPULimitPct *int

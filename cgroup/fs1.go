@@ -364,6 +364,21 @@ func (m *fs1) setMemory(r *Resources) error {
 }
 
 func (m *fs1) setCPU(r *Resources) error {
+	if r.CPUSet != nil {
+		dir, err := m.dir("cpuset")
+		if err != nil {
+			return err
+		}
+		v := *r.CPUSet
+		if v == "" {
+			if v, err = readFile(filepath.Dir(dir), "cpuset.cpus"); err != nil {
+				return err
+			}
+		}
+		if err := writeFile(dir, "cpuset.cpus", v); err != nil {
+			return err
+		}
+	}
 	_, hasQuota := cfsQuota(r, 100000)
 	if r.CPUUnits == nil && !hasQuota {
 		return nil

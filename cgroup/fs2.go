@@ -150,6 +150,12 @@ func (m *fs2) Set(r *Resources) error {
 }
 
 func (m *fs2) setCPU(r *Resources) error {
+	if r.CPUSet != nil {
+		// "" is the parent's effective set: an empty cpuset.cpus means that on v2.
+		if err := writeFile(m.dir, "cpuset.cpus", *r.CPUSet); err != nil {
+			return err
+		}
+	}
 	if r.CPUUnits != nil {
 		if err := writeFile(m.dir, "cpu.weight", strconv.FormatUint(cpuWeight(*r.CPUUnits), 10)); err != nil {
 			return err

@@ -83,6 +83,9 @@ func withoutDefaults(r *Resources) *Resources {
 	if c.IOLimitBps != nil && *c.IOLimitBps == 0 {
 		c.IOLimitBps = nil
 	}
+	if c.CPUSet != nil && *c.CPUSet == "" {
+		c.CPUSet = nil // a new group's cpuset is its parent's (v1: Create copies it)
+	}
 	return &c
 }
 

@@ -60,8 +60,11 @@ func init() {
 const StopFile = "stop-requested"
 
 type monitor struct {
-	st      *store.Store
-	id      container.ID
+	st *store.Store
+	id container.ID
+	// hostNS is an fd of the host's mount namespace (-1: none), where the monitor's own
+	// private one cannot see mounts made after it (LXCFS started by this boot): see lxcfsViews.
+	hostNS  int
 	ready   *os.File
 	run     store.RunState
 	console *consoleHub
@@ -114,15 +117,15 @@ func monitorMain() int {
 		log.Print(err)
 		return 3
 	}
-	if len(os.Args) == 5 && os.Args[2] == "--after" {
+	if len(os.Args) == 6 && os.Args[2] == "--after" {
 		// Back from the C reaper: init has exited (see reaper.go).
-		m := &monitor{st: st, id: id}
+		m := &monitor{st: st, id: id, hostNS: inheritedFD(os.Args[5])}
 		return m.after(os.Args[3], os.Args[4])
 	}
-	// The ready pipe and the VPS's lock were inherited without close-on-exec; no VPS process
-	// may inherit them.
+	// The ready pipe, the VPS's lock and the host's mount namespace were inherited without
+	// close-on-exec; no VPS process may inherit them.
 	unix.CloseOnExec(3)
-	m := &monitor{st: st, id: id, ready: os.NewFile(3, "ready")}
+	m := &monitor{st: st, id: id, ready: os.NewFile(3, "ready"), hostNS: inheritedFD("5")}
 	restore := (len(os.Args) == 4 || len(os.Args) == 5 && os.Args[4] == "--stopped") && os.Args[2] == "--restore"
 	if len(os.Args) == 2 || restore {
 		unix.CloseOnExec(4)
@@ -136,6 +139,19 @@ func monitorMain() int {
 		m.restoreDir, m.restoreStopped = os.Args[3], len(os.Args) == 5
 	}
 	return m.main()
+}
+
+// inheritedFD is descriptor s, made close-on-exec, if it is one this process has; -1 if not.
+func inheritedFD(s string) int {
+	fd, err := strconv.Atoi(s)
+	if err != nil || fd < 3 {
+		return -1
+	}
+	if _, err := unix.FcntlInt(uintptr(fd), unix.F_GETFD, 0); err != nil {
+		return -1
+	}
+	unix.CloseOnExec(fd)
+	return fd
 }
 
 // awaitConsole waits until the console socket main makes is listening (or failed).
@@ -430,9 +446,8 @@ func tmpfsSizes(res *cgroup.Resources) (run, shm string) {
 // go statement puts its goroutine in its P's runnext slot, which another P steals from only
 // after a pause (runtime.runqgrab's usleep(3), which the raised timer slack stretches to 0.2
 // ms), and wakes one idle P only if no M is spinning already. The empty goroutine started next
-// moves f's out of runnext into the run queue, stolen at once, and asks for an idle P again: in
-// traced W1 runs the v1 groups were made beside the root file system in 35 of 50 runs, not 7
-// (W1 -0.2..-0.4, W4 -0.35..-0.4 ms interleaved).
+// moves f's out of runnext into the run queue, stolen at once, and asks for an idle P again, so
+// that f (the v1 groups) runs beside the caller's work (the root file system) on the other CPU.
 func goBeside(f func()) {
 	go f()
 	go func() {}()
@@ -673,6 +688,13 @@ func (m *monitor) bootRest(c *store.Config, b *bootState, res *cgroup.Resources,
 		return nil, err
 	}
 	defer unix.Close(rootFd)
+	fault.Mark("monitor-guest-mounts")
+	extra, warnings, _, err := m.guestMounts(c, pid, userns, int(idmap.Host))
+	if err != nil {
+		return nil, err
+	}
+	defer closeMounts(extra)
+	b.warnings = append(b.warnings, warnings...)
 	fault.Point("monitor-rootfs")
 	// The config goes now: the child builds the VPS's /proc, /sys and /dev while its groups
 	// and network are finished here, and waits for the go-ahead before its cgroup namespace.
@@ -682,11 +704,16 @@ func (m *monitor) bootRest(c *store.Config, b *bootState, res *cgroup.Resources,
 		Console: consolePath, CapDrop: spec.CapMask(c), Init: initArgv(m.oneshot), Trace: fault.Tracing(),
 		Env: env, Park: m.spare != nil}
 	msg.RunSize, msg.ShmSize = tmpfsSizes(res)
+	give := []int{rootFd}
+	for _, x := range extra {
+		msg.Mounts = append(msg.Mounts, x.path)
+		give = append(give, x.fd)
+	}
 	body, err := msg.encode()
 	if err != nil {
 		return nil, err
 	}
-	if err := unix.Sendmsg(fds[0], body, unix.UnixRights(rootFd), nil, 0); err != nil {
+	if err := unix.Sendmsg(fds[0], body, unix.UnixRights(give...), nil, 0); err != nil {
 		return nil, fmt.Errorf("send init config: %w", os.NewSyscallError("sendmsg", err))
 	}
 

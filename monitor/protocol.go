@@ -55,6 +55,9 @@ type initMsg struct {
 	Park bool
 	// RunSize and ShmSize are the size= of its /run and /dev/shm tmpfs (bytes, or N%).
 	RunSize, ShmSize string
+	// Mounts are where the child attaches the detached mounts sent after the root's (see
+	// guestMounts), in order, relative to the VPS's root.
+	Mounts []string
 }
 
 // initGo is the monitor's go-ahead after the config: the init child is in the VPS's groups and
@@ -82,6 +85,7 @@ func (m *initMsg) encode() ([]byte, error) {
 	if m.ShmSize != "" {
 		msg.Add("shmsize", m.ShmSize)
 	}
+	msg.AddAll("mount", m.Mounts)
 	if m.Trace {
 		msg.Add("trace", "1")
 	}

@@ -76,9 +76,14 @@ func (m *monitor) becomeReaper(b *bootState) error {
 			return fmt.Errorf("reaper: console socket: %w", err)
 		}
 	}
+	if m.hostNS >= 0 {
+		if _, err := keep(os.NewFile(uintptr(m.hostNS), "host-mntns")); err != nil {
+			return fmt.Errorf("reaper: host mount namespace: %w", err)
+		}
+	}
 	msg := (&prestart.Msg{}).Add("id", strconv.FormatUint(uint64(m.id), 10)).AddInt("pid", b.pid)
 	msg.AddInt("sig", int(spec.PoweroffSignal(b.pid))).AddInt("master", master).AddInt("log", logfd)
-	msg.AddInt("logmax", maxConsoleLog).Add("logpath", m.st.Path(m.id, "console.log")).AddInt("listen", lfd).Add("stopfile", m.st.Path(m.id, StopFile))
+	msg.AddInt("logmax", maxConsoleLog).Add("logpath", m.st.Path(m.id, "console.log")).AddInt("hostns", m.hostNS).AddInt("listen", lfd).Add("stopfile", m.st.Path(m.id, StopFile))
 	for _, c := range clients {
 		fd, err := keep(c)
 		if err != nil {

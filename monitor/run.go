@@ -5,6 +5,7 @@ import (
 	"runtime"
 
 	"github.com/vpsctl/vpsctl/container"
+	"github.com/vpsctl/vpsctl/internal/sysfile"
 	"github.com/vpsctl/vpsctl/store"
 	"golang.org/x/sys/unix"
 )
@@ -24,6 +25,13 @@ func RunHere(st *store.Store, id container.ID, argv []string, stdio []*os.File, 
 		code int
 		msg  Report
 	}
+	// The process's mount namespace (its leader's), the host's, before the boot's thread
+	// unshares one of its own.
+	hostNS, err := sysfile.Open("/proc/self/ns/mnt", os.O_RDONLY, 0)
+	if err != nil {
+		return 0, err
+	}
+	defer unix.Close(hostNS)
 	done := make(chan result, 1)
 	go func() {
 		runtime.LockOSThread()
@@ -34,7 +42,7 @@ func RunHere(st *store.Store, id container.ID, argv []string, stdio []*os.File, 
 			return
 		}
 		m := &monitor{st: st, id: id, oneshot: argv, stdio: stdio, keep: keep, volatile: keep != nil,
-			reportFn: func(msg Report) { res.msg = msg }, spare: spare}
+			reportFn: func(msg Report) { res.msg = msg }, spare: spare, hostNS: hostNS}
 		res.code = m.runOnce()
 	}()
 	res := <-done

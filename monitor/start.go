@@ -59,7 +59,7 @@ func Pending() bool { return pendingMonitor != nil }
 // parent go (fd is the pipe to it) and moved this process's stdio to the monitor's log. The
 // caller holds the VPS's lock throughout the boot, and a crash of this process is a crash of
 // the monitor: the next command repairs whatever it left.
-func StartHere(ctx context.Context, st *store.Store, id container.ID, fd int) (int, []string, error) {
+func StartHere(ctx context.Context, st *store.Store, id container.ID, fd, hostNS int) (int, []string, error) {
 	logf, err := sysfile.OpenFile(st.Path(id, "monitor.log"), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
 	if err != nil {
 		return 0, nil, err
@@ -72,7 +72,7 @@ func StartHere(ctx context.Context, st *store.Store, id container.ID, fd int) (i
 	log.SetPrefix(fmt.Sprintf("monitor %d: ", id))
 	got := make(chan Report, 1)
 	proceed := make(chan struct{})
-	m := &monitor{st: st, id: id, reportFn: func(msg Report) {
+	m := &monitor{st: st, id: id, hostNS: hostNS, reportFn: func(msg Report) {
 		got <- msg
 		<-proceed
 	}}
@@ -149,7 +149,14 @@ func Spawn(ctx context.Context, st *store.Store, id container.ID, lock *os.File,
 	cmd.Args[0] = "vpsctl-monitor"
 	cmd.Env = monitorEnv(st.Root)
 	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.ExtraFiles = []*os.File{pw, lock} // fd 3: the ready pipe, fd 4: the lock
+	// fd 3: the ready pipe, fd 4: the lock, fd 5: our (the host's) mount namespace
+	hostNS, err := os.Open("/proc/self/ns/mnt")
+	if err != nil {
+		pw.Close()
+		return 0, nil, err
+	}
+	defer hostNS.Close()
+	cmd.ExtraFiles = []*os.File{pw, lock, hostNS}
 	// setsid: the monitor outlives this command and its terminal. CLONE_NEWNS: the VPS's mounts
 	// are made in the monitor's own mount namespace and never appear in the host's.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Cloneflags: unix.CLONE_NEWNS}

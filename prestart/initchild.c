@@ -362,17 +362,13 @@ static char cfgbuf[1 << 16], claimbuf[1 << 16];
 static struct msg cfgmsg, claimmsg;
 static char *iargv[MAXARGS + 1], *ienvp[MAXARGS + 1];
 
-// recv_config reads one message and the want fds it must carry into fds; 0 at EOF.
-static long recv_config(char *buf, size_t n, struct msg *m, int *fds, int want)
+// recv_config reads one message and the fds it carries into fds (at most max), their count in
+// *got; 0 at EOF.
+static long recv_config(char *buf, size_t n, struct msg *m, int *fds, int max, int *got)
 {
-	int got = 0;
-	long r = msg_recv(isock, buf, n, m, fds, want, &got);
+	long r = msg_recv(isock, buf, n, m, fds, max, got);
 	if (r < 0)
 		die("receive config");
-	if (r > 0 && got != want) {
-		errno = EBADF;
-		die(want == 1 ? "receive config: no rootfs mount fd" : "receive claim: no stdio");
-	}
 	return r;
 }
 
@@ -381,6 +377,12 @@ static int cfg_ns, cfg_park, cfg_na, cfg_ne;
 static uint64_t cfg_capdrop;
 static const char *cfg_hostname = "", *cfg_domainname = "", *cfg_console = "/dev/null";
 static const char *cfg_runsize = "20%", *cfg_shmsize = "50%";
+// Extra mounts, each a detached mount the monitor made (a bind of a host directory, idmapped; a
+// LXCFS file; a device node) and sent after the root's fd, attached at the relative path its
+// mount= key names, in order.
+#define MAXMOUNTS 200
+static const char *cfg_mounts[MAXMOUNTS];
+static int cfg_nmounts;
 
 static void parse_config(const struct msg *m)
 {
@@ -395,6 +397,8 @@ static void parse_config(const struct msg *m)
 			cfg_domainname = kv->val;
 		else if (!strcmp(kv->key, "console"))
 			cfg_console = kv->val;
+		else if (!strcmp(kv->key, "mount") && cfg_nmounts < MAXMOUNTS)
+			cfg_mounts[cfg_nmounts++] = kv->val;
 		else if (!strcmp(kv->key, "runsize"))
 			cfg_runsize = kv->val;
 		else if (!strcmp(kv->key, "shmsize"))
@@ -427,8 +431,12 @@ static void park_for_claim(void)
 	while (r < 0 && errno == EINTR);
 	if (r != 1)
 		die("report parked");
-	int stdio[3];
-	long n = recv_config(claimbuf, sizeof(claimbuf), &claimmsg, stdio, 3);
+	int stdio[3], got = 0;
+	long n = recv_config(claimbuf, sizeof(claimbuf), &claimmsg, stdio, 3, &got);
+	if (n > 0 && got != 3) {
+		errno = EBADF;
+		die("receive claim: no stdio");
+	}
 	if (n == 0)
 		_exit(0); // not claimed: the keeper tears the spare down
 	for (int i = 0; i < 3; i++) {
@@ -448,15 +456,51 @@ void vpsctl_init_child_fail(int sock, const char *what)
 	die("%s", what);
 }
 
+// mount_extra attaches mount fd at path rel (relative to the VPS's root, our working directory):
+// a directory for a directory (made with its parents if missing), an empty file for anything
+// else, then move_mount. The mount is the monitor's: it was made read-only or idmapped there.
+static void mount_extra(int fd, const char *rel)
+{
+	struct stat st;
+	if (fstat(fd, &st) < 0)
+		die("extra mount %s: fstat", rel);
+	char dir[4096];
+	snprintf(dir, sizeof(dir), "%s", rel);
+	char *slash = strrchr(dir, '/');
+	if (S_ISDIR(st.st_mode)) {
+		if (mkdir_p(rel, 0755) < 0)
+			die("extra mount %s: mkdir", rel);
+	} else if (lstat(rel, &st) < 0) { // a file there already (in /proc, a read-only /sys) is used as it is
+		if (slash) {
+			*slash = 0;
+			if (mkdir_p(dir, 0755) < 0)
+				die("extra mount %s: mkdir", rel);
+		}
+		int f = open(rel, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+		if (f < 0)
+			die("extra mount %s: create", rel);
+		close(f);
+	}
+	if (syscall(SYS_move_mount, fd, "", AT_FDCWD, rel, MOVE_MOUNT_F_EMPTY_PATH) < 0)
+		die("extra mount %s: move_mount", rel);
+	close(fd);
+}
+
 void vpsctl_init_child(int sock)
 {
 	isock = sock;
-	int rootfd;
-	if (recv_config(cfgbuf, sizeof(cfgbuf), &cfgmsg, &rootfd, 1) == 0) {
+	static int fds[1 + MAXMOUNTS];
+	int nfds = 0;
+	if (recv_config(cfgbuf, sizeof(cfgbuf), &cfgmsg, fds, 1 + MAXMOUNTS, &nfds) == 0) {
 		errno = EPIPE;
 		die("receive config: monitor went away");
 	}
 	parse_config(&cfgmsg);
+	if (nfds != 1 + cfg_nmounts) {
+		errno = EBADF;
+		die("receive config: %d mount fds for %d mounts and the root", nfds, cfg_nmounts);
+	}
+	int rootfd = fds[0];
 	int ns = cfg_ns;
 	if (cfg_na == 0 && !cfg_park) {
 		errno = EINVAL;
@@ -506,6 +550,10 @@ void vpsctl_init_child(int sock)
 	mark("init-child-pivoted");
 	if (chdir("/") < 0)
 		die("chdir /");
+	// After the pivot: the paths are the VPS's own, resolved inside it (a tenant's symlink
+	// leads nowhere but into the VPS).
+	for (int i = 0; i < cfg_nmounts; i++)
+		mount_extra(fds[1 + i], cfg_mounts[i]);
 	if (cfg_park) {
 		park_for_claim();
 		mark("init-child-claimed");

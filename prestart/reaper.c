@@ -19,7 +19,8 @@
 // Its message (msg.h), from monitor/reaper.go: id (the VPS's, for the log), pid (the init, our
 // child), sig (its poweroff signal), master (the console pty's master fd), log (console.log's
 // fd), logpath (its path, for rotation), logmax (console.log's cap in bytes), listen (console.sock's fd), client (an attached
-// console's fd, repeated), stopfile (the stop request's path). Inherited fds that are not
+// console's fd, repeated), stopfile (the stop request's path), hostns (the host's mount
+// namespace, -1 for none, handed back as it is). Inherited fds that are not
 // named there are closed on the exec back to Go.
 #define _GNU_SOURCE
 #include <errno.h>
@@ -48,6 +49,7 @@
 static int master = -1, logfd = -1, listenfd = -1;
 static long long logmax = 4 << 20;
 static const char *logpath = "";
+static int hostns = -1; // the host's mount namespace, handed back to the Go monitor
 static int clients[MAXCLIENTS], nclients;
 static char cbuf[32 << 10];
 
@@ -259,7 +261,9 @@ void vpsctl_reaper(struct msg *m)
 			int mx;
 			if (!(bad = msg_int(kv->val, &mx)))
 				logmax = mx;
-		} else if (!strcmp(kv->key, "logpath"))
+		} else if (!strcmp(kv->key, "hostns"))
+			bad = msg_int(kv->val, &hostns);
+		else if (!strcmp(kv->key, "logpath"))
 			logpath = kv->val;
 		else if (!strcmp(kv->key, "listen"))
 			bad = msg_int(kv->val, &listenfd);
@@ -406,7 +410,11 @@ void vpsctl_reaper(struct msg *m)
 		fcntl(clients[i], F_SETFD, 0);
 		n += snprintf(fds + n, sizeof(fds) - n, ",%d", clients[i]);
 	}
-	char *args[] = { "vpsctl-monitor", (char *)id, "--after", st, fds, NULL };
+	char ns[16];
+	snprintf(ns, sizeof(ns), "%d", hostns);
+	if (hostns >= 0)
+		fcntl(hostns, F_SETFD, 0);
+	char *args[] = { "vpsctl-monitor", (char *)id, "--after", st, fds, ns, NULL };
 	setenv(VPSCTL_STAGE_ENV, "monitor", 1);
 	sigprocmask(SIG_UNBLOCK, &set, NULL);
 	execv("/proc/self/exe", args);

@@ -35,6 +35,8 @@ type CreateOptions struct {
 	Limits     Limits
 	Net        NetOptions
 	Devices    []string // extra device rules (see ParseDevice)
+	Features   []string // vzctl's --features: tun, fuse, ppp
+	BindMounts []string // HOSTDIR:VPSDIR[:ro]
 	Caps       []string // NAME:on|off bounding-set changes
 }
 
@@ -68,6 +70,12 @@ func (r *Runtime) Create(ctx context.Context, o CreateOptions) error {
 	}
 	c.Namespaces = ns
 	c.Devices = o.Devices
+	if c.Features, err = spec.ParseFeatures(o.Features); err != nil {
+		return err
+	}
+	if c.BindMounts, err = r.bindMounts(nil, o.BindMounts, nil); err != nil {
+		return err
+	}
 	for _, cp := range o.Caps {
 		if _, _, err := spec.ParseCapability(cp); err != nil {
 			return err
@@ -191,4 +199,50 @@ func (r *Runtime) Create(ctx context.Context, o CreateOptions) error {
 	committed = true
 	fault.Point("create-committed")
 	return nil
+}
+
+// bindMounts is the BINDMOUNT list cur with add (HOSTDIR:VPSDIR[:ro], each checked: see
+// spec.ParseBindMount; its host directory must exist) put in, replacing one at the same VPS
+// path, and the VPS paths in del taken out (each must be there).
+func (r *Runtime) bindMounts(cur, add, del []string) ([]string, error) {
+	out := slices.Clone(cur)
+	vpsPath := func(s string) string {
+		b, err := spec.ParseBindMount(s, "")
+		if err != nil {
+			return s
+		}
+		return b.VPS
+	}
+	for _, d := range del {
+		i := slices.IndexFunc(out, func(s string) bool { return vpsPath(s) == d })
+		if i < 0 {
+			return nil, fmt.Errorf("--bindmount-del %s: no bind mount there: %w", d, ErrBadValue)
+		}
+		out = slices.Delete(out, i, i+1)
+	}
+	for _, a := range add {
+		b, err := spec.ParseBindMount(a, r.St.Root)
+		if err != nil {
+			return nil, err
+		}
+		if fi, err := os.Stat(b.Host); err != nil || !fi.IsDir() {
+			return nil, fmt.Errorf("--bindmount %s: %s is not a directory on the host: %w", a, b.Host, ErrBadValue)
+		}
+		// What is bound is where the path leads: a link into /proc or the state root is
+		// refused as the path itself would be, and the saved path is the link's target.
+		real, err := filepath.EvalSymlinks(b.Host)
+		if err != nil {
+			return nil, fmt.Errorf("--bindmount %s: %w", a, err)
+		}
+		if real != b.Host {
+			rb := b
+			rb.Host = real
+			if b, err = spec.ParseBindMount(rb.String(), r.St.Root); err != nil {
+				return nil, fmt.Errorf("--bindmount %s leads to %s: %w", a, real, err)
+			}
+		}
+		out = slices.DeleteFunc(out, func(s string) bool { return vpsPath(s) == b.VPS })
+		out = append(out, b.String())
+	}
+	return out, nil
 }

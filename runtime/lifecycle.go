@@ -29,6 +29,9 @@ type StartOptions struct {
 	// private mount namespace of its own, and Caller is the pipe to its parent, which waits for
 	// the command's exit code (see BecomeMonitor).
 	Caller *os.File
+	// CallerMountNS is the mount namespace the caller was in before the fork made a private
+	// one (nil: unknown): the host's, where LXCFS is mounted.
+	CallerMountNS *os.File
 }
 
 // Start boots VPS id: it spawns the VPS's monitor, which builds the VPS and stays with it after
@@ -68,7 +71,11 @@ func (r *Runtime) Start(ctx context.Context, id container.ID, o StartOptions) (i
 	var pid int
 	var warnings []string
 	if o.Caller != nil && !monitor.Pending() {
-		pid, warnings, err = monitor.StartHere(ctx, r.St, id, int(o.Caller.Fd()))
+		hostNS := -1
+		if o.CallerMountNS != nil {
+			hostNS = int(o.CallerMountNS.Fd())
+		}
+		pid, warnings, err = monitor.StartHere(ctx, r.St, id, int(o.Caller.Fd()), hostNS)
 	} else {
 		pid, warnings, err = monitor.Spawn(ctx, r.St, id, lk.File())
 	}

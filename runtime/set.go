@@ -27,6 +27,9 @@ type SetOptions struct {
 	Net          NetOptions
 	Capabilities []string
 	Devices      []string // extra device rules, replacing the saved ones (applies at next start)
+	Features     []string // replacing the saved ones (nil: unchanged; next start)
+	BindMountAdd []string // HOSTDIR:VPSDIR[:ro] (next start)
+	BindMountDel []string // VPSDIR (next start)
 	UserPasswd   []string // USER:PASSWORD, set inside the VPS (never saved)
 	Save         bool
 }
@@ -67,6 +70,20 @@ func (r *Runtime) Set(ctx context.Context, id container.ID, o SetOptions) error 
 	}
 	if o.Devices != nil {
 		next.Devices = o.Devices
+	}
+	if o.Features != nil {
+		f, err := spec.ParseFeatures(o.Features)
+		if err != nil {
+			return err
+		}
+		next.Features = f
+	}
+	if len(o.BindMountAdd) > 0 || len(o.BindMountDel) > 0 {
+		b, err := r.bindMounts(next.BindMounts, o.BindMountAdd, o.BindMountDel)
+		if err != nil {
+			return err
+		}
+		next.BindMounts = b
 	}
 	if err := o.Limits.apply(&next); err != nil {
 		return err
@@ -138,6 +155,7 @@ func (r *Runtime) Set(ctx context.Context, id container.ID, o SetOptions) error 
 		save = *old
 		save.Name, save.Hostname, save.Domainname = next.Name, next.Hostname, next.Domainname
 		save.Capabilities, save.Devices = next.Capabilities, next.Devices
+		save.Features, save.BindMounts = next.Features, next.BindMounts // next start's, saved now
 	}
 	if err := r.St.SaveConfig(&save); err != nil {
 		return err

@@ -12,6 +12,7 @@ import (
 	"github.com/vpsctl/vpsctl/container"
 	"github.com/vpsctl/vpsctl/internal/proc"
 	"github.com/vpsctl/vpsctl/internal/spec"
+	"github.com/vpsctl/vpsctl/lxcfs"
 	"github.com/vpsctl/vpsctl/monitor"
 	"github.com/vpsctl/vpsctl/network"
 	"github.com/vpsctl/vpsctl/store"
@@ -36,6 +37,9 @@ type Status struct {
 	IDMap        string    `json:"idmap,omitempty"`
 	IPs          []string  `json:"ips"`
 	NetIfs       []string  `json:"netifs"`
+	// LXCFS: whether a running VPS's /proc and /sys views of its own limits are served
+	// (lxcfs.ViewLive, ViewDead, ViewNone), filled by CheckViews.
+	LXCFS string `json:"lxcfs,omitempty"`
 
 	cfg *store.Config
 	run *store.RunState
@@ -90,6 +94,14 @@ func (r *Runtime) Status(id container.ID) (*Status, error) {
 		}
 	}
 	return s, nil
+}
+
+// CheckViews fills in s.LXCFS for a running VPS. It asks LXCFS (a FUSE round trip), which
+// Status, used on every command's path, does not.
+func (s *Status) CheckViews() {
+	if s.State == "running" && s.InitPID > 0 {
+		s.LXCFS = lxcfs.ViewState(fmt.Sprintf("/proc/%d/root/proc/meminfo", s.InitPID))
+	}
 }
 
 func nonNil(s []string) []string {

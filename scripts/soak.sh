@@ -11,7 +11,7 @@ W=$(mktemp -d /tmp/vpsctl-soak.XXXXXX)
 export VPSCTL_ROOT=$W/state
 bash scripts/build.sh "$W/vpsctl"
 V="$W/vpsctl"
-trap '"$V" destroy -f 998 >/dev/null 2>&1 || true; rm -rf "$W"' EXIT
+trap '"$V" destroy -f 998 >/dev/null 2>&1 || true; "$V" lxcfs stop >/dev/null 2>&1 || true; rm -rf "$W"' EXIT
 "$V" template build busybox >/dev/null
 
 counts() {

@@ -19,6 +19,7 @@ command -v sshpass >/dev/null || need+=(sshpass)
 command -v systemd-analyze >/dev/null || need+=(systemd)   # contrib's test: systemd-analyze verify on vpsctl.service
 command -v ssh >/dev/null || need+=(openssh-client)
 command -v nft >/dev/null || need+=(nftables)   # source-address validation of routed addresses
+command -v lxcfs >/dev/null || need+=(lxcfs)   # a VPS's own /proc/meminfo, cpuinfo, uptime (issue 21)
 if [ ${#need[@]} -gt 0 ]; then
   echo "== installing: ${need[*]}"
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}"

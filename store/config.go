@@ -40,6 +40,8 @@ type Config struct {
 	SearchDomains []string
 	Capabilities  []string // NAME:on|off overrides of the default bounding set
 	Devices       []string // extra device rules
+	Features      []string // vzctl's --features: tun, fuse, ppp
+	BindMounts    []string // HOSTDIR:VPSDIR[:ro]
 
 	Extra map[string]string
 }
@@ -72,6 +74,8 @@ var fields = []field{
 	{key: "SEARCHDOMAIN", list: func(c *Config) *[]string { return &c.SearchDomains }},
 	{key: "CAPABILITY", list: func(c *Config) *[]string { return &c.Capabilities }},
 	{key: "DEVICES", list: func(c *Config) *[]string { return &c.Devices }},
+	{key: "FEATURES", list: func(c *Config) *[]string { return &c.Features }},
+	{key: "BINDMOUNT", list: func(c *Config) *[]string { return &c.BindMounts }},
 }
 
 // Format renders c as the text of vps.conf. Values are quoted; '"' and '\' are escaped.

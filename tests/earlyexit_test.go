@@ -49,24 +49,22 @@ func gone(pid int) func() bool {
 // child with it.
 func TestEarlyExit(t *testing.T) {
 	checkClean(t, "192")
-	for _, env := range [][]string{nil} {
-		for _, tc := range []struct {
-			args []string
-			code int
-			out  string
-		}{
-			{[]string{"create", "192", "--template", "busybox"}, 0, "VPS 192 created"},
-			{[]string{"status", "192"}, 0, "VPS 192 exist stopped"},
-			{[]string{"status", "1929"}, 0, "VPS 1929 deleted"},
-			{[]string{"stop", "192"}, 31, ""},
-			{[]string{"destroy", "192", "--bogus"}, 20, ""},
-			{[]string{"destroy", "192"}, 0, "VPS 192 destroyed"},
-			{[]string{"destroy", "192"}, 43, ""},
-		} {
-			r := vpsctlEnv(t, env, tc.args...)
-			if r.code != tc.code || !strings.HasPrefix(r.out, tc.out) || (tc.code != 0) != (r.err != "") {
-				t.Errorf("%v %v: code %d out %q err %q; want code %d, out %q", env, tc.args, r.code, r.out, r.err, tc.code, tc.out)
-			}
+	for _, tc := range []struct {
+		args []string
+		code int
+		out  string
+	}{
+		{[]string{"create", "192", "--template", "busybox"}, 0, "VPS 192 created"},
+		{[]string{"status", "192"}, 0, "VPS 192 exist stopped"},
+		{[]string{"status", "1929"}, 0, "VPS 1929 deleted"},
+		{[]string{"stop", "192"}, 31, ""},
+		{[]string{"destroy", "192", "--bogus"}, 20, ""},
+		{[]string{"destroy", "192"}, 0, "VPS 192 destroyed"},
+		{[]string{"destroy", "192"}, 43, ""},
+	} {
+		r := vpsctl(t, tc.args...)
+		if r.code != tc.code || !strings.HasPrefix(r.out, tc.out) || (tc.code != 0) != (r.err != "") {
+			t.Errorf("%v: code %d out %q err %q; want code %d, out %q", tc.args, r.code, r.out, r.err, tc.code, tc.out)
 		}
 	}
 

@@ -23,7 +23,16 @@ func TestEmbed(t *testing.T) {
 			t.Fatalf("go build ./examples/embed: %v\n%s", err, out)
 		}
 	}
+	// stopLXCFS stops the LXCFS a boot in state root dir started (before its TempDir goes).
+	stopLXCFS := func(dir string) {
+		t.Cleanup(func() {
+			if out, err := exec.Command(bin, "--root", dir, "lxcfs", "stop").CombinedOutput(); err != nil {
+				t.Errorf("lxcfs stop in %s: %v: %s", dir, err, out)
+			}
+		})
+	}
 	state := t.TempDir()
+	stopLXCFS(state)
 	cmd := exec.Command(embed, "-root", state, "-id", "4243")
 	var out strings.Builder
 	cmd.Stdout, cmd.Stderr = &out, &out
@@ -50,7 +59,9 @@ func TestEmbed(t *testing.T) {
 	// own job in a state root of its own).
 	checkClean(t, "4244")
 	must(t, "create", "4244", "--template", "busybox")
-	r := exec.Command(embed, "-root", t.TempDir(), "-id", "4245", "destroy", "4244")
+	other := t.TempDir()
+	stopLXCFS(other)
+	r := exec.Command(embed, "-root", other, "-id", "4245", "destroy", "4244")
 	r.Env = append(os.Environ(), "VPSCTL_ROOT="+root)
 	if b, err := r.CombinedOutput(); err != nil || !strings.Contains(string(b), "destroyed VPS 4245") {
 		t.Fatalf("embed destroy 4244: %v\n%s", err, b)

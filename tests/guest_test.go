@@ -1,7 +1,9 @@
 package tests
 
 import (
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -45,12 +47,7 @@ func TestDebianGuests(t *testing.T) {
 	} {
 		t.Run(tc.variant, func(t *testing.T) {
 			checkClean(t, tc.id)
-			if r := vpsctl(t, "template", "list"); !strings.Contains(r.out, tc.tpl+" ") {
-				build := vpsctlTimeout(t, 15*time.Minute, nil, "template", "build", "debian-12", "--variant", tc.variant)
-				if build.code != 0 {
-					t.Fatalf("template build: %s\n%s", build.out, build.err)
-				}
-			}
+			debianTemplate(t, tc.tpl, tc.variant)
 			must(t, "create", tc.id, "--template", tc.tpl, "--hostname", "deb"+tc.id, "--ipadd", tc.addr)
 			must(t, "set", tc.id, "--userpasswd", tc.user+":s3cret-"+tc.id) // on a stopped VPS
 			must(t, "start", tc.id)
@@ -87,5 +84,66 @@ func TestDebianGuests(t *testing.T) {
 			waitFor(t, 10*time.Second, "the monitor to finish", func() bool { return len(ourMonitors()) == 0 })
 			must(t, "destroy", tc.id)
 		})
+	}
+}
+
+// debianTemplate builds template tpl (Debian 12 of init variant) with debootstrap unless this
+// run has it already.
+func debianTemplate(t *testing.T, tpl, variant string) {
+	t.Helper()
+	if r := vpsctl(t, "template", "list"); strings.Contains(r.out, tpl+" ") {
+		return
+	}
+	build := vpsctlTimeout(t, 15*time.Minute, nil, "template", "build", "debian-12", "--variant", variant)
+	if build.code != 0 {
+		t.Fatalf("template build: %s\n%s", build.out, build.err)
+	}
+}
+
+// TestDebianGuestViews is issue 21's acceptance on a Debian 12 systemd guest: start --wait
+// returns with systemd booted, free, nproc and uptime are the VPS's own, ip tuntap works with
+// the tun feature, a read-only bind mount shows the host's files.
+func TestDebianGuestViews(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: the Debian guest suite builds templates with debootstrap")
+	}
+	const id = "408"
+	checkClean(t, id)
+	debianTemplate(t, "debian-12", "systemd")
+	share := t.TempDir()
+	os.Chmod(share, 0o755)
+	if err := os.WriteFile(filepath.Join(share, "readme"), []byte("shared\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	must(t, "create", id, "--template", "debian-12", "--memory", "512M", "--swap", "256M", "--cpus", "1",
+		"--features", "tun,fuse", "--bindmount", share+":/mnt/share:ro")
+	t0 := time.Now()
+	if out := must(t, "start", "--wait", id); !strings.Contains(out, "booted (systemd: running") &&
+		!strings.Contains(out, "booted (systemd: degraded") {
+		t.Fatalf("start --wait: %q", out)
+	}
+	// No wait here: start --wait has waited.
+	if st := strings.TrimSpace(vpsctl(t, "exec", id, "--", "systemctl", "is-system-running").out); st != "running" && st != "degraded" {
+		t.Fatalf("right after start --wait, systemd is %q", st)
+	}
+	free := must(t, "exec", id, "--", "free", "-m")
+	if f := strings.Fields(strings.Split(free, "\n")[1]); len(f) < 2 || f[0] != "Mem:" || f[1] != "512" {
+		t.Fatalf("free -m:\n%s", free)
+	}
+	if got := strings.TrimSpace(must(t, "exec", id, "--", "nproc")); got != "1" {
+		t.Fatalf("nproc %q", got)
+	}
+	if up := uptimeOf(t, must(t, "exec", id, "--", "cat", "/proc/uptime")); up > time.Since(t0).Seconds()+2 {
+		t.Fatalf("uptime %.1f s, longer than the VPS has run", up)
+	}
+	must(t, "exec", id, "--", "ip", "tuntap", "add", "dev", "tun0", "mode", "tun")
+	if out := must(t, "exec", id, "--", "ip", "-o", "link", "show", "tun0"); !strings.Contains(out, "tun0") {
+		t.Fatalf("no tun0: %q", out)
+	}
+	if got := must(t, "exec", id, "--", "cat", "/mnt/share/readme"); got != "shared\n" {
+		t.Fatalf("bind mount: %q", got)
+	}
+	if r := vpsctl(t, "exec", id, "--", "touch", "/mnt/share/x"); r.code == 0 {
+		t.Fatal("wrote into a read-only bind mount")
 	}
 }

@@ -72,7 +72,9 @@ func createCommand() *cli.Command {
 		&cli.StringFlag{Name: "domainname", Usage: "NIS domain name"},
 		&cli.StringFlag{Name: "namespaces", Usage: "namespace subset, e.g. uts,ipc,pid,mnt (default: all of " + strings.Join(spec.AllNamespaces, ",") + ")"},
 		&cli.Uint64Flag{Name: "idmap-size", Usage: "width `N` of the VPS's host UID/GID range (default 65536)"},
-		&cli.StringSliceFlag{Name: "devices", Usage: "allow device `c|b:MAJOR:MINOR:rwm` in addition to the defaults (repeatable)"},
+		&cli.StringSliceFlag{Name: "devices", Usage: "allow device `c|b:MAJOR:MINOR:rwm` in addition to the defaults, with its node in /dev (repeatable)"},
+		&cli.StringSliceFlag{Name: "features", Usage: "`tun,fuse,ppp`: the devices (and nodes) each needs"},
+		&cli.StringSliceFlag{Name: "bindmount", Usage: "`HOSTDIR:VPSDIR[:ro]`: a host directory shown inside, with the VPS's own UIDs (repeatable)"},
 		&cli.StringSliceFlag{Name: "capability", Usage: "`NAME:on|off` change to the default bounding set (repeatable)"},
 	}
 	flags = append(flags, limitFlags()...)
@@ -107,7 +109,8 @@ func createCommand() *cli.Command {
 			err = rt.Create(c.Context, runtime.CreateOptions{ID: id, Name: c.String("name"), Template: c.String("template"),
 				Hostname: c.String("hostname"), Domainname: c.String("domainname"), Namespaces: ns,
 				IDMapSize: uint32(size), Limits: limitsFrom(c), Net: netFrom(c),
-				Devices: c.StringSlice("devices"), Caps: c.StringSlice("capability")})
+				Devices: c.StringSlice("devices"), Caps: c.StringSlice("capability"), Features: c.StringSlice("features"),
+				BindMounts: c.StringSlice("bindmount")})
 			if err != nil {
 				return err
 			}
@@ -125,7 +128,10 @@ func setCommand() *cli.Command {
 		&cli.StringSliceFlag{Name: "ipdel", Usage: "remove address `ADDR`, or all"},
 		&cli.StringSliceFlag{Name: "netif-del", Usage: "remove interface `NAME`"},
 		&cli.StringSliceFlag{Name: "capability", Usage: "`NAME:on|off` (repeatable; applies at next start)"},
-		&cli.StringSliceFlag{Name: "devices", Usage: "extra device rules `c|b:MAJOR:MINOR:rwm`, replacing the saved ones (next start)"},
+		&cli.StringSliceFlag{Name: "devices", Usage: "extra device rules `c|b:MAJOR:MINOR:rwm`, replacing the saved ones (\"\": none; next start)"},
+		&cli.StringSliceFlag{Name: "features", Usage: "`tun,fuse,ppp`, replacing the saved ones (\"\": none; next start)"},
+		&cli.StringSliceFlag{Name: "bindmount", Usage: "add `HOSTDIR:VPSDIR[:ro]` (next start)"},
+		&cli.StringSliceFlag{Name: "bindmount-del", Usage: "remove the bind mount at `VPSDIR` (next start)"},
 		&cli.BoolFlag{Name: "save", Usage: "on a running VPS, also save limits and addresses to its config"},
 		&cli.StringSliceFlag{Name: "userpasswd", Usage: "set `USER` (password read from stdin) or USER:PASSWORD inside the VPS, creating the user if missing (never saved or logged)"},
 	}
@@ -160,7 +166,8 @@ EXAMPLES:
 			return withVPS(c, func(rt *runtime.Runtime, id container.ID) error {
 				err := rt.Set(c.Context, id, runtime.SetOptions{Name: str("name"), Hostname: str("hostname"), Domainname: str("domainname"),
 					Limits: limitsFrom(c), Net: netFrom(c), Capabilities: c.StringSlice("capability"), Save: c.Bool("save"), Devices: devicesFrom(c),
-					UserPasswd: users})
+					UserPasswd: users, Features: featuresFrom(c), BindMountAdd: c.StringSlice("bindmount"),
+					BindMountDel: c.StringSlice("bindmount-del")})
 				if err != nil {
 					return err
 				}
@@ -277,11 +284,32 @@ func dash(s string) string {
 	return s
 }
 
+// featuresFrom is --features as given ([] for --features ""), nil when not given.
+func featuresFrom(c *cli.Context) []string {
+	if !c.IsSet("features") {
+		return nil
+	}
+	f := []string{}
+	for _, v := range c.StringSlice("features") {
+		if v != "" {
+			f = append(f, v)
+		}
+	}
+	return f
+}
+
+// devicesFrom is --devices as given ([] for --devices ""), nil when not given.
 func devicesFrom(c *cli.Context) []string {
 	if !c.IsSet("devices") {
 		return nil
 	}
-	return c.StringSlice("devices")
+	d := []string{}
+	for _, v := range c.StringSlice("devices") {
+		if v != "" {
+			d = append(d, v)
+		}
+	}
+	return d
 }
 
 // userpasswdFrom completes --userpasswd values: USER alone takes its password from the first

@@ -18,25 +18,26 @@ import (
 // exit codes; it is printed by `vpsctl --help` and in README.md.
 const (
 	exitOK          = 0
-	exitSystem      = 3  // unexpected system error
-	exitLocked      = 9  // locked by another vpsctl
-	exitUsage       = 20 // bad command or usage
-	exitBadValue    = 21 // bad ID, name or value
-	exitNotRunning  = 31 // VPS is not running
-	exitRunning     = 32 // VPS is running (or must be stopped)
-	exitNotExist    = 43 // VPS does not exist
-	exitExist       = 44 // VPS ID or name already exists
-	exitBadIP       = 71 // malformed IP address or interface
-	exitIPInUse     = 78 // IP address in use
-	exitNoTemplate  = 91 // template not found
-	exitTemplateUse = 92 // template in use, or already exists
-	exitPoolFull    = 93 // UID pool exhausted
-	exitCheckpoint  = 94 // checkpoint/restore failed in CRIU, or no usable CRIU
-	exitBlocked     = 95 // checkpoint blocked by what the VPS holds (checkpoint --check lists it)
-	exitBadArchive  = 96 // backup archive truncated, changed, or not a vpsctl backup
-	exitMigrate     = 97 // migration failed: the VPS is on the source (running again if it ran)
-	exitMigrateLost = 98 // migration's end unknown: the destination was told to run the VPS
-	exitIncomplete  = 99 // VPS incomplete: its clone, restore from a backup or migration did not finish
+	exitSystem      = 3   // unexpected system error
+	exitLocked      = 9   // locked by another vpsctl
+	exitUsage       = 20  // bad command or usage
+	exitBadValue    = 21  // bad ID, name or value
+	exitNotRunning  = 31  // VPS is not running
+	exitRunning     = 32  // VPS is running (or must be stopped)
+	exitNotExist    = 43  // VPS does not exist
+	exitExist       = 44  // VPS ID or name already exists
+	exitBadIP       = 71  // malformed IP address or interface
+	exitIPInUse     = 78  // IP address in use
+	exitNoTemplate  = 91  // template not found
+	exitTemplateUse = 92  // template in use, or already exists
+	exitPoolFull    = 93  // UID pool exhausted
+	exitCheckpoint  = 94  // checkpoint/restore failed in CRIU, or no usable CRIU
+	exitBlocked     = 95  // checkpoint blocked by what the VPS holds (checkpoint --check lists it)
+	exitBadArchive  = 96  // backup archive truncated, changed, or not a vpsctl backup
+	exitMigrate     = 97  // migration failed: the VPS is on the source (running again if it ran)
+	exitMigrateLost = 98  // migration's end unknown: the destination was told to run the VPS
+	exitIncomplete  = 99  // VPS incomplete: its clone, restore from a backup or migration did not finish
+	exitBootTimeout = 124 // start --wait: the guest did not finish booting in time (timeout(1)'s code)
 )
 
 var exitTable = []struct {
@@ -64,6 +65,7 @@ var exitTable = []struct {
 	{exitNoTemplate, []error{store.ErrNoTemplate}},
 	{exitTemplateUse, []error{runtime.ErrTemplateUse, template.ErrExist}},
 	{exitPoolFull, []error{uid.ErrPoolFull}},
+	{exitBootTimeout, []error{runtime.ErrBootTimeout}},
 }
 
 // exitCode maps an error to vpsctl's exit code.
@@ -106,6 +108,7 @@ const exitHelp = `EXIT CODES (vzctl-compatible where vzctl had one):
    97  migration failed: the VPS is on the source, running again if it ran (the message says)
    98  migration's end unknown: the destination was told to run the VPS and did not answer
    99  VPS incomplete: its clone, restore from a backup or migration did not finish (destroy it)
+   124 start --wait: the guest did not finish booting in time (the message says how far it got)
    exec/enter return the command's own exit status once it has started
    (126: not executable, 127: not found, 128+N: killed by signal N).
 `

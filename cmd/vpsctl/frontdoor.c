@@ -439,6 +439,9 @@ static void spare_claim(const struct cmdline *c)
 // code (-1: none), for the Go side (frontdoor.go).
 int vpsctl_start_fd = -1;
 int vpsctl_exit_fd = -1;
+// vpsctl_host_mntns is the caller's mount namespace, opened by a forked start before its child
+// made a private one (-1: none): the monitor makes some mounts' clones there (LXCFS's).
+int vpsctl_host_mntns = -1;
 
 // fork_waiter forks a command that its caller waits for in the parent: -1 if it could not
 // (nothing changed); 0 in the child, *fd the pipe's write end for its exit code; the child's PID
@@ -487,6 +490,7 @@ static void start_fork(void)
 		return;
 	if (child == 0) {
 		setsid();
+		vpsctl_host_mntns = open("/proc/self/ns/mnt", O_RDONLY | O_CLOEXEC);
 		if (unshare(CLONE_NEWNS) == 0 && mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) == 0)
 			vpsctl_start_fd = fd;
 		else

@@ -3,6 +3,7 @@ package main
 // #cgo CFLAGS: -Wall -O2 -I${SRCDIR}/../../prestart
 // extern int vpsctl_start_fd;
 // extern int vpsctl_exit_fd;
+// extern int vpsctl_host_mntns;
 import "C"
 
 import "golang.org/x/sys/unix"
@@ -11,6 +12,10 @@ import "golang.org/x/sys/unix"
 // (frontdoor.c), or -1: this process is then that start's child and carries on as the VPS's
 // monitor once it has written its exit code there.
 func startFD() int { return int(C.vpsctl_start_fd) }
+
+// hostMountNS is the caller's mount namespace, which a forked start opened before its child
+// unshared its own (-1: none).
+func hostMountNS() int { return int(C.vpsctl_host_mntns) }
 
 // releaseCaller ends the command for its caller with exit code code, if the front door forked a
 // parent that waits for it (frontdoor.c): stdin, stdout and stderr are let go first (a caller

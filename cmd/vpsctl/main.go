@@ -52,7 +52,11 @@ func runCLI() int {
 // startOptions has a start's VPS monitored by this process if the front door forked it for that.
 func startOptions() runtime.StartOptions {
 	if fd := startFD(); fd >= 0 {
-		return runtime.StartOptions{Caller: os.NewFile(uintptr(fd), "caller")}
+		o := runtime.StartOptions{Caller: os.NewFile(uintptr(fd), "caller")}
+		if ns := hostMountNS(); ns >= 0 {
+			o.CallerMountNS = os.NewFile(uintptr(ns), "host-mntns")
+		}
+		return o
 	}
 	return runtime.StartOptions{}
 }
@@ -220,7 +224,14 @@ func commands() []*cli.Command {
 		createCommand(),
 		{
 			Name: "start", Usage: "boot a VPS", ArgsUsage: "ID|NAME",
-			Description: "Boots the VPS's own init in new namespaces. The VPS keeps running after vpsctl exits.\n\nEXAMPLE:\n   vpsctl start 101",
+			Description: "Boots the VPS's own init in new namespaces. The VPS keeps running after vpsctl exits.\n" +
+				"With --wait, returns once the guest has finished booting: systemd running or degraded,\n" +
+				"sysvinit in its runlevel, busybox init past its sysinit actions (exit 124 after --timeout).\n\n" +
+				"EXAMPLES:\n   vpsctl start 101\n   vpsctl start --wait --timeout 60s 101 && vpsctl exec 101 -- systemctl status",
+			Flags: []cli.Flag{
+				&cli.BoolFlag{Name: "wait", Usage: "return once the guest has finished booting"},
+				&cli.DurationFlag{Name: "timeout", Value: 120 * time.Second, Usage: "with --wait: how long to wait"},
+			},
 			Action: func(c *cli.Context) error {
 				return withVPS(c, func(rt *runtime.Runtime, id container.ID) error {
 					pid, err := rt.Start(c.Context, id, startOptions())
@@ -228,6 +239,15 @@ func commands() []*cli.Command {
 						return err
 					}
 					fmt.Printf("VPS %d started (init PID %d)\n", id, pid)
+					if !c.Bool("wait") {
+						return nil
+					}
+					t0 := time.Now()
+					b, err := rt.WaitBooted(c.Context, id, c.Duration("timeout"))
+					if err != nil {
+						return err
+					}
+					fmt.Printf("VPS %d booted (%s: %s, %.1f s)\n", id, b.Init, b.State, time.Since(t0).Seconds())
 					return nil
 				})
 			},
@@ -332,6 +352,7 @@ func commands() []*cli.Command {
 					return err
 				}
 				if asJSON {
+					s.CheckViews()
 					return printJSON(os.Stdout, s)
 				}
 				fmt.Println(s.Line())

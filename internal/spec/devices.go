@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/vpsctl/vpsctl/cgroup"
+	"github.com/vpsctl/vpsctl/store"
 )
 
 // defaultDevices is the device allowlist of every VPS (devices cgroup on v1, an eBPF program on
@@ -53,14 +54,16 @@ func ParseDevice(s string) (cgroup.DeviceRule, error) {
 	return cgroup.DeviceRule{Type: rune(f[0][0]), Major: maj, Minor: min, Access: f[3]}, nil
 }
 
-func DeviceRules(extra []string) ([]cgroup.DeviceRule, error) {
+// DeviceRules is VPS c's device allowlist: the defaults, its features' devices and its
+// --devices rules.
+func DeviceRules(c *store.Config) ([]cgroup.DeviceRule, error) {
 	rules := append([]cgroup.DeviceRule(nil), defaultDevices...)
-	for _, s := range extra {
-		r, err := ParseDevice(s)
-		if err != nil {
-			return nil, err
-		}
-		rules = append(rules, r)
+	devs, err := Devices(c)
+	if err != nil {
+		return nil, err
+	}
+	for _, d := range devs {
+		rules = append(rules, d.Rule)
 	}
 	return rules, nil
 }

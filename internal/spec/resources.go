@@ -2,9 +2,14 @@ package spec
 
 import (
 	"fmt"
+	"runtime"
 	"strconv"
+	"strings"
+	"sync"
 
 	"github.com/vpsctl/vpsctl/cgroup"
+	"github.com/vpsctl/vpsctl/container"
+	"github.com/vpsctl/vpsctl/internal/sysfile"
 	"github.com/vpsctl/vpsctl/store"
 )
 
@@ -74,6 +79,7 @@ func Resources(c *store.Config) (*cgroup.Resources, error) {
 	if r.CPUs, err = intIn("cpus", c.CPUs, 0, 0, 4096); err != nil {
 		return nil, err
 	}
+	r.CPUSet = cpuSet(c.ID, *r.CPUs)
 	if r.CPULimitPct, err = intIn("cpulimit", c.CPULimit, 0, 0, 409600); err != nil {
 		return nil, err
 	}
@@ -101,8 +107,48 @@ func Resources(c *store.Config) (*cgroup.Resources, error) {
 			return nil, err
 		}
 	}
-	if r.Devices, err = DeviceRules(c.Devices); err != nil {
+	if r.Devices, err = DeviceRules(c); err != nil {
 		return nil, err
 	}
 	return &r, nil
+}
+
+// hostCPUs are the CPUs the host has online, once per process.
+var hostCPUs = sync.OnceValue(func() int {
+	b, err := sysfile.ReadFile("/sys/devices/system/cpu/online")
+	if err != nil {
+		return runtime.NumCPU()
+	}
+	n := 0
+	for _, r := range strings.Split(strings.TrimSpace(string(b)), ",") {
+		lo, hi, ok := strings.Cut(r, "-")
+		a, err1 := strconv.Atoi(lo)
+		z, err2 := a, error(nil)
+		if ok {
+			z, err2 = strconv.Atoi(hi)
+		}
+		if err1 != nil || err2 != nil || z < a {
+			return runtime.NumCPU()
+		}
+		n += z - a + 1
+	}
+	return n
+})
+
+// cpuSet is the cpuset of VPS id limited to n CPUs (vzctl's --cpus): n CPUs of the host's,
+// consecutive from a start that spreads VPSs over them (by ID), so that inside nproc and
+// sched_getaffinity say n, as LXCFS's cpuinfo does. "" (all of the parent's) for 0 or for as
+// many as the host has.
+func cpuSet(id container.ID, n int) *string {
+	s := ""
+	total := hostCPUs()
+	if n > 0 && n < total {
+		start := int(uint64(id)*uint64(n)) % total
+		var cpus []string
+		for i := range n {
+			cpus = append(cpus, strconv.Itoa((start+i)%total))
+		}
+		s = strings.Join(cpus, ",")
+	}
+	return &s
 }
