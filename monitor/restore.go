@@ -54,6 +54,17 @@ type CheckpointMeta struct {
 	// GroupsIDMap is the UID range the dumped groups' owners are in, when the images were
 	// remapped to IDMap since: the restore shifts the restored groups' owners too.
 	GroupsIDMap string `json:"groups_idmap,omitempty"`
+	// Externals are the mounts the dump left out, by criu's --external key: what the restore
+	// mounts there again (see External).
+	Externals map[string]External `json:"externals,omitempty"`
+}
+
+// External is a mount of a VPS that comes from the host and so is not in a dump: a LXCFS view
+// of its own limits, or a --bindmount directory. A restore mounts it again, from this host's
+// LXCFS or directory, with the VPS's own ID mapping, wherever the dump was taken.
+type External struct {
+	LXCFS string `json:"lxcfs,omitempty"` // the LXCFS file (lxcfs.Files), or
+	Bind  string `json:"bind,omitempty"`  // the bind mount as the config spells it
 }
 
 // MetaFile is the name of a checkpoint's CheckpointMeta in its image directory.
@@ -119,6 +130,19 @@ func (m *monitor) restoreBoot(c *store.Config, dir string) (*bootState, error) {
 		return nil, fmt.Errorf("restore: user namespace holder: %w", err)
 	}
 	unmount, err := m.mountRootfs(c, tpl, holder.Process.Pid, userns)
+	var extArgs []string
+	if err == nil {
+		var unmountExt func()
+		var warnings []string
+		extArgs, warnings, unmountExt, err = m.externalMounts(meta, holder.Process.Pid, userns)
+		if err == nil {
+			defer unmountExt()
+		}
+		b.warnings = append(b.warnings, warnings...)
+		if err != nil {
+			unmount()
+		}
+	}
 	hin.Close()
 	holder.Wait()
 	if err != nil {
@@ -168,7 +192,7 @@ func (m *monitor) restoreBoot(c *store.Config, dir string) (*bootState, error) {
 		InheritFds:     map[string]*os.File{meta.TTY: slave},
 		TCPEstablished: meta.TCPEstablished, TCPClose: meta.TCPClose, LeaveStopped: m.restoreStopped, NetworkLock: "nftables",
 		FileLocks: true, // harmless when the images hold none; criu refuses them otherwise
-		ExtraArgs: []string{"--external", "mnt[console]:" + consolePath, "--empty-ns", "net", "--ext-mount-map", "auto", "--action-script", self}}
+		ExtraArgs: append([]string{"--external", "mnt[console]:" + consolePath, "--empty-ns", "net", "--ext-mount-map", "auto", "--action-script", self}, extArgs...)}
 	if own := "/" + spec.CgroupPath(m.id); meta.CgroupRoot != "" && meta.CgroupRoot != own {
 		o.CgroupRoot = own // a VPS restored under another ID
 	}
@@ -303,4 +327,97 @@ func ownImages(dir string, gid int) error {
 		}
 		return nil
 	})
+}
+
+// externalMounts makes what the dump left out (CheckpointMeta.Externals) mountable by criu:
+// LXCFS's views from this host's LXCFS (the host's own files, with a warning, without one) and
+// bind mounts from their directories, idmapped with the user namespace of process holder, each
+// attached in a directory of our own mount namespace that the restored tasks, which make the
+// mounts with the VPS's credentials, can reach (criu's --external mnt[KEY]:PATH; the state
+// root is closed to them). It returns criu's arguments and what undoes the mounts.
+func (m *monitor) externalMounts(meta *CheckpointMeta, holder int, userns bool) (args, warnings []string, undo func(), err error) {
+	undo = func() {}
+	if len(meta.Externals) == 0 {
+		return nil, nil, undo, nil
+	}
+	dir, err := os.MkdirTemp("/run", "vpsctl-restore-")
+	if err != nil {
+		return nil, nil, undo, err
+	}
+	var targets []string
+	undo = func() {
+		for _, t := range targets {
+			unix.Unmount(t, unix.MNT_DETACH)
+		}
+		os.RemoveAll(dir)
+	}
+	fail := func(err error) ([]string, []string, func(), error) {
+		undo()
+		return nil, nil, func() {}, err
+	}
+	if err := os.Chmod(dir, 0o711); err != nil {
+		return fail(err)
+	}
+	var views map[string]int
+	nsfd := -1
+	for key, x := range meta.Externals {
+		var fd int
+		isDir := false
+		switch {
+		case x.LXCFS != "":
+			if views == nil {
+				views = map[string]int{}
+				vs, _, lerr := lxcfsViews(m.st.Root, m.hostNS)
+				if lerr != nil {
+					warnings = append(warnings, fmt.Sprintf("no LXCFS views (%v): it sees the host's memory, CPUs and uptime", lerr))
+				}
+				for _, v := range vs {
+					views[v.path] = v.fd
+				}
+				defer closeMounts(vs)
+			}
+			fd = -1
+			if f, ok := views[x.LXCFS]; ok {
+				fd, err = unix.Dup(f)
+			} else {
+				fd, err = unix.OpenTree(unix.AT_FDCWD, "/"+x.LXCFS, unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC)
+			}
+			if err != nil {
+				return fail(fmt.Errorf("LXCFS view %s: %w", x.LXCFS, err))
+			}
+		case x.Bind != "":
+			bm, err := spec.ParseBindMount(x.Bind, m.st.Root)
+			if err != nil {
+				return fail(err)
+			}
+			if userns && nsfd < 0 {
+				if nsfd, err = sysfile.Open(fmt.Sprintf("/proc/%d/ns/user", holder), os.O_RDONLY, 0); err != nil {
+					return fail(err)
+				}
+				defer unix.Close(nsfd)
+			}
+			if fd, err = bindClone(bm, nsfd); err != nil {
+				return fail(fmt.Errorf("bind mount %s: %w", bm, err))
+			}
+			isDir = true
+		default:
+			continue
+		}
+		target := filepath.Join(dir, key)
+		if isDir {
+			err = os.Mkdir(target, 0o755)
+		} else {
+			err = os.WriteFile(target, nil, 0o644)
+		}
+		if err == nil {
+			err = unix.MoveMount(fd, "", unix.AT_FDCWD, target, unix.MOVE_MOUNT_F_EMPTY_PATH)
+		}
+		unix.Close(fd)
+		if err != nil {
+			return fail(fmt.Errorf("external mount %s: %w", key, err))
+		}
+		targets = append(targets, target)
+		args = append(args, "--external", "mnt["+key+"]:"+target)
+	}
+	return args, warnings, undo, nil
 }

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/moby/sys/mountinfo"
@@ -129,6 +130,7 @@ func (r *Runtime) dump(ctx context.Context, s *Status, dir string, d dumpSpec, p
 		return nil, err
 	}
 	stopped := stoppedProcs(s.InitPID)
+	extMounts, externals := r.externals(s)
 	stage := dir + ".new-" + strconv.Itoa(os.Getpid())
 	os.RemoveAll(stage)
 	if err := os.MkdirAll(filepath.Dir(dir), 0o700); err != nil {
@@ -143,7 +145,7 @@ func (r *Runtime) dump(ctx context.Context, s *Status, dir string, d dumpSpec, p
 	fmt.Fprintf(progress, "checkpointing VPS %d (criu %s at %s) to %s\n", s.ID, v, path, dir)
 	o := criu.DumpOptions{Pid: s.InitPID, Root: r.St.Path(s.ID, "root"), ImagesDir: stage,
 		LeaveRunning: leave, ManageCgroups: true, CgroupRoot: "/" + spec.CgroupPath(s.ID),
-		External:    []string{ttyKey, "mnt[/dev/console]:console", "mnt[]"},
+		External:    append([]string{ttyKey, "mnt[/dev/console]:console", "mnt[]"}, extMounts...),
 		NetworkLock: "nftables", TCPEstablished: d.tcp, IrmapScanPaths: irmapScanPaths, FileLocks: true,
 		ExtraArgs: []string{"--empty-ns", "net"}}
 	if d.frozen {
@@ -165,7 +167,7 @@ func (r *Runtime) dump(ctx context.Context, s *Status, dir string, d dumpSpec, p
 	res := &CheckpointResult{ID: s.ID, Dir: dir, Bytes: dirSize(stage), Seconds: time.Since(t0).Seconds(), LeftRunning: leave}
 	meta := monitor.CheckpointMeta{ID: s.ID, Time: time.Now().UTC(), TTY: ttyKey, Hostname: s.Hostname, IDMap: s.IDMap,
 		Bytes: res.Bytes, Seconds: res.Seconds, Running: leave, CRIU: v.String(), InitVPSID: 1,
-		TCPEstablished: d.tcp, Stopped: stopped, CgroupRoot: o.CgroupRoot}
+		TCPEstablished: d.tcp, Stopped: stopped, CgroupRoot: o.CgroupRoot, Externals: externals}
 	if err := meta.Write(stage); err != nil {
 		os.RemoveAll(stage)
 		return nil, err
@@ -193,6 +195,49 @@ func (r *Runtime) dump(ctx context.Context, s *Status, dir string, d dumpSpec, p
 		r.repair(s.ID)
 	}
 	return res, nil
+}
+
+// externals names the mounts of running VPS s that come from the host, for criu to leave out
+// of the dump under keys of ours (--external mnt[MOUNTPOINT]:KEY) and for the restore to mount
+// again from the host it runs on: LXCFS's views and --bindmount directories. (Other mounts from
+// outside the VPS's tree, device nodes, are found by criu itself and mounted again from the
+// same host path.)
+func (r *Runtime) externals(s *Status) ([]string, map[string]monitor.External) {
+	f, err := os.Open(fmt.Sprintf("/proc/%d/mountinfo", s.InitPID))
+	if err != nil {
+		return nil, nil
+	}
+	defer f.Close()
+	mounts, _ := mountinfo.GetMountsFromReader(f, nil)
+	mounted := map[string]string{}
+	for _, m := range mounts {
+		mounted[m.Mountpoint] = m.FSType
+	}
+	var args []string
+	ext := map[string]monitor.External{}
+	add := func(mp string, x monitor.External) {
+		key := fmt.Sprintf("vpsctl-ext-%d", len(ext))
+		ext[key] = x
+		args = append(args, "mnt["+mp+"]:"+key)
+	}
+	for _, m := range mounts {
+		if m.FSType == "fuse.lxcfs" {
+			add(m.Mountpoint, monitor.External{LXCFS: strings.TrimPrefix(m.Mountpoint, "/")})
+		}
+	}
+	if s.cfg != nil {
+		for _, b := range s.cfg.BindMounts {
+			if bm, err := spec.ParseBindMount(b, r.St.Root); err == nil {
+				if _, ok := mounted[bm.VPS]; ok {
+					add(bm.VPS, monitor.External{Bind: b})
+				}
+			}
+		}
+	}
+	if len(ext) == 0 {
+		return nil, nil
+	}
+	return args, ext
 }
 
 // keepLog moves the log of a failed dump out of the image directory that is about to be
@@ -407,7 +452,7 @@ func (r *Runtime) CheckpointCheck(id container.ID, tcp bool) (*CheckpointReport,
 		rep.Blockers = append(rep.Blockers, "VPS is not running")
 		return rep, nil
 	}
-	rep.Blockers = append(rep.Blockers, externalResources(s)...)
+	rep.Blockers = append(rep.Blockers, r.externalResources(s)...)
 	rep.Blockers = append(rep.Blockers, vpsBlockers(s.InitPID, tcp)...)
 	for _, n := range s.NetIfs {
 		if ni, err := network.ParseNetIf(n); err == nil && ni.Bridge != "" {
@@ -422,10 +467,17 @@ func (r *Runtime) CheckpointCheck(id container.ID, tcp bool) (*CheckpointReport,
 	return rep, nil
 }
 
-// externalResources lists what a dump of the running VPS could not carry: mounts of host
-// devices or host directories beyond vpsctl's own, open devices outside the allowlist,
-// sockets of families criu does not dump.
-func externalResources(s *Status) []string {
+// externalResources lists what a dump of the running VPS could not carry: mounts of host file
+// systems other than its --bindmount directories (which a restore mounts again).
+func (r *Runtime) externalResources(s *Status) []string {
+	binds := map[string]bool{}
+	if s.cfg != nil {
+		for _, b := range s.cfg.BindMounts {
+			if bm, err := spec.ParseBindMount(b, r.St.Root); err == nil {
+				binds[bm.VPS] = true
+			}
+		}
+	}
 	var out []string
 	f, err := os.Open(fmt.Sprintf("/proc/%d/mountinfo", s.InitPID))
 	if err != nil {
@@ -434,6 +486,9 @@ func externalResources(s *Status) []string {
 	defer f.Close()
 	mounts, _ := mountinfo.GetMountsFromReader(f, nil)
 	for _, m := range mounts {
+		if binds[m.Mountpoint] {
+			continue
+		}
 		switch m.FSType {
 		case "ext4", "xfs", "btrfs", "nfs", "nfs4", "fuse", "vfat":
 			out = append(out, fmt.Sprintf("host filesystem mounted at %s (%s %s): bind mounts of the host are not dumped", m.Mountpoint, m.FSType, m.Source))

@@ -329,7 +329,7 @@ func installDebs(t *testing.T, id string, pkgs ...string) {
 			t.Fatalf("copy %s: %v %s", d, err, out)
 		}
 	}
-	r := vpsctlTimeout(t, 5*time.Minute, nil, "exec", id, "-e", "DEBIAN_FRONTEND=noninteractive", "--", "sh", "-c", "dpkg -i /root/debs/*.deb && rm -r /root/debs")
+	r := vpsctlTimeout(t, 5*time.Minute, nil, "exec", "-e", "DEBIAN_FRONTEND=noninteractive", id, "--", "sh", "-c", "dpkg -i /root/debs/*.deb && rm -r /root/debs")
 	if r.code != 0 {
 		t.Fatalf("dpkg -i: exit %d\n%s\n%s", r.code, r.out, r.err)
 	}
