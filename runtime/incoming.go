@@ -17,6 +17,7 @@ import (
 	"github.com/vpsctl/vpsctl/internal/spec"
 	"github.com/vpsctl/vpsctl/internal/sysfile"
 	"github.com/vpsctl/vpsctl/monitor"
+	"github.com/vpsctl/vpsctl/network"
 	"github.com/vpsctl/vpsctl/store"
 	"github.com/vpsctl/vpsctl/template"
 	"github.com/vpsctl/vpsctl/uid"
@@ -224,21 +225,52 @@ func (in *incoming) abandon() {
 		return
 	}
 	in.done = true
-	ctx := context.Background()
-	left := monitor.Leftovers{MntNS: -1}
-	if s, err := in.r.Status(in.c.ID); err == nil && s.State == "running" {
-		// A migration's restored VPS, whose source never said go.
-		if err := in.r.stopLocked(ctx, in.c.ID, StopOptions{Kill: true}, &left); err != nil {
-			in.r.warn(in.c.ID, []string{"killing the incomplete VPS: " + err.Error()})
-		}
-	}
-	if left.CG == nil {
-		in.r.repair(in.c.ID)
-	}
-	if err := in.r.destroyLocked(ctx, in.c.ID, in.lk, in.c.Name, left); err != nil {
+	if err := in.r.removeIncoming(context.Background(), in.c, in.lk); err != nil {
 		in.r.warn(in.c.ID, []string{"removing the incomplete VPS: " + err.Error()})
 	}
 	in.lk.Unlock()
+}
+
+// removeIncoming destroys incomplete VPS c (its lock lk held). A migration's VPS restored
+// but never let go on holds its processes' TCP connections: it is cut from the network
+// before it is killed, so that their peers get no reset from it (they are talking to the
+// source's copy, which goes on).
+func (r *Runtime) removeIncoming(ctx context.Context, c *store.Config, lk *store.Lock) error {
+	left := monitor.Leftovers{MntNS: -1}
+	if s, err := r.Status(c.ID); err == nil && s.State == "running" {
+		if nc, err := spec.Net(c); err == nil {
+			if err := network.Teardown(c.ID, nc); err != nil {
+				r.warn(c.ID, []string{"network teardown: " + err.Error()})
+			}
+		}
+		if err := r.stopLocked(ctx, c.ID, StopOptions{Kill: true}, &left); err != nil {
+			return fmt.Errorf("kill: %w", err)
+		}
+	}
+	if left.CG == nil {
+		r.repair(c.ID)
+	}
+	return r.destroyLocked(ctx, c.ID, lk, c.Name, left)
+}
+
+// AbortIncoming removes VPS id if it is incomplete (its clone, restore from a backup or
+// migration cut off: `vpsctl migrate-abort`, which a migration's source runs at a destination
+// that died before it could undo its copy), quietly as removeIncoming does. A complete VPS is
+// refused (ErrBadValue).
+func (r *Runtime) AbortIncoming(ctx context.Context, id container.ID) error {
+	lk, err := r.St.LockVPS(ctx, id, "migrate-abort")
+	if err != nil {
+		return err
+	}
+	defer lk.Unlock()
+	if r.checkComplete(id) == nil {
+		return fmt.Errorf("VPS %d is complete: %w", id, ErrBadValue)
+	}
+	c, err := r.St.LoadConfig(id)
+	if err != nil {
+		return err
+	}
+	return r.removeIncoming(ctx, c, lk)
 }
 
 func syncDir(dir string) error {

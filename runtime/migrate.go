@@ -20,6 +20,7 @@ import (
 	"github.com/vpsctl/vpsctl/cgroup"
 	"github.com/vpsctl/vpsctl/container"
 	"github.com/vpsctl/vpsctl/criu"
+	"github.com/vpsctl/vpsctl/internal/fault"
 	"github.com/vpsctl/vpsctl/internal/fstree"
 	"github.com/vpsctl/vpsctl/internal/idshift"
 	"github.com/vpsctl/vpsctl/internal/spec"
@@ -213,14 +214,16 @@ func (m *migration) live(ctx context.Context, s *Status, inv fstree.Inventory, t
 	m.wentThere = true
 	running, err := m.c.recv("running")
 	if err != nil {
-		if st := m.destState(ctx); st != "running" {
-			if st == "stopped" || st == "deleted" {
-				return m.back(ctx, err)
-			}
-			return fmt.Errorf("VPS %d: %w: it is stopped here (its checkpoint kept in %s); on %s it is %s (%v): check with `vpsctl status %d` there",
-				id, ErrMigrateUnknown, images, o.Dest, st, err, id)
+		// The answer is lost: the destination may have let the VPS run, or died before.
+		switch st := m.destState(ctx); st {
+		case "running":
+			running.InitPID = restored.InitPID
+		case "stopped", "deleted", "stopped incomplete":
+			return m.back(ctx, err)
+		default:
+			return fmt.Errorf("VPS %d: %w: it is stopped here (its checkpoint kept in %s); on %s it is %s (%v): if it runs there, destroy it here; else destroy it there and `vpsctl restore %d --dir %s` here",
+				id, ErrMigrateUnknown, images, o.Dest, st, err, id, images)
 		}
-		running.InitPID = restored.InitPID
 	}
 	tRun := time.Now()
 	m.res.RestoreSeconds = tRun.Sub(tRestore).Seconds()
@@ -394,6 +397,16 @@ func (m *migration) failed(err error, where string) error {
 // part) before it let the VPS run.
 func (m *migration) back(ctx context.Context, cause error) error {
 	m.hangUp() // the destination kills and removes its copy
+	if st := m.destState(ctx); strings.HasSuffix(st, " incomplete") {
+		// The destination died before it could undo its copy, which was never let go on (no
+		// go was sent, or it was lost unanswered with the copy still incomplete there): it is
+		// removed there before the VPS runs here again.
+		if cmd, err := m.destCommand(ctx, "migrate-abort", itoa(m.id)); err == nil {
+			if out, err := cmd.CombinedOutput(); err != nil {
+				fmt.Fprintf(m.progress, "removing the copy at %s: %v: %s\n", m.o.Dest, err, strings.TrimSpace(string(out)))
+			}
+		}
+	}
 	fmt.Fprintf(m.progress, "migration failed (%v): restoring VPS %d here\n", m.withRemote(cause), m.id)
 	_, err := m.r.restore(ctx, m.lk, m.id, m.images, restoreSpec{}, m.progress)
 	if err != nil {
@@ -429,7 +442,11 @@ func (m *migration) destState(ctx context.Context) string {
 	f := strings.Fields(string(out))
 	switch {
 	case len(f) >= 4 && f[2] == "exist":
-		return f[3]
+		st := f[3]
+		if slices.Contains(f[4:], "incomplete") {
+			st += " incomplete"
+		}
+		return st
 	case len(f) >= 3 && f[2] == "deleted":
 		return "deleted"
 	}
@@ -616,6 +633,7 @@ func (r *Runtime) receive(ctx context.Context, c *conn) error {
 	if err != nil {
 		return err
 	}
+	fault.Point("migrate-receive-restored")
 	if err := c.send(wireMsg{Op: "restored", InitPID: res.InitPID}); err != nil {
 		return err
 	}
@@ -633,6 +651,7 @@ func (r *Runtime) receive(ctx context.Context, c *conn) error {
 		return err
 	}
 	os.RemoveAll(ckpt)
+	fault.Point("migrate-receive-running")
 	return c.send(wireMsg{Op: "running", InitPID: res.InitPID})
 }
 

@@ -24,6 +24,8 @@ type Status struct {
 	Name       string       `json:"name"`
 	State      string       `json:"state"` // "running", "stopped" or "deleted"
 	Suspended  bool         `json:"suspended"`
+	// Incomplete: its clone, restore from a backup or migration is under way or was cut off.
+	Incomplete bool `json:"incomplete,omitempty"`
 	Hostname   string       `json:"hostname"`
 	Domainname string       `json:"domainname,omitempty"`
 	Template   string       `json:"template"`
@@ -55,6 +57,9 @@ func (s *Status) Line() string {
 	if s.Suspended {
 		l += " suspended"
 	}
+	if s.Incomplete {
+		l += " incomplete"
+	}
 	if s.Backoff {
 		l += " backoff"
 	}
@@ -74,6 +79,9 @@ func (r *Runtime) Status(id container.ID) (*Status, error) {
 		Template: c.Template, Namespaces: c.Namespaces, IDMap: c.IDMap, IPs: nonNil(c.IPs), NetIfs: nonNil(c.NetIfs), cfg: c}
 	if _, err := os.Stat(r.St.Path(c.ID, suspendedFile)); err == nil {
 		s.Suspended = true // on disk; "running" below clears nothing: a running VPS is not on disk
+	}
+	if _, err := os.Stat(r.St.Path(c.ID, incompleteFile)); err == nil {
+		s.Incomplete = true
 	}
 	if run, err := r.St.LoadRun(c.ID); err == nil {
 		s.run = run

@@ -30,9 +30,8 @@ func TestDebianMove(t *testing.T) {
 
 func testDebianSystemd(t *testing.T) {
 	const id, addr, cloneID, cloneAddr = "631", "198.18.0.131", "632", "198.18.0.132"
-	root2 := filepath.Join(workDir, "state-debian")
 	checkClean(t, id, cloneID)
-	t.Cleanup(func() { vpsctl2(t, root2, "destroy", "-f", id) })
+	root2 := otherRoot(t, "debian", id)
 	ensureDebianTemplate(t, "debian-12", "systemd")
 	must(t, "create", id, "--template", "debian-12", "--ipadd", addr)
 	must(t, "start", id)

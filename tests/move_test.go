@@ -325,13 +325,8 @@ func TestBackupRestore(t *testing.T) {
 // here.
 func TestMigrateLocal(t *testing.T) {
 	const id, addr = "628", "198.18.0.128"
-	root2 := filepath.Join(workDir, "state-migrate")
 	checkClean(t, id)
-	t.Cleanup(func() {
-		for _, x := range []string{id, "661", "662", "663", "664", "665"} {
-			vpsctl2(t, root2, "destroy", "-f", x)
-		}
-	})
+	root2 := otherRoot(t, "migrate", id, "661", "662", "663", "664", "665")
 	must(t, "create", id, "--template", "busybox", "--name", "wanderer", "--ipadd", addr)
 	must(t, "start", id)
 	must(t, "exec", id, "--", "sh", "-c", "echo moved > /marker")
@@ -411,9 +406,8 @@ func TestMigrateLocal(t *testing.T) {
 // TestMigrateSSH: a live migration over ssh (Debian's sshd, started here) to another state root.
 func TestMigrateSSH(t *testing.T) {
 	const id, addr = "629", "198.18.0.129"
-	root2 := filepath.Join(workDir, "state-ssh")
 	checkClean(t, id)
-	t.Cleanup(func() { vpsctl2(t, root2, "destroy", "-f", id) })
+	root2 := otherRoot(t, "ssh", id)
 	sshd := startSSHD(t)
 	must(t, "create", id, "--template", "busybox", "--ipadd", addr)
 	must(t, "start", id)
@@ -436,4 +430,42 @@ func TestMigrateSSH(t *testing.T) {
 	if !strings.Contains(r.err, "not moved") {
 		t.Fatalf("unreachable destination: %s", r.err)
 	}
+}
+
+// TestMigrateFaults kills the destination's vpsctl at its fault points (VPSCTL_FAULT, through a
+// --dest-vpsctl wrapper): after the restore, before its answer (the source removes the copy
+// left there and restores the VPS here), and after it let the VPS go on, before its answer (the
+// source asks, finds it running there, and removes it here). The VPS runs on one side only.
+func TestMigrateFaults(t *testing.T) {
+	const id, addr = "638", "198.18.0.138"
+	checkClean(t, id)
+	root2 := otherRoot(t, "faults", id)
+	wrapper := func(point string) string {
+		w := filepath.Join(t.TempDir(), "vpsctl-"+point)
+		os.WriteFile(w, []byte("#!/bin/sh\n[ \"$3\" = migrate-receive ] && export VPSCTL_FAULT="+point+"\nexec "+bin+" \"$@\"\n"), 0o755)
+		return w
+	}
+	must(t, "create", id, "--template", "busybox", "--ipadd", addr)
+	must(t, "start", id)
+	startEcho(t, id)
+	e := dialEcho(t, addr+":7")
+	r := expectCode(t, 97, "migrate", id, "local", "--dest-root", root2, "--dest-vpsctl", wrapper("migrate-receive-restored"))
+	if !strings.Contains(r.err, "running here again") {
+		t.Fatalf("destination killed after its restore: %s", r.err)
+	}
+	if r := vpsctl2(t, root2, "status", id); !strings.Contains(r.out, "deleted") {
+		t.Fatalf("its copy left there: %+v", r)
+	}
+	e.roundTrip()
+	out := must(t, "migrate", id, "local", "--dest-root", root2, "--dest-vpsctl", wrapper("migrate-receive-running"))
+	if !strings.Contains(out, "running there") {
+		t.Fatalf("destination killed before its last answer: %s", out)
+	}
+	if s := status(t, id); s.State != "deleted" {
+		t.Fatalf("still here: %+v", s)
+	}
+	if r := vpsctl2(t, root2, "status", id); strings.TrimSpace(r.out) != "VPS "+id+" exist running" {
+		t.Fatalf("there: %+v", r)
+	}
+	e.roundTrip()
 }

@@ -198,6 +198,22 @@ func startEcho(t *testing.T, id string) {
 	must(t, "exec", id, "--", "sh", "-c", "nc -ll -p 7 -e cat >/dev/null 2>&1 &")
 }
 
+// otherRoot is a second state root (another "host") for a test: at the test's end VPSs ids are
+// destroyed there and the LXCFS that its boots started is stopped.
+func otherRoot(t *testing.T, name string, ids ...string) string {
+	t.Helper()
+	root2 := filepath.Join(workDir, "other-"+name)
+	t.Cleanup(func() {
+		for _, id := range ids {
+			vpsctl2(t, root2, "destroy", "-f", id)
+		}
+		if out, err := exec.Command(bin, "--root", root2, "lxcfs", "stop").CombinedOutput(); err != nil {
+			t.Errorf("lxcfs stop in %s: %v: %s", root2, err, out)
+		}
+	})
+	return root2
+}
+
 // vpsctl2 runs vpsctl on a second state root (the other "host").
 func vpsctl2(t testing.TB, root2 string, args ...string) result {
 	t.Helper()

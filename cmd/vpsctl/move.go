@@ -12,7 +12,7 @@ import (
 // Copying and moving VPSs: clone, backup (restore --from-backup is restore's), migrate.
 
 func init() {
-	extraCommandList = append(extraCommandList, cloneCommand, backupCommand, migrateCommand, migrateReceiveCommand)
+	extraCommandList = append(extraCommandList, cloneCommand, backupCommand, migrateCommand, migrateReceiveCommand, migrateAbortCommand)
 }
 
 func cloneCommand() *cli.Command {
@@ -190,6 +190,28 @@ func migrateReceiveCommand() *cli.Command {
 				return err
 			}
 			return rt.MigrateReceive(c.Context, os.Stdin, os.Stdout)
+		},
+	}
+}
+
+// migrateAbortCommand removes an incomplete VPS quietly: what a migration's source runs at a
+// destination that died before it undid its copy (hidden).
+func migrateAbortCommand() *cli.Command {
+	return &cli.Command{
+		Name: "migrate-abort", Hidden: true, Usage: "remove a VPS whose migration here was cut off (vpsctl migrate runs it)", ArgsUsage: "ID",
+		Action: func(c *cli.Context) error {
+			if c.NArg() != 1 {
+				return usageError("migrate-abort: usage: vpsctl migrate-abort ID")
+			}
+			id, err := container.ParseID(c.Args().First())
+			if err != nil {
+				return err
+			}
+			rt, err := openRuntime(c)
+			if err != nil {
+				return err
+			}
+			return rt.AbortIncoming(c.Context, id)
 		},
 	}
 }

@@ -55,4 +55,5 @@ var Points = []string{
 	"stop-requested", "stop-signalled", "stop-killed", "stop-cleared",
 	"set-applied", "set-saved",
 	"destroy-stopped", "destroy-renamed",
+	"migrate-receive-restored", "migrate-receive-running",
 }
