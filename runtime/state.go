@@ -20,18 +20,18 @@ import (
 
 // Status is what `vpsctl status` and `vpsctl list` report about a VPS.
 type Status struct {
-	ID         container.ID `json:"id"`
-	Name       string       `json:"name"`
-	State      string       `json:"state"` // "running", "stopped" or "deleted"
-	Suspended  bool         `json:"suspended"`
+	ID        container.ID `json:"id"`
+	Name      string       `json:"name"`
+	State     string       `json:"state"` // "running", "stopped" or "deleted"
+	Suspended bool         `json:"suspended"`
 	// Incomplete: its clone, restore from a backup or migration is under way or was cut off.
-	Incomplete bool `json:"incomplete,omitempty"`
-	Hostname   string       `json:"hostname"`
-	Domainname string       `json:"domainname,omitempty"`
-	Template   string       `json:"template"`
-	InitPID    int          `json:"init_pid"`
-	MonitorPID int          `json:"monitor_pid,omitempty"`
-	Boots      int          `json:"boots,omitempty"`
+	Incomplete bool   `json:"incomplete,omitempty"`
+	Hostname   string `json:"hostname"`
+	Domainname string `json:"domainname,omitempty"`
+	Template   string `json:"template"`
+	InitPID    int    `json:"init_pid"`
+	MonitorPID int    `json:"monitor_pid,omitempty"`
+	Boots      int    `json:"boots,omitempty"`
 	// Backoff: the VPS reboots in a loop and its next boot is held back until BackoffUntil.
 	Backoff      bool      `json:"backoff,omitempty"`
 	BackoffUntil time.Time `json:"backoff_until,omitzero"`
