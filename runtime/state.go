@@ -20,18 +20,16 @@ import (
 
 // Status is what `vpsctl status` and `vpsctl list` report about a VPS.
 type Status struct {
-	ID        container.ID `json:"id"`
-	Name      string       `json:"name"`
-	State     string       `json:"state"` // "running", "stopped" or "deleted"
-	Suspended bool         `json:"suspended"`
-	// Incomplete: its clone, restore from a backup or migration is under way or was cut off.
-	Incomplete bool   `json:"incomplete,omitempty"`
-	Hostname   string `json:"hostname"`
-	Domainname string `json:"domainname,omitempty"`
-	Template   string `json:"template"`
-	InitPID    int    `json:"init_pid"`
-	MonitorPID int    `json:"monitor_pid,omitempty"`
-	Boots      int    `json:"boots,omitempty"`
+	ID         container.ID `json:"id"`
+	Name       string       `json:"name"`
+	State      string       `json:"state"` // "running", "stopped" or "deleted"
+	Suspended  bool         `json:"suspended"`
+	Hostname   string       `json:"hostname"`
+	Domainname string       `json:"domainname,omitempty"`
+	Template   string       `json:"template"`
+	InitPID    int          `json:"init_pid"`
+	MonitorPID int          `json:"monitor_pid,omitempty"`
+	Boots      int          `json:"boots,omitempty"`
 	// Backoff: the VPS reboots in a loop and its next boot is held back until BackoffUntil.
 	Backoff      bool      `json:"backoff,omitempty"`
 	BackoffUntil time.Time `json:"backoff_until,omitzero"`
@@ -42,6 +40,8 @@ type Status struct {
 	// LXCFS: whether a running VPS's /proc and /sys views of its own limits are served
 	// (lxcfs.ViewLive, ViewDead, ViewNone), filled by CheckViews.
 	LXCFS string `json:"lxcfs,omitempty"`
+	// Incomplete: its clone, restore from a backup or migration is under way or was cut off.
+	Incomplete bool `json:"incomplete,omitempty"`
 
 	cfg *store.Config
 	run *store.RunState
