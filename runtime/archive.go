@@ -177,7 +177,7 @@ func readArchive(r io.Reader, entry func(hdr *tar.Header, body io.Reader) error)
 				return nil, fmt.Errorf("%w: manifest of %d bytes", ErrBadArchive, hdr.Size)
 			}
 			if err := json.NewDecoder(tr).Decode(&m); err != nil {
-				return nil, fmt.Errorf("%w: manifest: %v", ErrBadArchive, err)
+				return nil, fmt.Errorf("%w: manifest: %v (truncated or damaged)", ErrBadArchive, err)
 			}
 			if err := checkManifest(m, got); err != nil {
 				return nil, err
