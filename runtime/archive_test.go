@@ -81,16 +81,18 @@ func TestArchiveRefused(t *testing.T) {
 		data []byte
 		want string
 	}{
-		"truncated":  {good[:len(good)/2], "truncated"},
-		"no end":     {good[:len(good)-1536], "truncated"}, // the manifest's blocks cut off
-		"empty":      {nil, "truncated"},
-		"not a tar":  {[]byte(strings.Repeat("junk", 300)), "not a backup"},
-		"no header":  {rewrite(t, good, func(h *tar.Header, b []byte) (*tar.Header, []byte) { return drop(h, backupHeaderName, b) }), "not a vpsctl backup"},
-		"content":    {rewrite(t, good, func(h *tar.Header, b []byte) (*tar.Header, []byte) { return change(h, "private/a", b, []byte("ONE")) }), "private/a does not match its checksum"},
-		"owner":      {rewrite(t, good, func(h *tar.Header, b []byte) (*tar.Header, []byte) { return chown(h, "private/b", b) }), "private/b does not match its checksum"},
-		"removed":    {rewrite(t, good, func(h *tar.Header, b []byte) (*tar.Header, []byte) { return drop(h, "private/a", b) }), "the manifest says private/a"},
-		"added":      {rewrite(t, good, func(h *tar.Header, b []byte) (*tar.Header, []byte) { return rename(h, manifestName, "private/c", b) }), "truncated"},
-		"bad format": {rewrite(t, good, func(h *tar.Header, b []byte) (*tar.Header, []byte) { return change(h, backupHeaderName, b, []byte(`{"format":9}`)) }), "unknown format"},
+		"truncated": {good[:len(good)/2], "truncated"},
+		"no end":    {good[:len(good)-1536], "truncated"}, // the manifest's blocks cut off
+		"empty":     {nil, "truncated"},
+		"not a tar": {[]byte(strings.Repeat("junk", 300)), "not a backup"},
+		"no header": {rewrite(t, good, func(h *tar.Header, b []byte) (*tar.Header, []byte) { return drop(h, backupHeaderName, b) }), "not a vpsctl backup"},
+		"content":   {rewrite(t, good, func(h *tar.Header, b []byte) (*tar.Header, []byte) { return change(h, "private/a", b, []byte("ONE")) }), "private/a does not match its checksum"},
+		"owner":     {rewrite(t, good, func(h *tar.Header, b []byte) (*tar.Header, []byte) { return chown(h, "private/b", b) }), "private/b does not match its checksum"},
+		"removed":   {rewrite(t, good, func(h *tar.Header, b []byte) (*tar.Header, []byte) { return drop(h, "private/a", b) }), "the manifest says private/a"},
+		"added":     {rewrite(t, good, func(h *tar.Header, b []byte) (*tar.Header, []byte) { return rename(h, manifestName, "private/c", b) }), "truncated"},
+		"bad format": {rewrite(t, good, func(h *tar.Header, b []byte) (*tar.Header, []byte) {
+			return change(h, backupHeaderName, b, []byte(`{"format":9}`))
+		}), "unknown format"},
 		"bad manifest": {rewrite(t, good, func(h *tar.Header, b []byte) (*tar.Header, []byte) {
 			return change(h, manifestName, b, []byte("{"))
 		}), "manifest"},
