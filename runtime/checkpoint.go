@@ -445,9 +445,6 @@ func (r *Runtime) CheckpointCheck(id container.ID, tcp bool) (*CheckpointReport,
 	if !rep.BreakpointsWork {
 		rep.Notes = append(rep.Notes, "hardware breakpoints do not fire here: vpsctl runs criu with CRIU_FAULT=130 (no-breakpoint mode), otherwise it would hang")
 	}
-	if !rep.SoftDirty {
-		rep.Notes = append(rep.Notes, "no soft-dirty page tracking: no pre-copy (live) migration; checkpoint, copy, restore works")
-	}
 	if s.State != "running" {
 		rep.Blockers = append(rep.Blockers, "VPS is not running")
 		return rep, nil

@@ -287,7 +287,8 @@ func (s *session) stop() {
 
 // installDebs installs packages into VPS id as apt-get install would, without the VPS reaching
 // any network: apt runs on the host with a state of its own (bookworm's lists from Debian's
-// archive, the VPS's dpkg status) to download what the VPS lacks, and dpkg installs it inside.
+// archive, the VPS's dpkg status) to download what the VPS lacks, and apt installs those files
+// inside, offline.
 func installDebs(t *testing.T, id string, pkgs ...string) {
 	t.Helper()
 	w := t.TempDir()
@@ -328,8 +329,8 @@ func installDebs(t *testing.T, id string, pkgs ...string) {
 			t.Fatalf("copy %s: %v %s", d, err, out)
 		}
 	}
-	r := vpsctlTimeout(t, 5*time.Minute, nil, "exec", "-e", "DEBIAN_FRONTEND=noninteractive", id, "--", "sh", "-c", "dpkg -i /root/debs/*.deb && rm -r /root/debs")
+	r := vpsctlTimeout(t, 5*time.Minute, nil, "exec", "-e", "DEBIAN_FRONTEND=noninteractive", id, "--", "sh", "-c", "apt-get install -y -q --no-install-recommends /root/debs/*.deb && rm -r /root/debs")
 	if r.code != 0 {
-		t.Fatalf("dpkg -i: exit %d\n%s\n%s", r.code, r.out, r.err)
+		t.Fatalf("apt-get install: exit %d\n%s\n%s", r.code, r.out, r.err)
 	}
 }
