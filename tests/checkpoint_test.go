@@ -132,7 +132,10 @@ func TestCheckpointMove(t *testing.T) {
 	v2 := func(args ...string) result {
 		return vpsctlEnv(t, nil, append([]string{"--root", root2}, args...)...)
 	}
-	t.Cleanup(func() { v2("destroy", "--force", id) })
+	t.Cleanup(func() {
+		v2("destroy", "--force", id)
+		v2("lxcfs", "stop") // the restore there gave the VPS LXCFS views, started for that root
+	})
 	if r := v2("template", "build", "busybox"); r.code != 0 {
 		t.Fatalf("template on the second root: %+v", r)
 	}

@@ -317,11 +317,11 @@ func installDebs(t *testing.T, id string, pkgs ...string) {
 	if len(debs) == 0 {
 		t.Fatalf("no packages downloaded for %v", pkgs)
 	}
-	must(t, "exec", id, "--", "mkdir", "-p", "/root/debs")
+	must(t, "exec", id, "--", "mkdir", "-m", "755", "-p", "/tmp/debs") // readable by apt's _apt
 	for _, d := range debs {
 		f, err := os.Open(d)
 		must0(t, err)
-		cmd := exec.Command(bin, "--root", root, "exec", id, "--", "sh", "-c", "cat > /root/debs/"+filepath.Base(d))
+		cmd := exec.Command(bin, "--root", root, "exec", id, "--", "sh", "-c", "cat > /tmp/debs/"+filepath.Base(d))
 		cmd.Stdin = f
 		out, err := cmd.CombinedOutput()
 		f.Close()
@@ -329,7 +329,7 @@ func installDebs(t *testing.T, id string, pkgs ...string) {
 			t.Fatalf("copy %s: %v %s", d, err, out)
 		}
 	}
-	r := vpsctlTimeout(t, 5*time.Minute, nil, "exec", "-e", "DEBIAN_FRONTEND=noninteractive", id, "--", "sh", "-c", "apt-get install -y -q --no-install-recommends /root/debs/*.deb && rm -r /root/debs")
+	r := vpsctlTimeout(t, 5*time.Minute, nil, "exec", "-e", "DEBIAN_FRONTEND=noninteractive", id, "--", "sh", "-c", "apt-get install -y -q --no-install-recommends /tmp/debs/*.deb && rm -r /tmp/debs")
 	if r.code != 0 {
 		t.Fatalf("apt-get install: exit %d\n%s\n%s", r.code, r.out, r.err)
 	}
