@@ -186,6 +186,8 @@ func TestClone(t *testing.T) {
 	}
 	must(t, "stop", "--kill", dst)
 	expectCode(t, 44, "clone", src, dst)
+	expectCode(t, 20, "clone", src)
+	expectCode(t, 21, "clone", src, "0")
 	expectCode(t, 78, "clone", src, "625", "--ipadd", "198.18.0.123")
 	expectCode(t, 43, "clone", "629", "625")
 	if s := status(t, "625"); s.State != "deleted" {
@@ -310,6 +312,8 @@ func TestBackupRestore(t *testing.T) {
 	os.WriteFile(junk, []byte("not an archive at all"), 0o600)
 	expectCode(t, 96, "restore", other, "--from-backup", junk)
 	expectCode(t, 21, "restore", other, "--from-backup", filepath.Join(dir, "missing"))
+	expectCode(t, 20, "restore", other, "--from-backup", mem, "--dir", dir)
+	expectCode(t, 20, "backup", id)
 	if s := status(t, other); s.State != "deleted" {
 		t.Fatalf("a refused archive made %+v", s)
 	}
@@ -327,6 +331,10 @@ func TestMigrateLocal(t *testing.T) {
 	const id, addr = "628", "198.18.0.128"
 	checkClean(t, id)
 	root2 := otherRoot(t, "migrate", id, "661", "662", "663", "664", "665")
+	expectCode(t, 20, "migrate", "wanderer", "local") // a local destination needs --dest-root
+	for _, bad := range []string{"hostb", "ssh://root:pw@hostb", "ssh://-oProxyCommand=x"} {
+		expectCode(t, 21, "migrate", "wanderer", bad)
+	}
 	must(t, "create", id, "--template", "busybox", "--name", "wanderer", "--ipadd", addr)
 	must(t, "start", id)
 	must(t, "exec", id, "--", "sh", "-c", "echo moved > /marker")
