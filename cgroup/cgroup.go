@@ -115,7 +115,10 @@ type Stats struct {
 	CPUUsageNs                             uint64
 	MemoryBytes, MemoryMaxBytes, SwapBytes uint64
 	Procs                                  uint64 // processes (tgids), subgroups included
-	Counters                               []Counter
+	// OOMKills counts the processes the kernel's OOM killer killed in the group (v1
+	// memory.oom_control oom_kill, v2 memory.events oom_kill; 0 where not accounted).
+	OOMKills uint64
+	Counters []Counter
 }
 
 // Manager controls one group: in every v1 hierarchy, or in the v2 tree.
@@ -123,7 +126,11 @@ type Manager interface {
 	// Create makes the group and its missing parents; idempotent. v2 enables
 	// memory, pids, cpu, io and cpuset (those available) in every ancestor's
 	// cgroup.subtree_control; v1 cpuset copies cpus/mems from the parent,
-	// because an empty cpuset group refuses processes.
+	// because an empty cpuset group refuses processes. On a cgroup v2 host
+	// run by systemd the group lives in a delegated scope (see systemd.go),
+	// and Create first moves the calling process, the group's supervisor,
+	// into that scope's supervisor leaf (starting the scope if need be):
+	// only the VPS's monitor calls it.
 	Create() error
 	// Apply moves process pid (all its threads) into the group.
 	Apply(pid int) error
@@ -175,6 +182,34 @@ type Manager interface {
 	ThawFile() (path, thawed string)
 }
 
+// selfMove serializes the moves this process makes of itself (ApplySelf, Prewarm).
+var selfMove sync.Mutex
+
+// ApplySelf is m.Apply of this process: Apply(os.Getpid()), never interleaved with a Prewarm
+// of this process (which writes the process's group back, and would undo a move made between
+// its read of that group and its write).
+func ApplySelf(m Manager) error {
+	selfMove.Lock()
+	defer selfMove.Unlock()
+	return m.Apply(os.Getpid())
+}
+
+// JoinSelf moves this process (all its threads) into group path in every hierarchy, making
+// the group where it is missing (a first use, or a hierarchy mounted since).
+func JoinSelf(path string) error {
+	cg, err := New(path)
+	if err != nil {
+		return err
+	}
+	if ApplySelf(cg) == nil {
+		return nil
+	}
+	if err := cg.Create(); err != nil {
+		return err
+	}
+	return ApplySelf(cg)
+}
+
 // cgroupRoot is where the host mounts its cgroup filesystems.
 const cgroupRoot = "/sys/fs/cgroup"
 
@@ -196,7 +231,10 @@ var unified = sync.OnceValues(func() (bool, error) {
 })
 
 // New returns the Manager for group rel (relative to the hierarchy roots,
-// e.g. "vpsctl/101") on this host. It does not create anything.
+// e.g. "vpsctl/101") on this host. It does not create anything. Where rel
+// lives is decided here only: at the roots of the v1 hierarchies or of the
+// cgroup2 tree, or, on a cgroup2 host whose PID 1 is systemd, below its
+// delegated scope (systemd.go).
 func New(rel string) (Manager, error) {
 	if err := checkRel(rel); err != nil {
 		return nil, err
@@ -204,6 +242,9 @@ func New(rel string) (Manager, error) {
 	v2, err := unified()
 	if err != nil {
 		return nil, err
+	}
+	if v2 && underSystemd() {
+		return newSystemdScope(cgroupRoot, rel), nil
 	}
 	if v2 {
 		return newFS2(cgroupRoot, rel), nil

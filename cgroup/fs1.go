@@ -534,9 +534,17 @@ func (m *fs1) Stats() (*Stats, error) {
 	// allowance a group out of RAM shows up in memsw only. (Linux 6.18
 	// leaves memsw's failcnt at 0, so such hits are not counted there.)
 	memFail, swFail := get(mem, "memory.failcnt"), get(mem, "memory.memsw.failcnt")
-	ps, err := m.Pids()
-	errs = append(errs, err)
-	st.Procs = uint64(len(ps))
+	st.OOMKills = keyed(mem, "memory.oom_control")["oom_kill"]
+	// The count walks one hierarchy's tree, not every one's as Pids does (ten walks, most of
+	// a metrics scrape's cost): each process of the group is in it in every hierarchy (the
+	// group's owner moves its processes among its own subgroups only).
+	one := map[int]struct{}{}
+	count := pids
+	if count == "" {
+		count = filepath.Join(m.hiers[0].mount, m.rel)
+	}
+	errs = append(errs, treePids(count, one))
+	st.Procs = uint64(len(one))
 
 	st.Counters = []Counter{
 		{"numproc", tasks, peak, pl, pl, keyed(pids, "pids.events")["max"]},
@@ -652,6 +660,10 @@ func Prewarm() <-chan struct{} {
 	}
 	go func() {
 		defer close(done)
+		// Held from the read of our group to the write: a move of ours made in between
+		// (ApplySelf) would be undone.
+		selfMove.Lock()
+		defer selfMove.Unlock()
 		hs, err := v1Hierarchies()
 		if err != nil || len(hs) == 0 || len(hs[0].ctrls) == 0 || hs[0].ctrls[0] == unifiedName {
 			return

@@ -239,9 +239,11 @@ func (m *fs2) Stats() (*Stats, error) {
 		errs = append(errs, err)
 	}
 	cq := quotaPct(quota, period)
+	memEvents := keyed("memory.events")
+	st.OOMKills = memEvents["oom_kill"]
 	st.Counters = []Counter{
 		{"numproc", tasks, peak("pids.peak", tasks), pl, pl, keyed("pids.events")["max"]},
-		{"physpages", pages(st.MemoryBytes), pages(st.MemoryMaxBytes), pages(ml), pages(ml), keyed("memory.events")["max"]},
+		{"physpages", pages(st.MemoryBytes), pages(st.MemoryMaxBytes), pages(ml), pages(ml), memEvents["max"]},
 		{"swappages", pages(st.SwapBytes), pages(peak("memory.swap.peak", st.SwapBytes)), pages(sl), pages(sl), keyed("memory.swap.events")["max"]},
 		{"cpu", st.CPUUsageNs, st.CPUUsageNs, cq, cq, cpu["nr_throttled"]},
 	}

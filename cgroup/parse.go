@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"path"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -176,4 +177,48 @@ func isDigits(s string) bool {
 		}
 	}
 	return true
+}
+
+// JoinFiles are the cgroup.procs files a process joining group m beside process pid (a VPS's
+// init) writes itself to: m's own (ProcsFiles), except on cgroup v2, where the group pid is in
+// now is taken if it lies within m's. A guest's own systemd moves itself to a leaf of its
+// group (/init.scope) and enables controllers in the group, whose cgroup.procs then refuses
+// every process (EBUSY: no process in an inner node once controllers are enabled); the init's
+// leaf takes one. A leaf outside m's group (impossible for a guest, which sees no further up)
+// is never taken.
+func JoinFiles(m Manager, pid int) []string {
+	f2 := asFS2(m)
+	if f2 == nil {
+		return m.ProcsFiles()
+	}
+	lines, err := readProcCgroup(pid)
+	if err != nil {
+		return m.ProcsFiles()
+	}
+	return leafFiles(f2, lines)
+}
+
+// leafFiles is JoinFiles for v2 group f2 and the /proc/PID/cgroup lines of the process beside
+// which one joins.
+func leafFiles(f2 *fs2, lines []ProcCgroupLine) []string {
+	g, err := groupIn(lines, "")
+	if err != nil {
+		return f2.ProcsFiles()
+	}
+	dir := filepath.Join(cgroupRoot, g)
+	if dir == f2.dir || !IsDescendant(f2.dir, dir) {
+		return f2.ProcsFiles()
+	}
+	return []string{filepath.Join(dir, "cgroup.procs")}
+}
+
+// asFS2 is m's cgroup v2 group, nil for v1.
+func asFS2(m Manager) *fs2 {
+	switch g := m.(type) {
+	case *fs2:
+		return g
+	case *sdScope:
+		return g.fs2
+	}
+	return nil
 }

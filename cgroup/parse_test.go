@@ -3,6 +3,7 @@ package cgroup
 import (
 	"errors"
 	"math"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -257,5 +258,43 @@ func TestValidate(t *testing.T) {
 	}
 	if s := (DeviceRule{'c', 5, -1, "rw"}).String(); s != "c 5:* rw" {
 		t.Errorf("DeviceRule.String = %q", s)
+	}
+}
+
+// Memory and swap whose sum does not fit 63 bits are refused before any file is written: v1
+// would refuse their sum in memory.memsw.limit_in_bytes, v2 would take each in its own file.
+func TestValidateMemoryPlusSwap(t *testing.T) {
+	big := int64(1) << 62
+	if err := validate(&Resources{MemoryBytes: &big, SwapBytes: &big}); !errors.Is(err, ErrBadValue) {
+		t.Errorf("2^62 + 2^62: %v, want ErrBadValue", err)
+	}
+	small, unlimited := int64(1)<<30, int64(-1)
+	for _, r := range []Resources{{MemoryBytes: &big, SwapBytes: &small}, {MemoryBytes: &big, SwapBytes: &unlimited}, {MemoryBytes: &big}} {
+		if err := validate(&r); err != nil {
+			t.Errorf("%+v: %v", r, err)
+		}
+	}
+}
+
+// TestLeafFiles: a join beside a systemd guest's init goes to the init's leaf inside the VPS's
+// group, never to a group outside it, and to the group itself when the init is there.
+func TestLeafFiles(t *testing.T) {
+	f2 := newFS2(cgroupRoot, "vpsctl/101")
+	own := filepath.Join(cgroupRoot, "vpsctl/101/cgroup.procs")
+	for _, tc := range []struct{ procCgroup, want string }{
+		{"0::/vpsctl/101\n", own},
+		{"0::/vpsctl/101/init.scope\n", filepath.Join(cgroupRoot, "vpsctl/101/init.scope/cgroup.procs")},
+		{"0::/vpsctl/1010/init.scope\n", own}, // another VPS's: not below ours
+		{"0::/user.slice\n", own},
+		{"0::/vpsctl/101/../../etc\n", own},
+		{"1:name=systemd:/x\n", own}, // no v2 line
+	} {
+		lines, err := ParseProcCgroup(tc.procCgroup)
+		if err != nil {
+			t.Fatalf("%q: %v", tc.procCgroup, err)
+		}
+		if got := leafFiles(f2, lines); len(got) != 1 || got[0] != tc.want {
+			t.Errorf("%q: %v, want %s", tc.procCgroup, got, tc.want)
+		}
 	}
 }

@@ -2,6 +2,7 @@ package cgroup
 
 import (
 	"fmt"
+	"math"
 	"strings"
 )
 
@@ -16,6 +17,11 @@ func validate(r *Resources) error {
 	}
 	if p := r.SwapBytes; p != nil && *p < -1 {
 		return bad("swap", *p, "bytes >= 0 or -1 (unlimited)")
+	}
+	// v1 writes memory+swap into one file and the kernel refuses a sum past 63 bits; v2's two
+	// files would take each part. Refused on both, so a config starts on both or neither.
+	if m, s := r.MemoryBytes, r.SwapBytes; m != nil && s != nil && *m > 0 && *s > 0 && *m > math.MaxInt64-*s {
+		return bad("memory+swap", fmt.Sprintf("%d+%d", *m, *s), "a sum below 2^63 bytes")
 	}
 	if p := r.CPUs; p != nil && (*p < 0 || *p > 1<<20) {
 		return bad("cpus", *p, "0 (unlimited) to 1048576")

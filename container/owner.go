@@ -10,6 +10,11 @@ import (
 // GroupRoot is the cgroup directory below which every VPS has its group ("vpsctl/ID").
 const GroupRoot = "vpsctl"
 
+// ServiceGroup is the group of vpsctl's own long-lived processes: the VPSs' monitors, the
+// keepers of spare VPSs, the LXCFS it runs. The leading dot keeps it out of the vpsctl/ID rule
+// (OwnerOfGroup: they are the host's).
+const ServiceGroup = GroupRoot + "/.monitor"
+
 // OwnerOfGroup returns the VPS that owns a cgroup path (as /proc/PID/cgroup shows it): the
 // first "vpsctl/ID" in it. A VPS nested inside VPS 101 lives at vpsctl/101/vpsctl/201 as the
 // host sees it, and is owned, from the host's view, by 101. Anything else is the host's.

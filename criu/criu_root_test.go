@@ -111,9 +111,9 @@ func TestDumpErrorQuotesLog(t *testing.T) {
 func TestDumpRestore(t *testing.T) {
 	requireCRIU(t)
 	busybox := requireStaticBusybox(t)
-	mountsBefore := mountsUnder(t, os.TempDir())
-
 	tmp := t.TempDir()
+	// Mounts of this test's own directory only: other programs' under /tmp come and go.
+	mountsBefore := mountsUnder(t, tmp)
 	root := filepath.Join(tmp, "root")
 	images := filepath.Join(tmp, "img")
 	makeRootfs(t, root, busybox)
@@ -188,8 +188,8 @@ func TestDumpRestore(t *testing.T) {
 	if err := unix.Kill(pid, 0); !errors.Is(err, unix.ESRCH) {
 		t.Errorf("restored init %d survived SIGKILL: %v", pid, err)
 	}
-	if after := mountsUnder(t, os.TempDir()); after != mountsBefore {
-		t.Errorf("mounts under %s: %d before, %d after", os.TempDir(), mountsBefore, after)
+	if after := mountsUnder(t, tmp); after != mountsBefore {
+		t.Errorf("mounts under %s: %d before, %d after", tmp, mountsBefore, after)
 	}
 }
 

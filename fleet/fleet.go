@@ -15,7 +15,7 @@
 //     time), all sharing one deadline; whatever has not stopped by then (the stop gave up
 //     because of the deadline, or never began) is killed, within a second bound. Nothing
 //     waits longer than the two bounds together.
-//   - Exactly one Result per VPS (Run: in the order given; StartAll: boot order; StopAll: stop
+//   - Exactly one Result per VPS (StartAll: boot order; StopAll: stop
 //     order); report, if not nil, is called once per VPS as it finishes, never from two
 //     goroutines at once.
 //   - Every goroutine started has ended when a function returns.
@@ -71,15 +71,6 @@ func BootLevels(all []VPS) [][]VPS {
 	return levels
 }
 
-// BootOrder is BootLevels flattened: the order start --all starts VPSs in.
-func BootOrder(all []VPS) []VPS {
-	var out []VPS
-	for _, l := range BootLevels(all) {
-		out = append(out, l...)
-	}
-	return out
-}
-
 // StopOrder returns all in the order stop --all asks them to stop: the reverse of the boot
 // order (lowest BOOTORDER first, higher IDs first within one), onboot or not. With enough
 // parallelism they all stop at once anyway; the order matters when there is less.
@@ -107,14 +98,6 @@ func (r *reporter) report(res Result) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.fn(res)
-}
-
-// Run calls do for every VPS of items, at most parallel (at least 1) at once, starting them
-// in the order given, and returns their results in that order. Once ctx is done no more are
-// started: those left are Skipped with ctx's error. do gets ctx and should give up when it is
-// done.
-func Run(ctx context.Context, items []VPS, parallel int, do func(context.Context, VPS) error, report func(Result)) []Result {
-	return run(ctx, items, parallel, do, &reporter{fn: report})
 }
 
 func run(ctx context.Context, items []VPS, parallel int, do func(context.Context, VPS) error, rep *reporter) []Result {

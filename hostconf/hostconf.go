@@ -17,8 +17,10 @@ import (
 	"time"
 
 	"github.com/vpsctl/vpsctl/cgroup"
+	vpsspec "github.com/vpsctl/vpsctl/internal/spec"
 	"github.com/vpsctl/vpsctl/internal/sysfile"
 	"github.com/vpsctl/vpsctl/template"
+	"github.com/vpsctl/vpsctl/uid"
 	"golang.org/x/sys/unix"
 )
 
@@ -177,7 +179,9 @@ type spec struct {
 }
 
 // specs lists the known keys in the order config show prints them and the sample file
-// documents them.
+// documents them. The limits' defaults are spec.Defaults and the UID pool's uid.DefaultPool,
+// which the runtime applies when no host configuration is given (a program that imports the
+// library): the two cannot drift apart.
 var specs = []spec{
 	{"ROOT", "/var/lib/vpsctl", func(c *Config, v string) error {
 		if !filepath.IsAbs(v) || filepath.Clean(v) != v || v == "/" {
@@ -195,20 +199,21 @@ var specs = []spec{
 		c.DefaultTemplate = v
 		return nil
 	}},
-	{"MEMORY", "1G", limit(func(l *Limits) *string { return &l.Memory }, checkMemory)},
-	{"SWAP", "512M", limit(func(l *Limits) *string { return &l.Swap }, checkSize)},
-	{"CPUS", "", limit(func(l *Limits) *string { return &l.CPUs }, checkInt(0, 4096))},
-	{"CPULIMIT", "", limit(func(l *Limits) *string { return &l.CPULimit }, checkInt(0, 409600))},
-	{"CPUUNITS", "1000", limit(func(l *Limits) *string { return &l.CPUUnits }, checkInt(8, 500000))},
-	{"NUMPROC", "1024", limit(func(l *Limits) *string { return &l.NumProc }, checkNumProc)},
-	{"IOLIMIT", "", limit(func(l *Limits) *string { return &l.IOLimit }, checkSize)},
-	{"IOWEIGHT", "", limit(func(l *Limits) *string { return &l.IOWeight }, checkInt(10, 1000))},
-	{"UID_POOL_START", "1000000", func(c *Config, v string) error {
-		n, err := parseUint32(v, 1)
+	{"MEMORY", vpsspec.Defaults.Memory, limit(func(l *Limits) *string { return &l.Memory }, checkMemory)},
+	{"SWAP", vpsspec.Defaults.Swap, limit(func(l *Limits) *string { return &l.Swap }, checkSize)},
+	{"CPUS", vpsspec.Defaults.CPUs, limit(func(l *Limits) *string { return &l.CPUs }, checkInt(0, 4096))},
+	{"CPULIMIT", vpsspec.Defaults.CPULimit, limit(func(l *Limits) *string { return &l.CPULimit }, checkInt(0, 409600))},
+	{"CPUUNITS", vpsspec.Defaults.CPUUnits, limit(func(l *Limits) *string { return &l.CPUUnits }, checkInt(8, 500000))},
+	{"NUMPROC", vpsspec.Defaults.NumProc, limit(func(l *Limits) *string { return &l.NumProc }, checkNumProc)},
+	{"IOLIMIT", vpsspec.Defaults.IOLimit, limit(func(l *Limits) *string { return &l.IOLimit }, checkSize)},
+	{"IOWEIGHT", vpsspec.Defaults.IOWeight, limit(func(l *Limits) *string { return &l.IOWeight }, checkInt(10, 1000))},
+	{"UID_POOL_START", strconv.FormatUint(uint64(uid.DefaultPool.Base), 10), func(c *Config, v string) error {
+		// Below uid.MinPoolBase a VPS's root could be mapped onto a host account.
+		n, err := parseUint32(v, uid.MinPoolBase)
 		c.UIDPoolStart = n
 		return err
 	}},
-	{"UID_POOL_SIZE", "1073741824", func(c *Config, v string) error {
+	{"UID_POOL_SIZE", strconv.FormatUint(uint64(uid.DefaultPool.Size), 10), func(c *Config, v string) error {
 		n, err := parseUint32(v, 1)
 		c.UIDPoolSize = n
 		return err
@@ -278,24 +283,6 @@ var specByKey = func() map[string]*spec {
 	}
 	return m
 }()
-
-// Keys lists every key the host configuration knows, in config show's order.
-func Keys() []string {
-	out := make([]string, len(specs))
-	for i, s := range specs {
-		out[i] = s.key
-	}
-	return out
-}
-
-// Default returns key's built-in default as a file would spell it, and whether key is known.
-func Default(key string) (string, bool) {
-	s, ok := specByKey[key]
-	if !ok {
-		return "", false
-	}
-	return s.def, true
-}
 
 func limit(field func(*Limits) *string, check func(string) error) func(*Config, string) error {
 	return func(c *Config, v string) error {
@@ -571,7 +558,7 @@ func (c *Config) Override(key, value string, src Source) error {
 	return err
 }
 
-// Settings returns every key's effective value and its source, in Keys order.
+// Settings returns every key's effective value and its source, in the order config show prints them.
 func (c *Config) Settings() []Setting {
 	out := make([]Setting, 0, len(specs))
 	for _, s := range specs {

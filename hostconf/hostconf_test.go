@@ -29,7 +29,7 @@ func TestDefaults(t *testing.T) {
 	}
 	// Issue 20: a VPS created without limit flags is still bounded in memory, swap, processes
 	// and CPU weight.
-	want := Limits{Memory: "1G", Swap: "512M", CPUUnits: "1000", NumProc: "1024"}
+	want := Limits{Memory: "1G", Swap: "512M", CPUUnits: "1000", NumProc: "4096"}
 	if c.Limits != want {
 		t.Fatalf("default limits %+v, want %+v", c.Limits, want)
 	}
@@ -177,7 +177,7 @@ func TestParseErrors(t *testing.T) {
 		{"ROOT=\"/a/../b\"\n", 1, "clean"},
 		{"ROOT=\"/\"\n", 1, "other than /"},
 		{"DEFAULT_TEMPLATE=\"../etc\"\n", 1, "bad template name"},
-		{"UID_POOL_START=\"0\"\n", 1, "1..4294967295"},
+		{"UID_POOL_START=\"0\"\n", 1, "65536..4294967295"}, {"UID_POOL_START=\"65535\"\n", 1, "65536..4294967295"},
 		{"UID_POOL_SIZE=\"4294967296\"\n", 1, "UID_POOL_SIZE"},
 		{"UID_RANGE_SIZE=\"+5\"\n", 1, "UID_RANGE_SIZE"},
 		{"UID_POOL_START=\"4000000000\"\nUID_POOL_SIZE=\"400000000\"\n", 2, "ends past"},

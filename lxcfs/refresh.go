@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"runtime"
 
 	"github.com/vpsctl/vpsctl/internal/proc"
 	"github.com/vpsctl/vpsctl/store"
@@ -76,30 +75,18 @@ func refreshOne(pid int, dir string) error {
 			clones = append(clones, fd)
 		}
 	}
-	done := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread() // never unlocked: the thread dies with the goroutine
-		if err := unix.Unshare(unix.CLONE_FS); err != nil {
-			done <- os.NewSyscallError("unshare", err)
-			return
-		}
-		if err := unix.Setns(int(ns.Fd()), unix.CLONE_NEWNS); err != nil {
-			done <- os.NewSyscallError("setns", err)
-			return
-		}
+	return proc.InMountNS(int(ns.Fd()), func() error {
 		for i, f := range Files {
 			target := "/" + f
 			if detachStale(target, dir != "") != nil || i >= len(clones) || clones[i] < 0 {
 				continue // not ours to cover (something else is mounted there), or nothing to bind
 			}
 			if err := unix.MoveMount(clones[i], "", unix.AT_FDCWD, target, unix.MOVE_MOUNT_F_EMPTY_PATH); err != nil {
-				done <- fmt.Errorf("%s: %w", target, os.NewSyscallError("move_mount", err))
-				return
+				return fmt.Errorf("%s: %w", target, os.NewSyscallError("move_mount", err))
 			}
 		}
-		done <- nil
-	}()
-	return <-done
+		return nil
+	})
 }
 
 // errForeign: something that is not an LXCFS view is mounted on a view's path.

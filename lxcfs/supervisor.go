@@ -10,6 +10,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/vpsctl/vpsctl/cgroup"
+	"github.com/vpsctl/vpsctl/container"
 	"github.com/vpsctl/vpsctl/internal/sysfile"
 	"github.com/vpsctl/vpsctl/prestart"
 	"golang.org/x/sys/unix"
@@ -43,6 +45,11 @@ func supervise() int {
 	}
 	if err := unix.Flock(lk, unix.LOCK_EX|unix.LOCK_NB); err != nil {
 		return 0 // another supervisor of this root runs
+	}
+	// Out of its starter's group (a login session's scope would take it along at logout),
+	// beside the monitors; LXCFS, its child, is born there.
+	if err := cgroup.JoinSelf(container.ServiceGroup); err != nil {
+		log.Printf("staying in the starter's cgroup: %v", err)
 	}
 	unix.Ftruncate(lk, 0)
 	unix.Pwrite(lk, []byte(strconv.Itoa(os.Getpid())+"\n"), 0)

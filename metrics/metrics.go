@@ -183,15 +183,6 @@ var families = []family{
 		})},
 }
 
-// Names lists the metric families Write emits, in order.
-func Names() []string {
-	out := make([]string, len(families))
-	for i, f := range families {
-		out[i] = f.name
-	}
-	return out
-}
-
 func uintValue(v uint64) string { return strconv.FormatUint(v, 10) }
 
 func limitValue(l Limit) string {

@@ -71,7 +71,9 @@ type monitor struct {
 	// consoleUp, if not nil, is closed once the console socket is listening (main makes it
 	// while the first boot runs; awaitConsole waits for it).
 	consoleUp chan struct{}
-	oneshot   []string // argv of a one-shot command run as the VPS's PID 1 (see RunOnce)
+	// grouped, if not nil, is closed once the monitor is in its own cgroup (joinGroup).
+	grouped chan struct{}
+	oneshot []string // argv of a one-shot command run as the VPS's PID 1 (see RunOnce)
 	// restoreDir: the first boot restores the VPS from this checkpoint (see restoreBoot);
 	// restoreStopped leaves its processes stopped (see Continue).
 	restoreDir     string
@@ -117,6 +119,7 @@ func monitorMain() int {
 		log.Print(err)
 		return 3
 	}
+	loadSettings(st.Root)
 	if len(os.Args) == 6 && os.Args[2] == "--after" {
 		// Back from the C reaper: init has exited (see reaper.go).
 		m := &monitor{st: st, id: id, hostNS: inheritedFD(os.Args[5])}
@@ -164,6 +167,7 @@ func (m *monitor) awaitConsole() {
 
 func (m *monitor) report(msg Report) {
 	m.awaitConsole()
+	m.awaitGroup()
 	if m.lock != nil {
 		// Before the report: the command that spawned us may go on at once.
 		m.lock.Close()
@@ -184,6 +188,7 @@ func (m *monitor) report(msg Report) {
 }
 
 func (m *monitor) main() int {
+	m.joinGroup()
 	// We were cloned into a mount namespace of our own: keep our mounts (the VPS's rootfs) from
 	// propagating to the host, so a killed monitor can never leak a mount there.
 	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
@@ -247,6 +252,7 @@ func (m *monitor) loop(boot int) int {
 		}
 		m.saveJoin(c, b)
 		m.report(Report{InitPID: b.pid, Warnings: b.warnings})
+		m.booted(boot)
 		fault.Point("monitor-running")
 		log.Printf("boot %d: init is host PID %d", boot, b.pid)
 
@@ -372,6 +378,7 @@ func (m *monitor) ended(st syscall.WaitStatus, teardown func()) (reboot bool) {
 		m.run.Phase = "rebooting"
 	}
 	m.st.SaveRun(m.id, &m.run)
+	m.initEnded(st, reboot)
 	teardown()
 	return reboot && !m.stopRequested()
 }
@@ -900,13 +907,18 @@ func (m *monitor) mountRootfs(c *store.Config, tpl string, pid int, userns bool)
 		unix.Unmount(lower, unix.MNT_DETACH)
 		return nil, err
 	}
-	opts := "lowerdir=lower,upperdir=private,workdir=work"
+	upper, work, err := m.mountDisk(c)
+	if err != nil {
+		unix.Unmount(lower, unix.MNT_DETACH)
+		return nil, err
+	}
+	opts := "lowerdir=lower,upperdir=" + upper + ",workdir=" + work
 	if !m.volatile {
 		// A `run --rm` killed before its destroy leaves its VPS with the work directory's
 		// mark of a volatile mount, and overlayfs refuses every later mount while it is there
 		// (its upper layer may have lost writes in a host crash). That VPS was to be deleted;
 		// it boots with its files as the run left them.
-		mark := filepath.Join(m.st.Path(m.id, "work"), "work", "incompat", "volatile")
+		mark := filepath.Join(m.st.VPSDir(m.id), work, "work", "incompat", "volatile")
 		if _, err := os.Lstat(mark); err == nil {
 			log.Printf("private area was last mounted volatile (a run --rm that did not finish): booting it as it is")
 			os.RemoveAll(mark)

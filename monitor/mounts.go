@@ -6,9 +6,9 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strings"
 
+	"github.com/vpsctl/vpsctl/internal/proc"
 	"github.com/vpsctl/vpsctl/internal/spec"
 	"github.com/vpsctl/vpsctl/internal/sysfile"
 	"github.com/vpsctl/vpsctl/lxcfs"
@@ -82,41 +82,30 @@ func (m *monitor) guestMounts(c *store.Config, pid int, userns bool, rootUID int
 // nowhere. LXCFS is mounted in the host's mount namespace (hostNS), which a monitor, living in a
 // private one made before, may not see: the clones are made on a thread that has joined the
 // host's namespace (a clone is a mount of no namespace, which the init child attaches in its
-// own). The thread is never handed back to the Go scheduler: it exits with its goroutine.
+// own).
 func lxcfsViews(root string, hostNS int) (views []extraMount, dir string, err error) {
 	if hostNS < 0 {
 		return nil, "", errors.New("the host's mount namespace is unknown")
 	}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		runtime.LockOSThread() // never unlocked: the thread dies with the goroutine
-		ns := hostNS
-		if e := unix.Unshare(unix.CLONE_FS); e != nil {
-			err = os.NewSyscallError("unshare", e)
-			return
-		}
-		if e := unix.Setns(ns, unix.CLONE_NEWNS); e != nil {
-			err = os.NewSyscallError("setns", e)
-			return
-		}
+	err = proc.InMountNS(hostNS, func() error {
+		var err error
 		if dir, err = lxcfs.Ensure(root); err != nil {
-			return
+			return err
 		}
 		for _, f := range lxcfs.Files {
-			fd, e := unix.OpenTree(unix.AT_FDCWD, filepath.Join(dir, f), unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC)
-			if e != nil {
-				if errors.Is(e, unix.ENOENT) {
+			fd, err := unix.OpenTree(unix.AT_FDCWD, filepath.Join(dir, f), unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC)
+			if err != nil {
+				if errors.Is(err, unix.ENOENT) {
 					continue // a file this LXCFS does not serve
 				}
 				closeMounts(views)
-				views, err = nil, fmt.Errorf("%s: %w", f, os.NewSyscallError("open_tree", e))
-				return
+				views = nil
+				return fmt.Errorf("%s: %w", f, os.NewSyscallError("open_tree", err))
 			}
 			views = append(views, extraMount{fd, f})
 		}
-	}()
-	<-done
+		return nil
+	})
 	return views, dir, err
 }
 
@@ -162,19 +151,8 @@ func bindClone(b spec.BindMount, nsfd int) (int, error) {
 // file system (not nodev), owned by the VPS's root (owner, host UID) and mode 0600: the host's
 // own node is host root's, which the VPS's root, in its user namespace, could not open.
 func (m *monitor) deviceNode(d spec.Device, owner int) (host, vps string, err error) {
-	want := unix.Mkdev(uint32(d.Rule.Major), uint32(d.Rule.Minor))
-	mode, kind := uint32(unix.S_IFCHR), "char"
-	if d.Rule.Type == 'b' {
-		mode, kind = unix.S_IFBLK, "block"
-	}
-	vps = d.Path
-	if vps == "" {
-		if n := findNode("/dev", mode, want); n != "" {
-			vps = strings.TrimPrefix(n, "/")
-		} else {
-			vps = fmt.Sprintf("dev/%s/%d:%d", kind, d.Rule.Major, d.Rule.Minor)
-		}
-	}
+	want, mode := deviceNumber(d)
+	vps = deviceTarget(d)
 	dir := m.st.Path(m.id, "devices")
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return "", "", err
@@ -188,6 +166,33 @@ func (m *monitor) deviceNode(d spec.Device, owner int) (host, vps string, err er
 		return "", "", err
 	}
 	return host, vps, nil
+}
+
+// deviceNumber is d's device number and node type (S_IFCHR or S_IFBLK).
+func deviceNumber(d spec.Device) (uint64, uint32) {
+	mode := uint32(unix.S_IFCHR)
+	if d.Rule.Type == 'b' {
+		mode = unix.S_IFBLK
+	}
+	return unix.Mkdev(uint32(d.Rule.Major), uint32(d.Rule.Minor)), mode
+}
+
+// deviceTarget is where in the VPS (relative to its root) device d's node goes: the feature's
+// path, else the host's own name for the device below /dev, else dev/char/MAJ:MIN
+// (dev/block/...).
+func deviceTarget(d spec.Device) string {
+	if d.Path != "" {
+		return d.Path
+	}
+	want, mode := deviceNumber(d)
+	if n := findNode("/dev", mode, want); n != "" {
+		return strings.TrimPrefix(n, "/")
+	}
+	kind := "char"
+	if mode == unix.S_IFBLK {
+		kind = "block"
+	}
+	return fmt.Sprintf("dev/%s/%d:%d", kind, d.Rule.Major, d.Rule.Minor)
 }
 
 // findNode returns a node below dir of type mode (S_IFCHR or S_IFBLK) and number rdev, "" if

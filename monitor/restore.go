@@ -63,8 +63,9 @@ type CheckpointMeta struct {
 // of its own limits, or a --bindmount directory. A restore mounts it again, from this host's
 // LXCFS or directory, with the VPS's own ID mapping, wherever the dump was taken.
 type External struct {
-	LXCFS string `json:"lxcfs,omitempty"` // the LXCFS file (lxcfs.Files), or
-	Bind  string `json:"bind,omitempty"`  // the bind mount as the config spells it
+	LXCFS  string `json:"lxcfs,omitempty"`  // the LXCFS file (lxcfs.Files), or
+	Bind   string `json:"bind,omitempty"`   // the bind mount as the config spells it, or
+	Device string `json:"device,omitempty"` // where a device node goes (DeviceTargets)
 }
 
 // MetaFile is the name of a checkpoint's CheckpointMeta in its image directory.
@@ -134,7 +135,7 @@ func (m *monitor) restoreBoot(c *store.Config, dir string) (*bootState, error) {
 	if err == nil {
 		var unmountExt func()
 		var warnings []string
-		extArgs, warnings, unmountExt, err = m.externalMounts(meta, holder.Process.Pid, userns)
+		extArgs, warnings, unmountExt, err = m.externalMounts(c, meta, holder.Process.Pid, userns, int(idmap.Host))
 		if err == nil {
 			defer unmountExt()
 		}
@@ -186,7 +187,7 @@ func (m *monitor) restoreBoot(c *store.Config, dir string) (*bootState, error) {
 			log.Printf("network teardown: %v", err)
 		}
 	})
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), CheckpointTimeout)
 	defer cancel()
 	o := criu.RestoreOptions{Root: m.st.Path(m.id, "root"), ImagesDir: dir, ManageCgroups: true,
 		InheritFds:     map[string]*os.File{meta.TTY: slave},
@@ -335,7 +336,7 @@ func ownImages(dir string, gid int) error {
 // attached in a directory of our own mount namespace that the restored tasks, which make the
 // mounts with the VPS's credentials, can reach (criu's --external mnt[KEY]:PATH; the state
 // root is closed to them). It returns criu's arguments and what undoes the mounts.
-func (m *monitor) externalMounts(meta *CheckpointMeta, holder int, userns bool) (args, warnings []string, undo func(), err error) {
+func (m *monitor) externalMounts(c *store.Config, meta *CheckpointMeta, holder int, userns bool, rootUID int) (args, warnings []string, undo func(), err error) {
 	undo = func() {}
 	if len(meta.Externals) == 0 {
 		return nil, nil, undo, nil
@@ -400,6 +401,22 @@ func (m *monitor) externalMounts(meta *CheckpointMeta, holder int, userns bool) 
 				return fail(fmt.Errorf("bind mount %s: %w", bm, err))
 			}
 			isDir = true
+		case x.Device != "":
+			devs, err := spec.Devices(c)
+			if err != nil {
+				return fail(err)
+			}
+			i := slices.IndexFunc(devs, func(d spec.Device) bool { return "/"+deviceTarget(d) == x.Device })
+			if i < 0 {
+				return fail(fmt.Errorf("device node %s: not in the VPS's devices: %w", x.Device, spec.ErrBadValue))
+			}
+			host, _, err := m.deviceNode(devs[i], rootUID)
+			if err == nil {
+				fd, err = unix.OpenTree(unix.AT_FDCWD, host, unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC)
+			}
+			if err != nil {
+				return fail(fmt.Errorf("device node %s: %w", x.Device, err))
+			}
 		default:
 			continue
 		}

@@ -27,7 +27,7 @@ func RunHere(st *store.Store, id container.ID, argv []string, stdio []*os.File, 
 	}
 	// The process's mount namespace (its leader's), the host's, before the boot's thread
 	// unshares one of its own.
-	hostNS, err := sysfile.Open("/proc/self/ns/mnt", os.O_RDONLY, 0)
+	hostNS, err := sysfile.Open("/proc/thread-self/ns/mnt", os.O_RDONLY, 0)
 	if err != nil {
 		return 0, err
 	}

@@ -25,10 +25,12 @@ import (
 var StartTimeout = 60 * time.Second
 
 // monitorEnv is the whole environment of a monitor process: its mode, the state root, a small
-// Go runtime, the host's timer slack, the test and trace switches that were set, and the CRIU
-// binary chosen (a restore's boot runs it).
+// Go runtime, the host's timer slack, the host configuration's settings it needs (settingsEnv),
+// the test and trace switches that were set, and the CRIU binary chosen (a restore's boot runs
+// it).
 func monitorEnv(root string) []string {
 	env := append([]string{modeEnv + "=monitor", "VPSCTL_ROOT=" + root, "GOMAXPROCS=1", "GOGC=25"}, timerslack.Env()...)
+	env = append(env, settingsEnv()...)
 	return append(env, inheritEnv(fault.Env, fault.TraceEnv, criu.EnvCRIU)...)
 }
 
@@ -150,7 +152,7 @@ func Spawn(ctx context.Context, st *store.Store, id container.ID, lock *os.File,
 	cmd.Env = monitorEnv(st.Root)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	// fd 3: the ready pipe, fd 4: the lock, fd 5: our (the host's) mount namespace
-	hostNS, err := os.Open("/proc/self/ns/mnt")
+	hostNS, err := os.Open("/proc/thread-self/ns/mnt")
 	if err != nil {
 		pw.Close()
 		return 0, nil, err

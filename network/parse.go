@@ -16,13 +16,17 @@ import (
 
 // Conditions callers branch on; always returned wrapped with context.
 var (
-	ErrBadIP     = errors.New("bad IP address")
-	ErrIPInUse   = errors.New("IP address already in use")
-	ErrBadNetIf  = errors.New("bad network interface")
-	ErrNotFound  = errors.New("not found")
-	ErrExists    = errors.New("interface already exists")
-	ErrBadDNS    = errors.New("bad DNS setting")
-	errHostNetns = errors.New("process shares the host network namespace")
+	ErrBadIP    = errors.New("bad IP address")
+	ErrIPInUse  = errors.New("IP address already in use")
+	ErrBadNetIf = errors.New("bad network interface")
+	ErrNotFound = errors.New("not found")
+	ErrExists   = errors.New("interface already exists")
+	ErrBadDNS   = errors.New("bad DNS setting")
+	// ErrBadNameserver and ErrBadSearchDomain are ErrBadDNS of one kind each: vzctl gives
+	// them exit codes of their own (72, 73), so a caller must be able to tell them apart.
+	ErrBadNameserver   = fmt.Errorf("%w: nameserver", ErrBadDNS)
+	ErrBadSearchDomain = fmt.Errorf("%w: search domain", ErrBadDNS)
+	errHostNetns       = errors.New("process shares the host network namespace")
 )
 
 // Config is the network of one VPS.

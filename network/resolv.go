@@ -236,7 +236,7 @@ func renderResolvConf(old, host []byte, nameservers, search []string) ([]byte, e
 			continue
 		}
 		if !validDomain(s) {
-			return nil, fmt.Errorf("search domain %q: %w", s, ErrBadDNS)
+			return nil, fmt.Errorf("search domain %q: %w", s, ErrBadSearchDomain)
 		}
 		if !slices.Contains(doms, s) {
 			doms = append(doms, s)
@@ -313,12 +313,29 @@ func keyword(line string) string {
 	return f[0]
 }
 
+// ValidateNameserver checks a nameserver setting: an address, or Inherit.
+func ValidateNameserver(s string) error {
+	if s == Inherit {
+		return nil
+	}
+	_, err := parseNameserver(s)
+	return err
+}
+
+// ValidateSearchDomain checks a search domain setting: a domain name, or Inherit.
+func ValidateSearchDomain(s string) error {
+	if s != Inherit && !validDomain(s) {
+		return fmt.Errorf("search domain %q: %w", s, ErrBadSearchDomain)
+	}
+	return nil
+}
+
 // parseNameserver parses a nameserver address; a zone (fe80::1%eth0) must
 // name an interface, so that it cannot smuggle text into the file.
 func parseNameserver(s string) (netip.Addr, error) {
 	a, err := netip.ParseAddr(s)
 	if err != nil || a.IsUnspecified() || a.IsMulticast() || a.Is4In6() || (a.Zone() != "" && !validIfName(a.Zone())) {
-		return netip.Addr{}, fmt.Errorf("nameserver %q: %w", s, ErrBadDNS)
+		return netip.Addr{}, fmt.Errorf("nameserver %q: %w", s, ErrBadNameserver)
 	}
 	return a, nil
 }

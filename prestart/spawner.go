@@ -48,6 +48,17 @@ func reap(pid int) {
 	}
 }
 
+// SpawnerPID is the PID of this process's spawner, 0 if it has none (any more): the monitor
+// takes it along into its own cgroup (monitor.JoinGroup), since what it clones is born there.
+func SpawnerPID() int {
+	spawner.Lock()
+	defer spawner.Unlock()
+	if spawner.fd < 0 {
+		return 0
+	}
+	return spawner.pid
+}
+
 // ErrNoSpawner: this process has no spawner (any more).
 var ErrNoSpawner = errors.New("no spawner")
 

@@ -58,6 +58,9 @@ func (r *Runtime) Backup(ctx context.Context, id container.ID, file string, o Ba
 	if err := r.checkComplete(id); err != nil {
 		return nil, err
 	}
+	if err := r.notOnImage(id, "a backup"); err != nil {
+		return nil, err
+	}
 	s, err := r.Status(id)
 	if err != nil {
 		return nil, err

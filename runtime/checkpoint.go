@@ -17,6 +17,7 @@ import (
 	"github.com/vpsctl/vpsctl/cgroup"
 	"github.com/vpsctl/vpsctl/container"
 	"github.com/vpsctl/vpsctl/criu"
+	"github.com/vpsctl/vpsctl/eventlog"
 	"github.com/vpsctl/vpsctl/internal/proc"
 	"github.com/vpsctl/vpsctl/internal/spec"
 	"github.com/vpsctl/vpsctl/monitor"
@@ -123,7 +124,7 @@ func (r *Runtime) dump(ctx context.Context, s *Status, dir string, d dumpSpec, p
 	}
 	path, v, err := criu.Find()
 	if err != nil {
-		return nil, fmt.Errorf("checkpoint: %w (run scripts/install-criu.sh)", err)
+		return nil, fmt.Errorf("VPS %d: %w: %w", s.ID, ErrCheckpoint, err)
 	}
 	ttyKey, err := consoleKey(s.InitPID)
 	if err != nil {
@@ -157,12 +158,12 @@ func (r *Runtime) dump(ctx context.Context, s *Status, dir string, d dumpSpec, p
 		o.FreezeCgroup = filepath.Dir(f)
 	}
 	t0 := time.Now()
-	dctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	dctx, cancel := context.WithTimeout(context.Background(), monitor.CheckpointTimeout)
 	defer cancel()
 	if err := criu.Dump(dctx, o); err != nil {
 		err = r.keepLog(s.ID, err)
 		os.RemoveAll(stage)
-		return nil, fmt.Errorf("VPS %d: checkpoint: %w", s.ID, err)
+		return nil, fmt.Errorf("VPS %d: %w: %w", s.ID, ErrCheckpoint, err)
 	}
 	res := &CheckpointResult{ID: s.ID, Dir: dir, Bytes: dirSize(stage), Seconds: time.Since(t0).Seconds(), LeftRunning: leave}
 	meta := monitor.CheckpointMeta{ID: s.ID, Time: time.Now().UTC(), TTY: ttyKey, Hostname: s.Hostname, IDMap: s.IDMap,
@@ -194,14 +195,16 @@ func (r *Runtime) dump(ctx context.Context, s *Status, dir string, d dumpSpec, p
 		}
 		r.repair(s.ID)
 	}
+	r.event(s.ID, s.Name, eventlog.Checkpointed, "")
+	if !leave {
+		r.event(s.ID, s.Name, eventlog.Stopped, "checkpoint")
+	}
 	return res, nil
 }
 
 // externals names the mounts of running VPS s that come from the host, for criu to leave out
 // of the dump under keys of ours (--external mnt[MOUNTPOINT]:KEY) and for the restore to mount
-// again from the host it runs on: LXCFS's views and --bindmount directories. (Other mounts from
-// outside the VPS's tree, device nodes, are found by criu itself and mounted again from the
-// same host path.)
+// again from the host it runs on: LXCFS's views, --bindmount directories and device nodes.
 func (r *Runtime) externals(s *Status) ([]string, map[string]monitor.External) {
 	f, err := os.Open(fmt.Sprintf("/proc/%d/mountinfo", s.InitPID))
 	if err != nil {
@@ -231,6 +234,12 @@ func (r *Runtime) externals(s *Status) ([]string, map[string]monitor.External) {
 				if _, ok := mounted[bm.VPS]; ok {
 					add(bm.VPS, monitor.External{Bind: b})
 				}
+			}
+		}
+		devs, _ := monitor.DeviceTargets(s.cfg)
+		for _, d := range devs {
+			if _, ok := mounted[d]; ok {
+				add(d, monitor.External{Device: d})
 			}
 		}
 	}
@@ -376,7 +385,7 @@ func (r *Runtime) restore(ctx context.Context, lk *store.Lock, id container.ID, 
 		return nil, fmt.Errorf("VPS %d: checkpoint was taken with UID map %q, the VPS has %q: %w", id, meta.IDMap, s.IDMap, monitor.ErrNoCheckpoint)
 	}
 	if _, _, err := criu.Find(); err != nil {
-		return nil, fmt.Errorf("restore: %w (run scripts/install-criu.sh)", err)
+		return nil, fmt.Errorf("VPS %d: %w: %w", id, ErrRestore, err)
 	}
 	r.repair(id)
 	res := &RestoreResult{ID: id, Dir: dir, Bytes: dirSize(dir)}
@@ -388,11 +397,15 @@ func (r *Runtime) restore(ctx context.Context, lk *store.Lock, id container.ID, 
 		args = append(args, "--stopped")
 	}
 	pid, warnings, err := monitor.Spawn(ctx, r.St, id, lk.File(), args...)
+	if errors.Is(err, criu.ErrCRIU) {
+		return nil, fmt.Errorf("VPS %d: %w: %w", id, ErrRestore, err)
+	}
 	if err != nil {
 		return nil, err
 	}
 	r.warn(id, warnings)
 	res.InitPID, res.Seconds = pid, time.Since(t0).Seconds()
+	r.event(id, s.Name, eventlog.Restored, "")
 	fmt.Fprintf(progress, "read %.1f MiB in %.2f s\n", float64(res.Bytes)/(1<<20), res.Seconds)
 	return res, nil
 }
@@ -465,7 +478,8 @@ func (r *Runtime) CheckpointCheck(id container.ID, tcp bool) (*CheckpointReport,
 }
 
 // externalResources lists what a dump of the running VPS could not carry: mounts of host file
-// systems other than its --bindmount directories (which a restore mounts again).
+// systems other than vpsctl's own (its --bindmount directories and device nodes, which a
+// restore mounts again).
 func (r *Runtime) externalResources(s *Status) []string {
 	binds := map[string]bool{}
 	if s.cfg != nil {
@@ -473,6 +487,10 @@ func (r *Runtime) externalResources(s *Status) []string {
 			if bm, err := spec.ParseBindMount(b, r.St.Root); err == nil {
 				binds[bm.VPS] = true
 			}
+		}
+		devs, _ := monitor.DeviceTargets(s.cfg)
+		for _, d := range devs {
+			binds[d] = true
 		}
 	}
 	var out []string

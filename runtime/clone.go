@@ -47,6 +47,9 @@ func (r *Runtime) Clone(ctx context.Context, src, dst container.ID, o CloneOptio
 	if err := r.checkComplete(src); err != nil {
 		return nil, err
 	}
+	if err := r.notOnImage(src, "a clone"); err != nil {
+		return nil, err
+	}
 	s, err := r.Status(src)
 	if err != nil {
 		return nil, err

@@ -9,9 +9,12 @@ import (
 	"slices"
 
 	"github.com/vpsctl/vpsctl/container"
+	"github.com/vpsctl/vpsctl/disk"
+	"github.com/vpsctl/vpsctl/eventlog"
 	"github.com/vpsctl/vpsctl/internal/fault"
 	"github.com/vpsctl/vpsctl/internal/spec"
 	"github.com/vpsctl/vpsctl/internal/sysfile"
+	"github.com/vpsctl/vpsctl/monitor"
 	"github.com/vpsctl/vpsctl/network"
 	"github.com/vpsctl/vpsctl/store"
 	"github.com/vpsctl/vpsctl/template"
@@ -37,7 +40,11 @@ type CreateOptions struct {
 	Devices    []string // extra device rules (see ParseDevice)
 	Features   []string // vzctl's --features: tun, fuse, ppp
 	BindMounts []string // HOSTDIR:VPSDIR[:ro]
+	DiskSpace  string   // vzctl's --diskspace SOFT[:HARD]: the VPS's files in a disk image of that size
+	DiskInodes string   // vzctl's --diskinodes: refused (disk.ErrInodeLimit), parsed for a clear error
 	Caps       []string // NAME:on|off bounding-set changes
+	OnBoot     string   // "yes": start --all starts it ("" or "no": not)
+	BootOrder  string   // start --all's order: higher first ("": 0)
 }
 
 // Create records a new VPS's config and prepares its private area. It does not start it.
@@ -69,6 +76,9 @@ func (r *Runtime) Create(ctx context.Context, o CreateOptions) error {
 		return err
 	}
 	c.Namespaces = ns
+	if o.IDMapSize == 0 && slices.Contains(ns, "user") {
+		o.IDMapSize = r.IDMapSize // the host's; 0 too: DefaultIDMapSize
+	}
 	c.Devices = o.Devices
 	if c.Features, err = spec.ParseFeatures(o.Features); err != nil {
 		return err
@@ -82,6 +92,19 @@ func (r *Runtime) Create(ctx context.Context, o CreateOptions) error {
 		}
 	}
 	c.Capabilities = o.Caps
+	if err := setBoot(c, &o.OnBoot, &o.BootOrder); err != nil {
+		return err
+	}
+	var dl disk.Limits
+	if o.DiskSpace != "" || o.DiskInodes != "" {
+		if o.DiskSpace == "" {
+			return fmt.Errorf("--diskinodes without --diskspace: %w", ErrBadValue)
+		}
+		if dl, err = diskLimits(o.DiskSpace, o.DiskInodes); err != nil {
+			return err
+		}
+		c.DiskSpace = dl.Diskspace()
+	}
 	if err := o.Limits.apply(c); err != nil {
 		return err
 	}
@@ -182,6 +205,12 @@ func (r *Runtime) Create(ctx context.Context, o CreateOptions) error {
 			return err
 		}
 	}
+	if c.DiskSpace != "" {
+		// Built in the staging directory: the VPS appears with its image or not at all.
+		if err := disk.Create(ctx, filepath.Join(stage, monitor.DiskImage), dl); err != nil {
+			return err
+		}
+	}
 	fault.Point("create-staged")
 	if o.Name != "" {
 		if err := r.St.ClaimName(o.Name, o.ID); err != nil {
@@ -198,6 +227,7 @@ func (r *Runtime) Create(ctx context.Context, o CreateOptions) error {
 	}
 	committed = true
 	fault.Point("create-committed")
+	r.event(o.ID, o.Name, eventlog.Created, "")
 	return nil
 }
 

@@ -28,6 +28,10 @@ type ExecOptions struct {
 	Stdin  *os.File
 	Stdout *os.File
 	Stderr *os.File
+	// OwnSignals leaves this process's signals alone: by default the signals a terminal
+	// sends (SIGINT, SIGTERM, SIGHUP, ...) are relayed to the command, as a foreground
+	// command's would be; a server's own SIGTERM is not its requests' commands'.
+	OwnSignals bool
 }
 
 // ErrCommand reports that the command could not be started inside the VPS (not found: the
@@ -71,8 +75,10 @@ func (r *Runtime) Exec(ctx context.Context, id container.ID, o ExecOptions) (int
 	cfg.TTY, cfg.Dir, cfg.Args = o.TTY, o.Dir, o.Args
 	cfg.Stdin, cfg.Stdout, cfg.Stderr = o.Stdin, o.Stdout, o.Stderr
 	sigs := make(chan os.Signal, 8)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT, syscall.SIGUSR1, syscall.SIGUSR2, syscall.SIGWINCH)
-	defer signal.Stop(sigs)
+	if !o.OwnSignals {
+		signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT, syscall.SIGUSR1, syscall.SIGUSR2, syscall.SIGWINCH)
+		defer signal.Stop(sigs)
+	}
 	p, err := prestart.Start(cfg)
 	if err != nil {
 		var ne *prestart.Error
@@ -89,17 +95,11 @@ func (r *Runtime) Exec(ctx context.Context, id container.ID, o ExecOptions) (int
 	if o.TTY && p.Pty != nil {
 		restore = attachTTY(p.Pty, o.Stdin, o.Stdout)
 	}
-	go func() {
-		for sg := range sigs {
-			if sg == syscall.SIGWINCH {
-				if p.Pty != nil {
-					copyWinsize(o.Stdin, p.Pty)
-				}
-				continue
-			}
-			p.Signal(sg)
-		}
-	}()
+	// (The relay goroutine is the process's for as long as it lives: signal.Stop never closes
+	// the channel. A long-lived caller passes OwnSignals and starts none.)
+	if !o.OwnSignals {
+		go relaySignals(sigs, p, o.Stdin)
+	}
 	// A done ctx ends the command (its joiner relays the signal).
 	defer context.AfterFunc(ctx, func() { p.Signal(syscall.SIGKILL) })()
 	code, err := p.Wait()
@@ -107,6 +107,20 @@ func (r *Runtime) Exec(ctx context.Context, id container.ID, o ExecOptions) (int
 		restore()
 	}
 	return code, err
+}
+
+// relaySignals passes what the terminal sends this process on to the command, and window size
+// changes to its pty.
+func relaySignals(sigs <-chan os.Signal, p *prestart.Process, stdin *os.File) {
+	for sg := range sigs {
+		if sg == syscall.SIGWINCH {
+			if p.Pty != nil {
+				copyWinsize(stdin, p.Pty)
+			}
+			continue
+		}
+		p.Signal(sg)
+	}
 }
 
 // attachTTY connects the local terminal to the pty master: raw mode, both directions, and the

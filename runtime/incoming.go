@@ -282,6 +282,15 @@ func syncDir(dir string) error {
 	return f.Sync()
 }
 
+// notOnImage refuses VPS id if it keeps its files in a disk image (--diskspace): a clone, a
+// backup and a migration copy the plain private area only.
+func (r *Runtime) notOnImage(id container.ID, what string) error {
+	if r.hasImage(id) {
+		return fmt.Errorf("VPS %d keeps its files in a disk image (--diskspace): %s of such a VPS is not supported yet: %w", id, what, ErrBadValue)
+	}
+	return nil
+}
+
 // checkComplete refuses VPS id if its files are still arriving (or never all arrived).
 func (r *Runtime) checkComplete(id container.ID) error {
 	b, err := os.ReadFile(r.St.Path(id, incompleteFile))

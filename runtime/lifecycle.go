@@ -1,6 +1,7 @@
 package runtime
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -12,7 +13,9 @@ import (
 
 	"github.com/vpsctl/vpsctl/cgroup"
 	"github.com/vpsctl/vpsctl/container"
+	"github.com/vpsctl/vpsctl/eventlog"
 	"github.com/vpsctl/vpsctl/internal/fault"
+	"github.com/vpsctl/vpsctl/internal/hostcheck"
 	"github.com/vpsctl/vpsctl/internal/proc"
 	"github.com/vpsctl/vpsctl/internal/spec"
 	"github.com/vpsctl/vpsctl/monitor"
@@ -29,6 +32,9 @@ type StartOptions struct {
 	// private mount namespace of its own, and Caller is the pipe to its parent, which waits for
 	// the command's exit code (see BecomeMonitor).
 	Caller *os.File
+	// Cause is the started event's cause (docs/OPERATIONS.md, "Events"): the command that
+	// asked, "vpsctl start" when empty.
+	Cause string
 	// CallerMountNS is the mount namespace the caller was in before the fork made a private
 	// one (nil: unknown): the host's, where LXCFS is mounted.
 	CallerMountNS *os.File
@@ -68,21 +74,29 @@ func (r *Runtime) Start(ctx context.Context, id container.ID, o StartOptions) (i
 	if _, err := template.Rootfs(r.St, c.Template); err != nil {
 		return 0, err
 	}
-	var pid int
+	// A kernel without what a boot needs is named before anything is made.
 	var warnings []string
+	if err := hostcheck.Check(); errors.Is(err, hostcheck.ErrUntested) {
+		warnings = append(warnings, err.Error())
+	} else if err != nil {
+		return 0, fmt.Errorf("VPS %d: %w", id, err)
+	}
+	var pid int
+	var w []string
 	if o.Caller != nil && !monitor.Pending() {
 		hostNS := -1
 		if o.CallerMountNS != nil {
 			hostNS = int(o.CallerMountNS.Fd())
 		}
-		pid, warnings, err = monitor.StartHere(ctx, r.St, id, int(o.Caller.Fd()), hostNS)
+		pid, w, err = monitor.StartHere(ctx, r.St, id, int(o.Caller.Fd()), hostNS)
 	} else {
-		pid, warnings, err = monitor.Spawn(ctx, r.St, id, lk.File())
+		pid, w, err = monitor.Spawn(ctx, r.St, id, lk.File())
 	}
 	if err != nil {
 		return 0, err
 	}
-	r.warn(id, append(warnings, r.rangeConflicts(c)...))
+	r.warn(id, append(append(warnings, w...), r.rangeConflicts(c)...))
+	r.event(id, c.Name, eventlog.Started, cmp.Or(o.Cause, "vpsctl start"))
 	return pid, nil
 }
 
@@ -115,11 +129,16 @@ func BecomeMonitor(code int) { monitor.Become(code) }
 type StopOptions struct {
 	Timeout time.Duration // grace period for the guest's own poweroff
 	Kill    bool          // skip the grace period
+	// Cause is the stopped event's cause: the command that asked, "vpsctl stop" when empty;
+	// ": killed" is added when the VPS did not power off by itself.
+	Cause string
 }
 
 // Stop powers VPS id off: its init is asked to power off; after the timeout (or at once with
 // Kill) every process in its cgroup is killed. Afterwards no process, mount or cgroup of it is
-// left.
+// left. If ctx ends during the grace period, Stop gives up there, the VPS still running (its
+// guest was asked to power off and may yet do so), with an error matching ctx's: a caller
+// that must have the VPS stopped then stops it with Kill.
 func (r *Runtime) Stop(ctx context.Context, id container.ID, o StopOptions) error {
 	lk, err := r.St.LockVPS(ctx, id, "stop")
 	if err != nil {
@@ -178,6 +197,7 @@ func (r *Runtime) stopLocked(ctx context.Context, id container.ID, o StopOptions
 		}
 		if s, err = r.Status(id); err == nil && s.State != "running" {
 			r.repair(id)
+			r.event(id, s.Name, eventlog.Stopped, cmp.Or(o.Cause, "vpsctl stop")+" (while rebooting)")
 			return nil
 		}
 	}
@@ -219,6 +239,13 @@ func (r *Runtime) stopLocked(ctx context.Context, id container.ID, o StopOptions
 		unix.PidfdSendSignal(initfd, spec.PoweroffSignal(s.InitPID), nil, 0)
 		fault.Point("stop-signalled")
 		exited = proc.WaitPidfd(ctx, initfd, o.Timeout)
+		if !exited && ctx.Err() != nil {
+			return fmt.Errorf("VPS %d: stop: %w", id, ctx.Err())
+		}
+	}
+	cause := cmp.Or(o.Cause, "vpsctl stop")
+	if !exited {
+		cause += ": killed"
 	}
 	if !exited && initfd >= 0 && slices.Contains(s.Namespaces, "pid") {
 		// SIGKILL to the init of a PID namespace kills every process in it, and its pidfd
@@ -240,6 +267,11 @@ func (r *Runtime) stopLocked(ctx context.Context, id container.ID, o StopOptions
 		return fmt.Errorf("VPS %d: monitor (PID %d) did not finish cleaning up", id, s.MonitorPID)
 	}
 	fault.Mark("stop-monitor-gone")
+	// The groups are still there (their removal is next): their counters' last rises.
+	if cs, err := cg.Stats(); err == nil {
+		r.logCounters(id, s.Name, cs)
+	}
+	r.event(id, s.Name, eventlog.Stopped, cause)
 	if left != nil && r.St.Reclaim != nil {
 		// Every process of the VPS is gone (its init and monitor have exited): what is left on
 		// the host but its groups and mounts goes now, then its run state, as repair would.
@@ -280,7 +312,7 @@ func (r *Runtime) Destroy(ctx context.Context, id container.ID, force bool) erro
 		if !force {
 			return fmt.Errorf("VPS %d: %w (stop it first, or --force)", id, ErrRunning)
 		}
-		if err := r.stopLocked(ctx, id, StopOptions{Kill: true}, &left); err != nil && !errors.Is(err, ErrNotRunning) {
+		if err := r.stopLocked(ctx, id, StopOptions{Kill: true, Cause: "destroy --force"}, &left); err != nil && !errors.Is(err, ErrNotRunning) {
 			return err
 		}
 	}
@@ -288,7 +320,11 @@ func (r *Runtime) Destroy(ctx context.Context, id container.ID, force bool) erro
 		r.repair(id)
 	}
 	fault.Point("destroy-stopped")
-	return r.destroyLocked(ctx, id, lk, s.Name, left)
+	if err := r.destroyLocked(ctx, id, lk, s.Name, left); err != nil {
+		return err
+	}
+	r.event(id, s.Name, eventlog.Destroyed, "")
+	return nil
 }
 
 // destroyLocked removes stopped VPS id, named name, with its lock lk held: it commits by a

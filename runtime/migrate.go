@@ -89,6 +89,9 @@ func (r *Runtime) Migrate(ctx context.Context, id container.ID, o MigrateOptions
 	if err := r.checkComplete(id); err != nil {
 		return nil, err
 	}
+	if err := r.notOnImage(id, "a migration"); err != nil {
+		return nil, err
+	}
 	s, err := r.Status(id)
 	if err != nil {
 		return nil, err

@@ -79,11 +79,13 @@ func (o NetOptions) validate(c *store.Config) error {
 		ifs = append(ifs, ni.String())
 	}
 	for _, ns := range o.Nameservers {
-		if ns == "inherit" {
-			continue
+		if err := network.ValidateNameserver(ns); err != nil {
+			return fmt.Errorf("--nameserver: %w", err)
 		}
-		if _, err := netip.ParseAddr(ns); err != nil {
-			return fmt.Errorf("--nameserver %q: %w", ns, network.ErrBadIP)
+	}
+	for _, d := range o.SearchDomains {
+		if err := network.ValidateSearchDomain(d); err != nil {
+			return fmt.Errorf("--searchdomain: %w", err)
 		}
 	}
 	c.IPs, c.NetIfs = next, ifs

@@ -93,7 +93,7 @@ func (r *Runtime) setUserPassword(ctx context.Context, s *Status, user, password
 		return err
 	}
 	if code != 0 {
-		return fmt.Errorf("VPS %d: setting the password of %q failed (exit %d)", id, user, code)
+		return fmt.Errorf("VPS %d: setting the password of %q: exit %d: %w", id, user, code, ErrUserPasswd)
 	}
 	return nil
 }

@@ -26,6 +26,7 @@ import (
 	"sync"
 
 	"github.com/vpsctl/vpsctl/container"
+	"github.com/vpsctl/vpsctl/eventlog"
 	"github.com/vpsctl/vpsctl/internal/spec"
 	"github.com/vpsctl/vpsctl/monitor"
 	"github.com/vpsctl/vpsctl/prestart"
@@ -42,6 +43,13 @@ var (
 	ErrTemplateUse  = errors.New("template in use")
 	ErrSuspended    = errors.New("VPS is suspended")
 	ErrNotSuspended = errors.New("VPS is not suspended")
+	// ErrUserPasswd: a password could not be set (a malformed USER:PASSWORD, or the VPS's
+	// tools failed), vzctl's "error changing password".
+	ErrUserPasswd = errors.New("cannot set password")
+	// ErrCheckpoint and ErrRestore: CRIU failed to dump or to restore a VPS, or no usable
+	// CRIU was found for it (vzctl's checkpoint and restore errors).
+	ErrCheckpoint = errors.New("checkpoint failed")
+	ErrRestore    = errors.New("restore failed")
 )
 
 // Runtime operates on one state root.
@@ -51,11 +59,16 @@ type Runtime struct {
 	// sets here).
 	Defaults spec.DefaultLimits
 	// Pool is the host IDs VPSs' ranges are allocated from when CreateOptions name none
-	// (uid.DefaultPool unless the host's configuration says otherwise).
-	Pool uid.Pool
+	// (uid.DefaultPool unless the host's configuration says otherwise: OpenConfig), and
+	// IDMapSize a range's width when they name none (0: DefaultIDMapSize).
+	Pool      uid.Pool
+	IDMapSize uint32
 	// HostEtc is the directory of the host's account files (/etc), whose users' IDs and
 	// subordinate ranges no VPS range may overlap.
 	HostEtc string
+	// Events is the host's events log (docs/OPERATIONS.md, "Events"): what happens to each VPS
+	// is appended to it. nil: nothing is logged. OpenConfig sets it.
+	Events *eventlog.Log
 	// Warn receives warnings about host settings that keep a VPS from working fully (one
 	// line each); nil discards them. They are also in the VPS's monitor.log.
 	Warn io.Writer

@@ -9,6 +9,9 @@ import (
 
 	"github.com/vpsctl/vpsctl/cgroup"
 	"github.com/vpsctl/vpsctl/container"
+	"github.com/vpsctl/vpsctl/disk"
+	"github.com/vpsctl/vpsctl/eventlog"
+	"github.com/vpsctl/vpsctl/fleet"
 	"github.com/vpsctl/vpsctl/internal/fault"
 	"github.com/vpsctl/vpsctl/internal/spec"
 	"github.com/vpsctl/vpsctl/network"
@@ -31,7 +34,14 @@ type SetOptions struct {
 	BindMountAdd []string // HOSTDIR:VPSDIR[:ro] (next start)
 	BindMountDel []string // VPSDIR (next start)
 	UserPasswd   []string // USER:PASSWORD, set inside the VPS (never saved)
-	Save         bool
+	OnBoot       *string  // "yes" or "no" (saved, running or not)
+	BootOrder    *string  // a number ("" unsets it)
+	// DiskSpace is --diskspace SOFT[:HARD]: live on a running VPS (grow, or shrink if what it
+	// uses fits), and always saved, as the image's size is; a stopped VPS without a disk image
+	// gets one. DiskInodes (--diskinodes) is refused with a reason (see disk.Limits).
+	DiskSpace  *string
+	DiskInodes *string
+	Save       bool
 }
 
 // Set applies o to VPS id. Every value is validated before anything changes.
@@ -85,6 +95,26 @@ func (r *Runtime) Set(ctx context.Context, id container.ID, o SetOptions) error 
 		}
 		next.BindMounts = b
 	}
+	if err := setBoot(&next, o.OnBoot, o.BootOrder); err != nil {
+		return err
+	}
+	var dl disk.Limits
+	if o.DiskSpace != nil || o.DiskInodes != nil {
+		space, inodes := next.DiskSpace, ""
+		if o.DiskSpace != nil {
+			space = *o.DiskSpace
+		}
+		if o.DiskInodes != nil {
+			inodes = *o.DiskInodes
+		}
+		if space == "" {
+			return fmt.Errorf("--diskinodes on a VPS without --diskspace: %w", ErrBadValue)
+		}
+		if dl, err = diskLimits(space, inodes); err != nil {
+			return err
+		}
+		next.DiskSpace = dl.Diskspace()
+	}
 	if err := o.Limits.apply(&next); err != nil {
 		return err
 	}
@@ -115,12 +145,24 @@ func (r *Runtime) Set(ctx context.Context, id container.ID, o SetOptions) error 
 	for _, up := range o.UserPasswd {
 		u, p, ok := strings.Cut(up, ":")
 		if !ok || u == "" || strings.ContainsAny(u, ":\n\x00/ ") || strings.ContainsAny(p, "\n\x00") {
-			return fmt.Errorf("--userpasswd: want USER:PASSWORD: %w", ErrBadValue)
+			return fmt.Errorf("--userpasswd: want USER:PASSWORD: %w", ErrUserPasswd)
 		}
 		users = append(users, [2]string{u, p})
 	}
 	if running && s.Suspended && (!o.Limits.Empty() || !o.Net.Empty() || o.Hostname != nil || o.Domainname != nil) {
 		return fmt.Errorf("VPS %d: %w (resume it first)", id, ErrSuspended)
+	}
+	if next.DiskSpace != old.DiskSpace || (o.DiskSpace != nil && !r.hasImage(id)) {
+		// First, and saved at once: what most often refuses (a size below the usage, which
+		// changes nothing), and a change of the image that the config must not contradict.
+		if err := r.setDisk(ctx, s, dl); err != nil {
+			return err
+		}
+		withDisk := *old
+		withDisk.DiskSpace = next.DiskSpace
+		if err := r.St.SaveConfig(&withDisk); err != nil {
+			return err
+		}
 	}
 	gl, err := r.St.LockGlobal(ctx, fmt.Sprintf("set %d", id))
 	if err != nil {
@@ -155,6 +197,8 @@ func (r *Runtime) Set(ctx context.Context, id container.ID, o SetOptions) error 
 		save = *old
 		save.Name, save.Hostname, save.Domainname = next.Name, next.Hostname, next.Domainname
 		save.Capabilities, save.Devices = next.Capabilities, next.Devices
+		save.OnBoot, save.BootOrder = next.OnBoot, next.BootOrder
+		save.DiskSpace = next.DiskSpace                                 // the image's size, changed already
 		save.Features, save.BindMounts = next.Features, next.BindMounts // next start's, saved now
 	}
 	if err := r.St.SaveConfig(&save); err != nil {
@@ -168,6 +212,33 @@ func (r *Runtime) Set(ctx context.Context, id container.ID, o SetOptions) error 
 	}
 	if next.Name != old.Name {
 		r.St.ReleaseName(old.Name, old.ID)
+	}
+	keys := old.Changed(&next)
+	if len(users) > 0 {
+		keys = append(keys, "USERPASSWD") // which users, and their passwords, are not logged
+	}
+	r.emit(eventlog.Event{ID: uint32(id), Name: next.Name, Event: eventlog.Set, Keys: keys})
+	return nil
+}
+
+// setBoot sets c's ONBOOT and BOOTORDER to onboot and bootorder where they are not nil, once
+// both are checked (fleet's rules, vzctl's values).
+func setBoot(c *store.Config, onboot, bootorder *string) error {
+	if onboot != nil {
+		if _, err := fleet.ParseOnBoot(*onboot); err != nil {
+			return err
+		}
+	}
+	if bootorder != nil {
+		if _, err := fleet.ParseBootOrder(*bootorder); err != nil {
+			return err
+		}
+	}
+	if onboot != nil {
+		c.OnBoot = *onboot
+	}
+	if bootorder != nil {
+		c.BootOrder = *bootorder
 	}
 	return nil
 }

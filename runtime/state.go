@@ -37,6 +37,8 @@ type Status struct {
 	IDMap        string    `json:"idmap,omitempty"`
 	IPs          []string  `json:"ips"`
 	NetIfs       []string  `json:"netifs"`
+	OnBoot       string    `json:"onboot,omitempty"`    // ONBOOT as saved: "yes", "no" or ""
+	BootOrder    string    `json:"bootorder,omitempty"` // BOOTORDER as saved
 	// LXCFS: whether a running VPS's /proc and /sys views of its own limits are served
 	// (lxcfs.ViewLive, ViewDead, ViewNone), filled by CheckViews.
 	LXCFS string `json:"lxcfs,omitempty"`
@@ -76,7 +78,8 @@ func (r *Runtime) Status(id container.ID) (*Status, error) {
 		return nil, err
 	}
 	s := &Status{ID: c.ID, Name: c.Name, State: "stopped", Hostname: c.Hostname, Domainname: c.Domainname,
-		Template: c.Template, Namespaces: c.Namespaces, IDMap: c.IDMap, IPs: nonNil(c.IPs), NetIfs: nonNil(c.NetIfs), cfg: c}
+		Template: c.Template, Namespaces: c.Namespaces, IDMap: c.IDMap, IPs: nonNil(c.IPs), NetIfs: nonNil(c.NetIfs),
+		OnBoot: c.OnBoot, BootOrder: c.BootOrder, cfg: c}
 	if _, err := os.Stat(r.St.Path(c.ID, suspendedFile)); err == nil {
 		s.Suspended = true // on disk; "running" below clears nothing: a running VPS is not on disk
 	}

@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Builds vpsctl: the one recipe the README, the tests, the demo and the benchmarks use.
 #   scripts/build.sh [OUT]          default OUT: ./vpsctl
+#   scripts/build.sh --man [OUT]    the man page vpsctl.8 (default OUT: ./vpsctl.8), from a
+#                                   build with the CLI library's generator, which the fast
+#                                   binary leaves out (see Tags)
 #   VPSCTL_LIBC=musl|glibc          force the C library (default: musl when musl-gcc exists)
 #
 # Why musl: vpsctl is a cgo program (its C constructor joins namespaces and runs a VPS's init
@@ -15,8 +18,22 @@
 # initialisation was 0.3 ms per command); netgo and osusergo keep a static binary free of NSS.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+if [ "${1:-}" = --man ]; then
+  out=$(realpath -m "${2:-vpsctl.8}")
+  tmp=$(mktemp -d)
+  trap 'rm -rf "$tmp"' EXIT
+  CGO_ENABLED=1 go build -trimpath -tags netgo,osusergo -o "$tmp/vpsctl" ./cmd/vpsctl
+  "$tmp/vpsctl" __man > "$out"
+  echo "build: $out (man page)" >&2
+  exit 0
+fi
 out=${1:-vpsctl}
 tags=urfave_cli_no_docs,netgo,osusergo
+# --version: the version (git describe: a tag, or the commit's short hash) and the commit.
+ver=$(git describe --tags --always --dirty 2>/dev/null || echo dev)
+rev=$(git rev-parse HEAD 2>/dev/null || true)
+if [ -n "$rev" ] && ! git diff --quiet HEAD 2>/dev/null; then rev=$rev-dirty; fi
+xflags="-X main.version=$ver -X main.commit=$rev"
 libc=${VPSCTL_LIBC:-}
 if [ -z "$libc" ]; then
   if command -v musl-gcc >/dev/null; then libc=musl; else libc=glibc; fi
@@ -25,9 +42,9 @@ case $libc in
   musl)
     command -v musl-gcc >/dev/null || { echo "build: VPSCTL_LIBC=musl needs musl-gcc (apt-get install musl-tools)" >&2; exit 1; }
     CGO_ENABLED=1 CC=musl-gcc go build -trimpath -tags "$tags" \
-      -ldflags '-linkmode external -extldflags "-static"' -o "$out" ./cmd/vpsctl ;;
+      -ldflags "$xflags -linkmode external -extldflags -static" -o "$out" ./cmd/vpsctl ;;
   glibc)
-    CGO_ENABLED=1 go build -trimpath -tags "$tags" -o "$out" ./cmd/vpsctl ;;
+    CGO_ENABLED=1 go build -trimpath -tags "$tags" -ldflags "$xflags" -o "$out" ./cmd/vpsctl ;;
   *)
     echo "build: VPSCTL_LIBC must be musl or glibc, not \"$libc\"" >&2; exit 2 ;;
 esac

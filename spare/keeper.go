@@ -17,6 +17,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/vpsctl/vpsctl/hostconf"
 	"github.com/vpsctl/vpsctl/internal/fault"
 	"github.com/vpsctl/vpsctl/internal/sysfile"
 	"github.com/vpsctl/vpsctl/monitor"
@@ -336,9 +337,19 @@ func keeperMain() int {
 	}
 	log.SetFlags(log.LstdFlags | log.Lmicroseconds)
 	log.SetPrefix(fmt.Sprintf("spare %s [%d]: ", tpl, os.Getpid()))
-	r, err := runtime.Open(os.Getenv("VPSCTL_ROOT"))
+	// The host configuration as `spare start` read it a moment ago (its environment names the
+	// file and the state root): the spares' limits, UID pool and timeouts are the host's.
+	cfg, err := hostconf.LoadDefault(os.Getenv)
 	if err != nil {
 		return fail(err)
+	}
+	r, err := runtime.OpenConfig(cfg)
+	if err != nil {
+		return fail(err)
+	}
+	// Out of `spare start`'s cgroup, as a monitor: the keeper outlives it.
+	if err := monitor.JoinGroup(); err != nil {
+		log.Printf("staying in the caller's cgroup: %v", err)
 	}
 	lockFd, err := unix.Open(r.St.SparePath(tpl, ".lock"), unix.O_RDWR|unix.O_CREAT|unix.O_CLOEXEC, 0o600)
 	if err != nil {

@@ -43,6 +43,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/vpsctl/vpsctl/hostconf"
 	"github.com/vpsctl/vpsctl/internal/fault"
 	"github.com/vpsctl/vpsctl/internal/sysfile"
 	"github.com/vpsctl/vpsctl/internal/timerslack"
@@ -116,6 +117,9 @@ func Start(r *runtime.Runtime, o Options) (pid int, already bool, err error) {
 	cmd.Args[0] = "vpsctl-spare"
 	// What the tests and benchmarks turn off reaches the keeper's boots too.
 	cmd.Env = append([]string{prestart.StageEnv + "=keeper", "VPSCTL_ROOT=" + r.St.Root}, timerslack.Env()...)
+	if p := os.Getenv(hostconf.PathEnv); p != "" {
+		cmd.Env = append(cmd.Env, hostconf.PathEnv+"="+p) // the keeper reads the same configuration
+	}
 	if fault.Tracing() {
 		cmd.Env = append(cmd.Env, fault.TraceEnv+"=1")
 	}

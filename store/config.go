@@ -33,6 +33,9 @@ type Config struct {
 	NumProc  string
 	IOLimit  string
 	IOWeight string
+	// DiskSpace is vzctl's DISKSPACE, "SOFT:HARD" in KiB: the VPS's files are in a disk image
+	// of HARD's size (package disk); "" = none, its files are a directory of the host's.
+	DiskSpace string
 
 	IPs           []string
 	NetIfs        []string
@@ -42,6 +45,9 @@ type Config struct {
 	Devices       []string // extra device rules
 	Features      []string // vzctl's --features: tun, fuse, ppp
 	BindMounts    []string // HOSTDIR:VPSDIR[:ro]
+
+	OnBoot    string // vzctl's ONBOOT: "yes" starts the VPS with the host (start --all); "" = no
+	BootOrder string // vzctl's BOOTORDER: higher boots first; "" = 0
 
 	Extra map[string]string
 }
@@ -68,6 +74,7 @@ var fields = []field{
 	{key: "NUMPROC", str: func(c *Config) *string { return &c.NumProc }},
 	{key: "IOLIMIT", str: func(c *Config) *string { return &c.IOLimit }},
 	{key: "IOWEIGHT", str: func(c *Config) *string { return &c.IOWeight }},
+	{key: "DISKSPACE", str: func(c *Config) *string { return &c.DiskSpace }},
 	{key: "IP_ADDRESS", list: func(c *Config) *[]string { return &c.IPs }},
 	{key: "NETIF", list: func(c *Config) *[]string { return &c.NetIfs }},
 	{key: "NAMESERVER", list: func(c *Config) *[]string { return &c.Nameservers }},
@@ -76,6 +83,40 @@ var fields = []field{
 	{key: "DEVICES", list: func(c *Config) *[]string { return &c.Devices }},
 	{key: "FEATURES", list: func(c *Config) *[]string { return &c.Features }},
 	{key: "BINDMOUNT", list: func(c *Config) *[]string { return &c.BindMounts }},
+	{key: "ONBOOT", str: func(c *Config) *string { return &c.OnBoot }},
+	{key: "BOOTORDER", str: func(c *Config) *string { return &c.BootOrder }},
+}
+
+// value is c's value of f as vps.conf spells it.
+func (f field) value(c *Config) string {
+	if f.str != nil {
+		return *f.str(c)
+	}
+	return strings.Join(*f.list(c), " ")
+}
+
+// Changed lists the keys whose values differ between c and o, in vps.conf's order (unknown
+// keys last, sorted): what a change of a VPS's settings changed, for its "set" event.
+func (c *Config) Changed(o *Config) []string {
+	var out []string
+	for _, f := range fields {
+		if f.value(c) != f.value(o) {
+			out = append(out, f.key)
+		}
+	}
+	var extra []string
+	for k, v := range c.Extra {
+		if w, ok := o.Extra[k]; !ok || w != v {
+			extra = append(extra, k)
+		}
+	}
+	for k := range o.Extra {
+		if _, ok := c.Extra[k]; !ok {
+			extra = append(extra, k)
+		}
+	}
+	sort.Strings(extra)
+	return append(out, extra...)
 }
 
 // Format renders c as the text of vps.conf. Values are quoted; '"' and '\' are escaped.
@@ -84,12 +125,7 @@ func (c *Config) Format() []byte {
 	fmt.Fprintf(&b, "# vpsctl configuration of VPS %d (edit with 'vpsctl set')\n", c.ID)
 	fmt.Fprintf(&b, "ID=%s\n", quote(fmt.Sprint(c.ID)))
 	for _, f := range fields {
-		var v string
-		if f.str != nil {
-			v = *f.str(c)
-		} else {
-			v = strings.Join(*f.list(c), " ")
-		}
+		v := f.value(c)
 		if v == "" {
 			continue
 		}

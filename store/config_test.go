@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"reflect"
+	"slices"
 	"testing"
 
 	"github.com/vpsctl/vpsctl/container"
@@ -101,5 +102,25 @@ func BenchmarkConfigs1000(b *testing.B) {
 		if err != nil || len(cs) != 1000 {
 			b.Fatal(len(cs), err)
 		}
+	}
+}
+
+// TestConfigChanged: Changed names exactly the keys whose values differ, in vps.conf's order,
+// unknown keys last; ONBOOT and BOOTORDER are known keys and survive a round trip.
+func TestConfigChanged(t *testing.T) {
+	a := &Config{ID: 7, Hostname: "a", IPs: []string{"198.18.0.7"}, OnBoot: "yes", Extra: map[string]string{"X": "1", "Y": "2"}}
+	b := *a
+	if got := a.Changed(&b); len(got) != 0 {
+		t.Fatalf("same config: %v", got)
+	}
+	b.Hostname, b.IPs, b.BootOrder = "b", []string{"198.18.0.8"}, "20"
+	b.Extra = map[string]string{"Y": "3", "Z": "4"}
+	want := []string{"HOSTNAME", "IP_ADDRESS", "BOOTORDER", "X", "Y", "Z"}
+	if got := a.Changed(&b); !slices.Equal(got, want) {
+		t.Fatalf("Changed = %v, want %v", got, want)
+	}
+	c, err := ParseConfig(b.Format())
+	if err != nil || c.OnBoot != "yes" || c.BootOrder != "20" || c.Extra["ONBOOT"] != "" {
+		t.Fatalf("round trip: %+v, %v", c, err)
 	}
 }

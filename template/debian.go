@@ -79,8 +79,17 @@ func BuildDebian(st *store.Store, name string, o DebianOptions, progress io.Writ
 	})
 }
 
+// Stepper is a progress writer that shows passing steps its own way, each replacing the one
+// before (the CLI's progress bar on a terminal). A writer that is not one gets every step as a
+// plain line: a pipe or a log gets no carriage returns or terminal escapes.
+type Stepper interface {
+	io.Writer
+	Step(msg string)
+}
+
 // runProgress runs cmd, showing its "I: ..." lines as progress and keeping the rest for errors.
 func runProgress(cmd *exec.Cmd, progress io.Writer) error {
+	stepper, _ := progress.(Stepper)
 	pr, pw := io.Pipe()
 	cmd.Stdout, cmd.Stderr = pw, pw
 	if err := timerslack.WithHost(cmd.Start); err != nil {
@@ -95,10 +104,12 @@ func runProgress(cmd *exec.Cmd, progress io.Writer) error {
 			l := sc.Text()
 			if strings.HasPrefix(l, "I: Retrieving") || strings.HasPrefix(l, "I: Validating") || strings.HasPrefix(l, "I: Extracting") ||
 				strings.HasPrefix(l, "I: Unpacking") || strings.HasPrefix(l, "I: Configuring") {
-				fmt.Fprintf(progress, "\r\033[K  %s", l)
-				continue
+				if stepper != nil {
+					stepper.Step(l)
+					continue
+				}
 			}
-			fmt.Fprintf(progress, "\r\033[K  %s\n", l)
+			fmt.Fprintf(progress, "  %s\n", l)
 			tail = append(tail, l)
 			if len(tail) > 20 {
 				tail = tail[1:]
@@ -108,7 +119,6 @@ func runProgress(cmd *exec.Cmd, progress io.Writer) error {
 	err := cmd.Wait()
 	pw.Close()
 	<-done
-	fmt.Fprintln(progress)
 	if err != nil {
 		return fmt.Errorf("%v: %s", err, strings.Join(tail, "; "))
 	}

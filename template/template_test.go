@@ -3,6 +3,7 @@ package template
 import (
 	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -69,5 +70,38 @@ func TestAdaptDebianCheckpointable(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(s, checkpointDropInPath)); err == nil {
 		t.Error("a sysvinit template got the systemd drop-in")
+	}
+}
+
+// stepRecorder is a Stepper that records what it was given.
+type stepRecorder struct {
+	out   strings.Builder
+	steps []string
+}
+
+func (s *stepRecorder) Write(p []byte) (int, error) { return s.out.Write(p) }
+
+func (s *stepRecorder) Step(msg string) { s.steps = append(s.steps, msg) }
+
+// TestRunProgress: a command's step lines go to a Stepper as steps, and to any other writer
+// as plain lines; neither gets a carriage return or a terminal escape.
+func TestRunProgress(t *testing.T) {
+	script := "echo 'I: Retrieving a'; echo 'I: Retrieving b'; echo 'W: warned'"
+	var plain strings.Builder
+	if err := runProgress(exec.Command("sh", "-c", script), &plain); err != nil {
+		t.Fatal(err)
+	}
+	if plain.String() != "  I: Retrieving a\n  I: Retrieving b\n  W: warned\n" {
+		t.Fatalf("plain: %q", plain.String())
+	}
+	var rec stepRecorder
+	if err := runProgress(exec.Command("sh", "-c", script), &rec); err != nil {
+		t.Fatal(err)
+	}
+	if rec.out.String() != "  W: warned\n" || len(rec.steps) != 2 || rec.steps[1] != "I: Retrieving b" {
+		t.Fatalf("stepper: %q %q", rec.out.String(), rec.steps)
+	}
+	if err := runProgress(exec.Command("sh", "-c", "echo 'E: failed'; exit 1"), &plain); err == nil || !strings.Contains(err.Error(), "E: failed") {
+		t.Fatalf("a failing command: %v", err)
 	}
 }

@@ -25,6 +25,16 @@ import (
 // root is byte-for-byte the same.
 type storeState map[string]string
 
+// auditLines are the lines of the state root's audit log.
+func auditLines(t testing.TB) []string {
+	t.Helper()
+	b, _ := os.ReadFile(filepath.Join(root, "audit.log"))
+	if len(b) == 0 {
+		return nil
+	}
+	return strings.Split(strings.TrimSuffix(string(b), "\n"), "\n")
+}
+
 // storeDigest walks the state root and describes every entry (see storeState). It skips what
 // legitimately changes without any command changing the store: the contents of lock files
 // (each locker writes its name into them), the console and monitor logs that running VPSs
@@ -59,6 +69,10 @@ func storeDigest(t testing.TB) storeState {
 			if d.IsDir() && len(parts) == 2 {
 				return filepath.SkipDir
 			}
+			return nil
+		}
+		// A failed command's audit line is what it leaves on purpose (checked by the caller).
+		if len(parts) == 1 && strings.HasPrefix(parts[0], "audit.log") {
 			return nil
 		}
 		fi, err := os.Lstat(p)
@@ -285,9 +299,17 @@ func TestBadInput(t *testing.T) {
 		{name: "existing ID", args: []string{"create", "150", "--template", "busybox"}, codes: codes(44), msg: "VPS 150"},
 		{name: "existing name", args: []string{"create", "160", "--template", "busybox", "--name", name}, codes: codes(44), msg: name},
 
-		{name: "hostname -bad", args: []string{"create", "160", "--template", "busybox", "--hostname", "-bad"}, codes: codes(21), msg: `"-bad"`},
-		{name: "hostname 65 bytes", args: []string{"create", "160", "--template", "busybox", "--hostname", long}, codes: codes(21), msg: "hostname"},
-		{name: "set hostname -bad", args: []string{"set", "150", "--hostname", "-bad"}, codes: codes(21), msg: `"-bad"`},
+		{name: "hostname -bad", args: []string{"create", "160", "--template", "busybox", "--hostname", "-bad"}, codes: codes(70), msg: `"-bad"`},
+		{name: "hostname 65 bytes", args: []string{"create", "160", "--template", "busybox", "--hostname", long}, codes: codes(70), msg: "hostname"},
+		{name: "set hostname -bad", args: []string{"set", "150", "--hostname", "-bad"}, codes: codes(70), msg: `"-bad"`},
+		// vzctl's own codes for these (include/vzerror.h): 72, 73, 86, 74.
+		{name: "nameserver not an address", args: []string{"create", "160", "--template", "busybox", "--nameserver", "ns1.example"}, codes: codes(72), msg: "ns1.example"},
+		{name: "set nameserver multicast", args: []string{"set", "150", "--nameserver", "224.0.0.1"}, codes: codes(72), msg: "224.0.0.1"},
+		{name: "searchdomain with a space", args: []string{"create", "160", "--template", "busybox", "--searchdomain", "a b"}, codes: codes(73), msg: `"a b"`},
+		{name: "set searchdomain empty label", args: []string{"set", "150", "--searchdomain", "a..b"}, codes: codes(73), msg: "a..b"},
+		{name: "devices bad type", args: []string{"create", "160", "--template", "busybox", "--devices", "x:1:3:rw"}, codes: codes(86), msg: "x:1:3:rw"},
+		{name: "set devices bad access", args: []string{"set", "150", "--devices", "c:1:3:rx"}, codes: codes(86), msg: "c:1:3:rx"},
+		{name: "userpasswd no colon", args: []string{"set", "150", "--userpasswd", "a b:c"}, codes: codes(74), msg: "USER:PASSWORD"},
 		{name: "memory 12Q", args: []string{"create", "160", "--template", "busybox", "--memory", "12Q"}, codes: codes(21), msg: "12Q"},
 		{name: "set memory 12Q", args: []string{"set", "150", "--memory", "12Q"}, codes: codes(21), msg: "12Q"},
 		{name: "cpuunits 5", args: []string{"create", "160", "--template", "busybox", "--cpuunits", "5"}, codes: codes(21), msg: "cpuunits"},
@@ -295,7 +317,7 @@ func TestBadInput(t *testing.T) {
 		{name: "namespaces uts,foo", args: []string{"create", "160", "--template", "busybox", "--namespaces", "uts,foo"}, codes: codes(21), msg: `"foo"`},
 		{name: "namespaces without pid,mnt", args: []string{"create", "160", "--template", "busybox", "--namespaces", "uts,ipc"}, codes: codes(21), msg: "pid"},
 		{name: "idmap-size 0", args: []string{"create", "160", "--template", "busybox", "--idmap-size", "0"}, codes: codes(21), msg: "idmap-size"},
-		{name: "idmap-size too big for the pool", args: []string{"create", "160", "--template", "busybox", "--idmap-size", "4000000000"}, codes: codes(93), msg: "4000000000"},
+		{name: "idmap-size too big for the pool", args: []string{"create", "160", "--template", "busybox", "--idmap-size", "4000000000"}, codes: codes(212), msg: "4000000000"},
 
 		{name: "ipadd 300.1.2.3", args: []string{"create", "160", "--template", "busybox", "--ipadd", "300.1.2.3"}, codes: codes(71), msg: "300.1.2.3"},
 		{name: "set ipadd 300.1.2.3", args: []string{"set", "150", "--ipadd", "300.1.2.3"}, codes: codes(71), msg: "300.1.2.3"},
@@ -317,7 +339,7 @@ func TestBadInput(t *testing.T) {
 
 		{name: "format yaml", args: []string{"list", "--format", "yaml"}, codes: codes(20), msg: "yaml"},
 		{name: "status format yaml", args: []string{"status", "150", "--format", "yaml"}, codes: codes(20), msg: "yaml"},
-		{name: "template remove in use", args: []string{"template", "remove", "busybox"}, codes: codes(92), msg: "busybox"},
+		{name: "template remove in use", args: []string{"template", "remove", "busybox"}, codes: codes(210), msg: "busybox"},
 		{name: "template build unknown kind", args: []string{"template", "build", "nosuchkind"}, codes: codes(20), msg: "nosuchkind"},
 		// No code is specific to a bad import source: any documented failure will do.
 		{name: "template import nonexistent", args: []string{"template", "import", "x", "/nonexistent"}, codes: nil, msg: "/nonexistent",
@@ -340,9 +362,12 @@ func TestBadInput(t *testing.T) {
 			if row.setup != nil {
 				wants = append(wants, row.setup(t)...)
 			}
-			before := storeDigest(t)
+			before, auditBefore := storeDigest(t), auditLines(t)
 			r := vpsctl(t, row.args...)
-			after := storeDigest(t)
+			after, auditAfter := storeDigest(t), auditLines(t)
+			if added := auditAfter[len(auditBefore):]; len(added) > 1 || len(added) == 1 && !strings.Contains(added[0], fmt.Sprintf(`"exit":%d}`, r.code)) {
+				t.Errorf("vpsctl %s: audit lines %q, want at most one, with exit %d", strings.Join(row.args, " "), added, r.code)
+			}
 			cmdline := strings.Join(row.args, " ")
 			switch {
 			case r.code == 0:
@@ -373,9 +398,7 @@ func TestBadInput(t *testing.T) {
 
 // vpsCgroups lists the cgroup directories of VPS id, in every hierarchy.
 func vpsCgroups(id string) []string {
-	a, _ := filepath.Glob("/sys/fs/cgroup/*/vpsctl/" + id)
-	b, _ := filepath.Glob("/sys/fs/cgroup/vpsctl/" + id)
-	return append(a, b...)
+	return groupDirs(id)
 }
 
 func TestFailedStartLeavesNothing(t *testing.T) {
@@ -467,7 +490,7 @@ func TestCreateFailureLeavesNoTrace(t *testing.T) {
 	}{
 		// Refused once the ID is known free, before anything is staged.
 		{"ip in use", 78, []string{"create", "181", "--template", "busybox", "--name", other, "--ipadd", "198.18.0.180"}},
-		{"uid pool full", 93, []string{"create", "181", "--template", "busybox", "--name", other, "--idmap-size", "4000000000"}},
+		{"uid pool full", 212, []string{"create", "181", "--template", "busybox", "--name", other, "--idmap-size", "4000000000"}},
 		// Refused last: the VPS directory is already staged in tmp/ when the name claim fails.
 		{"name in use", 44, []string{"create", "181", "--template", "busybox", "--name", held, "--ipadd", "198.18.0.181"}},
 	}
@@ -523,7 +546,7 @@ func TestStartCgroupRefusal(t *testing.T) {
 	if r.code != 21 || !strings.Contains(r.err, "cgroup limits") {
 		t.Fatalf("start with refused limits: code %d, stderr %q; want 21 naming the cgroup limits", r.code, r.err)
 	}
-	if dirs, _ := filepath.Glob("/sys/fs/cgroup/*/vpsctl/" + id); len(dirs) > 0 {
+	if dirs := groupDirs(id); len(dirs) > 0 {
 		t.Fatalf("cgroups left after the failed start: %v", dirs)
 	}
 	if s := status(t, id); s.State != "stopped" {

@@ -32,7 +32,7 @@ func stats(t *testing.T, id string) statsJSON {
 
 func cgroupFile(t *testing.T, ctrl, id, file string) string {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join("/sys/fs/cgroup", ctrl, "vpsctl", id, file))
+	b, err := os.ReadFile(filepath.Join(groupDir(ctrl, id), file))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -50,7 +50,14 @@ func TestCgroupLimits(t *testing.T) {
 	if s.Processes < 1 || s.Processes > 10 || s.MemoryBytes == 0 {
 		t.Fatalf("held values: %+v", s)
 	}
-	if got := cgroupFile(t, "cpu", "121", "cpu.shares"); got != "512" {
+	if cgroupV2() {
+		if got := cgroupFile(t, "", "121", "cpu.weight"); got != "50" {
+			t.Fatalf("cpu.weight = %s, want 50 for cpuunits 500", got)
+		}
+		if got := cgroupFile(t, "", "121", "memory.max"); got != strconv.Itoa(64<<20) {
+			t.Fatalf("memory.max = %s, want 64M", got)
+		}
+	} else if got := cgroupFile(t, "cpu", "121", "cpu.shares"); got != "512" {
 		t.Fatalf("cpu.shares = %s, want 512 for cpuunits 500", got)
 	}
 
@@ -107,7 +114,11 @@ func TestCgroupLimits(t *testing.T) {
 		if got := cgroupFile(t, "pids", "121", "pids.max"); got != "40" {
 			t.Fatalf("pids.max after restart = %s, want the saved 40", got)
 		}
-		if got := cgroupFile(t, "cpu", "121", "cpu.cfs_quota_us"); got != "25000" {
+		if cgroupV2() {
+			if got := cgroupFile(t, "", "121", "cpu.max"); got != "25000 100000" {
+				t.Fatalf("cpu.max after restart = %s, want the saved 25%%", got)
+			}
+		} else if got := cgroupFile(t, "cpu", "121", "cpu.cfs_quota_us"); got != "25000" {
 			t.Fatalf("cfs quota after restart = %s, want the saved 25%%", got)
 		}
 	})
@@ -117,11 +128,20 @@ func TestCgroupLimits(t *testing.T) {
 		if got := strings.TrimSpace(must(t, "status", "121")); got != "VPS 121 exist running suspended" {
 			t.Fatalf("status = %q", got)
 		}
-		if got := cgroupFile(t, "freezer", "121", "freezer.state"); got != "FROZEN" {
+		if cgroupV2() {
+			if got := cgroupFile(t, "", "121", "cgroup.freeze"); got != "1" {
+				t.Fatalf("cgroup.freeze = %s", got)
+			}
+		} else if got := cgroupFile(t, "freezer", "121", "freezer.state"); got != "FROZEN" {
 			t.Fatalf("freezer.state = %s", got)
 		}
-		b, _ := os.ReadFile("/proc/" + strconv.Itoa(status(t, "121").InitPID) + "/status")
-		if !strings.Contains(string(b), "State:\tD") {
+		// v1 freezes tasks in uninterruptible sleep (D); v2 traps them like a stop signal
+		// (S), and the group's cgroup.events says when every one is.
+		if cgroupV2() {
+			if ev := cgroupFile(t, "", "121", "cgroup.events"); !strings.Contains(ev, "frozen 1") {
+				t.Fatalf("cgroup.events: %q, want frozen 1", ev)
+			}
+		} else if b, _ := os.ReadFile("/proc/" + strconv.Itoa(status(t, "121").InitPID) + "/status"); !strings.Contains(string(b), "State:\tD") {
 			t.Fatalf("init not frozen:\n%s", b)
 		}
 		r := expectCode(t, 31, "exec", "121", "--", "true")
@@ -138,7 +158,7 @@ func TestCgroupLimits(t *testing.T) {
 		syscall.Kill(status(t, "121").InitPID, syscall.SIGKILL)
 		waitFor(t, 10*time.Second, "status stopped", func() bool { return status(t, "121").State == "stopped" })
 		waitFor(t, 10*time.Second, "the group to go", func() bool {
-			_, err := os.Stat("/sys/fs/cgroup/pids/vpsctl/121")
+			_, err := os.Stat(groupDir("pids", "121"))
 			return os.IsNotExist(err) && len(ourMonitors()) == 0
 		})
 	})

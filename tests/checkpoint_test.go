@@ -58,6 +58,13 @@ func TestCheckpointRestore(t *testing.T) {
 	if n <= a || n > a+40 {
 		t.Fatalf("count after restore = %d, dumped at %d: not continued", n, a)
 	}
+	// LXCFS's views, host mounts the dump leaves out, are bound again.
+	if s := lxcfsState(t, id); s != "live" {
+		t.Fatalf("after restore: lxcfs %q, want live", s)
+	}
+	if got := meminfoKB(t, id, "MemTotal"); got != 128*1024 {
+		t.Fatalf("after restore: MemTotal %d kB, want the VPS's 128M", got)
+	}
 	if got := strings.TrimSpace(must(t, "exec", id, "--", "hostname")); got != "ck" {
 		t.Fatalf("hostname = %q", got)
 	}
@@ -79,6 +86,9 @@ func TestCheckpointRestore(t *testing.T) {
 	must(t, "checkpoint", "--leave-running", "--dir", dir, id)
 	if s := status(t, id); s.State != "running" {
 		t.Fatal("--leave-running stopped the VPS")
+	}
+	if s := lxcfsState(t, id); s != "live" {
+		t.Fatalf("after checkpoint --leave-running: lxcfs %q, want live", s)
 	}
 	expectCode(t, 32, "restore", id, "--dir", dir)
 	must(t, "stop", "--kill", id)
@@ -132,10 +142,7 @@ func TestCheckpointMove(t *testing.T) {
 	v2 := func(args ...string) result {
 		return vpsctlEnv(t, nil, append([]string{"--root", root2}, args...)...)
 	}
-	t.Cleanup(func() {
-		v2("destroy", "--force", id)
-		v2("lxcfs", "stop") // the restore there gave the VPS LXCFS views, started for that root
-	})
+	t.Cleanup(func() { v2("destroy", "--force", id); v2("lxcfs", "stop") })
 	if r := v2("template", "build", "busybox"); r.code != 0 {
 		t.Fatalf("template on the second root: %+v", r)
 	}

@@ -104,13 +104,11 @@ func TestHostileForkBomb(t *testing.T) {
 // cgroupFileAny reads FILE of VPS id's group of controller ctrl (v1) or of the unified tree (v2).
 func cgroupFileAny(t *testing.T, ctrl, id, file string) string {
 	t.Helper()
-	for _, dir := range []string{"/sys/fs/cgroup/" + ctrl + "/vpsctl/" + id, "/sys/fs/cgroup/vpsctl/" + id} {
-		if b, err := os.ReadFile(filepath.Join(dir, file)); err == nil {
-			return string(b)
-		}
+	b, err := os.ReadFile(filepath.Join(groupDir(ctrl, id), file))
+	if err != nil {
+		t.Fatalf("no %s for VPS %s: %v", file, id, err)
 	}
-	t.Fatalf("no %s for VPS %s", file, id)
-	return ""
+	return string(b)
 }
 
 // TestHostileProcessName: a process named with terminal escapes (a title change, a clear, a
@@ -226,7 +224,7 @@ func TestHostilePasswordArgv(t *testing.T) {
 	// Without a password on stdin: a clear error, nothing changed.
 	cmd = exec.Command(bin, "--root", root, "set", id, "--userpasswd", "bob")
 	cmd.Stdin = strings.NewReader("")
-	if b, _ := cmd.CombinedOutput(); cmd.ProcessState.ExitCode() != 21 || !strings.Contains(string(b), "no password on stdin") {
+	if b, _ := cmd.CombinedOutput(); cmd.ProcessState.ExitCode() != 74 || !strings.Contains(string(b), "no password on stdin") {
 		t.Fatalf("set --userpasswd bob with nothing on stdin: exit %d: %s", cmd.ProcessState.ExitCode(), b)
 	}
 }

@@ -174,7 +174,7 @@ func TestIdentity(t *testing.T) {
 		if s := status(t, "111"); s.InitPID != init || s.Hostname != "beta" {
 			t.Fatalf("after set: %+v (init was %d)", s, init)
 		}
-		expectCode(t, 21, "set", "111", "--hostname", "bad_name!")
+		expectCode(t, 70, "set", "111", "--hostname", "bad_name!")
 		if got := strings.TrimSpace(must(t, "exec", "111", "--", "hostname")); got != "beta" {
 			t.Fatalf("hostname changed by a refused set: %q", got)
 		}
@@ -206,7 +206,7 @@ func TestIdentity(t *testing.T) {
 	})
 
 	t.Run("idmap pool exhaustion names the pool", func(t *testing.T) {
-		r := expectCode(t, 93, "create", "114", "--template", "busybox", "--idmap-size", "1073741824")
+		r := expectCode(t, 212, "create", "114", "--template", "busybox", "--idmap-size", "1073741824")
 		if !strings.Contains(r.err, "1000000") {
 			t.Fatalf("error does not name the pool: %s", r.err)
 		}

@@ -37,13 +37,26 @@ func TestMain(m *testing.M) {
 		panic(err)
 	}
 	bin = filepath.Join(workDir, "vpsctl")
-	out, err := exec.Command("bash", "../scripts/build.sh", bin).CombinedOutput() // VPSCTL_LIBC picks the C library
-	if err != nil {
+	if prebuilt := os.Getenv("VPSCTL_TEST_BIN"); prebuilt != "" {
+		// The VM tier (scripts/vm-test.sh) compiles nothing in the guest: it brings vpsctl
+		// built on the host. Copied, so that the run's workDir holds all it uses.
+		if out, err := exec.Command("cp", prebuilt, bin).CombinedOutput(); err != nil {
+			fmt.Fprintf(os.Stderr, "VPSCTL_TEST_BIN: %v\n%s", err, out)
+			os.Exit(1)
+		}
+	} else if out, err := exec.Command("bash", "../scripts/build.sh", bin).CombinedOutput(); err != nil { // VPSCTL_LIBC picks the C library
 		fmt.Fprintf(os.Stderr, "build vpsctl: %v\n%s", err, out)
 		os.Exit(1)
 	}
 	root = filepath.Join(workDir, "state")
-	if out, err := exec.Command(bin, "--root", root, "template", "build", "busybox").CombinedOutput(); err != nil {
+	// VPSCTL_TEST_STATE: a state root that outlives the run (the VM tier's reboot test runs
+	// twice, before and after a reboot): its template is built once, its VPSs are left.
+	kept := os.Getenv("VPSCTL_TEST_STATE")
+	if kept != "" {
+		root = kept
+	}
+	out, err := exec.Command(bin, "--root", root, "template", "build", "busybox").CombinedOutput()
+	if exit, ok := err.(*exec.ExitError); err != nil && (kept == "" || !ok || exit.ExitCode() != 92) { // 92: already built
 		fmt.Fprintf(os.Stderr, "template build: %v\n%s", err, out)
 		os.Exit(1)
 	}
@@ -54,9 +67,11 @@ func TestMain(m *testing.M) {
 	}
 	code := m.Run()
 	// Last resort: never leave VPSs of this run behind, even after a failed test.
-	ids, _ := os.ReadDir(filepath.Join(root, "vps"))
-	for _, e := range ids {
-		exec.Command(bin, "--root", root, "destroy", "--force", e.Name()).Run()
+	if kept == "" {
+		ids, _ := os.ReadDir(filepath.Join(root, "vps"))
+		for _, e := range ids {
+			exec.Command(bin, "--root", root, "destroy", "--force", e.Name()).Run()
+		}
 	}
 	if out, err := exec.Command(bin, "--root", root, "lxcfs", "stop").CombinedOutput(); err != nil {
 		fmt.Fprintf(os.Stderr, "lxcfs stop: %v\n%s", err, out)
@@ -83,6 +98,15 @@ func vpsctlEnv(t testing.TB, env []string, args ...string) result {
 	return vpsctlTimeout(t, 120*time.Second, env, args...)
 }
 
+// slow scales the harness's bounded waits: VPSCTL_TEST_SLOW=N where everything runs N times
+// slower than on the machines the bounds were set on (the VM tier's software emulation).
+func slow(d time.Duration) time.Duration {
+	if n, err := strconv.Atoi(os.Getenv("VPSCTL_TEST_SLOW")); err == nil && n > 1 {
+		return d * time.Duration(n)
+	}
+	return d
+}
+
 // vpsctlTimeout is vpsctlEnv with its own bound (template builds take minutes).
 func vpsctlTimeout(t testing.TB, timeout time.Duration, env []string, args ...string) result {
 	t.Helper()
@@ -97,7 +121,7 @@ func vpsctlTimeout(t testing.TB, timeout time.Duration, env []string, args ...st
 	go func() { done <- cmd.Wait() }()
 	select {
 	case <-done:
-	case <-time.After(timeout):
+	case <-time.After(slow(timeout)):
 		cmd.Process.Kill()
 		<-done
 		t.Fatalf("vpsctl %v: timed out", args)
@@ -144,10 +168,14 @@ func snapshot(t testing.TB) hostState {
 	s.mounts = strings.Count(string(mi), root) - strings.Count(string(mi), filepath.Join(root, "lxcfs")+" ")
 	dirs, _ := filepath.Glob("/sys/fs/cgroup/*/vpsctl/*")
 	dirs2, _ := filepath.Glob("/sys/fs/cgroup/vpsctl/*")
-	for _, d := range append(dirs, dirs2...) {
+	// Where PID 1 is systemd (cgroup v2), each VPS's groups are in a scope of vpsctl.slice.
+	scopes, _ := filepath.Glob("/sys/fs/cgroup/vpsctl.slice/*.scope")
+	dirs = append(append(dirs, dirs2...), scopes...)
+	for _, d := range dirs {
 		// Spare groups (empty, never used, at most two per hierarchy) are a cache the
-		// background remover refills: TestSpareGroups checks them.
-		if strings.HasPrefix(filepath.Base(d), ".spare-") {
+		// background remover refills: TestSpareGroups checks them. The monitors' group is
+		// made once and never removed (TestMonitorGroup).
+		if strings.HasPrefix(filepath.Base(d), ".spare-") || filepath.Base(d) == ".monitor" {
 			continue
 		}
 		if fi, err := os.Stat(d); err == nil && fi.IsDir() {
@@ -201,7 +229,7 @@ func checkClean(t *testing.T, ids ...string) {
 		var after hostState
 		// The monitor finishes its cleanup asynchronously after an in-VPS poweroff; allow it
 		// a bounded moment.
-		for i := 0; i < 100; i++ {
+		for deadline := time.Now().Add(slow(5 * time.Second)); time.Now().Before(deadline); {
 			after = snapshot(t)
 			if fmt.Sprint(after) == fmt.Sprint(before) {
 				return
@@ -215,7 +243,7 @@ func checkClean(t *testing.T, ids ...string) {
 // waitFor polls cond every 50ms until it holds or the timeout passes.
 func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
+	deadline := time.Now().Add(slow(timeout))
 	for !cond() {
 		if time.Now().After(deadline) {
 			t.Fatalf("timed out after %v waiting for %s", timeout, what)
@@ -233,7 +261,7 @@ func execCmd(name string, args ...string) ([]byte, error) {
 func waitTmpEmpty(t testing.TB, timeout time.Duration) {
 	t.Helper()
 	var ents []os.DirEntry
-	deadline := time.Now().Add(timeout)
+	deadline := time.Now().Add(slow(timeout))
 	for {
 		ents, _ = os.ReadDir(filepath.Join(root, "tmp"))
 		if len(ents) == 0 {

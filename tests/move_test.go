@@ -17,7 +17,7 @@ import (
 // busybox VPSs (the Debian guests' are in debian_move_test.go).
 
 // TestCheckpointBlockers: --check names a nested namespace with the process holding it, and an
-// established TCP connection without --tcp-established, and exits 95; a checkpoint refuses the
+// established TCP connection without --tcp-established, and exits 213; a checkpoint refuses the
 // VPS with the same list and leaves it running; TCP connections are kept across a checkpoint
 // and a restore with --tcp-established.
 func TestCheckpointBlockers(t *testing.T) {
@@ -31,10 +31,10 @@ func TestCheckpointBlockers(t *testing.T) {
 		r = vpsctl(t, "checkpoint", "--check", id)
 		return strings.Contains(r.out, "nested uts namespace")
 	})
-	if r.code != 95 || !strings.Contains(r.out, "(sleep") {
+	if r.code != 213 || !strings.Contains(r.out, "(sleep") {
 		t.Fatalf("check with a nested namespace: exit %d\n%s", r.code, r.out)
 	}
-	r = expectCode(t, 95, "checkpoint", id)
+	r = expectCode(t, 213, "checkpoint", id)
 	if !strings.Contains(r.err, "nested uts namespace") || !strings.Contains(r.err, "nothing was dumped") {
 		t.Fatalf("checkpoint refused with: %s", r.err)
 	}
@@ -44,7 +44,7 @@ func TestCheckpointBlockers(t *testing.T) {
 	must(t, "exec", id, "--", "killall", "sleep")
 	startEcho(t, id)
 	e := dialEcho(t, addr+":7")
-	r = expectCode(t, 95, "checkpoint", "--check", id)
+	r = expectCode(t, 213, "checkpoint", "--check", id)
 	if !strings.Contains(r.out, "established TCP connection") || !strings.Contains(r.out, "--tcp-established") {
 		t.Fatalf("check with a connection:\n%s", r.out)
 	}
@@ -85,7 +85,7 @@ exit 1
 		t.Fatal(err)
 	}
 	r := vpsctlEnv(t, []string{"VPSCTL_CRIU=" + fake}, "checkpoint", id)
-	if r.code != 94 || !strings.Contains(r.err, "the first cause") || strings.Contains(r.err, "RLIMIT") {
+	if r.code != 16 || !strings.Contains(r.err, "the first cause") || strings.Contains(r.err, "RLIMIT") {
 		t.Fatalf("failed dump: exit %d, stderr:\n%s", r.code, r.err)
 	}
 	logPath := ""
@@ -106,7 +106,7 @@ exit 1
 	if err := os.Truncate(img, 12); err != nil {
 		t.Fatal(err)
 	}
-	r = expectCode(t, 94, "restore", id)
+	r = expectCode(t, 17, "restore", id)
 	restoreLog := filepath.Join(root, "vps", id, "checkpoint", "restore.log")
 	if !strings.Contains(r.err, "criu's first errors:") || !strings.Contains(r.err, "Error (") || !strings.Contains(r.err, "criu's log: "+restoreLog) {
 		t.Fatalf("failed restore: %s", r.err)
@@ -190,6 +190,17 @@ func TestClone(t *testing.T) {
 	expectCode(t, 21, "clone", src, "0")
 	expectCode(t, 78, "clone", src, "625", "--ipadd", "198.18.0.123")
 	expectCode(t, 43, "clone", "629", "625")
+	if _, err := exec.LookPath("mkfs.btrfs"); err == nil {
+		// Files in a disk image: not copied yet (refused, nothing made).
+		must(t, "create", "625", "--template", "busybox", "--diskspace", "256M")
+		for _, args := range [][]string{{"clone", "625", "639"}, {"backup", "625", filepath.Join(t.TempDir(), "x")},
+			{"migrate", "625", "local", "--dest-root", filepath.Join(t.TempDir(), "r")}} {
+			if r := expectCode(t, 21, args...); !strings.Contains(r.err, "disk image") {
+				t.Errorf("%v: %s", args, r.err)
+			}
+		}
+		must(t, "destroy", "625")
+	}
 	if s := status(t, "625"); s.State != "deleted" {
 		t.Fatalf("a failed clone left VPS 625: %+v", s)
 	}
@@ -296,7 +307,7 @@ func TestBackupRestore(t *testing.T) {
 	if err := os.WriteFile(cut, b[:len(b)/2], 0o600); err != nil {
 		t.Fatal(err)
 	}
-	r := expectCode(t, 96, "restore", other, "--from-backup", cut)
+	r := expectCode(t, 214, "restore", other, "--from-backup", cut)
 	if !strings.Contains(r.err, "bad backup archive") {
 		t.Fatalf("truncated archive: %s", r.err)
 	}
@@ -304,13 +315,13 @@ func TestBackupRestore(t *testing.T) {
 	if out, err := exec.Command("sh", "-c", `zstd -q -d -c "$1" | sed 's/kept/KEPT/' | zstd -q -c > "$2"`, "sh", mem, changed).CombinedOutput(); err != nil {
 		t.Fatalf("recompress: %v %s", err, out)
 	}
-	r = expectCode(t, 96, "restore", other, "--from-backup", changed)
+	r = expectCode(t, 214, "restore", other, "--from-backup", changed)
 	if !strings.Contains(r.err, "private/marker does not match its checksum") {
 		t.Fatalf("changed archive: %s", r.err)
 	}
 	junk := filepath.Join(dir, "junk")
 	os.WriteFile(junk, []byte("not an archive at all"), 0o600)
-	expectCode(t, 96, "restore", other, "--from-backup", junk)
+	expectCode(t, 214, "restore", other, "--from-backup", junk)
 	expectCode(t, 21, "restore", other, "--from-backup", filepath.Join(dir, "missing"))
 	expectCode(t, 20, "restore", other, "--from-backup", mem, "--dir", dir)
 	expectCode(t, 20, "backup", id)
@@ -388,7 +399,7 @@ func TestMigrateLocal(t *testing.T) {
 	if r := vpsctl2(t, root2, "set", "661", "--ipadd", addr, "--save"); r.code != 0 {
 		t.Fatalf("set there: %+v", r)
 	}
-	r := expectCode(t, 97, "migrate", id, "local", "--dest-root", root2)
+	r := expectCode(t, 215, "migrate", id, "local", "--dest-root", root2)
 	if !strings.Contains(r.err, "still running here") || !strings.Contains(r.err, "in use") {
 		t.Fatalf("address taken there: %s", r.err)
 	}
@@ -397,7 +408,7 @@ func TestMigrateLocal(t *testing.T) {
 	// A restore that fails there (no criu there): the VPS comes back here, its connection too.
 	wrapper := filepath.Join(t.TempDir(), "vpsctl-nocriu")
 	os.WriteFile(wrapper, []byte("#!/bin/sh\nVPSCTL_CRIU=/nonexistent exec "+bin+" \"$@\"\n"), 0o755)
-	r = expectCode(t, 97, "migrate", id, "local", "--dest-root", root2, "--dest-vpsctl", wrapper)
+	r = expectCode(t, 215, "migrate", id, "local", "--dest-root", root2, "--dest-vpsctl", wrapper)
 	if !strings.Contains(r.err, "running here again") {
 		t.Fatalf("restore failing there: %s", r.err)
 	}
@@ -434,7 +445,7 @@ func TestMigrateSSH(t *testing.T) {
 	}
 	bad := append(sshd.migrateArgs(id, root2)[:2], "ssh://root@127.0.0.1:1", "--ssh-opt", "BatchMode=yes", "--ssh-opt", "ConnectTimeout=5")
 	must(t, "create", id, "--template", "busybox")
-	r := expectCode(t, 97, bad...)
+	r := expectCode(t, 215, bad...)
 	if !strings.Contains(r.err, "not moved") {
 		t.Fatalf("unreachable destination: %s", r.err)
 	}
@@ -457,7 +468,7 @@ func TestMigrateFaults(t *testing.T) {
 	must(t, "start", id)
 	startEcho(t, id)
 	e := dialEcho(t, addr+":7")
-	r := expectCode(t, 97, "migrate", id, "local", "--dest-root", root2, "--dest-vpsctl", wrapper("migrate-receive-restored"))
+	r := expectCode(t, 215, "migrate", id, "local", "--dest-root", root2, "--dest-vpsctl", wrapper("migrate-receive-restored"))
 	if !strings.Contains(r.err, "running here again") {
 		t.Fatalf("destination killed after its restore: %s", r.err)
 	}

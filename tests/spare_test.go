@@ -227,7 +227,7 @@ func TestSpare(t *testing.T) {
 	}
 
 	// Failures are the run's own: the spare answers "not served" and the command boots its own.
-	if r := vpsctl(t, "run", "--rm", "--template", "busybox", "--hostname", "bad_name", "--", "/bin/true"); r.code != 21 || !strings.Contains(r.err, "bad_name") {
+	if r := vpsctl(t, "run", "--rm", "--template", "busybox", "--hostname", "bad_name", "--", "/bin/true"); r.code != 70 || !strings.Contains(r.err, "bad_name") {
 		t.Fatalf("bad host name: code %d err %q", r.code, r.err)
 	}
 	if r := vpsctl(t, "run", "--rm", "--template", "busybox", "--", "/no/such/command"); r.code != 3 || !strings.Contains(r.err, "exec /no/such/command: no such file or directory") {
@@ -329,7 +329,7 @@ func TestSpare(t *testing.T) {
 	}
 	// A keeper's spares block the template's removal, which says what to do.
 	must(t, "spare", "start", "busybox", "--count", "1")
-	if r := expectCode(t, 92, "template", "rm", "busybox"); !strings.Contains(r.err, "vpsctl spare stop busybox") {
+	if r := expectCode(t, 210, "template", "rm", "busybox"); !strings.Contains(r.err, "vpsctl spare stop busybox") {
 		t.Fatalf("template rm with spares: %q", r.err)
 	}
 

@@ -74,9 +74,7 @@ func immutable(t *testing.T, dir string) func() {
 
 // vpsGroups lists VPS id's cgroup directories on the host.
 func vpsGroups(id string) []string {
-	a, _ := filepath.Glob("/sys/fs/cgroup/*/vpsctl/" + id)
-	b, _ := filepath.Glob("/sys/fs/cgroup/vpsctl/" + id)
-	return append(a, b...)
+	return groupDirs(id)
 }
 
 // TestStopKill: `stop --kill ID` returns once every process of the VPS is gone and its run
@@ -267,17 +265,20 @@ func TestDestroy(t *testing.T) {
 		waitUnlocked(t, id)
 	}
 
-	// What a killed command left is repaired first: a group left, a stale run state.
-	g := "/sys/fs/cgroup/pids/vpsctl/" + id
-	if _, err := os.Stat("/sys/fs/cgroup/pids/vpsctl"); err != nil {
-		g = "/sys/fs/cgroup/vpsctl/" + id // cgroup2
-	}
-	if err := os.Mkdir(g, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	destroyed("a group left", vpsctl(t, "destroy", id))
-	if _, err := os.Stat(g); !os.IsNotExist(err) {
-		t.Fatalf("the group a repair should have removed is there: %v", err)
+	// What a killed command left is repaired first: a group left, a stale run state. Where
+	// systemd places the groups, a stopped VPS has none to leave: its scope went, groups and
+	// all, with the scope's last process.
+	if g := groupDir("pids", id); !(cgroupV2() && systemdHost()) {
+		if err := os.Mkdir(g, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		destroyed("a group left", vpsctl(t, "destroy", id))
+		if _, err := os.Stat(g); !os.IsNotExist(err) {
+			t.Fatalf("the group a repair should have removed is there: %v", err)
+		}
+	} else {
+		must(t, "destroy", id)
+		waitTmpEmpty(t, 10*time.Second)
 	}
 	must(t, "create", id, "--template", "busybox", "--name", "fastd")
 	if err := os.WriteFile(filepath.Join(root, "vps", id, "run.json"), []byte(`{"monitor_pid":999999,"init_pid":999998,"phase":"running"}`), 0o600); err != nil {

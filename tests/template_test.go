@@ -21,7 +21,7 @@ func TestTemplateImport(t *testing.T) {
 	})
 	must(t, "template", "import", "imp-dir", src)
 	must(t, "template", "import", "imp-tgz", tgz)
-	expectCode(t, 92, "template", "import", "imp-tgz", tgz) // exists
+	expectCode(t, 211, "template", "import", "imp-tgz", tgz) // exists
 	list := must(t, "template", "list", "--format", "json")
 	if !strings.Contains(list, `"imp-dir"`) || !strings.Contains(list, `"imp-tgz"`) {
 		t.Fatalf("template list: %s", list)
@@ -31,7 +31,7 @@ func TestTemplateImport(t *testing.T) {
 	if got := strings.TrimSpace(must(t, "exec", "118", "--", "hostname")); got != "imported" {
 		t.Fatalf("hostname = %q", got)
 	}
-	expectCode(t, 92, "template", "remove", "imp-tgz") // in use
+	expectCode(t, 210, "template", "remove", "imp-tgz") // in use
 	must(t, "destroy", "--force", "118")
 	must(t, "template", "remove", "imp-tgz")
 	must(t, "template", "remove", "imp-dir")
@@ -52,7 +52,7 @@ func TestTemplateRebuildInUse(t *testing.T) {
 	must(t, "start", "119")
 	applets := func() string { return strings.TrimSpace(must(t, "exec", "119", "--", "sh", "-c", "ls /bin | wc -l")) }
 	before := applets()
-	if r := expectCode(t, 92, "template", "build", "busybox", "rebuilt", "--force"); !strings.Contains(r.err, "running VPS [119]") {
+	if r := expectCode(t, 210, "template", "build", "busybox", "rebuilt", "--force"); !strings.Contains(r.err, "running VPS [119]") {
 		t.Fatalf("rebuild with a running VPS: %q", r.err)
 	}
 	if got := applets(); got != before || got == "0" {
@@ -60,7 +60,7 @@ func TestTemplateRebuildInUse(t *testing.T) {
 	}
 	must(t, "stop", "--kill", "119")
 	must(t, "spare", "start", "rebuilt")
-	if r := expectCode(t, 92, "template", "build", "busybox", "rebuilt", "--force"); !strings.Contains(r.err, "vpsctl spare stop rebuilt") {
+	if r := expectCode(t, 210, "template", "build", "busybox", "rebuilt", "--force"); !strings.Contains(r.err, "vpsctl spare stop rebuilt") {
 		t.Fatalf("rebuild with spares: %q", r.err)
 	}
 	must(t, "spare", "stop", "rebuilt")

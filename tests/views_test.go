@@ -307,8 +307,15 @@ func TestGuestBadInput(t *testing.T) {
 		{"--bindmount", "/tmp:mnt"},
 		{"--bindmount", "/tmp:/mnt:rx"},
 	}
+	// A bad device rule is vzctl's VZ_SET_DEVICES (86); the rest, bad values (21).
+	codeOf := func(args []string) int {
+		if args[0] == "--devices" {
+			return 86
+		}
+		return 21
+	}
 	for _, args := range bad {
-		r := expectCode(t, 21, append([]string{"create", id, "--template", "busybox"}, args...)...)
+		r := expectCode(t, codeOf(args), append([]string{"create", id, "--template", "busybox"}, args...)...)
 		if strings.Count(strings.TrimSpace(r.err), "\n") != 0 || !strings.Contains(r.err, args[0]) {
 			t.Errorf("create %v: the error is not one line naming %s: %q", args, args[0], r.err)
 		}
@@ -322,7 +329,7 @@ func TestGuestBadInput(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, args := range bad {
-		expectCode(t, 21, append([]string{"set", made}, args...)...)
+		expectCode(t, codeOf(args), append([]string{"set", made}, args...)...)
 	}
 	expectCode(t, 21, "set", made, "--bindmount-del", "/not/bound")
 	if now, _ := os.ReadFile(filepath.Join(root, "vps", made, "vps.conf")); string(now) != string(conf) {
@@ -331,7 +338,7 @@ func TestGuestBadInput(t *testing.T) {
 }
 
 // TestStartWaitTimeout: a busybox guest whose sysinit never ends is not booted: start --wait
-// exits 124 after its timeout, naming what still runs, and leaves the VPS running.
+// exits 133 (vzctl's VZ_WAIT_FAILED) after its timeout, naming what still runs, and leaves the VPS running.
 func TestStartWaitTimeout(t *testing.T) {
 	const id, tpl = "407", "slowboot407"
 	checkClean(t, id)
@@ -346,7 +353,7 @@ func TestStartWaitTimeout(t *testing.T) {
 	must(t, "template", "import", tpl, src)
 	t.Cleanup(func() { vpsctl(t, "template", "remove", tpl) })
 	must(t, "create", id, "--template", tpl)
-	r := expectCode(t, 124, "start", "--wait", "--timeout", "2s", id)
+	r := expectCode(t, 133, "start", "--wait", "--timeout", "2s", id)
 	if !strings.Contains(r.err, "did not finish booting in 2s (busybox: running /bin/sleep)") {
 		t.Fatalf("start --wait's error: %q", r.err)
 	}

@@ -22,19 +22,6 @@ import (
 // accounts (root, system users, the users useradd numbers from 1000).
 const MinPoolBase = 65536
 
-// ParsePool parses a pool "BASE:SIZE" (as ParseRange), refusing one that starts below
-// MinPoolBase: a VPS range there could map the VPS's root to host root or a host account.
-func ParsePool(s string) (Pool, error) {
-	r, err := ParseRange(s)
-	if err != nil {
-		return Pool{}, err
-	}
-	if r.Host < MinPoolBase {
-		return Pool{}, fmt.Errorf("%w: pool %s starts below %d, among the host's own accounts", ErrBadRange, s, MinPoolBase)
-	}
-	return Pool{Base: r.Host, Size: r.Size}, nil
-}
-
 // Reservation is a span of host IDs that belongs to something on the host, and what.
 type Reservation struct {
 	Range  Range

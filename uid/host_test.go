@@ -10,24 +10,6 @@ import (
 	"testing/iotest"
 )
 
-func TestParsePool(t *testing.T) {
-	p, err := ParsePool("1000000:1073741824")
-	if err != nil || p != DefaultPool {
-		t.Fatalf("ParsePool(default) = %v, %v", p, err)
-	}
-	if p.String() != "1000000:1073741824" {
-		t.Errorf("String() = %s", p)
-	}
-	for _, bad := range []string{"", "0:65536", "1000:65536", "65535:10", "1000000", "1000000:0", "4294967295:1", "4294967200:100", "01000000:5"} {
-		if _, err := ParsePool(bad); !errors.Is(err, ErrBadRange) {
-			t.Errorf("ParsePool(%q): %v, want ErrBadRange", bad, err)
-		}
-	}
-	if _, err := ParsePool("65536:1"); err != nil {
-		t.Errorf("ParsePool(65536:1): %v", err)
-	}
-}
-
 func TestParseSubIDs(t *testing.T) {
 	in := "# comment\n" +
 		"alice:100000:65536\n" +
@@ -179,21 +161,6 @@ func FuzzParseHostAccounts(f *testing.F) {
 			if r.Range.Size != 1 || uint64(r.Range.Host) > MaxID {
 				t.Errorf("bad reservation %v from %q", r, s)
 			}
-		}
-	})
-}
-
-func FuzzParsePool(f *testing.F) {
-	f.Add("1000000:1073741824")
-	f.Add("0:1")
-	f.Add("65536:4294901759")
-	f.Fuzz(func(t *testing.T, s string) {
-		p, err := ParsePool(s)
-		if err != nil {
-			return
-		}
-		if p.Base < MinPoolBase || p.Size == 0 || uint64(p.Base)+uint64(p.Size)-1 > MaxID || p.String() != s {
-			t.Errorf("ParsePool(%q) = %v", s, p)
 		}
 	})
 }

@@ -16,8 +16,8 @@
 //   - Every valid Range lies inside 0..4294967294: user_namespaces(7) reserves 4294967295
 //     ((uid_t)-1) as "no ID", and the kernel refuses extents that reach it.
 //   - Parsers are pure and never panic on any input (fuzzed).
-//   - A pool never starts below MinPoolBase (ParsePool), so no range maps a VPS's root to
-//     host root or to a host account numbered the usual way.
+//   - A pool never starts below MinPoolBase (the host configuration refuses one), so no range
+//     maps a VPS's root to host root or to a host account numbered the usual way.
 //
 // It opens no tenant file: callers open those (inside a tenant's root, safely) and pass
 // readers. The one file reading of its own is ReadHostReservations, of the host's /etc.

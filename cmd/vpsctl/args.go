@@ -10,31 +10,32 @@ import (
 // reorderArgs lets flags follow positional arguments (`vpsctl create 101 --template busybox`),
 // which Go's flag package, and so urfave/cli v2, does not allow: it stops at the first
 // positional. The result is global flags, command path, the command's flags, "--", then the
-// positionals. For commands that run a command (exec, run), everything after the VPS reference
-// belongs to that command and is left alone.
+// positionals. A global flag among the command's (`vpsctl list --root DIR`) joins the global
+// ones, unless the command has a flag of that name. For commands that run a command (exec,
+// run), everything after the VPS reference belongs to that command and is left alone.
 func reorderArgs(app *cli.App, args []string) []string {
 	if len(args) < 2 {
 		return args
 	}
-	out := []string{args[0]}
+	globals := []string{args[0]}
 	i := 1
 	// Global flags.
 	for i < len(args) && strings.HasPrefix(args[i], "-") && args[i] != "--" {
-		out = append(out, args[i])
+		globals = append(globals, args[i])
 		if !strings.Contains(args[i], "=") && takesValue(app.Flags, args[i]) && i+1 < len(args) {
-			out = append(out, args[i+1])
+			globals = append(globals, args[i+1])
 			i++
 		}
 		i++
 	}
 	if i >= len(args) {
-		return out
+		return globals
 	}
 	cmd := findCommand(app.Commands, args[i])
 	if cmd == nil {
-		return append(out, args[i:]...)
+		return append(globals, args[i:]...)
 	}
-	out = append(out, args[i])
+	path := []string{args[i]}
 	i++
 	for len(cmd.Subcommands) > 0 && i < len(args) {
 		sub := findCommand(cmd.Subcommands, args[i])
@@ -42,11 +43,11 @@ func reorderArgs(app *cli.App, args []string) []string {
 			break
 		}
 		cmd = sub
-		out = append(out, args[i])
+		path = append(path, args[i])
 		i++
 	}
 	if cmd.SkipFlagParsing {
-		return append(out, args[i:]...)
+		return append(append(globals, path...), args[i:]...)
 	}
 	cmdArgs := runsCommand[cmd.Name]
 	var flags, pos []string
@@ -63,15 +64,20 @@ func reorderArgs(app *cli.App, args []string) []string {
 			break
 		}
 		if strings.HasPrefix(a, "-") && len(a) > 1 {
-			flags = append(flags, a)
-			if !strings.Contains(a, "=") && takesValue(cmd.Flags, a) && i+1 < len(args) {
-				flags = append(flags, args[i+1])
+			to, defs := &flags, cmd.Flags
+			if !defines(cmd.Flags, a) && defines(app.Flags, a) {
+				to, defs = &globals, app.Flags
+			}
+			*to = append(*to, a)
+			if !strings.Contains(a, "=") && takesValue(defs, a) && i+1 < len(args) {
+				*to = append(*to, args[i+1])
 				i++
 			}
 			continue
 		}
 		pos = append(pos, a)
 	}
+	out := append(globals, path...)
 	out = append(out, flags...)
 	out = append(out, "--")
 	return append(out, pos...)
@@ -87,6 +93,19 @@ func findCommand(cmds []*cli.Command, name string) *cli.Command {
 		}
 	}
 	return nil
+}
+
+// defines reports whether flags has flag arg ("-x", "--name", "--name=value").
+func defines(flags []cli.Flag, arg string) bool {
+	name, _, _ := strings.Cut(strings.TrimLeft(arg, "-"), "=")
+	for _, f := range flags {
+		for _, n := range f.Names() {
+			if n == name {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // takesValue reports whether flag arg ("-x", "--name") is defined and not boolean.

@@ -23,7 +23,7 @@ routes come back from the VPS's config on restore; established TCP connections w
 --tcp-established. --check reports, without dumping, the CRIU version found and
 everything that would block a dump of this VPS (nested namespaces with the process and
 unit holding them, files CRIU cannot dump, connected TCP sockets without
---tcp-established), and exits 95 if there is anything. A checkpoint refuses such a VPS
+--tcp-established), and exits 213 if there is anything. A checkpoint refuses such a VPS
 with the same list and code; when CRIU itself fails, its first error lines are printed
 and its log kept at the path printed. CRIU >= 4.2 is needed: scripts/install-criu.sh.
 
@@ -104,7 +104,7 @@ func restoreCommand() *cli.Command {
 UID map, limits, addresses and (if dumped) TCP connections. The VPS must exist and be stopped.
 
 With --from-backup FILE (an archive of vpsctl backup) the VPS ID must not exist: the
-archive is checked whole first (a truncated or changed one is refused, exit 96, before
+archive is checked whole first (a truncated or changed one is refused, exit 214, before
 anything is made), then VPS ID (the archive's or another) is recreated with the
 archive's UID range if it is free here, else a free one (files re-owned), its addresses
 checked, and it is restored with its processes (a backup --with-memory; TCP connections

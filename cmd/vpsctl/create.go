@@ -8,8 +8,8 @@ import (
 	"strings"
 
 	"github.com/urfave/cli/v2"
-	"github.com/vpsctl/vpsctl/cgroup"
 	"github.com/vpsctl/vpsctl/container"
+	"github.com/vpsctl/vpsctl/hostconf"
 	"github.com/vpsctl/vpsctl/internal/spec"
 	"github.com/vpsctl/vpsctl/runtime"
 )
@@ -25,7 +25,64 @@ func limitFlags() []cli.Flag {
 		&cli.StringFlag{Name: "numproc", Usage: "maximum number of processes and threads `N` (or unlimited)"},
 		&cli.StringFlag{Name: "iolimit", Usage: "disk bandwidth limit per direction, `SIZE` per second"},
 		&cli.StringFlag{Name: "ioweight", Usage: "relative disk weight `N`, 10..1000"},
+		&cli.StringFlag{Name: "diskspace", Usage: "disk space `SOFT[:HARD]` (K/M/G/T; a bare number is KiB, as vzctl's): the VPS's files in a disk image of HARD's size; live on a running VPS (grow, or shrink if its files fit), always saved"},
+		&cli.StringFlag{Name: "diskinodes", Usage: "vzctl's inode limit `N`: refused (the disk image's file system has none; diskspace bounds the files)"},
 	}
+}
+
+// planFlag is --plan of create and set.
+func planFlag() cli.Flag {
+	return &cli.StringFlag{Name: "plan", Usage: "limits of plan `NAME` (PLANS/NAME.conf beside the host configuration; limit flags win)"}
+}
+
+// bootFlags are --onboot and --bootorder of create and set.
+func bootFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: "onboot", Usage: "`yes`: start --all (at the host's boot) starts it; no: not"},
+		&cli.StringFlag{Name: "bootorder", Usage: "start --all's order `N`: higher first (default 0, last)"},
+	}
+}
+
+// optString is flag n's value if it was given, else nil.
+func optString(c *cli.Context, n string) *string {
+	if !c.IsSet(n) {
+		return nil
+	}
+	v := c.String(n)
+	return &v
+}
+
+// toHostconf turns limits as flags give them into the host configuration's form ("": not
+// given).
+func toHostconf(l runtime.Limits) hostconf.Limits {
+	s := func(p *string) string {
+		if p == nil {
+			return ""
+		}
+		return *p
+	}
+	return hostconf.Limits{Memory: s(l.Memory), Swap: s(l.Swap), CPUs: s(l.CPUs), CPULimit: s(l.CPULimit),
+		CPUUnits: s(l.CPUUnits), NumProc: s(l.NumProc), IOLimit: s(l.IOLimit), IOWeight: s(l.IOWeight)}
+}
+
+// fromHostconf turns limits in the host configuration's form into the runtime's: "" is not set.
+func fromHostconf(l hostconf.Limits) runtime.Limits {
+	p := func(s string) *string {
+		if s == "" {
+			return nil
+		}
+		return &s
+	}
+	return runtime.Limits{Memory: p(l.Memory), Swap: p(l.Swap), CPUs: p(l.CPUs), CPULimit: p(l.CPULimit),
+		CPUUnits: p(l.CPUUnits), NumProc: p(l.NumProc), IOLimit: p(l.IOLimit), IOWeight: p(l.IOWeight)}
+}
+
+// planOf is --plan's plan, nil without one.
+func planOf(c *cli.Context) (*hostconf.Plan, error) {
+	if !c.IsSet("plan") {
+		return nil, nil
+	}
+	return loadPlan(c.String("plan"))
 }
 
 func limitsFrom(c *cli.Context) runtime.Limits {
@@ -66,12 +123,13 @@ func netFrom(c *cli.Context) runtime.NetOptions {
 
 func createCommand() *cli.Command {
 	flags := []cli.Flag{
-		&cli.StringFlag{Name: "template", Aliases: []string{"ostemplate"}, Usage: "template `NAME` (required; see vpsctl template list)"},
+		&cli.StringFlag{Name: "template", Aliases: []string{"ostemplate"}, Usage: "template `NAME` (see vpsctl template list; default: DEFAULT_TEMPLATE, else required)"},
 		&cli.StringFlag{Name: "name", Usage: "unique alias `NAME` usable instead of the ID"},
 		&cli.StringFlag{Name: "hostname", Usage: "host name (default: the name, or vpsID)"},
 		&cli.StringFlag{Name: "domainname", Usage: "NIS domain name"},
 		&cli.StringFlag{Name: "namespaces", Usage: "namespace subset, e.g. uts,ipc,pid,mnt (default: all of " + strings.Join(spec.AllNamespaces, ",") + ")"},
-		&cli.Uint64Flag{Name: "idmap-size", Usage: "width `N` of the VPS's host UID/GID range (default 65536)"},
+		&cli.Uint64Flag{Name: "idmap-size", Usage: "width `N` of the VPS's host UID/GID range (default: UID_RANGE_SIZE, 65536)"},
+		planFlag(),
 		&cli.StringSliceFlag{Name: "devices", Usage: "allow device `c|b:MAJOR:MINOR:rwm` in addition to the defaults, with its node in /dev (repeatable)"},
 		&cli.StringSliceFlag{Name: "features", Usage: "`tun,fuse,ppp`: the devices (and nodes) each needs"},
 		&cli.StringSliceFlag{Name: "bindmount", Usage: "`HOSTDIR:VPSDIR[:ro]`: a host directory shown inside, with the VPS's own UIDs (repeatable)"},
@@ -79,10 +137,16 @@ func createCommand() *cli.Command {
 	}
 	flags = append(flags, limitFlags()...)
 	flags = append(flags, netFlags()...)
+	flags = append(flags, bootFlags()...)
 	return &cli.Command{
 		Name: "create", Usage: "create a VPS from a template (does not start it)", ArgsUsage: "ID --template NAME",
-		Description: "Records the VPS's config and prepares its private area (copy-on-write over the template).\n\nEXAMPLE:\n   vpsctl create 101 --template busybox --hostname alpha --name web --memory 256M --ipadd 198.18.0.101",
-		Flags:       flags,
+		Description: `Records the VPS's config and prepares its private area (copy-on-write over the template).
+Limits not given come from --plan, then from the host configuration (vpsctl config show).
+
+EXAMPLES:
+   vpsctl create 101 --template busybox --hostname alpha --name web --memory 256M --ipadd 198.18.0.101
+   vpsctl create 102 --template busybox --plan small --onboot yes --bootorder 10`,
+		Flags: flags,
 		Action: func(c *cli.Context) error {
 			if c.NArg() != 1 {
 				return usageError("create: usage: vpsctl create ID --template NAME [options]")
@@ -91,8 +155,16 @@ func createCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			if c.String("template") == "" {
-				return usageError("create: --template is required (see vpsctl template list)")
+			tpl := c.String("template")
+			if tpl == "" {
+				tpl = hostCfg.DefaultTemplate
+			}
+			if tpl == "" {
+				return usageError("create: --template is required (see vpsctl template list), or DEFAULT_TEMPLATE in the host configuration")
+			}
+			plan, err := planOf(c)
+			if err != nil {
+				return err
 			}
 			var ns []string
 			if c.IsSet("namespaces") {
@@ -106,11 +178,20 @@ func createCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			err = rt.Create(c.Context, runtime.CreateOptions{ID: id, Name: c.String("name"), Template: c.String("template"),
+			net := netFrom(c)
+			if net.Nameservers == nil {
+				net.Nameservers = hostCfg.Nameservers
+			}
+			if net.SearchDomains == nil {
+				net.SearchDomains = hostCfg.SearchDomains
+			}
+			limits := fromHostconf(hostCfg.CreateLimits(plan, toHostconf(limitsFrom(c))))
+			err = rt.Create(c.Context, runtime.CreateOptions{ID: id, Name: c.String("name"), Template: tpl,
 				Hostname: c.String("hostname"), Domainname: c.String("domainname"), Namespaces: ns,
-				IDMapSize: uint32(size), Limits: limitsFrom(c), Net: netFrom(c),
+				IDMapSize: uint32(size), Limits: limits, Net: net,
 				Devices: c.StringSlice("devices"), Caps: c.StringSlice("capability"), Features: c.StringSlice("features"),
-				BindMounts: c.StringSlice("bindmount")})
+				BindMounts: c.StringSlice("bindmount"), OnBoot: c.String("onboot"), BootOrder: c.String("bootorder"),
+				DiskSpace: c.String("diskspace"), DiskInodes: c.String("diskinodes")})
 			if err != nil {
 				return err
 			}
@@ -134,30 +215,39 @@ func setCommand() *cli.Command {
 		&cli.StringSliceFlag{Name: "bindmount-del", Usage: "remove the bind mount at `VPSDIR` (next start)"},
 		&cli.BoolFlag{Name: "save", Usage: "on a running VPS, also save limits and addresses to its config"},
 		&cli.StringSliceFlag{Name: "userpasswd", Usage: "set `USER` (password read from stdin) or USER:PASSWORD inside the VPS, creating the user if missing (never saved or logged)"},
+		planFlag(),
 	}
 	flags = append(flags, limitFlags()...)
 	flags = append(flags, netFlags()...)
+	flags = append(flags, bootFlags()...)
 	return &cli.Command{
 		Name: "set", Usage: "change a VPS's settings", ArgsUsage: "ID|NAME [options]",
 		Description: `On a running VPS, limits and addresses apply live and are saved only with --save;
 on a stopped VPS they are saved. Host and domain names apply live and are always saved.
 
+--plan applies a plan's limits (vzctl's --applyconfig); limit flags given with it win, and
+limits the plan leaves out are left as they are.
+
 EXAMPLES:
    vpsctl set 101 --hostname beta
    vpsctl set 101 --numproc 100 --memory 512M --save
    vpsctl set 101 --ipadd 198.18.0.111 --ipdel 198.18.0.101
-   echo "$PASSWORD" | vpsctl set 101 --userpasswd alice    # the password never in any argv`,
+   echo "$PASSWORD" | vpsctl set 101 --userpasswd alice    # the password never in any argv
+   vpsctl set 101 --plan large --save
+   vpsctl set 101 --onboot yes --bootorder 20`,
 		Flags: flags,
 		Action: func(c *cli.Context) error {
 			if c.NArg() != 1 {
 				return usageError("set: usage: vpsctl set ID|NAME [options]")
 			}
-			str := func(n string) *string {
-				if !c.IsSet(n) {
-					return nil
-				}
-				v := c.String(n)
-				return &v
+			str := func(n string) *string { return optString(c, n) }
+			plan, err := planOf(c)
+			if err != nil {
+				return err
+			}
+			limits := limitsFrom(c)
+			if plan != nil {
+				limits = fromHostconf(toHostconf(limits).Over(plan.Limits))
 			}
 			users, err := userpasswdFrom(c.StringSlice("userpasswd"), os.Stdin)
 			if err != nil {
@@ -165,9 +255,10 @@ EXAMPLES:
 			}
 			return withVPS(c, func(rt *runtime.Runtime, id container.ID) error {
 				err := rt.Set(c.Context, id, runtime.SetOptions{Name: str("name"), Hostname: str("hostname"), Domainname: str("domainname"),
-					Limits: limitsFrom(c), Net: netFrom(c), Capabilities: c.StringSlice("capability"), Save: c.Bool("save"), Devices: devicesFrom(c),
+					Limits: limits, Net: netFrom(c), Capabilities: c.StringSlice("capability"), Save: c.Bool("save"), Devices: devicesFrom(c),
 					UserPasswd: users, Features: featuresFrom(c), BindMountAdd: c.StringSlice("bindmount"),
-					BindMountDel: c.StringSlice("bindmount-del")})
+					BindMountDel: c.StringSlice("bindmount-del"), OnBoot: str("onboot"), BootOrder: str("bootorder"),
+					DiskSpace: str("diskspace"), DiskInodes: str("diskinodes")})
 				if err != nil {
 					return err
 				}
@@ -176,105 +267,6 @@ EXAMPLES:
 			})
 		},
 	}
-}
-
-func listCommand() *cli.Command {
-	return &cli.Command{
-		Name: "list", Aliases: []string{"ls"}, Usage: "list VPSs (running ones unless -a)",
-		Description: `Columns id, name, state, hostname, template and addresses, or those -o names (vzlist -o):
-` + strings.Join(runtime.ListFieldNames(), ",") + `
-A beancounter's name is its held value; .m maxheld, .b barrier, .l limit, .f failcnt.
-Beancounters of a stopped VPS are "-" (null in JSON).
-
-EXAMPLES:
-   vpsctl list -a
-   vpsctl list -o id,hostname,numproc,numproc.l,numproc.f,physpages
-   vpsctl list -a --format json`,
-		Flags: []cli.Flag{
-			&cli.BoolFlag{Name: "all", Aliases: []string{"a"}, Usage: "include stopped VPSs"},
-			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "comma-separated fields to show (see above)"},
-			formatFlag(),
-		},
-		Action: func(c *cli.Context) error {
-			asJSON, err := checkFormat(c)
-			if err != nil {
-				return err
-			}
-			rt, err := openRuntime(c)
-			if err != nil {
-				return err
-			}
-			if c.IsSet("output") {
-				fields, err := runtime.ParseListFields(c.String("output"))
-				if err != nil {
-					return err
-				}
-				rows, err := rt.ListFields(c.Bool("all"), fields)
-				if err != nil {
-					return err
-				}
-				return printFields(rows, fields, asJSON)
-			}
-			ss, err := rt.List(c.Bool("all"))
-			if err != nil {
-				return err
-			}
-			if asJSON {
-				return printJSON(os.Stdout, ss)
-			}
-			w := newTable()
-			fmt.Fprintln(w, "ID\tNAME\tSTATE\tHOSTNAME\tTEMPLATE\tIP")
-			for _, s := range ss {
-				state := s.State
-				if s.Suspended {
-					state += ",suspended"
-				}
-				fmt.Fprintf(w, "%d\t%s\t%s\t%s\t%s\t%s\n", s.ID, dash(s.Name), state, s.Hostname, s.Template, dash(strings.Join(s.IPs, " ")))
-			}
-			return w.Flush()
-		},
-	}
-}
-
-// printFields prints `list -o` rows: a table with the fields as headers, or JSON objects keyed
-// by field.
-func printFields(rows []runtime.ListRow, fields []string, asJSON bool) error {
-	if asJSON {
-		out := make([]map[string]any, 0, len(rows))
-		for _, r := range rows {
-			m := map[string]any{}
-			for i, f := range fields {
-				m[f] = r[i]
-			}
-			out = append(out, m)
-		}
-		return printJSON(os.Stdout, out)
-	}
-	w := newTable()
-	fmt.Fprintln(w, strings.ToUpper(strings.Join(fields, "\t")))
-	for _, r := range rows {
-		vals := make([]string, len(r))
-		for i, v := range r {
-			vals[i] = listValue(v)
-		}
-		fmt.Fprintln(w, strings.Join(vals, "\t"))
-	}
-	return w.Flush()
-}
-
-// listValue renders a `list -o` value for the table: "-" for none, "unlimited" for no limit.
-func listValue(v any) string {
-	switch x := v.(type) {
-	case nil:
-		return "-"
-	case string:
-		return dash(x)
-	case uint64:
-		if x == cgroup.Unlimited {
-			return "unlimited"
-		}
-	}
-	return fmt.Sprint(v)
 }
 
 func dash(s string) string {
@@ -324,13 +316,13 @@ func userpasswdFrom(vals []string, in io.Reader) ([]string, error) {
 			continue
 		}
 		if read {
-			return nil, fmt.Errorf("--userpasswd %s: only one user's password can come from stdin: %w", v, runtime.ErrBadValue)
+			return nil, fmt.Errorf("--userpasswd %s: only one user's password can come from stdin: %w", v, runtime.ErrUserPasswd)
 		}
 		read = true
 		line, err := bufio.NewReader(in).ReadString('\n')
 		line = strings.TrimSuffix(line, "\n")
 		if (err != nil && err != io.EOF) || line == "" {
-			return nil, fmt.Errorf("--userpasswd %s: no password on stdin: %w", v, runtime.ErrBadValue)
+			return nil, fmt.Errorf("--userpasswd %s: no password on stdin: %w", v, runtime.ErrUserPasswd)
 		}
 		out = append(out, v+":"+line)
 	}

@@ -2,113 +2,156 @@ package main
 
 import (
 	"errors"
+	"net/http"
 
 	"github.com/vpsctl/vpsctl/cgroup"
 	"github.com/vpsctl/vpsctl/container"
 	"github.com/vpsctl/vpsctl/criu"
+	"github.com/vpsctl/vpsctl/disk"
+	"github.com/vpsctl/vpsctl/eventlog"
+	"github.com/vpsctl/vpsctl/fleet"
+	"github.com/vpsctl/vpsctl/hostconf"
+	"github.com/vpsctl/vpsctl/internal/spec"
 	"github.com/vpsctl/vpsctl/network"
 	"github.com/vpsctl/vpsctl/runtime"
 	"github.com/vpsctl/vpsctl/store"
 	"github.com/vpsctl/vpsctl/template"
 	"github.com/vpsctl/vpsctl/uid"
 	"github.com/vpsctl/vpsctl/uts"
+	"github.com/vpsctl/vpsctl/vzimport"
 )
 
-// Exit codes, vzctl-compatible where vzctl had one. This table is the only place errors become
-// exit codes; it is printed by `vpsctl --help` and in README.md.
+// Exit codes: vzctl's own number wherever vzctl has the same case (its include/vzerror.h), and
+// numbers from 210 up for vpsctl's own cases, above every code vzctl uses (up to 202) and every
+// 128+N a killed command returns. This table is the only place errors become exit codes (and,
+// for `vpsctl serve`, HTTP statuses); it is printed by `vpsctl --help` and in README.md.
 const (
-	exitOK          = 0
-	exitSystem      = 3   // unexpected system error
-	exitLocked      = 9   // locked by another vpsctl
-	exitUsage       = 20  // bad command or usage
-	exitBadValue    = 21  // bad ID, name or value
-	exitNotRunning  = 31  // VPS is not running
-	exitRunning     = 32  // VPS is running (or must be stopped)
-	exitNotExist    = 43  // VPS does not exist
-	exitExist       = 44  // VPS ID or name already exists
-	exitBadIP       = 71  // malformed IP address or interface
-	exitIPInUse     = 78  // IP address in use
-	exitNoTemplate  = 91  // template not found
-	exitTemplateUse = 92  // template in use, or already exists
-	exitPoolFull    = 93  // UID pool exhausted
-	exitCheckpoint  = 94  // checkpoint/restore failed in CRIU, or no usable CRIU
-	exitBlocked     = 95  // checkpoint blocked by what the VPS holds (checkpoint --check lists it)
-	exitBadArchive  = 96  // backup archive truncated, changed, or not a vpsctl backup
-	exitMigrate     = 97  // migration failed: the VPS is on the source (running again if it ran)
-	exitMigrateLost = 98  // migration's end unknown: the destination was told to run the VPS
-	exitIncomplete  = 99  // VPS incomplete: its clone, restore from a backup or migration did not finish
-	exitBootTimeout = 124 // start --wait: the guest did not finish booting in time (timeout(1)'s code)
+	exitOK             = 0
+	exitSystem         = 3   // unexpected system error (VZ_SYSTEM_ERROR)
+	exitLocked         = 9   // locked by another vpsctl (VZ_LOCKED)
+	exitCheckpoint     = 16  // checkpoint failed, or no usable CRIU (VZCTL_E_CHKPNT)
+	exitRestore        = 17  // restore failed, or no usable CRIU (VZ_RESTORE_ERROR)
+	exitUsage          = 20  // bad command or usage (VZ_INVALID_PARAMETER_SYNTAX)
+	exitBadValue       = 21  // bad ID, name or value (VZ_INVALID_PARAMETER_VALUE)
+	exitNotRunning     = 31  // VPS is not running (VZ_VE_NOT_RUNNING)
+	exitRunning        = 32  // VPS is running, or must be stopped (VZ_VE_RUNNING)
+	exitNotExist       = 43  // VPS does not exist (VZ_FS_NOPRVT)
+	exitExist          = 44  // VPS ID or name already exists (VZ_FS_PRVT_AREA_EXIST)
+	exitBadHostname    = 70  // bad host or NIS domain name (VZ_BADHOSTNAME)
+	exitBadIP          = 71  // malformed IP address or interface (VZ_BADIP)
+	exitBadNameserver  = 72  // bad nameserver (VZ_BADDNSSRV)
+	exitBadSearch      = 73  // bad search domain (VZ_BADDNSSEARCH)
+	exitUserPasswd     = 74  // password not set (VZ_CHANGEPASS)
+	exitIPInUse        = 78  // IP address in use (VZ_IP_INUSE)
+	exitBadDevice      = 86  // bad device rule (VZ_SET_DEVICES)
+	exitNoTemplate     = 91  // template not found (VZ_OSTEMPLATE_NOT_FOUND)
+	exitBootTimeout    = 133 // start --wait: the guest did not finish booting in time (VZ_WAIT_FAILED)
+	exitTemplateUse    = 210 // template in use (vpsctl's own)
+	exitTemplateExists = 211 // template already exists (vpsctl's own)
+	exitPoolFull       = 212 // UID pool exhausted (vpsctl's own)
+	exitBlocked        = 213 // checkpoint blocked by what the VPS holds (vpsctl's own)
+	exitBadArchive     = 214 // backup archive truncated, changed, or not a vpsctl backup (vpsctl's own)
+	exitMigrate        = 215 // migration failed: the VPS is on the source (vpsctl's own)
+	exitMigrateLost    = 216 // migration's end unknown (vpsctl's own)
+	exitIncomplete     = 217 // VPS incomplete: its clone, restore or migration did not finish (vpsctl's own)
 )
 
+// exitTable maps sentinels to an exit code and the HTTP status `vpsctl serve` answers with.
+// The first row an error matches wins: narrower sentinels (ErrBadDevice, a kind of
+// ErrBadValue) come before wider ones.
 var exitTable = []struct {
-	code int
-	errs []error
+	code, http int
+	errs       []error
 }{
 	// A migration's failure is its own code whatever the destination's reason (its message
 	// names it): a script learns first of all where the VPS is.
-	{exitMigrateLost, []error{runtime.ErrMigrateUnknown}},
-	{exitMigrate, []error{runtime.ErrMigrate}},
-	{exitLocked, []error{store.ErrLocked}},
-	{exitUsage, []error{runtime.ErrUsage}},
-	{exitBadValue, []error{container.ErrBadID, container.ErrBadName, runtime.ErrBadValue, cgroup.ErrBadValue,
-		uts.ErrBadName, template.ErrBadName, template.ErrSource, uid.ErrBadRange, store.ErrBadConfig}},
-	{exitNotRunning, []error{runtime.ErrNotRunning, runtime.ErrSuspended, runtime.ErrNotSuspended}},
-	{exitRunning, []error{runtime.ErrRunning}},
-	{exitNotExist, []error{store.ErrNotExist}},
-	{exitCheckpoint, []error{criu.ErrCRIU, criu.ErrNotFound, criu.ErrTooOld}},
-	{exitBlocked, []error{runtime.ErrCheckpointBlocked}},
-	{exitIncomplete, []error{runtime.ErrIncomplete}},
-	{exitBadArchive, []error{runtime.ErrBadArchive}},
-	{exitExist, []error{store.ErrExist, store.ErrNameExist}},
-	{exitBadIP, []error{network.ErrBadIP, network.ErrBadNetIf}},
-	{exitIPInUse, []error{network.ErrIPInUse}},
-	{exitNoTemplate, []error{store.ErrNoTemplate}},
-	{exitTemplateUse, []error{runtime.ErrTemplateUse, template.ErrExist}},
-	{exitPoolFull, []error{uid.ErrPoolFull}},
-	{exitBootTimeout, []error{runtime.ErrBootTimeout}},
+	{exitMigrateLost, http.StatusGatewayTimeout, []error{runtime.ErrMigrateUnknown}},
+	{exitMigrate, http.StatusBadGateway, []error{runtime.ErrMigrate}},
+	{exitLocked, http.StatusConflict, []error{store.ErrLocked}},
+	{exitUsage, http.StatusBadRequest, []error{runtime.ErrUsage}},
+	{exitCheckpoint, http.StatusInternalServerError, []error{runtime.ErrCheckpoint}},
+	{exitRestore, http.StatusInternalServerError, []error{runtime.ErrRestore}},
+	{exitBadHostname, http.StatusBadRequest, []error{uts.ErrBadName}},
+	{exitBadNameserver, http.StatusBadRequest, []error{network.ErrBadNameserver}},
+	{exitBadSearch, http.StatusBadRequest, []error{network.ErrBadSearchDomain}},
+	{exitUserPasswd, http.StatusUnprocessableEntity, []error{runtime.ErrUserPasswd}},
+	{exitBadDevice, http.StatusBadRequest, []error{spec.ErrBadDevice}},
+	{exitBadValue, http.StatusBadRequest, []error{container.ErrBadID, container.ErrBadName, runtime.ErrBadValue, cgroup.ErrBadValue,
+		template.ErrBadName, template.ErrSource, uid.ErrBadRange, store.ErrBadConfig, vzimport.ErrBadConfig,
+		hostconf.ErrBadConfig, fleet.ErrBadValue, eventlog.ErrBadSince, disk.ErrBadValue, disk.ErrInodeLimit, disk.ErrTooSmall}},
+	{exitNotRunning, http.StatusConflict, []error{runtime.ErrNotRunning, runtime.ErrSuspended, runtime.ErrNotSuspended}},
+	{exitRunning, http.StatusConflict, []error{runtime.ErrRunning, disk.ErrInUse}},
+	{exitNotExist, http.StatusNotFound, []error{store.ErrNotExist}},
+	// CRIU's own failures outside a checkpoint or a restore (none today) are still CRIU's.
+	{exitCheckpoint, http.StatusInternalServerError, []error{criu.ErrCRIU, criu.ErrNotFound, criu.ErrTooOld}},
+	{exitExist, http.StatusConflict, []error{store.ErrExist, store.ErrNameExist}},
+	{exitBadIP, http.StatusBadRequest, []error{network.ErrBadIP, network.ErrBadNetIf}},
+	{exitIPInUse, http.StatusConflict, []error{network.ErrIPInUse}},
+	{exitNoTemplate, http.StatusNotFound, []error{store.ErrNoTemplate}},
+	{exitTemplateUse, http.StatusConflict, []error{runtime.ErrTemplateUse}},
+	{exitTemplateExists, http.StatusConflict, []error{template.ErrExist}},
+	{exitPoolFull, http.StatusServiceUnavailable, []error{uid.ErrPoolFull}},
+	{exitBootTimeout, http.StatusGatewayTimeout, []error{runtime.ErrBootTimeout}},
+	{exitBlocked, http.StatusUnprocessableEntity, []error{runtime.ErrCheckpointBlocked}},
+	{exitBadArchive, http.StatusBadRequest, []error{runtime.ErrBadArchive}},
+	{exitIncomplete, http.StatusConflict, []error{runtime.ErrIncomplete}},
 }
 
 // exitCode maps an error to vpsctl's exit code.
 func exitCode(err error) int {
+	code, _ := classify(err)
+	return code
+}
+
+// classify maps an error to vpsctl's exit code and the HTTP status the API answers with.
+func classify(err error) (code, status int) {
 	if err == nil {
-		return exitOK
+		return exitOK, http.StatusOK
 	}
 	var ce *runtime.CommandError
 	if errors.As(err, &ce) {
-		return ce.Status
+		return ce.Status, http.StatusUnprocessableEntity
 	}
 	for _, row := range exitTable {
 		for _, e := range row.errs {
 			if errors.Is(err, e) {
-				return row.code
+				return row.code, row.http
 			}
 		}
 	}
-	return exitSystem
+	return exitSystem, http.StatusInternalServerError
 }
 
-const exitHelp = `EXIT CODES (vzctl-compatible where vzctl had one):
-   0   success
-   3   unexpected system error
-   9   locked by another vpsctl (the message names the holder)
-   20  bad command or usage
-   21  bad ID, name or value (hostname, size, limit, namespace set, template source, ...)
-   31  VPS is not running (or is suspended; or resume of a VPS not suspended)
-   32  VPS is running, or running where it must be stopped
-   43  VPS does not exist
-   44  VPS ID or name already exists
-   71  malformed IP address or network interface
-   78  IP address in use
-   91  template not found
-   92  template in use, or already exists
-   93  UID pool exhausted
-   94  checkpoint or restore failed in CRIU, or no usable CRIU (the message names CRIU's log)
-   95  checkpoint blocked: the VPS holds what CRIU cannot dump (checkpoint --check lists it)
-   96  backup archive truncated, changed since it was written, or not a vpsctl backup
-   97  migration failed: the VPS is on the source, running again if it ran (the message says)
-   98  migration's end unknown: the destination was told to run the VPS and did not answer
-   99  VPS incomplete: its clone, restore from a backup or migration did not finish (destroy it)
-   124 start --wait: the guest did not finish booting in time (the message says how far it got)
+const exitHelp = `EXIT CODES (vzctl's number where vzctl has the same case; vpsctl's own from 210):
+   0    success
+   3    unexpected system error
+   9    locked by another vpsctl (the message names the holder)
+   16   checkpoint failed in CRIU, or no usable CRIU (the message names CRIU's log)
+   17   restore failed in CRIU, or no usable CRIU (the message names CRIU's log)
+   20   bad command or usage
+   21   bad ID, name or value (size, limit, namespace set, template source, ...), or a
+        bad host configuration or plan (the message names the file and line; nothing was done)
+   31   VPS is not running (or is suspended; or resume of a VPS not suspended)
+   32   VPS is running, or running where it must be stopped
+   43   VPS does not exist
+   44   VPS ID or name already exists
+   70   bad host name or NIS domain name
+   71   malformed IP address or network interface
+   72   bad nameserver
+   73   bad search domain
+   74   password not set (--userpasswd malformed, or the VPS's tools failed)
+   78   IP address in use
+   86   bad device rule (--devices)
+   91   template not found
+   133  start --wait: the guest did not finish booting in time (the message says how far it got)
+   210  template in use
+   211  template already exists
+   212  UID pool exhausted
+   213  checkpoint blocked: the VPS holds what CRIU cannot dump (checkpoint --check lists it)
+   214  backup archive truncated, changed since it was written, or not a vpsctl backup
+   215  migration failed: the VPS is on the source, running again if it ran (the message says)
+   216  migration's end unknown: the destination was told to run the VPS and did not answer
+   217  VPS incomplete: its clone, restore from a backup or migration did not finish (destroy it)
    exec/enter return the command's own exit status once it has started
    (126: not executable, 127: not found, 128+N: killed by signal N).
 `

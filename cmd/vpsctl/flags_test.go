@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/urfave/cli/v2"
 	"github.com/vpsctl/vpsctl/runtime"
@@ -68,8 +69,104 @@ func TestUserpasswdFrom(t *testing.T) {
 		vals []string
 		in   string
 	}{{[]string{"alice"}, ""}, {[]string{"alice"}, "\n"}, {[]string{"alice", "bob"}, "a\nb\n"}} {
-		if _, err := userpasswdFrom(tc.vals, strings.NewReader(tc.in)); !errors.Is(err, runtime.ErrBadValue) {
-			t.Errorf("userpasswdFrom(%q, %q) = %v, want ErrBadValue", tc.vals, tc.in, err)
+		if _, err := userpasswdFrom(tc.vals, strings.NewReader(tc.in)); !errors.Is(err, runtime.ErrUserPasswd) {
+			t.Errorf("userpasswdFrom(%q, %q) = %v, want ErrUserPasswd", tc.vals, tc.in, err)
 		}
+	}
+}
+
+// TestSecondsFlag: every duration flag takes bare seconds as well as Go's durations, and
+// refuses what is neither.
+func TestSecondsFlag(t *testing.T) {
+	for in, want := range map[string]time.Duration{"10": 10 * time.Second, "0": 0, "1m30s": 90 * time.Second, "250ms": 250 * time.Millisecond} {
+		app := newApp()
+		var got time.Duration
+		stop := findCommand(app.Commands, "stop")
+		stop.Action = func(c *cli.Context) error { got = c.Duration("timeout"); return nil }
+		if err := app.Run([]string{"vpsctl", "stop", "--timeout", in, "101"}); err != nil || got != want {
+			t.Errorf("stop --timeout %s: %v, %v; want %v", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"10x", "-", "1.5"} {
+		app := newApp()
+		stop := findCommand(app.Commands, "stop")
+		stop.Action = func(c *cli.Context) error { return nil }
+		if err := app.Run([]string{"vpsctl", "stop", "--timeout", in, "101"}); err == nil {
+			t.Errorf("stop --timeout %s: accepted", in)
+		}
+	}
+	var n int
+	var walk func(cmds []*cli.Command)
+	walk = func(cmds []*cli.Command) {
+		for _, c := range cmds {
+			for _, f := range c.Flags {
+				if _, ok := f.(*cli.DurationFlag); ok {
+					t.Errorf("%s: flag %v takes no bare seconds", c.Name, f.Names())
+				}
+				if _, ok := f.(*secondsFlag); ok {
+					n++
+				}
+			}
+			walk(c.Subcommands)
+		}
+	}
+	walk(newApp().Commands)
+	if n < 3 {
+		t.Errorf("only %d duration flags found", n)
+	}
+}
+
+// TestComplete: commands, subcommands, flags (the global ones too), flag values, and the
+// arguments of each kind of command, VPSs and templates read only when wanted.
+func TestComplete(t *testing.T) {
+	app := newApp()
+	reads := 0
+	read := func(root string) stateNames {
+		reads++
+		if root != "/r" {
+			return stateNames{}
+		}
+		return stateNames{vps: []string{"101", "web"}, templates: []string{"busybox"}}
+	}
+	for _, tc := range []struct {
+		words []string
+		want  []string // all of these among the candidates
+		not   []string // none of these
+	}{
+		{[]string{""}, []string{"create", "start", "serve", "import-vz", "completion", "ls"}, []string{"__complete"}},
+		{[]string{"template", ""}, []string{"build", "import", "list", "remove"}, []string{"start"}},
+		{[]string{"--root", "/r", "start", ""}, []string{"101", "web"}, nil},
+		{[]string{"start", "--root=/r", ""}, []string{"101", "web"}, nil},
+		{[]string{"--root", "/r", "exec", "101", ""}, nil, []string{"101"}},
+		{[]string{"--root", "/r", "list", "101", ""}, []string{"web"}, nil},
+		{[]string{"--root", "/r", "create", "102", "--template", ""}, []string{"busybox"}, []string{"101"}},
+		{[]string{"--root", "/r", "template", "remove", ""}, []string{"busybox"}, nil},
+		{[]string{"template", "build", ""}, []string{"busybox", "debian-12"}, nil},
+		{[]string{"list", "--format", ""}, []string{"table", "json"}, nil},
+		{[]string{"list", "-"}, []string{"-a", "--all", "-H", "--sort", "--root", "--help"}, nil},
+		{[]string{"stop", "--timeout", "10", "-"}, []string{"--kill"}, nil},
+		{[]string{"completion", ""}, []string{"bash", "zsh"}, nil},
+		{[]string{"pid", ""}, nil, []string{"101"}},
+		{[]string{"import-vz", ""}, nil, []string{"101"}},
+	} {
+		got := complete(app, tc.words, read)
+		for _, w := range tc.want {
+			if !slices.Contains(got, w) {
+				t.Errorf("complete %q: %v lacks %q", tc.words, got, w)
+			}
+		}
+		for _, w := range tc.not {
+			if slices.Contains(got, w) {
+				t.Errorf("complete %q: %v has %q", tc.words, got, w)
+			}
+		}
+	}
+	if reads == 0 {
+		t.Fatal("the state root was never read")
+	}
+	reads = 0
+	complete(app, []string{"list", "-"}, read)
+	if reads != 0 {
+		t.Error("the state root was read to complete a flag")
 	}
 }

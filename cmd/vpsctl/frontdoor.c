@@ -42,7 +42,10 @@
 struct cmdline {
 	int argc;
 	char **argv;
-	const char *root; // the state root it names, else VPSCTL_ROOT, else /var/lib/vpsctl
+	// the state root it names, else VPSCTL_ROOT, else the host configuration's ROOT, else
+	// /var/lib/vpsctl; NULL when the configuration's ROOT cannot be read here (the paths that
+	// need the root are then left to Go)
+	const char *root;
 	int cmd;          // index of COMMAND (argc: none)
 	int plain;        // no global flag other than --root before COMMAND
 };
@@ -68,11 +71,76 @@ static int process_args(char ***argv)
 }
 #endif
 
+// config_root finds ROOT in the host configuration (hostconf: VPSCTL_CONFIG, else
+// /etc/vpsctl/vpsctl.conf; KEY="value" lines, the last one counts): 1 with *root set, 0 if the
+// file sets none or, at the default path, does not exist, -1 if this simple reading cannot
+// tell (an explicit file missing, a file too large, an escape in the value). It reads ROOT
+// alone: the Go CLI checks the whole file, which a path taken here (exec's, a spare's claim)
+// does not start.
+static char conf_buf[1 << 16];
+
+static int config_root(const char **root)
+{
+	const char *path = getenv("VPSCTL_CONFIG");
+	int explicit = path && *path;
+	if (!explicit)
+		path = "/etc/vpsctl/vpsctl.conf";
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return errno == ENOENT && !explicit ? 0 : -1;
+	size_t n = 0;
+	for (;;) {
+		ssize_t r = read(fd, conf_buf + n, sizeof(conf_buf) - 1 - n);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0) {
+			close(fd);
+			if (r < 0)
+				return -1;
+			break;
+		}
+		n += (size_t)r;
+		if (n == sizeof(conf_buf) - 1) {
+			close(fd);
+			return -1;
+		}
+	}
+	conf_buf[n] = 0;
+	int found = 0;
+	for (char *line = conf_buf, *next; line; line = next) {
+		next = strchr(line, '\n');
+		if (next)
+			*next++ = 0;
+		while (*line == ' ' || *line == '\t')
+			line++;
+		if (strncmp(line, "ROOT=", 5))
+			continue;
+		char *v = line + 5, *end = v + strlen(v);
+		while (end > v && (end[-1] == ' ' || end[-1] == '\t' || end[-1] == '\r'))
+			*--end = 0;
+		if (*v == '"') {
+			if (end - v < 2 || end[-1] != '"')
+				return -1;
+			*--end = 0;
+			v++;
+		}
+		if (strpbrk(v, "\"\\ \t") || *v != '/')
+			return -1; // escapes, blanks, a relative path: Go's to read (and refuse)
+		*root = v;
+		found = 1;
+	}
+	return found;
+}
+
 static void parse_cmdline(int argc, char **argv, struct cmdline *c)
 {
 	c->argc = argc, c->argv = argv, c->plain = 1;
 	const char *env = getenv("VPSCTL_ROOT");
-	c->root = env && *env ? env : "/var/lib/vpsctl";
+	c->root = "/var/lib/vpsctl";
+	if (env && *env)
+		c->root = env;
+	else if (config_root(&c->root) < 0)
+		c->root = NULL;
 	int i = 1;
 	while (i < argc && argv[i][0] == '-') {
 		const char *a = argv[i] + (argv[i][1] == '-' ? 2 : 1);
@@ -174,7 +242,7 @@ static void to_joiner(int sig)
 static void fast_exec(const struct cmdline *c, const char *id, char **cmd, int ncmd)
 {
 	char path[4096];
-	if (snprintf(path, sizeof(path), "%s/vps/%s/join", c->root, id) >= (int)sizeof(path))
+	if (!c->root || snprintf(path, sizeof(path), "%s/vps/%s/join", c->root, id) >= (int)sizeof(path))
 		return;
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
@@ -369,7 +437,7 @@ static void spare_claim(const struct cmdline *c)
 		else
 			return;
 	}
-	if (!rm || !tpl || !plain_name(tpl) || i + 1 >= argc || c->root[0] != '/')
+	if (!rm || !tpl || !plain_name(tpl) || i + 1 >= argc || !c->root || c->root[0] != '/')
 		return;
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	if ((size_t)snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/spare/%s.sock", c->root, tpl) >= sizeof(sa.sun_path))

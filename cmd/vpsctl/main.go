@@ -9,11 +9,13 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"text/tabwriter"
 	"time"
 
 	"github.com/urfave/cli/v2"
 	"github.com/vpsctl/vpsctl/container"
+	"github.com/vpsctl/vpsctl/hostconf"
 	"github.com/vpsctl/vpsctl/internal/fault"
 	"github.com/vpsctl/vpsctl/runtime"
 	"github.com/vpsctl/vpsctl/store"
@@ -29,14 +31,41 @@ func main() {
 	os.Exit(code)
 }
 
+// hostCfg is the host configuration (hostconf), read before anything else is done.
+var hostCfg *hostconf.Config
+
 // runCLI runs the command line and returns the exit code, its error printed.
 func runCLI() int {
+	cause := os.Getenv(causeEnv) // start --all's children (fleet.go); nothing else is to see it
+	os.Unsetenv(causeEnv)
+	cfg, err := hostconf.LoadDefault(getenv)
+	if err != nil {
+		// A broken configuration does nothing at all: every default may be wrong.
+		fmt.Fprintln(os.Stderr, "vpsctl: "+err.Error())
+		return exitCode(err)
+	}
+	hostCfg = cfg
+	if cause != "" {
+		startCause = cause
+	}
 	app := newApp()
-	err := app.Run(reorderArgs(app, os.Args))
+	args := reorderArgs(app, os.Args)
+	err = app.Run(args)
+	code := errorCode(err)
+	if cause == "" {
+		audit(app, args, code) // start --all's own line stands for its children's
+	}
 	if err == nil {
 		// A start that booted its VPS in this process stays as its monitor from here on.
 		runtime.BecomeMonitor(0)
-		return 0
+	}
+	return code
+}
+
+// errorCode prints err, if any, and returns the exit code it means.
+func errorCode(err error) int {
+	if err == nil {
+		return exitOK
 	}
 	var ex cli.ExitCoder
 	if errors.As(err, &ex) {
@@ -47,6 +76,18 @@ func runCLI() int {
 	}
 	fmt.Fprintln(os.Stderr, "vpsctl: "+err.Error())
 	return exitCode(err)
+}
+
+// getenv is the environment as the host configuration reads it: a relative VPSCTL_ROOT (which
+// vpsctl always took) is made absolute, as the configuration wants its paths.
+func getenv(key string) string {
+	v := os.Getenv(key)
+	if key == hostconf.RootEnv && v != "" {
+		if abs, err := filepath.Abs(v); err == nil {
+			return abs
+		}
+	}
+	return v
 }
 
 // startOptions has a start's VPS monitored by this process if the front door forked it for that.
@@ -66,13 +107,28 @@ func usageError(format string, a ...any) error {
 	return cli.Exit(fmt.Sprintf(format, a...), exitUsage)
 }
 
-func openRuntime(c *cli.Context) (*runtime.Runtime, error) {
-	rt, err := runtime.Open(c.String("root"))
+// openRuntime opens the state root the host configuration names (--root included), and runs
+// it as the configuration says.
+func openRuntime(*cli.Context) (*runtime.Runtime, error) {
+	rt, err := runtime.OpenConfig(hostCfg)
 	if err != nil {
 		return nil, err
 	}
 	rt.Warn = os.Stderr
 	return rt, nil
+}
+
+// applyRoot makes --root, when given, the configuration's ROOT (precedence: the command line
+// over the environment over the file).
+func applyRoot(c *cli.Context) error {
+	if !c.IsSet("root") {
+		return nil
+	}
+	dir, err := filepath.Abs(c.String("root"))
+	if err != nil {
+		return err
+	}
+	return hostCfg.Override("ROOT", dir, hostconf.Source{Kind: hostconf.FromFlag, Name: "root"})
 }
 
 // withVPS runs f with the runtime and the VPS named by the first argument.
@@ -116,8 +172,9 @@ func printJSON(w io.Writer, v any) error {
 
 func newApp() *cli.App {
 	app := &cli.App{
-		Name:  "vpsctl",
-		Usage: "numbered virtual private servers on Linux namespaces and cgroups (OpenVZ's vzctl, reborn)",
+		Name:    "vpsctl",
+		Version: appVersion(),
+		Usage:   "numbered virtual private servers on Linux namespaces and cgroups (OpenVZ's vzctl, reborn)",
 		Description: `A VPS is a whole Linux system: its own init as PID 1, hostname, users mapped to a
 private range of host UIDs, process table, network addresses, resource limits and
 cgroup. It keeps running after vpsctl exits and reboots when its init asks.
@@ -137,8 +194,9 @@ EXAMPLES:
 		// --netif-add takes "eth0,bridge=br0,...": commas are not list separators.
 		DisableSliceFlagSeparator: true,
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "root", EnvVars: []string{"VPSCTL_ROOT"}, Value: store.DefaultRoot, Usage: "state root `DIR`"},
+			&cli.StringFlag{Name: "root", Usage: "state root `DIR` (default: $VPSCTL_ROOT, else ROOT of " + hostconf.DefaultPath + ", else " + store.DefaultRoot + ")"},
 		},
+		Before:         applyRoot,
 		ExitErrHandler: func(*cli.Context, error) {}, // main prints and exits, with our codes
 		OnUsageError: func(c *cli.Context, err error, _ bool) error {
 			return cli.Exit(err.Error(), exitUsage)
@@ -195,6 +253,8 @@ func cacheFlagNames(flags []cli.Flag) []cli.Flag {
 			flags[i] = &cachedString{StringFlag: f}
 		case *cli.StringSliceFlag:
 			flags[i] = &cachedStringSlice{StringSliceFlag: f}
+		case *cli.DurationFlag:
+			flags[i] = &secondsFlag{DurationFlag: f}
 		}
 	}
 	return flags
@@ -223,18 +283,35 @@ func commands() []*cli.Command {
 		templateCommand(),
 		createCommand(),
 		{
-			Name: "start", Usage: "boot a VPS", ArgsUsage: "ID|NAME",
-			Description: "Boots the VPS's own init in new namespaces. The VPS keeps running after vpsctl exits.\n" +
-				"With --wait, returns once the guest has finished booting: systemd running or degraded,\n" +
-				"sysvinit in its runlevel, busybox init past its sysinit actions (exit 124 after --timeout).\n\n" +
-				"EXAMPLES:\n   vpsctl start 101\n   vpsctl start --wait --timeout 60s 101 && vpsctl exec 101 -- systemctl status",
+			Name: "start", Usage: "boot a VPS, or (--all) every VPS marked to start with the host", ArgsUsage: "ID|NAME | --all",
+			Description: `Boots the VPS's own init in new namespaces. The VPS keeps running after vpsctl exits.
+With --wait, returns once the guest has finished booting: systemd running or degraded,
+sysvinit in its runlevel, busybox init past its sysinit actions (exit 133 after --timeout).
+--all starts every VPS created or set with --onboot yes that is not running, highest
+--bootorder first: one boot order's VPSs have all started (or failed) before the next lower
+one's begin; STARTALL_PARALLEL at once within one, at most STARTALL_TIMEOUT in all (see
+vpsctl config show). Each is reported as it finishes.
+
+EXAMPLES:
+   vpsctl start 101
+   vpsctl start --wait --timeout 60s 101 && vpsctl exec 101 -- systemctl status
+   vpsctl start --all`,
 			Flags: []cli.Flag{
 				&cli.BoolFlag{Name: "wait", Usage: "return once the guest has finished booting"},
 				&cli.DurationFlag{Name: "timeout", Value: 120 * time.Second, Usage: "with --wait: how long to wait"},
+				&cli.BoolFlag{Name: "all", Usage: "every onboot VPS, in boot order"},
 			},
 			Action: func(c *cli.Context) error {
+				if c.Bool("all") {
+					if c.NArg() > 0 || c.Bool("wait") {
+						return usageError("start: --all takes neither a VPS nor --wait")
+					}
+					return startAll(c)
+				}
 				return withVPS(c, func(rt *runtime.Runtime, id container.ID) error {
-					pid, err := rt.Start(c.Context, id, startOptions())
+					o := startOptions()
+					o.Cause = startCause
+					pid, err := rt.Start(c.Context, id, o)
 					if err != nil {
 						return err
 					}
@@ -253,15 +330,29 @@ func commands() []*cli.Command {
 			},
 		},
 		{
-			Name: "stop", Usage: "power a VPS off", ArgsUsage: "ID|NAME",
-			Description: "Asks the guest's init to power off, then after --timeout kills every process of the VPS.\n\nEXAMPLE:\n   vpsctl stop 101 --timeout 10",
+			Name: "stop", Usage: "power a VPS off, or (--all) every running VPS", ArgsUsage: "ID|NAME | --all",
+			Description: `Asks the guest's init to power off, then after --timeout (default STOP_TIMEOUT) kills
+every process of the VPS. --all asks every running VPS at once (STOPALL_PARALLEL at a time),
+all sharing one grace period (--timeout, default STOPALL_TIMEOUT), then kills what is left.
+
+EXAMPLES:
+   vpsctl stop 101 --timeout 10
+   vpsctl stop --all`,
 			Flags: []cli.Flag{
-				&cli.DurationFlag{Name: "timeout", Value: 60 * time.Second, Usage: "grace period before killing"},
+				&cli.DurationFlag{Name: "timeout", Usage: "grace period before killing (default: STOP_TIMEOUT, with --all STOPALL_TIMEOUT)"},
 				&cli.BoolFlag{Name: "kill", Usage: "kill at once, no grace period"},
+				&cli.BoolFlag{Name: "all", Usage: "every running VPS"},
 			},
 			Action: func(c *cli.Context) error {
+				if c.Bool("all") {
+					if c.NArg() > 0 || c.Bool("kill") {
+						return usageError("stop: --all takes neither a VPS nor --kill")
+					}
+					return stopAll(c)
+				}
 				return withVPS(c, func(rt *runtime.Runtime, id container.ID) error {
-					if err := rt.Stop(c.Context, id, runtime.StopOptions{Timeout: c.Duration("timeout"), Kill: c.Bool("kill")}); err != nil {
+					o := runtime.StopOptions{Timeout: stopTimeout(c), Kill: c.Bool("kill"), Cause: "vpsctl stop"}
+					if err := rt.Stop(c.Context, id, o); err != nil {
 						return err
 					}
 					fmt.Printf("VPS %d stopped\n", id)
@@ -271,13 +362,16 @@ func commands() []*cli.Command {
 		},
 		{
 			Name: "restart", Usage: "stop and start a VPS", ArgsUsage: "ID|NAME",
-			Flags: []cli.Flag{&cli.DurationFlag{Name: "timeout", Value: 60 * time.Second, Usage: "grace period before killing"}},
+			Flags: []cli.Flag{&cli.DurationFlag{Name: "timeout", Usage: "grace period before killing (default: STOP_TIMEOUT)"}},
 			Action: func(c *cli.Context) error {
 				return withVPS(c, func(rt *runtime.Runtime, id container.ID) error {
-					if err := rt.Stop(c.Context, id, runtime.StopOptions{Timeout: c.Duration("timeout")}); err != nil && !errors.Is(err, runtime.ErrNotRunning) {
+					o := runtime.StopOptions{Timeout: stopTimeout(c), Cause: "vpsctl restart"}
+					if err := rt.Stop(c.Context, id, o); err != nil && !errors.Is(err, runtime.ErrNotRunning) {
 						return err
 					}
-					pid, err := rt.Start(c.Context, id, startOptions())
+					so := startOptions()
+					so.Cause = "vpsctl restart"
+					pid, err := rt.Start(c.Context, id, so)
 					if err != nil {
 						return err
 					}
@@ -432,7 +526,10 @@ func templateCommand() *cli.Command {
 						}
 					case kind == "debian-12" || kind == "debian":
 						o := template.DebianOptions{Variant: c.String("variant"), Include: c.StringSlice("include"), Mirror: c.String("mirror"), Replace: c.Bool("force")}
-						if err := template.BuildDebian(rt.St, name, o, os.Stdout); err != nil {
+						progress, done := progressOut()
+						err := template.BuildDebian(rt.St, name, o, progress)
+						done()
+						if err != nil {
 							return err
 						}
 					default:

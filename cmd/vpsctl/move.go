@@ -127,7 +127,7 @@ there: processes, addresses and connections go on; the downtime (frozen here to 
 there) is printed. DEST gets the VPS's template if it lacks it, the VPS's UID range if
 that is free there (else a free one, files re-owned), and checks the addresses before
 the VPS stops here. On success the VPS is gone here. On failure it is here (running
-again if it ran), and the message says so; exit 98 means DEST was told to run it and
+again if it ran), and the message says so; exit 216 means DEST was told to run it and
 did not answer: the message says where its checkpoint is and what to check.
 
 EXAMPLES:

@@ -2,9 +2,7 @@ package main
 
 import (
 	"fmt"
-	"math"
 	"os"
-	"strconv"
 	"text/tabwriter"
 
 	"github.com/urfave/cli/v2"
@@ -14,13 +12,6 @@ import (
 
 func init() {
 	extraCommandList = append(extraCommandList, statsCommand, suspendCommand, resumeCommand)
-}
-
-func counterValue(v uint64) string {
-	if v == math.MaxUint64 {
-		return "unlimited"
-	}
-	return strconv.FormatUint(v, 10)
 }
 
 func statsCommand() *cli.Command {
@@ -41,13 +32,20 @@ func statsCommand() *cli.Command {
 				if asJSON {
 					return printJSON(os.Stdout, st)
 				}
-				fmt.Printf("VPS %d: cpu %.3fs, memory %d KiB (max %d KiB), swap %d KiB, %d processes\n", id,
-					float64(st.CPUUsageNs)/1e9, st.MemoryBytes>>10, st.MemoryMax>>10, st.SwapBytes>>10, st.Processes)
+				memMax := "unlimited"
+				if st.MemoryMax != runtime.Unlimited {
+					memMax = fmt.Sprintf("%d KiB", st.MemoryMax/1024)
+				}
+				fmt.Printf("VPS %d: cpu %.3fs, memory %d KiB (max %s), swap %d KiB, %d processes\n", id,
+					float64(st.CPUUsageNs)/1e9, st.MemoryBytes>>10, memMax, st.SwapBytes>>10, st.Processes)
+				if d := st.Disk; d != nil {
+					fmt.Printf("disk: %d KiB used of %d KiB (soft %d KiB), %d KiB free\n", d.UsedBytes>>10, d.SizeBytes>>10, d.SoftBytes>>10, d.AvailBytes>>10)
+				}
 				w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', tabwriter.AlignRight)
 				fmt.Fprintln(w, "resource\theld\tmaxheld\tbarrier\tlimit\tfailcnt\t")
 				for _, name := range st.Order {
 					b := st.Beancounters[name]
-					fmt.Fprintf(w, "%s\t%d\t%d\t%s\t%s\t%d\t\n", name, b.Held, b.MaxHeld, counterValue(b.Barrier), counterValue(b.Limit), b.Failcnt)
+					fmt.Fprintf(w, "%s\t%d\t%d\t%s\t%s\t%d\t\n", name, b.Held, b.MaxHeld, b.Barrier, b.Limit, b.Failcnt)
 				}
 				return w.Flush()
 			})

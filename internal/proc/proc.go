@@ -1,11 +1,13 @@
 // Package proc identifies and waits for host processes: a (PID, start time) pair names one
 // process for good (a recycled PID has another start time), pidfds wait without races, and a
-// process's mount namespace can be held open past its death.
+// process's mount namespace can be held open past its death, and joined by one thread.
 package proc
 
 import (
 	"bytes"
 	"context"
+	"os"
+	"runtime"
 	"strconv"
 	"time"
 
@@ -141,4 +143,27 @@ func ReleaseMountNS(fd int) <-chan struct{} {
 		close(done)
 	}()
 	return done
+}
+
+// InMountNS runs f on a thread of its own that has joined the mount namespace nsfd (an open
+// /proc/PID/ns/mnt): paths in f are that namespace's, from its root. The thread never returns
+// to the Go scheduler (it leaves the process's file system context): it exits with f, unless
+// it is the main thread, which Go keeps, parked, in that namespace. So the process's own mount
+// namespace is /proc/thread-self/ns/mnt (any other thread's), never /proc/self/ns/mnt (the
+// main thread's).
+func InMountNS(nsfd int, f func() error) error {
+	done := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread() // never unlocked: the thread dies with the goroutine
+		if err := unix.Unshare(unix.CLONE_FS); err != nil {
+			done <- os.NewSyscallError("unshare", err)
+			return
+		}
+		if err := unix.Setns(nsfd, unix.CLONE_NEWNS); err != nil {
+			done <- os.NewSyscallError("setns", err)
+			return
+		}
+		done <- f()
+	}()
+	return <-done
 }

@@ -27,7 +27,7 @@ var defaultDevices = []cgroup.DeviceRule{
 // '*' for any major or minor.
 func ParseDevice(s string) (cgroup.DeviceRule, error) {
 	bad := func(why string) (cgroup.DeviceRule, error) {
-		return cgroup.DeviceRule{}, fmt.Errorf("--devices %q: %s (want c|b:MAJOR:MINOR:rwm): %w", s, why, ErrBadValue)
+		return cgroup.DeviceRule{}, fmt.Errorf("--devices %q: %s (want c|b:MAJOR:MINOR:rwm): %w", s, why, ErrBadDevice)
 	}
 	f := strings.Split(s, ":")
 	if len(f) != 4 {

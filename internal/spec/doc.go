@@ -8,7 +8,14 @@
 // cannot hold is an error wrapping ErrBadValue, naming the flag that sets it.
 package spec
 
-import "errors"
+import (
+	"errors"
+	"fmt"
+)
 
 // ErrBadValue: a value of a VPS's settings is malformed or out of range.
 var ErrBadValue = errors.New("bad value")
+
+// ErrBadDevice is the ErrBadValue of a device rule (--devices), which vzctl gives an exit
+// code of its own (86).
+var ErrBadDevice = fmt.Errorf("bad device rule: %w", ErrBadValue)

@@ -16,22 +16,24 @@ import (
 // Defaults are the limits a VPS gets when it is created without them, so that no VPS is
 // unbounded (a hostile tenant's would otherwise take the host's memory and process table, as
 // vzctl's sample configs prevented): a memory limit, a swap allowance beside it, a process limit
-// and the default CPU weight. The host-wide configuration may change them; a VPS keeps the
+// and the default CPU weight. They are the built-in defaults of the host configuration
+// (package hostconf takes them from here: one place), which may change them; a VPS keeps the
 // values it was created with (they are written into its config).
 var Defaults = DefaultLimits{Memory: "1G", Swap: "512M", NumProc: "4096", CPUUnits: "1000"}
 
-// DefaultLimits are default limit values, as vps.conf spells them.
+// DefaultLimits are default limit values, as vps.conf spells them; "" leaves a limit unset.
 type DefaultLimits struct {
-	Memory, Swap, NumProc, CPUUnits string
+	Memory, Swap, CPUs, CPULimit, CPUUnits, NumProc, IOLimit, IOWeight string
 }
 
-// Fill sets c's unset limits of d's kinds to d's values.
+// Fill sets c's unset limits to d's values.
 func (d DefaultLimits) Fill(c *store.Config) {
 	for _, f := range []struct {
 		dst *string
 		def string
 	}{
-		{&c.Memory, d.Memory}, {&c.Swap, d.Swap}, {&c.NumProc, d.NumProc}, {&c.CPUUnits, d.CPUUnits},
+		{&c.Memory, d.Memory}, {&c.Swap, d.Swap}, {&c.CPUs, d.CPUs}, {&c.CPULimit, d.CPULimit},
+		{&c.CPUUnits, d.CPUUnits}, {&c.NumProc, d.NumProc}, {&c.IOLimit, d.IOLimit}, {&c.IOWeight, d.IOWeight},
 	} {
 		if *f.dst == "" {
 			*f.dst = f.def

@@ -1,0 +1,72 @@
+package main
+
+import (
+	"fmt"
+	"slices"
+	"testing"
+
+	"github.com/vpsctl/vpsctl/eventlog"
+	"github.com/vpsctl/vpsctl/fleet"
+	"github.com/vpsctl/vpsctl/hostconf"
+)
+
+func TestReorderGlobalFlagsAfterCommand(t *testing.T) {
+	app := newApp()
+	for _, tc := range []struct{ in, want []string }{
+		{[]string{"vpsctl", "list", "--root", "/x", "-a"}, []string{"vpsctl", "--root", "/x", "list", "-a", "--"}},
+		{[]string{"vpsctl", "create", "101", "--root=/x", "--template", "t"}, []string{"vpsctl", "--root=/x", "create", "--template", "t", "--", "101"}},
+		{[]string{"vpsctl", "--root", "/y", "template", "build", "busybox", "--root", "/x"},
+			[]string{"vpsctl", "--root", "/y", "--root", "/x", "template", "build", "--", "busybox"}},
+		// After the VPS, exec's words are its command's, --root included.
+		{[]string{"vpsctl", "exec", "101", "--root", "/x", "--", "ps"}, []string{"vpsctl", "exec", "--", "101", "--root", "/x", "--", "ps"}},
+	} {
+		if got := reorderArgs(app, tc.in); !slices.Equal(got, tc.want) {
+			t.Errorf("%q: got %q, want %q", tc.in, got, tc.want)
+		}
+	}
+}
+
+func TestAuditedCommands(t *testing.T) {
+	app := newApp()
+	for _, tc := range []struct {
+		args []string
+		cmd  string
+		want bool
+	}{
+		{[]string{"vpsctl", "--root", "/x", "create", "--template", "t", "--", "101"}, "create", true},
+		{[]string{"vpsctl", "delete", "--", "101"}, "destroy", true},
+		{[]string{"vpsctl", "chkpnt", "--", "101"}, "checkpoint", true},
+		{[]string{"vpsctl", "template", "rm", "--", "t"}, "template remove", true},
+		{[]string{"vpsctl", "spare", "start", "--", "t"}, "spare start", true},
+		{[]string{"vpsctl", "lxcfs", "stop", "--"}, "lxcfs stop", true},
+		{[]string{"vpsctl", "lxcfs", "status", "--"}, "lxcfs status", false},
+		{[]string{"vpsctl", "start", "--all", "--"}, "start", true},
+		{[]string{"vpsctl", "exec", "--", "101", "ps"}, "exec", false},
+		{[]string{"vpsctl", "list", "-a", "--"}, "list", false},
+		{[]string{"vpsctl", "template", "list", "--"}, "template list", false},
+		{[]string{"vpsctl", "config", "show", "--"}, "config show", false},
+		{[]string{"vpsctl", "events", "--"}, "events", false},
+		{[]string{"vpsctl", "--root", "/x"}, "", false},
+		{[]string{"vpsctl", "nosuch"}, "", false},
+	} {
+		got := commandOf(app, tc.args)
+		if got != tc.cmd || audited[got] != tc.want {
+			t.Errorf("%q: command %q (audited %v), want %q (%v)", tc.args, got, audited[got], tc.cmd, tc.want)
+		}
+	}
+}
+
+// The host's own errors are bad values (exit 21), whichever package reports them.
+func TestHostErrorsExitCodes(t *testing.T) {
+	_, planErr := hostconf.LoadPlan(t.TempDir(), "nosuch")
+	for _, err := range []error{
+		&hostconf.LineError{File: "/etc/vpsctl/vpsctl.conf", Line: 3, Msg: "unknown key MEMROY"},
+		planErr,
+		fmt.Errorf("VPS 1: %w", fleet.ErrBadValue),
+		fmt.Errorf("--since x: %w", eventlog.ErrBadSince),
+	} {
+		if got := exitCode(err); got != exitBadValue {
+			t.Errorf("%v: exit %d, want %d", err, got, exitBadValue)
+		}
+	}
+}

@@ -1,0 +1,215 @@
+package tests
+
+import (
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+)
+
+// Issue 21's disk space per VPS (--diskspace): the VPS's files in a disk image of the limit's
+// size (package disk), live changes, refusals, and nothing left on the host.
+
+// dfSizeKiB is the size of VPS id's / as df inside shows it, in KiB.
+func dfSizeKiB(t *testing.T, id string) int64 {
+	t.Helper()
+	out := must(t, "exec", id, "--", "df", "-k", "/")
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	f := strings.Fields(lines[len(lines)-1])
+	if len(f) < 2 {
+		t.Fatalf("df: %q", out)
+	}
+	n, err := strconv.ParseInt(f[1], 10, 64)
+	if err != nil {
+		t.Fatalf("df: %q", out)
+	}
+	return n
+}
+
+// loopsOf lists the loop devices backed by a file of VPS id in this run's state root.
+func loopsOf(t *testing.T, id string) string {
+	t.Helper()
+	out, _ := exec.Command("losetup", "-a").Output()
+	var mine []string
+	for _, l := range strings.Split(string(out), "\n") {
+		if strings.Contains(l, filepath.Join(root, "vps", id)+"/") {
+			mine = append(mine, l)
+		}
+	}
+	return strings.Join(mine, "\n")
+}
+
+// near reports whether got (KiB) is want (KiB) within 3%: a file system's size as df shows it
+// is the image's less what the file system keeps for itself.
+func near(got, want int64) bool {
+	return got <= want && got >= want-want*3/100
+}
+
+func TestDiskSpace(t *testing.T) {
+	const id = "420"
+	checkClean(t, id)
+	t.Cleanup(func() {
+		vpsctl(t, "destroy", "--force", id)
+		waitFor(t, 10e9, "the image's loop device to go", func() bool { return loopsOf(t, id) == "" })
+	})
+	must(t, "create", id, "--template", "busybox", "--diskspace", "280M:300M")
+	image := filepath.Join(root, "vps", id, "disk.img")
+	if conf, _ := os.ReadFile(filepath.Join(root, "vps", id, "vps.conf")); !strings.Contains(string(conf), `DISKSPACE="286720:307200"`) {
+		t.Fatalf("vps.conf: %s", conf)
+	}
+	must(t, "start", "--wait", id)
+	if got := dfSizeKiB(t, id); !near(got, 300<<10) {
+		t.Fatalf("df / says %d KiB, want about %d", got, 300<<10)
+	}
+	// Writing past the limit fails inside; the image takes no more of the host than it had.
+	var before syscall.Stat_t
+	if err := syscall.Stat(image, &before); err != nil {
+		t.Fatal(err)
+	}
+	r := vpsctl(t, "exec", id, "--", "dd", "if=/dev/zero", "of=/big", "bs=1M", "count=400")
+	if r.code == 0 || !strings.Contains(r.err, "No space left on device") {
+		t.Fatalf("dd of 400M into 300M: exit %d, %q", r.code, r.err)
+	}
+	var after syscall.Stat_t
+	if err := syscall.Stat(image, &after); err != nil {
+		t.Fatal(err)
+	}
+	if after.Blocks != before.Blocks {
+		t.Fatalf("the image took host blocks: %d -> %d", before.Blocks, after.Blocks)
+	}
+	// Live: grow; a shrink below the usage is refused with both figures and changes nothing.
+	must(t, "set", id, "--diskspace", "600M")
+	if got := dfSizeKiB(t, id); !near(got, 600<<10) {
+		t.Fatalf("after set --diskspace 600M: df says %d KiB", got)
+	}
+	conf, _ := os.ReadFile(filepath.Join(root, "vps", id, "vps.conf"))
+	small := expectCode(t, 21, "set", id, "--diskspace", "256M")
+	if !strings.Contains(small.err, "256M is less than the") || !strings.Contains(small.err, "in use") {
+		t.Fatalf("shrink below usage: %q", small.err)
+	}
+	if now, _ := os.ReadFile(filepath.Join(root, "vps", id, "vps.conf")); string(now) != string(conf) {
+		t.Fatalf("a refused shrink changed vps.conf:\n%s\n%s", conf, now)
+	}
+	if got := dfSizeKiB(t, id); !near(got, 600<<10) {
+		t.Fatalf("a refused shrink changed the size: %d KiB", got)
+	}
+	must(t, "exec", id, "--", "rm", "/big")
+	must(t, "set", id, "--diskspace", "400M")
+	if got := dfSizeKiB(t, id); !near(got, 400<<10) {
+		t.Fatalf("after a live shrink to 400M: df says %d KiB", got)
+	}
+	// What list and stats show.
+	var rows []map[string]any
+	if err := json.Unmarshal([]byte(must(t, "list", "-o", "id,diskspace,diskspace.s,diskspace.h,diskinodes", "--format", "json", id)), &rows); err != nil || len(rows) != 1 {
+		t.Fatalf("list: %v %v", rows, err)
+	}
+	if rows[0]["diskspace.h"] != float64(400<<10) || rows[0]["diskspace.s"] != float64(400<<10) {
+		t.Fatalf("list: %v", rows[0])
+	}
+	if used, ok := rows[0]["diskspace"].(float64); !ok || used <= 0 || used > 400<<10 {
+		t.Fatalf("list diskspace: %v", rows[0])
+	}
+	if n, ok := rows[0]["diskinodes"].(float64); !ok || n < 3 {
+		t.Fatalf("list diskinodes: %v", rows[0])
+	}
+	var st struct {
+		Disk *struct {
+			HardBytes uint64 `json:"hard_bytes"`
+			UsedBytes uint64 `json:"used_bytes"`
+		} `json:"disk"`
+	}
+	if err := json.Unmarshal([]byte(must(t, "stats", "--format", "json", id)), &st); err != nil || st.Disk == nil || st.Disk.HardBytes != 400<<20 {
+		t.Fatalf("stats: %+v %v", st.Disk, err)
+	}
+	// Kept across a restart, changed while stopped, and its files with it.
+	must(t, "exec", id, "--", "sh", "-c", "echo kept > /marker")
+	must(t, "restart", id)
+	if got := strings.TrimSpace(must(t, "exec", id, "--", "cat", "/marker")); got != "kept" {
+		t.Fatalf("marker after restart: %q", got)
+	}
+	must(t, "stop", "--kill", id)
+	waitFor(t, 10e9, "the stopped VPS's loop device to go", func() bool { return loopsOf(t, id) == "" })
+	must(t, "set", id, "--diskspace", "500M")
+	must(t, "start", id)
+	if got := dfSizeKiB(t, id); !near(got, 500<<10) {
+		t.Fatalf("after set while stopped: df says %d KiB", got)
+	}
+	if got := strings.TrimSpace(must(t, "exec", id, "--", "cat", "/marker")); got != "kept" {
+		t.Fatalf("marker after an offline resize: %q", got)
+	}
+}
+
+// TestDiskSpaceConvert: a VPS created without a limit gets one while stopped (its files move
+// into an image), not while it runs.
+func TestDiskSpaceConvert(t *testing.T) {
+	const id = "421"
+	checkClean(t, id)
+	t.Cleanup(func() {
+		vpsctl(t, "destroy", "--force", id)
+		waitFor(t, 10e9, "the image's loop device to go", func() bool { return loopsOf(t, id) == "" })
+	})
+	must(t, "create", id, "--template", "busybox")
+	must(t, "start", id)
+	must(t, "exec", id, "--", "sh", "-c", "echo mine > /root/file")
+	r := expectCode(t, 32, "set", id, "--diskspace", "300M")
+	if !strings.Contains(r.err, "while it is stopped") {
+		t.Fatalf("set --diskspace on a running VPS without an image: %q", r.err)
+	}
+	must(t, "stop", "--kill", id)
+	must(t, "set", id, "--diskspace", "300M")
+	must(t, "start", id)
+	if got := strings.TrimSpace(must(t, "exec", id, "--", "cat", "/root/file")); got != "mine" {
+		t.Fatalf("the VPS's file after the move into its image: %q", got)
+	}
+	if got := dfSizeKiB(t, id); !near(got, 300<<10) {
+		t.Fatalf("df says %d KiB after the move", got)
+	}
+}
+
+// TestDiskSpaceBadInput: every refusal is one line, exit 21, and creates or changes nothing.
+func TestDiskSpaceBadInput(t *testing.T) {
+	const id, made = "422", "423"
+	checkClean(t, id, made)
+	for _, args := range [][]string{
+		{"--diskspace", "100M"},
+		{"--diskspace", "lots"},
+		{"--diskspace", "2G:1G"},
+		{"--diskspace", "-1G"},
+		{"--diskspace", "1G", "--diskinodes", "100000"},
+		{"--diskinodes", "100000"},
+	} {
+		r := expectCode(t, 21, append([]string{"create", id, "--template", "busybox"}, args...)...)
+		if strings.Count(strings.TrimSpace(r.err), "\n") != 0 || !strings.Contains(r.err, "disk") {
+			t.Errorf("create %v: %q", args, r.err)
+		}
+		if s := status(t, id); s.State != "deleted" {
+			t.Fatalf("create %v failed and left VPS %s", args, id)
+		}
+	}
+	if ents, _ := os.ReadDir(filepath.Join(root, "tmp")); len(ents) != 0 {
+		waitTmpEmpty(t, 20e9)
+	}
+	// A create killed with its image made: the next command sweeps it, image and all.
+	for _, point := range []string{"create-staged", "create-named"} {
+		if r := vpsctlEnv(t, []string{"VPSCTL_FAULT=" + point}, "create", id, "--template", "busybox", "--diskspace", "300M"); r.code == 0 {
+			t.Fatalf("create killed at %s: exit %d %s", point, r.code, r.err)
+		}
+		must(t, "list", "-a")
+		if s := status(t, id); s.State != "deleted" {
+			t.Fatalf("a create killed at %s left VPS %s %s", point, id, s.State)
+		}
+		waitTmpEmpty(t, 20e9)
+	}
+	must(t, "create", made, "--template", "busybox", "--diskspace", "300M")
+	conf, _ := os.ReadFile(filepath.Join(root, "vps", made, "vps.conf"))
+	for _, args := range [][]string{{"--diskspace", "100M"}, {"--diskspace", "x"}, {"--diskinodes", "5"}} {
+		expectCode(t, 21, append([]string{"set", made}, args...)...)
+	}
+	if now, _ := os.ReadFile(filepath.Join(root, "vps", made, "vps.conf")); string(now) != string(conf) {
+		t.Fatalf("refused sets changed vps.conf")
+	}
+}
