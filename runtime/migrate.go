@@ -324,10 +324,7 @@ func (m *migration) hangUp() {
 	if m.cmd == nil {
 		return
 	}
-	if c, ok := m.cmd.Stdin.(io.Closer); ok {
-		c.Close()
-	}
-	if w, ok := m.sent.w.(io.Closer); ok {
+	if w, ok := m.sent.w.(io.Closer); ok { // the destination's input ends
 		w.Close()
 	}
 	done := make(chan struct{})
