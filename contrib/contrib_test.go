@@ -63,7 +63,7 @@ func verifyRoot(t *testing.T, unit []byte) string {
 	if err := os.WriteFile(filepath.Join(etc, "vpsctl.service"), unit, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	for _, name := range []string{"vpsctl-metrics.service", "vpsctl-metrics.timer"} {
+	for _, name := range []string{"vpsctl-metrics.service", "vpsctl-metrics.timer", "vpsctl-cluster.service"} {
 		b, err := os.ReadFile(filepath.Join("systemd", name))
 		if err != nil {
 			t.Fatal(err)
@@ -101,7 +101,7 @@ func TestSystemdUnitVerifies(t *testing.T) {
 		t.Fatal(err)
 	}
 	root := verifyRoot(t, unit)
-	for _, u := range []string{"vpsctl.service", "vpsctl-metrics.service", "vpsctl-metrics.timer"} {
+	for _, u := range []string{"vpsctl.service", "vpsctl-metrics.service", "vpsctl-metrics.timer", "vpsctl-cluster.service"} {
 		if out, err := analyze(t, tool, "--root="+root, u); err != nil || out != "" {
 			t.Fatalf("systemd-analyze verify %s: %v\n%s", u, err, out)
 		}

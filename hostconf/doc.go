@@ -4,8 +4,9 @@
 // The host configuration holds every default that used to be a constant in the code: the
 // state root, the default template, the limits a VPS gets when its create names none, the UID
 // pool, the lock wait, the start, stop and checkpoint timeouts, the parallelism and bounds of
-// start --all and stop --all, network defaults, the cluster and node names, and the caps of
-// the event and audit logs. A plan is a named set of limits (small, medium, large) that create
+// start --all and stop --all, network defaults, the cluster registry (etcd endpoints, TLS
+// client files, request timeout) and this host's name in it, and the caps of the event and
+// audit logs. A plan is a named set of limits (small, medium, large) that create
 // --plan and set --plan apply.
 //
 // Precedence, lowest first: the built-in default, the host configuration file, a plan, the

@@ -8,6 +8,7 @@ import (
 	"maps"
 	"math"
 	"net/netip"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -33,6 +34,9 @@ const PathEnv = "VPSCTL_CONFIG"
 // RootEnv overrides ROOT, as it always did (before the host configuration existed, it was the
 // only way besides --root to choose a state root).
 const RootEnv = "VPSCTL_ROOT"
+
+// ClusterEnv overrides CLUSTER (a host's state root tried against another cluster, tests).
+const ClusterEnv = "VPSCTL_CLUSTER"
 
 // Limits are a VPS's resource limits as vps.conf and the command-line flags spell them
 // (vzctl style: "256M", "unlimited"); "" means not set (no limit, or the kernel's default
@@ -108,8 +112,14 @@ type Config struct {
 	Nameservers   []string // resolv.conf servers of a new VPS ("inherit" = the host's); none = the template's
 	SearchDomains []string
 
-	Cluster string // cluster this node belongs to (parsed for the cluster work; unused yet)
-	Node    string // this node's name in the cluster
+	// Cluster is the etcd endpoints of the cluster registry (package cluster), "" for none: a
+	// host on its own. ClusterCert and ClusterKey are this host's TLS client certificate and
+	// key, ClusterCA the certificate authority the endpoints' certificates must chain to ("":
+	// the system's). ClusterTimeout bounds each request to the registry.
+	Cluster                            []string
+	ClusterCert, ClusterKey, ClusterCA string
+	ClusterTimeout                     time.Duration
+	Node                               string // this host's name in the cluster ("": its host name; see NodeName)
 
 	EventsLogMax int64 // bytes of STATE/events.log before it is rotated
 	AuditLogMax  int64 // bytes of STATE/audit.log before it is rotated
@@ -258,12 +268,14 @@ var specs = []spec{
 		return nil
 	}},
 	{"CLUSTER", "", func(c *Config, v string) error {
-		if v != "" && !validDomain(v) {
-			return errors.New("want letters, digits, '-' and '.'")
-		}
-		c.Cluster = v
-		return nil
+		eps, err := ParseEndpoints(v)
+		c.Cluster = eps
+		return err
 	}},
+	{"CLUSTER_CERT", "", clusterFile(func(c *Config) *string { return &c.ClusterCert })},
+	{"CLUSTER_KEY", "", clusterFile(func(c *Config) *string { return &c.ClusterKey })},
+	{"CLUSTER_CA", "", clusterFile(func(c *Config) *string { return &c.ClusterCA })},
+	{"CLUSTER_TIMEOUT", "3s", duration(func(c *Config) *time.Duration { return &c.ClusterTimeout }, 100*time.Millisecond)},
 	{"NODE", "", func(c *Config, v string) error {
 		if v != "" && !validDomain(v) {
 			return errors.New("want letters, digits, '-' and '.'")
@@ -446,6 +458,50 @@ func validDomain(s string) bool {
 	return true
 }
 
+// ParseEndpoints reads CLUSTER: etcd client URLs separated by commas (or spaces),
+// "http://h1:2379,https://h2:2379". Each is http or https with a host and a port and nothing
+// else (no path, user or query): that is all an etcd client endpoint is. "" is no cluster.
+func ParseEndpoints(v string) ([]string, error) {
+	var out []string
+	for _, e := range strings.FieldsFunc(v, func(r rune) bool { return r == ',' || r == ' ' || r == '\t' }) {
+		u, err := url.Parse(e)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.Port() == "" ||
+			u.User != nil || (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" {
+			return nil, fmt.Errorf("%q: want etcd client URLs such as http://h1:2379,https://h2:2379", e)
+		}
+		if slices.Contains(out, e) {
+			return nil, fmt.Errorf("%q given twice", e)
+		}
+		out = append(out, e)
+	}
+	return out, nil
+}
+
+// clusterFile checks a TLS file setting: an absolute path ("" for none). Whether the file is
+// there and holds a certificate is the cluster agent's to find out, when it connects: a
+// missing certificate must not keep commands that never use the cluster from running.
+func clusterFile(field func(*Config) *string) func(*Config, string) error {
+	return func(c *Config, v string) error {
+		if v != "" && (!filepath.IsAbs(v) || filepath.Clean(v) != v) {
+			return errors.New("want a clean absolute path")
+		}
+		*field(c) = v
+		return nil
+	}
+}
+
+// NodeName is this host's name in the cluster: NODE, or else the machine's host name.
+func (c *Config) NodeName() string {
+	if c.Node != "" {
+		return c.Node
+	}
+	h, err := os.Hostname()
+	if err != nil || !validDomain(h) {
+		return "localhost"
+	}
+	return h
+}
+
 // Defaults returns the built-in configuration: what a host without a file gets.
 func Defaults() *Config {
 	c := *builtin()
@@ -513,9 +569,11 @@ func (c *Config) errAt(src Source, msg string, cause error) error {
 }
 
 // crossCheck checks what no single key can: the UID pool must fit in 32 bits and hold at
-// least one VPS's range. The error blames the line of the key set last in the file.
+// least one VPS's range; a TLS client certificate comes with its key. The error blames the
+// line of the key involved set last in the file.
 func (c *Config) crossCheck() error {
 	end := uint64(c.UIDPoolStart) + uint64(c.UIDPoolSize)
+	keys := []string{"UID_POOL_START", "UID_POOL_SIZE", "UID_RANGE_SIZE"}
 	var msg string
 	switch {
 	case end > math.MaxUint32:
@@ -523,11 +581,15 @@ func (c *Config) crossCheck() error {
 		msg = fmt.Sprintf("UID pool %d+%d ends past 4294967295", c.UIDPoolStart, c.UIDPoolSize)
 	case c.UIDRangeSize > c.UIDPoolSize:
 		msg = fmt.Sprintf("UID_RANGE_SIZE %d is larger than the pool (UID_POOL_SIZE %d)", c.UIDRangeSize, c.UIDPoolSize)
+	case (c.ClusterCert == "") != (c.ClusterKey == ""):
+		// A certificate is useless without its key, and a key without its certificate.
+		msg = "CLUSTER_CERT and CLUSTER_KEY go together: set both or neither"
+		keys = []string{"CLUSTER_CERT", "CLUSTER_KEY"}
 	default:
 		return nil
 	}
 	blame := Source{}
-	for _, k := range []string{"UID_POOL_START", "UID_POOL_SIZE", "UID_RANGE_SIZE"} {
+	for _, k := range keys {
 		if s := c.settings[k].src; s.Kind > blame.Kind || s.Kind == blame.Kind && s.Line > blame.Line {
 			blame = s
 		}
@@ -650,7 +712,7 @@ func readBounded(path string) ([]byte, error) {
 }
 
 // LoadDefault is what a command does first: it reads the file Path names and applies the
-// environment's VPSCTL_ROOT over ROOT. Command-line flags are the caller's to apply with
+// environment's VPSCTL_ROOT over ROOT and VPSCTL_CLUSTER over CLUSTER. Command-line flags are the caller's to apply with
 // Override (source FromFlag).
 func LoadDefault(getenv func(string) string) (*Config, error) {
 	path, explicit := Path(getenv)
@@ -660,6 +722,11 @@ func LoadDefault(getenv func(string) string) (*Config, error) {
 	}
 	if r := getenv(RootEnv); r != "" {
 		if err := c.Override("ROOT", r, Source{Kind: FromEnv, Name: RootEnv}); err != nil {
+			return nil, err
+		}
+	}
+	if v := getenv(ClusterEnv); v != "" {
+		if err := c.Override("CLUSTER", v, Source{Kind: FromEnv, Name: ClusterEnv}); err != nil {
 			return nil, err
 		}
 	}

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -110,7 +111,7 @@ STOPALL_PARALLEL="100"
 STOPALL_TIMEOUT="300"
 NAMESERVER="198.18.0.53 fd42:1::53"
 SEARCHDOMAIN="example.com corp.example.com"
-CLUSTER="eu1"
+CLUSTER="http://h1:2379,https://h2.example:2379"
 NODE="node-7.eu1"
 EVENTS_LOG_MAX="1M"
 AUDIT_LOG_MAX="64K"
@@ -128,7 +129,7 @@ LOG_KEEP="10"
 	want.LockWait, want.StartTimeout, want.StopTimeout, want.CheckpointTimeout = 0, 30*time.Second, 90*time.Second, 20*time.Minute
 	want.StartAllParallel, want.StartAllTimeout, want.StopAllParallel, want.StopAllTimeout = 8, 5*time.Minute, 100, 5*time.Minute
 	want.Nameservers, want.SearchDomains = []string{"198.18.0.53", "fd42:1::53"}, []string{"example.com", "corp.example.com"}
-	want.Cluster, want.Node = "eu1", "node-7.eu1"
+	want.Cluster, want.Node = []string{"http://h1:2379", "https://h2.example:2379"}, "node-7.eu1"
 	want.EventsLogMax, want.AuditLogMax, want.LogKeep = 1<<20, 64<<10, 10
 	want.settings = c.settings
 	if !reflect.DeepEqual(c, want) {
@@ -194,6 +195,16 @@ func TestParseErrors(t *testing.T) {
 		{"NAMESERVER=\"dns.example\"\n", 1, "not an IP"},
 		{"SEARCHDOMAIN=\"a..b\"\n", 1, "not a domain"},
 		{"CLUSTER=\"a/b\"\n", 1, "CLUSTER"},
+		{"CLUSTER=\"h1:2379\"\n", 1, "etcd client URLs"},
+		{"CLUSTER=\"http://h1\"\n", 1, "etcd client URLs"},
+		{"CLUSTER=\"http://u@h1:2379\"\n", 1, "etcd client URLs"},
+		{"CLUSTER=\"ftp://h1:2379\"\n", 1, "etcd client URLs"},
+		{"CLUSTER=\"http://h1:2379/v3\"\n", 1, "etcd client URLs"},
+		{"CLUSTER=\"http://h1:2379,http://h1:2379\"\n", 1, "twice"},
+		{"CLUSTER_CERT=\"rel/cert.pem\"\n", 1, "absolute"},
+		{"CLUSTER_CERT=\"/etc/c.pem\"\n", 1, "go together"},
+		{"CLUSTER_KEY=\"/etc/k.pem\"\nNODE=\"a\"\n", 1, "go together"},
+		{"CLUSTER_TIMEOUT=\"10ms\"\n", 1, "at least"},
 		{"NODE=\"-x\"\n", 1, "NODE"},
 		{"EVENTS_LOG_MAX=\"unlimited\"\n", 1, "bounded"},
 		{"AUDIT_LOG_MAX=\"1K\"\n", 1, "64K"},
@@ -270,6 +281,18 @@ func TestLoadDefaultEnv(t *testing.T) {
 	if _, err := LoadDefault(getenv); !errors.Is(err, ErrBadConfig) || !strings.Contains(err.Error(), "env VPSCTL_ROOT") {
 		t.Fatalf("bad env root: %v", err)
 	}
+	delete(env, RootEnv)
+	env[ClusterEnv] = "http://127.0.0.1:23791, http://127.0.0.1:23792"
+	c, err = LoadDefault(getenv)
+	if err != nil || !slices.Equal(c.Cluster, []string{"http://127.0.0.1:23791", "http://127.0.0.1:23792"}) ||
+		c.SourceOf("CLUSTER").String() != "env VPSCTL_CLUSTER" {
+		t.Fatalf("%+v %v", c, err)
+	}
+	env[ClusterEnv] = "127.0.0.1:23791"
+	if _, err := LoadDefault(getenv); !errors.Is(err, ErrBadConfig) || !strings.Contains(err.Error(), "env VPSCTL_CLUSTER") {
+		t.Fatalf("bad env cluster: %v", err)
+	}
+	delete(env, ClusterEnv)
 	env = map[string]string{PathEnv: filepath.Join(dir, "nope")}
 	if _, err := LoadDefault(getenv); !errors.Is(err, ErrBadConfig) {
 		t.Fatalf("missing VPSCTL_CONFIG file: %v", err)
@@ -282,6 +305,18 @@ func TestLoadDefaultEnv(t *testing.T) {
 	env[PathEnv] = f
 	if _, err := LoadDefault(getenv); !errors.Is(err, ErrBadConfig) {
 		t.Fatalf("malformed: %v", err)
+	}
+}
+
+func TestNodeName(t *testing.T) {
+	c := Defaults()
+	h, _ := os.Hostname()
+	if n := c.NodeName(); n == "" || (validDomain(h) && n != h) {
+		t.Fatalf("default node %q, host name %q", n, h)
+	}
+	c.Node = "node-7.eu1"
+	if c.NodeName() != "node-7.eu1" {
+		t.Fatal(c.NodeName())
 	}
 }
 

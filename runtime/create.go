@@ -16,6 +16,7 @@ import (
 	"github.com/vpsctl/vpsctl/internal/sysfile"
 	"github.com/vpsctl/vpsctl/monitor"
 	"github.com/vpsctl/vpsctl/network"
+	"github.com/vpsctl/vpsctl/registry"
 	"github.com/vpsctl/vpsctl/store"
 	"github.com/vpsctl/vpsctl/template"
 	"github.com/vpsctl/vpsctl/uid"
@@ -141,6 +142,7 @@ func (r *Runtime) Create(ctx context.Context, o CreateOptions) error {
 	}
 
 	// The global lock makes the ID, the name, the UID range and the addresses one atomic claim.
+	fault.Mark("create-validated")
 	gl, err := r.St.LockGlobal(ctx, fmt.Sprintf("create %d", o.ID))
 	if err != nil {
 		return err
@@ -153,12 +155,15 @@ func (r *Runtime) Create(ctx context.Context, o CreateOptions) error {
 	if err != nil {
 		return err
 	}
-	if err := r.checkAddrsFree(c, others); err != nil {
-		return err
+	clustered := r.clustered(o.ID)
+	if !clustered {
+		if err := r.checkAddrsFree(c, others); err != nil {
+			return err
+		}
 	}
-	var rootUID uid.HostID
-	if slices.Contains(ns, "user") {
-		var used []uid.Range
+	var used []uid.Range
+	user := slices.Contains(ns, "user")
+	if user {
 		for _, oc := range others {
 			if rg, err := uid.ParseRange(oc.IDMap); err == nil {
 				used = append(used, rg)
@@ -170,14 +175,20 @@ func (r *Runtime) Create(ctx context.Context, o CreateOptions) error {
 		if err != nil {
 			return err
 		}
-		rg, err := uid.Allocate(pool, append(used, uid.Reserved(res)...), size)
+		used = append(used, uid.Reserved(res)...)
+	}
+	if clustered {
+		return r.createClustered(ctx, o, c, others, user, pool, size, used, dl)
+	}
+	var rootUID uid.HostID
+	if user {
+		rg, err := uid.Allocate(pool, used, size)
 		if err != nil {
 			return err
 		}
 		c.IDMap = rg.String()
 		rootUID = rg.Host
 	}
-
 	stage, err := r.St.StageDir("create")
 	if err != nil {
 		return err
@@ -188,28 +199,14 @@ func (r *Runtime) Create(ctx context.Context, o CreateOptions) error {
 			os.RemoveAll(stage)
 		}
 	}()
-	if err := sysfile.WriteFile(filepath.Join(stage, "vps.conf"), c.Format(), os.O_CREATE|os.O_TRUNC, 0o600); err != nil {
+	if err := r.stageDirs(stage); err != nil {
 		return err
 	}
-	// The private area is the overlay's upper layer: its root directory is the VPS's "/", so it
-	// belongs to the VPS's root user.
-	priv := filepath.Join(stage, "private")
-	if err := os.Mkdir(priv, 0o755); err != nil {
+	if err := r.stageFiles(stage, c, rootUID); err != nil {
 		return err
 	}
-	if err := os.Chown(priv, int(rootUID), int(rootUID)); err != nil {
+	if err := r.stageDisk(ctx, stage, c, dl); err != nil {
 		return err
-	}
-	for _, d := range []string{"work", "root", "lower"} {
-		if err := os.Mkdir(filepath.Join(stage, d), 0o700); err != nil {
-			return err
-		}
-	}
-	if c.DiskSpace != "" {
-		// Built in the staging directory: the VPS appears with its image or not at all.
-		if err := disk.Create(ctx, filepath.Join(stage, monitor.DiskImage), dl); err != nil {
-			return err
-		}
 	}
 	fault.Point("create-staged")
 	if o.Name != "" {
@@ -220,15 +217,133 @@ func (r *Runtime) Create(ctx context.Context, o CreateOptions) error {
 	fault.Point("create-named")
 	if err := r.St.Commit(stage, o.ID); err != nil {
 		r.St.ReleaseName(o.Name, o.ID)
-		if errors.Is(err, store.ErrExist) {
-			return err
-		}
 		return err
 	}
 	committed = true
 	fault.Point("create-committed")
 	r.event(o.ID, o.Name, eventlog.Created, "")
 	return nil
+}
+
+// createClustered is Create's commit in a cluster (cluster.go): the agent chooses the UID
+// range (user: the VPS has a user namespace) among used and the cluster's, and claims
+// everything in one etcd transaction while the addresses are checked against the host and
+// the other VPSs here (others) and the directory is staged (the caller waits for the longer
+// of the two, not for both); the local commit follows, and the settling is sent without
+// waiting. The caller holds the global lock.
+func (r *Runtime) createClustered(ctx context.Context, o CreateOptions, c *store.Config, others []*store.Config, user bool, pool uid.Pool, size uint32, used []uid.Range, dl disk.Limits) error {
+	req := registry.Request{Op: registry.OpCreate, Template: c.Template}
+	cl := claimOf(c)
+	req.Claim = &cl
+	if user {
+		req.Alloc = &registry.UIDAlloc{PoolBase: uint32(pool.Base), PoolSize: pool.Size, Size: size, Used: used}
+	}
+	call, err := r.Cluster.Go(ctx, req)
+	if err != nil {
+		return err
+	}
+	fault.Point("create-claiming")
+	stage := ""
+	err = r.checkAddrsFree(c, others)
+	if err == nil {
+		if stage, err = r.St.StageDir("create"); err == nil {
+			if err = r.stageDirs(stage); err == nil {
+				err = r.stageDisk(ctx, stage, c, dl)
+			}
+		}
+	}
+	committed := false
+	defer func() {
+		if !committed {
+			if stage != "" {
+				os.RemoveAll(stage)
+			}
+			// The claim may have been made (an answer lost, a failure after it): settled
+			// from the local store, where the VPS is not.
+			r.settleLater(ctx, o.ID, nil)
+		}
+	}()
+	if err != nil {
+		call.Abandon()
+		return err
+	}
+	resp, err := call.Wait()
+	for round := 0; errors.Is(err, registry.ErrPending) && round < 3; round++ {
+		// What earlier commands of this host left unsettled (one may hold this ID): settled
+		// first, then the claim again.
+		for _, p := range resp.Pending {
+			if err := r.settle(ctx, container.ID(p.ID)); err != nil {
+				return err
+			}
+		}
+		resp, err = r.Cluster.Do(ctx, req)
+	}
+	if err != nil {
+		return clusterError(err)
+	}
+	fault.Point("create-claimed")
+	var rootUID uid.HostID
+	if user {
+		rg, err := uid.ParseRange(resp.Claim.UIDs)
+		if err != nil {
+			return fmt.Errorf("cluster agent: UID range %q: %w", resp.Claim.UIDs, err)
+		}
+		c.IDMap, rootUID = rg.String(), rg.Host
+	}
+	if err := r.stageFiles(stage, c, rootUID); err != nil {
+		return err
+	}
+	fault.Point("create-staged")
+	if o.Name != "" {
+		if err := r.St.ClaimName(o.Name, o.ID); err != nil {
+			return err
+		}
+	}
+	fault.Point("create-named")
+	if err := r.St.Commit(stage, o.ID); err != nil {
+		r.St.ReleaseName(o.Name, o.ID)
+		return err
+	}
+	committed = true
+	fault.Point("create-committed")
+	r.event(o.ID, o.Name, eventlog.Created, "")
+	final := claimOf(c)
+	r.settleLater(ctx, o.ID, &final)
+	fault.Point("create-settled")
+	return nil
+}
+
+// stageDirs makes a new VPS's private area (owned by root until stageFiles gives it to the
+// VPS's root), work and mount directories in staging directory stage.
+func (r *Runtime) stageDirs(stage string) error {
+	if err := os.Mkdir(filepath.Join(stage, "private"), 0o755); err != nil {
+		return err
+	}
+	for _, d := range []string{"work", "root", "lower"} {
+		if err := os.Mkdir(filepath.Join(stage, d), 0o700); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// stageDisk builds new VPS c's disk image (--diskspace) in staging directory stage: the VPS
+// appears with its image or not at all.
+func (r *Runtime) stageDisk(ctx context.Context, stage string, c *store.Config, dl disk.Limits) error {
+	if c.DiskSpace == "" {
+		return nil
+	}
+	return disk.Create(ctx, filepath.Join(stage, monitor.DiskImage), dl)
+}
+
+// stageFiles writes new VPS c's config into staging directory stage, and gives its private
+// area to the VPS's root (host ID rootUID): the private area is the overlay's upper layer,
+// whose root directory is the VPS's "/".
+func (r *Runtime) stageFiles(stage string, c *store.Config, rootUID uid.HostID) error {
+	if err := sysfile.WriteFile(filepath.Join(stage, "vps.conf"), c.Format(), os.O_CREATE|os.O_TRUNC, 0o600); err != nil {
+		return err
+	}
+	return os.Chown(filepath.Join(stage, "private"), int(rootUID), int(rootUID))
 }
 
 // bindMounts is the BINDMOUNT list cur with add (HOSTDIR:VPSDIR[:ro], each checked: see

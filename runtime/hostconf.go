@@ -5,12 +5,15 @@ import (
 	"github.com/vpsctl/vpsctl/hostconf"
 	"github.com/vpsctl/vpsctl/internal/spec"
 	"github.com/vpsctl/vpsctl/monitor"
+	"github.com/vpsctl/vpsctl/registry"
 	"github.com/vpsctl/vpsctl/store"
 	"github.com/vpsctl/vpsctl/uid"
 )
 
 // OpenConfig opens the state root of host configuration cfg (hostconf) and runs it as cfg
-// says: the limits, UID pool and range width of new VPSs, the events log and its caps. The
+// says: the limits, UID pool and range width of new VPSs, the events log and its caps, and
+// with CLUSTER the cluster registry (a client of the host's agent: nothing is dialled until a
+// change or a cluster read needs it). The
 // waits and timeouts it sets are process-wide (store.LockWait, monitor.StartTimeout,
 // monitor.CheckpointTimeout, and the events log of this process's monitors): a process runs
 // one host's configuration.
@@ -29,5 +32,9 @@ func OpenConfig(cfg *hostconf.Config) (*Runtime, error) {
 	monitor.StartTimeout = cfg.StartTimeout
 	monitor.CheckpointTimeout = cfg.CheckpointTimeout
 	monitor.Events = r.Events
+	if len(cfg.Cluster) > 0 {
+		r.Cluster = registry.New(registry.Settings{Root: r.St.Root, Endpoints: cfg.Cluster, Cert: cfg.ClusterCert,
+			Key: cfg.ClusterKey, CA: cfg.ClusterCA, Timeout: cfg.ClusterTimeout, Node: cfg.NodeName()})
+	}
 	return r, nil
 }

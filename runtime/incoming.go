@@ -54,6 +54,10 @@ func (r *Runtime) claimIncoming(ctx context.Context, c *store.Config, keepRange 
 	if c.ID == container.HostID {
 		return nil, fmt.Errorf("%w: 0 is the host", container.ErrBadID)
 	}
+	if r.clustered(c.ID) {
+		// Its claims would have to go through the cluster's registry as create's do.
+		return nil, fmt.Errorf("VPS %d: %s is not supported in a cluster yet: %w", c.ID, what, ErrBadValue)
+	}
 	if c.Name != "" {
 		if err := container.ValidateName(c.Name); err != nil {
 			return nil, err
@@ -250,7 +254,7 @@ func (r *Runtime) removeIncoming(ctx context.Context, c *store.Config, lk *store
 	if left.CG == nil {
 		r.repair(c.ID)
 	}
-	return r.destroyLocked(ctx, c.ID, lk, c.Name, left)
+	return r.destroyLocked(ctx, c.ID, lk, c.Name, left, nil, false)
 }
 
 // AbortIncoming removes VPS id if it is incomplete (its clone, restore from a backup or

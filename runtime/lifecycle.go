@@ -19,6 +19,7 @@ import (
 	"github.com/vpsctl/vpsctl/internal/proc"
 	"github.com/vpsctl/vpsctl/internal/spec"
 	"github.com/vpsctl/vpsctl/monitor"
+	"github.com/vpsctl/vpsctl/registry"
 	"github.com/vpsctl/vpsctl/store"
 	"github.com/vpsctl/vpsctl/template"
 	"github.com/vpsctl/vpsctl/uid"
@@ -292,7 +293,8 @@ func (r *Runtime) stopLocked(ctx context.Context, id container.ID, o StopOptions
 }
 
 // Destroy removes VPS id: its private area, config and state. A running VPS is refused
-// (ErrRunning) unless force, which stops it first.
+// (ErrRunning) unless force, which stops it first. In a cluster, nothing changes unless the
+// registry can be told first (a pending marker), and the VPS's claims are released after.
 func (r *Runtime) Destroy(ctx context.Context, id container.ID, force bool) error {
 	lk, err := r.St.LockVPS(ctx, id, "destroy")
 	if err != nil {
@@ -312,6 +314,20 @@ func (r *Runtime) Destroy(ctx context.Context, id container.ID, force bool) erro
 		if !force {
 			return fmt.Errorf("VPS %d: %w (stop it first, or --force)", id, ErrRunning)
 		}
+	}
+	var gl *store.Lock
+	marked := false
+	if r.clustered(id) {
+		if gl, err = r.St.LockGlobal(ctx, fmt.Sprintf("destroy %d", id)); err != nil {
+			return err
+		}
+		defer gl.Unlock()
+		if marked, err = r.clusterMark(ctx, id); err != nil {
+			return err
+		}
+		fault.Point("destroy-marked")
+	}
+	if s.State == "running" {
 		if err := r.stopLocked(ctx, id, StopOptions{Kill: true, Cause: "destroy --force"}, &left); err != nil && !errors.Is(err, ErrNotRunning) {
 			return err
 		}
@@ -320,25 +336,50 @@ func (r *Runtime) Destroy(ctx context.Context, id container.ID, force bool) erro
 		r.repair(id)
 	}
 	fault.Point("destroy-stopped")
-	if err := r.destroyLocked(ctx, id, lk, s.Name, left); err != nil {
+	if err := r.destroyLocked(ctx, id, lk, s.Name, left, gl, marked); err != nil {
 		return err
 	}
 	r.event(id, s.Name, eventlog.Destroyed, "")
 	return nil
 }
 
+// clusterMark settles this host's pending markers and writes one for destroying VPS id;
+// false if the registry does not place the VPS here (made before the host joined the
+// cluster, or moved away): its keys are not this host's to release. The caller holds the
+// global lock.
+func (r *Runtime) clusterMark(ctx context.Context, id container.ID) (bool, error) {
+	if _, err := r.clusterPrepare(ctx); err != nil {
+		return false, err
+	}
+	_, err := r.Cluster.Do(ctx, registry.Request{Op: registry.OpMark, ID: uint32(id)})
+	if errors.Is(err, registry.ErrNotFound) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
 // destroyLocked removes stopped VPS id, named name, with its lock lk held: it commits by a
 // rename, and the files go to the background remover, and with them left (a stop's or run's
 // groups and mount namespace), which the remover removes first while it holds the VPS's lock,
-// and then the lock file. Without a remover all is done here.
-func (r *Runtime) destroyLocked(ctx context.Context, id container.ID, lk *store.Lock, name string, left monitor.Leftovers) error {
+// and then the lock file. Without a remover all is done here. gl is the global lock if the
+// caller holds it (and then marked says whether it wrote the registry's marker), nil if not.
+func (r *Runtime) destroyLocked(ctx context.Context, id container.ID, lk *store.Lock, name string, left monitor.Leftovers, gl *store.Lock, marked bool) error {
 	defer fault.Mark("destroy-done")
-	gl, err := r.St.LockGlobal(ctx, fmt.Sprintf("destroy %d", id))
-	if err != nil {
-		r.handOff(id, lk, left)
-		return err
+	if gl == nil {
+		var err error
+		gl, err = r.St.LockGlobal(ctx, fmt.Sprintf("destroy %d", id))
+		if err != nil {
+			r.handOff(id, lk, left)
+			return err
+		}
+		defer gl.Unlock()
+		if r.clustered(id) {
+			if marked, err = r.clusterMark(ctx, id); err != nil {
+				r.handOff(id, lk, left)
+				return err
+			}
+		}
 	}
-	defer gl.Unlock()
 	job := store.ReclaimJob{Hold: left.Hold()}
 	if left.CG != nil {
 		job.Groups, job.VPSLock, job.VPSLockPath, job.Spares = left.Groups(), lk.File(), lk.Path(), left.CG.Spares()
@@ -355,6 +396,12 @@ func (r *Runtime) destroyLocked(ctx context.Context, id container.ID, lk *store.
 	r.St.ReleaseName(name, id)
 	if !handed || job.VPSLock == nil {
 		lk.RemoveFile()
+	}
+	if marked {
+		// The VPS is gone here: its claims go (the next command finishes this if it fails).
+		if _, err := r.Cluster.Do(ctx, registry.Request{Op: registry.OpSettle, ID: uint32(id)}); err != nil {
+			r.warn(id, []string{"destroyed; its release in the cluster registry is left to the next command: " + err.Error()})
+		}
 	}
 	return nil
 }

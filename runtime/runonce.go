@@ -184,7 +184,7 @@ func (r *Runtime) destroyRan(ctx context.Context, id container.ID, lk *store.Loc
 	if !ok {
 		return false
 	}
-	err := r.destroyLocked(ctx, id, lk, "", left)
+	err := r.destroyLocked(ctx, id, lk, "", left, nil, false)
 	lk.Unlock()
 	return err == nil
 }

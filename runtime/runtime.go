@@ -30,6 +30,7 @@ import (
 	"github.com/vpsctl/vpsctl/internal/spec"
 	"github.com/vpsctl/vpsctl/monitor"
 	"github.com/vpsctl/vpsctl/prestart"
+	"github.com/vpsctl/vpsctl/registry"
 	"github.com/vpsctl/vpsctl/store"
 	"github.com/vpsctl/vpsctl/uid"
 )
@@ -66,6 +67,9 @@ type Runtime struct {
 	// HostEtc is the directory of the host's account files (/etc), whose users' IDs and
 	// subordinate ranges no VPS range may overlap.
 	HostEtc string
+	// Cluster is the host's cluster registry (nil: the host is on its own). With it, IDs,
+	// names, addresses and UID ranges are claimed across hosts (cluster.go).
+	Cluster *registry.Client
 	// Events is the host's events log (docs/OPERATIONS.md, "Events"): what happens to each VPS
 	// is appended to it. nil: nothing is logged. OpenConfig sets it.
 	Events *eventlog.Log

@@ -15,6 +15,7 @@ import (
 	"github.com/vpsctl/vpsctl/internal/fault"
 	"github.com/vpsctl/vpsctl/internal/spec"
 	"github.com/vpsctl/vpsctl/network"
+	"github.com/vpsctl/vpsctl/registry"
 	"github.com/vpsctl/vpsctl/store"
 	"github.com/vpsctl/vpsctl/uts"
 )
@@ -178,6 +179,30 @@ func (r *Runtime) Set(ctx context.Context, id container.ID, o SetOptions) error 
 			return err
 		}
 	}
+	// In a cluster, the new name and addresses are claimed before anything changes here, and
+	// the old ones released once the config is saved (cluster.go). Addresses added live only
+	// (a running VPS, no --save) are claimed too: they are in use.
+	oldClaim, newClaim := claimOf(old), claimOf(&next)
+	if running && !o.Save {
+		newClaim.Addrs = append(newClaim.Addrs, oldClaim.Addrs...)
+		newClaim = newClaim.Normalize()
+	}
+	clustered := r.clustered(id) && !slices.Equal(oldClaim.Keys(), newClaim.Keys())
+	settled := false
+	if clustered {
+		if _, err := r.clusterPrepare(ctx); err != nil {
+			return err
+		}
+		if _, err := r.Cluster.Do(ctx, registry.Request{Op: registry.OpClaim, Claim: &newClaim, Old: &oldClaim, Template: old.Template}); err != nil {
+			return clusterError(err)
+		}
+		defer func() {
+			if !settled { // failed here: the local store still has the old config
+				r.settleLater(ctx, id, &oldClaim)
+			}
+		}()
+		fault.Point("set-claimed")
+	}
 	if next.Name != old.Name {
 		if err := r.St.ClaimName(next.Name, next.ID); err != nil {
 			return err
@@ -205,6 +230,13 @@ func (r *Runtime) Set(ctx context.Context, id container.ID, o SetOptions) error 
 		return err
 	}
 	fault.Point("set-saved")
+	if clustered {
+		// Waited for: once set returns, the old name and addresses are free for anyone.
+		settled = true
+		if _, err := r.Cluster.Do(ctx, registry.Request{Op: registry.OpSettle, ID: uint32(id), Claim: &newClaim}); err != nil {
+			r.warn(id, []string{"changed; the release of its old name or addresses in the cluster registry is left to the next command: " + err.Error()})
+		}
+	}
 	for _, up := range users {
 		if err := r.setUserPassword(ctx, s, up[0], up[1]); err != nil {
 			return err

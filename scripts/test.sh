@@ -20,6 +20,7 @@ command -v sshpass >/dev/null || need+=(sshpass)
 command -v systemd-analyze >/dev/null || need+=(systemd)   # contrib's test: systemd-analyze verify on vpsctl.service
 command -v ssh >/dev/null || need+=(openssh-client)
 command -v nft >/dev/null || need+=(nftables)   # source-address validation of routed addresses
+command -v etcd >/dev/null || need+=(etcd-server)   # the cluster registry's tests run real etcd members
 command -v mkfs.btrfs >/dev/null || need+=(btrfs-progs)   # --diskspace's per-VPS images (issue 21)
 command -v lxcfs >/dev/null || need+=(lxcfs)   # a VPS's own /proc/meminfo, cpuinfo, uptime (issue 21)
 command -v zsh >/dev/null || need+=(zsh)   # the zsh completion script's test

@@ -17,6 +17,7 @@ var audited = map[string]bool{
 	"suspend": true, "resume": true, "checkpoint": true, "restore": true, "run": true,
 	"template build": true, "template import": true, "template remove": true,
 	"spare start": true, "spare stop": true, "lxcfs start": true, "lxcfs stop": true,
+	"cluster join": true, "cluster stop": true,
 }
 
 // commandOf is the name of the command (and subcommand) args run, as audited names them

@@ -13,6 +13,7 @@ import (
 	"github.com/vpsctl/vpsctl/hostconf"
 	"github.com/vpsctl/vpsctl/internal/spec"
 	"github.com/vpsctl/vpsctl/network"
+	"github.com/vpsctl/vpsctl/registry"
 	"github.com/vpsctl/vpsctl/runtime"
 	"github.com/vpsctl/vpsctl/store"
 	"github.com/vpsctl/vpsctl/template"
@@ -54,6 +55,7 @@ const (
 	exitMigrate        = 215 // migration failed: the VPS is on the source (vpsctl's own)
 	exitMigrateLost    = 216 // migration's end unknown (vpsctl's own)
 	exitIncomplete     = 217 // VPS incomplete: its clone, restore or migration did not finish (vpsctl's own)
+	exitClusterDown    = 218 // the cluster registry did not answer in time (vpsctl's own)
 )
 
 // exitTable maps sentinels to an exit code and the HTTP status `vpsctl serve` answers with.
@@ -95,6 +97,7 @@ var exitTable = []struct {
 	{exitBlocked, http.StatusUnprocessableEntity, []error{runtime.ErrCheckpointBlocked}},
 	{exitBadArchive, http.StatusBadRequest, []error{runtime.ErrBadArchive}},
 	{exitIncomplete, http.StatusConflict, []error{runtime.ErrIncomplete}},
+	{exitClusterDown, http.StatusServiceUnavailable, []error{registry.ErrUnavailable}},
 }
 
 // exitCode maps an error to vpsctl's exit code.
@@ -152,6 +155,8 @@ const exitHelp = `EXIT CODES (vzctl's number where vzctl has the same case; vpsc
    215  migration failed: the VPS is on the source, running again if it ran (the message says)
    216  migration's end unknown: the destination was told to run the VPS and did not answer
    217  VPS incomplete: its clone, restore from a backup or migration did not finish (destroy it)
+   218  cluster unavailable: the registry (etcd, through this host's agent) did not answer in
+        time; nothing was claimed or changed (in a cluster, 44 and 78 name the host holding it)
    exec/enter return the command's own exit status once it has started
    (126: not executable, 127: not found, 128+N: killed by signal N).
 `

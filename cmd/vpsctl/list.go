@@ -19,6 +19,9 @@ A beancounter's name is its held value; .m maxheld, .b barrier, .l limit, .f fai
 Beancounters of a stopped VPS are "-" (null in JSON), and so is no limit in JSON.
 Arguments pick VPSs, whatever their state: IDs, or shell patterns of names ('web*').
 As vzlist: -H no header, -s [-]FIELD sorts (- reverses), -S only stopped VPSs, -1 IDs only.
+--cluster lists every VPS of every host of the cluster from its registry, with a HOST
+column: this host's running or stopped, other hosts' exist (unknown while their host is
+down; creating, changing or destroying while a change of theirs is unsettled).
 
 EXAMPLES:
    vpsctl list -a
@@ -26,7 +29,8 @@ EXAMPLES:
    vpsctl list -o ctid,status,ostemplate -H -s ctid 101 'web*'
    vpsctl list -a -s -physpages -o ctid,physpages
    vpsctl list -1 -S
-   vpsctl list -a --format json`,
+   vpsctl list -a --format json
+   vpsctl list --cluster`,
 		Flags: []cli.Flag{
 			&cli.BoolFlag{Name: "all", Aliases: []string{"a"}, Usage: "include stopped VPSs"},
 			&cli.BoolFlag{Name: "stopped", Aliases: []string{"S"}, Usage: "only VPSs that do not run"},
@@ -34,12 +38,28 @@ EXAMPLES:
 			&cli.StringFlag{Name: "sort", Aliases: []string{"s"}, Usage: "sort by `[-]FIELD` (- for reverse order)"},
 			&cli.BoolFlag{Name: "no-header", Aliases: []string{"H"}, Usage: "no header line"},
 			&cli.BoolFlag{Name: "1", Usage: "IDs only, one per line (-H -o id)"},
+			&cli.BoolFlag{Name: "cluster", Usage: "every VPS of every host of the cluster, from its registry"},
 			formatFlag(),
 		},
 		Action: func(c *cli.Context) error {
 			asJSON, err := checkFormat(c)
 			if err != nil {
 				return err
+			}
+			if c.Bool("cluster") {
+				for _, f := range []string{"all", "stopped", "output", "sort", "no-header", "1"} {
+					if c.IsSet(f) {
+						return usageError("list --cluster: --%s is for this host's VPSs", f)
+					}
+				}
+				if c.NArg() > 0 {
+					return usageError("list --cluster: no arguments")
+				}
+				rt, err := openRuntime(c)
+				if err != nil {
+					return err
+				}
+				return listCluster(c, rt, asJSON)
 			}
 			o := runtime.ListOptions{All: c.Bool("all"), Stopped: c.Bool("stopped"), Match: c.Args().Slice()}
 			o.SortBy, o.Reverse = strings.CutPrefix(c.String("sort"), "-")

@@ -437,6 +437,11 @@ EXAMPLES:
 					id, err = container.ParseID(ref)
 				} else {
 					id, err = rt.Resolve(ref)
+					if errors.Is(err, store.ErrNotExist) {
+						if ok, err := statusElsewhere(c, rt, ref, asJSON); ok || err != nil {
+							return err
+						}
+					}
 				}
 				if err != nil {
 					return err
@@ -444,6 +449,12 @@ EXAMPLES:
 				s, err := rt.Status(id)
 				if err != nil {
 					return err
+				}
+				if s.State == "deleted" {
+					// Not here: in a cluster, perhaps on another host.
+					if ok, err := statusElsewhere(c, rt, ref, asJSON); ok || err != nil {
+						return err
+					}
 				}
 				if asJSON {
 					s.CheckViews()

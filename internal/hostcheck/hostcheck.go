@@ -35,7 +35,6 @@ var (
 // Version is a kernel release's first three numbers.
 type Version [3]int
 
-
 // Less reports whether v is an older release than w.
 func (v Version) Less(w Version) bool {
 	for i := range v {
