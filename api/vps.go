@@ -375,10 +375,10 @@ var actions = []action{
 	}},
 	{name: "checkpoint", body: func() any { return new(checkpointRequest) }, run: func(s *Server, ctx context.Context, id container.ID, b any) (any, error) {
 		req := b.(*checkpointRequest)
-		return s.rt.Checkpoint(ctx, id, req.Dir, req.LeaveRunning, io.Discard)
+		return s.rt.Checkpoint(ctx, id, runtime.CheckpointOptions{Dir: req.Dir, LeaveRunning: req.LeaveRunning})
 	}},
 	{name: "restore", body: func() any { return new(restoreRequest) }, run: func(s *Server, ctx context.Context, id container.ID, b any) (any, error) {
-		return s.rt.Restore(ctx, id, b.(*restoreRequest).Dir, io.Discard)
+		return s.rt.Restore(ctx, id, runtime.RestoreOptions{Dir: b.(*restoreRequest).Dir})
 	}},
 }
 

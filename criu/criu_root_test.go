@@ -40,7 +40,7 @@ func TestFindHonoursEnv(t *testing.T) {
 		}
 		return p
 	}
-	old, cur := fake("old", `Version: 3.17.1\n`), fake("new", `Version: 4.1.1\n`)
+	old, cur := fake("old", `Version: 3.17.1\n`), fake("new", `Version: 4.2.1\n`)
 
 	t.Setenv(EnvCRIU, old)
 	if p, v, err := Find(); !errors.Is(err, ErrTooOld) || p != old || v != (Version{3, 17, 1}) {
@@ -51,8 +51,8 @@ func TestFindHonoursEnv(t *testing.T) {
 		t.Errorf("missing criu: Find() error = %v; want ErrNotFound", err)
 	}
 	t.Setenv(EnvCRIU, cur)
-	if p, v, err := Find(); err != nil || p != cur || v != (Version{4, 1, 1}) {
-		t.Errorf("Find() = %q, %v, %v; want %q 4.1.1", p, v, err, cur)
+	if p, v, err := Find(); err != nil || p != cur || v != (Version{4, 2, 1}) {
+		t.Errorf("Find() = %q, %v, %v; want %q 4.2.1", p, v, err, cur)
 	}
 }
 

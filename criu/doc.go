@@ -11,9 +11,10 @@
 //
 // Invariants:
 //
-//   - Only CRIU >= 4.1 is ever run ([MinVersion]). Debian bookworm's 3.17
+//   - Only CRIU >= 4.2 is ever run ([MinVersion]). Debian bookworm's 3.17
 //     dies at start-up on 6.x kernels ("vdso: Unexpected rt vDSO area
-//     bounds"); scripts/install-criu.sh builds 4.1.x into
+//     bounds"), 4.1 on the first inet socket of Linux >= 6.16;
+//     scripts/install-criu.sh builds 4.2.x into
 //     /usr/local/lib/vpsctl/criu/criu.
 //   - Every dump and restore runs with CRIU_FAULT=130 in criu's environment.
 //     130 is FI_NO_BREAKPOINTS, a "not fatal" entry of CRIU's fault-injection

@@ -21,7 +21,7 @@ var (
 	// ErrNotFound: no criu binary at $VPSCTL_CRIU, DefaultPath or on PATH.
 	ErrNotFound = errors.New("criu not found (run scripts/install-criu.sh)")
 	// ErrTooOld: a criu was found, but it is older than MinVersion.
-	ErrTooOld = errors.New("criu too old (need >= 4.1; run scripts/install-criu.sh)")
+	ErrTooOld = errors.New("criu too old (need >= 4.2; run scripts/install-criu.sh)")
 )
 
 // versionTimeout bounds `criu --version`, which does no kernel work.

@@ -28,7 +28,7 @@ const (
 
 var (
 	// ErrCRIU wraps every failure of a criu run (non-zero exit, killed,
-	// timed out); the message carries the tail of criu's log.
+	// timed out); such failures are an *[Error].
 	ErrCRIU = errors.New("criu failed")
 	// ErrPdeathSig: the restored root task had PR_SET_PDEATHSIG set when it
 	// was dumped. CRIU restores it, and with --restore-detached the root's
@@ -42,8 +42,44 @@ var (
 // pdeathWarning is what criu logs in that case (cr-restore.c).
 const pdeathWarning = "Root task has pdeath_sig configured"
 
-// logTailLines is how much of criu's log an error quotes.
+// logTailLines is how much of criu's log an error quotes when the log has no error line.
 const logTailLines = 12
+
+// firstErrorLines is how many of criu's first error lines an error quotes.
+const firstErrorLines = 5
+
+// harmless are error lines criu logs on every run on some hosts and that never cause a
+// failure: they are left out of an [Error]'s first lines.
+var harmless = []string{
+	"Can't setup RLIMIT_NOFILE for self", // without CAP_SYS_RESOURCE in criu's own user namespace
+}
+
+// Error is a failed criu run: criu's first error lines, which name the cause (what follows
+// them is mostly the cleanup's noise), and where its whole log is. It wraps [ErrCRIU] and the
+// cause of the failure (an exit status, or the end of the caller's context).
+type Error struct {
+	Op    string   // "dump" or "restore"
+	Err   error    // the run's own failure
+	First []string // criu's first error lines, or the log's last lines when it has none
+	Log   string   // path of criu's log; a caller that moves it sets the new path
+}
+
+func (e *Error) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "criu %s: %v", e.Op, e.Err)
+	if len(e.First) > 0 {
+		b.WriteString("; criu's first errors:")
+		for _, l := range e.First {
+			b.WriteString("\n  " + l)
+		}
+	}
+	if e.Log != "" {
+		b.WriteString("\ncriu's log: " + e.Log)
+	}
+	return b.String()
+}
+
+func (e *Error) Unwrap() []error { return []error{ErrCRIU, e.Err} }
 
 // faultNoBreakpoints is CRIU_FAULT=130 (FI_NO_BREAKPOINTS): see the package
 // doc for why it is always set.
@@ -72,8 +108,24 @@ type DumpOptions struct {
 	// NetworkLock is "iptables" (criu's default, needs iptables-restore),
 	// "nftables" (built in via libnftables), "skip", or "" for the default.
 	NetworkLock string
-	ExtraArgs   []string  // appended verbatim (e.g. --tcp-established, --file-locks)
-	Log         io.Writer // criu's stdout and stderr (nil: discarded); the full log is ImagesDir/dump.log
+	// TCPEstablished dumps established TCP connections (--tcp-established): their sockets are
+	// put in repair mode and closed silently, the peer sees nothing until the restore.
+	TCPEstablished bool
+	// FreezeCgroup is the freezer group (v1) or cgroup2 group of the tree (--freeze-cgroup):
+	// criu freezes it to seize the tasks, and a group that was frozen before stays frozen
+	// after a dump that leaves the tree running.
+	FreezeCgroup string
+	// CgroupRoot is the group whose whole subtree is dumped (--cgroup-root), empty groups
+	// included; criu otherwise walks from the root task's own group only.
+	CgroupRoot string
+	// IrmapScanPaths are directories (inside the tree's root) searched for the paths of
+	// watched inodes whose file handles cannot be opened (--irmap-scan-path).
+	IrmapScanPaths []string
+	// FileLocks dumps the file locks the tree holds (--file-locks; criu refuses a tree that
+	// holds any otherwise). The restore needs it as well.
+	FileLocks bool
+	ExtraArgs []string  // appended verbatim
+	Log       io.Writer // criu's stdout and stderr (nil: discarded); the full log is ImagesDir/dump.log
 }
 
 // Dump checkpoints the process tree rooted at o.Pid into o.ImagesDir:
@@ -109,6 +161,21 @@ func Dump(ctx context.Context, o DumpOptions) error {
 	if o.NetworkLock != "" {
 		args = append(args, "--network-lock", o.NetworkLock)
 	}
+	if o.TCPEstablished {
+		args = append(args, "--tcp-established")
+	}
+	if o.FreezeCgroup != "" {
+		args = append(args, "--freeze-cgroup", o.FreezeCgroup)
+	}
+	if o.CgroupRoot != "" {
+		args = append(args, "--cgroup-root", o.CgroupRoot)
+	}
+	for _, p := range o.IrmapScanPaths {
+		args = append(args, "--irmap-scan-path", p)
+	}
+	if o.FileLocks {
+		args = append(args, "--file-locks")
+	}
 	args = append(args, o.ExtraArgs...)
 	return run(ctx, args, o.ImagesDir, DumpLog, o.Log, nil)
 }
@@ -125,7 +192,23 @@ type RestoreOptions struct {
 	// being the name given to DumpOptions.External (a network namespace fd
 	// from /proc/PID/ns/net or /run/netns/NAME, a pty master, ...).
 	InheritFds map[string]*os.File
-	ExtraArgs  []string // appended verbatim
+	// TCPEstablished restores the established TCP connections a dump with
+	// DumpOptions.TCPEstablished saved (criu refuses the images otherwise).
+	TCPEstablished bool
+	// TCPClose restores the established TCP connections a dump saved as closed sockets
+	// (--tcp-close): their peers see nothing, their owners a closed connection.
+	TCPClose bool
+	// CgroupRoot moves the restored groups from under the dumped root to under this one
+	// (--cgroup-root): a tree dumped in group /a restored into /b.
+	CgroupRoot string
+	// LeaveStopped leaves every restored task stopped by SIGSTOP (--leave-stopped).
+	LeaveStopped bool
+	// FileLocks restores the file locks a dump with DumpOptions.FileLocks saved.
+	FileLocks bool
+	// NetworkLock is the lock of the restored network namespace until its TCP connections
+	// are back: as DumpOptions.NetworkLock.
+	NetworkLock string
+	ExtraArgs   []string // appended verbatim
 	// Detached leaves the restored root to whoever adopts orphans (the
 	// nearest child subreaper, else the host's init). When false (the
 	// default), Restore first makes the calling process a child subreaper
@@ -171,6 +254,24 @@ func Restore(ctx context.Context, o RestoreOptions) (pid int, err error) {
 		"--log-file", RestoreLog, "-v4", "--restore-detached", "--pidfile", pidFile}
 	if o.ManageCgroups {
 		args = append(args, "--manage-cgroups")
+	}
+	if o.TCPEstablished {
+		args = append(args, "--tcp-established")
+	}
+	if o.TCPClose {
+		args = append(args, "--tcp-close")
+	}
+	if o.CgroupRoot != "" {
+		args = append(args, "--cgroup-root", o.CgroupRoot)
+	}
+	if o.LeaveStopped {
+		args = append(args, "--leave-stopped")
+	}
+	if o.FileLocks {
+		args = append(args, "--file-locks")
+	}
+	if o.NetworkLock != "" {
+		args = append(args, "--network-lock", o.NetworkLock)
 	}
 	// Sorted, so fd numbers are deterministic; fd N is ExtraFiles[N-3].
 	keys := make([]string, 0, len(o.InheritFds))
@@ -229,12 +330,46 @@ func run(ctx context.Context, args []string, dir, logName string, log io.Writer,
 	}
 	if ctx.Err() != nil {
 		err = fmt.Errorf("%w (after %v)", ctx.Err(), time.Since(start).Round(time.Millisecond))
+	} else {
+		// criu's exit status is not ours (an *exec.ExitError would pass for the command's
+		// own exit code further up).
+		err = errors.New(err.Error())
 	}
-	tail := logTail(filepath.Join(dir, logName), logTailLines)
-	if tail == "" {
-		tail = strings.TrimSpace(out.String())
+	logPath := filepath.Join(dir, logName)
+	first := firstErrors(logPath, firstErrorLines)
+	if len(first) == 0 {
+		if tail := logTail(logPath, logTailLines); tail != "" {
+			first = strings.Split(tail, "\n")
+		} else if o := strings.TrimSpace(out.String()); o != "" {
+			first = strings.Split(o, "\n")
+			logPath = ""
+		}
 	}
-	return fmt.Errorf("criu %s: %w: %w; last lines of %s:\n%s", args[0], ErrCRIU, err, filepath.Join(dir, logName), tail)
+	if _, serr := os.Stat(logPath); serr != nil {
+		logPath = ""
+	}
+	return &Error{Op: args[0], Err: err, First: first, Log: logPath}
+}
+
+// firstErrors returns the first n error lines of a criu log ("Error (file:line): ..."), the
+// timestamps and task numbers that lead them cut off, known-harmless ones left out.
+func firstErrors(path string, n int) []string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for _, l := range strings.Split(string(b), "\n") {
+		i := strings.Index(l, "Error (")
+		if i < 0 || slices.ContainsFunc(harmless, func(h string) bool { return strings.Contains(l, h) }) {
+			continue
+		}
+		out = append(out, l[i:])
+		if len(out) == n {
+			break
+		}
+	}
+	return out
 }
 
 // logTail returns the last n lines of a criu log, preferring its error lines

@@ -11,9 +11,11 @@ import (
 type Version struct{ Major, Minor, Sublevel int }
 
 // MinVersion is the oldest CRIU this package runs. 3.17 (Debian bookworm)
-// aborts on 6.x kernels while mapping the vDSO; 4.1 is the first release
-// verified on vpsctl's hosts.
-var MinVersion = Version{4, 1, 0}
+// aborts on 6.x kernels while mapping the vDSO; 4.1 cannot dump a TCP or UDP
+// socket on Linux >= 6.16, which refuses getsockopt(SO_PASSCRED) on them
+// (CRIU commit 4b7398595, "Restrict SO_PASSCRED and SO_PASSSEC to supported
+// families", is in 4.2).
+var MinVersion = Version{4, 2, 0}
 
 // ErrBadVersion reports `criu --version` output without a parsable
 // "Version: X.Y[.Z]" line.

@@ -48,7 +48,7 @@ func TestVersionLess(t *testing.T) {
 			}
 		}
 	}
-	if (Version{4, 0, 9}).Less(MinVersion) != true || (Version{4, 1, 1}).Less(MinVersion) {
+	if (Version{4, 1, 1}).Less(MinVersion) != true || (Version{4, 2, 1}).Less(MinVersion) {
 		t.Errorf("MinVersion comparison wrong")
 	}
 }

@@ -74,8 +74,10 @@ type monitor struct {
 	// grouped, if not nil, is closed once the monitor is in its own cgroup (joinGroup).
 	grouped chan struct{}
 	oneshot []string // argv of a one-shot command run as the VPS's PID 1 (see RunOnce)
-	// restoreDir: the first boot restores the VPS from this checkpoint (see restoreBoot).
-	restoreDir string
+	// restoreDir: the first boot restores the VPS from this checkpoint (see restoreBoot);
+	// restoreStopped leaves its processes stopped (see Continue).
+	restoreDir     string
+	restoreStopped bool
 	// lock is the VPS's lock, inherited from `vpsctl start`, held until the first boot is done
 	lock *os.File
 	// stdio of a one-shot command (nil: the monitor's own).
@@ -127,7 +129,8 @@ func monitorMain() int {
 	// close-on-exec; no VPS process may inherit them.
 	unix.CloseOnExec(3)
 	m := &monitor{st: st, id: id, ready: os.NewFile(3, "ready"), hostNS: inheritedFD("5")}
-	if len(os.Args) == 2 || (len(os.Args) == 4 && os.Args[2] == "--restore") {
+	restore := (len(os.Args) == 4 || len(os.Args) == 5 && os.Args[4] == "--stopped") && os.Args[2] == "--restore"
+	if len(os.Args) == 2 || restore {
 		unix.CloseOnExec(4)
 		m.lock = os.NewFile(4, "lock")
 	}
@@ -135,8 +138,8 @@ func monitorMain() int {
 		m.oneshot = os.Args[3:]
 		return m.runOnce()
 	}
-	if len(os.Args) == 4 && os.Args[2] == "--restore" {
-		m.restoreDir = os.Args[3]
+	if restore {
+		m.restoreDir, m.restoreStopped = os.Args[3], len(os.Args) == 5
 	}
 	return m.main()
 }

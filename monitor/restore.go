@@ -15,43 +15,83 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/vpsctl/vpsctl/cgroup"
 	"github.com/vpsctl/vpsctl/container"
 	"github.com/vpsctl/vpsctl/criu"
+	"github.com/vpsctl/vpsctl/internal/idshift"
 	"github.com/vpsctl/vpsctl/internal/spec"
 	"github.com/vpsctl/vpsctl/internal/sysfile"
 	"github.com/vpsctl/vpsctl/network"
 	"github.com/vpsctl/vpsctl/store"
+	"github.com/vpsctl/vpsctl/uid"
 	"golang.org/x/sys/unix"
 )
 
 // ErrNoCheckpoint reports a missing or unusable image directory.
 var ErrNoCheckpoint = fmt.Errorf("no usable checkpoint: %w", spec.ErrBadValue)
 
-// CheckpointMeta is written next to the images.
+// CheckpointMeta is written next to the images (MetaFile).
 type CheckpointMeta struct {
 	ID        container.ID `json:"id"`
 	Time      time.Time    `json:"time"`
 	TTY       string       `json:"tty"` // the console's --external key at dump time
 	Hostname  string       `json:"hostname"`
-	IDMap     string       `json:"idmap"`
+	IDMap     string       `json:"idmap"` // the UID range the images are for (see the remap)
 	Bytes     int64        `json:"bytes"`
 	Seconds   float64      `json:"seconds"`
 	Running   bool         `json:"left_running"`
 	CRIU      string       `json:"criu"`
 	InitVPSID int          `json:"init_vps_pid"`
+	// TCPEstablished: the images hold established TCP connections (restored with them).
+	TCPEstablished bool `json:"tcp_established,omitempty"`
+	// TCPClose: they are restored closed instead (a backup's: the peers went on long ago).
+	TCPClose bool `json:"tcp_close,omitempty"`
+	// Stopped are the VPS PIDs that were stopped by a signal at dump time.
+	Stopped []int `json:"stopped,omitempty"`
+	// CgroupRoot is the VPS's group at dump time (/vpsctl/ID): a VPS restored under another
+	// ID has its groups moved under its own.
+	CgroupRoot string `json:"cgroup_root,omitempty"`
+	// GroupsIDMap is the UID range the dumped groups' owners are in, when the images were
+	// remapped to IDMap since: the restore shifts the restored groups' owners too.
+	GroupsIDMap string `json:"groups_idmap,omitempty"`
+	// Externals are the mounts the dump left out, by criu's --external key: what the restore
+	// mounts there again (see External).
+	Externals map[string]External `json:"externals,omitempty"`
 }
 
+// External is a mount of a VPS that comes from the host and so is not in a dump: a LXCFS view
+// of its own limits, or a --bindmount directory. A restore mounts it again, from this host's
+// LXCFS or directory, with the VPS's own ID mapping, wherever the dump was taken.
+type External struct {
+	LXCFS  string `json:"lxcfs,omitempty"`  // the LXCFS file (lxcfs.Files), or
+	Bind   string `json:"bind,omitempty"`   // the bind mount as the config spells it, or
+	Device string `json:"device,omitempty"` // where a device node goes (DeviceTargets)
+}
+
+// MetaFile is the name of a checkpoint's CheckpointMeta in its image directory.
+const MetaFile = "vpsctl-checkpoint.json"
+
+// Write writes m into image directory dir.
+func (m *CheckpointMeta) Write(dir string) error {
+	b, err := json.MarshalIndent(m, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(dir, MetaFile), append(b, '\n'), 0o600)
+}
+
+// ReadCheckpointMeta reads the CheckpointMeta of image directory dir.
 func ReadCheckpointMeta(dir string) (*CheckpointMeta, error) {
 	if _, err := os.Stat(filepath.Join(dir, "inventory.img")); err != nil {
 		return nil, fmt.Errorf("%s: no CRIU image (inventory.img): %w", dir, ErrNoCheckpoint)
 	}
-	b, err := os.ReadFile(filepath.Join(dir, "vpsctl-checkpoint.json"))
+	b, err := os.ReadFile(filepath.Join(dir, MetaFile))
 	if err != nil {
 		return nil, fmt.Errorf("%s: not a vpsctl checkpoint: %w", dir, ErrNoCheckpoint)
 	}
 	var m CheckpointMeta
 	if err := json.Unmarshal(b, &m); err != nil || m.TTY == "" {
-		return nil, fmt.Errorf("%s: corrupt vpsctl-checkpoint.json: %w", dir, ErrNoCheckpoint)
+		return nil, fmt.Errorf("%s: corrupt %s: %w", dir, MetaFile, ErrNoCheckpoint)
 	}
 	return &m, nil
 }
@@ -91,6 +131,19 @@ func (m *monitor) restoreBoot(c *store.Config, dir string) (*bootState, error) {
 		return nil, fmt.Errorf("restore: user namespace holder: %w", err)
 	}
 	unmount, err := m.mountRootfs(c, tpl, holder.Process.Pid, userns)
+	var extArgs []string
+	if err == nil {
+		var unmountExt func()
+		var warnings []string
+		extArgs, warnings, unmountExt, err = m.externalMounts(c, meta, holder.Process.Pid, userns, int(idmap.Host))
+		if err == nil {
+			defer unmountExt()
+		}
+		b.warnings = append(b.warnings, warnings...)
+		if err != nil {
+			unmount()
+		}
+	}
 	hin.Close()
 	holder.Wait()
 	if err != nil {
@@ -104,11 +157,11 @@ func (m *monitor) restoreBoot(c *store.Config, dir string) (*bootState, error) {
 	}
 	defer slave.Close()
 
-	// Restored tasks read some images themselves (timens-N.img...), with the VPS's credentials
-	// or, early in criu's restore of the user namespace, with still unmapped ones (nobody's):
-	// while the restore runs the images are the VPS root's and readable by any ID through the
-	// directory (0711, 0644) — its parents stay closed to everyone but host root — and host
-	// root's again after it, never anyone else's (0700, 0600).
+	// Restored tasks read images themselves: the root task first as host root in its new, not
+	// yet mapped user namespace (criu's prepare_timens), later all of them with the VPS's
+	// credentials. So while the restore runs the images stay host root's and are readable by
+	// the VPS root's group (0750, 0640; the directory's parents stay closed to it), and only
+	// host root's again after it (0700, 0600).
 	if userns {
 		if err := ownImages(dir, int(idmap.Host)); err != nil {
 			return nil, fmt.Errorf("restore: images: %w", err)
@@ -136,29 +189,72 @@ func (m *monitor) restoreBoot(c *store.Config, dir string) (*bootState, error) {
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), CheckpointTimeout)
 	defer cancel()
-	pid, err := criu.Restore(ctx, criu.RestoreOptions{Root: m.st.Path(m.id, "root"), ImagesDir: dir, ManageCgroups: true,
-		InheritFds: map[string]*os.File{meta.TTY: slave},
-		ExtraArgs:  []string{"--external", "mnt[console]:" + consolePath, "--empty-ns", "net", "--ext-mount-map", "auto", "--action-script", self}})
+	o := criu.RestoreOptions{Root: m.st.Path(m.id, "root"), ImagesDir: dir, ManageCgroups: true,
+		InheritFds:     map[string]*os.File{meta.TTY: slave},
+		TCPEstablished: meta.TCPEstablished, TCPClose: meta.TCPClose, LeaveStopped: m.restoreStopped, NetworkLock: "nftables",
+		FileLocks: true, // harmless when the images hold none; criu refuses them otherwise
+		ExtraArgs: append([]string{"--external", "mnt[console]:" + consolePath, "--empty-ns", "net", "--ext-mount-map", "auto", "--action-script", self}, extArgs...)}
+	if own := "/" + spec.CgroupPath(m.id); meta.CgroupRoot != "" && meta.CgroupRoot != own {
+		o.CgroupRoot = own // a VPS restored under another ID
+	}
+	pid, err := criu.Restore(ctx, o)
 	if pid > 0 {
 		b.setInit(pid)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("restore: %w", err)
 	}
-	// The host's mounts the dump left out (see DetachExtras), as a boot makes them; the VPS,
-	// restored and running, is not given up for one that cannot be had.
-	if w, err := AttachExtras(m.st, c, pid, m.hostNS); err != nil {
-		b.warnings = append(b.warnings, fmt.Sprintf("restored without its host mounts: %v", err))
-	} else {
-		b.warnings = append(b.warnings, w...)
+	// criu restores the freezer state it dumped, frozen for a dump of a frozen VPS (a backup's
+	// dump is one): a restored VPS runs.
+	if err := b.cg.Thaw(); err != nil {
+		return nil, fmt.Errorf("restore: thaw: %w", err)
 	}
 	if userns {
+		if meta.GroupsIDMap != "" && meta.GroupsIDMap != c.IDMap {
+			// criu made the groups with the owners they had at dump time, in the range the
+			// images were remapped from.
+			if err := shiftGroups(b.cg, meta.GroupsIDMap, idmap); err != nil {
+				return nil, fmt.Errorf("restore: groups: %w", err)
+			}
+		}
 		if err := spec.Delegate(b.cg, idmap); err != nil {
 			log.Printf("cgroup delegation after restore: %v", err)
 		}
 	}
 	ok = true
 	return b, nil
+}
+
+// shiftGroups re-owns what in the VPS's groups (every hierarchy, the whole subtree) belongs
+// to range from, into range to.
+func shiftGroups(cg cgroup.Manager, from string, to uid.Range) error {
+	fr, err := uid.ParseRange(from)
+	if err != nil {
+		return err
+	}
+	s, ok := idshift.New(fr, to)
+	if !ok {
+		return nil
+	}
+	for _, dir := range cg.Paths() {
+		err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+			if err != nil {
+				return err
+			}
+			var st unix.Stat_t
+			if err := unix.Lstat(p, &st); err != nil {
+				return nil
+			}
+			if u, g := s.ID(st.Uid), s.ID(st.Gid); u != st.Uid || g != st.Gid {
+				return os.Lchown(p, int(u), int(g))
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // criuActionMain is criu's action script during a restore (see restoreBoot).
@@ -203,11 +299,11 @@ func holdMain() int {
 	return 0
 }
 
-// ownImages gives a checkpoint's image directory and everything in it to uid (and the same
-// gid): to root, directories 0700 and files 0600; to a VPS's root for its restore, 0711 and
-// 0644. It follows no link: each entry is opened with
-// O_NOFOLLOW and changed through its descriptor, and symbolic links are left as they are.
-func ownImages(dir string, uid int) error {
+// ownImages gives a checkpoint's image directory and everything in it to host root and group
+// gid: with gid 0 directories 0700 and files 0600, else 0750 and 0640. It follows no link:
+// each entry is opened with O_NOFOLLOW and changed through its descriptor, and symbolic links
+// are left as they are.
+func ownImages(dir string, gid int) error {
 	return filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
 		if err != nil || d.Type()&fs.ModeSymlink != 0 || !(d.IsDir() || d.Type().IsRegular()) {
 			return err
@@ -216,18 +312,15 @@ func ownImages(dir string, uid int) error {
 		if d.IsDir() {
 			flags, mode = unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_DIRECTORY, 0o700
 		}
-		if uid != 0 { // during a restore (see restoreBoot)
-			mode = 0o644
-			if d.IsDir() {
-				mode = 0o711
-			}
+		if gid != 0 {
+			mode |= (mode & 0o500) >> 3 // the group may read (and search)
 		}
 		fd, err := sysfile.Open(p, flags, 0)
 		if err != nil {
 			return err
 		}
 		defer unix.Close(fd)
-		if err := unix.Fchown(fd, uid, uid); err != nil {
+		if err := unix.Fchown(fd, 0, gid); err != nil {
 			return &os.PathError{Op: "fchown", Path: p, Err: err}
 		}
 		if err := unix.Fchmod(fd, mode); err != nil {
@@ -235,4 +328,113 @@ func ownImages(dir string, uid int) error {
 		}
 		return nil
 	})
+}
+
+// externalMounts makes what the dump left out (CheckpointMeta.Externals) mountable by criu:
+// LXCFS's views from this host's LXCFS (the host's own files, with a warning, without one) and
+// bind mounts from their directories, idmapped with the user namespace of process holder, each
+// attached in a directory of our own mount namespace that the restored tasks, which make the
+// mounts with the VPS's credentials, can reach (criu's --external mnt[KEY]:PATH; the state
+// root is closed to them). It returns criu's arguments and what undoes the mounts.
+func (m *monitor) externalMounts(c *store.Config, meta *CheckpointMeta, holder int, userns bool, rootUID int) (args, warnings []string, undo func(), err error) {
+	undo = func() {}
+	if len(meta.Externals) == 0 {
+		return nil, nil, undo, nil
+	}
+	dir, err := os.MkdirTemp("/run", "vpsctl-restore-")
+	if err != nil {
+		return nil, nil, undo, err
+	}
+	var targets []string
+	undo = func() {
+		for _, t := range targets {
+			unix.Unmount(t, unix.MNT_DETACH)
+		}
+		os.RemoveAll(dir)
+	}
+	fail := func(err error) ([]string, []string, func(), error) {
+		undo()
+		return nil, nil, func() {}, err
+	}
+	if err := os.Chmod(dir, 0o711); err != nil {
+		return fail(err)
+	}
+	var views map[string]int
+	nsfd := -1
+	for key, x := range meta.Externals {
+		var fd int
+		isDir := false
+		switch {
+		case x.LXCFS != "":
+			if views == nil {
+				views = map[string]int{}
+				vs, _, lerr := lxcfsViews(m.st.Root, m.hostNS)
+				if lerr != nil {
+					warnings = append(warnings, fmt.Sprintf("no LXCFS views (%v): it sees the host's memory, CPUs and uptime", lerr))
+				}
+				for _, v := range vs {
+					views[v.path] = v.fd
+				}
+				defer closeMounts(vs)
+			}
+			fd = -1
+			if f, ok := views[x.LXCFS]; ok {
+				fd, err = unix.Dup(f)
+			} else {
+				fd, err = unix.OpenTree(unix.AT_FDCWD, "/"+x.LXCFS, unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC)
+			}
+			if err != nil {
+				return fail(fmt.Errorf("LXCFS view %s: %w", x.LXCFS, err))
+			}
+		case x.Bind != "":
+			bm, err := spec.ParseBindMount(x.Bind, m.st.Root)
+			if err != nil {
+				return fail(err)
+			}
+			if userns && nsfd < 0 {
+				if nsfd, err = sysfile.Open(fmt.Sprintf("/proc/%d/ns/user", holder), os.O_RDONLY, 0); err != nil {
+					return fail(err)
+				}
+				defer unix.Close(nsfd)
+			}
+			if fd, err = bindClone(bm, nsfd); err != nil {
+				return fail(fmt.Errorf("bind mount %s: %w", bm, err))
+			}
+			isDir = true
+		case x.Device != "":
+			devs, err := spec.Devices(c)
+			if err != nil {
+				return fail(err)
+			}
+			i := slices.IndexFunc(devs, func(d spec.Device) bool { return "/"+deviceTarget(d) == x.Device })
+			if i < 0 {
+				return fail(fmt.Errorf("device node %s: not in the VPS's devices: %w", x.Device, spec.ErrBadValue))
+			}
+			host, _, err := m.deviceNode(devs[i], rootUID)
+			if err == nil {
+				fd, err = unix.OpenTree(unix.AT_FDCWD, host, unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC)
+			}
+			if err != nil {
+				return fail(fmt.Errorf("device node %s: %w", x.Device, err))
+			}
+		default:
+			continue
+		}
+		target := filepath.Join(dir, key)
+		if isDir {
+			err = os.Mkdir(target, 0o755)
+		} else {
+			err = os.WriteFile(target, nil, 0o644)
+		}
+		if err == nil {
+			err = unix.MoveMount(fd, "", unix.AT_FDCWD, target, unix.MOVE_MOUNT_F_EMPTY_PATH)
+		}
+		unix.Close(fd)
+		if err != nil {
+			return fail(fmt.Errorf("external mount %s: %w", key, err))
+		}
+		targets = append(targets, target)
+		args = append(args, "--external", "mnt["+key+"]:"+target)
+	}
+	return args, warnings, undo, nil
 }

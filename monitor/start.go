@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/vpsctl/vpsctl/container"
+	"github.com/vpsctl/vpsctl/criu"
 	"github.com/vpsctl/vpsctl/internal/fault"
 	"github.com/vpsctl/vpsctl/internal/sysfile"
 	"github.com/vpsctl/vpsctl/internal/timerslack"
@@ -25,11 +26,12 @@ var StartTimeout = 60 * time.Second
 
 // monitorEnv is the whole environment of a monitor process: its mode, the state root, a small
 // Go runtime, the host's timer slack, the host configuration's settings it needs (settingsEnv),
-// and the test and trace switches that were set.
+// the test and trace switches that were set, and the CRIU binary chosen (a restore's boot runs
+// it).
 func monitorEnv(root string) []string {
 	env := append([]string{modeEnv + "=monitor", "VPSCTL_ROOT=" + root, "GOMAXPROCS=1", "GOGC=25"}, timerslack.Env()...)
 	env = append(env, settingsEnv()...)
-	return append(env, inheritEnv(fault.Env, fault.TraceEnv)...)
+	return append(env, inheritEnv(fault.Env, fault.TraceEnv, criu.EnvCRIU)...)
 }
 
 // inheritEnv is the "KEY=value" entries of this process's environment for the keys that are

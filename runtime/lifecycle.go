@@ -61,6 +61,9 @@ func (r *Runtime) Start(ctx context.Context, id container.ID, o StartOptions) (i
 	if s.State == "running" {
 		return 0, fmt.Errorf("VPS %d: %w", id, ErrRunning)
 	}
+	if err := r.checkComplete(id); err != nil {
+		return 0, err
+	}
 	fault.Mark("start-checked")
 	r.repair(id)
 	fault.Mark("start-repaired")

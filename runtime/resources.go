@@ -127,7 +127,7 @@ const suspendedFile = "suspended-to-disk"
 
 // SuspendToDisk checkpoints VPS id and stops it (vzctl chkpnt); Resume restores it.
 func (r *Runtime) SuspendToDisk(ctx context.Context, id container.ID, progress io.Writer) error {
-	if _, err := r.Checkpoint(ctx, id, "", false, progress); err != nil {
+	if _, err := r.Checkpoint(ctx, id, CheckpointOptions{Progress: progress}); err != nil {
 		return err
 	}
 	if err := store.WriteFileAtomic(r.St.Path(id, suspendedFile), []byte(r.DefaultCheckpointDir(id)+"\n"), 0o600); err != nil {
@@ -141,7 +141,7 @@ func (r *Runtime) SuspendToDisk(ctx context.Context, id container.ID, progress i
 func (r *Runtime) Resume(ctx context.Context, id container.ID) error {
 	if _, err := os.Stat(r.St.Path(id, suspendedFile)); err == nil {
 		if s, err := r.Status(id); err == nil && s.State == "stopped" {
-			if _, err := r.Restore(ctx, id, "", nil); err != nil {
+			if _, err := r.Restore(ctx, id, RestoreOptions{}); err != nil {
 				return err
 			}
 			os.Remove(r.St.Path(id, suspendedFile))

@@ -42,6 +42,8 @@ type Status struct {
 	// LXCFS: whether a running VPS's /proc and /sys views of its own limits are served
 	// (lxcfs.ViewLive, ViewDead, ViewNone), filled by CheckViews.
 	LXCFS string `json:"lxcfs,omitempty"`
+	// Incomplete: its clone, restore from a backup or migration is under way or was cut off.
+	Incomplete bool `json:"incomplete,omitempty"`
 
 	cfg *store.Config
 	run *store.RunState
@@ -56,6 +58,9 @@ func (s *Status) Line() string {
 	l := fmt.Sprintf("VPS %d exist %s", s.ID, s.State)
 	if s.Suspended {
 		l += " suspended"
+	}
+	if s.Incomplete {
+		l += " incomplete"
 	}
 	if s.Backoff {
 		l += " backoff"
@@ -77,6 +82,9 @@ func (r *Runtime) Status(id container.ID) (*Status, error) {
 		OnBoot: c.OnBoot, BootOrder: c.BootOrder, cfg: c}
 	if _, err := os.Stat(r.St.Path(c.ID, suspendedFile)); err == nil {
 		s.Suspended = true // on disk; "running" below clears nothing: a running VPS is not on disk
+	}
+	if _, err := os.Stat(r.St.Path(c.ID, incompleteFile)); err == nil {
+		s.Incomplete = true
 	}
 	if run, err := r.St.LoadRun(c.ID); err == nil {
 		s.run = run

@@ -1,24 +1,28 @@
 #!/usr/bin/env bash
-# Installs CRIU >= 4.1 for vpsctl's checkpoint/restore into /usr/local/lib/vpsctl/criu/criu.
+# Installs CRIU >= 4.2 for vpsctl's checkpoint/restore into /usr/local/lib/vpsctl/criu/criu.
 #
 # Why not `apt-get install criu`: bookworm (and bookworm-backports) ship CRIU 3.17, which dies at
-# start-up on kernels >= 6.x ("vdso: Unexpected rt vDSO area bounds"); Debian trixie's 4.1.1 binary
-# needs glibc 2.38 and does not run on bookworm. So this script builds upstream 4.1.x from the
-# trixie source package's orig tarball, staying inside Debian's archive:
+# start-up on kernels >= 6.x ("vdso: Unexpected rt vDSO area bounds"). Debian trixie's 4.1.1
+# starts, but cannot dump a single TCP or UDP socket on kernels >= 6.16 (they refuse
+# getsockopt(SO_PASSCRED) on inet sockets; CRIU 4.2 asks only unix and netlink ones), so no
+# VPS running a network daemon could be checkpointed. Debian testing's (forky) and unstable's
+# 4.2.x binaries need a newer glibc than bookworm's. So this script builds upstream 4.2.x from
+# the testing (else unstable) source package's orig tarball, staying inside Debian's archive:
 #   1. a PRIVATE apt configuration (its own sources list, lists and cache dirs under a temp dir)
-#      holding one trixie deb-src line on the host's own mirror; the host's apt sources and state
-#      are never touched;
-#   2. the orig tarball is checked against the SHA-256 in trixie's Sources index, which apt itself
-#      verified against the signed InRelease (debian-archive-keyring has the trixie keys);
+#      holding forky and sid deb-src lines on the host's own mirror; the host's apt sources and
+#      state are never touched;
+#   2. the orig tarball is checked against the SHA-256 in the Sources index, which apt itself
+#      verified against the signed InRelease (debian-archive-keyring has the keys);
 #   3. bookworm build deps + runtime tools (tar, iproute2, iptables) via the host's apt-get;
 #   4. `make criu`, installed as /usr/local/lib/vpsctl/criu/criu (atomic rename).
-# Idempotent: exits 0 at once if a criu >= 4.1 is already installed (or on PATH).
+# Idempotent: exits 0 at once if a criu >= 4.2 is already installed (or on PATH).
 #
 # Env: VPSCTL_DEBIAN_MIRROR overrides the mirror URL (default: the host's, from its apt sources).
+#      VPSCTL_CRIU_DIR installs into another directory (default /usr/local/lib/vpsctl/criu).
 #      VPSCTL_CRIU_KEEP_BUILD=1 keeps the work dir.
 set -euo pipefail
 
-DEST_DIR=/usr/local/lib/vpsctl/criu
+DEST_DIR=${VPSCTL_CRIU_DIR:-/usr/local/lib/vpsctl/criu}
 DEST=$DEST_DIR/criu
 KEYRING=/usr/share/keyrings/debian-archive-keyring.gpg
 BUILD_DEPS=(build-essential pkgconf python3 libbsd-dev libcap-dev libgnutls28-dev libnet1-dev
@@ -31,13 +35,13 @@ RUNTIME_DEPS=(tar iproute2 iptables)
 say() { echo "install-criu: $*"; }
 die() { echo "install-criu: ERROR: $*" >&2; exit 1; }
 
-# version_ok BINARY: prints the version and succeeds if `BINARY --version` says >= 4.1.
+# version_ok BINARY: prints the version and succeeds if `BINARY --version` says >= 4.2.
 version_ok() {
   local out maj min
   out=$("$1" --version 2>/dev/null) || return 1
   [[ $out =~ Version:[[:space:]]*([0-9]+)\.([0-9]+) ]] || return 1
   maj=${BASH_REMATCH[1]} min=${BASH_REMATCH[2]}
-  if (( maj > 4 || (maj == 4 && min >= 1) )); then
+  if (( maj > 4 || (maj == 4 && min >= 2) )); then
     echo "$out" | sed -n 's/^Version:[[:space:]]*//p' | head -n1
     return 0
   fi
@@ -70,14 +74,16 @@ WORK_LOG=$(mktemp /tmp/install-criu.XXXXXX.log)
 trap 'rm -f "$WORK_LOG"' EXIT
 
 # --- 0. already installed? -------------------------------------------------------------------
-for cand in "$DEST" "$(command -v criu 2>/dev/null || true)"; do
+cands=("$DEST")
+[[ -n ${VPSCTL_CRIU_DIR:-} ]] || cands+=("$(command -v criu 2>/dev/null || true)")
+for cand in "${cands[@]}"; do
   [[ -n $cand && -x $cand ]] || continue
   if v=$(version_ok "$cand"); then
     ensure_runtime_deps
     say "criu $v already installed at $cand"
     exit 0
   fi
-  say "ignoring $cand: not criu >= 4.1 ($("$cand" --version 2>/dev/null | head -n1 || echo 'no version'))"
+  say "ignoring $cand: not criu >= 4.2 ($("$cand" --version 2>/dev/null | head -n1 || echo 'no version'))"
 done
 
 START=$(date +%s)
@@ -110,7 +116,7 @@ fi
 MIRROR=${MIRROR%/}
 say "Debian mirror: $MIRROR"
 
-# --- 2. private apt config: trixie deb-src ---------------------------------------------------
+# --- 2. private apt config: testing and unstable deb-src --------------------------------------
 W=$(mktemp -d /var/tmp/vpsctl-criu-build.XXXXXX)
 cleanup() {
   rm -f "$WORK_LOG"
@@ -121,17 +127,19 @@ mkdir -p "$W/etc/preferences.d" "$W/lists/partial" "$W/cache/archives/partial" "
 # apt downloads as the unprivileged _apt user where it exists: let it write its partial dirs.
 chmod 0755 "$W"
 if id _apt >/dev/null 2>&1; then chown _apt "$W/lists/partial" "$W/cache/archives/partial" "$W/src"; fi
-echo "deb-src [signed-by=$KEYRING] $MIRROR trixie main" >"$W/etc/sources.list"
+printf "deb-src [signed-by=$KEYRING] $MIRROR %s main\n" forky sid >"$W/etc/sources.list"
 APT_PRIV=(-o "Dir::Etc::sourcelist=$W/etc/sources.list" -o "Dir::Etc::sourceparts=-"
   -o "Dir::Etc::preferencesparts=$W/etc/preferences.d" -o "Dir::State::Lists=$W/lists"
   -o "Dir::Cache=$W/cache" -o "Dir::Cache::pkgcache=" -o "Dir::Cache::srcpkgcache="
   -o "APT::Get::List-Cleanup=0" -o "Acquire::Languages=none")
-say "fetching trixie Sources index (private apt state in $W)"
-apt-get "${APT_PRIV[@]}" update -q >"$WORK_LOG" 2>&1 || { tail -n 20 "$WORK_LOG" >&2; die "apt-get update of trixie deb-src failed"; }
-grep -q '^E:' "$WORK_LOG" && { tail -n 20 "$WORK_LOG" >&2; die "apt-get update of trixie deb-src reported errors"; }
+say "fetching forky and sid Sources indexes (private apt state in $W)"
+# apt hands its temporary files to the _apt user under TMPDIR: /var/tmp is world-writable on
+# every Debian system, /tmp not always in a container.
+TMPDIR=/var/tmp apt-get "${APT_PRIV[@]}" update -q >"$WORK_LOG" 2>&1 || { tail -n 20 "$WORK_LOG" >&2; die "apt-get update of forky/sid deb-src failed"; }
+grep -q '^E:' "$WORK_LOG" && { tail -n 20 "$WORK_LOG" >&2; die "apt-get update of forky/sid deb-src reported errors"; }
 
-# apt-cache showsrc prints the verified Sources stanza(s); pick the newest 4.1.x.
-STANZAS=$(apt-cache "${APT_PRIV[@]}" showsrc criu 2>/dev/null) || die "criu not found in trixie Sources"
+# apt-cache showsrc prints the verified Sources stanza(s); pick the newest 4.2.x.
+STANZAS=$(apt-cache "${APT_PRIV[@]}" showsrc criu 2>/dev/null) || die "criu not found in forky/sid Sources"
 VERSION= DIRECTORY= ORIG= SHA= SIZE=
 read -r VERSION DIRECTORY ORIG SHA SIZE < <(
   awk 'BEGIN{RS=""}
@@ -144,10 +152,10 @@ read -r VERSION DIRECTORY ORIG SHA SIZE < <(
            else if (insha && l[i] ~ /^ /) { split(l[i], f, " "); if (f[3] ~ /\.orig\.tar\.(xz|gz|bz2)$/) { sha=f[1]; size=f[2]; orig=f[3] } }
            else insha=0
          }
-         if (ver ~ /^4\.1\./) print ver, dir, orig, sha, size
+         if (ver ~ /^4\.2\./) print ver, dir, orig, sha, size
        }' <<<"$STANZAS" | sort -V | tail -n1) || true
-[[ -n ${SHA:-} && -n ${ORIG:-} ]] || die "no criu 4.1.x orig tarball with a SHA-256 in trixie Sources (found: $(sed -n 's/^Version: //p' <<<"$STANZAS" | tr '\n' ' '))"
-say "trixie source criu $VERSION: $DIRECTORY/$ORIG ($SIZE bytes, sha256 $SHA)"
+[[ -n ${SHA:-} && -n ${ORIG:-} ]] || die "no criu 4.2.x orig tarball with a SHA-256 in forky/sid Sources (found: $(sed -n 's/^Version: //p' <<<"$STANZAS" | tr '\n' ' '))"
+say "source criu $VERSION: $DIRECTORY/$ORIG ($SIZE bytes, sha256 $SHA)"
 
 # --- 3. download + verify the orig tarball ---------------------------------------------------
 # apt-helper uses apt's own transports/proxy settings and checks the hash; we check it again.
@@ -156,7 +164,7 @@ say "downloading $MIRROR/$DIRECTORY/$ORIG"
   { tail -n 20 "$WORK_LOG" >&2; die "download of $ORIG failed"; }
 got=$(sha256sum "$W/src/$ORIG" | cut -d' ' -f1)
 [[ $got == "$SHA" ]] || die "SHA-256 mismatch for $ORIG: got $got, Sources index says $SHA"
-say "SHA-256 verified against the signed trixie Sources index"
+say "SHA-256 verified against the signed Sources index"
 
 # --- 4. build deps (bookworm) ----------------------------------------------------------------
 apt_install "${BUILD_DEPS[@]}" "${RUNTIME_DEPS[@]}"
@@ -178,7 +186,7 @@ fi
 mkdir -p "$DEST_DIR"
 install -m 0755 "$SRC/criu/criu" "$DEST.new"
 mv -f "$DEST.new" "$DEST"
-v=$(version_ok "$DEST") || die "installed $DEST does not report version >= 4.1"
+v=$(version_ok "$DEST") || die "installed $DEST does not report version >= 4.2"
 say "installed criu $v at $DEST in $(( $(date +%s) - START )) s"
 # A smoke test that the binary starts on this kernel (3.17 died here on the vDSO); `criu check`
 # may legitimately warn about optional features, so only its start-up is required.

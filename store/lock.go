@@ -41,6 +41,14 @@ func (s *Store) LockVPS(ctx context.Context, id container.ID, what string) (*Loc
 	return lk, nil
 }
 
+// LockNewVPS takes the lock of VPS id, which need not exist: a VPS about to be made from
+// another's files (a clone, a backup restored, a migration received) is claimed with its lock
+// held. A caller whose VPS was not made removes the lock file (Lock.RemoveFile) before it lets
+// go, as a destroy does.
+func (s *Store) LockNewVPS(ctx context.Context, id container.ID, what string) (*Lock, error) {
+	return lockFile(ctx, filepath.Join(s.Root, "locks", strconv.FormatUint(uint64(id), 10)+".lock"), what, fmt.Sprintf("VPS %d", id))
+}
+
 // LockGlobal takes the lock that serializes changes to shared state: ID and name allocation,
 // UID ranges, addresses, templates.
 func (s *Store) LockGlobal(ctx context.Context, what string) (*Lock, error) {

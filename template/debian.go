@@ -125,9 +125,30 @@ func runProgress(cmd *exec.Cmd, progress io.Writer) error {
 	return nil
 }
 
+// checkpointDropIn is the systemd drop-in that every service of a systemd template gets
+// (/etc/systemd/system/service.d/, so units installed later get it too; named to sort after a
+// unit's own drop-ins, which it overrides). CRIU dumps one UTS, IPC and user namespace for a
+// whole VPS and cannot dump one nested in it, and these sandboxing settings would give a
+// service such a namespace of its own (Debian 12: systemd-logind, -hostnamed, -localed,
+// -timedated, -networkd). The service stays in the VPS's own namespaces, which isolate it
+// from the host and the other VPSs as they isolate every other process of the VPS; it only
+// loses a sandbox inside the VPS. Mount and network namespaces (PrivateTmp=, ProtectSystem=,
+// PrivateNetwork=, ...) nest in a dump and stay as the units ask.
+const checkpointDropIn = `# vpsctl: keep services checkpointable (vpsctl checkpoint, backup --with-memory, migrate).
+# CRIU cannot dump a UTS, IPC or user namespace nested in the VPS's own, which these settings
+# would give a service; the VPS's own namespaces still isolate it from the host.
+[Service]
+ProtectHostname=no
+PrivateIPC=no
+PrivateUsers=no
+`
+
+// checkpointDropInPath is where a systemd template has checkpointDropIn.
+const checkpointDropInPath = "etc/systemd/system/service.d/zz-vpsctl-checkpoint.conf"
+
 // adaptDebian makes a debootstrap tree a VPS template: no shared SSH host keys (each VPS makes
-// its own at first boot), a console getty, inits that power off on vpsctl's signal, and no
-// units that need hardware.
+// its own at first boot), a console getty, inits that power off on vpsctl's signal, no units
+// that need hardware, and services that stay checkpointable (checkpointDropIn).
 func adaptDebian(r, variant string) error {
 	write := func(p, content string, perm os.FileMode) error {
 		p = filepath.Join(r, p)
@@ -166,6 +187,9 @@ ExecStart=/usr/bin/ssh-keygen -A
 WantedBy=multi-user.target
 `
 		if err := write("etc/systemd/system/vpsctl-ssh-keygen.service", unit, 0o644); err != nil {
+			return err
+		}
+		if err := write(checkpointDropInPath, checkpointDropIn, 0o644); err != nil {
 			return err
 		}
 		if err := os.Symlink("/etc/systemd/system/vpsctl-ssh-keygen.service",

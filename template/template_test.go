@@ -2,7 +2,9 @@ package template
 
 import (
 	"errors"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -38,6 +40,37 @@ func FuzzMirrorIn(f *testing.F) {
 	f.Add("deb http://x/debian bookworm main")
 	f.Add("URIs: https://y/debian/")
 	f.Fuzz(func(t *testing.T, s string) { mirrorIn(s) })
+}
+
+// TestAdaptDebianCheckpointable checks the drop-in that keeps a systemd template's services
+// out of namespaces CRIU cannot dump nested (ProtectHostname=, PrivateIPC=, PrivateUsers=).
+func TestAdaptDebianCheckpointable(t *testing.T) {
+	r := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(r, "etc/systemd/system/multi-user.target.wants"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := adaptDebian(r, "systemd"); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(filepath.Join(r, checkpointDropInPath))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"[Service]\n", "ProtectHostname=no\n", "PrivateIPC=no\n", "PrivateUsers=no\n"} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("drop-in lacks %q:\n%s", want, b)
+		}
+	}
+	s := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(s, "etc/default"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := adaptDebian(s, "sysvinit"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(s, checkpointDropInPath)); err == nil {
+		t.Error("a sysvinit template got the systemd drop-in")
+	}
 }
 
 // stepRecorder is a Stepper that records what it was given.

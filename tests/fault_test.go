@@ -44,11 +44,13 @@ func TestCrashConsistency(t *testing.T) {
 			cases[p] = step{setup: running, args: []string{"set", id, "--hostname", "after", "--name", "crash2", "--numproc", "77"}}
 		case strings.HasPrefix(p, "destroy-"):
 			cases[p] = step{setup: running, args: []string{"destroy", "--force", id}}
+		case strings.HasPrefix(p, "migrate-"):
+			continue // a migration's crash needs two state roots: TestMigrateFaults
 		default:
 			t.Fatalf("fault point %q has no test case", p)
 		}
 	}
-	names := slices.Clone(fault.Points)
+	names := slices.DeleteFunc(slices.Clone(fault.Points), func(p string) bool { _, ok := cases[p]; return !ok })
 	// destroy of a stopped VPS at its points too (the cases above are --force on a running one).
 	for _, p := range []string{"destroy-stopped", "destroy-renamed"} {
 		cases[p+"/stopped"] = step{setup: created, args: []string{"destroy", id}, point: p}

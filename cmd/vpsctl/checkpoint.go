@@ -19,18 +19,24 @@ func checkpointCommand() *cli.Command {
 		Name: "checkpoint", Aliases: []string{"chkpnt"}, Usage: "dump a running VPS to disk with CRIU (and stop it)", ArgsUsage: "ID|NAME",
 		Description: `Dumps every process of the VPS, its namespaces, cgroup limits and console into DIR
 (default STATE/vps/ID/checkpoint), then stops it unless --leave-running. Addresses and
-routes come back from the VPS's config on restore. --check reports, without dumping, the
-CRIU version found and everything that would block or degrade a dump of this VPS.
-CRIU >= 4.1 is needed: scripts/install-criu.sh installs it.
+routes come back from the VPS's config on restore; established TCP connections with
+--tcp-established. --check reports, without dumping, the CRIU version found and
+everything that would block a dump of this VPS (nested namespaces with the process and
+unit holding them, files CRIU cannot dump, connected TCP sockets without
+--tcp-established), and exits 213 if there is anything. A checkpoint refuses such a VPS
+with the same list and code; when CRIU itself fails, its first error lines are printed
+and its log kept at the path printed. CRIU >= 4.2 is needed: scripts/install-criu.sh.
 
 EXAMPLES:
    vpsctl checkpoint --check 101
    vpsctl checkpoint 101 && vpsctl restore 101
+   vpsctl checkpoint --tcp-established 101 && vpsctl restore 101
    vpsctl checkpoint --leave-running --dir /backup/101 101`,
 		Flags: []cli.Flag{
 			&cli.BoolFlag{Name: "check", Usage: "pre-flight only: report blockers, dump nothing"},
 			&cli.StringFlag{Name: "dir", Usage: "image directory"},
 			&cli.BoolFlag{Name: "leave-running", Usage: "keep the VPS running after the dump"},
+			&cli.BoolFlag{Name: "tcp-established", Usage: "dump established TCP connections (restore brings them back)"},
 			formatFlag(),
 		},
 		Action: func(c *cli.Context) error {
@@ -40,24 +46,26 @@ EXAMPLES:
 			}
 			return withVPS(c, func(rt *runtime.Runtime, id container.ID) error {
 				if c.Bool("check") {
-					rep, err := rt.CheckpointCheck(id)
+					rep, err := rt.CheckpointCheck(id, c.Bool("tcp-established"))
 					if err != nil {
 						return err
 					}
 					if asJSON {
-						return printJSON(os.Stdout, rep)
+						err = printJSON(os.Stdout, rep)
+					} else {
+						printCheck(rep)
 					}
-					printCheck(rep)
-					if len(rep.Blockers) > 0 {
-						return cli.Exit("", exitSystem)
+					if err == nil && len(rep.Blockers) > 0 {
+						return cli.Exit(fmt.Sprintf("VPS %d: %v: %d blocker(s) listed", id, runtime.ErrCheckpointBlocked, len(rep.Blockers)), exitBlocked)
 					}
-					return nil
+					return err
 				}
 				progress := os.Stdout
 				if asJSON {
 					progress = os.Stderr
 				}
-				res, err := rt.Checkpoint(c.Context, id, c.String("dir"), c.Bool("leave-running"), progress)
+				res, err := rt.Checkpoint(c.Context, id, runtime.CheckpointOptions{Dir: c.String("dir"),
+					LeaveRunning: c.Bool("leave-running"), TCPEstablished: c.Bool("tcp-established"), Progress: progress})
 				if err != nil {
 					return err
 				}
@@ -92,19 +100,36 @@ func printCheck(r *runtime.CheckpointReport) {
 func restoreCommand() *cli.Command {
 	return &cli.Command{
 		Name: "restore", Usage: "bring a checkpointed VPS back", ArgsUsage: "ID|NAME",
-		Description: "Restores the VPS from DIR (default STATE/vps/ID/checkpoint): same ID, VPS PIDs, hostname,\nUID map, limits and addresses. The VPS must exist and be stopped.\n\nEXAMPLES:\n   vpsctl restore 101\n   vpsctl restore 101 --dir /backup/101 --format json",
-		Flags:       []cli.Flag{&cli.StringFlag{Name: "dir", Usage: "image directory"}, formatFlag()},
+		Description: `Restores the VPS from DIR (default STATE/vps/ID/checkpoint): same ID, VPS PIDs, hostname,
+UID map, limits, addresses and (if dumped) TCP connections. The VPS must exist and be stopped.
+
+With --from-backup FILE (an archive of vpsctl backup) the VPS ID must not exist: the
+archive is checked whole first (a truncated or changed one is refused, exit 214, before
+anything is made), then VPS ID (the archive's or another) is recreated with the
+archive's UID range if it is free here, else a free one (files re-owned), its addresses
+checked, and it is restored with its processes (a backup --with-memory; TCP connections
+come back closed) or started if it was running when backed up.
+
+EXAMPLES:
+   vpsctl restore 101
+   vpsctl restore 101 --dir /backup/101 --format json
+   vpsctl restore 101 --from-backup 101.tar.zst`,
+		Flags: []cli.Flag{&cli.StringFlag{Name: "dir", Usage: "image directory"},
+			&cli.StringFlag{Name: "from-backup", Usage: "recreate the VPS from backup archive `FILE`"}, formatFlag()},
 		Action: func(c *cli.Context) error {
 			asJSON, err := checkFormat(c)
 			if err != nil {
 				return err
+			}
+			if f := c.String("from-backup"); f != "" {
+				return restoreBackup(c, f, asJSON)
 			}
 			return withVPS(c, func(rt *runtime.Runtime, id container.ID) error {
 				progress := os.Stdout
 				if asJSON {
 					progress = os.Stderr
 				}
-				res, err := rt.Restore(c.Context, id, c.String("dir"), progress)
+				res, err := rt.Restore(c.Context, id, runtime.RestoreOptions{Dir: c.String("dir"), Progress: progress})
 				if err != nil {
 					return err
 				}
@@ -116,4 +141,36 @@ func restoreCommand() *cli.Command {
 			})
 		},
 	}
+}
+
+// restoreBackup is `restore ID --from-backup FILE`: ID need not (and must not) exist.
+func restoreBackup(c *cli.Context, file string, asJSON bool) error {
+	if c.NArg() != 1 || c.String("dir") != "" {
+		return usageError("restore: usage: vpsctl restore ID --from-backup FILE")
+	}
+	id, err := container.ParseID(c.Args().First())
+	if err != nil {
+		return err
+	}
+	rt, err := openRuntime(c)
+	if err != nil {
+		return err
+	}
+	progress := os.Stdout
+	if asJSON {
+		progress = os.Stderr
+	}
+	res, err := rt.RestoreBackup(c.Context, id, file, progress, os.Stderr)
+	if err != nil {
+		return err
+	}
+	if asJSON {
+		return printJSON(os.Stdout, res)
+	}
+	state := "stopped"
+	if res.Running {
+		state = fmt.Sprintf("running, init PID %d", res.InitPID)
+	}
+	fmt.Printf("VPS %d restored from %s (%s)\n", id, file, state)
+	return nil
 }

@@ -50,6 +50,11 @@ const (
 	exitTemplateUse    = 210 // template in use (vpsctl's own)
 	exitTemplateExists = 211 // template already exists (vpsctl's own)
 	exitPoolFull       = 212 // UID pool exhausted (vpsctl's own)
+	exitBlocked        = 213 // checkpoint blocked by what the VPS holds (vpsctl's own)
+	exitBadArchive     = 214 // backup archive truncated, changed, or not a vpsctl backup (vpsctl's own)
+	exitMigrate        = 215 // migration failed: the VPS is on the source (vpsctl's own)
+	exitMigrateLost    = 216 // migration's end unknown (vpsctl's own)
+	exitIncomplete     = 217 // VPS incomplete: its clone, restore or migration did not finish (vpsctl's own)
 	exitClusterDown    = 218 // the cluster registry did not answer in time (vpsctl's own)
 )
 
@@ -60,6 +65,10 @@ var exitTable = []struct {
 	code, http int
 	errs       []error
 }{
+	// A migration's failure is its own code whatever the destination's reason (its message
+	// names it): a script learns first of all where the VPS is.
+	{exitMigrateLost, http.StatusGatewayTimeout, []error{runtime.ErrMigrateUnknown}},
+	{exitMigrate, http.StatusBadGateway, []error{runtime.ErrMigrate}},
 	{exitLocked, http.StatusConflict, []error{store.ErrLocked}},
 	{exitUsage, http.StatusBadRequest, []error{runtime.ErrUsage}},
 	{exitCheckpoint, http.StatusInternalServerError, []error{runtime.ErrCheckpoint}},
@@ -85,6 +94,9 @@ var exitTable = []struct {
 	{exitTemplateExists, http.StatusConflict, []error{template.ErrExist}},
 	{exitPoolFull, http.StatusServiceUnavailable, []error{uid.ErrPoolFull}},
 	{exitBootTimeout, http.StatusGatewayTimeout, []error{runtime.ErrBootTimeout}},
+	{exitBlocked, http.StatusUnprocessableEntity, []error{runtime.ErrCheckpointBlocked}},
+	{exitBadArchive, http.StatusBadRequest, []error{runtime.ErrBadArchive}},
+	{exitIncomplete, http.StatusConflict, []error{runtime.ErrIncomplete}},
 	{exitClusterDown, http.StatusServiceUnavailable, []error{registry.ErrUnavailable}},
 }
 
@@ -117,8 +129,8 @@ const exitHelp = `EXIT CODES (vzctl's number where vzctl has the same case; vpsc
    0    success
    3    unexpected system error
    9    locked by another vpsctl (the message names the holder)
-   16   checkpoint failed in CRIU, or no usable CRIU (see the log next to the images)
-   17   restore failed in CRIU, or no usable CRIU
+   16   checkpoint failed in CRIU, or no usable CRIU (the message names CRIU's log)
+   17   restore failed in CRIU, or no usable CRIU (the message names CRIU's log)
    20   bad command or usage
    21   bad ID, name or value (size, limit, namespace set, template source, ...), or a
         bad host configuration or plan (the message names the file and line; nothing was done)
@@ -138,6 +150,11 @@ const exitHelp = `EXIT CODES (vzctl's number where vzctl has the same case; vpsc
    210  template in use
    211  template already exists
    212  UID pool exhausted
+   213  checkpoint blocked: the VPS holds what CRIU cannot dump (checkpoint --check lists it)
+   214  backup archive truncated, changed since it was written, or not a vpsctl backup
+   215  migration failed: the VPS is on the source, running again if it ran (the message says)
+   216  migration's end unknown: the destination was told to run the VPS and did not answer
+   217  VPS incomplete: its clone, restore from a backup or migration did not finish (destroy it)
    218  cluster unavailable: the registry (etcd, through this host's agent) did not answer in
         time; nothing was claimed or changed (in a cluster, 44 and 78 name the host holding it)
    exec/enter return the command's own exit status once it has started

@@ -55,6 +55,7 @@ var Points = []string{
 	"stop-requested", "stop-signalled", "stop-killed", "stop-cleared",
 	"set-applied", "set-saved",
 	"destroy-stopped", "destroy-renamed",
+	"migrate-receive-restored", "migrate-receive-running",
 }
 
 // ClusterPoints are the points only a host in a cluster (CLUSTER set) reaches: the claims in
