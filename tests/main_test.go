@@ -14,6 +14,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 var (
@@ -221,6 +223,9 @@ func ourMonitors() []int {
 func checkClean(t *testing.T, ids ...string) {
 	t.Helper()
 	requireRoot(t)
+	// An earlier test's background removers may still hold groups they are about to remove:
+	// they are not this test's, so the "before" is taken once they are done.
+	settleRemovers(t)
 	before := snapshot(t)
 	t.Cleanup(func() {
 		for _, id := range ids {
@@ -238,6 +243,35 @@ func checkClean(t *testing.T, ids ...string) {
 		}
 		t.Errorf("host not left as found:\nbefore: %+v\nafter:  %+v", before, after)
 	})
+}
+
+// settleRemovers waits, bounded and without failing, until no VPS lock of the state root is
+// held (the background removers hold theirs until the groups and mounts they were handed are
+// gone) and tmp/ is empty.
+func settleRemovers(t testing.TB) {
+	t.Helper()
+	deadline := time.Now().Add(slow(10 * time.Second))
+	busy := func() bool {
+		if ents, _ := os.ReadDir(filepath.Join(root, "tmp")); len(ents) > 0 {
+			return true
+		}
+		locks, _ := filepath.Glob(filepath.Join(root, "locks", "*.lock"))
+		for _, l := range locks {
+			f, err := os.OpenFile(l, os.O_RDWR, 0)
+			if err != nil {
+				continue // removed by its remover meanwhile
+			}
+			held := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB) != nil
+			f.Close() // closing lets go of a lock taken here
+			if held {
+				return true
+			}
+		}
+		return false
+	}
+	for busy() && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 // waitFor polls cond every 50ms until it holds or the timeout passes.

@@ -194,12 +194,18 @@ func TestDestroy(t *testing.T) {
 		if st := status(t, id).State; st != "deleted" {
 			t.Fatalf("%s: state %s", what, st)
 		}
-		for _, p := range []string{filepath.Join("vps", id), filepath.Join("names", "fastd"), filepath.Join("locks", id+".lock")} {
+		for _, p := range []string{filepath.Join("vps", id), filepath.Join("names", "fastd")} {
 			if _, err := os.Lstat(filepath.Join(root, p)); !os.IsNotExist(err) {
 				t.Fatalf("%s: %s left: %v", what, p, err)
 			}
 		}
-		// The remover removes the groups before the files.
+		// A remover handed a stop's leftovers (a running VPS destroyed) holds the lock until
+		// they are gone, and then removes its file; the groups go before the files.
+		lock := filepath.Join(root, "locks", id+".lock")
+		waitFor(t, 10*time.Second, "the lock file's removal", func() bool {
+			_, err := os.Lstat(lock)
+			return os.IsNotExist(err)
+		})
 		waitTmpEmpty(t, 10*time.Second)
 		if g := vpsGroups(id); len(g) > 0 {
 			t.Fatalf("%s: groups left: %v", what, g)
