@@ -230,6 +230,39 @@ var unified = sync.OnceValues(func() (bool, error) {
 	return false, fmt.Errorf("%s: filesystem type %#x is neither cgroup2 nor tmpfs: %w", cgroupRoot, st.Type, ErrNotSupported)
 })
 
+// FS is one cgroup file system of the host, as a VPS's init mounts it again inside its cgroup
+// namespace (where its root is the VPS's own group).
+type FS struct {
+	Type    string // "cgroup" (a v1 hierarchy) or "cgroup2"
+	Mount   string // where the host mounts it, e.g. /sys/fs/cgroup/cpu,cpuacct
+	Options string // the superblock's options but rw/ro: a v1 hierarchy's controllers or name=
+}
+
+// Filesystems lists the host's cgroup file systems: the one cgroup2 tree of a pure v2 host, or
+// each v1 hierarchy and a hybrid host's cgroup2 tree, sorted by mount point.
+func Filesystems() ([]FS, error) {
+	v2, err := unified()
+	if err != nil {
+		return nil, err
+	}
+	if v2 {
+		return []FS{{Type: "cgroup2", Mount: cgroupRoot}}, nil
+	}
+	hs, err := v1Hierarchies()
+	if err != nil {
+		return nil, err
+	}
+	out := make([]FS, 0, len(hs))
+	for _, h := range hs {
+		if len(h.ctrls) == 1 && h.ctrls[0] == unifiedName {
+			out = append(out, FS{Type: "cgroup2", Mount: h.mount})
+			continue
+		}
+		out = append(out, FS{Type: "cgroup", Mount: h.mount, Options: h.opts})
+	}
+	return out, nil
+}
+
 // New returns the Manager for group rel (relative to the hierarchy roots,
 // e.g. "vpsctl/101") on this host. It does not create anything. Where rel
 // lives is decided here only: at the roots of the v1 hierarchies or of the

@@ -31,6 +31,7 @@ type fs1 struct {
 type hierarchy struct {
 	mount string
 	ctrls []string
+	opts  string // its superblock's options but rw/ro: what mounting it again takes
 }
 
 // unifiedName is the key of a hybrid host's cgroup2 tree in Paths.
@@ -73,7 +74,13 @@ var v1Hierarchies = sync.OnceValues(func() ([]hierarchy, error) {
 			continue
 		}
 		seen[key] = true
-		hs = append(hs, hierarchy{mount: mi.Mountpoint, ctrls: ctrls})
+		var opts []string
+		for o := range strings.SplitSeq(mi.VFSOptions, ",") {
+			if o != "rw" && o != "ro" && o != "" {
+				opts = append(opts, o)
+			}
+		}
+		hs = append(hs, hierarchy{mount: mi.Mountpoint, ctrls: ctrls, opts: strings.Join(opts, ",")})
 	}
 	// A hybrid host also mounts a cgroup2 tree (usually /sys/fs/cgroup/unified, no controllers).
 	// The group gets a directory there too: otherwise its processes sit at that tree's root,

@@ -420,3 +420,42 @@ func TestPrewarm(t *testing.T) {
 		t.Fatalf("Prewarm moved the process:\nbefore %s\nafter  %s", before, after)
 	}
 }
+
+// TestFilesystems: what a VPS's init mounts again is each cgroup file system this host mounts at
+// its root, read here from /proc/self/mounts on its own: a v1 hierarchy with its controllers or
+// name=, a cgroup2 tree with none; mount points in order and with no space (the init child's
+// format).
+func TestFilesystems(t *testing.T) {
+	fss, err := Filesystems()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile("/proc/self/mounts")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{} // mount point -> type
+	for l := range strings.SplitSeq(string(b), "\n") {
+		f := strings.Fields(l)
+		if len(f) > 3 && (f[2] == "cgroup" || f[2] == "cgroup2") && strings.HasPrefix(f[1], "/sys/fs/cgroup") {
+			want[f[1]] = f[2]
+		}
+	}
+	if len(fss) == 0 || len(fss) != len(want) {
+		t.Fatalf("Filesystems = %+v, the mount table has %v", fss, want)
+	}
+	for i, fs := range fss {
+		if want[fs.Mount] != fs.Type || strings.Contains(fs.Mount, " ") {
+			t.Errorf("%+v: the mount table says %q", fs, want[fs.Mount])
+		}
+		if i > 0 && fss[i-1].Mount >= fs.Mount {
+			t.Errorf("not in order: %s before %s", fss[i-1].Mount, fs.Mount)
+		}
+		if fs.Type == "cgroup" && !strings.Contains(fs.Options, filepath.Base(fs.Mount)) && !strings.Contains(fs.Options, "name=") {
+			t.Errorf("%+v: options name none of its controllers", fs)
+		}
+		if fs.Type == "cgroup2" && fs.Options != "" {
+			t.Errorf("%+v: a cgroup2 tree is mounted again without options", fs)
+		}
+	}
+}

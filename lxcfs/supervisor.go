@@ -54,6 +54,9 @@ func supervise() int {
 	unix.Ftruncate(lk, 0)
 	unix.Pwrite(lk, []byte(strconv.Itoa(os.Getpid())+"\n"), 0)
 	dir := ownMount(root)
+	// A killed instance's mount (its supervisor killed too) answers ENOTCONN, which MkdirAll
+	// takes for "not a directory": detach it first.
+	unix.Unmount(dir, unix.MNT_DETACH)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		log.Print(err)
 		return 1

@@ -711,6 +711,11 @@ func (m *monitor) bootRest(c *store.Config, b *bootState, res *cgroup.Resources,
 		Console: consolePath, CapDrop: spec.CapMask(c), Init: initArgv(m.oneshot), Trace: fault.Tracing(),
 		Env: env, Park: m.spare != nil}
 	msg.RunSize, msg.ShmSize = tmpfsSizes(res)
+	if slices.Contains(c.Namespaces, "cgroup") {
+		if msg.Cgroups, err = cgroup.Filesystems(); err != nil {
+			return nil, fmt.Errorf("cgroup file systems: %w", err)
+		}
+	}
 	give := []int{rootFd}
 	for _, x := range extra {
 		msg.Mounts = append(msg.Mounts, x.path)

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/vpsctl/vpsctl/cgroup"
 	"github.com/vpsctl/vpsctl/container"
 	"github.com/vpsctl/vpsctl/prestart"
 )
@@ -58,6 +59,9 @@ type initMsg struct {
 	// Mounts are where the child attaches the detached mounts sent after the root's (see
 	// guestMounts), in order, relative to the VPS's root.
 	Mounts []string
+	// Cgroups are the host's cgroup file systems, which the child mounts again in the VPS's
+	// cgroup namespace: each crosses as "TYPE MOUNTPOINT OPTIONS".
+	Cgroups []cgroup.FS
 }
 
 // initGo is the monitor's go-ahead after the config: the init child is in the VPS's groups and
@@ -86,6 +90,12 @@ func (m *initMsg) encode() ([]byte, error) {
 		msg.Add("shmsize", m.ShmSize)
 	}
 	msg.AddAll("mount", m.Mounts)
+	for _, fs := range m.Cgroups {
+		if strings.ContainsAny(fs.Type+fs.Mount+fs.Options, " \n") {
+			return nil, fmt.Errorf("cgroup file system %s on %q: a space in its name or options", fs.Type, fs.Mount)
+		}
+		msg.Add("cgroupfs", fs.Type+" "+fs.Mount+" "+fs.Options)
+	}
 	if m.Trace {
 		msg.Add("trace", "1")
 	}

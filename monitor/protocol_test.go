@@ -7,6 +7,7 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/vpsctl/vpsctl/cgroup"
 	"github.com/vpsctl/vpsctl/network"
 	"github.com/vpsctl/vpsctl/store"
 )
@@ -15,13 +16,15 @@ import (
 // empty one, repeated keys in order (what initchild.c's parser walks).
 func TestInitMsgEncode(t *testing.T) {
 	m := initMsg{NSFlags: 0x7e020000, Hostname: "web1", Domainname: "", Console: "/dev/pts/3", CapDrop: 0x1f,
-		Init: []string{"/sbin/init", "-s"}, Env: []string{"container=vpsctl", "TERM=linux"}}
+		Init: []string{"/sbin/init", "-s"}, Env: []string{"container=vpsctl", "TERM=linux"},
+		Cgroups: []cgroup.FS{{Type: "cgroup", Mount: "/sys/fs/cgroup/cpu,cpuacct", Options: "cpu,cpuacct"}, {Type: "cgroup2", Mount: "/sys/fs/cgroup/unified"}}}
 	b, err := m.encode()
 	if err != nil {
 		t.Fatal(err)
 	}
 	got := string(b)
 	want := strings.Join([]string{"ns=2114060288", "hostname=web1", "domainname=", "console=/dev/pts/3", "capdrop=1f",
+		"cgroupfs=cgroup /sys/fs/cgroup/cpu,cpuacct cpu,cpuacct", "cgroupfs=cgroup2 /sys/fs/cgroup/unified ",
 		"arg=/sbin/init", "arg=-s", "env=container=vpsctl", "env=TERM=linux"}, "\x00") + "\x00\x00"
 	if got != want {
 		t.Fatalf("encode = %q\nwant     %q", got, want)
@@ -47,6 +50,10 @@ func TestClaimMsgEncode(t *testing.T) {
 	// A value the format cannot carry is refused, not sent cut short.
 	if _, err := (&initMsg{Hostname: "a\x00b"}).encode(); err == nil {
 		t.Fatal("a NUL in a value was encoded")
+	}
+	// initchild.c splits a cgroupfs= value at its first two spaces.
+	if _, err := (&initMsg{Cgroups: []cgroup.FS{{Type: "cgroup", Mount: "/sys/fs/cgroup/a b"}}}).encode(); err == nil {
+		t.Fatal("a cgroup mount point with a space was encoded")
 	}
 }
 

@@ -138,97 +138,35 @@ static void bind_file(const char *src, const char *dst)
 		die("bind %s on /%s", src, dst);
 }
 
-// read_all reads a whole (proc) file into a malloc'd, NUL-terminated buffer.
-static char *read_all(const char *path)
-{
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return NULL;
-	size_t cap = 1 << 16, n = 0;
-	char *b = malloc(cap);
-	for (;;) {
-		if (!b)
-			break;
-		if (n + 1 >= cap) {
-			char *nb = realloc(b, cap *= 2);
-			if (!nb) {
-				free(b);
-				b = NULL;
-				break;
-			}
-			b = nb;
-		}
-		ssize_t r = read(fd, b + n, cap - n - 1);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0)
-			break;
-		n += r;
-	}
-	close(fd);
-	if (b)
-		b[n] = 0;
-	return b;
-}
-
+// The host's cgroup file systems, from the config's cgroupfs= keys (Go's cgroup.Filesystems):
+// "TYPE MOUNTPOINT OPTIONS", split in place by parse_config.
 struct hier {
-	char dir[256];   // mount point on the host, e.g. /sys/fs/cgroup/cpu,cpuacct
-	char fstype[16]; // cgroup or cgroup2
-	char opts[256];  // superblock options minus rw/ro (the controllers, name=...)
+	const char *dir;    // mount point on the host, e.g. /sys/fs/cgroup/cpu,cpuacct
+	const char *fstype; // cgroup or cgroup2
+	const char *opts;   // superblock options minus rw/ro (the controllers, name=...); may be ""
 };
+#define MAXHIERS 64
+static struct hier hs[MAXHIERS];
+static int nh;
+
+// parse_cgroupfs splits one cgroupfs= value (writable: the message buffer) into hs.
+static int parse_cgroupfs(char *val)
+{
+	char *dir = strchr(val, ' ');
+	char *opts = dir ? strchr(dir + 1, ' ') : NULL;
+	if (!opts || nh >= MAXHIERS || strncmp(dir + 1, "/sys/fs/cgroup", 14))
+		return errno = EPROTO, -1;
+	*dir++ = 0;
+	*opts++ = 0;
+	hs[nh++] = (struct hier){ .dir = dir, .fstype = val, .opts = opts };
+	return 0;
+}
 
 // guest_cgroups gives the VPS a cgroup view it can manage (an init such as systemd does): the
 // host's hierarchies mounted again inside the VPS's cgroup namespace, so that their root is the
 // VPS's own group. Runs below the new root (the current directory).
 static void guest_cgroups(void)
 {
-	char *mi = read_all("/proc/self/mountinfo");
-	if (!mi)
-		die("read /proc/self/mountinfo");
-	static struct hier hs[64];
-	int nh = 0;
-	for (char *l = mi, *next; l && *l && nh < 64; l = next) {
-		next = strchr(l, '\n');
-		if (next)
-			*next++ = 0;
-		// "ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTS ... - FSTYPE SOURCE SUPEROPTS"
-		char *sep = strstr(l, " - ");
-		if (!sep)
-			continue;
-		*sep = 0;
-		char *f[5] = { 0 }, *save = NULL, *t = strtok_r(l, " ", &save);
-		for (int i = 0; t && i < 5; i++, t = strtok_r(NULL, " ", &save))
-			f[i] = t;
-		if (!f[4] || strncmp(f[4], "/sys/fs/cgroup", 14))
-			continue;
-		char *fstype = strtok_r(sep + 3, " ", &save);
-		char *source = fstype ? strtok_r(NULL, " ", &save) : NULL;
-		char *super = source ? strtok_r(NULL, " ", &save) : NULL;
-		if (!super)
-			continue;
-		struct hier *h = &hs[nh];
-		if (!strcmp(fstype, "cgroup")) {
-			h->opts[0] = 0;
-			char *s2 = NULL;
-			for (char *o = strtok_r(super, ",", &s2); o; o = strtok_r(NULL, ",", &s2)) {
-				if (!strcmp(o, "rw") || !strcmp(o, "ro"))
-					continue;
-				if (h->opts[0])
-					strncat(h->opts, ",", sizeof(h->opts) - strlen(h->opts) - 1);
-				strncat(h->opts, o, sizeof(h->opts) - strlen(h->opts) - 1);
-			}
-		} else if (!strcmp(fstype, "cgroup2")) {
-			// On a hybrid host the VPS has its own group in the unified tree too (see the
-			// cgroup package), which its cgroup namespace makes its root there.
-			h->opts[0] = 0;
-		} else {
-			continue;
-		}
-		snprintf(h->dir, sizeof(h->dir), "%s", f[4]);
-		snprintf(h->fstype, sizeof(h->fstype), "%s", fstype);
-		nh++;
-	}
-	free(mi);
 	if (nh == 0)
 		return;
 	if (nh == 1 && !strcmp(hs[0].fstype, "cgroup2") && !strcmp(hs[0].dir, "/sys/fs/cgroup")) {
@@ -397,6 +335,8 @@ static void parse_config(const struct msg *m)
 			cfg_domainname = kv->val;
 		else if (!strcmp(kv->key, "console"))
 			cfg_console = kv->val;
+		else if (!strcmp(kv->key, "cgroupfs"))
+			bad = parse_cgroupfs((char *)kv->val);
 		else if (!strcmp(kv->key, "mount") && cfg_nmounts < MAXMOUNTS)
 			cfg_mounts[cfg_nmounts++] = kv->val;
 		else if (!strcmp(kv->key, "runsize"))

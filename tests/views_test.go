@@ -2,6 +2,7 @@ package tests
 
 import (
 	"encoding/json"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -203,6 +204,36 @@ func TestGuestViewsWithoutLXCFS(t *testing.T) {
 	if len(failed) > 2 {
 		t.Fatalf("%d reads of /proc/meminfo failed while LXCFS was down: %q", len(failed), failed)
 	}
+	// The supervisor and LXCFS both killed (an OOM kill, a kill -9 of both): the dead mount
+	// stays behind (reads fail with ENOTCONN). The next start detaches it and serves again.
+	lockText, err := os.ReadFile(filepath.Join(root, "lxcfs.lock"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sup, err := strconv.Atoi(strings.TrimSpace(string(lockText)))
+	if err != nil || sup <= 1 {
+		t.Fatalf("lxcfs.lock %q", lockText)
+	}
+	b, err = os.ReadFile(filepath.Join(root, "lxcfs.pid"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid, err = strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil || pid <= 1 {
+		t.Fatalf("lxcfs.pid %q", b)
+	}
+	syscall.Kill(sup, syscall.SIGKILL)
+	syscall.Kill(pid, syscall.SIGKILL)
+	waitFor(t, 10*time.Second, "LXCFS and its supervisor gone", func() bool { return gone(sup)() && gone(pid)() })
+	if _, err := os.Stat(filepath.Join(dir, "proc", "meminfo")); !errors.Is(err, syscall.ENOTCONN) {
+		t.Fatalf("no dead mount to start over: %v", err)
+	}
+	if out := must(t, "lxcfs", "start"); !strings.Contains(out, "lxcfs live at") {
+		t.Fatalf("lxcfs start over a dead mount: %q", out)
+	}
+	waitFor(t, 10*time.Second, "the views bound to the new LXCFS", func() bool {
+		return strings.Contains(vpsctl(t, "exec", id, "--", "head", "-1", "/proc/meminfo").out, strconv.Itoa(300*1024)+" kB")
+	})
 	// LXCFS cannot mount: its mount point is a file.
 	must(t, "lxcfs", "stop")
 	if err := os.Remove(dir); err != nil {
