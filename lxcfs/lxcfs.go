@@ -61,6 +61,12 @@ func Live(dir string) bool {
 	return err == nil
 }
 
+// deadConn tells a dead LXCFS's answer: ENOTCONN once its connection is gone, ECONNABORTED
+// while the kernel is still aborting it.
+func deadConn(err error) bool {
+	return errors.Is(err, unix.ENOTCONN) || errors.Is(err, unix.ECONNABORTED)
+}
+
 // ownMount is vpsctl's own instance's mount point under state root.
 func ownMount(root string) string { return filepath.Join(root, "lxcfs") }
 
@@ -206,7 +212,7 @@ const (
 func ViewState(path string) string {
 	var st unix.Statfs_t
 	if err := unix.Statfs(path, &st); err != nil {
-		if errors.Is(err, unix.ENOTCONN) {
+		if deadConn(err) {
 			return ViewDead
 		}
 		return ViewNone

@@ -101,7 +101,7 @@ func detachStale(target string, replace bool) error {
 		var st unix.Statfs_t
 		err := unix.Statfs(target, &st)
 		switch {
-		case errors.Is(err, unix.ENOTCONN): // a dead view
+		case deadConn(err): // a dead view
 		case err != nil:
 			return err
 		case st.Type != fuseMagic:
