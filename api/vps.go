@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"slices"
 	"strconv"
 	"time"
 
@@ -178,6 +179,18 @@ func (s *Server) createVPS(w http.ResponseWriter, r *http.Request) error {
 	if _, err := container.ParseID(strconv.FormatUint(uint64(id), 10)); err != nil {
 		return err
 	}
+	// What the document's enums refuse is refused before an operation starts (an async
+	// request's 202 promises a request the API takes).
+	if req.OnBoot != "" {
+		if err := checkOnBoot(req.OnBoot); err != nil {
+			return err
+		}
+	}
+	for _, n := range req.Namespaces {
+		if !slices.Contains([]string{"uts", "ipc", "pid", "mnt", "net", "user", "cgroup"}, n) {
+			return badf("body: namespaces: %q is not a namespace (uts, ipc, pid, mnt, net, user, cgroup)", n)
+		}
+	}
 	var ns []string
 	if req.Namespaces != nil {
 		ns = []string{joinComma(req.Namespaces)}
@@ -194,6 +207,14 @@ func (s *Server) createVPS(w http.ResponseWriter, r *http.Request) error {
 		}
 		return s.status(id)
 	})
+}
+
+// checkOnBoot refuses an onboot other than the document's yes or no.
+func checkOnBoot(v string) error {
+	if v != "yes" && v != "no" {
+		return badf("body: onboot %q: want yes or no", v)
+	}
+	return nil
 }
 
 func joinComma(ss []string) string {
@@ -215,6 +236,11 @@ func (s *Server) setVPS(w http.ResponseWriter, r *http.Request) error {
 	var req setRequest
 	if err := decode(r, &req, false); err != nil {
 		return err
+	}
+	if req.OnBoot != nil {
+		if err := checkOnBoot(*req.OnBoot); err != nil {
+			return err
+		}
 	}
 	id, err := s.resolve(r)
 	if err != nil {

@@ -59,6 +59,14 @@ func (r *Runtime) Exec(ctx context.Context, id container.ID, o ExecOptions) (int
 	if len(o.Args) == 0 {
 		return 0, fmt.Errorf("exec: no command: %w", ErrUsage)
 	}
+	// execve(2) takes NUL-terminated strings: a NUL inside one cannot reach the command.
+	for what, list := range map[string][]string{"argument": o.Args, "environment variable": o.Env, "working directory": {o.Dir}} {
+		for _, v := range list {
+			if strings.ContainsRune(v, 0) {
+				return 0, fmt.Errorf("exec: %s %q holds a NUL byte: %w", what, v, ErrBadValue)
+			}
+		}
+	}
 	cg, err := cgroup.New(spec.CgroupPath(s.ID))
 	if err != nil {
 		return 0, err

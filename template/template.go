@@ -18,6 +18,8 @@ import (
 	"sort"
 	"strings"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/vpsctl/vpsctl/internal/safetext"
 	"github.com/vpsctl/vpsctl/internal/timerslack"
 	"github.com/vpsctl/vpsctl/store"
@@ -143,7 +145,14 @@ func build(st *store.Store, name, source string, replace bool, progress io.Write
 			return err
 		}
 	}
-	return os.Rename(filepath.Join(stage, "t"), dst)
+	if err := os.Rename(filepath.Join(stage, "t"), dst); err != nil {
+		if errors.Is(err, unix.EEXIST) || errors.Is(err, unix.ENOTEMPTY) {
+			// Another build of the same name finished first.
+			return fmt.Errorf("template %q: %w", name, ErrExist)
+		}
+		return err
+	}
+	return nil
 }
 
 // Import makes template name from src: a directory holding a root filesystem (e.g. a

@@ -2,11 +2,14 @@ package template
 
 import (
 	"errors"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/vpsctl/vpsctl/store"
 )
 
 func TestValidateName(t *testing.T) {
@@ -103,5 +106,34 @@ func TestRunProgress(t *testing.T) {
 	}
 	if err := runProgress(exec.Command("sh", "-c", "echo 'E: failed'; exit 1"), &plain); err == nil || !strings.Contains(err.Error(), "E: failed") {
 		t.Fatalf("a failing command: %v", err)
+	}
+}
+
+// TestBuildRace: of two builds of one name, the one that finishes second gets ErrExist (the
+// API's 409), not the rename's "file exists", and the first one's template stays.
+func TestBuildRace(t *testing.T) {
+	st, err := store.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	fill := func(marker string) func(string) error {
+		return func(rootfs string) error { return os.WriteFile(filepath.Join(rootfs, marker), nil, 0o644) }
+	}
+	err = build(st, "raced", "second", false, io.Discard, func(rootfs string) error {
+		// The other build runs to its end while this one fills its tree.
+		if err := build(st, "raced", "first", false, io.Discard, fill("first")); err != nil {
+			return err
+		}
+		return fill("second")(rootfs)
+	})
+	if !errors.Is(err, ErrExist) {
+		t.Fatalf("the second build: %v, want ErrExist", err)
+	}
+	rootfs, err := Rootfs(st, "raced")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(rootfs, "first")); err != nil {
+		t.Fatalf("the first build's template: %v", err)
 	}
 }

@@ -175,6 +175,10 @@ func TestAPIAcceptance(t *testing.T) {
 	if ex["exit_code"].(float64) != 127 || !strings.Contains(ex["stderr"].(string), "/no/such") {
 		t.Fatalf("exec of nothing: %v", ex)
 	}
+	// A NUL byte cannot cross execve(2): refused as bad input, not a server error.
+	for _, body := range []string{`{"command":["a\u0000b"]}`, `{"command":["true"],"env":["X=\u0000"]}`, `{"command":["true"],"workdir":"/\u0000"}`} {
+		s.apiError(t, 400, 21, "NUL byte", "POST", "/v1/vps/801/exec", body)
+	}
 	t0 := time.Now()
 	ex = s.expect(t, 200, "POST", "/v1/vps/801/exec", `{"command":["sleep","30"],"timeout":0.5}`)
 	if ex["exit_code"].(float64) != 137 || ex["timed_out"] != true || time.Since(t0) > 10*time.Second {
@@ -210,6 +214,9 @@ func TestAPIAcceptance(t *testing.T) {
 	s.apiError(t, 409, 31, "not running", "GET", "/v1/vps/801/stats", "")
 	s.apiError(t, 400, 70, "-bad", "PATCH", "/v1/vps/801", `{"hostname":"-bad"}`)
 	s.apiError(t, 400, 72, "nameserver", "PATCH", "/v1/vps/801", `{"nameserver":["not-an-address"]}`)
+	// Refused before an operation starts, async or not: no 202 for a request the document refuses.
+	s.apiError(t, 400, 20, "onboot", "PATCH", "/v1/vps/801?async=true", `{"onboot":"maybe"}`)
+	s.apiError(t, 400, 20, "namespaces", "POST", "/v1/vps?async=true", `{"id":802,"template":"busybox","namespaces":["uts","nope"]}`)
 	if r := opResult(t, s.expect(t, 200, "PATCH", "/v1/vps/801", `{"numproc":"200","memory":268435456}`)); r["state"] != "stopped" {
 		t.Fatalf("set: %v", r)
 	}
