@@ -59,6 +59,10 @@ func vpsBlockers(init int, tcp bool) []string {
 	netns := map[string]int{}   // network namespaces seen, with a process in each
 	sockets := map[uint64]int{} // socket inode -> VPS PID of a holder
 	holder := map[int]pidns.Proc{}
+	mounts := map[string]bool{} // the IDs of the mounts of every mount namespace in the VPS
+	mountNS := map[string]bool{}
+	type pathFD struct{ who, fd, link, mnt string }
+	var pathFDs []pathFD
 	for _, p := range procs {
 		if p.Status.State == "Z" || p.Status.State == "X" {
 			continue
@@ -96,7 +100,19 @@ func vpsBlockers(init int, tcp bool) []string {
 			}
 			if why := undumpableFile(link, fdPath); why != "" {
 				out = append(out, fmt.Sprintf("%s (fd %s): %s", who, fd.Name(), why))
+			} else if mnt := fileMount(p.Host, fd.Name(), link, fdPath); mnt != "" {
+				pathFDs = append(pathFDs, pathFD{who, fd.Name(), link, mnt})
 			}
+		}
+		addMounts(p.Host, mountNS, mounts)
+	}
+	// CRIU dumps every mount namespace of the tree: a file is dumpable if its mount is in any
+	// (a service's private namespace holds copies, with IDs of their own, of the mounts its
+	// files were opened on).
+	for _, f := range pathFDs {
+		if !mounts[f.mnt] {
+			out = append(out, fmt.Sprintf("%s (fd %s): %s is on a mount outside the VPS (a host file handed in, e.g. an exec's output redirected to one): CRIU cannot dump it",
+				f.who, f.fd, f.link))
 		}
 	}
 	if !tcp {
@@ -198,6 +214,48 @@ func undumpableFile(link, fdPath string) string {
 		}
 	}
 	return ""
+}
+
+// fileMount returns the mount ID (fdinfo's mnt_id) of the open file or directory fd of host
+// process pid (fdPath, whose link is link): "" for pipes, sockets, anonymous inodes and devices
+// (CRIU dumps ttys, the console among them, by their driver), and for memfds and SysV shared
+// memory, which live on the kernel's internal mounts.
+func fileMount(pid pidns.HostPID, fd, link, fdPath string) string {
+	if !strings.HasPrefix(link, "/") || strings.HasPrefix(link, "/memfd:") || strings.HasPrefix(link, "/SYSV") {
+		return ""
+	}
+	if fi, err := os.Stat(fdPath); err != nil || !(fi.Mode().IsRegular() || fi.IsDir()) {
+		return ""
+	}
+	info, err := os.ReadFile(fmt.Sprintf("/proc/%d/fdinfo/%s", pid, fd))
+	if err != nil {
+		return ""
+	}
+	for l := range strings.SplitSeq(string(info), "\n") {
+		if v, ok := strings.CutPrefix(l, "mnt_id:"); ok {
+			return strings.TrimSpace(v)
+		}
+	}
+	return ""
+}
+
+// addMounts adds the mount IDs of host process pid's mount namespace to ids, once per
+// namespace (seen).
+func addMounts(pid pidns.HostPID, seen, ids map[string]bool) {
+	ns, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/mnt", pid))
+	if err != nil || seen[ns] {
+		return
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/mountinfo", pid))
+	if err != nil {
+		return
+	}
+	seen[ns] = true
+	for l := range strings.SplitSeq(string(b), "\n") {
+		if id, _, ok := strings.Cut(l, " "); ok {
+			ids[id] = true
+		}
+	}
 }
 
 // tcpEstablished is TCP_ESTABLISHED in /proc/net/tcp's st column.

@@ -42,6 +42,29 @@ func TestCheckpointBlockers(t *testing.T) {
 		t.Fatalf("after a refused checkpoint: %+v", s)
 	}
 	must(t, "exec", id, "--", "killall", "sleep")
+	// A process left holding a host file (an exec's output redirected to one on the host).
+	hostFile := filepath.Join(t.TempDir(), "out")
+	f, err := os.Create(hostFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	held := exec.Command(bin, "--root", root, "exec", id, "--", "sh", "-c", "sleep 1000 </dev/null 2>/dev/null &")
+	var stderr bytes.Buffer
+	held.Stdout, held.Stderr = f, &stderr
+	if err := held.Run(); err != nil {
+		t.Fatalf("exec with its output to a host file: %v: %s", err, stderr.String())
+	}
+	f.Close()
+	r = expectCode(t, 213, "checkpoint", "--check", id)
+	if !strings.Contains(r.out, hostFile+" is on a mount outside the VPS") || !strings.Contains(r.out, "(sleep") {
+		t.Fatalf("check with a host file held:\n%s", r.out)
+	}
+	must(t, "exec", id, "--", "killall", "sleep")
+	// killall returns once it has signalled: the check is clean once the sleep has exited.
+	waitFor(t, 10*time.Second, "a clean check once the host file is let go", func() bool {
+		r = vpsctl(t, "checkpoint", "--check", id)
+		return r.code == 0 && strings.Contains(r.out, "blockers: none")
+	})
 	startEcho(t, id)
 	e := dialEcho(t, addr+":7")
 	r = expectCode(t, 213, "checkpoint", "--check", id)
