@@ -6,11 +6,12 @@ import (
 	"errors"
 	"io"
 	"net/http"
-	"slices"
 	"strconv"
 	"time"
 
 	"github.com/vpsctl/vpsctl/container"
+	"github.com/vpsctl/vpsctl/fleet"
+	"github.com/vpsctl/vpsctl/internal/spec"
 	"github.com/vpsctl/vpsctl/runtime"
 )
 
@@ -179,21 +180,19 @@ func (s *Server) createVPS(w http.ResponseWriter, r *http.Request) error {
 	if _, err := container.ParseID(strconv.FormatUint(uint64(id), 10)); err != nil {
 		return err
 	}
-	// What the document's enums refuse is refused before an operation starts (an async
-	// request's 202 promises a request the API takes).
-	if req.OnBoot != "" {
-		if err := checkOnBoot(req.OnBoot); err != nil {
-			return err
-		}
-	}
-	for _, n := range req.Namespaces {
-		if !slices.Contains([]string{"uts", "ipc", "pid", "mnt", "net", "user", "cgroup"}, n) {
-			return badf("body: namespaces: %q is not a namespace (uts, ipc, pid, mnt, net, user, cgroup)", n)
-		}
-	}
 	var ns []string
 	if req.Namespaces != nil {
 		ns = []string{joinComma(req.Namespaces)}
+	}
+	// What Create would refuse in the document's enums is refused before an operation starts
+	// (an async request's 202 promises a request the API takes), with Create's own checks.
+	if _, err := fleet.ParseOnBoot(req.OnBoot); err != nil {
+		return err
+	}
+	if ns != nil {
+		if _, err := spec.ParseNamespaces(ns); err != nil {
+			return err
+		}
 	}
 	o := runtime.CreateOptions{ID: id, Name: req.Name, Template: req.Template, Hostname: req.Hostname,
 		Domainname: req.Domainname, Namespaces: ns, IDMapSize: req.IDMapSize, Limits: req.limitFields.runtime(),
@@ -207,14 +206,6 @@ func (s *Server) createVPS(w http.ResponseWriter, r *http.Request) error {
 		}
 		return s.status(id)
 	})
-}
-
-// checkOnBoot refuses an onboot other than the document's yes or no.
-func checkOnBoot(v string) error {
-	if v != "yes" && v != "no" {
-		return badf("body: onboot %q: want yes or no", v)
-	}
-	return nil
 }
 
 func joinComma(ss []string) string {
@@ -238,7 +229,7 @@ func (s *Server) setVPS(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	if req.OnBoot != nil {
-		if err := checkOnBoot(*req.OnBoot); err != nil {
+		if _, err := fleet.ParseOnBoot(*req.OnBoot); err != nil {
 			return err
 		}
 	}

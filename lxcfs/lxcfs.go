@@ -112,7 +112,9 @@ func Ensure(root string) (string, error) {
 	dir := ownMount(root)
 	t0 := time.Now()
 	for deadline := t0.Add(wait); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
-		if Live(dir) {
+		// Live, and the running VPSs' views bound to it: what the caller sees next (a
+		// status, a VPS's /proc/meminfo) is this instance's.
+		if _, err := os.Stat(boundPath(root)); err == nil && Live(dir) {
 			return dir, nil
 		}
 		// A supervisor that could not set up (its log says why) has let go of its lock.
@@ -151,6 +153,10 @@ func sameMountNS(text string) bool {
 
 func lockPath(root string) string { return filepath.Join(root, "lxcfs.lock") }
 func logPath(root string) string  { return filepath.Join(root, "lxcfs.log") }
+
+// boundPath is there while the supervisor's LXCFS serves and the running VPSs' views are bound
+// to it (its first refresh after each start of LXCFS is done).
+func boundPath(root string) string { return filepath.Join(root, "lxcfs.bound") }
 
 // stageName is the supervisor's stage (prestart.StageEnv).
 const stageName = "lxcfs"

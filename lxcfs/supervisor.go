@@ -65,6 +65,7 @@ func supervise() int {
 	signal.Notify(term, syscall.SIGTERM, syscall.SIGINT)
 	wait := restartWait
 	for {
+		os.Remove(boundPath(root))
 		unix.Unmount(dir, unix.MNT_DETACH) // a dead instance's, if any
 		// -l: load averages per VPS; --enable-cfs: CPU views from the CFS quota (--cpus,
 		// --cpulimit); --enable-pidfd: no PID reuse in its per-process lookups.
@@ -87,6 +88,7 @@ func supervise() int {
 		live.Stop()
 		if Live(dir) {
 			refresh(root, dir)
+			sysfile.WriteFile(boundPath(root), []byte(strconv.Itoa(cmd.Process.Pid)+"\n"), os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
 		}
 		select {
 		case <-term:
@@ -97,11 +99,13 @@ func supervise() int {
 				cmd.Process.Kill()
 				<-done
 			}
+			os.Remove(boundPath(root))
 			refresh(root, "")
 			unix.Unmount(dir, unix.MNT_DETACH)
 			log.Printf("stopped")
 			return 0
 		case err := <-done:
+			os.Remove(boundPath(root))
 			log.Printf("lxcfs exited (%v); starting it again in %v", err, wait)
 			refresh(root, "") // the host's numbers rather than errors until it is back
 		}

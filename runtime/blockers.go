@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/moby/sys/mountinfo"
 	"github.com/vpsctl/vpsctl/pidns"
 )
 
@@ -59,9 +60,12 @@ func vpsBlockers(init int, tcp bool) []string {
 	netns := map[string]int{}   // network namespaces seen, with a process in each
 	sockets := map[uint64]int{} // socket inode -> VPS PID of a holder
 	holder := map[int]pidns.Proc{}
-	mounts := map[string]bool{} // the IDs of the mounts of every mount namespace in the VPS
+	mounts := map[int]bool{} // the IDs of the mounts of every mount namespace in the VPS
 	mountNS := map[string]bool{}
-	type pathFD struct{ who, fd, link, mnt string }
+	type pathFD struct {
+		who, fd, link string
+		mnt           int
+	}
 	var pathFDs []pathFD
 	for _, p := range procs {
 		if p.Status.State == "Z" || p.Status.State == "X" {
@@ -100,7 +104,7 @@ func vpsBlockers(init int, tcp bool) []string {
 			}
 			if why := undumpableFile(link, fdPath); why != "" {
 				out = append(out, fmt.Sprintf("%s (fd %s): %s", who, fd.Name(), why))
-			} else if mnt := fileMount(p.Host, fd.Name(), link, fdPath); mnt != "" {
+			} else if mnt := fileMount(p.Host, fd.Name(), link, fdPath); mnt >= 0 {
 				pathFDs = append(pathFDs, pathFD{who, fd.Name(), link, mnt})
 			}
 		}
@@ -217,44 +221,44 @@ func undumpableFile(link, fdPath string) string {
 }
 
 // fileMount returns the mount ID (fdinfo's mnt_id) of the open file or directory fd of host
-// process pid (fdPath, whose link is link): "" for pipes, sockets, anonymous inodes and devices
-// (CRIU dumps ttys, the console among them, by their driver), and for memfds and SysV shared
-// memory, which live on the kernel's internal mounts.
-func fileMount(pid pidns.HostPID, fd, link, fdPath string) string {
+// process pid (fdPath, whose link is link), or -1: for pipes, sockets, anonymous inodes and
+// devices (CRIU dumps ttys, the console among them, by their driver), and for memfds and SysV
+// shared memory, which live on the kernel's internal mounts.
+func fileMount(pid pidns.HostPID, fd, link, fdPath string) int {
 	if !strings.HasPrefix(link, "/") || strings.HasPrefix(link, "/memfd:") || strings.HasPrefix(link, "/SYSV") {
-		return ""
+		return -1
 	}
 	if fi, err := os.Stat(fdPath); err != nil || !(fi.Mode().IsRegular() || fi.IsDir()) {
-		return ""
+		return -1
 	}
 	info, err := os.ReadFile(fmt.Sprintf("/proc/%d/fdinfo/%s", pid, fd))
 	if err != nil {
-		return ""
+		return -1
 	}
 	for l := range strings.SplitSeq(string(info), "\n") {
 		if v, ok := strings.CutPrefix(l, "mnt_id:"); ok {
-			return strings.TrimSpace(v)
+			if id, err := strconv.Atoi(strings.TrimSpace(v)); err == nil {
+				return id
+			}
 		}
 	}
-	return ""
+	return -1
 }
 
 // addMounts adds the mount IDs of host process pid's mount namespace to ids, once per
 // namespace (seen).
-func addMounts(pid pidns.HostPID, seen, ids map[string]bool) {
+func addMounts(pid pidns.HostPID, seen map[string]bool, ids map[int]bool) {
 	ns, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/mnt", pid))
 	if err != nil || seen[ns] {
 		return
 	}
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/mountinfo", pid))
+	mounts, err := mountinfo.PidMountInfo(int(pid))
 	if err != nil {
 		return
 	}
 	seen[ns] = true
-	for l := range strings.SplitSeq(string(b), "\n") {
-		if id, _, ok := strings.Cut(l, " "); ok {
-			ids[id] = true
-		}
+	for _, m := range mounts {
+		ids[m.ID] = true
 	}
 }
 

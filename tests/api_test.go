@@ -215,8 +215,8 @@ func TestAPIAcceptance(t *testing.T) {
 	s.apiError(t, 400, 70, "-bad", "PATCH", "/v1/vps/801", `{"hostname":"-bad"}`)
 	s.apiError(t, 400, 72, "nameserver", "PATCH", "/v1/vps/801", `{"nameserver":["not-an-address"]}`)
 	// Refused before an operation starts, async or not: no 202 for a request the document refuses.
-	s.apiError(t, 400, 20, "onboot", "PATCH", "/v1/vps/801?async=true", `{"onboot":"maybe"}`)
-	s.apiError(t, 400, 20, "namespaces", "POST", "/v1/vps?async=true", `{"id":802,"template":"busybox","namespaces":["uts","nope"]}`)
+	s.apiError(t, 400, 21, "onboot", "PATCH", "/v1/vps/801?async=true", `{"onboot":"maybe"}`)
+	s.apiError(t, 400, 21, "namespaces", "POST", "/v1/vps?async=true", `{"id":802,"template":"busybox","namespaces":["uts","nope"]}`)
 	if r := opResult(t, s.expect(t, 200, "PATCH", "/v1/vps/801", `{"numproc":"200","memory":268435456}`)); r["state"] != "stopped" {
 		t.Fatalf("set: %v", r)
 	}

@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
+	"github.com/vpsctl/vpsctl/store"
 )
 
 var (
@@ -257,13 +257,7 @@ func settleRemovers(t testing.TB) {
 		}
 		locks, _ := filepath.Glob(filepath.Join(root, "locks", "*.lock"))
 		for _, l := range locks {
-			f, err := os.OpenFile(l, os.O_RDWR, 0)
-			if err != nil {
-				continue // removed by its remover meanwhile
-			}
-			held := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB) != nil
-			f.Close() // closing lets go of a lock taken here
-			if held {
+			if held, _ := store.LockHeld(l); held {
 				return true
 			}
 		}

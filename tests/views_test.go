@@ -181,14 +181,7 @@ func TestGuestViewsWithoutLXCFS(t *testing.T) {
 		t.Fatalf("after lxcfs start: MemTotal %d kB", got)
 	}
 	// LXCFS killed: its supervisor detaches the dead views, starts it again and binds anew.
-	b, err := os.ReadFile(filepath.Join(root, "lxcfs.pid"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
-	if err != nil || pid <= 1 {
-		t.Fatalf("lxcfs.pid %q", b)
-	}
+	pid := pidFile(t, "lxcfs.pid")
 	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
@@ -206,22 +199,7 @@ func TestGuestViewsWithoutLXCFS(t *testing.T) {
 	}
 	// The supervisor and LXCFS both killed (an OOM kill, a kill -9 of both): the dead mount
 	// stays behind (reads fail). The next start detaches it and serves again.
-	lockText, err := os.ReadFile(filepath.Join(root, "lxcfs.lock"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	sup, err := strconv.Atoi(strings.TrimSpace(string(lockText)))
-	if err != nil || sup <= 1 {
-		t.Fatalf("lxcfs.lock %q", lockText)
-	}
-	b, err = os.ReadFile(filepath.Join(root, "lxcfs.pid"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	pid, err = strconv.Atoi(strings.TrimSpace(string(b)))
-	if err != nil || pid <= 1 {
-		t.Fatalf("lxcfs.pid %q", b)
-	}
+	sup, pid := pidFile(t, "lxcfs.lock"), pidFile(t, "lxcfs.pid")
 	syscall.Kill(sup, syscall.SIGKILL)
 	syscall.Kill(pid, syscall.SIGKILL)
 	waitFor(t, 10*time.Second, "LXCFS and its supervisor gone", func() bool { return gone(sup)() && gone(pid)() })
@@ -409,4 +387,19 @@ func TestStartWaitTimeout(t *testing.T) {
 		t.Fatalf("VPS %s is %s after a boot timeout, want running", id, st.State)
 	}
 	expectCode(t, 20, "start", "--wait", "--timeout", "bogus", id)
+}
+
+// pidFile reads the PID that the state root's file name holds (a supervisor's lock note, LXCFS's
+// pid file), failing the test unless it is one above 1.
+func pidFile(t *testing.T, name string) int {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(root, name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil || pid <= 1 {
+		t.Fatalf("%s: %q holds no PID", name, b)
+	}
+	return pid
 }
