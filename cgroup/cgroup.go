@@ -158,9 +158,20 @@ type Manager interface {
 	Destroy(timeout time.Duration) error
 	// Exists reports whether any directory of the group exists.
 	Exists() bool
-	// CgroupFD opens the group directory for SysProcAttr.CgroupFD
-	// (clone3 CLONE_INTO_CGROUP); the caller closes it. v1: -1, ErrNotSupported.
+	// CgroupFD opens the group's directory in the host's cgroup2 tree for clone3's
+	// CLONE_INTO_CGROUP (SysProcAttr.CgroupFD); the caller closes it. v2: the group, made by
+	// Create. A hybrid host: the group's directory in its unified tree, made here if missing
+	// (a clone into it comes before the v1 hierarchies' groups are made, see TaskFiles).
+	// Pure v1: -1, ErrNotSupported.
 	CgroupFD() (int, error)
+	// TaskFiles are the group's v1 "tasks" files (none on v2): a thread that writes "0" to
+	// each has moved itself into the group. A thread moving itself takes no global lock; a
+	// write of a PID to cgroup.procs (Apply) takes cgroup_threadgroup_rwsem for writing,
+	// whose first taker after a quiet spell of some 10-30 ms waits for an RCU grace period
+	// (2-14 ms here). A process that is one thread (a VPS's init child, before its exec) is
+	// then wholly in the group; a process cloned into the cgroup2 part (CgroupFD) needs
+	// nothing else.
+	TaskFiles() []string
 	// Delegate hands the group to uid:gid (a VPS's root), as the kernel's cgroup delegation
 	// model has it: the directory (to make subgroups) and the files that move processes and,
 	// on v2, enable controllers below; the group's own limits stay host-owned.
@@ -182,18 +193,6 @@ type Manager interface {
 	ThawFile() (path, thawed string)
 }
 
-// selfMove serializes the moves this process makes of itself (ApplySelf, Prewarm).
-var selfMove sync.Mutex
-
-// ApplySelf is m.Apply of this process: Apply(os.Getpid()), never interleaved with a Prewarm
-// of this process (which writes the process's group back, and would undo a move made between
-// its read of that group and its write).
-func ApplySelf(m Manager) error {
-	selfMove.Lock()
-	defer selfMove.Unlock()
-	return m.Apply(os.Getpid())
-}
-
 // JoinSelf moves this process (all its threads) into group path in every hierarchy, making
 // the group where it is missing (a first use, or a hierarchy mounted since).
 func JoinSelf(path string) error {
@@ -201,13 +200,13 @@ func JoinSelf(path string) error {
 	if err != nil {
 		return err
 	}
-	if ApplySelf(cg) == nil {
+	if cg.Apply(os.Getpid()) == nil {
 		return nil
 	}
 	if err := cg.Create(); err != nil {
 		return err
 	}
-	return ApplySelf(cg)
+	return cg.Apply(os.Getpid())
 }
 
 // cgroupRoot is where the host mounts its cgroup filesystems.
@@ -302,4 +301,33 @@ func IsDescendant(parent, child string) bool {
 	p := path.Clean("/" + parent)
 	c := path.Clean("/" + child)
 	return p == "/" || c == p || strings.HasPrefix(c, p+"/")
+}
+
+// Cgroup2Dir is m's directory in the host's cgroup2 tree (a hybrid host's unified tree, or the
+// v2 group), the directory a process is cloned into with CLONE_INTO_CGROUP; "" on a host with
+// no cgroup2 tree. With TaskFiles it is where a process places itself without a move by PID.
+func Cgroup2Dir(m Manager) string {
+	p := m.Paths()
+	if d, ok := p[""]; ok {
+		return d
+	}
+	return p[unifiedName]
+}
+
+// Contains reports whether process pid is in m's group in every hierarchy of m's (its
+// /proc/PID/cgroup): a process that placed itself there needs no move.
+func Contains(m Manager, pid int) (bool, error) {
+	lines, err := readProcCgroup(pid)
+	if err != nil {
+		return false, err
+	}
+	for ctrl := range m.Paths() {
+		if ctrl == unifiedName {
+			ctrl = ""
+		}
+		if g, err := groupIn(lines, ctrl); err != nil || g != m.Path() {
+			return false, nil
+		}
+	}
+	return true, nil
 }

@@ -24,6 +24,8 @@ type fs1 struct {
 	hiers []hierarchy
 	disks func() ([]string, error) // whole disks for blkio throttling; tests replace it
 	fresh bool                     // Create made every directory of the group: see withoutDefaults
+	// unifiedMade: CgroupFD made the group's directory in the unified tree (before Create)
+	unifiedMade bool
 }
 
 // hierarchy is one mounted v1 hierarchy and the controllers bound to it
@@ -154,7 +156,37 @@ func (m *fs1) Exists() bool {
 }
 
 func (m *fs1) CgroupFD() (int, error) {
-	return -1, fmt.Errorf("cgroup fd (CLONE_INTO_CGROUP) needs cgroup v2: %w", ErrNotSupported)
+	for _, h := range m.hiers {
+		if h.ctrls[0] != unifiedName {
+			continue
+		}
+		leaf := filepath.Join(h.mount, m.rel)
+		made, err := makeGroupDir(h, leaf, m.rel)
+		if err != nil {
+			return -1, err
+		}
+		m.unifiedMade = m.unifiedMade || made
+		var fd int
+		err = sysfile.Retry(func() (err error) {
+			fd, err = unix.Open(leaf, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+			return err
+		})
+		if err != nil {
+			return -1, &os.PathError{Op: "open", Path: leaf, Err: err}
+		}
+		return fd, nil
+	}
+	return -1, fmt.Errorf("cgroup fd (CLONE_INTO_CGROUP) needs a cgroup2 tree: %w", ErrNotSupported)
+}
+
+func (m *fs1) TaskFiles() []string {
+	var fs []string
+	for _, h := range m.hiers {
+		if h.ctrls[0] != unifiedName {
+			fs = append(fs, filepath.Join(h.mount, m.rel, "tasks"))
+		}
+	}
+	return fs
 }
 
 func (m *fs1) Create() error {
@@ -163,6 +195,9 @@ func (m *fs1) Create() error {
 		made, err := makeGroupDir(h, filepath.Join(h.mount, m.rel), m.rel)
 		if err != nil {
 			return err
+		}
+		if h.ctrls[0] == unifiedName {
+			made = made || m.unifiedMade
 		}
 		m.fresh = m.fresh && made
 	}
@@ -645,45 +680,4 @@ func (m *fs1) Destroy(timeout time.Duration) error {
 		errs = append(errs, removeTree(filepath.Join(h.mount, m.rel), time.Until(deadline)))
 	}
 	return errors.Join(errs...)
-}
-
-// Prewarm readies the kernel for a task migration this process is about to make on a
-// cgroup v1 host (a new VPS's first process into its groups; v2 needs none, children are
-// cloned straight into their group). The first write to a cgroup.procs after a quiet spell
-// waits for an RCU grace period (cgroup_threadgroup_rwsem, a percpu rwsem, switches its
-// readers to the slow path first), several milliseconds on an idle host; later writes
-// within about a grace period do not. Prewarm makes that first write now, in the
-// background: this process moves itself into the group it is already in (a no-op), so the
-// grace period runs while the caller does other work. It never fails and never blocks; the
-// channel it returns is closed when the write is done (tests wait for it, callers need not).
-//
-// The write holds cgroup_mutex while it waits, so call it once the groups the caller needs are
-// made, not before.
-func Prewarm() <-chan struct{} {
-	done := make(chan struct{})
-	if v2, err := unified(); err != nil || v2 {
-		close(done)
-		return done
-	}
-	go func() {
-		defer close(done)
-		// Held from the read of our group to the write: a move of ours made in between
-		// (ApplySelf) would be undone.
-		selfMove.Lock()
-		defer selfMove.Unlock()
-		hs, err := v1Hierarchies()
-		if err != nil || len(hs) == 0 || len(hs[0].ctrls) == 0 || hs[0].ctrls[0] == unifiedName {
-			return
-		}
-		lines, err := readProcCgroup(os.Getpid())
-		if err != nil {
-			return
-		}
-		g, err := groupIn(lines, hs[0].ctrls[0])
-		if err != nil {
-			return
-		}
-		applyPid(filepath.Join(hs[0].mount, g), os.Getpid())
-	}()
-	return done
 }

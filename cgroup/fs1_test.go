@@ -50,8 +50,19 @@ func TestFS1Lifecycle(t *testing.T) {
 			t.Fatal("cpuset.cpus/mems left empty: the group would refuse tasks")
 		}
 	}
-	if _, err := m.CgroupFD(); !errors.Is(err, ErrNotSupported) {
-		t.Errorf("CgroupFD on v1: %v, want ErrNotSupported", err)
+	if dir, hybrid := paths[unifiedName]; hybrid {
+		fd, err := m.CgroupFD()
+		if err != nil {
+			t.Fatalf("CgroupFD on a hybrid host: %v", err)
+		}
+		var a, b unix.Stat_t
+		unix.Fstat(fd, &a)
+		unix.Close(fd)
+		if err := unix.Stat(dir, &b); err != nil || a.Ino != b.Ino || a.Dev != b.Dev {
+			t.Errorf("CgroupFD: not the group's unified directory %s (%v)", dir, err)
+		}
+	} else if _, err := m.CgroupFD(); !errors.Is(err, ErrNotSupported) {
+		t.Errorf("CgroupFD on pure v1: %v, want ErrNotSupported", err)
 	}
 	for dir := range uniqueDirs(paths) {
 		if s, _ := readFile(dir, "notify_on_release"); s == "1" {
@@ -403,24 +414,6 @@ func TestFS1Nested(t *testing.T) {
 	}
 }
 
-// TestPrewarm: the warm-up move leaves the process where it was, in every hierarchy.
-func TestPrewarm(t *testing.T) {
-	requireRoot(t)
-	before, err := os.ReadFile("/proc/self/cgroup")
-	if err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case <-Prewarm():
-	case <-time.After(10 * time.Second):
-		t.Fatal("Prewarm did not finish")
-	}
-	after, _ := os.ReadFile("/proc/self/cgroup")
-	if string(before) != string(after) {
-		t.Fatalf("Prewarm moved the process:\nbefore %s\nafter  %s", before, after)
-	}
-}
-
 // TestFilesystems: what a VPS's init mounts again is each cgroup file system this host mounts at
 // its root, read here from /proc/self/mounts on its own: a v1 hierarchy with its controllers or
 // name=, a cgroup2 tree with none; mount points in order and with no space (the init child's
@@ -458,4 +451,46 @@ func TestFilesystems(t *testing.T) {
 			t.Errorf("%+v: a cgroup2 tree is mounted again without options", fs)
 		}
 	}
+}
+
+// TestFS1TaskFiles: a process of one thread that writes "0" to each of TaskFiles, cloned into
+// CgroupFD's directory where the host has a unified tree, is in the group in every hierarchy
+// (how a VPS's init child joins its groups, monitor.bootRest); the unified tree is not among
+// the files (its cgroup.threads would refuse a move across domains).
+func TestFS1TaskFiles(t *testing.T) {
+	m := newGroup(t, "selfjoin", New)
+	asFS1(t, m)
+	rel := testParent + "/selfjoin"
+	files := m.TaskFiles()
+	if len(files) == 0 {
+		t.Fatal("no task files on a v1 host")
+	}
+	for _, f := range files {
+		if filepath.Base(f) != "tasks" || !strings.Contains(f, "/"+rel+"/") || strings.Contains(f, "/"+unifiedName+"/") {
+			t.Errorf("task file %s", f)
+		}
+	}
+	cmd := exec.Command("/bin/sh", append([]string{"-c", `for f; do echo 0 > "$f" || exit 1; done; exec sleep 30`, "sh"}, files...)...)
+	if fd, err := m.CgroupFD(); err == nil {
+		defer unix.Close(fd)
+		cmd.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: fd}
+	} else if !errors.Is(err, ErrNotSupported) {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+	})
+	pid := cmd.Process.Pid
+	waitFor(t, 5*time.Second, "the shell in every hierarchy's group", func() bool {
+		for _, dir := range m.Paths() {
+			if !slices.Contains(strings.Fields(read(t, dir, "cgroup.procs")), fmt.Sprint(pid)) {
+				return false
+			}
+		}
+		return true
+	})
 }

@@ -312,6 +312,8 @@ func (m *fs2) WaitEmpty(timeout time.Duration) error {
 	return waitEvent(m.dir, "populated", 0, timeout)
 }
 
+func (m *fs2) TaskFiles() []string { return nil }
+
 func (m *fs2) CgroupFD() (int, error) {
 	var fd int
 	err := sysfile.Retry(func() (err error) {

@@ -449,6 +449,31 @@ func tmpfsSizes(res *cgroup.Resources) (run, shm string) {
 	return strconv.FormatInt(max(m/5, 1<<20), 10), strconv.FormatInt(max(m/2, 1<<20), 10)
 }
 
+// openTaskFiles opens the v1 groups' tasks files for the init child to write itself into (see
+// goAhead); on error none stays open.
+func openTaskFiles(files []string) ([]int, error) {
+	fds := make([]int, 0, len(files))
+	for _, f := range files {
+		var fd int
+		err := sysfile.Retry(func() (err error) {
+			fd, err = unix.Open(f, unix.O_WRONLY|unix.O_CLOEXEC, 0)
+			return err
+		})
+		if err != nil {
+			closeFDs(fds)
+			return nil, fmt.Errorf("cgroup: %w", &os.PathError{Op: "open", Path: f, Err: err})
+		}
+		fds = append(fds, fd)
+	}
+	return fds, nil
+}
+
+func closeFDs(fds []int) {
+	for _, fd := range fds {
+		unix.Close(fd)
+	}
+}
+
 // goBeside runs f on a goroutine meant to run beside the caller, on the other CPU, at once. A
 // go statement puts its goroutine in its P's runnext slot, which another P steals from only
 // after a pause (runtime.runqgrab's usleep(3), which the raised timer slack stretches to 0.2
@@ -564,24 +589,17 @@ func (m *monitor) boot(c *store.Config) (*bootState, error) {
 				return fmt.Errorf("cgroup delegation: %w", err)
 			}
 		}
-		// The move of the init into these groups (bootRest) waits for a grace period on v1:
-		// start it now (the groups exist: it holds cgroup_mutex while it waits, so not
-		// before), during the rest of the boot.
-		cgroup.Prewarm()
 		fault.Point("monitor-cgroup")
 		return nil
 	}
-	fd, err := b.cg.CgroupFD()
-	if err == nil {
-		unix.Close(fd)
-	}
-	if errors.Is(err, cgroup.ErrNotSupported) {
-		// cgroup v1 moves the init into its groups after the clone anyway, so the groups (ten
-		// hierarchies: about a millisecond) are made once the init child is cloned (bootRest
-		// calls startGroups), while the root file system and the network are made; the move
-		// waits for them. Not during the clone: on two CPUs the clone's child, the clone and
-		// the groups' work then compete, and the clone takes three times as long. Any undo
-		// waits for them first (added after the group's removal, so it runs before it).
+	if len(b.cg.TaskFiles()) > 0 {
+		// cgroup v1: the init child moves itself into its v1 groups at the go-ahead, so the
+		// groups (ten hierarchies: about a millisecond) are made once it is cloned (bootRest
+		// calls startGroups), while the root file system and the network are made; a hybrid
+		// host's unified directory, which the child is cloned into, is made before the clone
+		// (CgroupFD). Not during the clone: on two CPUs the clone's child, the clone and the
+		// groups' work then compete, and the clone takes three times as long. Any undo waits
+		// for them first (added after the group's removal, so it runs before it).
 		made := make(chan error, 1)
 		b.startGroups = sync.OnceFunc(func() { goBeside(func() { made <- makeGroups() }) })
 		b.groups = sync.OnceValue(func() error { b.startGroups(); return <-made })
@@ -645,9 +663,13 @@ func (m *monitor) bootRest(c *store.Config, b *bootState, res *cgroup.Resources,
 		req.MapHost, req.MapSize = uint32(idmap.Host), idmap.Size
 	}
 	if fd, err := b.cg.CgroupFD(); err == nil {
-		// cgroup v2: clone3(CLONE_INTO_CGROUP) puts the child in its group atomically.
+		// clone3(CLONE_INTO_CGROUP) puts the child in its cgroup2 group as it is born: no move,
+		// which would take the global lock a move by PID takes (cgroup.Manager.TaskFiles).
 		req.CgroupFD = fd
 		defer unix.Close(fd)
+	} else if !errors.Is(err, cgroup.ErrNotSupported) {
+		childSock.Close()
+		return nil, fmt.Errorf("cgroup: %w", err)
 	}
 	// The child inherits this working directory, translated into its new mount namespace: it
 	// is where the child attaches the VPS's root (see setupInit).
@@ -664,31 +686,32 @@ func (m *monitor) bootRest(c *store.Config, b *bootState, res *cgroup.Resources,
 	b.setInit(pid)
 	b.startGroups()
 	fault.Point("monitor-cloned")
-	// cgroup v1 (no CLONE_INTO_CGROUP): move the child into its groups. The first move waits
-	// for an RCU grace period in the kernel (cgroup_threadgroup_rwsem, several ms on an idle
-	// host), so it runs while the root file system and the network are made; the child waits
-	// on its socket and must be in its groups before it gets its config (it unshares its
-	// cgroup namespace first thing).
-	applied := make(chan error, 1)
-	if req.CgroupFD >= 0 {
-		applied <- nil
+	// cgroup v1: once its groups are made, their tasks files are opened for the child, which
+	// moves itself at the go-ahead (see goAhead).
+	type opened struct {
+		fds []int
+		err error
+	}
+	tasks := make(chan opened, 1)
+	if files := b.cg.TaskFiles(); len(files) == 0 {
+		tasks <- opened{}
 	} else {
 		go func() {
 			if err := b.groups(); err != nil {
-				applied <- err
+				tasks <- opened{err: err}
 				return
 			}
-			if err := b.cg.Apply(pid); err != nil {
-				applied <- fmt.Errorf("cgroup: %w", err)
-				return
-			}
-			applied <- nil
+			fds, err := openTaskFiles(files)
+			tasks <- opened{fds, err}
 		}()
 	}
-	// On an early return the move is waited for: the undo kills the child and removes the
-	// groups, which must not race with it.
-	waitApplied := sync.OnceValue(func() error { return <-applied })
-	defer waitApplied()
+	// On an early return the groups are waited for (the undo removes them, which must not
+	// race with their making) and the files closed.
+	taskFiles := sync.OnceValues(func() ([]int, error) { t := <-tasks; return t.fds, t.err })
+	defer func() {
+		fds, _ := taskFiles()
+		closeFDs(fds)
+	}()
 
 	rootFd, err := m.prepareRootfs(c, tpl, pid, userns)
 	if err != nil {
@@ -747,18 +770,27 @@ func (m *monitor) bootRest(c *store.Config, b *bootState, res *cgroup.Resources,
 		b.warnings = warnings
 	}
 
-	if err := waitApplied(); err != nil {
+	taskFDs, err := taskFiles()
+	if err != nil {
 		return nil, err
 	}
 	fault.Point("monitor-network")
 	buf := make([]byte, 2*initErrorSize)
-	if _, err := unix.Write(fds[0], []byte(initGo)); err != nil {
+	goMsg, err := goAhead(len(taskFDs))
+	if err != nil {
+		return nil, err
+	}
+	var rights []byte
+	if len(taskFDs) > 0 {
+		rights = unix.UnixRights(taskFDs...)
+	}
+	if err := unix.Sendmsg(fds[0], goMsg, rights, nil, 0); err != nil {
 		// The child failed before (its end is closed): its report says why.
 		n, _ := readInit(sock, buf)
 		if ierr := initFailed(buf[:n]); ierr != nil {
 			return nil, ierr
 		}
-		return nil, fmt.Errorf("init child: go-ahead: %w", os.NewSyscallError("write", err))
+		return nil, fmt.Errorf("init child: go-ahead: %w", os.NewSyscallError("sendmsg", err))
 	}
 	if m.spare != nil {
 		if err := m.parkSpare(sock, fds[0], buf, c, pid, env); err != nil {

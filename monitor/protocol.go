@@ -12,28 +12,31 @@ import (
 	"github.com/vpsctl/vpsctl/prestart"
 )
 
-// The parent/child protocols of a start. Two hidden modes of the vpsctl binary: the monitor,
-// chosen by the _VPSCTL_MODE environment variable in main before the CLI parses anything (see
-// IsChild), and the init child, which is C code run before the Go runtime starts (a constructor
-// in package nsenter, chosen by _VPSCTL_INIT), so that a boot starts no second Go runtime:
+// The parent/child protocols of a start. The monitor is Go: `vpsctl start`'s child, forked by
+// the CLI's front door before the Go runtime starts (StartHere), or a process spawned with the
+// monitor's stage (prestart.StageEnv). The init child is C run before any Go runtime
+// (prestart/initchild.c), cloned by the monitor's spawner (prestart/spawner.c), so a boot starts
+// no second Go runtime:
 //
-//	vpsctl start (CLI)                monitor (_VPSCTL_MODE=monitor)       init child (_VPSCTL_INIT=3)
-//	spawn: setsid, CLONE_NEWNS,
-//	fd 3 = write end of "ready" pipe
-//	                                  cgroup, console pty
-//	                                  clone: new namespaces, uid/gid maps,
+//	vpsctl start (front door, C)      monitor (Go)                          init child (C)
+//	fork: the child gets a session,
+//	a mount namespace, a spawner
+//	                                  console pty; the group's cgroup2 part
+//	                                  (v2: the whole group)
+//	                                  clone (the spawner): new namespaces,
+//	                                  ID maps, CLONE_INTO_CGROUP,
 //	                                  fd 3 = SEQPACKET socket ─────────>  blocks on the socket
-//	                                  v1: put child in the cgroup (meanwhile)
+//	                                  v1: the groups are made (meanwhile)
 //	                                  rootfs: idmapped template + overlay,
 //	                                  cloned into a detached mount fd
 //	                                  initMsg + rootfs fd (SCM_RIGHTS) ──>  mount the root, /proc /sys /dev /run
 //	                                  network: veth into the child's netns
-//	                                  (v1: the child is in its groups)
-//	                                  initGo ──────────────────────────>  unshare cgroup ns, its cgroup view,
+//	                                  goAhead + v1 tasks fds ──────────>  write 0 to each (joins its groups),
+//	                                                                       unshare cgroup ns, its cgroup view,
 //	                                                                       pivot_root, hostname,
 //	                                                                       capabilities, exec init
 //	                                  <── initError (only on failure); EOF when exec succeeds
-//	<── Report (JSON) ──────────────  init PID or the error
+//	<── exit code ──────────────────  init PID or the error (Report)
 //	exits; the monitor stays and waits for init
 //
 // Errors cross both pipes as typed structs, never as text to be matched.
@@ -64,9 +67,13 @@ type initMsg struct {
 	Cgroups []cgroup.FS
 }
 
-// initGo is the monitor's go-ahead after the config: the init child is in the VPS's groups and
-// the network is set up, so it unshares its cgroup namespace and goes on.
-const initGo = "G"
+// goAhead is the monitor's go-ahead after the config, once the VPS's groups are made and its
+// network is set up: the v1 groups' tasks files (cgroup.TaskFiles, opened here, as many as
+// tasks= says) go with it as SCM_RIGHTS, and the init child moves itself into them (a move of
+// its own thread takes no global lock), unshares its cgroup namespace and goes on.
+func goAhead(tasks int) ([]byte, error) {
+	return (&prestart.Msg{}).AddInt("tasks", tasks).Bytes()
+}
 
 // initParked is a parked init child's report: its root is built, it waits for its claim.
 const initParked = "P"

@@ -31,6 +31,16 @@ func TestInitMsgEncode(t *testing.T) {
 	}
 }
 
+// TestGoAheadEncode: the go-ahead says how many tasks files come with it (initchild.c refuses
+// a go-ahead whose count and files differ).
+func TestGoAheadEncode(t *testing.T) {
+	for n, want := range map[int]string{0: "tasks=0\x00\x00", 9: "tasks=9\x00\x00"} {
+		if b, err := goAhead(n); err != nil || string(b) != want {
+			t.Errorf("goAhead(%d) = %q, %v; want %q", n, b, err, want)
+		}
+	}
+}
+
 // TestClaimMsgEncode: a parked init child's second message has the keys a claim may set, in
 // initMsg's format; park=1 marks the first.
 func TestClaimMsgEncode(t *testing.T) {

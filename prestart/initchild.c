@@ -7,8 +7,11 @@
 //
 //   monitor -> child: the config (a message, msg.h) and the detached mount of the VPS's root as SCM_RIGHTS; the child
 //                     attaches it and builds /proc, /sys, /dev and /run in it
-//   monitor -> child: "G" once the child is in the VPS's groups and the network is set up; the
-//                     child unshares its cgroup namespace, mounts its cgroup view, pivots
+//   monitor -> child: the go-ahead (a message: tasks=N) once the VPS's groups are made and its
+//                     network is set up, with the N v1 groups' "tasks" files (cgroup.TaskFiles,
+//                     opened by the monitor) as SCM_RIGHTS; the child writes 0 to each (it moves
+//                     itself into the groups), unshares its cgroup namespace, mounts its cgroup
+//                     view, pivots
 //   child -> monitor: struct init_error, only on failure; EOF (the socket is close-on-exec)
 //                     once the VPS's init runs
 //
@@ -23,7 +26,8 @@
 // claimed) it exits.
 //
 // The child runs as root of the VPS's user namespace (the monitor wrote its ID maps), as PID 1 of
-// its PID namespace, in the VPS's group (the monitor put it there).
+// its PID namespace, cloned into the VPS's cgroup2 group if the host has a cgroup2 tree, and
+// moves itself into the v1 hierarchies' groups at the go-ahead.
 #define _GNU_SOURCE
 #include <errno.h>
 #include <stdarg.h>
@@ -296,8 +300,8 @@ static void loopback_up(void)
 }
 
 #define MAXARGS 1024
-static char cfgbuf[1 << 16], claimbuf[1 << 16];
-static struct msg cfgmsg, claimmsg;
+static char cfgbuf[1 << 16], claimbuf[1 << 16], gobuf[256];
+static struct msg cfgmsg, claimmsg, gomsg;
 static char *iargv[MAXARGS + 1], *ienvp[MAXARGS + 1];
 
 // recv_config reads one message and the fds it carries into fds (at most max), their count in
@@ -426,6 +430,39 @@ static void mount_extra(int fd, const char *rel)
 	close(fd);
 }
 
+// join_groups waits for the monitor's go-ahead and moves us into the v1 groups whose tasks files
+// it carries: "0" moves the writing thread, which is all of us until the exec, and takes no
+// global lock (a write of a PID to cgroup.procs waits for an RCU grace period after a quiet
+// spell: milliseconds). The kernel checks the credentials the files were opened with, the
+// monitor's, not ours.
+static void join_groups(void)
+{
+	int fds[64], nfds = 0, want = -1;
+	long n = msg_recv(isock, gobuf, sizeof(gobuf), &gomsg, fds, 64, &nfds);
+	if (n <= 0) {
+		errno = n < 0 ? errno : EPIPE;
+		die("wait for the monitor");
+	}
+	for (int i = 0; i < gomsg.n; i++) {
+		const struct msg_kv *kv = &gomsg.kv[i];
+		if (!strcmp(kv->key, "tasks") ? msg_int(kv->val, &want) : msg_bad(kv))
+			die("go-ahead key %s", kv->key);
+	}
+	if (want != nfds) {
+		errno = EBADF;
+		die("go-ahead: %d tasks files for %d", nfds, want);
+	}
+	for (int i = 0; i < nfds; i++) {
+		ssize_t w;
+		do
+			w = write(fds[i], "0", 1);
+		while (w < 0 && errno == EINTR);
+		if (w != 1)
+			die("join cgroup");
+		close(fds[i]);
+	}
+}
+
 void vpsctl_init_child(int sock)
 {
 	isock = sock;
@@ -462,17 +499,9 @@ void vpsctl_init_child(int sock)
 		loopback_up();
 	special(ns & CLONE_NEWNET, cfg_console, cfg_runsize, cfg_shmsize);
 	mark("init-child-mounted");
-	// The monitor's go-ahead: we are in the VPS's groups (a v1 move comes after the clone and
-	// is made while we mount) and its network is set up.
-	char go;
-	ssize_t r;
-	do
-		r = recv(isock, &go, 1, 0);
-	while (r < 0 && errno == EINTR);
-	if (r != 1 || go != 'G') {
-		errno = r < 0 ? errno : EPIPE;
-		die("wait for the monitor");
-	}
+	// The monitor's go-ahead: the VPS's groups are made (on v1 after the clone, while we
+	// mounted) and its network is set up.
+	join_groups();
 	if (ns & CLONE_NEWCGROUP) {
 		// Now that the monitor has put us in the VPS's group, that group becomes the root of
 		// the VPS's cgroup view (the seed's container_clone: a VPS sees only its own subtree).

@@ -28,6 +28,15 @@ void vpsctl_spawner_main(int sock, int boots) __attribute__((noreturn));   // sp
 int vpsctl_spawner_start(int boots, int persistent);
 extern int vpsctl_spawner_fd, vpsctl_spawner_pid, vpsctl_spawner_persistent;
 
+// The kernel's struct clone_args (clone3(2)), up to cgroup (CLONE_ARGS_SIZE_VER2).
+struct vpsctl_clone_args {
+	uint64_t flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size, tls, set_tid,
+		set_tid_size, cgroup;
+};
+#ifndef CLONE_INTO_CGROUP
+#define CLONE_INTO_CGROUP 0x200000000ULL
+#endif
+
 // vpsctl_exit_as waits for child (retrying on EINTR; exit code fail if waiting fails) and
 // ends this process the way the child ended: its exit code, or, killed by a signal, 128+N
 // with reraise == 0 (what a shell reports) or death by the same signal with reraise != 0.

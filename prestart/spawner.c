@@ -8,7 +8,8 @@
 //     process, which has almost no memory and is already the C code, the child runs initchild.c
 //     straight away. CLONE_PARENT makes it a child of the Go process, which waits for it, reaps
 //     it and is its parent for a parent-death signal, as if Go had cloned it. For a command
-//     that boots, it clones one in advance (preclone), while the command's Go runtime starts.
+//     that boots on a host without a cgroup2 tree, it clones one in advance (preclone), while
+//     the command's Go runtime starts; elsewhere the child is cloned into its cgroup2 group.
 //   - It becomes the background remover (rmtree.c) of a destroyed VPS's files, or of a stopped
 //     VPS's mounts and groups, instead of a new process exec'd for it, so the command returns
 //     without waiting for an exec.
@@ -17,9 +18,10 @@
 //       clone:   op=clone flags maphost mapsize pdeathsig cgroup cwd, fds [mount ns, cwd,
 //                stdin, stdout, stderr, init socket, cgroup?]
 //                ◀── pid (or -errno), discarded  spawner: the child cloned in advance if the
-//                                           flags are its own (ID maps, cgroup2 group, fds and
-//                                           path handed over), else setns(mount ns),
-//                                           clone3(CLONE_PARENT|ns), ID maps, go-ahead; the
+//                                           flags are its own and no cgroup2 group is given (ID
+//                                           maps, fds and path handed over), else setns(mount
+//                                           ns), clone3(CLONE_PARENT|ns|CLONE_INTO_CGROUP), ID
+//                                           maps, go-ahead; the
 //                                           child: stdio, setsid, become the VPS's root,
 //                                           initchild.c. discarded: the child cloned in
 //                                           advance and killed (other flags), for Go to reap
@@ -49,9 +51,6 @@
 
 #include "prestart.h"
 
-#ifndef CLONE_INTO_CGROUP
-#define CLONE_INTO_CGROUP 0x200000000ULL
-#endif
 
 enum { MAXFDS = 64 };
 
@@ -262,10 +261,7 @@ static void preclone(void)
 	int sv[2];
 	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
 		return;
-	struct {
-		uint64_t flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size, tls, set_tid,
-			set_tid_size, cgroup;
-	} args = { 0 };
+	struct vpsctl_clone_args args = { 0 };
 	args.flags = PRECLONE_FLAGS | CLONE_PARENT;
 	int child = (int)syscall(SYS_clone3, &args, sizeof(args));
 	if (child == 0) {
@@ -332,29 +328,17 @@ static int reachable_without_caps(const char *path)
 	return ok;
 }
 
-// use_preclone makes the pre-cloned child the boot's init child: maps it, puts it in the boot's
-// cgroup2 group if there is one (it has run nothing yet: as good as CLONE_INTO_CGROUP), and
-// hands it its fds and working directory. 0 or an errno, as do_clone.
+// use_preclone makes the pre-cloned child the boot's init child (a boot with no cgroup2 group):
+// maps it and hands it its fds and working directory. 0 or an errno, as do_clone.
 static int use_preclone(int *fds, int nfds, const struct spawn_req *req, const char *cwd, int *pid)
 {
-	if (nfds != 6 + (req->cgroup ? 1 : 0) || strlen(cwd) >= sizeof(((struct preclone_msg *)0)->cwd))
+	if (nfds != 6 || strlen(cwd) >= sizeof(((struct preclone_msg *)0)->cwd))
 		return EINVAL;
 	int child = pre.pid, sock = pre.sock, e = 0;
 	pre.pid = pre.sock = -1;
 	*pid = child;
 	if (req->map_size && ((e = write_map(child, "gid_map", req)) || (e = write_map(child, "uid_map", req))))
 		goto out;
-	if (req->cgroup) {
-		char s[16];
-		int fd = openat(fds[6], "cgroup.procs", O_WRONLY | O_CLOEXEC);
-		snprintf(s, sizeof(s), "%d", child);
-		if (fd < 0 || write(fd, s, strlen(s)) < 0)
-			e = errno;
-		if (fd >= 0)
-			close(fd);
-		if (e)
-			goto out;
-	}
 	struct preclone_msg m = { req->pdeathsig, req->map_size != 0, { 0 } };
 	snprintf(m.cwd, sizeof(m.cwd), "%s", cwd);
 	int give[4] = { fds[2], fds[3], fds[4], fds[5] };
@@ -388,10 +372,7 @@ static int do_clone(int *fds, int nfds, const struct spawn_req *req, int selfns,
 		e = errno;
 		goto back;
 	}
-	struct {
-		uint64_t flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size, tls, set_tid,
-			set_tid_size, cgroup;
-	} args = { 0 };
+	struct vpsctl_clone_args args = { 0 };
 	args.flags = req->flags | CLONE_PARENT;
 	if (req->cgroup) {
 		args.flags |= CLONE_INTO_CGROUP;
@@ -449,7 +430,14 @@ void vpsctl_spawner_main(int sock, int boots)
 		if (!strcmp(op, "clone") && parse_clone(&reqmsg, &req) == 0) {
 			// cwd: the boot's working directory, by path (for a pre-cloned child).
 			int pid = 0, err, discarded = 0;
-			if (pre.pid > 0 && req.flags == PRECLONE_FLAGS && req.cwd[0] == '/' && reachable_without_caps(req.cwd)) {
+			// A boot into a cgroup2 group clones its child anew, into the group: a child cloned
+			// in advance would have to be moved there, and a move by PID waits for an RCU grace
+			// period after a quiet spell (cgroup.Manager.TaskFiles), longer than the clone. A
+			// persistent spawner then clones none in advance any more.
+			if (req.cgroup)
+				boots = 0;
+			if (pre.pid > 0 && !req.cgroup && req.flags == PRECLONE_FLAGS && req.cwd[0] == '/' &&
+			    reachable_without_caps(req.cwd)) {
 				err = use_preclone(fds, nfds, &req, req.cwd, &pid);
 			} else {
 				discarded = discard_preclone();

@@ -19,19 +19,26 @@ import (
 // A spawner forked before the Go runtime exists only in a process the gate forked one for: a
 // copy of this test binary started with the monitor's stage (prestart.c) runs the checks below
 // and reports.
-const childEnv = "_NSENTER_TEST_SPAWNER"
+const childEnv = "_PRESTART_TEST_CHILD"
+
+// dirEnv names the child's scratch directory.
+const dirEnv = "_PRESTART_TEST_DIR"
 
 func TestMain(m *testing.M) {
-	switch os.Getenv(childEnv) {
-	case "clone", "preclone", "preclone-badmap", "preclone-unreachable":
-		os.Exit(report(spawnerClone(os.Getenv(childEnv))))
+	switch mode := os.Getenv(childEnv); mode {
+	case "":
+		os.Exit(m.Run())
+	case "clone", "preclone", "preclone-cgroup", "preclone-badmap", "preclone-unreachable":
+		os.Exit(report(spawnerClone(mode)))
 	case "reclaim":
 		if !haveSpawner() {
 			os.Exit(report(errors.New("a `run` has no spawner")))
 		}
-		os.Exit(report(reclaimCheck(os.Getenv("_NSENTER_TEST_DIR"))))
+		os.Exit(report(reclaimCheck(os.Getenv(dirEnv))))
+	default:
+		// Never the tests again: a child that ran them would start children of its own.
+		os.Exit(report(fmt.Errorf("%s=%s: no such check", childEnv, mode)))
 	}
-	os.Exit(m.Run())
 }
 
 func haveSpawner() bool {
@@ -52,7 +59,7 @@ func runChild(t *testing.T, mode string) {
 	t.Helper()
 	requireRoot(t)
 	cmd := exec.Command(os.Args[0])
-	cmd.Env = append(os.Environ(), StageEnv+"=monitor", childEnv+"="+mode, "_NSENTER_TEST_DIR="+t.TempDir())
+	cmd.Env = append(os.Environ(), StageEnv+"=monitor", childEnv+"="+mode, dirEnv+"="+t.TempDir())
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("%s: %v\n%s", mode, err, out)
 	}
@@ -66,10 +73,11 @@ func TestSpawnerClone(t *testing.T) { runChild(t, "clone") }
 
 // TestSpawnerPreclone: the child the spawner cloned in advance (in new namespaces, ours, not
 // mapped) becomes the init child when the boot asks for those namespaces, just as one cloned
-// on request, moved into the boot's cgroup2 group; with a refused map it is killed and reaped;
-// for a working directory it could not walk into, a child is cloned on request instead.
+// on request; with a refused map it is killed and reaped; for a working directory it could not
+// walk into, or a boot into a cgroup2 group, a child is cloned on request instead.
 func TestSpawnerPreclone(t *testing.T) {
 	runChild(t, "preclone")
+	runChild(t, "preclone-cgroup")
 	runChild(t, "preclone-badmap")
 	runChild(t, "preclone-unreachable")
 }
@@ -167,7 +175,7 @@ func spawnerClone(mode string) error {
 		// A working directory the child cloned in advance could not walk into (below a
 		// directory only another user may search): a child is cloned on request instead, and
 		// the one cloned in advance is discarded and reaped.
-		base := filepath.Join(os.Getenv("_NSENTER_TEST_DIR"), "alice")
+		base := filepath.Join(os.Getenv(dirEnv), "alice")
 		dir := filepath.Join(base, "state", "root")
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			return err
@@ -197,8 +205,20 @@ func spawnerClone(mode string) error {
 		theirs.Close()
 		return checkInitChild(pid, ours, host)
 	case "preclone":
-		// Into a cgroup2 group (a hybrid host's unified tree, or a pure v2 host's), as a v2
-		// boot asks: the child, which has run nothing yet, is moved there.
+		req.Flags = precloneFlags
+		pid, err := CloneInit(req)
+		if err != nil {
+			return fmt.Errorf("clone: %w", err)
+		}
+		if strconv.Itoa(pid) != pre {
+			return fmt.Errorf("the clone is %d, not the child cloned in advance %s", pid, pre)
+		}
+		theirs.Close()
+		return checkInitChild(pid, ours, host)
+	case "preclone-cgroup":
+		// Into a cgroup2 group (a hybrid host's unified tree, or a pure v2 host's): a child is
+		// cloned into it (CLONE_INTO_CGROUP), not the one cloned in advance moved there (a
+		// move by PID waits for a grace period), which is discarded and reaped.
 		req.Flags = precloneFlags
 		v2 := "/sys/fs/cgroup/unified"
 		if _, err := os.Stat(v2 + "/cgroup.procs"); err != nil {
@@ -219,8 +239,11 @@ func spawnerClone(mode string) error {
 		if err != nil {
 			return fmt.Errorf("clone: %w", err)
 		}
-		if strconv.Itoa(pid) != pre {
-			return fmt.Errorf("the clone is %d, not the child cloned in advance %s", pid, pre)
+		if strconv.Itoa(pid) == pre {
+			return fmt.Errorf("the child cloned in advance (%s) was moved into the group", pre)
+		}
+		if kids := children(); len(kids) != 2 || !slices.Contains(kids, strconv.Itoa(pid)) {
+			return fmt.Errorf("children %v: want the spawner and the new child %d (the other reaped)", kids, pid)
 		}
 		if b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", pid)); !strings.Contains(string(b), "0::/"+group+"\n") {
 			return fmt.Errorf("the child's cgroups:\n%s\nwant 0::/%s", b, group)

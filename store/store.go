@@ -18,6 +18,7 @@
 package store
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -438,6 +439,20 @@ const joinFile = "join"
 // after it, removed before it (ClearRun), so a record never outlives its run.
 func (s *Store) SaveJoin(id container.ID, record []byte) error {
 	return WriteFileVolatile(s.Path(id, joinFile), record, 0o600)
+}
+
+// PlacementFile is the record, in the state root, of where a started VPS's monitor places
+// itself before its Go runtime starts (package monitor says what it holds).
+const PlacementFile = "placement"
+
+// SavePlacement writes the PlacementFile if record differs from it; a record it cannot write
+// is left as it was (the front door then does less, and the monitor moves itself). nil: none.
+func (s *Store) SavePlacement(record []byte) {
+	p := filepath.Join(s.Root, PlacementFile)
+	if old, err := sysfile.ReadFile(p); record == nil || (err == nil && bytes.Equal(old, record)) {
+		return
+	}
+	WriteFileAtomic(p, record, 0o600)
 }
 
 // ClearRun removes VPS id's runtime state.

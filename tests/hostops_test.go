@@ -406,30 +406,8 @@ func TestMonitorGroup(t *testing.T) {
 	if st := strings.TrimSpace(must(t, "status", "2531")); st != "VPS 2531 exist running" {
 		t.Fatalf("after the kill of the starter's group: %s", st)
 	}
-	var s struct {
-		MonitorPID int `json:"monitor_pid"`
-	}
-	if err := json.Unmarshal([]byte(must(t, "status", "2531", "--format", "json")), &s); err != nil || s.MonitorPID == 0 {
-		t.Fatalf("no monitor: %+v %v", s, err)
-	}
-	cg, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", s.MonitorPID))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if cgroupV2() && systemdHost() {
-		// Under systemd the VPS's own scope is its monitor's unit (package cgroup, "Placement
-		// under systemd"): a leaf of its own there, beside the VPS's group.
-		if got, want := strings.TrimSpace(string(cg)), "0::/vpsctl.slice/vpsctl-2531.scope/supervisor"; got != want {
-			t.Errorf("monitor %d in %q, want %q", s.MonitorPID, got, want)
-		}
-	} else {
-		for _, l := range strings.Split(strings.TrimSpace(string(cg)), "\n") {
-			if !strings.HasSuffix(l, ":/vpsctl/.monitor") {
-				t.Errorf("monitor %d not in vpsctl/.monitor: %s", s.MonitorPID, l)
-			}
-		}
-	}
-	if out := must(t, "pid", strconv.Itoa(s.MonitorPID)); !strings.Contains(strings.Join(strings.Fields(out), " "), fmt.Sprintf("%d 0 0", s.MonitorPID)) {
+	mon := checkMonitorGroup(t, "2531")
+	if out := must(t, "pid", strconv.Itoa(mon)); !strings.Contains(strings.Join(strings.Fields(out), " "), fmt.Sprintf("%d 0 0", mon)) {
 		t.Errorf("vpsctl pid of the monitor: %s", out)
 	}
 	must(t, "stop", "2531")
@@ -450,6 +428,111 @@ func TestMonitorGroup(t *testing.T) {
 	}
 	must(t, "spare", "stop", "busybox")
 }
+
+// checkMonitorGroup checks that running VPS id's monitor is in vpsctl's monitor group in every
+// hierarchy (under systemd on cgroup v2: in the VPS's scope), and returns its PID.
+func checkMonitorGroup(t *testing.T, id string) int {
+	t.Helper()
+	var s struct {
+		MonitorPID int `json:"monitor_pid"`
+	}
+	if err := json.Unmarshal([]byte(must(t, "status", id, "--format", "json")), &s); err != nil || s.MonitorPID == 0 {
+		t.Fatalf("no monitor: %+v %v", s, err)
+	}
+	cg, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", s.MonitorPID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cgroupV2() && systemdHost() {
+		// Under systemd the VPS's own scope is its monitor's unit (package cgroup, "Placement
+		// under systemd"): a leaf of its own there, beside the VPS's group.
+		if got, want := strings.TrimSpace(string(cg)), "0::/vpsctl.slice/vpsctl-"+id+".scope/supervisor"; got != want {
+			t.Errorf("monitor %d in %q, want %q", s.MonitorPID, got, want)
+		}
+	} else {
+		for _, l := range strings.Split(strings.TrimSpace(string(cg)), "\n") {
+			if !strings.HasSuffix(l, ":/vpsctl/.monitor") {
+				t.Errorf("monitor %d not in vpsctl/.monitor: %s", s.MonitorPID, l)
+			}
+		}
+	}
+	return s.MonitorPID
+}
+
+// TestMonitorPlacement: `vpsctl start`'s monitor is placed in vpsctl's group by the front door,
+// before its Go runtime starts, as the state root's placement record says (monitor.PlacementFile),
+// and moves itself only where that failed: with no record (the first start), one this binary
+// does not understand, or one naming files that are not there, the start works all the same,
+// the monitor moves (its trace says so) and the record is written anew; with the record it
+// wrote, the monitor does not move.
+func TestMonitorPlacement(t *testing.T) {
+	checkClean(t, "2532")
+	must(t, "create", "2532", "--template", "busybox")
+	defer vpsctl(t, "destroy", "-f", "2532")
+	record := filepath.Join(root, "placement")
+	sd := cgroupV2() && systemdHost()
+	start := func(what string, wantMove bool) {
+		t.Helper()
+		r := vpsctlEnv(t, []string{"VPSCTL_TRACE=1"}, "start", "2532")
+		if r.code != 0 {
+			t.Fatalf("%s: start: exit %d: %s", what, r.code, r.err)
+		}
+		checkMonitorGroup(t, "2532")
+		if moved := strings.Contains(r.err, " monitor-group-moved "); moved != (wantMove && !sd) {
+			t.Errorf("%s: the monitor moved itself: %v, want %v", what, moved, wantMove && !sd)
+		}
+		must(t, "stop", "--kill", "2532")
+	}
+	os.Remove(record)
+	start("no record", true)
+	good, err := os.ReadFile(record)
+	if err != nil {
+		t.Fatalf("no record after a start: %v", err)
+	}
+	kv := map[string][]string{}
+	for _, f := range strings.Split(strings.TrimSuffix(string(good), "\x00\x00"), "\x00") {
+		k, v, _ := strings.Cut(f, "=")
+		kv[k] = append(kv[k], v)
+	}
+	v1 := !cgroupV2()
+	switch {
+	case sd:
+		if string(good) != "preclone=0\x00\x00" {
+			t.Errorf("record under systemd: %q", good)
+		}
+	default:
+		for _, f := range kv["tasks"] {
+			if !strings.HasSuffix(f, "/vpsctl/.monitor/tasks") || !fileExists(f) {
+				t.Errorf("record's tasks file %s", f)
+			}
+		}
+		if v1 && len(kv["tasks"]) == 0 || !v1 && len(kv["tasks"]) != 0 {
+			t.Errorf("record's tasks files %v on a host with v1 hierarchies: %v", kv["tasks"], v1)
+		}
+		if c := kv["cgroup2"]; len(c) > 1 || len(c) == 1 && (!strings.HasSuffix(c[0], "/vpsctl/.monitor") || !fileExists(c[0])) {
+			t.Errorf("record's cgroup2 directory %v", c)
+		}
+		if want := map[bool]string{true: "0", false: "1"}[len(kv["cgroup2"]) == 1]; slices.Compare(kv["preclone"], []string{want}) != 0 {
+			t.Errorf("record's preclone %v, want %s", kv["preclone"], want)
+		}
+	}
+	start("the record", false)
+	for what, bad := range map[string]string{
+		"an unknown key": "placement=2\x00\x00",
+		"missing files":  "cgroup2=/sys/fs/cgroup/no-such-group\x00tasks=/sys/fs/cgroup/no-such-group/tasks\x00preclone=0\x00\x00",
+		"not a message":  "cgroup2",
+	} {
+		if err := os.WriteFile(record, []byte(bad), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		start(what, true)
+		if b, _ := os.ReadFile(record); string(b) != string(good) {
+			t.Errorf("%s: record after the start %q, want %q", what, b, good)
+		}
+	}
+}
+
+func fileExists(p string) bool { _, err := os.Stat(p); return err == nil }
 
 // TestEvents: the events log as text and JSON, --since, --follow (new lines as they come, until
 // it is told to stop), and bad --since values.

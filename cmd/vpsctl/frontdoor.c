@@ -38,6 +38,7 @@
 
 #include "prestart.h"
 
+
 // The command line, parsed once: vpsctl [--root DIR|--root=DIR] COMMAND ARGS...
 struct cmdline {
 	int argc;
@@ -511,15 +512,92 @@ int vpsctl_exit_fd = -1;
 // made a private one (-1: none): the monitor makes some mounts' clones there (LXCFS's).
 int vpsctl_host_mntns = -1;
 
+// The record of where a started VPS's monitor places itself (monitor.PlacementFile, which says
+// what each key means): the state root's "placement", a message (msg.h) that Go writes.
+struct placement {
+	const char *cgroup2;  // the cgroup2 directory to clone the monitor into (NULL: none)
+	const char *tasks[32]; // the v1 tasks files it writes 0 to
+	int ntasks;
+	int preclone; // a boot here uses an init child cloned in advance
+};
+
+static char placebuf[1 << 13];
+static struct msg placemsg;
+
+// read_placement fills p from the record; a missing or unreadable one, or one with a key this
+// binary does not know (another vpsctl's), places nothing: the monitor then moves itself.
+static void read_placement(const struct cmdline *c, struct placement *p)
+{
+	*p = (struct placement){ .preclone = 1 };
+	char path[4096];
+	if (!c->root || snprintf(path, sizeof(path), "%s/placement", c->root) >= (int)sizeof(path))
+		return;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return;
+	long n = msg_read_fd(fd, placebuf, sizeof(placebuf), &placemsg);
+	close(fd);
+	if (n < 0)
+		return;
+	struct placement q = { .preclone = 1 };
+	for (int i = 0; i < placemsg.n; i++) {
+		const struct msg_kv *kv = &placemsg.kv[i];
+		if (!strcmp(kv->key, "cgroup2"))
+			q.cgroup2 = kv->val;
+		else if (!strcmp(kv->key, "tasks") && q.ntasks < (int)(sizeof(q.tasks) / sizeof(q.tasks[0])))
+			q.tasks[q.ntasks++] = kv->val;
+		else if (strcmp(kv->key, "preclone") || msg_int(kv->val, &q.preclone) < 0)
+			return;
+	}
+	*p = q;
+}
+
+// clone_into forks as fork(2) does, the child born in cgroup2 directory dirfd
+// (CLONE_INTO_CGROUP: no move after the fork, see monitor.PlacementFile); -1 if the kernel
+// refuses. A raw clone3: libc's cached thread ID stays its parent's in the child, which only
+// raise() and pthread_kill() of the main thread would read (the Go runtime signals its threads
+// by the IDs it reads itself).
+static pid_t clone_into(int dirfd)
+{
+	struct vpsctl_clone_args args = { 0 };
+	args.flags = CLONE_INTO_CGROUP;
+	args.exit_signal = SIGCHLD;
+	args.cgroup = (uint64_t)dirfd;
+	return (pid_t)syscall(SYS_clone3, &args, sizeof(args));
+}
+
+// join_tasks moves this process, one thread, into the v1 groups whose tasks files p names:
+// "0" moves the writing thread and takes no global lock. A file that fails is left to Go.
+static void join_tasks(const struct placement *p)
+{
+	for (int i = 0; i < p->ntasks; i++) {
+		int fd = open(p->tasks[i], O_WRONLY | O_CLOEXEC);
+		if (fd >= 0) {
+			(void)!write(fd, "0", 1);
+			close(fd);
+		}
+	}
+}
+
 // fork_waiter forks a command that its caller waits for in the parent: -1 if it could not
 // (nothing changed); 0 in the child, *fd the pipe's write end for its exit code; the child's PID
-// in the parent, *fd the read end. Both ends are close-on-exec.
-static pid_t fork_waiter(int *fd)
+// in the parent, *fd the read end. Both ends are close-on-exec. cgroup2, if not NULL, is the
+// cgroup2 directory the child is born in where the kernel allows.
+static pid_t fork_waiter(int *fd, const char *cgroup2)
 {
 	int p[2];
 	if (pipe2(p, O_CLOEXEC) < 0)
 		return -1;
-	pid_t child = fork();
+	pid_t child = -1;
+	if (cgroup2) {
+		int dirfd = open(cgroup2, O_PATH | O_DIRECTORY | O_CLOEXEC);
+		if (dirfd >= 0) {
+			child = clone_into(dirfd);
+			close(dirfd);
+		}
+	}
+	if (child < 0)
+		child = fork();
 	if (child < 0) {
 		close(p[0]);
 		close(p[1]);
@@ -547,16 +625,18 @@ static void exit_as_code(int fd, pid_t child)
 
 // start_fork: `vpsctl start ID`'s monitor outlives the command, so it cannot be the command's
 // process; here the process forks before the Go runtime exists: the parent stays behind as the
-// command the caller waits for, the child (a session and a private mount namespace of its own)
-// runs the start and carries on as the VPS's monitor (monitor.StartHere). If the child cannot
-// have its namespace, the Go side spawns a monitor as any library caller does.
-static void start_fork(void)
+// command the caller waits for, the child (a session and a private mount namespace of its own,
+// in vpsctl's monitor group as pl places it) runs the start and carries on as the VPS's monitor
+// (monitor.StartHere). If the child cannot have its namespace, the Go side spawns a monitor as
+// any library caller does.
+static void start_fork(const struct placement *pl)
 {
 	int fd;
-	pid_t child = fork_waiter(&fd);
+	pid_t child = fork_waiter(&fd, pl->cgroup2);
 	if (child < 0)
 		return;
 	if (child == 0) {
+		join_tasks(pl); // before the spawner is forked: what it clones is born there
 		setsid();
 		vpsctl_host_mntns = open("/proc/self/ns/mnt", O_RDONLY | O_CLOEXEC);
 		if (unshare(CLONE_NEWNS) == 0 && mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) == 0)
@@ -585,7 +665,7 @@ static void exit_fork(void)
 {
 	pid_t parent = getpid();
 	int fd;
-	pid_t child = fork_waiter(&fd);
+	pid_t child = fork_waiter(&fd, NULL);
 	if (child < 0)
 		return;
 	if (child == 0) {
@@ -622,10 +702,12 @@ __attribute__((constructor(200))) static void vpsctl_frontdoor(int argc, char **
 		fast_exec(&c, word(&c, 1), argv + c.cmd + 3, argc - c.cmd - 3);
 	if (fast && c.plain && is(&c, "run"))
 		spare_claim(&c);
+	struct placement pl;
 	if (c.plain && is(&c, "start") && c.cmd + 2 == argc && word(&c, 1)[0] != '-') {
-		start_fork();
+		read_placement(&c, &pl);
+		start_fork(&pl);
 		if (vpsctl_start_fd >= 0)
-			vpsctl_spawner_start(1, 0);
+			vpsctl_spawner_start(pl.preclone, 0);
 		return;
 	}
 	for (int k = 0; short_commands[k]; k++)
@@ -633,8 +715,10 @@ __attribute__((constructor(200))) static void vpsctl_frontdoor(int argc, char **
 			exit_fork();
 			break;
 		}
-	if (is(&c, "run"))
-		vpsctl_spawner_start(1, 0);
+	if (is(&c, "run")) {
+		read_placement(&c, &pl);
+		vpsctl_spawner_start(pl.preclone, 0);
+	}
 	else if (is(&c, "stop") || is(&c, "destroy"))
 		vpsctl_spawner_start(0, 0);
 }
