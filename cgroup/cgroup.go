@@ -185,9 +185,6 @@ type Manager interface {
 	Paths() map[string]string
 	// Path is the relative group path given to New.
 	Path() string
-	// ProcsFiles are the files Apply writes a PID to (cgroup.procs, in every hierarchy): a
-	// process that writes its own PID to each has joined the group (the joiner does, in C).
-	ProcsFiles() []string
 	// ThawFile names the file whose first line is thawed while the group is not frozen (v1
 	// freezer.state THAWED, v2 cgroup.freeze 0); "" if the host has no freezer.
 	ThawFile() (path, thawed string)

@@ -120,14 +120,6 @@ func (m *fs1) dir(ctrl string) (string, error) {
 
 func (m *fs1) Path() string { return m.rel }
 
-func (m *fs1) ProcsFiles() []string {
-	var fs []string
-	for _, h := range m.hiers {
-		fs = append(fs, filepath.Join(h.mount, m.rel, "cgroup.procs"))
-	}
-	return fs
-}
-
 func (m *fs1) ThawFile() (string, string) {
 	dir, err := m.dir("freezer")
 	if err != nil {

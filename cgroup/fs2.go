@@ -38,7 +38,6 @@ func (m *fs2) Paths() map[string]string      { return map[string]string{"": m.di
 func (m *fs2) Exists() bool                  { _, err := os.Stat(m.dir); return err == nil }
 func (m *fs2) Apply(pid int) error           { return applyPid(m.dir, pid) }
 func (m *fs2) Thaw() error                   { return writeFile(m.dir, "cgroup.freeze", "0") }
-func (m *fs2) ProcsFiles() []string          { return []string{filepath.Join(m.dir, "cgroup.procs")} }
 func (m *fs2) ThawFile() (string, string)    { return filepath.Join(m.dir, "cgroup.freeze"), "0" }
 func (m *fs2) Destroy(t time.Duration) error { return removeTree(m.dir, t) }
 

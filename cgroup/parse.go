@@ -179,37 +179,45 @@ func isDigits(s string) bool {
 	return true
 }
 
-// JoinFiles are the cgroup.procs files a process joining group m beside process pid (a VPS's
-// init) writes itself to: m's own (ProcsFiles), except on cgroup v2, where the group pid is in
-// now is taken if it lies within m's. A guest's own systemd moves itself to a leaf of its
-// group (/init.scope) and enables controllers in the group, whose cgroup.procs then refuses
-// every process (EBUSY: no process in an inner node once controllers are enabled); the init's
-// leaf takes one. A leaf outside m's group (impossible for a guest, which sees no further up)
-// is never taken.
-func JoinFiles(m Manager, pid int) []string {
+// Place is where a process joins a group without a move by PID (see Manager.TaskFiles): it is
+// cloned into Dir, the group's directory in the cgroup2 tree ("" on a host without one; clone3's
+// CLONE_INTO_CGROUP), and writes 0 to each of Tasks, the v1 hierarchies' tasks files, while it
+// is one thread.
+type Place struct {
+	Dir   string
+	Tasks []string
+}
+
+// JoinPlace is where a process joining group m beside process pid (a VPS's init) goes: m's
+// own group, except on cgroup v2, where the group pid is in now is taken if it lies within m's.
+// A guest's own systemd moves itself to a leaf of its group (/init.scope) and enables
+// controllers in the group, which then refuses every process (EBUSY: no process in an inner
+// node once controllers are enabled); the init's leaf takes one. A leaf outside m's group
+// (impossible for a guest, which sees no further up) is never taken.
+func JoinPlace(m Manager, pid int) Place {
 	f2 := asFS2(m)
 	if f2 == nil {
-		return m.ProcsFiles()
+		return Place{Dir: Cgroup2Dir(m), Tasks: m.TaskFiles()}
 	}
 	lines, err := readProcCgroup(pid)
 	if err != nil {
-		return m.ProcsFiles()
+		return Place{Dir: f2.dir}
 	}
-	return leafFiles(f2, lines)
+	return Place{Dir: leafDir(f2, lines)}
 }
 
-// leafFiles is JoinFiles for v2 group f2 and the /proc/PID/cgroup lines of the process beside
-// which one joins.
-func leafFiles(f2 *fs2, lines []ProcCgroupLine) []string {
+// leafDir is JoinPlace's directory for v2 group f2 and the /proc/PID/cgroup lines of the
+// process beside which one joins.
+func leafDir(f2 *fs2, lines []ProcCgroupLine) string {
 	g, err := groupIn(lines, "")
 	if err != nil {
-		return f2.ProcsFiles()
+		return f2.dir
 	}
 	dir := filepath.Join(cgroupRoot, g)
 	if dir == f2.dir || !IsDescendant(f2.dir, dir) {
-		return f2.ProcsFiles()
+		return f2.dir
 	}
-	return []string{filepath.Join(dir, "cgroup.procs")}
+	return dir
 }
 
 // asFS2 is m's cgroup v2 group, nil for v1.

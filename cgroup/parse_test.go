@@ -276,14 +276,14 @@ func TestValidateMemoryPlusSwap(t *testing.T) {
 	}
 }
 
-// TestLeafFiles: a join beside a systemd guest's init goes to the init's leaf inside the VPS's
+// TestLeafDir: a join beside a systemd guest's init goes to the init's leaf inside the VPS's
 // group, never to a group outside it, and to the group itself when the init is there.
-func TestLeafFiles(t *testing.T) {
+func TestLeafDir(t *testing.T) {
 	f2 := newFS2(cgroupRoot, "vpsctl/101")
-	own := filepath.Join(cgroupRoot, "vpsctl/101/cgroup.procs")
+	own := filepath.Join(cgroupRoot, "vpsctl/101")
 	for _, tc := range []struct{ procCgroup, want string }{
 		{"0::/vpsctl/101\n", own},
-		{"0::/vpsctl/101/init.scope\n", filepath.Join(cgroupRoot, "vpsctl/101/init.scope/cgroup.procs")},
+		{"0::/vpsctl/101/init.scope\n", filepath.Join(cgroupRoot, "vpsctl/101/init.scope")},
 		{"0::/vpsctl/1010/init.scope\n", own}, // another VPS's: not below ours
 		{"0::/user.slice\n", own},
 		{"0::/vpsctl/101/../../etc\n", own},
@@ -293,7 +293,7 @@ func TestLeafFiles(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%q: %v", tc.procCgroup, err)
 		}
-		if got := leafFiles(f2, lines); len(got) != 1 || got[0] != tc.want {
+		if got := leafDir(f2, lines); got != tc.want {
 			t.Errorf("%q: %v, want %s", tc.procCgroup, got, tc.want)
 		}
 	}

@@ -89,18 +89,20 @@ static int send_fd(int fd)
 	return sendmsg(rsock, &mh, MSG_NOSIGNAL) == 1 ? 0 : -1;
 }
 
-static int join_group(const char *procs)
+// join_group writes this thread, the whole process while it is one thread, into the v1 group
+// whose tasks file is tasks: "0" moves the writer and takes no global lock (a PID written to
+// cgroup.procs waits for an RCU grace period after a quiet spell). The cgroup2 group is the
+// one we were cloned into.
+static int join_group(const char *tasks)
 {
-	int fd = open(procs, O_WRONLY | O_CLOEXEC);
+	int fd = open(tasks, O_WRONLY | O_CLOEXEC);
 	if (fd < 0)
 		return -1;
-	char s[16];
-	int n = snprintf(s, sizeof(s), "%d", (int)getpid());
-	ssize_t w = write(fd, s, n);
+	ssize_t w = write(fd, "0", 1);
 	int e = errno;
 	close(fd);
 	errno = e;
-	return w == n ? 0 : -1;
+	return w == 1 ? 0 : -1;
 }
 
 static volatile pid_t child = -1;
@@ -141,7 +143,7 @@ static void parse(struct msg *m, struct join *j)
 			bad = msg_u64(kv->val, &j->capdrop);
 		else if (!strcmp(kv->key, "cwd"))
 			j->cwd = kv->val;
-		else if (!strcmp(kv->key, "cgroup") && j->ngroups < 64)
+		else if (!strcmp(kv->key, "tasks") && j->ngroups < 64)
 			j->groups[j->ngroups++] = kv->val;
 		else if (!strcmp(kv->key, "arg") && j->nargs < MAXARGS)
 			argv_[j->nargs++] = (char *)kv->val;

@@ -31,8 +31,8 @@
 //
 // Message keys: pidfd (fd of a pidfd of the VPS init), ns (CLONE_NEW* flags to join),
 // setgroups (0/1), tty (0/1), capdrop (hex mask of capabilities to drop from the bounding set),
-// cwd, cgroup (a cgroup.procs file to join, repeated), arg (repeated: argv), env (repeated: the
-// command's whole environment). Errors cross as a typed struct (Error), never as text. The
+// cwd, tasks (a v1 tasks file the joiner writes 0 to, repeated: it is cloned into the cgroup2
+// group), arg (repeated: argv), env (repeated: the command's whole environment). Errors cross as a typed struct (Error), never as text. The
 // vpsctl CLI's front door (cmd/vpsctl/frontdoor.c) runs the same joiner from a join record
 // (JoinRecord) without starting a Go runtime.
 package prestart
@@ -51,6 +51,7 @@ import (
 	"strconv"
 	"syscall"
 
+	"github.com/vpsctl/vpsctl/cgroup"
 	"github.com/vpsctl/vpsctl/internal/timerslack"
 	"golang.org/x/sys/unix"
 )
@@ -119,10 +120,12 @@ type Config struct {
 	Dir       string   // working directory inside the VPS
 	Args      []string // argv; Args[0] is looked up in PATH from Env
 	Env       []string
-	Groups    []string // cgroup.procs files of the VPS's groups, joined first
-	Stdin     *os.File // non-TTY mode only
-	Stdout    *os.File
-	Stderr    *os.File
+	// Place is where the command joins the VPS's groups (cgroup.JoinPlace): the joiner is
+	// cloned into its cgroup2 directory and writes itself into its v1 tasks files first.
+	Place  cgroup.Place
+	Stdin  *os.File // non-TTY mode only
+	Stdout *os.File
+	Stderr *os.File
 }
 
 // Process is a started command.
@@ -163,8 +166,22 @@ func Start(cfg Config) (*Process, error) {
 	// is locked for the rest of this process's life (it is short: one command).
 	runtime.LockOSThread()
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if cfg.Place.Dir != "" {
+		// Born in the VPS's cgroup2 group: a move by PID would wait for an RCU grace period
+		// after a quiet spell (cgroup.Manager.TaskFiles).
+		fd, err := unix.Open(cfg.Place.Dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			child.Close()
+			return nil, &Error{Stage: StageCgroup, Errno: errnoOf(err)}
+		}
+		defer unix.Close(fd)
+		cmd.SysProcAttr.UseCgroupFD, cmd.SysProcAttr.CgroupFD = true, fd
+	}
 	if err := cmd.Start(); err != nil {
 		child.Close()
+		if cfg.Place.Dir != "" {
+			return nil, &Error{Stage: StageCgroup, Errno: errnoOf(err)}
+		}
 		return nil, err
 	}
 	child.Close()
@@ -257,6 +274,15 @@ func (p *Process) Wait() (int, error) {
 	return 0, err
 }
 
+// errnoOf is err's errno (EIO if it carries none).
+func errnoOf(err error) syscall.Errno {
+	var e syscall.Errno
+	if errors.As(err, &e) {
+		return e
+	}
+	return syscall.EIO
+}
+
 func b2i(b bool) int {
 	if b {
 		return 1
@@ -276,22 +302,26 @@ func orRoot(dir string) string {
 func joinMsg(cfg Config, pidfd int) *Msg {
 	m := &Msg{}
 	m.AddInt("pidfd", pidfd).AddInt("ns", cfg.NSFlags).AddInt("setgroups", b2i(cfg.Setgroups))
-	m.AddHex("capdrop", cfg.CapDrop).AddAll("cgroup", cfg.Groups)
+	m.AddHex("capdrop", cfg.CapDrop).AddAll("tasks", cfg.Place.Tasks)
 	return m.AddAll("env", cfg.Env)
 }
 
 // JoinRecord is what a running VPS's monitor leaves beside its run state for the CLI's front
 // door (cmd/vpsctl/frontdoor.c), which runs `vpsctl exec ID -- CMD` from it with no Go runtime:
 // the joiner's message for the VPS (Config without a command: its init's PID and start time,
-// to check it is still that process, and the file whose first line is Thawed while the VPS is
-// not suspended). The front door opens the pidfd itself and adds the command; cwd is "/".
+// to check it is still that process, the file whose first line is Thawed while the VPS is not
+// suspended, and the cgroup2 directory the joiner is cloned into). The front door opens the
+// pidfd itself and adds the command; cwd is "/".
 func JoinRecord(cfg Config, initStart uint64, thawedFile, thawed string) ([]byte, error) {
 	m := &Msg{}
 	m.AddInt("pid", cfg.InitPID).AddHex("start", initStart)
 	if thawedFile != "" {
 		m.Add("thawed", thawedFile+"="+thawed)
 	}
+	if cfg.Place.Dir != "" {
+		m.Add("cgroup2", cfg.Place.Dir)
+	}
 	m.AddInt("ns", cfg.NSFlags).AddInt("setgroups", b2i(cfg.Setgroups)).AddHex("capdrop", cfg.CapDrop)
-	m.AddAll("cgroup", cfg.Groups).AddAll("env", cfg.Env).Add("tty", "0").Add("cwd", "/")
+	m.AddAll("tasks", cfg.Place.Tasks).AddAll("env", cfg.Env).Add("tty", "0").Add("cwd", "/")
 	return m.Bytes()
 }

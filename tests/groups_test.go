@@ -249,3 +249,88 @@ func TestExecGuestInLeaf(t *testing.T) {
 	})
 	must(t, "stop", id)
 }
+
+// TestExecGroups: a command exec'd into a running VPS is in the VPS's group in every hierarchy,
+// seen from the host, whichever path runs it: the front door's (from the join record, the
+// joiner cloned into the cgroup2 group and writing itself into the v1 groups' tasks files),
+// Go's (VPSCTL_NO_FASTPATH), and Go's again when the record is one the joiner refuses (a key it
+// does not know, as an older vpsctl's record of a VPS still running would have).
+func TestExecGroups(t *testing.T) {
+	const id = "174"
+	checkClean(t, id)
+	must(t, "create", id, "--template", "busybox")
+	defer vpsctl(t, "destroy", "-f", id)
+	must(t, "start", id)
+	record := filepath.Join(root, "vps", id, "join")
+	good, err := os.ReadFile(record)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := strings.TrimPrefix(groupDir("", id), "/sys/fs/cgroup")
+	if !cgroupV2() {
+		want = "/vpsctl/" + id
+	}
+	for _, c := range []struct {
+		what   string
+		env    []string
+		record []byte
+	}{
+		{"front door", nil, good},
+		{"Go", []string{"VPSCTL_NO_FASTPATH=1"}, good},
+		{"refused record", nil, append(good[:len(good)-1:len(good)-1], []byte("cgroup=/sys/fs/cgroup/x/cgroup.procs\x00\x00")...)},
+	} {
+		if err := os.WriteFile(record, c.record, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		cmd := exec.Command(bin, "--root", root, "exec", id, "--", "sleep", "1000")
+		cmd.Env = append(os.Environ(), c.env...)
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		var sleeper int
+		waitFor(t, 10*time.Second, c.what+": the exec'd sleep", func() bool {
+			sleeper = descendantNamed(cmd.Process.Pid, "sleep")
+			return sleeper > 0
+		})
+		b, err := os.ReadFile("/proc/" + strconv.Itoa(sleeper) + "/cgroup")
+		cmd.Process.Kill()
+		cmd.Wait()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, l := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+			if _, g, _ := strings.Cut(l[strings.IndexByte(l, ':')+1:], ":"); g != want {
+				t.Errorf("%s: the exec'd command is in %s, want %s in every hierarchy", c.what, l, want)
+			}
+		}
+	}
+	must(t, "stop", "--kill", id)
+}
+
+// descendantNamed is a process below pid (children, grandchildren) whose command is name, 0 if
+// none.
+func descendantNamed(pid int, name string) int {
+	kids := func(p int) []int {
+		var out []int
+		tasks, _ := os.ReadDir("/proc/" + strconv.Itoa(p) + "/task")
+		for _, task := range tasks {
+			b, _ := os.ReadFile("/proc/" + strconv.Itoa(p) + "/task/" + task.Name() + "/children")
+			for _, f := range strings.Fields(string(b)) {
+				if n, err := strconv.Atoi(f); err == nil {
+					out = append(out, n)
+				}
+			}
+		}
+		return out
+	}
+	queue := kids(pid)
+	for len(queue) > 0 {
+		p := queue[0]
+		queue = queue[1:]
+		if b, _ := os.ReadFile("/proc/" + strconv.Itoa(p) + "/comm"); strings.TrimSpace(string(b)) == name {
+			return p
+		}
+		queue = append(queue, kids(p)...)
+	}
+	return 0
+}

@@ -181,6 +181,20 @@ static int plain_id(const char *s)
 	return strtoull(s, NULL, 10) <= 4294967295ULL;
 }
 
+// clone_into forks as fork(2) does, the child born in cgroup2 directory dirfd
+// (CLONE_INTO_CGROUP: no move after the fork, see monitor.PlacementFile); -1 if the kernel
+// refuses. A raw clone3: libc's cached thread ID stays its parent's in the child, which only
+// raise() and pthread_kill() of the main thread would read (the Go runtime signals its threads
+// by the IDs it reads itself).
+static pid_t clone_into(int dirfd)
+{
+	struct vpsctl_clone_args args = { 0 };
+	args.flags = CLONE_INTO_CGROUP;
+	args.exit_signal = SIGCHLD;
+	args.cgroup = (uint64_t)dirfd;
+	return (pid_t)syscall(SYS_clone3, &args, sizeof(args));
+}
+
 // --- vpsctl exec ID -- CMD ---------------------------------------------------------------
 
 static char recbuf[1 << 16];
@@ -254,10 +268,13 @@ static void fast_exec(const struct cmdline *c, const char *id, char **cmd, int n
 		return;
 	int pid = 0;
 	uint64_t start = 0;
+	const char *cgroup2 = NULL;
 	req.n = 0;
 	for (int i = 0; i < rec.n; i++) {
 		struct msg_kv *kv = &rec.kv[i];
-		if (!strcmp(kv->key, "pid")) {
+		if (!strcmp(kv->key, "cgroup2")) {
+			cgroup2 = kv->val; // where the child is born (the joiner's v1 groups are its tasks keys)
+		} else if (!strcmp(kv->key, "pid")) {
 			if (msg_int(kv->val, &pid) < 0)
 				return;
 		} else if (!strcmp(kv->key, "start")) {
@@ -301,10 +318,13 @@ static void fast_exec(const struct cmdline *c, const char *id, char **cmd, int n
 	// The command is our child in the VPS's PID namespace: we set that namespace for our
 	// children (our own stays the host's), fork, and set ours back, so that the Go path, if
 	// it must take over, starts its processes on the host. The child joins the rest and execs.
+	int cgfd = cgroup2 ? open(cgroup2, O_PATH | O_DIRECTORY | O_CLOEXEC) : -1;
 	int ownpid = open("/proc/self/ns/pid", O_RDONLY | O_CLOEXEC);
-	if (ownpid < 0 || setns(pidfd, CLONE_NEWPID) < 0) {
+	if ((cgroup2 && cgfd < 0) || ownpid < 0 || setns(pidfd, CLONE_NEWPID) < 0) {
 		if (ownpid >= 0)
 			close(ownpid);
+		if (cgfd >= 0)
+			close(cgfd);
 		close(pidfd);
 		close(sv[0]);
 		close(sv[1]);
@@ -313,7 +333,11 @@ static void fast_exec(const struct cmdline *c, const char *id, char **cmd, int n
 	sigset_t all, old;
 	sigfillset(&all);
 	sigprocmask(SIG_BLOCK, &all, &old);
-	pid_t child = fork();
+	// Born in the VPS's cgroup2 group, or not at all (Go then joins where the init is now: a
+	// guest's systemd may have made the recorded group an inner node, which takes no process).
+	pid_t child = cgfd >= 0 ? clone_into(cgfd) : fork();
+	if (cgfd >= 0)
+		close(cgfd);
 	if (child == 0) {
 		close(sv[0]);
 		sigprocmask(SIG_SETMASK, &old, NULL);
@@ -550,20 +574,6 @@ static void read_placement(const struct cmdline *c, struct placement *p)
 			return;
 	}
 	*p = q;
-}
-
-// clone_into forks as fork(2) does, the child born in cgroup2 directory dirfd
-// (CLONE_INTO_CGROUP: no move after the fork, see monitor.PlacementFile); -1 if the kernel
-// refuses. A raw clone3: libc's cached thread ID stays its parent's in the child, which only
-// raise() and pthread_kill() of the main thread would read (the Go runtime signals its threads
-// by the IDs it reads itself).
-static pid_t clone_into(int dirfd)
-{
-	struct vpsctl_clone_args args = { 0 };
-	args.flags = CLONE_INTO_CGROUP;
-	args.exit_signal = SIGCHLD;
-	args.cgroup = (uint64_t)dirfd;
-	return (pid_t)syscall(SYS_clone3, &args, sizeof(args));
 }
 
 // join_tasks moves this process, one thread, into the v1 groups whose tasks files p names:

@@ -11,7 +11,7 @@ import (
 )
 
 // Join is how a command joins running VPS c, whose init is host PID pid, in its groups cg
-// (where the init is now: cgroup.JoinFiles): as its root, with the default bounding set and
+// (where the init is now: cgroup.JoinPlace): as its root, with the default bounding set and
 // environment. Exec adds the command to it; the
 // monitor records it (prestart.JoinRecord) for the CLI's front door, which runs a plain
 // `vpsctl exec` from the record alone.
@@ -25,8 +25,8 @@ func Join(c *store.Config, pid int, cg cgroup.Manager) prestart.Config {
 	}
 	return prestart.Config{
 		InitPID: pid, NSFlags: flags, Setgroups: true, CapDrop: CapMask(c),
-		Env:    []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/root", "USER=root", "LOGNAME=root", "container=vpsctl"},
-		Groups: cgroup.JoinFiles(cg, pid),
+		Env:   []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/root", "USER=root", "LOGNAME=root", "container=vpsctl"},
+		Place: cgroup.JoinPlace(cg, pid),
 	}
 }
 
