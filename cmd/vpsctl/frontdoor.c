@@ -11,7 +11,8 @@
 //                                   a spare VPS of a keeper of T runs CMD (package spare)
 //   vpsctl start ID                 forks: the child starts the VPS and stays as its monitor,
 //                                   the parent exits with the child's code (one Go runtime per
-//                                   boot instead of two)
+//                                   boot instead of two); the child is placed in vpsctl's
+//                                   monitor group as the state root's placement record says
 //   vpsctl create|set|stop|destroy|run|list|status ...
 //                                   forks: the parent exits with the code the child writes once
 //                                   its work is done, off the clock of the child's Go exit
@@ -37,7 +38,6 @@
 #include <unistd.h>
 
 #include "prestart.h"
-
 
 // The command line, parsed once: vpsctl [--root DIR|--root=DIR] COMMAND ARGS...
 struct cmdline {
@@ -182,8 +182,8 @@ static int plain_id(const char *s)
 }
 
 // clone_into forks as fork(2) does, the child born in cgroup2 directory dirfd
-// (CLONE_INTO_CGROUP: no move after the fork, see monitor.PlacementFile); -1 if the kernel
-// refuses. A raw clone3: libc's cached thread ID stays its parent's in the child, which only
+// (CLONE_INTO_CGROUP: no move by PID after the fork, which would wait for an RCU grace period,
+// see cgroup.Manager.TaskFiles); -1 if the kernel refuses. A raw clone3: libc's cached thread ID stays its parent's in the child, which only
 // raise() and pthread_kill() of the main thread would read (the Go runtime signals its threads
 // by the IDs it reads itself).
 static pid_t clone_into(int dirfd)
