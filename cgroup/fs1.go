@@ -24,8 +24,6 @@ type fs1 struct {
 	hiers []hierarchy
 	disks func() ([]string, error) // whole disks for blkio throttling; tests replace it
 	fresh bool                     // Create made every directory of the group: see withoutDefaults
-	// unifiedMade: CgroupFD made the group's directory in the unified tree (before Create)
-	unifiedMade bool
 }
 
 // hierarchy is one mounted v1 hierarchy and the controllers bound to it
@@ -153,20 +151,10 @@ func (m *fs1) CgroupFD() (int, error) {
 			continue
 		}
 		leaf := filepath.Join(h.mount, m.rel)
-		made, err := makeGroupDir(h, leaf, m.rel)
-		if err != nil {
+		if _, err := makeGroupDir(h, leaf, m.rel); err != nil {
 			return -1, err
 		}
-		m.unifiedMade = m.unifiedMade || made
-		var fd int
-		err = sysfile.Retry(func() (err error) {
-			fd, err = unix.Open(leaf, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-			return err
-		})
-		if err != nil {
-			return -1, &os.PathError{Op: "open", Path: leaf, Err: err}
-		}
-		return fd, nil
+		return openDir(leaf)
 	}
 	return -1, fmt.Errorf("cgroup fd (CLONE_INTO_CGROUP) needs a cgroup2 tree: %w", ErrNotSupported)
 }
@@ -188,10 +176,9 @@ func (m *fs1) Create() error {
 		if err != nil {
 			return err
 		}
-		if h.ctrls[0] == unifiedName {
-			made = made || m.unifiedMade
+		if h.ctrls[0] != unifiedName { // which has no limits to set, and may be made by CgroupFD
+			m.fresh = m.fresh && made
 		}
-		m.fresh = m.fresh && made
 	}
 	return nil
 }

@@ -477,13 +477,7 @@ func TestFS1TaskFiles(t *testing.T) {
 	} else if !errors.Is(err, ErrNotSupported) {
 		t.Fatal(err)
 	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-	})
+	startKilled(t, cmd)
 	pid := cmd.Process.Pid
 	waitFor(t, 5*time.Second, "the shell in every hierarchy's group", func() bool {
 		for _, dir := range m.Paths() {

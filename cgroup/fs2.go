@@ -313,17 +313,7 @@ func (m *fs2) WaitEmpty(timeout time.Duration) error {
 
 func (m *fs2) TaskFiles() []string { return nil }
 
-func (m *fs2) CgroupFD() (int, error) {
-	var fd int
-	err := sysfile.Retry(func() (err error) {
-		fd, err = unix.Open(m.dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-		return err
-	})
-	if err != nil {
-		return -1, &os.PathError{Op: "open", Path: m.dir, Err: err}
-	}
-	return fd, nil
-}
+func (m *fs2) CgroupFD() (int, error) { return openDir(m.dir) }
 
 // waitEvent waits until key in dir/cgroup.events has value want. The kernel
 // signals every change of cgroup.events as a modification (cgroup-v2.rst),

@@ -103,13 +103,7 @@ func start(t *testing.T, m Manager, script string) *exec.Cmd {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-	})
+	startKilled(t, cmd)
 	if err := m.Apply(cmd.Process.Pid); err != nil {
 		t.Fatal(err)
 	}
@@ -117,6 +111,18 @@ func start(t *testing.T, m Manager, script string) *exec.Cmd {
 		t.Fatal(err)
 	}
 	return cmd
+}
+
+// startKilled starts cmd, which the test's cleanup kills and reaps.
+func startKilled(t *testing.T, cmd *exec.Cmd) {
+	t.Helper()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+	})
 }
 
 // waitFor polls cond, bounded, failing t with what when it never holds.

@@ -188,6 +188,10 @@ type Place struct {
 	Tasks []string
 }
 
+// OpenDir opens p.Dir for clone3's CLONE_INTO_CGROUP (SysProcAttr.CgroupFD); the caller
+// closes it.
+func (p Place) OpenDir() (int, error) { return openDir(p.Dir) }
+
 // JoinPlace is where a process joining group m beside process pid (a VPS's init) goes: m's
 // own group, except on cgroup v2, where the group pid is in now is taken if it lies within m's.
 // A guest's own systemd moves itself to a leaf of its group (/init.scope) and enables

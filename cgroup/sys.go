@@ -122,6 +122,19 @@ func delegate(dir string, v2 bool, uid, gid int) error {
 	return nil
 }
 
+// openDir opens directory dir for CLONE_INTO_CGROUP (O_PATH is enough).
+func openDir(dir string) (int, error) {
+	var fd int
+	err := sysfile.Retry(func() (err error) {
+		fd, err = unix.Open(dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+		return err
+	})
+	if err != nil {
+		return -1, &os.PathError{Op: "open", Path: dir, Err: err}
+	}
+	return fd, nil
+}
+
 // mkdir makes dir, unless it exists, and reports whether it made it (a fresh group, see
 // withoutDefaults).
 func mkdir(dir string) (made bool, err error) {

@@ -9,7 +9,6 @@ import (
 	"github.com/vpsctl/vpsctl/container"
 	"github.com/vpsctl/vpsctl/internal/fault"
 	"github.com/vpsctl/vpsctl/prestart"
-	"github.com/vpsctl/vpsctl/store"
 )
 
 // Group is the cgroup of every VPS's monitor and of the keepers of spare VPSs: a group of
@@ -28,7 +27,7 @@ const Group = container.ServiceGroup
 // and unified ones too, which systemd goes by to decide which unit a process is in), making
 // the group the first time. A move by PID waits for an RCU grace period after a quiet spell
 // (cgroup.Manager.TaskFiles): a monitor that `vpsctl start` forked is placed before its Go
-// runtime starts instead (PlacementFile), and moves only if that failed (joinGroup).
+// runtime starts instead (placementRecord), and moves only if that failed (joinGroup).
 func JoinGroup() error {
 	if err := cgroup.JoinSelf(Group); err != nil {
 		return fmt.Errorf("cgroup %s: %w", Group, err)
@@ -48,7 +47,7 @@ func JoinGroup() error {
 // joinGroup makes sure, beside the monitor's first boot, that the monitor is in Group, and
 // has its report wait for it: by the time the command that started the VPS returns, nothing of
 // the VPS is in the caller's group. A monitor the front door placed there already (see
-// PlacementFile) is left as it is; another one moves, and the record is written for the next
+// placementRecord) is left as it is; another one moves, and the record is written for the next
 // start. A move that fails is logged, and the VPS boots all the same from where the monitor is.
 func (m *monitor) joinGroup() {
 	if cgroup.SystemdScopes() {
@@ -77,20 +76,17 @@ func (m *monitor) joinGroup() {
 	})
 }
 
-// PlacementFile (in the state root) is the record of where `vpsctl start`'s monitor places
-// itself before its Go runtime starts: the CLI's front door (cmd/vpsctl/frontdoor.c) forks the
+// placementRecord is the state root's record (Store.SavePlacement) of where `vpsctl start`'s
+// monitor places itself before its Go runtime starts, placing it in group cg (nil: nowhere,
+// under systemd's scopes): the CLI's front door (cmd/vpsctl/frontdoor.c) forks the
 // monitor into Group's cgroup2 directory with clone3(CLONE_INTO_CGROUP), and the child writes 0
 // to Group's v1 tasks files, moves that take no global lock (a move by PID waits for an RCU
-// grace period: milliseconds of every start). A monitor writes it (placementRecord) whenever
-// what it says has changed; the front door treats a missing or stale one as nothing to do, and
+// grace period: milliseconds of every start). A monitor writes it whenever what it says has
+// changed; the front door treats a missing or stale one as nothing to do, and
 // joinGroup then moves the monitor. Keys: cgroup2 (the directory to clone into, if the host
 // has a cgroup2 tree), tasks (repeated: the v1 tasks files), preclone (1: a boot here uses an
 // init child cloned in advance, 0: it clones its init into a cgroup2 group, with
 // CLONE_INTO_CGROUP, so one cloned in advance would be thrown away).
-const PlacementFile = store.PlacementFile
-
-// placementRecord is the PlacementFile that places a monitor in group cg (nil: none, under
-// systemd's scopes).
 func placementRecord(cg cgroup.Manager) []byte {
 	msg := &prestart.Msg{}
 	preclone := 0 // systemd's scopes: a cgroup v2 host

@@ -169,7 +169,7 @@ func Start(cfg Config) (*Process, error) {
 	if cfg.Place.Dir != "" {
 		// Born in the VPS's cgroup2 group: a move by PID would wait for an RCU grace period
 		// after a quiet spell (cgroup.Manager.TaskFiles).
-		fd, err := unix.Open(cfg.Place.Dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+		fd, err := cfg.Place.OpenDir()
 		if err != nil {
 			child.Close()
 			return nil, &Error{Stage: StageCgroup, Errno: errnoOf(err)}

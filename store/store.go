@@ -441,14 +441,15 @@ func (s *Store) SaveJoin(id container.ID, record []byte) error {
 	return WriteFileVolatile(s.Path(id, joinFile), record, 0o600)
 }
 
-// PlacementFile is the record, in the state root, of where a started VPS's monitor places
-// itself before its Go runtime starts (package monitor says what it holds).
-const PlacementFile = "placement"
+// placementFile is the record, in the state root, of where a started VPS's monitor places
+// itself before its Go runtime starts (package monitor's placementRecord says what it holds),
+// which the CLI's front door reads.
+const placementFile = "placement"
 
-// SavePlacement writes the PlacementFile if record differs from it; a record it cannot write
+// SavePlacement writes the placement record if record differs from it; a record it cannot write
 // is left as it was (the front door then does less, and the monitor moves itself). nil: none.
 func (s *Store) SavePlacement(record []byte) {
-	p := filepath.Join(s.Root, PlacementFile)
+	p := filepath.Join(s.Root, placementFile)
 	if old, err := sysfile.ReadFile(p); record == nil || (err == nil && bytes.Equal(old, record)) {
 		return
 	}

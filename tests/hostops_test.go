@@ -460,7 +460,7 @@ func checkMonitorGroup(t *testing.T, id string) int {
 }
 
 // TestMonitorPlacement: `vpsctl start`'s monitor is placed in vpsctl's group by the front door,
-// before its Go runtime starts, as the state root's placement record says (monitor.PlacementFile),
+// before its Go runtime starts, as the state root's placement record says (monitor.placementRecord),
 // and moves itself only where that failed: with no record (the first start), one this binary
 // does not understand, or one naming files that are not there, the start works all the same,
 // the monitor moves (its trace says so) and the record is written anew; with the record it

@@ -195,6 +195,21 @@ static pid_t clone_into(int dirfd)
 	return (pid_t)syscall(SYS_clone3, &args, sizeof(args));
 }
 
+// read_record reads the record at rel below the state root (a message Go wrote) into buf and
+// m: 0, or -1 if there is none or it cannot be read.
+static int read_record(const struct cmdline *c, const char *rel, char *buf, size_t n, struct msg *m)
+{
+	char path[4096];
+	if (!c->root || snprintf(path, sizeof(path), "%s/%s", c->root, rel) >= (int)sizeof(path))
+		return -1;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	long r = msg_read_fd(fd, buf, n, m);
+	close(fd);
+	return r < 0 ? -1 : 0;
+}
+
 // --- vpsctl exec ID -- CMD ---------------------------------------------------------------
 
 static char recbuf[1 << 16];
@@ -256,15 +271,9 @@ static void to_joiner(int sig)
 // reports any failure (the Go CLI then does the exec and says why).
 static void fast_exec(const struct cmdline *c, const char *id, char **cmd, int ncmd)
 {
-	char path[4096];
-	if (!c->root || snprintf(path, sizeof(path), "%s/vps/%s/join", c->root, id) >= (int)sizeof(path))
-		return;
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return;
-	long n = msg_read_fd(fd, recbuf, sizeof(recbuf), &rec);
-	close(fd);
-	if (n < 0)
+	char rel[64];
+	snprintf(rel, sizeof(rel), "vps/%s/join", id); // id: a plain ID, at most 10 digits
+	if (read_record(c, rel, recbuf, sizeof(recbuf), &rec) < 0)
 		return;
 	int pid = 0;
 	uint64_t start = 0;
@@ -536,7 +545,7 @@ int vpsctl_exit_fd = -1;
 // made a private one (-1: none): the monitor makes some mounts' clones there (LXCFS's).
 int vpsctl_host_mntns = -1;
 
-// The record of where a started VPS's monitor places itself (monitor.PlacementFile, which says
+// The record of where a started VPS's monitor places itself (monitor.placementRecord, which says
 // what each key means): the state root's "placement", a message (msg.h) that Go writes.
 struct placement {
 	const char *cgroup2;  // the cgroup2 directory to clone the monitor into (NULL: none)
@@ -553,15 +562,7 @@ static struct msg placemsg;
 static void read_placement(const struct cmdline *c, struct placement *p)
 {
 	*p = (struct placement){ .preclone = 1 };
-	char path[4096];
-	if (!c->root || snprintf(path, sizeof(path), "%s/placement", c->root) >= (int)sizeof(path))
-		return;
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return;
-	long n = msg_read_fd(fd, placebuf, sizeof(placebuf), &placemsg);
-	close(fd);
-	if (n < 0)
+	if (read_record(c, "placement", placebuf, sizeof(placebuf), &placemsg) < 0)
 		return;
 	struct placement q = { .preclone = 1 };
 	for (int i = 0; i < placemsg.n; i++) {
