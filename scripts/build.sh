@@ -38,19 +38,26 @@ libc=${VPSCTL_LIBC:-}
 if [ -z "$libc" ]; then
   if command -v musl-gcc >/dev/null; then libc=musl; else libc=glibc; fi
 fi
-case $libc in
-  musl)
-    command -v musl-gcc >/dev/null || { echo "build: VPSCTL_LIBC=musl needs musl-gcc (apt-get install musl-tools)" >&2; exit 1; }
-    CGO_ENABLED=1 CC=musl-gcc go build -trimpath -tags "$tags" \
-      -ldflags "$xflags -linkmode external -extldflags -static" -o "$out" ./cmd/vpsctl ;;
-  glibc)
-    CGO_ENABLED=1 go build -trimpath -tags "$tags" -ldflags "$xflags" -o "$out" ./cmd/vpsctl ;;
-  *)
-    echo "build: VPSCTL_LIBC must be musl or glibc, not \"$libc\"" >&2; exit 2 ;;
-esac
+# vpsctl leaves the HTTP API's server out (tag noapi); vpsctl-api, beside it, is the same CLI
+# with it, which `vpsctl serve` executes (cmd/vpsctl/serve.go says why).
+api="$(dirname "$out")/vpsctl-api"
+build() { # build OUT TAGS
+  case $libc in
+    musl)
+      command -v musl-gcc >/dev/null || { echo "build: VPSCTL_LIBC=musl needs musl-gcc (apt-get install musl-tools)" >&2; exit 1; }
+      CGO_ENABLED=1 CC=musl-gcc go build -trimpath -tags "$2" \
+        -ldflags "$xflags -linkmode external -extldflags -static" -o "$1" ./cmd/vpsctl ;;
+    glibc)
+      CGO_ENABLED=1 go build -trimpath -tags "$2" -ldflags "$xflags" -o "$1" ./cmd/vpsctl ;;
+    *)
+      echo "build: VPSCTL_LIBC must be musl or glibc, not \"$libc\"" >&2; exit 2 ;;
+  esac
+}
+build "$out" "$tags,noapi"
+build "$api" "$tags"
 # The cluster agent (cmd/vpsctl-cluster, package cluster), beside vpsctl, where vpsctl looks for
 # it: pure Go, static. It is a program of its own because the etcd client's initialisation
 # would cost every vpsctl command about 7 ms (see package registry).
 agent="$(dirname "$out")/vpsctl-cluster"
 CGO_ENABLED=0 go build -trimpath -tags netgo,osusergo -ldflags "-X main.version=$ver" -o "$agent" ./cmd/vpsctl-cluster
-echo "build: $out ($libc), $agent" >&2
+echo "build: $out ($libc), $api, $agent" >&2

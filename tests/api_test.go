@@ -11,6 +11,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/json"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"io"
 	"math/big"
@@ -405,4 +406,29 @@ func newCert(t *testing.T, parent *x509.Certificate, parentKey *ecdsa.PrivateKey
 		t.Fatal(err)
 	}
 	return c, key
+}
+
+// TestAPIProgramMissing: `vpsctl serve` is vpsctl-api from beside the vpsctl executable; where
+// it is missing, serve says so (exit 3) and listens on nothing.
+func TestAPIProgramMissing(t *testing.T) {
+	dir := t.TempDir()
+	lone := filepath.Join(dir, "vpsctl")
+	if out, err := exec.Command("cp", bin, lone).CombinedOutput(); err != nil {
+		t.Fatalf("cp: %v\n%s", err, out)
+	}
+	sock := filepath.Join(dir, "a.sock")
+	cmd := exec.Command(lone, "--root", root, "serve", "--socket", sock)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	err := cmd.Run()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 3 {
+		t.Fatalf("serve without vpsctl-api: %v, want exit 3\n%s", err, stderr.String())
+	}
+	if msg := stderr.String(); !strings.Contains(msg, "vpsctl-api") || strings.Count(strings.TrimSpace(msg), "\n") != 0 {
+		t.Errorf("serve without vpsctl-api: message %q, want one line naming vpsctl-api", msg)
+	}
+	if fileExists(sock) {
+		t.Errorf("serve without vpsctl-api made its socket %s", sock)
+	}
 }

@@ -46,6 +46,13 @@ func TestMain(m *testing.M) {
 			fmt.Fprintf(os.Stderr, "VPSCTL_TEST_BIN: %v\n%s", err, out)
 			os.Exit(1)
 		}
+		// With the API program built beside it (scripts/build.sh), which `vpsctl serve` runs.
+		if api := filepath.Join(filepath.Dir(prebuilt), "vpsctl-api"); fileExists(api) {
+			if out, err := exec.Command("cp", api, filepath.Join(workDir, "vpsctl-api")).CombinedOutput(); err != nil {
+				fmt.Fprintf(os.Stderr, "VPSCTL_TEST_BIN: %v\n%s", err, out)
+				os.Exit(1)
+			}
+		}
 	} else if out, err := exec.Command("bash", "../scripts/build.sh", bin).CombinedOutput(); err != nil { // VPSCTL_LIBC picks the C library
 		fmt.Fprintf(os.Stderr, "build vpsctl: %v\n%s", err, out)
 		os.Exit(1)

@@ -2,7 +2,6 @@ package main
 
 import (
 	"errors"
-	"net/http"
 
 	"github.com/vpsctl/vpsctl/cgroup"
 	"github.com/vpsctl/vpsctl/container"
@@ -58,6 +57,20 @@ const (
 	exitClusterDown    = 218 // the cluster registry did not answer in time (vpsctl's own)
 )
 
+// The HTTP statuses of exitTable, net/http's values: vpsctl itself does not link net/http (its
+// initialisation and size cost every command about 0.4 ms; see serve.go), vpsctl-api does.
+const (
+	statusOK                  = 200
+	statusBadRequest          = 400
+	statusNotFound            = 404
+	statusConflict            = 409
+	statusUnprocessableEntity = 422
+	statusInternalServerError = 500
+	statusBadGateway          = 502
+	statusServiceUnavailable  = 503
+	statusGatewayTimeout      = 504
+)
+
 // exitTable maps sentinels to an exit code and the HTTP status `vpsctl serve` answers with.
 // The first row an error matches wins: narrower sentinels (ErrBadDevice, a kind of
 // ErrBadValue) come before wider ones.
@@ -67,37 +80,37 @@ var exitTable = []struct {
 }{
 	// A migration's failure is its own code whatever the destination's reason (its message
 	// names it): a script learns first of all where the VPS is.
-	{exitMigrateLost, http.StatusGatewayTimeout, []error{runtime.ErrMigrateUnknown}},
-	{exitMigrate, http.StatusBadGateway, []error{runtime.ErrMigrate}},
-	{exitLocked, http.StatusConflict, []error{store.ErrLocked}},
-	{exitUsage, http.StatusBadRequest, []error{runtime.ErrUsage}},
-	{exitCheckpoint, http.StatusInternalServerError, []error{runtime.ErrCheckpoint}},
-	{exitRestore, http.StatusInternalServerError, []error{runtime.ErrRestore}},
-	{exitBadHostname, http.StatusBadRequest, []error{uts.ErrBadName}},
-	{exitBadNameserver, http.StatusBadRequest, []error{network.ErrBadNameserver}},
-	{exitBadSearch, http.StatusBadRequest, []error{network.ErrBadSearchDomain}},
-	{exitUserPasswd, http.StatusUnprocessableEntity, []error{runtime.ErrUserPasswd}},
-	{exitBadDevice, http.StatusBadRequest, []error{spec.ErrBadDevice}},
-	{exitBadValue, http.StatusBadRequest, []error{container.ErrBadID, container.ErrBadName, runtime.ErrBadValue, cgroup.ErrBadValue,
+	{exitMigrateLost, statusGatewayTimeout, []error{runtime.ErrMigrateUnknown}},
+	{exitMigrate, statusBadGateway, []error{runtime.ErrMigrate}},
+	{exitLocked, statusConflict, []error{store.ErrLocked}},
+	{exitUsage, statusBadRequest, []error{runtime.ErrUsage}},
+	{exitCheckpoint, statusInternalServerError, []error{runtime.ErrCheckpoint}},
+	{exitRestore, statusInternalServerError, []error{runtime.ErrRestore}},
+	{exitBadHostname, statusBadRequest, []error{uts.ErrBadName}},
+	{exitBadNameserver, statusBadRequest, []error{network.ErrBadNameserver}},
+	{exitBadSearch, statusBadRequest, []error{network.ErrBadSearchDomain}},
+	{exitUserPasswd, statusUnprocessableEntity, []error{runtime.ErrUserPasswd}},
+	{exitBadDevice, statusBadRequest, []error{spec.ErrBadDevice}},
+	{exitBadValue, statusBadRequest, []error{container.ErrBadID, container.ErrBadName, runtime.ErrBadValue, cgroup.ErrBadValue,
 		template.ErrBadName, template.ErrSource, uid.ErrBadRange, store.ErrBadConfig, vzimport.ErrBadConfig,
 		hostconf.ErrBadConfig, fleet.ErrBadValue, eventlog.ErrBadSince, disk.ErrBadValue, disk.ErrInodeLimit, disk.ErrTooSmall}},
-	{exitNotRunning, http.StatusConflict, []error{runtime.ErrNotRunning, runtime.ErrSuspended, runtime.ErrNotSuspended}},
-	{exitRunning, http.StatusConflict, []error{runtime.ErrRunning, disk.ErrInUse}},
-	{exitNotExist, http.StatusNotFound, []error{store.ErrNotExist}},
+	{exitNotRunning, statusConflict, []error{runtime.ErrNotRunning, runtime.ErrSuspended, runtime.ErrNotSuspended}},
+	{exitRunning, statusConflict, []error{runtime.ErrRunning, disk.ErrInUse}},
+	{exitNotExist, statusNotFound, []error{store.ErrNotExist}},
 	// CRIU's own failures outside a checkpoint or a restore (none today) are still CRIU's.
-	{exitCheckpoint, http.StatusInternalServerError, []error{criu.ErrCRIU, criu.ErrNotFound, criu.ErrTooOld}},
-	{exitExist, http.StatusConflict, []error{store.ErrExist, store.ErrNameExist}},
-	{exitBadIP, http.StatusBadRequest, []error{network.ErrBadIP, network.ErrBadNetIf}},
-	{exitIPInUse, http.StatusConflict, []error{network.ErrIPInUse}},
-	{exitNoTemplate, http.StatusNotFound, []error{store.ErrNoTemplate}},
-	{exitTemplateUse, http.StatusConflict, []error{runtime.ErrTemplateUse}},
-	{exitTemplateExists, http.StatusConflict, []error{template.ErrExist}},
-	{exitPoolFull, http.StatusServiceUnavailable, []error{uid.ErrPoolFull}},
-	{exitBootTimeout, http.StatusGatewayTimeout, []error{runtime.ErrBootTimeout}},
-	{exitBlocked, http.StatusUnprocessableEntity, []error{runtime.ErrCheckpointBlocked}},
-	{exitBadArchive, http.StatusBadRequest, []error{runtime.ErrBadArchive}},
-	{exitIncomplete, http.StatusConflict, []error{runtime.ErrIncomplete}},
-	{exitClusterDown, http.StatusServiceUnavailable, []error{registry.ErrUnavailable}},
+	{exitCheckpoint, statusInternalServerError, []error{criu.ErrCRIU, criu.ErrNotFound, criu.ErrTooOld}},
+	{exitExist, statusConflict, []error{store.ErrExist, store.ErrNameExist}},
+	{exitBadIP, statusBadRequest, []error{network.ErrBadIP, network.ErrBadNetIf}},
+	{exitIPInUse, statusConflict, []error{network.ErrIPInUse}},
+	{exitNoTemplate, statusNotFound, []error{store.ErrNoTemplate}},
+	{exitTemplateUse, statusConflict, []error{runtime.ErrTemplateUse}},
+	{exitTemplateExists, statusConflict, []error{template.ErrExist}},
+	{exitPoolFull, statusServiceUnavailable, []error{uid.ErrPoolFull}},
+	{exitBootTimeout, statusGatewayTimeout, []error{runtime.ErrBootTimeout}},
+	{exitBlocked, statusUnprocessableEntity, []error{runtime.ErrCheckpointBlocked}},
+	{exitBadArchive, statusBadRequest, []error{runtime.ErrBadArchive}},
+	{exitIncomplete, statusConflict, []error{runtime.ErrIncomplete}},
+	{exitClusterDown, statusServiceUnavailable, []error{registry.ErrUnavailable}},
 }
 
 // exitCode maps an error to vpsctl's exit code.
@@ -109,11 +122,11 @@ func exitCode(err error) int {
 // classify maps an error to vpsctl's exit code and the HTTP status the API answers with.
 func classify(err error) (code, status int) {
 	if err == nil {
-		return exitOK, http.StatusOK
+		return exitOK, statusOK
 	}
 	var ce *runtime.CommandError
 	if errors.As(err, &ce) {
-		return ce.Status, http.StatusUnprocessableEntity
+		return ce.Status, statusUnprocessableEntity
 	}
 	for _, row := range exitTable {
 		for _, e := range row.errs {
@@ -122,7 +135,7 @@ func classify(err error) (code, status int) {
 			}
 		}
 	}
-	return exitSystem, http.StatusInternalServerError
+	return exitSystem, statusInternalServerError
 }
 
 const exitHelp = `EXIT CODES (vzctl's number where vzctl has the same case; vpsctl's own from 210):

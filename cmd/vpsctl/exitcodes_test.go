@@ -36,7 +36,7 @@ func TestExitTable(t *testing.T) {
 			t.Errorf("exit %d is not in --help", row.code)
 		}
 	}
-	if code, status := classify(fmt.Errorf("boom")); code != exitSystem || status != http.StatusInternalServerError {
+	if code, status := classify(fmt.Errorf("boom")); code != exitSystem || status != statusInternalServerError {
 		t.Errorf("an unknown error: exit %d (HTTP %d)", code, status)
 	}
 	if code, _ := classify(nil); code != exitOK {
@@ -92,6 +92,20 @@ func TestExitCodesREADME(t *testing.T) {
 	for c := range inREADME {
 		if !want[c] {
 			t.Errorf("README lists exit %d, which vpsctl does not use", c)
+		}
+	}
+}
+
+// TestHTTPStatuses: the exit table's statuses are net/http's (which vpsctl does not link).
+func TestHTTPStatuses(t *testing.T) {
+	for _, c := range []struct{ ours, http int }{
+		{statusOK, http.StatusOK}, {statusBadRequest, http.StatusBadRequest}, {statusNotFound, http.StatusNotFound},
+		{statusConflict, http.StatusConflict}, {statusUnprocessableEntity, http.StatusUnprocessableEntity},
+		{statusInternalServerError, http.StatusInternalServerError}, {statusBadGateway, http.StatusBadGateway},
+		{statusServiceUnavailable, http.StatusServiceUnavailable}, {statusGatewayTimeout, http.StatusGatewayTimeout},
+	} {
+		if c.ours != c.http {
+			t.Errorf("status %d, net/http's is %d", c.ours, c.http)
 		}
 	}
 }
