@@ -67,6 +67,7 @@ type monitor struct {
 	hostNS  int
 	ready   *os.File
 	run     store.RunState
+	boots   int // the number of the boot under way (loop), the run state's once it runs
 	console *consoleHub
 	// consoleUp, if not nil, is closed once the console socket is listening (main makes it
 	// while the first boot runs; awaitConsole waits for it).
@@ -231,6 +232,7 @@ func (m *monitor) loop(boot int) int {
 			return 1
 		}
 		var b *bootState
+		m.boots = boot
 		if boot == 1 && m.restoreDir != "" {
 			b, err = m.restoreBoot(c, m.restoreDir)
 		} else {
@@ -242,15 +244,7 @@ func (m *monitor) loop(boot int) int {
 			m.st.ClearRun(m.id)
 			return 1
 		}
-		m.run.InitPID, m.run.InitStart, m.run.Boots, m.run.Phase = b.pid, proc.Start(b.pid), boot, "running"
-		m.run.RecentBoots = append(m.run.RecentBoots, time.Now())
-		if n := len(m.run.RecentBoots); n > loopBoots {
-			m.run.RecentBoots = m.run.RecentBoots[n-loopBoots:]
-		}
-		if err := m.st.SaveRun(m.id, &m.run); err != nil {
-			log.Printf("save run state: %v", err)
-		}
-		m.saveJoin(c, b)
+		m.saveRun(c, b)
 		m.report(Report{InitPID: b.pid, Warnings: b.warnings})
 		m.booted(boot)
 		fault.Point("monitor-running")
@@ -283,11 +277,48 @@ func (m *monitor) loop(boot int) int {
 	return 0
 }
 
-// saveJoin records how to join boot b's VPS (see joinConfig), for `vpsctl exec`'s front door;
-// without the record, exec takes the Go path.
-func (m *monitor) saveJoin(c *store.Config, b *bootState) {
+// running makes the run state boot b's (number m.boots), with the init running, and returns
+// how to join the VPS (see joinConfig), for `vpsctl exec`'s front door: without the record,
+// exec takes the Go path.
+func (m *monitor) running(c *store.Config, b *bootState) ([]byte, error) {
+	m.run.InitPID, m.run.InitStart, m.run.Boots, m.run.Phase = b.pid, proc.Start(b.pid), m.boots, "running"
+	m.run.RecentBoots = append(m.run.RecentBoots, time.Now())
+	if n := len(m.run.RecentBoots); n > loopBoots {
+		m.run.RecentBoots = m.run.RecentBoots[n-loopBoots:]
+	}
 	path, thawed := b.cg.ThawFile()
-	rec, err := prestart.JoinRecord(spec.Join(c, b.pid, b.cg), m.run.InitStart, path, thawed)
+	return prestart.JoinRecord(spec.Join(c, b.pid, b.cg), m.run.InitStart, path, thawed)
+}
+
+// stageRun writes boot b's run state and join record beside their files while the init child
+// finishes (after the go-ahead), for saveRun to put in place with two renames once it runs.
+func (m *monitor) stageRun(c *store.Config, b *bootState) {
+	rec, err := m.running(c, b)
+	if err != nil {
+		log.Printf("join record: %v", err)
+		rec = nil
+	}
+	if err := m.st.StageRun(m.id, &m.run, rec); err != nil {
+		log.Printf("stage run state: %v", err)
+		return
+	}
+	b.staged = true
+}
+
+// saveRun records that boot b's init runs: the run state, then the join record; staged
+// (stageRun) or written now.
+func (m *monitor) saveRun(c *store.Config, b *bootState) {
+	if b.staged {
+		err := m.st.CommitRun(m.id)
+		if err == nil {
+			return
+		}
+		log.Printf("commit run state: %v", err)
+	}
+	rec, err := m.running(c, b)
+	if serr := m.st.SaveRun(m.id, &m.run); serr != nil {
+		log.Printf("save run state: %v", serr)
+	}
 	if err == nil {
 		err = m.st.SaveJoin(m.id, rec)
 	}
@@ -557,6 +588,8 @@ type bootState struct {
 	mntns atomic.Int32
 	keep  func(Leftovers)
 	kept  bool
+	// staged: the boot's run state and join record wait beside their files (stageRun).
+	staged bool
 }
 
 // boot starts one boot of the VPS. On error everything made so far is removed again.
@@ -796,6 +829,8 @@ func (m *monitor) bootRest(c *store.Config, b *bootState, res *cgroup.Resources,
 		if err := m.parkSpare(sock, fds[0], buf, c, pid, env); err != nil {
 			return nil, err
 		}
+	} else {
+		m.stageRun(c, b)
 	}
 	// The child's end closes on exec: EOF means the VPS's init runs; a message is a failure.
 	n, err := readInit(sock, buf)

@@ -456,10 +456,65 @@ func (s *Store) SavePlacement(record []byte) {
 	WriteFileAtomic(p, record, 0o600)
 }
 
-// ClearRun removes VPS id's runtime state.
+// The files StageRun writes, beside the run state and the join record.
+const (
+	stagedRun  = ".run.json.next"
+	stagedJoin = ".join.next"
+)
+
+// StageRun writes VPS id's run state r and join record (nil: none) beside their files, for
+// CommitRun to put in place with a rename each: a boot writes them while its init child
+// finishes (its PID is known from the clone) and commits them once the init runs, so that
+// the wait for the init's exec is not followed by two file writes. A staged pair that is not
+// committed is overwritten by the next one and removed by ClearRun.
+func (s *Store) StageRun(id container.ID, r *RunState, join []byte) error {
+	b, err := json.Marshal(r)
+	if err != nil {
+		return err
+	}
+	if err := writeStaged(s.Path(id, stagedRun), b); err != nil {
+		return err
+	}
+	if join == nil {
+		if err := os.Remove(s.Path(id, stagedJoin)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+		return nil
+	}
+	return writeStaged(s.Path(id, stagedJoin), join)
+}
+
+// writeStaged writes a staged file whole: it is only read by a rename into place.
+func writeStaged(path string, data []byte) error {
+	f, err := sysfile.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return err
+	}
+	_, werr := f.Write(data)
+	if cerr := f.Close(); werr == nil {
+		werr = cerr
+	}
+	return werr
+}
+
+// CommitRun puts what StageRun wrote in place: the run state first, then the join record (a
+// record never outlives its run, see SaveJoin).
+func (s *Store) CommitRun(id container.ID) error {
+	if err := os.Rename(s.Path(id, stagedRun), s.Path(id, "run.json")); err != nil {
+		return err
+	}
+	if err := os.Rename(s.Path(id, stagedJoin), s.Path(id, joinFile)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	return nil
+}
+
+// ClearRun removes VPS id's runtime state, staged (StageRun) or not.
 func (s *Store) ClearRun(id container.ID) {
 	os.Remove(s.Path(id, joinFile))
 	os.Remove(s.Path(id, "run.json"))
+	os.Remove(s.Path(id, stagedJoin))
+	os.Remove(s.Path(id, stagedRun))
 }
 
 // RemoveAll removes dir like os.RemoveAll, after unmounting anything mounted below it (deepest

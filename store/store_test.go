@@ -126,3 +126,56 @@ func (s *Store) removeForTest(id container.ID) error {
 	_, err := s.RemoveJob(id, ReclaimJob{})
 	return err
 }
+
+// TestStageRun: a staged run state and join record are invisible until CommitRun puts them in
+// place (run state and record both, or the record left as it was when none was staged); a
+// staged pair never committed is removed by ClearRun; a commit with nothing staged fails.
+func TestStageRun(t *testing.T) {
+	s, err := Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	const id = container.ID(7)
+	if err := os.MkdirAll(s.Path(id, ""), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.CommitRun(id); err == nil {
+		t.Fatal("CommitRun with nothing staged succeeded")
+	}
+	if err := s.StageRun(id, &RunState{InitPID: 42, Phase: "running"}, []byte("pid=42\x00")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.LoadRun(id); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("run state before the commit: %v, want none", err)
+	}
+	if err := s.CommitRun(id); err != nil {
+		t.Fatal(err)
+	}
+	if r, err := s.LoadRun(id); err != nil || r.InitPID != 42 {
+		t.Fatalf("run state after the commit: %+v, %v", r, err)
+	}
+	if b, err := os.ReadFile(s.Path(id, joinFile)); err != nil || string(b) != "pid=42\x00" {
+		t.Fatalf("join record after the commit: %q, %v", b, err)
+	}
+	if fi, err := os.Stat(s.Path(id, "run.json")); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("run state's mode: %v, %v", fi, err)
+	}
+	// A boot without a record: the run state alone moves.
+	if err := s.StageRun(id, &RunState{InitPID: 43}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.CommitRun(id); err != nil {
+		t.Fatal(err)
+	}
+	if r, _ := s.LoadRun(id); r == nil || r.InitPID != 43 {
+		t.Fatalf("run state after the second commit: %+v", r)
+	}
+	// Staged and never committed (a boot that failed): ClearRun leaves nothing.
+	if err := s.StageRun(id, &RunState{InitPID: 44}, []byte("pid=44\x00")); err != nil {
+		t.Fatal(err)
+	}
+	s.ClearRun(id)
+	if ents, _ := os.ReadDir(s.Path(id, "")); len(ents) != 0 {
+		t.Fatalf("left after ClearRun: %v", ents)
+	}
+}
