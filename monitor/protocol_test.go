@@ -3,6 +3,8 @@ package monitor
 import (
 	"encoding/binary"
 	"errors"
+	"os"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -10,6 +12,7 @@ import (
 	"github.com/vpsctl/vpsctl/cgroup"
 	"github.com/vpsctl/vpsctl/network"
 	"github.com/vpsctl/vpsctl/store"
+	"golang.org/x/sys/unix"
 )
 
 // TestInitMsgEncode: the init child's config is NUL-terminated key=value strings ending with an
@@ -118,4 +121,47 @@ func TestInitMsgTrace(t *testing.T) {
 	if b, _ := m.encode(); !strings.Contains(string(b), "\x00trace=1\x00") {
 		t.Fatalf("traced config lacks trace=1: %q", b)
 	}
+}
+
+// TestOpenTaskFiles: the go-ahead's tasks files are opened for writing, in order; one that
+// cannot be opened (a group gone between its making and the open) fails the boot with its path
+// named, and the files opened before it are closed again.
+func TestOpenTaskFiles(t *testing.T) {
+	dir := t.TempDir()
+	a, b := filepath.Join(dir, "a"), filepath.Join(dir, "b")
+	for _, p := range []string{a, b} {
+		if err := os.WriteFile(p, nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fds, err := openTaskFiles([]string{a, b})
+	if err != nil || len(fds) != 2 {
+		t.Fatalf("openTaskFiles: %v, %v", fds, err)
+	}
+	if _, err := unix.Write(fds[1], []byte("0")); err != nil {
+		t.Errorf("write to the second file: %v", err)
+	}
+	closeFDs(fds)
+	if got, _ := os.ReadFile(b); string(got) != "0" {
+		t.Errorf("second file holds %q, want the write to it", got)
+	}
+
+	before := openFDs(t)
+	missing := filepath.Join(dir, "gone", "tasks")
+	fds, err = openTaskFiles([]string{a, missing, b})
+	if err == nil || fds != nil || !errors.Is(err, os.ErrNotExist) || !strings.Contains(err.Error(), missing) {
+		t.Fatalf("openTaskFiles with %s missing: %v, %v; want an error naming it", missing, fds, err)
+	}
+	if after := openFDs(t); after != before {
+		t.Errorf("open files: %d before, %d after the failed open", before, after)
+	}
+}
+
+// openFDs counts this process's open files.
+func openFDs(t *testing.T) int {
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(ents)
 }
