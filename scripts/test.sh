@@ -49,6 +49,7 @@ bad=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))
 [ -z "$bad" ] || { echo "gofmt needed: $bad"; exit 1; }
 echo "== go vet"
 go vet ./...
+go vet -tags noapi ./cmd/vpsctl   # vpsctl as scripts/build.sh builds it (serve_exec.go)
 echo "== go test (unit, fuzz seeds, integration)"
 # -p 1: integration packages share the host's cgroup and network tables.
 go test -p 1 -count=1 -timeout 40m "$@" ./...
