@@ -20,6 +20,7 @@ import (
 	"github.com/vpsctl/vpsctl/cgroup"
 	vpsspec "github.com/vpsctl/vpsctl/internal/spec"
 	"github.com/vpsctl/vpsctl/internal/sysfile"
+	"github.com/vpsctl/vpsctl/store"
 	"github.com/vpsctl/vpsctl/template"
 	"github.com/vpsctl/vpsctl/uid"
 	"golang.org/x/sys/unix"
@@ -551,7 +552,7 @@ func (c *Config) set(key, v string, src Source) error {
 		return c.errAt(src, fmt.Sprintf("unknown key %s", key), nil)
 	}
 	if err := s.apply(c, v); err != nil {
-		return c.errAt(src, fmt.Sprintf("%s=%s", key, Quote(v)), err)
+		return c.errAt(src, fmt.Sprintf("%s=%s", key, store.Quote(v)), err)
 	}
 	c.settings[key] = setting{raw: v, src: src}
 	return nil
@@ -740,7 +741,7 @@ func Show(w io.Writer, settings []Setting) error {
 	width := 0
 	lines := make([]string, len(settings))
 	for i, s := range settings {
-		lines[i] = s.Key + "=" + Quote(s.Value)
+		lines[i] = s.Key + "=" + store.Quote(s.Value)
 		width = max(width, len(lines[i]))
 	}
 	var b strings.Builder

@@ -3,7 +3,8 @@ package hostconf
 import (
 	"errors"
 	"fmt"
-	"strings"
+
+	"github.com/vpsctl/vpsctl/store"
 )
 
 // ErrBadConfig reports a host configuration or plan that cannot be used: a malformed line, an
@@ -46,37 +47,25 @@ type Entry struct {
 	Line  int    // 1-based
 }
 
-// Lex splits text in vps.conf's syntax into its assignments, in file order. Blank lines and
-// lines whose first non-blank character is '#' are skipped; every other line must be
-// KEY="value" (KEY is [A-Z_][A-Z0-9_]*; inside the quotes \" \\ and \n are the only escapes) or
-// KEY=value with no blanks, quotes or backslashes. This is exactly store.ParseConfig's syntax
-// (a differential fuzz test holds the two together): one syntax for every vpsctl file an
-// administrator edits. Errors are *LineError naming name and the line.
+// Lex splits text in vps.conf's syntax (store.Lex: one syntax for every vpsctl file an
+// administrator edits) into its assignments, in file order. Errors are *LineError naming name
+// and the line.
 //
 // Lex is pure: it reads nothing but text.
 func Lex(name string, text []byte) ([]Entry, error) {
 	var out []Entry
-	rest := string(text)
-	n := 0
-	for rest != "" {
-		var line string
-		line, rest, _ = strings.Cut(rest, "\n")
-		n++
-		line = strings.TrimSpace(line)
-		if line == "" || line[0] == '#' {
-			continue
-		}
-		k, raw, ok := strings.Cut(line, "=")
-		if !ok || !validKey(k) {
-			return nil, &LineError{File: name, Line: n, Msg: fmt.Sprintf("want KEY=\"value\", got %q", clip(line))}
-		}
-		v, err := unquote(raw)
-		if err != nil {
-			return nil, &LineError{File: name, Line: n, Msg: k + ": " + err.Error()}
-		}
+	err := store.Lex(text, func(n int, k, v string) error {
 		out = append(out, Entry{Key: k, Value: v, Line: n})
+		return nil
+	})
+	var se *store.SyntaxError
+	if errors.As(err, &se) {
+		if se.Key == "" {
+			return nil, &LineError{File: name, Line: se.Line, Msg: fmt.Sprintf("want KEY=\"value\", got %q", clip(se.Text))}
+		}
+		return nil, &LineError{File: name, Line: se.Line, Msg: se.Key + ": " + se.Err.Error()}
 	}
-	return out, nil
+	return out, err
 }
 
 // clip shortens a quoted line in an error message: a binary file given as a config should
@@ -86,61 +75,4 @@ func clip(s string) string {
 		return s[:77] + "..."
 	}
 	return s
-}
-
-func validKey(k string) bool {
-	if k == "" {
-		return false
-	}
-	for i := 0; i < len(k); i++ {
-		ch := k[i]
-		if !(ch >= 'A' && ch <= 'Z' || ch == '_' || i > 0 && ch >= '0' && ch <= '9') {
-			return false
-		}
-	}
-	return true
-}
-
-// unquote is store's unquote (unexported there): the same rules, the same refusals.
-func unquote(s string) (string, error) {
-	if !strings.HasPrefix(s, `"`) {
-		if strings.ContainsAny(s, "\" \t\\") {
-			return "", errors.New("unquoted value with spaces, quotes or backslashes")
-		}
-		return s, nil
-	}
-	if len(s) < 2 || !strings.HasSuffix(s, `"`) {
-		return "", errors.New("unterminated quote")
-	}
-	var b strings.Builder
-	body := s[1 : len(s)-1]
-	for i := 0; i < len(body); i++ {
-		ch := body[i]
-		switch ch {
-		case '"':
-			return "", errors.New("unescaped quote inside value")
-		case '\\':
-			i++
-			if i >= len(body) {
-				return "", errors.New("dangling backslash")
-			}
-			switch body[i] {
-			case '\\', '"':
-				b.WriteByte(body[i])
-			case 'n':
-				b.WriteByte('\n')
-			default:
-				return "", fmt.Errorf("unknown escape \\%c", body[i])
-			}
-		default:
-			b.WriteByte(ch)
-		}
-	}
-	return b.String(), nil
-}
-
-// Quote renders v as a value Lex reads back unchanged.
-func Quote(v string) string {
-	r := strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\n", `\n`)
-	return `"` + r.Replace(v) + `"`
 }

@@ -7,6 +7,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/vpsctl/vpsctl/store"
 )
 
 func TestSamplePlans(t *testing.T) {
@@ -129,7 +131,7 @@ func FuzzParsePlan(f *testing.F) {
 		// Whatever a plan sets, a host configuration accepts as its defaults.
 		var text strings.Builder
 		for _, k := range LimitKeys {
-			text.WriteString(k + "=" + Quote(*p.Limits.Field(k)) + "\n")
+			text.WriteString(k + "=" + store.Quote(*p.Limits.Field(k)) + "\n")
 		}
 		if _, err := Parse("as-host", []byte(text.String())); err != nil {
 			t.Fatalf("plan limits refused as host defaults: %v", err)

@@ -123,13 +123,13 @@ func (c *Config) Changed(o *Config) []string {
 func (c *Config) Format() []byte {
 	var b strings.Builder
 	fmt.Fprintf(&b, "# vpsctl configuration of VPS %d (edit with 'vpsctl set')\n", c.ID)
-	fmt.Fprintf(&b, "ID=%s\n", quote(fmt.Sprint(c.ID)))
+	fmt.Fprintf(&b, "ID=%s\n", Quote(fmt.Sprint(c.ID)))
 	for _, f := range fields {
 		v := f.value(c)
 		if v == "" {
 			continue
 		}
-		fmt.Fprintf(&b, "%s=%s\n", f.key, quote(v))
+		fmt.Fprintf(&b, "%s=%s\n", f.key, Quote(v))
 	}
 	keys := make([]string, 0, len(c.Extra))
 	for k := range c.Extra {
@@ -137,47 +137,28 @@ func (c *Config) Format() []byte {
 	}
 	sort.Strings(keys)
 	for _, k := range keys {
-		fmt.Fprintf(&b, "%s=%s\n", k, quote(c.Extra[k]))
+		fmt.Fprintf(&b, "%s=%s\n", k, Quote(c.Extra[k]))
 	}
 	return []byte(b.String())
 }
 
-func quote(s string) string {
+// Quote renders s as a value Lex reads back unchanged.
+func Quote(s string) string {
 	r := strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\n", `\n`)
 	return `"` + r.Replace(s) + `"`
 }
 
-// ParseConfig parses vps.conf text. Blank lines and '#' comments are skipped; every other line
-// must be KEY="value" (or KEY=value without spaces). It is the inverse of Format.
+// ParseConfig parses vps.conf text (Lex's syntax). It is the inverse of Format.
 func ParseConfig(text []byte) (*Config, error) {
 	c := &Config{}
-	// Line by line over one string: create parses every VPS's config, so this stays free of
-	// per-call buffers and maps (it was a 64 KiB scanner buffer and a key map per config).
-	rest := string(text)
-	n := 0
-	for rest != "" {
-		var line string
-		line, rest, _ = strings.Cut(rest, "\n")
-		n++
-		line = strings.TrimSpace(line)
-		if line == "" || line[0] == '#' {
-			continue
-		}
-		k, raw, ok := strings.Cut(line, "=")
-		if !ok || !validKey(k) {
-			return nil, fmt.Errorf("%w: line %d: want KEY=\"value\"", ErrBadConfig, n)
-		}
-		v, err := unquote(raw)
-		if err != nil {
-			return nil, fmt.Errorf("%w: line %d: %v", ErrBadConfig, n, err)
-		}
+	err := Lex(text, func(n int, k, v string) error {
 		if k == "ID" {
 			id, err := strconv.ParseUint(v, 10, 32)
 			if err != nil || strconv.FormatUint(id, 10) != v || id == 0 {
-				return nil, fmt.Errorf("%w: line %d: bad ID %q", ErrBadConfig, n, v)
+				return fmt.Errorf("%w: line %d: bad ID %q", ErrBadConfig, n, v)
 			}
 			c.ID = container.ID(id)
-			continue
+			return nil
 		}
 		f, known := fieldByKey[k]
 		switch {
@@ -191,11 +172,70 @@ func ParseConfig(text []byte) (*Config, error) {
 		default:
 			*f.list(c) = strings.Fields(v)
 		}
+		return nil
+	})
+	var se *SyntaxError
+	switch {
+	case errors.As(err, &se) && se.Key == "":
+		return nil, fmt.Errorf("%w: line %d: want KEY=\"value\"", ErrBadConfig, se.Line)
+	case errors.As(err, &se):
+		return nil, fmt.Errorf("%w: line %d: %v", ErrBadConfig, se.Line, se.Err)
+	case err != nil:
+		return nil, err
 	}
 	if c.ID == 0 {
 		return nil, fmt.Errorf("%w: no ID", ErrBadConfig)
 	}
 	return c, nil
+}
+
+// SyntaxError is a line of a file in Lex's syntax that is no assignment.
+type SyntaxError struct {
+	Line int    // 1-based
+	Text string // the line, without its surrounding blanks
+	Key  string // the assignment's key; "" when the line has no KEY= part
+	Err  error  // what is wrong with the value, when Key is set
+}
+
+func (e *SyntaxError) Error() string {
+	if e.Key == "" {
+		return fmt.Sprintf("line %d: want KEY=\"value\"", e.Line)
+	}
+	return fmt.Sprintf("line %d: %s: %v", e.Line, e.Key, e.Err)
+}
+
+// Lex calls f with each assignment of text, in file order: its 1-based line, its key and its
+// value unquoted. Blank lines and lines whose first non-blank character is '#' are skipped;
+// every other line must be KEY="value" (KEY is [A-Z_][A-Z0-9_]*; inside the quotes \" \\ and
+// \n are the only escapes) or KEY=value with no blanks, quotes or backslashes. It is the one
+// syntax of every vpsctl file an administrator edits: vps.conf, and the host configuration and
+// its plans (package hostconf). A line that is neither ends it with a *SyntaxError, an error of
+// f's with that error. It reads one string line by line, with no buffer or map of its own:
+// create parses every VPS's config.
+func Lex(text []byte, f func(line int, key, value string) error) error {
+	rest := string(text)
+	n := 0
+	for rest != "" {
+		var line string
+		line, rest, _ = strings.Cut(rest, "\n")
+		n++
+		line = strings.TrimSpace(line)
+		if line == "" || line[0] == '#' {
+			continue
+		}
+		k, raw, ok := strings.Cut(line, "=")
+		if !ok || !validKey(k) {
+			return &SyntaxError{Line: n, Text: line}
+		}
+		v, err := unquote(raw)
+		if err != nil {
+			return &SyntaxError{Line: n, Text: line, Key: k, Err: err}
+		}
+		if err := f(n, k, v); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // fieldByKey indexes fields by their config key.

@@ -124,3 +124,42 @@ func TestConfigChanged(t *testing.T) {
 		t.Fatalf("round trip: %+v, %v", c, err)
 	}
 }
+
+// TestLex: assignments come in file order with their lines, values unquoted; a line that is no
+// assignment stops the lexing with a *SyntaxError (Key empty for a bad KEY= part, set for a bad
+// value); an error of the callback's stops it with that error.
+func TestLex(t *testing.T) {
+	type asg struct {
+		line       int
+		key, value string
+	}
+	var got []asg
+	err := Lex([]byte("# c\n\nA=\"x \\\"y\\\"\\n\"\n  B=plain  \n"), func(n int, k, v string) error {
+		got = append(got, asg{n, k, v})
+		return nil
+	})
+	if want := []asg{{3, "A", "x \"y\"\n"}, {4, "B", "plain"}}; err != nil || !slices.Equal(got, want) {
+		t.Fatalf("Lex: %v, %v; want %v", got, err, want)
+	}
+	for _, c := range []struct {
+		text string
+		line int
+		key  string
+	}{
+		{"A=1\nlower=2\n", 2, ""},
+		{"=1\n", 1, ""},
+		{"A=1\nB=\"open\n", 2, "B"},
+		{"A=x y\n", 1, "A"},
+	} {
+		var se *SyntaxError
+		err := Lex([]byte(c.text), func(int, string, string) error { return nil })
+		if !errors.As(err, &se) || se.Line != c.line || se.Key != c.key || (se.Key != "") != (se.Err != nil) {
+			t.Errorf("Lex(%q): %#v, want a SyntaxError at line %d with key %q", c.text, err, c.line, c.key)
+		}
+	}
+	stop := errors.New("stop")
+	n := 0
+	if err := Lex([]byte("A=1\nB=2\n"), func(int, string, string) error { n++; return stop }); err != stop || n != 1 {
+		t.Errorf("Lex with a failing callback: %v after %d calls, want its error after 1", err, n)
+	}
+}
