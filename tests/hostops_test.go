@@ -439,22 +439,36 @@ func checkMonitorGroup(t *testing.T, id string) int {
 	if err := json.Unmarshal([]byte(must(t, "status", id, "--format", "json")), &s); err != nil || s.MonitorPID == 0 {
 		t.Fatalf("no monitor: %+v %v", s, err)
 	}
-	cg, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", s.MonitorPID))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if cgroupV2() && systemdHost() {
-		// Under systemd the VPS's own scope is its monitor's unit (package cgroup, "Placement
-		// under systemd"): a leaf of its own there, beside the VPS's group.
-		if got, want := strings.TrimSpace(string(cg)), "0::/vpsctl.slice/vpsctl-"+id+".scope/supervisor"; got != want {
-			t.Errorf("monitor %d in %q, want %q", s.MonitorPID, got, want)
+	// Right after its start returns, the monitor may be executing its reaper from a thread
+	// other than its first: that first thread exits meanwhile, and an exiting task's v1 lines
+	// read "/" in /proc/PID/cgroup (the kernel's proc_cgroup_show). So the lines are read until
+	// they are right, boundedly.
+	var bad []string
+	for deadline := time.Now().Add(slow(5 * time.Second)); ; time.Sleep(10 * time.Millisecond) {
+		cg, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", s.MonitorPID))
+		if err != nil {
+			t.Fatal(err)
 		}
-	} else {
-		for _, l := range strings.Split(strings.TrimSpace(string(cg)), "\n") {
-			if !strings.HasSuffix(l, ":/vpsctl/.monitor") {
-				t.Errorf("monitor %d not in vpsctl/.monitor: %s", s.MonitorPID, l)
+		bad = bad[:0]
+		if cgroupV2() && systemdHost() {
+			// Under systemd the VPS's own scope is its monitor's unit (package cgroup,
+			// "Placement under systemd"): a leaf of its own there, beside the VPS's group.
+			if got, want := strings.TrimSpace(string(cg)), "0::/vpsctl.slice/vpsctl-"+id+".scope/supervisor"; got != want {
+				bad = append(bad, fmt.Sprintf("in %q, want %q", got, want))
+			}
+		} else {
+			for _, l := range strings.Split(strings.TrimSpace(string(cg)), "\n") {
+				if !strings.HasSuffix(l, ":/vpsctl/.monitor") {
+					bad = append(bad, "not in vpsctl/.monitor: "+l)
+				}
 			}
 		}
+		if len(bad) == 0 || time.Now().After(deadline) {
+			break
+		}
+	}
+	for _, b := range bad {
+		t.Errorf("monitor %d %s", s.MonitorPID, b)
 	}
 	return s.MonitorPID
 }

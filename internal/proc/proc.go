@@ -66,11 +66,19 @@ func Alive(pid int, start uint64) bool {
 	if parseStatStart(b) != start {
 		return false
 	}
-	i := bytes.LastIndexByte(b, ')')
-	if i+2 < len(b) && (b[i+2] == 'Z' || b[i+2] == 'X') {
-		return Threads(dir) > 1
+	if !exited(b) || Threads(dir) > 1 {
+		return true
 	}
-	return true
+	// The exec may have ended between the two reads: the PID is then the exec'ing thread's,
+	// alive, with the leader's start time (and a single thread).
+	b, err = sysfile.ReadFile(dir + "/stat")
+	return err == nil && parseStatStart(b) == start && !exited(b)
+}
+
+// exited reports whether /proc/PID/stat's b is a zombie's or a dead task's.
+func exited(b []byte) bool {
+	i := bytes.LastIndexByte(b, ')')
+	return i+2 < len(b) && (b[i+2] == 'Z' || b[i+2] == 'X')
 }
 
 // threadsOf is the Threads: count of /proc/PID/status (dir is /proc/PID), 0 if unknown.
