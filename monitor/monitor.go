@@ -279,15 +279,19 @@ func (m *monitor) loop(boot int) int {
 
 // running makes the run state boot b's (number m.boots), with the init running, and returns
 // how to join the VPS (see joinConfig), for `vpsctl exec`'s front door: without the record,
-// exec takes the Go path.
+// exec takes the Go path. Once per boot: a second call (a staged state that could not be put
+// in place, written again) returns the first's record and counts the boot once.
 func (m *monitor) running(c *store.Config, b *bootState) ([]byte, error) {
-	m.run.InitPID, m.run.InitStart, m.run.Boots, m.run.Phase = b.pid, proc.Start(b.pid), m.boots, "running"
-	m.run.RecentBoots = append(m.run.RecentBoots, time.Now())
-	if n := len(m.run.RecentBoots); n > loopBoots {
-		m.run.RecentBoots = m.run.RecentBoots[n-loopBoots:]
+	if b.join == nil && b.joinErr == nil {
+		m.run.InitPID, m.run.InitStart, m.run.Boots, m.run.Phase = b.pid, proc.Start(b.pid), m.boots, "running"
+		m.run.RecentBoots = append(m.run.RecentBoots, time.Now())
+		if n := len(m.run.RecentBoots); n > loopBoots {
+			m.run.RecentBoots = m.run.RecentBoots[n-loopBoots:]
+		}
+		path, thawed := b.cg.ThawFile()
+		b.join, b.joinErr = prestart.JoinRecord(spec.Join(c, b.pid, b.cg), m.run.InitStart, path, thawed)
 	}
-	path, thawed := b.cg.ThawFile()
-	return prestart.JoinRecord(spec.Join(c, b.pid, b.cg), m.run.InitStart, path, thawed)
+	return b.join, b.joinErr
 }
 
 // stageRun writes boot b's run state and join record beside their files while the init child
@@ -588,8 +592,11 @@ type bootState struct {
 	mntns atomic.Int32
 	keep  func(Leftovers)
 	kept  bool
-	// staged: the boot's run state and join record wait beside their files (stageRun).
-	staged bool
+	// staged: the boot's run state and join record wait beside their files (stageRun);
+	// join and joinErr are its join record, made once (running).
+	staged  bool
+	join    []byte
+	joinErr error
 }
 
 // boot starts one boot of the VPS. On error everything made so far is removed again.
