@@ -1,6 +1,7 @@
 package prestart
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
@@ -28,7 +29,7 @@ func TestMain(m *testing.M) {
 	switch mode := os.Getenv(childEnv); mode {
 	case "":
 		os.Exit(m.Run())
-	case "clone", "preclone", "preclone-cgroup", "preclone-badmap", "preclone-unreachable":
+	case "clone", "preclone", "preclone-cgroup", "preclone-badmap", "preclone-unreachable", "goahead":
 		os.Exit(report(spawnerClone(mode)))
 	case "reclaim":
 		if !haveSpawner() {
@@ -81,6 +82,12 @@ func TestSpawnerPreclone(t *testing.T) {
 	runChild(t, "preclone-badmap")
 	runChild(t, "preclone-unreachable")
 }
+
+// TestInitChildGoAhead: an init child given its config builds the VPS's special file systems
+// and waits for the go-ahead; a go-ahead it cannot follow (tasks files other than it says, a
+// key it does not know, a tasks file that refuses the write) ends it before the pivot, with the
+// step and errno reported on its socket (initchild.c's join_groups) and nothing else done.
+func TestInitChildGoAhead(t *testing.T) { runChild(t, "goahead") }
 
 // TestSpawnerReclaim: the spawner, become the remover, closes the held files, removes the
 // groups (subgroups included), the lock file and then the directory.
@@ -159,6 +166,8 @@ func spawnerClone(mode string) error {
 	}
 
 	switch mode {
+	case "goahead":
+		return goAheadRefused(req, host)
 	case "preclone-badmap":
 		bad := req
 		bad.Flags = precloneFlags
@@ -275,6 +284,112 @@ func spawnerClone(mode string) error {
 	}
 	theirs.Close()
 	return checkInitChild(pid, ours, host)
+}
+
+// goAheadRefused clones an init child per bad go-ahead (req as spawnerClone made it, the flags of
+// the child cloned in advance), sends it a config with a root of its own (a directory the
+// VPS's root user owns, detached) and the go-ahead, and checks the child's report and exit.
+func goAheadRefused(req CloneRequest, host int) error {
+	root := filepath.Join(os.Getenv(dirEnv), "root")
+	for _, d := range []string{root, filepath.Join(root, "proc"), filepath.Join(root, "sys"), filepath.Join(root, "dev"), filepath.Join(root, "run")} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			return err
+		}
+		if err := os.Chown(d, host, host); err != nil {
+			return err
+		}
+	}
+	cases := []struct {
+		name    string
+		goAhead *Msg
+		file    string // sent with the go-ahead ("": none)
+		stage   string
+		errno   unix.Errno
+	}{
+		{"count", (&Msg{}).AddInt("tasks", 2), os.DevNull, "go-ahead: 1 tasks files for 2", unix.EBADF},
+		{"key", (&Msg{}).AddInt("tasks", 0).Add("later", "1"), "", "go-ahead key later", 0},
+		{"write", (&Msg{}).AddInt("tasks", 1), "/dev/full", "join cgroup", unix.ENOSPC},
+	}
+	for _, c := range cases {
+		fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			return err
+		}
+		ours, theirs := os.NewFile(uintptr(fds[0]), "ours"), os.NewFile(uintptr(fds[1]), "theirs")
+		r := req
+		r.Flags, r.Sock = precloneFlags, theirs
+		pid, err := CloneInit(r)
+		theirs.Close()
+		if err != nil {
+			ours.Close()
+			return fmt.Errorf("%s: clone: %w", c.name, err)
+		}
+		report, err := refusedGoAhead(ours, root, c.goAhead, c.file)
+		ours.Close()
+		var ws unix.WaitStatus
+		if got, werr := unix.Wait4(pid, &ws, 0, nil); got != pid {
+			return fmt.Errorf("%s: wait for the child %d: %v", c.name, pid, werr)
+		}
+		if err != nil {
+			return fmt.Errorf("%s: %w", c.name, err)
+		}
+		errno := unix.Errno(binary.NativeEndian.Uint32(report))
+		stage, _, _ := strings.Cut(string(report[4:]), "\x00")
+		if stage != c.stage || (c.errno != 0 && errno != c.errno) {
+			return fmt.Errorf("%s: the child reported %q (%v), want %q (%v)", c.name, stage, errno, c.stage, c.errno)
+		}
+		if !ws.Exited() || ws.ExitStatus() != 1 {
+			return fmt.Errorf("%s: the child ended %v, want exit 1", c.name, ws)
+		}
+	}
+	CloseSpawner()
+	return nil
+}
+
+// refusedGoAhead sends an init child its config (a detached mount of root as its root, nothing
+// else mounted, no cgroup view) and, once it has built its special file systems, goAhead with
+// file, if any; it returns the child's report (struct init_error).
+func refusedGoAhead(sock *os.File, root string, goAhead *Msg, file string) ([]byte, error) {
+	tree, err := unix.OpenTree(unix.AT_FDCWD, root, unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC)
+	if err != nil {
+		return nil, fmt.Errorf("open_tree: %w", err)
+	}
+	defer unix.Close(tree)
+	cfg, err := (&Msg{}).AddInt("ns", precloneFlags).Add("console", os.DevNull).Add("runsize", "1m").Add("shmsize", "1m").
+		Add("arg", "/bin/true").Bytes()
+	if err != nil {
+		return nil, err
+	}
+	fd := int(sock.Fd())
+	if err := unix.Sendmsg(fd, cfg, unix.UnixRights(tree), nil, 0); err != nil {
+		return nil, fmt.Errorf("send the config: %w", err)
+	}
+	b, err := goAhead.Bytes()
+	if err != nil {
+		return nil, err
+	}
+	var rights []byte
+	if file != "" {
+		f, err := os.OpenFile(file, os.O_WRONLY, 0)
+		if err != nil {
+			return nil, err
+		}
+		defer f.Close()
+		rights = unix.UnixRights(int(f.Fd()))
+	}
+	if err := unix.Sendmsg(fd, b, rights, nil, 0); err != nil {
+		return nil, fmt.Errorf("send the go-ahead: %w", err)
+	}
+	// The report, or EOF if the child went on (it would exec /bin/true, which the root lacks:
+	// a report too, of another step).
+	tv := unix.Timeval{Sec: 5}
+	unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv)
+	report := make([]byte, 256)
+	n, err := unix.Read(fd, report)
+	if err != nil || n != len(report) {
+		return nil, fmt.Errorf("the child's report: %d bytes, %v; want struct init_error", n, err)
+	}
+	return report, nil
 }
 
 // precloneFlags are spawner.c's PRECLONE_FLAGS.
