@@ -151,11 +151,11 @@ func findTool(name string) (string, error) {
 }
 
 // Mounted is an image's file system, mounted: by Mount (at Dir, in the caller's mount
-// namespace), by Open (found at Dir), or privately by SetLimitsOffline and Convert (a detached
-// mount, in no namespace at all).
+// namespace), by Open (found at Dir), or privately by Attach, SetLimitsOffline and Convert (a
+// detached mount, in no namespace at all).
 type Mounted struct {
 	Dir   string // where the file system is mounted ("" if detached)
-	Upper string // Dir/upper: the overlay's upper layer
+	Upper string // Dir/upper: the overlay's upper layer (Attach: through a descriptor)
 	Work  string // Dir/work: the overlay's work directory
 
 	image string // the image file (its host path)
@@ -508,6 +508,21 @@ func SetLimitsOffline(imagePath string, l Limits) error {
 	}
 	defer m.Close()
 	return m.SetLimits(l)
+}
+
+// Attach mounts the file system of the image at imagePath privately (a detached mount, seen by
+// no mount namespace), for reading a stopped VPS's files from the host (a backup, a clone, a
+// migration): Upper is then its upper/ reached through the mount's descriptor
+// (/proc/self/fd/N/upper), valid until Close, which unmounts it and lets the loop device go.
+// ErrInUse if the image is attached already (its VPS runs, or has just stopped and its
+// monitor's mount namespace has not ended yet).
+func Attach(imagePath string) (*Mounted, error) {
+	m, err := attach(imagePath)
+	if err != nil {
+		return nil, err
+	}
+	m.Upper = fmt.Sprintf("/proc/self/fd/%d/%s", m.root, UpperDir)
+	return m, nil
 }
 
 // attach attaches the image at imagePath to a loop device and mounts its file system detached

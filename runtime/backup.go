@@ -58,9 +58,6 @@ func (r *Runtime) Backup(ctx context.Context, id container.ID, file string, o Ba
 	if err := r.checkComplete(id); err != nil {
 		return nil, err
 	}
-	if err := r.notOnImage(id, "a backup"); err != nil {
-		return nil, err
-	}
 	s, err := r.Status(id)
 	if err != nil {
 		return nil, err
@@ -120,8 +117,8 @@ func (r *Runtime) Backup(ctx context.Context, id container.ID, file string, o Ba
 		if images != "" {
 			defer os.RemoveAll(images)
 		}
-	} else if err := fstree.Write(aw, r.St.Path(id, "private"), fstree.WriteOptions{Prefix: "private"}); err != nil {
-		return nil, fmt.Errorf("backup: %w", err)
+	} else if err := r.writePrivate(aw, s); err != nil {
+		return nil, err
 	}
 	if images != "" {
 		if err := fstree.Write(aw, images, fstree.WriteOptions{Prefix: "checkpoint"}); err != nil {
@@ -172,9 +169,9 @@ func (r *Runtime) backupRunning(ctx context.Context, s *Status, aw *archiveWrite
 			return "", 0, err
 		}
 	}
-	if err := fstree.Write(aw, r.St.Path(s.ID, "private"), fstree.WriteOptions{Prefix: "private"}); err != nil {
+	if err := r.writePrivate(aw, s); err != nil {
 		os.RemoveAll(images)
-		return "", 0, fmt.Errorf("backup: %w", err)
+		return "", 0, err
 	}
 	frozen := time.Since(t0).Seconds()
 	if !s.Suspended {
@@ -185,6 +182,19 @@ func (r *Runtime) backupRunning(ctx context.Context, s *Status, aw *archiveWrite
 	}
 	fmt.Fprintf(progress, "VPS %d was frozen for %.2f s while its files were copied\n", s.ID, frozen)
 	return images, frozen, nil
+}
+
+// writePrivate writes VPS s's files (see privateTree) into aw as private/...
+func (r *Runtime) writePrivate(aw *archiveWriter, s *Status) error {
+	dir, done, err := r.privateTree(s)
+	if err != nil {
+		return err
+	}
+	defer done()
+	if err := fstree.Write(aw, dir, fstree.WriteOptions{Prefix: "private"}); err != nil {
+		return fmt.Errorf("backup: %w", err)
+	}
+	return nil
 }
 
 // RestoreBackupResult is what a restore from a backup made.
@@ -255,6 +265,9 @@ func (r *Runtime) RestoreBackup(ctx context.Context, id container.ID, file strin
 		if err := prepareImages(ckpt, in.shift, true); err != nil {
 			return nil, err
 		}
+	}
+	if err := in.intoImage(ctx); err != nil {
+		return nil, err
 	}
 	if err := in.complete(); err != nil {
 		return nil, err

@@ -47,9 +47,6 @@ func (r *Runtime) Clone(ctx context.Context, src, dst container.ID, o CloneOptio
 	if err := r.checkComplete(src); err != nil {
 		return nil, err
 	}
-	if err := r.notOnImage(src, "a clone"); err != nil {
-		return nil, err
-	}
 	s, err := r.Status(src)
 	if err != nil {
 		return nil, err
@@ -96,8 +93,16 @@ func (r *Runtime) Clone(ctx context.Context, src, dst container.ID, o CloneOptio
 		}
 		defer cg.Thaw()
 	}
-	n, err := r.copyPrivate(src, in)
+	from, done, err := r.privateTree(s)
 	if err != nil {
+		return nil, err
+	}
+	n, err := copyPrivate(from, in)
+	done()
+	if err != nil {
+		return nil, fmt.Errorf("clone %d to %d: %w", src, dst, err)
+	}
+	if err := in.intoImage(ctx); err != nil {
 		return nil, fmt.Errorf("clone %d to %d: %w", src, dst, err)
 	}
 	if err := in.complete(); err != nil {
@@ -108,16 +113,17 @@ func (r *Runtime) Clone(ctx context.Context, src, dst container.ID, o CloneOptio
 	return res, nil
 }
 
-// copyPrivate copies VPS src's private area into incoming VPS in (through a tar stream, the way
-// a backup or a migration carries it) and returns the bytes the stream held.
-func (r *Runtime) copyPrivate(src container.ID, in *incoming) (int64, error) {
+// copyPrivate copies a VPS's private area, the tree at from (see privateTree), into incoming
+// VPS in (through a tar stream, the way a backup or a migration carries it) and returns the
+// bytes the stream held.
+func copyPrivate(from string, in *incoming) (int64, error) {
 	pr, pw := io.Pipe()
 	cw := &countWriter{w: pw}
 	written := make(chan struct{})
 	go func() {
 		defer close(written)
 		tw := tar.NewWriter(cw)
-		err := fstree.Write(tw, r.St.Path(src, "private"), fstree.WriteOptions{Prefix: "private"})
+		err := fstree.Write(tw, from, fstree.WriteOptions{Prefix: "private"})
 		if err == nil {
 			err = tw.Close()
 		}

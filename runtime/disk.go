@@ -2,8 +2,10 @@ package runtime
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
+	"time"
 
 	"github.com/vpsctl/vpsctl/container"
 	"github.com/vpsctl/vpsctl/disk"
@@ -70,6 +72,48 @@ func (r *Runtime) mountedDisk(s *Status) (*disk.Mounted, error) {
 	return disk.Open(r.St.Path(s.ID, monitor.DiskImage), fmt.Sprintf("/proc/%d/root%s", s.run.MonitorPID, r.St.Path(s.ID, monitor.DiskDir)))
 }
 
+// privateTree is where VPS s's files (its private area: the overlay's upper layer) are read
+// from the host, its lock held: the directory, or, for a VPS with a disk image, the image's
+// upper/, where the running VPS's monitor mounted it or, for a stopped VPS, mounted privately
+// here. done lets go of what was mounted.
+func (r *Runtime) privateTree(s *Status) (dir string, done func(), err error) {
+	if !r.hasImage(s.ID) {
+		return r.St.Path(s.ID, "private"), func() {}, nil
+	}
+	var m *disk.Mounted
+	if s.State == "running" {
+		m, err = r.mountedDisk(s)
+	} else {
+		// A VPS just stopped: its image lets go once its monitor's mount namespace has ended.
+		deadline := time.Now().Add(attachWait)
+		for {
+			m, err = disk.Attach(r.St.Path(s.ID, monitor.DiskImage))
+			if !errors.Is(err, disk.ErrInUse) || time.Now().After(deadline) {
+				break
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	if err != nil {
+		return "", nil, fmt.Errorf("VPS %d's disk image: %w", s.ID, err)
+	}
+	return m.Upper, func() { m.Close() }, nil
+}
+
+// attachWait bounds the wait for a stopped VPS's image to be let go by its last boot (see
+// privateTree): that boot's mount namespace ends a moment after its monitor.
+const attachWait = 3 * time.Second
+
+// imageFromPrivate moves stopped VPS id's files from its private directory into a new disk
+// image for limits l (disk.Convert: nothing made if they do not fit), and empties the
+// directory, which stays (an older vpsctl, or a crash here, finds the layout it expects).
+func (r *Runtime) imageFromPrivate(ctx context.Context, id container.ID, l disk.Limits) error {
+	if err := disk.Convert(ctx, r.St.Path(id, "private"), r.St.Path(id, monitor.DiskImage), l); err != nil {
+		return err
+	}
+	return clearDir(r.St.Path(id, "private"))
+}
+
 // setDisk applies limits l to VPS s (its lock held): live on a running VPS's mounted image,
 // offline on a stopped one's; a stopped VPS without an image gets one, its files moved in (a
 // running one is refused: its files are in use where they are).
@@ -79,12 +123,7 @@ func (r *Runtime) setDisk(ctx context.Context, s *Status, l disk.Limits) error {
 		if s.State == "running" {
 			return fmt.Errorf("VPS %d has no disk limit yet: its files move into a disk image while it is stopped: %w", s.ID, ErrRunning)
 		}
-		if err := disk.Convert(ctx, r.St.Path(s.ID, "private"), image, l); err != nil {
-			return err
-		}
-		// The files are in the image now; the old directory is emptied, not removed (an
-		// older vpsctl, or a crash here, finds the layout it expects).
-		return clearDir(r.St.Path(s.ID, "private"))
+		return r.imageFromPrivate(ctx, s.ID, l)
 	}
 	if s.State != "running" {
 		return disk.SetLimitsOffline(image, l)

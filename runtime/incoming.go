@@ -286,13 +286,19 @@ func syncDir(dir string) error {
 	return f.Sync()
 }
 
-// notOnImage refuses VPS id if it keeps its files in a disk image (--diskspace): a clone, a
-// backup and a migration copy the plain private area only.
-func (r *Runtime) notOnImage(id container.ID, what string) error {
-	if r.hasImage(id) {
-		return fmt.Errorf("VPS %d keeps its files in a disk image (--diskspace): %s of such a VPS is not supported yet: %w", id, what, ErrBadValue)
+// intoImage gives the VPS the disk image its config's limit (DISKSPACE) calls for, once its
+// files have arrived in its private directory: they move into the image as `set --diskspace`
+// moves a stopped VPS's (imageFromPrivate). Files that do not fit the limit are refused
+// (disk.ErrTooSmall), and the VPS, still incomplete, is abandoned.
+func (in *incoming) intoImage(ctx context.Context) error {
+	if in.c.DiskSpace == "" {
+		return nil
 	}
-	return nil
+	l, err := savedLimits(in.c)
+	if err != nil {
+		return fmt.Errorf("config DISKSPACE: %w", err)
+	}
+	return in.r.imageFromPrivate(ctx, in.c.ID, l)
 }
 
 // checkComplete refuses VPS id if its files are still arriving (or never all arrived).

@@ -89,14 +89,16 @@ func (r *Runtime) Migrate(ctx context.Context, id container.ID, o MigrateOptions
 	if err := r.checkComplete(id); err != nil {
 		return nil, err
 	}
-	if err := r.notOnImage(id, "a migration"); err != nil {
-		return nil, err
-	}
 	s, err := r.Status(id)
 	if err != nil {
 		return nil, err
 	}
 	live := s.State == "running"
+	if live && r.hasImage(id) {
+		// Its files would reach the destination's image only after the dump, all of them,
+		// while it is down.
+		return nil, fmt.Errorf("VPS %d keeps its files in a disk image (--diskspace): a live migration of such a VPS is not supported yet (stop it and migrate it stopped): %w", id, ErrBadValue)
+	}
 	if live {
 		if b := vpsBlockers(s.InitPID, true); len(b) > 0 {
 			return nil, &BlockedError{ID: id, Blockers: b}
@@ -152,13 +154,17 @@ func (r *Runtime) Migrate(ctx context.Context, id container.ID, o MigrateOptions
 	if claimed.IDMap != s.IDMap {
 		fmt.Fprintf(progress, "UID range %s is taken there: VPS %d gets %s (files shifted)\n", s.IDMap, id, claimed.IDMap)
 	}
-	priv := r.St.Path(id, "private")
+	priv, done, err := r.privateTree(s)
+	if err != nil {
+		return nil, m.failed(err, stillHere)
+	}
 	inv := fstree.Inventory{}
 	fmt.Fprintf(progress, "copying VPS %d's files to %s\n", id, o.Dest)
 	err = m.c.send(wireMsg{Op: "files"})
 	if err == nil {
 		err = m.sendTree(priv, fstree.WriteOptions{Prefix: "private", Record: inv})
 	}
+	done()
 	if err == nil {
 		_, err = m.c.recv("ok")
 	}
@@ -561,6 +567,11 @@ func (r *Runtime) receive(ctx context.Context, c *conn) error {
 	if err := r.precheck(cfg); err != nil {
 		return err
 	}
+	if hello.Live && cfg.DiskSpace != "" {
+		// Its image is made from its files once they are all here (intoImage): never with the
+		// VPS down and waiting.
+		return fmt.Errorf("%w: VPS %d has a disk limit (--diskspace): a live migration of such a VPS is not supported yet", ErrBadValue, id)
+	}
 	tpl, need, err := r.templateFor(hello.Template, hello.TemplateFP)
 	if err != nil {
 		return err
@@ -600,6 +611,9 @@ func (r *Runtime) receive(ctx context.Context, c *conn) error {
 	}
 	if !hello.Live {
 		if _, err := c.recv("commit"); err != nil {
+			return err
+		}
+		if err := inc.intoImage(ctx); err != nil {
 			return err
 		}
 		if err := inc.complete(); err != nil {

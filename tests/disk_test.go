@@ -170,6 +170,126 @@ func TestDiskSpaceConvert(t *testing.T) {
 	}
 }
 
+// TestDiskSpaceMoves: a VPS with a disk image is cloned while it runs (its files read where its
+// monitor mounted them), backed up stopped (its image mounted privately for that, and let go
+// after) and restored, and migrated stopped: each copy keeps its files in an image of its own
+// with the limit, shifted into its own UID range. A live migration of it is refused with
+// nothing moved.
+func TestDiskSpaceMoves(t *testing.T) {
+	const id, clone, restored, refused = "424", "425", "426", "427"
+	checkClean(t, id, clone, restored, refused)
+	root2 := otherRoot(t, "disk", id)
+	t.Cleanup(func() {
+		for _, x := range []string{id, clone, restored, refused} {
+			vpsctl(t, "destroy", "--force", x)
+		}
+		waitFor(t, 10e9, "the images' loop devices to go", func() bool {
+			return loopsOf(t, id)+loopsOf(t, clone)+loopsOf(t, restored) == ""
+		})
+	})
+	must(t, "create", id, "--template", "busybox", "--diskspace", "300M")
+	must(t, "start", id)
+	must(t, "exec", id, "--", "sh", "-c", "echo mine > /root/file; chown 7:7 /root/file")
+	// copyOf checks stopped copy x (in state root r): its files in its own image, the file
+	// there, owned by 7 inside and by its range's 7 on the host, the limit in force.
+	copyOf := func(r, x string) {
+		t.Helper()
+		run := func(args ...string) string {
+			t.Helper()
+			res := vpsctl2(t, r, args...)
+			if res.code != 0 {
+				t.Fatalf("%v in %s: exit %d: %s", args, r, res.code, res.err)
+			}
+			return res.out
+		}
+		if _, err := os.Stat(filepath.Join(r, "vps", x, "disk.img")); err != nil {
+			t.Fatalf("VPS %s has no disk image: %v", x, err)
+		}
+		if ents, err := os.ReadDir(filepath.Join(r, "vps", x, "private")); err != nil || len(ents) != 0 {
+			t.Fatalf("VPS %s's private directory holds %d entries (%v), want its files in the image", x, len(ents), err)
+		}
+		run("start", x)
+		if got := strings.TrimSpace(run("exec", x, "--", "cat", "/root/file")); got != "mine" {
+			t.Fatalf("VPS %s's /root/file: %q", x, got)
+		}
+		if got := strings.Fields(run("exec", x, "--", "ls", "-ln", "/root/file")); len(got) < 4 || got[2] != "7" || got[3] != "7" {
+			t.Fatalf("VPS %s's /root/file inside: %v, want owned by 7:7", x, got)
+		}
+		out := run("exec", x, "--", "df", "-k", "/")
+		if f := strings.Fields(out); len(f) < 2 || !near(atoi(t, f[len(f)-5]), 300<<10) {
+			t.Fatalf("VPS %s's df: %s, want about 300M", x, out)
+		}
+		run("stop", "--kill", x)
+	}
+	must(t, "clone", id, clone)
+	if s := status(t, id); s.State != "running" {
+		t.Fatalf("the source after the clone: %+v", s)
+	}
+	if b1, b2 := idmapBase(t, id), idmapBase(t, clone); b1 == b2 {
+		t.Fatalf("the clone shares the source's UID range %d", b1)
+	}
+	copyOf(root, clone)
+
+	must(t, "stop", "--kill", id)
+	dir := t.TempDir()
+	backup := filepath.Join(dir, "disk.tar.zst")
+	must(t, "backup", id, backup)
+	waitFor(t, 10e9, "the image mounted for the backup to be let go", func() bool { return loopsOf(t, id) == "" })
+	must(t, "restore", restored, "--from-backup", backup)
+	copyOf(root, restored)
+
+	// An image attached elsewhere (its lock held here, as a loop device holds it): a backup
+	// and a clone wait for it, boundedly, then are refused with nothing made.
+	img, err := os.Open(filepath.Join(root, "vps", id, "disk.img"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer img.Close()
+	if err := syscall.Flock(int(img.Fd()), syscall.LOCK_EX); err != nil {
+		t.Fatal(err)
+	}
+	r := expectCode(t, 32, "backup", id, filepath.Join(dir, "held.tar.zst"))
+	if !strings.Contains(r.err, "attached elsewhere") {
+		t.Fatalf("backup of an image attached elsewhere: %s", r.err)
+	}
+	if ents, _ := os.ReadDir(dir); len(ents) != 1 {
+		t.Fatalf("a refused backup left files: %v", ents)
+	}
+	expectCode(t, 32, "clone", id, refused)
+	if s := status(t, refused); s.State != "deleted" {
+		t.Fatalf("a refused clone made %+v", s)
+	}
+	img.Close()
+
+	must(t, "start", id)
+	r = expectCode(t, 21, "migrate", id, "local", "--dest-root", root2)
+	if !strings.Contains(r.err, "live migration") || !strings.Contains(r.err, "disk image") {
+		t.Fatalf("live migration of a VPS with a disk image: %s", r.err)
+	}
+	if s := status(t, id); s.State != "running" {
+		t.Fatalf("after a refused migration: %+v", s)
+	}
+	if r := vpsctl2(t, root2, "status", id); !strings.Contains(r.out, "deleted") {
+		t.Fatalf("a refused migration made %s there: %s", id, r.out)
+	}
+	must(t, "stop", "--kill", id)
+	must(t, "migrate", id, "local", "--dest-root", root2)
+	if s := status(t, id); s.State != "deleted" {
+		t.Fatalf("still here after its migration: %+v", s)
+	}
+	copyOf(root2, id)
+}
+
+// atoi parses a number a command printed.
+func atoi(t *testing.T, s string) int64 {
+	t.Helper()
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil {
+		t.Fatalf("not a number: %q", s)
+	}
+	return n
+}
+
 // TestDiskSpaceBadInput: every refusal is one line, exit 21, and creates or changes nothing.
 func TestDiskSpaceBadInput(t *testing.T) {
 	const id, made = "422", "423"

@@ -213,17 +213,6 @@ func TestClone(t *testing.T) {
 	expectCode(t, 21, "clone", src, "0")
 	expectCode(t, 78, "clone", src, "625", "--ipadd", "198.18.0.123")
 	expectCode(t, 43, "clone", "629", "625")
-	if _, err := exec.LookPath("mkfs.btrfs"); err == nil {
-		// Files in a disk image: not copied yet (refused, nothing made).
-		must(t, "create", "625", "--template", "busybox", "--diskspace", "256M")
-		for _, args := range [][]string{{"clone", "625", "639"}, {"backup", "625", filepath.Join(t.TempDir(), "x")},
-			{"migrate", "625", "local", "--dest-root", filepath.Join(t.TempDir(), "r")}} {
-			if r := expectCode(t, 21, args...); !strings.Contains(r.err, "disk image") {
-				t.Errorf("%v: %s", args, r.err)
-			}
-		}
-		must(t, "destroy", "625")
-	}
 	if s := status(t, "625"); s.State != "deleted" {
 		t.Fatalf("a failed clone left VPS 625: %+v", s)
 	}
