@@ -12,6 +12,7 @@ import (
 	"github.com/vpsctl/vpsctl/internal/proc"
 	"github.com/vpsctl/vpsctl/monitor"
 	"github.com/vpsctl/vpsctl/store"
+	"golang.org/x/sys/unix"
 )
 
 // A VPS created or set with --diskspace keeps its files in a disk image of its own
@@ -74,15 +75,29 @@ func (r *Runtime) mountedDisk(s *Status) (*disk.Mounted, error) {
 
 // privateTree is where VPS s's files (its private area: the overlay's upper layer) are read
 // from the host, its lock held: the directory, or, for a VPS with a disk image, the image's
-// upper/, where the running VPS's monitor mounted it or, for a stopped VPS, mounted privately
-// here. done lets go of what was mounted.
+// upper/, where the running VPS's monitor mounted it (held open here) or, for a stopped VPS,
+// mounted privately here. done lets go of it; until then, the image cannot be mounted again
+// (a boot or a restore of the VPS here waits for it).
 func (r *Runtime) privateTree(s *Status) (dir string, done func(), err error) {
 	if !r.hasImage(s.ID) {
 		return r.St.Path(s.ID, "private"), func() {}, nil
 	}
 	var m *disk.Mounted
 	if s.State == "running" {
-		m, err = r.mountedDisk(s)
+		if m, err = r.mountedDisk(s); err != nil {
+			return "", nil, fmt.Errorf("VPS %d's disk image: %w", s.ID, err)
+		}
+		defer m.Close()
+		// Held by a descriptor of this process, the tree stays readable after the VPS stops
+		// here (a live migration reads it again after the dump): its file system stays
+		// mounted, detached, until done, and so does the image's loop device.
+		// Its root, not upper/ itself: a path ending in the descriptor's link would name the
+		// link (lstat), not the directory.
+		fd, err := unix.Open(m.Dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return "", nil, fmt.Errorf("VPS %d's disk image: %w", s.ID, &os.PathError{Op: "open", Path: m.Dir, Err: err})
+		}
+		return fmt.Sprintf("/proc/self/fd/%d/%s", fd, disk.UpperDir), func() { unix.Close(fd) }, nil
 	} else {
 		// A VPS just stopped: its image lets go once its monitor's mount namespace has ended.
 		deadline := time.Now().Add(attachWait)

@@ -14,12 +14,14 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
 	"github.com/vpsctl/vpsctl/cgroup"
 	"github.com/vpsctl/vpsctl/container"
 	"github.com/vpsctl/vpsctl/criu"
+	"github.com/vpsctl/vpsctl/disk"
 	"github.com/vpsctl/vpsctl/internal/fault"
 	"github.com/vpsctl/vpsctl/internal/fstree"
 	"github.com/vpsctl/vpsctl/internal/idshift"
@@ -94,11 +96,6 @@ func (r *Runtime) Migrate(ctx context.Context, id container.ID, o MigrateOptions
 		return nil, err
 	}
 	live := s.State == "running"
-	if live && r.hasImage(id) {
-		// Its files would reach the destination's image only after the dump, all of them,
-		// while it is down.
-		return nil, fmt.Errorf("VPS %d keeps its files in a disk image (--diskspace): a live migration of such a VPS is not supported yet (stop it and migrate it stopped): %w", id, ErrBadValue)
-	}
 	if live {
 		if b := vpsBlockers(s.InitPID, true); len(b) > 0 {
 			return nil, &BlockedError{ID: id, Blockers: b}
@@ -154,17 +151,19 @@ func (r *Runtime) Migrate(ctx context.Context, id container.ID, o MigrateOptions
 	if claimed.IDMap != s.IDMap {
 		fmt.Fprintf(progress, "UID range %s is taken there: VPS %d gets %s (files shifted)\n", s.IDMap, id, claimed.IDMap)
 	}
+	// A live migration reads the files again after the dump: they are held until then.
 	priv, done, err := r.privateTree(s)
 	if err != nil {
 		return nil, m.failed(err, stillHere)
 	}
+	release := sync.OnceFunc(done)
+	defer release()
 	inv := fstree.Inventory{}
 	fmt.Fprintf(progress, "copying VPS %d's files to %s\n", id, o.Dest)
 	err = m.c.send(wireMsg{Op: "files"})
 	if err == nil {
 		err = m.sendTree(priv, fstree.WriteOptions{Prefix: "private", Record: inv})
 	}
-	done()
 	if err == nil {
 		_, err = m.c.recv("ok")
 	}
@@ -172,6 +171,7 @@ func (r *Runtime) Migrate(ctx context.Context, id container.ID, o MigrateOptions
 		return nil, m.failed(err, stillHere)
 	}
 	if !live {
+		release()
 		if err := m.c.send(wireMsg{Op: "commit"}); err != nil {
 			return nil, m.failed(err, stillHere)
 		}
@@ -185,11 +185,12 @@ func (r *Runtime) Migrate(ctx context.Context, id container.ID, o MigrateOptions
 		m.res.Seconds = time.Since(t0).Seconds()
 		return m.res, m.removeHere(ctx)
 	}
-	return m.res, m.live(ctx, s, inv, t0)
+	return m.res, m.live(ctx, s, priv, release, inv, t0)
 }
 
-// live is the rest of a running VPS's migration, once its files are there.
-func (m *migration) live(ctx context.Context, s *Status, inv fstree.Inventory, t0 time.Time) error {
+// live is the rest of a running VPS's migration, once its files are there: priv is where they
+// are read again after the dump (see privateTree), release lets go of it.
+func (m *migration) live(ctx context.Context, s *Status, priv string, release func(), inv fstree.Inventory, t0 time.Time) error {
 	r, id, o := m.r, m.id, m.o
 	if s.Suspended {
 		if cg, err := cgroup.New(spec.CgroupPath(id)); err == nil {
@@ -207,7 +208,9 @@ func (m *migration) live(ctx context.Context, s *Status, inv fstree.Inventory, t
 	m.res.DumpSeconds = time.Since(tFreeze).Seconds()
 	tCopy := time.Now()
 	now := fstree.Inventory{}
-	err := m.sendFinal(r.St.Path(id, "private"), images, inv, now)
+	err := m.sendFinal(priv, images, inv, now)
+	// Before anything can restore the VPS here: a disk image held here could not be mounted.
+	release()
 	m.res.CopySeconds = time.Since(tCopy).Seconds()
 	if err != nil {
 		return m.back(ctx, err)
@@ -567,11 +570,6 @@ func (r *Runtime) receive(ctx context.Context, c *conn) error {
 	if err := r.precheck(cfg); err != nil {
 		return err
 	}
-	if hello.Live && cfg.DiskSpace != "" {
-		// Its image is made from its files once they are all here (intoImage): never with the
-		// VPS down and waiting.
-		return fmt.Errorf("%w: VPS %d has a disk limit (--diskspace): a live migration of such a VPS is not supported yet", ErrBadValue, id)
-	}
 	tpl, need, err := r.templateFor(hello.Template, hello.TemplateFP)
 	if err != nil {
 		return err
@@ -621,22 +619,16 @@ func (r *Runtime) receive(ctx context.Context, c *conn) error {
 		}
 		return c.send(wireMsg{Op: "done"})
 	}
+	// A VPS with a disk limit gets its image now, from the files of the first round, while it
+	// still runs at the source; the final round goes into it.
+	if err := inc.intoImage(ctx); err != nil {
+		return err
+	}
 	final, err := c.recv("final")
 	if err != nil {
 		return err
 	}
-	x, err := fstree.NewExtractor(inc.dir(), inc.shift)
-	if err != nil {
-		return err
-	}
-	for _, rel := range final.Removed {
-		if err := x.Remove(filepath.Join("private", rel)); err != nil {
-			x.Close()
-			return err
-		}
-	}
-	x.Close()
-	if err := inc.extractStream(&streamReader{c: c}); err != nil {
+	if err := inc.extractFinal(&streamReader{c: c}, final.Removed); err != nil {
 		return err
 	}
 	ckpt := r.DefaultCheckpointDir(id)
@@ -711,6 +703,66 @@ func (r *Runtime) templateFor(name, fp string) (string, bool, error) {
 func (in *incoming) extractStream(sr *streamReader) error {
 	if err := in.extract(tar.NewReader(sr)); err != nil {
 		return err
+	}
+	return sr.drain()
+}
+
+// extractFinal applies a live migration's final round: the private area's files removed since
+// the first round, then a data stream of its changed files (private/...) and the checkpoint's
+// (checkpoint/...). The private area is the VPS's directory's, or, for a VPS with a disk image,
+// the image's upper/, mounted privately here meanwhile.
+func (in *incoming) extractFinal(sr *streamReader, removed []string) (err error) {
+	x, err := fstree.NewExtractor(in.dir(), in.shift)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if cerr := x.Close(); err == nil {
+			err = cerr
+		}
+	}()
+	priv, rename := x, func(name string) string { return name }
+	if in.r.hasImage(in.c.ID) {
+		img, err := disk.Attach(in.r.St.Path(in.c.ID, monitor.DiskImage))
+		if err != nil {
+			return fmt.Errorf("VPS %d's disk image: %w", in.c.ID, err)
+		}
+		defer img.Close() // before the restore, which mounts it
+		if priv, err = fstree.NewExtractor(filepath.Dir(img.Upper), in.shift); err != nil {
+			return err
+		}
+		defer func() {
+			if cerr := priv.Close(); err == nil {
+				err = cerr
+			}
+		}()
+		rename = func(name string) string { return disk.UpperDir + strings.TrimPrefix(name, "private") }
+	}
+	isPrivate := func(name string) bool { return name == "private" || strings.HasPrefix(name, "private/") }
+	for _, rel := range removed {
+		if err := priv.Remove(rename(filepath.Join("private", rel))); err != nil {
+			return err
+		}
+	}
+	tr := tar.NewReader(sr)
+	for {
+		hdr, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return err
+		}
+		to := x
+		if isPrivate(hdr.Name) {
+			to, hdr.Name = priv, rename(hdr.Name)
+			if hdr.Typeflag == tar.TypeLink && isPrivate(hdr.Linkname) {
+				hdr.Linkname = rename(hdr.Linkname)
+			}
+		}
+		if err := to.Entry(hdr, tr); err != nil {
+			return err
+		}
 	}
 	return sr.drain()
 }

@@ -172,9 +172,8 @@ func TestDiskSpaceConvert(t *testing.T) {
 
 // TestDiskSpaceMoves: a VPS with a disk image is cloned while it runs (its files read where its
 // monitor mounted them), backed up stopped (its image mounted privately for that, and let go
-// after) and restored, and migrated stopped: each copy keeps its files in an image of its own
-// with the limit, shifted into its own UID range. A live migration of it is refused with
-// nothing moved.
+// after) and restored, migrated stopped and migrated back live: each copy keeps its files in an
+// image of its own with the limit, shifted into its own UID range.
 func TestDiskSpaceMoves(t *testing.T) {
 	const id, clone, restored, refused = "424", "425", "426", "427"
 	checkClean(t, id, clone, restored, refused)
@@ -261,23 +260,45 @@ func TestDiskSpaceMoves(t *testing.T) {
 	}
 	img.Close()
 
-	must(t, "start", id)
-	r = expectCode(t, 21, "migrate", id, "local", "--dest-root", root2)
-	if !strings.Contains(r.err, "live migration") || !strings.Contains(r.err, "disk image") {
-		t.Fatalf("live migration of a VPS with a disk image: %s", r.err)
-	}
-	if s := status(t, id); s.State != "running" {
-		t.Fatalf("after a refused migration: %+v", s)
-	}
-	if r := vpsctl2(t, root2, "status", id); !strings.Contains(r.out, "deleted") {
-		t.Fatalf("a refused migration made %s there: %s", id, r.out)
-	}
-	must(t, "stop", "--kill", id)
+	// Migrated stopped, then back live: the first round read where the monitor mounted the
+	// image and its file system held for the final round after the dump; the destination
+	// made its image from the first round and took the final round into it.
 	must(t, "migrate", id, "local", "--dest-root", root2)
 	if s := status(t, id); s.State != "deleted" {
 		t.Fatalf("still here after its migration: %+v", s)
 	}
 	copyOf(root2, id)
+	if r := vpsctl2(t, root2, "start", id); r.code != 0 {
+		t.Fatalf("start there: %+v", r)
+	}
+	vpsctl2(t, root2, "exec", id, "--", "sh", "-c", "echo late > /root/late; sleep 1000 >/dev/null 2>&1 &")
+	// A restore failing here (no criu): the VPS runs there again, its image mounted again
+	// there (the one held for the final round let go first).
+	wrapper := filepath.Join(t.TempDir(), "vpsctl-nocriu")
+	os.WriteFile(wrapper, []byte("#!/bin/sh\nVPSCTL_CRIU=/nonexistent exec "+bin+" \"$@\"\n"), 0o755)
+	if r := vpsctl2(t, root2, "migrate", id, "local", "--dest-root", root, "--dest-vpsctl", wrapper); r.code != 215 || !strings.Contains(r.err, "running here again") {
+		t.Fatalf("live migration with a restore failing at the destination: %+v", r)
+	}
+	if r := vpsctl2(t, root2, "exec", id, "--", "cat", "/root/late"); strings.TrimSpace(r.out) != "late" {
+		t.Fatalf("there again: %+v", r)
+	}
+	if r := vpsctl2(t, root2, "migrate", id, "local", "--dest-root", root); r.code != 0 || !strings.Contains(r.out, "downtime") {
+		t.Fatalf("live migration back: %+v", r)
+	}
+	if s := status(t, id); s.State != "running" {
+		t.Fatalf("after the live migration back: %+v", s)
+	}
+	if got := strings.TrimSpace(must(t, "exec", id, "--", "cat", "/root/late")); got != "late" {
+		t.Fatalf("a file written between the rounds: %q", got)
+	}
+	must(t, "exec", id, "--", "pidof", "sleep")
+	if got := dfSizeKiB(t, id); !near(got, 300<<10) {
+		t.Fatalf("df says %d KiB after the live migration", got)
+	}
+	if ents, err := os.ReadDir(filepath.Join(root, "vps", id, "private")); err != nil || len(ents) != 0 {
+		t.Fatalf("the private directory holds %d entries (%v), want the files in the image", len(ents), err)
+	}
+	must(t, "stop", "--kill", id)
 }
 
 // atoi parses a number a command printed.
