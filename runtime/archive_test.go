@@ -13,9 +13,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/vpsctl/vpsctl/registry"
-	"github.com/vpsctl/vpsctl/store"
 )
 
 // archive writes a backup tar stream with entries name -> content (in order) and returns it.
@@ -214,15 +211,5 @@ func TestSizeString(t *testing.T) {
 		if got := sizeString(n); got != want {
 			t.Errorf("sizeString(%d) = %q, want %q", n, got, want)
 		}
-	}
-}
-
-// TestClaimIncomingCluster: a VPS made from another's files is refused on a host in a cluster
-// (its claims would bypass the registry), before anything is locked or made.
-func TestClaimIncomingCluster(t *testing.T) {
-	r := &Runtime{Cluster: &registry.Client{}}
-	_, err := r.claimIncoming(context.Background(), &store.Config{ID: 601}, true, "a clone")
-	if !errors.Is(err, ErrBadValue) || !strings.Contains(err.Error(), "cluster") {
-		t.Fatalf("claimIncoming in a cluster: %v", err)
 	}
 }

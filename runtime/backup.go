@@ -234,7 +234,7 @@ func (r *Runtime) RestoreBackup(ctx context.Context, id container.ID, file strin
 	}
 	c.ID = id
 	fmt.Fprintf(progress, "%s: VPS %d backed up %s (%s), checked\n", file, head.ID, head.Time.Format(time.RFC3339), backupKind(head))
-	in, err := r.claimIncoming(ctx, c, true, "restore of backup "+filepath.Base(file))
+	in, err := r.claimIncoming(ctx, c, true, "restore of backup "+filepath.Base(file), "")
 	if err != nil {
 		return nil, err
 	}

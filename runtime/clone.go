@@ -75,7 +75,7 @@ func (r *Runtime) Clone(ctx context.Context, src, dst container.ID, o CloneOptio
 	if err := (NetOptions{IPAdd: o.IPs}).validate(c); err != nil {
 		return nil, err
 	}
-	in, err := r.claimIncoming(ctx, c, false, fmt.Sprintf("clone of %d", src))
+	in, err := r.claimIncoming(ctx, c, false, fmt.Sprintf("clone of %d", src), "")
 	if err != nil {
 		return nil, err
 	}

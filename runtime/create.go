@@ -2,7 +2,6 @@ package runtime
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -268,18 +267,8 @@ func (r *Runtime) createClustered(ctx context.Context, o CreateOptions, c *store
 		return err
 	}
 	resp, err := call.Wait()
-	for round := 0; errors.Is(err, registry.ErrPending) && round < 3; round++ {
-		// What earlier commands of this host left unsettled (one may hold this ID): settled
-		// first, then the claim again.
-		for _, p := range resp.Pending {
-			if err := r.settle(ctx, container.ID(p.ID)); err != nil {
-				return err
-			}
-		}
-		resp, err = r.Cluster.Do(ctx, req)
-	}
-	if err != nil {
-		return clusterError(err)
+	if resp, err = r.afterPending(ctx, req, resp, err); err != nil {
+		return err
 	}
 	fault.Point("create-claimed")
 	var rootUID uid.HostID

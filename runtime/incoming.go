@@ -44,19 +44,20 @@ type incoming struct {
 	lk    *store.Lock
 	shift idshift.Shift // from the range its files are owned by to its own
 	done  bool
+	// source is the cluster host a migration of it comes from, whose registry record of the
+	// VPS moves here at the commit (see incoming_cluster.go); "" otherwise.
+	source string
 }
 
 // claimIncoming claims VPS c.ID with config c, whose files are owned by the UID range c.IDMap
 // names (none: no user namespace). With keepRange that range stays the VPS's if it is free on
-// this host; otherwise (or without keepRange) the VPS gets a free range and the files are
-// shifted into it as they arrive. what says, in the mark and the lock, what makes the VPS.
-func (r *Runtime) claimIncoming(ctx context.Context, c *store.Config, keepRange bool, what string) (*incoming, error) {
+// this host (and, in a cluster, in the cluster); otherwise (or without keepRange) the VPS gets
+// a free range and the files are shifted into it as they arrive. what says, in the mark and
+// the lock, what makes the VPS; source is the cluster host a migration of it comes from ("":
+// none; see incoming_cluster.go).
+func (r *Runtime) claimIncoming(ctx context.Context, c *store.Config, keepRange bool, what, source string) (*incoming, error) {
 	if c.ID == container.HostID {
 		return nil, fmt.Errorf("%w: 0 is the host", container.ErrBadID)
-	}
-	if r.clustered(c.ID) {
-		// Its claims would have to go through the cluster's registry as create's do.
-		return nil, fmt.Errorf("VPS %d: %s is not supported in a cluster yet: %w", c.ID, what, ErrBadValue)
 	}
 	if c.Name != "" {
 		if err := container.ValidateName(c.Name); err != nil {
@@ -87,7 +88,7 @@ func (r *Runtime) claimIncoming(ctx context.Context, c *store.Config, keepRange 
 		return nil, err
 	}
 	in := &incoming{r: r, c: c, lk: lk}
-	if err := in.claim(ctx, from, userns, keepRange, what); err != nil {
+	if err := in.claim(ctx, from, userns, keepRange, what, source); err != nil {
 		if !r.St.Exists(c.ID) {
 			lk.RemoveFile()
 		}
@@ -97,7 +98,7 @@ func (r *Runtime) claimIncoming(ctx context.Context, c *store.Config, keepRange 
 	return in, nil
 }
 
-func (in *incoming) claim(ctx context.Context, from uid.Range, userns, keepRange bool, what string) error {
+func (in *incoming) claim(ctx context.Context, from uid.Range, userns, keepRange bool, what, source string) error {
 	r, c := in.r, in.c
 	gl, err := r.St.LockGlobal(ctx, fmt.Sprintf("%s %d", what, c.ID))
 	if err != nil {
@@ -119,6 +120,22 @@ func (in *incoming) claim(ctx context.Context, from uid.Range, userns, keepRange
 	if err := r.checkAddrsFree(c, others); err != nil {
 		return err
 	}
+	var place clusterPlace
+	if r.clustered(c.ID) {
+		if place, err = r.incomingPlace(ctx, c.ID, source); err != nil {
+			return err
+		}
+	}
+	committed := false
+	if place.fresh {
+		defer func() {
+			if !committed {
+				// The claim may have been made: settled from the local store, where the VPS
+				// is not.
+				r.settleLater(ctx, c.ID, nil)
+			}
+		}()
+	}
 	var rootUID uid.HostID
 	if userns {
 		var used []uid.Range
@@ -131,21 +148,34 @@ func (in *incoming) claim(ctx context.Context, from uid.Range, userns, keepRange
 		if err != nil {
 			return err
 		}
-		used = append(used, uid.Reserved(res)...)
+		used = append(append(used, uid.Reserved(res)...), place.others...)
+		free := !slices.ContainsFunc(used, from.Overlaps)
 		to := from
-		if !keepRange || slices.ContainsFunc(used, from.Overlaps) {
+		switch {
+		case place.fresh:
+			keep := uid.Range{}
+			if keepRange && free {
+				keep = from
+			}
+			if to, err = r.claimNew(ctx, c, true, keep, from.Size, used); err != nil {
+				return err
+			}
+		case !keepRange || !free:
 			if to, err = uid.Allocate(r.Pool, used, from.Size); err != nil {
 				return err
 			}
 		}
 		in.shift, _ = idshift.New(from, to)
 		c.IDMap, rootUID = to.String(), to.Host
+	} else if place.fresh {
+		if _, err := r.claimNew(ctx, c, false, uid.Range{}, 0, nil); err != nil {
+			return err
+		}
 	}
 	stage, err := r.St.StageDir("incoming")
 	if err != nil {
 		return err
 	}
-	committed := false
 	defer func() {
 		if !committed {
 			os.RemoveAll(stage)
@@ -155,6 +185,13 @@ func (in *incoming) claim(ctx context.Context, from uid.Range, userns, keepRange
 		return err
 	}
 	mark := fmt.Sprintf("%s (vpsctl PID %d)\n", what, os.Getpid())
+	if place.source != "" {
+		in.source = place.source
+		mark += sourceNodeKey + place.source + "\n"
+		if userns {
+			mark += sourceUIDsKey + from.String() + "\n"
+		}
+	}
 	if err := sysfile.WriteFile(filepath.Join(stage, incompleteFile), []byte(mark), os.O_CREATE|os.O_TRUNC, 0o600); err != nil {
 		return err
 	}
@@ -180,6 +217,10 @@ func (in *incoming) claim(ctx context.Context, from uid.Range, userns, keepRange
 		return err
 	}
 	committed = true
+	if place.fresh {
+		final := claimOf(c)
+		r.settleLater(ctx, c.ID, &final)
+	}
 	return nil
 }
 
@@ -240,6 +281,9 @@ func (in *incoming) abandon() {
 // before it is killed, so that their peers get no reset from it (they are talking to the
 // source's copy, which goes on).
 func (r *Runtime) removeIncoming(ctx context.Context, c *store.Config, lk *store.Lock) error {
+	if err := r.moveBack(ctx, c.ID); err != nil {
+		return err
+	}
 	left := monitor.Leftovers{MntNS: -1}
 	if s, err := r.Status(c.ID); err == nil && s.State == "running" {
 		if nc, err := spec.Net(c); err == nil {

@@ -29,6 +29,7 @@ import (
 	"github.com/vpsctl/vpsctl/monitor"
 	"github.com/vpsctl/vpsctl/network"
 	"github.com/vpsctl/vpsctl/pidns"
+	"github.com/vpsctl/vpsctl/registry"
 	"github.com/vpsctl/vpsctl/store"
 	"github.com/vpsctl/vpsctl/template"
 	"github.com/vpsctl/vpsctl/uid"
@@ -120,8 +121,12 @@ func (r *Runtime) Migrate(ctx context.Context, id container.ID, o MigrateOptions
 	if live {
 		stillHere = "still running here, not moved"
 	}
-	if err := m.c.send(wireMsg{Op: "hello", Version: migrateVersion, ID: uint32(id), Config: string(conf), Template: s.Template,
-		TemplateFP: fp, TemplateSource: template.Source(r.St, s.Template), Live: live}); err != nil {
+	hello := wireMsg{Op: "hello", Version: migrateVersion, ID: uint32(id), Config: string(conf), Template: s.Template,
+		TemplateFP: fp, TemplateSource: template.Source(r.St, s.Template), Live: live}
+	if r.clustered(id) {
+		hello.Node = r.Cluster.Settings.Node
+	}
+	if err := m.c.send(hello); err != nil {
 		return nil, m.failed(err, stillHere)
 	}
 	ready, err := m.c.recv("ready")
@@ -148,6 +153,7 @@ func (r *Runtime) Migrate(ctx context.Context, id container.ID, o MigrateOptions
 		return nil, m.failed(err, stillHere)
 	}
 	m.res.IDMap = claimed.IDMap
+	m.claimed = claimed
 	if claimed.IDMap != s.IDMap {
 		fmt.Fprintf(progress, "UID range %s is taken there: VPS %d gets %s (files shifted)\n", s.IDMap, id, claimed.IDMap)
 	}
@@ -172,6 +178,9 @@ func (r *Runtime) Migrate(ctx context.Context, id container.ID, o MigrateOptions
 	}
 	if !live {
 		release()
+		if err := m.moveRecord(ctx); err != nil {
+			return nil, m.failed(err, stillHere)
+		}
 		if err := m.c.send(wireMsg{Op: "commit"}); err != nil {
 			return nil, m.failed(err, stillHere)
 		}
@@ -220,6 +229,12 @@ func (m *migration) live(ctx context.Context, s *Status, priv string, release fu
 	if err != nil {
 		return m.back(ctx, err)
 	}
+	if err := m.moveRecord(ctx); err != nil {
+		return m.back(ctx, err)
+	}
+	if m.moved {
+		fault.Point("migrate-moved")
+	}
 	if err := m.c.send(wireMsg{Op: "go"}); err != nil {
 		return m.back(ctx, err)
 	}
@@ -262,6 +277,26 @@ type migration struct {
 	// destination was told to let the VPS run.
 	images    string
 	wentThere bool
+	// claimed is the destination's claim of the VPS; moved: the registry's record of it was
+	// moved there (moveRecord).
+	claimed wireMsg
+	moved   bool
+}
+
+// moveRecord moves the cluster registry's record of the VPS to the destination, if that is a
+// host of the same cluster which claimed the VPS expecting it (see incoming_cluster.go): the
+// commit, just before the destination is told to keep the VPS. Until then a failure leaves
+// the record here; after it, a destination that abandons its copy moves the record back.
+func (m *migration) moveRecord(ctx context.Context) error {
+	if m.claimed.Node == "" || !m.r.clustered(m.id) {
+		return nil
+	}
+	req := registry.Request{Op: registry.OpMove, ID: uint32(m.id), To: m.claimed.Node, Claim: &registry.Claim{ID: uint32(m.id), UIDs: m.claimed.IDMap}}
+	if _, err := m.r.Cluster.Do(ctx, req); err != nil {
+		return fmt.Errorf("moving its record in the cluster registry to host %s: %w", m.claimed.Node, err)
+	}
+	m.moved = true
+	return nil
 }
 
 // destCommand is the command line that runs vpsctl on the destination with args.
@@ -590,12 +625,16 @@ func (r *Runtime) receive(ctx context.Context, c *conn) error {
 		}
 	}
 	cfg.Template = tpl
-	inc, err := r.claimIncoming(ctx, cfg, true, "migration of VPS "+itoa(id))
+	inc, err := r.claimIncoming(ctx, cfg, true, "migration of VPS "+itoa(id), hello.Node)
 	if err != nil {
 		return err
 	}
 	defer inc.abandon()
-	if err := c.send(wireMsg{Op: "claimed", IDMap: cfg.IDMap}); err != nil {
+	claimed := wireMsg{Op: "claimed", IDMap: cfg.IDMap}
+	if inc.source != "" {
+		claimed.Node = r.Cluster.Settings.Node
+	}
+	if err := c.send(claimed); err != nil {
 		return err
 	}
 	if _, err := c.recv("files"); err != nil {

@@ -56,6 +56,9 @@ type wireMsg struct {
 	TemplateFP     string `json:"template_fp,omitempty"`
 	TemplateSource string `json:"template_source,omitempty"`
 	Live           bool   `json:"live,omitempty"`
+	// hello: the source's cluster host, if it is one (its registry record of the VPS moves
+	// to the destination at the commit); claimed: the destination's, if it expects that move.
+	Node string `json:"node,omitempty"`
 	// ready
 	NeedTemplate bool   `json:"need_template,omitempty"`
 	TemplateAs   string `json:"template_as,omitempty"`

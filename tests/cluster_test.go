@@ -710,6 +710,79 @@ func TestClusterCrash(t *testing.T) {
 	agree(t, e, a, b)
 }
 
+// TestClusterMoves: on hosts of a cluster, a clone and a restore from a backup are claimed as
+// creates are (an ID, a name or an address another host holds is refused, nothing made); a
+// migration between two of its hosts keeps the VPS's claims and moves its record, live and
+// stopped; a source killed after that move, before it told the destination to keep the VPS,
+// gets the record back from the destination, which abandons its copy.
+func TestClusterMoves(t *testing.T) {
+	checkCleanCluster(t)
+	e := startEtcd(t)
+	hs := clusterHosts(t, e, "A", "B")
+	a, b := hs[0], hs[1]
+	// as is a vpsctl for --dest-vpsctl that runs as host h (with its configuration).
+	as := func(h *clusterHost) string {
+		w := filepath.Join(t.TempDir(), "vpsctl-"+h.name)
+		if err := os.WriteFile(w, []byte(fmt.Sprintf("#!/bin/sh\nVPSCTL_CONFIG=%s exec %s \"$@\"\n", h.conf, bin)), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		return w
+	}
+	a.must(t, "create", "761", "--template", "busybox", "--name", "web", "--ipadd", "198.18.0.161")
+	a.must(t, "start", "761")
+	a.must(t, "exec", "761", "--", "sh", "-c", "echo kept > /marker")
+	b.must(t, "create", "762", "--template", "busybox", "--ipadd", "198.18.0.162")
+	a.expect(t, 44, "VPS 762 exists on host B", "clone", "761", "762")
+	a.expect(t, 78, "198.18.0.162 in use on host B", "clone", "761", "763", "--ipadd", "198.18.0.162")
+	if out := a.run(t, "status", "763").out; out != "VPS 763 deleted\n" {
+		t.Fatalf("a refused clone left %q", out)
+	}
+	a.must(t, "clone", "761", "763", "--ipadd", "198.18.0.163")
+	agree(t, e, a, b)
+
+	backup := filepath.Join(t.TempDir(), "761.tar.zst")
+	a.must(t, "backup", "761", backup)
+	b.expect(t, 44, "VPS 761 exists on host A", "restore", "761", "--from-backup", backup)
+	b.expect(t, 44, `name "web" is held by VPS 761 on host A`, "restore", "764", "--from-backup", backup)
+	a.must(t, "destroy", "-f", "761")
+	b.must(t, "restore", "761", "--from-backup", backup) // it ran: started
+	if got := strings.TrimSpace(b.must(t, "exec", "761", "--", "cat", "/marker")); got != "kept" {
+		t.Fatalf("restored on B: /marker %q", got)
+	}
+	agree(t, e, a, b)
+
+	// Live from B to A, then stopped from A to B: the VPS's claims stay, its record moves.
+	if out := b.must(t, "migrate", "761", "local", "--dest-root", a.root, "--dest-vpsctl", as(a)); !strings.Contains(out, "downtime") {
+		t.Fatalf("live migration: %s", out)
+	}
+	if got := strings.TrimSpace(a.must(t, "exec", "761", "--", "cat", "/marker")); got != "kept" {
+		t.Fatalf("migrated to A: /marker %q", got)
+	}
+	agree(t, e, a, b)
+	a.must(t, "stop", "761")
+	a.must(t, "migrate", "761", "local", "--dest-root", b.root, "--dest-vpsctl", as(b))
+	agree(t, e, a, b)
+
+	// The source killed right after it moved the record: the destination abandons its copy and
+	// gives the record back; the VPS, dumped at the source, is restored there by hand.
+	b.must(t, "start", "761")
+	if r := b.runEnv(t, []string{"VPSCTL_FAULT=migrate-moved"}, "migrate", "761", "local", "--dest-root", a.root, "--dest-vpsctl", as(a)); r.code != -1 {
+		t.Fatalf("migration killed after the move: exit %d\n%s%s", r.code, r.out, r.err)
+	}
+	// On A, status then says where the registry places the VPS.
+	waitFor(t, 30*time.Second, "A to abandon its copy", func() bool { return a.run(t, "status", "761").out == "VPS 761 exist on host B\n" })
+	agree(t, e, a, b)
+	images, _ := filepath.Glob(filepath.Join(b.root, "vps", "761", "migrate-*"))
+	if len(images) != 1 {
+		t.Fatalf("the dump kept at the source: %v", images)
+	}
+	b.must(t, "restore", "761", "--dir", images[0])
+	if got := strings.TrimSpace(b.must(t, "exec", "761", "--", "cat", "/marker")); got != "kept" {
+		t.Fatalf("restored at the source: /marker %q", got)
+	}
+	agree(t, e, a, b)
+}
+
 // TestClusterOff: without CLUSTER nothing of the cluster is used: no agent, no cluster
 // directory, and list --cluster and hosts say so.
 func TestClusterOff(t *testing.T) {

@@ -61,4 +61,4 @@ var Points = []string{
 // ClusterPoints are the points only a host in a cluster (CLUSTER set) reaches: the claims in
 // the cluster registry around the local steps (tests/cluster_test.go runs each with the
 // points above of the same commands).
-var ClusterPoints = []string{"create-claiming", "create-claimed", "create-settled", "set-claimed", "destroy-marked"}
+var ClusterPoints = []string{"create-claiming", "create-claimed", "create-settled", "set-claimed", "destroy-marked", "migrate-moved"}
