@@ -230,25 +230,37 @@ func (in *incoming) dir() string { return in.r.St.VPSDir(in.c.ID) }
 // extract reads a tar stream of the VPS's files (names relative to its directory: private/...)
 // into it, shifting owners into its range.
 func (in *incoming) extract(tr *tar.Reader) error {
-	x, err := fstree.NewExtractor(in.dir(), in.shift)
+	return extractInto(tr, in.dir(), in.shift)
+}
+
+// extractInto extracts every entry of tr into dir, shifting owners by shift.
+func extractInto(tr *tar.Reader, dir string, shift idshift.Shift) error {
+	x, err := fstree.NewExtractor(dir, shift)
 	if err != nil {
 		return err
 	}
+	if err := eachEntry(tr, func(hdr *tar.Header) error { return x.Entry(hdr, tr) }); err != nil {
+		x.Close()
+		return err
+	}
+	return x.Close()
+}
+
+// eachEntry calls f with every entry of tr in turn (its content is tr's to read), until the
+// end of the stream or f's first error.
+func eachEntry(tr *tar.Reader, f func(*tar.Header) error) error {
 	for {
 		hdr, err := tr.Next()
 		if err == io.EOF {
-			break
+			return nil
 		}
 		if err != nil {
-			x.Close()
 			return err
 		}
-		if err := x.Entry(hdr, tr); err != nil {
-			x.Close()
+		if err := f(hdr); err != nil {
 			return err
 		}
 	}
-	return x.Close()
 }
 
 // complete removes the mark: the VPS is whole; its lock is let go.

@@ -784,14 +784,7 @@ func (in *incoming) extractFinal(sr *streamReader, removed []string) (err error)
 		}
 	}
 	tr := tar.NewReader(sr)
-	for {
-		hdr, err := tr.Next()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			return err
-		}
+	err = eachEntry(tr, func(hdr *tar.Header) error {
 		to := x
 		if isPrivate(hdr.Name) {
 			to, hdr.Name = priv, rename(hdr.Name)
@@ -799,34 +792,17 @@ func (in *incoming) extractFinal(sr *streamReader, removed []string) (err error)
 				hdr.Linkname = rename(hdr.Linkname)
 			}
 		}
-		if err := to.Entry(hdr, tr); err != nil {
-			return err
-		}
+		return to.Entry(hdr, tr)
+	})
+	if err != nil {
+		return err
 	}
 	return sr.drain()
 }
 
 // extractStream extracts a data stream into dir (a template's tree: no shift).
 func extractStream(sr *streamReader, dir string) error {
-	x, err := fstree.NewExtractor(dir, idshift.Shift{})
-	if err != nil {
-		return err
-	}
-	tr := tar.NewReader(sr)
-	for {
-		hdr, err := tr.Next()
-		if err == io.EOF {
-			break
-		}
-		if err == nil {
-			err = x.Entry(hdr, tr)
-		}
-		if err != nil {
-			x.Close()
-			return err
-		}
-	}
-	if err := x.Close(); err != nil {
+	if err := extractInto(tar.NewReader(sr), dir, idshift.Shift{}); err != nil {
 		return err
 	}
 	return sr.drain()
