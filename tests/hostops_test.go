@@ -373,9 +373,15 @@ func killGroup(t *testing.T, procs string) {
 // inGroups runs vpsctl ARGS from a shell that first joins the groups of procs.
 func inGroups(t *testing.T, procs []string, args ...string) result {
 	t.Helper()
+	return inGroupsEnv(t, procs, nil, args...)
+}
+
+// inGroupsEnv is inGroups with more environment for vpsctl.
+func inGroupsEnv(t *testing.T, procs, env []string, args ...string) result {
+	t.Helper()
 	script := `for f in $PROCS; do echo $$ > "$f" || exit 99; done; exec "$@"`
 	cmd := exec.Command("sh", append([]string{"-c", script, "sh", bin, "--root", root}, args...)...)
-	cmd.Env = append(os.Environ(), "PROCS="+strings.Join(procs, " "))
+	cmd.Env = append(append(os.Environ(), "PROCS="+strings.Join(procs, " ")), env...)
 	var o, e bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &o, &e
 	err := cmd.Run()
@@ -485,15 +491,20 @@ func TestMonitorPlacement(t *testing.T) {
 	defer vpsctl(t, "destroy", "-f", "2532")
 	record := filepath.Join(root, "placement")
 	sd := cgroupV2() && systemdHost()
+	// Each start comes from throwaway groups, so that whatever groups this test process is
+	// in, the caller's are not vpsctl's: a monitor the front door did not place must move.
+	procs := throwawayGroups(t)
 	start := func(what string, wantMove bool) {
 		t.Helper()
-		r := vpsctlEnv(t, []string{"VPSCTL_TRACE=1"}, "start", "2532")
+		r := inGroupsEnv(t, procs, []string{"VPSCTL_TRACE=1"}, "start", "2532")
 		if r.code != 0 {
 			t.Fatalf("%s: start: exit %d: %s", what, r.code, r.err)
 		}
 		checkMonitorGroup(t, "2532")
 		if moved := strings.Contains(r.err, " monitor-group-moved "); moved != (wantMove && !sd) {
-			t.Errorf("%s: the monitor moved itself: %v, want %v", what, moved, wantMove && !sd)
+			log, _ := os.ReadFile(filepath.Join(root, "vps", "2532", "monitor.log"))
+			own, _ := os.ReadFile("/proc/self/cgroup")
+			t.Errorf("%s: the monitor moved itself: %v, want %v\nmonitor.log:\n%s\nthis test's groups:\n%s", what, moved, wantMove && !sd, log, own)
 		}
 		must(t, "stop", "--kill", "2532")
 	}

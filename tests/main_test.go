@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -167,6 +168,10 @@ type hostState struct {
 	cgroups  []string
 	links    []string
 	monitors []int
+	// self lists the groups of vpsctl's that a thread of this test process is in: none,
+	// unless a command moved a process it should not have (every command this process starts
+	// is born in its forking thread's groups).
+	self []string
 }
 
 func snapshot(t testing.TB) hostState {
@@ -192,6 +197,16 @@ func snapshot(t testing.TB) hostState {
 		}
 	}
 	sort.Strings(s.cgroups)
+	tasks, _ := filepath.Glob("/proc/self/task/*/cgroup")
+	for _, f := range tasks {
+		b, _ := os.ReadFile(f)
+		for _, l := range strings.Split(string(b), "\n") {
+			if strings.Contains(l, ":/vpsctl") && !slices.Contains(s.self, l) {
+				s.self = append(s.self, l)
+			}
+		}
+	}
+	sort.Strings(s.self)
 	out, _ := exec.Command("ip", "-o", "link", "show").Output()
 	for _, l := range strings.Split(string(out), "\n") {
 		f := strings.Fields(l)
