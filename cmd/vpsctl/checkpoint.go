@@ -40,7 +40,7 @@ EXAMPLES:
 			formatFlag(),
 		},
 		Action: func(c *cli.Context) error {
-			asJSON, err := checkFormat(c)
+			out, err := outputOf(c)
 			if err != nil {
 				return err
 			}
@@ -50,7 +50,7 @@ EXAMPLES:
 					if err != nil {
 						return err
 					}
-					if asJSON {
+					if out.json {
 						err = printJSON(os.Stdout, rep)
 					} else {
 						printCheck(rep)
@@ -60,24 +60,19 @@ EXAMPLES:
 					}
 					return err
 				}
-				progress := os.Stdout
-				if asJSON {
-					progress = os.Stderr
-				}
+				progress := out.progress()
 				res, err := rt.Checkpoint(c.Context, id, runtime.CheckpointOptions{Dir: c.String("dir"),
 					LeaveRunning: c.Bool("leave-running"), TCPEstablished: c.Bool("tcp-established"), Progress: progress})
 				if err != nil {
 					return err
 				}
-				if asJSON {
-					return printJSON(os.Stdout, res)
-				}
-				state := "stopped"
-				if res.LeftRunning {
-					state = "still running"
-				}
-				fmt.Printf("VPS %d checkpointed to %s (%s)\n", id, res.Dir, state)
-				return nil
+				return out.result(res, func() {
+					state := "stopped"
+					if res.LeftRunning {
+						state = "still running"
+					}
+					fmt.Printf("VPS %d checkpointed to %s (%s)\n", id, res.Dir, state)
+				})
 			})
 		},
 	}
@@ -117,34 +112,27 @@ EXAMPLES:
 		Flags: []cli.Flag{&cli.StringFlag{Name: "dir", Usage: "image directory"},
 			&cli.StringFlag{Name: "from-backup", Usage: "recreate the VPS from backup archive `FILE`"}, formatFlag()},
 		Action: func(c *cli.Context) error {
-			asJSON, err := checkFormat(c)
+			out, err := outputOf(c)
 			if err != nil {
 				return err
 			}
 			if f := c.String("from-backup"); f != "" {
-				return restoreBackup(c, f, asJSON)
+				return restoreBackup(c, f, out)
 			}
 			return withVPS(c, func(rt *runtime.Runtime, id container.ID) error {
-				progress := os.Stdout
-				if asJSON {
-					progress = os.Stderr
-				}
+				progress := out.progress()
 				res, err := rt.Restore(c.Context, id, runtime.RestoreOptions{Dir: c.String("dir"), Progress: progress})
 				if err != nil {
 					return err
 				}
-				if asJSON {
-					return printJSON(os.Stdout, res)
-				}
-				fmt.Printf("VPS %d restored (init PID %d)\n", id, res.InitPID)
-				return nil
+				return out.result(res, func() { fmt.Printf("VPS %d restored (init PID %d)\n", id, res.InitPID) })
 			})
 		},
 	}
 }
 
 // restoreBackup is `restore ID --from-backup FILE`: ID need not (and must not) exist.
-func restoreBackup(c *cli.Context, file string, asJSON bool) error {
+func restoreBackup(c *cli.Context, file string, out output) error {
 	if c.NArg() != 1 || c.String("dir") != "" {
 		return usageError("restore: usage: vpsctl restore ID --from-backup FILE")
 	}
@@ -156,21 +144,15 @@ func restoreBackup(c *cli.Context, file string, asJSON bool) error {
 	if err != nil {
 		return err
 	}
-	progress := os.Stdout
-	if asJSON {
-		progress = os.Stderr
-	}
-	res, err := rt.RestoreBackup(c.Context, id, file, progress, os.Stderr)
+	res, err := rt.RestoreBackup(c.Context, id, file, out.progress(), os.Stderr)
 	if err != nil {
 		return err
 	}
-	if asJSON {
-		return printJSON(os.Stdout, res)
-	}
-	state := "stopped"
-	if res.Running {
-		state = fmt.Sprintf("running, init PID %d", res.InitPID)
-	}
-	fmt.Printf("VPS %d restored from %s (%s)\n", id, file, state)
-	return nil
+	return out.result(res, func() {
+		state := "stopped"
+		if res.Running {
+			state = fmt.Sprintf("running, init PID %d", res.InitPID)
+		}
+		fmt.Printf("VPS %d restored from %s (%s)\n", id, file, state)
+	})
 }

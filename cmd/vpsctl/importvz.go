@@ -34,7 +34,7 @@ EXAMPLES:
 			formatFlag(),
 		},
 		Action: func(c *cli.Context) error {
-			asJSON, err := checkFormat(c)
+			out, err := outputOf(c)
 			if err != nil {
 				return err
 			}
@@ -52,15 +52,12 @@ EXAMPLES:
 			if err != nil {
 				return err
 			}
-			progress := os.Stdout
-			if asJSON {
-				progress = os.Stderr
-			}
+			progress := out.progress()
 			rep, err := vzimport.Import(c.Context, rt, c.Args().Get(0), c.Args().Get(1), o, progress)
 			if err != nil {
 				return err
 			}
-			if asJSON {
+			if out.json {
 				return printJSON(os.Stdout, rep)
 			}
 			w := newTable()

@@ -161,6 +161,33 @@ func checkFormat(c *cli.Context) (bool, error) {
 	return false, usageError("--format %q: want table or json", c.String("format"))
 }
 
+// output is where a command prints. With --format json its result goes to stdout as JSON,
+// alone, and its progress lines to stderr; else both are for people, on stdout.
+type output struct{ json bool }
+
+// outputOf reads --format (usageError if it is neither table nor json).
+func outputOf(c *cli.Context) (output, error) {
+	asJSON, err := checkFormat(c)
+	return output{json: asJSON}, err
+}
+
+// progress is where the command's progress lines go.
+func (o output) progress() *os.File {
+	if o.json {
+		return os.Stderr
+	}
+	return os.Stdout
+}
+
+// result prints the command's result: v as JSON, or what human prints.
+func (o output) result(v any, human func()) error {
+	if o.json {
+		return printJSON(os.Stdout, v)
+	}
+	human()
+	return nil
+}
+
 // newTable is the writer of every table vpsctl prints: columns aligned with two spaces.
 func newTable() *tabwriter.Writer { return tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0) }
 

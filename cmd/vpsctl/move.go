@@ -35,7 +35,7 @@ EXAMPLES:
 			formatFlag(),
 		},
 		Action: func(c *cli.Context) error {
-			asJSON, err := checkFormat(c)
+			out, err := outputOf(c)
 			if err != nil {
 				return err
 			}
@@ -47,20 +47,13 @@ EXAMPLES:
 				return err
 			}
 			return withVPS(c, func(rt *runtime.Runtime, src container.ID) error {
-				progress := os.Stdout
-				if asJSON {
-					progress = os.Stderr
-				}
+				progress := out.progress()
 				res, err := rt.Clone(c.Context, src, dst, runtime.CloneOptions{Name: c.String("name"),
 					Hostname: c.String("hostname"), IPs: c.StringSlice("ipadd"), Progress: progress})
 				if err != nil {
 					return err
 				}
-				if asJSON {
-					return printJSON(os.Stdout, res)
-				}
-				fmt.Printf("VPS %d cloned to %d (stopped)\n", src, dst)
-				return nil
+				return out.result(res, func() { fmt.Printf("VPS %d cloned to %d (stopped)\n", src, dst) })
 			})
 		},
 	}
@@ -86,7 +79,7 @@ EXAMPLES:
 			formatFlag(),
 		},
 		Action: func(c *cli.Context) error {
-			asJSON, err := checkFormat(c)
+			out, err := outputOf(c)
 			if err != nil {
 				return err
 			}
@@ -94,20 +87,15 @@ EXAMPLES:
 				return usageError("backup: usage: vpsctl backup ID FILE")
 			}
 			return withVPS(c, func(rt *runtime.Runtime, id container.ID) error {
-				progress := os.Stdout
-				if asJSON {
-					progress = os.Stderr
-				}
+				progress := out.progress()
 				res, err := rt.Backup(c.Context, id, c.Args().Get(1), runtime.BackupOptions{WithMemory: c.Bool("with-memory"),
 					Progress: progress, Meter: os.Stderr})
 				if err != nil {
 					return err
 				}
-				if asJSON {
-					return printJSON(os.Stdout, res)
-				}
-				fmt.Printf("VPS %d backed up to %s (%.1f MiB, %s, %.2f s)\n", id, res.File, float64(res.Bytes)/(1<<20), res.Compression, res.Seconds)
-				return nil
+				return out.result(res, func() {
+					fmt.Printf("VPS %d backed up to %s (%.1f MiB, %s, %.2f s)\n", id, res.File, float64(res.Bytes)/(1<<20), res.Compression, res.Seconds)
+				})
 			})
 		},
 	}
@@ -141,7 +129,7 @@ EXAMPLES:
 			formatFlag(),
 		},
 		Action: func(c *cli.Context) error {
-			asJSON, err := checkFormat(c)
+			out, err := outputOf(c)
 			if err != nil {
 				return err
 			}
@@ -156,25 +144,20 @@ EXAMPLES:
 				return usageError("migrate: a local destination needs --dest-root")
 			}
 			return withVPS(c, func(rt *runtime.Runtime, id container.ID) error {
-				progress := os.Stdout
-				if asJSON {
-					progress = os.Stderr
-				}
+				progress := out.progress()
 				res, err := rt.Migrate(c.Context, id, runtime.MigrateOptions{Dest: dest, DestRoot: c.String("dest-root"),
 					DestVPSCTL: c.String("dest-vpsctl"), SSHOptions: c.StringSlice("ssh-opt"), Progress: progress, Meter: os.Stderr})
 				if err != nil {
 					return err
 				}
-				if asJSON {
-					return printJSON(os.Stdout, res)
-				}
-				if res.Live {
-					fmt.Printf("VPS %d migrated to %s: running there (init PID %d), gone here; downtime %.2f s (dump %.2f s, copy %.2f s, restore %.2f s)\n",
-						id, dest, res.InitPID, res.Downtime, res.DumpSeconds, res.CopySeconds, res.RestoreSeconds)
-				} else {
-					fmt.Printf("VPS %d migrated to %s (stopped), gone here\n", id, dest)
-				}
-				return nil
+				return out.result(res, func() {
+					if res.Live {
+						fmt.Printf("VPS %d migrated to %s: running there (init PID %d), gone here; downtime %.2f s (dump %.2f s, copy %.2f s, restore %.2f s)\n",
+							id, dest, res.InitPID, res.Downtime, res.DumpSeconds, res.CopySeconds, res.RestoreSeconds)
+					} else {
+						fmt.Printf("VPS %d migrated to %s (stopped), gone here\n", id, dest)
+					}
+				})
 			})
 		},
 	}
