@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
@@ -298,7 +299,26 @@ func TestDiskSpaceMoves(t *testing.T) {
 	if ents, err := os.ReadDir(filepath.Join(root, "vps", id, "private")); err != nil || len(ents) != 0 {
 		t.Fatalf("the private directory holds %d entries (%v), want the files in the image", len(ents), err)
 	}
+	// A copy whose files do not fit the image its limit makes (the source's limit lowered by
+	// hand in its vps.conf, below what its image holds): refused, nothing left.
+	must(t, "exec", id, "--", "dd", "if=/dev/zero", "of=/root/big", "bs=1M", "count=262")
 	must(t, "stop", "--kill", id)
+	conf := filepath.Join(root, "vps", id, "vps.conf")
+	b, err := os.ReadFile(conf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lowered := regexp.MustCompile(`DISKSPACE="[^"]*"`).ReplaceAll(b, []byte(`DISKSPACE="262144:262144"`))
+	if err := os.WriteFile(conf, lowered, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r = expectCode(t, 21, "clone", id, refused)
+	if !strings.Contains(r.err, "in use") {
+		t.Fatalf("a clone too large for its limit: %s", r.err)
+	}
+	if s := status(t, refused); s.State != "deleted" {
+		t.Fatalf("a clone too large for its limit left %+v", s)
+	}
 }
 
 // atoi parses a number a command printed.
