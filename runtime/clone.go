@@ -75,6 +75,13 @@ func (r *Runtime) Clone(ctx context.Context, src, dst container.ID, o CloneOptio
 	if err := (NetOptions{IPAdd: o.IPs}).validate(c); err != nil {
 		return nil, err
 	}
+	// The source's files first: one that cannot be read (its image attached elsewhere) is
+	// refused before anything is claimed.
+	from, done, err := r.privateTree(s)
+	if err != nil {
+		return nil, err
+	}
+	defer done()
 	in, err := r.claimIncoming(ctx, c, false, fmt.Sprintf("clone of %d", src), "")
 	if err != nil {
 		return nil, err
@@ -93,12 +100,7 @@ func (r *Runtime) Clone(ctx context.Context, src, dst container.ID, o CloneOptio
 		}
 		defer cg.Thaw()
 	}
-	from, done, err := r.privateTree(s)
-	if err != nil {
-		return nil, err
-	}
 	n, err := copyPrivate(from, in)
-	done()
 	if err != nil {
 		return nil, fmt.Errorf("clone %d to %d: %w", src, dst, err)
 	}

@@ -82,37 +82,40 @@ func (r *Runtime) privateTree(s *Status) (dir string, done func(), err error) {
 	if !r.hasImage(s.ID) {
 		return r.St.Path(s.ID, "private"), func() {}, nil
 	}
-	var m *disk.Mounted
 	if s.State == "running" {
-		if m, err = r.mountedDisk(s); err != nil {
-			return "", nil, fmt.Errorf("VPS %d's disk image: %w", s.ID, err)
-		}
-		defer m.Close()
-		// Held by a descriptor of this process, the tree stays readable after the VPS stops
-		// here (a live migration reads it again after the dump): its file system stays
-		// mounted, detached, until done, and so does the image's loop device.
-		// Its root, not upper/ itself: a path ending in the descriptor's link would name the
-		// link (lstat), not the directory.
-		fd, err := unix.Open(m.Dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-		if err != nil {
-			return "", nil, fmt.Errorf("VPS %d's disk image: %w", s.ID, &os.PathError{Op: "open", Path: m.Dir, Err: err})
-		}
-		return fmt.Sprintf("/proc/self/fd/%d/%s", fd, disk.UpperDir), func() { unix.Close(fd) }, nil
-	} else {
-		// A VPS just stopped: its image lets go once its monitor's mount namespace has ended.
-		deadline := time.Now().Add(attachWait)
-		for {
-			m, err = disk.Attach(r.St.Path(s.ID, monitor.DiskImage))
-			if !errors.Is(err, disk.ErrInUse) || time.Now().After(deadline) {
-				break
-			}
-			time.Sleep(20 * time.Millisecond)
+		return r.heldUpper(s)
+	}
+	// A VPS just stopped: its image lets go once its monitor's mount namespace has ended.
+	var m *disk.Mounted
+	for deadline := time.Now().Add(attachWait); ; time.Sleep(20 * time.Millisecond) {
+		m, err = disk.Attach(r.St.Path(s.ID, monitor.DiskImage))
+		if !errors.Is(err, disk.ErrInUse) || time.Now().After(deadline) {
+			break
 		}
 	}
 	if err != nil {
 		return "", nil, fmt.Errorf("VPS %d's disk image: %w", s.ID, err)
 	}
 	return m.Upper, func() { m.Close() }, nil
+}
+
+// heldUpper is privateTree for running VPS s with a disk image: its upper/ where its monitor
+// mounted it, reached through a descriptor of this process, so that the tree stays readable
+// after the VPS stops here (a live migration reads it again after the dump): its file system
+// stays mounted, detached, until done, and so does the image's loop device.
+func (r *Runtime) heldUpper(s *Status) (string, func(), error) {
+	m, err := r.mountedDisk(s)
+	if err != nil {
+		return "", nil, fmt.Errorf("VPS %d's disk image: %w", s.ID, err)
+	}
+	defer m.Close()
+	// Its root, not upper/ itself: a path ending in the descriptor's link would name the link
+	// (lstat), not the directory.
+	fd, err := unix.Open(m.Dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return "", nil, fmt.Errorf("VPS %d's disk image: %w", s.ID, &os.PathError{Op: "open", Path: m.Dir, Err: err})
+	}
+	return fmt.Sprintf("/proc/self/fd/%d/%s", fd, disk.UpperDir), func() { unix.Close(fd) }, nil
 }
 
 // attachWait bounds the wait for a stopped VPS's image to be let go by its last boot (see

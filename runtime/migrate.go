@@ -762,8 +762,9 @@ func (in *incoming) extractFinal(sr *streamReader, removed []string) (err error)
 	}()
 	priv, rename := x, func(name string) string { return name }
 	if in.r.hasImage(in.c.ID) {
-		img, err := disk.Attach(in.r.St.Path(in.c.ID, monitor.DiskImage))
-		if err != nil {
+		// (No := here: the deferred closes below report into the result.)
+		var img *disk.Mounted
+		if img, err = disk.Attach(in.r.St.Path(in.c.ID, monitor.DiskImage)); err != nil {
 			return fmt.Errorf("VPS %d's disk image: %w", in.c.ID, err)
 		}
 		defer img.Close() // before the restore, which mounts it
