@@ -3,15 +3,13 @@
 // and that reach host-wide kernel state or a large kernel attack surface.
 //
 // The program is built here, in pure Go, from the table in table.go, and `go generate` writes
-// it out twice, both files committed:
+// it out as prestart/vpsctl_seccomp.h (committed): a C header with the program as a struct
+// sock_filter array and a static installer, vpsctl_seccomp_install(), for the C code that runs
+// before the Go runtime (the init child and the joiner) to call just before execve(2). C
+// needs nothing from Go, and no libseccomp, at run time.
 //
-//   - vpsctl_seccomp.h: a C header with the program as a struct sock_filter array and a
-//     static installer, vpsctl_seccomp_install(), for the C code that runs before the Go
-//     runtime (the init child and the joiner) to call just before execve(2). C needs nothing
-//     from Go, and no libseccomp, at run time.
-//
-// TestGeneratedUpToDate fails when either file differs from what the table builds, so the
-// table, the header and the Go copy cannot drift apart.
+// TestGeneratedUpToDate fails when the header differs from what the table builds, so the
+// table and the header cannot drift apart.
 //
 // # Policy
 //

@@ -116,7 +116,7 @@ func buildProbe(t *testing.T) string {
 	exe := filepath.Join(dir, "probe")
 	// Static and not position-independent: the i386 calls pass pointers in 32-bit registers.
 	out, err := exec.Command("gcc", "-O2", "-Wall", "-Werror", "-static", "-no-pie", "-mno-red-zone",
-		"-o", exe, filepath.Join("testdata", "probe.c")).CombinedOutput()
+		"-I", HeaderDir, "-o", exe, filepath.Join("testdata", "probe.c")).CombinedOutput()
 	if err != nil {
 		t.Fatalf("gcc: %v\n%s", err, out)
 	}

@@ -25,7 +25,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "../vpsctl_seccomp.h"
+#include "vpsctl_seccomp.h" // in seccomp.HeaderDir (-I)
 
 static char empty[1];
 
