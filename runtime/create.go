@@ -207,20 +207,10 @@ func (r *Runtime) Create(ctx context.Context, o CreateOptions) error {
 	if err := r.stageDisk(ctx, stage, c, dl); err != nil {
 		return err
 	}
-	fault.Point("create-staged")
-	if o.Name != "" {
-		if err := r.St.ClaimName(o.Name, o.ID); err != nil {
-			return err
-		}
-	}
-	fault.Point("create-named")
-	if err := r.St.Commit(stage, o.ID); err != nil {
-		r.St.ReleaseName(o.Name, o.ID)
+	if err := r.commitCreate(stage, o.ID, o.Name); err != nil {
 		return err
 	}
 	committed = true
-	fault.Point("create-committed")
-	r.event(o.ID, o.Name, eventlog.Created, "")
 	return nil
 }
 
@@ -282,20 +272,10 @@ func (r *Runtime) createClustered(ctx context.Context, o CreateOptions, c *store
 	if err := r.stageFiles(stage, c, rootUID); err != nil {
 		return err
 	}
-	fault.Point("create-staged")
-	if o.Name != "" {
-		if err := r.St.ClaimName(o.Name, o.ID); err != nil {
-			return err
-		}
-	}
-	fault.Point("create-named")
-	if err := r.St.Commit(stage, o.ID); err != nil {
-		r.St.ReleaseName(o.Name, o.ID)
+	if err := r.commitCreate(stage, o.ID, o.Name); err != nil {
 		return err
 	}
 	committed = true
-	fault.Point("create-committed")
-	r.event(o.ID, o.Name, eventlog.Created, "")
 	final := claimOf(c)
 	r.settleLater(ctx, o.ID, &final)
 	fault.Point("create-settled")
@@ -379,4 +359,24 @@ func (r *Runtime) bindMounts(cur, add, del []string) ([]string, error) {
 		out = append(out, b.String())
 	}
 	return out, nil
+}
+
+// commitCreate makes the staged directory stage VPS id, named name ("": none): the name is
+// claimed, then the directory renamed into place (the commit), and the creation logged. On an
+// error nothing of it is left but the staged directory, the caller's to remove.
+func (r *Runtime) commitCreate(stage string, id container.ID, name string) error {
+	fault.Point("create-staged")
+	if name != "" {
+		if err := r.St.ClaimName(name, id); err != nil {
+			return err
+		}
+	}
+	fault.Point("create-named")
+	if err := r.St.Commit(stage, id); err != nil {
+		r.St.ReleaseName(name, id)
+		return err
+	}
+	fault.Point("create-committed")
+	r.event(id, name, eventlog.Created, "")
+	return nil
 }
