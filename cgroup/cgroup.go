@@ -139,6 +139,10 @@ type Manager interface {
 	// group leaves out the values a new group has already (withoutDefaults).
 	Set(r *Resources) error
 	Stats() (*Stats, error)
+	// Failures is Stats with only the failure counts filled in: OOMKills and the Failcnt of
+	// numproc, physpages and swappages, in that order (the cpu counter's throttling is a rate,
+	// not a refusal). Read from the few files that hold them: a stop's last reading.
+	Failures() (*Stats, error)
 	// Freeze stops every process and waits until the kernel reports the
 	// group frozen; on timeout it thaws again and returns ErrTimeout.
 	Freeze(timeout time.Duration) error

@@ -489,73 +489,49 @@ func (m *fs1) setDevices(r *Resources) error {
 }
 
 func (m *fs1) Stats() (*Stats, error) {
-	var errs []error
-	// dir is "" for an unmounted controller: nothing accounted, no limit.
-	dir := func(ctrl string) string { d, _ := m.dir(ctrl); return d }
-	get := func(d, name string) uint64 {
-		if d == "" {
-			return 0
-		}
-		v, err := optional(readUint(d, name))
-		errs = append(errs, err)
-		return v
-	}
+	var r statReader
 	limit := func(d, name string) uint64 {
 		if d == "" {
 			return Unlimited
 		}
 		v, err := optional(v1Limit(d, name))
-		errs = append(errs, err)
+		r.errs = append(r.errs, err)
 		if v < 0 {
 			return Unlimited
 		}
 		return uint64(v)
 	}
-	keyed := func(d, name string) map[string]uint64 {
-		if d == "" {
-			return nil
-		}
-		v, err := optional(readKeyed(d, name))
-		errs = append(errs, err)
-		return v
-	}
 	var st Stats
-	st.CPUUsageNs = get(dir("cpuacct"), "cpuacct.usage")
+	st.CPUUsageNs = r.get(m.dirOf("cpuacct"), "cpuacct.usage")
 
-	mem := dir("memory")
-	st.MemoryBytes = get(mem, "memory.usage_in_bytes")
-	st.MemoryMaxBytes = get(mem, "memory.max_usage_in_bytes")
-	memsw := get(mem, "memory.memsw.usage_in_bytes")
+	mem := m.dirOf("memory")
+	st.MemoryBytes = r.get(mem, "memory.usage_in_bytes")
+	st.MemoryMaxBytes = r.get(mem, "memory.max_usage_in_bytes")
+	memsw := r.get(mem, "memory.memsw.usage_in_bytes")
 	st.SwapBytes = memsw - min(memsw, st.MemoryBytes)
 	ml, swl := limit(mem, "memory.limit_in_bytes"), Unlimited
 	if l := limit(mem, "memory.memsw.limit_in_bytes"); l != Unlimited && ml != Unlimited {
 		swl = l - min(l, ml)
 	}
 
-	pids := dir("pids")
-	tasks := get(pids, "pids.current")
+	pids := m.dirOf("pids")
+	tasks := r.get(pids, "pids.current")
 	peak := tasks
 	if exists(pids, "pids.peak") {
-		peak = get(pids, "pids.peak")
+		peak = r.get(pids, "pids.peak")
 	}
 	pl := limit(pids, "pids.max")
 
 	cq := Unlimited
-	cpu := dir("cpu")
+	cpu := m.dirOf("cpu")
 	if cpu != "" {
 		s, err := optional(readFile(cpu, "cpu.cfs_quota_us"))
 		quota, perr := strconv.ParseInt(s, 10, 64)
 		if err == nil && perr == nil {
-			cq = quotaPct(quota, int64(get(cpu, "cpu.cfs_period_us")))
+			cq = quotaPct(quota, int64(r.get(cpu, "cpu.cfs_period_us")))
 		}
-		errs = append(errs, err)
+		r.errs = append(r.errs, err)
 	}
-	// Each failed charge counts once, in memsw's failcnt if memory+swap was
-	// full (the kernel tries memsw first), else in memory's: with no swap
-	// allowance a group out of RAM shows up in memsw only. (Linux 6.18
-	// leaves memsw's failcnt at 0, so such hits are not counted there.)
-	memFail, swFail := get(mem, "memory.failcnt"), get(mem, "memory.memsw.failcnt")
-	st.OOMKills = keyed(mem, "memory.oom_control")["oom_kill"]
 	// The count walks one hierarchy's tree, not every one's as Pids does (ten walks, most of
 	// a metrics scrape's cost): each process of the group is in it in every hierarchy (the
 	// group's owner moves its processes among its own subgroups only).
@@ -564,19 +540,52 @@ func (m *fs1) Stats() (*Stats, error) {
 	if count == "" {
 		count = filepath.Join(m.hiers[0].mount, m.rel)
 	}
-	errs = append(errs, treePids(count, one))
+	r.errs = append(r.errs, treePids(count, one))
 	st.Procs = uint64(len(one))
 
+	f := m.failures(&r)
+	st.OOMKills = f.OOMKills
 	st.Counters = []Counter{
-		{"numproc", tasks, peak, pl, pl, keyed(pids, "pids.events")["max"]},
-		{"physpages", pages(st.MemoryBytes), pages(st.MemoryMaxBytes), pages(ml), pages(ml), memFail + swFail},
-		{"swappages", pages(st.SwapBytes), pages(st.SwapBytes), pages(swl), pages(swl), swFail},
-		{"cpu", st.CPUUsageNs, st.CPUUsageNs, cq, cq, keyed(cpu, "cpu.stat")["nr_throttled"]},
+		{"numproc", tasks, peak, pl, pl, f.Counters[0].Failcnt},
+		{"physpages", pages(st.MemoryBytes), pages(st.MemoryMaxBytes), pages(ml), pages(ml), f.Counters[1].Failcnt},
+		{"swappages", pages(st.SwapBytes), pages(st.SwapBytes), pages(swl), pages(swl), f.Counters[2].Failcnt},
+		{"cpu", st.CPUUsageNs, st.CPUUsageNs, cq, cq, r.keyed(cpu, "cpu.stat")["nr_throttled"]},
 	}
-	if err := errors.Join(errs...); err != nil {
+	if err := r.err(); err != nil {
 		return nil, err
 	}
 	return &st, nil
+}
+
+func (m *fs1) Failures() (*Stats, error) {
+	var r statReader
+	st := m.failures(&r)
+	if err := r.err(); err != nil {
+		return nil, err
+	}
+	return st, nil
+}
+
+// failures reads what Failures returns.
+func (m *fs1) failures(r *statReader) *Stats {
+	mem := m.dirOf("memory")
+	// Each failed charge counts once, in memsw's failcnt if memory+swap was
+	// full (the kernel tries memsw first), else in memory's: with no swap
+	// allowance a group out of RAM shows up in memsw only. (Linux 6.18
+	// leaves memsw's failcnt at 0, so such hits are not counted there.)
+	memFail, swFail := r.get(mem, "memory.failcnt"), r.get(mem, "memory.memsw.failcnt")
+	return &Stats{OOMKills: r.keyed(mem, "memory.oom_control")["oom_kill"], Counters: []Counter{
+		{Resource: "numproc", Failcnt: r.keyed(m.dirOf("pids"), "pids.events")["max"]},
+		{Resource: "physpages", Failcnt: memFail + swFail},
+		{Resource: "swappages", Failcnt: swFail},
+	}}
+}
+
+// dirOf is the group's directory in the hierarchy holding ctrl, "" if none is mounted (nothing
+// accounted, no limit).
+func (m *fs1) dirOf(ctrl string) string {
+	d, _ := m.dir(ctrl)
+	return d
 }
 
 func (m *fs1) Freeze(timeout time.Duration) error {

@@ -380,6 +380,7 @@ func TestFS1MemoryLimit(t *testing.T) {
 	if n, _ := readUint(mdir, "memory.failcnt"); n == 0 {
 		t.Error("memory.failcnt is 0")
 	}
+	checkFailures(t, m, st)
 }
 
 func TestFS1Nested(t *testing.T) {

@@ -193,63 +193,73 @@ func (m *fs2) cpuMax() (quota, period int64, err error) {
 func (m *fs2) Stats() (*Stats, error) {
 	d := m.dir
 	var (
-		st   Stats
-		errs []error
+		st  Stats
+		r   statReader
+		err error
 	)
-	get := func(name string) uint64 {
-		v, err := optional(readUint(d, name))
-		errs = append(errs, err)
-		return v
-	}
-	keyed := func(name string) map[string]uint64 {
-		v, err := optional(readKeyed(d, name))
-		errs = append(errs, err)
-		return v
-	}
 	limit := func(name string) uint64 {
 		if !exists(d, name) {
 			return Unlimited // not accounted here: no limit
 		}
-		return get(name)
+		return r.get(d, name)
 	}
 	peak := func(name string, held uint64) uint64 {
 		if !exists(d, name) {
 			return held // older kernels keep no peak
 		}
-		return get(name)
+		return r.get(d, name)
 	}
 
-	cpu := keyed("cpu.stat")
+	cpu := r.keyed(d, "cpu.stat")
 	st.CPUUsageNs = cpu["usage_usec"] * 1000
-	st.MemoryBytes = get("memory.current")
+	st.MemoryBytes = r.get(d, "memory.current")
 	st.MemoryMaxBytes = peak("memory.peak", st.MemoryBytes)
-	st.SwapBytes = get("memory.swap.current")
+	st.SwapBytes = r.get(d, "memory.swap.current")
 	pids, err := m.Pids()
-	errs = append(errs, err)
+	r.errs = append(r.errs, err)
 	st.Procs = uint64(len(pids))
 
-	tasks := get("pids.current")
+	tasks := r.get(d, "pids.current")
 	pl := limit("pids.max")
 	ml := limit("memory.max")
 	sl := limit("memory.swap.max")
 	quota, period := int64(-1), int64(0)
 	if exists(d, "cpu.max") {
 		quota, period, err = m.cpuMax()
-		errs = append(errs, err)
+		r.errs = append(r.errs, err)
 	}
 	cq := quotaPct(quota, period)
-	memEvents := keyed("memory.events")
-	st.OOMKills = memEvents["oom_kill"]
+	f := m.failures(&r)
+	st.OOMKills = f.OOMKills
 	st.Counters = []Counter{
-		{"numproc", tasks, peak("pids.peak", tasks), pl, pl, keyed("pids.events")["max"]},
-		{"physpages", pages(st.MemoryBytes), pages(st.MemoryMaxBytes), pages(ml), pages(ml), memEvents["max"]},
-		{"swappages", pages(st.SwapBytes), pages(peak("memory.swap.peak", st.SwapBytes)), pages(sl), pages(sl), keyed("memory.swap.events")["max"]},
+		{"numproc", tasks, peak("pids.peak", tasks), pl, pl, f.Counters[0].Failcnt},
+		{"physpages", pages(st.MemoryBytes), pages(st.MemoryMaxBytes), pages(ml), pages(ml), f.Counters[1].Failcnt},
+		{"swappages", pages(st.SwapBytes), pages(peak("memory.swap.peak", st.SwapBytes)), pages(sl), pages(sl), f.Counters[2].Failcnt},
 		{"cpu", st.CPUUsageNs, st.CPUUsageNs, cq, cq, cpu["nr_throttled"]},
 	}
-	if err := errors.Join(errs...); err != nil {
+	if err := r.err(); err != nil {
 		return nil, err
 	}
 	return &st, nil
+}
+
+func (m *fs2) Failures() (*Stats, error) {
+	var r statReader
+	st := m.failures(&r)
+	if err := r.err(); err != nil {
+		return nil, err
+	}
+	return st, nil
+}
+
+// failures reads what Failures returns.
+func (m *fs2) failures(r *statReader) *Stats {
+	memEvents := r.keyed(m.dir, "memory.events")
+	return &Stats{OOMKills: memEvents["oom_kill"], Counters: []Counter{
+		{Resource: "numproc", Failcnt: r.keyed(m.dir, "pids.events")["max"]},
+		{Resource: "physpages", Failcnt: memEvents["max"]},
+		{Resource: "swappages", Failcnt: r.keyed(m.dir, "memory.swap.events")["max"]},
+	}}
 }
 
 func (m *fs2) Freeze(timeout time.Duration) error {

@@ -282,6 +282,7 @@ func TestFS2LimitFiles(t *testing.T) {
 	if !slices.Equal(st.Counters, wantC) {
 		t.Errorf("counters\n got %+v\nwant %+v", st.Counters, wantC)
 	}
+	checkFailures(t, m, st)
 
 	// Unlimited; files a hierarchy lacks are skipped where documented.
 	for _, f := range []string{"memory.swap.max", "io.bfq.weight", "io.weight"} {

@@ -219,3 +219,20 @@ func newV2At(mountpoint, rel string) (Manager, error) {
 	}
 	return newFS2(path.Clean(mountpoint), rel), nil
 }
+
+// checkFailures fails t unless m's Failures are st's failure counts (st: m's Stats, read when
+// nothing in the group could change them).
+func checkFailures(t *testing.T, m Manager, st *Stats) {
+	t.Helper()
+	f, err := m.Failures()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := &Stats{OOMKills: st.OOMKills}
+	for _, c := range st.Counters[:3] {
+		want.Counters = append(want.Counters, Counter{Resource: c.Resource, Failcnt: c.Failcnt})
+	}
+	if f.OOMKills != want.OOMKills || !slices.Equal(f.Counters, want.Counters) {
+		t.Errorf("Failures %+v, want %+v (from Stats)", f, want)
+	}
+}

@@ -73,6 +73,30 @@ func readKeyed(dir, name string) (map[string]uint64, error) {
 	return m, nil
 }
 
+// statReader reads a group's counter files for Stats and Failures, gathering their errors: a
+// file that does not exist, or a dir of "" (a controller not mounted), reads as zero.
+type statReader struct{ errs []error }
+
+func (r *statReader) get(dir, name string) uint64 {
+	if dir == "" {
+		return 0
+	}
+	v, err := optional(readUint(dir, name))
+	r.errs = append(r.errs, err)
+	return v
+}
+
+func (r *statReader) keyed(dir, name string) map[string]uint64 {
+	if dir == "" {
+		return nil
+	}
+	v, err := optional(readKeyed(dir, name))
+	r.errs = append(r.errs, err)
+	return v
+}
+
+func (r *statReader) err() error { return errors.Join(r.errs...) }
+
 // optional turns "file does not exist" into the zero value: Stats reports
 // 0 for what a hierarchy does not account.
 func optional[T any](v T, err error) (T, error) {

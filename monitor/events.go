@@ -58,7 +58,7 @@ func (m *monitor) booted(boot int) {
 func (m *monitor) initEnded(st syscall.WaitStatus, reboot bool) {
 	name := m.name()
 	if cg, err := cgroup.New(spec.CgroupPath(m.id)); err == nil {
-		if cs, err := cg.Stats(); err == nil {
+		if cs, err := cg.Failures(); err == nil {
 			for _, e := range CounterEvents(m.st, m.id, name, cs) {
 				emit(e)
 			}
@@ -99,7 +99,8 @@ func endCause(st syscall.WaitStatus) string {
 const countersFile = "counters"
 
 // Reading is what counter events compare: each beancounter's failcnt but the cpu one's (a CPU
-// limit throttles every period it is reached: a rate, not a refusal) and the OOM kills.
+// limit throttles every period it is reached: a rate, not a refusal) and the OOM kills, all of
+// which cgroup.Manager.Failures reads (Stats too).
 func Reading(cs *cgroup.Stats) map[string]uint64 {
 	r := map[string]uint64{eventlog.OOMCounter: cs.OOMKills}
 	for _, c := range cs.Counters {

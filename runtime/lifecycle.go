@@ -272,7 +272,7 @@ func (r *Runtime) stopLocked(ctx context.Context, id container.ID, o StopOptions
 	}
 	fault.Mark("stop-monitor-gone")
 	// The groups are still there (their removal is next): their counters' last rises.
-	if cs, err := cg.Stats(); err == nil {
+	if cs, err := cg.Failures(); err == nil {
 		r.logLastCounters(id, s.Name, cs)
 	}
 	r.event(id, s.Name, eventlog.Stopped, cause)
