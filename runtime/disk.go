@@ -68,7 +68,7 @@ func (r *Runtime) hasImage(id container.ID) bool {
 // (through the monitor's mount namespace, from the host).
 func (r *Runtime) mountedDisk(s *Status) (*disk.Mounted, error) {
 	if s.run == nil || !proc.Alive(s.run.MonitorPID, s.run.MonitorStart) {
-		return nil, fmt.Errorf("VPS %d: its monitor is gone: its disk cannot be reached until it restarts", s.ID)
+		return nil, fmt.Errorf("VPS %d: its monitor is gone: its disk image cannot be reached until the VPS is stopped or restarted", s.ID)
 	}
 	return disk.Open(r.St.Path(s.ID, monitor.DiskImage), fmt.Sprintf("/proc/%d/root%s", s.run.MonitorPID, r.St.Path(s.ID, monitor.DiskDir)))
 }
@@ -106,7 +106,7 @@ func (r *Runtime) privateTree(s *Status) (dir string, done func(), err error) {
 func (r *Runtime) heldUpper(s *Status) (string, func(), error) {
 	m, err := r.mountedDisk(s)
 	if err != nil {
-		return "", nil, fmt.Errorf("VPS %d's disk image: %w", s.ID, err)
+		return "", nil, err
 	}
 	defer m.Close()
 	// Its root, not upper/ itself: a path ending in the descriptor's link would name the link

@@ -302,6 +302,29 @@ func TestDiskSpaceMoves(t *testing.T) {
 	// A copy whose files do not fit the image its limit makes (the source's limit lowered by
 	// hand in its vps.conf, below what its image holds): refused, nothing left.
 	must(t, "exec", id, "--", "dd", "if=/dev/zero", "of=/root/big", "bs=1M", "count=262")
+
+	// A running VPS whose monitor is gone (killed): its image, mounted in the monitor's mount
+	// namespace, is out of reach: a backup and a clone are refused, saying so, with nothing
+	// made; a stop still ends the VPS, and its image is let go.
+	monitor := status(t, id).MonitorPID
+	if monitor <= 0 {
+		t.Fatalf("no monitor: %+v", status(t, id))
+	}
+	if err := syscall.Kill(monitor, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5e9, "the monitor to be gone", func() bool { return status(t, id).MonitorPID == 0 })
+	r = expectCode(t, 3, "backup", id, filepath.Join(dir, "orphan.tar.zst"))
+	if !strings.Contains(r.err, "monitor is gone") || strings.Count(r.err, "VPS "+id) != 1 {
+		t.Fatalf("backup of a VPS without its monitor: %s", r.err)
+	}
+	if ents, _ := os.ReadDir(dir); len(ents) != 1 {
+		t.Fatalf("a refused backup left files: %v", ents)
+	}
+	expectCode(t, 3, "clone", id, refused)
+	if s := status(t, refused); s.State != "deleted" {
+		t.Fatalf("a refused clone made %+v", s)
+	}
 	must(t, "stop", "--kill", id)
 	conf := filepath.Join(root, "vps", id, "vps.conf")
 	b, err := os.ReadFile(conf)
