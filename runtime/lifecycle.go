@@ -184,7 +184,7 @@ func (r *Runtime) stopLocked(ctx context.Context, id container.ID, o StopOptions
 		*left = monitor.Leftovers{MntNS: -1}
 	}
 	stopF := r.St.Path(id, monitor.StopFile)
-	s, err := r.Status(id)
+	s, err := r.status(id, false) // its freezer is read below
 	if err == nil && s.State == "running" && s.InitPID == 0 && s.MonitorPID > 0 {
 		// Rebooting: ask the monitor not to boot again, and wait for it to finish. A monitor
 		// holding a reboot loop back waits for a SIGTERM (its stop request) to end the wait.
@@ -213,13 +213,6 @@ func (r *Runtime) stopLocked(ctx context.Context, id container.ID, o StopOptions
 	}
 	defer os.Remove(stopF)
 	fault.Point("stop-requested")
-	cg, err := cgroup.New(spec.CgroupPath(id))
-	if err != nil {
-		return err
-	}
-	if s.Suspended {
-		cg.Thaw()
-	}
 	initfd, err := unix.PidfdOpen(s.InitPID, 0)
 	if err == nil {
 		defer unix.Close(initfd)
@@ -239,6 +232,20 @@ func (r *Runtime) stopLocked(ctx context.Context, id container.ID, o StopOptions
 		// cgroups are removed.
 		held = proc.HoldMountNS(initfd, s.InitPID)
 	}
+	// A kill is sent first: the group is looked up (a read of the mount table) and a suspended
+	// VPS thawed while the kernel kills (a frozen process dies of its SIGKILL once thawed).
+	pidns := slices.Contains(s.Namespaces, "pid")
+	killed := o.Kill && !exited && pidns
+	if killed {
+		unix.PidfdSendSignal(initfd, unix.SIGKILL, nil, 0)
+	}
+	cg, err := cgroup.New(spec.CgroupPath(id))
+	if err != nil {
+		return err
+	}
+	if frozen, _ := cg.Frozen(); frozen {
+		cg.Thaw()
+	}
 	if !o.Kill && !exited {
 		unix.PidfdSendSignal(initfd, spec.PoweroffSignal(s.InitPID), nil, 0)
 		fault.Point("stop-signalled")
@@ -251,11 +258,13 @@ func (r *Runtime) stopLocked(ctx context.Context, id container.ID, o StopOptions
 	if !exited {
 		cause += ": killed"
 	}
-	if !exited && initfd >= 0 && slices.Contains(s.Namespaces, "pid") {
+	if !exited && initfd >= 0 && pidns {
 		// SIGKILL to the init of a PID namespace kills every process in it, and its pidfd
 		// turns readable only once they are all gone (zap_pid_ns_processes): no freeze is
 		// needed, and no race with a guest that forks while being killed.
-		unix.PidfdSendSignal(initfd, unix.SIGKILL, nil, 0)
+		if !killed {
+			unix.PidfdSendSignal(initfd, unix.SIGKILL, nil, 0)
+		}
 		exited = proc.WaitPidfd(ctx, initfd, 5*time.Second)
 		fault.Point("stop-killed")
 	}

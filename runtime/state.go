@@ -69,7 +69,11 @@ func (s *Status) Line() string {
 }
 
 // Status reports VPS id's state; a VPS that does not exist is "deleted" (not an error).
-func (r *Runtime) Status(id container.ID) (*Status, error) {
+func (r *Runtime) Status(id container.ID) (*Status, error) { return r.status(id, true) }
+
+// status is Status; without frozen, a running VPS's Suspended is left false (its freezer is not
+// read: that takes the cgroup hierarchies' lookup, which a stop does while its kill is under way).
+func (r *Runtime) status(id container.ID, frozen bool) (*Status, error) {
 	c, err := r.St.LoadConfig(id)
 	if errors.Is(err, store.ErrNotExist) {
 		return &Status{ID: id, State: "deleted", IPs: []string{}, NetIfs: []string{}}, nil
@@ -93,7 +97,9 @@ func (r *Runtime) Status(id container.ID) (*Status, error) {
 			if proc.Alive(run.MonitorPID, run.MonitorStart) {
 				s.MonitorPID = run.MonitorPID
 			}
-			if cg, err := cgroup.New(spec.CgroupPath(c.ID)); err == nil {
+			if !frozen {
+				s.Suspended = false
+			} else if cg, err := cgroup.New(spec.CgroupPath(c.ID)); err == nil {
 				s.Suspended, _ = cg.Frozen()
 			}
 		} else if (run.Phase == "rebooting" || run.Phase == "backoff") && proc.Alive(run.MonitorPID, run.MonitorStart) {
