@@ -248,17 +248,23 @@ func TestDiskSpaceMoves(t *testing.T) {
 	if err := syscall.Flock(int(img.Fd()), syscall.LOCK_EX); err != nil {
 		t.Fatal(err)
 	}
-	r := expectCode(t, 32, "backup", id, filepath.Join(dir, "held.tar.zst"))
-	if !strings.Contains(r.err, "attached elsewhere") {
-		t.Fatalf("backup of an image attached elsewhere: %s", r.err)
+	// bothRefused: a backup and a clone of the VPS fail with code, the backup's message saying
+	// want, and make nothing (dir holds the first backup only).
+	bothRefused := func(code int, want string) {
+		t.Helper()
+		r := expectCode(t, code, "backup", id, filepath.Join(dir, "refused.tar.zst"))
+		if !strings.Contains(r.err, want) || strings.Count(r.err, "VPS "+id) != 1 {
+			t.Fatalf("refused backup: %s, want one message saying %q", r.err, want)
+		}
+		if ents, _ := os.ReadDir(dir); len(ents) != 1 {
+			t.Fatalf("a refused backup left files: %v", ents)
+		}
+		expectCode(t, code, "clone", id, refused)
+		if s := status(t, refused); s.State != "deleted" {
+			t.Fatalf("a refused clone made %+v", s)
+		}
 	}
-	if ents, _ := os.ReadDir(dir); len(ents) != 1 {
-		t.Fatalf("a refused backup left files: %v", ents)
-	}
-	expectCode(t, 32, "clone", id, refused)
-	if s := status(t, refused); s.State != "deleted" {
-		t.Fatalf("a refused clone made %+v", s)
-	}
+	bothRefused(32, "attached elsewhere")
 	img.Close()
 
 	// Migrated stopped, then back live: the first round read where the monitor mounted the
@@ -314,17 +320,7 @@ func TestDiskSpaceMoves(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, 5e9, "the monitor to be gone", func() bool { return status(t, id).MonitorPID == 0 })
-	r = expectCode(t, 3, "backup", id, filepath.Join(dir, "orphan.tar.zst"))
-	if !strings.Contains(r.err, "monitor is gone") || strings.Count(r.err, "VPS "+id) != 1 {
-		t.Fatalf("backup of a VPS without its monitor: %s", r.err)
-	}
-	if ents, _ := os.ReadDir(dir); len(ents) != 1 {
-		t.Fatalf("a refused backup left files: %v", ents)
-	}
-	expectCode(t, 3, "clone", id, refused)
-	if s := status(t, refused); s.State != "deleted" {
-		t.Fatalf("a refused clone made %+v", s)
-	}
+	bothRefused(3, "monitor is gone")
 	must(t, "stop", "--kill", id)
 	conf := filepath.Join(root, "vps", id, "vps.conf")
 	b, err := os.ReadFile(conf)
@@ -335,7 +331,7 @@ func TestDiskSpaceMoves(t *testing.T) {
 	if err := os.WriteFile(conf, lowered, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	r = expectCode(t, 21, "clone", id, refused)
+	r := expectCode(t, 21, "clone", id, refused)
 	if !strings.Contains(r.err, "in use") {
 		t.Fatalf("a clone too large for its limit: %s", r.err)
 	}
