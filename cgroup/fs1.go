@@ -557,14 +557,7 @@ func (m *fs1) Stats() (*Stats, error) {
 	return &st, nil
 }
 
-func (m *fs1) Failures() (*Stats, error) {
-	var r statReader
-	st := m.failures(&r)
-	if err := r.err(); err != nil {
-		return nil, err
-	}
-	return st, nil
-}
+func (m *fs1) Failures() (*Stats, error) { return readStats(m.failures) }
 
 // failures reads what Failures returns.
 func (m *fs1) failures(r *statReader) *Stats {

@@ -243,14 +243,7 @@ func (m *fs2) Stats() (*Stats, error) {
 	return &st, nil
 }
 
-func (m *fs2) Failures() (*Stats, error) {
-	var r statReader
-	st := m.failures(&r)
-	if err := r.err(); err != nil {
-		return nil, err
-	}
-	return st, nil
-}
+func (m *fs2) Failures() (*Stats, error) { return readStats(m.failures) }
 
 // failures reads what Failures returns.
 func (m *fs2) failures(r *statReader) *Stats {

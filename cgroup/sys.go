@@ -97,6 +97,16 @@ func (r *statReader) keyed(dir, name string) map[string]uint64 {
 
 func (r *statReader) err() error { return errors.Join(r.errs...) }
 
+// readStats is read's Stats, or the errors of its reads.
+func readStats(read func(*statReader) *Stats) (*Stats, error) {
+	var r statReader
+	st := read(&r)
+	if err := r.err(); err != nil {
+		return nil, err
+	}
+	return st, nil
+}
+
 // optional turns "file does not exist" into the zero value: Stats reports
 // 0 for what a hierarchy does not account.
 func optional[T any](v T, err error) (T, error) {
