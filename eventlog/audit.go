@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/vpsctl/vpsctl/internal/sysfile"
 )
 
 // Record is one line of STATE/audit.log: who ran which changing command, and how it ended.
@@ -49,7 +51,7 @@ func NewRecord(argv []string, exit int, getenv func(string) string) Record {
 // loginUID reads /proc/self/loginuid: the UID the session logged in as, which su and sudo do
 // not change. (uid_t)-1 or no such file (no audit support): nil.
 func loginUID() *int {
-	b, err := os.ReadFile("/proc/self/loginuid")
+	b, err := sysfile.ReadFile("/proc/self/loginuid")
 	if err != nil {
 		return nil
 	}

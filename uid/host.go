@@ -2,14 +2,16 @@ package uid
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+
+	"github.com/vpsctl/vpsctl/internal/sysfile"
 )
 
 // A VPS's range must not hold host IDs that belong to someone else on the host: a host user
@@ -143,15 +145,14 @@ func ReadHostReservations(etc string) ([]Reservation, error) {
 		{"group", func(r io.Reader, n string) ([]Reservation, error) { return ParseHostAccounts(r, n, 4) }},
 	} {
 		p := filepath.Join(etc, f.name)
-		fh, err := os.Open(p)
+		b, err := sysfile.ReadFile(p)
 		if errors.Is(err, fs.ErrNotExist) {
 			continue
 		}
 		if err != nil {
 			return nil, err
 		}
-		res, err := f.parse(fh, p)
-		fh.Close()
+		res, err := f.parse(bytes.NewReader(b), p)
 		if err != nil {
 			return nil, fmt.Errorf("read %s: %w", p, err)
 		}
