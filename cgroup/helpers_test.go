@@ -236,3 +236,33 @@ func checkFailures(t *testing.T, m Manager, st *Stats) {
 		t.Errorf("Failures %+v, want %+v (from Stats)", f, want)
 	}
 }
+
+// BenchmarkStats and BenchmarkFailures: a group's whole reading (list, stats, metrics) against
+// the failure counts alone, which a stop reads last (Manager.Failures).
+func BenchmarkStats(b *testing.B)    { benchmarkReading(b, Manager.Stats) }
+func BenchmarkFailures(b *testing.B) { benchmarkReading(b, Manager.Failures) }
+
+func benchmarkReading(b *testing.B, read func(Manager) (*Stats, error)) {
+	requireRoot(b)
+	m, err := New(testParent + "/bench")
+	if err != nil {
+		b.Fatal(err)
+	}
+	parent, err := New(testParent)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() {
+		if err := parent.Destroy(5 * time.Second); err != nil {
+			b.Errorf("cleanup destroy: %v", err)
+		}
+	})
+	if err := m.Create(); err != nil {
+		b.Fatal(err)
+	}
+	for b.Loop() {
+		if _, err := read(m); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
