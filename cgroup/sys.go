@@ -201,7 +201,7 @@ func poll(timeout time.Duration, done func() (bool, error)) error {
 // subtree lists dir and every directory below it, each parent before its
 // children. A missing dir yields nothing: groups may vanish while we walk.
 func subtree(dir string) ([]string, error) {
-	ents, err := os.ReadDir(dir)
+	ents, err := sysfile.ReadDir(dir)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}
@@ -369,7 +369,7 @@ func freezeKill(m Manager, member func(int) bool, timeout time.Duration) error {
 // wholeDisks returns "MAJ:MIN" of every whole disk: /sys/block lists disks,
 // never partitions.
 func wholeDisks() ([]string, error) {
-	ents, err := os.ReadDir("/sys/block")
+	ents, err := sysfile.ReadDir("/sys/block")
 	if err != nil {
 		return nil, err
 	}

@@ -201,7 +201,7 @@ func (s *Store) SaveConfig(c *Config) error {
 
 // IDs returns the IDs of all existing VPSs, sorted.
 func (s *Store) IDs() ([]container.ID, error) {
-	ents, err := os.ReadDir(filepath.Join(s.Root, "vps"))
+	ents, err := sysfile.ReadDir(filepath.Join(s.Root, "vps"))
 	if err != nil {
 		return nil, err
 	}
@@ -368,7 +368,7 @@ func lockDir(dir string, nonblocking bool) (*os.File, error) {
 // Sweep removes staging directories of processes that no longer run (a create or destroy
 // killed half-way). Name entries left dangling by such a crash are taken over by ClaimName.
 func (s *Store) Sweep() {
-	ents, _ := os.ReadDir(filepath.Join(s.Root, "tmp"))
+	ents, _ := sysfile.ReadDir(filepath.Join(s.Root, "tmp"))
 	for _, e := range ents {
 		parts := strings.SplitN(e.Name(), "-", 3)
 		if len(parts) != 3 {

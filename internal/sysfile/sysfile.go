@@ -14,6 +14,8 @@ package sysfile
 import (
 	"io"
 	"os"
+	"slices"
+	"strings"
 
 	"golang.org/x/sys/unix"
 )
@@ -52,6 +54,20 @@ func OpenFile(path string, flags int, perm uint32) (*os.File, error) {
 		return nil, err
 	}
 	return os.NewFile(uintptr(fd), path), nil
+}
+
+// ReadDir returns the entries of directory path sorted by name, as os.ReadDir (whose os.File
+// goes through the netpoller's set-up and, for the first file a process opens, the netpoller's
+// own).
+func ReadDir(path string) ([]os.DirEntry, error) {
+	f, err := OpenFile(path, unix.O_RDONLY|unix.O_DIRECTORY, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	ents, err := f.ReadDir(-1)
+	slices.SortFunc(ents, func(a, b os.DirEntry) int { return strings.Compare(a.Name(), b.Name()) })
+	return ents, err
 }
 
 // ReadFile returns the whole content of path, as os.ReadFile.

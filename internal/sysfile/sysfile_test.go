@@ -11,6 +11,38 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// TestReadDir: what os.ReadDir returns (entries sorted by name, each with its type), and its
+// errors: a missing directory is fs.ErrNotExist naming it; a file is not a directory.
+func TestReadDir(t *testing.T) {
+	dir := t.TempDir()
+	for _, n := range []string{"b", "a", "c"} {
+		if err := os.Mkdir(filepath.Join(dir, n), 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := WriteFile(filepath.Join(dir, "0file"), []byte("x"), os.O_CREATE, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	got, err := ReadDir(dir)
+	want, werr := os.ReadDir(dir)
+	if err != nil || werr != nil || len(got) != len(want) {
+		t.Fatalf("ReadDir: %v, %v; os.ReadDir: %v, %v", got, err, want, werr)
+	}
+	for i := range got {
+		if got[i].Name() != want[i].Name() || got[i].IsDir() != want[i].IsDir() {
+			t.Fatalf("entry %d: %s (dir %v), want %s (dir %v)", i, got[i].Name(), got[i].IsDir(), want[i].Name(), want[i].IsDir())
+		}
+	}
+	var pe *os.PathError
+	missing := filepath.Join(dir, "missing")
+	if _, err := ReadDir(missing); !errors.Is(err, fs.ErrNotExist) || !errors.As(err, &pe) || pe.Path != missing {
+		t.Fatalf("ReadDir of a missing directory: %v", err)
+	}
+	if _, err := ReadDir(filepath.Join(dir, "0file")); !errors.Is(err, unix.ENOTDIR) {
+		t.Fatalf("ReadDir of a file: %v", err)
+	}
+}
+
 // TestReadWrite: a file larger than the first buffer is read whole; a write replaces with
 // O_TRUNC and creates with O_CREAT at the given mode (umask aside); missing files are
 // fs.ErrNotExist as *os.PathError naming them.
