@@ -527,7 +527,13 @@ func RemoveAll(dir string) error {
 
 // UnmountBelow detaches every mount below dir, deepest first.
 func UnmountBelow(dir string) {
-	below, err := mountinfo.GetMounts(func(mi *mountinfo.Info) (skip, stop bool) {
+	// Read with sysfile (mountinfo.GetMounts' os.File is polled: the netpoller's set-up, in a
+	// command that has no other use for it), parsed by the library.
+	b, err := sysfile.ReadFile("/proc/thread-self/mountinfo")
+	if err != nil {
+		return
+	}
+	below, err := mountinfo.GetMountsFromReader(bytes.NewReader(b), func(mi *mountinfo.Info) (skip, stop bool) {
 		return !strings.HasPrefix(mi.Mountpoint, dir+"/"), false
 	})
 	if err != nil {
