@@ -23,7 +23,7 @@ var testParent = fmt.Sprintf("vpsctl-test-%d", os.Getpid())
 
 // listing returns the top-level entries of every hierarchy under
 // /sys/fs/cgroup, leaving out other test runs' parents.
-func listing(t *testing.T) map[string][]string {
+func listing(t testing.TB) map[string][]string {
 	t.Helper()
 	out := map[string][]string{}
 	hs, err := os.ReadDir(cgroupRoot)
@@ -49,7 +49,7 @@ func listing(t *testing.T) map[string][]string {
 
 // checkNothingLeft registers a cleanup, run after every later one, that
 // fails t if any hierarchy's top level differs from now.
-func checkNothingLeft(t *testing.T) {
+func checkNothingLeft(t testing.TB) {
 	t.Helper()
 	before := listing(t)
 	t.Cleanup(func() {
@@ -64,7 +64,7 @@ func checkNothingLeft(t *testing.T) {
 
 // newGroup returns the Manager of testParent/name, created, and removes it
 // (killing what is left in it) and testParent when t ends.
-func newGroup(t *testing.T, name string, newm func(rel string) (Manager, error)) Manager {
+func newGroup(t testing.TB, name string, newm func(rel string) (Manager, error)) Manager {
 	t.Helper()
 	requireRoot(t)
 	checkNothingLeft(t)
@@ -243,23 +243,7 @@ func BenchmarkStats(b *testing.B)    { benchmarkReading(b, Manager.Stats) }
 func BenchmarkFailures(b *testing.B) { benchmarkReading(b, Manager.Failures) }
 
 func benchmarkReading(b *testing.B, read func(Manager) (*Stats, error)) {
-	requireRoot(b)
-	m, err := New(testParent + "/bench")
-	if err != nil {
-		b.Fatal(err)
-	}
-	parent, err := New(testParent)
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() {
-		if err := parent.Destroy(5 * time.Second); err != nil {
-			b.Errorf("cleanup destroy: %v", err)
-		}
-	})
-	if err := m.Create(); err != nil {
-		b.Fatal(err)
-	}
+	m := newGroup(b, "bench", New)
 	for b.Loop() {
 		if _, err := read(m); err != nil {
 			b.Fatal(err)
