@@ -1,7 +1,6 @@
 package cgroup
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -47,11 +46,7 @@ var v1Controllers = []string{"blkio", "cpu", "cpuacct", "cpuset", "devices", "fr
 // elsewhere), one mount per hierarchy.
 var v1Hierarchies = sync.OnceValues(func() ([]hierarchy, error) {
 	// One read of the mount table for both kinds (it is long on a host with many VPSs' mounts).
-	b, err := sysfile.ReadFile("/proc/thread-self/mountinfo")
-	if err != nil {
-		return nil, err
-	}
-	mounts, err := mountinfo.GetMountsFromReader(bytes.NewReader(b), func(mi *mountinfo.Info) (skip, stop bool) {
+	mounts, err := sysfile.Mounts(0, func(mi *mountinfo.Info) (skip, stop bool) {
 		return mi.FSType != "cgroup" && mi.FSType != "cgroup2", false
 	})
 	if err != nil {

@@ -12,14 +12,13 @@ import (
 	"strings"
 	"time"
 
-	"github.com/moby/sys/mountinfo"
-
 	"github.com/vpsctl/vpsctl/cgroup"
 	"github.com/vpsctl/vpsctl/container"
 	"github.com/vpsctl/vpsctl/criu"
 	"github.com/vpsctl/vpsctl/eventlog"
 	"github.com/vpsctl/vpsctl/internal/proc"
 	"github.com/vpsctl/vpsctl/internal/spec"
+	"github.com/vpsctl/vpsctl/internal/sysfile"
 	"github.com/vpsctl/vpsctl/monitor"
 	"github.com/vpsctl/vpsctl/network"
 	"github.com/vpsctl/vpsctl/pidns"
@@ -206,12 +205,10 @@ func (r *Runtime) dump(ctx context.Context, s *Status, dir string, d dumpSpec, p
 // of the dump under keys of ours (--external mnt[MOUNTPOINT]:KEY) and for the restore to mount
 // again from the host it runs on: LXCFS's views, --bindmount directories and device nodes.
 func (r *Runtime) externals(s *Status) ([]string, map[string]monitor.External) {
-	f, err := os.Open(fmt.Sprintf("/proc/%d/mountinfo", s.InitPID))
+	mounts, err := sysfile.Mounts(s.InitPID, nil)
 	if err != nil {
 		return nil, nil
 	}
-	defer f.Close()
-	mounts, _ := mountinfo.GetMountsFromReader(f, nil)
 	mounted := map[string]string{}
 	for _, m := range mounts {
 		mounted[m.Mountpoint] = m.FSType
@@ -494,12 +491,10 @@ func (r *Runtime) externalResources(s *Status) []string {
 		}
 	}
 	var out []string
-	f, err := os.Open(fmt.Sprintf("/proc/%d/mountinfo", s.InitPID))
+	mounts, err := sysfile.Mounts(s.InitPID, nil)
 	if err != nil {
 		return nil
 	}
-	defer f.Close()
-	mounts, _ := mountinfo.GetMountsFromReader(f, nil)
 	for _, m := range mounts {
 		if binds[m.Mountpoint] {
 			continue

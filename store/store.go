@@ -527,13 +527,7 @@ func RemoveAll(dir string) error {
 
 // UnmountBelow detaches every mount below dir, deepest first.
 func UnmountBelow(dir string) {
-	// Read with sysfile (mountinfo.GetMounts' os.File is polled: the netpoller's set-up, in a
-	// command that has no other use for it), parsed by the library.
-	b, err := sysfile.ReadFile("/proc/thread-self/mountinfo")
-	if err != nil {
-		return
-	}
-	below, err := mountinfo.GetMountsFromReader(bytes.NewReader(b), func(mi *mountinfo.Info) (skip, stop bool) {
+	below, err := sysfile.Mounts(0, func(mi *mountinfo.Info) (skip, stop bool) {
 		return !strings.HasPrefix(mi.Mountpoint, dir+"/"), false
 	})
 	if err != nil {

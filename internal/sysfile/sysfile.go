@@ -12,10 +12,14 @@
 package sysfile
 
 import (
+	"bytes"
 	"io"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
+
+	"github.com/moby/sys/mountinfo"
 
 	"golang.org/x/sys/unix"
 )
@@ -68,6 +72,21 @@ func ReadDir(path string) ([]os.DirEntry, error) {
 	ents, err := f.ReadDir(-1)
 	slices.SortFunc(ents, func(a, b os.DirEntry) int { return strings.Compare(a.Name(), b.Name()) })
 	return ents, err
+}
+
+// Mounts is the mount table of process pid (0: the calling thread's), the entries filter keeps:
+// vpsctl's one reader of a mount table, read here and parsed by moby/sys/mountinfo (whose
+// GetMounts opens a polled os.File).
+func Mounts(pid int, filter mountinfo.FilterFunc) ([]*mountinfo.Info, error) {
+	path := "/proc/thread-self/mountinfo"
+	if pid != 0 {
+		path = "/proc/" + strconv.Itoa(pid) + "/mountinfo"
+	}
+	b, err := ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	return mountinfo.GetMountsFromReader(bytes.NewReader(b), filter)
 }
 
 // ReadFile returns the whole content of path, as os.ReadFile.

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/moby/sys/mountinfo"
 	"golang.org/x/sys/unix"
 )
 
@@ -40,6 +41,29 @@ func TestReadDir(t *testing.T) {
 	}
 	if _, err := ReadDir(filepath.Join(dir, "0file")); !errors.Is(err, unix.ENOTDIR) {
 		t.Fatalf("ReadDir of a file: %v", err)
+	}
+}
+
+// TestMounts: the calling thread's table and another process's (by PID) are read, filtered,
+// and parsed as the library parses them (other tests may mount meanwhile: the root's entry is
+// what is compared); a process that does not exist is fs.ErrNotExist.
+func TestMounts(t *testing.T) {
+	want, err := mountinfo.GetMounts(mountinfo.SingleEntryFilter("/"))
+	if err != nil || len(want) != 1 {
+		t.Fatalf("the library's entry for /: %v, %v", want, err)
+	}
+	for _, pid := range []int{0, os.Getpid()} {
+		all, err := Mounts(pid, nil)
+		if err != nil || len(all) < 2 {
+			t.Fatalf("Mounts(%d): %d entries, %v", pid, len(all), err)
+		}
+		root, err := Mounts(pid, mountinfo.SingleEntryFilter("/"))
+		if err != nil || len(root) != 1 || *root[0] != *want[0] {
+			t.Fatalf("Mounts(%d) filtered to /: %v, %v; want %+v", pid, root, err, want[0])
+		}
+	}
+	if _, err := Mounts(1<<22+1, nil); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("Mounts of no process: %v", err)
 	}
 }
 
