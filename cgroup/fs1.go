@@ -539,11 +539,11 @@ func (m *fs1) Stats() (*Stats, error) {
 	st.Procs = uint64(len(one))
 
 	f := m.failures(&r)
-	st.OOMKills = f.OOMKills
+	st.OOMKills = f.oomKills
 	st.Counters = []Counter{
-		{"numproc", tasks, peak, pl, pl, f.Counters[0].Failcnt},
-		{"physpages", pages(st.MemoryBytes), pages(st.MemoryMaxBytes), pages(ml), pages(ml), f.Counters[1].Failcnt},
-		{"swappages", pages(st.SwapBytes), pages(st.SwapBytes), pages(swl), pages(swl), f.Counters[2].Failcnt},
+		{"numproc", tasks, peak, pl, pl, f.numproc},
+		{"physpages", pages(st.MemoryBytes), pages(st.MemoryMaxBytes), pages(ml), pages(ml), f.physpages},
+		{"swappages", pages(st.SwapBytes), pages(st.SwapBytes), pages(swl), pages(swl), f.swappages},
 		{"cpu", st.CPUUsageNs, st.CPUUsageNs, cq, cq, r.keyed(cpu, "cpu.stat")["nr_throttled"]},
 	}
 	if err := r.err(); err != nil {
@@ -552,21 +552,17 @@ func (m *fs1) Stats() (*Stats, error) {
 	return &st, nil
 }
 
-func (m *fs1) Failures() (*Stats, error) { return readStats(m.failures) }
+func (m *fs1) Failures() (*Stats, error) { return readFailures(m.failures) }
 
-// failures reads what Failures returns.
-func (m *fs1) failures(r *statReader) *Stats {
+func (m *fs1) failures(r *statReader) failCounts {
 	mem := m.dirOf("memory")
 	// Each failed charge counts once, in memsw's failcnt if memory+swap was
 	// full (the kernel tries memsw first), else in memory's: with no swap
 	// allowance a group out of RAM shows up in memsw only. (Linux 6.18
 	// leaves memsw's failcnt at 0, so such hits are not counted there.)
 	memFail, swFail := r.get(mem, "memory.failcnt"), r.get(mem, "memory.memsw.failcnt")
-	return &Stats{OOMKills: r.keyed(mem, "memory.oom_control")["oom_kill"], Counters: []Counter{
-		{Resource: "numproc", Failcnt: r.keyed(m.dirOf("pids"), "pids.events")["max"]},
-		{Resource: "physpages", Failcnt: memFail + swFail},
-		{Resource: "swappages", Failcnt: swFail},
-	}}
+	return failCounts{oomKills: r.keyed(mem, "memory.oom_control")["oom_kill"],
+		numproc: r.keyed(m.dirOf("pids"), "pids.events")["max"], physpages: memFail + swFail, swappages: swFail}
 }
 
 // dirOf is the group's directory in the hierarchy holding ctrl, "" if none is mounted (nothing

@@ -230,11 +230,11 @@ func (m *fs2) Stats() (*Stats, error) {
 	}
 	cq := quotaPct(quota, period)
 	f := m.failures(&r)
-	st.OOMKills = f.OOMKills
+	st.OOMKills = f.oomKills
 	st.Counters = []Counter{
-		{"numproc", tasks, peak("pids.peak", tasks), pl, pl, f.Counters[0].Failcnt},
-		{"physpages", pages(st.MemoryBytes), pages(st.MemoryMaxBytes), pages(ml), pages(ml), f.Counters[1].Failcnt},
-		{"swappages", pages(st.SwapBytes), pages(peak("memory.swap.peak", st.SwapBytes)), pages(sl), pages(sl), f.Counters[2].Failcnt},
+		{"numproc", tasks, peak("pids.peak", tasks), pl, pl, f.numproc},
+		{"physpages", pages(st.MemoryBytes), pages(st.MemoryMaxBytes), pages(ml), pages(ml), f.physpages},
+		{"swappages", pages(st.SwapBytes), pages(peak("memory.swap.peak", st.SwapBytes)), pages(sl), pages(sl), f.swappages},
 		{"cpu", st.CPUUsageNs, st.CPUUsageNs, cq, cq, cpu["nr_throttled"]},
 	}
 	if err := r.err(); err != nil {
@@ -243,16 +243,12 @@ func (m *fs2) Stats() (*Stats, error) {
 	return &st, nil
 }
 
-func (m *fs2) Failures() (*Stats, error) { return readStats(m.failures) }
+func (m *fs2) Failures() (*Stats, error) { return readFailures(m.failures) }
 
-// failures reads what Failures returns.
-func (m *fs2) failures(r *statReader) *Stats {
+func (m *fs2) failures(r *statReader) failCounts {
 	memEvents := r.keyed(m.dir, "memory.events")
-	return &Stats{OOMKills: memEvents["oom_kill"], Counters: []Counter{
-		{Resource: "numproc", Failcnt: r.keyed(m.dir, "pids.events")["max"]},
-		{Resource: "physpages", Failcnt: memEvents["max"]},
-		{Resource: "swappages", Failcnt: r.keyed(m.dir, "memory.swap.events")["max"]},
-	}}
+	return failCounts{oomKills: memEvents["oom_kill"], numproc: r.keyed(m.dir, "pids.events")["max"],
+		physpages: memEvents["max"], swappages: r.keyed(m.dir, "memory.swap.events")["max"]}
 }
 
 func (m *fs2) Freeze(timeout time.Duration) error {

@@ -97,14 +97,27 @@ func (r *statReader) keyed(dir, name string) map[string]uint64 {
 
 func (r *statReader) err() error { return errors.Join(r.errs...) }
 
-// readStats is read's Stats, or the errors of its reads.
-func readStats(read func(*statReader) *Stats) (*Stats, error) {
+// failCounts are a group's failure counts: what Failures returns, and Stats' OOMKills and
+// Failcnts.
+type failCounts struct{ oomKills, numproc, physpages, swappages uint64 }
+
+// stats is f as Failures returns it.
+func (f failCounts) stats() *Stats {
+	return &Stats{OOMKills: f.oomKills, Counters: []Counter{
+		{Resource: "numproc", Failcnt: f.numproc},
+		{Resource: "physpages", Failcnt: f.physpages},
+		{Resource: "swappages", Failcnt: f.swappages},
+	}}
+}
+
+// readFailures is Failures of a group whose counts read reads, or the errors of its reads.
+func readFailures(read func(*statReader) failCounts) (*Stats, error) {
 	var r statReader
-	st := read(&r)
+	f := read(&r)
 	if err := r.err(); err != nil {
 		return nil, err
 	}
-	return st, nil
+	return f.stats(), nil
 }
 
 // optional turns "file does not exist" into the zero value: Stats reports
