@@ -1,5 +1,5 @@
-// Package sysfile reads and writes small files (kernfs, procfs, sysfs, vpsctl's state) with
-// plain system calls.
+// Package sysfile reads and writes small files (kernfs, procfs, sysfs, vpsctl's state) and
+// lists directories with plain system calls, and is vpsctl's one reader of a mount table.
 //
 // An os.File is made for Go's netpoller: opening one sets the descriptor non-blocking, tries to
 // register it with epoll (which succeeds for the kernel's pollable pseudo-files, cgroup and
