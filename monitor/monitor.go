@@ -610,6 +610,8 @@ func (m *monitor) boot(c *store.Config) (*bootState, error) {
 		return nil, err
 	}
 	fault.Mark("monitor-prepared")
+	lx := startLXCFSClones(m.st.Root, m.hostNS)
+	defer lx.close()
 	ok := false
 	defer func() {
 		if !ok {
@@ -660,20 +662,20 @@ func (m *monitor) boot(c *store.Config) (*bootState, error) {
 		if len(stdio) != 3 {
 			stdio = []*os.File{os.Stdin, os.Stdout, os.Stderr}
 		}
-		return m.bootRest(c, b, res, tpl, idmap, userns, "/dev/null", stdio[0], stdio[1], stdio[2], &ok)
+		return m.bootRest(c, b, res, tpl, idmap, userns, "/dev/null", stdio[0], stdio[1], stdio[2], lx, &ok)
 	}
 	slave, consolePath, err := m.newConsole(b, idmap, userns)
 	if err != nil {
 		return nil, err
 	}
 	defer slave.Close()
-	return m.bootRest(c, b, res, tpl, idmap, userns, consolePath, slave, slave, slave, &ok)
+	return m.bootRest(c, b, res, tpl, idmap, userns, consolePath, slave, slave, slave, lx, &ok)
 }
 
 // bootRest is the part of boot after the console: clone the init child, its rootfs and
 // network, and hand over.
 func (m *monitor) bootRest(c *store.Config, b *bootState, res *cgroup.Resources, tpl string, idmap uid.Range, userns bool,
-	consolePath string, stdin, stdout, stderr *os.File, ok *bool) (*bootState, error) {
+	consolePath string, stdin, stdout, stderr *os.File, lx *lxcfsClones, ok *bool) (*bootState, error) {
 	var err error
 
 	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
@@ -759,7 +761,7 @@ func (m *monitor) bootRest(c *store.Config, b *bootState, res *cgroup.Resources,
 	}
 	defer unix.Close(rootFd)
 	fault.Mark("monitor-guest-mounts")
-	extra, warnings, _, err := m.guestMounts(c, pid, userns, int(idmap.Host))
+	extra, warnings, err := m.guestMounts(c, pid, userns, int(idmap.Host), lx)
 	if err != nil {
 		return nil, err
 	}

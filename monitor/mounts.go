@@ -28,7 +28,7 @@ type extraMount struct {
 // --bindmount directories (idmapped with its user namespace, read-only if asked), the nodes of
 // its devices and features, and LXCFS's views of its limits. What cannot be had makes a warning
 // (LXCFS) or fails the boot (a bind mount whose host directory is gone); done closes the fds.
-func (m *monitor) guestMounts(c *store.Config, pid int, userns bool, rootUID int) (mounts []extraMount, warnings []string, lxcfsDir string, err error) {
+func (m *monitor) guestMounts(c *store.Config, pid int, userns bool, rootUID int, lx *lxcfsClones) (mounts []extraMount, warnings []string, err error) {
 	defer func() {
 		if err != nil {
 			closeMounts(mounts)
@@ -38,24 +38,24 @@ func (m *monitor) guestMounts(c *store.Config, pid int, userns bool, rootUID int
 	var nsfd int = -1
 	if userns && len(c.BindMounts) > 0 {
 		if nsfd, err = sysfile.Open(fmt.Sprintf("/proc/%d/ns/user", pid), os.O_RDONLY, 0); err != nil {
-			return nil, nil, "", err
+			return nil, nil, err
 		}
 		defer unix.Close(nsfd)
 	}
 	for _, s := range c.BindMounts {
 		b, err := spec.ParseBindMount(s, m.st.Root)
 		if err != nil {
-			return mounts, nil, "", err
+			return mounts, nil, err
 		}
 		fd, err := bindClone(b, nsfd)
 		if err != nil {
-			return mounts, nil, "", fmt.Errorf("bind mount %s: %w", b, err)
+			return mounts, nil, fmt.Errorf("bind mount %s: %w", b, err)
 		}
 		mounts = append(mounts, extraMount{fd, strings.TrimPrefix(b.VPS, "/")})
 	}
 	devs, err := spec.Devices(c)
 	if err != nil {
-		return mounts, nil, "", err
+		return mounts, nil, err
 	}
 	for _, d := range devs {
 		if d.Rule.Major < 0 || d.Rule.Minor < 0 || d.Rule.Type == 'a' {
@@ -63,19 +63,55 @@ func (m *monitor) guestMounts(c *store.Config, pid int, userns bool, rootUID int
 		}
 		host, vps, err := m.deviceNode(d, rootUID)
 		if err != nil {
-			return mounts, nil, "", fmt.Errorf("device %s: %w", d.Rule, err)
+			return mounts, nil, fmt.Errorf("device %s: %w", d.Rule, err)
 		}
 		fd, err := unix.OpenTree(unix.AT_FDCWD, host, unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC)
 		if err != nil {
-			return mounts, nil, "", fmt.Errorf("device %s: %w", d.Rule, os.NewSyscallError("open_tree", err))
+			return mounts, nil, fmt.Errorf("device %s: %w", d.Rule, os.NewSyscallError("open_tree", err))
 		}
 		mounts = append(mounts, extraMount{fd, vps})
 	}
-	views, dir, lerr := lxcfsViews(m.st.Root, m.hostNS)
+	views, lerr := lx.take()
 	if lerr != nil {
-		return mounts, []string{fmt.Sprintf("no LXCFS views (%v): it sees the host's memory, CPUs and uptime", lerr)}, "", nil
+		return mounts, []string{fmt.Sprintf("no LXCFS views (%v): it sees the host's memory, CPUs and uptime", lerr)}, nil
 	}
-	return append(mounts, views...), nil, dir, nil
+	return append(mounts, views...), nil, nil
+}
+
+// lxcfsClones are a boot's LXCFS views (lxcfsViews), cloned on a goroutine of their own from
+// the boot's start on: they need nothing of the VPS's but its state root, and LXCFS answers
+// their lookups (and a liveness check: a statfs and a stat, each a round trip to the LXCFS
+// daemon) while the init child is cloned and the root file system mounted, instead of after.
+type lxcfsClones struct {
+	done  chan struct{}
+	views []extraMount
+	err   error
+	taken bool
+}
+
+func startLXCFSClones(root string, hostNS int) *lxcfsClones {
+	l := &lxcfsClones{done: make(chan struct{})}
+	go func() {
+		defer close(l.done)
+		l.views, _, l.err = lxcfsViews(root, hostNS)
+	}()
+	return l
+}
+
+// take waits for the views; the caller closes them from then on.
+func (l *lxcfsClones) take() ([]extraMount, error) {
+	<-l.done
+	l.taken = true
+	return l.views, l.err
+}
+
+// close waits for the views and closes them, unless they were taken.
+func (l *lxcfsClones) close() {
+	<-l.done
+	if !l.taken {
+		closeMounts(l.views)
+		l.views = nil
+	}
 }
 
 // lxcfsViews are detached clones of the LXCFS files (lxcfs.Files), LXCFS started if it runs
