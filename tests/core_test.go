@@ -267,6 +267,13 @@ func TestMonitorRests(t *testing.T) {
 	if s := status(t, id); s.MonitorPID != mon || s.Boots != 2 {
 		t.Fatalf("after the reboot: monitor %d boots %d, want monitor %d, boot 2", s.MonitorPID, s.Boots, mon)
 	}
+	// The monitor keeps its mounts of the VPS's root for a boot (unmounting them waited for RCU
+	// grace periods): the reboot replaced the first boot's, it did not stack a second pair.
+	for _, d := range []string{"root", "lower"} {
+		if n := mountsAt(t, mon, filepath.Join(root, "vps", id, d)); n != 1 {
+			t.Errorf("after the reboot, the monitor's namespace has %d mounts at the VPS's %s, want 1", n, d)
+		}
+	}
 	waitFor(t, 5*time.Second, "the monitor to rest in C again", func() bool { return threads(mon) == 1 })
 	// The console connection made before the reboot shows the second boot's messages.
 	deadline := time.Now().Add(10 * time.Second)
@@ -296,6 +303,22 @@ func TestMonitorRests(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(root, "vps", id, "run.json")); !os.IsNotExist(err) {
 		t.Fatalf("run.json left after the monitor's own stop: %v", err)
 	}
+}
+
+// mountsAt counts the mounts at mount point dir in process pid's mount namespace.
+func mountsAt(t *testing.T, pid int, dir string) int {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/mountinfo", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, l := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(l); len(f) > 4 && f[4] == dir {
+			n++
+		}
+	}
+	return n
 }
 
 // TestDestroyReclaims: destroy commits by a rename and returns; a background process deletes
