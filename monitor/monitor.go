@@ -1074,7 +1074,7 @@ func (b *bootState) teardown() {
 		if b.keep != nil {
 			// Every process of the VPS died with its init (the PID namespace's): its groups
 			// are empty, and its mounts are in no one's way.
-			b.keep(Leftovers{CG: b.cg, MntNS: fd})
+			b.keep(Leftovers{CG: b.cg, MntNS: HeldNS(fd)})
 			b.kept = true
 		} else {
 			released := proc.ReleaseMountNS(fd)

@@ -296,7 +296,7 @@ func (r *Runtime) removeIncoming(ctx context.Context, c *store.Config, lk *store
 	if err := r.moveBack(ctx, c.ID); err != nil {
 		return err
 	}
-	left := monitor.Leftovers{MntNS: -1}
+	left := monitor.Leftovers{}
 	if s, err := r.Status(c.ID); err == nil && s.State == "running" {
 		if nc, err := spec.Net(c); err == nil {
 			if err := network.Teardown(c.ID, nc); err != nil {

@@ -181,7 +181,7 @@ func (r *Runtime) handOff(id container.ID, lk *store.Lock, left monitor.Leftover
 // VPS's groups and mount namespace instead of their removal (see monitor.Leftovers); it is cleared first.
 func (r *Runtime) stopLocked(ctx context.Context, id container.ID, o StopOptions, left *monitor.Leftovers) error {
 	if left != nil {
-		*left = monitor.Leftovers{MntNS: -1}
+		*left = monitor.Leftovers{}
 	}
 	stopF := r.St.Path(id, monitor.StopFile)
 	s, err := r.status(id, false) // its freezer is read below
@@ -217,19 +217,29 @@ func (r *Runtime) stopLocked(ctx context.Context, id container.ID, o StopOptions
 	if err == nil {
 		defer unix.Close(initfd)
 	}
+	exited := initfd < 0
+	// The mount namespaces held while the VPS's processes and its monitor exit (as a `run`
+	// holds its VPS's, bootState.setInit): the namespace's end would unmount everything in it
+	// inside the init's exit, or the monitor's, which the stop waits for, and wait there for
+	// an RCU grace period. They are released below, while the groups are removed, or by the
+	// remover; on an error, here.
+	held, monNS := -1, -1
+	defer func() {
+		for _, fd := range []int{held, monNS} {
+			if fd >= 0 {
+				unix.Close(fd)
+			}
+		}
+	}()
 	var monfd int = -1
 	if s.MonitorPID > 0 {
 		if fd, err := unix.PidfdOpen(s.MonitorPID, 0); err == nil {
 			monfd = fd
 			defer unix.Close(fd)
+			monNS = proc.HoldMountNS(fd, s.MonitorPID)
 		}
 	}
-	exited := initfd < 0
-	held := -1
 	if !exited && slices.Contains(s.Namespaces, "mnt") {
-		// As a `run` does (bootState.setInit): with the VPS's mount namespace held, the init's
-		// death does not wait for its mounts to be torn down; they are, below, while the
-		// cgroups are removed.
 		held = proc.HoldMountNS(initfd, s.InitPID)
 	}
 	// A kill is sent first: the group is looked up (a read of the mount table) and a suspended
@@ -293,13 +303,16 @@ func (r *Runtime) stopLocked(ctx context.Context, id container.ID, o StopOptions
 		// Killed here, the stop leaves groups the next start removes (repair); the mount
 		// namespace dies with this process.
 		fault.Point("stop-cleared")
-		left.CG, left.MntNS = cg, held
+		left.CG, left.MntNS = cg, monitor.HeldNS(held, monNS)
+		held, monNS = -1, -1
 		fault.Mark("stop-repaired")
 		return nil
 	}
-	released := proc.ReleaseMountNS(held)
+	released, monReleased := proc.ReleaseMountNS(held), proc.ReleaseMountNS(monNS)
+	held, monNS = -1, -1
 	r.repair(id)
 	<-released
+	<-monReleased
 	fault.Mark("stop-repaired")
 	return nil
 }

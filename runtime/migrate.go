@@ -507,7 +507,7 @@ func (m *migration) removeHere(ctx context.Context) error {
 	if c, err := r.St.LoadConfig(id); err == nil {
 		name = c.Name
 	}
-	if err := r.destroyLocked(ctx, id, m.lk, name, monitor.Leftovers{MntNS: -1}, nil, false); err != nil {
+	if err := r.destroyLocked(ctx, id, m.lk, name, monitor.Leftovers{}, nil, false); err != nil {
 		return fmt.Errorf("VPS %d runs on %s, but removing it here failed: %w", id, m.o.Dest, err)
 	}
 	return nil

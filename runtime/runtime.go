@@ -99,9 +99,6 @@ func (r *Runtime) takeHeld(id container.ID) (monitor.Leftovers, bool) {
 	defer r.heldMu.Unlock()
 	left, ok := r.held[id]
 	delete(r.held, id)
-	if !ok {
-		left = monitor.Leftovers{MntNS: -1}
-	}
 	return left, ok
 }
 

@@ -123,7 +123,7 @@ func WaitPidfd(ctx context.Context, pidfd int, timeout time.Duration) bool {
 	}
 }
 
-// holdMountNS opens the mount namespace of the process pidfd refers to (PID pid), or returns
+// HoldMountNS opens the mount namespace of the process pidfd refers to (PID pid), or returns
 // -1. The /proc path is checked against the pidfd afterwards: if the process was still alive
 // then, the PID was still its own when the namespace was opened.
 func HoldMountNS(pidfd, pid int) int {
@@ -138,7 +138,7 @@ func HoldMountNS(pidfd, pid int) int {
 	return fd
 }
 
-// releaseMountNS closes fd (if >= 0) on a thread of its own: the close of a namespace's last
+// ReleaseMountNS closes fd (if >= 0) on a thread of its own: the close of a namespace's last
 // reference unmounts everything in it. The channel is closed when that is done.
 func ReleaseMountNS(fd int) <-chan struct{} {
 	done := make(chan struct{})
