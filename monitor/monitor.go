@@ -99,6 +99,10 @@ type monitor struct {
 	// command, host name and stdio the init child then gets) or the keeper stops (nil).
 	spare   func() *Claim
 	claimed *Claim
+	// thread: the boot runs on a run's own OS thread (RunHere), whose mount namespace ends with
+	// the thread, after the run has let go of the VPS's lock: its mounts of the VPS's root go
+	// as soon as the init child has its clone (see prepareRootfs).
+	thread bool
 }
 
 func monitorMain() int {
@@ -240,6 +244,7 @@ func (m *monitor) loop(boot int) int {
 		}
 		if err != nil {
 			log.Printf("boot %d failed: %v", boot, err)
+			m.dropRootfs()
 			m.fail(err)
 			m.st.ClearRun(m.id)
 			return 1
@@ -263,6 +268,7 @@ func (m *monitor) loop(boot int) int {
 			b.pumpConsole()
 		}
 		st := b.wait(term, func() { m.requestStop(b) })
+		m.dropRootfs()
 		if _, err := m.ownRun(); err != nil {
 			// As the reaper's hand-back does (after): the next command repairs.
 			log.Printf("init exited (%v), but %v: leaving the VPS as it is", describeWait(st), err)
@@ -940,26 +946,37 @@ func (m *monitor) cloneInit(req prestart.CloneRequest) (int, error) {
 }
 
 // prepareRootfs mounts the VPS's root (see mountRootfs) and returns a detached clone of it for
-// the init child to attach in its own mount namespace. The monitor's own mounts stay, private
-// to its mount namespace, until its next boot (an in-VPS reboot), which detaches them first, or
-// its exit: an unmount that frees mounts waits for an RCU grace period (namespace_unlock's
-// synchronize_rcu_expedited: 0.1-0.4 ms each while the other CPU is busy, two per boot on the
-// start's critical path), and the namespace's end at the monitor's exit takes one for all its
-// mounts anyway. (A run's boot thread: its namespace ends with the thread.)
+// the init child to attach in its own mount namespace. A monitor's own mounts stay, private to
+// its mount namespace, while the VPS runs: an unmount that frees mounts waits for an RCU grace
+// period (namespace_unlock's synchronize_rcu_expedited: 0.1-0.4 ms each while the other CPU is
+// busy, two per boot on the start's critical path). They go when the boot has ended
+// (dropRootfs), before the VPS is seen stopped or boots again, or with the monitor's mount
+// namespace, which a stop holds and its remover closes before the VPS's lock is let go of: a
+// next boot mounts an overlay on the same upper directory, which no other may still use.
 func (m *monitor) prepareRootfs(c *store.Config, tpl string, pid int, userns bool) (int, error) {
-	for _, d := range []string{"root", "lower"} {
-		unix.Unmount(m.st.Path(m.id, d), unix.MNT_DETACH) // EINVAL: nothing there (a first boot)
-	}
+	m.dropRootfs() // none, unless a boot that failed before its end was noticed left them
 	unmount, err := m.mountRootfs(c, tpl, pid, userns)
 	if err != nil {
 		return -1, err
 	}
+	if m.thread {
+		defer unmount()
+	}
 	rfd, err := unix.OpenTree(unix.AT_FDCWD, m.st.Path(m.id, "root"), unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC|unix.AT_RECURSIVE)
 	if err != nil {
-		unmount()
+		if !m.thread {
+			unmount()
+		}
 		return -1, fmt.Errorf("clone rootfs mount: %w", os.NewSyscallError("open_tree", err))
 	}
 	return rfd, nil
+}
+
+// dropRootfs detaches the monitor's own mounts of the VPS's root (see prepareRootfs), if any.
+func (m *monitor) dropRootfs() {
+	for _, d := range []string{"root", "lower"} {
+		unix.Unmount(m.st.Path(m.id, d), unix.MNT_DETACH) // EINVAL: nothing mounted there
+	}
 }
 
 // mountRootfs mounts the VPS's root at STATE/vps/ID/root in the monitor's mount namespace: the

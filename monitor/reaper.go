@@ -145,6 +145,7 @@ func (m *monitor) after(st, fds string) int {
 			m.console.adoptClient(file)
 		}
 	}
+	m.dropRootfs() // the boot has ended
 	// The run state must still be this monitor's (ownRun).
 	run, err := m.ownRun()
 	if err != nil {

@@ -42,7 +42,7 @@ func RunHere(st *store.Store, id container.ID, argv []string, stdio []*os.File, 
 			return
 		}
 		m := &monitor{st: st, id: id, oneshot: argv, stdio: stdio, keep: keep, volatile: keep != nil,
-			reportFn: func(msg Report) { res.msg = msg }, spare: spare, hostNS: hostNS}
+			reportFn: func(msg Report) { res.msg = msg }, spare: spare, hostNS: hostNS, thread: true}
 		res.code = m.runOnce()
 	}()
 	res := <-done

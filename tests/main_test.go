@@ -6,6 +6,7 @@ package tests
 import (
 	"bytes"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,6 +18,7 @@ import (
 	"time"
 
 	"github.com/vpsctl/vpsctl/store"
+	"golang.org/x/sys/unix"
 )
 
 var (
@@ -75,7 +77,13 @@ func TestMain(m *testing.M) {
 		fmt.Fprintf(os.Stderr, "lxcfs start: %v\n%s", err, out)
 		os.Exit(1)
 	}
+	klog := openKernelLog() // for the tests without checkClean's own
 	code := m.Run()
+	if bad := klog.overlaysShared(); len(bad) > 0 {
+		fmt.Fprintf(os.Stderr, "tests: the kernel warned of overlays sharing an upper directory:\n%s\n", strings.Join(bad, "\n"))
+		code = 1
+	}
+	klog.close()
 	// Last resort: never leave VPSs of this run behind, even after a failed test.
 	if kept == "" {
 		ids, _ := os.ReadDir(filepath.Join(root, "vps"))
@@ -249,9 +257,14 @@ func checkClean(t *testing.T, ids ...string) {
 	// they are not this test's, so the "before" is taken once they are done.
 	settleRemovers(t)
 	before := snapshot(t)
+	klog := openKernelLog()
 	t.Cleanup(func() {
+		defer klog.close()
 		for _, id := range ids {
 			vpsctl(t, "destroy", "--force", id)
+		}
+		for _, m := range klog.overlaysShared() {
+			t.Errorf("kernel: %s", m)
 		}
 		var after hostState
 		// The monitor finishes its cleanup asynchronously after an in-VPS poweroff; allow it
@@ -265,6 +278,67 @@ func checkClean(t *testing.T, ids ...string) {
 		}
 		t.Errorf("host not left as found:\nbefore: %+v\nafter:  %+v", before, after)
 	})
+}
+
+// kernelLog reads the kernel's log from where it ended when it was opened (/dev/kmsg).
+type kernelLog struct{ fd int }
+
+// openKernelLog opens the kernel's log at its end; a log that cannot be read is an empty one
+// (read returns nothing).
+func openKernelLog() kernelLog {
+	fd, err := unix.Open("/dev/kmsg", unix.O_RDONLY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return kernelLog{-1}
+	}
+	if _, err := unix.Seek(fd, 0, io.SeekEnd); err != nil {
+		unix.Close(fd)
+		return kernelLog{-1}
+	}
+	return kernelLog{fd}
+}
+
+func (k kernelLog) close() {
+	if k.fd >= 0 {
+		unix.Close(k.fd)
+	}
+}
+
+// overlaysShared are the kernel's warnings of two overlays on one upper directory at once (a
+// boot's while an ended boot's was still mounted somewhere), which must never happen.
+func (k kernelLog) overlaysShared() []string {
+	var bad []string
+	for _, m := range k.read() {
+		if strings.Contains(m, "in-use as upperdir/workdir") {
+			bad = append(bad, m)
+		}
+	}
+	return bad
+}
+
+// read returns the messages logged since the last read: each record is one message
+// ("PRIORITY,SEQUENCE,TIME,FLAGS;TEXT"), EAGAIN once none is left, EPIPE for records
+// overwritten before they were read (skipped).
+func (k kernelLog) read() []string {
+	if k.fd < 0 {
+		return nil
+	}
+	var msgs []string
+	buf := make([]byte, 8192)
+	for i := 0; i < 100000; i++ {
+		n, err := unix.Read(k.fd, buf)
+		if err == unix.EPIPE || err == unix.EINTR {
+			continue
+		}
+		if err != nil || n <= 0 {
+			break
+		}
+		rec := string(buf[:n])
+		if semi := strings.IndexByte(rec, ';'); semi >= 0 {
+			rec = rec[semi+1:]
+		}
+		msgs = append(msgs, strings.TrimRight(rec, "\n"))
+	}
+	return msgs
 }
 
 // settleRemovers waits, bounded and without failing, until no VPS lock of the state root is
