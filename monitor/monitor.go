@@ -955,24 +955,20 @@ func (m *monitor) cloneInit(req prestart.CloneRequest) (int, error) {
 // next boot mounts an overlay on the same upper directory, which no other may still use.
 func (m *monitor) prepareRootfs(c *store.Config, tpl string, pid int, userns bool) (int, error) {
 	m.dropRootfs() // none, unless a boot that failed before its end was noticed left them
-	unmount, err := m.mountRootfs(c, tpl, pid, userns)
-	if err != nil {
+	if err := m.mountRootfs(c, tpl, pid, userns); err != nil {
 		return -1, err
 	}
-	if m.thread {
-		defer unmount()
-	}
 	rfd, err := unix.OpenTree(unix.AT_FDCWD, m.st.Path(m.id, "root"), unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC|unix.AT_RECURSIVE)
+	if err != nil || m.thread {
+		m.dropRootfs()
+	}
 	if err != nil {
-		if !m.thread {
-			unmount()
-		}
 		return -1, fmt.Errorf("clone rootfs mount: %w", os.NewSyscallError("open_tree", err))
 	}
 	return rfd, nil
 }
 
-// dropRootfs detaches the monitor's own mounts of the VPS's root (see prepareRootfs), if any.
+// dropRootfs detaches the monitor's own mounts of the VPS's root (see mountRootfs), if any.
 func (m *monitor) dropRootfs() {
 	for _, d := range []string{"root", "lower"} {
 		unix.Unmount(m.st.Path(m.id, d), unix.MNT_DETACH) // EINVAL: nothing mounted there
@@ -981,12 +977,12 @@ func (m *monitor) dropRootfs() {
 
 // mountRootfs mounts the VPS's root at STATE/vps/ID/root in the monitor's mount namespace: the
 // template, idmapped to the VPS's range through the user namespace of process pid, under an
-// overlay whose upper layer is the private area. unmount removes it again.
-func (m *monitor) mountRootfs(c *store.Config, tpl string, pid int, userns bool) (unmount func(), err error) {
+// overlay whose upper layer is the private area. dropRootfs removes it again.
+func (m *monitor) mountRootfs(c *store.Config, tpl string, pid int, userns bool) error {
 	lower, root := m.st.Path(m.id, "lower"), m.st.Path(m.id, "root")
 	tfd, err := unix.OpenTree(unix.AT_FDCWD, tpl, unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC|unix.AT_RECURSIVE)
 	if err != nil {
-		return nil, fmt.Errorf("template %s: %w", tpl, os.NewSyscallError("open_tree", err))
+		return fmt.Errorf("template %s: %w", tpl, os.NewSyscallError("open_tree", err))
 	}
 	defer unix.Close(tfd)
 	attr := &unix.MountAttr{Attr_set: unix.MOUNT_ATTR_RDONLY}
@@ -995,28 +991,28 @@ func (m *monitor) mountRootfs(c *store.Config, tpl string, pid int, userns bool)
 		// root, with no copy and no chown: create stays O(1) and templates stay shared.
 		nsf, err := sysfile.Open(fmt.Sprintf("/proc/%d/ns/user", pid), os.O_RDONLY, 0)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		defer unix.Close(nsf)
 		attr.Attr_set |= unix.MOUNT_ATTR_IDMAP
 		attr.Userns_fd = uint64(nsf)
 	}
 	if err := unix.MountSetattr(tfd, "", unix.AT_EMPTY_PATH|unix.AT_RECURSIVE, attr); err != nil {
-		return nil, fmt.Errorf("idmap template: %w", os.NewSyscallError("mount_setattr", err))
+		return fmt.Errorf("idmap template: %w", os.NewSyscallError("mount_setattr", err))
 	}
 	if err := unix.MoveMount(tfd, "", unix.AT_FDCWD, lower, unix.MOVE_MOUNT_F_EMPTY_PATH); err != nil {
-		return nil, fmt.Errorf("attach template: %w", os.NewSyscallError("move_mount", err))
+		return fmt.Errorf("attach template: %w", os.NewSyscallError("move_mount", err))
 	}
 	// Relative layer paths (from the VPS's directory): overlayfs shows them in the VPS's own
 	// mountinfo, which must not reveal the host's directory layout.
 	if err := os.Chdir(m.st.VPSDir(m.id)); err != nil {
-		unix.Unmount(lower, unix.MNT_DETACH)
-		return nil, err
+		m.dropRootfs()
+		return err
 	}
 	upper, work, err := m.mountDisk(c)
 	if err != nil {
-		unix.Unmount(lower, unix.MNT_DETACH)
-		return nil, err
+		m.dropRootfs()
+		return err
 	}
 	opts := "lowerdir=lower,upperdir=" + upper + ",workdir=" + work
 	if !m.volatile {
@@ -1043,12 +1039,8 @@ func (m *monitor) mountRootfs(c *store.Config, tpl string, pid int, userns bool)
 		err = unix.Mount("overlay", root, "overlay", flags, opts)
 	}
 	if err != nil {
-		unix.Unmount(lower, unix.MNT_DETACH)
-		return nil, fmt.Errorf("overlay %s: %w", root, &os.PathError{Op: "mount", Path: root, Err: err})
-	}
-	unmount = func() {
-		unix.Unmount(root, unix.MNT_DETACH)
-		unix.Unmount(lower, unix.MNT_DETACH)
+		m.dropRootfs()
+		return fmt.Errorf("overlay %s: %w", root, &os.PathError{Op: "mount", Path: root, Err: err})
 	}
 	// Files the host writes for the VPS, through its root and safely (no tenant symlink is
 	// followed out of it, nothing is truncated in place).
@@ -1060,7 +1052,7 @@ func (m *monitor) mountRootfs(c *store.Config, tpl string, pid int, userns bool)
 			log.Printf("write /etc/resolv.conf: %v", err)
 		}
 	}
-	return unmount, nil
+	return nil
 }
 
 // wait waits for init to exit, turning SIGTERM to the monitor into a stop request.

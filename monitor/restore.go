@@ -130,7 +130,7 @@ func (m *monitor) restoreBoot(c *store.Config, dir string) (*bootState, error) {
 	if err := holder.Start(); err != nil {
 		return nil, fmt.Errorf("restore: user namespace holder: %w", err)
 	}
-	unmount, err := m.mountRootfs(c, tpl, holder.Process.Pid, userns)
+	err = m.mountRootfs(c, tpl, holder.Process.Pid, userns)
 	var extArgs []string
 	if err == nil {
 		var unmountExt func()
@@ -141,7 +141,7 @@ func (m *monitor) restoreBoot(c *store.Config, dir string) (*bootState, error) {
 		}
 		b.warnings = append(b.warnings, warnings...)
 		if err != nil {
-			unmount()
+			m.dropRootfs()
 		}
 	}
 	hin.Close()
@@ -149,7 +149,7 @@ func (m *monitor) restoreBoot(c *store.Config, dir string) (*bootState, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer unmount()
+	defer m.dropRootfs()
 
 	slave, consolePath, err := m.newConsole(b, idmap, userns)
 	if err != nil {
