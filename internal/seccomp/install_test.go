@@ -2,11 +2,13 @@ package seccomp
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -123,6 +125,26 @@ func buildProbe(t *testing.T) string {
 	return exe
 }
 
+// i386Syscalls reports whether this kernel runs i386 system calls. A host may turn that ABI
+// off (ia32_emulation=0, or a kernel built without IA32_EMULATION; this kind of machine does):
+// int 0x80 then raises a general protection fault, and the probe dies of SIGSEGV before any
+// call is made.
+func i386Syscalls(t *testing.T, exe string) bool {
+	t.Helper()
+	out, err := exec.Command(exe, "plain", "32:20").CombinedOutput()
+	if err == nil {
+		return true
+	}
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() && ws.Signal() == syscall.SIGSEGV {
+			return false
+		}
+	}
+	t.Fatalf("probe of an i386 getpid: %v\n%s", err, out)
+	return false
+}
+
 // probeResult is the output of one probe run: op -> errno (0: success).
 type probeResult struct {
 	out    string
@@ -179,8 +201,15 @@ func (r probeResult) errno(t *testing.T, op string) int {
 func TestInstall(t *testing.T) {
 	requireRoot(t)
 	exe := buildProbe(t)
-	denied := probeOps(t)
-	all := append(append([]string{}, denied...), allowedOps...)
+	denied, allowed := probeOps(t), allowedOps
+	if !i386Syscalls(t, exe) {
+		t.Log("this kernel runs no i386 system calls (int 0x80 faults before any call is made, " +
+			"filter or not): the i386 rows are checked by TestDeniedCalls' emulation only")
+		is386 := func(op string) bool { return strings.HasPrefix(op, "32:") }
+		denied = slices.DeleteFunc(denied, is386)
+		allowed = slices.DeleteFunc(slices.Clone(allowed), is386)
+	}
+	all := append(append([]string{}, denied...), allowed...)
 
 	base := runProbe(t, exe, false, append([]string{"plain"}, all...)...)
 	filtered := runProbe(t, exe, false, append([]string{"filter"}, all...)...)
@@ -200,7 +229,7 @@ func TestInstall(t *testing.T) {
 	if differ < len(denied)*9/10 {
 		t.Errorf("only %d of %d denied calls answer other than EPERM without the filter:\n%s", differ, len(denied), base.out)
 	}
-	for _, op := range allowedOps {
+	for _, op := range allowed {
 		if b, f := base.errno(t, op), filtered.errno(t, op); b != f {
 			t.Errorf("%s: errno %d without the filter, %d with it: it must be allowed", op, b, f)
 		}
@@ -222,7 +251,7 @@ func TestInstall(t *testing.T) {
 			t.Errorf("user namespace root: %s denied %d times of 2 (parent, forked child)", op, n)
 		}
 	}
-	for _, op := range allowedOps {
+	for _, op := range allowed {
 		if e := vps.errno(t, op); e == int(syscall.EPERM) {
 			t.Errorf("user namespace root: %s was denied", op)
 		}
