@@ -8,11 +8,11 @@
 #
 # Why musl: vpsctl is a cgo program (its C constructor joins namespaces and runs a VPS's init
 # child before the Go runtime exists), and every vpsctl process, the init child's re-exec
-# included, pays its C library's start-up. glibc's start-up asks the CPU for its cache
-# geometry with CPUID, which traps to the hypervisor in a VM: 0.5 ms of a 0.6 ms empty
-# program on this kind of machine, 0.6 ms of every vpsctl command. musl's start-up does none
-# of that (an empty static program: 0.1 ms), and a static binary needs no dynamic loader.
-# docs/BENCHMARKS.md has the figures. The glibc build works the same, only slower.
+# included, pays its C library's start-up. glibc's does more (IFUNC relocations, the CPU's
+# features and cache geometry asked with CPUID, which traps to the hypervisor in some VMs) and
+# touches more pages: an empty static program, exec to exit, 1.5 ms against musl's 0.7 ms on
+# the machine docs/BENCHMARKS.md describes (0.6 against 0.1 ms on one where CPUID traps). A
+# static binary needs no dynamic loader either. The glibc build works the same, only slower.
 #
 # Tags: urfave_cli_no_docs drops the CLI library's man-page generator (its markdown package's
 # initialisation was 0.3 ms per command); netgo and osusergo keep a static binary free of NSS.
