@@ -4,13 +4,18 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // TestEmbed: a program of its own that imports the library (examples/embed) creates, starts,
-// execs into, stops and destroys a VPS, and leaves nothing behind: the library's processes (the
+// execs into, stops and destroys a VPS, and leaves nothing behind (in a state root it is given,
+// and in one it makes for itself): the library's processes (the
 // monitor, the joiner, the spawner, the remover) are that program executed again, and its
 // packages are those processes only when vpsctl's stage variable says so. Run with arguments a
 // vpsctl command has (`destroy 101`), it is still itself: nothing acts on argv.
@@ -53,6 +58,61 @@ func TestEmbed(t *testing.T) {
 		_, err := os.Stat(filepath.Join(state, "vps", "4243"))
 		return len(ents) == 0 && os.IsNotExist(err)
 	})
+
+	// Without -root it makes a state root of its own in /var/tmp, and leaves nothing of it: no
+	// directory, no mount (the LXCFS its boot started there stopped), no process.
+	tmpRoots := func() []string {
+		m, _ := filepath.Glob("/var/tmp/vpsctl-embed-*")
+		return m
+	}
+	embedMounts := func() int {
+		mi, _ := os.ReadFile("/proc/self/mountinfo")
+		return strings.Count(string(mi), "/var/tmp/vpsctl-embed-")
+	}
+	// Processes working in such a root (its LXCFS and supervisor name it on their command line).
+	embedProcs := func() []string {
+		var out []string
+		cls, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+		for _, f := range cls {
+			if b, _ := os.ReadFile(f); strings.Contains(string(b), "/var/tmp/vpsctl-embed-") {
+				out = append(out, filepath.Base(filepath.Dir(f)))
+			}
+		}
+		return out
+	}
+	roots, mounts, procs := tmpRoots(), embedMounts(), embedProcs()
+	t.Cleanup(func() {
+		// What a failing run left: its processes, their mount, the directory.
+		for _, p := range embedProcs() {
+			if pid, err := strconv.Atoi(p); err == nil && !slices.Contains(procs, p) {
+				unix.Kill(pid, unix.SIGKILL)
+			}
+		}
+		for _, r := range tmpRoots() {
+			if !slices.Contains(roots, r) {
+				unix.Unmount(filepath.Join(r, "lxcfs"), unix.MNT_DETACH)
+				os.RemoveAll(r)
+			}
+		}
+	})
+	own := exec.Command(embed, "-id", "4246")
+	var ownOut strings.Builder
+	own.Stdout, own.Stderr = &ownOut, &ownOut
+	if err := own.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if err := waitCmd(t, own, 120*time.Second); err != nil || !strings.Contains(ownOut.String(), "destroyed VPS 4246") {
+		t.Fatalf("embed without -root: %v\n%s", err, ownOut.String())
+	}
+	if after := tmpRoots(); strings.Join(after, " ") != strings.Join(roots, " ") {
+		t.Errorf("embed without -root left its state root: %v (before: %v)", after, roots)
+	}
+	if n := embedMounts(); n != mounts {
+		t.Errorf("embed without -root left %d mounts in /var/tmp/vpsctl-embed-* (before: %d)", n, mounts)
+	}
+	if after := embedProcs(); strings.Join(after, " ") != strings.Join(procs, " ") {
+		t.Errorf("embed without -root left processes %v working in its state root (before: %v)", after, procs)
+	}
 
 	// vpsctl's command words in its argv do nothing to vpsctl's state: a program importing the
 	// library is not the vpsctl CLI, whatever its arguments (embed ignores them and does its

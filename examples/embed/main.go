@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/vpsctl/vpsctl/container"
+	"github.com/vpsctl/vpsctl/lxcfs"
 	"github.com/vpsctl/vpsctl/runtime"
 	"github.com/vpsctl/vpsctl/template"
 )
@@ -44,7 +45,14 @@ func run(ctx context.Context, root string, id container.ID, tpl string) (err err
 		if err != nil {
 			return err
 		}
-		defer os.RemoveAll(dir)
+		defer func() {
+			// A boot starts the state root's own LXCFS where the host runs none; it serves
+			// the root until stopped, so a root made for the run stops it before it goes.
+			if _, lerr := lxcfs.Stop(dir); lerr != nil {
+				err = errors.Join(err, lerr)
+			}
+			err = errors.Join(err, os.RemoveAll(dir))
+		}()
 		root = dir
 	}
 	rt, err := runtime.Open(root)
