@@ -1,11 +1,11 @@
 package tests
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -59,42 +59,9 @@ func TestEmbed(t *testing.T) {
 		return len(ents) == 0 && os.IsNotExist(err)
 	})
 
-	// Without -root it makes a state root of its own in /var/tmp, and leaves nothing of it: no
-	// directory, no mount (the LXCFS its boot started there stopped), no process.
-	tmpRoots := func() []string {
-		m, _ := filepath.Glob("/var/tmp/vpsctl-embed-*")
-		return m
-	}
-	embedMounts := func() int {
-		mi, _ := os.ReadFile("/proc/self/mountinfo")
-		return strings.Count(string(mi), "/var/tmp/vpsctl-embed-")
-	}
-	// Processes working in such a root (its LXCFS and supervisor name it on their command line).
-	embedProcs := func() []string {
-		var out []string
-		cls, _ := filepath.Glob("/proc/[0-9]*/cmdline")
-		for _, f := range cls {
-			if b, _ := os.ReadFile(f); strings.Contains(string(b), "/var/tmp/vpsctl-embed-") {
-				out = append(out, filepath.Base(filepath.Dir(f)))
-			}
-		}
-		return out
-	}
-	roots, mounts, procs := tmpRoots(), embedMounts(), embedProcs()
-	t.Cleanup(func() {
-		// What a failing run left: its processes, their mount, the directory.
-		for _, p := range embedProcs() {
-			if pid, err := strconv.Atoi(p); err == nil && !slices.Contains(procs, p) {
-				unix.Kill(pid, unix.SIGKILL)
-			}
-		}
-		for _, r := range tmpRoots() {
-			if !slices.Contains(roots, r) {
-				unix.Unmount(filepath.Join(r, "lxcfs"), unix.MNT_DETACH)
-				os.RemoveAll(r)
-			}
-		}
-	})
+	// Without -root it makes a state root of its own in /var/tmp, and leaves nothing of it.
+	before := ownRoots()
+	t.Cleanup(func() { before.removeNew() })
 	own := exec.Command(embed, "-id", "4246")
 	var ownOut strings.Builder
 	own.Stdout, own.Stderr = &ownOut, &ownOut
@@ -104,14 +71,15 @@ func TestEmbed(t *testing.T) {
 	if err := waitCmd(t, own, 120*time.Second); err != nil || !strings.Contains(ownOut.String(), "destroyed VPS 4246") {
 		t.Fatalf("embed without -root: %v\n%s", err, ownOut.String())
 	}
-	if after := tmpRoots(); strings.Join(after, " ") != strings.Join(roots, " ") {
-		t.Errorf("embed without -root left its state root: %v (before: %v)", after, roots)
+	after := ownRoots()
+	if fmt.Sprint(after.dirs) != fmt.Sprint(before.dirs) {
+		t.Errorf("embed without -root left its state root: %v (before: %v)", after.dirs, before.dirs)
 	}
-	if n := embedMounts(); n != mounts {
-		t.Errorf("embed without -root left %d mounts in /var/tmp/vpsctl-embed-* (before: %d)", n, mounts)
+	if after.mounts != before.mounts {
+		t.Errorf("embed without -root left %d mounts in /var/tmp/vpsctl-embed-* (before: %d)", after.mounts, before.mounts)
 	}
-	if after := embedProcs(); strings.Join(after, " ") != strings.Join(procs, " ") {
-		t.Errorf("embed without -root left processes %v working in its state root (before: %v)", after, procs)
+	if fmt.Sprint(after.procs) != fmt.Sprint(before.procs) {
+		t.Errorf("embed without -root left processes %v working in its state root (before: %v)", after.procs, before.procs)
 	}
 
 	// vpsctl's command words in its argv do nothing to vpsctl's state: a program importing the
@@ -128,5 +96,42 @@ func TestEmbed(t *testing.T) {
 	}
 	if s := status(t, "4244"); s.State != "stopped" {
 		t.Fatalf("VPS 4244 after a program importing the library ran with `destroy 4244`: %s", s.State)
+	}
+}
+
+// embedRoots is what exists of the state roots embed makes for itself (/var/tmp/vpsctl-embed-*):
+// the directories, the mounts in them, and the processes working in them (its LXCFS and
+// supervisor name the root on their command line).
+type embedRoots struct {
+	dirs   []string
+	mounts int
+	procs  []int
+}
+
+const embedRootPrefix = "/var/tmp/vpsctl-embed-"
+
+func ownRoots() embedRoots {
+	var r embedRoots
+	r.dirs, _ = filepath.Glob(embedRootPrefix + "*")
+	mi, _ := os.ReadFile("/proc/self/mountinfo")
+	r.mounts = strings.Count(string(mi), embedRootPrefix)
+	r.procs = processes(func(cl []byte, _ string) bool { return strings.Contains(string(cl), embedRootPrefix) })
+	return r
+}
+
+// removeNew removes what a failing run left since r was taken: its processes, their mount,
+// the directory.
+func (r embedRoots) removeNew() {
+	now := ownRoots()
+	for _, pid := range now.procs {
+		if !slices.Contains(r.procs, pid) {
+			unix.Kill(pid, unix.SIGKILL)
+		}
+	}
+	for _, d := range now.dirs {
+		if !slices.Contains(r.dirs, d) {
+			unix.Unmount(filepath.Join(d, "lxcfs"), unix.MNT_DETACH)
+			os.RemoveAll(d)
+		}
 	}
 }

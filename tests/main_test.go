@@ -233,8 +233,9 @@ func snapshot(t testing.TB) hostState {
 	return s
 }
 
-// ourMonitors lists monitor processes (and keepers of spare VPSs) of this run's state root.
-func ourMonitors() []int {
+// processes lists the PIDs of the processes whose command line match accepts (given the
+// process's /proc directory, for what else it must read).
+func processes(match func(cmdline []byte, dir string) bool) []int {
 	var pids []int
 	ents, _ := os.ReadDir("/proc")
 	for _, e := range ents {
@@ -242,16 +243,23 @@ func ourMonitors() []int {
 		if err != nil {
 			continue
 		}
-		cl, _ := os.ReadFile("/proc/" + e.Name() + "/cmdline")
-		if !bytes.HasPrefix(cl, []byte("vpsctl-monitor")) && !bytes.HasPrefix(cl, []byte("vpsctl-spare")) {
-			continue
-		}
-		env, _ := os.ReadFile("/proc/" + e.Name() + "/environ")
-		if bytes.Contains(env, []byte("VPSCTL_ROOT="+root+"\x00")) {
+		dir := "/proc/" + e.Name()
+		if cl, err := os.ReadFile(dir + "/cmdline"); err == nil && match(cl, dir) {
 			pids = append(pids, pid)
 		}
 	}
 	return pids
+}
+
+// ourMonitors lists monitor processes (and keepers of spare VPSs) of this run's state root.
+func ourMonitors() []int {
+	return processes(func(cl []byte, dir string) bool {
+		if !bytes.HasPrefix(cl, []byte("vpsctl-monitor")) && !bytes.HasPrefix(cl, []byte("vpsctl-spare")) {
+			return false
+		}
+		env, _ := os.ReadFile(dir + "/environ")
+		return bytes.Contains(env, []byte("VPSCTL_ROOT="+root+"\x00"))
+	})
 }
 
 // checkClean registers a cleanup that destroys the given VPSs and then fails the test if

@@ -57,11 +57,11 @@ func TestStopContextEnds(t *testing.T) {
 	if after := mountNSFDs(t); strings.Join(after, ",") != strings.Join(before, ",") {
 		t.Fatalf("mount namespaces held after the failed stop: %v (before: %v)", after, before)
 	}
-	if out := must(t, "status", "871"); !strings.Contains(out, "running") {
-		t.Fatalf("after a stop that gave up: %q, want it running", out)
+	if s := status(t, "871"); s.State != "running" {
+		t.Fatalf("after a stop that gave up: %s, want it running", s.State)
 	}
 	must(t, "stop", "--kill", "871")
-	if out := must(t, "status", "871"); !strings.Contains(out, "stopped") {
-		t.Fatalf("after stop --kill: %q", out)
+	if s := status(t, "871"); s.State != "stopped" {
+		t.Fatalf("after stop --kill: %s", s.State)
 	}
 }
