@@ -1,5 +1,6 @@
 // Package hostconf reads vpsctl's host-wide configuration, /etc/vpsctl/vpsctl.conf (vzctl's
-// vz.conf), and its sample plans, /etc/vpsctl/plans/NAME.conf (vzctl's ve-NAME.conf-sample).
+// vz.conf), and its plans (vzctl's ve-NAME.conf-sample): small, medium and large built in
+// (plans/*.conf), and /etc/vpsctl/plans/NAME.conf, which adds a plan or replaces a built-in one.
 //
 // The host configuration holds every default that used to be a constant in the code: the
 // state root, the default template, the limits a VPS gets when its create names none, the UID

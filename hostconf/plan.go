@@ -1,6 +1,7 @@
 package hostconf
 
 import (
+	"embed"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -24,6 +25,13 @@ type Plan struct {
 
 // planExt is the plans' file extension: plans/small.conf.
 const planExt = ".conf"
+
+// builtinPlans are the plans every host has (small, medium, large), as vzctl's package ships
+// its ve-*.conf-sample files: `create --plan small` works on a host nobody has configured. A
+// file of the same name in the plans directory replaces one; other files there add plans.
+//
+//go:embed plans/*.conf
+var builtinPlans embed.FS
 
 // ValidatePlanName checks a plan name before it becomes a file name: 1..64 of [a-z0-9._-]
 // (either case), starting with a letter or digit, so it can never name a path outside the
@@ -78,8 +86,8 @@ func ParsePlan(name, file string, text []byte) (*Plan, error) {
 	return p, nil
 }
 
-// LoadPlan reads plan name from dir (Config.PlansDir). A name with no file is ErrNoPlan (and
-// ErrBadConfig).
+// LoadPlan reads plan name from dir (Config.PlansDir), or the built-in plan of that name
+// when dir has no file of it. A name with neither is ErrNoPlan (and ErrBadConfig).
 func LoadPlan(dir, name string) (*Plan, error) {
 	if err := ValidatePlanName(name); err != nil {
 		return nil, err
@@ -87,6 +95,9 @@ func LoadPlan(dir, name string) (*Plan, error) {
 	file := filepath.Join(dir, name+planExt)
 	text, err := readBounded(file)
 	if errors.Is(err, fs.ErrNotExist) {
+		if text, berr := builtinPlans.ReadFile("plans/" + name + planExt); berr == nil {
+			return ParsePlan(name, "built-in "+name+planExt, text)
+		}
 		return nil, fmt.Errorf("plan %q: %s: %w", name, file, errNoPlan)
 	}
 	if err != nil {
@@ -103,22 +114,25 @@ type noPlan struct{}
 func (noPlan) Error() string        { return ErrNoPlan.Error() }
 func (noPlan) Is(target error) bool { return target == ErrNoPlan || target == ErrBadConfig }
 
-// ListPlans returns the names of the plans in dir, sorted; a missing directory has none.
-// Files whose names are not valid plan names are skipped.
+// ListPlans returns the names of the plans LoadPlan finds, sorted: the files in dir (a
+// missing directory has none; names a plan cannot have are skipped) and the built-in plans.
 func ListPlans(dir string) ([]string, error) {
 	ents, err := os.ReadDir(dir)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, err
 	}
+	builtin, err := builtinPlans.ReadDir("plans")
 	if err != nil {
 		return nil, err
 	}
+	seen := map[string]bool{}
 	var out []string
-	for _, e := range ents {
+	for _, e := range append(ents, builtin...) {
 		n, ok := strings.CutSuffix(e.Name(), planExt)
-		if !ok || e.IsDir() || ValidatePlanName(n) != nil {
+		if !ok || e.IsDir() || ValidatePlanName(n) != nil || seen[n] {
 			continue
 		}
+		seen[n] = true
 		out = append(out, n)
 	}
 	sort.Strings(out)

@@ -11,8 +11,8 @@ import (
 	"github.com/vpsctl/vpsctl/store"
 )
 
-func TestSamplePlans(t *testing.T) {
-	dir := filepath.Join(sampleDir, "plans")
+func TestBuiltinPlans(t *testing.T) {
+	dir := t.TempDir()
 	names, err := ListPlans(dir)
 	if err != nil || !reflect.DeepEqual(names, []string{"large", "medium", "small"}) {
 		t.Fatalf("%v %v", names, err)
@@ -23,15 +23,33 @@ func TestSamplePlans(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		// Every sample plan bounds what issue 20 asks to be bounded, and each is bigger than the last.
+		// Every built-in plan bounds what issue 20 asks to be bounded, and each is bigger than the last.
 		if p.Limits.Memory == "" || p.Limits.Swap == "" || p.Limits.NumProc == "" || p.Limits.CPUUnits == "" || p.Description == "" {
 			t.Errorf("%s: %+v", n, p)
+		}
+		if p.File != "built-in "+n+".conf" || !strings.HasPrefix(p.sources["MEMORY"].String(), "plan "+n+" (built-in "+n+".conf:") {
+			t.Errorf("%s: file %q, MEMORY from %v", n, p.File, p.sources["MEMORY"])
 		}
 		m, _ := parseSizeForTest(p.Limits.Memory)
 		if m <= prev {
 			t.Errorf("%s: memory %s not above the previous plan's", n, p.Limits.Memory)
 		}
 		prev = m
+	}
+	// A file in the plans directory replaces the built-in plan of its name and adds its own.
+	os.WriteFile(filepath.Join(dir, "small.conf"), []byte("MEMORY=\"256M\"\n"), 0o644)
+	os.WriteFile(filepath.Join(dir, "tiny.conf"), []byte("MEMORY=\"64M\"\n"), 0o644)
+	p, err := LoadPlan(dir, "small")
+	if err != nil || p.Limits.Memory != "256M" || p.Limits.Swap != "" || p.File != filepath.Join(dir, "small.conf") {
+		t.Fatalf("replaced small: %+v %v", p, err)
+	}
+	// A broken file is an error, not a fall-back to the built-in plan.
+	os.WriteFile(filepath.Join(dir, "medium.conf"), []byte("MEMROY=\"1G\"\n"), 0o644)
+	if _, err := LoadPlan(dir, "medium"); !errors.Is(err, ErrBadConfig) || errors.Is(err, ErrNoPlan) {
+		t.Fatalf("broken medium: %v", err)
+	}
+	if names, err := ListPlans(dir); err != nil || !reflect.DeepEqual(names, []string{"large", "medium", "small", "tiny"}) {
+		t.Fatalf("%v %v", names, err)
 	}
 }
 
@@ -75,10 +93,10 @@ func TestPlanErrors(t *testing.T) {
 	os.WriteFile(filepath.Join(dir, ".x.conf"), nil, 0o644)
 	os.WriteFile(filepath.Join(dir, "notes.txt"), nil, 0o644)
 	names, err := ListPlans(dir)
-	if err != nil || !reflect.DeepEqual(names, []string{"badval", "desc", "root", "syntax", "typo"}) {
+	if err != nil || !reflect.DeepEqual(names, []string{"badval", "desc", "large", "medium", "root", "small", "syntax", "typo"}) {
 		t.Fatalf("%v %v", names, err)
 	}
-	if names, err := ListPlans(filepath.Join(dir, "none")); err != nil || names != nil {
+	if names, err := ListPlans(filepath.Join(dir, "none")); err != nil || !reflect.DeepEqual(names, []string{"large", "medium", "small"}) {
 		t.Fatalf("missing dir: %v %v", names, err)
 	}
 	if _, err := ListPlans(filepath.Join(dir, "typo.conf")); err == nil {

@@ -99,7 +99,7 @@ func TestHostConfigErrors(t *testing.T) {
 // configuration, a plan's limits over those, flags over the plan; set --plan applies a plan's
 // limits and leaves the rest; config show says where each value came from.
 func TestHostConfigDefaultsAndPlans(t *testing.T) {
-	checkClean(t, "2511", "2512", "2513")
+	checkClean(t, "2511", "2512", "2513", "2515")
 	env := hostConfig(t, "DEFAULT_TEMPLATE=\"busybox\"\nMEMORY=\"300M\"\nNAMESERVER=\"198.18.0.53\"\n",
 		map[string]string{"small": "DESCRIPTION=\"small\"\nMEMORY=\"128M\"\nNUMPROC=\"64\"\nCPUUNITS=\"500\"\n"})
 	mustEnv(t, env, "create", "2511")
@@ -118,8 +118,13 @@ func TestHostConfigDefaultsAndPlans(t *testing.T) {
 	if c := vpsConf(t, "2513"); c["MEMORY"] != "1G" || c["NUMPROC"] != "4096" || c["NAMESERVER"] != "" {
 		t.Fatalf("create with the built-in defaults: %v", c)
 	}
+	// The built-in plans need no file: a host nobody configured has small, medium and large.
+	must(t, "create", "2515", "--template", "busybox", "--plan", "medium")
+	if c := vpsConf(t, "2515"); c["MEMORY"] != "2G" || c["SWAP"] != "1G" || c["NUMPROC"] != "2048" || c["CPUS"] != "2" {
+		t.Fatalf("create --plan medium, no configuration file: %v", c)
+	}
 	r := vpsctlEnv(t, env, "create", "2514", "--plan", "nosuch")
-	if r.code != 21 || !strings.Contains(r.err, `"nosuch"`) || !strings.Contains(r.err, "plans: small") {
+	if r.code != 21 || !strings.Contains(r.err, `"nosuch"`) || !strings.Contains(r.err, "plans: large, medium, small)") {
 		t.Fatalf("unknown plan: exit %d, %q", r.code, r.err)
 	}
 	if r := vpsctlEnv(t, env, "create", "2514", "--plan", "../small"); r.code != 21 {

@@ -24,16 +24,13 @@ func init() {
 	extraCommandList = append(extraCommandList, configCommand, eventsCommand, metricsCommand)
 }
 
-// loadPlan reads plan name from the host configuration's plans directory; a plan that does
-// not exist is named with those that do.
+// loadPlan reads plan name from the host configuration's plans directory or the built-in
+// plans; a plan that does not exist is named with those that do.
 func loadPlan(name string) (*hostconf.Plan, error) {
 	dir := hostCfg.PlansDir()
 	p, err := hostconf.LoadPlan(dir, name)
 	if errors.Is(err, hostconf.ErrNoPlan) {
 		names, _ := hostconf.ListPlans(dir)
-		if len(names) == 0 {
-			return nil, fmt.Errorf("%w (%s has no plans)", err, dir)
-		}
 		return nil, fmt.Errorf("%w (plans: %s)", err, strings.Join(names, ", "))
 	}
 	return p, err
