@@ -78,6 +78,13 @@ func TestPreflight(t *testing.T) {
 	if len(c.Problems) != 0 || c.CRIU == "" || c.TooOld {
 		t.Errorf("problems on a host with criu installed: %q", c.Problems)
 	}
+	// criu check --all's "Error" lines are about optional features: a note beside a clean
+	// result says so, never a bare "Error".
+	for _, n := range c.Notes {
+		if strings.Contains(n, "Error (") && !strings.HasPrefix(n, "optional CRIU feature missing (criu check --all): Error (") {
+			t.Errorf("note %q: criu's error line without saying it is an optional feature", n)
+		}
+	}
 	// criu's own verdict on soft-dirty must agree with the pagemap probe.
 	cmd := exec.Command(path, "check", "--feature", "mem_dirty_track")
 	cmd.Env = criuEnv()

@@ -102,12 +102,13 @@ func Preflight(ctx context.Context) (*Check, error) {
 	if err != nil {
 		c.Problems = append(c.Problems, fmt.Sprintf("criu check: %v: %s", err, lastLines(out, 5)))
 	}
-	// --all exits 1 when optional features are missing; its warnings are notes.
+	// --all exits 1 when optional features are missing; its warnings are notes, said to be
+	// about optional features, since criu prints them as "Error" lines beside a clean result.
 	out, _ = runBounded(ctx, path, env, "check", "--all")
 	for _, l := range strings.Split(string(out), "\n") {
 		l = strings.TrimSpace(l)
 		if strings.HasPrefix(l, "Warn") || strings.HasPrefix(l, "Error") {
-			c.Notes = append(c.Notes, "criu check --all: "+l)
+			c.Notes = append(c.Notes, "optional CRIU feature missing (criu check --all): "+l)
 		}
 	}
 	// criu's own view of soft-dirty; the pagemap probe above is the truth
