@@ -164,7 +164,7 @@ func (r *Runtime) moveBack(ctx context.Context, id container.ID) error {
 		_, err = r.Cluster.Do(ctx, registry.Request{Op: registry.OpMove, ID: uint32(id), To: node, Claim: &registry.Claim{ID: uint32(id), UIDs: uids}})
 	}
 	if err != nil {
-		return fmt.Errorf("VPS %d came from host %s, and the cluster registry may place it here: it is kept here, incomplete, until it can be given back (`vpsctl migrate-abort %d`): %w", id, node, id, err)
+		return fmt.Errorf("VPS %d came from host %s, and the cluster registry may place it here: it is kept here, incomplete, until it can be given back (`vpsctl destroy %d` again once the registry answers): %w", id, node, id, err)
 	}
 	return nil
 }

@@ -16,8 +16,9 @@ import (
 
 // TestMoveBackUnavailable: the copy of a migration from another host of the cluster is not
 // removed while the registry cannot say whether it places the VPS here (the copy's destroy
-// would release the claims of the VPS that runs at the source): removeIncoming refuses,
-// naming migrate-abort, and the copy stays. A copy that came from no cluster host asks nothing.
+// would release the claims of the VPS that runs at the source): removeIncoming (migrate-abort's)
+// and Destroy refuse, naming the destroy to try again, and the copy stays. A copy that came
+// from no cluster host asks nothing.
 func TestMoveBackUnavailable(t *testing.T) {
 	st, err := store.Open(filepath.Join(t.TempDir(), "state"))
 	if err != nil {
@@ -39,11 +40,24 @@ func TestMoveBackUnavailable(t *testing.T) {
 		t.Fatalf("incomingSource: %q %q", node, uids)
 	}
 	err = r.removeIncoming(context.Background(), &store.Config{ID: id}, nil)
-	if !errors.Is(err, registry.ErrUnavailable) || !strings.Contains(err.Error(), "migrate-abort 7") || !strings.Contains(err.Error(), "host B") {
+	if !errors.Is(err, registry.ErrUnavailable) || !strings.Contains(err.Error(), "destroy 7") || !strings.Contains(err.Error(), "host B") {
 		t.Fatalf("removeIncoming with the registry unavailable: %v", err)
 	}
 	if _, err := os.Stat(mark); err != nil {
 		t.Fatalf("the copy was removed: %v", err)
+	}
+	if err := store.WriteFileAtomic(st.Path(id, "vps.conf"), (&store.Config{ID: id, Template: "busybox"}).Format(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	err = r.Destroy(context.Background(), id, false)
+	if !errors.Is(err, registry.ErrUnavailable) || !strings.Contains(err.Error(), "destroy 7") {
+		t.Fatalf("Destroy with the registry unavailable: %v", err)
+	}
+	if _, err := os.Stat(mark); err != nil {
+		t.Fatalf("the copy was removed by Destroy: %v", err)
+	}
+	if _, err := st.LoadConfig(id); err != nil {
+		t.Fatalf("Destroy removed the copy's config: %v", err)
 	}
 	// A clone's or a restore's mark names no source: nothing to give back, nothing asked.
 	if err := os.WriteFile(mark, []byte("clone of 6 (vpsctl PID 1)\n"), 0o600); err != nil {

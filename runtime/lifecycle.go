@@ -340,6 +340,14 @@ func (r *Runtime) Destroy(ctx context.Context, id container.ID, force bool) erro
 			return fmt.Errorf("VPS %d: %w (stop it first, or --force)", id, ErrRunning)
 		}
 	}
+	// An incomplete migration's copy goes back to its source host in the registry first
+	// (as migrate-abort's does): else the destroy would release the claims of the VPS that
+	// runs there.
+	if s.Incomplete {
+		if err := r.moveBack(ctx, id); err != nil {
+			return err
+		}
+	}
 	var gl *store.Lock
 	marked := false
 	if r.clustered(id) {
