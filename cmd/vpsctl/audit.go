@@ -15,9 +15,10 @@ import (
 var audited = map[string]bool{
 	"create": true, "set": true, "start": true, "stop": true, "restart": true, "destroy": true,
 	"suspend": true, "resume": true, "checkpoint": true, "restore": true, "run": true,
-	"template build": true, "template import": true, "template remove": true,
+	"clone": true, "backup": true, "migrate": true, "migrate-receive": true, "migrate-abort": true,
+	"import-vz": true, "template build": true, "template import": true, "template remove": true,
 	"spare start": true, "spare stop": true, "lxcfs start": true, "lxcfs stop": true,
-	"cluster join": true, "cluster stop": true,
+	"lxcfs refresh": true, "cluster join": true, "cluster stop": true,
 }
 
 // commandOf is the name of the command (and subcommand) args run, as audited names them
