@@ -129,16 +129,19 @@ func (s *Server) start(w http.ResponseWriter, r *http.Request, q *query, op *Ope
 	}
 	op.ID, op.Status, op.Created, op.done = newID(), opRunning, time.Now().UTC(), make(chan struct{})
 	s.ops.add(op)
+	handOver(r)
 	go func() {
 		res, err := do(s.base)
 		var e *Error
+		exit := 0
 		if err != nil {
 			e = s.errorOf(err)
-			e.Op = op.ID
+			e.Op, exit = op.ID, e.ExitCode
 			if e.Status >= 500 {
 				s.log.Printf("operation %s (%s): %v", op.ID, op.Action, err)
 			}
 		}
+		s.endAudit(r, exit)
 		s.ops.finish(op, res, e)
 	}()
 	w.Header().Set("Location", "/v1/operations/"+op.ID)

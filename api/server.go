@@ -35,6 +35,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/vpsctl/vpsctl/eventlog"
 	"github.com/vpsctl/vpsctl/runtime"
 )
 
@@ -53,6 +54,8 @@ type Server struct {
 	// base is the context operations run under: cancelled when the server shuts down.
 	base context.Context
 	log  *log.Logger
+	// audit is the audit log changing requests write to (audit.go); nil: none.
+	audit *eventlog.Log
 }
 
 // Options configure a Server.
@@ -63,6 +66,9 @@ type Options struct {
 	Version any
 	// Log receives one line per failed request and operation; nil: the standard logger.
 	Log *log.Logger
+	// AuditLog receives a line per request that changes something, as the CLI's commands
+	// write (set the http.Server's ConnContext to ConnContext to name unix callers); nil: none.
+	AuditLog *eventlog.Log
 }
 
 // New returns a server over rt. Operations run under ctx.
@@ -70,7 +76,7 @@ func New(ctx context.Context, rt *runtime.Runtime, o Options) *Server {
 	if o.Log == nil {
 		o.Log = log.Default()
 	}
-	return &Server{rt: rt, classify: o.Classify, version: o.Version, ops: newOperations(), base: ctx, log: o.Log}
+	return &Server{rt: rt, classify: o.Classify, version: o.Version, ops: newOperations(), base: ctx, log: o.Log, audit: o.AuditLog}
 }
 
 // route is one operation of the API: the mux's pattern and its handler. routes() is the one
@@ -113,9 +119,12 @@ func (s *Server) Handler() http.Handler {
 	allow := map[string][]string{}
 	for _, rt := range routes() {
 		mux.HandleFunc(rt.method+" "+rt.path, func(w http.ResponseWriter, r *http.Request) {
-			if err := rt.handle(s, w, r); err != nil {
+			r = s.beginAudit(r, rt.path)
+			err := rt.handle(s, w, r)
+			if err != nil {
 				s.fail(w, r, err)
 			}
+			s.endRequest(r, err)
 		})
 		allow[rt.path] = append(allow[rt.path], rt.method)
 	}

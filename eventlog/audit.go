@@ -19,7 +19,8 @@ type Record struct {
 	SudoUser string    `json:"sudo_user,omitempty"` // SUDO_USER: who ran sudo
 	LoginUID *int      `json:"loginuid,omitempty"`  // the audit login UID (who logged in, through su and sudo)
 	PID      int       `json:"pid"`
-	Cmd      string    `json:"cmd"` // argv, redacted, shell-quoted: "vpsctl create 503 --plan small"
+	Cmd      string    `json:"cmd"`            // argv, redacted, shell-quoted: "vpsctl create 503 --plan small"; the API's "API POST /v1/vps/503/start"
+	Peer     string    `json:"peer,omitempty"` // the API over TCP: the client's address and certificate subject
 	Exit     int       `json:"exit"`
 }
 

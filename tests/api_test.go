@@ -335,13 +335,15 @@ func TestAPIListen(t *testing.T) {
 		"--client-ca", write("ca.pem", certPEM(ca)))
 	roots := x509.NewCertPool()
 	roots.AddCert(ca)
-	get := func(cert *x509.Certificate, key *ecdsa.PrivateKey) error {
+	client := func(cert *x509.Certificate, key *ecdsa.PrivateKey) *http.Client {
 		cfg := &tls.Config{RootCAs: roots}
 		if cert != nil {
 			cfg.Certificates = []tls.Certificate{{Certificate: [][]byte{cert.Raw}, PrivateKey: key}}
 		}
-		c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: cfg}}
-		resp, err := c.Get("https://" + port + "/v1/version")
+		return &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: cfg}}
+	}
+	get := func(cert *x509.Certificate, key *ecdsa.PrivateKey) error {
+		resp, err := client(cert, key).Get("https://" + port + "/v1/version")
 		if err != nil {
 			return err
 		}
@@ -359,6 +361,25 @@ func TestAPIListen(t *testing.T) {
 	}
 	if err := get(other, otherKey); err == nil {
 		t.Fatal("a client of another CA was served")
+	}
+	// A changing request over TCP is audited with the client's address and certificate.
+	before := len(auditLines(t))
+	req, _ := http.NewRequest("DELETE", "https://"+port+"/v1/templates/no-such-tpl", nil)
+	if resp, err := client(cliCert, cliKey).Do(req); err != nil || resp.StatusCode != 404 {
+		t.Fatalf("DELETE of a template that is not there: %v %v", resp, err)
+	} else {
+		resp.Body.Close()
+	}
+	lines := auditLines(t)[before:]
+	var rec struct {
+		UID  int    `json:"uid"`
+		Peer string `json:"peer"`
+		Cmd  string `json:"cmd"`
+		Exit int    `json:"exit"`
+	}
+	if len(lines) != 1 || json.Unmarshal([]byte(lines[0]), &rec) != nil || rec.Cmd != "API DELETE /v1/templates/no-such-tpl" ||
+		rec.Exit != 91 || rec.UID != -1 || !strings.HasPrefix(rec.Peer, "127.0.0.1:") || !strings.HasSuffix(rec.Peer, " CN=panel") {
+		t.Fatalf("audit lines of a DELETE over TCP: %q", lines)
 	}
 	// Plain HTTP on loopback.
 	port = freePort(t)
@@ -430,5 +451,44 @@ func TestAPIProgramMissing(t *testing.T) {
 	}
 	if fileExists(sock) {
 		t.Errorf("serve without vpsctl-api made its socket %s", sock)
+	}
+}
+
+// TestAPIAudit: a request that changes something writes one audit line, as a command does,
+// naming the caller on the unix socket by its credentials (here: this test process, root) and
+// the request, with the exit code its answer carries, a refused one included; reads and exec
+// write none. An asynchronous request's line is written when its operation ends.
+func TestAPIAudit(t *testing.T) {
+	checkClean(t, "809")
+	s := startAPI(t)
+	before := len(auditLines(t))
+	s.expect(t, 201, "POST", "/v1/vps", `{"id":809,"template":"busybox"}`)
+	s.apiError(t, 409, 44, "809", "POST", "/v1/vps", `{"id":809,"template":"busybox"}`)
+	s.expect(t, 200, "GET", "/v1/vps/809", "")
+	s.expect(t, 200, "GET", "/v1/vps", "")
+	op := s.expect(t, 202, "DELETE", "/v1/vps/809?async=true", "")
+	s.expect(t, 200, "GET", "/v1/operations/"+op["id"].(string)+"/wait", "")
+	lines := auditLines(t)[before:]
+	want := []struct {
+		cmd  string
+		exit int
+	}{{"API POST /v1/vps", 0}, {"API POST /v1/vps", 44}, {"API DELETE /v1/vps/809?async=true", 0}}
+	if len(lines) != len(want) {
+		t.Fatalf("%d audit lines, want %d:\n%s", len(lines), len(want), strings.Join(lines, "\n"))
+	}
+	for i, l := range lines {
+		var rec struct {
+			UID  int    `json:"uid"`
+			User string `json:"user"`
+			PID  int    `json:"pid"`
+			Cmd  string `json:"cmd"`
+			Exit int    `json:"exit"`
+		}
+		if err := json.Unmarshal([]byte(l), &rec); err != nil {
+			t.Fatalf("%q: %v", l, err)
+		}
+		if rec.Cmd != want[i].cmd || rec.Exit != want[i].exit || rec.UID != 0 || rec.User != "root" || rec.PID != os.Getpid() {
+			t.Errorf("audit line %q, want cmd %q exit %d by uid 0 (root), PID %d", l, want[i].cmd, want[i].exit, os.Getpid())
+		}
 	}
 }

@@ -20,6 +20,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 	"github.com/vpsctl/vpsctl/api"
+	"github.com/vpsctl/vpsctl/eventlog"
 	"github.com/vpsctl/vpsctl/runtime"
 )
 
@@ -69,7 +70,9 @@ func serve(rt *runtime.Runtime, lns []net.Listener) error {
 	b := readBuildInfo()
 	srv := &http.Server{
 		Handler: api.New(ctx, rt, api.Options{Classify: classify, Version: map[string]string{"version": b.Version,
-			"commit": b.Commit, "go": b.Go, "libc": b.Libc, "platform": b.Platform}}).Handler(),
+			"commit": b.Commit, "go": b.Go, "libc": b.Libc, "platform": b.Platform},
+			AuditLog: eventlog.Audit(rt.St.Root, hostCfg.AuditLogMax, hostCfg.LogKeep)}).Handler(),
+		ConnContext:       api.ConnContext,
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          log.New(os.Stderr, "vpsctl serve: ", 0),
 	}
