@@ -11,6 +11,7 @@ import (
 
 	"github.com/vpsctl/vpsctl/container"
 	"github.com/vpsctl/vpsctl/fleet"
+	"github.com/vpsctl/vpsctl/hostconf"
 	"github.com/vpsctl/vpsctl/internal/spec"
 	"github.com/vpsctl/vpsctl/runtime"
 )
@@ -58,7 +59,8 @@ func (l limitFields) runtime() runtime.Limits {
 
 type createRequest struct {
 	ID           *uint32  `json:"id"`
-	Template     string   `json:"template"`
+	Template     string   `json:"template,omitempty"` // "": the host's DEFAULT_TEMPLATE
+	Plan         string   `json:"plan,omitempty"`
 	Name         string   `json:"name,omitempty"`
 	Hostname     string   `json:"hostname,omitempty"`
 	Domainname   string   `json:"domainname,omitempty"`
@@ -100,6 +102,7 @@ type setRequest struct {
 	DiskSpace    *string  `json:"diskspace,omitempty"`
 	DiskInodes   *string  `json:"diskinodes,omitempty"`
 	Save         bool     `json:"save,omitempty"`
+	Plan         string   `json:"plan,omitempty"`
 	limitFields
 }
 
@@ -173,8 +176,9 @@ func (s *Server) createVPS(w http.ResponseWriter, r *http.Request) error {
 	if req.ID == nil {
 		return badf("body: id is required")
 	}
-	if req.Template == "" {
-		return badf("body: template is required")
+	plan, err := s.plan(req.Plan)
+	if err != nil {
+		return err
 	}
 	id := container.ID(*req.ID)
 	if _, err := container.ParseID(strconv.FormatUint(uint64(id), 10)); err != nil {
@@ -200,12 +204,24 @@ func (s *Server) createVPS(w http.ResponseWriter, r *http.Request) error {
 			SearchDomains: req.Searchdomain},
 		Devices: req.Devices, Features: req.Features, BindMounts: req.BindMount, Caps: req.Capability,
 		OnBoot: req.OnBoot, BootOrder: req.BootOrder, DiskSpace: req.DiskSpace, DiskInodes: req.DiskInodes}
+	s.rt.CreateDefaults(&o, plan)
+	if o.Template == "" {
+		return badf("body: template is required (the host configuration has no DEFAULT_TEMPLATE)")
+	}
 	return s.start(w, r, q, &Operation{Action: "create", VPS: uint32(id)}, http.StatusCreated, func(ctx context.Context) (any, error) {
 		if err := s.rt.Create(ctx, o); err != nil {
 			return nil, err
 		}
 		return s.status(id)
 	})
+}
+
+// plan is the host's plan name ("": none), as create's and set's --plan read it.
+func (s *Server) plan(name string) (*hostconf.Plan, error) {
+	if name == "" {
+		return nil, nil
+	}
+	return s.rt.HostConfig().Plan(name)
 }
 
 func joinComma(ss []string) string {
@@ -233,11 +249,15 @@ func (s *Server) setVPS(w http.ResponseWriter, r *http.Request) error {
 			return err
 		}
 	}
+	plan, err := s.plan(req.Plan)
+	if err != nil {
+		return err
+	}
 	id, err := s.resolve(r)
 	if err != nil {
 		return err
 	}
-	o := runtime.SetOptions{Name: req.Name, Hostname: req.Hostname, Domainname: req.Domainname, Limits: req.limitFields.runtime(),
+	o := runtime.SetOptions{Name: req.Name, Hostname: req.Hostname, Domainname: req.Domainname, Limits: req.limitFields.runtime().WithPlan(plan),
 		Net: runtime.NetOptions{IPAdd: req.IPAdd, IPDel: req.IPDel, NetIfAdd: req.NetIfAdd, NetIfDel: req.NetIfDel,
 			Nameservers: req.Nameserver, SearchDomains: req.Searchdomain},
 		Capabilities: req.Capability, Devices: req.Devices, Features: req.Features, BindMountAdd: req.BindMountAdd,
@@ -298,7 +318,7 @@ func (req *startRequest) validate() error {
 
 // stopRequest is the body of stop and restart.
 type stopRequest struct {
-	Timeout *float64 `json:"timeout,omitempty"` // seconds of grace before the kill (default 60)
+	Timeout *float64 `json:"timeout,omitempty"` // seconds of grace before the kill (default: the host's STOP_TIMEOUT)
 	Kill    bool     `json:"kill,omitempty"`    // stop only: kill at once
 }
 
@@ -312,8 +332,9 @@ type suspendRequest struct {
 }
 
 type checkpointRequest struct {
-	Dir          string `json:"dir,omitempty"`
-	LeaveRunning bool   `json:"leave_running,omitempty"`
+	Dir            string `json:"dir,omitempty"`
+	LeaveRunning   bool   `json:"leave_running,omitempty"`
+	TCPEstablished bool   `json:"tcp_established,omitempty"`
 }
 
 type restoreRequest struct {
@@ -348,7 +369,7 @@ var actions = []action{
 	}},
 	{name: "stop", body: func() any { return new(stopRequest) }, run: func(s *Server, ctx context.Context, id container.ID, b any) (any, error) {
 		req := b.(*stopRequest)
-		timeout, err := seconds("timeout", req.Timeout, 60*time.Second, maxStopTimeout)
+		timeout, err := seconds("timeout", req.Timeout, s.rt.StopTimeout(), maxStopTimeout)
 		if err != nil {
 			return nil, err
 		}
@@ -359,7 +380,7 @@ var actions = []action{
 	}},
 	{name: "restart", body: func() any { return new(stopRequest) }, run: func(s *Server, ctx context.Context, id container.ID, b any) (any, error) {
 		req := b.(*stopRequest)
-		timeout, err := seconds("timeout", req.Timeout, 60*time.Second, maxStopTimeout)
+		timeout, err := seconds("timeout", req.Timeout, s.rt.StopTimeout(), maxStopTimeout)
 		if err != nil {
 			return nil, err
 		}
@@ -392,7 +413,7 @@ var actions = []action{
 	}},
 	{name: "checkpoint", body: func() any { return new(checkpointRequest) }, run: func(s *Server, ctx context.Context, id container.ID, b any) (any, error) {
 		req := b.(*checkpointRequest)
-		return s.rt.Checkpoint(ctx, id, runtime.CheckpointOptions{Dir: req.Dir, LeaveRunning: req.LeaveRunning})
+		return s.rt.Checkpoint(ctx, id, runtime.CheckpointOptions{Dir: req.Dir, LeaveRunning: req.LeaveRunning, TCPEstablished: req.TCPEstablished})
 	}},
 	{name: "restore", body: func() any { return new(restoreRequest) }, run: func(s *Server, ctx context.Context, id container.ID, b any) (any, error) {
 		return s.rt.Restore(ctx, id, runtime.RestoreOptions{Dir: b.(*restoreRequest).Dir})

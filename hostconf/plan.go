@@ -106,6 +106,18 @@ func LoadPlan(dir, name string) (*Plan, error) {
 	return ParsePlan(name, file, text)
 }
 
+// Plan reads plan name of c: from its plans directory, else the built-in plans. A plan that
+// does not exist is ErrNoPlan, named with those that do.
+func (c *Config) Plan(name string) (*Plan, error) {
+	dir := c.PlansDir()
+	p, err := LoadPlan(dir, name)
+	if errors.Is(err, ErrNoPlan) {
+		names, _ := ListPlans(dir)
+		return nil, fmt.Errorf("%w (plans: %s)", err, strings.Join(names, ", "))
+	}
+	return p, err
+}
+
 // errNoPlan is ErrNoPlan that also matches ErrBadConfig.
 var errNoPlan = noPlan{}
 

@@ -27,6 +27,7 @@ import (
 
 	"github.com/vpsctl/vpsctl/container"
 	"github.com/vpsctl/vpsctl/eventlog"
+	"github.com/vpsctl/vpsctl/hostconf"
 	"github.com/vpsctl/vpsctl/internal/spec"
 	"github.com/vpsctl/vpsctl/monitor"
 	"github.com/vpsctl/vpsctl/prestart"
@@ -73,6 +74,10 @@ type Runtime struct {
 	// Events is the host's events log (docs/OPERATIONS.md, "Events"): what happens to each VPS
 	// is appended to it. nil: nothing is logged. OpenConfig sets it.
 	Events *eventlog.Log
+	// Host is the host configuration OpenConfig ran the runtime with (nil after Open: the
+	// built-in defaults). CreateDefaults and StopTimeout read it, so that every caller
+	// (the CLI, the API) gives a request the same host defaults.
+	Host *hostconf.Config
 	// Warn receives warnings about host settings that keep a VPS from working fully (one
 	// line each); nil discards them. They are also in the VPS's monitor.log.
 	Warn io.Writer

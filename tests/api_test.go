@@ -20,6 +20,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"syscall"
 	"testing"
@@ -37,8 +38,15 @@ type apiServer struct {
 // server is stopped (SIGTERM, then SIGKILL) when the test ends.
 func startAPI(t *testing.T, args ...string) *apiServer {
 	t.Helper()
+	return startAPIEnv(t, nil, args...)
+}
+
+// startAPIEnv is startAPI with env added to the server's environment.
+func startAPIEnv(t *testing.T, env []string, args ...string) *apiServer {
+	t.Helper()
 	sock := filepath.Join(t.TempDir(), "v.sock")
 	cmd := exec.Command(bin, append([]string{"--root", root, "serve", "--socket", sock}, args...)...)
+	cmd.Env = append(os.Environ(), env...)
 	var logb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &logb, &logb
 	if err := cmd.Start(); err != nil {
@@ -490,5 +498,36 @@ func TestAPIAudit(t *testing.T) {
 		if rec.Cmd != want[i].cmd || rec.Exit != want[i].exit || rec.UID != 0 || rec.User != "root" || rec.PID != os.Getpid() {
 			t.Errorf("audit line %q, want cmd %q exit %d by uid 0 (root), PID %d", l, want[i].cmd, want[i].exit, os.Getpid())
 		}
+	}
+}
+
+// TestAPIHostDefaults: the API gives a request the host's defaults as the CLI gives a command:
+// DEFAULT_TEMPLATE and the DNS settings for a create that names none, plans (the built-in ones
+// and the host's), and an unknown plan refused before anything is done.
+func TestAPIHostDefaults(t *testing.T) {
+	checkClean(t, "811", "812")
+	env := hostConfig(t, "DEFAULT_TEMPLATE=\"busybox\"\nNAMESERVER=\"198.18.0.53\"\nMEMORY=\"300M\"\n",
+		map[string]string{"tiny": "MEMORY=\"64M\"\nNUMPROC=\"64\"\n"})
+	s := startAPIEnv(t, env)
+	s.expect(t, 201, "POST", "/v1/vps", `{"id":811}`)
+	if c := vpsConf(t, "811"); c["TEMPLATE"] != "busybox" || c["NAMESERVER"] != "198.18.0.53" || c["MEMORY"] != "300M" {
+		t.Fatalf("create with the host's defaults: %v", c)
+	}
+	s.expect(t, 201, "POST", "/v1/vps", `{"id":812,"template":"busybox","plan":"small","numproc":"100"}`)
+	if c := vpsConf(t, "812"); c["MEMORY"] != "512M" || c["NUMPROC"] != "100" || c["CPUS"] != "1" {
+		t.Fatalf("create with the built-in plan small: %v", c)
+	}
+	s.expect(t, 200, "PATCH", "/v1/vps/811", `{"plan":"tiny","cpuunits":"700"}`)
+	if c := vpsConf(t, "811"); c["MEMORY"] != "64M" || c["NUMPROC"] != "64" || c["CPUUNITS"] != "700" || c["TEMPLATE"] != "busybox" {
+		t.Fatalf("set with the host's plan tiny: %v", c)
+	}
+	before := storeDigest(t)
+	s.apiError(t, 400, 21, "plans: large, medium, small, tiny", "POST", "/v1/vps", `{"id":813,"plan":"nosuch"}`)
+	s.apiError(t, 400, 21, "no such plan", "PATCH", "/v1/vps/811", `{"plan":"nosuch","memory":"1G"}`)
+	if after := storeDigest(t); !reflect.DeepEqual(before, after) {
+		t.Fatalf("a refused plan changed the store")
+	}
+	if c := vpsConf(t, "811"); c["MEMORY"] != "64M" {
+		t.Fatalf("a refused set changed the VPS: %v", c)
 	}
 }

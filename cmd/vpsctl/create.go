@@ -52,37 +52,12 @@ func optString(c *cli.Context, n string) *string {
 	return &v
 }
 
-// toHostconf turns limits as flags give them into the host configuration's form ("": not
-// given).
-func toHostconf(l runtime.Limits) hostconf.Limits {
-	s := func(p *string) string {
-		if p == nil {
-			return ""
-		}
-		return *p
-	}
-	return hostconf.Limits{Memory: s(l.Memory), Swap: s(l.Swap), CPUs: s(l.CPUs), CPULimit: s(l.CPULimit),
-		CPUUnits: s(l.CPUUnits), NumProc: s(l.NumProc), IOLimit: s(l.IOLimit), IOWeight: s(l.IOWeight)}
-}
-
-// fromHostconf turns limits in the host configuration's form into the runtime's: "" is not set.
-func fromHostconf(l hostconf.Limits) runtime.Limits {
-	p := func(s string) *string {
-		if s == "" {
-			return nil
-		}
-		return &s
-	}
-	return runtime.Limits{Memory: p(l.Memory), Swap: p(l.Swap), CPUs: p(l.CPUs), CPULimit: p(l.CPULimit),
-		CPUUnits: p(l.CPUUnits), NumProc: p(l.NumProc), IOLimit: p(l.IOLimit), IOWeight: p(l.IOWeight)}
-}
-
 // planOf is --plan's plan, nil without one.
 func planOf(c *cli.Context) (*hostconf.Plan, error) {
 	if !c.IsSet("plan") {
 		return nil, nil
 	}
-	return loadPlan(c.String("plan"))
+	return hostCfg.Plan(c.String("plan"))
 }
 
 func limitsFrom(c *cli.Context) runtime.Limits {
@@ -155,11 +130,7 @@ EXAMPLES:
 			if err != nil {
 				return err
 			}
-			tpl := c.String("template")
-			if tpl == "" {
-				tpl = hostCfg.DefaultTemplate
-			}
-			if tpl == "" {
+			if c.String("template") == "" && hostCfg.DefaultTemplate == "" {
 				return usageError("create: --template is required (see vpsctl template list), or DEFAULT_TEMPLATE in the host configuration")
 			}
 			plan, err := planOf(c)
@@ -178,21 +149,14 @@ EXAMPLES:
 			if err != nil {
 				return err
 			}
-			net := netFrom(c)
-			if net.Nameservers == nil {
-				net.Nameservers = hostCfg.Nameservers
-			}
-			if net.SearchDomains == nil {
-				net.SearchDomains = hostCfg.SearchDomains
-			}
-			limits := fromHostconf(hostCfg.CreateLimits(plan, toHostconf(limitsFrom(c))))
-			err = rt.Create(c.Context, runtime.CreateOptions{ID: id, Name: c.String("name"), Template: tpl,
+			o := runtime.CreateOptions{ID: id, Name: c.String("name"), Template: c.String("template"),
 				Hostname: c.String("hostname"), Domainname: c.String("domainname"), Namespaces: ns,
-				IDMapSize: uint32(size), Limits: limits, Net: net,
+				IDMapSize: uint32(size), Limits: limitsFrom(c), Net: netFrom(c),
 				Devices: c.StringSlice("devices"), Caps: c.StringSlice("capability"), Features: c.StringSlice("features"),
 				BindMounts: c.StringSlice("bindmount"), OnBoot: c.String("onboot"), BootOrder: c.String("bootorder"),
-				DiskSpace: c.String("diskspace"), DiskInodes: c.String("diskinodes")})
-			if err != nil {
+				DiskSpace: c.String("diskspace"), DiskInodes: c.String("diskinodes")}
+			rt.CreateDefaults(&o, plan)
+			if err := rt.Create(c.Context, o); err != nil {
 				return err
 			}
 			fmt.Printf("VPS %d created\n", id)
@@ -245,10 +209,7 @@ EXAMPLES:
 			if err != nil {
 				return err
 			}
-			limits := limitsFrom(c)
-			if plan != nil {
-				limits = fromHostconf(toHostconf(limits).Over(plan.Limits))
-			}
+			limits := limitsFrom(c).WithPlan(plan)
 			users, err := userpasswdFrom(c.StringSlice("userpasswd"), os.Stdin)
 			if err != nil {
 				return err

@@ -5,10 +5,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
 	"time"
 
@@ -22,18 +20,6 @@ import (
 
 func init() {
 	extraCommandList = append(extraCommandList, configCommand, eventsCommand, metricsCommand)
-}
-
-// loadPlan reads plan name from the host configuration's plans directory or the built-in
-// plans; a plan that does not exist is named with those that do.
-func loadPlan(name string) (*hostconf.Plan, error) {
-	dir := hostCfg.PlansDir()
-	p, err := hostconf.LoadPlan(dir, name)
-	if errors.Is(err, hostconf.ErrNoPlan) {
-		names, _ := hostconf.ListPlans(dir)
-		return nil, fmt.Errorf("%w (plans: %s)", err, strings.Join(names, ", "))
-	}
-	return p, err
 }
 
 func configCommand() *cli.Command {
@@ -59,7 +45,7 @@ EXAMPLES:
 				}
 				settings := hostCfg.Settings()
 				if c.IsSet("plan") {
-					p, err := loadPlan(c.String("plan"))
+					p, err := hostCfg.Plan(c.String("plan"))
 					if err != nil {
 						return err
 					}
