@@ -1,8 +1,8 @@
 // The monitor's resting state: while a VPS runs, its monitor is this C loop, not a Go program.
-// The Go monitor boots the VPS, then execve()s the same binary with _VPSCTL_REAPER set; the
+// The Go monitor boots the VPS, then execve()s the same binary with _VPSCTL_STAGE=reaper:FD; the
 // process keeps its PID and its children (the VPS's init), and this code runs before any Go
-// runtime starts, so a running VPS costs the host a few hundred KiB here instead of a Go
-// runtime's megabytes.
+// runtime starts, so a running VPS costs the host tens of KiB of private memory here (38 KiB
+// measured with 1000 running: docs/BENCHMARKS.md) instead of a Go runtime's megabytes.
 //
 // The loop:
 //   - reaps children; the VPS's init's exit ends it (any other child is reaped and forgotten);
