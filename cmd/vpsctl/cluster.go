@@ -145,6 +145,8 @@ EXAMPLES:
 		Subcommands: []*cli.Command{
 			{
 				Name: "join", Usage: "claim this host's VPSs in the cluster registry",
+				Description: `EXAMPLE:
+   vpsctl cluster join        # once CLUSTER= is in the host configuration`,
 				Action: func(c *cli.Context) error {
 					rt, err := openRuntime(c)
 					if err != nil {
@@ -174,6 +176,8 @@ EXAMPLES:
 			},
 			{
 				Name: "agent", Usage: "run this host's cluster agent in the foreground",
+				Description: `EXAMPLE:
+   vpsctl cluster agent       # a service's ExecStart=; vpsctl starts one itself when it needs it`,
 				Action: func(c *cli.Context) error {
 					rt, err := openRuntime(c)
 					if err != nil {
@@ -192,6 +196,8 @@ EXAMPLES:
 			},
 			{
 				Name: "stop", Usage: "stop this host's cluster agent (the host shows as down)",
+				Description: `EXAMPLE:
+   vpsctl cluster stop && vpsctl hosts`,
 				Action: func(c *cli.Context) error {
 					rt, err := openRuntime(c)
 					if err != nil {

@@ -103,7 +103,7 @@ func createCommand() *cli.Command {
 		&cli.StringFlag{Name: "hostname", Usage: "host name (default: the name, or vpsID)"},
 		&cli.StringFlag{Name: "domainname", Usage: "NIS domain name"},
 		&cli.StringFlag{Name: "namespaces", Usage: "namespace subset, e.g. uts,ipc,pid,mnt (default: all of " + strings.Join(spec.AllNamespaces, ",") + ")"},
-		&cli.Uint64Flag{Name: "idmap-size", Usage: "width `N` of the VPS's host UID/GID range (default: UID_RANGE_SIZE, 65536)"},
+		&cli.Uint64Flag{Name: "idmap-size", Usage: "width `N` of the VPS's host UID/GID range", DefaultText: "UID_RANGE_SIZE, 65536"},
 		planFlag(),
 		&cli.StringSliceFlag{Name: "devices", Usage: "allow device `c|b:MAJOR:MINOR:rwm` in addition to the defaults, with its node in /dev (repeatable)"},
 		&cli.StringSliceFlag{Name: "features", Usage: "`tun,fuse,ppp`: the devices (and nodes) each needs"},

@@ -155,7 +155,7 @@ const exitHelp = `EXIT CODES (vzctl's number where vzctl has the same case; vpsc
    71   malformed IP address or network interface
    72   bad nameserver
    73   bad search domain
-   74   password not set (--userpasswd malformed, or the VPS's tools failed)
+   74   password not set (--userpasswd malformed, no password on stdin, or the VPS's tools failed)
    78   IP address in use
    86   bad device rule (--devices)
    91   template not found

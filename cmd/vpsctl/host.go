@@ -28,7 +28,7 @@ func configCommand() *cli.Command {
 		Subcommands: []*cli.Command{{
 			Name: "show", Usage: "print every effective setting and where it came from",
 			Description: `One KEY="value" line per setting, as the file spells it, and its source: default, the
-file and line, env VPSCTL_ROOT, flag --root. --plan shows the limits a create with that plan
+file and line, env VPSCTL_ROOT or VPSCTL_CLUSTER, flag --root. --plan shows the limits a create with that plan
 and no limit flags gets. The file is ` + hostconf.DefaultPath + ` ($` + hostconf.PathEnv + ` names another).
 
 EXAMPLES:

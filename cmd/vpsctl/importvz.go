@@ -18,9 +18,9 @@ func importVZCommand() *cli.Command {
 		Name: "import-vz", Usage: "make a VPS of an OpenVZ container (its vzctl CTID.conf and private area)", ArgsUsage: "CTID.conf PRIVATE_DIR",
 		Description: `Reads the container's vzctl config and says of every key what became of it: mapped to a
 vpsctl setting (HOSTNAME, NAME, IP_ADDRESS, NAMESERVER, SEARCHDOMAIN, NETIF, PHYSPAGES,
-SWAPPAGES, NUMPROC, CPUUNITS, CPULIMIT, CPUS, IOLIMIT, CAPABILITY, DEVICES, DEVNODES, FEATURES),
-understood with nothing to set (VE_ROOT, VE_PRIVATE, OSTEMPLATE, ...), or not mapped and why
-(disk quotas, user beancounters, ...). The private area (a simfs directory, the container's
+SWAPPAGES, NUMPROC, CPUUNITS, CPULIMIT, CPUS, IOLIMIT, CAPABILITY, DEVICES, DEVNODES, FEATURES,
+ONBOOT, BOOTORDER, DISKSPACE), understood with nothing to set (VE_ROOT, VE_PRIVATE, OSTEMPLATE,
+...), or not mapped and why (DISKINODES, quota settings, user beancounters, ...). The private area (a simfs directory, the container's
 root file system) becomes the template vz-CTID (--template NAME for another), and the VPS is
 created over it, stopped. A ploop image must be mounted first (ploop mount) and its mount
 point given. The VPS's ID is the container's unless --id says otherwise.

@@ -37,6 +37,9 @@ func lxcfsCommand() *cli.Command {
 		Subcommands: []*cli.Command{
 			{
 				Name: "status", Usage: "which LXCFS VPSs boot with", Flags: []cli.Flag{formatFlag()},
+				Description: `EXAMPLES:
+   vpsctl lxcfs status
+   vpsctl lxcfs status --format json`,
 				Action: func(c *cli.Context) error {
 					asJSON, err := checkFormat(c)
 					if err != nil {
@@ -65,6 +68,8 @@ func lxcfsCommand() *cli.Command {
 			},
 			{
 				Name: "start", Usage: "run vpsctl's own LXCFS now (unless one is live)",
+				Description: `EXAMPLE:
+   vpsctl lxcfs start && vpsctl lxcfs status`,
 				Action: func(c *cli.Context) error {
 					r, err := root(c)
 					if err != nil {
@@ -107,6 +112,8 @@ func lxcfsCommand() *cli.Command {
 			},
 			{
 				Name: "stop", Usage: "stop vpsctl's own LXCFS (running VPSs see the host's numbers until it runs again)",
+				Description: `EXAMPLE:
+   vpsctl lxcfs stop`,
 				Action: func(c *cli.Context) error {
 					r, err := root(c)
 					if err != nil {

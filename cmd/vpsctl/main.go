@@ -217,7 +217,6 @@ EXAMPLES:
    vpsctl stop 101 && vpsctl destroy 101
 
 ` + exitHelp,
-		HideHelpCommand: true,
 		// --netif-add takes "eth0,bridge=br0,...": commas are not list separators.
 		DisableSliceFlagSeparator: true,
 		Flags: []cli.Flag{
@@ -366,7 +365,7 @@ EXAMPLES:
    vpsctl stop 101 --timeout 10
    vpsctl stop --all`,
 			Flags: []cli.Flag{
-				&cli.DurationFlag{Name: "timeout", Usage: "grace period before killing (default: STOP_TIMEOUT, with --all STOPALL_TIMEOUT)"},
+				&cli.DurationFlag{Name: "timeout", Usage: "grace period before killing", DefaultText: "STOP_TIMEOUT, with --all STOPALL_TIMEOUT"},
 				&cli.BoolFlag{Name: "kill", Usage: "kill at once, no grace period"},
 				&cli.BoolFlag{Name: "all", Usage: "every running VPS"},
 			},
@@ -389,7 +388,13 @@ EXAMPLES:
 		},
 		{
 			Name: "restart", Usage: "stop and start a VPS", ArgsUsage: "ID|NAME",
-			Flags: []cli.Flag{&cli.DurationFlag{Name: "timeout", Usage: "grace period before killing (default: STOP_TIMEOUT)"}},
+			Description: `Stops the VPS as stop does (the guest powers off, killed after --timeout), then starts it.
+A stopped VPS is just started.
+
+EXAMPLES:
+   vpsctl restart 101
+   vpsctl restart web --timeout 10s`,
+			Flags: []cli.Flag{&cli.DurationFlag{Name: "timeout", Usage: "grace period before killing", DefaultText: "STOP_TIMEOUT"}},
 			Action: func(c *cli.Context) error {
 				return withVPS(c, func(rt *runtime.Runtime, id container.ID) error {
 					o := runtime.StopOptions{Timeout: stopTimeout(c), Cause: "vpsctl restart"}
@@ -444,6 +449,14 @@ EXAMPLES:
 		},
 		{
 			Name: "status", Usage: "one line for scripts: VPS ID exist running|stopped, or deleted", ArgsUsage: "ID|NAME",
+			Description: `One line, as vzctl status prints it: "VPS 101 exist running" or "VPS 101 exist stopped",
+followed by "suspended", "incomplete" (a clone, restore or migration that did not finish:
+destroy it) or "backoff" (a reboot loop held back) where they apply; "VPS 101 deleted" for
+no such VPS (exit 0). In a cluster, a VPS of another host is "VPS 101 exist on host NAME".
+
+EXAMPLES:
+   vpsctl status 101
+   vpsctl status web --format json`,
 			Flags: []cli.Flag{formatFlag()},
 			Action: func(c *cli.Context) error {
 				asJSON, err := checkFormat(c)
@@ -579,6 +592,11 @@ func templateCommand() *cli.Command {
 			},
 			{
 				Name: "import", Usage: "import a root filesystem (directory, .tar, .tar.gz, .tar.xz)", ArgsUsage: "NAME PATH",
+				Description: `Copies a root file system into template NAME; device nodes in it are dropped, and said.
+
+EXAMPLES:
+   vpsctl template import alpine ./alpine-minirootfs.tar.gz
+   vpsctl template import mydeb /srv/rootfs/debian`,
 				Action: func(c *cli.Context) error {
 					if c.NArg() != 2 {
 						return usageError("template import: usage: vpsctl template import NAME PATH")
@@ -596,6 +614,9 @@ func templateCommand() *cli.Command {
 			},
 			{
 				Name: "list", Usage: "list templates", Flags: []cli.Flag{formatFlag()},
+				Description: `EXAMPLES:
+   vpsctl template list
+   vpsctl template list --format json`,
 				Action: func(c *cli.Context) error {
 					asJSON, err := checkFormat(c)
 					if err != nil {
@@ -625,6 +646,10 @@ func templateCommand() *cli.Command {
 			},
 			{
 				Name: "remove", Aliases: []string{"rm"}, Usage: "remove a template no VPS uses", ArgsUsage: "NAME",
+				Description: `A template a VPS was created from is refused (exit 210): destroy its VPSs first.
+
+EXAMPLE:
+   vpsctl template remove alpine`,
 				Action: func(c *cli.Context) error {
 					if c.NArg() != 1 {
 						return usageError("template remove: usage: vpsctl template remove NAME")

@@ -27,7 +27,7 @@ stopped. Files are copied as they are: SSH host keys and /etc/machine-id too.
 
 EXAMPLES:
    vpsctl clone 601 602 --ipadd 198.18.0.62 && vpsctl start 602
-   vpsctl clone web web2 --name web2 --hostname web2.example.com`,
+   vpsctl clone web 603 --name web2 --hostname web2.example.com`,
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "name", Usage: "the clone's `NAME`"},
 			&cli.StringFlag{Name: "hostname", Usage: "the clone's host `NAME`"},

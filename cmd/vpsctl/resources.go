@@ -80,6 +80,10 @@ func suspendCommand() *cli.Command {
 func resumeCommand() *cli.Command {
 	return &cli.Command{
 		Name: "resume", Usage: "thaw a suspended VPS", ArgsUsage: "ID|NAME",
+		Description: `Thaws a VPS suspend froze, or restores one suspend --to-disk checkpointed and stopped.
+
+EXAMPLE:
+   vpsctl suspend 101 && vpsctl resume 101`,
 		Action: func(c *cli.Context) error {
 			return withVPS(c, func(rt *runtime.Runtime, id container.ID) error {
 				if err := rt.Resume(c.Context, id); err != nil {
