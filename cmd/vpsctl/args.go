@@ -12,10 +12,12 @@ import (
 // positional. The result is global flags, command path, the command's flags, "--", then the
 // positionals. A global flag among the command's (`vpsctl list --root DIR`) joins the global
 // ones, unless the command has a flag of that name. For commands that run a command (exec,
-// run), everything after the VPS reference belongs to that command and is left alone.
-func reorderArgs(app *cli.App, args []string) []string {
+// run), everything after the VPS reference belongs to that command and is left alone. A flag
+// that takes a value and ends the line is a usage error: the "--" put after the flags would
+// otherwise become its value.
+func reorderArgs(app *cli.App, args []string) ([]string, error) {
 	if len(args) < 2 {
-		return args
+		return args, nil
 	}
 	globals := []string{args[0]}
 	i := 1
@@ -29,11 +31,11 @@ func reorderArgs(app *cli.App, args []string) []string {
 		i++
 	}
 	if i >= len(args) {
-		return globals
+		return globals, nil
 	}
 	cmd := findCommand(app.Commands, args[i])
 	if cmd == nil {
-		return append(globals, args[i:]...)
+		return append(globals, args[i:]...), nil
 	}
 	path := []string{args[i]}
 	i++
@@ -47,7 +49,7 @@ func reorderArgs(app *cli.App, args []string) []string {
 		i++
 	}
 	if cmd.SkipFlagParsing {
-		return append(append(globals, path...), args[i:]...)
+		return append(append(globals, path...), args[i:]...), nil
 	}
 	cmdArgs := runsCommand[cmd.Name]
 	var flags, pos []string
@@ -69,7 +71,10 @@ func reorderArgs(app *cli.App, args []string) []string {
 				to, defs = &globals, app.Flags
 			}
 			*to = append(*to, a)
-			if !strings.Contains(a, "=") && takesValue(defs, a) && i+1 < len(args) {
+			if !strings.Contains(a, "=") && takesValue(defs, a) {
+				if i+1 >= len(args) {
+					return nil, usageError("%s: flag needs an argument: %s", strings.Join(path, " "), a)
+				}
 				*to = append(*to, args[i+1])
 				i++
 			}
@@ -80,7 +85,7 @@ func reorderArgs(app *cli.App, args []string) []string {
 	out := append(globals, path...)
 	out = append(out, flags...)
 	out = append(out, "--")
-	return append(out, pos...)
+	return append(out, pos...), nil
 }
 
 // runsCommand names the commands whose arguments after the VPS are a command line.
@@ -120,4 +125,43 @@ func takesValue(flags []cli.Flag, arg string) bool {
 		}
 	}
 	return false
+}
+
+// maxArgs is how many positional arguments a command's ArgsUsage allows: one per word that is
+// not a flag or a flag's value ("ID --template NAME": 1), -1 for no bound ("HOSTPID...", or a
+// command line after "--").
+func maxArgs(usage string) int {
+	n := 0
+	words := strings.Fields(usage)
+	for i := 0; i < len(words); i++ {
+		w := words[i]
+		switch {
+		case w == "--" || strings.Contains(w, "..."):
+			return -1
+		case w == "|" || w == "[options]":
+		case strings.HasPrefix(w, "--"):
+			if i+1 < len(words) && words[i+1] != "|" && !strings.HasPrefix(words[i+1], "-") && strings.ToUpper(words[i+1]) == words[i+1] && !strings.Contains(words[i+1], "|") {
+				i++ // the flag's value: --template NAME
+			}
+		default:
+			n++
+		}
+	}
+	return n
+}
+
+// checkArgCount refuses more positional arguments than command cmd's ArgsUsage allows (exit
+// 20): `vpsctl destroy 101 102` must not destroy 101 and say nothing of 102.
+func checkArgCount(cmd *cli.Command) cli.BeforeFunc {
+	max := maxArgs(cmd.ArgsUsage)
+	return func(c *cli.Context) error {
+		if max < 0 || c.NArg() <= max {
+			return nil
+		}
+		name := strings.TrimPrefix(c.Command.HelpName, "vpsctl ") // "template list"
+		if max == 0 {
+			return usageError("%s: takes no arguments, got %q", name, c.Args().First())
+		}
+		return usageError("%s: unexpected argument %q (usage: vpsctl %s %s)", name, c.Args().Get(max), name, cmd.ArgsUsage)
+	}
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/vpsctl/vpsctl/eventlog"
@@ -20,8 +21,15 @@ func TestReorderGlobalFlagsAfterCommand(t *testing.T) {
 		// After the VPS, exec's words are its command's, --root included.
 		{[]string{"vpsctl", "exec", "101", "--root", "/x", "--", "ps"}, []string{"vpsctl", "exec", "--", "101", "--root", "/x", "--", "ps"}},
 	} {
-		if got := reorderArgs(app, tc.in); !slices.Equal(got, tc.want) {
-			t.Errorf("%q: got %q, want %q", tc.in, got, tc.want)
+		if got, err := reorderArgs(app, tc.in); err != nil || !slices.Equal(got, tc.want) {
+			t.Errorf("%q: got %q, %v, want %q", tc.in, got, err, tc.want)
+		}
+	}
+	// A value flag that ends the line has no value: the "--" after the flags must not become it.
+	for _, in := range [][]string{{"vpsctl", "migrate", "101", "local", "--dest-root"}, {"vpsctl", "list", "--root"},
+		{"vpsctl", "checkpoint", "101", "--dir"}} {
+		if got, err := reorderArgs(app, in); err == nil || !strings.Contains(err.Error(), "flag needs an argument: "+in[len(in)-1]) {
+			t.Errorf("%q: got %q, %v, want a usage error", in, got, err)
 		}
 	}
 }
@@ -74,6 +82,17 @@ func TestHostErrorsExitCodes(t *testing.T) {
 	} {
 		if got := exitCode(err); got != exitBadValue {
 			t.Errorf("%v: exit %d, want %d", err, got, exitBadValue)
+		}
+	}
+}
+
+// TestMaxArgs: what each form of ArgsUsage allows; every command's is checked at its start.
+func TestMaxArgs(t *testing.T) {
+	for usage, want := range map[string]int{"": 0, "ID|NAME": 1, "ID|NAME | --all": 1, "ID|NAME [options]": 1,
+		"[ID|NAME]": 1, "ID --template NAME": 1, "busybox|debian-12 [NAME]": 2, "ID|NAME FILE": 2,
+		"HOSTPID...": -1, "[ID|PATTERN...]": -1, "ID|NAME -- COMMAND [ARG...]": -1, "[ID] --template T -- COMMAND [ARG...]": -1} {
+		if got := maxArgs(usage); got != want {
+			t.Errorf("maxArgs(%q) = %d, want %d", usage, got, want)
 		}
 	}
 }

@@ -49,8 +49,10 @@ func runCLI() int {
 		startCause = cause
 	}
 	app := newApp()
-	args := reorderArgs(app, os.Args)
-	err = app.Run(args)
+	args, err := reorderArgs(app, os.Args)
+	if err == nil {
+		err = app.Run(args)
+	}
 	code := errorCode(err)
 	if cause == "" {
 		audit(app, args, code) // start --all's own line stands for its children's
@@ -299,6 +301,9 @@ func setUsageErrors(cmds []*cli.Command) {
 	for _, c := range cmds {
 		c.OnUsageError = func(_ *cli.Context, err error, _ bool) error {
 			return cli.Exit(err.Error(), exitUsage)
+		}
+		if len(c.Subcommands) == 0 && !c.SkipFlagParsing && c.Before == nil {
+			c.Before = checkArgCount(c)
 		}
 		setUsageErrors(c.Subcommands)
 	}
