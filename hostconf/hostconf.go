@@ -336,6 +336,9 @@ func checkNumProc(v string) error {
 	if n == 0 {
 		return errors.New("a VPS needs at least its init")
 	}
+	if n > 4<<20 {
+		return errors.New("at most 4194304 (the kernel's PID limit), or unlimited")
+	}
 	return nil
 }
 

@@ -172,6 +172,7 @@ func TestParseErrors(t *testing.T) {
 		{"CPULIMIT=\"x\"\n", 1, "0..409600"},
 		{"NUMPROC=\"0\"\n", 1, "at least its init"},
 		{"NUMPROC=\"many\"\n", 1, "NUMPROC"},
+		{"NUMPROC=\"4194305\"\n", 1, "PID limit"},
 		{"IOLIMIT=\"fast\"\n", 1, "IOLIMIT"},
 		{"IOWEIGHT=\"5\"\n", 1, "10..1000"},
 		{"ROOT=\"relative\"\n", 1, "absolute"},

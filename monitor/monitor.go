@@ -1131,7 +1131,7 @@ func sentinelName(err error) string {
 }
 
 var startSentinels = map[string]error{
-	"ip_in_use": network.ErrIPInUse, "bad_ip": network.ErrBadIP, "bad_value": spec.ErrBadValue,
+	"ip_in_use": network.ErrIPInUse, "bad_ip": network.ErrBadIP, "bad_netif": network.ErrBadNetIf, "bad_value": spec.ErrBadValue,
 	"cgroup_bad_value": cgroup.ErrBadValue, "no_template": store.ErrNoTemplate, "not_exist": store.ErrNotExist,
 	"criu": criu.ErrCRIU, "no_checkpoint": ErrNoCheckpoint, "locked": store.ErrLocked,
 }

@@ -871,7 +871,7 @@ func addNetIf(v *vpsNetns, id container.ID, n NetIf, u *revert.Steps) error {
 		var err error
 		br, err = netlink.LinkByName(n.Bridge)
 		if isNotFound(err) {
-			return fmt.Errorf("netif %s: bridge %s: %w", n.Name, n.Bridge, ErrNotFound)
+			return fmt.Errorf("netif %s: bridge %s: %w: %w", n.Name, n.Bridge, ErrNotFound, ErrBadNetIf)
 		}
 		if err != nil {
 			return fmt.Errorf("netif %s: bridge %s: %w", n.Name, n.Bridge, err)
@@ -882,6 +882,10 @@ func addNetIf(v *vpsNetns, id container.ID, n NetIf, u *revert.Steps) error {
 	}
 	hostName := n.hostName(id)
 	veth, err := newVeth(v, id, hostName, n.Name, n.mac(id), u)
+	if errors.Is(err, ErrExists) {
+		// The host end's name is taken (host-ifname= naming another's link): the setting is bad.
+		return fmt.Errorf("netif %s: %w: %w", n.Name, err, ErrBadNetIf)
+	}
 	if err != nil {
 		return err
 	}

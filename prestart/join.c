@@ -118,7 +118,7 @@ static char *argv_[MAXARGS + 1], *envp_[MAXARGS + 1];
 
 // What a joiner's message says.
 struct join {
-	int pidfd, nsflags, tty, setgroups, nargs, nenv, ngroups;
+	int pidfd, nsflags, tty, setgroups, nargs, nenv, ngroups, cwd_fallback;
 	uint64_t capdrop;
 	const char *cwd;
 	const char *groups[64];
@@ -143,6 +143,8 @@ static void parse(struct msg *m, struct join *j)
 			bad = msg_u64(kv->val, &j->capdrop);
 		else if (!strcmp(kv->key, "cwd"))
 			j->cwd = kv->val;
+		else if (!strcmp(kv->key, "cwd-fallback"))
+			bad = msg_int(kv->val, &j->cwd_fallback);
 		else if (!strcmp(kv->key, "tasks") && j->ngroups < 64)
 			j->groups[j->ngroups++] = kv->val;
 		else if (!strcmp(kv->key, "arg") && j->nargs < MAXARGS)
@@ -225,7 +227,9 @@ static void run(const struct join *j)
 				fail(ST_CAPS);
 		}
 	}
-	if (chdir(j->cwd) < 0 && chdir("/") < 0)
+	// A directory that is not there is an error, unless the caller allows "/" instead (enter's
+	// /root, which a guest may lack).
+	if (chdir(j->cwd) < 0 && (!j->cwd_fallback || chdir("/") < 0))
 		fail(ST_CHDIR);
 	// No host fd other than stdio may survive into the VPS (CVE-2024-21626). The socket stays
 	// usable to report an exec failure and closes on exec.

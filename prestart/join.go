@@ -112,14 +112,16 @@ const (
 
 // Config says what to run and where.
 type Config struct {
-	InitPID   int      // host PID of the VPS's init; its namespaces are joined
-	NSFlags   int      // CLONE_NEW* flags of the namespaces to join
-	Setgroups bool     // setgroups(2) is allowed in the VPS's user namespace
-	TTY       bool     // give the command a new pty from the VPS's devpts
-	CapDrop   uint64   // capabilities to drop from the bounding set
-	Dir       string   // working directory inside the VPS
-	Args      []string // argv; Args[0] is looked up in PATH from Env
-	Env       []string
+	InitPID   int    // host PID of the VPS's init; its namespaces are joined
+	NSFlags   int    // CLONE_NEW* flags of the namespaces to join
+	Setgroups bool   // setgroups(2) is allowed in the VPS's user namespace
+	TTY       bool   // give the command a new pty from the VPS's devpts
+	CapDrop   uint64 // capabilities to drop from the bounding set
+	Dir       string // working directory inside the VPS
+	// DirFallback: a Dir the VPS lacks means "/" instead of a failure (StageChdir).
+	DirFallback bool
+	Args        []string // argv; Args[0] is looked up in PATH from Env
+	Env         []string
 	// Place is where the command joins the VPS's groups (cgroup.JoinPlace): the joiner is
 	// cloned into its cgroup2 directory and writes itself into its v1 tasks files first.
 	Place  cgroup.Place
@@ -190,7 +192,7 @@ func Start(cfg Config) (*Process, error) {
 		cmd.Wait()
 		return nil, err
 	}
-	msg := joinMsg(cfg, 4).AddInt("tty", b2i(cfg.TTY))
+	msg := joinMsg(cfg, 4).AddInt("tty", b2i(cfg.TTY)).AddInt("cwd-fallback", b2i(cfg.DirFallback))
 	b, err := msg.Add("cwd", orRoot(cfg.Dir)).AddAll("arg", cfg.Args).Bytes()
 	if err != nil {
 		return abort(err)

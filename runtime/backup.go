@@ -70,13 +70,20 @@ func (r *Runtime) Backup(ctx context.Context, id container.ID, file string, o Ba
 	if err != nil {
 		return nil, err
 	}
+	if file == "" {
+		return nil, fmt.Errorf("backup: no file named: %w", ErrBadValue)
+	}
 	if file, err = filepath.Abs(file); err != nil {
 		return nil, err
 	}
+	if fi, err := os.Stat(file); err == nil && !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("backup file %s: not a regular file: %w", file, ErrBadValue)
+	}
+	// Where the archive cannot be written is known before anything is frozen or read.
 	tmp := file + ".partial-" + strconv.Itoa(os.Getpid())
 	out, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("backup file %s: %w: %w", file, err, ErrBadValue)
 	}
 	ok := false
 	defer func() {

@@ -97,12 +97,37 @@ func (r *Runtime) Checkpoint(ctx context.Context, id container.ID, o CheckpointO
 	if dir, err = filepath.Abs(dir); err != nil {
 		return nil, err
 	}
+	if err := replaceableDir(dir); err != nil {
+		return nil, err
+	}
 	if s.Suspended {
 		if cg, err := cgroup.New(spec.CgroupPath(s.ID)); err == nil {
 			cg.Thaw() // criu freezes the tree itself
 		}
 	}
 	return r.dump(ctx, s, dir, dumpSpec{leaveRunning: o.LeaveRunning, tcp: o.TCPEstablished}, progressOr(o.Progress))
+}
+
+// replaceableDir checks that checkpoint directory dir may be replaced by a new image: it does
+// not exist, is empty, or holds a vpsctl checkpoint. Anything else (a file, someone's data, a
+// VPS's private area) is refused: a checkpoint replaces its directory whole.
+func replaceableDir(dir string) error {
+	fi, err := os.Lstat(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if fi.IsDir() {
+		if ents, err := os.ReadDir(dir); err == nil && len(ents) == 0 {
+			return nil
+		}
+		if _, err := os.Lstat(filepath.Join(dir, monitor.MetaFile)); err == nil {
+			return nil
+		}
+	}
+	return fmt.Errorf("--dir %s: exists and is not a vpsctl checkpoint (a checkpoint replaces its directory whole): %w", dir, ErrBadValue)
 }
 
 // dumpSpec is how dump runs.
@@ -425,6 +450,7 @@ type CheckpointReport struct {
 	BreakpointsWork bool         `json:"breakpoints_work"`
 	FaultWorkaround bool         `json:"fault_workaround"`
 	SoftDirty       bool         `json:"soft_dirty"`
+	Running         bool         `json:"running"` // false: "VPS is not running" is among the blockers
 	Blockers        []string     `json:"blockers"`
 	Notes           []string     `json:"notes"`
 }
@@ -459,6 +485,7 @@ func (r *Runtime) CheckpointCheck(id container.ID, tcp bool) (*CheckpointReport,
 		rep.Blockers = append(rep.Blockers, "VPS is not running")
 		return rep, nil
 	}
+	rep.Running = true
 	rep.Blockers = append(rep.Blockers, r.externalResources(s)...)
 	rep.Blockers = append(rep.Blockers, vpsBlockers(s.InitPID, tcp)...)
 	for _, n := range s.NetIfs {

@@ -39,6 +39,9 @@ type CloneResult struct {
 // by default: the source's are the source's). A running source is frozen while its files are
 // copied, so the copy is consistent, and thawed after; the source is otherwise untouched.
 func (r *Runtime) Clone(ctx context.Context, src, dst container.ID, o CloneOptions) (*CloneResult, error) {
+	if src == dst {
+		return nil, fmt.Errorf("VPS %d: a clone needs another ID: %w", dst, store.ErrExist)
+	}
 	slk, err := r.St.LockVPS(ctx, src, "clone")
 	if err != nil {
 		return nil, err

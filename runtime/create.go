@@ -135,6 +135,11 @@ func (r *Runtime) Create(ctx context.Context, o CreateOptions) error {
 	if !slices.Contains(ns, "user") && o.IDMapSize != 0 {
 		return fmt.Errorf("--idmap-size needs a user namespace: %w", ErrBadValue)
 	}
+	if slices.Contains(ns, "user") && size < DefaultIDMapSize {
+		// Below that, the guest's own system IDs (tty's group, nobody's 65534) are unmapped and
+		// its boot fails half-way.
+		return fmt.Errorf("--idmap-size %d: a VPS needs at least %d IDs: %w", size, DefaultIDMapSize, ErrBadValue)
+	}
 	pool := o.Pool
 	if pool.Size == 0 {
 		pool = r.Pool

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 
@@ -21,13 +22,16 @@ import (
 
 // ExecOptions describe a command to run inside a VPS.
 type ExecOptions struct {
-	Args   []string
-	TTY    bool
-	Env    []string // added to the default environment
-	Dir    string
-	Stdin  *os.File
-	Stdout *os.File
-	Stderr *os.File
+	Args []string
+	TTY  bool
+	Env  []string // added to the default environment
+	Dir  string   // absolute; "" is "/"
+	// DirFallback runs the command in "/" when the VPS has no Dir (enter's /root); without
+	// it, a Dir the VPS lacks is ErrBadValue.
+	DirFallback bool
+	Stdin       *os.File
+	Stdout      *os.File
+	Stderr      *os.File
 	// OwnSignals leaves this process's signals alone: by default the signals a terminal
 	// sends (SIGINT, SIGTERM, SIGHUP, ...) are relayed to the command, as a foreground
 	// command's would be; a server's own SIGTERM is not its requests' commands'.
@@ -67,6 +71,14 @@ func (r *Runtime) Exec(ctx context.Context, id container.ID, o ExecOptions) (int
 			}
 		}
 	}
+	for _, e := range o.Env {
+		if k, _, ok := strings.Cut(e, "="); !ok || k == "" {
+			return 0, fmt.Errorf("exec: environment variable %q: want NAME=VALUE: %w", e, ErrBadValue)
+		}
+	}
+	if o.Dir != "" && !filepath.IsAbs(o.Dir) {
+		return 0, fmt.Errorf("exec: working directory %q: want an absolute path: %w", o.Dir, ErrBadValue)
+	}
 	cg, err := cgroup.New(spec.CgroupPath(s.ID))
 	if err != nil {
 		return 0, err
@@ -80,7 +92,7 @@ func (r *Runtime) Exec(ctx context.Context, id container.ID, o ExecOptions) (int
 		cfg.Env = append(cfg.Env, "TERM="+t)
 	}
 	cfg.Env = append(cfg.Env, o.Env...)
-	cfg.TTY, cfg.Dir, cfg.Args = o.TTY, o.Dir, o.Args
+	cfg.TTY, cfg.Dir, cfg.DirFallback, cfg.Args = o.TTY, o.Dir, o.DirFallback, o.Args
 	cfg.Stdin, cfg.Stdout, cfg.Stderr = o.Stdin, o.Stdout, o.Stderr
 	sigs := make(chan os.Signal, 8)
 	if !o.OwnSignals {
@@ -96,6 +108,9 @@ func (r *Runtime) Exec(ctx context.Context, id container.ID, o ExecOptions) (int
 				st = 127
 			}
 			return st, &CommandError{Status: st, Err: err}
+		}
+		if errors.As(err, &ne) && ne.Stage == prestart.StageChdir {
+			return 0, fmt.Errorf("exec: working directory %s: %v: %w", o.Dir, ne.Errno, ErrBadValue)
 		}
 		return 0, err
 	}
@@ -185,7 +200,7 @@ func (r *Runtime) Enter(ctx context.Context, id container.ID, in, out, errw *os.
 		}
 		f.Close()
 	}
-	return r.Exec(ctx, id, ExecOptions{Args: []string{shell, "-l"}, TTY: true, Dir: "/root", Stdin: in, Stdout: out, Stderr: errw})
+	return r.Exec(ctx, id, ExecOptions{Args: []string{shell, "-l"}, TTY: true, Dir: "/root", DirFallback: true, Stdin: in, Stdout: out, Stderr: errw})
 }
 
 // openInVPS opens path (relative to the VPS's root) for reading, resolving it inside the VPS's

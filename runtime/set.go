@@ -145,8 +145,14 @@ func (r *Runtime) Set(ctx context.Context, id container.ID, o SetOptions) error 
 	var users [][2]string
 	for _, up := range o.UserPasswd {
 		u, p, ok := strings.Cut(up, ":")
-		if !ok || u == "" || strings.ContainsAny(u, ":\n\x00/ ") || strings.ContainsAny(p, "\n\x00") {
+		if !ok || strings.ContainsAny(p, "\n\x00") {
 			return fmt.Errorf("--userpasswd: want USER:PASSWORD: %w", ErrUserPasswd)
+		}
+		if !validUserName(u) {
+			return fmt.Errorf("--userpasswd: user name %q: want 1..32 of [A-Za-z0-9._-], not starting with '-', '.' or a digit: %w", u, ErrUserPasswd)
+		}
+		if p == "" {
+			return fmt.Errorf("--userpasswd %s: an empty password: %w", u, ErrUserPasswd)
 		}
 		users = append(users, [2]string{u, p})
 	}
@@ -413,4 +419,19 @@ func liveIPs(initPID int) ([]netip.Prefix, error) {
 		}
 	}
 	return out, nil
+}
+
+// validUserName reports whether u is a user name the guest's tools take everywhere (useradd's
+// portable set): 1..32 of [A-Za-z0-9._-], not starting with '-', '.' or a digit.
+func validUserName(u string) bool {
+	if u == "" || len(u) > 32 || u[0] == '-' || u[0] == '.' || u[0] >= '0' && u[0] <= '9' {
+		return false
+	}
+	for i := 0; i < len(u); i++ {
+		c := u[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
 }

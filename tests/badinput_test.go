@@ -262,7 +262,21 @@ func TestBadInput(t *testing.T) {
 	documented := documentedCodes(t)
 	long := strings.Repeat("a", 65)
 
+	// Someone's directory, which a checkpoint must not replace.
+	keep := filepath.Join(t.TempDir(), "keep")
+	if err := os.MkdirAll(keep, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(keep, "precious"), []byte("data\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	rows := []badRow{
+		{name: "checkpoint over another directory", args: []string{"checkpoint", "153", "--leave-running", "--dir", keep}, codes: codes(21), msg: "not a vpsctl checkpoint",
+			check: func(t *testing.T, r result) {
+				if b, err := os.ReadFile(filepath.Join(keep, "precious")); err != nil || string(b) != "data\n" {
+					t.Errorf("the directory's file after the refused checkpoint: %q %v", b, err)
+				}
+			}},
 		{name: "unknown command", args: []string{"frobnicate"}, codes: codes(20), msg: `unknown command "frobnicate"`},
 		{name: "unknown flag", args: []string{"create", "160", "--template", "busybox", "--bogus"}, codes: codes(20), msg: "bogus"},
 		{name: "unknown flag of start", args: []string{"start", "150", "--bogus"}, codes: codes(20), msg: "bogus"},
@@ -309,7 +323,29 @@ func TestBadInput(t *testing.T) {
 		{name: "set searchdomain empty label", args: []string{"set", "150", "--searchdomain", "a..b"}, codes: codes(73), msg: "a..b"},
 		{name: "devices bad type", args: []string{"create", "160", "--template", "busybox", "--devices", "x:1:3:rw"}, codes: codes(86), msg: "x:1:3:rw"},
 		{name: "set devices bad access", args: []string{"set", "150", "--devices", "c:1:3:rx"}, codes: codes(86), msg: "c:1:3:rx"},
-		{name: "userpasswd no colon", args: []string{"set", "150", "--userpasswd", "a b:c"}, codes: codes(74), msg: "USER:PASSWORD"},
+		{name: "userpasswd no colon", args: []string{"set", "150", "--userpasswd", "a b:c"}, codes: codes(74), msg: `"a b"`},
+		{name: "userpasswd empty password", args: []string{"set", "150", "--userpasswd", "alice:"}, codes: codes(74), msg: "empty password"},
+		{name: "userpasswd bad user name", args: []string{"set", "150", "--userpasswd", "-root:x"}, codes: codes(74), msg: `"-root"`},
+		{name: "numproc above the kernel's", args: []string{"set", "150", "--numproc", "4294967296"}, codes: codes(21), msg: "4194304"},
+		{name: "devices major too big", args: []string{"set", "150", "--devices", "c:5000:1:rw"}, codes: codes(86), msg: "c:5000:1:rw"},
+		{name: "devices access twice", args: []string{"set", "150", "--devices", "c:1:3:rrr"}, codes: codes(86), msg: "c:1:3:rrr"},
+		{name: "idmap-size below a system's", args: []string{"create", "160", "--template", "busybox", "--idmap-size", "1"}, codes: codes(21), msg: "at least 65536"},
+		{name: "extra argument", args: []string{"destroy", "150", "151"}, codes: codes(20), msg: `"151"`},
+		{name: "status extra argument", args: []string{"status", "150", "x"}, codes: codes(20), msg: `"x"`},
+		{name: "flag without its value", args: []string{"checkpoint", "153", "--dir"}, codes: codes(20), msg: "--dir"},
+		{name: "migrate without dest-root's value", args: []string{"migrate", "150", "local", "--dest-root"}, codes: codes(20), msg: "--dest-root"},
+		{name: "checkpoint check stopped", args: []string{"checkpoint", "--check", "150"}, codes: codes(31), msg: "not running"},
+		{name: "clone onto itself", args: []string{"clone", "150", "150"}, codes: codes(44), msg: "another ID"},
+		{name: "backup into a directory", args: []string{"backup", "150", "/tmp"}, codes: codes(21), msg: "not a regular file"},
+		{name: "backup where no directory is", args: []string{"backup", "150", "/nonexistent/d/f.tar"}, codes: codes(21), msg: "/nonexistent/d/f.tar"},
+		{name: "exec workdir missing", args: []string{"exec", "-w", "/nonexistent", "153", "--", "touch", "created-here"}, codes: codes(21), msg: "/nonexistent",
+			check: func(t *testing.T, r result) {
+				if r := vpsctl(t, "exec", "153", "--", "test", "-e", "/created-here"); r.code == 0 {
+					t.Errorf("the command ran in / instead")
+				}
+			}},
+		{name: "exec workdir relative", args: []string{"exec", "-w", "tmp", "153", "--", "true"}, codes: codes(21), msg: `"tmp"`},
+		{name: "exec env without a value", args: []string{"exec", "-e", "FOO", "153", "--", "true"}, codes: codes(21), msg: `"FOO"`},
 		{name: "memory 12Q", args: []string{"create", "160", "--template", "busybox", "--memory", "12Q"}, codes: codes(21), msg: "12Q"},
 		{name: "set memory 12Q", args: []string{"set", "150", "--memory", "12Q"}, codes: codes(21), msg: "12Q"},
 		{name: "cpuunits 5", args: []string{"create", "160", "--template", "busybox", "--cpuunits", "5"}, codes: codes(21), msg: "cpuunits"},

@@ -55,6 +55,9 @@ EXAMPLES:
 					} else {
 						printCheck(rep)
 					}
+					if err == nil && !rep.Running {
+						return fmt.Errorf("VPS %d: %w", id, runtime.ErrNotRunning) // as checkpoint's own answer
+					}
 					if err == nil && len(rep.Blockers) > 0 {
 						return cli.Exit(fmt.Sprintf("VPS %d: %v: %d blocker(s) listed", id, runtime.ErrCheckpointBlocked, len(rep.Blockers)), exitBlocked)
 					}

@@ -36,20 +36,22 @@ func ParseDevice(s string) (cgroup.DeviceRule, error) {
 	if f[0] != "c" && f[0] != "b" {
 		return bad("type must be c or b")
 	}
-	num := func(x string) (int64, bool) {
+	// The kernel's device numbers: a 12-bit major, a 20-bit minor.
+	num := func(x string, bits uint) (int64, bool) {
 		if x == "*" {
 			return -1, true
 		}
 		n, err := strconv.ParseInt(x, 10, 64)
-		return n, err == nil && n >= 0 && n < 1<<20
+		return n, err == nil && n >= 0 && n < 1<<bits
 	}
-	maj, ok1 := num(f[1])
-	min, ok2 := num(f[2])
+	maj, ok1 := num(f[1], 12)
+	min, ok2 := num(f[2], 20)
 	if !ok1 || !ok2 {
-		return bad("bad major or minor")
+		return bad("bad major (0..4095) or minor (0..1048575)")
 	}
-	if f[3] == "" || strings.Trim(f[3], "rwm") != "" {
-		return bad("access must be a subset of rwm")
+	if f[3] == "" || len(f[3]) > 3 || strings.Trim(f[3], "rwm") != "" ||
+		strings.Count(f[3], "r") > 1 || strings.Count(f[3], "w") > 1 || strings.Count(f[3], "m") > 1 {
+		return bad("access must be a subset of rwm, each letter once")
 	}
 	return cgroup.DeviceRule{Type: rune(f[0][0]), Major: maj, Minor: min, Access: f[3]}, nil
 }

@@ -41,6 +41,9 @@ func (d DefaultLimits) Fill(c *store.Config) {
 	}
 }
 
+// maxNumProc is the most pids.max takes: the kernel's PID_MAX_LIMIT on 64-bit.
+const maxNumProc = 4 << 20
+
 // Resources turns a config's limits into cgroup resources. Unset limits become "unlimited" (or
 // the default weight), so that a limit removed from the config is lifted when applied.
 func Resources(c *store.Config) (*cgroup.Resources, error) {
@@ -93,6 +96,9 @@ func Resources(c *store.Config) (*cgroup.Resources, error) {
 	}
 	if *r.NumProc == 0 {
 		return nil, fmt.Errorf("--numproc 0: a VPS needs at least its init: %w", ErrBadValue)
+	}
+	if *r.NumProc > maxNumProc {
+		return nil, fmt.Errorf("--numproc %d: at most %d (the kernel's PID limit), or unlimited: %w", *r.NumProc, maxNumProc, ErrBadValue)
 	}
 	if c.IOLimit != "" {
 		v, err := cgroup.ParseSize(c.IOLimit)
