@@ -494,6 +494,22 @@ func TestNetworkRefusals(t *testing.T) {
 			t.Errorf("refused start left link %s", l.Attrs().Name)
 		}
 	}
+
+	// An interface the host cannot give at start (its bridge is not there, or not a bridge) is
+	// a bad interface (71) naming it, and the start leaves nothing.
+	for _, bridge := range []string{"nosuchbr0", "lo"} {
+		vpsctl(t, "destroy", "134")
+		must(t, "create", "134", "--template", "busybox", "--netif-add", "eth0,bridge="+bridge)
+		if r := expectCode(t, 71, "start", "134"); !strings.Contains(r.err, bridge) {
+			t.Errorf("start with bridge=%s: error does not name it: %q", bridge, r.err)
+		}
+		if s := netStatusOf(t, "134"); s.State != "stopped" {
+			t.Errorf("VPS 134 after refused start: %+v", s)
+		}
+		if left := hostObjects(t, []string{"134"}, nil); len(left) > 0 {
+			t.Errorf("refused start left: %q", left)
+		}
+	}
 }
 
 func TestNetworkCrash(t *testing.T) {
