@@ -180,9 +180,9 @@ func startSupervisor(root, bin string) error {
 	return cmd.Process.Release()
 }
 
-// Stop stops state root's own LXCFS (its supervisor, then LXCFS, then the mount): what the
-// VPSs booted with it see becomes the host's numbers' absence (ENOTCONN) until they restart.
-// false: none ran.
+// Stop stops state root's own LXCFS (its supervisor, then LXCFS, then the mount): the views
+// of the VPSs booted with it are detached, so they see the host's numbers until an LXCFS runs
+// again and its views are bound (TestGuestViewsWithoutLXCFS). false: none ran.
 func Stop(root string) (bool, error) {
 	held, text := store.LockHeld(lockPath(root))
 	if !held {

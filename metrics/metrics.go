@@ -75,7 +75,7 @@ type Usage struct {
 	OOMKills     uint64            // processes the kernel's OOM killer killed in it
 	Failcnt      map[string]uint64 // beancounter failcnt by resource (numproc, physpages, ...)
 	Net          *Net              // nil: not measured (no network namespace of its own)
-	Disk         *Disk             // nil: not measured (no quota accounting for its private area)
+	Disk         *Disk             // nil: not measured (a VPS without --diskspace: its files are on the host's file system)
 }
 
 // Net is the traffic of a VPS's interfaces, summed, as seen from inside it (receive = into

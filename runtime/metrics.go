@@ -70,6 +70,11 @@ func (r *Runtime) usage(s *Status) *metrics.Usage {
 			u.SwapLimit = bytes(c.Limit)
 		}
 	}
+	// A VPS with --diskspace: its image's file system, as df shows it inside, and its hard
+	// limit. Without one, its files are the host's file system's and not measured.
+	if du, err := r.diskUsage(s, false); err == nil && du != nil {
+		u.Disk = &metrics.Disk{UsedBytes: du.UsedBytes, Limit: metrics.Limit(du.HardBytes)}
+	}
 	if slices.Contains(s.Namespaces, "net") {
 		// The init's view is its network namespace's: the VPS's interfaces, lo left out.
 		if b, err := sysfile.ReadFile("/proc/" + strconv.Itoa(s.InitPID) + "/net/dev"); err == nil {

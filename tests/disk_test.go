@@ -2,6 +2,7 @@ package tests
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -97,6 +98,16 @@ func TestDiskSpace(t *testing.T) {
 	}
 	if got := dfSizeKiB(t, id); !near(got, 600<<10) {
 		t.Fatalf("a refused shrink changed the size: %d KiB", got)
+	}
+	// metrics: the image's usage (the 300M that dd filled, less the file system's own) and
+	// the hard limit.
+	var used, limit float64
+	for _, l := range strings.Split(must(t, "metrics"), "\n") {
+		fmt.Sscanf(l, `vpsctl_vps_disk_usage_bytes{id="`+id+`",name=""} %g`, &used)
+		fmt.Sscanf(l, `vpsctl_vps_disk_limit_bytes{id="`+id+`",name=""} %g`, &limit)
+	}
+	if used < 250<<20 || used > 600<<20 || limit != 600<<20 {
+		t.Fatalf("metrics: disk usage %g, limit %g; want about 300M used of 600M", used, limit)
 	}
 	must(t, "exec", id, "--", "rm", "/big")
 	must(t, "set", id, "--diskspace", "400M")
