@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 
 	"github.com/vpsctl/vpsctl/container"
 	"github.com/vpsctl/vpsctl/disk"
@@ -76,6 +77,9 @@ func (r *Runtime) Create(ctx context.Context, o CreateOptions) error {
 		return err
 	}
 	c.Namespaces = ns
+	if err := namespacesFor(ns, len(o.Net.IPAdd) > 0 || len(o.Net.NetIfAdd) > 0, o.Hostname != "" || o.Domainname != ""); err != nil {
+		return err
+	}
 	if o.IDMapSize == 0 && slices.Contains(ns, "user") {
 		o.IDMapSize = r.IDMapSize // the host's; 0 too: DefaultIDMapSize
 	}
@@ -383,5 +387,18 @@ func (r *Runtime) commitCreate(stage string, id container.ID, name string) error
 	}
 	fault.Point("create-committed")
 	r.event(id, name, eventlog.Created, "")
+	return nil
+}
+
+// namespacesFor refuses settings that a VPS with namespaces ns would never apply: addresses
+// or interfaces (net) without a network namespace, a host or domain name (uts) without a UTS
+// namespace. Recorded, they would show in list and status as if they held.
+func namespacesFor(ns []string, net, uts bool) error {
+	if net && !slices.Contains(ns, "net") {
+		return fmt.Errorf("addresses and interfaces need the VPS's own network namespace (net, not in --namespaces %s): %w", strings.Join(ns, ","), ErrBadValue)
+	}
+	if uts && !slices.Contains(ns, "uts") {
+		return fmt.Errorf("a host or domain name needs the VPS's own UTS namespace (uts, not in --namespaces %s): %w", strings.Join(ns, ","), ErrBadValue)
+	}
 	return nil
 }

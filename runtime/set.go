@@ -61,6 +61,9 @@ func (r *Runtime) Set(ctx context.Context, id container.ID, o SetOptions) error 
 	}
 	old := s.cfg
 	next := *old
+	if err := namespacesFor(old.Namespaces, len(o.Net.IPAdd) > 0 || len(o.Net.NetIfAdd) > 0, o.Hostname != nil || o.Domainname != nil); err != nil {
+		return fmt.Errorf("VPS %d: %w", id, err)
+	}
 	if o.Name != nil && *o.Name != "" {
 		if err := container.ValidateName(*o.Name); err != nil {
 			return err

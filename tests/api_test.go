@@ -379,13 +379,10 @@ func TestAPIListen(t *testing.T) {
 		resp.Body.Close()
 	}
 	lines := auditLines(t)[before:]
-	var rec struct {
-		UID  int    `json:"uid"`
-		Peer string `json:"peer"`
-		Cmd  string `json:"cmd"`
-		Exit int    `json:"exit"`
+	if len(lines) != 1 {
+		t.Fatalf("audit lines of a DELETE over TCP: %q", lines)
 	}
-	if len(lines) != 1 || json.Unmarshal([]byte(lines[0]), &rec) != nil || rec.Cmd != "API DELETE /v1/templates/no-such-tpl" ||
+	if rec := auditRecords(t, lines)[0]; rec.Cmd != "API DELETE /v1/templates/no-such-tpl" ||
 		rec.Exit != 91 || rec.UID != -1 || !strings.HasPrefix(rec.Peer, "127.0.0.1:") || !strings.HasSuffix(rec.Peer, " CN=panel") {
 		t.Fatalf("audit lines of a DELETE over TCP: %q", lines)
 	}
@@ -484,19 +481,9 @@ func TestAPIAudit(t *testing.T) {
 	if len(lines) != len(want) {
 		t.Fatalf("%d audit lines, want %d:\n%s", len(lines), len(want), strings.Join(lines, "\n"))
 	}
-	for i, l := range lines {
-		var rec struct {
-			UID  int    `json:"uid"`
-			User string `json:"user"`
-			PID  int    `json:"pid"`
-			Cmd  string `json:"cmd"`
-			Exit int    `json:"exit"`
-		}
-		if err := json.Unmarshal([]byte(l), &rec); err != nil {
-			t.Fatalf("%q: %v", l, err)
-		}
+	for i, rec := range auditRecords(t, lines) {
 		if rec.Cmd != want[i].cmd || rec.Exit != want[i].exit || rec.UID != 0 || rec.User != "root" || rec.PID != os.Getpid() {
-			t.Errorf("audit line %q, want cmd %q exit %d by uid 0 (root), PID %d", l, want[i].cmd, want[i].exit, os.Getpid())
+			t.Errorf("audit line %q, want cmd %q exit %d by uid 0 (root), PID %d", lines[i], want[i].cmd, want[i].exit, os.Getpid())
 		}
 	}
 }

@@ -3,6 +3,7 @@ package tests
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -33,6 +34,30 @@ func auditLines(t testing.TB) []string {
 		return nil
 	}
 	return strings.Split(strings.TrimSuffix(string(b), "\n"), "\n")
+}
+
+// auditRecord is an audit line's fields the tests check.
+type auditRecord struct {
+	UID  int    `json:"uid"`
+	User string `json:"user"`
+	PID  int    `json:"pid"`
+	Peer string `json:"peer"`
+	Cmd  string `json:"cmd"`
+	Exit int    `json:"exit"`
+}
+
+// auditRecords decodes audit lines; a line that is not one fails t.
+func auditRecords(t testing.TB, lines []string) []auditRecord {
+	t.Helper()
+	recs := make([]auditRecord, 0, len(lines))
+	for _, l := range lines {
+		var rec auditRecord
+		if err := json.Unmarshal([]byte(l), &rec); err != nil {
+			t.Fatalf("audit line %q: %v", l, err)
+		}
+		recs = append(recs, rec)
+	}
+	return recs
 }
 
 // storeDigest walks the state root and describes every entry (see storeState). It skips what
@@ -352,6 +377,10 @@ func TestBadInput(t *testing.T) {
 		{name: "numproc 0", args: []string{"create", "160", "--template", "busybox", "--numproc", "0"}, codes: codes(21), msg: "numproc"},
 		{name: "namespaces uts,foo", args: []string{"create", "160", "--template", "busybox", "--namespaces", "uts,foo"}, codes: codes(21), msg: `"foo"`},
 		{name: "namespaces without pid,mnt", args: []string{"create", "160", "--template", "busybox", "--namespaces", "uts,ipc"}, codes: codes(21), msg: "pid"},
+		{name: "empty root", args: []string{"list", "--root", ""}, codes: codes(20), msg: "--root"},
+		{name: "root a file", args: []string{"list", "--root", "/etc/passwd"}, codes: codes(21), msg: "/etc/passwd"},
+		{name: "address without net", args: []string{"create", "160", "--template", "busybox", "--namespaces", "uts,ipc,pid,mnt,user", "--ipadd", "198.18.0.160"}, codes: codes(21), msg: "network namespace"},
+		{name: "hostname without uts", args: []string{"create", "160", "--template", "busybox", "--namespaces", "ipc,pid,mnt,user,net", "--hostname", "foo"}, codes: codes(21), msg: "UTS namespace"},
 		{name: "idmap-size 0", args: []string{"create", "160", "--template", "busybox", "--idmap-size", "0"}, codes: codes(21), msg: "idmap-size"},
 		{name: "idmap-size too big for the pool", args: []string{"create", "160", "--template", "busybox", "--idmap-size", "4000000000"}, codes: codes(212), msg: "4000000000"},
 

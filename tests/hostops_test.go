@@ -678,26 +678,7 @@ func TestAudit(t *testing.T) {
 	if len(added) != 3 {
 		t.Fatalf("%d audit lines, want 3 (create, set, destroy):\n%s", len(added), strings.Join(added, "\n"))
 	}
-	var recs []struct {
-		UID  int    `json:"uid"`
-		User string `json:"user"`
-		PID  int    `json:"pid"`
-		Cmd  string `json:"cmd"`
-		Exit int    `json:"exit"`
-	}
-	for _, l := range added {
-		var rec struct {
-			UID  int    `json:"uid"`
-			User string `json:"user"`
-			PID  int    `json:"pid"`
-			Cmd  string `json:"cmd"`
-			Exit int    `json:"exit"`
-		}
-		if err := json.Unmarshal([]byte(l), &rec); err != nil {
-			t.Fatalf("%q: %v", l, err)
-		}
-		recs = append(recs, rec)
-	}
+	recs := auditRecords(t, added)
 	pre := "vpsctl --root " + root + " "
 	if recs[0].Cmd != pre+"create 2551 --template busybox" || recs[0].Exit != 0 || recs[0].User != "root" || recs[0].PID == 0 {
 		t.Errorf("create: %+v", recs[0])

@@ -126,9 +126,15 @@ func applyRoot(c *cli.Context) error {
 	if !c.IsSet("root") {
 		return nil
 	}
+	if c.String("root") == "" {
+		return usageError("--root: an empty directory name") // not the current directory
+	}
 	dir, err := filepath.Abs(c.String("root"))
 	if err != nil {
 		return err
+	}
+	if fi, err := os.Stat(dir); err == nil && !fi.IsDir() {
+		return fmt.Errorf("--root %s: not a directory: %w", dir, runtime.ErrBadValue)
 	}
 	return hostCfg.Override("ROOT", dir, hostconf.Source{Kind: hostconf.FromFlag, Name: "root"})
 }
