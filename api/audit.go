@@ -4,8 +4,6 @@ import (
 	"context"
 	"net"
 	"net/http"
-	"os/user"
-	"strconv"
 	"sync/atomic"
 	"time"
 
@@ -60,10 +58,7 @@ func (s *Server) beginAudit(r *http.Request, path string) *http.Request {
 	}
 	rec := eventlog.Record{UID: -1, Cmd: "API " + r.Method + " " + r.URL.RequestURI()}
 	if p, ok := r.Context().Value(peerKey{}).(peer); ok && p.uid >= 0 {
-		rec.UID, rec.PID = p.uid, p.pid
-		if u, err := user.LookupId(strconv.Itoa(p.uid)); err == nil {
-			rec.User = u.Username
-		}
+		rec.UID, rec.PID, rec.User = p.uid, p.pid, eventlog.UserName(p.uid)
 	} else {
 		rec.Peer = r.RemoteAddr
 		if r.TLS != nil && len(r.TLS.PeerCertificates) > 0 {
@@ -73,9 +68,15 @@ func (s *Server) beginAudit(r *http.Request, path string) *http.Request {
 	return r.WithContext(context.WithValue(r.Context(), auditKey{}, &auditing{rec: rec}))
 }
 
+// auditOf is r's audit line, nil if r writes none.
+func auditOf(r *http.Request) *auditing {
+	a, _ := r.Context().Value(auditKey{}).(*auditing)
+	return a
+}
+
 // handOver makes the operation r starts the writer of r's audit line.
 func handOver(r *http.Request) {
-	if a, ok := r.Context().Value(auditKey{}).(*auditing); ok {
+	if a := auditOf(r); a != nil {
 		a.byOp = true
 	}
 }
@@ -83,7 +84,7 @@ func handOver(r *http.Request) {
 // endRequest writes r's audit line, if no operation took it over, with the exit code of the
 // handler's error err.
 func (s *Server) endRequest(r *http.Request, err error) {
-	if a, ok := r.Context().Value(auditKey{}).(*auditing); ok && !a.byOp {
+	if a := auditOf(r); a != nil && !a.byOp {
 		exit := 0
 		if err != nil {
 			exit = s.errorOf(err).ExitCode
@@ -94,8 +95,8 @@ func (s *Server) endRequest(r *http.Request, err error) {
 
 // endAudit writes r's audit line with exit code exit unless it was written already.
 func (s *Server) endAudit(r *http.Request, exit int) {
-	a, ok := r.Context().Value(auditKey{}).(*auditing)
-	if !ok || a.done.Swap(true) {
+	a := auditOf(r)
+	if a == nil || a.done.Swap(true) {
 		return
 	}
 	a.rec.Time, a.rec.Exit = time.Now(), exit

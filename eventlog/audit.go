@@ -34,9 +34,7 @@ func Audit(root string, maxSize int64, keep int) *Log {
 // supplies SUDO_USER (os.Getenv in the CLI); argv[0] is shortened to its base name.
 func NewRecord(argv []string, exit int, getenv func(string) string) Record {
 	r := Record{Time: time.Now(), UID: os.Getuid(), PID: os.Getpid(), Exit: exit, SudoUser: getenv("SUDO_USER")}
-	if u, err := user.LookupId(strconv.Itoa(r.UID)); err == nil {
-		r.User = u.Username
-	}
+	r.User = UserName(r.UID)
 	r.LoginUID = loginUID()
 	args := Redact(argv)
 	if len(args) > 0 {
@@ -47,6 +45,14 @@ func NewRecord(argv []string, exit int, getenv func(string) string) Record {
 		r.Cmd = strings.ToValidUTF8(r.Cmd[:maxLine/2], "") + "..."
 	}
 	return r
+}
+
+// UserName is uid's name on this host, "" if it has none.
+func UserName(uid int) string {
+	if u, err := user.LookupId(strconv.Itoa(uid)); err == nil {
+		return u.Username
+	}
+	return ""
 }
 
 // loginUID reads /proc/self/loginuid: the UID the session logged in as, which su and sudo do

@@ -361,6 +361,7 @@ func TestBadInput(t *testing.T) {
 		{name: "migrate without dest-root's value", args: []string{"migrate", "150", "local", "--dest-root"}, codes: codes(20), msg: "--dest-root"},
 		{name: "checkpoint check stopped", args: []string{"checkpoint", "--check", "150"}, codes: codes(31), msg: "not running"},
 		{name: "clone onto itself", args: []string{"clone", "150", "150"}, codes: codes(44), msg: "another ID"},
+		{name: "backup into no file", args: []string{"backup", "150", ""}, codes: codes(21), msg: "no file"},
 		{name: "backup into a directory", args: []string{"backup", "150", "/tmp"}, codes: codes(21), msg: "not a regular file"},
 		{name: "backup where no directory is", args: []string{"backup", "150", "/nonexistent/d/f.tar"}, codes: codes(21), msg: "/nonexistent/d/f.tar"},
 		{name: "exec workdir missing", args: []string{"exec", "-w", "/nonexistent", "153", "--", "touch", "created-here"}, codes: codes(21), msg: "/nonexistent",

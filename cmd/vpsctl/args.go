@@ -140,7 +140,7 @@ func maxArgs(usage string) int {
 			return -1
 		case w == "|" || w == "[options]":
 		case strings.HasPrefix(w, "--"):
-			if i+1 < len(words) && words[i+1] != "|" && !strings.HasPrefix(words[i+1], "-") && strings.ToUpper(words[i+1]) == words[i+1] && !strings.Contains(words[i+1], "|") {
+			if i+1 < len(words) && words[i+1] != "|" && !strings.HasPrefix(words[i+1], "-") {
 				i++ // the flag's value: --template NAME
 			}
 		default:
